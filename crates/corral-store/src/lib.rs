@@ -1,0 +1,178 @@
+//! The store: every SQL statement Corral runs, on SQLite (embedded default) or PostgreSQL.
+//!
+//! One SQL text serves both backends: statements use `$N` placeholders, portable types
+//! (TEXT, BIGINT) and `ON CONFLICT` clauses both engines know, and run through sqlx's `Any`
+//! driver. Where the engines really differ (locking), the code branches on [`Backend`].
+//!
+//! SQLite runs in WAL mode with one writer connection and a pool of readers: writes are
+//! serialised in-process, so a write transaction never fails with `SQLITE_BUSY` on a lock
+//! upgrade. PostgreSQL uses one pool for both.
+//!
+//! Architecture invariant: nothing here knows HTTP; every tenant-owned query takes the
+//! tenant id as a parameter that core takes from the operation context.
+
+/// A SQL text built only from constants of this crate (column lists, table names), never
+/// from input: every value is bound.
+macro_rules! sqlf {
+    ($($t:tt)*) => {
+        sqlx::AssertSqlSafe(format!($($t)*))
+    };
+}
+
+mod identity;
+mod migrate;
+mod namespaces;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use corral_types::Error;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, ConnectOptions, Executor};
+
+pub use identity::*;
+pub use namespaces::*;
+
+/// Which engine a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A connection to Corral's database. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    /// Reads (and, on PostgreSQL, writes).
+    pool: AnyPool,
+    /// Write transactions. On SQLite a single connection; on PostgreSQL the same pool.
+    writer: AnyPool,
+    backend: Backend,
+}
+
+/// Pool figures for the metrics endpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolStats {
+    pub size: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite://...` or `postgres://...`) and applies pending migrations.
+    pub async fn open(url: &str, max_connections: u32) -> Result<Store, Error> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(Error::bad_request(format!(
+                "Unsupported database URL scheme in '{}': use sqlite:// or postgres://.",
+                redact_url(url)
+            )));
+        };
+        let opts = AnyConnectOptions::from_str(url)
+            .map_err(|e| Error::bad_request(format!("Invalid database URL: {e}")))?
+            .log_statements(tracing::log::LevelFilter::Trace)
+            .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(500));
+        let store = match backend {
+            Backend::Sqlite => {
+                let pool = sqlite_pool(max_connections.max(2)).connect_with(opts.clone()).await.map_err(db)?;
+                let writer = sqlite_pool(1).connect_with(opts).await.map_err(db)?;
+                // WAL is a property of the file: set once, kept by every later connection.
+                sqlx::raw_sql("PRAGMA journal_mode = WAL").execute(&writer).await.map_err(db)?;
+                Store { pool, writer, backend }
+            }
+            Backend::Postgres => {
+                let pool = AnyPoolOptions::new()
+                    .max_connections(max_connections.max(2))
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect_with(opts)
+                    .await
+                    .map_err(db)?;
+                Store { writer: pool.clone(), pool, backend }
+            }
+        };
+        migrate::run(&store).await?;
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Answers whether the database can be reached now (for `GET /ping`).
+    pub async fn ping(&self) -> bool {
+        let probe = sqlx::query("SELECT 1").execute(&self.pool);
+        matches!(tokio::time::timeout(Duration::from_secs(2), probe).await, Ok(Ok(_)))
+    }
+
+    pub fn pool_stats(&self) -> PoolStats {
+        PoolStats {
+            size: self.pool.size(),
+            idle: self.pool.num_idle() as u32,
+            max: self.pool.options().get_max_connections(),
+        }
+    }
+
+    /// Closes every connection; later calls fail as "store unavailable".
+    pub async fn close(&self) {
+        self.pool.close().await;
+        self.writer.close().await;
+    }
+
+    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, Error> {
+        self.writer.begin().await.map_err(db)
+    }
+}
+
+fn sqlite_pool(max: u32) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(Duration::from_secs(10))
+        .after_connect(|conn, _meta| {
+            Box::pin(async move {
+                conn.execute("PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL;")
+                    .await?;
+                Ok(())
+            })
+        })
+}
+
+/// Maps a database error to the public enum: connection trouble is 503 (the store is
+/// unavailable, try again), everything else is an internal fault with the detail logged.
+pub(crate) fn db(e: sqlx::Error) -> Error {
+    match e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
+            Error::Unavailable("The store is unavailable.".to_string())
+        }
+        other => Error::internal(format!("database: {other}")),
+    }
+}
+
+/// Hides the password of a database URL before it goes into a message or a log.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(redact_url("postgres://u:secret@h:5/db"), "postgres://u:***@h:5/db");
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact_url("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
+    }
+}

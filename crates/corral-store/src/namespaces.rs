@@ -1,0 +1,127 @@
+//! CDAP namespaces of a tenant.
+
+use corral_types::{Error, TenantId};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::{Store, db};
+
+/// A stored namespace; `config` is a JSON object of strings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamespaceRow {
+    pub name: String,
+    pub description: String,
+    pub config: String,
+}
+
+fn ns_row(r: &AnyRow) -> Result<NamespaceRow, sqlx::Error> {
+    Ok(NamespaceRow { name: r.try_get(0)?, description: r.try_get(1)?, config: r.try_get(2)? })
+}
+
+impl Store {
+    pub async fn list_namespaces(&self, tenant: &TenantId) -> Result<Vec<NamespaceRow>, Error> {
+        sqlx::query("SELECT name, description, config FROM namespaces WHERE tenant_id = $1 ORDER BY name")
+            .bind(&tenant.0)
+            .fetch_all(&self.pool)
+            .await
+            .and_then(|rows| rows.iter().map(ns_row).collect())
+            .map_err(db)
+    }
+
+    pub async fn get_namespace(&self, tenant: &TenantId, name: &str) -> Result<Option<NamespaceRow>, Error> {
+        sqlx::query("SELECT name, description, config FROM namespaces WHERE tenant_id = $1 AND name = $2")
+            .bind(&tenant.0)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .and_then(|r| r.as_ref().map(ns_row).transpose())
+            .map_err(db)
+    }
+
+    /// Creates the namespace unless it exists; either way answers what is stored now.
+    pub async fn create_namespace(&self, tenant: &TenantId, ns: &NamespaceRow, now: i64) -> Result<NamespaceRow, Error> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO namespaces (tenant_id, name, description, config, create_time) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&tenant.0)
+        .bind(&ns.name)
+        .bind(&ns.description)
+        .bind(&ns.config)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        let stored = sqlx::query("SELECT name, description, config FROM namespaces WHERE tenant_id = $1 AND name = $2")
+            .bind(&tenant.0)
+            .bind(&ns.name)
+            .fetch_one(&mut *tx)
+            .await
+            .and_then(|r| ns_row(&r))
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(stored)
+    }
+
+    /// Replaces the fields given; `None` when the namespace does not exist.
+    pub async fn update_namespace(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        description: Option<&str>,
+        config: Option<&str>,
+    ) -> Result<Option<NamespaceRow>, Error> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE namespaces SET description = COALESCE($1, description), config = COALESCE($2, config) \
+             WHERE tenant_id = $3 AND name = $4",
+        )
+        .bind(description)
+        .bind(config)
+        .bind(&tenant.0)
+        .bind(name)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let stored = sqlx::query("SELECT name, description, config FROM namespaces WHERE tenant_id = $1 AND name = $2")
+            .bind(&tenant.0)
+            .bind(name)
+            .fetch_one(&mut *tx)
+            .await
+            .and_then(|r| ns_row(&r))
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(Some(stored))
+    }
+
+    /// Deletes a namespace and everything in it; `default` is emptied and kept.
+    /// False when it does not exist.
+    pub async fn delete_namespace(&self, tenant: &TenantId, name: &str) -> Result<bool, Error> {
+        let mut tx = self.begin_write().await?;
+        let done = if name == "default" {
+            // Nothing lives inside a namespace yet; the apps issue empties its tables here.
+            sqlx::query("SELECT 1 FROM namespaces WHERE tenant_id = $1 AND name = $2")
+                .bind(&tenant.0)
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?
+                .is_some()
+        } else {
+            sqlx::query("DELETE FROM namespaces WHERE tenant_id = $1 AND name = $2")
+                .bind(&tenant.0)
+                .bind(name)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?
+                .rows_affected()
+                == 1
+        };
+        tx.commit().await.map_err(db)?;
+        Ok(done)
+    }
+}

@@ -1,0 +1,150 @@
+//! The one public error enum. Every layer returns it; only `corral-api` turns it into HTTP.
+//!
+//! Each variant carries the *external* message, the text a client may see. Internal detail
+//! (a database error, an I/O error) lives only in [`Error::Internal`] and is logged once by
+//! the API layer, never sent.
+
+use std::fmt;
+
+/// Errors a request or a job can end with. The HTTP status is fixed per variant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// 400: the request is malformed or a value is invalid.
+    BadRequest(String),
+    /// 401: missing or invalid credentials.
+    Unauthorized(String),
+    /// 403: authenticated but not allowed, or a reserved object.
+    Forbidden(String),
+    /// 404: no such resource (including another tenant's).
+    NotFound(String),
+    /// 405: known route, wrong method. `allow` is the `Allow` header value.
+    MethodNotAllowed { message: String, allow: String },
+    /// 409: conflicts with the current state.
+    Conflict(String),
+    /// 413: body over the limit (the limit in bytes).
+    PayloadTooLarge(u64),
+    /// 501: a known URI of a feature Corral does not implement.
+    NotImplemented(String),
+    /// 503: a dependency (the store) cannot be reached, or a service has no healthy instance.
+    Unavailable(String),
+    /// 500: an unexpected fault. `detail` is for the log only.
+    Internal { detail: String },
+}
+
+impl Error {
+    /// Builds an internal error from anything printable; the text never reaches a client.
+    pub fn internal(detail: impl fmt::Display) -> Self {
+        Error::Internal { detail: detail.to_string() }
+    }
+
+    pub fn bad_request(msg: impl Into<String>) -> Self {
+        Error::BadRequest(msg.into())
+    }
+
+    pub fn not_found(msg: impl Into<String>) -> Self {
+        Error::NotFound(msg.into())
+    }
+
+    pub fn conflict(msg: impl Into<String>) -> Self {
+        Error::Conflict(msg.into())
+    }
+
+    pub fn forbidden(msg: impl Into<String>) -> Self {
+        Error::Forbidden(msg.into())
+    }
+
+    /// The HTTP status code of this error.
+    pub fn status(&self) -> u16 {
+        match self {
+            Error::BadRequest(_) => 400,
+            Error::Unauthorized(_) => 401,
+            Error::Forbidden(_) => 403,
+            Error::NotFound(_) => 404,
+            Error::MethodNotAllowed { .. } => 405,
+            Error::Conflict(_) => 409,
+            Error::PayloadTooLarge(_) => 413,
+            Error::NotImplemented(_) => 501,
+            Error::Unavailable(_) => 503,
+            Error::Internal { .. } => 500,
+        }
+    }
+
+    /// The message a client sees.
+    pub fn external_message(&self) -> String {
+        match self {
+            Error::BadRequest(m)
+            | Error::Unauthorized(m)
+            | Error::Forbidden(m)
+            | Error::NotFound(m)
+            | Error::Conflict(m)
+            | Error::NotImplemented(m)
+            | Error::Unavailable(m) => m.clone(),
+            Error::MethodNotAllowed { message, .. } => message.clone(),
+            Error::PayloadTooLarge(limit) => format!("Request body exceeds {limit} bytes."),
+            Error::Internal { .. } => "Internal error.".to_string(),
+        }
+    }
+}
+
+/// The reason phrase of a status code, as the contract's `error` field spells it.
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        409 => "Conflict",
+        413 => "Payload Too Large",
+        415 => "Unsupported Media Type",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        _ => "Error",
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Internal { detail } => write!(f, "internal error: {detail}"),
+            other => write!(f, "{} {}", other.status(), other.external_message()),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_variant_maps_to_its_status_and_a_known_reason() {
+        let cases = [
+            (Error::bad_request("x"), 400),
+            (Error::Unauthorized("x".into()), 401),
+            (Error::forbidden("x"), 403),
+            (Error::not_found("x"), 404),
+            (Error::MethodNotAllowed { message: "x".into(), allow: "GET".into() }, 405),
+            (Error::conflict("x"), 409),
+            (Error::PayloadTooLarge(10), 413),
+            (Error::NotImplemented("x".into()), 501),
+            (Error::Unavailable("x".into()), 503),
+            (Error::internal("boom"), 500),
+        ];
+        for (err, status) in cases {
+            assert_eq!(err.status(), status, "{err:?}");
+            assert_ne!(reason_phrase(status), "Error", "{status} lacks a reason phrase");
+        }
+    }
+
+    #[test]
+    fn internal_detail_is_never_external() {
+        let err = Error::internal("password=hunter2 at db");
+        assert_eq!(err.external_message(), "Internal error.");
+        assert_eq!(Error::PayloadTooLarge(4).external_message(), "Request body exceeds 4 bytes.");
+    }
+}

@@ -1,0 +1,15 @@
+//! Corral's vocabulary: typed ids and names, roles and the operation context, the wire views
+//! of the API, and the one public error enum.
+//!
+//! Architecture invariant: this crate does no I/O and knows nothing of HTTP or SQL. It is the
+//! bottom of the dependency graph; every other crate depends on it.
+
+pub mod ctx;
+pub mod error;
+pub mod ids;
+pub mod time;
+pub mod views;
+
+pub use ctx::{Access, OpCtx, Principal, Role, TenantRef};
+pub use error::{Error, Result};
+pub use ids::{ApiKeyId, NamespaceName, TenantId, TenantName, UserName};

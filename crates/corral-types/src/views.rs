@@ -1,0 +1,154 @@
+//! Wire views: the JSON shapes of the contract, separate from how the store keeps rows.
+//! Field names follow each family's spelling (camelCase for Coopr, CDAP's own for `/v3`).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::ctx::Role;
+
+/// Coopr's default for `maxClusters` and `maxNodes`: Java's `Integer.MAX_VALUE`.
+pub const UNLIMITED: i64 = 2_147_483_647;
+
+fn unlimited() -> i64 {
+    UNLIMITED
+}
+
+/// A tenant (Coopr's TenantSpecification).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Tenant {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Concurrent background job slots.
+    pub workers: i64,
+    #[serde(default = "unlimited")]
+    pub max_clusters: i64,
+    #[serde(default = "unlimited")]
+    pub max_nodes: i64,
+}
+
+/// A tenant as given in a request: `workers` is required on create, defaulted on replace.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantInput {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub workers: Option<i64>,
+    pub max_clusters: Option<i64>,
+    pub max_nodes: Option<i64>,
+}
+
+/// Body of `POST /v2/tenants` and `PUT /v2/tenants/{tenant}`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+pub struct TenantRequest {
+    pub tenant: TenantInput,
+    #[serde(default)]
+    pub bootstrap: bool,
+}
+
+/// Answer of `POST /v2/tenants`: the tenant and its first admin with its key (shown once).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TenantCreated {
+    pub tenant: Tenant,
+    pub admin: UserWithKey,
+}
+
+/// A user of a tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    pub id: String,
+    pub tenant: String,
+    pub role: Role,
+    pub description: String,
+    pub create_time: i64,
+}
+
+/// A user and a key just issued to it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserWithKey {
+    #[serde(flatten)]
+    pub user: User,
+    pub apikey: ApiKeyCreated,
+}
+
+/// Body of `POST /v2/users`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+pub struct UserCreate {
+    pub id: String,
+    pub role: Option<String>,
+    pub description: Option<String>,
+}
+
+/// Body of `PUT /v2/users/{user}`.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+pub struct UserUpdate {
+    pub id: Option<String>,
+    pub role: Option<String>,
+    pub description: Option<String>,
+}
+
+/// An API key's public record. The secret is never part of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKey {
+    pub id: String,
+    /// The first 8 characters of the key, to recognise it.
+    pub prefix: String,
+    pub description: String,
+    pub create_time: i64,
+    pub expire_time: Option<i64>,
+    pub last_used_time: Option<i64>,
+}
+
+/// An API key in the one answer that creates it: the only time `key` is shown.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ApiKeyCreated {
+    #[serde(flatten)]
+    pub record: ApiKey,
+    pub key: String,
+}
+
+/// Body of `POST /v2/users/{user}/apikeys` and `POST /v2/tenants/{tenant}/adminkey`.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeyCreate {
+    pub description: Option<String>,
+    /// Milliseconds since the epoch, in the future.
+    pub expire_time: Option<i64>,
+}
+
+/// Answer of `GET /token`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AccessToken {
+    pub access_token: String,
+    pub token_type: String,
+    pub expires_in: i64,
+}
+
+/// A CDAP namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Namespace {
+    pub name: String,
+    pub description: String,
+    pub config: BTreeMap<String, String>,
+}
+
+/// Body of `PUT /v3/namespaces/{ns}` and `PUT /v3/namespaces/{ns}/properties`.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+pub struct NamespaceInput {
+    pub description: Option<String>,
+    pub config: Option<BTreeMap<String, String>>,
+}
+
+/// The JSON error body every error carries (README 4).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    pub code: u16,
+    pub error: String,
+    pub message: String,
+}
