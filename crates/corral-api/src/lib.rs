@@ -1,1 +1,108 @@
+//! Corral's HTTP API: one axum router serving the four families on one port.
+//!
+//! Routes are registered once, next to their OpenAPI annotations (`utoipa-axum`), so the
+//! served routes, the committed `openapi/corral.json`, the `/docs` page and the auth-matrix
+//! test all come from the same list. Handlers are thin: extract, call one [`Core`] function,
+//! render a view.
+//!
+//! Architecture invariant: no SQL here; the API reaches data only through `corral-core`.
 
+pub mod error;
+pub mod extract;
+mod middleware;
+mod openapi;
+mod reply;
+mod routes;
+pub mod serve;
+
+use std::sync::{Arc, OnceLock};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use corral_core::Core;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tower_http::catch_panic::CatchPanicLayer;
+use utoipa_swagger_ui::SwaggerUi;
+
+pub use openapi::openapi;
+
+/// The request id of the request being served (a request extension).
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub core: Arc<Core>,
+    pub max_body_bytes: usize,
+    pub metrics: PrometheusHandle,
+}
+
+/// The process-wide Prometheus recorder. `metrics` has one global recorder, so every server
+/// in a process (tests run several) shares it.
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            const BUCKETS: &[f64] = &[
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ];
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Suffix("_seconds".into()),
+                    BUCKETS,
+                )
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
+            }
+            handle
+        })
+        .clone()
+}
+
+/// Builds the whole application: routes, docs, middleware.
+pub fn app(state: AppState) -> Router {
+    let (router, api) = routes::router().split_for_parts();
+    let max_body = state.max_body_bytes;
+    let allow = middleware::AllowMap::from_openapi(&api);
+    router
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", api))
+        .fallback(middleware::no_route)
+        .layer(axum::middleware::from_fn_with_state(
+            allow,
+            middleware::method_not_allowed,
+        ))
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn(middleware::metrics))
+        .layer(CatchPanicLayer::custom(|_| {
+            error::ApiError(corral_types::Error::internal("handler panicked")).into_response_static()
+        }))
+        .layer(axum::middleware::from_fn(middleware::request_id))
+        .with_state(state)
+}
+
+/// Every route accepts an optional trailing slash (README 6.4), answered by the same handler
+/// without a redirect. Applied before routing. The docs pages keep theirs: the Swagger UI
+/// serves `/docs/` and redirects `/docs` to it.
+pub fn normalize_path(mut req: Request) -> Request {
+    let path = req.uri().path();
+    if path.len() > 1 && path.ends_with('/') && !path.starts_with("/docs/") {
+        let trimmed = path.trim_end_matches('/');
+        let trimmed = if trimmed.is_empty() { "/" } else { trimmed };
+        let pq = match req.uri().query() {
+            Some(q) => format!("{trimmed}?{q}"),
+            None => trimmed.to_string(),
+        };
+        let mut parts = req.uri().clone().into_parts();
+        if let Ok(pq) = pq.parse() {
+            parts.path_and_query = Some(pq);
+            if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+                *req.uri_mut() = uri;
+            }
+        }
+    }
+    req
+}

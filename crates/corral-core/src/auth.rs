@@ -46,7 +46,11 @@ pub struct Authenticator {
 
 impl Authenticator {
     pub fn new(store: Store, ttl: Duration) -> Self {
-        Authenticator { store, ttl, cache: Mutex::new(HashMap::new()) }
+        Authenticator {
+            store,
+            ttl,
+            cache: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Forgets every cached credential; called after any identity change.
@@ -94,7 +98,10 @@ impl Authenticator {
 
     /// Checks a credential and answers who it is.
     pub async fn authenticate(&self, cred: &Credential) -> Result<Principal, Error> {
-        let row = self.resolve(&cred.secret).await?.ok_or_else(invalid_credentials)?;
+        let row = self
+            .resolve(&cred.secret)
+            .await?
+            .ok_or_else(invalid_credentials)?;
         let now = now_ms();
         if row.expire_time.is_some_and(|t| t <= now) {
             return Err(invalid_credentials());
@@ -107,12 +114,16 @@ impl Authenticator {
         if cred.user_must_be_unique && self.store.count_tenants_with_user(&row.user_id).await? != 1 {
             return Err(invalid_credentials());
         }
-        let role = Role::parse(&row.role).ok_or_else(|| Error::internal(format!("stored role {:?}", row.role)))?;
+        let role =
+            Role::parse(&row.role).ok_or_else(|| Error::internal(format!("stored role {:?}", row.role)))?;
         if row.last_used_time.is_none_or(|t| now - t >= TOUCH_EVERY_MS) {
             self.touch(&row, now);
         }
         Ok(Principal {
-            tenant: TenantRef { id: row.tenant_id, name: TenantName::from_trusted(row.tenant_name) },
+            tenant: TenantRef {
+                id: row.tenant_id,
+                name: TenantName::from_trusted(row.tenant_name),
+            },
             user: UserName::from_trusted(row.user_id),
             role,
             api_key: row.api_key_id,

@@ -5,10 +5,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use corral_store::{NewTenant, TenantRow};
+use corral_types::Error;
 use corral_types::ctx::SUPERADMIN_TENANT;
 use corral_types::time::now_ms;
 use corral_types::views::UNLIMITED;
-use corral_types::Error;
 
 use crate::identity::{admin_user, key_record, new_tenant_id};
 use crate::{Core, secrets};
@@ -74,8 +74,15 @@ impl Core {
             copy_from_superadmin: false,
             worker_capacity: i64::MAX,
         };
-        let created = self.store.bootstrap(&new, || write_key_file(&path, &secret)).await?;
-        Ok(if created { Bootstrap::Created(path) } else { Bootstrap::AlreadyDone })
+        let created = self
+            .store
+            .bootstrap(&new, || write_key_file(&path, &secret))
+            .await?;
+        Ok(if created {
+            Bootstrap::Created(path)
+        } else {
+            Bootstrap::AlreadyDone
+        })
     }
 }
 
@@ -99,7 +106,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
     }
 }

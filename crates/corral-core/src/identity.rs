@@ -1,15 +1,15 @@
 //! Tenants, users, API keys, access tokens and profiles (coopr-v2.md 3-5, README 3.3).
 
 use corral_store::{
-    ApiKeyRow, CreateTenantOutcome, DeleteTenantOutcome, NewApiKey, NewTenant, TenantRow, UpdateTenantOutcome,
-    UserChange, UserRow,
+    ApiKeyRow, CreateTenantOutcome, DeleteTenantOutcome, NewApiKey, NewTenant, TenantRow,
+    UpdateTenantOutcome, UserChange, UserRow,
 };
 use corral_types::ctx::SUPERADMIN_TENANT;
-use corral_types::ids::{is_valid_name, invalid_name};
+use corral_types::ids::{invalid_name, is_valid_name};
 use corral_types::time::now_ms;
 use corral_types::views::{
-    AccessToken, ApiKey, ApiKeyCreate, ApiKeyCreated, Tenant, TenantCreated, TenantInput, TenantRequest, User,
-    UserCreate, UserUpdate, UserWithKey, UNLIMITED,
+    AccessToken, ApiKey, ApiKeyCreate, ApiKeyCreated, Tenant, TenantCreated, TenantInput, TenantRequest,
+    UNLIMITED, User, UserCreate, UserUpdate, UserWithKey,
 };
 use corral_types::{Access, ApiKeyId, Error, OpCtx, Role, TenantId};
 
@@ -28,7 +28,10 @@ fn user_not_found(id: &str) -> Error {
 }
 
 fn last_admin(ctx: &OpCtx) -> Error {
-    Error::conflict(format!("Tenant '{}' must keep at least one admin.", ctx.tenant().name))
+    Error::conflict(format!(
+        "Tenant '{}' must keep at least one admin.",
+        ctx.tenant().name
+    ))
 }
 
 pub(crate) fn tenant_view(r: TenantRow) -> Tenant {
@@ -43,7 +46,13 @@ pub(crate) fn tenant_view(r: TenantRow) -> Tenant {
 
 fn user_view(tenant: &str, r: UserRow) -> Result<User, Error> {
     let role = Role::parse(&r.role).ok_or_else(|| Error::internal(format!("stored role {:?}", r.role)))?;
-    Ok(User { id: r.id, tenant: tenant.to_string(), role, description: r.description, create_time: r.create_time })
+    Ok(User {
+        id: r.id,
+        tenant: tenant.to_string(),
+        role,
+        description: r.description,
+        create_time: r.create_time,
+    })
 }
 
 fn key_view(r: ApiKeyRow) -> ApiKey {
@@ -59,7 +68,9 @@ fn key_view(r: ApiKeyRow) -> ApiKey {
 
 fn check_description(d: &str) -> Result<(), Error> {
     if d.chars().count() > MAX_DESCRIPTION {
-        return Err(Error::bad_request(format!("description is longer than {MAX_DESCRIPTION} characters.")));
+        return Err(Error::bad_request(format!(
+            "description is longer than {MAX_DESCRIPTION} characters."
+        )));
     }
     Ok(())
 }
@@ -82,7 +93,10 @@ fn tenant_row(input: &TenantInput, require_workers: bool) -> Result<TenantRow, E
         max_nodes: input.max_nodes.unwrap_or(UNLIMITED),
         create_time: now_ms(),
     };
-    if row.workers < 0 || row.max_clusters < 0 || row.max_nodes < 0 || row.description.chars().count() > MAX_DESCRIPTION
+    if row.workers < 0
+        || row.max_clusters < 0
+        || row.max_nodes < 0
+        || row.description.chars().count() > MAX_DESCRIPTION
     {
         return Err(bad());
     }
@@ -121,7 +135,12 @@ fn created_key(k: NewApiKey, secret: String) -> ApiKeyCreated {
 }
 
 pub(crate) fn admin_user() -> UserRow {
-    UserRow { id: "admin".into(), role: Role::Admin.as_str().into(), description: String::new(), create_time: now_ms() }
+    UserRow {
+        id: "admin".into(),
+        role: Role::Admin.as_str().into(),
+        description: String::new(),
+        create_time: now_ms(),
+    }
 }
 
 pub(crate) fn new_tenant_id() -> TenantId {
@@ -130,18 +149,32 @@ pub(crate) fn new_tenant_id() -> TenantId {
 
 /// Path parameters of user routes must be names; anything else cannot exist.
 fn user_param(id: &str) -> Result<&str, Error> {
-    if is_valid_name(id) { Ok(id) } else { Err(user_not_found(id)) }
+    if is_valid_name(id) {
+        Ok(id)
+    } else {
+        Err(user_not_found(id))
+    }
 }
 
 impl Core {
     pub async fn list_tenants(&self, ctx: &OpCtx) -> Result<Vec<Tenant>, Error> {
         ctx.require(Access::Superadmin)?;
-        Ok(self.store.list_tenants().await?.into_iter().map(tenant_view).collect())
+        Ok(self
+            .store
+            .list_tenants()
+            .await?
+            .into_iter()
+            .map(tenant_view)
+            .collect())
     }
 
     pub async fn get_tenant(&self, ctx: &OpCtx, name: &str) -> Result<Tenant, Error> {
         ctx.require(Access::Superadmin)?;
-        self.store.get_tenant(name).await?.map(tenant_view).ok_or_else(|| tenant_not_found(name))
+        self.store
+            .get_tenant(name)
+            .await?
+            .map(tenant_view)
+            .ok_or_else(|| tenant_not_found(name))
     }
 
     pub async fn create_tenant(&self, ctx: &OpCtx, req: TenantRequest) -> Result<TenantCreated, Error> {
@@ -162,13 +195,18 @@ impl Core {
             CreateTenantOutcome::NameTaken => {
                 return Err(Error::conflict(format!("Tenant {} already exists.", row.name)));
             }
-            CreateTenantOutcome::NoCapacity => return Err(Error::conflict("Not enough capacity to add tenant.")),
+            CreateTenantOutcome::NoCapacity => {
+                return Err(Error::conflict("Not enough capacity to add tenant."));
+            }
         }
         tracing::info!(request_id = %ctx.request_id, tenant = %row.name, "tenant created");
         let tenant_name = row.name.clone();
         Ok(TenantCreated {
             tenant: tenant_view(row),
-            admin: UserWithKey { user: user_view(&tenant_name, admin)?, apikey: created_key(key, secret) },
+            admin: UserWithKey {
+                user: user_view(&tenant_name, admin)?,
+                apikey: created_key(key, secret),
+            },
         })
     }
 
@@ -183,14 +221,20 @@ impl Core {
         }
         let row = tenant_row(&input, false)?;
         if row.name != name {
-            return Err(Error::bad_request("tenant name in body does not match name in path."));
+            return Err(Error::bad_request(
+                "tenant name in body does not match name in path.",
+            ));
         }
-        match self.store.update_tenant(&row, self.settings.worker_capacity).await? {
+        match self
+            .store
+            .update_tenant(&row, self.settings.worker_capacity)
+            .await?
+        {
             UpdateTenantOutcome::Updated(row) => Ok(tenant_view(row)),
             UpdateTenantOutcome::NotFound => Err(tenant_not_found(name)),
-            UpdateTenantOutcome::QuotaViolated => {
-                Err(Error::conflict("Writing tenant would cause cluster or node quotas to be violated."))
-            }
+            UpdateTenantOutcome::QuotaViolated => Err(Error::conflict(
+                "Writing tenant would cause cluster or node quotas to be violated.",
+            )),
             UpdateTenantOutcome::NoCapacity => Err(Error::conflict("Not enough capacity to update tenant.")),
         }
     }
@@ -214,7 +258,12 @@ impl Core {
     }
 
     /// Recovery: makes sure the tenant has an `admin` admin and issues it a new key.
-    pub async fn issue_admin_key(&self, ctx: &OpCtx, tenant: &str, req: ApiKeyCreate) -> Result<UserWithKey, Error> {
+    pub async fn issue_admin_key(
+        &self,
+        ctx: &OpCtx,
+        tenant: &str,
+        req: ApiKeyCreate,
+    ) -> Result<UserWithKey, Error> {
         ctx.require(Access::Superadmin)?;
         let description = req.description.unwrap_or_default();
         check_description(&description)?;
@@ -226,19 +275,31 @@ impl Core {
             .ok_or_else(|| tenant_not_found(tenant))?;
         self.auth.invalidate();
         tracing::info!(request_id = %ctx.request_id, tenant = %tenant, "admin key issued");
-        Ok(UserWithKey { user: user_view(&tenant_row.name, user)?, apikey: created_key(key, secret) })
+        Ok(UserWithKey {
+            user: user_view(&tenant_row.name, user)?,
+            apikey: created_key(key, secret),
+        })
     }
 
     pub async fn list_users(&self, ctx: &OpCtx) -> Result<Vec<User>, Error> {
         ctx.require(Access::Admin)?;
         let tenant = ctx.tenant();
-        self.store.list_users(&tenant.id).await?.into_iter().map(|u| user_view(tenant.name.as_str(), u)).collect()
+        self.store
+            .list_users(&tenant.id)
+            .await?
+            .into_iter()
+            .map(|u| user_view(tenant.name.as_str(), u))
+            .collect()
     }
 
     pub async fn get_user(&self, ctx: &OpCtx, id: &str) -> Result<User, Error> {
         ctx.require(Access::Admin)?;
         let tenant = ctx.tenant();
-        let row = self.store.get_user(&tenant.id, user_param(id)?).await?.ok_or_else(|| user_not_found(id))?;
+        let row = self
+            .store
+            .get_user(&tenant.id, user_param(id)?)
+            .await?
+            .ok_or_else(|| user_not_found(id))?;
         user_view(tenant.name.as_str(), row)
     }
 
@@ -253,7 +314,12 @@ impl Core {
         };
         let description = req.description.unwrap_or_default();
         check_description(&description)?;
-        let row = UserRow { id: req.id, role: role.as_str().into(), description, create_time: now_ms() };
+        let row = UserRow {
+            id: req.id,
+            role: role.as_str().into(),
+            description,
+            create_time: now_ms(),
+        };
         let tenant = ctx.tenant();
         if !self.store.create_user(&tenant.id, &row).await? {
             return Err(Error::conflict(format!("User '{}' already exists.", row.id)));
@@ -269,13 +335,22 @@ impl Core {
             return Err(user_not_found(id));
         }
         if req.id.as_deref().is_some_and(|body_id| body_id != id) {
-            return Err(Error::bad_request("User id in body does not match user id in path."));
+            return Err(Error::bad_request(
+                "User id in body does not match user id in path.",
+            ));
         }
-        let role = req.role.as_deref().map(|r| Role::parse(r).ok_or_else(|| invalid_role(r))).transpose()?;
+        let role = req
+            .role
+            .as_deref()
+            .map(|r| Role::parse(r).ok_or_else(|| invalid_role(r)))
+            .transpose()?;
         if let Some(d) = &req.description {
             check_description(d)?;
         }
-        let changed = self.store.update_user(&tenant.id, id, role.map(Role::as_str), req.description.as_deref()).await?;
+        let changed = self
+            .store
+            .update_user(&tenant.id, id, role.map(Role::as_str), req.description.as_deref())
+            .await?;
         match changed {
             UserChange::Done(row) => {
                 self.auth.invalidate();
@@ -305,7 +380,13 @@ impl Core {
         if self.store.get_user(tenant, user_param(user)?).await?.is_none() {
             return Err(user_not_found(user));
         }
-        Ok(self.store.list_keys(tenant, user).await?.into_iter().map(key_view).collect())
+        Ok(self
+            .store
+            .list_keys(tenant, user)
+            .await?
+            .into_iter()
+            .map(key_view)
+            .collect())
     }
 
     pub async fn get_key(&self, ctx: &OpCtx, user: &str, key_id: &str) -> Result<ApiKey, Error> {
@@ -316,10 +397,19 @@ impl Core {
         }
         let missing = || key_not_found(user, key_id);
         let id = ApiKeyId::parse(key_id).ok_or_else(missing)?;
-        self.store.get_key(tenant, user, id).await?.map(key_view).ok_or_else(missing)
+        self.store
+            .get_key(tenant, user, id)
+            .await?
+            .map(key_view)
+            .ok_or_else(missing)
     }
 
-    pub async fn create_key(&self, ctx: &OpCtx, user: &str, req: ApiKeyCreate) -> Result<ApiKeyCreated, Error> {
+    pub async fn create_key(
+        &self,
+        ctx: &OpCtx,
+        user: &str,
+        req: ApiKeyCreate,
+    ) -> Result<ApiKeyCreated, Error> {
         ctx.require(Access::Admin)?;
         let tenant = &ctx.tenant().id;
         if self.store.get_user(tenant, user_param(user)?).await?.is_none() {
@@ -359,8 +449,19 @@ impl Core {
         let secret = secrets::generate(secrets::TOKEN_PREFIX)?;
         let ttl = self.settings.token_ttl.as_secs() as i64;
         let now = now_ms();
-        self.store.create_token(&secrets::hash(&secret), ctx.principal.api_key, now, now + ttl * 1000).await?;
-        Ok(AccessToken { access_token: secret, token_type: "Bearer".into(), expires_in: ttl })
+        self.store
+            .create_token(
+                &secrets::hash(&secret),
+                ctx.principal.api_key,
+                now,
+                now + ttl * 1000,
+            )
+            .await?;
+        Ok(AccessToken {
+            access_token: secret,
+            token_type: "Bearer".into(),
+            expires_in: ttl,
+        })
     }
 
     pub async fn get_profile(&self, ctx: &OpCtx) -> Result<serde_json::Value, Error> {
@@ -374,7 +475,11 @@ impl Core {
         serde_json::from_str(&body).map_err(Error::internal)
     }
 
-    pub async fn put_profile(&self, ctx: &OpCtx, body: serde_json::Value) -> Result<serde_json::Value, Error> {
+    pub async fn put_profile(
+        &self,
+        ctx: &OpCtx,
+        body: serde_json::Value,
+    ) -> Result<serde_json::Value, Error> {
         ctx.require(Access::Read)?;
         if !body.is_object() {
             return Err(Error::bad_request("The profile must be a JSON object."));
@@ -384,7 +489,9 @@ impl Core {
             return Err(Error::bad_request("The profile must be at most 64 KiB."));
         }
         let p = &ctx.principal;
-        self.store.put_profile(&p.tenant.id, p.user.as_str(), &text).await?;
+        self.store
+            .put_profile(&p.tenant.id, p.user.as_str(), &text)
+            .await?;
         Ok(body)
     }
 

@@ -48,7 +48,11 @@ pub struct Core {
 impl Core {
     pub fn new(store: Store, settings: CoreSettings) -> Core {
         let auth = Authenticator::new(store.clone(), settings.auth_cache_ttl);
-        Core { store, settings, auth }
+        Core {
+            store,
+            settings,
+            auth,
+        }
     }
 
     pub fn store(&self) -> &Store {

@@ -16,7 +16,11 @@ const MAX_DESCRIPTION: usize = 4096;
 
 fn view(r: NamespaceRow) -> Result<Namespace, Error> {
     let config: BTreeMap<String, String> = serde_json::from_str(&r.config).map_err(Error::internal)?;
-    Ok(Namespace { name: r.name, description: r.description, config })
+    Ok(Namespace {
+        name: r.name,
+        description: r.description,
+        config,
+    })
 }
 
 fn not_found(ns: &str) -> Error {
@@ -37,7 +41,9 @@ pub fn check_namespace_param(ns: &str) -> Result<(), Error> {
 
 fn check_description(d: &str) -> Result<(), Error> {
     if d.chars().count() > MAX_DESCRIPTION {
-        return Err(Error::bad_request(format!("description is longer than {MAX_DESCRIPTION} characters.")));
+        return Err(Error::bad_request(format!(
+            "description is longer than {MAX_DESCRIPTION} characters."
+        )));
     }
     Ok(())
 }
@@ -45,17 +51,32 @@ fn check_description(d: &str) -> Result<(), Error> {
 impl Core {
     pub async fn list_namespaces(&self, ctx: &OpCtx) -> Result<Vec<Namespace>, Error> {
         ctx.require(Access::Read)?;
-        self.store.list_namespaces(&ctx.tenant().id).await?.into_iter().map(view).collect()
+        self.store
+            .list_namespaces(&ctx.tenant().id)
+            .await?
+            .into_iter()
+            .map(view)
+            .collect()
     }
 
     pub async fn get_namespace(&self, ctx: &OpCtx, ns: &str) -> Result<Namespace, Error> {
         ctx.require(Access::Read)?;
         check_namespace_param(ns)?;
-        self.store.get_namespace(&ctx.tenant().id, ns).await?.map(view).transpose()?.ok_or_else(|| not_found(ns))
+        self.store
+            .get_namespace(&ctx.tenant().id, ns)
+            .await?
+            .map(view)
+            .transpose()?
+            .ok_or_else(|| not_found(ns))
     }
 
     /// Creates a namespace; an existing one is answered unchanged (CDAP's 200).
-    pub async fn create_namespace(&self, ctx: &OpCtx, ns: &str, input: NamespaceInput) -> Result<Namespace, Error> {
+    pub async fn create_namespace(
+        &self,
+        ctx: &OpCtx,
+        ns: &str,
+        input: NamespaceInput,
+    ) -> Result<Namespace, Error> {
         ctx.require(Access::Write)?;
         if RESERVED.contains(&ns) {
             return Err(Error::bad_request(format!(
@@ -68,20 +89,41 @@ impl Core {
         let description = input.description.unwrap_or_default();
         check_description(&description)?;
         let config = serde_json::to_string(&input.config.unwrap_or_default()).map_err(Error::internal)?;
-        let row = NamespaceRow { name: ns.to_string(), description, config };
-        let stored = self.store.create_namespace(&ctx.tenant().id, &row, now_ms()).await?;
+        let row = NamespaceRow {
+            name: ns.to_string(),
+            description,
+            config,
+        };
+        let stored = self
+            .store
+            .create_namespace(&ctx.tenant().id, &row, now_ms())
+            .await?;
         view(stored)
     }
 
-    pub async fn update_namespace(&self, ctx: &OpCtx, ns: &str, input: NamespaceInput) -> Result<Namespace, Error> {
+    pub async fn update_namespace(
+        &self,
+        ctx: &OpCtx,
+        ns: &str,
+        input: NamespaceInput,
+    ) -> Result<Namespace, Error> {
         ctx.require(Access::Write)?;
         check_namespace_param(ns)?;
         if let Some(d) = &input.description {
             check_description(d)?;
         }
-        let config = input.config.map(|c| serde_json::to_string(&c)).transpose().map_err(Error::internal)?;
+        let config = input
+            .config
+            .map(|c| serde_json::to_string(&c))
+            .transpose()
+            .map_err(Error::internal)?;
         self.store
-            .update_namespace(&ctx.tenant().id, ns, input.description.as_deref(), config.as_deref())
+            .update_namespace(
+                &ctx.tenant().id,
+                ns,
+                input.description.as_deref(),
+                config.as_deref(),
+            )
             .await?
             .map(view)
             .transpose()?
@@ -92,7 +134,9 @@ impl Core {
     pub async fn delete_namespace(&self, ctx: &OpCtx, ns: &str) -> Result<(), Error> {
         ctx.require(Access::Write)?;
         if RESERVED.contains(&ns) {
-            return Err(Error::forbidden(format!("Reserved namespace '{ns}' cannot be deleted.")));
+            return Err(Error::forbidden(format!(
+                "Reserved namespace '{ns}' cannot be deleted."
+            )));
         }
         check_namespace_param(ns)?;
         if !self.store.delete_namespace(&ctx.tenant().id, ns).await? {

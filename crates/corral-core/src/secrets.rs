@@ -50,13 +50,20 @@ mod tests {
         assert_ne!(a, b);
         assert!(a.starts_with("crk_"));
         assert_eq!(a.len(), 4 + 43);
-        assert!(a[4..].bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+        assert!(
+            a[4..]
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+        );
         assert_eq!(prefix_of(&a).len(), 8);
     }
 
     #[test]
     fn hash_is_sha256_hex() {
-        assert_eq!(hash("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
         assert!(same_hash(&hash("x"), &hash("x")));
         assert!(!same_hash(&hash("x"), &hash("y")));
         assert!(!same_hash("ab", "abc"));

@@ -124,7 +124,12 @@ fn tenant_row(r: &AnyRow) -> Result<TenantRow, sqlx::Error> {
 }
 
 fn user_row(r: &AnyRow) -> Result<UserRow, sqlx::Error> {
-    Ok(UserRow { id: r.try_get(0)?, role: r.try_get(1)?, description: r.try_get(2)?, create_time: r.try_get(3)? })
+    Ok(UserRow {
+        id: r.try_get(0)?,
+        role: r.try_get(1)?,
+        description: r.try_get(2)?,
+        create_time: r.try_get(3)?,
+    })
 }
 
 fn parse_key_id(s: String) -> Result<ApiKeyId, sqlx::Error> {
@@ -142,7 +147,11 @@ fn key_row(r: &AnyRow) -> Result<ApiKeyRow, sqlx::Error> {
     })
 }
 
-fn cred_row(r: &AnyRow, stored_hash: String, expire_override: Option<i64>) -> Result<CredentialRow, sqlx::Error> {
+fn cred_row(
+    r: &AnyRow,
+    stored_hash: String,
+    expire_override: Option<i64>,
+) -> Result<CredentialRow, sqlx::Error> {
     let key_expire: Option<i64> = r.try_get(1)?;
     Ok(CredentialRow {
         stored_hash,
@@ -160,7 +169,11 @@ fn cred_row(r: &AnyRow, stored_hash: String, expire_override: Option<i64>) -> Re
     })
 }
 
-async fn insert_user(tx: &mut Transaction<'static, Any>, tenant: &TenantId, u: &UserRow) -> Result<bool, Error> {
+async fn insert_user(
+    tx: &mut Transaction<'static, Any>,
+    tenant: &TenantId,
+    u: &UserRow,
+) -> Result<bool, Error> {
     let done = sqlx::query(
         "INSERT INTO users (tenant_id, id, role, description, create_time) VALUES ($1, $2, $3, $4, $5) \
          ON CONFLICT DO NOTHING",
@@ -221,23 +234,27 @@ async fn sum_workers(tx: &mut Transaction<'static, Any>, except: Option<&TenantI
         .await
         .map_err(db)?;
     // SUM over BIGINT is NUMERIC on PostgreSQL; cast through the text-free path both accept.
-    row.try_get::<i64, _>(0).or_else(|_| row.try_get::<f64, _>(0).map(|f| f as i64)).map_err(db)
+    row.try_get::<i64, _>(0)
+        .or_else(|_| row.try_get::<f64, _>(0).map(|f| f as i64))
+        .map_err(db)
 }
 
 /// Inserts a tenant with the objects every tenant has (README 2.4).
 async fn insert_tenant_objects(tx: &mut Transaction<'static, Any>, t: &NewTenant) -> Result<(), Error> {
     let row = &t.tenant;
-    sqlx::query(sqlf!("INSERT INTO tenants ({TENANT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"))
-        .bind(&row.id.0)
-        .bind(&row.name)
-        .bind(&row.description)
-        .bind(row.workers)
-        .bind(row.max_clusters)
-        .bind(row.max_nodes)
-        .bind(row.create_time)
-        .execute(&mut **tx)
-        .await
-        .map_err(db)?;
+    sqlx::query(sqlf!(
+        "INSERT INTO tenants ({TENANT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+    ))
+    .bind(&row.id.0)
+    .bind(&row.name)
+    .bind(&row.description)
+    .bind(row.workers)
+    .bind(row.max_clusters)
+    .bind(row.max_nodes)
+    .bind(row.create_time)
+    .execute(&mut **tx)
+    .await
+    .map_err(db)?;
     sqlx::query(
         "INSERT INTO namespaces (tenant_id, name, description, config, create_time) \
          VALUES ($1, 'default', 'Default Namespace', '{}', $2)",
@@ -247,11 +264,13 @@ async fn insert_tenant_objects(tx: &mut Transaction<'static, Any>, t: &NewTenant
     .execute(&mut **tx)
     .await
     .map_err(db)?;
-    sqlx::query("INSERT INTO networks (tenant_id, name, type, options) VALUES ($1, 'default', 'flannel_etcd', '{}')")
-        .bind(&row.id.0)
-        .execute(&mut **tx)
-        .await
-        .map_err(db)?;
+    sqlx::query(
+        "INSERT INTO networks (tenant_id, name, type, options) VALUES ($1, 'default', 'flannel_etcd', '{}')",
+    )
+    .bind(&row.id.0)
+    .execute(&mut **tx)
+    .await
+    .map_err(db)?;
     insert_user(tx, &row.id, &t.admin).await?;
     insert_key(tx, &row.id, &t.admin.id, &t.key).await?;
     if t.copy_from_superadmin {
@@ -335,7 +354,11 @@ impl Store {
     }
 
     /// Replaces a tenant's settings, checking its quotas against what it holds now.
-    pub async fn update_tenant(&self, new: &TenantRow, worker_capacity: i64) -> Result<UpdateTenantOutcome, Error> {
+    pub async fn update_tenant(
+        &self,
+        new: &TenantRow,
+        worker_capacity: i64,
+    ) -> Result<UpdateTenantOutcome, Error> {
         let mut tx = self.begin_write().await?;
         lock_tenants(&mut tx).await?;
         let Some(old) = sqlx::query(sqlf!("SELECT {TENANT_COLS} FROM tenants WHERE name = $1"))
@@ -350,13 +373,24 @@ impl Store {
         let count = |table: &'static str| {
             sqlx::query(sqlf!("SELECT COUNT(*) FROM {table} WHERE tenant_id = $1")).bind(old.id.0.clone())
         };
-        let clusters: i64 = count("clusters").fetch_one(&mut *tx).await.and_then(|r| r.try_get(0)).map_err(db)?;
-        let hosts: i64 = count("hosts").fetch_one(&mut *tx).await.and_then(|r| r.try_get(0)).map_err(db)?;
+        let clusters: i64 = count("clusters")
+            .fetch_one(&mut *tx)
+            .await
+            .and_then(|r| r.try_get(0))
+            .map_err(db)?;
+        let hosts: i64 = count("hosts")
+            .fetch_one(&mut *tx)
+            .await
+            .and_then(|r| r.try_get(0))
+            .map_err(db)?;
         if new.max_clusters < clusters || new.max_nodes < hosts {
             return Ok(UpdateTenantOutcome::QuotaViolated);
         }
         if new.workers > old.workers
-            && sum_workers(&mut tx, Some(&old.id)).await?.saturating_add(new.workers) > worker_capacity
+            && sum_workers(&mut tx, Some(&old.id))
+                .await?
+                .saturating_add(new.workers)
+                > worker_capacity
         {
             return Ok(UpdateTenantOutcome::NoCapacity);
         }
@@ -372,7 +406,11 @@ impl Store {
         .await
         .map_err(db)?;
         tx.commit().await.map_err(db)?;
-        Ok(UpdateTenantOutcome::Updated(TenantRow { id: old.id, create_time: old.create_time, ..new.clone() }))
+        Ok(UpdateTenantOutcome::Updated(TenantRow {
+            id: old.id,
+            create_time: old.create_time,
+            ..new.clone()
+        }))
     }
 
     /// Deletes a tenant and, by cascade, every row it owns.
@@ -390,7 +428,11 @@ impl Store {
         if workers > 0 {
             return Ok(DeleteTenantOutcome::HasWorkers(workers));
         }
-        sqlx::query("DELETE FROM tenants WHERE id = $1").bind(&id).execute(&mut *tx).await.map_err(db)?;
+        sqlx::query("DELETE FROM tenants WHERE id = $1")
+            .bind(&id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
         tx.commit().await.map_err(db)?;
         Ok(DeleteTenantOutcome::Deleted)
     }
@@ -422,34 +464,40 @@ impl Store {
                 .map_err(db)?;
         }
         insert_key(&mut tx, &tenant.id, &admin.id, key).await?;
-        let user = sqlx::query(sqlf!("SELECT {USER_COLS} FROM users WHERE tenant_id = $1 AND id = $2"))
-            .bind(&tenant.id.0)
-            .bind(&admin.id)
-            .fetch_one(&mut *tx)
-            .await
-            .and_then(|r| user_row(&r))
-            .map_err(db)?;
+        let user = sqlx::query(sqlf!(
+            "SELECT {USER_COLS} FROM users WHERE tenant_id = $1 AND id = $2"
+        ))
+        .bind(&tenant.id.0)
+        .bind(&admin.id)
+        .fetch_one(&mut *tx)
+        .await
+        .and_then(|r| user_row(&r))
+        .map_err(db)?;
         tx.commit().await.map_err(db)?;
         Ok(Some((tenant, user)))
     }
 
     pub async fn list_users(&self, tenant: &TenantId) -> Result<Vec<UserRow>, Error> {
-        sqlx::query(sqlf!("SELECT {USER_COLS} FROM users WHERE tenant_id = $1 ORDER BY id"))
-            .bind(&tenant.0)
-            .fetch_all(&self.pool)
-            .await
-            .and_then(|rows| rows.iter().map(user_row).collect())
-            .map_err(db)
+        sqlx::query(sqlf!(
+            "SELECT {USER_COLS} FROM users WHERE tenant_id = $1 ORDER BY id"
+        ))
+        .bind(&tenant.0)
+        .fetch_all(&self.pool)
+        .await
+        .and_then(|rows| rows.iter().map(user_row).collect())
+        .map_err(db)
     }
 
     pub async fn get_user(&self, tenant: &TenantId, id: &str) -> Result<Option<UserRow>, Error> {
-        sqlx::query(sqlf!("SELECT {USER_COLS} FROM users WHERE tenant_id = $1 AND id = $2"))
-            .bind(&tenant.0)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .and_then(|r| r.as_ref().map(user_row).transpose())
-            .map_err(db)
+        sqlx::query(sqlf!(
+            "SELECT {USER_COLS} FROM users WHERE tenant_id = $1 AND id = $2"
+        ))
+        .bind(&tenant.0)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .and_then(|r| r.as_ref().map(user_row).transpose())
+        .map_err(db)
     }
 
     /// Inserts a user; false when the id is taken in this tenant.
@@ -461,7 +509,11 @@ impl Store {
     }
 
     /// Counts the tenant's admins other than `except`, inside a write transaction.
-    async fn other_admins(tx: &mut Transaction<'static, Any>, tenant: &TenantId, except: &str) -> Result<i64, Error> {
+    async fn other_admins(
+        tx: &mut Transaction<'static, Any>,
+        tenant: &TenantId,
+        except: &str,
+    ) -> Result<i64, Error> {
         sqlx::query("SELECT COUNT(*) FROM users WHERE tenant_id = $1 AND role = 'admin' AND id <> $2")
             .bind(&tenant.0)
             .bind(except)
@@ -479,13 +531,15 @@ impl Store {
         description: Option<&str>,
     ) -> Result<UserChange<UserRow>, Error> {
         let mut tx = self.begin_write().await?;
-        let Some(old) = sqlx::query(sqlf!("SELECT {USER_COLS} FROM users WHERE tenant_id = $1 AND id = $2"))
-            .bind(&tenant.0)
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await
-            .and_then(|r| r.as_ref().map(user_row).transpose())
-            .map_err(db)?
+        let Some(old) = sqlx::query(sqlf!(
+            "SELECT {USER_COLS} FROM users WHERE tenant_id = $1 AND id = $2"
+        ))
+        .bind(&tenant.0)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .and_then(|r| r.as_ref().map(user_row).transpose())
+        .map_err(db)?
         else {
             return Ok(UserChange::NotFound);
         };
@@ -503,7 +557,11 @@ impl Store {
             .await
             .map_err(db)?;
         tx.commit().await.map_err(db)?;
-        Ok(UserChange::Done(UserRow { role: role.to_string(), description: description.to_string(), ..old }))
+        Ok(UserChange::Done(UserRow {
+            role: role.to_string(),
+            description: description.to_string(),
+            ..old
+        }))
     }
 
     /// Deletes a user and, by cascade, its keys, their tokens and its profile.
@@ -544,15 +602,22 @@ impl Store {
         .map_err(db)
     }
 
-    pub async fn get_key(&self, tenant: &TenantId, user: &str, id: ApiKeyId) -> Result<Option<ApiKeyRow>, Error> {
-        sqlx::query(sqlf!("SELECT {KEY_COLS} FROM api_keys WHERE tenant_id = $1 AND user_id = $2 AND id = $3"))
-            .bind(&tenant.0)
-            .bind(user)
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await
-            .and_then(|r| r.as_ref().map(key_row).transpose())
-            .map_err(db)
+    pub async fn get_key(
+        &self,
+        tenant: &TenantId,
+        user: &str,
+        id: ApiKeyId,
+    ) -> Result<Option<ApiKeyRow>, Error> {
+        sqlx::query(sqlf!(
+            "SELECT {KEY_COLS} FROM api_keys WHERE tenant_id = $1 AND user_id = $2 AND id = $3"
+        ))
+        .bind(&tenant.0)
+        .bind(user)
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .and_then(|r| r.as_ref().map(key_row).transpose())
+        .map_err(db)
     }
 
     /// Stores a new key of an existing user; false when the user does not exist.
@@ -588,12 +653,14 @@ impl Store {
 
     /// Resolves an API key by the SHA-256 of its secret.
     pub async fn credential_by_key_hash(&self, hash: &str) -> Result<Option<CredentialRow>, Error> {
-        sqlx::query(sqlf!("{CRED_SELECT}, k.key_hash FROM api_keys k {CRED_JOIN} WHERE k.key_hash = $1"))
-            .bind(hash)
-            .fetch_optional(&self.pool)
-            .await
-            .and_then(|r| r.map(|r| cred_row(&r, r.try_get(7)?, None)).transpose())
-            .map_err(db)
+        sqlx::query(sqlf!(
+            "{CRED_SELECT}, k.key_hash FROM api_keys k {CRED_JOIN} WHERE k.key_hash = $1"
+        ))
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await
+        .and_then(|r| r.map(|r| cred_row(&r, r.try_get(7)?, None)).transpose())
+        .map_err(db)
     }
 
     /// Resolves an access token by the SHA-256 of its secret.
@@ -605,11 +672,20 @@ impl Store {
         .bind(hash)
         .fetch_optional(&self.pool)
         .await
-        .and_then(|r| r.map(|r| cred_row(&r, r.try_get(7)?, Some(r.try_get(8)?))).transpose())
+        .and_then(|r| {
+            r.map(|r| cred_row(&r, r.try_get(7)?, Some(r.try_get(8)?)))
+                .transpose()
+        })
         .map_err(db)
     }
 
-    pub async fn create_token(&self, hash: &str, api_key: ApiKeyId, now: i64, expire: i64) -> Result<(), Error> {
+    pub async fn create_token(
+        &self,
+        hash: &str,
+        api_key: ApiKeyId,
+        now: i64,
+        expire: i64,
+    ) -> Result<(), Error> {
         let mut tx = self.begin_write().await?;
         sqlx::query("INSERT INTO access_tokens (token_hash, api_key_id, create_time, expire_time) VALUES ($1, $2, $3, $4)")
             .bind(hash)
@@ -620,7 +696,11 @@ impl Store {
             .await
             .map_err(db)?;
         // Expired tokens are useless: drop them while we hold the writer anyway.
-        sqlx::query("DELETE FROM access_tokens WHERE expire_time < $1").bind(now).execute(&mut *tx).await.map_err(db)?;
+        sqlx::query("DELETE FROM access_tokens WHERE expire_time < $1")
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
         tx.commit().await.map_err(db)
     }
 

@@ -78,11 +78,21 @@ impl Store {
             .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(500));
         let store = match backend {
             Backend::Sqlite => {
-                let pool = sqlite_pool(max_connections.max(2)).connect_with(opts.clone()).await.map_err(db)?;
+                let pool = sqlite_pool(max_connections.max(2))
+                    .connect_with(opts.clone())
+                    .await
+                    .map_err(db)?;
                 let writer = sqlite_pool(1).connect_with(opts).await.map_err(db)?;
                 // WAL is a property of the file: set once, kept by every later connection.
-                sqlx::raw_sql("PRAGMA journal_mode = WAL").execute(&writer).await.map_err(db)?;
-                Store { pool, writer, backend }
+                sqlx::raw_sql("PRAGMA journal_mode = WAL")
+                    .execute(&writer)
+                    .await
+                    .map_err(db)?;
+                Store {
+                    pool,
+                    writer,
+                    backend,
+                }
             }
             Backend::Postgres => {
                 let pool = AnyPoolOptions::new()
@@ -91,7 +101,11 @@ impl Store {
                     .connect_with(opts)
                     .await
                     .map_err(db)?;
-                Store { writer: pool.clone(), pool, backend }
+                Store {
+                    writer: pool.clone(),
+                    pool,
+                    backend,
+                }
             }
         };
         migrate::run(&store).await?;
@@ -105,7 +119,10 @@ impl Store {
     /// Answers whether the database can be reached now (for `GET /ping`).
     pub async fn ping(&self) -> bool {
         let probe = sqlx::query("SELECT 1").execute(&self.pool);
-        matches!(tokio::time::timeout(Duration::from_secs(2), probe).await, Ok(Ok(_)))
+        matches!(
+            tokio::time::timeout(Duration::from_secs(2), probe).await,
+            Ok(Ok(_))
+        )
     }
 
     pub fn pool_stats(&self) -> PoolStats {
@@ -133,8 +150,10 @@ fn sqlite_pool(max: u32) -> AnyPoolOptions {
         .acquire_timeout(Duration::from_secs(10))
         .after_connect(|conn, _meta| {
             Box::pin(async move {
-                conn.execute("PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL;")
-                    .await?;
+                conn.execute(
+                    "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL;",
+                )
+                .await?;
                 Ok(())
             })
         })
@@ -171,7 +190,10 @@ mod tests {
 
     #[test]
     fn redacts_passwords() {
-        assert_eq!(redact_url("postgres://u:secret@h:5/db"), "postgres://u:***@h:5/db");
+        assert_eq!(
+            redact_url("postgres://u:secret@h:5/db"),
+            "postgres://u:***@h:5/db"
+        );
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact_url("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
     }

@@ -20,7 +20,11 @@ const PG_MIGRATION_LOCK: i64 = 5_505_401;
 pub(crate) async fn run(store: &Store) -> Result<(), Error> {
     let mut tx = store.begin_write().await?;
     if store.backend == Backend::Postgres {
-        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(PG_MIGRATION_LOCK).execute(&mut *tx).await.map_err(db)?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(PG_MIGRATION_LOCK)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
     }
     sqlx::raw_sql(
         "CREATE TABLE IF NOT EXISTS corral_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",

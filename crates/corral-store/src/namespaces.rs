@@ -15,7 +15,11 @@ pub struct NamespaceRow {
 }
 
 fn ns_row(r: &AnyRow) -> Result<NamespaceRow, sqlx::Error> {
-    Ok(NamespaceRow { name: r.try_get(0)?, description: r.try_get(1)?, config: r.try_get(2)? })
+    Ok(NamespaceRow {
+        name: r.try_get(0)?,
+        description: r.try_get(1)?,
+        config: r.try_get(2)?,
+    })
 }
 
 impl Store {
@@ -39,7 +43,12 @@ impl Store {
     }
 
     /// Creates the namespace unless it exists; either way answers what is stored now.
-    pub async fn create_namespace(&self, tenant: &TenantId, ns: &NamespaceRow, now: i64) -> Result<NamespaceRow, Error> {
+    pub async fn create_namespace(
+        &self,
+        tenant: &TenantId,
+        ns: &NamespaceRow,
+        now: i64,
+    ) -> Result<NamespaceRow, Error> {
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO namespaces (tenant_id, name, description, config, create_time) VALUES ($1, $2, $3, $4, $5) \
@@ -53,13 +62,15 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(db)?;
-        let stored = sqlx::query("SELECT name, description, config FROM namespaces WHERE tenant_id = $1 AND name = $2")
-            .bind(&tenant.0)
-            .bind(&ns.name)
-            .fetch_one(&mut *tx)
-            .await
-            .and_then(|r| ns_row(&r))
-            .map_err(db)?;
+        let stored = sqlx::query(
+            "SELECT name, description, config FROM namespaces WHERE tenant_id = $1 AND name = $2",
+        )
+        .bind(&tenant.0)
+        .bind(&ns.name)
+        .fetch_one(&mut *tx)
+        .await
+        .and_then(|r| ns_row(&r))
+        .map_err(db)?;
         tx.commit().await.map_err(db)?;
         Ok(stored)
     }
@@ -87,13 +98,15 @@ impl Store {
         if done.rows_affected() == 0 {
             return Ok(None);
         }
-        let stored = sqlx::query("SELECT name, description, config FROM namespaces WHERE tenant_id = $1 AND name = $2")
-            .bind(&tenant.0)
-            .bind(name)
-            .fetch_one(&mut *tx)
-            .await
-            .and_then(|r| ns_row(&r))
-            .map_err(db)?;
+        let stored = sqlx::query(
+            "SELECT name, description, config FROM namespaces WHERE tenant_id = $1 AND name = $2",
+        )
+        .bind(&tenant.0)
+        .bind(name)
+        .fetch_one(&mut *tx)
+        .await
+        .and_then(|r| ns_row(&r))
+        .map_err(db)?;
         tx.commit().await.map_err(db)?;
         Ok(Some(stored))
     }

@@ -15,7 +15,9 @@ use crate::ids::{ApiKeyId, TenantId, TenantName, UserName};
 pub const SUPERADMIN_TENANT: &str = "superadmin";
 
 /// A stored role (README 2.1). `superadmin` is not stored: it is `Admin` in tenant `superadmin`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Viewer,
@@ -129,7 +131,10 @@ mod tests {
 
     fn principal(tenant: &str, role: Role) -> Principal {
         Principal {
-            tenant: TenantRef { id: TenantId("t".into()), name: TenantName::from_trusted(tenant.into()) },
+            tenant: TenantRef {
+                id: TenantId("t".into()),
+                name: TenantName::from_trusted(tenant.into()),
+            },
             user: UserName::from_trusted("u".into()),
             role,
             api_key: ApiKeyId::new(),

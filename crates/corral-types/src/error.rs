@@ -34,7 +34,9 @@ pub enum Error {
 impl Error {
     /// Builds an internal error from anything printable; the text never reaches a client.
     pub fn internal(detail: impl fmt::Display) -> Self {
-        Error::Internal { detail: detail.to_string() }
+        Error::Internal {
+            detail: detail.to_string(),
+        }
     }
 
     pub fn bad_request(msg: impl Into<String>) -> Self {
@@ -128,7 +130,13 @@ mod tests {
             (Error::Unauthorized("x".into()), 401),
             (Error::forbidden("x"), 403),
             (Error::not_found("x"), 404),
-            (Error::MethodNotAllowed { message: "x".into(), allow: "GET".into() }, 405),
+            (
+                Error::MethodNotAllowed {
+                    message: "x".into(),
+                    allow: "GET".into(),
+                },
+                405,
+            ),
             (Error::conflict("x"), 409),
             (Error::PayloadTooLarge(10), 413),
             (Error::NotImplemented("x".into()), 501),
@@ -145,6 +153,9 @@ mod tests {
     fn internal_detail_is_never_external() {
         let err = Error::internal("password=hunter2 at db");
         assert_eq!(err.external_message(), "Internal error.");
-        assert_eq!(Error::PayloadTooLarge(4).external_message(), "Request body exceeds 4 bytes.");
+        assert_eq!(
+            Error::PayloadTooLarge(4).external_message(),
+            "Request body exceeds 4 bytes."
+        );
     }
 }

@@ -9,12 +9,17 @@ use crate::error::Error;
 
 /// Checks the contract's name rule (README 6.2): 1 to 255 of `A-Z a-z 0-9 _ -`.
 pub fn is_valid_name(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 255 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !s.is_empty()
+        && s.len() <= 255
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// The contract's 400 for a bad name.
 pub fn invalid_name(s: &str) -> Error {
-    Error::BadRequest(format!("Invalid name '{s}': use 1 to 255 characters from A-Z a-z 0-9 _ -."))
+    Error::BadRequest(format!(
+        "Invalid name '{s}': use 1 to 255 characters from A-Z a-z 0-9 _ -."
+    ))
 }
 
 macro_rules! name_type {

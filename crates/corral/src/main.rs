@@ -1,1 +1,120 @@
-fn main() {}
+//! `corral`: the server and its admin commands.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use corral::config::{LogFormat, Overrides, Settings};
+use corral::server;
+
+/// Corral: a self-hosted, multi-tenant infrastructure control plane.
+///
+/// One server answers the Coopr (/v2), Commissaire (/api/v0), Perspective (/query,
+/// /instances, /images) and CDAP (/v3) APIs on one port, over one tenant and identity store.
+#[derive(Parser)]
+#[command(name = "corral", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    ///
+    /// Settings come from built-in defaults, then the TOML file given by --config, then
+    /// CORRAL_* environment variables (CORRAL_DATA_DIR, CORRAL_BOOTSTRAP_KEY, ...), then these
+    /// flags. On first start with an empty store Corral creates tenant `superadmin`, its user
+    /// `admin` and an API key, written to DATA_DIR/bootstrap-key (mode 0600).
+    Serve(ServeArgs),
+    /// Print the OpenAPI document of this build's API (JSON) and exit.
+    Openapi,
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address and port to listen on [default: 0.0.0.0:55054].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Directory for Corral's state (SQLite database, bootstrap key) [default: ./corral-data].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Database: sqlite://FILE or postgres://USER:PASS@HOST/DB [default: the SQLite file DIR/corral.db].
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
+    /// TOML file with settings (every setting may also come from CORRAL_<NAME> variables).
+    #[arg(long, value_name = "FILE", env = "CORRAL_CONFIG")]
+    config: Option<PathBuf>,
+    /// PEM certificate chain: serve HTTPS (needs --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Log lines as readable text (human) or one JSON object per line (json) [default: human].
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    log_format: Option<LogFormat>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Openapi => match corral_api::openapi().to_pretty_json() {
+            Ok(json) => {
+                println!("{json}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("corral: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Serve(args) => serve(args),
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let overrides = Overrides {
+        listen: args.listen,
+        data_dir: args.data_dir,
+        database_url: args.database_url,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
+        log_format: args.log_format,
+    };
+    let settings = match Settings::load(args.config.as_deref(), &overrides) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("corral: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    corral::init_logging(&settings);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("corral: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let running = server::start(&settings).await?;
+        server::shutdown_signal().await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        running
+            .shutdown(Duration::from_secs(settings.shutdown_grace))
+            .await
+    });
+    match result {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("corral: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! Cross-cutting request handling: request ids, the request log line, metrics by route
+//! template, and the JSON body of the router's own 404 and 405 answers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use corral_types::Error;
+use tracing::Instrument;
+
+use crate::RequestId;
+use crate::error::ApiError;
+
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// A client's request id is kept if it is at most 128 visible ASCII characters (README 5).
+fn client_request_id(req: &Request) -> Option<String> {
+    let v = req.headers().get(REQUEST_ID)?.to_str().ok()?;
+    (!v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic())).then(|| v.to_string())
+}
+
+/// Outermost layer: assigns the request id, opens the span every log line of the request is
+/// in, logs one line per request and echoes the id.
+pub async fn request_id(mut req: Request, next: Next) -> Response {
+    let id = client_request_id(&req).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let span =
+        tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
+    let started = Instant::now();
+    let mut resp = next.run(req).instrument(span.clone()).await;
+    let status = resp.status().as_u16();
+    span.in_scope(|| {
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        if status >= 500 {
+            tracing::warn!(status, ms, "request finished");
+        } else {
+            tracing::info!(status, ms, "request finished");
+        }
+    });
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert(REQUEST_ID, v);
+    }
+    resp
+}
+
+/// Counts requests and their latency, labelled by route template (never by raw path, which
+/// would let clients create unbounded label values).
+pub async fn metrics(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string());
+    let method = req.method().clone();
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    let route = route.unwrap_or_else(|| "unmatched".to_string());
+    let labels = [
+        ("route", route),
+        ("method", method_label(&method).to_string()),
+        ("status", resp.status().as_u16().to_string()),
+    ];
+    metrics::counter!("corral_http_requests_total", &labels).increment(1);
+    metrics::histogram!("corral_http_request_duration_seconds", &labels[..2])
+        .record(started.elapsed().as_secs_f64());
+    resp
+}
+
+/// Bounded method labels: anything unusual is `other`.
+fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// The methods each route template serves, taken from the OpenAPI document the routes were
+/// registered with, as an `Allow` header value (`HEAD` wherever `GET` is).
+#[derive(Clone, Default)]
+pub struct AllowMap(Arc<HashMap<String, String>>);
+
+impl AllowMap {
+    pub fn from_openapi(api: &utoipa::openapi::OpenApi) -> AllowMap {
+        let mut map = HashMap::new();
+        for (path, item) in &api.paths.paths {
+            let ops = [
+                ("GET", item.get.is_some()),
+                ("HEAD", item.get.is_some() || item.head.is_some()),
+                ("POST", item.post.is_some()),
+                ("PUT", item.put.is_some()),
+                ("DELETE", item.delete.is_some()),
+                ("PATCH", item.patch.is_some()),
+                ("OPTIONS", item.options.is_some()),
+            ];
+            let allow = ops
+                .iter()
+                .filter(|(_, on)| *on)
+                .map(|(m, _)| *m)
+                .collect::<Vec<_>>()
+                .join(", ");
+            map.insert(path.clone(), allow);
+        }
+        AllowMap(Arc::new(map))
+    }
+}
+
+/// The router answers a known path with a wrong method by an empty 405; give it the
+/// contract's JSON body, message and `Allow` header.
+pub async fn method_not_allowed(State(allow_map): State<AllowMap>, req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string());
+    let resp = next.run(req).await;
+    if resp.status() != StatusCode::METHOD_NOT_ALLOWED || resp.headers().contains_key(header::CONTENT_TYPE) {
+        return resp;
+    }
+    let allow = route
+        .and_then(|r| allow_map.0.get(&r).cloned())
+        .unwrap_or_default();
+    ApiError(Error::MethodNotAllowed {
+        message: format!("Method {method} is not allowed for {path}."),
+        allow,
+    })
+    .into_response()
+}
+
+/// Fallback for paths that match no route.
+pub async fn no_route(req: Request) -> Response {
+    ApiError(Error::not_found(format!(
+        "No route for {} {}.",
+        req.method(),
+        req.uri().path()
+    )))
+    .into_response()
+}

@@ -1,0 +1,74 @@
+//! Health, version, tokens and metrics: the endpoints outside the four families' prefixes.
+
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use corral_types::views::{AccessToken, ErrorBody};
+use corral_types::{Access, Error};
+
+use crate::AppState;
+use crate::extract::{Ctx, IgnoredBody};
+use crate::reply::{ApiResult, Json, text};
+
+/// Coopr's health check: always `OK`, without touching the store.
+#[utoipa::path(get, path = "/status", tag = "system", security(()),
+    responses((status = 200, description = "`OK`", content_type = "text/plain")))]
+pub async fn status() -> Response {
+    text(StatusCode::OK, "OK\n")
+}
+
+/// Perspective's liveness check: 200 when the store answers, else 503.
+#[utoipa::path(get, path = "/ping", tag = "system", security(()),
+    responses((status = 200, description = "the store answers"),
+              (status = 503, description = "`Storage is unavailable.`", body = ErrorBody)))]
+pub async fn ping(State(state): State<AppState>) -> ApiResult<StatusCode> {
+    if state.core.ping().await {
+        Ok(StatusCode::OK)
+    } else {
+        Err(Error::Unavailable("Storage is unavailable.".into()).into())
+    }
+}
+
+/// The server's version as plain text.
+#[utoipa::path(get, path = "/version", tag = "system", security(()),
+    responses((status = 200, description = "e.g. `0.1.0`", content_type = "text/plain")))]
+pub async fn version() -> Response {
+    text(StatusCode::OK, env!("CARGO_PKG_VERSION"))
+}
+
+/// Trades any valid credential for a short-lived bearer access token (README 3.3).
+#[utoipa::path(get, path = "/token", tag = "system",
+    responses((status = 200, body = AccessToken), (status = 401, body = ErrorBody)))]
+pub async fn token_get(State(state): State<AppState>, Ctx(ctx): Ctx) -> ApiResult<Json<AccessToken>> {
+    Ok(Json(state.core.mint_token(&ctx).await?))
+}
+
+/// As `GET /token`; a body, if any, is ignored.
+#[utoipa::path(post, path = "/token", tag = "system",
+    responses((status = 200, body = AccessToken), (status = 401, body = ErrorBody)))]
+pub async fn token_post(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    _body: IgnoredBody,
+) -> ApiResult<Json<AccessToken>> {
+    Ok(Json(state.core.mint_token(&ctx).await?))
+}
+
+/// Prometheus metrics: requests by route template, method and status, latency, store pool.
+/// Operators only (an admin of tenant `superadmin`).
+#[utoipa::path(get, path = "/metrics", tag = "system",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain"),
+              (status = 403, body = ErrorBody)))]
+pub async fn metrics(State(state): State<AppState>, Ctx(ctx): Ctx) -> ApiResult<Response> {
+    ctx.require(Access::Superadmin)?;
+    let pool = state.core.store().pool_stats();
+    metrics::gauge!("corral_store_pool_connections", "state" => "open").set(f64::from(pool.size));
+    metrics::gauge!("corral_store_pool_connections", "state" => "idle").set(f64::from(pool.idle));
+    metrics::gauge!("corral_store_pool_connections", "state" => "max").set(f64::from(pool.max));
+    let mut resp = state.metrics.render().into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    Ok(resp)
+}

@@ -1,0 +1,189 @@
+//! Server settings: built-in defaults, then the TOML file of `--config`, then `CORRAL_*`
+//! environment variables, then command-line flags; later sources win.
+
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One readable line per event.
+    Human,
+    /// One JSON object per event.
+    Json,
+}
+
+/// Every server setting. Each can be set in the config file by its name, or in the
+/// environment as `CORRAL_<NAME>` (upper case).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Address and port to listen on.
+    pub listen: String,
+    /// Shortcut for the port of `listen` (the contract's `port` setting).
+    pub port: Option<u16>,
+    /// Where Corral keeps its state: the SQLite database, the bootstrap key, server keys.
+    pub data_dir: PathBuf,
+    /// `sqlite://FILE` or `postgres://...`; default: `DATA_DIR/corral.db`.
+    pub database_url: Option<String>,
+    /// Most connections in the database pool.
+    pub database_max_connections: u32,
+    /// PEM certificate chain; with `tls_key`, serve HTTPS.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    pub log_format: LogFormat,
+    /// A tracing filter (`info`, `corral=debug,sqlx=warn`, ...).
+    pub log: String,
+    /// The first superadmin API key (env `CORRAL_BOOTSTRAP_KEY`); at least 32 characters.
+    pub bootstrap_apikey: Option<String>,
+    /// Access token lifetime, seconds.
+    pub token_ttl: u64,
+    /// Largest accepted request body, bytes.
+    pub max_body_bytes: usize,
+    /// Sum of all tenants' workers may not pass this.
+    pub worker_capacity: i64,
+    /// Seconds a resolved credential is reused before the store is asked again.
+    pub auth_cache_ttl: u64,
+    /// Seconds to let in-flight requests finish after SIGTERM/SIGINT.
+    pub shutdown_grace: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: "0.0.0.0:55054".into(),
+            port: None,
+            data_dir: PathBuf::from("./corral-data"),
+            database_url: None,
+            database_max_connections: 16,
+            tls_cert: None,
+            tls_key: None,
+            log_format: LogFormat::Human,
+            log: "info".into(),
+            bootstrap_apikey: None,
+            token_ttl: 3600,
+            max_body_bytes: 4 * 1024 * 1024,
+            worker_capacity: 1000,
+            auth_cache_ttl: 5,
+            shutdown_grace: 30,
+        }
+    }
+}
+
+/// Values given on the command line; `None` leaves the lower sources in charge.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
+}
+
+impl Settings {
+    /// Loads the settings from every source.
+    pub fn load(config_file: Option<&Path>, overrides: &Overrides) -> Result<Settings, String> {
+        let mut fig = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(path) = config_file {
+            if !path.is_file() {
+                return Err(format!("config file {} does not exist", path.display()));
+            }
+            fig = fig.merge(Toml::file_exact(path));
+        }
+        fig = fig
+            .merge(
+                Env::prefixed("CORRAL_")
+                    .ignore(&["CONFIG", "TEST_DATABASE_URL"])
+                    .map(|k| {
+                        if k == "BOOTSTRAP_KEY" {
+                            "bootstrap_apikey".into()
+                        } else {
+                            k.into()
+                        }
+                    }),
+            )
+            .merge(Serialized::defaults(overrides));
+        let mut s: Settings = fig.extract().map_err(|e| format!("invalid configuration: {e}"))?;
+        if let (Some(port), None) = (s.port, overrides.listen.as_ref()) {
+            let host = s
+                .listen
+                .rsplit_once(':')
+                .map(|(h, _)| h.to_string())
+                .unwrap_or_else(|| "0.0.0.0".into());
+            s.listen = format!("{host}:{port}");
+        }
+        if s.tls_cert.is_some() != s.tls_key.is_some() {
+            return Err("tls_cert and tls_key must be given together".into());
+        }
+        if s.max_body_bytes == 0 {
+            return Err("max_body_bytes must be positive".into());
+        }
+        Ok(s)
+    }
+
+    /// The database URL, defaulting to the SQLite file in the data dir.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}?mode=rwc", self.data_dir.join("corral.db").display()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_layer_in_order() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "corral.toml",
+                "listen = \"127.0.0.1:1\"\ntoken_ttl = 60\nmax_body_bytes = 10\n",
+            )?;
+            jail.set_env("CORRAL_TOKEN_TTL", "120");
+            jail.set_env("CORRAL_BOOTSTRAP_KEY", "k".repeat(40));
+            let over = Overrides {
+                listen: Some("127.0.0.1:2".into()),
+                ..Default::default()
+            };
+            let s = Settings::load(Some(Path::new("corral.toml")), &over).map_err(figment::Error::from)?;
+            assert_eq!(s.listen, "127.0.0.1:2");
+            assert_eq!(s.token_ttl, 120);
+            assert_eq!(s.max_body_bytes, 10);
+            assert_eq!(s.bootstrap_apikey, Some("k".repeat(40)));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_values_are_reported() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("CORRAL_TOKEN_TTL", "soon");
+            let err = Settings::load(None, &Overrides::default()).unwrap_err();
+            assert!(err.contains("token_ttl"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn default_database_is_sqlite_in_data_dir() {
+        let s = Settings {
+            data_dir: "/var/lib/corral".into(),
+            ..Settings::default()
+        };
+        assert_eq!(s.database_url(), "sqlite:///var/lib/corral/corral.db?mode=rwc");
+    }
+}

@@ -1,0 +1,144 @@
+//! Assembly of a running server: settings → store → core → bootstrap → API → listener.
+//! Tests start it in-process on `127.0.0.1:0`; `corral serve` starts it and waits for a signal.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use corral_api::serve::{Bound, TlsListener, serve, tls_config};
+use corral_api::{AppState, app, metrics_handle};
+use corral_core::bootstrap::{Bootstrap, validate_bootstrap_key};
+use corral_core::{Core, CoreSettings};
+use corral_store::{Store, redact_url};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::config::Settings;
+
+/// A server that is serving.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub core: Arc<Core>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight requests finish (at most `grace`), closes the store.
+    pub async fn shutdown(mut self, grace: Duration) -> anyhow::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let result = match tokio::time::timeout(grace, &mut self.task).await {
+            Ok(joined) => joined.context("server task failed")?.context("server failed"),
+            Err(_) => {
+                tracing::warn!(
+                    grace_secs = grace.as_secs(),
+                    "in-flight requests did not finish in time"
+                );
+                self.task.abort();
+                Ok(())
+            }
+        };
+        self.core.store().close().await;
+        result
+    }
+}
+
+/// Opens the store, bootstraps it if empty, binds the listener and starts serving.
+pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
+    if let Some(key) = &settings.bootstrap_apikey {
+        if let Err(e) = validate_bootstrap_key(key) {
+            bail!("refusing to start: {e} (bootstrap_apikey / CORRAL_BOOTSTRAP_KEY)");
+        }
+    }
+    create_private_dir(&settings.data_dir)?;
+    let url = settings.database_url();
+    let store = Store::open(&url, settings.database_max_connections)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot open the database {}: {e}", redact_url(&url)))?;
+    tracing::info!(database = %redact_url(&url), backend = ?store.backend(), "store ready");
+    let core = Arc::new(Core::new(
+        store,
+        CoreSettings {
+            token_ttl: Duration::from_secs(settings.token_ttl),
+            worker_capacity: settings.worker_capacity,
+            auth_cache_ttl: Duration::from_secs(settings.auth_cache_ttl),
+        },
+    ));
+    match core
+        .bootstrap(&settings.data_dir, settings.bootstrap_apikey.as_deref())
+        .await
+        .map_err(|e| anyhow::anyhow!("bootstrap failed: {e}"))?
+    {
+        Bootstrap::Created(path) => {
+            tracing::info!(file = %path.display(), "first start: created tenant superadmin, user admin and its API key; the key is in this file");
+        }
+        Bootstrap::AlreadyDone => tracing::debug!("store already bootstrapped"),
+    }
+    let tcp = tokio::net::TcpListener::bind(&settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let bound = match (&settings.tls_cert, &settings.tls_key) {
+        (Some(cert), Some(key)) => {
+            let config = tls_config(cert, key).map_err(anyhow::Error::msg)?;
+            Bound::Tls(TlsListener::new(tcp, config)?)
+        }
+        _ => Bound::Tcp(tcp),
+    };
+    let addr = bound.local_addr()?;
+    let state = AppState {
+        core: core.clone(),
+        max_body_bytes: settings.max_body_bytes,
+        metrics: metrics_handle(),
+    };
+    let (tx, rx) = oneshot::channel::<()>();
+    let scheme = if matches!(bound, Bound::Tls(_)) {
+        "https"
+    } else {
+        "http"
+    };
+    let task = tokio::spawn(serve(bound, app(state), async move {
+        let _ = rx.await;
+    }));
+    tracing::info!(%addr, scheme, version = env!("CARGO_PKG_VERSION"), "corral is serving");
+    Ok(Running {
+        addr,
+        core,
+        shutdown: Some(tx),
+        task,
+    })
+}
+
+fn create_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .with_context(|| format!("cannot create data dir {}", dir.display()))
+}
+
+/// Resolves at the first SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
