@@ -34,3 +34,38 @@ pub async fn serve(listen: SocketAddr) -> Result<()> {
     axum::serve(listener, router()).await?;
     Ok(())
 }
+
+/// A stand-in for `corral serve` used to test the harness itself: `GET /status` and a bearer-protected
+/// `GET /v3/namespaces/default` (key from `CORRAL_BOOTSTRAP_KEY`). Not a benchmark target.
+pub async fn serve_mock_corral(listen: SocketAddr) -> Result<()> {
+    use axum::http::{HeaderMap, StatusCode};
+    if !listen.ip().is_loopback() {
+        bail!("the mock server only listens on loopback, not {listen}");
+    }
+    let key = std::env::var("CORRAL_BOOTSTRAP_KEY").context("CORRAL_BOOTSTRAP_KEY not set")?;
+    let expected = format!("Bearer {key}");
+    let ns = move |headers: HeaderMap| {
+        let ok = headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(expected.as_str());
+        async move {
+            if ok {
+                Ok(Json(serde_json::json!({ "name": "default", "uid": "mock" })))
+            } else {
+                Err((
+                    StatusCode::UNAUTHORIZED,
+                    Json(serde_json::json!({ "error": "unauthorized" })),
+                ))
+            }
+        }
+    };
+    let app = Router::new()
+        .route(
+            "/status",
+            get(|| async { Json(serde_json::json!({ "status": "ok" })) }),
+        )
+        .route("/v3/namespaces/default", get(ns));
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("bind {listen}"))?;
+    axum::serve(listener, app).await?;
+    Ok(())
+}

@@ -11,7 +11,7 @@ const HALF: u64 = EXACT / 2;
 const MAX_BIT: u32 = 40;
 /// Largest value that is recorded without clamping (2^40 - 1 ns, ~18 minutes).
 pub const MAX_TRACKABLE: u64 = (1 << MAX_BIT) - 1;
-const BUCKETS: usize = (EXACT + (MAX_BIT as u64 - 11 + 1) * HALF) as usize;
+const BUCKETS: usize = (EXACT + (MAX_BIT as u64 - 11) * HALF) as usize;
 
 #[derive(Clone)]
 pub struct Histogram {

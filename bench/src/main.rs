@@ -40,6 +40,16 @@ enum Cmd {
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: SocketAddr,
     },
+    /// Stand-in for `corral serve` to test this harness (`--corral-bin` pointing at a script running it).
+    #[command(hide = true)]
+    MockCorral {
+        #[arg(value_parser = ["serve"])]
+        serve: String,
+        #[arg(long)]
+        listen: SocketAddr,
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
     /// Load one loopback endpoint and print the result.
     Load {
         #[arg(long)]
@@ -135,6 +145,13 @@ fn main() -> Result<()> {
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             rt.block_on(hello::serve(listen))
         }
+        Cmd::MockCorral { listen, data_dir, .. } => {
+            if !data_dir.is_dir() {
+                bail!("--data-dir {} is not a directory", data_dir.display());
+            }
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(hello::serve_mock_corral(listen))
+        }
         Cmd::Load {
             addr,
             path,
@@ -195,10 +212,10 @@ struct Children {
 impl Children {
     async fn kill_all(&mut self) {
         for (name, child) in &mut self.procs {
-            if let Ok(None) = child.try_wait() {
-                if let Err(e) = child.kill().await {
-                    eprintln!("warning: could not kill {name}: {e}");
-                }
+            if let Ok(None) = child.try_wait()
+                && let Err(e) = child.kill().await
+            {
+                eprintln!("warning: could not kill {name}: {e}");
             }
         }
         self.procs.clear();
@@ -298,10 +315,10 @@ async fn spawn_corral(
     let started = Instant::now();
     let mut last_err = String::from("no attempt");
     while started.elapsed() < startup_timeout {
-        if let Some((_, c)) = children.procs.iter_mut().find(|(n, _)| *n == "corral") {
-            if let Some(st) = c.try_wait()? {
-                bail!("corral exited during startup with {st}");
-            }
+        if let Some((_, c)) = children.procs.iter_mut().find(|(n, _)| *n == "corral")
+            && let Some(st) = c.try_wait()?
+        {
+            bail!("corral exited during startup with {st}");
         }
         match load::probe(&status, Duration::from_secs(2)).await {
             Ok((s, _, _)) if s.as_u16() == 200 => {

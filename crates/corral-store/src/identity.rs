@@ -228,14 +228,12 @@ async fn lock_tenants(tx: &mut Transaction<'static, Any>) -> Result<(), Error> {
 
 async fn sum_workers(tx: &mut Transaction<'static, Any>, except: Option<&TenantId>) -> Result<i64, Error> {
     let except = except.map(|t| t.0.clone()).unwrap_or_default();
-    let row = sqlx::query("SELECT COALESCE(SUM(workers), 0) FROM tenants WHERE id <> $1")
+    // SUM over BIGINT is NUMERIC on PostgreSQL: cast it back so both engines answer a BIGINT.
+    sqlx::query("SELECT CAST(COALESCE(SUM(workers), 0) AS BIGINT) FROM tenants WHERE id <> $1")
         .bind(except)
         .fetch_one(&mut **tx)
         .await
-        .map_err(db)?;
-    // SUM over BIGINT is NUMERIC on PostgreSQL; cast through the text-free path both accept.
-    row.try_get::<i64, _>(0)
-        .or_else(|_| row.try_get::<f64, _>(0).map(|f| f as i64))
+        .and_then(|r| r.try_get(0))
         .map_err(db)
 }
 

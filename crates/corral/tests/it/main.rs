@@ -1,0 +1,15 @@
+//! Corral's integration suite: one test binary (one link step), the real server on
+//! `127.0.0.1:0`, every test on SQLite and on PostgreSQL.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod harness;
+
+mod conventions;
+mod auth;
+mod isolation;
+mod namespaces;
+mod process;
+mod roles;
+mod tenants;
+mod users;

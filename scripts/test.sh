@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Runs Corral's whole test suite on a fresh Debian machine: installs what the tests need,
+# starts a throwaway PostgreSQL on a free loopback port, then runs the format check, clippy
+# with -D warnings, and every test on both stores (SQLite and that PostgreSQL).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n== %s\n' "$*"; }
+
+need_pkgs=()
+pg_bin=""
+for v in 17 16 15; do
+    if [ -x "/usr/lib/postgresql/$v/bin/initdb" ]; then pg_bin="/usr/lib/postgresql/$v/bin"; break; fi
+done
+[ -n "$pg_bin" ] || need_pkgs+=(postgresql)
+command -v curl >/dev/null || need_pkgs+=(curl)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+    log "installing ${need_pkgs[*]}"
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${need_pkgs[@]}"
+    for v in 17 16 15; do
+        if [ -x "/usr/lib/postgresql/$v/bin/initdb" ]; then pg_bin="/usr/lib/postgresql/$v/bin"; break; fi
+    done
+fi
+[ -n "$pg_bin" ] || { echo "PostgreSQL binaries not found after install" >&2; exit 1; }
+
+# A throwaway PostgreSQL, owned by an unprivileged user (it refuses to run as root).
+pg_dir=$(mktemp -d /tmp/corral-pg.XXXXXX)
+pg_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+as_pg=()
+if [ "$(id -u)" -eq 0 ]; then
+    id postgres >/dev/null 2>&1 || useradd --system --no-create-home postgres
+    chown postgres "$pg_dir"
+    as_pg=(runuser -u postgres --)
+fi
+cleanup() {
+    "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -m immediate stop >/dev/null 2>&1 || true
+    rm -rf "$pg_dir"
+}
+trap cleanup EXIT
+log "starting PostgreSQL ($pg_bin) on 127.0.0.1:$pg_port"
+"${as_pg[@]}" "$pg_bin/initdb" -D "$pg_dir/data" -U postgres -A trust -E UTF8 --no-sync >/dev/null
+"${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/log" -w \
+    -o "-p $pg_port -k $pg_dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300" start >/dev/null
+export CORRAL_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$pg_port/postgres"
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+log "cargo test (SQLite and PostgreSQL)"
+cargo test --workspace --all-targets -- --test-threads 4
