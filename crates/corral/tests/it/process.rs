@@ -1,1 +1,417 @@
-//! (being written)
+//! The real `corral` binary as an operator runs it: first-start bootstrap and its key file,
+//! refusing a short configured key, JSON logs with request ids, graceful shutdown on SIGTERM
+//! with a request in flight, HTTPS, `--help`, and the committed OpenAPI document.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::both_stores;
+use crate::harness::{Db, expect_json, fresh_database};
+
+/// A `corral serve` child process whose JSON log lines are collected.
+struct Proc {
+    child: Child,
+    logs: Arc<Mutex<Vec<String>>>,
+    addr: String,
+}
+
+impl Proc {
+    fn spawn(args: &[&str], envs: &[(&str, &str)]) -> Result<Proc, (Option<i32>, String)> {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_corral"));
+        cmd.arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+            .args(args);
+        cmd.env_remove("CORRAL_BOOTSTRAP_KEY").env("CORRAL_LOG", "info");
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn corral");
+        let stderr = child.stderr.take().expect("stderr");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let addr = logs.lock().unwrap().iter().find_map(|l| {
+                let v: Value = serde_json::from_str(l).ok()?;
+                (v["message"] == "corral is serving")
+                    .then(|| v["addr"].as_str().map(str::to_string))
+                    .flatten()
+            });
+            if let Some(addr) = addr {
+                return Ok(Proc { child, logs, addr });
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                std::thread::sleep(Duration::from_millis(100));
+                return Err((status.code(), logs.lock().unwrap().join("\n")));
+            }
+            assert!(
+                Instant::now() < deadline,
+                "corral did not start: {:?}",
+                logs.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    fn log_text(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig} failed");
+    }
+
+    /// Sends SIGTERM and waits for the exit code.
+    fn terminate(mut self) -> (Option<i32>, String) {
+        self.signal("-TERM");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                std::thread::sleep(Duration::from_millis(100));
+                return (status.code(), self.log_text());
+            }
+            assert!(Instant::now() < deadline, "corral did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+#[cfg(unix)]
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+async fn first_start_writes_one_key_once(db: Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database(db, dir.path()).await;
+    let data = dir.path().join("data");
+    let args = ["--data-dir", data.to_str().unwrap(), "--database-url", &url];
+    let p = Proc::spawn(&args, &[]).unwrap_or_else(|e| panic!("start failed: {e:?}"));
+    let key_file = data.join("bootstrap-key");
+    let key = std::fs::read_to_string(&key_file).unwrap().trim().to_string();
+    assert!(key.starts_with("crk_") && key.len() == 47, "{key}");
+    #[cfg(unix)]
+    assert_eq!(mode(&key_file), 0o600);
+    let c = client();
+    let resp = c
+        .get(p.url("/v2/tenants"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    let tenants = expect_json(resp, StatusCode::OK).await;
+    assert_eq!(tenants[0]["name"], "superadmin");
+    assert_eq!(tenants[0]["workers"], 10);
+    let (code, logs) = p.terminate();
+    assert_eq!(code, Some(0), "{logs}");
+    assert!(
+        logs.contains(key_file.to_str().unwrap()),
+        "the log names the key file: {logs}"
+    );
+    assert!(!logs.contains(&key), "the key itself was logged");
+
+    // A second start on the same store creates nothing.
+    let p = Proc::spawn(&args, &[]).unwrap_or_else(|e| panic!("restart failed: {e:?}"));
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap().trim(), key);
+    let resp = c
+        .get(p.url("/v2/users/admin/apikeys"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    let keys = expect_json(resp, StatusCode::OK).await;
+    assert_eq!(keys.as_array().unwrap().len(), 1, "{keys}");
+    // Even after that key is deleted, a restart does not mint another.
+    let new_key = {
+        let resp = c
+            .post(p.url("/v2/users/admin/apikeys"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        expect_json(resp, StatusCode::CREATED).await["key"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let first_id = keys[0]["id"].as_str().unwrap();
+    let resp = c
+        .delete(p.url(&format!("/v2/users/admin/apikeys/{first_id}")))
+        .bearer_auth(&new_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(p.terminate().0, Some(0));
+    let p = Proc::spawn(&args, &[]).unwrap_or_else(|e| panic!("restart failed: {e:?}"));
+    let resp = c
+        .get(p.url("/v2/users/admin/apikeys"))
+        .bearer_auth(&new_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        expect_json(resp, StatusCode::OK).await.as_array().unwrap().len(),
+        1
+    );
+    let resp = c
+        .get(p.url("/v2/tenants"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+}
+
+async fn configured_bootstrap_key(db: Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database(db, dir.path()).await;
+    let data = dir.path().join("data");
+    let args = ["--data-dir", data.to_str().unwrap(), "--database-url", &url];
+    let err = Proc::spawn(&args, &[("CORRAL_BOOTSTRAP_KEY", "too-short-key")])
+        .err()
+        .expect("must refuse");
+    assert_ne!(err.0, Some(0));
+    assert!(err.1.contains("at least 32"), "{}", err.1);
+    assert!(!data.join("bootstrap-key").exists());
+    let key = "operator-chosen-key-0123456789-abcdef";
+    let p = Proc::spawn(&args, &[("CORRAL_BOOTSTRAP_KEY", key)]).unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(
+        std::fs::read_to_string(data.join("bootstrap-key"))
+            .unwrap()
+            .trim(),
+        key
+    );
+    let resp = client()
+        .get(p.url("/v3/namespaces/default"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let (code, logs) = p.terminate();
+    assert_eq!(code, Some(0));
+    assert!(!logs.contains(key), "the configured key was logged");
+}
+
+both_stores!(first_start_writes_one_key_once, configured_bootstrap_key);
+
+fn sqlite_proc(dir: &Path, extra: &[&str]) -> Proc {
+    let data = dir.join("data");
+    let mut args = vec!["--data-dir", data.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    Proc::spawn(&args, &[("CORRAL_BOOTSTRAP_KEY", crate::harness::BOOTSTRAP_KEY)])
+        .unwrap_or_else(|e| panic!("{e:?}"))
+}
+
+#[tokio::test]
+async fn json_logs_carry_the_request_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = sqlite_proc(dir.path(), &[]);
+    let resp = client()
+        .get(p.url("/v3/namespaces/nope"))
+        .bearer_auth(crate::harness::BOOTSTRAP_KEY)
+        .header("x-request-id", "trace-7f3a")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let (_, logs) = p.terminate();
+    let line = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["message"] == "request finished" && v["span"]["request_id"] == "trace-7f3a")
+        .unwrap_or_else(|| panic!("no request line with the id: {logs}"));
+    assert_eq!(line["status"], 404);
+    assert_eq!(line["span"]["path"], "/v3/namespaces/nope");
+    assert!(
+        !logs.contains(crate::harness::BOOTSTRAP_KEY),
+        "a key reached the log"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_finishes_in_flight_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = sqlite_proc(dir.path(), &[]);
+    let body = br#"{"theme": "dark", "note": "sent in two halves"}"#;
+    let mut conn = TcpStream::connect(&p.addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let head = format!(
+        "PUT /v2/profile HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        crate::harness::BOOTSTRAP_KEY,
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).unwrap();
+    conn.write_all(&body[..10]).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    p.signal("-TERM");
+    std::thread::sleep(Duration::from_millis(300));
+    // Shutting down: new connections are no longer served.
+    let refused = TcpStream::connect(&p.addr).and_then(|mut c| {
+        c.set_read_timeout(Some(Duration::from_secs(2)))?;
+        c.write_all(b"GET /status HTTP/1.1\r\nHost: x\r\n\r\n")?;
+        let mut buf = [0u8; 16];
+        c.read(&mut buf)
+    });
+    assert!(
+        !matches!(refused, Ok(n) if n > 0),
+        "a new request was served after SIGTERM"
+    );
+    // The request in flight still completes.
+    conn.write_all(&body[10..]).unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("sent in two halves"), "{answer}");
+    let (code, logs) = p.terminate_after_signal();
+    assert_eq!(code, Some(0), "{logs}");
+}
+
+impl Proc {
+    fn terminate_after_signal(mut self) -> (Option<i32>, String) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status.code(), self.log_text());
+            }
+            assert!(Instant::now() < deadline, "corral did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+#[tokio::test]
+async fn serves_https_with_rustls() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert_path = dir.path().join("cert.pem");
+    let key_path = dir.path().join("key.pem");
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    let p = sqlite_proc(
+        dir.path(),
+        &[
+            "--tls-cert",
+            cert_path.to_str().unwrap(),
+            "--tls-key",
+            key_path.to_str().unwrap(),
+        ],
+    );
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(&p.addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tls.write_all(b"GET /v3/namespaces/default HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n")
+        .await
+        .unwrap();
+    tls.write_all(format!("Authorization: Bearer {}\r\n\r\n", crate::harness::BOOTSTRAP_KEY).as_bytes())
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    tls.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("Default Namespace"), "{answer}");
+    // Plain HTTP on the TLS port gets no HTTP answer.
+    let plain = client().get(p.url("/status")).send().await;
+    assert!(plain.is_err() || plain.unwrap().status() != StatusCode::OK);
+}
+
+#[test]
+fn help_explains_every_flag() {
+    let out = Command::new(env!("CARGO_BIN_EXE_corral"))
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for flag in [
+        "--listen",
+        "--data-dir",
+        "--database-url",
+        "--config",
+        "--tls-cert",
+        "--tls-key",
+        "--log-format",
+    ] {
+        assert!(help.contains(flag), "serve --help lacks {flag}: {help}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_corral"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    assert!(help.contains("serve") && help.contains("openapi"), "{help}");
+}
+
+/// The committed contract (`openapi/corral.json`) must match what the code serves.
+/// Regenerate with `CORRAL_UPDATE_OPENAPI=1 cargo test -p corral --test it openapi_document`.
+#[test]
+fn openapi_document_is_committed() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../openapi/corral.json");
+    let generated = corral_api::openapi().to_pretty_json().unwrap() + "\n";
+    if std::env::var("CORRAL_UPDATE_OPENAPI").is_ok() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "openapi/corral.json is out of date: run CORRAL_UPDATE_OPENAPI=1 cargo test -p corral --test it openapi_document"
+    );
+    // `corral openapi` prints the same document.
+    let out = Command::new(env!("CARGO_BIN_EXE_corral"))
+        .arg("openapi")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), generated);
+}
