@@ -48,10 +48,8 @@ impl Running {
 
 /// Opens the store, bootstraps it if empty, binds the listener and starts serving.
 pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
-    if let Some(key) = &settings.bootstrap_apikey {
-        if let Err(e) = validate_bootstrap_key(key) {
-            bail!("refusing to start: {e} (bootstrap_apikey / CORRAL_BOOTSTRAP_KEY)");
-        }
+    if let Some(Err(e)) = settings.bootstrap_apikey.as_deref().map(validate_bootstrap_key) {
+        bail!("refusing to start: {e} (bootstrap_apikey / CORRAL_BOOTSTRAP_KEY)");
     }
     create_private_dir(&settings.data_dir)?;
     let url = settings.database_url();
