@@ -40,7 +40,11 @@ cleanup() {
 }
 trap cleanup EXIT
 log "starting PostgreSQL ($pg_bin) on 127.0.0.1:$pg_port"
-"${as_pg[@]}" "$pg_bin/initdb" -D "$pg_dir/data" -U postgres -A trust -E UTF8 --no-sync >/dev/null
+# An ICU en-US default collation, as many production databases have: it ignores case and
+# punctuation when sorting, so any query that relies on the database's order for the
+# contract's byte order fails here rather than in production.
+"${as_pg[@]}" "$pg_bin/initdb" -D "$pg_dir/data" -U postgres -A trust -E UTF8 --no-sync \
+    --locale=C.UTF-8 --locale-provider=icu --icu-locale=en-US >/dev/null
 "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/log" -w \
     -o "-p $pg_port -k $pg_dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300" start >/dev/null
 export CORRAL_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$pg_port/postgres"

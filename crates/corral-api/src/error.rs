@@ -59,6 +59,13 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl ApiError {
+    /// For layers that must build a response without a request (the panic catcher).
+    pub fn into_response_static(self) -> Response<axum::body::Body> {
+        self.into_response()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,12 +103,5 @@ mod tests {
         let (resp, json) = render(Error::internal("secret detail")).await;
         assert_eq!(resp.status(), 500);
         assert_eq!(json["message"], "Internal error.");
-    }
-}
-
-impl ApiError {
-    /// For layers that must build a response without a request (the panic catcher).
-    pub fn into_response_static(self) -> Response<axum::body::Body> {
-        self.into_response()
     }
 }

@@ -41,7 +41,17 @@ const CACHE_MAX: usize = 100_000;
 pub struct Authenticator {
     store: Store,
     ttl: Duration,
-    cache: Mutex<HashMap<String, (CredentialRow, Instant)>>,
+    cache: Mutex<Cache>,
+}
+
+/// Resolved credentials by the hash of their secret.
+#[derive(Default)]
+struct Cache {
+    entries: HashMap<String, (CredentialRow, Instant)>,
+    /// Bumped by every invalidation. A lookup that read the store before an identity change
+    /// committed must not put its (now stale) row back after the change cleared the cache:
+    /// it remembers its row only if no invalidation happened since it started.
+    generation: u64,
 }
 
 impl Authenticator {
@@ -49,32 +59,42 @@ impl Authenticator {
         Authenticator {
             store,
             ttl,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(Cache::default()),
         }
     }
 
     /// Forgets every cached credential; called after any identity change.
     pub fn invalidate(&self) {
         if let Ok(mut c) = self.cache.lock() {
-            c.clear();
+            c.entries.clear();
+            c.generation = c.generation.wrapping_add(1);
         }
     }
 
     fn cached(&self, hash: &str) -> Option<CredentialRow> {
         let cache = self.cache.lock().ok()?;
-        let (row, at) = cache.get(hash)?;
+        let (row, at) = cache.entries.get(hash)?;
         (at.elapsed() < self.ttl).then(|| row.clone())
     }
 
-    fn remember(&self, hash: String, row: CredentialRow) {
+    /// The current cache generation, read before a store lookup (`None`: do not cache).
+    fn generation(&self) -> Option<u64> {
+        self.cache.lock().ok().map(|c| c.generation)
+    }
+
+    /// Caches `row` unless the cache was invalidated since `generation` was read.
+    fn remember(&self, hash: String, row: CredentialRow, generation: u64) {
         if self.ttl.is_zero() {
             return;
         }
         if let Ok(mut c) = self.cache.lock() {
-            if c.len() >= CACHE_MAX {
-                c.clear();
+            if c.generation != generation {
+                return;
             }
-            c.insert(hash, (row, Instant::now()));
+            if c.entries.len() >= CACHE_MAX {
+                c.entries.clear();
+            }
+            c.entries.insert(hash, (row, Instant::now()));
         }
     }
 
@@ -83,15 +103,21 @@ impl Authenticator {
         if let Some(row) = self.cached(&hash) {
             return Ok(Some(row));
         }
+        let generation = self.generation();
         let row = if secret.starts_with(secrets::TOKEN_PREFIX) {
-            self.store.credential_by_token_hash(&hash).await?
+            match self.store.credential_by_token_hash(&hash).await? {
+                Some(row) => Some(row),
+                // The configured bootstrap key is accepted whatever its format (README 3.1),
+                // so a key may look like a token too.
+                None => self.store.credential_by_key_hash(&hash).await?,
+            }
         } else {
             self.store.credential_by_key_hash(&hash).await?
         };
         // The store found the row by its hash; compare once more without a timing signal.
         let row = row.filter(|r| secrets::same_hash(&r.stored_hash, &hash));
-        if let Some(r) = &row {
-            self.remember(hash, r.clone());
+        if let (Some(r), Some(generation)) = (&row, generation) {
+            self.remember(hash, r.clone(), generation);
         }
         Ok(row)
     }
@@ -133,7 +159,11 @@ impl Authenticator {
     /// Records the use in the background: authentication must not wait for a write.
     fn touch(&self, row: &CredentialRow, now: i64) {
         if let Ok(mut c) = self.cache.lock() {
-            for (cached, _) in c.values_mut().filter(|(r, _)| r.api_key_id == row.api_key_id) {
+            for (cached, _) in c
+                .entries
+                .values_mut()
+                .filter(|(r, _)| r.api_key_id == row.api_key_id)
+            {
                 cached.last_used_time = Some(now);
             }
         }

@@ -226,6 +226,19 @@ async fn lock_tenants(tx: &mut Transaction<'static, Any>) -> Result<(), Error> {
     Ok(())
 }
 
+/// Takes the lock of one tenant's row: serialises the changes that must leave the tenant an
+/// admin. Without it, under PostgreSQL's READ COMMITTED two admins removing each other at
+/// once would each count the other and both succeed. A no-op update is a row lock on
+/// PostgreSQL and costs nothing under SQLite's one writer.
+async fn lock_tenant(tx: &mut Transaction<'static, Any>, tenant: &TenantId) -> Result<(), Error> {
+    sqlx::query("UPDATE tenants SET workers = workers WHERE id = $1")
+        .bind(&tenant.0)
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+    Ok(())
+}
+
 async fn sum_workers(tx: &mut Transaction<'static, Any>, except: Option<&TenantId>) -> Result<i64, Error> {
     let except = except.map(|t| t.0.clone()).unwrap_or_default();
     // SUM over BIGINT is NUMERIC on PostgreSQL: cast it back so both engines answer a BIGINT.
@@ -297,6 +310,9 @@ impl Store {
         persist: impl FnOnce() -> Result<(), Error>,
     ) -> Result<bool, Error> {
         let mut tx = self.begin_write().await?;
+        // Replicas starting together on one PostgreSQL queue here; the later ones then see
+        // the marker the first committed.
+        lock_tenants(&mut tx).await?;
         let done = sqlx::query("SELECT value FROM corral_meta WHERE key = 'bootstrapped'")
             .fetch_optional(&mut *tx)
             .await
@@ -316,11 +332,14 @@ impl Store {
     }
 
     pub async fn list_tenants(&self) -> Result<Vec<TenantRow>, Error> {
-        sqlx::query(sqlf!("SELECT {TENANT_COLS} FROM tenants ORDER BY name"))
-            .fetch_all(&self.pool)
-            .await
-            .and_then(|rows| rows.iter().map(tenant_row).collect())
-            .map_err(db)
+        sqlx::query(sqlf!(
+            "SELECT {TENANT_COLS} FROM tenants ORDER BY {}",
+            self.bytewise("name")
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .and_then(|rows| rows.iter().map(tenant_row).collect())
+        .map_err(db)
     }
 
     pub async fn get_tenant(&self, name: &str) -> Result<Option<TenantRow>, Error> {
@@ -414,6 +433,10 @@ impl Store {
     /// Deletes a tenant and, by cascade, every row it owns.
     pub async fn delete_tenant(&self, name: &str) -> Result<DeleteTenantOutcome, Error> {
         let mut tx = self.begin_write().await?;
+        // Queue behind a concurrent `update_tenant`: otherwise a PUT raising `workers` could
+        // commit between our read of `workers` and the delete, and a tenant with workers
+        // would be deleted.
+        lock_tenants(&mut tx).await?;
         let Some(row) = sqlx::query("SELECT id, workers FROM tenants WHERE name = $1")
             .bind(name)
             .fetch_optional(&mut *tx)
@@ -477,7 +500,8 @@ impl Store {
 
     pub async fn list_users(&self, tenant: &TenantId) -> Result<Vec<UserRow>, Error> {
         sqlx::query(sqlf!(
-            "SELECT {USER_COLS} FROM users WHERE tenant_id = $1 ORDER BY id"
+            "SELECT {USER_COLS} FROM users WHERE tenant_id = $1 ORDER BY {}",
+            self.bytewise("id")
         ))
         .bind(&tenant.0)
         .fetch_all(&self.pool)
@@ -529,6 +553,7 @@ impl Store {
         description: Option<&str>,
     ) -> Result<UserChange<UserRow>, Error> {
         let mut tx = self.begin_write().await?;
+        lock_tenant(&mut tx, tenant).await?;
         let Some(old) = sqlx::query(sqlf!(
             "SELECT {USER_COLS} FROM users WHERE tenant_id = $1 AND id = $2"
         ))
@@ -565,6 +590,7 @@ impl Store {
     /// Deletes a user and, by cascade, its keys, their tokens and its profile.
     pub async fn delete_user(&self, tenant: &TenantId, id: &str) -> Result<UserChange<()>, Error> {
         let mut tx = self.begin_write().await?;
+        lock_tenant(&mut tx, tenant).await?;
         let Some(role) = sqlx::query("SELECT role FROM users WHERE tenant_id = $1 AND id = $2")
             .bind(&tenant.0)
             .bind(id)

@@ -139,6 +139,16 @@ impl Store {
         self.writer.close().await;
     }
 
+    /// An `ORDER BY` term sorting `column` by byte value on both engines: the contract sorts
+    /// names "ascending by byte value", SQLite's default collation already does, and
+    /// PostgreSQL's database collation (often `en_US`) ignores case and punctuation.
+    pub(crate) fn bytewise(&self, column: &str) -> String {
+        match self.backend {
+            Backend::Sqlite => column.to_string(),
+            Backend::Postgres => format!("{column} COLLATE \"C\""),
+        }
+    }
+
     pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, Error> {
         self.writer.begin().await.map_err(db)
     }

@@ -24,12 +24,15 @@ fn ns_row(r: &AnyRow) -> Result<NamespaceRow, sqlx::Error> {
 
 impl Store {
     pub async fn list_namespaces(&self, tenant: &TenantId) -> Result<Vec<NamespaceRow>, Error> {
-        sqlx::query("SELECT name, description, config FROM namespaces WHERE tenant_id = $1 ORDER BY name")
-            .bind(&tenant.0)
-            .fetch_all(&self.pool)
-            .await
-            .and_then(|rows| rows.iter().map(ns_row).collect())
-            .map_err(db)
+        sqlx::query(sqlf!(
+            "SELECT name, description, config FROM namespaces WHERE tenant_id = $1 ORDER BY {}",
+            self.bytewise("name")
+        ))
+        .bind(&tenant.0)
+        .fetch_all(&self.pool)
+        .await
+        .and_then(|rows| rows.iter().map(ns_row).collect())
+        .map_err(db)
     }
 
     pub async fn get_namespace(&self, tenant: &TenantId, name: &str) -> Result<Option<NamespaceRow>, Error> {

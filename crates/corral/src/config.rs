@@ -174,7 +174,7 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.set_env("CORRAL_TOKEN_TTL", "soon");
             let err = Settings::load(None, &Overrides::default()).unwrap_err();
-            assert!(err.contains("token_ttl"), "{err}");
+            assert!(err.to_lowercase().contains("token_ttl"), "{err}");
             Ok(())
         });
     }

@@ -1,1 +1,527 @@
-//! (being written)
+//! Tenant isolation (README 2.3): nothing of tenant B is visible or changeable from tenant A.
+//! Another tenant's resource answers 404, never 403; names are scoped by tenant; the only
+//! cross-tenant data is the superadmin's tenant list; deleting a tenant leaves the others be.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::both_stores;
+use crate::harness::{BOOTSTRAP_KEY, Db, TestServer, basic, expect_error, expect_json, expect_unauthorized};
+
+/// One tenant's people: its first admin, `<t>-user` (role user), `<t>-viewer`, and `shared`,
+/// a user id that exists in both tenants (a user in alpha, a viewer in beta).
+struct Side {
+    name: &'static str,
+    admin: String,
+    user: String,
+    viewer: String,
+    shared: String,
+}
+
+struct Two {
+    s: TestServer,
+    a: Side,
+    b: Side,
+}
+
+async fn side(s: &TestServer, name: &'static str, shared_role: &str) -> Side {
+    let admin = s.create_tenant(name, 1).await;
+    let user = s.create_user(&admin, &format!("{name}-user"), "user").await;
+    let viewer = s.create_user(&admin, &format!("{name}-viewer"), "viewer").await;
+    let shared = s.create_user(&admin, "shared", shared_role).await;
+    Side {
+        name,
+        admin,
+        user,
+        viewer,
+        shared,
+    }
+}
+
+async fn two(db: Db) -> Two {
+    let s = TestServer::start(db).await;
+    let a = side(&s, "alpha", "user").await;
+    let b = side(&s, "beta", "viewer").await;
+    Two { s, a, b }
+}
+
+impl Two {
+    /// `GET path` as the superadmin, expecting 200.
+    async fn root_get(&self, path: &str) -> Value {
+        let resp = self.s.root(Method::GET, path).send().await.unwrap();
+        expect_json(resp, StatusCode::OK).await
+    }
+
+    /// `GET path` as `key`, expecting 200.
+    async fn get(&self, key: &str, path: &str) -> Value {
+        let resp = self.s.call(key, Method::GET, path).send().await.unwrap();
+        expect_json(resp, StatusCode::OK).await
+    }
+}
+
+fn ids(list: &Value, field: &str) -> Vec<String> {
+    list.as_array()
+        .unwrap_or_else(|| panic!("not a list: {list}"))
+        .iter()
+        .map(|x| x[field].as_str().unwrap().to_string())
+        .collect()
+}
+
+async fn other_tenants_users_are_not_found(db: Db) {
+    let t = two(db).await;
+    let before = t.get(&t.b.admin, "/v2/users/beta-user").await;
+    let cases = [
+        (Method::GET, "/v2/users/beta-user", None),
+        (
+            Method::PUT,
+            "/v2/users/beta-user",
+            Some(json!({"role": "viewer", "description": "taken over"})),
+        ),
+        (Method::DELETE, "/v2/users/beta-user", None),
+        (Method::GET, "/v2/users/beta-user/apikeys", None),
+        (
+            Method::POST,
+            "/v2/users/beta-user/apikeys",
+            Some(json!({"description": "backdoor"})),
+        ),
+    ];
+    for (method, path, body) in cases {
+        let mut req = t.s.call(&t.a.admin, method.clone(), path);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{method} {path}");
+        expect_error(resp, StatusCode::NOT_FOUND, Some("User 'beta-user' not found.")).await;
+    }
+    // The superadmin manages only tenant superadmin's users here.
+    let resp = t.s.root(Method::GET, "/v2/users/beta-user").send().await.unwrap();
+    expect_error(resp, StatusCode::NOT_FOUND, Some("User 'beta-user' not found.")).await;
+    let resp =
+        t.s.root(Method::DELETE, "/v2/users/beta-user")
+            .send()
+            .await
+            .unwrap();
+    expect_error(resp, StatusCode::NOT_FOUND, Some("User 'beta-user' not found.")).await;
+    // B's user is untouched, keeps one key, and that key still works.
+    assert_eq!(t.get(&t.b.admin, "/v2/users/beta-user").await, before);
+    assert_eq!(before["role"], "user");
+    let keys = t.get(&t.b.admin, "/v2/users/beta-user/apikeys").await;
+    assert_eq!(keys.as_array().unwrap().len(), 1, "{keys}");
+    t.get(&t.b.user, "/v3/namespaces").await;
+    // An id that exists in A names A's user, never B's.
+    let resp =
+        t.s.call(&t.a.admin, Method::PUT, "/v2/users/shared")
+            .json(&json!({"description": "alpha's"}))
+            .send()
+            .await
+            .unwrap();
+    let alpha_shared = expect_json(resp, StatusCode::OK).await;
+    assert_eq!(alpha_shared["tenant"], "alpha");
+    assert_eq!(alpha_shared["role"], "user");
+    let beta_shared = t.get(&t.b.admin, "/v2/users/shared").await;
+    assert_eq!(beta_shared["tenant"], "beta");
+    assert_eq!(beta_shared["role"], "viewer");
+    assert_eq!(beta_shared["description"], "");
+    // A may create its own user with B's id: ids are scoped by tenant.
+    let resp =
+        t.s.call(&t.a.admin, Method::POST, "/v2/users")
+            .json(&json!({"id": "beta-user", "role": "viewer"}))
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(expect_json(resp, StatusCode::CREATED).await["tenant"], "alpha");
+    let resp =
+        t.s.call(&t.a.admin, Method::DELETE, "/v2/users/beta-user")
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(t.get(&t.b.admin, "/v2/users/beta-user").await, before);
+    t.get(&t.b.user, "/v3/namespaces").await;
+}
+
+async fn other_tenants_api_keys_are_not_found(db: Db) {
+    let t = two(db).await;
+    let b_keys = t.get(&t.b.admin, "/v2/users/shared/apikeys").await;
+    let b_key_id = b_keys[0]["id"].as_str().unwrap().to_string();
+    let b_admin_key_id = t.get(&t.b.admin, "/v2/users/admin/apikeys").await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Under a user id that exists in both tenants (`shared`, `admin`) and under A's own users.
+    for (user, key_id) in [
+        ("shared", &b_key_id),
+        ("admin", &b_admin_key_id),
+        ("alpha-user", &b_key_id),
+    ] {
+        let path = format!("/v2/users/{user}/apikeys/{key_id}");
+        let message = format!("API key '{key_id}' of user '{user}' not found.");
+        for method in [Method::GET, Method::DELETE] {
+            let resp = t.s.call(&t.a.admin, method.clone(), &path).send().await.unwrap();
+            assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{method} {path}");
+            expect_error(resp, StatusCode::NOT_FOUND, Some(&message)).await;
+        }
+    }
+    // A's list of its `shared` keys does not show B's.
+    let a_keys = t.get(&t.a.admin, "/v2/users/shared/apikeys").await;
+    assert_eq!(a_keys.as_array().unwrap().len(), 1, "{a_keys}");
+    assert_ne!(a_keys[0]["id"], b_key_id.as_str());
+    // B's keys still work and still exist.
+    assert_eq!(t.get(&t.b.admin, "/v2/users/shared/apikeys").await, b_keys);
+    t.get(&t.b.shared, "/v3/namespaces").await;
+    t.get(&t.b.admin, "/v2/users").await;
+    // And B's admin cannot see A's keys either.
+    let a_key_id = a_keys[0]["id"].as_str().unwrap();
+    let resp =
+        t.s.call(
+            &t.b.admin,
+            Method::GET,
+            &format!("/v2/users/shared/apikeys/{a_key_id}"),
+        )
+        .send()
+        .await
+        .unwrap();
+    expect_error(resp, StatusCode::NOT_FOUND, None).await;
+}
+
+async fn namespaces_are_scoped_by_tenant(db: Db) {
+    let t = two(db).await;
+    let resp =
+        t.s.call(&t.b.user, Method::PUT, "/v3/namespaces/dev")
+            .json(&json!({"description": "beta dev", "config": {"owner": "beta"}}))
+            .send()
+            .await
+            .unwrap();
+    let b_dev = expect_json(resp, StatusCode::OK).await;
+    let resp =
+        t.s.call(&t.b.user, Method::PUT, "/v3/namespaces/only-beta")
+            .send()
+            .await
+            .unwrap();
+    expect_json(resp, StatusCode::OK).await;
+    // A cannot read, edit or delete B's namespace: 404 as for one that does not exist.
+    for key in [&t.a.admin, &t.a.user, &t.a.viewer] {
+        let resp =
+            t.s.call(key, Method::GET, "/v3/namespaces/only-beta")
+                .send()
+                .await
+                .unwrap();
+        expect_error(
+            resp,
+            StatusCode::NOT_FOUND,
+            Some("Namespace 'only-beta' not found."),
+        )
+        .await;
+    }
+    for key in [&t.a.admin, &t.a.user] {
+        let resp =
+            t.s.call(key, Method::PUT, "/v3/namespaces/only-beta/properties")
+                .json(&json!({"description": "alpha was here"}))
+                .send()
+                .await
+                .unwrap();
+        expect_error(
+            resp,
+            StatusCode::NOT_FOUND,
+            Some("Namespace 'only-beta' not found."),
+        )
+        .await;
+        for path in [
+            "/v3/namespaces/only-beta",
+            "/v3/unrecoverable/namespaces/only-beta",
+        ] {
+            let resp = t.s.call(key, Method::DELETE, path).send().await.unwrap();
+            expect_error(
+                resp,
+                StatusCode::NOT_FOUND,
+                Some("Namespace 'only-beta' not found."),
+            )
+            .await;
+        }
+    }
+    let resp =
+        t.s.call(&t.a.admin, Method::GET, "/v3/namespaces/dev")
+            .send()
+            .await
+            .unwrap();
+    expect_error(resp, StatusCode::NOT_FOUND, Some("Namespace 'dev' not found.")).await;
+    // A creates its own `dev`: a new namespace with A's settings, not B's answered back.
+    let resp =
+        t.s.call(&t.a.user, Method::PUT, "/v3/namespaces/dev")
+            .json(&json!({"description": "alpha dev"}))
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(
+        expect_json(resp, StatusCode::OK).await,
+        json!({"name": "dev", "description": "alpha dev", "config": {}})
+    );
+    let resp =
+        t.s.call(&t.a.user, Method::PUT, "/v3/namespaces/dev/properties")
+            .json(&json!({"config": {"owner": "alpha"}}))
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(
+        expect_json(resp, StatusCode::OK).await,
+        json!({"name": "dev", "description": "alpha dev", "config": {"owner": "alpha"}})
+    );
+    assert_eq!(t.get(&t.b.viewer, "/v3/namespaces/dev").await, b_dev);
+    // Lists show only the caller's tenant.
+    assert_eq!(
+        ids(&t.get(&t.a.viewer, "/v3/namespaces").await, "name"),
+        ["default", "dev"]
+    );
+    assert_eq!(
+        ids(&t.get(&t.b.viewer, "/v3/namespaces").await, "name"),
+        ["default", "dev", "only-beta"]
+    );
+    assert_eq!(ids(&t.root_get("/v3/namespaces").await, "name"), ["default"]);
+    // Deleting A's `dev` (and emptying A's `default`) leaves B's alone.
+    for path in ["/v3/namespaces/dev", "/v3/namespaces/default"] {
+        let resp = t.s.call(&t.a.user, Method::DELETE, path).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{path}");
+    }
+    assert_eq!(t.get(&t.b.viewer, "/v3/namespaces/dev").await, b_dev);
+    assert_eq!(
+        ids(&t.get(&t.b.viewer, "/v3/namespaces").await, "name"),
+        ["default", "dev", "only-beta"]
+    );
+    assert_eq!(
+        ids(&t.get(&t.a.viewer, "/v3/namespaces").await, "name"),
+        ["default"]
+    );
+}
+
+async fn user_lists_show_only_the_callers_tenant(db: Db) {
+    let t = two(db).await;
+    for side in [&t.a, &t.b] {
+        let list = t.get(&side.admin, "/v2/users").await;
+        let mut want = vec![
+            "admin".to_string(),
+            format!("{}-user", side.name),
+            format!("{}-viewer", side.name),
+            "shared".to_string(),
+        ];
+        want.sort();
+        assert_eq!(ids(&list, "id"), want, "{list}");
+        for u in list.as_array().unwrap() {
+            assert_eq!(u["tenant"], side.name, "{u}");
+        }
+    }
+    let list = t.root_get("/v2/users").await;
+    assert_eq!(ids(&list, "id"), ["admin"]);
+    assert_eq!(list[0]["tenant"], "superadmin");
+}
+
+async fn profiles_of_the_same_user_id_are_separate(db: Db) {
+    let t = two(db).await;
+    let profile = |key: &str| t.s.call(key, Method::GET, "/v2/profile").send();
+    let put = |key: &str, body: Value| t.s.call(key, Method::PUT, "/v2/profile").json(&body).send();
+    let resp = put(&t.a.shared, json!({"theme": "alpha"})).await.unwrap();
+    expect_json(resp, StatusCode::OK).await;
+    let resp = profile(&t.b.shared).await.unwrap();
+    expect_error(resp, StatusCode::NOT_FOUND, Some("Profile not found.")).await;
+    // `admin` exists in every tenant, the superadmin's included.
+    for key in [&t.b.admin, BOOTSTRAP_KEY] {
+        let resp = profile(key).await.unwrap();
+        expect_error(resp, StatusCode::NOT_FOUND, Some("Profile not found.")).await;
+    }
+    let resp = put(&t.b.shared, json!({"theme": "beta"})).await.unwrap();
+    expect_json(resp, StatusCode::OK).await;
+    let resp = profile(&t.a.shared).await.unwrap();
+    assert_eq!(expect_json(resp, StatusCode::OK).await, json!({"theme": "alpha"}));
+    let resp = profile(&t.b.shared).await.unwrap();
+    assert_eq!(expect_json(resp, StatusCode::OK).await, json!({"theme": "beta"}));
+    let resp =
+        t.s.call(&t.a.shared, Method::DELETE, "/v2/profile")
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = profile(&t.a.shared).await.unwrap();
+    expect_error(resp, StatusCode::NOT_FOUND, Some("Profile not found.")).await;
+    let resp = profile(&t.b.shared).await.unwrap();
+    assert_eq!(expect_json(resp, StatusCode::OK).await, json!({"theme": "beta"}));
+}
+
+async fn only_the_superadmin_sees_tenants(db: Db) {
+    let t = two(db).await;
+    let must = Some("user unauthorized, must be superadmin.");
+    for key in [&t.a.admin, &t.a.user, &t.a.viewer] {
+        for (method, path, body) in [
+            (Method::GET, "/v2/tenants", None),
+            (Method::GET, "/v2/tenants/beta", None),
+            (Method::GET, "/v2/tenants/alpha", None),
+            (
+                Method::PUT,
+                "/v2/tenants/beta",
+                Some(json!({"tenant": {"workers": 0}})),
+            ),
+            (Method::DELETE, "/v2/tenants/beta", None),
+            (Method::POST, "/v2/tenants/beta/adminkey", None),
+        ] {
+            let mut req = t.s.call(key, method.clone(), path);
+            if let Some(b) = body {
+                req = req.json(&b);
+            }
+            let resp = req.send().await.unwrap();
+            assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{method} {path}");
+            expect_error(resp, StatusCode::FORBIDDEN, must).await;
+        }
+    }
+    let list = t.root_get("/v2/tenants").await;
+    assert_eq!(ids(&list, "name"), ["alpha", "beta", "superadmin"]);
+    assert_eq!(list[1]["workers"], 1);
+    assert_eq!(
+        t.root_get("/v2/tenants/beta").await,
+        json!({"name": "beta", "description": "", "workers": 1, "maxClusters": 2147483647, "maxNodes": 2147483647})
+    );
+}
+
+async fn deleting_a_tenant_revokes_it_and_spares_the_others(db: Db) {
+    let t = two(db).await;
+    let b_token = t.s.mint_token(&t.b.user).await;
+    let a_token = t.s.mint_token(&t.a.user).await;
+    let resp =
+        t.s.call(&t.b.admin, Method::PUT, "/v3/namespaces/dev")
+            .send()
+            .await
+            .unwrap();
+    expect_json(resp, StatusCode::OK).await;
+    let resp =
+        t.s.call(&t.a.admin, Method::PUT, "/v3/namespaces/dev")
+            .json(&json!({"description": "alpha dev"}))
+            .send()
+            .await
+            .unwrap();
+    expect_json(resp, StatusCode::OK).await;
+    let resp =
+        t.s.call(&t.a.shared, Method::PUT, "/v2/profile")
+            .json(&json!({"mine": true}))
+            .send()
+            .await
+            .unwrap();
+    expect_json(resp, StatusCode::OK).await;
+    let a_users = t.get(&t.a.admin, "/v2/users").await;
+    let a_namespaces = t.get(&t.a.viewer, "/v3/namespaces").await;
+    // Not while it has workers.
+    let resp = t.s.root(Method::DELETE, "/v2/tenants/beta").send().await.unwrap();
+    expect_error(
+        resp,
+        StatusCode::CONFLICT,
+        Some("Tenant beta still has 1 workers. Cannot delete it until workers are set to 0."),
+    )
+    .await;
+    t.get(&t.b.user, "/v3/namespaces").await;
+    let resp =
+        t.s.root(Method::PUT, "/v2/tenants/beta")
+            .json(&json!({"tenant": {"name": "beta", "workers": 0}}))
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(expect_json(resp, StatusCode::OK).await["workers"], 0);
+    let resp = t.s.root(Method::DELETE, "/v2/tenants/beta").send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.text().await.unwrap(), "");
+    // Every credential of B is now invalid, in every form.
+    for key in [&t.b.admin, &t.b.user, &t.b.viewer, &t.b.shared, &b_token] {
+        let resp = t.s.call(key, Method::GET, "/v3/namespaces").send().await.unwrap();
+        expect_unauthorized(resp, "Invalid credentials.").await;
+    }
+    let resp =
+        t.s.anon(Method::GET, "/v3/namespaces")
+            .header("Coopr-UserID", "admin")
+            .header("Coopr-TenantID", "beta")
+            .header("Coopr-ApiKey", &t.b.admin)
+            .send()
+            .await
+            .unwrap();
+    expect_unauthorized(resp, "Invalid credentials.").await;
+    let resp = t.s.root(Method::GET, "/v2/tenants/beta").send().await.unwrap();
+    expect_error(resp, StatusCode::NOT_FOUND, Some("tenant beta not found")).await;
+    assert_eq!(
+        ids(&t.root_get("/v2/tenants").await, "name"),
+        ["alpha", "superadmin"]
+    );
+    // A is untouched: keys, tokens, users, namespaces, profile.
+    for key in [&t.a.admin, &t.a.user, &t.a.viewer, &t.a.shared, &a_token] {
+        t.get(key, "/v3/namespaces").await;
+    }
+    assert_eq!(t.get(&t.a.admin, "/v2/users").await, a_users);
+    assert_eq!(t.get(&t.a.viewer, "/v3/namespaces").await, a_namespaces);
+    assert_eq!(
+        t.get(&t.a.viewer, "/v3/namespaces/dev").await["description"],
+        "alpha dev"
+    );
+    assert_eq!(t.get(&t.a.shared, "/v2/profile").await, json!({"mine": true}));
+    // A new tenant of the same name starts empty; B's old keys stay dead.
+    let new_b = t.s.create_tenant("beta", 0).await;
+    assert_eq!(ids(&t.get(&new_b, "/v2/users").await, "id"), ["admin"]);
+    assert_eq!(ids(&t.get(&new_b, "/v3/namespaces").await, "name"), ["default"]);
+    for key in [&t.b.admin, &t.b.user, &b_token] {
+        let resp = t.s.call(key, Method::GET, "/v3/namespaces").send().await.unwrap();
+        expect_unauthorized(resp, "Invalid credentials.").await;
+    }
+}
+
+async fn a_credential_never_crosses_into_another_tenant(db: Db) {
+    let t = two(db).await;
+    let b_token = t.s.mint_token(&t.b.shared).await;
+    // `shared` exists in both tenants; B's secrets never authenticate as A's `shared`.
+    for secret in [&t.b.shared, &b_token] {
+        let resp =
+            t.s.anon(Method::GET, "/v2/profile")
+                .header("Coopr-UserID", "shared")
+                .header("Coopr-TenantID", "alpha")
+                .header("Coopr-ApiKey", secret.as_str())
+                .send()
+                .await
+                .unwrap();
+        expect_unauthorized(resp, "Invalid credentials.").await;
+        for user_part in ["shared@alpha", "shared"] {
+            let resp =
+                t.s.anon(Method::GET, "/v2/profile")
+                    .header("Authorization", basic(user_part, secret))
+                    .send()
+                    .await
+                    .unwrap();
+            expect_unauthorized(resp, "Invalid credentials.").await;
+        }
+        let resp =
+            t.s.call(secret, Method::GET, "/v2/profile")
+                .header("Coopr-TenantID", "alpha")
+                .send()
+                .await
+                .unwrap();
+        expect_unauthorized(resp, "Invalid credentials.").await;
+    }
+    // B's admin key is no admin key in A.
+    let resp =
+        t.s.anon(Method::GET, "/v2/users")
+            .header("Authorization", basic("admin@alpha", &t.b.admin))
+            .send()
+            .await
+            .unwrap();
+    expect_unauthorized(resp, "Invalid credentials.").await;
+    // While each works at home.
+    let resp =
+        t.s.anon(Method::GET, "/v2/users")
+            .header("Authorization", basic("admin@beta", &t.b.admin))
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(ids(&expect_json(resp, StatusCode::OK).await, "tenant")[0], "beta");
+}
+
+both_stores!(
+    other_tenants_users_are_not_found,
+    other_tenants_api_keys_are_not_found,
+    namespaces_are_scoped_by_tenant,
+    user_lists_show_only_the_callers_tenant,
+    profiles_of_the_same_user_id_are_separate,
+    only_the_superadmin_sees_tenants,
+    deleting_a_tenant_revokes_it_and_spares_the_others,
+    a_credential_never_crosses_into_another_tenant,
+);

@@ -5,8 +5,8 @@
 
 mod harness;
 
-mod conventions;
 mod auth;
+mod conventions;
 mod isolation;
 mod namespaces;
 mod process;

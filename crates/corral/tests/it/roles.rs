@@ -1,1 +1,825 @@
-//! (being written)
+//! The permission matrix of README 2.2, as a table: every endpoint the server serves is a
+//! row, tried with no credentials, as a viewer, a user and an admin of tenant `acme`, and as
+//! the superadmin (the bootstrap key). A coverage test compares the table with
+//! `/openapi.json`, so an endpoint added without a row fails the suite.
+//!
+//! To cover a new endpoint, add a [`Row`] to [`MATRIX`] (its `path` is the OpenAPI path
+//! template). Each `{placeholder}` of the path is filled, for every caller, with a new object
+//! of the caller's tenant made by [`Fixture::make`] (teach it new placeholders there), so rows
+//! never disturb each other: a destructive row destroys only its own throwaway target.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde_json::{Value, json};
+
+use crate::both_stores;
+use crate::harness::{BOOTSTRAP_KEY, Db, TestServer, expect_error, expect_json, expect_unauthorized};
+
+/// The letters of README 2.2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Perm {
+    /// viewer and above
+    R,
+    /// user and above
+    W,
+    /// admin and above
+    A,
+    /// superadmin only
+    S,
+}
+use Perm::*;
+
+/// The authenticated callers every row is tried with, weakest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Caller {
+    Viewer,
+    User,
+    Admin,
+    Superadmin,
+}
+
+const CALLERS: [Caller; 4] = [Caller::Viewer, Caller::User, Caller::Admin, Caller::Superadmin];
+
+impl Perm {
+    fn allows(self, c: Caller) -> bool {
+        match self {
+            R => true,
+            W => c >= Caller::User,
+            A => c >= Caller::Admin,
+            S => c == Caller::Superadmin,
+        }
+    }
+}
+
+/// A well-formed API key that no one holds.
+const STRANGER_KEY: &str = "crk_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+
+/// coopr-v2.md 3 and 4 fix these 403 texts; elsewhere the text is the server's choice.
+const MUST_BE_SUPERADMIN: &str = "user unauthorized, must be superadmin.";
+const MUST_BE_ADMIN: &str = "user unauthorized, must be admin.";
+
+/// One endpoint of the matrix.
+#[derive(Debug, Clone, Copy)]
+struct Row {
+    method: &'static str,
+    /// The OpenAPI path template; every `{placeholder}` is filled by [`Fixture::make`].
+    path: &'static str,
+    perm: Perm,
+    /// The exact status an allowed caller gets.
+    ok: u16,
+    /// A JSON body; `{fresh}` becomes a new unused name, `{placeholder}`s as in the path.
+    body: Option<&'static str>,
+    /// Placeholders that name an object to be created by the request (a new unused name)
+    /// instead of an existing one.
+    fresh: &'static [&'static str],
+    /// The exact `message` of the 403, where the contract fixes it.
+    denied: Option<&'static str>,
+    /// A request `(method, path, body)` the caller itself sends first, which must succeed.
+    before: Option<(&'static str, &'static str, &'static str)>,
+}
+
+const fn row(method: &'static str, path: &'static str, perm: Perm, ok: u16) -> Row {
+    Row {
+        method,
+        path,
+        perm,
+        ok,
+        body: None,
+        fresh: &[],
+        denied: None,
+        before: None,
+    }
+}
+
+impl Row {
+    const fn body(mut self, body: &'static str) -> Row {
+        self.body = Some(body);
+        self
+    }
+
+    const fn fresh(mut self, names: &'static [&'static str]) -> Row {
+        self.fresh = names;
+        self
+    }
+
+    const fn denied(mut self, message: &'static str) -> Row {
+        self.denied = Some(message);
+        self
+    }
+
+    const fn before(mut self, method: &'static str, path: &'static str, body: &'static str) -> Row {
+        self.before = Some((method, path, body));
+        self
+    }
+
+    fn method(&self) -> Method {
+        Method::from_bytes(self.method.as_bytes()).expect("method")
+    }
+}
+
+/// Every authenticated endpoint served now. Extend it with each new endpoint.
+const MATRIX: &[Row] = &[
+    // README 3.3
+    row("GET", "/token", R, 200),
+    row("POST", "/token", R, 200),
+    // Operators only.
+    row("GET", "/metrics", S, 200),
+    // coopr-v2.md 3: tenants.
+    row("GET", "/v2/tenants", S, 200).denied(MUST_BE_SUPERADMIN),
+    row("POST", "/v2/tenants", S, 200)
+        .body(r#"{"tenant": {"name": "{fresh}", "workers": 0}}"#)
+        .denied(MUST_BE_SUPERADMIN),
+    row("GET", "/v2/tenants/{tenant}", S, 200).denied(MUST_BE_SUPERADMIN),
+    row("PUT", "/v2/tenants/{tenant}", S, 200)
+        .body(r#"{"tenant": {"workers": 0, "description": "changed"}}"#)
+        .denied(MUST_BE_SUPERADMIN),
+    row("POST", "/v2/tenants/{tenant}/adminkey", S, 200)
+        .body(r#"{"description": "matrix"}"#)
+        .denied(MUST_BE_SUPERADMIN),
+    row("DELETE", "/v2/tenants/{tenant}", S, 200).denied(MUST_BE_SUPERADMIN),
+    // coopr-v2.md 4: users and API keys.
+    row("GET", "/v2/users", A, 200).denied(MUST_BE_ADMIN),
+    row("POST", "/v2/users", A, 201)
+        .body(r#"{"id": "{fresh}", "role": "viewer"}"#)
+        .denied(MUST_BE_ADMIN),
+    row("GET", "/v2/users/{user}", A, 200).denied(MUST_BE_ADMIN),
+    row("PUT", "/v2/users/{user}", A, 200)
+        .body(r#"{"description": "changed"}"#)
+        .denied(MUST_BE_ADMIN),
+    row("DELETE", "/v2/users/{user}", A, 200).denied(MUST_BE_ADMIN),
+    row("GET", "/v2/users/{user}/apikeys", A, 200).denied(MUST_BE_ADMIN),
+    row("POST", "/v2/users/{user}/apikeys", A, 201)
+        .body(r#"{"description": "matrix"}"#)
+        .denied(MUST_BE_ADMIN),
+    row("GET", "/v2/users/{user}/apikeys/{key_id}", A, 200).denied(MUST_BE_ADMIN),
+    row("DELETE", "/v2/users/{user}/apikeys/{key_id}", A, 200).denied(MUST_BE_ADMIN),
+    // coopr-v2.md 5: the caller's own profile.
+    row("GET", "/v2/profile", R, 200).before("PUT", "/v2/profile", r#"{"theme": "dark"}"#),
+    row("PUT", "/v2/profile", R, 200).body(r#"{"theme": "light"}"#),
+    row("DELETE", "/v2/profile", R, 200),
+    // cdap-v3.md 2: namespaces.
+    row("GET", "/v3/namespaces", R, 200),
+    row("GET", "/v3/namespaces/{ns}", R, 200),
+    row("PUT", "/v3/namespaces/{ns}", W, 200)
+        .fresh(&["ns"])
+        .body(r#"{"description": "matrix"}"#),
+    row("PUT", "/v3/namespaces/{ns}/properties", W, 200).body(r#"{"description": "changed"}"#),
+    row("DELETE", "/v3/namespaces/{ns}", W, 200),
+    row("DELETE", "/v3/unrecoverable/namespaces/{ns}", W, 200),
+];
+
+/// Endpoints that need no credentials (README 1, 2.2 "-"). `/openapi.json` and `/docs` are
+/// public documentation outside the OpenAPI paths.
+const PUBLIC: &[(&str, &str)] = &[("GET", "/status"), ("GET", "/ping"), ("GET", "/version")];
+
+/// Tenant `acme` with a viewer, a user and its admin; the superadmin is the bootstrap key.
+struct Fixture {
+    s: TestServer,
+    viewer: String,
+    user: String,
+    admin: String,
+    seq: AtomicUsize,
+}
+
+/// The `{name}` placeholders of a template, in order.
+fn placeholders(template: &str) -> Vec<&str> {
+    template
+        .split('{')
+        .skip(1)
+        .filter_map(|rest| rest.split_once('}').map(|(name, _)| name))
+        .collect()
+}
+
+impl Fixture {
+    async fn new(db: Db) -> Fixture {
+        let s = TestServer::start(db).await;
+        let admin = s.create_tenant("acme", 0).await;
+        let viewer = s.create_user(&admin, "vera", "viewer").await;
+        let user = s.create_user(&admin, "ursula", "user").await;
+        Fixture {
+            s,
+            viewer,
+            user,
+            admin,
+            seq: AtomicUsize::new(0),
+        }
+    }
+
+    fn key(&self, c: Caller) -> &str {
+        match c {
+            Caller::Viewer => &self.viewer,
+            Caller::User => &self.user,
+            Caller::Admin => &self.admin,
+            Caller::Superadmin => BOOTSTRAP_KEY,
+        }
+    }
+
+    /// An admin of the caller's tenant, to make the caller's targets.
+    fn tenant_admin(&self, c: Caller) -> &str {
+        match c {
+            Caller::Superadmin => BOOTSTRAP_KEY,
+            _ => &self.admin,
+        }
+    }
+
+    fn fresh(&self) -> String {
+        format!("m{}", self.seq.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// A new object for placeholder `name`, in the caller's tenant (tenants are global).
+    async fn make(&self, c: Caller, name: &str, vars: &[(String, String)]) -> String {
+        let admin = self.tenant_admin(c);
+        let n = self.fresh();
+        match name {
+            "tenant" => {
+                let resp = self
+                    .s
+                    .root(Method::POST, "/v2/tenants")
+                    .json(&json!({"tenant": {"name": n, "workers": 0}}))
+                    .send()
+                    .await
+                    .unwrap();
+                expect_json(resp, StatusCode::OK).await;
+                n
+            }
+            "user" => {
+                let resp = self
+                    .s
+                    .call(admin, Method::POST, "/v2/users")
+                    .json(&json!({"id": n, "role": "viewer"}))
+                    .send()
+                    .await
+                    .unwrap();
+                expect_json(resp, StatusCode::CREATED).await;
+                n
+            }
+            "key_id" => {
+                let user = vars
+                    .iter()
+                    .find(|(k, _)| k == "user")
+                    .map(|(_, v)| v.as_str())
+                    .expect("{key_id} needs a {user} before it");
+                let created = self.s.create_key(admin, user, json!({})).await;
+                created["id"].as_str().unwrap().to_string()
+            }
+            "ns" => {
+                let resp = self
+                    .s
+                    .call(admin, Method::PUT, &format!("/v3/namespaces/{n}"))
+                    .send()
+                    .await
+                    .unwrap();
+                expect_json(resp, StatusCode::OK).await;
+                n
+            }
+            other => panic!("no fixture for {{{other}}}: teach Fixture::make to create one"),
+        }
+    }
+
+    /// The concrete path and body of `row` for caller `c`: with new targets of the caller's
+    /// tenant, or (`existing` false) with names of objects that do not exist.
+    async fn instantiate(&self, row: &Row, c: Caller, existing: bool) -> (String, Option<String>) {
+        let mut vars: Vec<(String, String)> = Vec::new();
+        for name in placeholders(row.path) {
+            let value = if !existing {
+                if name == "key_id" {
+                    uuid::Uuid::new_v4().to_string()
+                } else {
+                    format!("missing{}", self.fresh())
+                }
+            } else if row.fresh.contains(&name) {
+                self.fresh()
+            } else {
+                self.make(c, name, &vars).await
+            };
+            vars.push((name.to_string(), value));
+        }
+        let fill = |template: &str| {
+            vars.iter().fold(template.to_string(), |t, (k, v)| {
+                t.replace(&format!("{{{k}}}"), v)
+            })
+        };
+        let path = fill(row.path);
+        let body = row.body.map(|b| fill(b).replace("{fresh}", &self.fresh()));
+        (path, body)
+    }
+
+    fn request(
+        &self,
+        method: Method,
+        path: &str,
+        caller: Option<Caller>,
+        body: Option<&str>,
+    ) -> RequestBuilder {
+        let mut req = match caller {
+            Some(c) => self.s.call(self.key(c), method, path),
+            None => self.s.anon(method, path),
+        };
+        if let Some(b) = body {
+            req = req.header("content-type", "application/json").body(b.to_string());
+        }
+        req
+    }
+}
+
+/// Checks a contract error (README 3.2, 4) without panicking, for the matrix's report.
+async fn check_error(resp: Response, status: StatusCode, message: Option<&str>) -> Result<(), String> {
+    let got = resp.status();
+    let challenge = resp
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap_or("").to_string());
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap_or("").to_string());
+    let text = resp.text().await.unwrap_or_default();
+    if got != status {
+        return Err(format!("status {got}, want {status}; body {text}"));
+    }
+    if ct.as_deref() != Some("application/json; charset=utf-8") {
+        return Err(format!("content type {ct:?}"));
+    }
+    if status == StatusCode::UNAUTHORIZED && challenge.as_deref() != Some("Bearer realm=\"corral\"") {
+        return Err(format!("401 with WWW-Authenticate {challenge:?}"));
+    }
+    let body: Value = serde_json::from_str(&text).map_err(|e| format!("body not JSON ({e}): {text}"))?;
+    let mut want = json!({
+        "code": status.as_u16(),
+        "error": status.canonical_reason().unwrap_or(""),
+        "message": body["message"].clone(),
+    });
+    if let Some(m) = message {
+        want["message"] = json!(m);
+    }
+    if body != want || !body["message"].is_string() {
+        return Err(format!("error body {body}, want {want}"));
+    }
+    Ok(())
+}
+
+/// Checks a HEAD answer: the status of the matching GET, no body.
+async fn check_head(resp: Response, status: StatusCode) -> Result<(), String> {
+    let got = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    if got != status || !text.is_empty() {
+        return Err(format!(
+            "HEAD: status {got} with body {text:?}, want {status} and no body"
+        ));
+    }
+    Ok(())
+}
+
+async fn permission_matrix(db: Db) {
+    let f = Fixture::new(db).await;
+    let mut failures: Vec<String> = Vec::new();
+    let mut note = |what: String, r: Result<(), String>| {
+        if let Err(e) = r {
+            failures.push(format!("{what}: {e}"));
+        }
+    };
+    for row in MATRIX {
+        let method = row.method();
+        let is_get = method == Method::GET;
+        // No credentials: 401, before anything else, whether the target exists or not.
+        for existing in [true, false] {
+            let (path, body) = f.instantiate(row, Caller::Admin, existing).await;
+            let what = format!("{} {path} without credentials", row.method);
+            let resp = f
+                .request(method.clone(), &path, None, body.as_deref())
+                .send()
+                .await
+                .unwrap();
+            note(
+                what.clone(),
+                check_error(resp, StatusCode::UNAUTHORIZED, Some("Authentication required.")).await,
+            );
+            if is_get {
+                let resp = f.request(Method::HEAD, &path, None, None).send().await.unwrap();
+                note(what, check_head(resp, StatusCode::UNAUTHORIZED).await);
+            }
+            // A credential that is not valid: 401 as well, with its own text.
+            let mut req = f.s.call(STRANGER_KEY, method.clone(), &path);
+            if let Some(b) = &body {
+                req = req.header("content-type", "application/json").body(b.clone());
+            }
+            note(
+                format!("{} {path} with an unknown key", row.method),
+                check_error(
+                    req.send().await.unwrap(),
+                    StatusCode::UNAUTHORIZED,
+                    Some("Invalid credentials."),
+                )
+                .await,
+            );
+        }
+        for caller in CALLERS {
+            let allowed = row.perm.allows(caller);
+            if let Some((m, p, b)) = row.before {
+                let m = Method::from_bytes(m.as_bytes()).unwrap();
+                let resp = f.request(m, p, Some(caller), Some(b)).send().await.unwrap();
+                assert!(
+                    resp.status().is_success(),
+                    "{caller:?}: preparation of {} {} failed: {}",
+                    row.method,
+                    row.path,
+                    resp.status()
+                );
+            }
+            let (path, body) = f.instantiate(row, caller, true).await;
+            let what = format!("{} {path} as {caller:?}", row.method);
+            let resp = f
+                .request(method.clone(), &path, Some(caller), body.as_deref())
+                .send()
+                .await
+                .unwrap();
+            let ok = StatusCode::from_u16(row.ok).unwrap();
+            if allowed {
+                let got = resp.status();
+                let text = resp.text().await.unwrap_or_default();
+                if got != ok {
+                    note(what.clone(), Err(format!("status {got}, want {ok}; body {text}")));
+                }
+            } else {
+                note(
+                    what.clone(),
+                    check_error(resp, StatusCode::FORBIDDEN, row.denied).await,
+                );
+                // Permission comes before existence: a missing target is still 403.
+                if !placeholders(row.path).is_empty() {
+                    let (missing, body) = f.instantiate(row, caller, false).await;
+                    let resp = f
+                        .request(method.clone(), &missing, Some(caller), body.as_deref())
+                        .send()
+                        .await
+                        .unwrap();
+                    note(
+                        format!("{} {missing} as {caller:?}", row.method),
+                        check_error(resp, StatusCode::FORBIDDEN, row.denied).await,
+                    );
+                }
+            }
+            if is_get {
+                let (path, _) = f.instantiate(row, caller, true).await;
+                let resp = f
+                    .request(Method::HEAD, &path, Some(caller), None)
+                    .send()
+                    .await
+                    .unwrap();
+                let want = if allowed { ok } else { StatusCode::FORBIDDEN };
+                note(what, check_head(resp, want).await);
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} permission matrix failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// Every operation of `/openapi.json`, as `(METHOD, path template)`, with whether it is
+/// declared public (`security: [{}]`).
+fn operations(api: &Value) -> Vec<(String, String, bool)> {
+    let mut ops = Vec::new();
+    for (path, item) in api["paths"].as_object().expect("paths") {
+        for method in [
+            "get", "put", "post", "delete", "patch", "options", "head", "trace",
+        ] {
+            if let Some(op) = item.get(method) {
+                let public = op["security"] == json!([{}]);
+                ops.push((method.to_uppercase(), path.clone(), public));
+            }
+        }
+    }
+    ops
+}
+
+async fn matrix_covers_every_documented_endpoint(db: Db) {
+    let s = TestServer::start(db).await;
+    let api = expect_json(
+        s.anon(Method::GET, "/openapi.json").send().await.unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    let ops = operations(&api);
+    assert!(ops.len() >= MATRIX.len(), "{ops:?}");
+    let in_matrix = |m: &str, p: &str| MATRIX.iter().any(|r| r.method == m && r.path == p);
+    let in_public = |m: &str, p: &str| PUBLIC.iter().any(|(pm, pp)| *pm == m && *pp == p);
+    let mut missing = Vec::new();
+    for (method, path, public) in &ops {
+        match (in_matrix(method, path), in_public(method, path)) {
+            (true, true) => panic!("{method} {path} is both public and in the matrix"),
+            (false, false) => missing.push(format!("{method} {path}")),
+            (false, true) => assert!(
+                *public,
+                "{method} {path} is listed public but the API document requires credentials"
+            ),
+            (true, false) => assert!(
+                !*public,
+                "{method} {path} is public in the API document but has a matrix row"
+            ),
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "endpoints without a permission matrix row (add them to roles.rs MATRIX or PUBLIC):\n{}",
+        missing.join("\n")
+    );
+    // And the other way round: no row for an endpoint that does not exist, no duplicates.
+    let documented = |m: &str, p: &str| ops.iter().any(|(om, op, _)| om == m && op == p);
+    for (i, r) in MATRIX.iter().enumerate() {
+        assert!(
+            documented(r.method, r.path),
+            "row {} {} is not in the API document",
+            r.method,
+            r.path
+        );
+        assert!(
+            !MATRIX[..i]
+                .iter()
+                .any(|o| o.method == r.method && o.path == r.path),
+            "duplicate row {} {}",
+            r.method,
+            r.path
+        );
+    }
+    for (m, p) in PUBLIC {
+        assert!(documented(m, p), "public {m} {p} is not in the API document");
+    }
+    // The public endpoints answer without credentials, GET and HEAD.
+    for (m, p) in PUBLIC {
+        let method = Method::from_bytes(m.as_bytes()).unwrap();
+        let resp = s.anon(method, p).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{m} {p}");
+        let resp = s.anon(Method::HEAD, p).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "HEAD {p}");
+        assert!(resp.headers().get("www-authenticate").is_none(), "{p}");
+    }
+    // The documentation itself is public too.
+    let resp = s.anon(Method::GET, "/docs/").send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+}
+
+async fn forbidden_requests_change_nothing(db: Db) {
+    let f = Fixture::new(db).await;
+    let (viewer, user, admin) = (f.viewer.as_str(), f.user.as_str(), f.admin.as_str());
+    let send = |key: &str, m: Method, p: &str, body: Option<Value>| {
+        let mut req = f.s.call(key, m, p);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        req.send()
+    };
+    // A viewer cannot create, edit or delete a namespace.
+    let resp = send(viewer, Method::PUT, "/v3/namespaces/dev", None)
+        .await
+        .unwrap();
+    expect_error(resp, StatusCode::FORBIDDEN, None).await;
+    let resp = send(admin, Method::GET, "/v3/namespaces/dev", None)
+        .await
+        .unwrap();
+    expect_error(resp, StatusCode::NOT_FOUND, Some("Namespace 'dev' not found.")).await;
+    let resp = send(
+        viewer,
+        Method::PUT,
+        "/v3/namespaces/default/properties",
+        Some(json!({"description": "hacked"})),
+    )
+    .await
+    .unwrap();
+    expect_error(resp, StatusCode::FORBIDDEN, None).await;
+    let resp = send(admin, Method::PUT, "/v3/namespaces/prod", None)
+        .await
+        .unwrap();
+    expect_json(resp, StatusCode::OK).await;
+    for path in ["/v3/namespaces/prod", "/v3/unrecoverable/namespaces/prod"] {
+        let resp = send(viewer, Method::DELETE, path, None).await.unwrap();
+        expect_error(resp, StatusCode::FORBIDDEN, None).await;
+    }
+    let resp = send(admin, Method::GET, "/v3/namespaces/default", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        expect_json(resp, StatusCode::OK).await["description"],
+        "Default Namespace"
+    );
+    let resp = send(admin, Method::GET, "/v3/namespaces/prod", None)
+        .await
+        .unwrap();
+    expect_json(resp, StatusCode::OK).await;
+    // A user cannot make itself admin, create users, or delete the admin.
+    let resp = send(
+        user,
+        Method::PUT,
+        "/v2/users/ursula",
+        Some(json!({"role": "admin"})),
+    )
+    .await
+    .unwrap();
+    expect_error(resp, StatusCode::FORBIDDEN, Some(MUST_BE_ADMIN)).await;
+    let resp = send(
+        user,
+        Method::POST,
+        "/v2/users",
+        Some(json!({"id": "mallory", "role": "admin"})),
+    )
+    .await
+    .unwrap();
+    expect_error(resp, StatusCode::FORBIDDEN, Some(MUST_BE_ADMIN)).await;
+    let resp = send(user, Method::POST, "/v2/users/ursula/apikeys", None)
+        .await
+        .unwrap();
+    expect_error(resp, StatusCode::FORBIDDEN, Some(MUST_BE_ADMIN)).await;
+    let resp = send(user, Method::DELETE, "/v2/users/admin", None).await.unwrap();
+    expect_error(resp, StatusCode::FORBIDDEN, Some(MUST_BE_ADMIN)).await;
+    let resp = send(admin, Method::GET, "/v2/users", None).await.unwrap();
+    let users = expect_json(resp, StatusCode::OK).await;
+    let summary: Vec<(String, String)> = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            (
+                u["id"].as_str().unwrap().into(),
+                u["role"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("admin".to_string(), "admin".to_string()),
+            ("ursula".into(), "user".into()),
+            ("vera".into(), "viewer".into())
+        ]
+    );
+    let resp = send(admin, Method::GET, "/v2/users/ursula/apikeys", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        expect_json(resp, StatusCode::OK).await.as_array().unwrap().len(),
+        1
+    );
+    // A tenant admin cannot touch tenants, not even its own.
+    let resp = send(
+        admin,
+        Method::PUT,
+        "/v2/tenants/acme",
+        Some(json!({"tenant": {"workers": 5}})),
+    )
+    .await
+    .unwrap();
+    expect_error(resp, StatusCode::FORBIDDEN, Some(MUST_BE_SUPERADMIN)).await;
+    let resp = send(admin, Method::DELETE, "/v2/tenants/acme", None)
+        .await
+        .unwrap();
+    expect_error(resp, StatusCode::FORBIDDEN, Some(MUST_BE_SUPERADMIN)).await;
+    let resp = send(
+        admin,
+        Method::POST,
+        "/v2/tenants",
+        Some(json!({"tenant": {"name": "evil", "workers": 0}})),
+    )
+    .await
+    .unwrap();
+    expect_error(resp, StatusCode::FORBIDDEN, Some(MUST_BE_SUPERADMIN)).await;
+    let resp = f.s.root(Method::GET, "/v2/tenants").send().await.unwrap();
+    assert_eq!(
+        expect_json(resp, StatusCode::OK).await,
+        json!([
+            {"name": "acme", "description": "", "workers": 0, "maxClusters": 2147483647, "maxNodes": 2147483647},
+            {"name": "superadmin", "description": "", "workers": 10, "maxClusters": 2147483647, "maxNodes": 2147483647}
+        ])
+    );
+}
+
+async fn superadmin_means_an_admin_of_tenant_superadmin(db: Db) {
+    let s = TestServer::start(db).await;
+    let acme = s.create_tenant("acme", 0).await;
+    // Another admin of tenant superadmin is a superadmin too; a user or viewer there is not.
+    let ops = s.create_user(BOOTSTRAP_KEY, "ops", "admin").await;
+    let staff = s.create_user(BOOTSTRAP_KEY, "staff", "user").await;
+    let watcher = s.create_user(BOOTSTRAP_KEY, "watcher", "viewer").await;
+    for path in ["/v2/tenants", "/v2/tenants/acme", "/metrics"] {
+        let resp = s.call(&ops, Method::GET, path).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{path}");
+        for key in [&staff, &watcher, &acme] {
+            let resp = s.call(key, Method::GET, path).send().await.unwrap();
+            expect_error(resp, StatusCode::FORBIDDEN, None).await;
+        }
+    }
+    // acme's admin is called `admin` like the bootstrap user, and is still not a superadmin.
+    let resp = s.call(&acme, Method::GET, "/v2/tenants").send().await.unwrap();
+    expect_error(resp, StatusCode::FORBIDDEN, Some(MUST_BE_SUPERADMIN)).await;
+    // Tenant `superadmin`'s user may operate in its own tenant.
+    let resp = s
+        .call(&staff, Method::PUT, "/v3/namespaces/tools")
+        .send()
+        .await
+        .unwrap();
+    expect_json(resp, StatusCode::OK).await;
+}
+
+async fn role_changes_take_effect_at_once(db: Db) {
+    let s = TestServer::start(db).await;
+    let admin = s.create_tenant("acme", 0).await;
+    let carol = s.create_user(&admin, "carol", "viewer").await;
+    let token = s.mint_token(&carol).await;
+    let put = |key: &str, name: &str| s.call(key, Method::PUT, &format!("/v3/namespaces/{name}")).send();
+    for key in [&carol, &token] {
+        let resp = put(key, "a").await.unwrap();
+        expect_error(resp, StatusCode::FORBIDDEN, None).await;
+        let resp = s.call(key, Method::GET, "/v2/users").send().await.unwrap();
+        expect_error(resp, StatusCode::FORBIDDEN, Some(MUST_BE_ADMIN)).await;
+    }
+    let set_role = |role: &'static str| {
+        s.call(&admin, Method::PUT, "/v2/users/carol")
+            .json(&json!({ "role": role }))
+            .send()
+    };
+    let resp = set_role("user").await.unwrap();
+    assert_eq!(expect_json(resp, StatusCode::OK).await["role"], "user");
+    for key in [&carol, &token] {
+        let resp = put(key, "b").await.unwrap();
+        expect_json(resp, StatusCode::OK).await;
+        let resp = s.call(key, Method::GET, "/v2/users").send().await.unwrap();
+        expect_error(resp, StatusCode::FORBIDDEN, Some(MUST_BE_ADMIN)).await;
+    }
+    let resp = set_role("admin").await.unwrap();
+    assert_eq!(expect_json(resp, StatusCode::OK).await["role"], "admin");
+    for key in [&carol, &token] {
+        let resp = s.call(key, Method::GET, "/v2/users").send().await.unwrap();
+        expect_json(resp, StatusCode::OK).await;
+    }
+    let resp = set_role("viewer").await.unwrap();
+    assert_eq!(expect_json(resp, StatusCode::OK).await["role"], "viewer");
+    for key in [&carol, &token] {
+        let resp = s.call(key, Method::GET, "/v2/users").send().await.unwrap();
+        expect_error(resp, StatusCode::FORBIDDEN, Some(MUST_BE_ADMIN)).await;
+        let resp = put(key, "c").await.unwrap();
+        expect_error(resp, StatusCode::FORBIDDEN, None).await;
+    }
+}
+
+async fn checks_come_in_the_contract_order(db: Db) {
+    // README 5: route (404/405), authentication (401), body syntax (400), permission (403),
+    // existence (404).
+    let f = Fixture::new(db).await;
+    let resp = f.s.anon(Method::PATCH, "/v2/users").send().await.unwrap();
+    expect_error(resp, StatusCode::METHOD_NOT_ALLOWED, None).await;
+    let resp = f.s.anon(Method::GET, "/v2/userz").send().await.unwrap();
+    expect_error(resp, StatusCode::NOT_FOUND, Some("No route for GET /v2/userz.")).await;
+    let not_json = |key: Option<&str>| {
+        let req = match key {
+            Some(k) => f.s.call(k, Method::POST, "/v2/users"),
+            None => f.s.anon(Method::POST, "/v2/users"),
+        };
+        req.body("{not json").send()
+    };
+    let resp = not_json(None).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    expect_unauthorized(resp, "Authentication required.").await;
+    let resp = not_json(Some(STRANGER_KEY)).await.unwrap();
+    expect_unauthorized(resp, "Invalid credentials.").await;
+    let resp = not_json(Some(&f.viewer)).await.unwrap();
+    let err = expect_error(resp, StatusCode::BAD_REQUEST, None).await;
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Request body is not valid JSON: "),
+        "{err}"
+    );
+    let resp =
+        f.s.call(&f.viewer, Method::DELETE, "/v2/users/nobody")
+            .send()
+            .await
+            .unwrap();
+    expect_error(resp, StatusCode::FORBIDDEN, Some(MUST_BE_ADMIN)).await;
+    let resp =
+        f.s.call(&f.admin, Method::DELETE, "/v2/users/nobody")
+            .send()
+            .await
+            .unwrap();
+    expect_error(resp, StatusCode::NOT_FOUND, Some("User 'nobody' not found.")).await;
+    let resp =
+        f.s.call(&f.admin, Method::GET, "/v2/tenants/nosuch")
+            .send()
+            .await
+            .unwrap();
+    expect_error(resp, StatusCode::FORBIDDEN, Some(MUST_BE_SUPERADMIN)).await;
+    let resp = f.s.root(Method::GET, "/v2/tenants/nosuch").send().await.unwrap();
+    expect_error(resp, StatusCode::NOT_FOUND, Some("tenant nosuch not found")).await;
+}
+
+both_stores!(
+    permission_matrix,
+    matrix_covers_every_documented_endpoint,
+    forbidden_requests_change_nothing,
+    superadmin_means_an_admin_of_tenant_superadmin,
+    role_changes_take_effect_at_once,
+    checks_come_in_the_contract_order,
+);
