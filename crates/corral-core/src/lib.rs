@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod bootstrap;
 mod identity;
+pub mod jobs;
 mod namespaces;
 pub mod secrets;
 

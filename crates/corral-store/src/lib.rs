@@ -20,6 +20,7 @@ macro_rules! sqlf {
 }
 
 mod identity;
+mod jobs;
 mod migrate;
 mod namespaces;
 
@@ -31,6 +32,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
 pub use identity::*;
+pub use jobs::{JobRow, NewJob, state};
 pub use namespaces::*;
 
 /// Which engine a store runs on.

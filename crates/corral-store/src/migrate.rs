@@ -12,7 +12,10 @@ use sqlx::Row;
 use crate::{Backend, Store, db};
 
 /// Every migration, in order. Append only: never edit a migration that has shipped.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "identity", include_str!("../migrations/0001_identity.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "identity", include_str!("../migrations/0001_identity.sql")),
+    (2, "jobs", include_str!("../migrations/0002_jobs.sql")),
+];
 
 /// An arbitrary constant naming Corral's migration lock among PostgreSQL advisory locks.
 const PG_MIGRATION_LOCK: i64 = 5_505_401;

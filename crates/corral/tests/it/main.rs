@@ -8,6 +8,7 @@ mod harness;
 mod auth;
 mod conventions;
 mod isolation;
+mod jobs;
 mod namespaces;
 mod process;
 mod roles;
