@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod bootstrap;
+pub mod crypto;
 mod identity;
 pub mod jobs;
 mod namespaces;
@@ -17,6 +18,7 @@ use corral_store::Store;
 pub use corral_types::OpCtx;
 
 use crate::auth::Authenticator;
+use crate::crypto::SecretBox;
 
 /// Settings the business rules depend on.
 #[derive(Debug, Clone)]
@@ -44,16 +46,23 @@ pub struct Core {
     store: Store,
     settings: CoreSettings,
     auth: Authenticator,
+    secrets: SecretBox,
 }
 
 impl Core {
-    pub fn new(store: Store, settings: CoreSettings) -> Core {
+    pub fn new(store: Store, settings: CoreSettings, secrets: SecretBox) -> Core {
         let auth = Authenticator::new(store.clone(), settings.auth_cache_ttl);
         Core {
             store,
             settings,
             auth,
+            secrets,
         }
+    }
+
+    /// Encrypts and decrypts secrets kept at rest.
+    pub fn secrets(&self) -> &SecretBox {
+        &self.secrets
     }
 
     pub fn store(&self) -> &Store {

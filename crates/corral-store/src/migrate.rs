@@ -15,6 +15,11 @@ use crate::{Backend, Store, db};
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "identity", include_str!("../migrations/0001_identity.sql")),
     (2, "jobs", include_str!("../migrations/0002_jobs.sql")),
+    (
+        3,
+        "commissaire",
+        include_str!("../migrations/0003_commissaire.sql"),
+    ),
 ];
 
 /// An arbitrary constant naming Corral's migration lock among PostgreSQL advisory locks.

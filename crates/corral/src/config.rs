@@ -41,6 +41,9 @@ pub struct Settings {
     pub log: String,
     /// The first superadmin API key (env `CORRAL_BOOTSTRAP_KEY`); at least 32 characters.
     pub bootstrap_apikey: Option<String>,
+    /// Base64 of the 32-byte key that encrypts secrets at rest (host SSH keys, container
+    /// manager tokens); default: `DATA_DIR/server.key`, created on first start.
+    pub server_key: Option<String>,
     /// Access token lifetime, seconds.
     pub token_ttl: u64,
     /// Largest accepted request body, bytes.
@@ -66,6 +69,7 @@ impl Default for Settings {
             log_format: LogFormat::Human,
             log: "info".into(),
             bootstrap_apikey: None,
+            server_key: None,
             token_ttl: 3600,
             max_body_bytes: 4 * 1024 * 1024,
             worker_capacity: 1000,

@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use corral_api::serve::{Bound, TlsListener, serve, tls_config};
 use corral_api::{AppState, app, metrics_handle};
 use corral_core::bootstrap::{Bootstrap, validate_bootstrap_key};
+use corral_core::crypto::SecretBox;
 use corral_core::{Core, CoreSettings};
 use corral_store::{Store, redact_url};
 use tokio::sync::oneshot;
@@ -57,6 +58,8 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot open the database {}: {e}", redact_url(&url)))?;
     tracing::info!(database = %redact_url(&url), backend = ?store.backend(), "store ready");
+    let secrets = SecretBox::load_or_create(&settings.data_dir, settings.server_key.as_deref())
+        .map_err(|e| anyhow::anyhow!("server key: {e}"))?;
     let core = Arc::new(Core::new(
         store,
         CoreSettings {
@@ -64,6 +67,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
             worker_capacity: settings.worker_capacity,
             auth_cache_ttl: Duration::from_secs(settings.auth_cache_ttl),
         },
+        secrets,
     ));
     match core
         .bootstrap(&settings.data_dir, settings.bootstrap_apikey.as_deref())
