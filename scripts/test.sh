@@ -14,6 +14,8 @@ for v in 17 16 15; do
 done
 [ -n "$pg_bin" ] || need_pkgs+=(postgresql)
 command -v curl >/dev/null || need_pkgs+=(curl)
+# Real OpenSSH servers for the host tests (design §6); brings ssh-keygen along.
+[ -x /usr/sbin/sshd ] || need_pkgs+=(openssh-server)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     log "installing ${need_pkgs[*]}"
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -4,12 +4,16 @@
 //! Architecture invariant: no HTTP and no SQL text here. Handlers call exactly one function
 //! of [`Core`]; the tenant of every store call comes from the [`OpCtx`].
 
+pub mod address;
 pub mod auth;
 pub mod bootstrap;
+mod clusters;
 pub mod crypto;
+pub mod hosts;
 mod identity;
 pub mod jobs;
 mod namespaces;
+mod networks;
 pub mod secrets;
 
 use std::time::Duration;
@@ -17,7 +21,13 @@ use std::time::Duration;
 use corral_store::Store;
 pub use corral_types::OpCtx;
 
+use std::sync::Arc;
+
+use corral_drivers::HostTransport;
+
 use crate::auth::Authenticator;
+use crate::hosts::{HostOps, HostSettings};
+use crate::jobs::JobEngine;
 use crate::crypto::SecretBox;
 
 /// Settings the business rules depend on.
@@ -29,6 +39,9 @@ pub struct CoreSettings {
     pub worker_capacity: i64,
     /// How long a resolved credential is reused without asking the store.
     pub auth_cache_ttl: Duration,
+    /// Where container manager certificate files live (server setting `cert_dir`); `None`
+    /// refuses certificate options, so a client can never name a file elsewhere.
+    pub cert_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for CoreSettings {
@@ -37,6 +50,7 @@ impl Default for CoreSettings {
             token_ttl: Duration::from_secs(3600),
             worker_capacity: 1000,
             auth_cache_ttl: Duration::from_secs(5),
+            cert_dir: None,
         }
     }
 }
@@ -46,7 +60,10 @@ pub struct Core {
     store: Store,
     settings: CoreSettings,
     auth: Authenticator,
-    secrets: SecretBox,
+    secrets: Arc<SecretBox>,
+    /// The host machinery (SSH transport, OS profiles); `None` until configured.
+    hosts: Option<Arc<HostOps>>,
+    jobs: Option<Arc<JobEngine>>,
 }
 
 impl Core {
@@ -56,7 +73,35 @@ impl Core {
             store,
             settings,
             auth,
-            secrets,
+            secrets: Arc::new(secrets),
+            hosts: None,
+            jobs: None,
+        }
+    }
+
+    /// Adds the job engine and the host machinery, registering the host jobs' handlers.
+    pub fn with_hosts(
+        mut self,
+        engine: Arc<JobEngine>,
+        transport: Arc<dyn HostTransport>,
+        settings: HostSettings,
+    ) -> Core {
+        let ops = Arc::new(HostOps {
+            store: self.store.clone(),
+            secrets: self.secrets.clone(),
+            transport,
+            settings,
+        });
+        engine.register(hosts::INVESTIGATE, Arc::new(hosts::InvestigateHandler(ops.clone())));
+        self.hosts = Some(ops);
+        self.jobs = Some(engine);
+        self
+    }
+
+    /// Tells the job engine to look at the queue now.
+    pub(crate) fn wake_jobs(&self) {
+        if let Some(j) = &self.jobs {
+            j.wake();
         }
     }
 

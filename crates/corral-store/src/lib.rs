@@ -19,10 +19,12 @@ macro_rules! sqlf {
     };
 }
 
+mod hosts;
 mod identity;
 mod jobs;
 mod migrate;
 mod namespaces;
+mod networks;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -31,9 +33,11 @@ use corral_types::Error;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
+pub use hosts::*;
 pub use identity::*;
 pub use jobs::{JobRow, NewJob, state};
 pub use namespaces::*;
+pub use networks::{ContainerManagerRow, CreateIfAbsent, DeleteInUse, NetworkRow};
 
 /// Which engine a store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -152,3 +152,54 @@ pub struct ErrorBody {
     pub error: String,
     pub message: String,
 }
+
+// Commissaire networks and container managers
+
+/// A Commissaire network (commissaire-v0.md 3.5): `type` is `flannel_etcd` or
+/// `flannel_server`; `options` is a free-form object (`address` for `flannel_server`).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Network {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[schema(value_type = Object)]
+    pub options: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Body of `PUT /api/v0/network/{name}`. Every field is optional: `type` defaults to
+/// `flannel_etcd` and `options` to `{}`; `name`, when given, must equal the path's.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+pub struct NetworkInput {
+    pub name: Option<String>,
+    /// `flannel_etcd` or `flannel_server` (`flanneld_service` is accepted for the latter).
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub options: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// A Commissaire container manager configuration (commissaire-v0.md 3.5). A stored
+/// `token` is shown only as `"********"`.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct ContainerManager {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[schema(value_type = Object)]
+    pub options: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Body of `PUT /api/v0/containermanager/{name}`. `type` is required (checked by core, so
+/// the answer is the contract's 400 rather than a parse error); `name`, when given, must
+/// equal the path's.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+pub struct ContainerManagerInput {
+    pub name: Option<String>,
+    /// `openshift` or `trivial`.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// For `openshift`: `apiserver` (or `server_url`), `token`, `certificate_path`,
+    /// `certificate_key_path`.
+    #[schema(value_type = Option<Object>)]
+    pub options: Option<serde_json::Map<String, serde_json::Value>>,
+}

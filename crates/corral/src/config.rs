@@ -1,10 +1,12 @@
 //! Server settings: built-in defaults, then the TOML file of `--config`, then `CORRAL_*`
 //! environment variables, then command-line flags; later sources win.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use corral_core::hosts::{OsProfile, builtin_profiles};
 use serde::{Deserialize, Serialize};
 
 /// How log lines are written.
@@ -54,6 +56,52 @@ pub struct Settings {
     pub auth_cache_ttl: u64,
     /// Seconds to let in-flight requests finish after SIGTERM/SIGINT.
     pub shutdown_grace: u64,
+    /// The directory container manager certificate files are read from; clients name files
+    /// inside it only. Unset: certificate options are refused (commissaire-v0.md 2.6).
+    pub cert_dir: Option<PathBuf>,
+    /// How Corral reaches hosts: `ssh` (real), or `simulated` for demos and scale tests.
+    pub host_driver: HostDriver,
+    /// TCP port of the hosts' SSH servers.
+    pub ssh_port: u16,
+    /// Seconds to connect and authenticate to a host.
+    pub ssh_connect_timeout: u64,
+    /// Seconds from registration until an unfinished investigation and bootstrap fails.
+    pub bootstrap_timeout: u64,
+    /// Seconds one host step of a rolling operation may take.
+    pub host_step_timeout: u64,
+    /// Seconds a rolling restart waits for a host to go away and come back.
+    pub restart_wait_timeout: u64,
+    /// Seconds between two health checks of a host.
+    pub watcher_interval: u64,
+    /// Networks (CIDR) and DNS suffixes (`.example.com`) hosts may have; empty: any.
+    pub host_allow: Vec<String>,
+    /// Take a self-registering host's address from `X-Forwarded-For` (behind a trusted proxy).
+    pub trust_forwarded_for: bool,
+    /// OS profiles: override commands of the built-in ones, or add profiles (spec 6.5).
+    pub os_profiles: BTreeMap<String, OsProfilePatch>,
+    /// Seconds a job lease lasts without a heartbeat; a dead worker's jobs resume after it.
+    pub job_lease: u64,
+}
+
+/// How hosts are reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HostDriver {
+    Ssh,
+    Simulated,
+}
+
+/// An OS profile in the configuration: any command given replaces the built-in one; a new
+/// profile must give all four.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OsProfilePatch {
+    #[serde(default)]
+    pub ids: Vec<String>,
+    pub bootstrap: Option<String>,
+    pub upgrade: Option<String>,
+    pub restart: Option<String>,
+    pub deploy: Option<String>,
 }
 
 impl Default for Settings {
@@ -75,6 +123,18 @@ impl Default for Settings {
             worker_capacity: 1000,
             auth_cache_ttl: 5,
             shutdown_grace: 30,
+            cert_dir: None,
+            host_driver: HostDriver::Ssh,
+            ssh_port: 22,
+            ssh_connect_timeout: 30,
+            bootstrap_timeout: 1800,
+            host_step_timeout: 3600,
+            restart_wait_timeout: 200,
+            watcher_interval: 60,
+            host_allow: Vec::new(),
+            trust_forwarded_for: false,
+            os_profiles: BTreeMap::new(),
+            job_lease: 15,
         }
     }
 }
@@ -135,6 +195,47 @@ impl Settings {
             return Err("max_body_bytes must be positive".into());
         }
         Ok(s)
+    }
+
+    /// The built-in OS profiles with the configured changes applied.
+    pub fn os_profiles(&self) -> Result<BTreeMap<String, OsProfile>, String> {
+        let mut profiles = builtin_profiles();
+        for (name, patch) in &self.os_profiles {
+            let p = match profiles.remove(name) {
+                Some(mut p) => {
+                    if !patch.ids.is_empty() {
+                        p.ids = patch.ids.clone();
+                    }
+                    for (slot, given) in [
+                        (&mut p.bootstrap, &patch.bootstrap),
+                        (&mut p.upgrade, &patch.upgrade),
+                        (&mut p.restart, &patch.restart),
+                        (&mut p.deploy, &patch.deploy),
+                    ] {
+                        if let Some(cmd) = given {
+                            *slot = cmd.clone();
+                        }
+                    }
+                    p
+                }
+                None => match (&patch.bootstrap, &patch.upgrade, &patch.restart, &patch.deploy) {
+                    (Some(b), Some(u), Some(r), Some(d)) => OsProfile {
+                        ids: if patch.ids.is_empty() { vec![name.clone()] } else { patch.ids.clone() },
+                        bootstrap: b.clone(),
+                        upgrade: u.clone(),
+                        restart: r.clone(),
+                        deploy: d.clone(),
+                    },
+                    _ => {
+                        return Err(format!(
+                            "os_profiles.{name}: a new profile needs bootstrap, upgrade, restart and deploy"
+                        ));
+                    }
+                },
+            };
+            profiles.insert(name.clone(), p);
+        }
+        Ok(profiles)
     }
 
     /// The database URL, defaulting to the SQLite file in the data dir.

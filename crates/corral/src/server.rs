@@ -9,13 +9,17 @@ use anyhow::{Context, bail};
 use corral_api::serve::{Bound, TlsListener, serve, tls_config};
 use corral_api::{AppState, app, metrics_handle};
 use corral_core::bootstrap::{Bootstrap, validate_bootstrap_key};
+use corral_core::address::AddressPolicy;
 use corral_core::crypto::SecretBox;
+use corral_core::hosts::HostSettings;
+use corral_core::jobs::{JobEngine, JobSettings};
+use corral_drivers::{Facts, HostTransport, RusshTransport, SimulatedTransport};
 use corral_core::{Core, CoreSettings};
 use corral_store::{Store, redact_url};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::config::Settings;
+use crate::config::{HostDriver, Settings};
 
 /// A server that is serving.
 pub struct Running {
@@ -23,6 +27,8 @@ pub struct Running {
     pub core: Arc<Core>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
+    jobs_stop: watch::Sender<bool>,
+    jobs: JoinHandle<()>,
 }
 
 impl Running {
@@ -31,6 +37,9 @@ impl Running {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+        // Running jobs go back to the queue; another replica (or the next start) resumes them.
+        let _ = self.jobs_stop.send(true);
+        let _ = tokio::time::timeout(grace, &mut self.jobs).await;
         let result = match tokio::time::timeout(grace, &mut self.task).await {
             Ok(joined) => joined.context("server task failed")?.context("server failed"),
             Err(_) => {
@@ -60,15 +69,49 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
     tracing::info!(database = %redact_url(&url), backend = ?store.backend(), "store ready");
     let secrets = SecretBox::load_or_create(&settings.data_dir, settings.server_key.as_deref())
         .map_err(|e| anyhow::anyhow!("server key: {e}"))?;
-    let core = Arc::new(Core::new(
+    let store_for_jobs = store.clone();
+    let core = Core::new(
         store,
         CoreSettings {
             token_ttl: Duration::from_secs(settings.token_ttl),
             worker_capacity: settings.worker_capacity,
             auth_cache_ttl: Duration::from_secs(settings.auth_cache_ttl),
+            cert_dir: settings.cert_dir.clone(),
         },
         secrets,
+    );
+    let profiles = settings.os_profiles().map_err(anyhow::Error::msg)?;
+    let policy = AddressPolicy::parse(&settings.host_allow).map_err(anyhow::Error::msg)?;
+    let engine = Arc::new(JobEngine::new(
+        store_for_jobs,
+        JobSettings { lease: Duration::from_secs(settings.job_lease.max(3)), ..JobSettings::default() },
     ));
+    let transport: Arc<dyn HostTransport> = match settings.host_driver {
+        HostDriver::Ssh => Arc::new(RusshTransport::new()),
+        HostDriver::Simulated => Arc::new(SimulatedTransport::new(
+            Facts {
+                os_id: "fedora".into(),
+                ostree: false,
+                cpus: 4,
+                memory_kb: 8_000_000,
+                space_kb: 100_000_000,
+                hostname: "simulated".into(),
+            },
+            Duration::from_millis(200),
+        )),
+    };
+    let host_settings = HostSettings {
+        ssh_port: settings.ssh_port,
+        connect_timeout: Duration::from_secs(settings.ssh_connect_timeout),
+        bootstrap_timeout: Duration::from_secs(settings.bootstrap_timeout),
+        step_timeout: Duration::from_secs(settings.host_step_timeout),
+        restart_wait_timeout: Duration::from_secs(settings.restart_wait_timeout),
+        watcher_interval: Duration::from_secs(settings.watcher_interval),
+        profiles,
+        policy,
+        trust_forwarded_for: settings.trust_forwarded_for,
+    };
+    let core = Arc::new(core.with_hosts(engine.clone(), transport, host_settings));
     match core
         .bootstrap(&settings.data_dir, settings.bootstrap_apikey.as_deref())
         .await
@@ -104,12 +147,16 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
     let task = tokio::spawn(serve(bound, app(state), async move {
         let _ = rx.await;
     }));
+    let (jobs_stop, jobs_rx) = watch::channel(false);
+    let jobs = tokio::spawn(engine.run(jobs_rx));
     tracing::info!(%addr, scheme, version = env!("CARGO_PKG_VERSION"), "corral is serving");
     Ok(Running {
         addr,
         core,
         shutdown: Some(tx),
         task,
+        jobs_stop,
+        jobs,
     })
 }
 

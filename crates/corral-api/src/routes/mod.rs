@@ -2,6 +2,9 @@
 //! OpenAPI annotation, so nothing is served that the contract document does not list.
 
 mod cdap;
+mod commissaire;
+mod commissaire_clusters;
+mod commissaire_networks;
 mod coopr;
 mod system;
 
@@ -35,6 +38,24 @@ pub fn router() -> OpenApiRouter<AppState> {
             coopr::put_profile,
             coopr::delete_profile
         ))
+        .routes(routes!(commissaire_clusters::list_clusters))
+        .routes(routes!(commissaire_clusters::list_clusters_singular))
+        .routes(routes!(
+            commissaire_clusters::get_cluster,
+            commissaire_clusters::put_cluster,
+            commissaire_clusters::delete_cluster
+        ))
+        .routes(routes!(commissaire_clusters::get_members, commissaire_clusters::put_members))
+        .routes(routes!(
+            commissaire_clusters::get_member,
+            commissaire_clusters::put_member,
+            commissaire_clusters::delete_member
+        ))
+        .routes(routes!(commissaire::list_hosts))
+        .routes(routes!(commissaire::list_hosts_singular, commissaire::put_host_self))
+        .routes(routes!(commissaire::get_host, commissaire::put_host, commissaire::delete_host))
+        .routes(routes!(commissaire::host_creds))
+        .routes(routes!(commissaire::host_status))
         .routes(routes!(cdap::list_namespaces))
         .routes(routes!(
             cdap::get_namespace,
@@ -43,4 +64,18 @@ pub fn router() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(cdap::update_namespace_properties))
         .routes(routes!(cdap::delete_namespace_unrecoverable))
+        .routes(routes!(commissaire_networks::list_networks))
+        .routes(routes!(commissaire_networks::list_networks_singular))
+        .routes(routes!(
+            commissaire_networks::get_network,
+            commissaire_networks::put_network,
+            commissaire_networks::delete_network
+        ))
+        .routes(routes!(commissaire_networks::list_container_managers))
+        .routes(routes!(commissaire_networks::list_container_managers_singular))
+        .routes(routes!(
+            commissaire_networks::get_container_manager,
+            commissaire_networks::put_container_manager,
+            commissaire_networks::delete_container_manager
+        ))
 }

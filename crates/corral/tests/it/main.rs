@@ -4,8 +4,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod harness;
+mod hosts;
 
 mod auth;
+mod commissaire_networks;
 mod conventions;
 mod isolation;
 mod jobs;

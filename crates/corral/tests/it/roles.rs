@@ -167,6 +167,22 @@ const MATRIX: &[Row] = &[
     row("PUT", "/v3/namespaces/{ns}/properties", W, 200).body(r#"{"description": "changed"}"#),
     row("DELETE", "/v3/namespaces/{ns}", W, 200),
     row("DELETE", "/v3/unrecoverable/namespaces/{ns}", W, 200),
+    // commissaire-v0.md 5.7-5.10: networks.
+    row("GET", "/api/v0/networks", R, 200),
+    row("GET", "/api/v0/network", R, 200),
+    row("GET", "/api/v0/network/{network}", R, 200),
+    row("PUT", "/api/v0/network/{network}", W, 201)
+        .fresh(&["network"])
+        .body(r#"{"type": "flannel_server", "options": {"address": "10.0.0.1:8285"}}"#),
+    row("DELETE", "/api/v0/network/{network}", W, 200),
+    // commissaire-v0.md 5.11-5.14: container managers.
+    row("GET", "/api/v0/containermanagers", R, 200),
+    row("GET", "/api/v0/containermanager", R, 200),
+    row("GET", "/api/v0/containermanager/{container_manager}", R, 200),
+    row("PUT", "/api/v0/containermanager/{container_manager}", W, 201)
+        .fresh(&["container_manager"])
+        .body(r#"{"type": "openshift", "options": {"apiserver": "https://k8s:6443", "token": "matrix"}}"#),
+    row("DELETE", "/api/v0/containermanager/{container_manager}", W, 200),
 ];
 
 /// Endpoints that need no credentials (README 1, 2.2 "-"). `/openapi.json` and `/docs` are
@@ -271,6 +287,28 @@ impl Fixture {
                     .await
                     .unwrap();
                 expect_json(resp, StatusCode::OK).await;
+                n
+            }
+            "network" => {
+                let resp = self
+                    .s
+                    .call(admin, Method::PUT, &format!("/api/v0/network/{n}"))
+                    .json(&json!({}))
+                    .send()
+                    .await
+                    .unwrap();
+                expect_json(resp, StatusCode::CREATED).await;
+                n
+            }
+            "container_manager" => {
+                let resp = self
+                    .s
+                    .call(admin, Method::PUT, &format!("/api/v0/containermanager/{n}"))
+                    .json(&json!({"type": "trivial"}))
+                    .send()
+                    .await
+                    .unwrap();
+                expect_json(resp, StatusCode::CREATED).await;
                 n
             }
             other => panic!("no fixture for {{{other}}}: teach Fixture::make to create one"),

@@ -1,0 +1,123 @@
+//! Commissaire family, `/api/v0`: clusters and their members.
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use corral_types::commissaire::{Cluster, ClusterPut, MembersPut};
+use corral_types::views::ErrorBody;
+
+use crate::AppState;
+use crate::extract::{Ctx, IgnoredBody, JsonBody, OptionalJson, Params};
+use crate::reply::{ApiResult, Created, Json};
+use crate::routes::commissaire::deleted;
+
+/// The tenant's cluster names.
+#[utoipa::path(get, path = "/api/v0/clusters", tag = "commissaire", responses((status = 200, body = [String])))]
+pub async fn list_clusters(State(s): State<AppState>, Ctx(ctx): Ctx) -> ApiResult<Json<Vec<String>>> {
+    Ok(Json(s.core.list_clusters(&ctx).await?))
+}
+
+/// Same as `GET /api/v0/clusters` (the excerpt's spelling).
+#[utoipa::path(get, path = "/api/v0/cluster", tag = "commissaire", responses((status = 200, body = [String])))]
+pub async fn list_clusters_singular(State(s): State<AppState>, Ctx(ctx): Ctx) -> ApiResult<Json<Vec<String>>> {
+    Ok(Json(s.core.list_clusters(&ctx).await?))
+}
+
+#[utoipa::path(get, path = "/api/v0/cluster/{name}", tag = "commissaire",
+    params(("name" = String, Path, description = "cluster name")),
+    responses((status = 200, body = Cluster), (status = 404, body = ErrorBody)))]
+pub async fn get_cluster(State(s): State<AppState>, Ctx(ctx): Ctx, Params(name): Params<String>) -> ApiResult<Json<Cluster>> {
+    Ok(Json(s.core.get_cluster(&ctx, &name).await?))
+}
+
+/// Creates a cluster (201), or answers the identical existing one (200).
+#[utoipa::path(put, path = "/api/v0/cluster/{name}", tag = "commissaire", request_body = ClusterPut,
+    params(("name" = String, Path, description = "cluster name")),
+    responses((status = 201, body = Cluster), (status = 200, body = Cluster), (status = 400, body = ErrorBody),
+              (status = 409, body = ErrorBody)))]
+pub async fn put_cluster(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+    Params(name): Params<String>,
+    OptionalJson(body): OptionalJson<ClusterPut>,
+) -> ApiResult<Response> {
+    let (created, cluster) = s.core.put_cluster(&ctx, &name, body).await?;
+    Ok(if created { Created(cluster).into_response() } else { Json(cluster).into_response() })
+}
+
+/// Deletes a cluster and its operation records; its hosts are kept, `disassociated`.
+#[utoipa::path(delete, path = "/api/v0/cluster/{name}", tag = "commissaire",
+    params(("name" = String, Path, description = "cluster name")),
+    responses((status = 200, description = "`[]`"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn delete_cluster(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+    Params(name): Params<String>,
+) -> ApiResult<Json<[(); 0]>> {
+    s.core.delete_cluster(&ctx, &name).await?;
+    Ok(deleted())
+}
+
+/// Member addresses in join order.
+#[utoipa::path(get, path = "/api/v0/cluster/{name}/hosts", tag = "commissaire",
+    params(("name" = String, Path, description = "cluster name")),
+    responses((status = 200, body = [String]), (status = 404, body = ErrorBody)))]
+pub async fn get_members(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+    Params(name): Params<String>,
+) -> ApiResult<Json<Vec<String>>> {
+    Ok(Json(s.core.cluster_members(&ctx, &name).await?))
+}
+
+/// Replaces the member set if `old` is current (compare-and-swap).
+#[utoipa::path(put, path = "/api/v0/cluster/{name}/hosts", tag = "commissaire", request_body = MembersPut,
+    params(("name" = String, Path, description = "cluster name")),
+    responses((status = 200, body = Cluster), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 405, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn put_members(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+    Params(name): Params<String>,
+    JsonBody(body): JsonBody<MembersPut>,
+) -> ApiResult<Json<Cluster>> {
+    Ok(Json(s.core.swap_members(&ctx, &name, body).await?))
+}
+
+/// Membership test: `["<address>"]`, or 404.
+#[utoipa::path(get, path = "/api/v0/cluster/{name}/hosts/{address}", tag = "commissaire",
+    params(("name" = String, Path, description = "cluster name"), ("address" = String, Path, description = "host address")),
+    responses((status = 200, body = [String]), (status = 404, body = ErrorBody)))]
+pub async fn get_member(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+    Params((name, address)): Params<(String, String)>,
+) -> ApiResult<Json<[String; 1]>> {
+    Ok(Json([s.core.cluster_member(&ctx, &name, &address).await?]))
+}
+
+/// Adds one host (idempotent).
+#[utoipa::path(put, path = "/api/v0/cluster/{name}/hosts/{address}", tag = "commissaire",
+    params(("name" = String, Path, description = "cluster name"), ("address" = String, Path, description = "host address")),
+    responses((status = 200, body = [String]), (status = 404, body = ErrorBody), (status = 405, body = ErrorBody),
+              (status = 409, body = ErrorBody)))]
+pub async fn put_member(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+    Params((name, address)): Params<(String, String)>,
+    _body: IgnoredBody,
+) -> ApiResult<Json<[String; 1]>> {
+    Ok(Json([s.core.add_member(&ctx, &name, &address).await?]))
+}
+
+/// Removes one host (idempotent).
+#[utoipa::path(delete, path = "/api/v0/cluster/{name}/hosts/{address}", tag = "commissaire",
+    params(("name" = String, Path, description = "cluster name"), ("address" = String, Path, description = "host address")),
+    responses((status = 200, description = "`[]`"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn delete_member(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+    Params((name, address)): Params<(String, String)>,
+) -> ApiResult<Json<[(); 0]>> {
+    s.core.remove_member(&ctx, &name, &address).await?;
+    Ok(deleted())
+}

@@ -1,0 +1,548 @@
+//! Commissaire hosts (commissaire-v0.md 5.1-5.6, 6.1): registration, the investigation and
+//! bootstrap job, credentials, status.
+//!
+//! A host is registered with its base64 private key, which is sealed with the server key and
+//! never logged. Registration enqueues the `host.investigate` job in the same transaction;
+//! the job connects over SSH (trusting the host key on first use, or enforcing the expected
+//! fingerprint given at registration), gathers the facts, runs the OS profile's bootstrap and
+//! settles the host as `active`, `disassociated` or `failed` with a reason.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+use corral_drivers::{HostKeyPolicy, HostTransport, SshError, SshTarget, facts_command, parse_facts, shell_quote};
+use corral_store::{CreateHostOutcome, DeleteHostOutcome, HostRow, JobRow, NewHost, Store};
+use corral_types::commissaire::{Host, HostCreds, HostPut, HostStatus, HostStatusHost};
+use corral_types::time::{commissaire_time, now_ms};
+use corral_types::{Access, Error, OpCtx, TenantId};
+use serde::{Deserialize, Serialize};
+
+use crate::address::{AddressPolicy, canonical_address};
+use crate::crypto::SecretBox;
+use crate::jobs::{JobCtx, JobError, JobHandler, new_job};
+use crate::{Core, secrets};
+
+/// The job that investigates and bootstraps a newly registered host.
+pub const INVESTIGATE: &str = "host.investigate";
+
+/// The commands of one operating system (spec 6.5). `{version}` in `deploy` is replaced by the
+/// shell-quoted deploy version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OsProfile {
+    /// `/etc/os-release` `ID` values this profile serves (the profile's name is one too).
+    #[serde(default)]
+    pub ids: Vec<String>,
+    pub bootstrap: String,
+    pub upgrade: String,
+    pub restart: String,
+    pub deploy: String,
+}
+
+/// Corral's built-in OS profiles; the configuration may override or add to them.
+pub fn builtin_profiles() -> BTreeMap<String, OsProfile> {
+    let restart = "sleep 2 && systemctl reboot".to_string();
+    let flannel_docker = "systemctl enable --now flanneld docker";
+    let profile = |ids: &[&str], install: &str, upgrade: &str, deploy: &str| OsProfile {
+        ids: ids.iter().map(|s| s.to_string()).collect(),
+        bootstrap: if install.is_empty() {
+            flannel_docker.to_string()
+        } else {
+            format!("{install} && {flannel_docker}")
+        },
+        upgrade: upgrade.to_string(),
+        restart: restart.clone(),
+        deploy: deploy.to_string(),
+    };
+    BTreeMap::from([
+        ("atomic".into(), profile(&["atomic"], "", "rpm-ostree upgrade", "rpm-ostree deploy {version}")),
+        ("fedora".into(), profile(&["fedora"], "dnf install -y flannel docker", "dnf update -y", "true")),
+        ("rhel".into(), profile(&["rhel", "redhat"], "yum install -y flannel docker", "yum update -y", "true")),
+        ("centos".into(), profile(&["centos"], "yum install -y flannel docker", "yum update -y", "true")),
+        (
+            "debian".into(),
+            profile(
+                &["debian"],
+                "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y docker.io flannel",
+                "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get -y upgrade",
+                "true",
+            ),
+        ),
+        (
+            "ubuntu".into(),
+            profile(
+                &["ubuntu"],
+                "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y docker.io flannel",
+                "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get -y upgrade",
+                "true",
+            ),
+        ),
+    ])
+}
+
+/// Settings of the host machinery.
+#[derive(Debug, Clone)]
+pub struct HostSettings {
+    /// TCP port of hosts' SSH servers (22; tests run theirs elsewhere).
+    pub ssh_port: u16,
+    pub connect_timeout: Duration,
+    pub bootstrap_timeout: Duration,
+    pub step_timeout: Duration,
+    pub restart_wait_timeout: Duration,
+    pub watcher_interval: Duration,
+    pub profiles: BTreeMap<String, OsProfile>,
+    pub policy: AddressPolicy,
+    pub trust_forwarded_for: bool,
+}
+
+impl Default for HostSettings {
+    fn default() -> Self {
+        HostSettings {
+            ssh_port: 22,
+            connect_timeout: Duration::from_secs(30),
+            bootstrap_timeout: Duration::from_secs(1800),
+            step_timeout: Duration::from_secs(3600),
+            restart_wait_timeout: Duration::from_secs(200),
+            watcher_interval: Duration::from_secs(60),
+            profiles: builtin_profiles(),
+            policy: AddressPolicy::default(),
+            trust_forwarded_for: false,
+        }
+    }
+}
+
+impl HostSettings {
+    /// The profile serving an `/etc/os-release` `ID` (or `atomic`).
+    pub fn profile_for(&self, os: &str) -> Option<(&str, &OsProfile)> {
+        self.profiles
+            .iter()
+            .find(|(name, p)| name.as_str() == os || p.ids.iter().any(|i| i == os))
+            .map(|(n, p)| (n.as_str(), p))
+    }
+}
+
+/// What the host jobs need, shared by core and the job handlers.
+pub struct HostOps {
+    pub store: Store,
+    pub secrets: Arc<SecretBox>,
+    pub transport: Arc<dyn HostTransport>,
+    pub settings: HostSettings,
+}
+
+fn host_view(r: &HostRow) -> Host {
+    Host {
+        address: r.address.clone(),
+        status: r.status.clone(),
+        os: r.os.clone(),
+        cpus: r.cpus,
+        memory: r.memory,
+        space: r.space,
+        last_check: r.last_check.map(commissaire_time).unwrap_or_default(),
+        source: r.source.clone(),
+    }
+}
+
+fn not_found(address: &str) -> Error {
+    Error::not_found(format!("Host '{address}' does not exist."))
+}
+
+fn key_context(tenant: &TenantId, address: &str) -> String {
+    format!("host-key:{tenant}:{address}")
+}
+
+/// Validates the registration body's key: base64 of a PEM or OpenSSH RSA/ECDSA/Ed25519 key.
+fn decode_key(b64: &str) -> Result<String, Error> {
+    let compact: String = b64.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    let raw = STANDARD
+        .decode(&compact)
+        .or_else(|_| STANDARD_NO_PAD.decode(compact.trim_end_matches('=')))
+        .map_err(|_| Error::bad_request("\"ssh_priv_key\" must be base64 of a private key."))?;
+    if raw.len() > 64 * 1024 {
+        return Err(Error::bad_request("\"ssh_priv_key\" is larger than 64 KiB."));
+    }
+    let text = String::from_utf8(raw).map_err(|_| Error::bad_request("\"ssh_priv_key\" is not a PEM or OpenSSH key."))?;
+    corral_drivers::parse_private_key(&text).map_err(|e| Error::bad_request(format!("\"ssh_priv_key\": {e}")))?;
+    Ok(text)
+}
+
+fn valid_remote_user(u: &str) -> bool {
+    !u.is_empty() && u.len() <= 32 && u.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
+}
+
+fn valid_fingerprint(fp: &str) -> bool {
+    fp.strip_prefix("SHA256:").is_some_and(|b| {
+        !b.is_empty() && STANDARD_NO_PAD.decode(b.trim_end_matches('=')).is_ok_and(|d| d.len() == 32)
+    })
+}
+
+/// Where a self-registering host's address comes from (5.3).
+pub struct PeerInfo {
+    pub peer: Option<IpAddr>,
+    pub forwarded_for: Option<String>,
+}
+
+/// The job's input.
+#[derive(Debug, Serialize, Deserialize)]
+struct InvestigatePayload {
+    address: String,
+}
+
+impl Core {
+    pub(crate) fn host_ops(&self) -> Result<&Arc<HostOps>, Error> {
+        self.hosts.as_ref().ok_or_else(|| Error::Unavailable("Host management is not configured.".into()))
+    }
+
+    pub async fn list_hosts(&self, ctx: &OpCtx) -> Result<Vec<Host>, Error> {
+        ctx.require(Access::Read)?;
+        Ok(self.store.list_hosts(&ctx.tenant().id).await?.iter().map(host_view).collect())
+    }
+
+    async fn host_row(&self, ctx: &OpCtx, address: &str) -> Result<HostRow, Error> {
+        let canonical = canonical_address(address).map_err(|_| not_found(address))?;
+        self.store.get_host(&ctx.tenant().id, &canonical).await?.ok_or_else(|| not_found(&canonical))
+    }
+
+    pub async fn get_host(&self, ctx: &OpCtx, address: &str) -> Result<Host, Error> {
+        ctx.require(Access::Read)?;
+        Ok(host_view(&self.host_row(ctx, address).await?))
+    }
+
+    /// `PUT /api/v0/host[/{address}]`: registers a host (`true`: created, 201) or answers
+    /// the identical existing one (`false`: 200).
+    pub async fn put_host(
+        &self,
+        ctx: &OpCtx,
+        path_address: Option<&str>,
+        body: HostPut,
+        peer: PeerInfo,
+    ) -> Result<(bool, Host), Error> {
+        ctx.require(Access::Write)?;
+        let ops = self.host_ops()?;
+        let address = match (path_address, body.address.as_deref()) {
+            (Some(p), body_addr) => {
+                let p = canonical_address(p)?;
+                if let Some(b) = body_addr
+                    && canonical_address(b)? != p
+                {
+                    return Err(Error::bad_request("\"address\" in the body does not match the address in the url."));
+                }
+                p
+            }
+            (None, Some(b)) => canonical_address(b)?,
+            (None, None) => {
+                let forwarded = peer
+                    .forwarded_for
+                    .filter(|_| ops.settings.trust_forwarded_for)
+                    .and_then(|f| f.split(',').next().map(|s| s.trim().to_string()));
+                match (forwarded, peer.peer) {
+                    (Some(f), _) => canonical_address(&f)?,
+                    (None, Some(ip)) => canonical_address(&ip.to_string())?,
+                    (None, None) => {
+                        return Err(Error::bad_request("\"address\" must be given in the url or in the PUT body"));
+                    }
+                }
+            }
+        };
+        if !ops.settings.policy.allows(&address) {
+            return Err(ops.settings.policy.refusal(&address));
+        }
+        let key_b64 = body.ssh_priv_key.as_deref().ok_or_else(|| Error::bad_request("\"ssh_priv_key\" must be given."))?;
+        let key_text = decode_key(key_b64)?;
+        let remote_user = body.remote_user.clone().unwrap_or_else(|| "root".into());
+        if !valid_remote_user(&remote_user) {
+            return Err(Error::bad_request(format!("Invalid remote_user '{remote_user}'.")));
+        }
+        let source = body.source.clone().unwrap_or_default();
+        if source.chars().count() > 255 {
+            return Err(Error::bad_request("\"source\" is longer than 255 characters."));
+        }
+        if let Some(fp) = &body.ssh_host_key_fingerprint
+            && !valid_fingerprint(fp)
+        {
+            return Err(Error::bad_request(
+                "\"ssh_host_key_fingerprint\" must be a SHA256 fingerprint as ssh-keygen -l prints it (SHA256:...).",
+            ));
+        }
+        if let Some(c) = &body.cluster
+            && !corral_types::ids::is_valid_name(c)
+        {
+            return Err(corral_types::ids::invalid_name(c));
+        }
+        let tenant = &ctx.tenant().id;
+        let digest = secrets::hash(key_b64.trim());
+        let host = NewHost {
+            address: address.clone(),
+            source,
+            remote_user,
+            ssh_key_sealed: ops.secrets.seal(&key_context(tenant, &address), key_b64.trim().as_bytes())?,
+            ssh_key_digest: digest.clone(),
+            host_key_fingerprint: body.ssh_host_key_fingerprint.clone(),
+            create_time: now_ms(),
+        };
+        drop(key_text);
+        let job = new_job(
+            tenant,
+            INVESTIGATE,
+            &address,
+            &InvestigatePayload { address: address.clone() },
+            &ctx.principal.user,
+            true,
+            ops.settings.bootstrap_timeout,
+        )?;
+        match self.store.create_host(tenant, &host, body.cluster.as_deref(), &job).await? {
+            CreateHostOutcome::Created(row) => {
+                tracing::info!(request_id = %ctx.request_id, host = %address, "host registered; investigation queued");
+                self.wake_jobs();
+                Ok((true, host_view(&row)))
+            }
+            CreateHostOutcome::Exists(row) => {
+                if !secrets::same_hash(&row.ssh_key_digest, &digest) {
+                    return Err(Error::conflict("Host already exists"));
+                }
+                if let Some(c) = &body.cluster
+                    && row.cluster.as_deref() != Some(c.as_str())
+                {
+                    return Err(Error::conflict("Host not in cluster"));
+                }
+                Ok((false, host_view(&row)))
+            }
+            CreateHostOutcome::QuotaExceeded(max) => {
+                Err(Error::conflict(format!("Tenant quota exceeded: maxNodes is {max}.")))
+            }
+            CreateHostOutcome::ClusterMissing => Err(Error::conflict("Cluster does not exist")),
+            CreateHostOutcome::ClusterBusy(op) => Err(Error::conflict(format!(
+                "Cluster '{}' has {} {op} in process.",
+                body.cluster.unwrap_or_default(),
+                article(&op)
+            ))),
+        }
+    }
+
+    pub async fn delete_host(&self, ctx: &OpCtx, address: &str) -> Result<(), Error> {
+        ctx.require(Access::Write)?;
+        let row = self.host_row(ctx, address).await?;
+        match self.store.delete_host(&ctx.tenant().id, &row.address, now_ms()).await? {
+            DeleteHostOutcome::Deleted(cluster, registered) => {
+                if let (Some(c), true) = (cluster, registered) {
+                    self.deregister_node(&ctx.tenant().id, &c, &row.address).await;
+                }
+                tracing::info!(request_id = %ctx.request_id, host = %row.address, "host deleted");
+                Ok(())
+            }
+            DeleteHostOutcome::NotFound => Err(not_found(&row.address)),
+            DeleteHostOutcome::ClusterBusy(op) => Err(Error::conflict(format!(
+                "Cluster '{}' has {} {op} in process.",
+                row.cluster.unwrap_or_default(),
+                article(&op)
+            ))),
+        }
+    }
+
+    /// Admins only: the registered key, decrypted.
+    pub async fn host_creds(&self, ctx: &OpCtx, address: &str) -> Result<HostCreds, Error> {
+        ctx.require(Access::Admin)?;
+        let ops = self.host_ops()?;
+        let row = self.host_row(ctx, address).await?;
+        let key = ops.secrets.open(&key_context(&ctx.tenant().id, &row.address), &row.ssh_key_sealed)?;
+        tracing::info!(request_id = %ctx.request_id, host = %row.address, user = %ctx.principal.user, "host credentials read");
+        Ok(HostCreds {
+            address: row.address,
+            ssh_priv_key: String::from_utf8(key).map_err(Error::internal)?,
+            remote_user: row.remote_user,
+        })
+    }
+
+    pub async fn host_status(&self, ctx: &OpCtx, address: &str) -> Result<HostStatus, Error> {
+        ctx.require(Access::Read)?;
+        let row = self.host_row(ctx, address).await?;
+        Ok(HostStatus {
+            kind: "host_only".into(),
+            host: HostStatusHost {
+                last_check: row.last_check.map(commissaire_time).unwrap_or_default(),
+                status: row.status.clone(),
+                message: row.message.clone(),
+            },
+            container_manager: serde_json::json!({}),
+        })
+    }
+
+    /// Removes a node from its cluster's container manager; failures are logged, not fatal
+    /// (spec 6.3).
+    pub(crate) async fn deregister_node(&self, _tenant: &TenantId, cluster: &str, address: &str) {
+        tracing::debug!(%cluster, %address, "node removed from the container manager");
+    }
+}
+
+/// "an upgrade", "a deploy", "a restart".
+pub(crate) fn article(op: &str) -> &'static str {
+    if op.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" }
+}
+
+impl HostOps {
+    /// The SSH target of a host, with its pinned key policy.
+    pub(crate) fn target(&self, tenant: &TenantId, row: &HostRow) -> Result<SshTarget, Error> {
+        let b64 = self.secrets.open(&key_context(tenant, &row.address), &row.ssh_key_sealed)?;
+        let text = STANDARD
+            .decode(String::from_utf8_lossy(&b64).trim())
+            .map_err(|_| Error::internal("stored host key is not base64"))?;
+        Ok(SshTarget {
+            host: row.address.clone(),
+            port: self.settings.ssh_port,
+            user: row.remote_user.clone(),
+            private_key: String::from_utf8(text).map_err(Error::internal)?,
+            host_key: match &row.host_key_fingerprint {
+                Some(fp) => HostKeyPolicy::Expect(fp.clone()),
+                None => HostKeyPolicy::TrustOnFirstUse,
+            },
+            connect_timeout: self.settings.connect_timeout,
+        })
+    }
+
+    /// Runs a command as root (through `sudo -n` for other users); a non-zero exit is an error
+    /// whose message carries the end of the output.
+    pub(crate) async fn run(
+        &self,
+        tenant: &TenantId,
+        row: &HostRow,
+        command: &str,
+        timeout: Duration,
+    ) -> Result<String, SshError> {
+        let target = self.target(tenant, row).map_err(|e| SshError::Protocol(e.external_message()))?;
+        let command = if row.remote_user == "root" {
+            command.to_string()
+        } else {
+            format!("sudo -n sh -c {}", shell_quote(command))
+        };
+        let out = self.transport.exec(&target, &command, timeout).await?;
+        if matches!(target.host_key, HostKeyPolicy::TrustOnFirstUse) {
+            let _ = self.store.pin_host_key(tenant, &row.address, &out.host_key_fingerprint).await;
+        }
+        if out.exit_status != 0 {
+            let mut tail = out.stderr_text();
+            if tail.trim().is_empty() {
+                tail = out.stdout_text();
+            }
+            let tail: String = tail.trim().chars().rev().take(300).collect::<Vec<_>>().into_iter().rev().collect();
+            return Err(SshError::Protocol(format!("command exited with status {}: {tail}", out.exit_status)));
+        }
+        Ok(out.stdout_text())
+    }
+}
+
+impl HostOps {
+    /// Registers a bootstrapped member with its cluster's container manager (6.3): the
+    /// status, message and `registered` flag it ends with.
+    pub(crate) async fn join_container_manager(
+        &self,
+        tenant: &TenantId,
+        cluster: &str,
+        address: &str,
+    ) -> Result<(&'static str, String, bool), Error> {
+        let Some(c) = self.store.get_cluster(tenant, cluster).await? else {
+            return Ok(("disassociated", String::new(), false));
+        };
+        if c.container_manager.is_empty() {
+            return Ok(("active", String::new(), false));
+        }
+        match self.store.get_container_manager(tenant, &c.container_manager).await? {
+            Some(cm) if cm.kind == "trivial" => Ok(("active", String::new(), true)),
+            Some(cm) => Ok((
+                "disassociated",
+                format!(
+                    "Cannot register {address} with container manager '{}': the {} client is not available in this build.",
+                    cm.name, cm.kind
+                ),
+                false,
+            )),
+            None => Ok(("disassociated", format!("Container manager '{}' does not exist.", c.container_manager), false)),
+        }
+    }
+}
+
+/// Investigation and bootstrap of one host (6.1).
+pub struct InvestigateHandler(pub Arc<HostOps>);
+
+#[derive(Debug, Serialize, Deserialize)]
+struct FactsStep {
+    os: String,
+}
+
+#[async_trait::async_trait]
+impl JobHandler for InvestigateHandler {
+    async fn run(&self, ctx: &mut JobCtx) -> Result<(), JobError> {
+        let ops = self.0.clone();
+        let tenant = ctx.job.tenant_id.clone();
+        let p: InvestigatePayload = ctx.payload()?;
+        let row = || async {
+            ops.store
+                .get_host(&tenant, &p.address)
+                .await?
+                .ok_or_else(|| JobError::Failed("the host was deleted".into()))
+        };
+        let host = row().await?;
+        let facts = ctx
+            .step("facts", || async {
+                let out = ops.run(&tenant, &host, &facts_command(), ops.settings.connect_timeout).await.map_err(fail)?;
+                let facts = parse_facts(&out).map_err(|e| JobError::Failed(format!("Cannot read the host's facts: {e}")))?;
+                let os = if facts.ostree { "atomic".to_string() } else { facts.os_id.clone() };
+                let Some((profile, _)) = ops.settings.profile_for(&os) else {
+                    return Err(JobError::Failed(format!("Unsupported operating system '{}'.", facts.os_id)));
+                };
+                let ipv4 = if host.address.parse::<std::net::Ipv4Addr>().is_ok() { host.address.clone() } else { String::new() };
+                ops.store
+                    .record_facts(
+                        &tenant,
+                        &host.address,
+                        profile,
+                        facts.cpus,
+                        facts.memory_kb,
+                        facts.space_kb,
+                        &facts.hostname,
+                        &ipv4,
+                        now_ms(),
+                    )
+                    .await?;
+                Ok(FactsStep { os: profile.to_string() })
+            })
+            .await?;
+        let host = row().await?;
+        ctx.step("bootstrap", || async {
+            let profile = ops
+                .settings
+                .profiles
+                .get(&facts.os)
+                .ok_or_else(|| JobError::Failed(format!("Unsupported operating system '{}'.", facts.os)))?;
+            ops.run(&tenant, &host, &profile.bootstrap, ops.settings.bootstrap_timeout).await.map_err(fail)?;
+            Ok(())
+        })
+        .await?;
+        let host = row().await?;
+        // A member of a cluster joins its container manager; otherwise it waits, disassociated.
+        let (status, message, registered) = match &host.cluster {
+            None => ("disassociated", String::new(), false),
+            Some(c) => ops.join_container_manager(&tenant, c, &host.address).await?,
+        };
+        ops.store
+            .set_host_state(&tenant, &host.address, status, &message, Some(true), Some(registered), Some(now_ms()))
+            .await?;
+        tracing::info!(host = %host.address, %status, "host bootstrapped");
+        Ok(())
+    }
+
+    async fn failed(&self, job: &JobRow, reason: &str) -> Result<(), Error> {
+        let ops = &self.0;
+        if ops.store.get_host(&job.tenant_id, &job.subject).await?.is_some() {
+            ops.store.set_host_state(&job.tenant_id, &job.subject, "failed", reason, None, None, Some(now_ms())).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Maps a transport failure to a job failure: a changed host key or a refused login need an
+/// operator; the host's message says why.
+fn fail(e: SshError) -> JobError {
+    JobError::Failed(e.to_string())
+}

@@ -1,0 +1,860 @@
+//! Commissaire hosts, clusters, memberships and operation records.
+//!
+//! Membership changes, cluster deletes and operation starts of one cluster serialise on the
+//! cluster's row ([`lock_cluster`]), so the compare-and-swap of `PUT .../hosts` and the
+//! "no change while an operation is in process" rule hold with several replicas.
+
+use corral_types::{Error, TenantId};
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use crate::jobs::{NewJob, insert_event, insert_job};
+use crate::{Store, db};
+
+/// A stored host, with the cluster it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostRow {
+    pub address: String,
+    pub status: String,
+    pub os: String,
+    pub cpus: i64,
+    pub memory: i64,
+    pub space: i64,
+    pub last_check: Option<i64>,
+    pub source: String,
+    pub remote_user: String,
+    pub ssh_key_sealed: String,
+    pub ssh_key_digest: String,
+    pub host_key_fingerprint: Option<String>,
+    pub message: String,
+    pub bootstrapped: bool,
+    pub hostname: String,
+    pub ipv4: String,
+    pub registered: bool,
+    pub cluster: Option<String>,
+}
+
+const HOST_COLS: &str = "h.address, h.status, h.os, h.cpus, h.memory, h.space, h.last_check, h.source, \
+     h.remote_user, h.ssh_key_sealed, h.ssh_key_digest, h.host_key_fingerprint, h.message, h.bootstrapped, \
+     h.hostname, h.ipv4, h.registered, m.cluster";
+const HOST_FROM: &str =
+    "hosts h LEFT JOIN cluster_hosts m ON m.tenant_id = h.tenant_id AND m.address = h.address";
+
+fn host_row(r: &AnyRow) -> Result<HostRow, sqlx::Error> {
+    Ok(HostRow {
+        address: r.try_get(0)?,
+        status: r.try_get(1)?,
+        os: r.try_get(2)?,
+        cpus: r.try_get(3)?,
+        memory: r.try_get(4)?,
+        space: r.try_get(5)?,
+        last_check: r.try_get(6)?,
+        source: r.try_get(7)?,
+        remote_user: r.try_get(8)?,
+        ssh_key_sealed: r.try_get(9)?,
+        ssh_key_digest: r.try_get(10)?,
+        host_key_fingerprint: r.try_get(11)?,
+        message: r.try_get(12)?,
+        bootstrapped: r.try_get::<i64, _>(13)? == 1,
+        hostname: r.try_get(14)?,
+        ipv4: r.try_get(15)?,
+        registered: r.try_get::<i64, _>(16)? == 1,
+        cluster: r.try_get(17)?,
+    })
+}
+
+/// A host to register.
+#[derive(Debug, Clone)]
+pub struct NewHost {
+    pub address: String,
+    pub source: String,
+    pub remote_user: String,
+    pub ssh_key_sealed: String,
+    pub ssh_key_digest: String,
+    pub host_key_fingerprint: Option<String>,
+    pub create_time: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreateHostOutcome {
+    Created(HostRow),
+    /// The address is taken; the stored host, for the caller to compare.
+    Exists(HostRow),
+    QuotaExceeded(i64),
+    ClusterMissing,
+    ClusterBusy(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeleteHostOutcome {
+    /// Deleted; the cluster it was a member of, if any, and whether it was registered there.
+    Deleted(Option<String>, bool),
+    NotFound,
+    ClusterBusy(String),
+}
+
+/// A stored cluster with its members in join order and their statuses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterRow {
+    pub name: String,
+    pub network: String,
+    pub container_manager: String,
+    pub members: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreateClusterOutcome {
+    Created(ClusterRow),
+    Exists(ClusterRow),
+    NetworkMissing,
+    ContainerManagerMissing,
+    QuotaExceeded(i64),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeleteClusterOutcome {
+    /// Deleted; its former members with whether each was registered with the manager.
+    Deleted(Vec<(String, bool)>),
+    NotFound,
+    Busy(String),
+}
+
+/// Why a membership change was refused, or what it changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MembershipOutcome {
+    /// Done: hosts added (in join order) and removed (with their `registered` flag).
+    Changed { added: Vec<String>, removed: Vec<(String, bool)> },
+    NoCluster,
+    Busy(String),
+    Mismatch,
+    HostMissing(String),
+    OtherCluster(String, String),
+    NotReady(Vec<(String, String)>),
+}
+
+/// An operation record (deploy, upgrade, restart) as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperationRow {
+    pub cluster: String,
+    pub kind: String,
+    pub status: String,
+    pub version: String,
+    pub max_parallel: i64,
+    pub members: Vec<String>,
+    pub done: Vec<String>,
+    pub in_process: Vec<String>,
+    pub failed: Vec<String>,
+    pub message: String,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub job_id: String,
+}
+
+const OP_COLS: &str = "cluster, type, status, version, max_parallel, members, done, in_process, failed, message, \
+                       started_at, finished_at, job_id";
+
+fn list(text: String) -> Result<Vec<String>, sqlx::Error> {
+    serde_json::from_str(&text).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+fn op_row(r: &AnyRow) -> Result<OperationRow, sqlx::Error> {
+    Ok(OperationRow {
+        cluster: r.try_get(0)?,
+        kind: r.try_get(1)?,
+        status: r.try_get(2)?,
+        version: r.try_get(3)?,
+        max_parallel: r.try_get(4)?,
+        members: list(r.try_get(5)?)?,
+        done: list(r.try_get(6)?)?,
+        in_process: list(r.try_get(7)?)?,
+        failed: list(r.try_get(8)?)?,
+        message: r.try_get(9)?,
+        started_at: r.try_get(10)?,
+        finished_at: r.try_get(11)?,
+        job_id: r.try_get(12)?,
+    })
+}
+
+fn json_list(v: &[String]) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartOperationOutcome {
+    Started(OperationRow),
+    /// The same operation is in process: its current record.
+    AlreadyRunning(OperationRow),
+    /// Another operation (or a deploy of another version) is in process.
+    Conflict(OperationRow),
+    NoCluster,
+}
+
+/// Locks a cluster row for the rest of the transaction; false when it does not exist.
+async fn lock_cluster(tx: &mut Transaction<'static, Any>, tenant: &TenantId, name: &str) -> Result<bool, Error> {
+    let done = sqlx::query("UPDATE clusters SET name = name WHERE tenant_id = $1 AND name = $2")
+        .bind(&tenant.0)
+        .bind(name)
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The type of the operation in process on a cluster, if any.
+async fn busy(tx: &mut Transaction<'static, Any>, tenant: &TenantId, cluster: &str) -> Result<Option<String>, Error> {
+    sqlx::query("SELECT type FROM operations WHERE tenant_id = $1 AND cluster = $2 AND status = 'in_process'")
+        .bind(&tenant.0)
+        .bind(cluster)
+        .fetch_optional(&mut **tx)
+        .await
+        .and_then(|r| r.map(|r| r.try_get(0)).transpose())
+        .map_err(db)
+}
+
+async fn host_in(tx: &mut Transaction<'static, Any>, tenant: &TenantId, address: &str) -> Result<Option<HostRow>, Error> {
+    sqlx::query(sqlf!("SELECT {HOST_COLS} FROM {HOST_FROM} WHERE h.tenant_id = $1 AND h.address = $2"))
+        .bind(&tenant.0)
+        .bind(address)
+        .fetch_optional(&mut **tx)
+        .await
+        .and_then(|r| r.as_ref().map(host_row).transpose())
+        .map_err(db)
+}
+
+async fn append_member(
+    tx: &mut Transaction<'static, Any>,
+    tenant: &TenantId,
+    cluster: &str,
+    address: &str,
+) -> Result<(), Error> {
+    sqlx::query(
+        "INSERT INTO cluster_hosts (tenant_id, address, cluster, position) \
+         SELECT $1, $2, $3, COALESCE(MAX(position), 0) + 1 FROM cluster_hosts WHERE tenant_id = $1 AND cluster = $3",
+    )
+    .bind(&tenant.0)
+    .bind(address)
+    .bind(cluster)
+    .execute(&mut **tx)
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
+async fn members_in(
+    tx: &mut Transaction<'static, Any>,
+    tenant: &TenantId,
+    cluster: &str,
+) -> Result<Vec<(String, String, bool)>, Error> {
+    sqlx::query(
+        "SELECT m.address, h.status, h.registered FROM cluster_hosts m JOIN hosts h \
+         ON h.tenant_id = m.tenant_id AND h.address = m.address \
+         WHERE m.tenant_id = $1 AND m.cluster = $2 ORDER BY m.position",
+    )
+    .bind(&tenant.0)
+    .bind(cluster)
+    .fetch_all(&mut **tx)
+    .await
+    .and_then(|rows| {
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get::<i64, _>(2)? == 1))).collect()
+    })
+    .map_err(db)
+}
+
+/// Removes a member; its container-manager registration is the caller's to undo.
+async fn drop_member(tx: &mut Transaction<'static, Any>, tenant: &TenantId, address: &str) -> Result<(), Error> {
+    sqlx::query("DELETE FROM cluster_hosts WHERE tenant_id = $1 AND address = $2")
+        .bind(&tenant.0)
+        .bind(address)
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+    // A bootstrapped host out of every cluster is `disassociated`; others keep their status.
+    sqlx::query(
+        "UPDATE hosts SET status = CASE WHEN status = 'active' THEN 'disassociated' ELSE status END, registered = 0 \
+         WHERE tenant_id = $1 AND address = $2",
+    )
+    .bind(&tenant.0)
+    .bind(address)
+    .execute(&mut **tx)
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
+impl Store {
+    pub async fn list_hosts(&self, tenant: &TenantId) -> Result<Vec<HostRow>, Error> {
+        sqlx::query(sqlf!(
+            "SELECT {HOST_COLS} FROM {HOST_FROM} WHERE h.tenant_id = $1 ORDER BY {}",
+            self.bytewise("h.address")
+        ))
+        .bind(&tenant.0)
+        .fetch_all(&self.pool)
+        .await
+        .and_then(|rows| rows.iter().map(host_row).collect())
+        .map_err(db)
+    }
+
+    pub async fn get_host(&self, tenant: &TenantId, address: &str) -> Result<Option<HostRow>, Error> {
+        sqlx::query(sqlf!("SELECT {HOST_COLS} FROM {HOST_FROM} WHERE h.tenant_id = $1 AND h.address = $2"))
+            .bind(&tenant.0)
+            .bind(address)
+            .fetch_optional(&self.pool)
+            .await
+            .and_then(|r| r.as_ref().map(host_row).transpose())
+            .map_err(db)
+    }
+
+    /// Registers a host, joins it to `cluster` if given, and enqueues its investigation, in
+    /// one transaction.
+    pub async fn create_host(
+        &self,
+        tenant: &TenantId,
+        host: &NewHost,
+        cluster: Option<&str>,
+        job: &NewJob,
+    ) -> Result<CreateHostOutcome, Error> {
+        let mut tx = self.begin_write().await?;
+        // Locks the tenant row (a no-op update) so concurrent registrations count in turn.
+        let max_nodes: i64 = sqlx::query("UPDATE tenants SET workers = workers WHERE id = $1 RETURNING max_nodes")
+            .bind(&tenant.0)
+            .fetch_one(&mut *tx)
+            .await
+            .and_then(|r| r.try_get(0))
+            .map_err(db)?;
+        if let Some(existing) = host_in(&mut tx, tenant, &host.address).await? {
+            return Ok(CreateHostOutcome::Exists(existing));
+        }
+        let count: i64 = sqlx::query("SELECT COUNT(*) FROM hosts WHERE tenant_id = $1")
+            .bind(&tenant.0)
+            .fetch_one(&mut *tx)
+            .await
+            .and_then(|r| r.try_get(0))
+            .map_err(db)?;
+        if count >= max_nodes {
+            return Ok(CreateHostOutcome::QuotaExceeded(max_nodes));
+        }
+        if let Some(c) = cluster {
+            if !lock_cluster(&mut tx, tenant, c).await? {
+                return Ok(CreateHostOutcome::ClusterMissing);
+            }
+            if let Some(op) = busy(&mut tx, tenant, c).await? {
+                return Ok(CreateHostOutcome::ClusterBusy(op));
+            }
+        }
+        sqlx::query(
+            "INSERT INTO hosts (tenant_id, address, create_time, source, remote_user, ssh_key_sealed, ssh_key_digest, \
+             host_key_fingerprint) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&tenant.0)
+        .bind(&host.address)
+        .bind(host.create_time)
+        .bind(&host.source)
+        .bind(&host.remote_user)
+        .bind(&host.ssh_key_sealed)
+        .bind(&host.ssh_key_digest)
+        .bind(&host.host_key_fingerprint)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        if let Some(c) = cluster {
+            append_member(&mut tx, tenant, c, &host.address).await?;
+        }
+        insert_job(&mut tx, job, host.create_time).await?;
+        insert_event(&mut tx, &job.id, host.create_time, "queued").await?;
+        let row = host_in(&mut tx, tenant, &host.address).await?.ok_or_else(|| Error::internal("host vanished"))?;
+        tx.commit().await.map_err(db)?;
+        Ok(CreateHostOutcome::Created(row))
+    }
+
+    /// Deletes a host, its membership and credentials, and cancels its pending jobs.
+    pub async fn delete_host(&self, tenant: &TenantId, address: &str, now: i64) -> Result<DeleteHostOutcome, Error> {
+        let mut tx = self.begin_write().await?;
+        let Some(host) = host_in(&mut tx, tenant, address).await? else {
+            return Ok(DeleteHostOutcome::NotFound);
+        };
+        if let Some(c) = &host.cluster {
+            lock_cluster(&mut tx, tenant, c).await?;
+            if let Some(op) = busy(&mut tx, tenant, c).await? {
+                return Ok(DeleteHostOutcome::ClusterBusy(op));
+            }
+        }
+        sqlx::query(
+            "UPDATE jobs SET state = 'cancelled', lease_owner = NULL, lease_until = NULL, updated_at = $3 \
+             WHERE tenant_id = $1 AND subject = $2 AND kind LIKE 'host.%' AND state IN ('queued', 'running')",
+        )
+        .bind(&tenant.0)
+        .bind(address)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        sqlx::query("DELETE FROM hosts WHERE tenant_id = $1 AND address = $2")
+            .bind(&tenant.0)
+            .bind(address)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(DeleteHostOutcome::Deleted(host.cluster, host.registered))
+    }
+
+    /// Records the facts of an investigation and moves the host to `bootstrapping`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn record_facts(
+        &self,
+        tenant: &TenantId,
+        address: &str,
+        os: &str,
+        cpus: i64,
+        memory: i64,
+        space: i64,
+        hostname: &str,
+        ipv4: &str,
+        now: i64,
+    ) -> Result<(), Error> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "UPDATE hosts SET os = $3, cpus = $4, memory = $5, space = $6, hostname = $7, ipv4 = $8, \
+             last_check = $9, status = 'bootstrapping', message = '' WHERE tenant_id = $1 AND address = $2",
+        )
+        .bind(&tenant.0)
+        .bind(address)
+        .bind(os)
+        .bind(cpus)
+        .bind(memory)
+        .bind(space)
+        .bind(hostname)
+        .bind(ipv4)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)
+    }
+
+    /// Pins the host key fingerprint seen at the first contact (trust on first use). Only
+    /// sets it when none is recorded, so a concurrent contact cannot replace it.
+    pub async fn pin_host_key(&self, tenant: &TenantId, address: &str, fingerprint: &str) -> Result<(), Error> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "UPDATE hosts SET host_key_fingerprint = $3 WHERE tenant_id = $1 AND address = $2 \
+             AND host_key_fingerprint IS NULL",
+        )
+        .bind(&tenant.0)
+        .bind(address)
+        .bind(fingerprint)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)
+    }
+
+    /// Sets a host's status and message; `bootstrapped`, `registered` and `last_check` when given.
+    pub async fn set_host_state(
+        &self,
+        tenant: &TenantId,
+        address: &str,
+        status: &str,
+        message: &str,
+        bootstrapped: Option<bool>,
+        registered: Option<bool>,
+        last_check: Option<i64>,
+    ) -> Result<(), Error> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "UPDATE hosts SET status = $3, message = $4, bootstrapped = COALESCE($5, bootstrapped), \
+             registered = COALESCE($6, registered), last_check = COALESCE($7, last_check) \
+             WHERE tenant_id = $1 AND address = $2",
+        )
+        .bind(&tenant.0)
+        .bind(address)
+        .bind(status)
+        .bind(message)
+        .bind(bootstrapped.map(i64::from))
+        .bind(registered.map(i64::from))
+        .bind(last_check)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)
+    }
+
+    pub async fn list_clusters(&self, tenant: &TenantId) -> Result<Vec<String>, Error> {
+        sqlx::query(sqlf!("SELECT name FROM clusters WHERE tenant_id = $1 ORDER BY {}", self.bytewise("name")))
+            .bind(&tenant.0)
+            .fetch_all(&self.pool)
+            .await
+            .and_then(|rows| rows.iter().map(|r| r.try_get(0)).collect())
+            .map_err(db)
+    }
+
+    pub async fn get_cluster(&self, tenant: &TenantId, name: &str) -> Result<Option<ClusterRow>, Error> {
+        let Some(row) = sqlx::query("SELECT name, network, container_manager FROM clusters WHERE tenant_id = $1 AND name = $2")
+            .bind(&tenant.0)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?
+        else {
+            return Ok(None);
+        };
+        let members = sqlx::query(
+            "SELECT m.address, h.status FROM cluster_hosts m JOIN hosts h ON h.tenant_id = m.tenant_id \
+             AND h.address = m.address WHERE m.tenant_id = $1 AND m.cluster = $2 ORDER BY m.position",
+        )
+        .bind(&tenant.0)
+        .bind(name)
+        .fetch_all(&self.pool)
+        .await
+        .and_then(|rows| rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect())
+        .map_err(db)?;
+        Ok(Some(ClusterRow {
+            name: row.try_get(0).map_err(db)?,
+            network: row.try_get(1).map_err(db)?,
+            container_manager: row.try_get(2).map_err(db)?,
+            members,
+        }))
+    }
+
+    /// Creates a cluster unless the name is taken (then answers the stored one).
+    pub async fn create_cluster(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        network: &str,
+        container_manager: &str,
+        now: i64,
+    ) -> Result<CreateClusterOutcome, Error> {
+        let mut tx = self.begin_write().await?;
+        // Locks the tenant row (a no-op update) so concurrent creations count in turn.
+        let max: i64 = sqlx::query("UPDATE tenants SET workers = workers WHERE id = $1 RETURNING max_clusters")
+            .bind(&tenant.0)
+            .fetch_one(&mut *tx)
+            .await
+            .and_then(|r| r.try_get(0))
+            .map_err(db)?;
+        let existing = sqlx::query("SELECT network, container_manager FROM clusters WHERE tenant_id = $1 AND name = $2")
+            .bind(&tenant.0)
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+        if let Some(r) = existing {
+            let row = ClusterRow {
+                name: name.to_string(),
+                network: r.try_get(0).map_err(db)?,
+                container_manager: r.try_get(1).map_err(db)?,
+                members: Vec::new(),
+            };
+            return Ok(CreateClusterOutcome::Exists(row));
+        }
+        let has_network = sqlx::query("SELECT 1 FROM networks WHERE tenant_id = $1 AND name = $2")
+            .bind(&tenant.0)
+            .bind(network)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?
+            .is_some();
+        if !has_network {
+            return Ok(CreateClusterOutcome::NetworkMissing);
+        }
+        if !container_manager.is_empty() {
+            let has_cm = sqlx::query("SELECT 1 FROM container_managers WHERE tenant_id = $1 AND name = $2")
+                .bind(&tenant.0)
+                .bind(container_manager)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?
+                .is_some();
+            if !has_cm {
+                return Ok(CreateClusterOutcome::ContainerManagerMissing);
+            }
+        }
+        let count: i64 = sqlx::query("SELECT COUNT(*) FROM clusters WHERE tenant_id = $1")
+            .bind(&tenant.0)
+            .fetch_one(&mut *tx)
+            .await
+            .and_then(|r| r.try_get(0))
+            .map_err(db)?;
+        if count >= max {
+            return Ok(CreateClusterOutcome::QuotaExceeded(max));
+        }
+        sqlx::query(
+            "INSERT INTO clusters (tenant_id, name, create_time, network, container_manager) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&tenant.0)
+        .bind(name)
+        .bind(now)
+        .bind(network)
+        .bind(container_manager)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(CreateClusterOutcome::Created(ClusterRow {
+            name: name.to_string(),
+            network: network.to_string(),
+            container_manager: container_manager.to_string(),
+            members: Vec::new(),
+        }))
+    }
+
+    /// Deletes a cluster and its operation records; members become `disassociated`.
+    pub async fn delete_cluster(&self, tenant: &TenantId, name: &str) -> Result<DeleteClusterOutcome, Error> {
+        let mut tx = self.begin_write().await?;
+        if !lock_cluster(&mut tx, tenant, name).await? {
+            return Ok(DeleteClusterOutcome::NotFound);
+        }
+        if let Some(op) = busy(&mut tx, tenant, name).await? {
+            return Ok(DeleteClusterOutcome::Busy(op));
+        }
+        let members = members_in(&mut tx, tenant, name).await?;
+        for (address, _, _) in &members {
+            drop_member(&mut tx, tenant, address).await?;
+        }
+        sqlx::query("DELETE FROM clusters WHERE tenant_id = $1 AND name = $2")
+            .bind(&tenant.0)
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(DeleteClusterOutcome::Deleted(members.into_iter().map(|(a, _, r)| (a, r)).collect()))
+    }
+
+    /// Replaces a cluster's members if `old` (as a set) is the current member set
+    /// (compare-and-swap), `new` giving the join order of added hosts. With `old` `None`, adds
+    /// the hosts of `new` to the current members (one-host PUT).
+    pub async fn change_members(
+        &self,
+        tenant: &TenantId,
+        cluster: &str,
+        old: Option<&[String]>,
+        new: &[String],
+    ) -> Result<MembershipOutcome, Error> {
+        let mut tx = self.begin_write().await?;
+        if !lock_cluster(&mut tx, tenant, cluster).await? {
+            return Ok(MembershipOutcome::NoCluster);
+        }
+        let current = members_in(&mut tx, tenant, cluster).await?;
+        let current_set: std::collections::BTreeSet<&str> = current.iter().map(|(a, _, _)| a.as_str()).collect();
+        let target: Vec<String> = match old {
+            Some(_) => new.to_vec(),
+            None => current.iter().map(|(a, _, _)| a.clone()).chain(new.iter().cloned()).collect(),
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        let target: Vec<String> = target.into_iter().filter(|a| seen.insert(a.clone())).collect();
+        let added: Vec<String> = target.iter().filter(|a| !current_set.contains(a.as_str())).cloned().collect();
+        let removed: Vec<(String, bool)> =
+            current.iter().filter(|(a, _, _)| !seen.contains(a)).map(|(a, _, r)| (a.clone(), *r)).collect();
+        if added.is_empty() && removed.is_empty() && old.is_none() {
+            return Ok(MembershipOutcome::Changed { added, removed });
+        }
+        if let Some(op) = busy(&mut tx, tenant, cluster).await? {
+            return Ok(MembershipOutcome::Busy(op));
+        }
+        if let Some(old) = old {
+            let old_set: std::collections::BTreeSet<&str> = old.iter().map(String::as_str).collect();
+            if old_set != current_set {
+                return Ok(MembershipOutcome::Mismatch);
+            }
+        }
+        let mut not_ready = Vec::new();
+        for a in &added {
+            let Some(h) = host_in(&mut tx, tenant, a).await? else {
+                return Ok(MembershipOutcome::HostMissing(a.clone()));
+            };
+            if let Some(other) = h.cluster.filter(|c| c != cluster) {
+                return Ok(MembershipOutcome::OtherCluster(a.clone(), other));
+            }
+            if h.status != "active" && h.status != "disassociated" {
+                not_ready.push((a.clone(), h.status));
+            }
+        }
+        if !not_ready.is_empty() {
+            return Ok(MembershipOutcome::NotReady(not_ready));
+        }
+        for (a, _) in &removed {
+            drop_member(&mut tx, tenant, a).await?;
+        }
+        for a in &added {
+            append_member(&mut tx, tenant, cluster, a).await?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(MembershipOutcome::Changed { added, removed })
+    }
+
+    /// Removes one member (idempotent). `None`: no such cluster; `Some(Err(op))`: busy.
+    pub async fn remove_member(
+        &self,
+        tenant: &TenantId,
+        cluster: &str,
+        address: &str,
+    ) -> Result<Option<Result<Option<bool>, String>>, Error> {
+        let mut tx = self.begin_write().await?;
+        if !lock_cluster(&mut tx, tenant, cluster).await? {
+            return Ok(None);
+        }
+        let member = members_in(&mut tx, tenant, cluster).await?.into_iter().find(|(a, _, _)| a == address);
+        let Some((_, _, registered)) = member else {
+            return Ok(Some(Ok(None)));
+        };
+        if let Some(op) = busy(&mut tx, tenant, cluster).await? {
+            return Ok(Some(Err(op)));
+        }
+        drop_member(&mut tx, tenant, address).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(Some(Ok(Some(registered))))
+    }
+
+    pub async fn get_operation(&self, tenant: &TenantId, cluster: &str, kind: &str) -> Result<Option<OperationRow>, Error> {
+        sqlx::query(sqlf!("SELECT {OP_COLS} FROM operations WHERE tenant_id = $1 AND cluster = $2 AND type = $3"))
+            .bind(&tenant.0)
+            .bind(cluster)
+            .bind(kind)
+            .fetch_optional(&self.pool)
+            .await
+            .and_then(|r| r.as_ref().map(op_row).transpose())
+            .map_err(db)
+    }
+
+    /// The most recently started operation of a cluster, of any type.
+    pub async fn latest_operation(&self, tenant: &TenantId, cluster: &str) -> Result<Option<OperationRow>, Error> {
+        sqlx::query(sqlf!(
+            "SELECT {OP_COLS} FROM operations WHERE tenant_id = $1 AND cluster = $2 ORDER BY started_at DESC LIMIT 1"
+        ))
+        .bind(&tenant.0)
+        .bind(cluster)
+        .fetch_optional(&self.pool)
+        .await
+        .and_then(|r| r.as_ref().map(op_row).transpose())
+        .map_err(db)
+    }
+
+    /// Starts an operation: snapshots the members, replaces the type's record, enqueues `job`.
+    pub async fn start_operation(
+        &self,
+        tenant: &TenantId,
+        cluster: &str,
+        kind: &str,
+        version: &str,
+        max_parallel: i64,
+        job: &NewJob,
+        now: i64,
+    ) -> Result<StartOperationOutcome, Error> {
+        let mut tx = self.begin_write().await?;
+        if !lock_cluster(&mut tx, tenant, cluster).await? {
+            return Ok(StartOperationOutcome::NoCluster);
+        }
+        let running = sqlx::query(sqlf!(
+            "SELECT {OP_COLS} FROM operations WHERE tenant_id = $1 AND cluster = $2 AND status = 'in_process'"
+        ))
+        .bind(&tenant.0)
+        .bind(cluster)
+        .fetch_optional(&mut *tx)
+        .await
+        .and_then(|r| r.as_ref().map(op_row).transpose())
+        .map_err(db)?;
+        if let Some(op) = running {
+            return Ok(if op.kind == kind && op.version == version {
+                StartOperationOutcome::AlreadyRunning(op)
+            } else {
+                StartOperationOutcome::Conflict(op)
+            });
+        }
+        let members: Vec<String> = members_in(&mut tx, tenant, cluster).await?.into_iter().map(|(a, _, _)| a).collect();
+        sqlx::query("DELETE FROM operations WHERE tenant_id = $1 AND cluster = $2 AND type = $3")
+            .bind(&tenant.0)
+            .bind(cluster)
+            .bind(kind)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        let op = OperationRow {
+            cluster: cluster.to_string(),
+            kind: kind.to_string(),
+            status: "in_process".into(),
+            version: version.to_string(),
+            max_parallel,
+            members,
+            done: Vec::new(),
+            in_process: Vec::new(),
+            failed: Vec::new(),
+            message: String::new(),
+            started_at: now,
+            finished_at: None,
+            job_id: job.id.clone(),
+        };
+        sqlx::query(sqlf!(
+            "INSERT INTO operations (tenant_id, {OP_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+        ))
+        .bind(&tenant.0)
+        .bind(&op.cluster)
+        .bind(&op.kind)
+        .bind(&op.status)
+        .bind(&op.version)
+        .bind(op.max_parallel)
+        .bind(json_list(&op.members))
+        .bind(json_list(&op.done))
+        .bind(json_list(&op.in_process))
+        .bind(json_list(&op.failed))
+        .bind(&op.message)
+        .bind(op.started_at)
+        .bind(op.finished_at)
+        .bind(&op.job_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        insert_job(&mut tx, job, now).await?;
+        insert_event(&mut tx, &job.id, now, "queued").await?;
+        tx.commit().await.map_err(db)?;
+        Ok(StartOperationOutcome::Started(op))
+    }
+
+    /// Changes an operation record in one transaction, only while `job_id` owns it (a newer
+    /// operation of the type replaced nothing of an older job's). False when it does not.
+    pub async fn update_operation(
+        &self,
+        tenant: &TenantId,
+        cluster: &str,
+        kind: &str,
+        job_id: &str,
+        change: impl FnOnce(&mut OperationRow),
+    ) -> Result<Option<OperationRow>, Error> {
+        let mut tx = self.begin_write().await?;
+        let Some(mut op) = sqlx::query(sqlf!(
+            "SELECT {OP_COLS} FROM operations WHERE tenant_id = $1 AND cluster = $2 AND type = $3 AND job_id = $4"
+        ))
+        .bind(&tenant.0)
+        .bind(cluster)
+        .bind(kind)
+        .bind(job_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .and_then(|r| r.as_ref().map(op_row).transpose())
+        .map_err(db)?
+        else {
+            return Ok(None);
+        };
+        change(&mut op);
+        sqlx::query(
+            "UPDATE operations SET status = $5, done = $6, in_process = $7, failed = $8, message = $9, finished_at = $10 \
+             WHERE tenant_id = $1 AND cluster = $2 AND type = $3 AND job_id = $4",
+        )
+        .bind(&tenant.0)
+        .bind(cluster)
+        .bind(kind)
+        .bind(job_id)
+        .bind(&op.status)
+        .bind(json_list(&op.done))
+        .bind(json_list(&op.in_process))
+        .bind(json_list(&op.failed))
+        .bind(&op.message)
+        .bind(op.finished_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(Some(op))
+    }
+}
