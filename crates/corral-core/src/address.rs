@@ -71,10 +71,16 @@ impl AddressPolicy {
                 Some((ip, len)) => (ip, Some(len)),
                 None => (e, None),
             };
-            let ip: IpAddr = ip.parse().map_err(|_| format!("host_allow: '{e}' is neither a CIDR nor a .suffix"))?;
+            let ip: IpAddr = ip
+                .parse()
+                .map_err(|_| format!("host_allow: '{e}' is neither a CIDR nor a .suffix"))?;
             let max = if ip.is_ipv4() { 32 } else { 128 };
             let len = match len {
-                Some(l) => l.parse::<u8>().ok().filter(|l| *l <= max).ok_or_else(|| format!("host_allow: bad prefix in '{e}'"))?,
+                Some(l) => l
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|l| *l <= max)
+                    .ok_or_else(|| format!("host_allow: bad prefix in '{e}'"))?,
                 None => max,
             };
             p.nets.push((ip, len));
@@ -108,11 +114,19 @@ impl AddressPolicy {
 fn in_net(ip: IpAddr, net: IpAddr, len: u8) -> bool {
     match (ip, net) {
         (IpAddr::V4(a), IpAddr::V4(b)) => {
-            let mask = if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len)) };
+            let mask = if len == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(len))
+            };
             u32::from(a) & mask == u32::from(b) & mask
         }
         (IpAddr::V6(a), IpAddr::V6(b)) => {
-            let mask = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) };
+            let mask = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(len))
+            };
             u128::from(a) & mask == u128::from(b) & mask
         }
         _ => false,
@@ -136,7 +150,18 @@ mod tests {
         ] {
             assert_eq!(canonical_address(input).unwrap(), want, "{input}");
         }
-        for bad in ["", "01.2.3.4", "1.2.3", "256.1.1.1", "a_b.com", "-a.com", "[1.2.3.4]", "a..b", "x y", &"a".repeat(64)] {
+        for bad in [
+            "",
+            "01.2.3.4",
+            "1.2.3",
+            "256.1.1.1",
+            "a_b.com",
+            "-a.com",
+            "[1.2.3.4]",
+            "a..b",
+            "x y",
+            &"a".repeat(64),
+        ] {
             assert_eq!(
                 canonical_address(bad).unwrap_err().external_message(),
                 format!("Invalid host address '{bad}'."),

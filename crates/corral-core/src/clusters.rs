@@ -35,14 +35,22 @@ pub(crate) fn cluster_view(row: &ClusterRow, hostset: bool) -> Cluster {
         status: status.into(),
         network: row.network.clone(),
         container_manager: row.container_manager.clone(),
-        hosts: ClusterHosts { total, available, unavailable: total - available },
+        hosts: ClusterHosts {
+            total,
+            available,
+            unavailable: total - available,
+        },
         hostset: hostset.then(|| row.members.iter().map(|(a, _)| a.clone()).collect()),
     }
 }
 
 /// A name in a path: anything invalid cannot exist.
 fn cluster_param(name: &str) -> Result<&str, Error> {
-    if is_valid_name(name) { Ok(name) } else { Err(cluster_not_found(name)) }
+    if is_valid_name(name) {
+        Ok(name)
+    } else {
+        Err(cluster_not_found(name))
+    }
 }
 
 impl Core {
@@ -52,7 +60,10 @@ impl Core {
     }
 
     pub(crate) async fn cluster_row(&self, ctx: &OpCtx, name: &str) -> Result<ClusterRow, Error> {
-        self.store.get_cluster(&ctx.tenant().id, cluster_param(name)?).await?.ok_or_else(|| cluster_not_found(name))
+        self.store
+            .get_cluster(&ctx.tenant().id, cluster_param(name)?)
+            .await?
+            .ok_or_else(|| cluster_not_found(name))
     }
 
     pub async fn get_cluster(&self, ctx: &OpCtx, name: &str) -> Result<Cluster, Error> {
@@ -61,18 +72,29 @@ impl Core {
     }
 
     /// `PUT /api/v0/cluster/{name}`: `true` when created (201).
-    pub async fn put_cluster(&self, ctx: &OpCtx, name: &str, body: ClusterPut) -> Result<(bool, Cluster), Error> {
+    pub async fn put_cluster(
+        &self,
+        ctx: &OpCtx,
+        name: &str,
+        body: ClusterPut,
+    ) -> Result<(bool, Cluster), Error> {
         ctx.require(Access::Write)?;
         if !is_valid_name(name) {
             return Err(invalid_name(name));
         }
         if body.name.as_deref().is_some_and(|n| n != name) {
-            return Err(Error::bad_request("\"name\" in the body does not match the name in the url."));
+            return Err(Error::bad_request(
+                "\"name\" in the body does not match the name in the url.",
+            ));
         }
         let network = body.network.unwrap_or_else(|| "default".into());
         let cm = body.container_manager.unwrap_or_default();
         let tenant = &ctx.tenant().id;
-        match self.store.create_cluster(tenant, name, &network, &cm, now_ms()).await? {
+        match self
+            .store
+            .create_cluster(tenant, name, &network, &cm, now_ms())
+            .await?
+        {
             CreateClusterOutcome::Created(row) => {
                 tracing::info!(request_id = %ctx.request_id, cluster = %name, "cluster created");
                 Ok((true, cluster_view(&row, false)))
@@ -80,16 +102,18 @@ impl Core {
             CreateClusterOutcome::Exists(row) if row.network == network && row.container_manager == cm => {
                 Ok((false, cluster_view(&self.cluster_row(ctx, name).await?, false)))
             }
-            CreateClusterOutcome::Exists(_) => {
-                Err(Error::conflict(format!("Cluster '{name}' already exists with different settings.")))
+            CreateClusterOutcome::Exists(_) => Err(Error::conflict(format!(
+                "Cluster '{name}' already exists with different settings."
+            ))),
+            CreateClusterOutcome::NetworkMissing => {
+                Err(Error::conflict(format!("Network '{network}' does not exist.")))
             }
-            CreateClusterOutcome::NetworkMissing => Err(Error::conflict(format!("Network '{network}' does not exist."))),
-            CreateClusterOutcome::ContainerManagerMissing => {
-                Err(Error::conflict(format!("Container manager '{cm}' does not exist.")))
-            }
-            CreateClusterOutcome::QuotaExceeded(max) => {
-                Err(Error::conflict(format!("Tenant quota exceeded: maxClusters is {max}.")))
-            }
+            CreateClusterOutcome::ContainerManagerMissing => Err(Error::conflict(format!(
+                "Container manager '{cm}' does not exist."
+            ))),
+            CreateClusterOutcome::QuotaExceeded(max) => Err(Error::conflict(format!(
+                "Tenant quota exceeded: maxClusters is {max}."
+            ))),
         }
     }
 
@@ -113,7 +137,13 @@ impl Core {
 
     pub async fn cluster_members(&self, ctx: &OpCtx, name: &str) -> Result<Vec<String>, Error> {
         ctx.require(Access::Read)?;
-        Ok(self.cluster_row(ctx, name).await?.members.into_iter().map(|(a, _)| a).collect())
+        Ok(self
+            .cluster_row(ctx, name)
+            .await?
+            .members
+            .into_iter()
+            .map(|(a, _)| a)
+            .collect())
     }
 
     /// `GET .../hosts/{address}`: membership test.
@@ -122,15 +152,30 @@ impl Core {
         let row = self.cluster_row(ctx, name).await?;
         let not_member = || Error::not_found("The requested host is not part of the cluster.");
         let address = canonical_address(address).map_err(|_| not_member())?;
-        row.members.iter().any(|(a, _)| *a == address).then_some(address).ok_or_else(not_member)
+        row.members
+            .iter()
+            .any(|(a, _)| *a == address)
+            .then_some(address)
+            .ok_or_else(not_member)
     }
 
     /// `PUT .../hosts`: the compare-and-swap of the member set (4.6).
     pub async fn swap_members(&self, ctx: &OpCtx, name: &str, body: MembersPut) -> Result<Cluster, Error> {
         ctx.require(Access::Write)?;
-        let old = body.old.iter().map(|a| canonical_address(a)).collect::<Result<Vec<_>, _>>()?;
-        let new = body.new.iter().map(|a| canonical_address(a)).collect::<Result<Vec<_>, _>>()?;
-        let outcome = self.store.change_members(&ctx.tenant().id, cluster_param(name)?, Some(&old), &new).await?;
+        let old = body
+            .old
+            .iter()
+            .map(|a| canonical_address(a))
+            .collect::<Result<Vec<_>, _>>()?;
+        let new = body
+            .new
+            .iter()
+            .map(|a| canonical_address(a))
+            .collect::<Result<Vec<_>, _>>()?;
+        let outcome = self
+            .store
+            .change_members(&ctx.tenant().id, cluster_param(name)?, Some(&old), &new)
+            .await?;
         self.apply_membership(ctx, name, outcome, None).await?;
         Ok(cluster_view(&self.cluster_row(ctx, name).await?, true))
     }
@@ -141,7 +186,12 @@ impl Core {
         let address = canonical_address(address)?;
         let outcome = self
             .store
-            .change_members(&ctx.tenant().id, cluster_param(name)?, None, std::slice::from_ref(&address))
+            .change_members(
+                &ctx.tenant().id,
+                cluster_param(name)?,
+                None,
+                std::slice::from_ref(&address),
+            )
             .await?;
         self.apply_membership(ctx, name, outcome, Some(&address)).await?;
         Ok(address)
@@ -156,7 +206,11 @@ impl Core {
             self.cluster_row(ctx, name).await?;
             return Ok(());
         };
-        match self.store.remove_member(tenant, cluster_param(name)?, &address).await? {
+        match self
+            .store
+            .remove_member(tenant, cluster_param(name)?, &address)
+            .await?
+        {
             None => Err(cluster_not_found(name)),
             Some(Err(op)) => Err(busy(name, &op)),
             Some(Ok(registered)) => {
@@ -192,11 +246,13 @@ impl Core {
             }
             MembershipOutcome::NoCluster => Err(cluster_not_found(name)),
             MembershipOutcome::Busy(op) => Err(busy(name, &op)),
-            MembershipOutcome::Mismatch => Err(Error::conflict(format!("Conflict setting hosts for cluster {name}"))),
+            MembershipOutcome::Mismatch => Err(Error::conflict(format!(
+                "Conflict setting hosts for cluster {name}"
+            ))),
             MembershipOutcome::HostMissing(a) => Err(Error::not_found(format!("Host '{a}' does not exist."))),
-            MembershipOutcome::OtherCluster(a, other) => {
-                Err(Error::conflict(format!("Host '{a}' already belongs to cluster '{other}'.")))
-            }
+            MembershipOutcome::OtherCluster(a, other) => Err(Error::conflict(format!(
+                "Host '{a}' already belongs to cluster '{other}'."
+            ))),
             MembershipOutcome::NotReady(hosts) => {
                 let message = match (single, hosts.first()) {
                     (Some(_), Some((a, status))) => {
@@ -204,11 +260,22 @@ impl Core {
                     }
                     _ => format!(
                         "Hosts not ready to join cluster \"{name}\": {}",
-                        hosts.iter().map(|(a, _)| a.as_str()).collect::<Vec<_>>().join(",")
+                        hosts
+                            .iter()
+                            .map(|(a, _)| a.as_str())
+                            .collect::<Vec<_>>()
+                            .join(",")
                     ),
                 };
-                let allow = if single.is_some() { "GET, HEAD, PUT, DELETE" } else { "GET, HEAD, PUT" };
-                Err(Error::MethodNotAllowed { message, allow: allow.into() })
+                let allow = if single.is_some() {
+                    "GET, HEAD, PUT, DELETE"
+                } else {
+                    "GET, HEAD, PUT"
+                };
+                Err(Error::MethodNotAllowed {
+                    message,
+                    allow: allow.into(),
+                })
             }
         }
     }
@@ -228,8 +295,12 @@ impl Core {
             // Still being investigated: the bootstrap job settles it when it finishes.
             return Ok(());
         }
-        let (status, message, registered) = self.host_ops()?.join_container_manager(tenant, cluster, address).await?;
-        self.store.set_host_state(tenant, address, status, &message, None, Some(registered), None).await
+        let (status, message, registered) = self
+            .host_ops()?
+            .join_container_manager(tenant, cluster, address)
+            .await?;
+        self.store
+            .set_host_state(tenant, address, status, &message, None, Some(registered), None)
+            .await
     }
 }
-

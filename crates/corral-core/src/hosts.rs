@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
-use corral_drivers::{HostKeyPolicy, HostTransport, SshError, SshTarget, facts_command, parse_facts, shell_quote};
+use corral_drivers::{
+    HostKeyPolicy, HostTransport, SshError, SshTarget, facts_command, parse_facts, shell_quote,
+};
 use corral_store::{CreateHostOutcome, DeleteHostOutcome, HostRow, JobRow, NewHost, Store};
 use corral_types::commissaire::{Host, HostCreds, HostPut, HostStatus, HostStatusHost};
 use corral_types::time::{commissaire_time, now_ms};
@@ -58,10 +60,42 @@ pub fn builtin_profiles() -> BTreeMap<String, OsProfile> {
         deploy: deploy.to_string(),
     };
     BTreeMap::from([
-        ("atomic".into(), profile(&["atomic"], "", "rpm-ostree upgrade", "rpm-ostree deploy {version}")),
-        ("fedora".into(), profile(&["fedora"], "dnf install -y flannel docker", "dnf update -y", "true")),
-        ("rhel".into(), profile(&["rhel", "redhat"], "yum install -y flannel docker", "yum update -y", "true")),
-        ("centos".into(), profile(&["centos"], "yum install -y flannel docker", "yum update -y", "true")),
+        (
+            "atomic".into(),
+            profile(
+                &["atomic"],
+                "",
+                "rpm-ostree upgrade",
+                "rpm-ostree deploy {version}",
+            ),
+        ),
+        (
+            "fedora".into(),
+            profile(
+                &["fedora"],
+                "dnf install -y flannel docker",
+                "dnf update -y",
+                "true",
+            ),
+        ),
+        (
+            "rhel".into(),
+            profile(
+                &["rhel", "redhat"],
+                "yum install -y flannel docker",
+                "yum update -y",
+                "true",
+            ),
+        ),
+        (
+            "centos".into(),
+            profile(
+                &["centos"],
+                "yum install -y flannel docker",
+                "yum update -y",
+                "true",
+            ),
+        ),
         (
             "debian".into(),
             profile(
@@ -163,18 +197,26 @@ fn decode_key(b64: &str) -> Result<String, Error> {
     if raw.len() > 64 * 1024 {
         return Err(Error::bad_request("\"ssh_priv_key\" is larger than 64 KiB."));
     }
-    let text = String::from_utf8(raw).map_err(|_| Error::bad_request("\"ssh_priv_key\" is not a PEM or OpenSSH key."))?;
-    corral_drivers::parse_private_key(&text).map_err(|e| Error::bad_request(format!("\"ssh_priv_key\": {e}")))?;
+    let text = String::from_utf8(raw)
+        .map_err(|_| Error::bad_request("\"ssh_priv_key\" is not a PEM or OpenSSH key."))?;
+    corral_drivers::parse_private_key(&text)
+        .map_err(|e| Error::bad_request(format!("\"ssh_priv_key\": {e}")))?;
     Ok(text)
 }
 
 fn valid_remote_user(u: &str) -> bool {
-    !u.is_empty() && u.len() <= 32 && u.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
+    !u.is_empty()
+        && u.len() <= 32
+        && u.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
 }
 
 fn valid_fingerprint(fp: &str) -> bool {
     fp.strip_prefix("SHA256:").is_some_and(|b| {
-        !b.is_empty() && STANDARD_NO_PAD.decode(b.trim_end_matches('=')).is_ok_and(|d| d.len() == 32)
+        !b.is_empty()
+            && STANDARD_NO_PAD
+                .decode(b.trim_end_matches('='))
+                .is_ok_and(|d| d.len() == 32)
     })
 }
 
@@ -192,17 +234,28 @@ struct InvestigatePayload {
 
 impl Core {
     pub(crate) fn host_ops(&self) -> Result<&Arc<HostOps>, Error> {
-        self.hosts.as_ref().ok_or_else(|| Error::Unavailable("Host management is not configured.".into()))
+        self.hosts
+            .as_ref()
+            .ok_or_else(|| Error::Unavailable("Host management is not configured.".into()))
     }
 
     pub async fn list_hosts(&self, ctx: &OpCtx) -> Result<Vec<Host>, Error> {
         ctx.require(Access::Read)?;
-        Ok(self.store.list_hosts(&ctx.tenant().id).await?.iter().map(host_view).collect())
+        Ok(self
+            .store
+            .list_hosts(&ctx.tenant().id)
+            .await?
+            .iter()
+            .map(host_view)
+            .collect())
     }
 
     async fn host_row(&self, ctx: &OpCtx, address: &str) -> Result<HostRow, Error> {
         let canonical = canonical_address(address).map_err(|_| not_found(address))?;
-        self.store.get_host(&ctx.tenant().id, &canonical).await?.ok_or_else(|| not_found(&canonical))
+        self.store
+            .get_host(&ctx.tenant().id, &canonical)
+            .await?
+            .ok_or_else(|| not_found(&canonical))
     }
 
     pub async fn get_host(&self, ctx: &OpCtx, address: &str) -> Result<Host, Error> {
@@ -227,7 +280,9 @@ impl Core {
                 if let Some(b) = body_addr
                     && canonical_address(b)? != p
                 {
-                    return Err(Error::bad_request("\"address\" in the body does not match the address in the url."));
+                    return Err(Error::bad_request(
+                        "\"address\" in the body does not match the address in the url.",
+                    ));
                 }
                 p
             }
@@ -241,7 +296,9 @@ impl Core {
                     (Some(f), _) => canonical_address(&f)?,
                     (None, Some(ip)) => canonical_address(&ip.to_string())?,
                     (None, None) => {
-                        return Err(Error::bad_request("\"address\" must be given in the url or in the PUT body"));
+                        return Err(Error::bad_request(
+                            "\"address\" must be given in the url or in the PUT body",
+                        ));
                     }
                 }
             }
@@ -249,11 +306,16 @@ impl Core {
         if !ops.settings.policy.allows(&address) {
             return Err(ops.settings.policy.refusal(&address));
         }
-        let key_b64 = body.ssh_priv_key.as_deref().ok_or_else(|| Error::bad_request("\"ssh_priv_key\" must be given."))?;
+        let key_b64 = body
+            .ssh_priv_key
+            .as_deref()
+            .ok_or_else(|| Error::bad_request("\"ssh_priv_key\" must be given."))?;
         let key_text = decode_key(key_b64)?;
         let remote_user = body.remote_user.clone().unwrap_or_else(|| "root".into());
         if !valid_remote_user(&remote_user) {
-            return Err(Error::bad_request(format!("Invalid remote_user '{remote_user}'.")));
+            return Err(Error::bad_request(format!(
+                "Invalid remote_user '{remote_user}'."
+            )));
         }
         let source = body.source.clone().unwrap_or_default();
         if source.chars().count() > 255 {
@@ -277,7 +339,9 @@ impl Core {
             address: address.clone(),
             source,
             remote_user,
-            ssh_key_sealed: ops.secrets.seal(&key_context(tenant, &address), key_b64.trim().as_bytes())?,
+            ssh_key_sealed: ops
+                .secrets
+                .seal(&key_context(tenant, &address), key_b64.trim().as_bytes())?,
             ssh_key_digest: digest.clone(),
             host_key_fingerprint: body.ssh_host_key_fingerprint.clone(),
             create_time: now_ms(),
@@ -287,12 +351,18 @@ impl Core {
             tenant,
             INVESTIGATE,
             &address,
-            &InvestigatePayload { address: address.clone() },
+            &InvestigatePayload {
+                address: address.clone(),
+            },
             &ctx.principal.user,
             true,
             ops.settings.bootstrap_timeout,
         )?;
-        match self.store.create_host(tenant, &host, body.cluster.as_deref(), &job).await? {
+        match self
+            .store
+            .create_host(tenant, &host, body.cluster.as_deref(), &job)
+            .await?
+        {
             CreateHostOutcome::Created(row) => {
                 tracing::info!(request_id = %ctx.request_id, host = %address, "host registered; investigation queued");
                 self.wake_jobs();
@@ -309,9 +379,9 @@ impl Core {
                 }
                 Ok((false, host_view(&row)))
             }
-            CreateHostOutcome::QuotaExceeded(max) => {
-                Err(Error::conflict(format!("Tenant quota exceeded: maxNodes is {max}.")))
-            }
+            CreateHostOutcome::QuotaExceeded(max) => Err(Error::conflict(format!(
+                "Tenant quota exceeded: maxNodes is {max}."
+            ))),
             CreateHostOutcome::ClusterMissing => Err(Error::conflict("Cluster does not exist")),
             CreateHostOutcome::ClusterBusy(op) => Err(Error::conflict(format!(
                 "Cluster '{}' has {} {op} in process.",
@@ -324,7 +394,11 @@ impl Core {
     pub async fn delete_host(&self, ctx: &OpCtx, address: &str) -> Result<(), Error> {
         ctx.require(Access::Write)?;
         let row = self.host_row(ctx, address).await?;
-        match self.store.delete_host(&ctx.tenant().id, &row.address, now_ms()).await? {
+        match self
+            .store
+            .delete_host(&ctx.tenant().id, &row.address, now_ms())
+            .await?
+        {
             DeleteHostOutcome::Deleted(cluster, registered) => {
                 if let (Some(c), true) = (cluster, registered) {
                     self.deregister_node(&ctx.tenant().id, &c, &row.address).await;
@@ -346,7 +420,9 @@ impl Core {
         ctx.require(Access::Admin)?;
         let ops = self.host_ops()?;
         let row = self.host_row(ctx, address).await?;
-        let key = ops.secrets.open(&key_context(&ctx.tenant().id, &row.address), &row.ssh_key_sealed)?;
+        let key = ops
+            .secrets
+            .open(&key_context(&ctx.tenant().id, &row.address), &row.ssh_key_sealed)?;
         tracing::info!(request_id = %ctx.request_id, host = %row.address, user = %ctx.principal.user, "host credentials read");
         Ok(HostCreds {
             address: row.address,
@@ -378,13 +454,19 @@ impl Core {
 
 /// "an upgrade", "a deploy", "a restart".
 pub(crate) fn article(op: &str) -> &'static str {
-    if op.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" }
+    if op.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    }
 }
 
 impl HostOps {
     /// The SSH target of a host, with its pinned key policy.
     pub(crate) fn target(&self, tenant: &TenantId, row: &HostRow) -> Result<SshTarget, Error> {
-        let b64 = self.secrets.open(&key_context(tenant, &row.address), &row.ssh_key_sealed)?;
+        let b64 = self
+            .secrets
+            .open(&key_context(tenant, &row.address), &row.ssh_key_sealed)?;
         let text = STANDARD
             .decode(String::from_utf8_lossy(&b64).trim())
             .map_err(|_| Error::internal("stored host key is not base64"))?;
@@ -410,7 +492,9 @@ impl HostOps {
         command: &str,
         timeout: Duration,
     ) -> Result<String, SshError> {
-        let target = self.target(tenant, row).map_err(|e| SshError::Protocol(e.external_message()))?;
+        let target = self
+            .target(tenant, row)
+            .map_err(|e| SshError::Protocol(e.external_message()))?;
         let command = if row.remote_user == "root" {
             command.to_string()
         } else {
@@ -418,15 +502,29 @@ impl HostOps {
         };
         let out = self.transport.exec(&target, &command, timeout).await?;
         if matches!(target.host_key, HostKeyPolicy::TrustOnFirstUse) {
-            let _ = self.store.pin_host_key(tenant, &row.address, &out.host_key_fingerprint).await;
+            let _ = self
+                .store
+                .pin_host_key(tenant, &row.address, &out.host_key_fingerprint)
+                .await;
         }
         if out.exit_status != 0 {
             let mut tail = out.stderr_text();
             if tail.trim().is_empty() {
                 tail = out.stdout_text();
             }
-            let tail: String = tail.trim().chars().rev().take(300).collect::<Vec<_>>().into_iter().rev().collect();
-            return Err(SshError::Protocol(format!("command exited with status {}: {tail}", out.exit_status)));
+            let tail: String = tail
+                .trim()
+                .chars()
+                .rev()
+                .take(300)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            return Err(SshError::Protocol(format!(
+                "command exited with status {}: {tail}",
+                out.exit_status
+            )));
         }
         Ok(out.stdout_text())
     }
@@ -447,7 +545,11 @@ impl HostOps {
         if c.container_manager.is_empty() {
             return Ok(("active", String::new(), false));
         }
-        match self.store.get_container_manager(tenant, &c.container_manager).await? {
+        match self
+            .store
+            .get_container_manager(tenant, &c.container_manager)
+            .await?
+        {
             Some(cm) if cm.kind == "trivial" => Ok(("active", String::new(), true)),
             Some(cm) => Ok((
                 "disassociated",
@@ -457,7 +559,11 @@ impl HostOps {
                 ),
                 false,
             )),
-            None => Ok(("disassociated", format!("Container manager '{}' does not exist.", c.container_manager), false)),
+            None => Ok((
+                "disassociated",
+                format!("Container manager '{}' does not exist.", c.container_manager),
+                false,
+            )),
         }
     }
 }
@@ -485,13 +591,28 @@ impl JobHandler for InvestigateHandler {
         let host = row().await?;
         let facts = ctx
             .step("facts", || async {
-                let out = ops.run(&tenant, &host, &facts_command(), ops.settings.connect_timeout).await.map_err(fail)?;
-                let facts = parse_facts(&out).map_err(|e| JobError::Failed(format!("Cannot read the host's facts: {e}")))?;
-                let os = if facts.ostree { "atomic".to_string() } else { facts.os_id.clone() };
-                let Some((profile, _)) = ops.settings.profile_for(&os) else {
-                    return Err(JobError::Failed(format!("Unsupported operating system '{}'.", facts.os_id)));
+                let out = ops
+                    .run(&tenant, &host, &facts_command(), ops.settings.connect_timeout)
+                    .await
+                    .map_err(fail)?;
+                let facts = parse_facts(&out)
+                    .map_err(|e| JobError::Failed(format!("Cannot read the host's facts: {e}")))?;
+                let os = if facts.ostree {
+                    "atomic".to_string()
+                } else {
+                    facts.os_id.clone()
                 };
-                let ipv4 = if host.address.parse::<std::net::Ipv4Addr>().is_ok() { host.address.clone() } else { String::new() };
+                let Some((profile, _)) = ops.settings.profile_for(&os) else {
+                    return Err(JobError::Failed(format!(
+                        "Unsupported operating system '{}'.",
+                        facts.os_id
+                    )));
+                };
+                let ipv4 = if host.address.parse::<std::net::Ipv4Addr>().is_ok() {
+                    host.address.clone()
+                } else {
+                    String::new()
+                };
                 ops.store
                     .record_facts(
                         &tenant,
@@ -505,17 +626,20 @@ impl JobHandler for InvestigateHandler {
                         now_ms(),
                     )
                     .await?;
-                Ok(FactsStep { os: profile.to_string() })
+                Ok(FactsStep {
+                    os: profile.to_string(),
+                })
             })
             .await?;
         let host = row().await?;
         ctx.step("bootstrap", || async {
-            let profile = ops
-                .settings
-                .profiles
-                .get(&facts.os)
-                .ok_or_else(|| JobError::Failed(format!("Unsupported operating system '{}'.", facts.os)))?;
-            ops.run(&tenant, &host, &profile.bootstrap, ops.settings.bootstrap_timeout).await.map_err(fail)?;
+            let profile =
+                ops.settings.profiles.get(&facts.os).ok_or_else(|| {
+                    JobError::Failed(format!("Unsupported operating system '{}'.", facts.os))
+                })?;
+            ops.run(&tenant, &host, &profile.bootstrap, ops.settings.bootstrap_timeout)
+                .await
+                .map_err(fail)?;
             Ok(())
         })
         .await?;
@@ -526,7 +650,15 @@ impl JobHandler for InvestigateHandler {
             Some(c) => ops.join_container_manager(&tenant, c, &host.address).await?,
         };
         ops.store
-            .set_host_state(&tenant, &host.address, status, &message, Some(true), Some(registered), Some(now_ms()))
+            .set_host_state(
+                &tenant,
+                &host.address,
+                status,
+                &message,
+                Some(true),
+                Some(registered),
+                Some(now_ms()),
+            )
             .await?;
         tracing::info!(host = %host.address, %status, "host bootstrapped");
         Ok(())
@@ -535,7 +667,17 @@ impl JobHandler for InvestigateHandler {
     async fn failed(&self, job: &JobRow, reason: &str) -> Result<(), Error> {
         let ops = &self.0;
         if ops.store.get_host(&job.tenant_id, &job.subject).await?.is_some() {
-            ops.store.set_host_state(&job.tenant_id, &job.subject, "failed", reason, None, None, Some(now_ms())).await?;
+            ops.store
+                .set_host_state(
+                    &job.tenant_id,
+                    &job.subject,
+                    "failed",
+                    reason,
+                    None,
+                    None,
+                    Some(now_ms()),
+                )
+                .await?;
         }
         Ok(())
     }

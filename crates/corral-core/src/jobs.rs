@@ -104,6 +104,11 @@ impl JobCtx {
     pub fn store(&self) -> &Store {
         &self.store
     }
+
+    /// Names of the steps completed so far.
+    pub fn done_steps(&self) -> impl Iterator<Item = &str> {
+        self.done.keys().map(String::as_str)
+    }
 }
 
 /// Tuning of the engine.
@@ -194,6 +199,13 @@ impl JobEngine {
         self.wake.notify_one();
     }
 
+    fn kinds(&self) -> Vec<String> {
+        self.handlers
+            .read()
+            .map(|h| h.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
     fn handler(&self, kind: &str) -> Option<Arc<dyn JobHandler>> {
         self.handlers.read().ok()?.get(kind).cloned()
     }
@@ -213,7 +225,12 @@ impl JobEngine {
             }
             while let Ok(permit) = slots.clone().try_acquire_owned() {
                 let lease_until = now_ms() + self.settings.lease.as_millis() as i64;
-                match self.store.claim_job(&self.owner, now_ms(), lease_until).await {
+                let kinds = self.kinds();
+                match self
+                    .store
+                    .claim_job(&self.owner, now_ms(), lease_until, &kinds)
+                    .await
+                {
                     Ok(Some(job)) => {
                         let engine = self.clone();
                         let stop = stop_rx.clone();
@@ -247,7 +264,7 @@ impl JobEngine {
         if requeued > 0 {
             tracing::info!(requeued, "re-queued jobs whose lease expired");
         }
-        for job in self.store.fail_overdue_jobs(now).await? {
+        for job in self.store.fail_overdue_jobs(now, &self.kinds()).await? {
             tracing::warn!(job = %job.id, kind = %job.kind, subject = %job.subject, "job passed its deadline");
             self.report_failure(&job, "deadline passed").await;
         }

@@ -14,6 +14,7 @@ mod identity;
 pub mod jobs;
 mod namespaces;
 mod networks;
+mod operations;
 pub mod secrets;
 
 use std::time::Duration;
@@ -26,9 +27,9 @@ use std::sync::Arc;
 use corral_drivers::HostTransport;
 
 use crate::auth::Authenticator;
+use crate::crypto::SecretBox;
 use crate::hosts::{HostOps, HostSettings};
 use crate::jobs::JobEngine;
-use crate::crypto::SecretBox;
 
 /// Settings the business rules depend on.
 #[derive(Debug, Clone)]
@@ -92,7 +93,18 @@ impl Core {
             transport,
             settings,
         });
-        engine.register(hosts::INVESTIGATE, Arc::new(hosts::InvestigateHandler(ops.clone())));
+        engine.register(
+            hosts::INVESTIGATE,
+            Arc::new(hosts::InvestigateHandler(ops.clone())),
+        );
+        engine.register(
+            operations::COORDINATE,
+            Arc::new(operations::CoordinateHandler(ops.clone())),
+        );
+        engine.register(
+            operations::HOST_STEP,
+            Arc::new(operations::HostStepHandler(ops.clone())),
+        );
         self.hosts = Some(ops);
         self.jobs = Some(engine);
         self

@@ -252,6 +252,21 @@ impl TestSshd {
         }
     }
 
+    /// A shell command for a test OS profile's `restart`: run through any test server (it
+    /// reads the `CORRAL_TEST_SSHD_DIR` every session of these servers gets), it stops that
+    /// server and starts it again after `down`, detached, like [`restart_command`](Self::restart_command).
+    pub fn generic_restart_command(down: Duration) -> String {
+        let inner = format!(
+            "kill $(cat \"$CORRAL_TEST_SSHD_DIR/sshd.pid\") 2>/dev/null; sleep {secs}; \
+             {SSHD} -f \"$CORRAL_TEST_SSHD_DIR/sshd_config\" -E \"$CORRAL_TEST_SSHD_DIR/sshd.log\"",
+            secs = down.as_secs_f64(),
+        );
+        format!(
+            "nohup sh -c {} >/dev/null 2>&1 </dev/null &",
+            crate::shell_quote(&inner)
+        )
+    }
+
     /// Stops the server (also one started by [`restart_command`](Self::restart_command)).
     /// Sessions already open keep running, as with a real sshd.
     pub fn stop(&mut self) {
@@ -349,6 +364,7 @@ impl TestSshd {
              PrintLastLog no\n\
              UseDNS no\n\
              MaxStartups 100:30:200\n\
+             SetEnv CORRAL_TEST_HOST={addr} CORRAL_TEST_SSHD_DIR={dir}\n\
              LogLevel {log_level}\n",
             log_level = std::env::var("CORRAL_TEST_SSHD_LOG_LEVEL").unwrap_or_else(|_| "ERROR".to_owned()),
             port = self.port,

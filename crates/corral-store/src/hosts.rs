@@ -123,7 +123,10 @@ pub enum DeleteClusterOutcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MembershipOutcome {
     /// Done: hosts added (in join order) and removed (with their `registered` flag).
-    Changed { added: Vec<String>, removed: Vec<(String, bool)> },
+    Changed {
+        added: Vec<String>,
+        removed: Vec<(String, bool)>,
+    },
     NoCluster,
     Busy(String),
     Mismatch,
@@ -190,7 +193,11 @@ pub enum StartOperationOutcome {
 }
 
 /// Locks a cluster row for the rest of the transaction; false when it does not exist.
-async fn lock_cluster(tx: &mut Transaction<'static, Any>, tenant: &TenantId, name: &str) -> Result<bool, Error> {
+async fn lock_cluster(
+    tx: &mut Transaction<'static, Any>,
+    tenant: &TenantId,
+    name: &str,
+) -> Result<bool, Error> {
     let done = sqlx::query("UPDATE clusters SET name = name WHERE tenant_id = $1 AND name = $2")
         .bind(&tenant.0)
         .bind(name)
@@ -201,7 +208,11 @@ async fn lock_cluster(tx: &mut Transaction<'static, Any>, tenant: &TenantId, nam
 }
 
 /// The type of the operation in process on a cluster, if any.
-async fn busy(tx: &mut Transaction<'static, Any>, tenant: &TenantId, cluster: &str) -> Result<Option<String>, Error> {
+async fn busy(
+    tx: &mut Transaction<'static, Any>,
+    tenant: &TenantId,
+    cluster: &str,
+) -> Result<Option<String>, Error> {
     sqlx::query("SELECT type FROM operations WHERE tenant_id = $1 AND cluster = $2 AND status = 'in_process'")
         .bind(&tenant.0)
         .bind(cluster)
@@ -211,14 +222,20 @@ async fn busy(tx: &mut Transaction<'static, Any>, tenant: &TenantId, cluster: &s
         .map_err(db)
 }
 
-async fn host_in(tx: &mut Transaction<'static, Any>, tenant: &TenantId, address: &str) -> Result<Option<HostRow>, Error> {
-    sqlx::query(sqlf!("SELECT {HOST_COLS} FROM {HOST_FROM} WHERE h.tenant_id = $1 AND h.address = $2"))
-        .bind(&tenant.0)
-        .bind(address)
-        .fetch_optional(&mut **tx)
-        .await
-        .and_then(|r| r.as_ref().map(host_row).transpose())
-        .map_err(db)
+async fn host_in(
+    tx: &mut Transaction<'static, Any>,
+    tenant: &TenantId,
+    address: &str,
+) -> Result<Option<HostRow>, Error> {
+    sqlx::query(sqlf!(
+        "SELECT {HOST_COLS} FROM {HOST_FROM} WHERE h.tenant_id = $1 AND h.address = $2"
+    ))
+    .bind(&tenant.0)
+    .bind(address)
+    .fetch_optional(&mut **tx)
+    .await
+    .and_then(|r| r.as_ref().map(host_row).transpose())
+    .map_err(db)
 }
 
 async fn append_member(
@@ -255,13 +272,19 @@ async fn members_in(
     .fetch_all(&mut **tx)
     .await
     .and_then(|rows| {
-        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get::<i64, _>(2)? == 1))).collect()
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get::<i64, _>(2)? == 1)))
+            .collect()
     })
     .map_err(db)
 }
 
 /// Removes a member; its container-manager registration is the caller's to undo.
-async fn drop_member(tx: &mut Transaction<'static, Any>, tenant: &TenantId, address: &str) -> Result<(), Error> {
+async fn drop_member(
+    tx: &mut Transaction<'static, Any>,
+    tenant: &TenantId,
+    address: &str,
+) -> Result<(), Error> {
     sqlx::query("DELETE FROM cluster_hosts WHERE tenant_id = $1 AND address = $2")
         .bind(&tenant.0)
         .bind(address)
@@ -295,13 +318,15 @@ impl Store {
     }
 
     pub async fn get_host(&self, tenant: &TenantId, address: &str) -> Result<Option<HostRow>, Error> {
-        sqlx::query(sqlf!("SELECT {HOST_COLS} FROM {HOST_FROM} WHERE h.tenant_id = $1 AND h.address = $2"))
-            .bind(&tenant.0)
-            .bind(address)
-            .fetch_optional(&self.pool)
-            .await
-            .and_then(|r| r.as_ref().map(host_row).transpose())
-            .map_err(db)
+        sqlx::query(sqlf!(
+            "SELECT {HOST_COLS} FROM {HOST_FROM} WHERE h.tenant_id = $1 AND h.address = $2"
+        ))
+        .bind(&tenant.0)
+        .bind(address)
+        .fetch_optional(&self.pool)
+        .await
+        .and_then(|r| r.as_ref().map(host_row).transpose())
+        .map_err(db)
     }
 
     /// Registers a host, joins it to `cluster` if given, and enqueues its investigation, in
@@ -315,12 +340,13 @@ impl Store {
     ) -> Result<CreateHostOutcome, Error> {
         let mut tx = self.begin_write().await?;
         // Locks the tenant row (a no-op update) so concurrent registrations count in turn.
-        let max_nodes: i64 = sqlx::query("UPDATE tenants SET workers = workers WHERE id = $1 RETURNING max_nodes")
-            .bind(&tenant.0)
-            .fetch_one(&mut *tx)
-            .await
-            .and_then(|r| r.try_get(0))
-            .map_err(db)?;
+        let max_nodes: i64 =
+            sqlx::query("UPDATE tenants SET workers = workers WHERE id = $1 RETURNING max_nodes")
+                .bind(&tenant.0)
+                .fetch_one(&mut *tx)
+                .await
+                .and_then(|r| r.try_get(0))
+                .map_err(db)?;
         if let Some(existing) = host_in(&mut tx, tenant, &host.address).await? {
             return Ok(CreateHostOutcome::Exists(existing));
         }
@@ -361,13 +387,20 @@ impl Store {
         }
         insert_job(&mut tx, job, host.create_time).await?;
         insert_event(&mut tx, &job.id, host.create_time, "queued").await?;
-        let row = host_in(&mut tx, tenant, &host.address).await?.ok_or_else(|| Error::internal("host vanished"))?;
+        let row = host_in(&mut tx, tenant, &host.address)
+            .await?
+            .ok_or_else(|| Error::internal("host vanished"))?;
         tx.commit().await.map_err(db)?;
         Ok(CreateHostOutcome::Created(row))
     }
 
     /// Deletes a host, its membership and credentials, and cancels its pending jobs.
-    pub async fn delete_host(&self, tenant: &TenantId, address: &str, now: i64) -> Result<DeleteHostOutcome, Error> {
+    pub async fn delete_host(
+        &self,
+        tenant: &TenantId,
+        address: &str,
+        now: i64,
+    ) -> Result<DeleteHostOutcome, Error> {
         let mut tx = self.begin_write().await?;
         let Some(host) = host_in(&mut tx, tenant, address).await? else {
             return Ok(DeleteHostOutcome::NotFound);
@@ -434,7 +467,12 @@ impl Store {
 
     /// Pins the host key fingerprint seen at the first contact (trust on first use). Only
     /// sets it when none is recorded, so a concurrent contact cannot replace it.
-    pub async fn pin_host_key(&self, tenant: &TenantId, address: &str, fingerprint: &str) -> Result<(), Error> {
+    pub async fn pin_host_key(
+        &self,
+        tenant: &TenantId,
+        address: &str,
+        fingerprint: &str,
+    ) -> Result<(), Error> {
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "UPDATE hosts SET host_key_fingerprint = $3 WHERE tenant_id = $1 AND address = $2 \
@@ -480,21 +518,26 @@ impl Store {
     }
 
     pub async fn list_clusters(&self, tenant: &TenantId) -> Result<Vec<String>, Error> {
-        sqlx::query(sqlf!("SELECT name FROM clusters WHERE tenant_id = $1 ORDER BY {}", self.bytewise("name")))
-            .bind(&tenant.0)
-            .fetch_all(&self.pool)
-            .await
-            .and_then(|rows| rows.iter().map(|r| r.try_get(0)).collect())
-            .map_err(db)
+        sqlx::query(sqlf!(
+            "SELECT name FROM clusters WHERE tenant_id = $1 ORDER BY {}",
+            self.bytewise("name")
+        ))
+        .bind(&tenant.0)
+        .fetch_all(&self.pool)
+        .await
+        .and_then(|rows| rows.iter().map(|r| r.try_get(0)).collect())
+        .map_err(db)
     }
 
     pub async fn get_cluster(&self, tenant: &TenantId, name: &str) -> Result<Option<ClusterRow>, Error> {
-        let Some(row) = sqlx::query("SELECT name, network, container_manager FROM clusters WHERE tenant_id = $1 AND name = $2")
-            .bind(&tenant.0)
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?
+        let Some(row) = sqlx::query(
+            "SELECT name, network, container_manager FROM clusters WHERE tenant_id = $1 AND name = $2",
+        )
+        .bind(&tenant.0)
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?
         else {
             return Ok(None);
         };
@@ -527,18 +570,20 @@ impl Store {
     ) -> Result<CreateClusterOutcome, Error> {
         let mut tx = self.begin_write().await?;
         // Locks the tenant row (a no-op update) so concurrent creations count in turn.
-        let max: i64 = sqlx::query("UPDATE tenants SET workers = workers WHERE id = $1 RETURNING max_clusters")
-            .bind(&tenant.0)
-            .fetch_one(&mut *tx)
-            .await
-            .and_then(|r| r.try_get(0))
-            .map_err(db)?;
-        let existing = sqlx::query("SELECT network, container_manager FROM clusters WHERE tenant_id = $1 AND name = $2")
-            .bind(&tenant.0)
-            .bind(name)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db)?;
+        let max: i64 =
+            sqlx::query("UPDATE tenants SET workers = workers WHERE id = $1 RETURNING max_clusters")
+                .bind(&tenant.0)
+                .fetch_one(&mut *tx)
+                .await
+                .and_then(|r| r.try_get(0))
+                .map_err(db)?;
+        let existing =
+            sqlx::query("SELECT network, container_manager FROM clusters WHERE tenant_id = $1 AND name = $2")
+                .bind(&tenant.0)
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
         if let Some(r) = existing {
             let row = ClusterRow {
                 name: name.to_string(),
@@ -619,7 +664,9 @@ impl Store {
             .await
             .map_err(db)?;
         tx.commit().await.map_err(db)?;
-        Ok(DeleteClusterOutcome::Deleted(members.into_iter().map(|(a, _, r)| (a, r)).collect()))
+        Ok(DeleteClusterOutcome::Deleted(
+            members.into_iter().map(|(a, _, r)| (a, r)).collect(),
+        ))
     }
 
     /// Replaces a cluster's members if `old` (as a set) is the current member set
@@ -637,16 +684,28 @@ impl Store {
             return Ok(MembershipOutcome::NoCluster);
         }
         let current = members_in(&mut tx, tenant, cluster).await?;
-        let current_set: std::collections::BTreeSet<&str> = current.iter().map(|(a, _, _)| a.as_str()).collect();
+        let current_set: std::collections::BTreeSet<&str> =
+            current.iter().map(|(a, _, _)| a.as_str()).collect();
         let target: Vec<String> = match old {
             Some(_) => new.to_vec(),
-            None => current.iter().map(|(a, _, _)| a.clone()).chain(new.iter().cloned()).collect(),
+            None => current
+                .iter()
+                .map(|(a, _, _)| a.clone())
+                .chain(new.iter().cloned())
+                .collect(),
         };
         let mut seen = std::collections::BTreeSet::new();
         let target: Vec<String> = target.into_iter().filter(|a| seen.insert(a.clone())).collect();
-        let added: Vec<String> = target.iter().filter(|a| !current_set.contains(a.as_str())).cloned().collect();
-        let removed: Vec<(String, bool)> =
-            current.iter().filter(|(a, _, _)| !seen.contains(a)).map(|(a, _, r)| (a.clone(), *r)).collect();
+        let added: Vec<String> = target
+            .iter()
+            .filter(|a| !current_set.contains(a.as_str()))
+            .cloned()
+            .collect();
+        let removed: Vec<(String, bool)> = current
+            .iter()
+            .filter(|(a, _, _)| !seen.contains(a))
+            .map(|(a, _, r)| (a.clone(), *r))
+            .collect();
         if added.is_empty() && removed.is_empty() && old.is_none() {
             return Ok(MembershipOutcome::Changed { added, removed });
         }
@@ -695,7 +754,10 @@ impl Store {
         if !lock_cluster(&mut tx, tenant, cluster).await? {
             return Ok(None);
         }
-        let member = members_in(&mut tx, tenant, cluster).await?.into_iter().find(|(a, _, _)| a == address);
+        let member = members_in(&mut tx, tenant, cluster)
+            .await?
+            .into_iter()
+            .find(|(a, _, _)| a == address);
         let Some((_, _, registered)) = member else {
             return Ok(Some(Ok(None)));
         };
@@ -707,19 +769,30 @@ impl Store {
         Ok(Some(Ok(Some(registered))))
     }
 
-    pub async fn get_operation(&self, tenant: &TenantId, cluster: &str, kind: &str) -> Result<Option<OperationRow>, Error> {
-        sqlx::query(sqlf!("SELECT {OP_COLS} FROM operations WHERE tenant_id = $1 AND cluster = $2 AND type = $3"))
-            .bind(&tenant.0)
-            .bind(cluster)
-            .bind(kind)
-            .fetch_optional(&self.pool)
-            .await
-            .and_then(|r| r.as_ref().map(op_row).transpose())
-            .map_err(db)
+    pub async fn get_operation(
+        &self,
+        tenant: &TenantId,
+        cluster: &str,
+        kind: &str,
+    ) -> Result<Option<OperationRow>, Error> {
+        sqlx::query(sqlf!(
+            "SELECT {OP_COLS} FROM operations WHERE tenant_id = $1 AND cluster = $2 AND type = $3"
+        ))
+        .bind(&tenant.0)
+        .bind(cluster)
+        .bind(kind)
+        .fetch_optional(&self.pool)
+        .await
+        .and_then(|r| r.as_ref().map(op_row).transpose())
+        .map_err(db)
     }
 
     /// The most recently started operation of a cluster, of any type.
-    pub async fn latest_operation(&self, tenant: &TenantId, cluster: &str) -> Result<Option<OperationRow>, Error> {
+    pub async fn latest_operation(
+        &self,
+        tenant: &TenantId,
+        cluster: &str,
+    ) -> Result<Option<OperationRow>, Error> {
         sqlx::query(sqlf!(
             "SELECT {OP_COLS} FROM operations WHERE tenant_id = $1 AND cluster = $2 ORDER BY started_at DESC LIMIT 1"
         ))
@@ -762,7 +835,11 @@ impl Store {
                 StartOperationOutcome::Conflict(op)
             });
         }
-        let members: Vec<String> = members_in(&mut tx, tenant, cluster).await?.into_iter().map(|(a, _, _)| a).collect();
+        let members: Vec<String> = members_in(&mut tx, tenant, cluster)
+            .await?
+            .into_iter()
+            .map(|(a, _, _)| a)
+            .collect();
         sqlx::query("DELETE FROM operations WHERE tenant_id = $1 AND cluster = $2 AND type = $3")
             .bind(&tenant.0)
             .bind(cluster)

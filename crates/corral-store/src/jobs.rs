@@ -127,25 +127,40 @@ impl Store {
     }
 
     /// Claims the oldest ready job whose tenant has a free slot (or that needs none), leasing
-    /// it to `owner` until `lease_until`.
-    pub async fn claim_job(&self, owner: &str, now: i64, lease_until: i64) -> Result<Option<JobRow>, Error> {
+    /// it to `owner` until `lease_until`. Only jobs of `kinds` are considered: a replica never
+    /// takes a job it has no handler for (during a rolling upgrade of Corral, say).
+    pub async fn claim_job(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_until: i64,
+        kinds: &[String],
+    ) -> Result<Option<JobRow>, Error> {
+        if kinds.is_empty() {
+            return Ok(None);
+        }
         let mut tx = self.begin_write().await?;
         let lock = if self.backend == Backend::Postgres {
             " FOR UPDATE OF j SKIP LOCKED"
         } else {
             ""
         };
-        let candidates = sqlx::query(sqlf!(
+        let placeholders = (2..kinds.len() + 2)
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut query = sqlx::query(sqlf!(
             "SELECT j.id, j.tenant_id, j.uses_slot FROM jobs j JOIN tenants t ON t.id = j.tenant_id \
-             WHERE j.state = 'queued' AND j.run_after <= $1 \
+             WHERE j.state = 'queued' AND j.run_after <= $1 AND j.kind IN ({placeholders}) \
              AND (j.uses_slot = 0 OR t.workers > (SELECT COUNT(*) FROM jobs r \
                   WHERE r.tenant_id = j.tenant_id AND r.state = 'running' AND r.uses_slot = 1)) \
              ORDER BY j.run_after, j.created_at, j.id LIMIT 8{lock}"
         ))
-        .bind(now)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db)?;
+        .bind(now);
+        for k in kinds {
+            query = query.bind(k);
+        }
+        let candidates = query.fetch_all(&mut *tx).await.map_err(db)?;
         for c in candidates {
             let (id, tenant, uses_slot): (String, String, i64) = (
                 c.try_get(0).map_err(db)?,
@@ -311,18 +326,31 @@ impl Store {
         Ok(expired.len() as u64)
     }
 
-    /// Fails every unfinished job whose deadline passed and answers them, so core can put
-    /// their resources in the family's failure state.
-    pub async fn fail_overdue_jobs(&self, now: i64) -> Result<Vec<JobRow>, Error> {
+    /// Fails every unfinished job of `kinds` whose deadline passed and answers them, so core
+    /// can put their resources in the family's failure state (only a replica with the kind's
+    /// handler can do that, so only such a replica fails it).
+    pub async fn fail_overdue_jobs(&self, now: i64, kinds: &[String]) -> Result<Vec<JobRow>, Error> {
+        if kinds.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut tx = self.begin_write().await?;
-        let overdue = sqlx::query(sqlf!(
-            "SELECT {JOB_COLS} FROM jobs WHERE state IN ('queued', 'running') AND deadline < $1"
+        let placeholders = (2..kinds.len() + 2)
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut query = sqlx::query(sqlf!(
+            "SELECT {JOB_COLS} FROM jobs WHERE state IN ('queued', 'running') AND deadline < $1 \
+             AND kind IN ({placeholders})"
         ))
-        .bind(now)
-        .fetch_all(&mut *tx)
-        .await
-        .and_then(|rows| rows.iter().map(job_row).collect::<Result<Vec<_>, _>>())
-        .map_err(db)?;
+        .bind(now);
+        for k in kinds {
+            query = query.bind(k);
+        }
+        let overdue = query
+            .fetch_all(&mut *tx)
+            .await
+            .and_then(|rows| rows.iter().map(job_row).collect::<Result<Vec<_>, _>>())
+            .map_err(db)?;
         for job in &overdue {
             sqlx::query(
                 "UPDATE jobs SET state = 'failed', error = 'deadline passed', lease_owner = NULL, \

@@ -29,7 +29,15 @@ fn split_ms(ms: i64) -> (i64, u32, u32, i64, i64, i64, i64) {
     let days = ms.div_euclid(86_400_000);
     let rem = ms.rem_euclid(86_400_000);
     let (y, mo, d) = civil_from_days(days);
-    (y, mo, d, rem / 3_600_000, rem / 60_000 % 60, rem / 1000 % 60, rem % 1000)
+    (
+        y,
+        mo,
+        d,
+        rem / 3_600_000,
+        rem / 60_000 % 60,
+        rem / 1000 % 60,
+        rem % 1000,
+    )
 }
 
 /// Commissaire's timestamp: UTC `YYYY-MM-DDTHH:MM:SS.ffffff`, no zone (README 8).

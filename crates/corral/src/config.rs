@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use corral_core::hosts::{OsProfile, builtin_profiles};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
-use corral_core::hosts::{OsProfile, builtin_profiles};
 use serde::{Deserialize, Serialize};
 
 /// How log lines are written.
@@ -220,7 +220,11 @@ impl Settings {
                 }
                 None => match (&patch.bootstrap, &patch.upgrade, &patch.restart, &patch.deploy) {
                     (Some(b), Some(u), Some(r), Some(d)) => OsProfile {
-                        ids: if patch.ids.is_empty() { vec![name.clone()] } else { patch.ids.clone() },
+                        ids: if patch.ids.is_empty() {
+                            vec![name.clone()]
+                        } else {
+                            patch.ids.clone()
+                        },
                         bootstrap: b.clone(),
                         upgrade: u.clone(),
                         restart: r.clone(),

@@ -8,13 +8,13 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use corral_api::serve::{Bound, TlsListener, serve, tls_config};
 use corral_api::{AppState, app, metrics_handle};
-use corral_core::bootstrap::{Bootstrap, validate_bootstrap_key};
 use corral_core::address::AddressPolicy;
+use corral_core::bootstrap::{Bootstrap, validate_bootstrap_key};
 use corral_core::crypto::SecretBox;
 use corral_core::hosts::HostSettings;
 use corral_core::jobs::{JobEngine, JobSettings};
-use corral_drivers::{Facts, HostTransport, RusshTransport, SimulatedTransport};
 use corral_core::{Core, CoreSettings};
+use corral_drivers::{Facts, HostTransport, RusshTransport, SimulatedTransport};
 use corral_store::{Store, redact_url};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
@@ -84,7 +84,10 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
     let policy = AddressPolicy::parse(&settings.host_allow).map_err(anyhow::Error::msg)?;
     let engine = Arc::new(JobEngine::new(
         store_for_jobs,
-        JobSettings { lease: Duration::from_secs(settings.job_lease.max(3)), ..JobSettings::default() },
+        JobSettings {
+            lease: Duration::from_secs(settings.job_lease.max(3)),
+            ..JobSettings::default()
+        },
     ));
     let transport: Arc<dyn HostTransport> = match settings.host_driver {
         HostDriver::Ssh => Arc::new(RusshTransport::new()),

@@ -32,12 +32,20 @@ pub async fn list_hosts_singular(State(s): State<AppState>, Ctx(ctx): Ctx) -> Ap
 #[utoipa::path(get, path = "/api/v0/host/{address}", tag = "commissaire",
     params(("address" = String, Path, description = "host address")),
     responses((status = 200, body = Host), (status = 404, body = ErrorBody)))]
-pub async fn get_host(State(s): State<AppState>, Ctx(ctx): Ctx, Params(address): Params<String>) -> ApiResult<Json<Host>> {
+pub async fn get_host(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+    Params(address): Params<String>,
+) -> ApiResult<Json<Host>> {
     Ok(Json(s.core.get_host(&ctx, &address).await?))
 }
 
 fn created_or_ok((created, host): (bool, Host)) -> Response {
-    if created { Created(host).into_response() } else { Json(host).into_response() }
+    if created {
+        Created(host).into_response()
+    } else {
+        Json(host).into_response()
+    }
 }
 
 /// Registers a host and starts its investigation and bootstrap.
@@ -51,8 +59,13 @@ pub async fn put_host(
     Params(address): Params<String>,
     JsonBody(body): JsonBody<HostPut>,
 ) -> ApiResult<Response> {
-    let peer = PeerInfo { peer: None, forwarded_for: None };
-    Ok(created_or_ok(s.core.put_host(&ctx, Some(&address), body, peer).await?))
+    let peer = PeerInfo {
+        peer: None,
+        forwarded_for: None,
+    };
+    Ok(created_or_ok(
+        s.core.put_host(&ctx, Some(&address), body, peer).await?,
+    ))
 }
 
 /// Self-registration: the address comes from the body, or from the TCP peer.
@@ -66,8 +79,14 @@ pub async fn put_host_self(
     Ctx(ctx): Ctx,
     JsonBody(body): JsonBody<HostPut>,
 ) -> ApiResult<Response> {
-    let forwarded_for = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()).map(str::to_string);
-    let peer = PeerInfo { peer: Some(peer.ip()), forwarded_for };
+    let forwarded_for = headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let peer = PeerInfo {
+        peer: Some(peer.ip()),
+        forwarded_for,
+    };
     Ok(created_or_ok(s.core.put_host(&ctx, None, body, peer).await?))
 }
 

@@ -2,7 +2,7 @@
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use corral_types::commissaire::{Cluster, ClusterPut, MembersPut};
+use corral_types::commissaire::{Cluster, ClusterPut, MembersPut, OperationPut};
 use corral_types::views::ErrorBody;
 
 use crate::AppState;
@@ -18,14 +18,21 @@ pub async fn list_clusters(State(s): State<AppState>, Ctx(ctx): Ctx) -> ApiResul
 
 /// Same as `GET /api/v0/clusters` (the excerpt's spelling).
 #[utoipa::path(get, path = "/api/v0/cluster", tag = "commissaire", responses((status = 200, body = [String])))]
-pub async fn list_clusters_singular(State(s): State<AppState>, Ctx(ctx): Ctx) -> ApiResult<Json<Vec<String>>> {
+pub async fn list_clusters_singular(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+) -> ApiResult<Json<Vec<String>>> {
     Ok(Json(s.core.list_clusters(&ctx).await?))
 }
 
 #[utoipa::path(get, path = "/api/v0/cluster/{name}", tag = "commissaire",
     params(("name" = String, Path, description = "cluster name")),
     responses((status = 200, body = Cluster), (status = 404, body = ErrorBody)))]
-pub async fn get_cluster(State(s): State<AppState>, Ctx(ctx): Ctx, Params(name): Params<String>) -> ApiResult<Json<Cluster>> {
+pub async fn get_cluster(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+    Params(name): Params<String>,
+) -> ApiResult<Json<Cluster>> {
     Ok(Json(s.core.get_cluster(&ctx, &name).await?))
 }
 
@@ -41,7 +48,11 @@ pub async fn put_cluster(
     OptionalJson(body): OptionalJson<ClusterPut>,
 ) -> ApiResult<Response> {
     let (created, cluster) = s.core.put_cluster(&ctx, &name, body).await?;
-    Ok(if created { Created(cluster).into_response() } else { Json(cluster).into_response() })
+    Ok(if created {
+        Created(cluster).into_response()
+    } else {
+        Json(cluster).into_response()
+    })
 }
 
 /// Deletes a cluster and its operation records; its hosts are kept, `disassociated`.
@@ -121,3 +132,66 @@ pub async fn delete_member(
     s.core.remove_member(&ctx, &name, &address).await?;
     Ok(deleted())
 }
+
+/// Renders an operation's latest record, or 204 when none was ever started.
+fn record(rec: Option<serde_json::Value>) -> Response {
+    match rec {
+        Some(r) => Json(r).into_response(),
+        None => axum::http::StatusCode::NO_CONTENT.into_response(),
+    }
+}
+
+async fn start(
+    s: AppState,
+    ctx: corral_core::OpCtx,
+    name: &str,
+    kind: &str,
+    body: OperationPut,
+) -> ApiResult<Response> {
+    let (created, rec) = s.core.start_operation(&ctx, name, kind, body).await?;
+    Ok(if created {
+        Created(rec).into_response()
+    } else {
+        Json(rec).into_response()
+    })
+}
+
+macro_rules! operation_routes {
+    ($kind:literal, $get:ident, $put:ident, $path:literal) => {
+        /// The latest record of this operation type (204 when none was ever started).
+        #[utoipa::path(get, path = $path, tag = "commissaire",
+            params(("name" = String, Path, description = "cluster name")),
+            responses((status = 200, body = Object), (status = 204), (status = 404, body = ErrorBody)))]
+        pub async fn $get(State(s): State<AppState>, Ctx(ctx): Ctx, Params(name): Params<String>) -> ApiResult<Response> {
+            Ok(record(s.core.get_operation(&ctx, &name, $kind).await?))
+        }
+
+        /// Starts this rolling operation over the cluster's hosts.
+        #[utoipa::path(put, path = $path, tag = "commissaire", request_body = OperationPut,
+            params(("name" = String, Path, description = "cluster name")),
+            responses((status = 201, body = Object), (status = 200, body = Object), (status = 400, body = ErrorBody),
+                      (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+        pub async fn $put(
+            State(s): State<AppState>,
+            Ctx(ctx): Ctx,
+            Params(name): Params<String>,
+            OptionalJson(body): OptionalJson<OperationPut>,
+        ) -> ApiResult<Response> {
+            start(s, ctx, &name, $kind, body).await
+        }
+    };
+}
+
+operation_routes!("deploy", get_deploy, put_deploy, "/api/v0/cluster/{name}/deploy");
+operation_routes!(
+    "upgrade",
+    get_upgrade,
+    put_upgrade,
+    "/api/v0/cluster/{name}/upgrade"
+);
+operation_routes!(
+    "restart",
+    get_restart,
+    put_restart,
+    "/api/v0/cluster/{name}/restart"
+);

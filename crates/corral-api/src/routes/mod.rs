@@ -45,15 +45,37 @@ pub fn router() -> OpenApiRouter<AppState> {
             commissaire_clusters::put_cluster,
             commissaire_clusters::delete_cluster
         ))
-        .routes(routes!(commissaire_clusters::get_members, commissaire_clusters::put_members))
+        .routes(routes!(
+            commissaire_clusters::get_members,
+            commissaire_clusters::put_members
+        ))
         .routes(routes!(
             commissaire_clusters::get_member,
             commissaire_clusters::put_member,
             commissaire_clusters::delete_member
         ))
+        .routes(routes!(
+            commissaire_clusters::get_deploy,
+            commissaire_clusters::put_deploy
+        ))
+        .routes(routes!(
+            commissaire_clusters::get_upgrade,
+            commissaire_clusters::put_upgrade
+        ))
+        .routes(routes!(
+            commissaire_clusters::get_restart,
+            commissaire_clusters::put_restart
+        ))
         .routes(routes!(commissaire::list_hosts))
-        .routes(routes!(commissaire::list_hosts_singular, commissaire::put_host_self))
-        .routes(routes!(commissaire::get_host, commissaire::put_host, commissaire::delete_host))
+        .routes(routes!(
+            commissaire::list_hosts_singular,
+            commissaire::put_host_self
+        ))
+        .routes(routes!(
+            commissaire::get_host,
+            commissaire::put_host,
+            commissaire::delete_host
+        ))
         .routes(routes!(commissaire::host_creds))
         .routes(routes!(commissaire::host_status))
         .routes(routes!(cdap::list_namespaces))

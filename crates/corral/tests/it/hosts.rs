@@ -31,7 +31,10 @@ async fn corral(db: Db, port: u16, trace_dir: &std::path::Path) -> TestServer {
             deploy: Some("true".into()),
             ids: vec![],
         };
-        s.os_profiles = BTreeMap::from([("debian".to_string(), profile.clone()), ("ubuntu".to_string(), profile)]);
+        s.os_profiles = BTreeMap::from([
+            ("debian".to_string(), profile.clone()),
+            ("ubuntu".to_string(), profile),
+        ]);
     })
     .await
 }
@@ -44,7 +47,11 @@ fn b64(key: &ClientKey) -> String {
 async fn settled(s: &TestServer, key: &str, address: &str) -> Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let resp = s.call(key, Method::GET, &format!("/api/v0/host/{address}")).send().await.unwrap();
+        let resp = s
+            .call(key, Method::GET, &format!("/api/v0/host/{address}"))
+            .send()
+            .await
+            .unwrap();
         let host = expect_json(resp, StatusCode::OK).await;
         let status = host["status"].as_str().unwrap().to_string();
         if status != "investigating" && status != "bootstrapping" {
@@ -56,8 +63,15 @@ async fn settled(s: &TestServer, key: &str, address: &str) -> Value {
 }
 
 async fn status_message(s: &TestServer, key: &str, address: &str) -> String {
-    let resp = s.call(key, Method::GET, &format!("/api/v0/host/{address}/status")).send().await.unwrap();
-    expect_json(resp, StatusCode::OK).await["host"]["message"].as_str().unwrap().to_string()
+    let resp = s
+        .call(key, Method::GET, &format!("/api/v0/host/{address}/status"))
+        .send()
+        .await
+        .unwrap();
+    expect_json(resp, StatusCode::OK).await["host"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 fn machine_facts() -> (String, i64, i64) {
@@ -104,7 +118,12 @@ async fn registration_reaches_a_final_status_with_real_facts(db: Db) {
                "last_check": "", "source": "test"})
     );
     let host = settled(&s, &admin, &address).await;
-    assert_eq!(host["status"], "disassociated", "{host}; sshd log: {}", sshd.log());
+    assert_eq!(
+        host["status"],
+        "disassociated",
+        "{host}; sshd log: {}",
+        sshd.log()
+    );
     let (os, cpus, mem) = machine_facts();
     assert_eq!(host["os"], os);
     assert_eq!(host["cpus"], cpus);
@@ -112,7 +131,10 @@ async fn registration_reaches_a_final_status_with_real_facts(db: Db) {
     assert!(host["space"].as_i64().unwrap() > 0, "{host}");
     assert!(host["last_check"].as_str().unwrap().len() == 26, "{host}");
     // The profile's bootstrap ran exactly once.
-    assert_eq!(std::fs::read_to_string(trace.path().join("bootstrap.log")).unwrap(), "bootstrapped\n");
+    assert_eq!(
+        std::fs::read_to_string(trace.path().join("bootstrap.log")).unwrap(),
+        "bootstrapped\n"
+    );
     // The same registration again is 200 and changes nothing; another key is 409.
     let resp = s
         .call(&admin, Method::PUT, &format!("/api/v0/host/{address}"))
@@ -130,13 +152,28 @@ async fn registration_reaches_a_final_status_with_real_facts(db: Db) {
         .unwrap();
     expect_error(resp, StatusCode::CONFLICT, Some("Host already exists")).await;
     // Credentials: admins only, the key as registered; never in any other answer.
-    let resp = s.call(&admin, Method::GET, &format!("/api/v0/host/{address}/creds")).send().await.unwrap();
+    let resp = s
+        .call(&admin, Method::GET, &format!("/api/v0/host/{address}/creds"))
+        .send()
+        .await
+        .unwrap();
     let creds = expect_json(resp, StatusCode::OK).await;
-    assert_eq!(creds, json!({"address": address, "ssh_priv_key": b64(&key), "remote_user": "root"}));
+    assert_eq!(
+        creds,
+        json!({"address": address, "ssh_priv_key": b64(&key), "remote_user": "root"})
+    );
     let user = s.create_user(&admin, "alice", "user").await;
-    let resp = s.call(&user, Method::GET, &format!("/api/v0/host/{address}/creds")).send().await.unwrap();
+    let resp = s
+        .call(&user, Method::GET, &format!("/api/v0/host/{address}/creds"))
+        .send()
+        .await
+        .unwrap();
     expect_error(resp, StatusCode::FORBIDDEN, None).await;
-    let list = expect_json(s.call(&user, Method::GET, "/api/v0/hosts").send().await.unwrap(), StatusCode::OK).await;
+    let list = expect_json(
+        s.call(&user, Method::GET, "/api/v0/hosts").send().await.unwrap(),
+        StatusCode::OK,
+    )
+    .await;
     assert!(!list.to_string().contains(&b64(&key)[..40]));
     assert_eq!(list.as_array().unwrap().len(), 1);
     // Encrypted at rest: the key's text is nowhere in the row.
@@ -148,10 +185,23 @@ async fn registration_reaches_a_final_status_with_real_facts(db: Db) {
         .await;
     assert_eq!(leaked, 0);
     // Delete: 200 with [], then 404.
-    let resp = s.call(&user, Method::DELETE, &format!("/api/v0/host/{address}")).send().await.unwrap();
+    let resp = s
+        .call(&user, Method::DELETE, &format!("/api/v0/host/{address}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(expect_json(resp, StatusCode::OK).await, json!([]));
-    let resp = s.call(&user, Method::GET, &format!("/api/v0/host/{address}")).send().await.unwrap();
-    expect_error(resp, StatusCode::NOT_FOUND, Some(&format!("Host '{address}' does not exist."))).await;
+    let resp = s
+        .call(&user, Method::GET, &format!("/api/v0/host/{address}"))
+        .send()
+        .await
+        .unwrap();
+    expect_error(
+        resp,
+        StatusCode::NOT_FOUND,
+        Some(&format!("Host '{address}' does not exist.")),
+    )
+    .await;
 }
 
 async fn wrong_key_unreachable_and_changed_host_key_fail_with_reasons(db: Db) {
@@ -164,15 +214,23 @@ async fn wrong_key_unreachable_and_changed_host_key_fail_with_reasons(db: Db) {
     let s = corral(db, port, trace.path()).await;
     let admin = s.create_tenant("acme", 4).await;
     let put = |address: String, body: Value| {
-        let req = s.call(&admin, Method::PUT, &format!("/api/v0/host/{address}")).json(&body);
+        let req = s
+            .call(&admin, Method::PUT, &format!("/api/v0/host/{address}"))
+            .json(&body);
         async move { req.send().await.unwrap() }
     };
     // A key the host does not accept.
     let resp = put(ip.to_string(), json!({"ssh_priv_key": b64(&stranger)})).await;
     assert_eq!(resp.status(), StatusCode::CREATED);
     assert_eq!(settled(&s, &admin, &ip.to_string()).await["status"], "failed");
-    assert_eq!(status_message(&s, &admin, &ip.to_string()).await, "Authentication rejected for user 'root'.");
-    s.call(&admin, Method::DELETE, &format!("/api/v0/host/{ip}")).send().await.unwrap();
+    assert_eq!(
+        status_message(&s, &admin, &ip.to_string()).await,
+        "Authentication rejected for user 'root'."
+    );
+    s.call(&admin, Method::DELETE, &format!("/api/v0/host/{ip}"))
+        .send()
+        .await
+        .unwrap();
     // Nothing listens at another loopback address.
     let nobody: Ipv4Addr = next_loopback();
     put(nobody.to_string(), json!({"ssh_priv_key": b64(&good)})).await;
@@ -187,18 +245,44 @@ async fn wrong_key_unreachable_and_changed_host_key_fail_with_reasons(db: Db) {
     .await;
     assert_eq!(resp.status(), StatusCode::CREATED);
     assert_eq!(settled(&s, &admin, &ip.to_string()).await["status"], "failed");
-    assert_eq!(status_message(&s, &admin, &ip.to_string()).await, "Host key changed.");
-    assert!(!trace.path().join("bootstrap.log").exists(), "a command ran on an unverified host");
-    s.call(&admin, Method::DELETE, &format!("/api/v0/host/{ip}")).send().await.unwrap();
+    assert_eq!(
+        status_message(&s, &admin, &ip.to_string()).await,
+        "Host key changed."
+    );
+    assert!(
+        !trace.path().join("bootstrap.log").exists(),
+        "a command ran on an unverified host"
+    );
+    s.call(&admin, Method::DELETE, &format!("/api/v0/host/{ip}"))
+        .send()
+        .await
+        .unwrap();
     // The right fingerprint works; a host key change after that fails the next contact.
     let fp = sshd.host_key_fingerprint().unwrap();
-    put(ip.to_string(), json!({"ssh_priv_key": b64(&good), "ssh_host_key_fingerprint": fp})).await;
-    assert_eq!(settled(&s, &admin, &ip.to_string()).await["status"], "disassociated");
+    put(
+        ip.to_string(),
+        json!({"ssh_priv_key": b64(&good), "ssh_host_key_fingerprint": fp}),
+    )
+    .await;
+    assert_eq!(
+        settled(&s, &admin, &ip.to_string()).await["status"],
+        "disassociated"
+    );
     sshd.restart_with_new_host_key().unwrap();
-    s.call(&admin, Method::DELETE, &format!("/api/v0/host/{ip}")).send().await.unwrap();
-    put(ip.to_string(), json!({"ssh_priv_key": b64(&good), "ssh_host_key_fingerprint": fp})).await;
+    s.call(&admin, Method::DELETE, &format!("/api/v0/host/{ip}"))
+        .send()
+        .await
+        .unwrap();
+    put(
+        ip.to_string(),
+        json!({"ssh_priv_key": b64(&good), "ssh_host_key_fingerprint": fp}),
+    )
+    .await;
     assert_eq!(settled(&s, &admin, &ip.to_string()).await["status"], "failed");
-    assert_eq!(status_message(&s, &admin, &ip.to_string()).await, "Host key changed.");
+    assert_eq!(
+        status_message(&s, &admin, &ip.to_string()).await,
+        "Host key changed."
+    );
 }
 
 async fn registration_input_is_checked(db: Db) {
@@ -207,7 +291,9 @@ async fn registration_input_is_checked(db: Db) {
     let s = corral(db, 22, trace.path()).await;
     let admin = s.create_tenant("acme", 1).await;
     let put = |address: &str, body: Value| {
-        let req = s.call(&admin, Method::PUT, &format!("/api/v0/host/{address}")).json(&body);
+        let req = s
+            .call(&admin, Method::PUT, &format!("/api/v0/host/{address}"))
+            .json(&body);
         async move { req.send().await.unwrap() }
     };
     // Outside the operator's allow-list: 403, and no record.
@@ -217,11 +303,26 @@ async fn registration_input_is_checked(db: Db) {
     for (address, body) in [
         ("127.0.0.9", json!({})),
         ("127.0.0.9", json!({"ssh_priv_key": "%%% not base64"})),
-        ("127.0.0.9", json!({"ssh_priv_key": STANDARD.encode("-----BEGIN DSA PRIVATE KEY-----\nAAAA\n-----END DSA PRIVATE KEY-----\n")})),
-        ("127.0.0.9", json!({"ssh_priv_key": STANDARD.encode(&key.public_key)})),
-        ("127.0.0.9", json!({"ssh_priv_key": b64(&key), "remote_user": "bad user"})),
-        ("127.0.0.9", json!({"ssh_priv_key": b64(&key), "address": "127.0.0.10"})),
-        ("127.0.0.9", json!({"ssh_priv_key": b64(&key), "ssh_host_key_fingerprint": "MD5:aa"})),
+        (
+            "127.0.0.9",
+            json!({"ssh_priv_key": STANDARD.encode("-----BEGIN DSA PRIVATE KEY-----\nAAAA\n-----END DSA PRIVATE KEY-----\n")}),
+        ),
+        (
+            "127.0.0.9",
+            json!({"ssh_priv_key": STANDARD.encode(&key.public_key)}),
+        ),
+        (
+            "127.0.0.9",
+            json!({"ssh_priv_key": b64(&key), "remote_user": "bad user"}),
+        ),
+        (
+            "127.0.0.9",
+            json!({"ssh_priv_key": b64(&key), "address": "127.0.0.10"}),
+        ),
+        (
+            "127.0.0.9",
+            json!({"ssh_priv_key": b64(&key), "ssh_host_key_fingerprint": "MD5:aa"}),
+        ),
         ("01.2.3.4", json!({"ssh_priv_key": b64(&key)})),
     ] {
         let resp = put(address, body.clone()).await;
@@ -236,11 +337,25 @@ async fn registration_input_is_checked(db: Db) {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
-    assert_eq!(put("127.0.0.9", json!({"ssh_priv_key": b64(&key)})).await.status(), StatusCode::CREATED);
+    assert_eq!(
+        put("127.0.0.9", json!({"ssh_priv_key": b64(&key)}))
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
     let resp = put("127.0.0.10", json!({"ssh_priv_key": b64(&key)})).await;
-    expect_error(resp, StatusCode::CONFLICT, Some("Tenant quota exceeded: maxNodes is 1.")).await;
+    expect_error(
+        resp,
+        StatusCode::CONFLICT,
+        Some("Tenant quota exceeded: maxNodes is 1."),
+    )
+    .await;
     // Canonical addresses: another spelling names the same host.
-    let resp = s.call(&admin, Method::GET, "/api/v0/host/%3A%3Affff%3A127.0.0.9").send().await.unwrap();
+    let resp = s
+        .call(&admin, Method::GET, "/api/v0/host/%3A%3Affff%3A127.0.0.9")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(expect_json(resp, StatusCode::OK).await["address"], "127.0.0.9");
 }
 
@@ -266,29 +381,66 @@ async fn clusters_and_membership(db: Db) {
         json!({"name": "prod", "status": "ok", "network": "default", "container_manager": "",
                "hosts": {"total": 0, "available": 0, "unavailable": 0}})
     );
-    assert_eq!(expect_json(call(Method::PUT, "/api/v0/cluster/prod", Some(json!({}))).await, StatusCode::OK).await, c);
-    let resp = call(Method::PUT, "/api/v0/cluster/prod", Some(json!({"network": "other"}))).await;
-    expect_error(resp, StatusCode::CONFLICT, Some("Cluster 'prod' already exists with different settings.")).await;
+    assert_eq!(
+        expect_json(
+            call(Method::PUT, "/api/v0/cluster/prod", Some(json!({}))).await,
+            StatusCode::OK
+        )
+        .await,
+        c
+    );
+    let resp = call(
+        Method::PUT,
+        "/api/v0/cluster/prod",
+        Some(json!({"network": "other"})),
+    )
+    .await;
+    expect_error(
+        resp,
+        StatusCode::CONFLICT,
+        Some("Cluster 'prod' already exists with different settings."),
+    )
+    .await;
     let resp = call(Method::PUT, "/api/v0/cluster/x", Some(json!({"network": "nope"}))).await;
     expect_error(resp, StatusCode::CONFLICT, Some("Network 'nope' does not exist.")).await;
     let list = expect_json(call(Method::GET, "/api/v0/clusters", None).await, StatusCode::OK).await;
     assert_eq!(list, json!(["prod"]));
-    assert_eq!(expect_json(call(Method::GET, "/api/v0/cluster", None).await, StatusCode::OK).await, list);
+    assert_eq!(
+        expect_json(call(Method::GET, "/api/v0/cluster", None).await, StatusCode::OK).await,
+        list
+    );
     // With workers 0 the host's investigation waits: it is not ready to join.
     let address = ip.to_string();
-    let resp = call(Method::PUT, &format!("/api/v0/host/{address}"), Some(json!({"ssh_priv_key": b64(&key)}))).await;
+    let resp = call(
+        Method::PUT,
+        &format!("/api/v0/host/{address}"),
+        Some(json!({"ssh_priv_key": b64(&key)})),
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::CREATED);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let resp = call(Method::PUT, &format!("/api/v0/cluster/prod/hosts/{address}"), None).await;
+    let resp = call(
+        Method::PUT,
+        &format!("/api/v0/cluster/prod/hosts/{address}"),
+        None,
+    )
+    .await;
     let allow = resp.headers()["allow"].to_str().unwrap().to_string();
     expect_error(
         resp,
         StatusCode::METHOD_NOT_ALLOWED,
-        Some(&format!("Host {address} (status: investigating) not ready to join cluster \"prod\"")),
+        Some(&format!(
+            "Host {address} (status: investigating) not ready to join cluster \"prod\""
+        )),
     )
     .await;
     assert!(allow.contains("PUT"), "{allow}");
-    let resp = call(Method::PUT, "/api/v0/cluster/prod/hosts", Some(json!({"old": [], "new": [address]}))).await;
+    let resp = call(
+        Method::PUT,
+        "/api/v0/cluster/prod/hosts",
+        Some(json!({"old": [], "new": [address]})),
+    )
+    .await;
     expect_error(
         resp,
         StatusCode::METHOD_NOT_ALLOWED,
@@ -296,34 +448,115 @@ async fn clusters_and_membership(db: Db) {
     )
     .await;
     // Workers raised: the host settles, then joins (no container manager: active).
-    s.root(Method::PUT, "/v2/tenants/acme").json(&json!({"tenant": {"name": "acme", "workers": 1}})).send().await.unwrap();
+    s.root(Method::PUT, "/v2/tenants/acme")
+        .json(&json!({"tenant": {"name": "acme", "workers": 1}}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(settled(&s, &admin, &address).await["status"], "disassociated");
-    let resp = call(Method::PUT, "/api/v0/cluster/prod/hosts", Some(json!({"old": ["127.9.9.9"], "new": [address]}))).await;
-    expect_error(resp, StatusCode::CONFLICT, Some("Conflict setting hosts for cluster prod")).await;
-    let resp = call(Method::PUT, "/api/v0/cluster/prod/hosts", Some(json!({"old": [], "new": ["127.9.9.9"]}))).await;
-    expect_error(resp, StatusCode::NOT_FOUND, Some("Host '127.9.9.9' does not exist.")).await;
-    let resp = call(Method::PUT, "/api/v0/cluster/prod/hosts", Some(json!({"old": [], "new": [address]}))).await;
+    let resp = call(
+        Method::PUT,
+        "/api/v0/cluster/prod/hosts",
+        Some(json!({"old": ["127.9.9.9"], "new": [address]})),
+    )
+    .await;
+    expect_error(
+        resp,
+        StatusCode::CONFLICT,
+        Some("Conflict setting hosts for cluster prod"),
+    )
+    .await;
+    let resp = call(
+        Method::PUT,
+        "/api/v0/cluster/prod/hosts",
+        Some(json!({"old": [], "new": ["127.9.9.9"]})),
+    )
+    .await;
+    expect_error(
+        resp,
+        StatusCode::NOT_FOUND,
+        Some("Host '127.9.9.9' does not exist."),
+    )
+    .await;
+    let resp = call(
+        Method::PUT,
+        "/api/v0/cluster/prod/hosts",
+        Some(json!({"old": [], "new": [address]})),
+    )
+    .await;
     let c = expect_json(resp, StatusCode::OK).await;
     assert_eq!(c["hostset"], json!([address]));
     assert_eq!(c["hosts"], json!({"total": 1, "available": 1, "unavailable": 0}));
-    assert_eq!(expect_json(call(Method::GET, &format!("/api/v0/host/{address}"), None).await, StatusCode::OK).await["status"], "active");
-    let resp = call(Method::GET, &format!("/api/v0/cluster/prod/hosts/{address}"), None).await;
+    assert_eq!(
+        expect_json(
+            call(Method::GET, &format!("/api/v0/host/{address}"), None).await,
+            StatusCode::OK
+        )
+        .await["status"],
+        "active"
+    );
+    let resp = call(
+        Method::GET,
+        &format!("/api/v0/cluster/prod/hosts/{address}"),
+        None,
+    )
+    .await;
     assert_eq!(expect_json(resp, StatusCode::OK).await, json!([address]));
     // One cluster per host.
     call(Method::PUT, "/api/v0/cluster/dev", None).await;
     let resp = call(Method::PUT, &format!("/api/v0/cluster/dev/hosts/{address}"), None).await;
-    expect_error(resp, StatusCode::CONFLICT, Some(&format!("Host '{address}' already belongs to cluster 'prod'."))).await;
+    expect_error(
+        resp,
+        StatusCode::CONFLICT,
+        Some(&format!("Host '{address}' already belongs to cluster 'prod'.")),
+    )
+    .await;
     // Leaving: disassociated; the cluster answers its new status.
-    let resp = call(Method::DELETE, &format!("/api/v0/cluster/prod/hosts/{address}"), None).await;
+    let resp = call(
+        Method::DELETE,
+        &format!("/api/v0/cluster/prod/hosts/{address}"),
+        None,
+    )
+    .await;
     assert_eq!(expect_json(resp, StatusCode::OK).await, json!([]));
-    assert_eq!(expect_json(call(Method::GET, &format!("/api/v0/host/{address}"), None).await, StatusCode::OK).await["status"], "disassociated");
-    let resp = call(Method::GET, &format!("/api/v0/cluster/prod/hosts/{address}"), None).await;
-    expect_error(resp, StatusCode::NOT_FOUND, Some("The requested host is not part of the cluster.")).await;
+    assert_eq!(
+        expect_json(
+            call(Method::GET, &format!("/api/v0/host/{address}"), None).await,
+            StatusCode::OK
+        )
+        .await["status"],
+        "disassociated"
+    );
+    let resp = call(
+        Method::GET,
+        &format!("/api/v0/cluster/prod/hosts/{address}"),
+        None,
+    )
+    .await;
+    expect_error(
+        resp,
+        StatusCode::NOT_FOUND,
+        Some("The requested host is not part of the cluster."),
+    )
+    .await;
     // Cross-tenant: invisible.
     let other = s.create_tenant("other", 0).await;
-    let resp = s.call(&other, Method::GET, "/api/v0/cluster/prod").send().await.unwrap();
-    expect_error(resp, StatusCode::NOT_FOUND, Some("Cluster 'prod' does not exist.")).await;
-    let resp = s.call(&other, Method::GET, &format!("/api/v0/host/{address}")).send().await.unwrap();
+    let resp = s
+        .call(&other, Method::GET, "/api/v0/cluster/prod")
+        .send()
+        .await
+        .unwrap();
+    expect_error(
+        resp,
+        StatusCode::NOT_FOUND,
+        Some("Cluster 'prod' does not exist."),
+    )
+    .await;
+    let resp = s
+        .call(&other, Method::GET, &format!("/api/v0/host/{address}"))
+        .send()
+        .await
+        .unwrap();
     expect_error(resp, StatusCode::NOT_FOUND, None).await;
     let resp = call(Method::DELETE, "/api/v0/cluster/prod", None).await;
     assert_eq!(expect_json(resp, StatusCode::OK).await, json!([]));

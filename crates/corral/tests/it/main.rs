@@ -12,6 +12,7 @@ mod conventions;
 mod isolation;
 mod jobs;
 mod namespaces;
+mod operations;
 mod process;
 mod roles;
 mod tenants;

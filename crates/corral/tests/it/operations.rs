@@ -1,0 +1,333 @@
+//! Rolling operations against real OpenSSH servers: an upgrade over three hosts that stops at
+//! the host whose command fails, a restart in which each host's sshd really goes away and
+//! comes back, the concurrency rules while an operation runs, and — with the real binary —
+//! a SIGKILL of Corral in the middle of an upgrade after which every host's command has run
+//! exactly once.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use corral::config::OsProfilePatch;
+use corral_drivers::testing::{ClientKey, KeyFormat, KeyType, TestSshd, free_port, next_loopback};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::both_stores;
+use crate::harness::{Db, TestServer, expect_error, expect_json};
+
+/// A test profile: every command leaves a trace per host (`$CORRAL_TEST_HOST`, which each test
+/// sshd gives its sessions); `upgrade` fails on `failing`; `restart` really restarts the sshd.
+fn profile(trace: &Path, failing: &str, upgrade_delay: f64) -> OsProfilePatch {
+    let t = trace.display();
+    OsProfilePatch {
+        ids: vec![],
+        bootstrap: Some("true".into()),
+        upgrade: Some(format!(
+            "sleep {upgrade_delay}; echo upgraded >> {t}/$CORRAL_TEST_HOST.upgrade; test \"$CORRAL_TEST_HOST\" != '{failing}'"
+        )),
+        restart: Some(format!(
+            "echo restarted >> {t}/$CORRAL_TEST_HOST.restart; {}",
+            TestSshd::generic_restart_command(Duration::from_secs(2))
+        )),
+        deploy: Some(format!("echo {{version}} >> {t}/$CORRAL_TEST_HOST.deploy")),
+    }
+}
+
+struct Fleet {
+    key: ClientKey,
+    hosts: Vec<TestSshd>,
+    port: u16,
+}
+
+fn fleet(n: usize) -> Fleet {
+    let key = ClientKey::generate(KeyType::Ed25519, KeyFormat::OpenSsh).unwrap();
+    let first = next_loopback();
+    let port = free_port(first).unwrap();
+    let mut hosts = vec![TestSshd::start_at(first, port, &[&key]).unwrap()];
+    while hosts.len() < n {
+        hosts.push(TestSshd::start_at(next_loopback(), port, &[&key]).unwrap());
+    }
+    Fleet { key, hosts, port }
+}
+
+impl Fleet {
+    fn addresses(&self) -> Vec<String> {
+        self.hosts.iter().map(|h| h.ip().to_string()).collect()
+    }
+}
+
+async fn corral(db: Db, fleet: &Fleet, p: OsProfilePatch) -> TestServer {
+    let port = fleet.port;
+    TestServer::start_with(db, move |s| {
+        s.ssh_port = port;
+        s.host_allow = vec!["127.0.0.0/8".into()];
+        s.ssh_connect_timeout = 5;
+        s.restart_wait_timeout = 30;
+        s.os_profiles = BTreeMap::from([("debian".to_string(), p.clone()), ("ubuntu".to_string(), p)]);
+    })
+    .await
+}
+
+/// Registers every host, waits until each is `disassociated`, and puts them in cluster `c`.
+async fn cluster_of(s: &TestServer, admin: &str, fleet: &Fleet) {
+    let resp = s
+        .call(admin, Method::PUT, "/api/v0/cluster/c")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    for a in fleet.addresses() {
+        let resp = s
+            .call(admin, Method::PUT, &format!("/api/v0/host/{a}"))
+            .json(&json!({"ssh_priv_key": STANDARD.encode(&fleet.key.private_key)}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED);
+    }
+    for a in fleet.addresses() {
+        wait_json(s, admin, &format!("/api/v0/host/{a}"), |h| {
+            h["status"] == "disassociated"
+        })
+        .await;
+    }
+    let resp = s
+        .call(admin, Method::PUT, "/api/v0/cluster/c/hosts")
+        .json(&json!({"old": [], "new": fleet.addresses()}))
+        .send()
+        .await
+        .unwrap();
+    let c = expect_json(resp, StatusCode::OK).await;
+    assert_eq!(c["status"], "ok", "{c}");
+}
+
+async fn wait_json(s: &TestServer, key: &str, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let resp = s.call(key, Method::GET, path).send().await.unwrap();
+        if resp.status() == StatusCode::OK {
+            let v: Value = resp.json().await.unwrap();
+            if done(&v) {
+                return v;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "timed out on {path}: {v}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn lines(path: &Path) -> usize {
+    std::fs::read_to_string(path)
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+}
+
+async fn upgrade_stops_at_the_first_failing_host(db: Db) {
+    let trace = tempfile::tempdir().unwrap();
+    let fleet = fleet(3);
+    let [a, b, c] = <[String; 3]>::try_from(fleet.addresses()).unwrap();
+    let s = corral(db, &fleet, profile(trace.path(), &b, 0.0)).await;
+    let admin = s.create_tenant("acme", 2).await;
+    cluster_of(&s, &admin, &fleet).await;
+    let resp = s
+        .call(&admin, Method::GET, "/api/v0/cluster/c/upgrade")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    assert_eq!(resp.text().await.unwrap(), "");
+    let resp = s
+        .call(&admin, Method::PUT, "/api/v0/cluster/c/upgrade")
+        .send()
+        .await
+        .unwrap();
+    let rec = expect_json(resp, StatusCode::CREATED).await;
+    assert_eq!(rec["status"], "in_process");
+    assert_eq!(rec["upgraded"], json!([]));
+    assert_eq!(rec["finished_at"], Value::Null);
+    assert!(rec.get("version").is_none());
+    let rec = wait_json(&s, &admin, "/api/v0/cluster/c/upgrade", |r| {
+        r["status"] != "in_process"
+    })
+    .await;
+    assert_eq!(rec["status"], "failed", "{rec}");
+    assert_eq!(rec["upgraded"], json!([a]));
+    assert_eq!(rec["failed"], json!([b]));
+    assert_eq!(rec["in_process"], json!([]));
+    let msg = rec["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with(&format!("{b}: command exited with status 1")),
+        "{msg}"
+    );
+    assert_eq!(rec["finished_at"].as_str().unwrap().len(), 26);
+    assert_eq!(lines(&trace.path().join(format!("{a}.upgrade"))), 1);
+    assert_eq!(lines(&trace.path().join(format!("{b}.upgrade"))), 1);
+    assert_eq!(
+        lines(&trace.path().join(format!("{c}.upgrade"))),
+        0,
+        "the operation went on after a failure"
+    );
+    // Coopr's view of the same cluster.
+    let resp = s
+        .call(&admin, Method::POST, "/v2/getClusterStatuses")
+        .send()
+        .await
+        .unwrap();
+    let statuses = expect_json(resp, StatusCode::OK).await;
+    assert_eq!(
+        statuses,
+        json!([{"clusterid": "c", "action": "cluster_upgrade", "actionstatus": "failed", "stepstotal": 3,
+                "stepscompleted": 1, "status": "inconsistent"}])
+    );
+}
+
+async fn deploy_and_the_rules_while_an_operation_runs(db: Db) {
+    let trace = tempfile::tempdir().unwrap();
+    let fleet = fleet(2);
+    let s = corral(db, &fleet, profile(trace.path(), "none", 2.0)).await;
+    let admin = s.create_tenant("acme", 1).await;
+    cluster_of(&s, &admin, &fleet).await;
+    let put = |path: &str, body: Option<Value>| {
+        let mut req = s.call(&admin, Method::PUT, path);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        async move { req.send().await.unwrap() }
+    };
+    let resp = put("/api/v0/cluster/c/deploy", Some(json!({}))).await;
+    expect_error(resp, StatusCode::BAD_REQUEST, Some("\"version\" must be given.")).await;
+    let resp = put("/api/v0/cluster/c/upgrade", Some(json!({"max_parallel": 0}))).await;
+    expect_error(resp, StatusCode::BAD_REQUEST, None).await;
+    let resp = put("/api/v0/cluster/c/upgrade", None).await;
+    let started = expect_json(resp, StatusCode::CREATED).await;
+    // The same operation again: 200 with the current record; another: 409.
+    let again = expect_json(put("/api/v0/cluster/c/upgrade", None).await, StatusCode::OK).await;
+    assert_eq!(again["started_at"], started["started_at"]);
+    let resp = put("/api/v0/cluster/c/restart", None).await;
+    expect_error(
+        resp,
+        StatusCode::CONFLICT,
+        Some("Cluster 'c' has an upgrade in process."),
+    )
+    .await;
+    let resp = put("/api/v0/cluster/c/deploy", Some(json!({"version": "7.2.6"}))).await;
+    expect_error(
+        resp,
+        StatusCode::CONFLICT,
+        Some("Cluster 'c' has an upgrade in process."),
+    )
+    .await;
+    let addrs = fleet.addresses();
+    let resp = s
+        .call(&admin, Method::PUT, "/api/v0/cluster/c/hosts")
+        .json(&json!({"old": addrs, "new": [addrs[0]]}))
+        .send()
+        .await
+        .unwrap();
+    expect_error(
+        resp,
+        StatusCode::CONFLICT,
+        Some("Cluster 'c' has an upgrade in process."),
+    )
+    .await;
+    let resp = s
+        .call(&admin, Method::DELETE, "/api/v0/cluster/c")
+        .send()
+        .await
+        .unwrap();
+    expect_error(
+        resp,
+        StatusCode::CONFLICT,
+        Some("Cluster 'c' has an upgrade in process."),
+    )
+    .await;
+    let resp = s
+        .call(&admin, Method::DELETE, &format!("/api/v0/host/{}", addrs[0]))
+        .send()
+        .await
+        .unwrap();
+    expect_error(resp, StatusCode::CONFLICT, None).await;
+    let rec = wait_json(&s, &admin, "/api/v0/cluster/c/upgrade", |r| {
+        r["status"] != "in_process"
+    })
+    .await;
+    assert_eq!(rec["status"], "finished", "{rec}");
+    assert_eq!(rec["upgraded"], json!(addrs));
+    // A deploy: the version reaches every host.
+    let rec = expect_json(
+        put("/api/v0/cluster/c/deploy", Some(json!({"version": "7.2.6"}))).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    assert_eq!(rec["version"], "7.2.6");
+    let resp = put("/api/v0/cluster/c/deploy", Some(json!({"version": "7.2.5"}))).await;
+    expect_error(
+        resp,
+        StatusCode::CONFLICT,
+        Some("Cluster 'c' is deploying version '7.2.6'."),
+    )
+    .await;
+    let rec = wait_json(&s, &admin, "/api/v0/cluster/c/deploy", |r| {
+        r["status"] != "in_process"
+    })
+    .await;
+    assert_eq!(rec["status"], "finished", "{rec}");
+    assert_eq!(rec["deployed"], json!(addrs));
+    for a in &addrs {
+        assert_eq!(
+            std::fs::read_to_string(trace.path().join(format!("{a}.deploy"))).unwrap(),
+            "7.2.6\n"
+        );
+    }
+}
+
+async fn restart_waits_for_each_host_to_go_and_return(db: Db) {
+    let trace = tempfile::tempdir().unwrap();
+    let fleet = fleet(2);
+    let s = corral(db, &fleet, profile(trace.path(), "none", 0.0)).await;
+    let admin = s.create_tenant("acme", 1).await;
+    cluster_of(&s, &admin, &fleet).await;
+    let pids: Vec<String> = fleet
+        .hosts
+        .iter()
+        .map(|h| std::fs::read_to_string(h.dir().join("sshd.pid")).unwrap_or_default())
+        .collect();
+    let resp = s
+        .call(&admin, Method::PUT, "/api/v0/cluster/c/restart")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let rec = wait_json(&s, &admin, "/api/v0/cluster/c/restart", |r| {
+        r["status"] != "in_process"
+    })
+    .await;
+    assert_eq!(rec["status"], "finished", "{rec}");
+    assert_eq!(rec["restarted"], json!(fleet.addresses()));
+    for (h, old_pid) in fleet.hosts.iter().zip(pids) {
+        assert_eq!(lines(&trace.path().join(format!("{}.restart", h.ip()))), 1);
+        let new_pid = std::fs::read_to_string(h.dir().join("sshd.pid")).unwrap_or_default();
+        assert_ne!(new_pid, old_pid, "the sshd of {} did not really restart", h.ip());
+    }
+    // Every host answers again.
+    for a in fleet.addresses() {
+        let h = expect_json(
+            s.call(&admin, Method::GET, &format!("/api/v0/host/{a}"))
+                .send()
+                .await
+                .unwrap(),
+            StatusCode::OK,
+        )
+        .await;
+        assert_eq!(h["status"], "active");
+    }
+}
+
+both_stores!(
+    upgrade_stops_at_the_first_failing_host,
+    deploy_and_the_rules_while_an_operation_runs,
+    restart_waits_for_each_host_to_go_and_return,
+);
