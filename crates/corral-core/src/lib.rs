@@ -8,6 +8,7 @@ pub mod address;
 pub mod auth;
 pub mod bootstrap;
 mod clusters;
+mod coopr_rpc;
 pub mod crypto;
 pub mod hosts;
 mod identity;

@@ -9,7 +9,7 @@ use corral_types::views::{
 use serde_json::Value;
 
 use crate::AppState;
-use crate::extract::{BodyError, Ctx, JsonBody, OptionalJson, Params};
+use crate::extract::{BodyError, Ctx, IgnoredBody, JsonBody, OptionalJson, Params};
 use crate::reply::{ApiResult, Created, Empty, Json};
 
 /// Coopr answers every malformed tenant body with this one text (coopr-v2.md 3.4).
@@ -226,4 +226,30 @@ pub async fn put_profile(
 pub async fn delete_profile(State(s): State<AppState>, Ctx(ctx): Ctx) -> ApiResult<Empty> {
     s.core.delete_profile(&ctx).await?;
     Ok(Empty)
+}
+
+/// The status of every cluster of the tenant (the 2014 Loom shape). The body is ignored.
+#[utoipa::path(post, path = "/v2/getClusterStatuses", tag = "coopr", responses((status = 200, body = [Object])))]
+pub async fn get_cluster_statuses(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+    _body: IgnoredBody,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(s.core.cluster_statuses(&ctx).await?))
+}
+
+/// Properties of the member hosts of one cluster.
+#[utoipa::path(post, path = "/v2/getNodeProperties", tag = "coopr", request_body = Object,
+    responses((status = 200, body = Object), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_node_properties(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+    body: Result<JsonBody<Value>, BodyError>,
+) -> ApiResult<Json<Value>> {
+    let body = match body {
+        Ok(JsonBody(v)) => Some(v),
+        Err(BodyError::Transport(e)) => return Err(e.into()),
+        Err(_) => None,
+    };
+    Ok(Json(s.core.node_properties(&ctx, body).await?))
 }

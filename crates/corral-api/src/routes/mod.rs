@@ -29,6 +29,8 @@ pub fn router() -> OpenApiRouter<AppState> {
             coopr::delete_tenant
         ))
         .routes(routes!(coopr::issue_admin_key))
+        .routes(routes!(coopr::get_cluster_statuses))
+        .routes(routes!(coopr::get_node_properties))
         .routes(routes!(coopr::list_users, coopr::create_user))
         .routes(routes!(coopr::get_user, coopr::update_user, coopr::delete_user))
         .routes(routes!(coopr::list_keys, coopr::create_key))

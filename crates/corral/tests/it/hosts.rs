@@ -562,7 +562,112 @@ async fn clusters_and_membership(db: Db) {
     assert_eq!(expect_json(resp, StatusCode::OK).await, json!([]));
 }
 
+async fn coopr_rpc_calls_over_clusters(db: Db) {
+    let trace = tempfile::tempdir().unwrap();
+    let key = ClientKey::generate(KeyType::Ed25519, KeyFormat::OpenSsh).unwrap();
+    let ip = next_loopback();
+    let port = free_port(ip).unwrap();
+    let _sshd = TestSshd::start_at(ip, port, &[&key]).unwrap();
+    let s = corral(db, port, trace.path()).await;
+    let admin = s.create_tenant("acme", 1).await;
+    let viewer = s.create_user(&admin, "vic", "viewer").await;
+    let rpc = |path: &str, body: Option<&str>| {
+        let mut req = s.call(&viewer, Method::POST, path);
+        if let Some(b) = body {
+            req = req.body(b.to_string());
+        }
+        async move { req.send().await.unwrap() }
+    };
+    assert_eq!(
+        expect_json(rpc("/v2/getClusterStatuses", None).await, StatusCode::OK).await,
+        json!([])
+    );
+    s.call(&admin, Method::PUT, "/api/v0/cluster/web")
+        .send()
+        .await
+        .unwrap();
+    let address = ip.to_string();
+    let resp = s
+        .call(&admin, Method::PUT, &format!("/api/v0/host/{address}"))
+        .json(&json!({"ssh_priv_key": b64(&key), "cluster": "web"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    // Joined at registration: active once bootstrapped.
+    assert_eq!(settled(&s, &admin, &address).await["status"], "active");
+    let statuses = expect_json(
+        rpc("/v2/getClusterStatuses", Some("ignored")).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        statuses,
+        json!([{"clusterid": "web", "action": "cluster_create", "actionstatus": "complete", "stepstotal": 1,
+                "stepscompleted": 1, "status": "active"}])
+    );
+    let body = json!({"clusterId": "web", "properties": ["hostname", "ipaddress", "ipaddresses", "nodenum", "sshuser", "services", "nope"]});
+    let props = expect_json(
+        rpc("/v2/getNodeProperties", Some(&body.to_string())).await,
+        StatusCode::OK,
+    )
+    .await;
+    let node = &props[&address];
+    assert_eq!(node["ipaddress"], address);
+    assert_eq!(node["ipaddresses"], json!({"access_v4": address}));
+    assert_eq!(node["nodenum"], 1);
+    assert_eq!(node["sshuser"], "root");
+    assert_eq!(node["services"], json!(["flannel", "docker"]));
+    assert!(!node["hostname"].as_str().unwrap().is_empty());
+    assert!(node.get("nope").is_none());
+    let all = json!({"clusterId": "web"});
+    let props = expect_json(
+        rpc("/v2/getNodeProperties", Some(&all.to_string())).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(props[&address]["status"], "active");
+    assert_eq!(props[&address]["os"], machine_facts().0);
+    let filtered = json!({"clusterId": "web", "services": ["docker", "openshift"]});
+    assert_eq!(
+        expect_json(
+            rpc("/v2/getNodeProperties", Some(&filtered.to_string())).await,
+            StatusCode::OK
+        )
+        .await,
+        json!({})
+    );
+    for (body, msg) in [
+        ("[1]", "Invalid request body. Must be a valid JSON Object."),
+        ("not json", "Invalid request body. Must be a valid JSON Object."),
+        ("{}", "clusterId must be specified."),
+        ("{\"clusterId\": 5}", "clusterId must be specified."),
+    ] {
+        expect_error(
+            rpc("/v2/getNodeProperties", Some(body)).await,
+            StatusCode::BAD_REQUEST,
+            Some(msg),
+        )
+        .await;
+    }
+    let bad = json!({"clusterId": "web", "properties": "hostname"});
+    expect_error(
+        rpc("/v2/getNodeProperties", Some(&bad.to_string())).await,
+        StatusCode::BAD_REQUEST,
+        None,
+    )
+    .await;
+    let missing = json!({"clusterId": "nope"});
+    expect_error(
+        rpc("/v2/getNodeProperties", Some(&missing.to_string())).await,
+        StatusCode::NOT_FOUND,
+        Some("Cluster nope not found."),
+    )
+    .await;
+}
+
 both_stores!(
+    coopr_rpc_calls_over_clusters,
     registration_reaches_a_final_status_with_real_facts,
     wrong_key_unreachable_and_changed_host_key_fail_with_reasons,
     registration_input_is_checked,
