@@ -17,6 +17,7 @@ mod namespaces;
 mod networks;
 mod operations;
 pub mod secrets;
+pub mod watcher;
 
 use std::time::Duration;
 
@@ -66,6 +67,7 @@ pub struct Core {
     /// The host machinery (SSH transport, OS profiles); `None` until configured.
     hosts: Option<Arc<HostOps>>,
     jobs: Option<Arc<JobEngine>>,
+    watcher: Arc<watcher::WatcherState>,
 }
 
 impl Core {
@@ -78,6 +80,7 @@ impl Core {
             secrets: Arc::new(secrets),
             hosts: None,
             jobs: None,
+            watcher: Arc::default(),
         }
     }
 
@@ -109,6 +112,43 @@ impl Core {
         self.hosts = Some(ops);
         self.jobs = Some(engine);
         self
+    }
+
+    /// The health watcher's loop (run it once per process; the singleton lease picks the one
+    /// that works). `None` without host machinery.
+    pub fn watcher(
+        &self,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Option<impl Future<Output = ()> + use<>> {
+        let ops = self.hosts.clone()?;
+        let owner = self
+            .jobs
+            .as_ref()
+            .map(|j| j.owner().to_string())
+            .unwrap_or_default();
+        Some(watcher::run(ops, owner, self.watcher.clone(), shutdown))
+    }
+
+    /// `GET /api/v0/status` (commissaire-v0.md 5.15).
+    pub async fn commissaire_status(&self, ctx: &OpCtx) -> Result<serde_json::Value, corral_types::Error> {
+        ctx.require(corral_types::Access::Read)?;
+        if !self.store.ping().await {
+            return Err(corral_types::Error::Unavailable("Storage is unavailable.".into()));
+        }
+        let (queued, running, watched) = self.store.host_machinery_counts(&ctx.tenant().id).await?;
+        let errors: Vec<String> = self
+            .watcher
+            .errors
+            .lock()
+            .map(|e| e.iter().cloned().collect())
+            .unwrap_or_default();
+        let in_use = self.watcher.in_use.load(std::sync::atomic::Ordering::Relaxed);
+        let up = if self.hosts.is_some() { "OK" } else { "FAILED" };
+        Ok(serde_json::json!({
+            "store": {"status": "OK"},
+            "investigator": {"status": up, "info": {"size": queued, "in_use": running, "errors": []}},
+            "watcher": {"status": up, "info": {"size": watched, "in_use": in_use, "errors": errors}},
+        }))
     }
 
     /// Tells the job engine to look at the queue now.

@@ -935,3 +935,80 @@ impl Store {
         Ok(Some(op))
     }
 }
+
+/// A host the watcher should check, with its tenant.
+#[derive(Debug, Clone)]
+pub struct WatchedHost {
+    pub tenant_id: TenantId,
+    pub host: HostRow,
+}
+
+impl Store {
+    /// Bootstrapped hosts in a watched status (`active`, `disassociated`, `failed`) whose last
+    /// check is older than `before`, oldest first, across tenants (the watcher works for all).
+    pub async fn hosts_due_for_check(&self, before: i64, limit: i64) -> Result<Vec<WatchedHost>, Error> {
+        sqlx::query(sqlf!(
+            "SELECT {HOST_COLS}, h.tenant_id FROM {HOST_FROM} WHERE h.bootstrapped = 1 \
+             AND h.status IN ('active', 'disassociated', 'failed') AND (h.last_check IS NULL OR h.last_check < $1) \
+             ORDER BY h.last_check LIMIT $2"
+        ))
+        .bind(before)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .and_then(|rows| {
+            rows.iter().map(|r| Ok(WatchedHost { tenant_id: TenantId(r.try_get(18)?), host: host_row(r)? })).collect()
+        })
+        .map_err(db)
+    }
+
+    /// Records a watcher check, only while the host is still bootstrapped and watched (a
+    /// concurrent delete or re-registration wins). False when nothing was written.
+    pub async fn record_host_check(
+        &self,
+        tenant: &TenantId,
+        address: &str,
+        status: &str,
+        message: &str,
+        registered: Option<bool>,
+        now: i64,
+    ) -> Result<bool, Error> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE hosts SET status = $3, message = $4, last_check = $5, registered = COALESCE($6, registered) \
+             WHERE tenant_id = $1 AND address = $2 AND bootstrapped = 1 \
+             AND status IN ('active', 'disassociated', 'failed')",
+        )
+        .bind(&tenant.0)
+        .bind(address)
+        .bind(status)
+        .bind(message)
+        .bind(now)
+        .bind(registered.map(i64::from))
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Counts for `GET /api/v0/status`: (queued, running) investigations and watched hosts.
+    pub async fn host_machinery_counts(&self, tenant: &TenantId) -> Result<(i64, i64, i64), Error> {
+        let row = sqlx::query(
+            "SELECT \
+               (SELECT COUNT(*) FROM jobs WHERE tenant_id = $1 AND kind = 'host.investigate' AND state = 'queued'), \
+               (SELECT COUNT(*) FROM jobs WHERE tenant_id = $1 AND kind = 'host.investigate' AND state = 'running'), \
+               (SELECT COUNT(*) FROM hosts WHERE tenant_id = $1 AND bootstrapped = 1 \
+                  AND status IN ('active', 'disassociated', 'failed'))",
+        )
+        .bind(&tenant.0)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok((
+            row.try_get(0).map_err(db)?,
+            row.try_get(1).map_err(db)?,
+            row.try_get(2).map_err(db)?,
+        ))
+    }
+}

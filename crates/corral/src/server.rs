@@ -151,6 +151,9 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
         let _ = rx.await;
     }));
     let (jobs_stop, jobs_rx) = watch::channel(false);
+    if let Some(watcher) = core.watcher(jobs_rx.clone()) {
+        tokio::spawn(watcher);
+    }
     let jobs = tokio::spawn(engine.run(jobs_rx));
     tracing::info!(%addr, scheme, version = env!("CARGO_PKG_VERSION"), "corral is serving");
     Ok(Running {

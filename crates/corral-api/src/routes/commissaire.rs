@@ -126,3 +126,10 @@ pub async fn host_status(
 ) -> ApiResult<Json<HostStatus>> {
     Ok(Json(s.core.host_status(&ctx, &address).await?))
 }
+
+/// The state of the host machinery for the caller's tenant (commissaire-mvp's status).
+#[utoipa::path(get, path = "/api/v0/status", tag = "commissaire",
+    responses((status = 200, body = Object), (status = 503, body = ErrorBody)))]
+pub async fn status(State(s): State<AppState>, Ctx(ctx): Ctx) -> ApiResult<Json<serde_json::Value>> {
+    Ok(Json(s.core.commissaire_status(&ctx).await?))
+}

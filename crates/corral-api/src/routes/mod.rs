@@ -68,6 +68,7 @@ pub fn router() -> OpenApiRouter<AppState> {
             commissaire_clusters::get_restart,
             commissaire_clusters::put_restart
         ))
+        .routes(routes!(commissaire::status))
         .routes(routes!(commissaire::list_hosts))
         .routes(routes!(
             commissaire::list_hosts_singular,

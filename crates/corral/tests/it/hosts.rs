@@ -666,7 +666,124 @@ async fn coopr_rpc_calls_over_clusters(db: Db) {
     .await;
 }
 
+async fn watcher_fails_a_silent_host_and_restores_it(db: Db) {
+    let trace = tempfile::tempdir().unwrap();
+    let key = ClientKey::generate(KeyType::Ed25519, KeyFormat::OpenSsh).unwrap();
+    let ip = next_loopback();
+    let port = free_port(ip).unwrap();
+    let mut sshd = TestSshd::start_at(ip, port, &[&key]).unwrap();
+    let trace_file = trace.path().join("bootstrap.log");
+    let s = TestServer::start_with(db, move |s| {
+        s.ssh_port = port;
+        s.host_allow = vec!["127.0.0.0/8".into()];
+        s.ssh_connect_timeout = 2;
+        s.watcher_interval = 1;
+        let profile = OsProfilePatch {
+            bootstrap: Some(format!("echo bootstrapped >> {}", trace_file.display())),
+            ..Default::default()
+        };
+        s.os_profiles = BTreeMap::from([
+            ("debian".to_string(), profile.clone()),
+            ("ubuntu".to_string(), profile),
+        ]);
+    })
+    .await;
+    let admin = s.create_tenant("acme", 1).await;
+    s.call(&admin, Method::PUT, "/api/v0/cluster/web")
+        .send()
+        .await
+        .unwrap();
+    let address = ip.to_string();
+    s.call(&admin, Method::PUT, &format!("/api/v0/host/{address}"))
+        .json(&json!({"ssh_priv_key": b64(&key), "cluster": "web"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(settled(&s, &admin, &address).await["status"], "active");
+    let first_check = settled(&s, &admin, &address).await["last_check"].clone();
+    let wait_status = |want: &'static str| {
+        let (s, admin, address) = (&s, &admin, &address);
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                let h = expect_json(
+                    s.call(admin, Method::GET, &format!("/api/v0/host/{address}"))
+                        .send()
+                        .await
+                        .unwrap(),
+                    StatusCode::OK,
+                )
+                .await;
+                if h["status"] == want {
+                    return h;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "host never became {want}: {h}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    // The watcher checks again: last_check moves on.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let h = expect_json(
+            s.call(&admin, Method::GET, &format!("/api/v0/host/{address}"))
+                .send()
+                .await
+                .unwrap(),
+            StatusCode::OK,
+        )
+        .await;
+        if h["last_check"] != first_check {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the watcher never checked again"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    sshd.stop();
+    wait_status("failed").await;
+    let msg = status_message(&s, &admin, &address).await;
+    assert!(msg.to_lowercase().contains("refused"), "{msg}");
+    let c = expect_json(
+        s.call(&admin, Method::GET, "/api/v0/cluster/web")
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(c["status"], "failed");
+    let st = expect_json(
+        s.call(&admin, Method::GET, "/api/v0/status")
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(st["store"]["status"], "OK");
+    assert_eq!(st["watcher"]["info"]["size"], 1);
+    assert!(
+        !st["watcher"]["info"]["errors"].as_array().unwrap().is_empty(),
+        "{st}"
+    );
+    sshd.restart().unwrap();
+    wait_status("active").await;
+    assert_eq!(status_message(&s, &admin, &address).await, "");
+    // The bootstrap is not repeated by a recovery.
+    assert_eq!(
+        std::fs::read_to_string(trace.path().join("bootstrap.log")).unwrap(),
+        "bootstrapped\n"
+    );
+}
+
 both_stores!(
+    watcher_fails_a_silent_host_and_restores_it,
     coopr_rpc_calls_over_clusters,
     registration_reaches_a_final_status_with_real_facts,
     wrong_key_unreachable_and_changed_host_key_fail_with_reasons,

@@ -2,6 +2,9 @@
 //! Another tenant's resource answers 404, never 403; names are scoped by tenant; the only
 //! cross-tenant data is the superadmin's tenant list; deleting a tenant leaves the others be.
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use corral_drivers::testing::{ClientKey, KeyFormat, KeyType};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -39,7 +42,10 @@ async fn side(s: &TestServer, name: &'static str, shared_role: &str) -> Side {
 }
 
 async fn two(db: Db) -> Two {
-    let s = TestServer::start(db).await;
+    two_on(TestServer::start(db).await).await
+}
+
+async fn two_on(s: TestServer) -> Two {
     let a = side(&s, "alpha", "user").await;
     let b = side(&s, "beta", "viewer").await;
     Two { s, a, b }
@@ -515,7 +521,188 @@ async fn a_credential_never_crosses_into_another_tenant(db: Db) {
     assert_eq!(ids(&expect_json(resp, StatusCode::OK).await, "tenant")[0], "beta");
 }
 
+/// Base64 of a new private key, as a host registration carries it.
+fn ssh_key() -> String {
+    let k = ClientKey::generate(KeyType::Ed25519, KeyFormat::OpenSsh).unwrap();
+    STANDARD.encode(&k.private_key)
+}
+
+async fn other_tenants_hosts_and_clusters_are_not_found(db: Db) {
+    let s = TestServer::start_with(db, |s| {
+        s.host_allow = vec!["127.0.0.0/8".into()];
+        s.ssh_port = 9;
+        s.ssh_connect_timeout = 2;
+    })
+    .await;
+    let t = two_on(s).await;
+    // No background work: every record stays as the API left it.
+    for name in ["alpha", "beta"] {
+        let resp =
+            t.s.root(Method::PUT, &format!("/v2/tenants/{name}"))
+                .json(&json!({"tenant": {"name": name, "workers": 0}}))
+                .send()
+                .await
+                .unwrap();
+        expect_json(resp, StatusCode::OK).await;
+    }
+    let (a_key, b_key) = (ssh_key(), ssh_key());
+    let address = "127.202.0.1";
+    let send = |key: &str, method: Method, path: &str, body: Option<Value>| {
+        let mut req = t.s.call(key, method, path);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        async move { req.send().await.unwrap() }
+    };
+    // A: a cluster with one member host and an upgrade record.
+    let resp = send(&t.a.user, Method::PUT, "/api/v0/cluster/prod", None).await;
+    expect_json(resp, StatusCode::CREATED).await;
+    let resp = send(
+        &t.a.user,
+        Method::PUT,
+        &format!("/api/v0/host/{address}"),
+        Some(json!({"ssh_priv_key": a_key, "cluster": "prod"})),
+    )
+    .await;
+    expect_json(resp, StatusCode::CREATED).await;
+    let resp = send(&t.a.user, Method::PUT, "/api/v0/cluster/prod/upgrade", None).await;
+    let upgrade = expect_json(resp, StatusCode::CREATED).await;
+    let a_views = [
+        format!("/api/v0/host/{address}"),
+        format!("/api/v0/host/{address}/status"),
+        format!("/api/v0/host/{address}/creds"),
+        "/api/v0/hosts".to_string(),
+        "/api/v0/cluster/prod".to_string(),
+        "/api/v0/cluster/prod/hosts".to_string(),
+        format!("/api/v0/cluster/prod/hosts/{address}"),
+    ];
+    let mut before = Vec::new();
+    for path in &a_views {
+        before.push(t.get(&t.a.admin, path).await);
+    }
+    assert_eq!(before[2]["ssh_priv_key"], a_key.as_str());
+    assert_eq!(before[5], json!([address]));
+    // B (and the superadmin, whose tenant is another) finds none of it: 404 as for nothing.
+    let no_host = format!("Host '{address}' does not exist.");
+    let no_host = no_host.as_str();
+    let no_cluster = "Cluster 'prod' does not exist.";
+    let reads = [
+        (format!("/api/v0/host/{address}"), no_host),
+        (format!("/api/v0/host/{address}/status"), no_host),
+        ("/api/v0/cluster/prod".to_string(), no_cluster),
+        ("/api/v0/cluster/prod/hosts".to_string(), no_cluster),
+        (format!("/api/v0/cluster/prod/hosts/{address}"), no_cluster),
+        ("/api/v0/cluster/prod/deploy".to_string(), no_cluster),
+        ("/api/v0/cluster/prod/upgrade".to_string(), no_cluster),
+        ("/api/v0/cluster/prod/restart".to_string(), no_cluster),
+    ];
+    for key in [&t.b.viewer, &t.b.user, &t.b.admin, BOOTSTRAP_KEY] {
+        for (path, message) in &reads {
+            let resp = send(key, Method::GET, path, None).await;
+            assert_eq!(resp.status(), StatusCode::NOT_FOUND, "GET {path}");
+            expect_error(resp, StatusCode::NOT_FOUND, Some(message)).await;
+        }
+        assert_eq!(t.get(key, "/api/v0/hosts").await, json!([]));
+        assert_eq!(t.get(key, "/api/v0/clusters").await, json!([]));
+    }
+    let writes = [
+        (
+            Method::GET,
+            format!("/api/v0/host/{address}/creds"),
+            None,
+            no_host,
+        ),
+        (Method::DELETE, format!("/api/v0/host/{address}"), None, no_host),
+        (
+            Method::PUT,
+            "/api/v0/cluster/prod/hosts".to_string(),
+            Some(json!({"old": [address], "new": []})),
+            no_cluster,
+        ),
+        (
+            Method::PUT,
+            format!("/api/v0/cluster/prod/hosts/{address}"),
+            None,
+            no_cluster,
+        ),
+        (
+            Method::DELETE,
+            format!("/api/v0/cluster/prod/hosts/{address}"),
+            None,
+            no_cluster,
+        ),
+        (
+            Method::PUT,
+            "/api/v0/cluster/prod/upgrade".to_string(),
+            None,
+            no_cluster,
+        ),
+        (
+            Method::PUT,
+            "/api/v0/cluster/prod/restart".to_string(),
+            None,
+            no_cluster,
+        ),
+        (
+            Method::PUT,
+            "/api/v0/cluster/prod/deploy".to_string(),
+            Some(json!({"version": "7.2.6"})),
+            no_cluster,
+        ),
+        (
+            Method::DELETE,
+            "/api/v0/cluster/prod".to_string(),
+            None,
+            no_cluster,
+        ),
+    ];
+    for key in [&t.b.admin, BOOTSTRAP_KEY] {
+        for (method, path, body, message) in &writes {
+            let resp = send(key, method.clone(), path, body.clone()).await;
+            assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{method} {path}");
+            expect_error(resp, StatusCode::NOT_FOUND, Some(message)).await;
+        }
+    }
+    // Names are scoped by tenant: B registers the same address and makes its own `prod`.
+    let resp = send(
+        &t.b.user,
+        Method::PUT,
+        &format!("/api/v0/host/{address}"),
+        Some(json!({"ssh_priv_key": b_key})),
+    )
+    .await;
+    assert_eq!(
+        expect_json(resp, StatusCode::CREATED).await["status"],
+        "investigating"
+    );
+    let resp = send(&t.b.user, Method::PUT, "/api/v0/cluster/prod", None).await;
+    assert_eq!(
+        expect_json(resp, StatusCode::CREATED).await["hosts"],
+        json!({"total": 0, "available": 0, "unavailable": 0})
+    );
+    let resp = send(&t.b.viewer, Method::GET, "/api/v0/cluster/prod/upgrade", None).await;
+    assert_eq!(
+        resp.status(),
+        StatusCode::NO_CONTENT,
+        "B's own prod has no record"
+    );
+    let b_creds = t.get(&t.b.admin, &format!("/api/v0/host/{address}/creds")).await;
+    assert_eq!(b_creds["ssh_priv_key"], b_key.as_str());
+    for path in [format!("/api/v0/host/{address}"), "/api/v0/cluster/prod".into()] {
+        let resp = send(&t.b.user, Method::DELETE, &path, None).await;
+        assert_eq!(expect_json(resp, StatusCode::OK).await, json!([]), "{path}");
+    }
+    // A's objects are exactly as they were.
+    for (path, was) in a_views.iter().zip(&before) {
+        assert_eq!(&t.get(&t.a.admin, path).await, was, "{path}");
+    }
+    let now = t.get(&t.a.viewer, "/api/v0/cluster/prod/upgrade").await;
+    assert_eq!(now["started_at"], upgrade["started_at"]);
+    assert_eq!(now["status"], "in_process");
+}
+
 both_stores!(
+    other_tenants_hosts_and_clusters_are_not_found,
     other_tenants_users_are_not_found,
     other_tenants_api_keys_are_not_found,
     namespaces_are_scoped_by_tenant,

@@ -7,9 +7,18 @@
 //! template). Each `{placeholder}` of the path is filled, for every caller, with a new object
 //! of the caller's tenant made by [`Fixture::make`] (teach it new placeholders there), so rows
 //! never disturb each other: a destructive row destroys only its own throwaway target.
+//! Placeholders of a row's body that the path does not have are made the same way, after
+//! the path's.
+//!
+//! Hosts are registered for real (the server may contact `127.0.0.0/8` only, on a port where
+//! nothing listens): their investigation fails in the background or, in tenant `acme`, which
+//! has no workers, never starts; permissions do not depend on it.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use corral_drivers::testing::{ClientKey, KeyFormat, KeyType};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
 
@@ -68,7 +77,10 @@ struct Row {
     perm: Perm,
     /// The exact status an allowed caller gets.
     ok: u16,
-    /// A JSON body; `{fresh}` becomes a new unused name, `{placeholder}`s as in the path.
+    /// The exact JSON body an allowed caller gets, where it is fixed (a 204 is always empty).
+    answer: Option<&'static str>,
+    /// A JSON body; `{fresh}` becomes a new unused name, `{ssh_key}` the base64 of a valid
+    /// private key, other `{placeholder}`s as in the path.
     body: Option<&'static str>,
     /// Placeholders that name an object to be created by the request (a new unused name)
     /// instead of an existing one.
@@ -85,6 +97,7 @@ const fn row(method: &'static str, path: &'static str, perm: Perm, ok: u16) -> R
         path,
         perm,
         ok,
+        answer: None,
         body: None,
         fresh: &[],
         denied: None,
@@ -95,6 +108,11 @@ const fn row(method: &'static str, path: &'static str, perm: Perm, ok: u16) -> R
 impl Row {
     const fn body(mut self, body: &'static str) -> Row {
         self.body = Some(body);
+        self
+    }
+
+    const fn answers(mut self, body: &'static str) -> Row {
+        self.answer = Some(body);
         self
     }
 
@@ -158,6 +176,9 @@ const MATRIX: &[Row] = &[
     row("GET", "/v2/profile", R, 200).before("PUT", "/v2/profile", r#"{"theme": "dark"}"#),
     row("PUT", "/v2/profile", R, 200).body(r#"{"theme": "light"}"#),
     row("DELETE", "/v2/profile", R, 200),
+    // coopr-v2.md 6: the read-only RPC calls (a `{name}` is a cluster of the caller's tenant).
+    row("POST", "/v2/getClusterStatuses", R, 200),
+    row("POST", "/v2/getNodeProperties", R, 200).body(r#"{"clusterId": "{name}"}"#),
     // cdap-v3.md 2: namespaces.
     row("GET", "/v3/namespaces", R, 200),
     row("GET", "/v3/namespaces/{ns}", R, 200),
@@ -174,7 +195,7 @@ const MATRIX: &[Row] = &[
     row("PUT", "/api/v0/network/{network}", W, 201)
         .fresh(&["network"])
         .body(r#"{"type": "flannel_server", "options": {"address": "10.0.0.1:8285"}}"#),
-    row("DELETE", "/api/v0/network/{network}", W, 200),
+    row("DELETE", "/api/v0/network/{network}", W, 200).answers("[]"),
     // commissaire-v0.md 5.11-5.14: container managers.
     row("GET", "/api/v0/containermanagers", R, 200),
     row("GET", "/api/v0/containermanager", R, 200),
@@ -182,7 +203,42 @@ const MATRIX: &[Row] = &[
     row("PUT", "/api/v0/containermanager/{container_manager}", W, 201)
         .fresh(&["container_manager"])
         .body(r#"{"type": "openshift", "options": {"apiserver": "https://k8s:6443", "token": "matrix"}}"#),
-    row("DELETE", "/api/v0/containermanager/{container_manager}", W, 200),
+    row("DELETE", "/api/v0/containermanager/{container_manager}", W, 200).answers("[]"),
+    // commissaire-v0.md 5.15: the tenant's host machinery.
+    row("GET", "/api/v0/status", R, 200),
+    // commissaire-v0.md 5.1-5.6: hosts.
+    row("GET", "/api/v0/hosts", R, 200),
+    row("GET", "/api/v0/host", R, 200),
+    row("PUT", "/api/v0/host", W, 201)
+        .fresh(&["address"])
+        .body(r#"{"address": "{address}", "ssh_priv_key": "{ssh_key}"}"#),
+    row("GET", "/api/v0/host/{address}", R, 200),
+    row("PUT", "/api/v0/host/{address}", W, 201)
+        .fresh(&["address"])
+        .body(r#"{"ssh_priv_key": "{ssh_key}", "source": "matrix"}"#),
+    row("DELETE", "/api/v0/host/{address}", W, 200).answers("[]"),
+    row("GET", "/api/v0/host/{address}/creds", A, 200),
+    row("GET", "/api/v0/host/{address}/status", R, 200),
+    // commissaire-v0.md 4.1-4.9: clusters and their members. An `{address}` after a `{name}`
+    // is a host registered into that cluster.
+    row("GET", "/api/v0/clusters", R, 200),
+    row("GET", "/api/v0/cluster", R, 200),
+    row("GET", "/api/v0/cluster/{name}", R, 200),
+    row("PUT", "/api/v0/cluster/{name}", W, 201).fresh(&["name"]),
+    row("DELETE", "/api/v0/cluster/{name}", W, 200).answers("[]"),
+    row("GET", "/api/v0/cluster/{name}/hosts", R, 200),
+    row("PUT", "/api/v0/cluster/{name}/hosts", W, 200).body(r#"{"old": ["{address}"], "new": []}"#),
+    row("GET", "/api/v0/cluster/{name}/hosts/{address}", R, 200),
+    row("PUT", "/api/v0/cluster/{name}/hosts/{address}", W, 200),
+    row("DELETE", "/api/v0/cluster/{name}/hosts/{address}", W, 200).answers("[]"),
+    // commissaire-v0.md 4.10-4.12: rolling operations (a new cluster has no record: 204; it
+    // has no members either, so a started operation finishes at once).
+    row("GET", "/api/v0/cluster/{name}/deploy", R, 204),
+    row("PUT", "/api/v0/cluster/{name}/deploy", W, 201).body(r#"{"version": "7.2.6"}"#),
+    row("GET", "/api/v0/cluster/{name}/upgrade", R, 204),
+    row("PUT", "/api/v0/cluster/{name}/upgrade", W, 201).body(r#"{"max_parallel": 2}"#),
+    row("GET", "/api/v0/cluster/{name}/restart", R, 204),
+    row("PUT", "/api/v0/cluster/{name}/restart", W, 201),
 ];
 
 /// Endpoints that need no credentials (README 1, 2.2 "-"). `/openapi.json` and `/docs` are
@@ -196,6 +252,8 @@ struct Fixture {
     user: String,
     admin: String,
     seq: AtomicUsize,
+    /// Base64 of a valid private key, to register hosts with.
+    ssh_key: String,
 }
 
 /// The `{name}` placeholders of a template, in order.
@@ -207,18 +265,44 @@ fn placeholders(template: &str) -> Vec<&str> {
         .collect()
 }
 
+/// Body placeholders that name no object.
+const BODY_VALUES: [&str; 2] = ["fresh", "ssh_key"];
+
+/// The objects a row needs: its path's placeholders, then those only its body has. A JSON
+/// body's other braces are not placeholders: a placeholder is a plain identifier.
+fn row_placeholders(row: &Row) -> Vec<&'static str> {
+    let mut names = placeholders(row.path);
+    for name in row.body.map(placeholders).unwrap_or_default() {
+        let plain = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if plain && !BODY_VALUES.contains(&name) && !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names
+}
+
 impl Fixture {
     async fn new(db: Db) -> Fixture {
-        let s = TestServer::start(db).await;
+        // Hosts may be registered in 127.0.0.0/8 only, and nothing listens on their SSH port:
+        // a host the superadmin registers fails its investigation at once; acme's (no
+        // workers) wait, queued.
+        let s = TestServer::start_with(db, |s| {
+            s.host_allow = vec!["127.0.0.0/8".into()];
+            s.ssh_port = 9;
+            s.ssh_connect_timeout = 2;
+        })
+        .await;
         let admin = s.create_tenant("acme", 0).await;
         let viewer = s.create_user(&admin, "vera", "viewer").await;
         let user = s.create_user(&admin, "ursula", "user").await;
+        let key = ClientKey::generate(KeyType::Ed25519, KeyFormat::OpenSsh).expect("ssh-keygen");
         Fixture {
             s,
             viewer,
             user,
             admin,
             seq: AtomicUsize::new(0),
+            ssh_key: STANDARD.encode(&key.private_key),
         }
     }
 
@@ -241,6 +325,23 @@ impl Fixture {
 
     fn fresh(&self) -> String {
         format!("m{}", self.seq.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// A new unused value for placeholder `name`: a host address in `127.201.0.0/16` (away
+    /// from the `127.0.x.y` of the SSH tests) for `{address}`, a name otherwise.
+    fn fresh_for(&self, name: &str) -> String {
+        if name == "address" {
+            let n = self.seq.fetch_add(1, Ordering::Relaxed);
+            assert!(n < 65_000, "the matrix ran out of addresses");
+            format!("127.201.{}.{}", n / 250, n % 250 + 1)
+        } else {
+            self.fresh()
+        }
+    }
+
+    /// The value of an earlier placeholder.
+    fn var<'v>(vars: &'v [(String, String)], name: &str) -> Option<&'v str> {
+        vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
     /// A new object for placeholder `name`, in the caller's tenant (tenants are global).
@@ -271,11 +372,7 @@ impl Fixture {
                 n
             }
             "key_id" => {
-                let user = vars
-                    .iter()
-                    .find(|(k, _)| k == "user")
-                    .map(|(_, v)| v.as_str())
-                    .expect("{key_id} needs a {user} before it");
+                let user = Self::var(vars, "user").expect("{key_id} needs a {user} before it");
                 let created = self.s.create_key(admin, user, json!({})).await;
                 created["id"].as_str().unwrap().to_string()
             }
@@ -311,6 +408,34 @@ impl Fixture {
                 expect_json(resp, StatusCode::CREATED).await;
                 n
             }
+            "name" => {
+                let resp = self
+                    .s
+                    .call(admin, Method::PUT, &format!("/api/v0/cluster/{n}"))
+                    .send()
+                    .await
+                    .unwrap();
+                expect_json(resp, StatusCode::CREATED).await;
+                n
+            }
+            "address" => {
+                // After a `{name}` (a cluster), the host is registered into it: a member.
+                let address = self.fresh_for("address");
+                let mut body = json!({"ssh_priv_key": self.ssh_key});
+                if let Some(cluster) = Self::var(vars, "name") {
+                    body["cluster"] = json!(cluster);
+                }
+                let resp = self
+                    .s
+                    .call(admin, Method::PUT, &format!("/api/v0/host/{address}"))
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                let host = expect_json(resp, StatusCode::CREATED).await;
+                assert_eq!(host["status"], "investigating", "{host}");
+                address
+            }
             other => panic!("no fixture for {{{other}}}: teach Fixture::make to create one"),
         }
     }
@@ -319,7 +444,7 @@ impl Fixture {
     /// tenant, or (`existing` false) with names of objects that do not exist.
     async fn instantiate(&self, row: &Row, c: Caller, existing: bool) -> (String, Option<String>) {
         let mut vars: Vec<(String, String)> = Vec::new();
-        for name in placeholders(row.path) {
+        for name in row_placeholders(row) {
             let value = if !existing {
                 if name == "key_id" {
                     uuid::Uuid::new_v4().to_string()
@@ -327,7 +452,7 @@ impl Fixture {
                     format!("missing{}", self.fresh())
                 }
             } else if row.fresh.contains(&name) {
-                self.fresh()
+                self.fresh_for(name)
             } else {
                 self.make(c, name, &vars).await
             };
@@ -339,7 +464,11 @@ impl Fixture {
             })
         };
         let path = fill(row.path);
-        let body = row.body.map(|b| fill(b).replace("{fresh}", &self.fresh()));
+        let body = row.body.map(|b| {
+            fill(b)
+                .replace("{fresh}", &self.fresh())
+                .replace("{ssh_key}", &self.ssh_key)
+        });
         (path, body)
     }
 
@@ -478,6 +607,13 @@ async fn permission_matrix(db: Db) {
                 let text = resp.text().await.unwrap_or_default();
                 if got != ok {
                     note(what.clone(), Err(format!("status {got}, want {ok}; body {text}")));
+                } else if ok == StatusCode::NO_CONTENT && !text.is_empty() {
+                    note(what.clone(), Err(format!("204 with a body: {text}")));
+                } else if let Some(want) = row.answer {
+                    let want: Value = serde_json::from_str(want).expect("answer is JSON");
+                    if serde_json::from_str::<Value>(&text).ok() != Some(want.clone()) {
+                        note(what.clone(), Err(format!("body {text}, want {want}")));
+                    }
                 }
             } else {
                 note(
