@@ -234,8 +234,6 @@ async fn configured_bootstrap_key(db: Db) {
     assert!(!logs.contains(key), "the configured key was logged");
 }
 
-both_stores!(first_start_writes_one_key_once, configured_bootstrap_key);
-
 fn sqlite_proc(dir: &Path, extra: &[&str]) -> Proc {
     let data = dir.join("data");
     let mut args = vec!["--data-dir", data.to_str().unwrap()];
@@ -415,3 +413,143 @@ fn openapi_document_is_committed() {
         .unwrap();
     assert_eq!(String::from_utf8(out.stdout).unwrap(), generated);
 }
+
+/// Kills Corral (SIGKILL) in the middle of a rolling upgrade of three hosts, starts it again
+/// on the same store, and shows the operation finishes with every host's upgrade command run
+/// exactly once, counted on the host side.
+async fn a_killed_corral_finishes_the_upgrade_running_each_command_once(db: Db) {
+    use base64::Engine;
+    use corral_drivers::testing::{ClientKey, KeyFormat, KeyType, TestSshd, free_port, next_loopback};
+
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace");
+    std::fs::create_dir(&trace).unwrap();
+    let key = ClientKey::generate(KeyType::Ed25519, KeyFormat::OpenSsh).unwrap();
+    let first = next_loopback();
+    let port = free_port(first).unwrap();
+    let hosts = [
+        TestSshd::start_at(first, port, &[&key]).unwrap(),
+        TestSshd::start_at(next_loopback(), port, &[&key]).unwrap(),
+        TestSshd::start_at(next_loopback(), port, &[&key]).unwrap(),
+    ];
+    let addresses: Vec<String> = hosts.iter().map(|h| h.ip().to_string()).collect();
+    let profile = format!(
+        "bootstrap = \"true\"\nrestart = \"true\"\ndeploy = \"true\"\n\
+         upgrade = \"sleep 1; echo upgraded >> {}/$CORRAL_TEST_HOST.upgrade\"\n",
+        trace.display()
+    );
+    let config = dir.path().join("corral.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "ssh_port = {port}\nhost_allow = [\"127.0.0.0/8\"]\nssh_connect_timeout = 5\njob_lease = 3\n\
+             [os_profiles.debian]\n{profile}[os_profiles.ubuntu]\n{profile}"
+        ),
+    )
+    .unwrap();
+    let url = fresh_database(db, dir.path()).await;
+    let data = dir.path().join("data");
+    let args = [
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--database-url",
+        &url,
+        "--config",
+        config.to_str().unwrap(),
+    ];
+    let envs = [("CORRAL_BOOTSTRAP_KEY", crate::harness::BOOTSTRAP_KEY)];
+    let p = Proc::spawn(&args, &envs).unwrap_or_else(|e| panic!("{e:?}"));
+    let c = client();
+    let root = crate::harness::BOOTSTRAP_KEY;
+    let resp = c
+        .post(p.url("/v2/tenants"))
+        .bearer_auth(root)
+        .json(&serde_json::json!({"tenant": {"name": "acme", "workers": 2}}))
+        .send()
+        .await
+        .unwrap();
+    let admin = expect_json(resp, StatusCode::OK).await["admin"]["apikey"]["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let resp = c
+        .put(p.url("/api/v0/cluster/c"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&key.private_key);
+    for a in &addresses {
+        let resp = c
+            .put(p.url(&format!("/api/v0/host/{a}")))
+            .bearer_auth(&admin)
+            .json(&serde_json::json!({"ssh_priv_key": b64, "cluster": "c"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED);
+    }
+    let poll = |base: String, path: &'static str, done: fn(&Value) -> bool| {
+        let (c, admin) = (c.clone(), admin.clone());
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(90);
+            loop {
+                let resp = c.get(format!("{base}{path}")).bearer_auth(&admin).send().await;
+                if let Ok(resp) = resp
+                    && resp.status() == StatusCode::OK
+                {
+                    let v: Value = resp.json().await.unwrap();
+                    if done(&v) {
+                        return v;
+                    }
+                }
+                assert!(Instant::now() < deadline, "timed out polling {path}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let base = format!("http://{}", p.addr);
+    poll(base.clone(), "/api/v0/cluster/c", |v| {
+        v["hosts"]["available"] == 3
+    })
+    .await;
+    let resp = c
+        .put(p.url("/api/v0/cluster/c/upgrade"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    // Kill it while the second host's command runs.
+    poll(base, "/api/v0/cluster/c/upgrade", |v| {
+        v["upgraded"].as_array().is_some_and(|a| a.len() == 1)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    p.signal("-KILL");
+    let (code, _) = p.terminate_after_signal();
+    assert_eq!(code, None, "corral was killed by a signal");
+    // A new process on the same store picks the operation up once the lease lapses.
+    let p = Proc::spawn(&args, &envs).unwrap_or_else(|e| panic!("{e:?}"));
+    let rec = poll(format!("http://{}", p.addr), "/api/v0/cluster/c/upgrade", |v| {
+        v["status"] != "in_process"
+    })
+    .await;
+    assert_eq!(rec["status"], "finished", "{rec}");
+    assert_eq!(rec["upgraded"], serde_json::json!(addresses));
+    for a in &addresses {
+        let count = std::fs::read_to_string(trace.join(format!("{a}.upgrade")))
+            .unwrap_or_default()
+            .lines()
+            .count();
+        assert_eq!(count, 1, "host {a} ran its upgrade {count} times");
+    }
+    assert_eq!(p.terminate().0, Some(0));
+}
+
+both_stores!(
+    first_start_writes_one_key_once,
+    configured_bootstrap_key,
+    a_killed_corral_finishes_the_upgrade_running_each_command_once,
+);
