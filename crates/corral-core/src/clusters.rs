@@ -1,7 +1,7 @@
 //! Commissaire clusters (commissaire-v0.md 4.1-4.9, 6.3): creation with a network and an
 //! optional container manager, the computed status, and membership with its compare-and-swap.
 
-use corral_store::{ClusterRow, CreateClusterOutcome, DeleteClusterOutcome, MembershipOutcome};
+use corral_store::{ClusterRow, CreateClusterOutcome, DeleteClusterOutcome, HostState, MembershipOutcome};
 use corral_types::commissaire::{Cluster, ClusterHosts, ClusterPut, MembersPut};
 use corral_types::ids::{invalid_name, is_valid_name};
 use corral_types::time::now_ms;
@@ -299,8 +299,10 @@ impl Core {
             .host_ops()?
             .join_container_manager(tenant, cluster, address)
             .await?;
-        self.store
-            .set_host_state(tenant, address, status, &message, None, Some(registered), None)
-            .await
+        let state = HostState {
+            registered: Some(registered),
+            ..HostState::new(status, &message)
+        };
+        self.store.set_host_state(tenant, address, &state).await
     }
 }

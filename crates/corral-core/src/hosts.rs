@@ -17,7 +17,9 @@ use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use corral_drivers::{
     HostKeyPolicy, HostTransport, SshError, SshTarget, facts_command, parse_facts, shell_quote,
 };
-use corral_store::{CreateHostOutcome, DeleteHostOutcome, HostRow, JobRow, NewHost, Store};
+use corral_store::{
+    CreateHostOutcome, DeleteHostOutcome, HostFacts, HostRow, HostState, JobRow, NewHost, Store,
+};
 use corral_types::commissaire::{Host, HostCreds, HostPut, HostStatus, HostStatusHost};
 use corral_types::time::{commissaire_time, now_ms};
 use corral_types::{Access, Error, OpCtx, TenantId};
@@ -613,18 +615,16 @@ impl JobHandler for InvestigateHandler {
                 } else {
                     String::new()
                 };
+                let recorded = HostFacts {
+                    os: profile.to_string(),
+                    cpus: facts.cpus,
+                    memory: facts.memory_kb,
+                    space: facts.space_kb,
+                    hostname: facts.hostname.clone(),
+                    ipv4,
+                };
                 ops.store
-                    .record_facts(
-                        &tenant,
-                        &host.address,
-                        profile,
-                        facts.cpus,
-                        facts.memory_kb,
-                        facts.space_kb,
-                        &facts.hostname,
-                        &ipv4,
-                        now_ms(),
-                    )
+                    .record_facts(&tenant, &host.address, &recorded, now_ms())
                     .await?;
                 Ok(FactsStep {
                     os: profile.to_string(),
@@ -649,17 +649,13 @@ impl JobHandler for InvestigateHandler {
             None => ("disassociated", String::new(), false),
             Some(c) => ops.join_container_manager(&tenant, c, &host.address).await?,
         };
-        ops.store
-            .set_host_state(
-                &tenant,
-                &host.address,
-                status,
-                &message,
-                Some(true),
-                Some(registered),
-                Some(now_ms()),
-            )
-            .await?;
+        let state = HostState {
+            bootstrapped: Some(true),
+            registered: Some(registered),
+            last_check: Some(now_ms()),
+            ..HostState::new(status, &message)
+        };
+        ops.store.set_host_state(&tenant, &host.address, &state).await?;
         tracing::info!(host = %host.address, %status, "host bootstrapped");
         Ok(())
     }
@@ -667,16 +663,12 @@ impl JobHandler for InvestigateHandler {
     async fn failed(&self, job: &JobRow, reason: &str) -> Result<(), Error> {
         let ops = &self.0;
         if ops.store.get_host(&job.tenant_id, &job.subject).await?.is_some() {
+            let state = HostState {
+                last_check: Some(now_ms()),
+                ..HostState::new("failed", reason)
+            };
             ops.store
-                .set_host_state(
-                    &job.tenant_id,
-                    &job.subject,
-                    "failed",
-                    reason,
-                    None,
-                    None,
-                    Some(now_ms()),
-                )
+                .set_host_state(&job.tenant_id, &job.subject, &state)
                 .await?;
         }
         Ok(())

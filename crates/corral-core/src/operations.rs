@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use corral_drivers::{SshError, shell_quote};
-use corral_store::{JobRow, OperationRow, StartOperationOutcome};
+use corral_store::{JobRow, NewOperation, OperationRow, StartOperationOutcome};
 use corral_types::commissaire::{OperationPut, OperationRecord};
 use corral_types::time::{commissaire_time, now_ms};
 use corral_types::{Access, Error, OpCtx, TenantId};
@@ -146,11 +146,13 @@ impl Core {
             false,
             deadline,
         )?;
-        match self
-            .store
-            .start_operation(tenant, &row.name, kind, &version, max_parallel, &job, now_ms())
-            .await?
-        {
+        let new = NewOperation {
+            cluster: row.name.clone(),
+            kind: kind.into(),
+            version,
+            max_parallel,
+        };
+        match self.store.start_operation(tenant, &new, &job, now_ms()).await? {
             StartOperationOutcome::Started(op) => {
                 tracing::info!(request_id = %ctx.request_id, cluster = %row.name, %kind, "rolling operation started");
                 self.wake_jobs();

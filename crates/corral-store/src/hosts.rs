@@ -182,6 +182,46 @@ fn json_list(v: &[String]) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
 }
 
+/// What a host's status becomes; `None` fields are left as they are.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostState {
+    pub status: String,
+    pub message: String,
+    pub bootstrapped: Option<bool>,
+    pub registered: Option<bool>,
+    pub last_check: Option<i64>,
+}
+
+impl HostState {
+    pub fn new(status: &str, message: &str) -> HostState {
+        HostState {
+            status: status.into(),
+            message: message.into(),
+            ..HostState::default()
+        }
+    }
+}
+
+/// The facts an investigation gathered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostFacts {
+    pub os: String,
+    pub cpus: i64,
+    pub memory: i64,
+    pub space: i64,
+    pub hostname: String,
+    pub ipv4: String,
+}
+
+/// An operation to start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewOperation {
+    pub cluster: String,
+    pub kind: String,
+    pub version: String,
+    pub max_parallel: i64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StartOperationOutcome {
     Started(OperationRow),
@@ -432,17 +472,11 @@ impl Store {
     }
 
     /// Records the facts of an investigation and moves the host to `bootstrapping`.
-    #[allow(clippy::too_many_arguments)]
     pub async fn record_facts(
         &self,
         tenant: &TenantId,
         address: &str,
-        os: &str,
-        cpus: i64,
-        memory: i64,
-        space: i64,
-        hostname: &str,
-        ipv4: &str,
+        f: &HostFacts,
         now: i64,
     ) -> Result<(), Error> {
         let mut tx = self.begin_write().await?;
@@ -452,12 +486,12 @@ impl Store {
         )
         .bind(&tenant.0)
         .bind(address)
-        .bind(os)
-        .bind(cpus)
-        .bind(memory)
-        .bind(space)
-        .bind(hostname)
-        .bind(ipv4)
+        .bind(&f.os)
+        .bind(f.cpus)
+        .bind(f.memory)
+        .bind(f.space)
+        .bind(&f.hostname)
+        .bind(&f.ipv4)
         .bind(now)
         .execute(&mut *tx)
         .await
@@ -487,16 +521,12 @@ impl Store {
         tx.commit().await.map_err(db)
     }
 
-    /// Sets a host's status and message; `bootstrapped`, `registered` and `last_check` when given.
+    /// Sets a host's status and message, and the other fields `state` gives.
     pub async fn set_host_state(
         &self,
         tenant: &TenantId,
         address: &str,
-        status: &str,
-        message: &str,
-        bootstrapped: Option<bool>,
-        registered: Option<bool>,
-        last_check: Option<i64>,
+        state: &HostState,
     ) -> Result<(), Error> {
         let mut tx = self.begin_write().await?;
         sqlx::query(
@@ -506,11 +536,11 @@ impl Store {
         )
         .bind(&tenant.0)
         .bind(address)
-        .bind(status)
-        .bind(message)
-        .bind(bootstrapped.map(i64::from))
-        .bind(registered.map(i64::from))
-        .bind(last_check)
+        .bind(&state.status)
+        .bind(&state.message)
+        .bind(state.bootstrapped.map(i64::from))
+        .bind(state.registered.map(i64::from))
+        .bind(state.last_check)
         .execute(&mut *tx)
         .await
         .map_err(db)?;
@@ -808,13 +838,18 @@ impl Store {
     pub async fn start_operation(
         &self,
         tenant: &TenantId,
-        cluster: &str,
-        kind: &str,
-        version: &str,
-        max_parallel: i64,
+        new: &NewOperation,
         job: &NewJob,
         now: i64,
     ) -> Result<StartOperationOutcome, Error> {
+        let NewOperation {
+            cluster,
+            kind,
+            version,
+            max_parallel,
+        } = new;
+        let (cluster, kind, version, max_parallel) =
+            (cluster.as_str(), kind.as_str(), version.as_str(), *max_parallel);
         let mut tx = self.begin_write().await?;
         if !lock_cluster(&mut tx, tenant, cluster).await? {
             return Ok(StartOperationOutcome::NoCluster);
