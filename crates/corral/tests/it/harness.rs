@@ -101,6 +101,8 @@ impl TestServer {
             ..Settings::default()
         };
         tune(&mut settings);
+        // A test may point the server at another server's database (replicas).
+        let db_url = settings.database_url.clone().unwrap_or(db_url);
         let running = start(&settings).await.expect("server starts");
         TestServer {
             base: format!("http://{}", running.addr),

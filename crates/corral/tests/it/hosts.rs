@@ -790,3 +790,90 @@ both_stores!(
     registration_input_is_checked,
     clusters_and_membership,
 );
+
+/// Two replicas on one PostgreSQL database: one watcher works at a time (the singleton
+/// lease), and when its replica stops, the other takes over (a new fencing generation) and
+/// notices a host that went silent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watcher_moves_to_the_surviving_replica() {
+    let trace = tempfile::tempdir().unwrap();
+    let key = ClientKey::generate(KeyType::Ed25519, KeyFormat::OpenSsh).unwrap();
+    let ip = next_loopback();
+    let port = free_port(ip).unwrap();
+    let mut sshd = TestSshd::start_at(ip, port, &[&key]).unwrap();
+    // Replicas share the server key, or one could not open the other's sealed credentials.
+    let server_key = STANDARD.encode([42u8; 32]);
+    let tune = |url: Option<String>| {
+        let server_key = server_key.clone();
+        let trace_file = trace.path().join("bootstrap.log");
+        move |s: &mut corral::config::Settings| {
+            if let Some(url) = url {
+                s.database_url = Some(url);
+            }
+            s.server_key = Some(server_key);
+            s.ssh_port = port;
+            s.host_allow = vec!["127.0.0.0/8".into()];
+            s.ssh_connect_timeout = 2;
+            s.watcher_interval = 1;
+            let profile = OsProfilePatch {
+                bootstrap: Some(format!("echo bootstrapped >> {}", trace_file.display())),
+                ..Default::default()
+            };
+            s.os_profiles = BTreeMap::from([
+                ("debian".to_string(), profile.clone()),
+                ("ubuntu".to_string(), profile),
+            ]);
+        }
+    };
+    let a = TestServer::start_with(Db::Postgres, tune(None)).await;
+    let admin = a.create_tenant("acme", 1).await;
+    let address = ip.to_string();
+    a.call(&admin, Method::PUT, &format!("/api/v0/host/{address}"))
+        .json(&json!({"ssh_priv_key": b64(&key)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(settled(&a, &admin, &address).await["status"], "disassociated");
+    // A holds the watcher before B even starts.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        a.sql_count("SELECT MAX(generation) FROM singletons WHERE name = 'host-watcher'")
+            .await,
+        1
+    );
+    let b = TestServer::start_with(Db::Postgres, tune(Some(a.db_url.clone()))).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        b.sql_count("SELECT MAX(generation) FROM singletons WHERE name = 'host-watcher'")
+            .await,
+        1,
+        "B took the watcher while A held it"
+    );
+    a.stop().await;
+    sshd.stop();
+    // B takes over once A's lease lapses, and marks the silent host failed.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        let h = expect_json(
+            b.call(&admin, Method::GET, &format!("/api/v0/host/{address}"))
+                .send()
+                .await
+                .unwrap(),
+            StatusCode::OK,
+        )
+        .await;
+        if h["status"] == "failed" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the surviving replica never checked the host: {h}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        b.sql_count("SELECT MAX(generation) FROM singletons WHERE name = 'host-watcher'")
+            .await,
+        2
+    );
+}
