@@ -34,7 +34,9 @@ use crate::{Core, secrets};
 pub const INVESTIGATE: &str = "host.investigate";
 
 /// The commands of one operating system (spec 6.5). `{version}` in `deploy` is replaced by the
-/// shell-quoted deploy version.
+/// shell-quoted deploy version; `{flannel_line}` in `bootstrap` by flannel's setting for the
+/// network of the host's cluster (or the tenant's `default` network), shell-quoted:
+/// `FLANNEL_ETCD_ENDPOINTS="<flannel_etcd_endpoint>"` or `FLANNEL_OPTIONS="-remote=<address>"`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OsProfile {
     /// `/etc/os-release` `ID` values this profile serves (the profile's name is one too).
@@ -49,7 +51,10 @@ pub struct OsProfile {
 /// Corral's built-in OS profiles; the configuration may override or add to them.
 pub fn builtin_profiles() -> BTreeMap<String, OsProfile> {
     let restart = "sleep 2 && systemctl reboot".to_string();
-    let flannel_docker = "systemctl enable --now flanneld docker";
+    // `{flannel_line}` is flannel's setting for the host's network (spec 6.1 step 2);
+    // flannel's packages wire docker to its network (step 3).
+    let flannel_docker = "mkdir -p /etc/sysconfig && printf '%s\\n' {flannel_line} > /etc/sysconfig/flanneld \
+                          && systemctl enable --now flanneld docker";
     let profile = |ids: &[&str], install: &str, upgrade: &str, deploy: &str| OsProfile {
         ids: ids.iter().map(|s| s.to_string()).collect(),
         bootstrap: if install.is_empty() {
@@ -132,6 +137,8 @@ pub struct HostSettings {
     pub profiles: BTreeMap<String, OsProfile>,
     pub policy: AddressPolicy,
     pub trust_forwarded_for: bool,
+    /// The etcd endpoint flannel uses on networks of type `flannel_etcd`.
+    pub flannel_etcd_endpoint: Option<String>,
 }
 
 impl Default for HostSettings {
@@ -146,6 +153,7 @@ impl Default for HostSettings {
             profiles: builtin_profiles(),
             policy: AddressPolicy::default(),
             trust_forwarded_for: false,
+            flannel_etcd_endpoint: None,
         }
     }
 }
@@ -533,6 +541,31 @@ impl HostOps {
 }
 
 impl HostOps {
+    /// The profile's bootstrap with `{flannel_line}` filled in for the host's network.
+    async fn bootstrap_command(&self, tenant: &TenantId, host: &HostRow, template: &str) -> Result<String, Error> {
+        if !template.contains("{flannel_line}") {
+            return Ok(template.to_string());
+        }
+        let network = match &host.cluster {
+            Some(c) => self.store.get_cluster(tenant, c).await?.map(|c| c.network),
+            None => None,
+        }
+        .unwrap_or_else(|| "default".into());
+        let row = self.store.get_network(tenant, &network).await?;
+        let line = match row {
+            Some(n) if n.kind == "flannel_server" => {
+                let options: serde_json::Value = serde_json::from_str(&n.options).map_err(Error::internal)?;
+                let address = options["address"].as_str().unwrap_or_default().to_string();
+                format!("FLANNEL_OPTIONS=\"-remote={address}\"")
+            }
+            _ => format!(
+                "FLANNEL_ETCD_ENDPOINTS=\"{}\"",
+                self.settings.flannel_etcd_endpoint.clone().unwrap_or_default()
+            ),
+        };
+        Ok(template.replace("{flannel_line}", &shell_quote(&line)))
+    }
+
     /// Registers a bootstrapped member with its cluster's container manager (6.3): the
     /// status, message and `registered` flag it ends with.
     pub(crate) async fn join_container_manager(
@@ -637,7 +670,7 @@ impl JobHandler for InvestigateHandler {
                 ops.settings.profiles.get(&facts.os).ok_or_else(|| {
                     JobError::Failed(format!("Unsupported operating system '{}'.", facts.os))
                 })?;
-            ops.run(&tenant, &host, &profile.bootstrap, ops.settings.bootstrap_timeout)
+            ops.run(&tenant, &host, &ops.bootstrap_command(&tenant, &host, &profile.bootstrap).await?, ops.settings.bootstrap_timeout)
                 .await
                 .map_err(fail)?;
             Ok(())

@@ -2,8 +2,9 @@
 //! that core can be tested with an in-process fake and demos can run without real machines.
 //!
 //! So far: the SSH host transport ([`HostTransport`], real: [`RusshTransport`], fake:
-//! [`SimulatedTransport`]), the host facts script ([`FACTS_SCRIPT`], [`parse_facts`]) and
-//! private-key validation ([`parse_private_key`]).
+//! [`SimulatedTransport`]), the host facts script ([`FACTS_SCRIPT`], [`parse_facts`]),
+//! private-key validation ([`parse_private_key`]) and the `openshift` container manager's
+//! Kubernetes Node client ([`ContainerManagerClient`], real: [`KubeClient`]).
 //!
 //! Architecture invariant: this crate knows nothing of the store, HTTP or Corral's types; it
 //! speaks plain strings and numbers, and core maps them to its own vocabulary.
@@ -14,6 +15,7 @@ use std::time::Duration;
 mod error;
 mod facts;
 mod keys;
+mod kube;
 mod russh_transport;
 mod simulated;
 #[cfg(feature = "testing")]
@@ -24,6 +26,9 @@ pub use facts::{
     FACTS_MARKER, FACTS_SCRIPT, Facts, facts_command, parse_facts, shell_quote, with_remote_timeout,
 };
 pub use keys::{KeyInfo, parse_private_key};
+pub use kube::{
+    ContainerManagerClient, KubeClient, KubeError, KubeTarget, MAX_ANSWER_BYTES, normalize_apiserver,
+};
 pub use russh_transport::{MAX_OUTPUT_BYTES, RusshTransport};
 pub use simulated::{SIMULATED_FINGERPRINT, SimulatedTransport};
 

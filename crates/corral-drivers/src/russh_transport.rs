@@ -452,7 +452,7 @@ fn session_error(e: russh::Error, addr: SocketAddr, during: &str) -> SshError {
 }
 
 /// `5 s`, `1.5 s`, `250 ms`: durations for messages.
-fn human(d: Duration) -> String {
+pub(crate) fn human(d: Duration) -> String {
     if d < Duration::from_secs(1) {
         format!("{} ms", d.as_millis())
     } else if d.subsec_millis() == 0 {

@@ -77,6 +77,8 @@ pub struct Settings {
     pub host_allow: Vec<String>,
     /// Take a self-registering host's address from `X-Forwarded-For` (behind a trusted proxy).
     pub trust_forwarded_for: bool,
+    /// The etcd endpoint flannel uses on `flannel_etcd` networks (written by the bootstrap).
+    pub flannel_etcd_endpoint: Option<String>,
     /// OS profiles: override commands of the built-in ones, or add profiles (spec 6.5).
     pub os_profiles: BTreeMap<String, OsProfilePatch>,
     /// Seconds a job lease lasts without a heartbeat; a dead worker's jobs resume after it.
@@ -133,6 +135,7 @@ impl Default for Settings {
             watcher_interval: 60,
             host_allow: Vec::new(),
             trust_forwarded_for: false,
+            flannel_etcd_endpoint: None,
             os_profiles: BTreeMap::new(),
             job_lease: 15,
         }

@@ -782,7 +782,55 @@ async fn watcher_fails_a_silent_host_and_restores_it(db: Db) {
     );
 }
 
+async fn bootstrap_configures_flannel_for_the_cluster_network_and_self_registration(db: Db) {
+    let trace = tempfile::tempdir().unwrap();
+    let key = ClientKey::generate(KeyType::Ed25519, KeyFormat::OpenSsh).unwrap();
+    // Self-registration takes the TCP peer's address: the test client is 127.0.0.1.
+    let port = free_port(Ipv4Addr::LOCALHOST).unwrap();
+    let _sshd = TestSshd::start_at(Ipv4Addr::LOCALHOST, port, &[&key]).unwrap();
+    let flannel = trace.path().join("flannel.log");
+    let s = TestServer::start_with(db, move |s| {
+        s.ssh_port = port;
+        s.host_allow = vec!["127.0.0.0/8".into()];
+        s.flannel_etcd_endpoint = Some("http://etcd.test:2379".into());
+        let profile = OsProfilePatch {
+            bootstrap: Some(format!("printf '%s\\n' {{flannel_line}} >> {}", flannel.display())),
+            ..Default::default()
+        };
+        s.os_profiles = BTreeMap::from([("debian".to_string(), profile.clone()), ("ubuntu".to_string(), profile)]);
+    })
+    .await;
+    let admin = s.create_tenant("acme", 1).await;
+    let resp = s
+        .call(&admin, Method::PUT, "/api/v0/network/fnet")
+        .json(&json!({"type": "flannel_server", "options": {"address": "10.1.2.3:8080"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let resp = s.call(&admin, Method::PUT, "/api/v0/cluster/web").json(&json!({"network": "fnet"})).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let resp = s
+        .call(&admin, Method::PUT, "/api/v0/host")
+        .json(&json!({"ssh_priv_key": b64(&key), "cluster": "web"}))
+        .send()
+        .await
+        .unwrap();
+    let host = expect_json(resp, StatusCode::CREATED).await;
+    assert_eq!(host["address"], "127.0.0.1");
+    assert_eq!(settled(&s, &admin, "127.0.0.1").await["status"], "active");
+    assert_eq!(std::fs::read_to_string(trace.path().join("flannel.log")).unwrap(), "FLANNEL_OPTIONS=\"-remote=10.1.2.3:8080\"\n");
+    // A host outside any cluster uses the tenant's default network (flannel_etcd).
+    let resp = s.call(&admin, Method::DELETE, "/api/v0/host/127.0.0.1").send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    s.call(&admin, Method::PUT, "/api/v0/host/127.0.0.1").json(&json!({"ssh_priv_key": b64(&key)})).send().await.unwrap();
+    assert_eq!(settled(&s, &admin, "127.0.0.1").await["status"], "disassociated");
+    let log = std::fs::read_to_string(trace.path().join("flannel.log")).unwrap();
+    assert_eq!(log.lines().last(), Some("FLANNEL_ETCD_ENDPOINTS=\"http://etcd.test:2379\""));
+}
+
 both_stores!(
+    bootstrap_configures_flannel_for_the_cluster_network_and_self_registration,
     watcher_fails_a_silent_host_and_restores_it,
     coopr_rpc_calls_over_clusters,
     registration_reaches_a_final_status_with_real_facts,
