@@ -139,6 +139,9 @@ pub struct HostSettings {
     pub trust_forwarded_for: bool,
     /// The etcd endpoint flannel uses on networks of type `flannel_etcd`.
     pub flannel_etcd_endpoint: Option<String>,
+    /// The `simulated` host driver: no real host keeps step files or reboots, so rolling
+    /// steps run their command directly and a restart does not wait for the host to go away.
+    pub simulated: bool,
 }
 
 impl Default for HostSettings {
@@ -154,6 +157,7 @@ impl Default for HostSettings {
             policy: AddressPolicy::default(),
             trust_forwarded_for: false,
             flannel_etcd_endpoint: None,
+            simulated: false,
         }
     }
 }
@@ -344,7 +348,9 @@ impl Core {
             return Err(corral_types::ids::invalid_name(c));
         }
         let tenant = &ctx.tenant().id;
-        let digest = secrets::hash(key_b64.trim());
+        // Compared on the key itself, so the same key sent with other line wrapping or padding
+        // is the same registration.
+        let digest = secrets::hash(key_text.trim());
         let host = NewHost {
             address: address.clone(),
             source,
@@ -356,7 +362,6 @@ impl Core {
             host_key_fingerprint: body.ssh_host_key_fingerprint.clone(),
             create_time: now_ms(),
         };
-        drop(key_text);
         let job = new_job(
             tenant,
             INVESTIGATE,
@@ -501,10 +506,8 @@ impl HostOps {
         row: &HostRow,
         command: &str,
         timeout: Duration,
-    ) -> Result<String, SshError> {
-        let target = self
-            .target(tenant, row)
-            .map_err(|e| SshError::Protocol(e.external_message()))?;
+    ) -> Result<String, HostError> {
+        let target = self.target(tenant, row).map_err(|e| HostError::Command(e.external_message()))?;
         let command = if row.remote_user == "root" {
             command.to_string()
         } else {
@@ -531,10 +534,7 @@ impl HostOps {
                 .into_iter()
                 .rev()
                 .collect();
-            return Err(SshError::Protocol(format!(
-                "command exited with status {}: {tail}",
-                out.exit_status
-            )));
+            return Err(HostError::Command(format!("command exited with status {}: {tail}", out.exit_status)));
         }
         Ok(out.stdout_text())
     }
@@ -708,8 +708,39 @@ impl JobHandler for InvestigateHandler {
     }
 }
 
-/// Maps a transport failure to a job failure: a changed host key or a refused login need an
-/// operator; the host's message says why.
-fn fail(e: SshError) -> JobError {
+/// Maps a failure on a host to a job failure: a changed host key, a refused login or a failed
+/// command need an operator; the host's message says why.
+fn fail(e: HostError) -> JobError {
     JobError::Failed(e.to_string())
+}
+
+/// Why running a command on a host failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostError {
+    /// Reaching or logging in to the host failed.
+    Ssh(SshError),
+    /// The host answered, the command failed (or could not be prepared).
+    Command(String),
+}
+
+impl HostError {
+    /// The host could not be reached (a restart or an outage): worth polling again.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, HostError::Ssh(e) if e.is_unreachable())
+    }
+}
+
+impl From<SshError> for HostError {
+    fn from(e: SshError) -> Self {
+        HostError::Ssh(e)
+    }
+}
+
+impl std::fmt::Display for HostError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HostError::Ssh(e) => e.fmt(f),
+            HostError::Command(m) => f.write_str(m),
+        }
+    }
 }

@@ -136,13 +136,7 @@ impl Core {
             return Err(corral_types::Error::Unavailable("Storage is unavailable.".into()));
         }
         let (queued, running, watched) = self.store.host_machinery_counts(&ctx.tenant().id).await?;
-        let errors: Vec<String> = self
-            .watcher
-            .errors
-            .lock()
-            .map(|e| e.iter().cloned().collect())
-            .unwrap_or_default();
-        let in_use = self.watcher.in_use.load(std::sync::atomic::Ordering::Relaxed);
+        let (errors, in_use) = self.watcher.for_tenant(&ctx.tenant().id);
         let up = if self.hosts.is_some() { "OK" } else { "FAILED" };
         Ok(serde_json::json!({
             "store": {"status": "OK"},

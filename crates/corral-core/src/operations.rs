@@ -458,7 +458,6 @@ async fn run_once(
                 timeout.as_secs()
             )));
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
@@ -490,6 +489,6 @@ async fn wait_reachable(
     }
 }
 
-fn step_error(e: SshError) -> JobError {
+fn step_error(e: impl std::fmt::Display) -> JobError {
     JobError::Failed(e.to_string())
 }

@@ -5,11 +5,12 @@
 //! restores the status it should have (registering it again with its cluster's container
 //! manager). The watcher never contacts an address outside the operator's allow-list.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use corral_store::WatchedHost;
+use corral_types::TenantId;
 use corral_types::time::now_ms;
 use tokio::sync::{Semaphore, watch};
 
@@ -21,21 +22,45 @@ const TICK: Duration = Duration::from_millis(500);
 /// Most checks in flight at once.
 const PARALLEL: usize = 32;
 
-/// Recent failures and load figures for `GET /api/v0/status`.
+/// Recent failures and checks in flight, per tenant, for `GET /api/v0/status` (a tenant sees
+/// only its own hosts' failures).
 #[derive(Default)]
 pub struct WatcherState {
-    pub errors: Mutex<VecDeque<String>>,
-    pub in_use: std::sync::atomic::AtomicI64,
+    inner: Mutex<PerTenant>,
+}
+
+#[derive(Default)]
+struct PerTenant {
+    errors: HashMap<TenantId, VecDeque<String>>,
+    in_use: HashMap<TenantId, i64>,
 }
 
 impl WatcherState {
-    fn error(&self, msg: String) {
-        if let Ok(mut e) = self.errors.lock() {
+    fn error(&self, tenant: &TenantId, msg: String) {
+        if let Ok(mut s) = self.inner.lock() {
+            let e = s.errors.entry(tenant.clone()).or_default();
             if e.len() >= 10 {
                 e.pop_front();
             }
             e.push_back(msg);
         }
+    }
+
+    fn busy(&self, tenant: &TenantId, delta: i64) {
+        if let Ok(mut s) = self.inner.lock() {
+            *s.in_use.entry(tenant.clone()).or_default() += delta;
+        }
+    }
+
+    /// The last (at most 10) failures of the tenant's hosts and its checks in flight.
+    pub fn for_tenant(&self, tenant: &TenantId) -> (Vec<String>, i64) {
+        self.inner
+            .lock()
+            .map(|s| {
+                let errors = s.errors.get(tenant).map(|e| e.iter().cloned().collect()).unwrap_or_default();
+                (errors, s.in_use.get(tenant).copied().unwrap_or(0))
+            })
+            .unwrap_or_default()
     }
 }
 
@@ -75,9 +100,10 @@ pub async fn run(
                         };
                         let (ops, state) = (ops.clone(), state.clone());
                         tokio::spawn(async move {
-                            state.in_use.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let tenant = w.tenant_id.clone();
+                            state.busy(&tenant, 1);
                             check(&ops, &state, w).await;
-                            state.in_use.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                            state.busy(&tenant, -1);
                             drop(permit);
                         });
                     }
@@ -122,7 +148,7 @@ async fn check(ops: &HostOps, state: &WatcherState, w: WatchedHost) {
             if host.status != "failed" {
                 tracing::warn!(host = %host.address, %message, "host failed its health check");
             }
-            state.error(format!("{}: {message}", host.address));
+            state.error(tenant, format!("{}: {message}", host.address));
             ops.store
                 .record_host_check(tenant, &host.address, "failed", &message, None, now)
                 .await

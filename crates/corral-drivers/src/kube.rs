@@ -51,7 +51,8 @@ pub struct KubeTarget {
     /// PEM certificate(s) of the authority that signed the API server's certificate. When
     /// given it is the **only** trust root, as a kubeconfig's `certificate-authority` (clusters
     /// sign their API server with their own CA); when absent the public web roots
-    /// (`webpki-roots`) are used.
+    /// (`webpki-roots`) are used. Corral reads it from the container manager's `ca_path` option,
+    /// a file name resolved inside the server setting `cert_dir` like the certificate options.
     pub ca_pem: Option<Vec<u8>>,
     /// Limit for the whole call: name resolution, connect, TLS, request and answer.
     pub timeout: Duration,
@@ -281,7 +282,11 @@ impl Endpoint {
         if uri.query().is_some() {
             return Err(invalid("it must not contain a query"));
         }
-        let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+        let host = uri
+            .host()
+            .unwrap_or_default()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
         if host.is_empty() {
             return Err(invalid("it has no host"));
         }
@@ -350,7 +355,12 @@ impl Answer {
             .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_owned))
             .map(|m| shorten(m.trim().trim_end_matches('.'), 300))
             .filter(|m| !m.is_empty())
-            .unwrap_or_else(|| self.status.canonical_reason().unwrap_or("unknown status").to_owned());
+            .unwrap_or_else(|| {
+                self.status
+                    .canonical_reason()
+                    .unwrap_or("unknown status")
+                    .to_owned()
+            });
         KubeError::Rejected {
             server: self.server.clone(),
             status: self.status.as_u16(),
@@ -368,7 +378,12 @@ fn shorten(s: &str, max_chars: usize) -> String {
 
 /// One request on a fresh connection, within `target.timeout`. The target is checked and the
 /// request built before any traffic.
-async fn call(target: &KubeTarget, method: Method, path: &str, body: Option<Value>) -> Result<Answer, KubeError> {
+async fn call(
+    target: &KubeTarget,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> Result<Answer, KubeError> {
     let endpoint = Endpoint::parse(&target.apiserver)?;
     let tls = if endpoint.https {
         Some(tls_connector(target)?)
@@ -423,9 +438,8 @@ async fn exchange(
     let Some(connector) = tls else {
         return send(endpoint, TokioIo::new(tcp), request).await;
     };
-    let name = ServerName::try_from(endpoint.host.clone()).map_err(|_| {
-        KubeError::Config(format!("'{}' is not a valid TLS server name.", endpoint.host))
-    })?;
+    let name = ServerName::try_from(endpoint.host.clone())
+        .map_err(|_| KubeError::Config(format!("'{}' is not a valid TLS server name.", endpoint.host)))?;
     let stream = connector
         .connect(name, tcp)
         .await
@@ -582,7 +596,9 @@ fn find_tls_error<'a>(mut e: Option<&'a (dyn StdError + 'static)>) -> Option<&'a
             return Some(tls);
         }
         if let Some(io) = err.downcast_ref::<io::Error>()
-            && let Some(tls) = io.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            && let Some(tls) = io
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
         {
             return Some(tls);
         }
@@ -667,13 +683,19 @@ mod tests {
             ("https://master:8443/api/v1/", "https://master:8443"),
             (" http://10.0.0.1:8080/api/ ", "http://10.0.0.1:8080"),
             ("https://[fd00::1]:6443/api/", "https://[fd00::1]:6443"),
-            ("https://proxy.example.org/k8s/api/", "https://proxy.example.org/k8s"),
+            (
+                "https://proxy.example.org/k8s/api/",
+                "https://proxy.example.org/k8s",
+            ),
         ];
         for (given, want) in ok {
             assert_eq!(normalize_apiserver(given).as_deref(), Ok(want), "{given}");
         }
         let e = Endpoint::parse("https://[fd00::1]/api/").ok();
-        assert_eq!(e.as_ref().map(|e| (e.host.as_str(), e.port)), Some(("fd00::1", 443)));
+        assert_eq!(
+            e.as_ref().map(|e| (e.host.as_str(), e.port)),
+            Some(("fd00::1", 443))
+        );
         assert_eq!(Endpoint::parse("http://h/").ok().map(|e| e.port), Some(80));
         for bad in [
             "",
@@ -683,8 +705,14 @@ mod tests {
             "https://user:secret@master/",
             "https://master/api?x=1",
         ] {
-            let err = normalize_apiserver(bad).err().map(|e| e.to_string()).unwrap_or_default();
-            assert!(err.starts_with("The container manager API URL is invalid"), "{bad}: {err}");
+            let err = normalize_apiserver(bad)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(
+                err.starts_with("The container manager API URL is invalid"),
+                "{bad}: {err}"
+            );
             assert!(!err.contains("secret"), "{err}");
         }
     }

@@ -61,7 +61,11 @@ async fn check_token(State(api): State<Arc<Api>>, headers: HeaderMap, req: Reque
 async fn create(State(api): State<Arc<Api>>, Json(node): Json<Value>) -> Response {
     let name = node["metadata"]["name"].as_str().unwrap_or_default().to_owned();
     if node["apiVersion"] != "v1" || node["kind"] != "Node" || name.is_empty() {
-        return status(StatusCode::BAD_REQUEST, "BadRequest", format!("not a Node: {node}"));
+        return status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            format!("not a Node: {node}"),
+        );
     }
     if name.starts_with("forbidden") {
         let message = r#"nodes is forbidden: User "corral" cannot create resource "nodes""#;
@@ -81,14 +85,22 @@ async fn create(State(api): State<Arc<Api>>, Json(node): Json<Value>) -> Respons
 async fn read(State(api): State<Arc<Api>>, Path(name): Path<String>) -> Response {
     match api.nodes.lock().unwrap().get(&name) {
         Some(node) => Json(node.clone()).into_response(),
-        None => status(StatusCode::NOT_FOUND, "NotFound", format!(r#"nodes "{name}" not found"#)),
+        None => status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!(r#"nodes "{name}" not found"#),
+        ),
     }
 }
 
 async fn remove(State(api): State<Arc<Api>>, Path(name): Path<String>) -> Response {
     match api.nodes.lock().unwrap().remove(&name) {
         Some(_) => Json(json!({"kind": "Status", "status": "Success"})).into_response(),
-        None => status(StatusCode::NOT_FOUND, "NotFound", format!(r#"nodes "{name}" not found"#)),
+        None => status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!(r#"nodes "{name}" not found"#),
+        ),
     }
 }
 
@@ -142,10 +154,7 @@ async fn register_status_and_remove_a_node() {
     assert!(api.nodes.lock().unwrap().is_empty());
     // 404 on a repeated removal is a success, and the status of a missing node is `{}`.
     kube.remove_node(&t, "192.168.100.50").await.unwrap();
-    assert_eq!(
-        kube.node_status(&t, "192.168.100.50").await.unwrap(),
-        json!({})
-    );
+    assert_eq!(kube.node_status(&t, "192.168.100.50").await.unwrap(), json!({}));
 }
 
 #[tokio::test]
@@ -172,7 +181,15 @@ async fn ipv6_node_names_are_percent_encoded_in_the_path() {
     let t = target(format!("http://127.0.0.1:{port}"));
 
     kube.register_node(&t, "fd00::1").await.unwrap();
-    assert!(!kube.node_status(&t, "fd00::1").await.unwrap().as_object().unwrap().is_empty());
+    assert!(
+        !kube
+            .node_status(&t, "fd00::1")
+            .await
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .is_empty()
+    );
     kube.remove_node(&t, "fd00::1").await.unwrap();
     assert_eq!(
         *api.seen.lock().unwrap(),
@@ -212,14 +229,20 @@ async fn a_wrong_token_is_refused_and_never_shown() {
 
     let anonymous = KubeTarget::new(format!("http://127.0.0.1:{port}"), LIMIT);
     let err = kube.register_node(&anonymous, "10.0.0.1").await.unwrap_err();
-    assert!(err.to_string().contains("refused an anonymous request (401)"), "{err}");
+    assert!(
+        err.to_string().contains("refused an anonymous request (401)"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn other_refusals_carry_the_servers_message() {
     let (_api, port) = serve_http(Some(TOKEN)).await;
     let err = KubeClient::new()
-        .register_node(&target(format!("http://127.0.0.1:{port}")), "forbidden.example.org")
+        .register_node(
+            &target(format!("http://127.0.0.1:{port}")),
+            "forbidden.example.org",
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, KubeError::Rejected { status: 403, .. }), "{err:?}");
@@ -409,7 +432,10 @@ async fn https_needs_the_clusters_ca() {
     let url = format!("https://127.0.0.1:{port}/api/");
 
     // By default only the public web roots are trusted: the cluster's own CA is not.
-    let err = kube.register_node(&target(url.clone()), "10.0.0.1").await.unwrap_err();
+    let err = kube
+        .register_node(&target(url.clone()), "10.0.0.1")
+        .await
+        .unwrap_err();
     assert!(matches!(err, KubeError::Tls { .. }), "{err:?}");
     assert_eq!(
         err.to_string(),
@@ -455,7 +481,10 @@ async fn https_with_a_client_certificate() {
 
     let err = kube.register_node(&base, "10.0.0.2").await.unwrap_err();
     assert!(matches!(err, KubeError::Tls { .. }), "{err:?}");
-    assert!(err.to_string().contains("refused the client certificate"), "{err}");
+    assert!(
+        err.to_string().contains("refused the client certificate"),
+        "{err}"
+    );
 
     let with_cert = KubeTarget {
         client_cert_pem: Some(pki.client_cert_pem.clone().into_bytes()),
@@ -466,7 +495,15 @@ async fn https_with_a_client_certificate() {
     kube.register_node(&with_cert, "10.0.0.2").await.unwrap();
     kube.register_node(&with_cert, "10.0.0.2").await.unwrap();
     assert!(api.nodes.lock().unwrap().contains_key("10.0.0.2"));
-    assert!(!kube.node_status(&with_cert, "10.0.0.2").await.unwrap().as_object().unwrap().is_empty());
+    assert!(
+        !kube
+            .node_status(&with_cert, "10.0.0.2")
+            .await
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .is_empty()
+    );
     kube.remove_node(&with_cert, "10.0.0.2").await.unwrap();
     assert!(api.nodes.lock().unwrap().is_empty());
 
@@ -478,7 +515,10 @@ async fn https_with_a_client_certificate() {
         ..base.clone()
     };
     let err = kube.register_node(&stranger, "10.0.0.2").await.unwrap_err();
-    assert!(err.to_string().contains("refused the client certificate"), "{err}");
+    assert!(
+        err.to_string().contains("refused the client certificate"),
+        "{err}"
+    );
 
     // A key that does not belong to the certificate fails before any traffic.
     let mismatched = KubeTarget {
@@ -506,5 +546,6 @@ async fn plain_http_against_https_and_back_is_explained() {
         .node_status(&target(format!("http://127.0.0.1:{tls_port}")), "10.0.0.1")
         .await
         .unwrap_err();
-    assert!(!matches!(err, KubeError::Timeout { .. }), "{err:?}");
+    assert!(matches!(err, KubeError::Protocol { .. }), "{err:?}");
+    assert!(err.to_string().contains("is the URL meant to be https?"), "{err}");
 }

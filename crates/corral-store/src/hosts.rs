@@ -981,10 +981,14 @@ pub struct WatchedHost {
 impl Store {
     /// Bootstrapped hosts in a watched status (`active`, `disassociated`, `failed`) whose last
     /// check is older than `before`, oldest first, across tenants (the watcher works for all).
+    /// A host in the middle of a rolling step (a restart takes it away on purpose) is left to
+    /// that step.
     pub async fn hosts_due_for_check(&self, before: i64, limit: i64) -> Result<Vec<WatchedHost>, Error> {
         sqlx::query(sqlf!(
             "SELECT {HOST_COLS}, h.tenant_id FROM {HOST_FROM} WHERE h.bootstrapped = 1 \
              AND h.status IN ('active', 'disassociated', 'failed') AND (h.last_check IS NULL OR h.last_check < $1) \
+             AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.tenant_id = h.tenant_id AND j.kind = 'cluster.host_step' \
+                 AND j.state IN ('queued', 'running') AND j.subject LIKE '%/' || h.address) \
              ORDER BY h.last_check LIMIT $2"
         ))
         .bind(before)

@@ -114,6 +114,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
         policy,
         trust_forwarded_for: settings.trust_forwarded_for,
         flannel_etcd_endpoint: settings.flannel_etcd_endpoint.clone(),
+        simulated: settings.host_driver == HostDriver::Simulated,
     };
     let core = Arc::new(core.with_hosts(engine.clone(), transport, host_settings));
     match core
