@@ -120,11 +120,12 @@ impl Core {
     pub async fn delete_cluster(&self, ctx: &OpCtx, name: &str) -> Result<(), Error> {
         ctx.require(Access::Write)?;
         let tenant = &ctx.tenant().id;
+        let manager = self.manager_of(tenant, cluster_param(name)?).await?;
         match self.store.delete_cluster(tenant, cluster_param(name)?).await? {
             DeleteClusterOutcome::Deleted(members) => {
                 for (address, registered) in members {
                     if registered {
-                        self.deregister_node(tenant, name, &address).await;
+                        self.deregister_node(tenant, &manager, &address).await;
                     }
                 }
                 tracing::info!(request_id = %ctx.request_id, cluster = %name, "cluster deleted");
@@ -215,7 +216,8 @@ impl Core {
             Some(Err(op)) => Err(busy(name, &op)),
             Some(Ok(registered)) => {
                 if registered == Some(true) {
-                    self.deregister_node(tenant, name, &address).await;
+                    let manager = self.manager_of(tenant, name).await?;
+                    self.deregister_node(tenant, &manager, &address).await;
                 }
                 Ok(())
             }
@@ -234,9 +236,10 @@ impl Core {
         let tenant = &ctx.tenant().id;
         match outcome {
             MembershipOutcome::Changed { added, removed } => {
+                let manager = self.manager_of(tenant, name).await?;
                 for (address, registered) in removed {
                     if registered {
-                        self.deregister_node(tenant, name, &address).await;
+                        self.deregister_node(tenant, &manager, &address).await;
                     }
                 }
                 for address in added {

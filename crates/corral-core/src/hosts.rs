@@ -15,7 +15,8 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use corral_drivers::{
-    HostKeyPolicy, HostTransport, SshError, SshTarget, facts_command, parse_facts, shell_quote,
+    ContainerManagerClient, HostKeyPolicy, HostTransport, KubeTarget, SshError, SshTarget, facts_command,
+    parse_facts, shell_quote,
 };
 use corral_store::{
     CreateHostOutcome, DeleteHostOutcome, HostFacts, HostRow, HostState, JobRow, NewHost, Store,
@@ -142,6 +143,8 @@ pub struct HostSettings {
     /// The `simulated` host driver: no real host keeps step files or reboots, so rolling
     /// steps run their command directly and a restart does not wait for the host to go away.
     pub simulated: bool,
+    /// Where container manager certificate files live (server setting `cert_dir`).
+    pub cert_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for HostSettings {
@@ -158,6 +161,7 @@ impl Default for HostSettings {
             trust_forwarded_for: false,
             flannel_etcd_endpoint: None,
             simulated: false,
+            cert_dir: None,
         }
     }
 }
@@ -177,6 +181,8 @@ pub struct HostOps {
     pub store: Store,
     pub secrets: Arc<SecretBox>,
     pub transport: Arc<dyn HostTransport>,
+    /// The Kubernetes node API client of `openshift` container managers.
+    pub kube: Arc<dyn ContainerManagerClient>,
     pub settings: HostSettings,
 }
 
@@ -416,7 +422,9 @@ impl Core {
         {
             DeleteHostOutcome::Deleted(cluster, registered) => {
                 if let (Some(c), true) = (cluster, registered) {
-                    self.deregister_node(&ctx.tenant().id, &c, &row.address).await;
+                    let manager = self.manager_of(&ctx.tenant().id, &c).await?;
+                    self.deregister_node(&ctx.tenant().id, &manager, &row.address)
+                        .await;
                 }
                 tracing::info!(request_id = %ctx.request_id, host = %row.address, "host deleted");
                 Ok(())
@@ -449,6 +457,13 @@ impl Core {
     pub async fn host_status(&self, ctx: &OpCtx, address: &str) -> Result<HostStatus, Error> {
         ctx.require(Access::Read)?;
         let row = self.host_row(ctx, address).await?;
+        let container_manager = match (&row.cluster, row.registered, &self.hosts) {
+            (Some(c), true, Some(ops)) => {
+                let manager = self.manager_of(&ctx.tenant().id, c).await?;
+                ops.node_status(&ctx.tenant().id, &manager, &row.address).await
+            }
+            _ => serde_json::json!({}),
+        };
         Ok(HostStatus {
             kind: "host_only".into(),
             host: HostStatusHost {
@@ -456,14 +471,26 @@ impl Core {
                 status: row.status.clone(),
                 message: row.message.clone(),
             },
-            container_manager: serde_json::json!({}),
+            container_manager,
         })
     }
 
-    /// Removes a node from its cluster's container manager; failures are logged, not fatal
+    /// The container manager name of a cluster (`""`: none, or no such cluster).
+    pub(crate) async fn manager_of(&self, tenant: &TenantId, cluster: &str) -> Result<String, Error> {
+        Ok(self
+            .store
+            .get_cluster(tenant, cluster)
+            .await?
+            .map(|c| c.container_manager)
+            .unwrap_or_default())
+    }
+
+    /// Removes a node from the container manager `manager`; failures are logged, not fatal
     /// (spec 6.3).
-    pub(crate) async fn deregister_node(&self, _tenant: &TenantId, cluster: &str, address: &str) {
-        tracing::debug!(%cluster, %address, "node removed from the container manager");
+    pub(crate) async fn deregister_node(&self, tenant: &TenantId, manager: &str, address: &str) {
+        if let Some(ops) = &self.hosts {
+            ops.leave_container_manager(tenant, manager, address).await;
+        }
     }
 }
 
@@ -507,7 +534,9 @@ impl HostOps {
         command: &str,
         timeout: Duration,
     ) -> Result<String, HostError> {
-        let target = self.target(tenant, row).map_err(|e| HostError::Command(e.external_message()))?;
+        let target = self
+            .target(tenant, row)
+            .map_err(|e| HostError::Command(e.external_message()))?;
         let command = if row.remote_user == "root" {
             command.to_string()
         } else {
@@ -534,7 +563,10 @@ impl HostOps {
                 .into_iter()
                 .rev()
                 .collect();
-            return Err(HostError::Command(format!("command exited with status {}: {tail}", out.exit_status)));
+            return Err(HostError::Command(format!(
+                "command exited with status {}: {tail}",
+                out.exit_status
+            )));
         }
         Ok(out.stdout_text())
     }
@@ -542,7 +574,12 @@ impl HostOps {
 
 impl HostOps {
     /// The profile's bootstrap with `{flannel_line}` filled in for the host's network.
-    async fn bootstrap_command(&self, tenant: &TenantId, host: &HostRow, template: &str) -> Result<String, Error> {
+    async fn bootstrap_command(
+        &self,
+        tenant: &TenantId,
+        host: &HostRow,
+        template: &str,
+    ) -> Result<String, Error> {
         if !template.contains("{flannel_line}") {
             return Ok(template.to_string());
         }
@@ -580,26 +617,85 @@ impl HostOps {
         if c.container_manager.is_empty() {
             return Ok(("active", String::new(), false));
         }
-        match self
-            .store
-            .get_container_manager(tenant, &c.container_manager)
-            .await?
-        {
-            Some(cm) if cm.kind == "trivial" => Ok(("active", String::new(), true)),
-            Some(cm) => Ok((
-                "disassociated",
-                format!(
-                    "Cannot register {address} with container manager '{}': the {} client is not available in this build.",
-                    cm.name, cm.kind
-                ),
-                false,
-            )),
-            None => Ok((
-                "disassociated",
-                format!("Container manager '{}' does not exist.", c.container_manager),
-                false,
-            )),
+        match self.kube_target(tenant, &c.container_manager).await {
+            Ok(None) => Ok(("active", String::new(), true)),
+            Ok(Some(target)) => match self.kube.register_node(&target, address).await {
+                Ok(()) => Ok(("active", String::new(), true)),
+                Err(e) => Ok(("disassociated", e.to_string(), false)),
+            },
+            Err(e) => Ok(("disassociated", e.external_message(), false)),
         }
+    }
+
+    /// Removes a node from a container manager; a failure is logged and ignored (6.3).
+    pub(crate) async fn leave_container_manager(&self, tenant: &TenantId, manager: &str, address: &str) {
+        if manager.is_empty() {
+            return;
+        }
+        match self.kube_target(tenant, manager).await {
+            Ok(None) => {}
+            Ok(Some(target)) => {
+                if let Err(e) = self.kube.remove_node(&target, address).await {
+                    tracing::warn!(%address, %manager, error = %e, "could not remove the node from its container manager");
+                }
+            }
+            Err(e) => tracing::warn!(%address, %manager, error = %e, "container manager unusable"),
+        }
+    }
+
+    /// The node status a container manager reports (`{}` when there is none to ask).
+    pub(crate) async fn node_status(
+        &self,
+        tenant: &TenantId,
+        manager: &str,
+        address: &str,
+    ) -> serde_json::Value {
+        match self.kube_target(tenant, manager).await {
+            Ok(Some(target)) => self.kube.node_status(&target, address).await.unwrap_or_else(|e| {
+                tracing::debug!(%address, %manager, error = %e, "node status unavailable");
+                serde_json::json!({})
+            }),
+            _ => serde_json::json!({}),
+        }
+    }
+
+    /// The API target of an `openshift` manager; `None` for `trivial` (nothing to call).
+    async fn kube_target(&self, tenant: &TenantId, manager: &str) -> Result<Option<KubeTarget>, Error> {
+        let Some(cm) = crate::networks::container_manager_config(
+            &self.store,
+            &self.secrets,
+            self.settings.cert_dir.as_deref(),
+            tenant,
+            manager,
+        )
+        .await?
+        else {
+            return Err(Error::conflict(format!(
+                "Container manager '{manager}' does not exist."
+            )));
+        };
+        if matches!(cm.kind, crate::networks::ContainerManagerKind::Trivial) {
+            return Ok(None);
+        }
+        let read = |path: Option<std::path::PathBuf>| async move {
+            match path {
+                None => Ok(None),
+                Some(p) => tokio::fs::read(&p).await.map(Some).map_err(|e| {
+                    Error::conflict(format!(
+                        "Cannot read the certificate file '{}': {e}.",
+                        p.display()
+                    ))
+                }),
+            }
+        };
+        Ok(Some(KubeTarget {
+            apiserver: cm.apiserver.clone().unwrap_or_default(),
+            token: cm.token.clone(),
+            client_cert_pem: read(cm.certificate_path.clone()).await?,
+            client_key_pem: read(cm.certificate_key_path.clone()).await?,
+            ca_pem: read(cm.ca_path.clone()).await?,
+            timeout: self.settings.connect_timeout,
+        }))
     }
 }
 
@@ -670,9 +766,14 @@ impl JobHandler for InvestigateHandler {
                 ops.settings.profiles.get(&facts.os).ok_or_else(|| {
                     JobError::Failed(format!("Unsupported operating system '{}'.", facts.os))
                 })?;
-            ops.run(&tenant, &host, &ops.bootstrap_command(&tenant, &host, &profile.bootstrap).await?, ops.settings.bootstrap_timeout)
-                .await
-                .map_err(fail)?;
+            ops.run(
+                &tenant,
+                &host,
+                &ops.bootstrap_command(&tenant, &host, &profile.bootstrap).await?,
+                ops.settings.bootstrap_timeout,
+            )
+            .await
+            .map_err(fail)?;
             Ok(())
         })
         .await?;

@@ -26,7 +26,7 @@ pub use corral_types::OpCtx;
 
 use std::sync::Arc;
 
-use corral_drivers::HostTransport;
+use corral_drivers::{ContainerManagerClient, HostTransport};
 
 use crate::auth::Authenticator;
 use crate::crypto::SecretBox;
@@ -89,12 +89,14 @@ impl Core {
         mut self,
         engine: Arc<JobEngine>,
         transport: Arc<dyn HostTransport>,
+        kube: Arc<dyn ContainerManagerClient>,
         settings: HostSettings,
     ) -> Core {
         let ops = Arc::new(HostOps {
             store: self.store.clone(),
             secrets: self.secrets.clone(),
             transport,
+            kube,
             settings,
         });
         engine.register(

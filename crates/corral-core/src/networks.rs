@@ -37,11 +37,12 @@ const SERVER_URL: &str = "server_url";
 const TOKEN: &str = "token";
 const CERT: &str = "certificate_path";
 const CERT_KEY: &str = "certificate_key_path";
+/// Corral addition: the CA that signed the API server's certificate (clusters use their own).
+const CA: &str = "ca_path";
 
 /// A container manager as the code that registers nodes needs it: the token decrypted and the
 /// certificate files resolved inside `cert_dir`. Its `Debug` never shows the token.
 #[derive(Clone, PartialEq, Eq)]
-#[allow(dead_code)] // Read by the cluster membership code (commissaire-v0.md 6.3).
 pub(crate) struct ContainerManagerConfig {
     pub name: String,
     pub kind: ContainerManagerKind,
@@ -53,6 +54,8 @@ pub(crate) struct ContainerManagerConfig {
     pub certificate_path: Option<PathBuf>,
     /// The client certificate's key, `cert_dir` joined with the stored file name.
     pub certificate_key_path: Option<PathBuf>,
+    /// The API server's CA certificate, `cert_dir` joined with the stored file name.
+    pub ca_path: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for ContainerManagerConfig {
@@ -255,6 +258,20 @@ fn normalize_cm(input: ContainerManagerInput, cert_dir: Option<&Path>) -> Result
                 "options.certificate_path and options.certificate_key_path go together: give both or neither.",
             ));
         }
+    }
+    if let Some(ca) = string_option(&given, CA)? {
+        if cert_dir.is_none() {
+            return Err(Error::bad_request(
+                "Certificate files are not accepted: the server setting cert_dir is not set.",
+            ));
+        }
+        if !plain_file_name(&ca) {
+            return Err(Error::bad_request(format!(
+                "Invalid certificate file name '{}': use a plain file name inside the server's certificate directory.",
+                ca.escape_default()
+            )));
+        }
+        options.insert(CA.into(), Value::String(ca));
     }
     Ok(CmRequest { kind, options, token })
 }
@@ -500,66 +517,74 @@ impl Core {
         }
     }
 
-    /// The container manager `name` of `tenant` with everything needed to talk to it, for
-    /// cluster membership (commissaire-v0.md 6.3). `None` when there is no such configuration
-    /// (including the empty name a cluster without a container manager stores). No permission
-    /// check: callers act for a tenant they already checked, or for a job of that tenant.
-    #[allow(dead_code)] // Called by the cluster membership code.
-    pub(crate) async fn container_manager_for_cluster(
-        &self,
-        tenant: &TenantId,
-        name: &str,
-    ) -> Result<Option<ContainerManagerConfig>, Error> {
-        let Some(row) = self.store.get_container_manager(tenant, name).await? else {
-            return Ok(None);
-        };
-        let kind = match row.kind.as_str() {
-            OPENSHIFT => ContainerManagerKind::OpenShift,
-            TRIVIAL => ContainerManagerKind::Trivial,
-            other => {
-                return Err(Error::internal(format!(
-                    "stored container manager type {other:?}"
-                )));
-            }
-        };
-        let options = parse_options(&row.options)?;
-        let text = |key: &str| options.get(key).and_then(Value::as_str).map(str::to_string);
-        let cert_dir = self.settings.cert_dir.as_deref();
-        let resolve = |key: &str| -> Result<Option<PathBuf>, Error> {
-            match (text(key), cert_dir) {
-                (None, _) => Ok(None),
-                // Checked again: rows copied between tenants by SQL never passed `normalize_cm`.
-                (Some(file), Some(dir)) if plain_file_name(&file) => Ok(Some(dir.join(file))),
-                (Some(file), Some(_)) => Err(Error::conflict(format!(
-                    "Container manager '{name}' names the certificate file '{}', which is not a plain file name.",
-                    file.escape_default()
-                ))),
-                (Some(_), None) => Err(Error::conflict(format!(
-                    "Container manager '{name}' names certificate files, but the server setting cert_dir is not set."
-                ))),
-            }
-        };
-        Ok(Some(ContainerManagerConfig {
-            name: row.name.clone(),
-            kind,
-            apiserver: text(APISERVER),
-            token: self.open_token(&token_context(tenant, name), &row.token_sealed)?,
-            certificate_path: resolve(CERT)?,
-            certificate_key_path: resolve(CERT_KEY)?,
-        }))
-    }
-
-    /// Decrypts a stored token; `""` means none was given.
     fn open_token(&self, context: &str, sealed: &str) -> Result<Option<String>, Error> {
-        if sealed.is_empty() {
-            return Ok(None);
-        }
-        let plain = self.secrets.open(context, sealed)?;
-        String::from_utf8(plain)
-            .map(Some)
-            .map_err(|_| Error::internal("a stored container manager token is not UTF-8"))
+        open_token(&self.secrets, context, sealed)
     }
 }
+
+fn open_token(
+    secrets: &crate::crypto::SecretBox,
+    context: &str,
+    sealed: &str,
+) -> Result<Option<String>, Error> {
+    if sealed.is_empty() {
+        return Ok(None);
+    }
+    let plain = secrets.open(context, sealed)?;
+    String::from_utf8(plain)
+        .map(Some)
+        .map_err(|_| Error::internal("a stored container manager token is not UTF-8"))
+}
+
+/// A stored container manager with its token opened and certificate files resolved in
+/// `cert_dir`; shared by core and the host jobs (which have no `Core`).
+pub(crate) async fn container_manager_config(
+    store: &corral_store::Store,
+    secrets: &crate::crypto::SecretBox,
+    cert_dir: Option<&std::path::Path>,
+    tenant: &TenantId,
+    name: &str,
+) -> Result<Option<ContainerManagerConfig>, Error> {
+    let Some(row) = store.get_container_manager(tenant, name).await? else {
+        return Ok(None);
+    };
+    let kind = match row.kind.as_str() {
+        OPENSHIFT => ContainerManagerKind::OpenShift,
+        TRIVIAL => ContainerManagerKind::Trivial,
+        other => {
+            return Err(Error::internal(format!(
+                "stored container manager type {other:?}"
+            )));
+        }
+    };
+    let options = parse_options(&row.options)?;
+    let text = |key: &str| options.get(key).and_then(Value::as_str).map(str::to_string);
+    let resolve = |key: &str| -> Result<Option<PathBuf>, Error> {
+        match (text(key), cert_dir) {
+            (None, _) => Ok(None),
+            // Checked again: rows copied between tenants by SQL never passed `normalize_cm`.
+            (Some(file), Some(dir)) if plain_file_name(&file) => Ok(Some(dir.join(file))),
+            (Some(file), Some(_)) => Err(Error::conflict(format!(
+                "Container manager '{name}' names the certificate file '{}', which is not a plain file name.",
+                file.escape_default()
+            ))),
+            (Some(_), None) => Err(Error::conflict(format!(
+                "Container manager '{name}' names certificate files, but the server setting cert_dir is not set."
+            ))),
+        }
+    };
+    Ok(Some(ContainerManagerConfig {
+        name: row.name.clone(),
+        kind,
+        apiserver: text(APISERVER),
+        token: open_token(secrets, &token_context(tenant, name), &row.token_sealed)?,
+        certificate_path: resolve(CERT)?,
+        certificate_key_path: resolve(CERT_KEY)?,
+        ca_path: resolve(CA)?,
+    }))
+}
+
+/// Decrypts a stored token; `""` means none was given.
 
 #[cfg(test)]
 mod tests {
@@ -726,11 +751,16 @@ mod tests {
             .unwrap();
         assert!(created);
         assert_eq!(view.options[TOKEN], MASK);
-        let cfg = core
-            .container_manager_for_cluster(&tenant.id, "k8s")
-            .await
-            .unwrap()
-            .unwrap();
+        let cfg = container_manager_config(
+            core.store(),
+            core.secrets(),
+            core.settings().cert_dir.as_deref(),
+            &tenant.id,
+            "k8s",
+        )
+        .await
+        .unwrap()
+        .unwrap();
         assert_eq!(cfg.kind, ContainerManagerKind::OpenShift);
         assert_eq!(cfg.apiserver.as_deref(), Some("https://k8s:6443"));
         assert_eq!(cfg.token.as_deref(), Some("t0ken"));
@@ -738,19 +768,41 @@ mod tests {
         assert_eq!(cfg.certificate_key_path, Some(PathBuf::from("/srv/certs/k.pem")));
         assert!(!format!("{cfg:?}").contains("t0ken"), "Debug shows the token");
         assert_eq!(
-            core.container_manager_for_cluster(&tenant.id, "").await.unwrap(),
+            container_manager_config(
+                core.store(),
+                core.secrets(),
+                core.settings().cert_dir.as_deref(),
+                &tenant.id,
+                ""
+            )
+            .await
+            .unwrap(),
             None
         );
         assert_eq!(
-            core.container_manager_for_cluster(&tenant.id, "nope")
-                .await
-                .unwrap(),
+            container_manager_config(
+                core.store(),
+                core.secrets(),
+                core.settings().cert_dir.as_deref(),
+                &tenant.id,
+                "nope"
+            )
+            .await
+            .unwrap(),
             None
         );
         // Another tenant's id finds nothing.
         let other = TenantId("other".into());
         assert_eq!(
-            core.container_manager_for_cluster(&other, "k8s").await.unwrap(),
+            container_manager_config(
+                core.store(),
+                core.secrets(),
+                core.settings().cert_dir.as_deref(),
+                &other,
+                "k8s"
+            )
+            .await
+            .unwrap(),
             None
         );
     }

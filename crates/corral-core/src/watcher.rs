@@ -57,7 +57,11 @@ impl WatcherState {
         self.inner
             .lock()
             .map(|s| {
-                let errors = s.errors.get(tenant).map(|e| e.iter().cloned().collect()).unwrap_or_default();
+                let errors = s
+                    .errors
+                    .get(tenant)
+                    .map(|e| e.iter().cloned().collect())
+                    .unwrap_or_default();
                 (errors, s.in_use.get(tenant).copied().unwrap_or(0))
             })
             .unwrap_or_default()

@@ -14,7 +14,7 @@ use corral_core::crypto::SecretBox;
 use corral_core::hosts::HostSettings;
 use corral_core::jobs::{JobEngine, JobSettings};
 use corral_core::{Core, CoreSettings};
-use corral_drivers::{Facts, HostTransport, RusshTransport, SimulatedTransport};
+use corral_drivers::{Facts, HostTransport, KubeClient, RusshTransport, SimulatedTransport};
 use corral_store::{Store, redact_url};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
@@ -115,8 +115,14 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
         trust_forwarded_for: settings.trust_forwarded_for,
         flannel_etcd_endpoint: settings.flannel_etcd_endpoint.clone(),
         simulated: settings.host_driver == HostDriver::Simulated,
+        cert_dir: settings.cert_dir.clone(),
     };
-    let core = Arc::new(core.with_hosts(engine.clone(), transport, host_settings));
+    let core = Arc::new(core.with_hosts(
+        engine.clone(),
+        transport,
+        Arc::new(KubeClient::new()),
+        host_settings,
+    ));
     match core
         .bootstrap(&settings.data_dir, settings.bootstrap_apikey.as_deref())
         .await

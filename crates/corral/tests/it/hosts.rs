@@ -794,10 +794,16 @@ async fn bootstrap_configures_flannel_for_the_cluster_network_and_self_registrat
         s.host_allow = vec!["127.0.0.0/8".into()];
         s.flannel_etcd_endpoint = Some("http://etcd.test:2379".into());
         let profile = OsProfilePatch {
-            bootstrap: Some(format!("printf '%s\\n' {{flannel_line}} >> {}", flannel.display())),
+            bootstrap: Some(format!(
+                "printf '%s\\n' {{flannel_line}} >> {}",
+                flannel.display()
+            )),
             ..Default::default()
         };
-        s.os_profiles = BTreeMap::from([("debian".to_string(), profile.clone()), ("ubuntu".to_string(), profile)]);
+        s.os_profiles = BTreeMap::from([
+            ("debian".to_string(), profile.clone()),
+            ("ubuntu".to_string(), profile),
+        ]);
     })
     .await;
     let admin = s.create_tenant("acme", 1).await;
@@ -808,7 +814,12 @@ async fn bootstrap_configures_flannel_for_the_cluster_network_and_self_registrat
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::CREATED);
-    let resp = s.call(&admin, Method::PUT, "/api/v0/cluster/web").json(&json!({"network": "fnet"})).send().await.unwrap();
+    let resp = s
+        .call(&admin, Method::PUT, "/api/v0/cluster/web")
+        .json(&json!({"network": "fnet"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::CREATED);
     let resp = s
         .call(&admin, Method::PUT, "/api/v0/host")
@@ -819,17 +830,188 @@ async fn bootstrap_configures_flannel_for_the_cluster_network_and_self_registrat
     let host = expect_json(resp, StatusCode::CREATED).await;
     assert_eq!(host["address"], "127.0.0.1");
     assert_eq!(settled(&s, &admin, "127.0.0.1").await["status"], "active");
-    assert_eq!(std::fs::read_to_string(trace.path().join("flannel.log")).unwrap(), "FLANNEL_OPTIONS=\"-remote=10.1.2.3:8080\"\n");
+    assert_eq!(
+        std::fs::read_to_string(trace.path().join("flannel.log")).unwrap(),
+        "FLANNEL_OPTIONS=\"-remote=10.1.2.3:8080\"\n"
+    );
     // A host outside any cluster uses the tenant's default network (flannel_etcd).
-    let resp = s.call(&admin, Method::DELETE, "/api/v0/host/127.0.0.1").send().await.unwrap();
+    let resp = s
+        .call(&admin, Method::DELETE, "/api/v0/host/127.0.0.1")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
-    s.call(&admin, Method::PUT, "/api/v0/host/127.0.0.1").json(&json!({"ssh_priv_key": b64(&key)})).send().await.unwrap();
+    s.call(&admin, Method::PUT, "/api/v0/host/127.0.0.1")
+        .json(&json!({"ssh_priv_key": b64(&key)}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(settled(&s, &admin, "127.0.0.1").await["status"], "disassociated");
     let log = std::fs::read_to_string(trace.path().join("flannel.log")).unwrap();
-    assert_eq!(log.lines().last(), Some("FLANNEL_ETCD_ENDPOINTS=\"http://etcd.test:2379\""));
+    assert_eq!(
+        log.lines().last(),
+        Some("FLANNEL_ETCD_ENDPOINTS=\"http://etcd.test:2379\"")
+    );
+}
+
+/// The subset of the Kubernetes node API an `openshift` container manager uses, over HTTP on
+/// loopback (no Kubernetes runs here): nodes in a map, a bearer token checked, every call logged.
+struct NodeApi {
+    url: String,
+    calls: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+async fn node_api(token: &'static str) -> NodeApi {
+    use axum::extract::{Path, State};
+    use axum::http::{HeaderMap, StatusCode as S};
+    use axum::routing::{get, post};
+    type Shared = std::sync::Arc<std::sync::Mutex<(Vec<String>, std::collections::BTreeSet<String>)>>;
+    fn authorized(h: &HeaderMap, token: &str) -> bool {
+        h.get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {token}"))
+    }
+    let state: Shared = Default::default();
+    let app = axum::Router::new()
+        .route(
+            "/api/v1/nodes",
+            post(move |State(st): State<Shared>, h: HeaderMap, body: axum::Json<Value>| async move {
+                if !authorized(&h, token) {
+                    return (S::UNAUTHORIZED, axum::Json(json!({"message": "Unauthorized"})));
+                }
+                let name = body["metadata"]["name"].as_str().unwrap_or_default().to_string();
+                let mut g = st.lock().unwrap();
+                g.0.push(format!("POST {name}"));
+                g.1.insert(name.clone());
+                (S::CREATED, axum::Json(json!({"kind": "Node", "metadata": {"name": name}})))
+            }),
+        )
+        .route(
+            "/api/v1/nodes/{name}",
+            get(move |State(st): State<Shared>, h: HeaderMap, Path(name): Path<String>| async move {
+                if !authorized(&h, token) {
+                    return (S::UNAUTHORIZED, axum::Json(json!({})));
+                }
+                let g = st.lock().unwrap();
+                if g.1.contains(&name) {
+                    (S::OK, axum::Json(json!({"kind": "Node", "status": {"conditions": [{"type": "Ready", "status": "True"}]}})))
+                } else {
+                    (S::NOT_FOUND, axum::Json(json!({"message": "not found"})))
+                }
+            })
+            .delete(move |State(st): State<Shared>, h: HeaderMap, Path(name): Path<String>| async move {
+                if !authorized(&h, token) {
+                    return S::UNAUTHORIZED;
+                }
+                let mut g = st.lock().unwrap();
+                g.0.push(format!("DELETE {name}"));
+                if g.1.remove(&name) { S::OK } else { S::NOT_FOUND }
+            }),
+        )
+        .with_state(state.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/api/", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mirror = calls.clone();
+    tokio::spawn(async move {
+        loop {
+            let seen = state.lock().unwrap().0.clone();
+            *mirror.lock().unwrap() = seen;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    NodeApi { url, calls }
+}
+
+async fn openshift_manager_registers_and_removes_nodes(db: Db) {
+    let trace = tempfile::tempdir().unwrap();
+    let key = ClientKey::generate(KeyType::Ed25519, KeyFormat::OpenSsh).unwrap();
+    let ip = next_loopback();
+    let port = free_port(ip).unwrap();
+    let _sshd = TestSshd::start_at(ip, port, &[&key]).unwrap();
+    let api = node_api("s3cr3t-token").await;
+    let s = corral(db, port, trace.path()).await;
+    let admin = s.create_tenant("acme", 1).await;
+    let put = |path: String, body: Value| {
+        let req = s.call(&admin, Method::PUT, &path).json(&body);
+        async move { req.send().await.unwrap() }
+    };
+    let resp = put(
+        "/api/v0/containermanager/k8s".into(),
+        json!({"type": "openshift", "options": {"apiserver": api.url, "token": "s3cr3t-token"}}),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let resp = put(
+        "/api/v0/containermanager/bad".into(),
+        json!({"type": "openshift", "options": {"apiserver": api.url, "token": "wrong"}}),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    put("/api/v0/cluster/web".into(), json!({"container_manager": "k8s"})).await;
+    put("/api/v0/cluster/oops".into(), json!({"container_manager": "bad"})).await;
+    let address = ip.to_string();
+    put(
+        format!("/api/v0/host/{address}"),
+        json!({"ssh_priv_key": b64(&key), "cluster": "web"}),
+    )
+    .await;
+    assert_eq!(settled(&s, &admin, &address).await["status"], "active");
+    assert_eq!(*api.calls.lock().unwrap(), vec![format!("POST {address}")]);
+    let resp = s
+        .call(&admin, Method::GET, &format!("/api/v0/host/{address}/status"))
+        .send()
+        .await
+        .unwrap();
+    let st = expect_json(resp, StatusCode::OK).await;
+    assert_eq!(
+        st["container_manager"],
+        json!({"conditions": [{"type": "Ready", "status": "True"}]})
+    );
+    let props = s
+        .call(&admin, Method::POST, "/v2/getNodeProperties")
+        .json(&json!({"clusterId": "web", "properties": ["services"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        expect_json(props, StatusCode::OK).await[&address]["services"],
+        json!(["flannel", "docker", "openshift"])
+    );
+    // Leaving removes the node.
+    let resp = s
+        .call(
+            &admin,
+            Method::DELETE,
+            &format!("/api/v0/cluster/web/hosts/{address}"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        api.calls.lock().unwrap().last(),
+        Some(&format!("DELETE {address}"))
+    );
+    // A manager that refuses the token: the host joins but stays disassociated, with the reason.
+    let resp = put(format!("/api/v0/cluster/oops/hosts/{address}"), json!(null)).await;
+    assert_eq!(expect_json(resp, StatusCode::OK).await, json!([address]));
+    let h = expect_json(
+        s.call(&admin, Method::GET, &format!("/api/v0/host/{address}"))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(h["status"], "disassociated");
+    let msg = status_message(&s, &admin, &address).await;
+    assert!(msg.contains("refused the token"), "{msg}");
+    assert!(!msg.contains("wrong"), "the token leaked into a message: {msg}");
 }
 
 both_stores!(
+    openshift_manager_registers_and_removes_nodes,
     bootstrap_configures_flannel_for_the_cluster_network_and_self_registration,
     watcher_fails_a_silent_host_and_restores_it,
     coopr_rpc_calls_over_clusters,
