@@ -486,7 +486,7 @@ impl Core {
             CreateIfAbsent::Existing(stored) => {
                 let same = stored.kind == req.kind
                     && parse_options(&stored.options)? == req.options
-                    && self.open_token(&context, &stored.token_sealed)? == req.token;
+                    && open_token(&self.secrets, &context, &stored.token_sealed)? == req.token;
                 if same {
                     Ok((cm_view(stored)?, false))
                 } else {
@@ -516,12 +516,9 @@ impl Core {
             ))),
         }
     }
-
-    fn open_token(&self, context: &str, sealed: &str) -> Result<Option<String>, Error> {
-        open_token(&self.secrets, context, sealed)
-    }
 }
 
+/// Decrypts a stored token; `""` means none was given.
 fn open_token(
     secrets: &crate::crypto::SecretBox,
     context: &str,
@@ -583,8 +580,6 @@ pub(crate) async fn container_manager_config(
         ca_path: resolve(CA)?,
     }))
 }
-
-/// Decrypts a stored token; `""` means none was given.
 
 #[cfg(test)]
 mod tests {
