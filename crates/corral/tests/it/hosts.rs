@@ -780,6 +780,18 @@ async fn watcher_fails_a_silent_host_and_restores_it(db: Db) {
         std::fs::read_to_string(trace.path().join("bootstrap.log")).unwrap(),
         "bootstrapped\n"
     );
+    // The key trusted at the first contact is pinned: a host that comes back with another
+    // key fails, and stays failed while the impostor answers.
+    sshd.restart_with_new_host_key().unwrap();
+    wait_status("failed").await;
+    assert_eq!(status_message(&s, &admin, &address).await, "Host key changed.");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let resp = s
+        .call(&admin, Method::GET, &format!("/api/v0/host/{address}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(expect_json(resp, StatusCode::OK).await["status"], "failed");
 }
 
 async fn bootstrap_configures_flannel_for_the_cluster_network_and_self_registration(db: Db) {
