@@ -111,6 +111,10 @@ struct FoundationArgs {
     /// below 0.25 cores over one second); 0 disables the wait.
     #[arg(long, default_value = "120s", value_parser = parse_duration)]
     wait_idle: Duration,
+    /// Re-measure (at most this many times per measurement) when other processes used more than 0.25 cores
+    /// during it; the least disturbed attempt is kept.
+    #[arg(long, default_value_t = 3)]
+    retries: u32,
     /// Alternate bare / Corral this many times and report the merged figures (each round has its own warm-up).
     #[arg(long, default_value_t = 1)]
     rounds: u32,
@@ -466,9 +470,57 @@ impl Measured {
         }
     }
 
+    /// Server CPU time per successful request, in microseconds (average cores / requests per second).
+    fn server_us_per_request(&self) -> Option<f64> {
+        let rps = self.outcome.rps();
+        (rps > 0.0).then_some(self.server_cpu? / self.wall / rps * 1e6)
+    }
+
     fn other_cores(&self) -> Option<f64> {
         Some(((self.system_cpu? - self.server_cpu? - self.client_cpu?) / self.wall).max(0.0))
     }
+}
+
+/// Other processes' CPU above which a measurement is considered disturbed.
+const NOISE_CORES: f64 = 0.25;
+
+/// Waits for an idle machine, measures, and repeats (up to `--retries` times) when other processes took more
+/// than [`NOISE_CORES`] during the measurement; keeps the least disturbed attempt.
+async fn measure_clean(
+    target: &Target,
+    settings: Settings,
+    server_pid: Option<u32>,
+    args: &FoundationArgs,
+    label: &str,
+) -> Result<Measured> {
+    let mut best: Option<Measured> = None;
+    for attempt in 0..=args.retries {
+        if attempt > 0 {
+            eprintln!(
+                "  (other processes disturbed this measurement: retry {attempt}/{})",
+                args.retries
+            );
+        }
+        wait_idle(args.wait_idle).await;
+        let m = measure(target, settings, server_pid).await?;
+        eprintln!(
+            "  {label} {:.0} req/s, p99 {}; CPU {}",
+            m.outcome.rps(),
+            report::ms(m.outcome.hist.quantile(0.99)),
+            m.cores()
+        );
+        let other = m.other_cores().unwrap_or(0.0);
+        let better = best
+            .as_ref()
+            .is_none_or(|b| other < b.other_cores().unwrap_or(0.0));
+        if better {
+            best = Some(m);
+        }
+        if other <= NOISE_CORES {
+            break;
+        }
+    }
+    best.ok_or_else(|| anyhow!("no measurement"))
 }
 
 async fn measure(target: &Target, settings: Settings, server_pid: Option<u32>) -> Result<Measured> {
@@ -554,6 +606,7 @@ async fn foundation_inner(args: &FoundationArgs, children: &mut Children, tmp: &
     let bare = Target::new(bare_addr, "/hello")?;
     sanity_check(&bare, "bare axum").await?;
 
+    let mut corral_build = String::from("n/a (calibration run)");
     let (corral, corral_label, corral_pid_name) = if args.against_hello {
         let addr = spawn_hello(children, "hello-2").await?;
         let t = Target::new(addr, "/hello")?.with_header("authorization", "Bearer calibration")?;
@@ -576,6 +629,10 @@ async fn foundation_inner(args: &FoundationArgs, children: &mut Children, tmp: &
                 bin.display()
             );
         }
+        corral_build = match std::fs::metadata(&bin).and_then(|m| m.modified()) {
+            Ok(t) => format!("{} (built {})", bin.display(), report::datetime_utc(t)),
+            Err(_) => bin.display().to_string(),
+        };
         let key = random_key()?;
         let addr = spawn_corral(
             children,
@@ -606,20 +663,8 @@ async fn foundation_inner(args: &FoundationArgs, children: &mut Children, tmp: &
         if args.rounds > 1 {
             eprintln!("round {round}/{}", args.rounds);
         }
-        wait_idle(args.wait_idle).await;
-        let b = measure(&bare, settings, children.pid("hello")).await?;
-        eprintln!(
-            "  bare:   {:.0} req/s, p99 {}",
-            b.outcome.rps(),
-            report::ms(b.outcome.hist.quantile(0.99))
-        );
-        wait_idle(args.wait_idle).await;
-        let c = measure(&corral, settings, children.pid(corral_pid_name)).await?;
-        eprintln!(
-            "  corral: {:.0} req/s, p99 {}",
-            c.outcome.rps(),
-            report::ms(c.outcome.hist.quantile(0.99))
-        );
+        let b = measure_clean(&bare, settings, children.pid("hello"), args, "bare:  ").await?;
+        let c = measure_clean(&corral, settings, children.pid(corral_pid_name), args, "corral:").await?;
         merged = Some(match merged {
             None => (b, c),
             Some((mut mb, mut mc)) => {
@@ -630,6 +675,28 @@ async fn foundation_inner(args: &FoundationArgs, children: &mut Children, tmp: &
         });
     }
     let (b, c) = merged.ok_or_else(|| anyhow!("no rounds run"))?;
+    let rss = |name: &str| {
+        children
+            .pid(name)
+            .and_then(|p| std::fs::read_to_string(format!("/proc/{p}/status")).ok())
+            .and_then(|st| {
+                st.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|kb| kb.parse::<f64>().ok())
+            })
+            .map_or_else(|| "n/a".to_owned(), |kb| format!("{:.1} MiB", kb / 1024.0))
+    };
+    let rss_line = format!(
+        "Resident memory after the run: bare {}, {} {}.",
+        rss("hello"),
+        if args.against_hello {
+            "second bare"
+        } else {
+            "Corral"
+        },
+        rss(corral_pid_name)
+    );
 
     let bare_label = "bare axum `GET /hello`";
     let rows = [
@@ -656,7 +723,8 @@ async fn foundation_inner(args: &FoundationArgs, children: &mut Children, tmp: &
     println!();
     println!("== Foundation: authenticated GET vs bare axum ({date}) ==");
     println!("machine:  {}", machine.one_line());
-    println!("revision: {rev}");
+    println!("revision: {rev} (HEAD when the benchmark ran)");
+    println!("corral:   {corral_build}");
     println!(
         "settings: {} connections, {:?} warm-up, {:?} measured x {} round(s), HTTP/1.1 keep-alive, closed loop, generator threads {client_threads}",
         settings.connections,
@@ -672,6 +740,12 @@ async fn foundation_inner(args: &FoundationArgs, children: &mut Children, tmp: &
         b.cores(),
         c.cores()
     );
+    if let (Some(bu), Some(cu)) = (b.server_us_per_request(), c.server_us_per_request()) {
+        println!(
+            "server CPU per request: bare {bu:.1} µs, corral {cu:.1} µs ({:.1}x)",
+            cu / bu
+        );
+    }
     println!("throughput ratio (Corral / bare): {thr_ratio:.3}  (target >= 0.5)");
     println!(
         "p99: Corral {} vs bare {} ({p99_ratio:.2}x); target: Corral p99 < 5 ms at 64 connections -> {}",
@@ -679,8 +753,9 @@ async fn foundation_inner(args: &FoundationArgs, children: &mut Children, tmp: &
         report::ms(bp99),
         if cp99 < 5_000_000 { "met" } else { "NOT met" }
     );
+    println!("{rss_line}");
     let other = b.other_cores().unwrap_or(0.0).max(c.other_cores().unwrap_or(0.0));
-    if other > 0.2 {
+    if other > NOISE_CORES {
         println!(
             "WARNING: other processes used up to {other:.2} cores during the run; the machine was not idle, \
              so the figures are noisy. Re-run on an idle machine."
@@ -701,7 +776,10 @@ async fn foundation_inner(args: &FoundationArgs, children: &mut Children, tmp: &
 
     println!();
     println!("---- markdown for docs/performance.md ----");
-    println!("Measured {date} on {}; revision {rev}.", machine.one_line());
+    println!(
+        "Measured {date} on {}; revision {rev}; {corral_build}.",
+        machine.one_line()
+    );
     println!(
         "Settings: {} connections, {} s warm-up, {} s measured x {} round(s), generator threads {client_threads}.",
         settings.connections,
@@ -712,11 +790,25 @@ async fn foundation_inner(args: &FoundationArgs, children: &mut Children, tmp: &
     println!();
     print!("{}", report::markdown_rows(&rows));
     println!();
-    println!("| ratio | value | target |\n|---|---:|---|");
-    println!("| throughput, Corral / bare | {thr_ratio:.3} | >= 0.5 |");
-    println!("| p99, Corral / bare | {p99_ratio:.2}x | Corral p99 < 5 ms |");
+    let met = |ok: bool| if ok { "met" } else { "**not met**" };
+    println!("| measure | value | target | |\n|---|---:|---|---|");
+    println!(
+        "| throughput, Corral / bare | {thr_ratio:.3} | >= 0.5 | {} |",
+        met(thr_ratio >= 0.5)
+    );
+    println!(
+        "| Corral p99 at {} connections | {} | < 5 ms | {} |",
+        settings.connections,
+        report::ms(cp99),
+        met(cp99 < 5_000_000)
+    );
+    println!("| p99, Corral / bare | {p99_ratio:.2}x | | |");
     println!();
     println!("CPU during the run — bare: {}; Corral: {}.", b.cores(), c.cores());
+    if let (Some(bu), Some(cu)) = (b.server_us_per_request(), c.server_us_per_request()) {
+        println!("Server CPU time per request: bare {bu:.1} µs, Corral {cu:.1} µs.");
+    }
+    println!("{rss_line}");
     println!("---- end markdown ----");
 
     let ratio = c.outcome.error_ratio();

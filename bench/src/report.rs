@@ -52,10 +52,22 @@ impl Machine {
 
 /// Today's date (UTC) as YYYY-MM-DD, without a date crate.
 pub fn today_utc() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    date_utc(SystemTime::now())
+}
+
+/// A time as "YYYY-MM-DD HH:MM UTC".
+pub fn datetime_utc(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    format!(
+        "{} {:02}:{:02} UTC",
+        date_utc(t),
+        secs % 86_400 / 3600,
+        secs % 3600 / 60
+    )
+}
+
+fn date_utc(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let days = (secs / 86_400) as i64;
     // Howard Hinnant's civil_from_days.
     let z = days + 719_468;
