@@ -63,6 +63,30 @@ fn host_row(r: &AnyRow) -> Result<HostRow, sqlx::Error> {
     })
 }
 
+/// [`host_row`] for the SQLite fast path (fast.rs).
+fn fast_host_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<HostRow> {
+    Ok(HostRow {
+        address: r.get(0)?,
+        status: r.get(1)?,
+        os: r.get(2)?,
+        cpus: r.get(3)?,
+        memory: r.get(4)?,
+        space: r.get(5)?,
+        last_check: r.get(6)?,
+        source: r.get(7)?,
+        remote_user: r.get(8)?,
+        ssh_key_sealed: r.get(9)?,
+        ssh_key_digest: r.get(10)?,
+        host_key_fingerprint: r.get(11)?,
+        message: r.get(12)?,
+        bootstrapped: r.get::<_, i64>(13)? == 1,
+        hostname: r.get(14)?,
+        ipv4: r.get(15)?,
+        registered: r.get::<_, i64>(16)? == 1,
+        cluster: r.get(17)?,
+    })
+}
+
 /// A host to register.
 #[derive(Debug, Clone)]
 pub struct NewHost {
@@ -358,15 +382,22 @@ impl Store {
     }
 
     pub async fn get_host(&self, tenant: &TenantId, address: &str) -> Result<Option<HostRow>, Error> {
-        sqlx::query(sqlf!(
-            "SELECT {HOST_COLS} FROM {HOST_FROM} WHERE h.tenant_id = $1 AND h.address = $2"
-        ))
-        .bind(&tenant.0)
-        .bind(address)
-        .fetch_optional(&self.pool)
-        .await
-        .and_then(|r| r.as_ref().map(host_row).transpose())
-        .map_err(db)
+        let sql = format!("SELECT {HOST_COLS} FROM {HOST_FROM} WHERE h.tenant_id = $1 AND h.address = $2");
+        if let Some(fast) = &self.fast {
+            return fast.read(|c| {
+                use rusqlite::OptionalExtension;
+                c.prepare_cached(&sql)?
+                    .query_row([&tenant.0, address], fast_host_row)
+                    .optional()
+            });
+        }
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&tenant.0)
+            .bind(address)
+            .fetch_optional(&self.pool)
+            .await
+            .and_then(|r| r.as_ref().map(host_row).transpose())
+            .map_err(db)
     }
 
     /// Registers a host, joins it to `cluster` if given, and enqueues its investigation, in

@@ -19,6 +19,7 @@ macro_rules! sqlf {
     };
 }
 
+mod fast;
 mod hosts;
 mod identity;
 mod jobs;
@@ -54,6 +55,8 @@ pub struct Store {
     /// Write transactions. On SQLite a single connection; on PostgreSQL the same pool.
     writer: AnyPool,
     backend: Backend,
+    /// SQLite only: point reads on the calling thread (fast.rs).
+    fast: Option<std::sync::Arc<fast::FastReads>>,
 }
 
 /// Pool figures for the metrics endpoint.
@@ -98,6 +101,7 @@ impl Store {
                     pool,
                     writer,
                     backend,
+                    fast: fast::FastReads::for_url(url).map(std::sync::Arc::new),
                 }
             }
             Backend::Postgres => {
@@ -111,6 +115,7 @@ impl Store {
                     writer: pool.clone(),
                     pool,
                     backend,
+                    fast: None,
                 }
             }
         };

@@ -36,7 +36,23 @@ impl Store {
     }
 
     pub async fn get_namespace(&self, tenant: &TenantId, name: &str) -> Result<Option<NamespaceRow>, Error> {
-        sqlx::query("SELECT name, description, config FROM namespaces WHERE tenant_id = $1 AND name = $2")
+        const SQL: &str =
+            "SELECT name, description, config FROM namespaces WHERE tenant_id = $1 AND name = $2";
+        if let Some(fast) = &self.fast {
+            return fast.read(|c| {
+                use rusqlite::OptionalExtension;
+                c.prepare_cached(SQL)?
+                    .query_row([&tenant.0, name], |r| {
+                        Ok(NamespaceRow {
+                            name: r.get(0)?,
+                            description: r.get(1)?,
+                            config: r.get(2)?,
+                        })
+                    })
+                    .optional()
+            });
+        }
+        sqlx::query(SQL)
             .bind(&tenant.0)
             .bind(name)
             .fetch_optional(&self.pool)
