@@ -4,7 +4,8 @@
 //! So far: the SSH host transport ([`HostTransport`], real: [`RusshTransport`], fake:
 //! [`SimulatedTransport`]), the host facts script ([`FACTS_SCRIPT`], [`parse_facts`]),
 //! private-key validation ([`parse_private_key`]) and the `openshift` container manager's
-//! Kubernetes Node client ([`ContainerManagerClient`], real: [`KubeClient`]).
+//! Kubernetes Node client ([`ContainerManagerClient`], real: [`KubeClient`]), and the local
+//! runner of CDAP service processes ([`ProcessRunner`], real: [`LocalProcessRunner`]).
 //!
 //! Architecture invariant: this crate knows nothing of the store, HTTP or Corral's types; it
 //! speaks plain strings and numbers, and core maps them to its own vocabulary.
@@ -16,6 +17,7 @@ mod error;
 mod facts;
 mod keys;
 mod kube;
+mod process;
 mod russh_transport;
 mod simulated;
 #[cfg(feature = "testing")]
@@ -28,6 +30,10 @@ pub use facts::{
 pub use keys::{KeyInfo, parse_private_key};
 pub use kube::{
     ContainerManagerClient, KubeClient, KubeError, KubeTarget, MAX_ANSWER_BYTES, normalize_apiserver,
+};
+pub use process::{
+    ExitInfo, LocalProcessRunner, ProcessError, ProcessHandle, ProcessRunner, ProcessSpec,
+    free_loopback_port, resolve_program, resolve_program_in,
 };
 pub use russh_transport::{MAX_OUTPUT_BYTES, RusshTransport};
 pub use simulated::{SIMULATED_FINGERPRINT, SimulatedTransport};
