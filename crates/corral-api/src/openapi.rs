@@ -17,7 +17,7 @@ use utoipa::{Modify, OpenApi};
     tags(
         (name = "system", description = "Health, version, tokens, metrics"),
         (name = "coopr", description = "Coopr v2: tenants, users, API keys, profile"),
-        (name = "cdap", description = "CDAP v3: namespaces"),
+        (name = "cdap", description = "CDAP v3: namespaces, applications, services"),
         (name = "commissaire", description = "Commissaire v0: clusters, hosts, networks, container managers")
     )
 )]

@@ -5,6 +5,7 @@
 //! of [`Core`]; the tenant of every store call comes from the [`OpCtx`].
 
 pub mod address;
+mod apps;
 pub mod auth;
 pub mod bootstrap;
 mod clusters;
@@ -45,6 +46,11 @@ pub struct CoreSettings {
     /// Where container manager certificate files live (server setting `cert_dir`); `None`
     /// refuses certificate options, so a client can never name a file elsewhere.
     pub cert_dir: Option<std::path::PathBuf>,
+    /// With a value, a service's program must lie in one of these directories (server
+    /// setting `service_command_dirs`, cdap-v3.md 1.1).
+    pub service_command_dirs: Option<Vec<std::path::PathBuf>>,
+    /// The most instances a service may ask for (server setting `service_max_instances`).
+    pub service_max_instances: i64,
 }
 
 impl Default for CoreSettings {
@@ -54,6 +60,8 @@ impl Default for CoreSettings {
             worker_capacity: 1000,
             auth_cache_ttl: Duration::from_secs(5),
             cert_dir: None,
+            service_command_dirs: None,
+            service_max_instances: 100,
         }
     }
 }

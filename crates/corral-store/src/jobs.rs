@@ -310,8 +310,9 @@ impl Store {
                 .await
                 .and_then(|rows| rows.iter().map(|r| r.try_get(0)).collect())
                 .map_err(db)?;
+        let mut requeued = 0;
         for id in &expired {
-            sqlx::query(
+            let done = sqlx::query(
                 "UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_until = NULL, updated_at = $2 \
                  WHERE id = $1 AND state = 'running' AND lease_until < $2",
             )
@@ -320,10 +321,13 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(db)?;
-            insert_event(&mut tx, id, now, "lease expired: re-queued").await?;
+            if done.rows_affected() == 1 {
+                insert_event(&mut tx, id, now, "lease expired: re-queued").await?;
+                requeued += 1;
+            }
         }
         tx.commit().await.map_err(db)?;
-        Ok(expired.len() as u64)
+        Ok(requeued)
     }
 
     /// Fails every unfinished job of `kinds` whose deadline passed and answers them, so core
@@ -351,20 +355,26 @@ impl Store {
             .await
             .and_then(|rows| rows.iter().map(job_row).collect::<Result<Vec<_>, _>>())
             .map_err(db)?;
-        for job in &overdue {
-            sqlx::query(
+        // Only the jobs this transaction really failed are answered: a worker may have ended
+        // one since the SELECT (PostgreSQL's READ COMMITTED), and its failure is reported once.
+        let mut failed = Vec::with_capacity(overdue.len());
+        for job in overdue {
+            let done = sqlx::query(
                 "UPDATE jobs SET state = 'failed', error = 'deadline passed', lease_owner = NULL, \
-                 lease_until = NULL, updated_at = $2 WHERE id = $1",
+                 lease_until = NULL, updated_at = $2 WHERE id = $1 AND state IN ('queued', 'running')",
             )
             .bind(&job.id)
             .bind(now)
             .execute(&mut *tx)
             .await
             .map_err(db)?;
-            insert_event(&mut tx, &job.id, now, "failed: deadline passed").await?;
+            if done.rows_affected() == 1 {
+                insert_event(&mut tx, &job.id, now, "failed: deadline passed").await?;
+                failed.push(job);
+            }
         }
         tx.commit().await.map_err(db)?;
-        Ok(overdue)
+        Ok(failed)
     }
 
     pub async fn get_job(&self, id: &str) -> Result<Option<JobRow>, Error> {

@@ -19,6 +19,7 @@ macro_rules! sqlf {
     };
 }
 
+mod apps;
 mod fast;
 mod hosts;
 mod identity;
@@ -34,6 +35,7 @@ use corral_types::Error;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
+pub use apps::*;
 pub use hosts::*;
 pub use identity::*;
 pub use jobs::{JobRow, NewJob, state};

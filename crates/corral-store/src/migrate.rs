@@ -20,6 +20,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "commissaire",
         include_str!("../migrations/0003_commissaire.sql"),
     ),
+    (4, "apps", include_str!("../migrations/0004_apps.sql")),
 ];
 
 /// An arbitrary constant naming Corral's migration lock among PostgreSQL advisory locks.

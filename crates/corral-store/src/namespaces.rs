@@ -135,14 +135,23 @@ impl Store {
     pub async fn delete_namespace(&self, tenant: &TenantId, name: &str) -> Result<bool, Error> {
         let mut tx = self.begin_write().await?;
         let done = if name == "default" {
-            // Nothing lives inside a namespace yet; the apps issue empties its tables here.
-            sqlx::query("SELECT 1 FROM namespaces WHERE tenant_id = $1 AND name = $2")
+            let exists = sqlx::query("SELECT 1 FROM namespaces WHERE tenant_id = $1 AND name = $2")
                 .bind(&tenant.0)
                 .bind(name)
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(db)?
-                .is_some()
+                .is_some();
+            if exists {
+                // Emptying `default`: its apps go (their versions cascade).
+                sqlx::query("DELETE FROM apps WHERE tenant_id = $1 AND namespace = $2")
+                    .bind(&tenant.0)
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+            }
+            exists
         } else {
             sqlx::query("DELETE FROM namespaces WHERE tenant_id = $1 AND name = $2")
                 .bind(&tenant.0)

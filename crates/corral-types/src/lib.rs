@@ -4,6 +4,7 @@
 //! Architecture invariant: this crate does no I/O and knows nothing of HTTP or SQL. It is the
 //! bottom of the dependency graph; every other crate depends on it.
 
+pub mod cdap;
 pub mod commissaire;
 pub mod ctx;
 pub mod error;

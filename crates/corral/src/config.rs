@@ -83,6 +83,10 @@ pub struct Settings {
     pub os_profiles: BTreeMap<String, OsProfilePatch>,
     /// Seconds a job lease lasts without a heartbeat; a dead worker's jobs resume after it.
     pub job_lease: u64,
+    /// Directories service programs must lie in (cdap-v3.md 1.1); unset: any executable.
+    pub service_command_dirs: Option<Vec<PathBuf>>,
+    /// The most instances one service may ask for.
+    pub service_max_instances: i64,
 }
 
 /// How hosts are reached.
@@ -138,6 +142,8 @@ impl Default for Settings {
             flannel_etcd_endpoint: None,
             os_profiles: BTreeMap::new(),
             job_lease: 15,
+            service_command_dirs: None,
+            service_max_instances: 100,
         }
     }
 }
@@ -196,6 +202,9 @@ impl Settings {
         }
         if s.max_body_bytes == 0 {
             return Err("max_body_bytes must be positive".into());
+        }
+        if s.service_max_instances < 1 {
+            return Err("service_max_instances must be positive".into());
         }
         Ok(s)
     }

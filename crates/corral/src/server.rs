@@ -77,6 +77,8 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
             worker_capacity: settings.worker_capacity,
             auth_cache_ttl: Duration::from_secs(settings.auth_cache_ttl),
             cert_dir: settings.cert_dir.clone(),
+            service_command_dirs: settings.service_command_dirs.clone(),
+            service_max_instances: settings.service_max_instances,
         },
         secrets,
     );

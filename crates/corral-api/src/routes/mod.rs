@@ -2,6 +2,7 @@
 //! OpenAPI annotation, so nothing is served that the contract document does not list.
 
 mod cdap;
+mod cdap_apps;
 mod commissaire;
 mod commissaire_clusters;
 mod commissaire_networks;
@@ -89,6 +90,18 @@ pub fn router() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(cdap::update_namespace_properties))
         .routes(routes!(cdap::delete_namespace_unrecoverable))
+        .routes(routes!(cdap_apps::list_apps))
+        .routes(routes!(
+            cdap_apps::get_app,
+            cdap_apps::put_app,
+            cdap_apps::delete_app
+        ))
+        .routes(routes!(cdap_apps::list_app_versions))
+        .routes(routes!(cdap_apps::get_app_version, cdap_apps::delete_app_version))
+        .routes(routes!(cdap_apps::put_app_version, cdap_apps::post_app_version))
+        .routes(routes!(cdap_apps::list_services))
+        .routes(routes!(cdap_apps::get_service))
+        .routes(routes!(cdap_apps::get_version_service))
         .routes(routes!(commissaire_networks::list_networks))
         .routes(routes!(commissaire_networks::list_networks_singular))
         .routes(routes!(

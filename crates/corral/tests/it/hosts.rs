@@ -968,6 +968,8 @@ async fn openshift_manager_registers_and_removes_nodes(db: Db) {
     )
     .await;
     assert_eq!(settled(&s, &admin, &address).await["status"], "active");
+    // The calls are mirrored every 20 ms: give the mirror time under load (2-CPU runners).
+    tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(*api.calls.lock().unwrap(), vec![format!("POST {address}")]);
     let resp = s
         .call(&admin, Method::GET, &format!("/api/v0/host/{address}/status"))

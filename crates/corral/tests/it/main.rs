@@ -6,6 +6,7 @@
 mod harness;
 mod hosts;
 
+mod apps;
 mod auth;
 mod commissaire_networks;
 mod conventions;

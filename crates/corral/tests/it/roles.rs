@@ -188,6 +188,41 @@ const MATRIX: &[Row] = &[
     row("PUT", "/v3/namespaces/{ns}/properties", W, 200).body(r#"{"description": "changed"}"#),
     row("DELETE", "/v3/namespaces/{ns}", W, 200),
     row("DELETE", "/v3/unrecoverable/namespaces/{ns}", W, 200),
+    // cdap-v3.md 3, 4.1, 4.2: applications and their services. An `{app}` is an app of the
+    // `{ns}` before it with one service `web`; a `{v}` a new version of that app; `{svc}` is `web`.
+    row("GET", "/v3/namespaces/{ns}/apps", R, 200),
+    row("PUT", "/v3/namespaces/{ns}/apps/{app}", W, 200)
+        .fresh(&["app"])
+        .body(r#"{"version": "1.0.0", "services": [{"name": "web", "command": ["/bin/true"]}]}"#),
+    row("GET", "/v3/namespaces/{ns}/apps/{app}", R, 200),
+    row("DELETE", "/v3/namespaces/{ns}/apps/{app}", W, 200),
+    row(
+        "PUT",
+        "/v3/namespaces/{ns}/apps/{app}/versions/{v}/create",
+        W,
+        200,
+    )
+    .fresh(&["v"])
+    .body(r#"{"services": [{"name": "web", "command": ["/bin/true"]}]}"#),
+    row(
+        "POST",
+        "/v3/namespaces/{ns}/apps/{app}/versions/{v}/create",
+        W,
+        200,
+    )
+    .fresh(&["v"])
+    .body(r#"{"services": [{"name": "web", "command": ["/bin/true"]}]}"#),
+    row("GET", "/v3/namespaces/{ns}/apps/{app}/versions", R, 200),
+    row("GET", "/v3/namespaces/{ns}/apps/{app}/versions/{v}", R, 200),
+    row("DELETE", "/v3/namespaces/{ns}/apps/{app}/versions/{v}", W, 200),
+    row("GET", "/v3/namespaces/{ns}/services", R, 200),
+    row("GET", "/v3/namespaces/{ns}/apps/{app}/services/{svc}", R, 200),
+    row(
+        "GET",
+        "/v3/namespaces/{ns}/apps/{app}/versions/{v}/services/{svc}",
+        R,
+        200,
+    ),
     // commissaire-v0.md 5.7-5.10: networks.
     row("GET", "/api/v0/networks", R, 200),
     row("GET", "/api/v0/network", R, 200),
@@ -436,6 +471,37 @@ impl Fixture {
                 assert_eq!(host["status"], "investigating", "{host}");
                 address
             }
+            "app" => {
+                let ns = Self::var(vars, "ns").expect("{app} needs a {ns} before it");
+                let resp = self
+                    .s
+                    .call(admin, Method::PUT, &format!("/v3/namespaces/{ns}/apps/{n}"))
+                    .json(&json!({"services": [{"name": "web", "command": ["/bin/true"]}]}))
+                    .send()
+                    .await
+                    .unwrap();
+                expect_json(resp, StatusCode::OK).await;
+                n
+            }
+            "v" => {
+                let ns = Self::var(vars, "ns").expect("{v} needs a {ns} before it");
+                let app = Self::var(vars, "app").expect("{v} needs an {app} before it");
+                let resp = self
+                    .s
+                    .call(
+                        admin,
+                        Method::PUT,
+                        &format!("/v3/namespaces/{ns}/apps/{app}/versions/{n}/create"),
+                    )
+                    .json(&json!({"services": [{"name": "web", "command": ["/bin/true"]}]}))
+                    .send()
+                    .await
+                    .unwrap();
+                expect_json(resp, StatusCode::OK).await;
+                n
+            }
+            // The one service of every `{app}` the fixture makes.
+            "svc" => "web".to_string(),
             other => panic!("no fixture for {{{other}}}: teach Fixture::make to create one"),
         }
     }

@@ -1,0 +1,433 @@
+//! CDAP applications (cdap-v3.md 1.1-1.3, 3) and the read side of their services (4.1, 4.2).
+//! No processes yet: every service is `STOPPED`, so deletes never meet a running service.
+
+use std::collections::BTreeSet;
+
+use corral_store::{AppVersionRow, NewAppVersion, PutAppVersion};
+use corral_types::cdap::{
+    AppRecord, AppSpec, ApplicationDetail, ProgramRecord, ServiceDetail, ServiceRecord, ServiceSpec,
+};
+use corral_types::ids::{invalid_name, is_valid_name};
+use corral_types::time::now_ms;
+use corral_types::{Access, Error, OpCtx};
+
+use crate::Core;
+use crate::namespaces::check_namespace_param;
+
+/// CDAP's default version name.
+pub const DEFAULT_VERSION: &str = "-SNAPSHOT";
+const MAX_DESCRIPTION: usize = 4096;
+
+fn app_not_found(app: &str) -> Error {
+    Error::not_found(format!("Application '{app}' not found."))
+}
+
+fn version_not_found(app: &str, v: &str) -> Error {
+    Error::not_found(format!("Version '{v}' of application '{app}' not found."))
+}
+
+fn service_not_found(app: &str, svc: &str) -> Error {
+    Error::not_found(format!("Service '{svc}' not found in application '{app}'."))
+}
+
+/// The version name rule (1.3): 1 to 255 of `A-Z a-z 0-9 _ . -`.
+pub fn is_valid_version(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 255
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+}
+
+fn check_version(v: &str) -> Result<(), Error> {
+    if is_valid_version(v) {
+        Ok(())
+    } else {
+        Err(Error::bad_request(format!("Invalid version '{v}'.")))
+    }
+}
+
+/// `[A-Za-z_][A-Za-z0-9_]*`.
+fn is_env_key(k: &str) -> bool {
+    let mut bytes = k.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+fn check_description(field: &str, d: &str) -> Result<(), Error> {
+    if d.chars().count() > MAX_DESCRIPTION {
+        return Err(Error::bad_request(format!(
+            "{field} is longer than {MAX_DESCRIPTION} characters."
+        )));
+    }
+    Ok(())
+}
+
+/// Parses a body into a spec, naming the field of any error (unknown fields included).
+fn parse_spec(body: serde_json::Value) -> Result<AppSpec, Error> {
+    serde_path_to_error::deserialize::<_, AppSpec>(body).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." || path.is_empty() {
+            Error::bad_request(format!("Invalid application spec: {inner}."))
+        } else {
+            Error::bad_request(format!("Invalid application spec: {path}: {inner}."))
+        }
+    })
+}
+
+fn services_of(row: &AppVersionRow) -> Result<Vec<ServiceSpec>, Error> {
+    serde_json::from_str(&row.spec).map_err(Error::internal)
+}
+
+fn detail(row: &AppVersionRow) -> Result<ApplicationDetail, Error> {
+    let services = services_of(row)?;
+    Ok(ApplicationDetail {
+        name: row.app.clone(),
+        app_version: row.version.clone(),
+        description: row.description.clone(),
+        created: row.created / 1000,
+        programs: services
+            .iter()
+            .map(|s| ProgramRecord {
+                kind: "Service".into(),
+                app: row.app.clone(),
+                name: s.name.clone(),
+                description: s.description.clone(),
+            })
+            .collect(),
+        services,
+    })
+}
+
+impl Core {
+    /// The namespace check of every `/v3/namespaces/{ns}/...` route (cdap-v3.md 1).
+    async fn require_namespace(&self, ctx: &OpCtx, ns: &str) -> Result<(), Error> {
+        check_namespace_param(ns)?;
+        if self.store.get_namespace(&ctx.tenant().id, ns).await?.is_none() {
+            return Err(Error::not_found(format!("Namespace '{ns}' not found.")));
+        }
+        Ok(())
+    }
+
+    /// Checks every rule of 1.1 on a service; the field is named in each message.
+    fn check_service(&self, i: usize, s: &ServiceSpec) -> Result<(), Error> {
+        let at = |field: &str| format!("services[{i}].{field}");
+        if !is_valid_name(&s.name) {
+            return Err(Error::bad_request(format!(
+                "{}: {}",
+                at("name"),
+                invalid_name(&s.name).external_message()
+            )));
+        }
+        check_description(&at("description"), &s.description)?;
+        let Some(program) = s.command.first() else {
+            return Err(Error::bad_request(format!(
+                "{} must not be empty.",
+                at("command")
+            )));
+        };
+        corral_drivers::resolve_program(program, self.settings.service_command_dirs.as_deref())
+            .map_err(Error::bad_request)?;
+        for key in s.env.keys() {
+            if !is_env_key(key) {
+                return Err(Error::bad_request(format!(
+                    "{}: invalid variable name '{key}': use [A-Za-z_][A-Za-z0-9_]*.",
+                    at("env")
+                )));
+            }
+            if key == "PORT" || key.starts_with("CORRAL_") {
+                return Err(Error::bad_request(format!(
+                    "{}: the variable '{key}' is set by Corral and cannot be given.",
+                    at("env")
+                )));
+            }
+        }
+        let max = self.settings.service_max_instances;
+        if !(1..=max).contains(&s.instances) {
+            return Err(Error::bad_request(format!(
+                "{} must be between 1 and {max}.",
+                at("instances")
+            )));
+        }
+        if let Some(p) = &s.health_path
+            && !p.starts_with('/')
+        {
+            return Err(Error::bad_request(format!(
+                "{} must start with '/'.",
+                at("health_path")
+            )));
+        }
+        Ok(())
+    }
+
+    /// `GET /v3/namespaces/{ns}/apps` (3.2).
+    pub async fn list_apps(&self, ctx: &OpCtx, ns: &str) -> Result<Vec<AppRecord>, Error> {
+        ctx.require(Access::Read)?;
+        self.require_namespace(ctx, ns).await?;
+        Ok(self
+            .store
+            .list_apps(&ctx.tenant().id, ns)
+            .await?
+            .into_iter()
+            .map(|r| AppRecord {
+                kind: "App".into(),
+                id: r.app.clone(),
+                name: r.app,
+                version: r.version,
+                description: r.description,
+            })
+            .collect())
+    }
+
+    /// `PUT /v3/namespaces/{ns}/apps/{app}` (3.3) and, with `path_version`, the version
+    /// create of 3.4. `body` is the spec as sent; it is parsed here so the permission and
+    /// namespace checks come before any complaint about its fields.
+    pub async fn put_app(
+        &self,
+        ctx: &OpCtx,
+        ns: &str,
+        app: &str,
+        path_version: Option<&str>,
+        body: serde_json::Value,
+    ) -> Result<ApplicationDetail, Error> {
+        ctx.require(Access::Write)?;
+        self.require_namespace(ctx, ns).await?;
+        if !is_valid_name(app) {
+            return Err(invalid_name(app));
+        }
+        if let Some(v) = path_version {
+            check_version(v)?;
+        }
+        let spec = parse_spec(body)?;
+        let version = match (path_version, spec.version.as_deref()) {
+            (Some(p), Some(b)) if p != b => {
+                return Err(Error::bad_request(format!(
+                    "version: '{b}' does not match the version '{p}' of the path."
+                )));
+            }
+            (Some(p), _) => p.to_string(),
+            (None, Some(b)) => {
+                check_version(b)?;
+                b.to_string()
+            }
+            (None, None) => DEFAULT_VERSION.to_string(),
+        };
+        let description = spec.description.unwrap_or_default();
+        check_description("description", &description)?;
+        if spec.services.is_empty() {
+            return Err(Error::bad_request("services: at least one service is required."));
+        }
+        let mut seen = BTreeSet::new();
+        for (i, s) in spec.services.iter().enumerate() {
+            self.check_service(i, s)?;
+            if !seen.insert(s.name.as_str()) {
+                return Err(Error::bad_request(format!(
+                    "services[{i}].name: the service name '{}' is used twice.",
+                    s.name
+                )));
+            }
+        }
+        let services = serde_json::to_string(&spec.services).map_err(Error::internal)?;
+        let new = NewAppVersion {
+            version: &version,
+            description: &description,
+            spec: &services,
+            // No service runs yet, so a `-SNAPSHOT` is always stopped and may be overwritten
+            // (the 409 "Stop the services of version ... first." comes with processes).
+            overwritable: version.ends_with(DEFAULT_VERSION),
+        };
+        match self
+            .store
+            .put_app_version(&ctx.tenant().id, ns, app, &new, now_ms())
+            .await?
+        {
+            PutAppVersion::Stored(row) => {
+                tracing::info!(request_id = %ctx.request_id, namespace = %ns, app = %app, version = %version, "app version stored");
+                detail(&row)
+            }
+            PutAppVersion::Unchanged(row) => detail(&row),
+            PutAppVersion::Conflict => Err(Error::conflict(format!(
+                "Version '{version}' of application '{app}' already exists with a different spec."
+            ))),
+            PutAppVersion::NoNamespace => Err(Error::not_found(format!("Namespace '{ns}' not found."))),
+        }
+    }
+
+    /// The row of version `v` (current when `None`), or the contract's 404.
+    async fn app_version(
+        &self,
+        ctx: &OpCtx,
+        ns: &str,
+        app: &str,
+        v: Option<&str>,
+    ) -> Result<AppVersionRow, Error> {
+        self.require_namespace(ctx, ns).await?;
+        if !is_valid_name(app) {
+            return Err(app_not_found(app));
+        }
+        let tenant = &ctx.tenant().id;
+        if let Some(v) = v
+            && is_valid_version(v)
+            && let Some(row) = self.store.get_app_version(tenant, ns, app, Some(v)).await?
+        {
+            return Ok(row);
+        }
+        let current = self.store.get_app_version(tenant, ns, app, None).await?;
+        match (current, v) {
+            (None, _) => Err(app_not_found(app)),
+            (Some(_), Some(v)) => Err(version_not_found(app, v)),
+            (Some(row), None) => Ok(row),
+        }
+    }
+
+    /// `GET /v3/namespaces/{ns}/apps/{app}` and `.../versions/{v}` (3.5).
+    pub async fn get_app(
+        &self,
+        ctx: &OpCtx,
+        ns: &str,
+        app: &str,
+        v: Option<&str>,
+    ) -> Result<ApplicationDetail, Error> {
+        ctx.require(Access::Read)?;
+        detail(&self.app_version(ctx, ns, app, v).await?)
+    }
+
+    /// `GET /v3/namespaces/{ns}/apps/{app}/versions` (3.6): oldest first.
+    pub async fn list_app_versions(&self, ctx: &OpCtx, ns: &str, app: &str) -> Result<Vec<String>, Error> {
+        ctx.require(Access::Read)?;
+        self.require_namespace(ctx, ns).await?;
+        let versions = if is_valid_name(app) {
+            self.store.list_app_versions(&ctx.tenant().id, ns, app).await?
+        } else {
+            Vec::new()
+        };
+        if versions.is_empty() {
+            return Err(app_not_found(app));
+        }
+        Ok(versions)
+    }
+
+    /// `DELETE /v3/namespaces/{ns}/apps/{app}` (3.7). No service can be running yet, so the
+    /// 409 of a running service does not arise.
+    pub async fn delete_app(&self, ctx: &OpCtx, ns: &str, app: &str) -> Result<(), Error> {
+        ctx.require(Access::Write)?;
+        self.require_namespace(ctx, ns).await?;
+        if !is_valid_name(app) || !self.store.delete_app(&ctx.tenant().id, ns, app).await? {
+            return Err(app_not_found(app));
+        }
+        tracing::info!(request_id = %ctx.request_id, namespace = %ns, app = %app, "app deleted");
+        Ok(())
+    }
+
+    /// `DELETE /v3/namespaces/{ns}/apps/{app}/versions/{v}` (3.8); the last version's delete
+    /// deletes the app. Neither 409 can arise yet: no service runs and no route config exists
+    /// (route configs come with section 8, and must then refuse a version they name).
+    pub async fn delete_app_version(&self, ctx: &OpCtx, ns: &str, app: &str, v: &str) -> Result<(), Error> {
+        ctx.require(Access::Write)?;
+        // 404 for an unknown app or version, before anything is deleted.
+        self.app_version(ctx, ns, app, Some(v)).await?;
+        if !self
+            .store
+            .delete_app_version(&ctx.tenant().id, ns, app, v)
+            .await?
+        {
+            return Err(version_not_found(app, v));
+        }
+        tracing::info!(request_id = %ctx.request_id, namespace = %ns, app = %app, version = %v, "app version deleted");
+        Ok(())
+    }
+
+    /// `GET /v3/namespaces/{ns}/services` (4.1): the services of every app's current version,
+    /// sorted by app (the store's order) then name.
+    pub async fn list_services(&self, ctx: &OpCtx, ns: &str) -> Result<Vec<ServiceRecord>, Error> {
+        ctx.require(Access::Read)?;
+        self.require_namespace(ctx, ns).await?;
+        let mut out = Vec::new();
+        for row in self.store.list_apps(&ctx.tenant().id, ns).await? {
+            let mut services = services_of(&row)?;
+            services.sort_by(|a, b| a.name.cmp(&b.name));
+            out.extend(services.into_iter().map(|s| ServiceRecord {
+                app: row.app.clone(),
+                description: s.description,
+                id: s.name.clone(),
+                name: s.name,
+                kind: "Service".into(),
+            }));
+        }
+        Ok(out)
+    }
+
+    /// `GET .../apps/{app}[/versions/{v}]/services/{svc}` (4.2). `instances` is the spec's
+    /// value until scaling (4.6) exists.
+    pub async fn get_service(
+        &self,
+        ctx: &OpCtx,
+        ns: &str,
+        app: &str,
+        v: Option<&str>,
+        svc: &str,
+    ) -> Result<ServiceDetail, Error> {
+        ctx.require(Access::Read)?;
+        let row = self.app_version(ctx, ns, app, v).await?;
+        let s = services_of(&row)?
+            .into_iter()
+            .find(|s| s.name == svc)
+            .ok_or_else(|| service_not_found(app, svc))?;
+        Ok(ServiceDetail {
+            kind: "Service".into(),
+            app: row.app,
+            version: row.version,
+            name: s.name,
+            description: s.description,
+            command: s.command,
+            env: s.env,
+            instances: s.instances,
+            health_path: s.health_path,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_error(body: serde_json::Value) -> String {
+        match parse_spec(body) {
+            Ok(spec) => panic!("parsed: {spec:?}"),
+            Err(e) => e.external_message(),
+        }
+    }
+
+    #[test]
+    fn unknown_and_mistyped_fields_are_named() {
+        let top = parse_error(serde_json::json!({"services": [], "instance": 1}));
+        assert!(top.contains("unknown field `instance`"), "{top}");
+        let nested =
+            parse_error(serde_json::json!({"services": [{"name": "a", "command": ["x"], "instance": 2}]}));
+        assert!(
+            nested.contains("services[0]") && nested.contains("`instance`"),
+            "{nested}"
+        );
+        let typed =
+            parse_error(serde_json::json!({"services": [{"name": "a", "command": ["x"], "instances": "2"}]}));
+        assert!(typed.contains("services[0].instances"), "{typed}");
+        let missing = parse_error(serde_json::json!({"description": "d"}));
+        assert!(missing.contains("`services`"), "{missing}");
+    }
+
+    #[test]
+    fn version_and_env_rules() {
+        for ok in ["-SNAPSHOT", "1.0.0", "a_b-c.D9", &"v".repeat(255)] {
+            assert!(is_valid_version(ok), "{ok}");
+        }
+        for bad in ["", "1 0", "a/b", "é", &"v".repeat(256)] {
+            assert!(!is_valid_version(bad), "{bad}");
+        }
+        for ok in ["A", "_", "a_1", "PATH_2"] {
+            assert!(is_env_key(ok), "{ok}");
+        }
+        for bad in ["", "1A", "A-B", "A.B", "Ä"] {
+            assert!(!is_env_key(bad), "{bad}");
+        }
+    }
+}

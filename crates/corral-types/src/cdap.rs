@@ -1,0 +1,107 @@
+//! Wire views of the CDAP application and service endpoints (cdap-v3.md 1.1, 3, 4), in CDAP's
+//! field spelling.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+fn one() -> i64 {
+    1
+}
+
+/// An application specification (cdap-v3.md 1.1), the body of the app and version creates.
+/// Unknown fields are refused so a misspelt field never deploys silently.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AppSpec {
+    /// Default `-SNAPSHOT`.
+    #[serde(default)]
+    pub version: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub services: Vec<ServiceSpec>,
+}
+
+/// A service of an application specification, also as stored and returned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// The program and its arguments.
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default = "one")]
+    pub instances: i64,
+    /// Always emitted, `null` when absent.
+    #[serde(default)]
+    pub health_path: Option<String>,
+}
+
+/// One record of `GET /v3/namespaces/{ns}/apps`: an app, described by its current version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AppRecord {
+    /// Always `App`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub id: String,
+    pub name: String,
+    pub version: String,
+    pub description: String,
+}
+
+/// A program of an application version (only services in Corral).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ProgramRecord {
+    /// Always `Service`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub app: String,
+    pub name: String,
+    pub description: String,
+}
+
+/// An application version (cdap-v3.md 3.1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplicationDetail {
+    pub name: String,
+    pub app_version: String,
+    pub description: String,
+    /// Seconds since the epoch of the creation or last overwrite.
+    pub created: i64,
+    pub programs: Vec<ProgramRecord>,
+    pub services: Vec<ServiceSpec>,
+}
+
+/// One record of `GET /v3/namespaces/{ns}/services` (cdap-v3.md 4.1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ServiceRecord {
+    pub app: String,
+    pub description: String,
+    pub id: String,
+    pub name: String,
+    /// Always `Service`.
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+/// A service's specification (cdap-v3.md 4.2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ServiceDetail {
+    /// Always `Service`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub app: String,
+    pub version: String,
+    pub name: String,
+    pub description: String,
+    pub command: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    /// The requested instance count.
+    pub instances: i64,
+    pub health_path: Option<String>,
+}

@@ -1,0 +1,698 @@
+//! CDAP applications (cdap-v3.md 1.1-1.3, 3, 4.1, 4.2): specs and their validation, versions,
+//! the current version, deletes, the namespace check, and isolation between tenants and
+//! namespaces. No processes yet: nothing is started.
+
+use reqwest::{Method, Response, StatusCode};
+use serde_json::{Value, json};
+
+use crate::both_stores;
+use crate::harness::{Db, TestServer, expect_empty_ok, expect_error, expect_json, wall_clock_ms};
+
+async fn send(s: &TestServer, key: &str, method: Method, path: &str, body: Option<Value>) -> Response {
+    let req = s.call(key, method, path);
+    let req = match body {
+        Some(b) => req.json(&b),
+        None => req,
+    };
+    req.send().await.unwrap()
+}
+
+async fn get(s: &TestServer, key: &str, path: &str) -> Response {
+    send(s, key, Method::GET, path, None).await
+}
+
+async fn put(s: &TestServer, key: &str, path: &str, body: Value) -> Response {
+    send(s, key, Method::PUT, path, Some(body)).await
+}
+
+fn spec(version: &str, cmd: &str) -> Value {
+    json!({"version": version, "description": "Purchase history",
+           "services": [{"name": "CatalogLookup", "description": "Service to retrieve Product IDs.",
+                         "command": [cmd, "-c", "exit 0"], "env": {"LOG_LEVEL": "info"},
+                         "instances": 2, "health_path": "/health"}]})
+}
+
+const APP: &str = "/v3/namespaces/default/apps/PurchaseHistory";
+
+async fn versions(s: &TestServer, k: &str) -> Value {
+    expect_json(get(s, k, &format!("{APP}/versions")).await, StatusCode::OK).await
+}
+
+async fn create_read_and_list(db: Db) {
+    let s = TestServer::start(db).await;
+    let k = s.create_tenant("acme", 0).await;
+    let before = wall_clock_ms() / 1000;
+    let resp = put(&s, &k, APP, spec("1.0.0", "/bin/sh")).await;
+    let created = expect_json(resp, StatusCode::OK).await;
+    let t = created["created"].as_i64().unwrap();
+    assert!(t >= before && t <= wall_clock_ms() / 1000 + 1, "{created}");
+    assert_eq!(
+        created,
+        json!({"name": "PurchaseHistory", "appVersion": "1.0.0", "description": "Purchase history", "created": t,
+               "programs": [{"type": "Service", "app": "PurchaseHistory", "name": "CatalogLookup",
+                             "description": "Service to retrieve Product IDs."}],
+               "services": [{"name": "CatalogLookup", "description": "Service to retrieve Product IDs.",
+                             "command": ["/bin/sh", "-c", "exit 0"], "env": {"LOG_LEVEL": "info"},
+                             "instances": 2, "health_path": "/health"}]})
+    );
+    assert_eq!(expect_json(get(&s, &k, APP).await, StatusCode::OK).await, created);
+    assert_eq!(
+        expect_json(
+            get(&s, &k, &format!("{APP}/versions/1.0.0")).await,
+            StatusCode::OK
+        )
+        .await,
+        created
+    );
+    // Defaults: version -SNAPSHOT, description "", env {}, instances 1, health_path null.
+    let minimal = json!({"services": [{"name": "web", "command": ["true"]}]});
+    let resp = put(&s, &k, "/v3/namespaces/default/apps/Alpha", minimal).await;
+    let alpha = expect_json(resp, StatusCode::OK).await;
+    assert_eq!(alpha["appVersion"], "-SNAPSHOT");
+    assert_eq!(alpha["description"], "");
+    assert_eq!(
+        alpha["services"],
+        json!([{"name": "web", "description": "", "command": ["true"], "env": {}, "instances": 1, "health_path": null}])
+    );
+    // The list: one record per app, its current version, sorted by name.
+    let resp = get(&s, &k, "/v3/namespaces/default/apps").await;
+    assert_eq!(
+        expect_json(resp, StatusCode::OK).await,
+        json!([
+            {"type": "App", "id": "Alpha", "name": "Alpha", "version": "-SNAPSHOT", "description": ""},
+            {"type": "App", "id": "PurchaseHistory", "name": "PurchaseHistory", "version": "1.0.0",
+             "description": "Purchase history"}
+        ])
+    );
+    // Services of the namespace, sorted by app then name; a service's detail, both forms.
+    let resp = get(&s, &k, "/v3/namespaces/default/services").await;
+    assert_eq!(
+        expect_json(resp, StatusCode::OK).await,
+        json!([
+            {"app": "Alpha", "description": "", "id": "web", "name": "web", "type": "Service"},
+            {"app": "PurchaseHistory", "description": "Service to retrieve Product IDs.", "id": "CatalogLookup",
+             "name": "CatalogLookup", "type": "Service"}
+        ])
+    );
+    let want = json!({"type": "Service", "app": "PurchaseHistory", "version": "1.0.0", "name": "CatalogLookup",
+                      "description": "Service to retrieve Product IDs.", "command": ["/bin/sh", "-c", "exit 0"],
+                      "env": {"LOG_LEVEL": "info"}, "instances": 2, "health_path": "/health"});
+    for path in [
+        format!("{APP}/services/CatalogLookup"),
+        format!("{APP}/versions/1.0.0/services/CatalogLookup"),
+    ] {
+        assert_eq!(expect_json(get(&s, &k, &path).await, StatusCode::OK).await, want);
+    }
+    // 404s of the family.
+    for (path, msg) in [
+        (
+            "/v3/namespaces/default/apps/Nope".to_string(),
+            "Application 'Nope' not found.",
+        ),
+        (
+            "/v3/namespaces/default/apps/Nope/versions".into(),
+            "Application 'Nope' not found.",
+        ),
+        (
+            "/v3/namespaces/default/apps/Nope/versions/1.0.0".into(),
+            "Application 'Nope' not found.",
+        ),
+        (
+            format!("{APP}/versions/9.9"),
+            "Version '9.9' of application 'PurchaseHistory' not found.",
+        ),
+        (
+            format!("{APP}/services/Other"),
+            "Service 'Other' not found in application 'PurchaseHistory'.",
+        ),
+        (
+            format!("{APP}/versions/2.0/services/CatalogLookup"),
+            "Version '2.0' of application 'PurchaseHistory' not found.",
+        ),
+        (
+            "/v3/namespaces/default/apps/Nope/services/CatalogLookup".into(),
+            "Application 'Nope' not found.",
+        ),
+    ] {
+        expect_error(get(&s, &k, &path).await, StatusCode::NOT_FOUND, Some(msg)).await;
+    }
+}
+
+async fn versions_current_and_conflicts(db: Db) {
+    let s = TestServer::start(db).await;
+    let k = s.create_tenant("acme", 0).await;
+    expect_json(put(&s, &k, APP, spec("1.0.0", "/bin/sh")).await, StatusCode::OK).await;
+    // 3.4 with PUT and POST: the app's versions, oldest first; the newest is current.
+    let v2 = json!({"description": "v2", "services": [{"name": "CatalogLookup", "command": ["/bin/true"]}]});
+    let resp = put(&s, &k, &format!("{APP}/versions/2.0.0/create"), v2.clone()).await;
+    let detail = expect_json(resp, StatusCode::OK).await;
+    assert_eq!(detail["appVersion"], "2.0.0");
+    let resp = send(
+        &s,
+        &k,
+        Method::POST,
+        &format!("{APP}/versions/1.5_b/create"),
+        Some(v2.clone()),
+    )
+    .await;
+    assert_eq!(expect_json(resp, StatusCode::OK).await["appVersion"], "1.5_b");
+    assert_eq!(versions(&s, &k).await, json!(["1.0.0", "2.0.0", "1.5_b"]));
+    assert_eq!(
+        expect_json(get(&s, &k, APP).await, StatusCode::OK).await["appVersion"],
+        "1.5_b"
+    );
+    // An identical spec: 200, nothing changes (the current version stays).
+    let resp = put(&s, &k, APP, spec("1.0.0", "/bin/sh")).await;
+    assert_eq!(expect_json(resp, StatusCode::OK).await["appVersion"], "1.0.0");
+    assert_eq!(versions(&s, &k).await, json!(["1.0.0", "2.0.0", "1.5_b"]));
+    assert_eq!(
+        expect_json(get(&s, &k, APP).await, StatusCode::OK).await["appVersion"],
+        "1.5_b"
+    );
+    // A different spec for an immutable version: 409, by either route.
+    let conflict = "Version '1.0.0' of application 'PurchaseHistory' already exists with a different spec.";
+    expect_error(
+        put(&s, &k, APP, spec("1.0.0", "/bin/true")).await,
+        StatusCode::CONFLICT,
+        Some(conflict),
+    )
+    .await;
+    let resp = put(&s, &k, &format!("{APP}/versions/1.0.0/create"), v2.clone()).await;
+    expect_error(resp, StatusCode::CONFLICT, Some(conflict)).await;
+    // A body version must equal the path's; a matching one is fine.
+    let mut mismatch = v2.clone();
+    mismatch["version"] = json!("3.0.0");
+    let resp = put(&s, &k, &format!("{APP}/versions/2.0.0/create"), mismatch).await;
+    let err = expect_error(resp, StatusCode::BAD_REQUEST, None).await;
+    assert!(err["message"].as_str().unwrap().contains("version"), "{err}");
+    let mut matching = v2.clone();
+    matching["version"] = json!("2.0.0");
+    let resp = put(&s, &k, &format!("{APP}/versions/2.0.0/create"), matching).await;
+    expect_json(resp, StatusCode::OK).await;
+    // A -SNAPSHOT is overwritten and becomes current (and the newest of the list).
+    let snap = json!({"version": "1.1-SNAPSHOT", "services": [{"name": "a", "command": ["/bin/true"]}]});
+    expect_json(put(&s, &k, APP, snap).await, StatusCode::OK).await;
+    let other = json!({"version": "1.0.0", "services": [{"name": "a", "command": ["/bin/true"]}]});
+    let resp = put(&s, &k, "/v3/namespaces/default/apps/Other", other).await;
+    expect_json(resp, StatusCode::OK).await;
+    let resp = put(&s, &k, &format!("{APP}/versions/3.0/create"), v2.clone()).await;
+    expect_json(resp, StatusCode::OK).await;
+    assert_eq!(
+        versions(&s, &k).await,
+        json!(["1.0.0", "2.0.0", "1.5_b", "1.1-SNAPSHOT", "3.0"])
+    );
+    let snap2 = json!({"version": "1.1-SNAPSHOT", "services": [{"name": "b", "command": ["/bin/true"]}]});
+    let resp = put(&s, &k, APP, snap2).await;
+    let over = expect_json(resp, StatusCode::OK).await;
+    assert_eq!(over["services"][0]["name"], "b");
+    assert_eq!(
+        versions(&s, &k).await,
+        json!(["1.0.0", "2.0.0", "1.5_b", "3.0", "1.1-SNAPSHOT"])
+    );
+    assert_eq!(expect_json(get(&s, &k, APP).await, StatusCode::OK).await, over);
+    let resp = get(&s, &k, "/v3/namespaces/default/services").await;
+    let names: Vec<(Value, Value)> = expect_json(resp, StatusCode::OK)
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["app"].clone(), r["name"].clone()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            (json!("Other"), json!("a")),
+            (json!("PurchaseHistory"), json!("b"))
+        ]
+    );
+    // Invalid versions: 400, from the body or the path.
+    for bad in ["", "a/b", "1.0 beta", "v:1", &"x".repeat(256)] {
+        let resp = put(
+            &s,
+            &k,
+            APP,
+            json!({"version": bad, "services": [{"name": "a", "command": ["/bin/true"]}]}),
+        )
+        .await;
+        expect_error(
+            resp,
+            StatusCode::BAD_REQUEST,
+            Some(&format!("Invalid version '{bad}'.")),
+        )
+        .await;
+    }
+    let resp = put(&s, &k, &format!("{APP}/versions/v:1/create"), v2.clone()).await;
+    expect_error(resp, StatusCode::BAD_REQUEST, Some("Invalid version 'v:1'.")).await;
+    let ok = "A.z_0-9.".repeat(31) + "1234567";
+    assert_eq!(ok.len(), 255);
+    let resp = put(&s, &k, &format!("{APP}/versions/{ok}/create"), v2).await;
+    expect_json(resp, StatusCode::OK).await;
+    // An invalid app name.
+    let resp = put(
+        &s,
+        &k,
+        "/v3/namespaces/default/apps/bad.name",
+        spec("1", "/bin/true"),
+    )
+    .await;
+    expect_error(
+        resp,
+        StatusCode::BAD_REQUEST,
+        Some("Invalid name 'bad.name': use 1 to 255 characters from A-Z a-z 0-9 _ -."),
+    )
+    .await;
+}
+
+/// One service with `field` set to `value`, as the only change to a valid spec.
+fn with_service_field(field: &str, value: Value) -> Value {
+    let mut svc = json!({"name": "web", "command": ["/bin/true"]});
+    svc[field] = value;
+    json!({"services": [svc]})
+}
+
+async fn spec_validation(db: Db) {
+    let s = TestServer::start_with(db, |st| st.service_max_instances = 3).await;
+    let k = s.create_tenant("acme", 0).await;
+    let path = "/v3/namespaces/default/apps/app1";
+    let long = "d".repeat(4097);
+    let cases: Vec<(Value, &str)> = vec![
+        (json!({}), "services"),
+        (
+            json!({"services": []}),
+            "services: at least one service is required.",
+        ),
+        (
+            json!({"services": [{"name": "a", "command": ["/bin/true"]}], "instance": 1}),
+            "instance",
+        ),
+        (
+            json!({"services": [{"name": "a", "command": ["/bin/true"], "instance": 2}]}),
+            "instance",
+        ),
+        (json!({"services": "web"}), "services"),
+        (
+            json!({"services": [{"name": "a", "command": "/bin/true"}]}),
+            "services[0].command",
+        ),
+        (json!({"services": [{"command": ["/bin/true"]}]}), "name"),
+        (json!({"services": [{"name": "a"}]}), "command"),
+        (
+            json!({"description": long.clone(), "services": [{"name": "a", "command": ["/bin/true"]}]}),
+            "description is longer than 4096 characters.",
+        ),
+        (
+            with_service_field("description", json!(long)),
+            "services[0].description is longer than 4096 characters.",
+        ),
+        (
+            with_service_field("name", json!("a.b")),
+            "services[0].name: Invalid name 'a.b': use 1 to 255 characters from A-Z a-z 0-9 _ -.",
+        ),
+        (
+            json!({"services": [{"name": "a", "command": ["/bin/true"]}, {"name": "a", "command": ["/bin/true"]}]}),
+            "services[1].name: the service name 'a' is used twice.",
+        ),
+        (
+            with_service_field("command", json!([])),
+            "services[0].command must not be empty.",
+        ),
+        (
+            with_service_field("command", json!(["/no/such/prog"])),
+            "Command '/no/such/prog' not found or not executable.",
+        ),
+        (
+            with_service_field("command", json!(["no-such-prog-xyz"])),
+            "Command 'no-such-prog-xyz' not found or not executable.",
+        ),
+        (
+            with_service_field("command", json!(["/etc/passwd"])),
+            "Command '/etc/passwd' not found or not executable.",
+        ),
+        (
+            with_service_field("command", json!(["bin/true"])),
+            "Command 'bin/true' not found or not executable.",
+        ),
+        (
+            with_service_field("env", json!({"1X": "a"})),
+            "services[0].env: invalid variable name '1X': use [A-Za-z_][A-Za-z0-9_]*.",
+        ),
+        (
+            with_service_field("env", json!({"A-B": "a"})),
+            "services[0].env: invalid variable name 'A-B': use [A-Za-z_][A-Za-z0-9_]*.",
+        ),
+        (
+            with_service_field("env", json!({"PORT": "80"})),
+            "services[0].env: the variable 'PORT' is set by Corral and cannot be given.",
+        ),
+        (
+            with_service_field("env", json!({"CORRAL_APP": "x"})),
+            "services[0].env: the variable 'CORRAL_APP' is set by Corral and cannot be given.",
+        ),
+        (with_service_field("env", json!({"A": 1})), "services[0].env"),
+        (
+            with_service_field("instances", json!(0)),
+            "services[0].instances must be between 1 and 3.",
+        ),
+        (
+            with_service_field("instances", json!(4)),
+            "services[0].instances must be between 1 and 3.",
+        ),
+        (
+            with_service_field("instances", json!(-1)),
+            "services[0].instances must be between 1 and 3.",
+        ),
+        (
+            with_service_field("health_path", json!("health")),
+            "services[0].health_path must start with '/'.",
+        ),
+    ];
+    for (body, msg) in cases {
+        let resp = put(&s, &k, path, body.clone()).await;
+        let err = expect_error(resp, StatusCode::BAD_REQUEST, None).await;
+        let got = err["message"].as_str().unwrap();
+        if msg.ends_with('.') {
+            assert_eq!(got, msg, "{body}");
+        } else {
+            assert!(got.contains(msg), "{body}: {got} should name {msg}");
+        }
+    }
+    // Nothing of that was stored.
+    let resp = get(&s, &k, path).await;
+    expect_error(resp, StatusCode::NOT_FOUND, Some("Application 'app1' not found.")).await;
+    // Accepted edge values.
+    let ok = json!({"description": "d".repeat(4096), "services": [
+        {"name": "a", "command": ["sh", "-c", "true"], "env": {"_x": "1", "Port": "2", "CORRAL": "3"},
+         "instances": 3, "health_path": "/"},
+        {"name": "b", "command": ["/bin/true"], "health_path": null, "instances": 1}]});
+    let detail = expect_json(put(&s, &k, path, ok).await, StatusCode::OK).await;
+    assert_eq!(detail["services"][0]["command"], json!(["sh", "-c", "true"]));
+    // A body that is not JSON at all is the general 400.
+    let resp = s.call(&k, Method::PUT, path).body("{nope").send().await.unwrap();
+    let err = expect_error(resp, StatusCode::BAD_REQUEST, None).await;
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Request body is not valid JSON"),
+        "{err}"
+    );
+}
+
+async fn command_dirs_restrict_programs(db: Db) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let prog = dir.path().join("svc.sh");
+    std::fs::write(&prog, "#!/bin/sh\nexit 0\n").unwrap();
+    std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let allowed = dir.path().to_path_buf();
+    let s = TestServer::start_with(db, move |st| st.service_command_dirs = Some(vec![allowed])).await;
+    let k = s.create_tenant("acme", 0).await;
+    let path = "/v3/namespaces/default/apps/a";
+    let resp = put(&s, &k, path, with_service_field("command", json!(["/bin/true"]))).await;
+    expect_error(
+        resp,
+        StatusCode::BAD_REQUEST,
+        Some("Command '/bin/true' is outside the allowed service_command_dirs."),
+    )
+    .await;
+    let cmd = prog.to_str().unwrap();
+    let resp = put(&s, &k, path, with_service_field("command", json!([cmd]))).await;
+    let detail = expect_json(resp, StatusCode::OK).await;
+    // The spec is stored as given.
+    assert_eq!(detail["services"][0]["command"], json!([cmd]));
+}
+
+async fn deletes(db: Db) {
+    let s = TestServer::start(db).await;
+    let k = s.create_tenant("acme", 0).await;
+    for v in ["1", "2", "3"] {
+        expect_json(put(&s, &k, APP, spec(v, "/bin/true")).await, StatusCode::OK).await;
+    }
+    let del = |p: String| {
+        let k = k.clone();
+        let s = &s;
+        async move { send(s, &k, Method::DELETE, &p, None).await }
+    };
+    // Deleting the current version makes the previous one current.
+    expect_empty_ok(del(format!("{APP}/versions/3")).await).await;
+    assert_eq!(
+        expect_json(get(&s, &k, APP).await, StatusCode::OK).await["appVersion"],
+        "2"
+    );
+    expect_error(
+        del(format!("{APP}/versions/3")).await,
+        StatusCode::NOT_FOUND,
+        Some("Version '3' of application 'PurchaseHistory' not found."),
+    )
+    .await;
+    expect_error(
+        del(format!("{APP}/versions/bad:v")).await,
+        StatusCode::NOT_FOUND,
+        Some("Version 'bad:v' of application 'PurchaseHistory' not found."),
+    )
+    .await;
+    expect_empty_ok(del(format!("{APP}/versions/1")).await).await;
+    let resp = get(&s, &k, &format!("{APP}/versions")).await;
+    assert_eq!(expect_json(resp, StatusCode::OK).await, json!(["2"]));
+    // The last version's delete deletes the app.
+    expect_empty_ok(del(format!("{APP}/versions/2")).await).await;
+    expect_error(
+        get(&s, &k, APP).await,
+        StatusCode::NOT_FOUND,
+        Some("Application 'PurchaseHistory' not found."),
+    )
+    .await;
+    let resp = get(&s, &k, "/v3/namespaces/default/apps").await;
+    assert_eq!(expect_json(resp, StatusCode::OK).await, json!([]));
+    // The app delete removes every version; a second one is 404.
+    for v in ["1", "2"] {
+        expect_json(put(&s, &k, APP, spec(v, "/bin/true")).await, StatusCode::OK).await;
+    }
+    expect_empty_ok(del(APP.to_string()).await).await;
+    let missing = Some("Application 'PurchaseHistory' not found.");
+    expect_error(del(APP.to_string()).await, StatusCode::NOT_FOUND, missing).await;
+    expect_error(
+        get(&s, &k, &format!("{APP}/versions")).await,
+        StatusCode::NOT_FOUND,
+        missing,
+    )
+    .await;
+    expect_error(
+        del(format!("{APP}/versions/1")).await,
+        StatusCode::NOT_FOUND,
+        missing,
+    )
+    .await;
+    // Re-created from scratch: only the new version.
+    expect_json(put(&s, &k, APP, spec("9", "/bin/true")).await, StatusCode::OK).await;
+    let resp = get(&s, &k, &format!("{APP}/versions")).await;
+    assert_eq!(expect_json(resp, StatusCode::OK).await, json!(["9"]));
+}
+
+/// Every route of this slice, with `{ns}` to fill, and its method and body.
+fn routes() -> Vec<(Method, &'static str, Option<Value>)> {
+    let body = Some(json!({"services": [{"name": "web", "command": ["/bin/true"]}]}));
+    vec![
+        (Method::GET, "/v3/namespaces/{ns}/apps", None),
+        (Method::PUT, "/v3/namespaces/{ns}/apps/a", body.clone()),
+        (Method::GET, "/v3/namespaces/{ns}/apps/a", None),
+        (Method::DELETE, "/v3/namespaces/{ns}/apps/a", None),
+        (
+            Method::PUT,
+            "/v3/namespaces/{ns}/apps/a/versions/1/create",
+            body.clone(),
+        ),
+        (Method::POST, "/v3/namespaces/{ns}/apps/a/versions/1/create", body),
+        (Method::GET, "/v3/namespaces/{ns}/apps/a/versions/1", None),
+        (Method::DELETE, "/v3/namespaces/{ns}/apps/a/versions/1", None),
+        (Method::GET, "/v3/namespaces/{ns}/apps/a/versions", None),
+        (Method::GET, "/v3/namespaces/{ns}/services", None),
+        (Method::GET, "/v3/namespaces/{ns}/apps/a/services/web", None),
+        (
+            Method::GET,
+            "/v3/namespaces/{ns}/apps/a/versions/1/services/web",
+            None,
+        ),
+    ]
+}
+
+async fn namespace_check_comes_first(db: Db) {
+    let s = TestServer::start(db).await;
+    let k = s.create_tenant("acme", 0).await;
+    for (m, template, body) in routes() {
+        for (ns, status, msg) in [
+            ("nope", StatusCode::NOT_FOUND, "Namespace 'nope' not found."),
+            ("system", StatusCode::FORBIDDEN, "Namespace 'system' is reserved."),
+            ("cdap", StatusCode::FORBIDDEN, "Namespace 'cdap' is reserved."),
+        ] {
+            let path = template.replace("{ns}", ns);
+            // Even with an invalid spec, the namespace answers first.
+            let body = body.as_ref().map(|_| json!({"services": [], "bogus": 1}));
+            let resp = send(&s, &k, m.clone(), &path, body).await;
+            expect_error(resp, status, Some(msg)).await;
+        }
+    }
+}
+
+async fn tenants_and_namespaces_are_isolated(db: Db) {
+    let s = TestServer::start(db).await;
+    let acme = s.create_tenant("acme", 0).await;
+    let other = s.create_tenant("other", 0).await;
+    expect_json(
+        send(&s, &acme, Method::PUT, "/v3/namespaces/prod", None).await,
+        StatusCode::OK,
+    )
+    .await;
+    expect_json(
+        send(&s, &other, Method::PUT, "/v3/namespaces/dev", None).await,
+        StatusCode::OK,
+    )
+    .await;
+    let body = json!({"version": "1", "services": [{"name": "web", "command": ["/bin/true"]}]});
+    expect_json(
+        put(&s, &acme, "/v3/namespaces/prod/apps/a", body.clone()).await,
+        StatusCode::OK,
+    )
+    .await;
+    // Another tenant's namespace is unknown; another tenant's app in a namespace of the same
+    // name is unknown too.
+    for (m, template, body) in routes() {
+        let path = template.replace("{ns}", "prod");
+        let resp = send(&s, &other, m.clone(), &path, body.clone()).await;
+        expect_error(resp, StatusCode::NOT_FOUND, Some("Namespace 'prod' not found.")).await;
+    }
+    for (m, template, _) in routes() {
+        if m != Method::GET && m != Method::DELETE {
+            continue;
+        }
+        for (ns, key) in [("default", &other), ("default", &acme)] {
+            let path = template.replace("{ns}", ns);
+            let resp = send(&s, key, m.clone(), &path, None).await;
+            if path.ends_with("/apps") || path.ends_with("/services") {
+                assert_eq!(expect_json(resp, StatusCode::OK).await, json!([]), "{path}");
+            } else {
+                expect_error(resp, StatusCode::NOT_FOUND, Some("Application 'a' not found.")).await;
+            }
+        }
+    }
+    // Still there for its owner.
+    let resp = get(&s, &acme, "/v3/namespaces/prod/apps/a/versions/1/services/web").await;
+    expect_json(resp, StatusCode::OK).await;
+    // The same app name in two namespaces and two tenants: separate apps.
+    let body2 = json!({"version": "2", "services": [{"name": "web", "command": ["/bin/true"]}]});
+    expect_json(
+        put(&s, &acme, "/v3/namespaces/default/apps/a", body2.clone()).await,
+        StatusCode::OK,
+    )
+    .await;
+    expect_json(
+        put(&s, &other, "/v3/namespaces/dev/apps/a", body2).await,
+        StatusCode::OK,
+    )
+    .await;
+    let resp = get(&s, &acme, "/v3/namespaces/prod/apps/a/versions").await;
+    assert_eq!(expect_json(resp, StatusCode::OK).await, json!(["1"]));
+    let resp = get(&s, &acme, "/v3/namespaces/default/apps/a/versions").await;
+    assert_eq!(expect_json(resp, StatusCode::OK).await, json!(["2"]));
+    expect_empty_ok(send(&s, &other, Method::DELETE, "/v3/namespaces/dev/apps/a", None).await).await;
+    let resp = get(&s, &acme, "/v3/namespaces/prod/apps/a/versions").await;
+    assert_eq!(expect_json(resp, StatusCode::OK).await, json!(["1"]));
+}
+
+async fn namespace_delete_removes_apps(db: Db) {
+    let s = TestServer::start(db).await;
+    let k = s.create_tenant("acme", 0).await;
+    let body = json!({"version": "1", "services": [{"name": "web", "command": ["/bin/true"]}]});
+    expect_json(
+        send(&s, &k, Method::PUT, "/v3/namespaces/prod", None).await,
+        StatusCode::OK,
+    )
+    .await;
+    for ns in ["prod", "default"] {
+        for app in ["a", "b"] {
+            let resp = put(&s, &k, &format!("/v3/namespaces/{ns}/apps/{app}"), body.clone()).await;
+            expect_json(resp, StatusCode::OK).await;
+        }
+    }
+    assert_eq!(s.sql_count("SELECT COUNT(*) FROM app_versions").await, 4);
+    expect_empty_ok(send(&s, &k, Method::DELETE, "/v3/namespaces/prod", None).await).await;
+    assert_eq!(
+        s.sql_count("SELECT COUNT(*) FROM apps WHERE namespace = 'prod'")
+            .await,
+        0
+    );
+    assert_eq!(s.sql_count("SELECT COUNT(*) FROM app_versions").await, 2);
+    // Re-created, the namespace is empty.
+    expect_json(
+        send(&s, &k, Method::PUT, "/v3/namespaces/prod", None).await,
+        StatusCode::OK,
+    )
+    .await;
+    let resp = get(&s, &k, "/v3/namespaces/prod/apps").await;
+    assert_eq!(expect_json(resp, StatusCode::OK).await, json!([]));
+    // `default` is emptied and kept.
+    expect_empty_ok(
+        send(
+            &s,
+            &k,
+            Method::DELETE,
+            "/v3/unrecoverable/namespaces/default",
+            None,
+        )
+        .await,
+    )
+    .await;
+    let resp = get(&s, &k, "/v3/namespaces/default/apps").await;
+    assert_eq!(expect_json(resp, StatusCode::OK).await, json!([]));
+    let resp = get(&s, &k, "/v3/namespaces/default/services").await;
+    assert_eq!(expect_json(resp, StatusCode::OK).await, json!([]));
+    assert_eq!(s.sql_count("SELECT COUNT(*) FROM apps").await, 0);
+    assert_eq!(s.sql_count("SELECT COUNT(*) FROM app_versions").await, 0);
+    // A tenant delete takes its apps too.
+    expect_json(
+        put(&s, &k, "/v3/namespaces/default/apps/a", body).await,
+        StatusCode::OK,
+    )
+    .await;
+    let resp = s.root(Method::DELETE, "/v2/tenants/acme").send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(s.sql_count("SELECT COUNT(*) FROM apps").await, 0);
+}
+
+async fn viewers_read_users_write(db: Db) {
+    let s = TestServer::start(db).await;
+    let admin = s.create_tenant("acme", 0).await;
+    let viewer = s.create_user(&admin, "vera", "viewer").await;
+    let user = s.create_user(&admin, "ursula", "user").await;
+    let body = json!({"services": [{"name": "web", "command": ["/bin/true"]}]});
+    // A viewer's write is 403 before anything about the namespace or the body.
+    for path in ["/v3/namespaces/default/apps/a", "/v3/namespaces/nope/apps/a"] {
+        let resp = put(&s, &viewer, path, json!({"bogus": 1})).await;
+        expect_error(resp, StatusCode::FORBIDDEN, None).await;
+    }
+    expect_json(
+        put(&s, &user, "/v3/namespaces/default/apps/a", body).await,
+        StatusCode::OK,
+    )
+    .await;
+    expect_json(
+        get(&s, &viewer, "/v3/namespaces/default/apps/a").await,
+        StatusCode::OK,
+    )
+    .await;
+    let resp = send(&s, &viewer, Method::DELETE, "/v3/namespaces/default/apps/a", None).await;
+    expect_error(resp, StatusCode::FORBIDDEN, None).await;
+    expect_empty_ok(send(&s, &user, Method::DELETE, "/v3/namespaces/default/apps/a", None).await).await;
+}
+
+both_stores!(
+    create_read_and_list,
+    versions_current_and_conflicts,
+    spec_validation,
+    command_dirs_restrict_programs,
+    deletes,
+    namespace_check_comes_first,
+    tenants_and_namespaces_are_isolated,
+    namespace_delete_removes_apps,
+    viewers_read_users_write,
+);
