@@ -873,6 +873,21 @@ struct NodeApi {
     calls: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
+impl NodeApi {
+    /// Waits until the API has seen at least `n` calls.
+    async fn wait_for(&self, n: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.calls.lock().unwrap().len() < n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the node API saw {:?}",
+                self.calls.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
 async fn node_api(token: &'static str) -> NodeApi {
     use axum::extract::{Path, State};
     use axum::http::{HeaderMap, StatusCode as S};
@@ -968,8 +983,8 @@ async fn openshift_manager_registers_and_removes_nodes(db: Db) {
     )
     .await;
     assert_eq!(settled(&s, &admin, &address).await["status"], "active");
-    // The calls are mirrored every 20 ms: give the mirror time under load (2-CPU runners).
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The calls are mirrored every 20 ms: wait for the mirror (2-CPU runners are slow).
+    api.wait_for(1).await;
     assert_eq!(*api.calls.lock().unwrap(), vec![format!("POST {address}")]);
     let resp = s
         .call(&admin, Method::GET, &format!("/api/v0/host/{address}/status"))
@@ -1002,7 +1017,7 @@ async fn openshift_manager_registers_and_removes_nodes(db: Db) {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    api.wait_for(2).await;
     assert_eq!(
         api.calls.lock().unwrap().last(),
         Some(&format!("DELETE {address}"))
