@@ -114,6 +114,14 @@ pub(crate) async fn insert_event(
     Ok(())
 }
 
+/// `$first, $first+1, ...` for an `IN (...)` list of `n` bound values.
+fn placeholders_from(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The condition that fences a worker's writes to its job.
 const FENCE: &str = "id = $1 AND lease_owner = $2 AND state = 'running'";
 
@@ -145,10 +153,7 @@ impl Store {
         } else {
             ""
         };
-        let placeholders = (2..kinds.len() + 2)
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let placeholders = placeholders_from(2, kinds.len());
         let mut query = sqlx::query(sqlf!(
             "SELECT j.id, j.tenant_id, j.uses_slot FROM jobs j JOIN tenants t ON t.id = j.tenant_id \
              WHERE j.state = 'queued' AND j.run_after <= $1 AND j.kind IN ({placeholders}) \
@@ -338,10 +343,7 @@ impl Store {
             return Ok(Vec::new());
         }
         let mut tx = self.begin_write().await?;
-        let placeholders = (2..kinds.len() + 2)
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let placeholders = placeholders_from(2, kinds.len());
         let mut query = sqlx::query(sqlf!(
             "SELECT {JOB_COLS} FROM jobs WHERE state IN ('queued', 'running') AND deadline < $1 \
              AND kind IN ({placeholders})"

@@ -310,3 +310,27 @@ pub fn wall_clock_ms() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
+
+impl TestServer {
+    /// Polls `GET path` (as `key`) until it answers 200 with a body `done` accepts, and
+    /// answers that body; fails the test after 90 s, naming the last answer.
+    pub async fn wait_json(&self, key: &str, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+        loop {
+            let resp = self.call(key, Method::GET, path).send().await.unwrap();
+            let status = resp.status();
+            let text = resp.text().await.unwrap_or_default();
+            if status == StatusCode::OK
+                && let Ok(v) = serde_json::from_str::<Value>(&text)
+                && done(&v)
+            {
+                return v;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out on {path}: {status} {text}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}

@@ -45,21 +45,16 @@ fn b64(key: &ClientKey) -> String {
 
 /// Polls a host until its status is not transitional; answers the host.
 async fn settled(s: &TestServer, key: &str, address: &str) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let resp = s
-            .call(key, Method::GET, &format!("/api/v0/host/{address}"))
-            .send()
-            .await
-            .unwrap();
-        let host = expect_json(resp, StatusCode::OK).await;
-        let status = host["status"].as_str().unwrap().to_string();
-        if status != "investigating" && status != "bootstrapping" {
-            return host;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "host stuck in {status}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    s.wait_json(key, &format!("/api/v0/host/{address}"), |h| {
+        h["status"] != "investigating" && h["status"] != "bootstrapping"
+    })
+    .await
+}
+
+/// Polls a host until its status is `want`.
+async fn host_becomes(s: &TestServer, key: &str, address: &str, want: &str) -> Value {
+    s.wait_json(key, &format!("/api/v0/host/{address}"), |h| h["status"] == want)
+        .await
 }
 
 async fn status_message(s: &TestServer, key: &str, address: &str) -> String {
@@ -701,52 +696,13 @@ async fn watcher_fails_a_silent_host_and_restores_it(db: Db) {
         .unwrap();
     assert_eq!(settled(&s, &admin, &address).await["status"], "active");
     let first_check = settled(&s, &admin, &address).await["last_check"].clone();
-    let wait_status = |want: &'static str| {
-        let (s, admin, address) = (&s, &admin, &address);
-        async move {
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-            loop {
-                let h = expect_json(
-                    s.call(admin, Method::GET, &format!("/api/v0/host/{address}"))
-                        .send()
-                        .await
-                        .unwrap(),
-                    StatusCode::OK,
-                )
-                .await;
-                if h["status"] == want {
-                    return h;
-                }
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "host never became {want}: {h}"
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    };
     // The watcher checks again: last_check moves on.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let h = expect_json(
-            s.call(&admin, Method::GET, &format!("/api/v0/host/{address}"))
-                .send()
-                .await
-                .unwrap(),
-            StatusCode::OK,
-        )
-        .await;
-        if h["last_check"] != first_check {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the watcher never checked again"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    s.wait_json(&admin, &format!("/api/v0/host/{address}"), |h| {
+        h["last_check"] != first_check
+    })
+    .await;
     sshd.stop();
-    wait_status("failed").await;
+    host_becomes(&s, &admin, &address, "failed").await;
     let msg = status_message(&s, &admin, &address).await;
     assert!(msg.to_lowercase().contains("refused"), "{msg}");
     let c = expect_json(
@@ -773,7 +729,7 @@ async fn watcher_fails_a_silent_host_and_restores_it(db: Db) {
         "{st}"
     );
     sshd.restart().unwrap();
-    wait_status("active").await;
+    host_becomes(&s, &admin, &address, "active").await;
     assert_eq!(status_message(&s, &admin, &address).await, "");
     // The bootstrap is not repeated by a recovery.
     assert_eq!(
@@ -783,7 +739,7 @@ async fn watcher_fails_a_silent_host_and_restores_it(db: Db) {
     // The key trusted at the first contact is pinned: a host that comes back with another
     // key fails, and stays failed while the impostor answers.
     sshd.restart_with_new_host_key().unwrap();
-    wait_status("failed").await;
+    host_becomes(&s, &admin, &address, "failed").await;
     assert_eq!(status_message(&s, &admin, &address).await, "Host key changed.");
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let resp = s
@@ -1111,25 +1067,7 @@ async fn watcher_moves_to_the_surviving_replica() {
     a.stop().await;
     sshd.stop();
     // B takes over once A's lease lapses, and marks the silent host failed.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
-    loop {
-        let h = expect_json(
-            b.call(&admin, Method::GET, &format!("/api/v0/host/{address}"))
-                .send()
-                .await
-                .unwrap(),
-            StatusCode::OK,
-        )
-        .await;
-        if h["status"] == "failed" {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the surviving replica never checked the host: {h}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    host_becomes(&b, &admin, &address, "failed").await;
     assert_eq!(
         b.sql_count("SELECT MAX(generation) FROM singletons WHERE name = 'host-watcher'")
             .await,

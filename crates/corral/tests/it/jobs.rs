@@ -87,6 +87,14 @@ struct Running {
     task: tokio::task::JoinHandle<()>,
 }
 
+impl Running {
+    /// Stops the engine and waits for its loop to end.
+    async fn stop(self) {
+        self.stop.send(true).unwrap();
+        self.task.await.unwrap();
+    }
+}
+
 fn start_engine(store: &Store, lease_ms: u64, kind: &str, handler: Arc<dyn JobHandler>) -> Running {
     let engine = Arc::new(JobEngine::new(store.clone(), settings(lease_ms)));
     engine.register(kind, handler);
@@ -155,8 +163,7 @@ async fn a_job_runs_its_steps_once(db: Db) {
     );
     let events = store.job_events(&job.id).await.unwrap();
     assert!(events.iter().any(|(_, m)| m == "succeeded"), "{events:?}");
-    r.stop.send(true).unwrap();
-    r.task.await.unwrap();
+    r.stop().await;
 }
 
 async fn a_dead_workers_job_resumes_after_its_step(db: Db) {
@@ -218,8 +225,7 @@ async fn a_dead_workers_job_resumes_after_its_step(db: Db) {
         events.iter().any(|(_, m)| m.starts_with("lease expired")),
         "{events:?}"
     );
-    b.stop.send(true).unwrap();
-    b.task.await.unwrap();
+    b.stop().await;
 }
 
 async fn a_job_past_its_deadline_fails_with_a_reason(db: Db) {
@@ -257,8 +263,7 @@ async fn a_job_past_its_deadline_fails_with_a_reason(db: Db) {
         vec![("slow-host".to_string(), "deadline passed".to_string())]
     );
     // A queued job whose deadline passes before any worker takes it fails too.
-    r.stop.send(true).unwrap();
-    r.task.await.unwrap();
+    r.stop().await;
     let late = new_job(
         &tenant,
         "test.two",
@@ -290,8 +295,7 @@ async fn a_job_past_its_deadline_fails_with_a_reason(db: Db) {
         1,
         "an overdue job must not start"
     );
-    r.stop.send(true).unwrap();
-    r.task.await.unwrap();
+    r.stop().await;
 }
 
 async fn tenant_workers_bound_concurrency(db: Db) {
@@ -330,8 +334,7 @@ async fn tenant_workers_bound_concurrency(db: Db) {
         2,
         "workers = 2 allows two jobs at once"
     );
-    r.stop.send(true).unwrap();
-    r.task.await.unwrap();
+    r.stop().await;
 }
 
 async fn zero_workers_keep_jobs_queued(db: Db) {
@@ -374,8 +377,7 @@ async fn zero_workers_keep_jobs_queued(db: Db) {
         job_state(&store, &job.id).await == "succeeded"
     })
     .await;
-    r.stop.send(true).unwrap();
-    r.task.await.unwrap();
+    r.stop().await;
 }
 
 async fn singleton_leases_fence_their_holders(db: Db) {

@@ -89,7 +89,7 @@ async fn cluster_of(s: &TestServer, admin: &str, fleet: &Fleet) {
         assert_eq!(resp.status(), StatusCode::CREATED);
     }
     for a in fleet.addresses() {
-        wait_json(s, admin, &format!("/api/v0/host/{a}"), |h| {
+        s.wait_json(admin, &format!("/api/v0/host/{a}"), |h| {
             h["status"] == "disassociated"
         })
         .await;
@@ -102,21 +102,6 @@ async fn cluster_of(s: &TestServer, admin: &str, fleet: &Fleet) {
         .unwrap();
     let c = expect_json(resp, StatusCode::OK).await;
     assert_eq!(c["status"], "ok", "{c}");
-}
-
-async fn wait_json(s: &TestServer, key: &str, path: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    loop {
-        let resp = s.call(key, Method::GET, path).send().await.unwrap();
-        if resp.status() == StatusCode::OK {
-            let v: Value = resp.json().await.unwrap();
-            if done(&v) {
-                return v;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "timed out on {path}: {v}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 fn lines(path: &Path) -> usize {
@@ -149,10 +134,11 @@ async fn upgrade_stops_at_the_first_failing_host(db: Db) {
     assert_eq!(rec["upgraded"], json!([]));
     assert_eq!(rec["finished_at"], Value::Null);
     assert!(rec.get("version").is_none());
-    let rec = wait_json(&s, &admin, "/api/v0/cluster/c/upgrade", |r| {
-        r["status"] != "in_process"
-    })
-    .await;
+    let rec = s
+        .wait_json(&admin, "/api/v0/cluster/c/upgrade", |r| {
+            r["status"] != "in_process"
+        })
+        .await;
     assert_eq!(rec["status"], "failed", "{rec}");
     assert_eq!(rec["upgraded"], json!([a]));
     assert_eq!(rec["failed"], json!([b]));
@@ -250,10 +236,11 @@ async fn deploy_and_the_rules_while_an_operation_runs(db: Db) {
         .await
         .unwrap();
     expect_error(resp, StatusCode::CONFLICT, None).await;
-    let rec = wait_json(&s, &admin, "/api/v0/cluster/c/upgrade", |r| {
-        r["status"] != "in_process"
-    })
-    .await;
+    let rec = s
+        .wait_json(&admin, "/api/v0/cluster/c/upgrade", |r| {
+            r["status"] != "in_process"
+        })
+        .await;
     assert_eq!(rec["status"], "finished", "{rec}");
     assert_eq!(rec["upgraded"], json!(addrs));
     // A deploy: the version reaches every host.
@@ -270,10 +257,11 @@ async fn deploy_and_the_rules_while_an_operation_runs(db: Db) {
         Some("Cluster 'c' is deploying version '7.2.6'."),
     )
     .await;
-    let rec = wait_json(&s, &admin, "/api/v0/cluster/c/deploy", |r| {
-        r["status"] != "in_process"
-    })
-    .await;
+    let rec = s
+        .wait_json(&admin, "/api/v0/cluster/c/deploy", |r| {
+            r["status"] != "in_process"
+        })
+        .await;
     assert_eq!(rec["status"], "finished", "{rec}");
     assert_eq!(rec["deployed"], json!(addrs));
     for a in &addrs {
@@ -301,10 +289,11 @@ async fn restart_waits_for_each_host_to_go_and_return(db: Db) {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::CREATED);
-    let rec = wait_json(&s, &admin, "/api/v0/cluster/c/restart", |r| {
-        r["status"] != "in_process"
-    })
-    .await;
+    let rec = s
+        .wait_json(&admin, "/api/v0/cluster/c/restart", |r| {
+            r["status"] != "in_process"
+        })
+        .await;
     assert_eq!(rec["status"], "finished", "{rec}");
     assert_eq!(rec["restarted"], json!(fleet.addresses()));
     for (h, old_pid) in fleet.hosts.iter().zip(pids) {

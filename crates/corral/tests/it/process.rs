@@ -86,18 +86,24 @@ impl Proc {
         assert!(ok, "kill {sig} failed");
     }
 
-    /// Sends SIGTERM and waits for the exit code.
-    fn terminate(mut self) -> (Option<i32>, String) {
-        self.signal("-TERM");
+    /// Waits for the exit code after a signal was sent.
+    fn terminate_after_signal(mut self) -> (Option<i32>, String) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
+                // Let the log reader drain the last lines.
                 std::thread::sleep(Duration::from_millis(100));
                 return (status.code(), self.log_text());
             }
-            assert!(Instant::now() < deadline, "corral did not stop on SIGTERM");
+            assert!(Instant::now() < deadline, "corral did not exit after the signal");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Sends SIGTERM and waits for the exit code.
+    fn terminate(self) -> (Option<i32>, String) {
+        self.signal("-TERM");
+        self.terminate_after_signal()
     }
 }
 
@@ -304,19 +310,6 @@ async fn sigterm_finishes_in_flight_requests() {
     assert!(answer.contains("sent in two halves"), "{answer}");
     let (code, logs) = p.terminate_after_signal();
     assert_eq!(code, Some(0), "{logs}");
-}
-
-impl Proc {
-    fn terminate_after_signal(mut self) -> (Option<i32>, String) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return (status.code(), self.log_text());
-            }
-            assert!(Instant::now() < deadline, "corral did not exit after SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
 }
 
 #[tokio::test]
