@@ -11,6 +11,7 @@ pub mod error;
 pub mod extract;
 mod middleware;
 mod openapi;
+pub mod proxy;
 mod reply;
 mod routes;
 pub mod serve;
@@ -36,6 +37,10 @@ pub struct AppState {
     pub core: Arc<Core>,
     pub max_body_bytes: usize,
     pub metrics: PrometheusHandle,
+    /// The method proxy's upstream client (cdap-v3.md 6).
+    pub proxy: proxy::ProxyClient,
+    /// The listener speaks TLS (for `X-Forwarded-Proto`).
+    pub tls: bool,
 }
 
 /// The process-wide Prometheus recorder. `metrics` has one global recorder, so every server
@@ -89,7 +94,12 @@ pub fn app(state: AppState) -> Router {
 /// serves `/docs/` and redirects `/docs` to it.
 pub fn normalize_path(mut req: Request) -> Request {
     let path = req.uri().path();
-    if path.len() > 1 && path.ends_with('/') && !path.starts_with("/docs/") {
+    // Method paths are forwarded raw, trailing slash included (cdap-v3.md 6.2).
+    if path.len() > 1
+        && path.ends_with('/')
+        && !path.starts_with("/docs/")
+        && proxy::split_method_path(path).is_none()
+    {
         let trimmed = path.trim_end_matches('/');
         let trimmed = if trimmed.is_empty() { "/" } else { trimmed };
         let pq = match req.uri().query() {

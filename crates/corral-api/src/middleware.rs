@@ -138,10 +138,51 @@ pub async fn method_not_allowed(State(allow_map): State<AllowMap>, req: Request,
 
 /// Fallback for paths that match no route.
 pub async fn no_route(req: Request) -> Response {
+    if let Some(kind) = other_program_type(req.uri().path()) {
+        return ApiError(Error::NotImplemented(format!(
+            "Program type '{kind}' is not supported by Corral."
+        )))
+        .into_response();
+    }
     ApiError(Error::not_found(format!(
         "No route for {} {}.",
         req.method(),
         req.uri().path()
     )))
     .into_response()
+}
+
+/// The CDAP program type of a URI for a program type other than services
+/// (`.../apps/{app}[/versions/{v}]/{flows,mapreduce,spark,workers,workflows}[/...]`), which
+/// answers 501 (cdap-v3.md 1).
+fn other_program_type(path: &str) -> Option<&str> {
+    const TYPES: [&str; 5] = ["flows", "mapreduce", "spark", "workers", "workflows"];
+    let rest = path.strip_prefix("/v3/namespaces/")?;
+    let mut segs = rest.split('/');
+    let _ns = segs.next().filter(|s| !s.is_empty())?;
+    if segs.next()? != "apps" {
+        return None;
+    }
+    let _app = segs.next().filter(|s| !s.is_empty())?;
+    let mut kind = segs.next()?;
+    if kind == "versions" {
+        segs.next().filter(|s| !s.is_empty())?;
+        kind = segs.next()?;
+    }
+    TYPES.contains(&kind).then_some(kind)
+}
+
+#[cfg(test)]
+mod program_type_tests {
+    use super::other_program_type;
+
+    #[test]
+    fn other_program_types_are_recognised() {
+        assert_eq!(other_program_type("/v3/namespaces/d/apps/a/flows"), Some("flows"));
+        assert_eq!(other_program_type("/v3/namespaces/d/apps/a/spark/x/start"), Some("spark"));
+        assert_eq!(other_program_type("/v3/namespaces/d/apps/a/versions/1/workflows/w/status"), Some("workflows"));
+        assert_eq!(other_program_type("/v3/namespaces/d/apps/a/services/s"), None);
+        assert_eq!(other_program_type("/v3/namespaces/d/apps/a/streams"), None);
+        assert_eq!(other_program_type("/v3/namespaces/d/flows"), None);
+    }
 }

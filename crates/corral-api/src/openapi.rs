@@ -13,6 +13,7 @@ use utoipa::{Modify, OpenApi};
         license(name = "Apache-2.0")
     ),
     modifiers(&Security),
+    paths(crate::routes::cdap_routing::methods_doc, crate::routes::cdap_routing::methods_version_doc),
     security(("bearer" = []), ("basic" = []), ("coopr" = [])),
     tags(
         (name = "system", description = "Health, version, tokens, metrics"),

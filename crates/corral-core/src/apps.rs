@@ -1,5 +1,5 @@
 //! CDAP applications (cdap-v3.md 1.1-1.3, 3) and the read side of their services (4.1, 4.2).
-//! No processes yet: every service is `STOPPED`, so deletes never meet a running service.
+//! The lifecycle of services is in `services.rs`.
 
 use std::collections::BTreeSet;
 
@@ -26,7 +26,7 @@ fn version_not_found(app: &str, v: &str) -> Error {
     Error::not_found(format!("Version '{v}' of application '{app}' not found."))
 }
 
-fn service_not_found(app: &str, svc: &str) -> Error {
+pub(crate) fn service_not_found(app: &str, svc: &str) -> Error {
     Error::not_found(format!("Service '{svc}' not found in application '{app}'."))
 }
 
@@ -47,7 +47,7 @@ fn check_version(v: &str) -> Result<(), Error> {
 }
 
 /// `[A-Za-z_][A-Za-z0-9_]*`.
-fn is_env_key(k: &str) -> bool {
+pub(crate) fn is_env_key(k: &str) -> bool {
     let mut bytes = k.bytes();
     bytes.next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
@@ -75,7 +75,7 @@ fn parse_spec(body: serde_json::Value) -> Result<AppSpec, Error> {
     })
 }
 
-fn services_of(row: &AppVersionRow) -> Result<Vec<ServiceSpec>, Error> {
+pub(crate) fn services_of(row: &AppVersionRow) -> Result<Vec<ServiceSpec>, Error> {
     serde_json::from_str(&row.spec).map_err(Error::internal)
 }
 
@@ -101,7 +101,7 @@ fn detail(row: &AppVersionRow) -> Result<ApplicationDetail, Error> {
 
 impl Core {
     /// The namespace check of every `/v3/namespaces/{ns}/...` route (cdap-v3.md 1).
-    async fn require_namespace(&self, ctx: &OpCtx, ns: &str) -> Result<(), Error> {
+    pub(crate) async fn require_namespace(&self, ctx: &OpCtx, ns: &str) -> Result<(), Error> {
         check_namespace_param(ns)?;
         if self.store.get_namespace(&ctx.tenant().id, ns).await?.is_none() {
             return Err(Error::not_found(format!("Namespace '{ns}' not found.")));
@@ -228,13 +228,31 @@ impl Core {
             }
         }
         let services = serde_json::to_string(&spec.services).map_err(Error::internal)?;
+        let overwritable = version.ends_with(DEFAULT_VERSION);
+        if overwritable
+            && !self
+                .store
+                .active_runs_in(&ctx.tenant().id, Some(ns), Some(app), Some(&version))
+                .await?
+                .is_empty()
+        {
+            // Only an overwrite would change anything; an identical spec is still a 200.
+            let same = self
+                .store
+                .get_app_version(&ctx.tenant().id, ns, app, Some(&version))
+                .await?
+                .is_some_and(|row| row.spec == services && row.description == description);
+            if !same {
+                return Err(Error::conflict(format!(
+                    "Stop the services of version '{version}' first."
+                )));
+            }
+        }
         let new = NewAppVersion {
             version: &version,
             description: &description,
             spec: &services,
-            // No service runs yet, so a `-SNAPSHOT` is always stopped and may be overwritten
-            // (the 409 "Stop the services of version ... first." comes with processes).
-            overwritable: version.ends_with(DEFAULT_VERSION),
+            overwritable,
         };
         match self
             .store
@@ -254,7 +272,7 @@ impl Core {
     }
 
     /// The row of version `v` (current when `None`), or the contract's 404.
-    async fn app_version(
+    pub(crate) async fn app_version(
         &self,
         ctx: &OpCtx,
         ns: &str,
@@ -307,11 +325,13 @@ impl Core {
         Ok(versions)
     }
 
-    /// `DELETE /v3/namespaces/{ns}/apps/{app}` (3.7). No service can be running yet, so the
-    /// 409 of a running service does not arise.
+    /// `DELETE /v3/namespaces/{ns}/apps/{app}` (3.7): refused while a service runs.
     pub async fn delete_app(&self, ctx: &OpCtx, ns: &str, app: &str) -> Result<(), Error> {
         ctx.require(Access::Write)?;
         self.require_namespace(ctx, ns).await?;
+        if is_valid_name(app) {
+            self.refuse_if_running(ctx, ns, app, None).await?;
+        }
         if !is_valid_name(app) || !self.store.delete_app(&ctx.tenant().id, ns, app).await? {
             return Err(app_not_found(app));
         }
@@ -320,12 +340,13 @@ impl Core {
     }
 
     /// `DELETE /v3/namespaces/{ns}/apps/{app}/versions/{v}` (3.8); the last version's delete
-    /// deletes the app. Neither 409 can arise yet: no service runs and no route config exists
-    /// (route configs come with section 8, and must then refuse a version they name).
+    /// deletes the app. Refused while a service of the version runs or a route config names it.
     pub async fn delete_app_version(&self, ctx: &OpCtx, ns: &str, app: &str, v: &str) -> Result<(), Error> {
         ctx.require(Access::Write)?;
         // 404 for an unknown app or version, before anything is deleted.
         self.app_version(ctx, ns, app, Some(v)).await?;
+        self.refuse_if_running(ctx, ns, app, Some(v)).await?;
+        self.refuse_if_routed(ctx, ns, app, v).await?;
         if !self
             .store
             .delete_app_version(&ctx.tenant().id, ns, app, v)
@@ -357,8 +378,8 @@ impl Core {
         Ok(out)
     }
 
-    /// `GET .../apps/{app}[/versions/{v}]/services/{svc}` (4.2). `instances` is the spec's
-    /// value until scaling (4.6) exists.
+    /// `GET .../apps/{app}[/versions/{v}]/services/{svc}` (4.2), with `instances` the
+    /// requested count (4.6).
     pub async fn get_service(
         &self,
         ctx: &OpCtx,
@@ -373,6 +394,18 @@ impl Core {
             .into_iter()
             .find(|s| s.name == svc)
             .ok_or_else(|| service_not_found(app, svc))?;
+        let requested = self
+            .store
+            .requested_instances(
+                &ctx.tenant().id,
+                &corral_store::ServiceRef {
+                    namespace: ns.to_string(),
+                    app: app.to_string(),
+                    version: row.version.clone(),
+                    service: svc.to_string(),
+                },
+            )
+            .await?;
         Ok(ServiceDetail {
             kind: "Service".into(),
             app: row.app,
@@ -381,7 +414,7 @@ impl Core {
             description: s.description,
             command: s.command,
             env: s.env,
-            instances: s.instances,
+            instances: requested.unwrap_or(s.instances),
             health_path: s.health_path,
         })
     }

@@ -244,6 +244,12 @@ impl Core {
         if name == SUPERADMIN_TENANT {
             return Err(Error::forbidden("Superadmin cannot be deleted."));
         }
+        // Its service processes go first: nothing of a deleted tenant may keep running.
+        if let Some(t) = self.store.get_tenant(name).await?
+            && t.workers == 0
+        {
+            self.stop_services_in(&t.id, None, &ctx.request_id).await?;
+        }
         match self.store.delete_tenant(name).await? {
             DeleteTenantOutcome::Deleted => {
                 self.auth.invalidate();

@@ -18,6 +18,8 @@ mod namespaces;
 mod networks;
 mod operations;
 pub mod secrets;
+mod services;
+mod supervisor;
 pub mod watcher;
 
 use std::time::Duration;
@@ -27,7 +29,10 @@ pub use corral_types::OpCtx;
 
 use std::sync::Arc;
 
-use corral_drivers::{ContainerManagerClient, HostTransport};
+use corral_drivers::{ContainerManagerClient, HostTransport, ProcessRunner};
+
+pub use services::{BatchOp, OTHER_PROGRAM_TYPES, ProxyTarget};
+pub use supervisor::{Fallback, ServiceSettings, SupervisionSettings};
 
 use crate::auth::Authenticator;
 use crate::crypto::SecretBox;
@@ -76,6 +81,9 @@ pub struct Core {
     hosts: Option<Arc<HostOps>>,
     jobs: Option<Arc<JobEngine>>,
     watcher: Arc<watcher::WatcherState>,
+    /// The service processes this server runs.
+    services: Arc<supervisor::Supervisor>,
+    route_cache: services::RouteCache,
 }
 
 impl Core {
@@ -89,7 +97,23 @@ impl Core {
             hosts: None,
             jobs: None,
             watcher: Arc::default(),
+            services: Arc::new(supervisor::Supervisor::new(
+                Arc::new(corral_drivers::LocalProcessRunner),
+                ServiceSettings::default(),
+                None,
+            )),
+            route_cache: services::RouteCache::default(),
         }
+    }
+
+    /// Sets how and where service processes run.
+    pub fn with_services(mut self, runner: Arc<dyn ProcessRunner>, settings: ServiceSettings) -> Core {
+        self.services = Arc::new(supervisor::Supervisor::new(
+            runner,
+            settings,
+            self.settings.service_command_dirs.clone(),
+        ));
+        self
     }
 
     /// Adds the job engine and the host machinery, registering the host jobs' handlers.

@@ -139,6 +139,9 @@ impl Core {
             )));
         }
         check_namespace_param(ns)?;
+        // Running services are stopped (their runs end KILLED) before the records go (2.6).
+        self.stop_services_in(&ctx.tenant().id, Some(ns), &ctx.request_id)
+            .await?;
         if !self.store.delete_namespace(&ctx.tenant().id, ns).await? {
             return Err(not_found(ns));
         }

@@ -33,7 +33,8 @@ pub use kube::{
 };
 pub use process::{
     ExitInfo, LocalProcessRunner, ProcessError, ProcessHandle, ProcessRunner, ProcessSpec,
-    free_loopback_port, resolve_program, resolve_program_in,
+    fresh_work_dir, free_loopback_port, health_probe, kill_processes_with_env, lookup_user,
+    resolve_program, resolve_program_in, running_as_root,
 };
 pub use russh_transport::{MAX_OUTPUT_BYTES, RusshTransport};
 pub use simulated::{SIMULATED_FINGERPRINT, SimulatedTransport};

@@ -430,6 +430,116 @@ pub fn free_loopback_port() -> io::Result<u16> {
     Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port())
 }
 
+/// True when the server runs as root: service processes must then run as another user.
+pub fn running_as_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// The `(uid, gid)` of an OS user, from `/etc/passwd` (no NSS lookups: the services' user is a
+/// local account), or from a numeric `uid:gid`.
+pub fn lookup_user(name: &str) -> Result<(u32, u32), String> {
+    if let Some((u, g)) = name.split_once(':')
+        && let (Ok(u), Ok(g)) = (u.parse(), g.parse())
+    {
+        return Ok((u, g));
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd").map_err(|e| format!("cannot read /etc/passwd: {e}"))?;
+    passwd
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split(':');
+            let user = f.next()?;
+            let _pw = f.next()?;
+            let uid = f.next()?.parse().ok()?;
+            let gid = f.next()?.parse().ok()?;
+            (user == name).then_some((uid, gid))
+        })
+        .next()
+        .ok_or_else(|| format!("no user '{name}' in /etc/passwd"))
+}
+
+/// Creates `dir` fresh and empty (removing what a previous process left), mode 0700, owned by
+/// `owner` when given, so the service can write there and nobody else can.
+pub fn fresh_work_dir(dir: &Path, owner: Option<(u32, u32)>) -> io::Result<()> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir)?;
+    }
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::chown(dir, Some(uid), Some(gid))?;
+    }
+    Ok(())
+}
+
+/// Kills (`SIGKILL`) every process whose initial environment holds `name=value`, and answers
+/// how many were signalled. A server that was killed leaves its services' processes behind;
+/// at its next start it finds them by the run id each one carries in `CORRAL_RUN_ID`, which
+/// no unrelated process has (unlike a recorded pid, which the kernel may have reused).
+pub fn kill_processes_with_env(name: &str, value: &str) -> usize {
+    let needle = format!("{name}={value}").into_bytes();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut killed = 0;
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+            .filter(|p| *p > 1)
+        else {
+            continue;
+        };
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        if environ.split(|b| *b == 0).any(|var| var == needle.as_slice())
+            && let Some(pid) = Pid::from_raw(pid)
+            && rustix::process::kill_process(pid, Signal::KILL).is_ok()
+        {
+            killed += 1;
+        }
+    }
+    killed
+}
+
+/// One health check of a service instance (spec cdap-v3 1.5): with `path`, an HTTP/1.1
+/// `GET http://127.0.0.1:<port><path>` that must answer 2xx; without, a TCP connect. Either
+/// within `timeout`.
+pub async fn health_probe(port: u16, path: Option<&str>, timeout: Duration) -> bool {
+    tokio::time::timeout(timeout, probe(port, path))
+        .await
+        .unwrap_or(false)
+}
+
+async fn probe(port: u16, path: Option<&str>) -> bool {
+    let Ok(stream) = tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)).await else {
+        return false;
+    };
+    let Some(path) = path else {
+        return true;
+    };
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let Ok((mut sender, conn)) = hyper::client::conn::http1::handshake(io).await else {
+        return false;
+    };
+    let conn = tokio::spawn(conn);
+    let req = hyper::Request::get(path)
+        .header(hyper::header::HOST, format!("127.0.0.1:{port}"))
+        .header(hyper::header::USER_AGENT, "corral-health")
+        .body(http_body_util::Empty::<hyper::body::Bytes>::new());
+    let ok = match req {
+        Ok(req) => sender
+            .send_request(req)
+            .await
+            .is_ok_and(|r| r.status().is_success()),
+        Err(_) => false,
+    };
+    conn.abort();
+    ok
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

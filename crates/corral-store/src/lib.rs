@@ -27,6 +27,7 @@ mod jobs;
 mod migrate;
 mod namespaces;
 mod networks;
+mod services;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -40,6 +41,7 @@ pub use hosts::*;
 pub use identity::*;
 pub use jobs::{JobRow, NewJob, state};
 pub use namespaces::*;
+pub use services::*;
 pub use networks::{ContainerManagerRow, CreateIfAbsent, DeleteInUse, NetworkRow};
 
 /// Which engine a store runs on.

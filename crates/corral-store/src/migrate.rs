@@ -21,6 +21,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0003_commissaire.sql"),
     ),
     (4, "apps", include_str!("../migrations/0004_apps.sql")),
+    (5, "services", include_str!("../migrations/0005_services.sql")),
 ];
 
 /// An arbitrary constant naming Corral's migration lock among PostgreSQL advisory locks.

@@ -105,3 +105,65 @@ pub struct ServiceDetail {
     pub instances: i64,
     pub health_path: Option<String>,
 }
+
+/// A run record (cdap-v3.md 4.7).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RunRecord {
+    pub runid: String,
+    /// Seconds since the epoch.
+    pub start: i64,
+    /// Absent while the run is active.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end: Option<i64>,
+    pub status: String,
+}
+
+/// `GET .../instances` (cdap-v3.md 4.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct InstanceCounts {
+    pub requested: i64,
+    pub provisioned: i64,
+    pub healthy: i64,
+}
+
+/// The body of `PUT .../instances`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct InstancesBody {
+    pub instances: i64,
+}
+
+/// `GET .../status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ProgramStatus {
+    pub status: String,
+}
+
+/// The answer of a start: the new run's id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StartedRun {
+    pub runid: String,
+}
+
+/// The 200 of `GET .../available`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Message {
+    pub message: String,
+}
+
+/// One supervised process of a running service (Corral addition, `GET .../processes`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ProcessRecord {
+    /// The instance index, 0..N-1.
+    pub instance: i64,
+    /// Absent between an exit and the restart.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// The loopback port of the current (or last) process.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    pub healthy: bool,
+    /// How many times the instance was started again after an exit.
+    pub restarts: u32,
+    /// The most recent output of the current (or last) process, stdout and stderr together.
+    pub output: String,
+}

@@ -29,6 +29,9 @@ pub enum Error {
     Unavailable(String),
     /// 500: an unexpected fault. `detail` is for the log only.
     Internal { detail: String },
+    /// 500: an expected failure the client must hear about in its own words (a service
+    /// program that could not be started): the message is shown.
+    Failed(String),
 }
 
 impl Error {
@@ -67,7 +70,7 @@ impl Error {
             Error::PayloadTooLarge(_) => 413,
             Error::NotImplemented(_) => 501,
             Error::Unavailable(_) => 503,
-            Error::Internal { .. } => 500,
+            Error::Internal { .. } | Error::Failed(_) => 500,
         }
     }
 
@@ -80,7 +83,8 @@ impl Error {
             | Error::NotFound(m)
             | Error::Conflict(m)
             | Error::NotImplemented(m)
-            | Error::Unavailable(m) => m.clone(),
+            | Error::Unavailable(m)
+            | Error::Failed(m) => m.clone(),
             Error::MethodNotAllowed { message, .. } => message.clone(),
             Error::PayloadTooLarge(limit) => format!("Request body exceeds {limit} bytes."),
             Error::Internal { .. } => "Internal error.".to_string(),

@@ -87,6 +87,27 @@ pub struct Settings {
     pub service_command_dirs: Option<Vec<PathBuf>>,
     /// The most instances one service may ask for.
     pub service_max_instances: i64,
+    /// The OS user (name, or `uid:gid`) service processes run as. Required when Corral runs
+    /// as root: services are refused rather than run as root.
+    pub service_user: Option<String>,
+    /// Parent of the services' working directories; keep it outside `data_dir`.
+    pub service_work_dir: PathBuf,
+    /// Bytes of recent output kept per service instance.
+    pub service_output_bytes: usize,
+    /// Seconds between SIGTERM and SIGKILL when a service instance is stopped.
+    pub service_stop_grace: u64,
+    /// Health check interval of a healthy instance, milliseconds (cdap-v3.md 1.5: 5 s).
+    pub service_health_interval_ms: u64,
+    /// Health check interval until an instance's first success, milliseconds (1 s).
+    pub service_health_first_interval_ms: u64,
+    /// First restart back-off of a crashed instance, milliseconds (1 s, doubling to 30 s).
+    pub service_restart_backoff_ms: u64,
+    /// Seconds the method proxy waits for a service's response headers.
+    pub proxy_timeout: u64,
+    /// Largest request body the method proxy forwards, bytes.
+    pub proxy_max_body_bytes: u64,
+    /// CDAP's `router.userservice.fallback.strategy`: `random`, `smallest`, `largest`, `drop`.
+    pub router: RouterSettings,
 }
 
 /// How hosts are reached.
@@ -144,6 +165,43 @@ impl Default for Settings {
             job_lease: 15,
             service_command_dirs: None,
             service_max_instances: 100,
+            service_user: None,
+            service_work_dir: std::env::temp_dir().join("corral-services"),
+            service_output_bytes: 64 * 1024,
+            service_stop_grace: 10,
+            service_health_interval_ms: 5000,
+            service_health_first_interval_ms: 1000,
+            service_restart_backoff_ms: 1000,
+            proxy_timeout: 60,
+            proxy_max_body_bytes: 100 * 1024 * 1024,
+            router: RouterSettings::default(),
+        }
+    }
+}
+
+/// `router.userservice.fallback.strategy`, nested as CDAP spells it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RouterSettings {
+    pub userservice: UserServiceSettings,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UserServiceSettings {
+    pub fallback: FallbackSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FallbackSettings {
+    pub strategy: corral_core::Fallback,
+}
+
+impl Default for FallbackSettings {
+    fn default() -> Self {
+        FallbackSettings {
+            strategy: corral_core::Fallback::Random,
         }
     }
 }
@@ -182,6 +240,8 @@ impl Settings {
                     .map(|k| {
                         if k == "BOOTSTRAP_KEY" {
                             "bootstrap_apikey".into()
+                        } else if k == "ROUTER_USERSERVICE_FALLBACK_STRATEGY" {
+                            "router.userservice.fallback.strategy".into()
                         } else {
                             k.into()
                         }
@@ -202,6 +262,12 @@ impl Settings {
         }
         if s.max_body_bytes == 0 {
             return Err("max_body_bytes must be positive".into());
+        }
+        if s.proxy_max_body_bytes == 0 || s.proxy_timeout == 0 {
+            return Err("proxy_max_body_bytes and proxy_timeout must be positive".into());
+        }
+        if s.service_health_interval_ms == 0 || s.service_health_first_interval_ms == 0 {
+            return Err("service health intervals must be positive".into());
         }
         if s.service_max_instances < 1 {
             return Err("service_max_instances must be positive".into());

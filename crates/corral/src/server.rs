@@ -14,7 +14,11 @@ use corral_core::crypto::SecretBox;
 use corral_core::hosts::HostSettings;
 use corral_core::jobs::{JobEngine, JobSettings};
 use corral_core::{Core, CoreSettings};
-use corral_drivers::{Facts, HostTransport, KubeClient, RusshTransport, SimulatedTransport};
+use corral_api::proxy::ProxyClient;
+use corral_core::{ServiceSettings, SupervisionSettings};
+use corral_drivers::{
+    Facts, HostTransport, KubeClient, LocalProcessRunner, RusshTransport, SimulatedTransport,
+};
 use corral_store::{Store, redact_url};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
@@ -51,6 +55,9 @@ impl Running {
                 Ok(())
             }
         };
+        // Service processes stop after the last proxied request; their runs stay active in
+        // the store, and the next start of this server (same data dir) restores them.
+        self.core.shutdown_services().await;
         self.core.store().close().await;
         result
     }
@@ -82,6 +89,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
         },
         secrets,
     );
+    let core = core.with_services(Arc::new(LocalProcessRunner), service_settings(settings)?);
     let profiles = settings.os_profiles().map_err(anyhow::Error::msg)?;
     let policy = AddressPolicy::parse(&settings.host_allow).map_err(anyhow::Error::msg)?;
     let engine = Arc::new(JobEngine::new(
@@ -135,6 +143,11 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
         }
         Bootstrap::AlreadyDone => tracing::debug!("store already bootstrapped"),
     }
+    // Before serving: runs a previous process of this server left active are closed and
+    // the services it ran are started again (cdap-v3.md 1.4).
+    if let Err(e) = core.recover_services().await {
+        tracing::error!("cannot restore the services of the previous run: {e}");
+    }
     let tcp = tokio::net::TcpListener::bind(&settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -150,6 +163,11 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
         core: core.clone(),
         max_body_bytes: settings.max_body_bytes,
         metrics: metrics_handle(),
+        proxy: ProxyClient::new(
+            Duration::from_secs(settings.proxy_timeout),
+            settings.proxy_max_body_bytes,
+        ),
+        tls: matches!(bound, Bound::Tls(_)),
     };
     let (tx, rx) = oneshot::channel::<()>();
     let scheme = if matches!(bound, Bound::Tls(_)) {
@@ -174,6 +192,58 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
         jobs_stop,
         jobs,
     })
+}
+
+/// How service processes run, from the settings. As root, a `service_user` is required
+/// for services to run at all.
+fn service_settings(settings: &Settings) -> anyhow::Result<ServiceSettings> {
+    let run_as = settings
+        .service_user
+        .as_deref()
+        .map(corral_drivers::lookup_user)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("service_user: {e}"))?;
+    let refuse_as_root = run_as.is_none() && corral_drivers::running_as_root();
+    if refuse_as_root {
+        tracing::warn!("running as root without service_user: CDAP services will not be started");
+    }
+    if settings.service_work_dir.starts_with(&settings.data_dir) {
+        bail!("service_work_dir must lie outside data_dir: services must not reach Corral's files");
+    }
+    let defaults = SupervisionSettings::default();
+    let restart = Duration::from_millis(settings.service_restart_backoff_ms.max(1));
+    Ok(ServiceSettings {
+        node: node_id(&settings.data_dir)?,
+        work_root: settings.service_work_dir.clone(),
+        run_as,
+        refuse_as_root,
+        output_cap_bytes: settings.service_output_bytes,
+        supervision: SupervisionSettings {
+            first_interval: Duration::from_millis(settings.service_health_first_interval_ms),
+            interval: Duration::from_millis(settings.service_health_interval_ms),
+            backoff_initial: restart,
+            backoff_max: defaults.backoff_max.max(restart),
+            stop_grace: Duration::from_secs(settings.service_stop_grace),
+            ..defaults
+        },
+        proxy_timeout: Duration::from_secs(settings.proxy_timeout),
+        proxy_max_body_bytes: settings.proxy_max_body_bytes,
+        fallback: settings.router.userservice.fallback.strategy,
+    })
+}
+
+/// This server's node id, kept in the data dir: the runs it supervises carry it, so a
+/// restart recovers exactly its own services, whatever other replicas share the store.
+fn node_id(data_dir: &std::path::Path) -> anyhow::Result<String> {
+    let path = data_dir.join("node-id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_string()),
+        _ => {
+            let id = uuid::Uuid::new_v4().to_string();
+            std::fs::write(&path, &id).with_context(|| format!("cannot write {}", path.display()))?;
+            Ok(id)
+        }
+    }
 }
 
 fn create_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {

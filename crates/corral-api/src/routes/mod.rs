@@ -3,12 +3,15 @@
 
 mod cdap;
 mod cdap_apps;
+pub(crate) mod cdap_routing;
+mod cdap_services;
 mod commissaire;
 mod commissaire_clusters;
 mod commissaire_networks;
 mod coopr;
 mod system;
 
+use axum::routing::any;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -102,6 +105,30 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(cdap_apps::list_services))
         .routes(routes!(cdap_apps::get_service))
         .routes(routes!(cdap_apps::get_version_service))
+        .routes(routes!(cdap_services::start))
+        .routes(routes!(cdap_services::start_v))
+        .routes(routes!(cdap_services::stop))
+        .routes(routes!(cdap_services::stop_v))
+        .routes(routes!(cdap_services::status))
+        .routes(routes!(cdap_services::status_v))
+        .routes(routes!(cdap_services::get_instances, cdap_services::put_instances))
+        .routes(routes!(cdap_services::get_instances_v, cdap_services::put_instances_v))
+        .routes(routes!(cdap_services::runs))
+        .routes(routes!(cdap_services::runs_v))
+        .routes(routes!(cdap_services::run))
+        .routes(routes!(cdap_services::run_v))
+        .routes(routes!(cdap_services::available))
+        .routes(routes!(cdap_services::available_v))
+        .routes(routes!(cdap_services::processes))
+        .routes(routes!(cdap_services::processes_v))
+        .routes(routes!(
+            cdap_routing::get_route_config,
+            cdap_routing::put_route_config,
+            cdap_routing::delete_route_config
+        ))
+        .routes(routes!(cdap_routing::batch_start))
+        .routes(routes!(cdap_routing::batch_stop))
+        .routes(routes!(cdap_routing::batch_status))
         .routes(routes!(commissaire_networks::list_networks))
         .routes(routes!(commissaire_networks::list_networks_singular))
         .routes(routes!(
@@ -116,4 +143,14 @@ pub fn router() -> OpenApiRouter<AppState> {
             commissaire_networks::put_container_manager,
             commissaire_networks::delete_container_manager
         ))
+        // The method proxy: every method, with or without an endpoint path (cdap-v3.md 6.1).
+        .route(METHODS, any(crate::proxy::proxy))
+        .route(concat!("/v3/namespaces/{ns}/apps/{app}/services/{svc}/methods", "/"), any(crate::proxy::proxy))
+        .route(concat!("/v3/namespaces/{ns}/apps/{app}/services/{svc}/methods", "/{*path}"), any(crate::proxy::proxy))
+        .route(METHODS_V, any(crate::proxy::proxy))
+        .route(concat!("/v3/namespaces/{ns}/apps/{app}/versions/{v}/services/{svc}/methods", "/"), any(crate::proxy::proxy))
+        .route(concat!("/v3/namespaces/{ns}/apps/{app}/versions/{v}/services/{svc}/methods", "/{*path}"), any(crate::proxy::proxy))
 }
+
+const METHODS: &str = "/v3/namespaces/{ns}/apps/{app}/services/{svc}/methods";
+const METHODS_V: &str = "/v3/namespaces/{ns}/apps/{app}/versions/{v}/services/{svc}/methods";

@@ -98,6 +98,10 @@ impl TestServer {
             database_url: Some(db_url.clone()),
             database_max_connections: 4,
             bootstrap_apikey: Some(BOOTSTRAP_KEY.into()),
+            // As root (CI), services must run as another user; their work dirs lie outside
+            // the test's private temp dir, which that user cannot enter.
+            service_user: corral_drivers::running_as_root().then(|| "nobody".to_string()),
+            service_work_dir: std::env::temp_dir().join("corral-it-services"),
             ..Settings::default()
         };
         tune(&mut settings);
@@ -123,6 +127,16 @@ impl TestServer {
         if let Some(r) = self.running.take() {
             r.shutdown(Duration::from_secs(10)).await.expect("clean shutdown");
         }
+    }
+
+    /// Stops the server gracefully and hands over its temp dir (data dir, SQLite file), so a
+    /// new server can start on the same state.
+    pub async fn stop_keeping_files(mut self) -> tempfile::TempDir {
+        if let Some(r) = self.running.take() {
+            r.shutdown(Duration::from_secs(30)).await.expect("clean shutdown");
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::mem::replace(&mut self._dir, dir)
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -333,4 +347,29 @@ impl TestServer {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+/// The test service binary (`corral-testsvc`), built on first use when the suite was started
+/// without it (`scripts/test.sh` builds it first).
+pub fn testsvc() -> String {
+    static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        // target/<profile>/deps/it-<hash> -> target/<profile>/corral-testsvc
+        let exe = std::env::current_exe().expect("test executable path");
+        let profile_dir = exe
+            .parent()
+            .and_then(|d| d.parent())
+            .expect("target/<profile> directory");
+        let bin = profile_dir.join("corral-testsvc");
+        if !bin.is_file() {
+            let status = std::process::Command::new(env!("CARGO"))
+                .args(["build", "-p", "corral-testsvc"])
+                .status()
+                .expect("run cargo build -p corral-testsvc");
+            assert!(status.success(), "cannot build corral-testsvc");
+        }
+        assert!(bin.is_file(), "{} is missing", bin.display());
+        bin.display().to_string()
+    })
+    .clone()
 }

@@ -16,5 +16,6 @@ mod namespaces;
 mod operations;
 mod process;
 mod roles;
+mod services;
 mod tenants;
 mod users;

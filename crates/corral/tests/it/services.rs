@@ -1,0 +1,769 @@
+//! CDAP services for real (cdap-v3.md 1.4-1.5, 4.3-4.7, 5-9): `corral-testsvc` processes started,
+//! health-checked, crashed and restarted, scaled, stopped; the method proxy's fidelity with
+//! large streamed bodies; route configs and the exact split; batch calls; isolation.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, Response, StatusCode};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::both_stores;
+use crate::harness::{Db, TestServer, expect_empty_ok, expect_error, expect_json, testsvc};
+
+const NS: &str = "/v3/namespaces/default";
+const STOPPED: &str = "Service is stopped. Please start it.";
+const NOT_ACCEPTING: &str = "Service is running but not accepting requests at this time.";
+
+async fn send(s: &TestServer, key: &str, method: Method, path: &str, body: Option<Value>) -> Response {
+    let req = s.call(key, method, path);
+    let req = match body {
+        Some(b) => req.json(&b),
+        None => req,
+    };
+    req.send().await.unwrap()
+}
+
+/// A version of app `app` with one testsvc service `svc`.
+async fn deploy(s: &TestServer, key: &str, app: &str, version: &str, instances: i64, extra_args: &[&str]) {
+    let mut command = vec![testsvc()];
+    command.extend(extra_args.iter().map(|a| a.to_string()));
+    let body = json!({"version": version, "services": [{"name": "svc", "command": command,
+        "env": {"LOG_LEVEL": "info"}, "instances": instances, "health_path": "/health"}]});
+    let resp = send(s, key, Method::PUT, &format!("{NS}/apps/{app}"), Some(body)).await;
+    expect_json(resp, StatusCode::OK).await;
+}
+
+fn svc_path(app: &str, version: Option<&str>, rest: &str) -> String {
+    match version {
+        Some(v) => format!("{NS}/apps/{app}/versions/{v}/services/svc{rest}"),
+        None => format!("{NS}/apps/{app}/services/svc{rest}"),
+    }
+}
+
+async fn start(s: &TestServer, key: &str, app: &str, version: Option<&str>, args: Option<Value>) -> String {
+    let resp = send(s, key, Method::POST, &svc_path(app, version, "/start"), args).await;
+    let body = expect_json(resp, StatusCode::OK).await;
+    body["runid"].as_str().expect("runid").to_string()
+}
+
+async fn wait_healthy(s: &TestServer, key: &str, app: &str, version: Option<&str>, n: i64) -> Value {
+    s.wait_json(key, &svc_path(app, version, "/instances"), |v| {
+        v["healthy"] == n && v["provisioned"] == n
+    })
+    .await
+}
+
+async fn processes(s: &TestServer, key: &str, app: &str, version: Option<&str>) -> Vec<Value> {
+    let resp = send(s, key, Method::GET, &svc_path(app, version, "/processes"), None).await;
+    expect_json(resp, StatusCode::OK).await.as_array().unwrap().clone()
+}
+
+fn process_exists(pid: u64) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ")
+}
+
+async fn method(s: &TestServer, key: &str, m: Method, app: &str, version: Option<&str>, rest: &str) -> Response {
+    s.call(key, m, &svc_path(app, version, &format!("/methods{rest}")))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn status(s: &TestServer, k: &str) -> Value {
+    let resp = send(s, k, Method::GET, &svc_path("Shop", None, "/status"), None).await;
+    expect_json(resp, StatusCode::OK).await
+}
+
+async fn lifecycle(db: Db) {
+    let s = TestServer::start(db).await;
+    let k = s.create_tenant("acme", 0).await;
+    deploy(&s, &k, "Shop", "1.0.0", 2, &[]).await;
+    assert_eq!(status(&s, &k).await, json!({"status": "STOPPED"}));
+    let resp = send(&s, &k, Method::GET, &svc_path("Shop", None, "/available"), None).await;
+    expect_error(resp, StatusCode::SERVICE_UNAVAILABLE, Some(STOPPED)).await;
+    let resp = method(&s, &k, Method::GET, "Shop", None, "/").await;
+    expect_error(resp, StatusCode::SERVICE_UNAVAILABLE, Some(STOPPED)).await;
+
+    // Runtime arguments: an object of strings with the env rules.
+    for bad in [json!([1]), json!({"A": 1}), json!({"PORT": "1"}), json!({"CORRAL_X": "1"})] {
+        let resp = send(&s, &k, Method::POST, &svc_path("Shop", None, "/start"), Some(bad)).await;
+        expect_error(resp, StatusCode::BAD_REQUEST, None).await;
+    }
+    let before = crate::harness::wall_clock_ms() / 1000;
+    let run = start(&s, &k, "Shop", None, Some(json!({"GREETING": "hi", "LOG_LEVEL": "debug"}))).await;
+    assert_eq!(status(&s, &k).await, json!({"status": "RUNNING"}));
+    let resp = send(&s, &k, Method::POST, &svc_path("Shop", None, "/start"), None).await;
+    expect_error(
+        resp,
+        StatusCode::CONFLICT,
+        Some("Program 'svc' of application 'Shop' is already running."),
+    )
+    .await;
+    assert_eq!(
+        wait_healthy(&s, &k, "Shop", None, 2).await,
+        json!({"requested": 2, "provisioned": 2, "healthy": 2})
+    );
+    let resp = send(&s, &k, Method::GET, &svc_path("Shop", None, "/available"), None).await;
+    assert_eq!(
+        expect_json(resp, StatusCode::OK).await,
+        json!({"message": "Service is available to accept requests."})
+    );
+
+    // The environment is exactly the contract's (1.5): runtime arguments override the spec.
+    let resp = method(&s, &k, Method::GET, "Shop", None, "/env").await;
+    let env = expect_json(resp, StatusCode::OK).await;
+    let env = env.as_object().unwrap();
+    let mut names: Vec<&str> = env.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "CORRAL_APP",
+            "CORRAL_APP_VERSION",
+            "CORRAL_INSTANCE",
+            "CORRAL_NAMESPACE",
+            "CORRAL_RUN_ID",
+            "CORRAL_SERVICE",
+            "GREETING",
+            "LOG_LEVEL",
+            "PATH",
+            "PORT"
+        ]
+    );
+    assert_eq!(env["LOG_LEVEL"], "debug");
+    assert_eq!(env["CORRAL_RUN_ID"], run.as_str());
+    assert_eq!(env["CORRAL_APP_VERSION"], "1.0.0");
+    assert_eq!(env["CORRAL_NAMESPACE"], "default");
+
+    // Both instances, their output captured, each in its own working directory.
+    let procs = processes(&s, &k, "Shop", None).await;
+    assert_eq!(procs.len(), 2, "{procs:?}");
+    let pids: Vec<u64> = procs.iter().map(|p| p["pid"].as_u64().unwrap()).collect();
+    for (i, p) in procs.iter().enumerate() {
+        assert_eq!(p["instance"], i as u64);
+        assert!(
+            p["output"].as_str().unwrap().contains("corral-testsvc listening on 127.0.0.1:"),
+            "{p}"
+        );
+        assert!(process_exists(p["pid"].as_u64().unwrap()));
+    }
+
+    let runs = send(&s, &k, Method::GET, &svc_path("Shop", None, "/runs?status=running"), None).await;
+    let runs = expect_json(runs, StatusCode::OK).await;
+    assert_eq!(runs.as_array().unwrap().len(), 1, "{runs}");
+    assert_eq!(runs[0]["runid"], run.as_str());
+    assert_eq!(runs[0]["status"], "RUNNING");
+    assert!(runs[0].get("end").is_none(), "{runs}");
+    assert!(runs[0]["start"].as_i64().unwrap() >= before);
+
+    // Deletes refuse a running service (3.7, 3.8).
+    let resp = send(&s, &k, Method::DELETE, &format!("{NS}/apps/Shop"), None).await;
+    expect_error(
+        resp,
+        StatusCode::CONFLICT,
+        Some("The following services are still running: svc (1.0.0)."),
+    )
+    .await;
+    let resp = send(&s, &k, Method::DELETE, &format!("{NS}/apps/Shop/versions/1.0.0"), None).await;
+    expect_error(resp, StatusCode::CONFLICT, None).await;
+
+    let resp = send(&s, &k, Method::POST, &svc_path("Shop", None, "/stop"), None).await;
+    expect_empty_ok(resp).await;
+    assert_eq!(status(&s, &k).await, json!({"status": "STOPPED"}));
+    for pid in &pids {
+        assert!(!process_exists(*pid), "process {pid} survived the stop");
+    }
+    let resp = send(&s, &k, Method::POST, &svc_path("Shop", None, "/stop"), None).await;
+    expect_error(
+        resp,
+        StatusCode::CONFLICT,
+        Some("Program 'svc' of application 'Shop' is not running."),
+    )
+    .await;
+    let resp = send(&s, &k, Method::GET, &svc_path("Shop", Some("1.0.0"), "/runs?status=completed"), None).await;
+    let done = expect_json(resp, StatusCode::OK).await;
+    assert_eq!(done[0]["runid"], run.as_str());
+    assert_eq!(done[0]["status"], "KILLED");
+    assert!(done[0]["end"].as_i64().unwrap() >= done[0]["start"].as_i64().unwrap());
+    let one = send(&s, &k, Method::GET, &svc_path("Shop", None, &format!("/runs/{run}")), None).await;
+    assert_eq!(expect_json(one, StatusCode::OK).await, done[0]);
+    let resp = send(&s, &k, Method::GET, &svc_path("Shop", None, "/runs/00000000-0000-0000-0000-000000000000"), None).await;
+    expect_error(resp, StatusCode::NOT_FOUND, None).await;
+    for bad in ["status=bogus", "limit=0", "limit=10001", "start=x", "end=1.5"] {
+        let resp = send(&s, &k, Method::GET, &svc_path("Shop", None, &format!("/runs?{bad}")), None).await;
+        expect_error(resp, StatusCode::BAD_REQUEST, None).await;
+    }
+    let resp = send(&s, &k, Method::GET, &svc_path("Shop", None, "/runs?status=failed"), None).await;
+    assert_eq!(expect_json(resp, StatusCode::OK).await, json!([]));
+    let resp = send(&s, &k, Method::DELETE, &format!("{NS}/apps/Shop"), None).await;
+    expect_empty_ok(resp).await;
+    s.stop().await;
+}
+
+async fn crash_health_and_scaling(db: Db) {
+    let s = TestServer::start_with(db, |c| {
+        c.service_health_interval_ms = 200;
+        c.service_health_first_interval_ms = 100;
+        c.service_restart_backoff_ms = 200;
+    })
+    .await;
+    let k = s.create_tenant("acme", 0).await;
+    deploy(&s, &k, "Shop", "1.0.0", 1, &[]).await;
+    start(&s, &k, "Shop", None, None).await;
+    wait_healthy(&s, &k, "Shop", None, 1).await;
+
+    // Unhealthy after three failed checks: no traffic, the second 503 text.
+    let resp = method(&s, &k, Method::POST, "Shop", None, "/control/unhealthy").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    s.wait_json(&k, &svc_path("Shop", None, "/instances"), |v| v["healthy"] == 0)
+        .await;
+    let resp = send(&s, &k, Method::GET, &svc_path("Shop", None, "/available"), None).await;
+    expect_error(resp, StatusCode::SERVICE_UNAVAILABLE, Some(NOT_ACCEPTING)).await;
+    let resp = method(&s, &k, Method::GET, "Shop", None, "/").await;
+    expect_error(resp, StatusCode::SERVICE_UNAVAILABLE, Some(NOT_ACCEPTING)).await;
+    // The pinned form reaches the instance anyway? No: only healthy instances get traffic.
+    let resp = method(&s, &k, Method::POST, "Shop", Some("1.0.0"), "/control/healthy").await;
+    expect_error(resp, StatusCode::SERVICE_UNAVAILABLE, Some(NOT_ACCEPTING)).await;
+    // Tell the process directly, as an operator could, through its port.
+    let port = processes(&s, &k, "Shop", None).await[0]["port"].as_u64().unwrap();
+    let resp = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/control/healthy"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    wait_healthy(&s, &k, "Shop", None, 1).await;
+
+    // A crash: the instance is restarted (new pid), the run stays RUNNING.
+    let first = processes(&s, &k, "Shop", None).await[0].clone();
+    let resp = method(&s, &k, Method::POST, "Shop", None, "/control/crash").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let restarted = loop {
+        let p = processes(&s, &k, "Shop", None).await[0].clone();
+        if p["restarts"] == 1 && p["healthy"] == true && p["pid"].is_u64() {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "no restart: {p}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_ne!(restarted["pid"], first["pid"]);
+    assert!(!process_exists(first["pid"].as_u64().unwrap()));
+    let status = send(&s, &k, Method::GET, &svc_path("Shop", None, "/status"), None).await;
+    assert_eq!(expect_json(status, StatusCode::OK).await["status"], "RUNNING");
+
+    // Scaling while running: up adds new indexes, down removes the highest.
+    for (bad, text) in [
+        (json!({"instances": 0}), Some("Instance count should be greater than 0")),
+        (json!({"instances": "2"}), None),
+        (json!({}), None),
+        (json!({"instances": 101}), None),
+    ] {
+        let resp = send(&s, &k, Method::PUT, &svc_path("Shop", None, "/instances"), Some(bad)).await;
+        expect_error(resp, StatusCode::BAD_REQUEST, text).await;
+    }
+    let resp = send(&s, &k, Method::PUT, &svc_path("Shop", None, "/instances"), Some(json!({"instances": 3}))).await;
+    expect_empty_ok(resp).await;
+    assert_eq!(
+        wait_healthy(&s, &k, "Shop", None, 3).await,
+        json!({"requested": 3, "provisioned": 3, "healthy": 3})
+    );
+    let procs = processes(&s, &k, "Shop", None).await;
+    let indexes: Vec<u64> = procs.iter().map(|p| p["instance"].as_u64().unwrap()).collect();
+    assert_eq!(indexes, [0, 1, 2]);
+    assert_eq!(procs[0]["pid"], restarted["pid"], "instance 0 was not touched");
+    let svc = send(&s, &k, Method::GET, &svc_path("Shop", None, ""), None).await;
+    assert_eq!(expect_json(svc, StatusCode::OK).await["instances"], 3);
+    let resp = send(&s, &k, Method::PUT, &svc_path("Shop", None, "/instances"), Some(json!({"instances": 1}))).await;
+    expect_empty_ok(resp).await;
+    let counts = send(&s, &k, Method::GET, &svc_path("Shop", None, "/instances"), None).await;
+    assert_eq!(
+        expect_json(counts, StatusCode::OK).await,
+        json!({"requested": 1, "provisioned": 1, "healthy": 1})
+    );
+    for p in &procs[1..] {
+        assert!(!process_exists(p["pid"].as_u64().unwrap()), "{p}");
+    }
+    assert_eq!(processes(&s, &k, "Shop", None).await[0]["pid"], restarted["pid"]);
+    s.stop().await;
+}
+
+/// A process that ignores SIGTERM is killed after the grace period; a program that cannot be
+/// executed fails the start with 500 and a FAILED run.
+async fn stop_escalates_and_start_failure(db: Db) {
+    let s = TestServer::start_with(db, |c| c.service_stop_grace = 1).await;
+    let k = s.create_tenant("acme", 0).await;
+    deploy(&s, &k, "Stubborn", "1.0.0", 1, &["--ignore-sigterm"]).await;
+    start(&s, &k, "Stubborn", None, None).await;
+    wait_healthy(&s, &k, "Stubborn", None, 1).await;
+    let pid = processes(&s, &k, "Stubborn", None).await[0]["pid"].as_u64().unwrap();
+    let t = Instant::now();
+    let resp = send(&s, &k, Method::POST, &svc_path("Stubborn", None, "/stop"), None).await;
+    expect_empty_ok(resp).await;
+    assert!(t.elapsed() >= Duration::from_millis(900), "stopped before the grace period ended");
+    assert!(!process_exists(pid));
+
+    // A program that existed when the app was created and is gone when it starts.
+    let dir = tempfile::Builder::new().prefix("corral-it-bad").tempdir_in("/tmp").unwrap();
+    let bad = dir.path().join("removed-program");
+    std::fs::write(&bad, b"#!/bin/sh\nexit 0\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let body = json!({"version": "1.0.0", "services": [{"name": "svc", "command": [bad.to_str().unwrap()]}]});
+    let resp = send(&s, &k, Method::PUT, &format!("{NS}/apps/Broken"), Some(body)).await;
+    expect_json(resp, StatusCode::OK).await;
+    std::fs::remove_file(&bad).unwrap();
+    let resp = send(&s, &k, Method::POST, &svc_path("Broken", None, "/start"), None).await;
+    let err = expect_error(resp, StatusCode::INTERNAL_SERVER_ERROR, None).await;
+    assert!(
+        err["message"].as_str().unwrap().contains("could not be started"),
+        "{err}"
+    );
+    let runs = send(&s, &k, Method::GET, &svc_path("Broken", None, "/runs?status=failed"), None).await;
+    let runs = expect_json(runs, StatusCode::OK).await;
+    assert_eq!(runs.as_array().unwrap().len(), 1, "{runs}");
+    assert!(runs[0]["end"].is_i64());
+    let status = send(&s, &k, Method::GET, &svc_path("Broken", None, "/status"), None).await;
+    assert_eq!(expect_json(status, StatusCode::OK).await["status"], "STOPPED");
+    s.stop().await;
+}
+
+/// A graceful restart of the server with a service running: the old run is closed FAILED and
+/// the service runs again in a new run, on the same data dir and store.
+async fn restart_restores_services(db: Db) {
+    let s = TestServer::start(db).await;
+    let k = s.create_tenant("acme", 0).await;
+    deploy(&s, &k, "Shop", "1.0.0", 2, &[]).await;
+    let old_run = start(&s, &k, "Shop", None, Some(json!({"GREETING": "kept"}))).await;
+    wait_healthy(&s, &k, "Shop", None, 2).await;
+    let old_pids: Vec<u64> = processes(&s, &k, "Shop", None)
+        .await
+        .iter()
+        .map(|p| p["pid"].as_u64().unwrap())
+        .collect();
+    let (db_url, data_dir) = (s.db_url.clone(), s.data_dir.clone());
+    // Keep the first server's temp dir alive: the data dir lives in it.
+    let keep = s.stop_keeping_files().await;
+    for pid in &old_pids {
+        assert!(!process_exists(*pid), "a service process outlived the server");
+    }
+    let s = TestServer::start_with(db, |c| {
+        c.database_url = Some(db_url);
+        c.data_dir = data_dir;
+    })
+    .await;
+    wait_healthy(&s, &k, "Shop", None, 2).await;
+    let runs = send(&s, &k, Method::GET, &svc_path("Shop", None, "/runs"), None).await;
+    let runs = expect_json(runs, StatusCode::OK).await;
+    assert_eq!(runs.as_array().unwrap().len(), 2, "{runs}");
+    let old = runs.as_array().unwrap().iter().find(|r| r["runid"] == old_run.as_str()).unwrap();
+    assert_eq!(old["status"], "FAILED");
+    let new = runs.as_array().unwrap().iter().find(|r| r["runid"] != old_run.as_str()).unwrap();
+    assert_eq!(new["status"], "RUNNING");
+    // The runtime arguments of the last start are kept.
+    let env = expect_json(method(&s, &k, Method::GET, "Shop", None, "/env").await, StatusCode::OK).await;
+    assert_eq!(env["GREETING"], "kept");
+    assert_eq!(env["CORRAL_RUN_ID"], new["runid"]);
+    s.stop().await;
+    drop(keep);
+}
+
+/// Everything the proxy forwards and adds (6.2), every method, and 100 MB each way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn proxy_fidelity_and_streaming() {
+    let s = TestServer::start_with(Db::Sqlite, |c| c.proxy_max_body_bytes = 200 * 1024 * 1024).await;
+    let k = s.create_tenant("acme", 0).await;
+    deploy(&s, &k, "Echo", "1.0.0", 1, &[]).await;
+    start(&s, &k, "Echo", None, None).await;
+    wait_healthy(&s, &k, "Echo", None, 1).await;
+    let base = svc_path("Echo", None, "/methods");
+    for m in ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CUSTOM"] {
+        let m = Method::from_bytes(m.as_bytes()).unwrap();
+        let resp = s
+            .call(&k, m.clone(), &format!("{base}/echo/a%2Fb/c/?x=1&y=%20z"))
+            .header("x-custom", "kept")
+            .header("coopr-apikey", "secret")
+            .header("x-corral-tenant", "forged")
+            .header("x-forwarded-for", "203.0.113.9")
+            .header("connection", "x-drop")
+            .header("x-drop", "gone")
+            .header("x-request-id", "trace-proxy")
+            .body("hello")
+            .send()
+            .await
+            .unwrap();
+        let echo = expect_json(resp, StatusCode::OK).await;
+        assert_eq!(echo["method"], m.as_str());
+        assert_eq!(echo["path"], "/echo/a%2Fb/c/", "the path is forwarded raw");
+        assert_eq!(echo["query"], "x=1&y=%20z");
+        assert_eq!(echo["body_len"], 5);
+        let h = &echo["headers"];
+        assert_eq!(h["x-custom"], "kept");
+        assert!(h.get("authorization").is_none(), "{h}");
+        assert!(h.get("coopr-apikey").is_none(), "{h}");
+        assert!(h.get("x-drop").is_none(), "{h}");
+        assert_eq!(h["x-corral-tenant"], "acme");
+        assert_eq!(h["x-corral-user"], "admin");
+        assert_eq!(h["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], s.base.trim_start_matches("http://"));
+        assert_eq!(h["x-request-id"], "trace-proxy");
+        assert!(h["host"].as_str().unwrap().starts_with("127.0.0.1:"), "{h}");
+    }
+    let resp = s.call(&k, Method::HEAD, &format!("{base}/echo")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    // An empty endpoint path forwards `/`.
+    let root = expect_json(s.call(&k, Method::GET, &base).send().await.unwrap(), StatusCode::OK).await;
+    assert_eq!(root["version"], "1.0.0");
+    // Credentials are Corral's: none, no proxying.
+    let resp = s.anon(Method::GET, &format!("{base}/echo")).send().await.unwrap();
+    expect_error(resp, StatusCode::UNAUTHORIZED, None).await;
+
+    let hwm_before = peak_rss_kb();
+    // 100 MB up, hashed on both sides, streamed from a generator.
+    const SIZE: usize = 100 * 1024 * 1024;
+    const CHUNK: usize = 64 * 1024;
+    let chunk: Vec<u8> = (0..CHUNK).map(|i| (i % 251) as u8).collect();
+    let mut expected = Sha256::new();
+    for _ in 0..SIZE / CHUNK {
+        expected.update(&chunk);
+    }
+    let expected: String = expected.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let stream = futures_util::stream::iter(
+        (0..SIZE / CHUNK).map(move |_| Ok::<_, std::io::Error>(chunk.clone())),
+    );
+    let resp = s
+        .call(&k, Method::POST, &format!("{base}/echo"))
+        .body(reqwest::Body::wrap_stream(stream))
+        .timeout(Duration::from_secs(300))
+        .send()
+        .await
+        .unwrap();
+    let echo = expect_json(resp, StatusCode::OK).await;
+    assert_eq!(echo["body_len"], SIZE as u64);
+    assert_eq!(echo["body_sha256"], expected.as_str());
+    // 100 MB down, checked byte by byte as it arrives.
+    let mut resp = s
+        .call(&k, Method::GET, &format!("{base}/download?bytes={SIZE}"))
+        .timeout(Duration::from_secs(300))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut at: usize = 0;
+    while let Some(piece) = resp.chunk().await.unwrap() {
+        for (j, b) in piece.iter().enumerate() {
+            assert_eq!(*b as usize, (at + j) % 251, "byte {}", at + j);
+        }
+        at += piece.len();
+    }
+    assert_eq!(at, SIZE);
+    let grown_mb = (peak_rss_kb() - hwm_before) / 1024;
+    assert!(
+        grown_mb < 64,
+        "peak memory grew by {grown_mb} MB while 200 MB went through the proxy"
+    );
+    s.stop().await;
+}
+
+/// The test process's peak resident memory (server, client and service output share it).
+fn peak_rss_kb() -> i64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// The body limit (413, declared or streamed) and the response timeout (503).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_limits() {
+    let s = TestServer::start_with(Db::Sqlite, |c| {
+        c.proxy_max_body_bytes = 1024 * 1024;
+        c.proxy_timeout = 1;
+    })
+    .await;
+    let k = s.create_tenant("acme", 0).await;
+    deploy(&s, &k, "Echo", "1.0.0", 1, &[]).await;
+    start(&s, &k, "Echo", None, None).await;
+    wait_healthy(&s, &k, "Echo", None, 1).await;
+    let base = svc_path("Echo", None, "/methods");
+    let resp = s
+        .call(&k, Method::POST, &format!("{base}/echo"))
+        .body(vec![0u8; 2 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    expect_error(resp, StatusCode::PAYLOAD_TOO_LARGE, None).await;
+    let stream = futures_util::stream::iter(
+        (0..40).map(|_| Ok::<_, std::io::Error>(vec![1u8; 64 * 1024])),
+    );
+    let resp = s
+        .call(&k, Method::POST, &format!("{base}/echo"))
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .unwrap();
+    expect_error(resp, StatusCode::PAYLOAD_TOO_LARGE, None).await;
+    let resp = s
+        .call(&k, Method::POST, &format!("{base}/echo"))
+        .body(vec![0u8; 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(expect_json(resp, StatusCode::OK).await["body_len"], 1024 * 1024);
+    let resp = s.call(&k, Method::GET, &format!("{base}/slow?ms=3000")).send().await.unwrap();
+    expect_error(resp, StatusCode::SERVICE_UNAVAILABLE, Some("Service did not answer within 1 s.")).await;
+    s.stop().await;
+}
+
+/// Which version answered `GET /` through the unversioned proxy, `n` times, 16 at a time.
+async fn versions_hit(s: &TestServer, k: &str, app: &str, n: usize) -> BTreeMap<String, usize> {
+    use futures_util::StreamExt;
+    let path = svc_path(app, None, "/methods/");
+    let answers: Vec<String> = futures_util::stream::iter(0..n)
+        .map(|_| async {
+            let resp = s.call(k, Method::GET, &path).send().await.unwrap();
+            let body = expect_json(resp, StatusCode::OK).await;
+            body["version"].as_str().unwrap().to_string()
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let mut counts = BTreeMap::new();
+    for a in answers {
+        *counts.entry(a).or_insert(0) += 1;
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn route_config_split_and_pinning() {
+    let s = TestServer::start(Db::Sqlite).await;
+    let k = s.create_tenant("acme", 0).await;
+    let rc = format!("{NS}/apps/Shop/services/svc/routeconfig");
+    let resp = send(&s, &k, Method::GET, &rc, None).await;
+    expect_error(resp, StatusCode::NOT_FOUND, Some("Application 'Shop' not found.")).await;
+    for v in ["1.0.0", "2.0.0", "3.0.0"] {
+        deploy(&s, &k, "Shop", v, 1, &[]).await;
+    }
+    let resp = send(&s, &k, Method::GET, &rc, None).await;
+    assert_eq!(expect_json(resp, StatusCode::OK).await, json!({}));
+    let resp = send(&s, &k, Method::GET, &format!("{NS}/apps/Shop/services/nope/routeconfig"), None).await;
+    expect_error(resp, StatusCode::NOT_FOUND, Some("Service 'nope' not found in application 'Shop'.")).await;
+    let invalid = "Route config contains invalid format or empty content.";
+    for (body, text) in [
+        (json!({}), invalid),
+        (json!([1]), invalid),
+        (json!({"1.0.0": "50", "2.0.0": 50}), invalid),
+        (json!({"1.0.0": 101}), invalid),
+        (json!({"1.0.0": -1, "2.0.0": 101}), invalid),
+        (json!({"1.0.0": 50.5, "2.0.0": 49.5}), invalid),
+        (
+            json!({"1.0.0": 50, "4.0.0": 25, "5.0.0": 25}),
+            "Route config contains versions that do not exist: Shop@4.0.0, Shop@5.0.0.",
+        ),
+        (json!({"1.0.0": 30, "2.0.0": 60}), "Route Percentage needs to add up to 100."),
+    ] {
+        let resp = send(&s, &k, Method::PUT, &rc, Some(body)).await;
+        expect_error(resp, StatusCode::BAD_REQUEST, Some(text)).await;
+    }
+    let resp = send(&s, &k, Method::PUT, &rc, Some(json!({"1.0.0": 90, "2.0.0": 10, "3.0.0": 0}))).await;
+    expect_empty_ok(resp).await;
+    let resp = send(&s, &k, Method::GET, &rc, None).await;
+    assert_eq!(
+        expect_json(resp, StatusCode::OK).await,
+        json!({"1.0.0": 90, "2.0.0": 10, "3.0.0": 0})
+    );
+    // A version named by a config cannot be deleted (3.8).
+    let resp = send(&s, &k, Method::DELETE, &format!("{NS}/apps/Shop/versions/3.0.0"), None).await;
+    expect_error(
+        resp,
+        StatusCode::CONFLICT,
+        Some("Version '3.0.0' is referenced by the route config of service 'svc'."),
+    )
+    .await;
+
+    for v in ["1.0.0", "2.0.0", "3.0.0"] {
+        start(&s, &k, "Shop", Some(v), None).await;
+    }
+    for v in ["1.0.0", "2.0.0", "3.0.0"] {
+        wait_healthy(&s, &k, "Shop", Some(v), 1).await;
+    }
+    // 10,000 requests: 90/10 within ±2 %, and 3.0.0 (weight 0) never.
+    let counts = versions_hit(&s, &k, "Shop", 10_000).await;
+    let first = *counts.get("1.0.0").unwrap_or(&0);
+    let second = *counts.get("2.0.0").unwrap_or(&0);
+    assert_eq!(counts.get("3.0.0"), None, "{counts:?}");
+    assert_eq!(first + second, 10_000);
+    assert!((8_800..=9_200).contains(&first), "{counts:?}");
+
+    // Pinned requests ignore the config.
+    for v in ["1.0.0", "2.0.0", "3.0.0"] {
+        for _ in 0..20 {
+            let resp = method(&s, &k, Method::GET, "Shop", Some(v), "/").await;
+            assert_eq!(expect_json(resp, StatusCode::OK).await["version"], v);
+        }
+    }
+    // A stopped version gets nothing; the split is among the versions that can serve.
+    let resp = send(&s, &k, Method::POST, &svc_path("Shop", Some("2.0.0"), "/stop"), None).await;
+    expect_empty_ok(resp).await;
+    let counts = versions_hit(&s, &k, "Shop", 200).await;
+    assert_eq!(counts, BTreeMap::from([("1.0.0".to_string(), 200)]));
+    let resp = method(&s, &k, Method::GET, "Shop", Some("2.0.0"), "/").await;
+    expect_error(resp, StatusCode::SERVICE_UNAVAILABLE, Some(STOPPED)).await;
+
+    // Without a config: the default fallback (random over all healthy instances).
+    let resp = send(&s, &k, Method::DELETE, &rc, None).await;
+    expect_empty_ok(resp).await;
+    let resp = send(&s, &k, Method::DELETE, &rc, None).await;
+    expect_error(
+        resp,
+        StatusCode::NOT_FOUND,
+        Some("Route config for service 'svc' of application 'Shop' not found."),
+    )
+    .await;
+    let resp = send(&s, &k, Method::GET, &rc, None).await;
+    assert_eq!(expect_json(resp, StatusCode::OK).await, json!({}));
+    let counts = versions_hit(&s, &k, "Shop", 400).await;
+    assert_eq!(counts.keys().collect::<Vec<_>>(), ["1.0.0", "3.0.0"], "{counts:?}");
+    assert!(counts.values().all(|n| *n > 120), "{counts:?}");
+    let resp = send(&s, &k, Method::DELETE, &format!("{NS}/apps/Shop/versions/2.0.0"), None).await;
+    expect_empty_ok(resp).await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fallback_strategies() {
+    for (strategy, expect) in [("largest", Some("2.0.0")), ("smallest", Some("1.0.0")), ("drop", None)] {
+        let s = TestServer::start_with(Db::Sqlite, |c| {
+            c.router.userservice.fallback.strategy = serde_json::from_value(json!(strategy)).unwrap();
+        })
+        .await;
+        let k = s.create_tenant("acme", 0).await;
+        for v in ["1.0.0", "2.0.0"] {
+            deploy(&s, &k, "Shop", v, 1, &[]).await;
+            start(&s, &k, "Shop", Some(v), None).await;
+            wait_healthy(&s, &k, "Shop", Some(v), 1).await;
+        }
+        match expect {
+            Some(v) => {
+                let counts = versions_hit(&s, &k, "Shop", 50).await;
+                assert_eq!(counts, BTreeMap::from([(v.to_string(), 50)]), "{strategy}");
+            }
+            None => {
+                let resp = method(&s, &k, Method::GET, "Shop", None, "/").await;
+                expect_error(resp, StatusCode::SERVICE_UNAVAILABLE, Some(NOT_ACCEPTING)).await;
+                // Pinned requests still work.
+                let resp = method(&s, &k, Method::GET, "Shop", Some("1.0.0"), "/").await;
+                assert_eq!(resp.status(), StatusCode::OK);
+            }
+        }
+        s.stop().await;
+    }
+}
+
+async fn batch_calls(db: Db) {
+    let s = TestServer::start(db).await;
+    let k = s.create_tenant("acme", 0).await;
+    deploy(&s, &k, "Shop", "1.0.0", 1, &[]).await;
+    let item = |app: &str, kind: &str| json!({"appId": app, "programType": kind, "programId": "svc"});
+    let resp = send(&s, &k, Method::POST, &format!("{NS}/start"), Some(json!([
+        item("Shop", "Service"), item("Nope", "service"), item("Shop", "flow"), item("Shop", "thing")
+    ]))).await;
+    let out = expect_json(resp, StatusCode::OK).await;
+    assert_eq!(out[0]["statusCode"], 200);
+    assert!(out[0]["runid"].is_string(), "{out}");
+    assert_eq!(out[0]["programType"], "Service");
+    assert_eq!(out[1], json!({"appId": "Nope", "programType": "service", "programId": "svc",
+                              "statusCode": 404, "error": "Program not found"}));
+    assert_eq!(out[2]["statusCode"], 501);
+    assert_eq!(out[2]["error"], "Program type 'flow' is not supported by Corral.");
+    assert_eq!(out[3]["statusCode"], 400);
+    assert_eq!(out[3]["error"], "Invalid program type 'thing'.");
+    let resp = send(&s, &k, Method::POST, &format!("{NS}/status"), Some(json!([item("Shop", "service")]))).await;
+    let out = expect_json(resp, StatusCode::OK).await;
+    assert_eq!(out, json!([{"appId": "Shop", "programType": "service", "programId": "svc",
+                            "status": "RUNNING", "statusCode": 200}]));
+    let resp = send(&s, &k, Method::POST, &format!("{NS}/start"), Some(json!([item("Shop", "service")]))).await;
+    let out = expect_json(resp, StatusCode::OK).await;
+    assert_eq!(out[0]["statusCode"], 409);
+    let resp = send(&s, &k, Method::POST, &format!("{NS}/stop"), Some(json!([item("Shop", "service"), item("Shop", "service")]))).await;
+    let out = expect_json(resp, StatusCode::OK).await;
+    assert_eq!(out[0]["statusCode"], 200);
+    assert!(out[0].get("error").is_none(), "{out}");
+    assert_eq!(out[1]["statusCode"], 409);
+    for (body, text) in [
+        (json!({"appId": "Shop"}), None),
+        (json!([1]), None),
+        (json!([{"programType": "service", "programId": "svc"}]), Some("'appId' must be specified.")),
+    ] {
+        let resp = send(&s, &k, Method::POST, &format!("{NS}/status"), Some(body)).await;
+        expect_error(resp, StatusCode::BAD_REQUEST, text).await;
+    }
+    let resp = send(&s, &k, Method::POST, "/v3/namespaces/nope/status", Some(json!([]))).await;
+    expect_error(resp, StatusCode::NOT_FOUND, Some("Namespace 'nope' not found.")).await;
+    // Other program types, as URIs (1).
+    for path in [format!("{NS}/apps/Shop/flows/f/start"), format!("{NS}/apps/Shop/versions/1.0.0/workflows/w/status")] {
+        let resp = send(&s, &k, Method::POST, &path, None).await;
+        expect_error(resp, StatusCode::NOT_IMPLEMENTED, None).await;
+    }
+    s.stop().await;
+}
+
+/// Another tenant, and another namespace of the same tenant, see nothing: 404 everywhere.
+async fn isolation(db: Db) {
+    let s = TestServer::start(db).await;
+    let acme = s.create_tenant("acme", 0).await;
+    let other = s.create_tenant("other", 0).await;
+    deploy(&s, &acme, "Shop", "1.0.0", 1, &[]).await;
+    start(&s, &acme, "Shop", None, None).await;
+    wait_healthy(&s, &acme, "Shop", None, 1).await;
+    let resp = send(&s, &other, Method::PUT, "/v3/namespaces/dev", None).await;
+    expect_json(resp, StatusCode::OK).await;
+    let resp = send(&s, &acme, Method::PUT, "/v3/namespaces/dev", None).await;
+    expect_json(resp, StatusCode::OK).await;
+    for key in [&other, &acme] {
+        for (m, path) in [
+            (Method::GET, "/apps/Shop/services/svc/status"),
+            (Method::POST, "/apps/Shop/services/svc/start"),
+            (Method::POST, "/apps/Shop/services/svc/stop"),
+            (Method::GET, "/apps/Shop/services/svc/instances"),
+            (Method::GET, "/apps/Shop/services/svc/runs"),
+            (Method::GET, "/apps/Shop/services/svc/available"),
+            (Method::GET, "/apps/Shop/services/svc/processes"),
+            (Method::GET, "/apps/Shop/services/svc/routeconfig"),
+            (Method::GET, "/apps/Shop/services/svc/methods/env"),
+            (Method::POST, "/apps/Shop/versions/1.0.0/services/svc/methods/echo"),
+        ] {
+            // `other` in its default namespace; `acme` in its other namespace.
+            let ns = if key == &other { "default" } else { "dev" };
+            let resp = send(&s, key, m.clone(), &format!("/v3/namespaces/{ns}{path}"), None).await;
+            expect_error(resp, StatusCode::NOT_FOUND, Some("Application 'Shop' not found.")).await;
+        }
+    }
+    let resp = send(&s, &other, Method::POST, &format!("{NS}/status"), Some(json!([
+        {"appId": "Shop", "programType": "service", "programId": "svc"}]))).await;
+    assert_eq!(expect_json(resp, StatusCode::OK).await[0]["statusCode"], 404);
+    // A namespace delete stops its services and ends their runs KILLED.
+    let pid = processes(&s, &acme, "Shop", None).await[0]["pid"].as_u64().unwrap();
+    let resp = send(&s, &acme, Method::DELETE, NS, None).await;
+    expect_empty_ok(resp).await;
+    assert!(!process_exists(pid));
+    s.stop().await;
+}
+
+both_stores!(
+    lifecycle,
+    crash_health_and_scaling,
+    stop_escalates_and_start_failure,
+    restart_restores_services,
+    batch_calls,
+    isolation,
+);
