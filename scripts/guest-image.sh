@@ -15,12 +15,14 @@
 #   corral-guest: up vcpus=N mem_kb=N boot=N boot_id=UUID   when it serves HTTP
 # `boot` counts boots of that disk (a file on it), so a restored suspend shows no new boot.
 # Then it serves http://10.0.2.15:80/ (busybox httpd: image name, hostname, boot count, boot id),
-# powers off on the ACPI power button (prints `corral-guest: power button`, then poweroff) and reboots on Ctrl-Alt-Del (busybox init `::ctrlaltdel:`).
-# The hostname comes from `corral.hostname=` on the kernel command line.
+# powers off on the ACPI power button (prints `corral-guest: power button`, then poweroff) and
+# reboots on Ctrl-Alt-Del (busybox init `::ctrlaltdel:`), printing `corral-guest: going down`
+# on both ways down. The hostname comes from `corral.hostname=` on the kernel command line;
+# `corral.debug` there makes it print its modules, /dev and the end of dmesg after mounting.
 #
 # Cached: nothing is rebuilt while all outputs exist and are newer than this script. A build
-# takes ~10 s (two package downloads, ~27 MB, and a few small files); the guest reaches `up` in
-# ~3-4 s under TCG. Needs apt-get (downloads need no root), dpkg-deb, cpio, gzip, mke2fs and
+# takes ~5 s here (two package downloads, ~28 MB, and a few small files); the guest reaches `up`
+# in ~3 s under TCG on an idle machine. Needs apt-get (downloads need no root), dpkg-deb, cpio, gzip, mke2fs and
 # qemu-img; missing tools are installed with apt-get when running as root.
 set -euo pipefail
 
