@@ -340,3 +340,22 @@ pub trait Hypervisor: Send + Sync + 'static {
     /// own, so one broken instance does not hide the others.
     async fn attach_all(&self) -> Result<Vec<(String, Result<VmInfo, QemuError>)>, QemuError>;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_accel_setting_parses_and_prints() {
+        for a in [Accel::Auto, Accel::Kvm, Accel::Tcg] {
+            assert_eq!(a.as_str().parse::<Accel>(), Ok(a));
+        }
+        assert!("host".parse::<Accel>().is_err());
+        let e = QemuError::WrongState {
+            action: "pause",
+            id: "abc".into(),
+            state: VmState::Shutoff.to_string(),
+        };
+        assert_eq!(e.to_string(), "Cannot pause instance abc in state shutoff.");
+    }
+}
