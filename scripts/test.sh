@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs Corral's whole test suite on a fresh Debian machine: installs what the tests need,
-# starts a throwaway PostgreSQL on a free loopback port, then runs the format check, clippy
+# starts a throwaway PostgreSQL on a free loopback port, builds the QEMU test guest, then runs the format check, clippy
 # with -D warnings, and every test on both stores (SQLite and that PostgreSQL).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +16,12 @@ done
 command -v curl >/dev/null || need_pkgs+=(curl)
 # Real OpenSSH servers for the host tests (design §6); brings ssh-keygen along.
 [ -x /usr/sbin/sshd ] || need_pkgs+=(openssh-server)
+# Real QEMU for the qemu driver's tests (design §6), and what scripts/guest-image.sh needs to
+# build the test guest (cpio, mke2fs, qemu-img; the kernel and busybox it downloads itself).
+command -v qemu-system-x86_64 >/dev/null || need_pkgs+=(qemu-system-x86)
+command -v qemu-img >/dev/null || need_pkgs+=(qemu-utils)
+command -v cpio >/dev/null || need_pkgs+=(cpio)
+command -v mke2fs >/dev/null || [ -x /sbin/mke2fs ] || need_pkgs+=(e2fsprogs)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     log "installing ${need_pkgs[*]}"
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -50,6 +56,10 @@ log "starting PostgreSQL ($pg_bin) on 127.0.0.1:$pg_port"
 "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/log" -w \
     -o "-p $pg_port -k $pg_dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300" start >/dev/null
 export CORRAL_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$pg_port/postgres"
+
+log "building the QEMU test guest"
+bash scripts/guest-image.sh target/guest
+export CORRAL_TEST_GUEST_DIR="$PWD/target/guest"
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

@@ -5,7 +5,8 @@
 //! [`SimulatedTransport`]), the host facts script ([`FACTS_SCRIPT`], [`parse_facts`]),
 //! private-key validation ([`parse_private_key`]) and the `openshift` container manager's
 //! Kubernetes Node client ([`ContainerManagerClient`], real: [`KubeClient`]), and the local
-//! runner of CDAP service processes ([`ProcessRunner`], real: [`LocalProcessRunner`]).
+//! runner of CDAP service processes ([`ProcessRunner`], real: [`LocalProcessRunner`]), and the
+//! `qemu` cloud's hypervisor ([`Hypervisor`], real: [`QemuHypervisor`], in [`qemu`]).
 //!
 //! Architecture invariant: this crate knows nothing of the store, HTTP or Corral's types; it
 //! speaks plain strings and numbers, and core maps them to its own vocabulary.
@@ -18,6 +19,7 @@ mod facts;
 mod keys;
 mod kube;
 mod process;
+pub mod qemu;
 mod russh_transport;
 mod simulated;
 #[cfg(feature = "testing")]
@@ -35,6 +37,10 @@ pub use process::{
     ExitInfo, LocalProcessRunner, ProcessError, ProcessHandle, ProcessRunner, ProcessSpec,
     fresh_work_dir, free_loopback_port, health_probe, kill_processes_with_env, lookup_user,
     resolve_program, resolve_program_in, running_as_root,
+};
+pub use qemu::{
+    Accel, BaseImage, Hypervisor, QemuConfig, QemuError, QemuHypervisor, Rebooted, Stopped, VmInfo, VmSpec,
+    VmState,
 };
 pub use russh_transport::{MAX_OUTPUT_BYTES, RusshTransport};
 pub use simulated::{SIMULATED_FINGERPRINT, SimulatedTransport};
