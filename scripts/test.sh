@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs Corral's whole test suite on a fresh Debian machine: installs what the tests need,
-# starts a throwaway PostgreSQL on a free loopback port, builds the QEMU test guest, then runs the format check, clippy
-# with -D warnings, and every test on both stores (SQLite and that PostgreSQL).
+# starts a throwaway PostgreSQL on a free loopback port, builds the QEMU test guest, then runs
+# the format check, clippy with -D warnings, and every test on both stores (SQLite and that
+# PostgreSQL).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,9 +17,8 @@ done
 command -v curl >/dev/null || need_pkgs+=(curl)
 # Real OpenSSH servers for the host tests (design §6); brings ssh-keygen along.
 [ -x /usr/sbin/sshd ] || need_pkgs+=(openssh-server)
-# Real QEMU for the qemu driver's tests (design §6), and what scripts/guest-image.sh needs to
-# build the test guest (cpio, mke2fs, qemu-img; the kernel and busybox it downloads itself).
-command -v qemu-system-x86_64 >/dev/null || need_pkgs+=(qemu-system-x86)
+# What scripts/guest-image.sh needs to build the QEMU test guest (cpio, mke2fs, qemu-img; the
+# kernel and busybox it downloads itself). QEMU itself comes from scripts/install-qemu.sh.
 command -v qemu-img >/dev/null || need_pkgs+=(qemu-utils)
 command -v cpio >/dev/null || need_pkgs+=(cpio)
 command -v mke2fs >/dev/null || [ -x /sbin/mke2fs ] || need_pkgs+=(e2fsprogs)
@@ -32,6 +32,12 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
     done
 fi
 [ -n "$pg_bin" ] || { echo "PostgreSQL binaries not found after install" >&2; exit 1; }
+# Real QEMU for the qemu driver's tests (design §6).
+if ! command -v qemu-system-x86_64 >/dev/null; then
+    log "installing QEMU"
+    [ ${#need_pkgs[@]} -gt 0 ] || { SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"; $SUDO apt-get update -q; }
+    bash scripts/install-qemu.sh
+fi
 
 # A throwaway PostgreSQL, owned by an unprivileged user (it refuses to run as root).
 pg_dir=$(mktemp -d /tmp/corral-pg.XXXXXX)
@@ -66,6 +72,9 @@ cargo fmt --all -- --check
 
 log "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
+
+log "building the test service"
+cargo build -p corral-testsvc
 
 log "cargo test (SQLite and PostgreSQL)"
 cargo test --workspace --all-targets -- --test-threads 4
