@@ -179,8 +179,14 @@ mod program_type_tests {
     #[test]
     fn other_program_types_are_recognised() {
         assert_eq!(other_program_type("/v3/namespaces/d/apps/a/flows"), Some("flows"));
-        assert_eq!(other_program_type("/v3/namespaces/d/apps/a/spark/x/start"), Some("spark"));
-        assert_eq!(other_program_type("/v3/namespaces/d/apps/a/versions/1/workflows/w/status"), Some("workflows"));
+        assert_eq!(
+            other_program_type("/v3/namespaces/d/apps/a/spark/x/start"),
+            Some("spark")
+        );
+        assert_eq!(
+            other_program_type("/v3/namespaces/d/apps/a/versions/1/workflows/w/status"),
+            Some("workflows")
+        );
         assert_eq!(other_program_type("/v3/namespaces/d/apps/a/services/s"), None);
         assert_eq!(other_program_type("/v3/namespaces/d/apps/a/streams"), None);
         assert_eq!(other_program_type("/v3/namespaces/d/flows"), None);

@@ -109,7 +109,10 @@ impl hyper::body::Body for ForwardBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         if this.inner.is_none() {
             this.inner = this.slot.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -322,10 +325,7 @@ async fn forward(s: &AppState, ctx: &OpCtx, req: Request) -> Result<Response, Er
     if declared.is_some_and(|n| n > proxy.max_body) {
         return Err(too_large);
     }
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<PeerAddr>>()
-        .map(|c| c.0.0);
+    let peer = req.extensions().get::<ConnectInfo<PeerAddr>>().map(|c| c.0.0);
     let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
     let path_and_query = match uri.query() {
         Some(q) => format!("{}?{q}", parts.endpoint),
@@ -334,7 +334,8 @@ async fn forward(s: &AppState, ctx: &OpCtx, req: Request) -> Result<Response, Er
     let (head, body) = req.into_parts();
     let slot = Arc::new(Mutex::new(Some(body)));
     let exceeded = Arc::new(AtomicBool::new(false));
-    let not_accepting = || Error::Unavailable("Service is running but not accepting requests at this time.".into());
+    let not_accepting =
+        || Error::Unavailable("Service is running but not accepting requests at this time.".into());
     let mut last_err = None;
     for port in &target.ports {
         let upstream_uri: Uri = format!("http://127.0.0.1:{port}{path_and_query}")
@@ -349,7 +350,8 @@ async fn forward(s: &AppState, ctx: &OpCtx, req: Request) -> Result<Response, Er
         });
         *upstream.method_mut() = head.method.clone();
         *upstream.uri_mut() = upstream_uri;
-        *upstream.headers_mut() = forward_headers(&head.headers, ctx, *port, peer, s.tls, request_id.as_deref());
+        *upstream.headers_mut() =
+            forward_headers(&head.headers, ctx, *port, peer, s.tls, request_id.as_deref());
         match tokio::time::timeout(proxy.timeout, proxy.client.request(upstream)).await {
             Err(_) => {
                 return Err(Error::Unavailable(format!(

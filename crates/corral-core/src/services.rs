@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use corral_store::{InsertRun, RunFilter, RunRow, ServiceRef};
+use corral_store::{InsertRun, RunFilter, RunRow, RunUpdate, ServiceRef};
 use corral_types::cdap::{
     InstanceCounts, Message, ProcessRecord, ProgramStatus, RunRecord, ServiceSpec, StartedRun,
 };
@@ -102,7 +102,10 @@ pub enum BatchOp {
 
 /// Route configs as recently read, per app service.
 #[derive(Default)]
-pub(crate) struct RouteCache(std::sync::Mutex<HashMap<AppServiceKey, (Instant, Option<Arc<RouteConfig>>)>>);
+pub(crate) struct RouteCache(std::sync::Mutex<HashMap<AppServiceKey, CachedConfig>>);
+
+/// When a route config was read, and what it was (`None`: no config).
+type CachedConfig = (Instant, Option<Arc<RouteConfig>>);
 
 impl RouteCache {
     fn get(&self, key: &AppServiceKey) -> Option<Option<Arc<RouteConfig>>> {
@@ -200,14 +203,34 @@ impl Core {
         {
             Ok(_) => {
                 self.store
-                    .update_run(&key.tenant, s, &run_id, "RUNNING", None, "", false)
+                    .update_run(
+                        &key.tenant,
+                        s,
+                        &run_id,
+                        RunUpdate {
+                            status: "RUNNING",
+                            end: None,
+                            message: "",
+                            stopped: false,
+                        },
+                    )
                     .await?;
                 tracing::info!(request_id, run = %run_id, namespace = %s.namespace, app = %s.app, version = %s.version, service = %s.service, instances = count, "service started");
                 Ok(run_id)
             }
             Err(SpawnFailure::First(msg)) => {
                 self.store
-                    .update_run(&key.tenant, s, &run_id, "FAILED", Some(now_s()), &msg, true)
+                    .update_run(
+                        &key.tenant,
+                        s,
+                        &run_id,
+                        RunUpdate {
+                            status: "FAILED",
+                            end: Some(now_s()),
+                            message: &msg,
+                            stopped: true,
+                        },
+                    )
                     .await?;
                 tracing::warn!(request_id, run = %run_id, service = %s.service, "service failed to start: {msg}");
                 Err(Error::Failed(format!(
@@ -255,20 +278,47 @@ impl Core {
             )));
         }
         self.store
-            .update_run(&key.tenant, s, &run.run_id, "STOPPING", None, "", false)
+            .update_run(
+                &key.tenant,
+                s,
+                &run.run_id,
+                RunUpdate {
+                    status: "STOPPING",
+                    end: None,
+                    message: "",
+                    stopped: false,
+                },
+            )
             .await?;
         if let Some(live) = self.services.live(key) {
             self.services.stop_run(&live).await;
         }
         self.store
-            .update_run(&key.tenant, s, &run.run_id, "KILLED", Some(now_s()), "", true)
+            .update_run(
+                &key.tenant,
+                s,
+                &run.run_id,
+                RunUpdate {
+                    status: "KILLED",
+                    end: Some(now_s()),
+                    message: "",
+                    stopped: true,
+                },
+            )
             .await?;
         tracing::info!(request_id, run = %run.run_id, namespace = %s.namespace, app = %s.app, version = %s.version, service = %s.service, "service stopped");
         Ok(())
     }
 
     /// `POST .../services/{svc}/stop` (4.4).
-    pub async fn stop_service(&self, ctx: &OpCtx, ns: &str, app: &str, v: Option<&str>, svc: &str) -> Result<(), Error> {
+    pub async fn stop_service(
+        &self,
+        ctx: &OpCtx,
+        ns: &str,
+        app: &str,
+        v: Option<&str>,
+        svc: &str,
+    ) -> Result<(), Error> {
         ctx.require(Access::Write)?;
         let (key, _) = self.resolve_service(ctx, ns, app, v, svc).await?;
         self.stop_key(&key, &ctx.request_id).await
@@ -276,7 +326,12 @@ impl Core {
 
     /// Stops every running service of a namespace (its delete, 2.6) or, with `None`, of the
     /// whole tenant (the tenant's delete).
-    pub(crate) async fn stop_services_in(&self, tenant: &TenantId, ns: Option<&str>, request_id: &str) -> Result<(), Error> {
+    pub(crate) async fn stop_services_in(
+        &self,
+        tenant: &TenantId,
+        ns: Option<&str>,
+        request_id: &str,
+    ) -> Result<(), Error> {
         for (s, _) in self.store.active_runs_in(tenant, ns, None, None).await? {
             let key = ServiceKey {
                 tenant: tenant.clone(),
@@ -411,9 +466,7 @@ impl Core {
             )));
         }
         if let Some(run) = self.services.live(&key) {
-            self.services
-                .scale(&run, usize::try_from(n).unwrap_or(1))
-                .await;
+            self.services.scale(&run, usize::try_from(n).unwrap_or(1)).await;
         }
         tracing::info!(request_id = %ctx.request_id, namespace = %ns, app = %app, service = %svc, instances = n, "instances set");
         Ok(())
@@ -431,7 +484,8 @@ impl Core {
     ) -> Result<Vec<RunRecord>, Error> {
         ctx.require(Access::Read)?;
         let (key, _) = self.resolve_service(ctx, ns, app, v, svc).await?;
-        let statuses: Vec<&'static str> = match query.get("status").map(|s| s.to_ascii_lowercase()).as_deref() {
+        let statuses: Vec<&'static str> = match query.get("status").map(|s| s.to_ascii_lowercase()).as_deref()
+        {
             None | Some("all") => vec![],
             Some("running") => vec!["STARTING", "RUNNING", "STOPPING"],
             Some("completed") | Some("killed") => vec!["KILLED"],
@@ -448,9 +502,9 @@ impl Core {
             query
                 .get(name)
                 .map(|v| {
-                    v.trim()
-                        .parse::<i64>()
-                        .map_err(|_| Error::bad_request(format!("Invalid '{name}': '{v}' is not an integer.")))
+                    v.trim().parse::<i64>().map_err(|_| {
+                        Error::bad_request(format!("Invalid '{name}': '{v}' is not an integer."))
+                    })
                 })
                 .transpose()
         };
@@ -548,7 +602,13 @@ impl Core {
     }
 
     /// The versions of an app that contain service `svc`.
-    async fn versions_with_service(&self, ctx: &OpCtx, ns: &str, app: &str, svc: &str) -> Result<Vec<String>, Error> {
+    async fn versions_with_service(
+        &self,
+        ctx: &OpCtx,
+        ns: &str,
+        app: &str,
+        svc: &str,
+    ) -> Result<Vec<String>, Error> {
         let tenant = &ctx.tenant().id;
         let mut out = Vec::new();
         for version in self.store.list_app_versions(tenant, ns, app).await? {
@@ -704,7 +764,13 @@ impl Core {
     }
 
     /// The checks every route config endpoint starts with (8.1 check 1).
-    async fn route_config_scope(&self, ctx: &OpCtx, ns: &str, app: &str, svc: &str) -> Result<Vec<String>, Error> {
+    async fn route_config_scope(
+        &self,
+        ctx: &OpCtx,
+        ns: &str,
+        app: &str,
+        svc: &str,
+    ) -> Result<Vec<String>, Error> {
         self.app_version(ctx, ns, app, None).await?;
         let versions = self.versions_with_service(ctx, ns, app, svc).await?;
         if versions.is_empty() {
@@ -754,10 +820,7 @@ impl Core {
         }
         let mut config = BTreeMap::new();
         for (version, pct) in &map {
-            let pct = pct
-                .as_u64()
-                .filter(|p| *p <= 100)
-                .ok_or_else(invalid)?;
+            let pct = pct.as_u64().filter(|p| *p <= 100).ok_or_else(invalid)?;
             config.insert(version.clone(), pct as u32);
         }
         let missing: Vec<String> = config
@@ -799,7 +862,13 @@ impl Core {
     }
 
     /// `DELETE .../services/{svc}/routeconfig` (8.3).
-    pub async fn delete_route_config(&self, ctx: &OpCtx, ns: &str, app: &str, svc: &str) -> Result<(), Error> {
+    pub async fn delete_route_config(
+        &self,
+        ctx: &OpCtx,
+        ns: &str,
+        app: &str,
+        svc: &str,
+    ) -> Result<(), Error> {
         ctx.require(Access::Write)?;
         self.route_config_scope(ctx, ns, app, svc).await?;
         if !self
@@ -821,12 +890,14 @@ impl Core {
     }
 
     /// The 409 of a version delete while a route config names it (3.8).
-    pub(crate) async fn refuse_if_routed(&self, ctx: &OpCtx, ns: &str, app: &str, version: &str) -> Result<(), Error> {
-        for (svc, json) in self
-            .store
-            .route_configs_of_app(&ctx.tenant().id, ns, app)
-            .await?
-        {
+    pub(crate) async fn refuse_if_routed(
+        &self,
+        ctx: &OpCtx,
+        ns: &str,
+        app: &str,
+        version: &str,
+    ) -> Result<(), Error> {
+        for (svc, json) in self.store.route_configs_of_app(&ctx.tenant().id, ns, app).await? {
             if parse_stored_config(&json)?.iter().any(|(v, _)| v == version) {
                 return Err(Error::conflict(format!(
                     "Version '{version}' is referenced by the route config of service '{svc}'."
@@ -865,7 +936,17 @@ impl Core {
             let (app, kind, svc) = (text("appId"), text("programType"), text("programId"));
             let version = map.get("version").and_then(Value::as_str).map(str::to_string);
             let result = self
-                .batch_item(ctx, ns, op, &app, &kind, &svc, version.as_deref(), map.get("runtimeargs").cloned(), map.contains_key("version") && version.is_none())
+                .batch_item(
+                    ctx,
+                    ns,
+                    op,
+                    &app,
+                    &kind,
+                    &svc,
+                    version.as_deref(),
+                    map.get("runtimeargs").cloned(),
+                    map.contains_key("version") && version.is_none(),
+                )
                 .await;
             match result {
                 Ok(extra) => {
@@ -952,10 +1033,12 @@ impl Core {
                     &active.tenant,
                     &active.service,
                     &active.run.run_id,
-                    "FAILED",
-                    Some(now_s()),
-                    "The server supervising this run ended without stopping it.",
-                    false,
+                    RunUpdate {
+                        status: "FAILED",
+                        end: Some(now_s()),
+                        message: "The server supervising this run ended without stopping it.",
+                        stopped: false,
+                    },
                 )
                 .await?;
             tracing::warn!(run = %active.run.run_id, service = %active.service.service, leftover_processes_killed = killed, "closed a run left active by a previous server process");
@@ -972,7 +1055,8 @@ impl Core {
             let Some(spec) = spec else {
                 continue;
             };
-            let args: BTreeMap<String, String> = serde_json::from_str(&state.runtime_args).unwrap_or_default();
+            let args: BTreeMap<String, String> =
+                serde_json::from_str(&state.runtime_args).unwrap_or_default();
             let key = ServiceKey {
                 tenant: state.tenant.clone(),
                 service: s.clone(),
@@ -980,8 +1064,12 @@ impl Core {
             let lock = self.services.lifecycle_lock(&key);
             let _guard = lock.lock().await;
             match self.start_run(&key, spec, args, "recovery").await {
-                Ok(run) => tracing::info!(run = %run, service = %s.service, app = %s.app, "service started again after a server restart"),
-                Err(e) => tracing::warn!(service = %s.service, app = %s.app, "cannot start the service again: {e}"),
+                Ok(run) => {
+                    tracing::info!(run = %run, service = %s.service, app = %s.app, "service started again after a server restart")
+                }
+                Err(e) => {
+                    tracing::warn!(service = %s.service, app = %s.app, "cannot start the service again: {e}")
+                }
             }
         }
         Ok(())
@@ -1010,7 +1098,10 @@ mod tests {
             serde_json::json!({"PORT": "1"}),
             serde_json::json!({"CORRAL_X": "1"}),
         ] {
-            assert!(matches!(parse_runtime_args(Some(bad.clone())), Err(Error::BadRequest(_))), "{bad}");
+            assert!(
+                matches!(parse_runtime_args(Some(bad.clone())), Err(Error::BadRequest(_))),
+                "{bad}"
+            );
         }
     }
 }

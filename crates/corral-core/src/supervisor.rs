@@ -205,7 +205,11 @@ impl LiveRun {
             return healthy;
         }
         let start = self.next.fetch_add(1, Ordering::Relaxed) % healthy.len();
-        healthy[start..].iter().chain(&healthy[..start]).copied().collect()
+        healthy[start..]
+            .iter()
+            .chain(&healthy[..start])
+            .copied()
+            .collect()
     }
 
     pub fn healthy_count(&self) -> usize {
@@ -476,11 +480,7 @@ async fn spawn_one(sup: &Supervisor, run: &LiveRun, index: usize) -> Result<(Pro
         .ok_or_else(|| "The command is empty.".to_string())?;
     let program = corral_drivers::resolve_program(program, sup.command_dirs.as_deref())?;
     let port = corral_drivers::free_loopback_port().map_err(|e| format!("No free port: {e}."))?;
-    let work_dir = sup
-        .settings
-        .work_root
-        .join(&run.run_id)
-        .join(index.to_string());
+    let work_dir = sup.settings.work_root.join(&run.run_id).join(index.to_string());
     prepare_root(&sup.settings.work_root.join(&run.run_id))
         .and_then(|()| corral_drivers::fresh_work_dir(&work_dir, sup.settings.run_as))
         .map_err(|e| format!("Cannot create the working directory: {e}."))?;
@@ -559,12 +559,7 @@ async fn supervise(
         let (ended, healthy_for) = watch_process(&sup, &run, &state, &handle, port, &mut stop).await;
         state.healthy.store(false, Ordering::Release);
         state.pid.store(0, Ordering::Release);
-        let _ = std::fs::remove_dir_all(
-            sup.settings
-                .work_root
-                .join(&run.run_id)
-                .join(index.to_string()),
-        );
+        let _ = std::fs::remove_dir_all(sup.settings.work_root.join(&run.run_id).join(index.to_string()));
         match ended {
             Ended::Stopped => break,
             Ended::Exited(how) => {

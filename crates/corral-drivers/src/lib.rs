@@ -35,8 +35,8 @@ pub use kube::{
 };
 pub use process::{
     ExitInfo, LocalProcessRunner, ProcessError, ProcessHandle, ProcessRunner, ProcessSpec,
-    fresh_work_dir, free_loopback_port, health_probe, kill_processes_with_env, lookup_user,
-    resolve_program, resolve_program_in, running_as_root,
+    free_loopback_port, fresh_work_dir, health_probe, kill_processes_with_env, lookup_user, resolve_program,
+    resolve_program_in, running_as_root,
 };
 pub use qemu::{
     Accel, BaseImage, Hypervisor, QemuConfig, QemuError, QemuHypervisor, Rebooted, Stopped, VmInfo, VmSpec,

@@ -443,7 +443,8 @@ pub fn lookup_user(name: &str) -> Result<(u32, u32), String> {
     {
         return Ok((u, g));
     }
-    let passwd = std::fs::read_to_string("/etc/passwd").map_err(|e| format!("cannot read /etc/passwd: {e}"))?;
+    let passwd =
+        std::fs::read_to_string("/etc/passwd").map_err(|e| format!("cannot read /etc/passwd: {e}"))?;
     passwd
         .lines()
         .filter_map(|l| {

@@ -41,8 +41,8 @@ pub use hosts::*;
 pub use identity::*;
 pub use jobs::{JobRow, NewJob, state};
 pub use namespaces::*;
-pub use services::*;
 pub use networks::{ContainerManagerRow, CreateIfAbsent, DeleteInUse, NetworkRow};
+pub use services::*;
 
 /// Which engine a store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

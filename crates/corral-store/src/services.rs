@@ -58,6 +58,17 @@ pub enum InsertRun {
     NoVersion,
 }
 
+/// A change of a run's record (see [`Store::update_run`]).
+#[derive(Debug, Clone, Copy)]
+pub struct RunUpdate<'a> {
+    pub status: &'a str,
+    /// Seconds since the epoch: the run ends.
+    pub end: Option<i64>,
+    pub message: &'a str,
+    /// The service's desired state becomes stopped.
+    pub stopped: bool,
+}
+
 /// Filters of `GET .../runs` (cdap-v3.md 4.7).
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
@@ -162,18 +173,15 @@ impl Store {
         Ok(InsertRun::Inserted)
     }
 
-    /// Moves a run to `status`; with `end`, the run ends (and, with `stopped`, the service's
-    /// desired state becomes stopped in the same transaction). Only an active run changes:
-    /// an ended run is never revived.
+    /// Moves a run to `u.status`; with `u.end`, the run ends (and, with `u.stopped`, the
+    /// service's desired state becomes stopped in the same transaction). Only an active run
+    /// changes: an ended run is never revived.
     pub async fn update_run(
         &self,
         tenant: &TenantId,
         s: &ServiceRef,
         run_id: &str,
-        status: &str,
-        end: Option<i64>,
-        message: &str,
-        stopped: bool,
+        u: RunUpdate<'_>,
     ) -> Result<bool, Error> {
         let mut tx = self.begin_write().await?;
         let changed = sqlx::query(
@@ -182,15 +190,15 @@ impl Store {
         )
         .bind(&tenant.0)
         .bind(run_id)
-        .bind(status)
-        .bind(end)
-        .bind(message)
+        .bind(u.status)
+        .bind(u.end)
+        .bind(u.message)
         .execute(&mut *tx)
         .await
         .map_err(db)?
         .rows_affected()
             == 1;
-        if stopped {
+        if u.stopped {
             sqlx::query(sqlf!(
                 "UPDATE service_states SET desired = 'stopped' WHERE {SERVICE_KEY}"
             ))
@@ -299,7 +307,12 @@ impl Store {
     }
 
     /// One run of a service.
-    pub async fn get_run(&self, tenant: &TenantId, s: &ServiceRef, run_id: &str) -> Result<Option<RunRow>, Error> {
+    pub async fn get_run(
+        &self,
+        tenant: &TenantId,
+        s: &ServiceRef,
+        run_id: &str,
+    ) -> Result<Option<RunRow>, Error> {
         sqlx::query(sqlf!(
             "SELECT {RUN_COLUMNS} FROM service_runs WHERE {SERVICE_KEY} AND run_id = $6"
         ))
@@ -433,15 +446,16 @@ impl Store {
     ) -> Result<Vec<String>, Error> {
         let mut tx = self.begin_write().await?;
         // Serialises with version writes and deletes of this app (they lock the app row too).
-        let app_found = sqlx::query("UPDATE apps SET name = name WHERE tenant_id = $1 AND namespace = $2 AND name = $3")
-            .bind(&tenant.0)
-            .bind(ns)
-            .bind(app)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?
-            .rows_affected()
-            == 1;
+        let app_found =
+            sqlx::query("UPDATE apps SET name = name WHERE tenant_id = $1 AND namespace = $2 AND name = $3")
+                .bind(&tenant.0)
+                .bind(ns)
+                .bind(app)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?
+                .rows_affected()
+                == 1;
         if !app_found {
             return Ok(versions.to_vec());
         }
@@ -521,11 +535,7 @@ impl Store {
         .bind(app)
         .fetch_all(&self.pool)
         .await
-        .and_then(|rows| {
-            rows.iter()
-                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-                .collect()
-        })
+        .and_then(|rows| rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect())
         .map_err(db)
     }
 }

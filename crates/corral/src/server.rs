@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use corral_api::proxy::ProxyClient;
 use corral_api::serve::{Bound, TlsListener, serve, tls_config};
 use corral_api::{AppState, app, metrics_handle};
 use corral_core::address::AddressPolicy;
@@ -14,7 +15,6 @@ use corral_core::crypto::SecretBox;
 use corral_core::hosts::HostSettings;
 use corral_core::jobs::{JobEngine, JobSettings};
 use corral_core::{Core, CoreSettings};
-use corral_api::proxy::ProxyClient;
 use corral_core::{ServiceSettings, SupervisionSettings};
 use corral_drivers::{
     Facts, HostTransport, KubeClient, LocalProcessRunner, RusshTransport, SimulatedTransport,

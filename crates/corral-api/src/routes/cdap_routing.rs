@@ -55,7 +55,13 @@ pub async fn delete_route_config(
     Ok(Empty)
 }
 
-async fn batch(s: AppState, ctx: corral_types::OpCtx, ns: String, op: BatchOp, body: serde_json::Value) -> ApiResult<Json<Vec<serde_json::Value>>> {
+async fn batch(
+    s: AppState,
+    ctx: corral_types::OpCtx,
+    ns: String,
+    op: BatchOp,
+    body: serde_json::Value,
+) -> ApiResult<Json<Vec<serde_json::Value>>> {
     Ok(Json(s.core.batch(&ctx, &ns, op, body).await?))
 }
 

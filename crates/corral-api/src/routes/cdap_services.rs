@@ -32,7 +32,9 @@ pub async fn start(
     Params((ns, app, svc)): Params<(String, String, String)>,
     OptionalJson(body): OptionalJson<Option<serde_json::Value>>,
 ) -> ApiResult<Json<StartedRun>> {
-    Ok(Json(s.core.start_service(&ctx, &ns, &app, None, &svc, body).await?))
+    Ok(Json(
+        s.core.start_service(&ctx, &ns, &app, None, &svc, body).await?,
+    ))
 }
 
 /// As the current-version form, for version `{v}`.
@@ -45,7 +47,11 @@ pub async fn start_v(
     Params((ns, app, v, svc)): Params<(String, String, String, String)>,
     OptionalJson(body): OptionalJson<Option<serde_json::Value>>,
 ) -> ApiResult<Json<StartedRun>> {
-    Ok(Json(s.core.start_service(&ctx, &ns, &app, Some(&v), &svc, body).await?))
+    Ok(Json(
+        s.core
+            .start_service(&ctx, &ns, &app, Some(&v), &svc, body)
+            .await?,
+    ))
 }
 
 /// Stops the active run: every instance gets SIGTERM, then SIGKILL after the grace period; the run ends KILLED.
@@ -97,7 +103,9 @@ pub async fn status_v(
     Ctx(ctx): Ctx,
     Params((ns, app, v, svc)): Params<(String, String, String, String)>,
 ) -> ApiResult<Json<ProgramStatus>> {
-    Ok(Json(s.core.service_status(&ctx, &ns, &app, Some(&v), &svc).await?))
+    Ok(Json(
+        s.core.service_status(&ctx, &ns, &app, Some(&v), &svc).await?,
+    ))
 }
 
 /// Requested, provisioned (alive) and healthy instance counts.
@@ -121,7 +129,9 @@ pub async fn get_instances_v(
     Ctx(ctx): Ctx,
     Params((ns, app, v, svc)): Params<(String, String, String, String)>,
 ) -> ApiResult<Json<InstanceCounts>> {
-    Ok(Json(s.core.service_instances(&ctx, &ns, &app, Some(&v), &svc).await?))
+    Ok(Json(
+        s.core.service_instances(&ctx, &ns, &app, Some(&v), &svc).await?,
+    ))
 }
 
 /// Sets the instance count; a running service is scaled at once (new indexes added, highest removed).
@@ -134,7 +144,9 @@ pub async fn put_instances(
     Params((ns, app, svc)): Params<(String, String, String)>,
     JsonBody(body): JsonBody<serde_json::Value>,
 ) -> ApiResult<Empty> {
-    s.core.set_service_instances(&ctx, &ns, &app, None, &svc, body).await?;
+    s.core
+        .set_service_instances(&ctx, &ns, &app, None, &svc, body)
+        .await?;
     Ok(Empty)
 }
 
@@ -148,7 +160,9 @@ pub async fn put_instances_v(
     Params((ns, app, v, svc)): Params<(String, String, String, String)>,
     JsonBody(body): JsonBody<serde_json::Value>,
 ) -> ApiResult<Empty> {
-    s.core.set_service_instances(&ctx, &ns, &app, Some(&v), &svc, body).await?;
+    s.core
+        .set_service_instances(&ctx, &ns, &app, Some(&v), &svc, body)
+        .await?;
     Ok(Empty)
 }
 
@@ -163,7 +177,9 @@ pub async fn runs(
     uri: Uri,
 ) -> ApiResult<Json<Vec<RunRecord>>> {
     let query = query_map(&uri)?;
-    Ok(Json(s.core.service_runs(&ctx, &ns, &app, None, &svc, &query).await?))
+    Ok(Json(
+        s.core.service_runs(&ctx, &ns, &app, None, &svc, &query).await?,
+    ))
 }
 
 /// As the current-version form, for version `{v}`.
@@ -177,7 +193,11 @@ pub async fn runs_v(
     uri: Uri,
 ) -> ApiResult<Json<Vec<RunRecord>>> {
     let query = query_map(&uri)?;
-    Ok(Json(s.core.service_runs(&ctx, &ns, &app, Some(&v), &svc, &query).await?))
+    Ok(Json(
+        s.core
+            .service_runs(&ctx, &ns, &app, Some(&v), &svc, &query)
+            .await?,
+    ))
 }
 
 /// One run record.
@@ -189,7 +209,9 @@ pub async fn run(
     Ctx(ctx): Ctx,
     Params((ns, app, svc, runid)): Params<(String, String, String, String)>,
 ) -> ApiResult<Json<RunRecord>> {
-    Ok(Json(s.core.service_run(&ctx, &ns, &app, None, &svc, &runid).await?))
+    Ok(Json(
+        s.core.service_run(&ctx, &ns, &app, None, &svc, &runid).await?,
+    ))
 }
 
 /// As the current-version form, for version `{v}`.
@@ -201,7 +223,11 @@ pub async fn run_v(
     Ctx(ctx): Ctx,
     Params((ns, app, v, svc, runid)): Params<(String, String, String, String, String)>,
 ) -> ApiResult<Json<RunRecord>> {
-    Ok(Json(s.core.service_run(&ctx, &ns, &app, Some(&v), &svc, &runid).await?))
+    Ok(Json(
+        s.core
+            .service_run(&ctx, &ns, &app, Some(&v), &svc, &runid)
+            .await?,
+    ))
 }
 
 /// 200 when a method call would find a healthy instance now; 503 with the reason otherwise.
@@ -225,7 +251,9 @@ pub async fn available_v(
     Ctx(ctx): Ctx,
     Params((ns, app, v, svc)): Params<(String, String, String, String)>,
 ) -> ApiResult<Json<Message>> {
-    Ok(Json(s.core.service_available(&ctx, &ns, &app, Some(&v), &svc).await?))
+    Ok(Json(
+        s.core.service_available(&ctx, &ns, &app, Some(&v), &svc).await?,
+    ))
 }
 
 /// Corral addition: the live processes of the service (pid, port, health, restarts) with the recent output of each.
@@ -249,5 +277,7 @@ pub async fn processes_v(
     Ctx(ctx): Ctx,
     Params((ns, app, v, svc)): Params<(String, String, String, String)>,
 ) -> ApiResult<Json<Vec<ProcessRecord>>> {
-    Ok(Json(s.core.service_processes(&ctx, &ns, &app, Some(&v), &svc).await?))
+    Ok(Json(
+        s.core.service_processes(&ctx, &ns, &app, Some(&v), &svc).await?,
+    ))
 }

@@ -111,8 +111,14 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(cdap_services::stop_v))
         .routes(routes!(cdap_services::status))
         .routes(routes!(cdap_services::status_v))
-        .routes(routes!(cdap_services::get_instances, cdap_services::put_instances))
-        .routes(routes!(cdap_services::get_instances_v, cdap_services::put_instances_v))
+        .routes(routes!(
+            cdap_services::get_instances,
+            cdap_services::put_instances
+        ))
+        .routes(routes!(
+            cdap_services::get_instances_v,
+            cdap_services::put_instances_v
+        ))
         .routes(routes!(cdap_services::runs))
         .routes(routes!(cdap_services::runs_v))
         .routes(routes!(cdap_services::run))
@@ -145,11 +151,32 @@ pub fn router() -> OpenApiRouter<AppState> {
         ))
         // The method proxy: every method, with or without an endpoint path (cdap-v3.md 6.1).
         .route(METHODS, any(crate::proxy::proxy))
-        .route(concat!("/v3/namespaces/{ns}/apps/{app}/services/{svc}/methods", "/"), any(crate::proxy::proxy))
-        .route(concat!("/v3/namespaces/{ns}/apps/{app}/services/{svc}/methods", "/{*path}"), any(crate::proxy::proxy))
+        .route(
+            concat!("/v3/namespaces/{ns}/apps/{app}/services/{svc}/methods", "/"),
+            any(crate::proxy::proxy),
+        )
+        .route(
+            concat!(
+                "/v3/namespaces/{ns}/apps/{app}/services/{svc}/methods",
+                "/{*path}"
+            ),
+            any(crate::proxy::proxy),
+        )
         .route(METHODS_V, any(crate::proxy::proxy))
-        .route(concat!("/v3/namespaces/{ns}/apps/{app}/versions/{v}/services/{svc}/methods", "/"), any(crate::proxy::proxy))
-        .route(concat!("/v3/namespaces/{ns}/apps/{app}/versions/{v}/services/{svc}/methods", "/{*path}"), any(crate::proxy::proxy))
+        .route(
+            concat!(
+                "/v3/namespaces/{ns}/apps/{app}/versions/{v}/services/{svc}/methods",
+                "/"
+            ),
+            any(crate::proxy::proxy),
+        )
+        .route(
+            concat!(
+                "/v3/namespaces/{ns}/apps/{app}/versions/{v}/services/{svc}/methods",
+                "/{*path}"
+            ),
+            any(crate::proxy::proxy),
+        )
 }
 
 const METHODS: &str = "/v3/namespaces/{ns}/apps/{app}/services/{svc}/methods";

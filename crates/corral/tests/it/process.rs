@@ -546,3 +546,102 @@ both_stores!(
     configured_bootstrap_key,
     a_killed_corral_finishes_the_upgrade_running_each_command_once,
 );
+
+/// `kill -9` of a server with a running service leaves the service's process behind; the next
+/// start of the server on the same data dir kills that orphan, closes its run as FAILED and
+/// starts the service again in a new run (cdap-v3.md 1.4).
+#[tokio::test]
+async fn a_killed_corral_leaves_no_orphan_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let work = std::env::temp_dir().join("corral-it-services");
+    let mut envs = vec![
+        ("CORRAL_BOOTSTRAP_KEY", crate::harness::BOOTSTRAP_KEY.to_string()),
+        ("CORRAL_SERVICE_WORK_DIR", work.display().to_string()),
+        ("CORRAL_SERVICE_HEALTH_FIRST_INTERVAL_MS", "100".to_string()),
+    ];
+    if corral_drivers::running_as_root() {
+        envs.push(("CORRAL_SERVICE_USER", "nobody".to_string()));
+    }
+    let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let args = ["--data-dir", data.to_str().unwrap()];
+    let p = Proc::spawn(&args, &envs).unwrap_or_else(|e| panic!("{e:?}"));
+    let c = client();
+    let key = crate::harness::BOOTSTRAP_KEY;
+    let svc = "/v3/namespaces/default/apps/Shop/services/svc";
+    let body = serde_json::json!({"services": [{"name": "svc", "command": [crate::harness::testsvc()],
+                                                "health_path": "/health"}]});
+    let resp = c
+        .put(p.url("/v3/namespaces/default/apps/Shop"))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    expect_json(resp, StatusCode::OK).await;
+    let resp = c
+        .post(p.url(&format!("{svc}/start")))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    let old_run = expect_json(resp, StatusCode::OK).await["runid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let procs = async |p: &Proc| -> Vec<Value> {
+        let resp = c
+            .get(p.url(&format!("{svc}/processes")))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        expect_json(resp, StatusCode::OK)
+            .await
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let old_pid = procs(&p).await[0]["pid"].as_u64().unwrap();
+    p.signal("-KILL");
+    let _ = p.terminate_after_signal();
+    let alive =
+        |pid: u64| std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "));
+    assert!(
+        alive(old_pid),
+        "the service died with the server; this test needs an orphan"
+    );
+
+    let p = Proc::spawn(&args, &envs).unwrap_or_else(|e| panic!("{e:?}"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = procs(&p).await;
+        if now.first().is_some_and(|i| i["healthy"] == true) {
+            assert_ne!(now[0]["pid"].as_u64(), Some(old_pid));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the service was not started again: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !alive(old_pid),
+        "the orphan of the killed server is still running"
+    );
+    let resp = c
+        .get(p.url(&format!("{svc}/runs")))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    let runs = expect_json(resp, StatusCode::OK).await;
+    let runs = runs.as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    let old = runs.iter().find(|r| r["runid"] == old_run.as_str()).unwrap();
+    assert_eq!(old["status"], "FAILED");
+    assert!(runs.iter().any(|r| r["status"] == "RUNNING"));
+    let (code, logs) = p.terminate();
+    assert_eq!(code, Some(0), "{logs}");
+}

@@ -223,6 +223,167 @@ const MATRIX: &[Row] = &[
         R,
         200,
     ),
+    // cdap-v3.md 4.3-4.7, 5, 6, 8, 9: service lifecycle, routing, batch calls. `{svc}` of a
+    // fresh `{app}` is stopped (so stop answers 409, available and the proxy 503); a `{runid}`
+    // is a run of it that was started and stopped.
+    row(
+        "POST",
+        "/v3/namespaces/{ns}/apps/{app}/services/{svc}/start",
+        W,
+        200,
+    ),
+    row(
+        "POST",
+        "/v3/namespaces/{ns}/apps/{app}/services/{svc}/stop",
+        W,
+        409,
+    ),
+    row(
+        "GET",
+        "/v3/namespaces/{ns}/apps/{app}/services/{svc}/status",
+        R,
+        200,
+    )
+    .answers(r#"{"status": "STOPPED"}"#),
+    row(
+        "GET",
+        "/v3/namespaces/{ns}/apps/{app}/services/{svc}/instances",
+        R,
+        200,
+    )
+    .answers(r#"{"requested": 1, "provisioned": 0, "healthy": 0}"#),
+    row(
+        "PUT",
+        "/v3/namespaces/{ns}/apps/{app}/services/{svc}/instances",
+        W,
+        200,
+    )
+    .body(r#"{"instances": 2}"#),
+    row(
+        "GET",
+        "/v3/namespaces/{ns}/apps/{app}/services/{svc}/runs",
+        R,
+        200,
+    )
+    .answers("[]"),
+    row(
+        "GET",
+        "/v3/namespaces/{ns}/apps/{app}/services/{svc}/runs/{runid}",
+        R,
+        200,
+    ),
+    row(
+        "GET",
+        "/v3/namespaces/{ns}/apps/{app}/services/{svc}/available",
+        R,
+        503,
+    ),
+    row(
+        "GET",
+        "/v3/namespaces/{ns}/apps/{app}/services/{svc}/processes",
+        R,
+        200,
+    )
+    .answers("[]"),
+    row(
+        "POST",
+        "/v3/namespaces/{ns}/apps/{app}/versions/{v}/services/{svc}/start",
+        W,
+        200,
+    ),
+    row(
+        "POST",
+        "/v3/namespaces/{ns}/apps/{app}/versions/{v}/services/{svc}/stop",
+        W,
+        409,
+    ),
+    row(
+        "GET",
+        "/v3/namespaces/{ns}/apps/{app}/versions/{v}/services/{svc}/status",
+        R,
+        200,
+    )
+    .answers(r#"{"status": "STOPPED"}"#),
+    row(
+        "GET",
+        "/v3/namespaces/{ns}/apps/{app}/versions/{v}/services/{svc}/instances",
+        R,
+        200,
+    ),
+    row(
+        "PUT",
+        "/v3/namespaces/{ns}/apps/{app}/versions/{v}/services/{svc}/instances",
+        W,
+        200,
+    )
+    .body(r#"{"instances": 2}"#),
+    row(
+        "GET",
+        "/v3/namespaces/{ns}/apps/{app}/versions/{v}/services/{svc}/runs",
+        R,
+        200,
+    )
+    .answers("[]"),
+    row(
+        "GET",
+        "/v3/namespaces/{ns}/apps/{app}/versions/{v}/services/{svc}/runs/{runid}",
+        R,
+        200,
+    ),
+    row(
+        "GET",
+        "/v3/namespaces/{ns}/apps/{app}/versions/{v}/services/{svc}/available",
+        R,
+        503,
+    ),
+    row(
+        "GET",
+        "/v3/namespaces/{ns}/apps/{app}/versions/{v}/services/{svc}/processes",
+        R,
+        200,
+    )
+    .answers("[]"),
+    row(
+        "GET",
+        "/v3/namespaces/{ns}/apps/{app}/services/{svc}/routeconfig",
+        R,
+        200,
+    )
+    .answers("{}"),
+    row(
+        "PUT",
+        "/v3/namespaces/{ns}/apps/{app}/services/{svc}/routeconfig",
+        W,
+        200,
+    )
+    .body(r#"{"{v}": 100}"#),
+    row(
+        "DELETE",
+        "/v3/namespaces/{ns}/apps/{app}/services/{svc}/routeconfig",
+        W,
+        404,
+    ),
+    row("POST", "/v3/namespaces/{ns}/start", W, 200)
+        .body("[]")
+        .answers("[]"),
+    row("POST", "/v3/namespaces/{ns}/stop", W, 200)
+        .body("[]")
+        .answers("[]"),
+    row("POST", "/v3/namespaces/{ns}/status", R, 200)
+        .body("[]")
+        .answers("[]"),
+    row(
+        "GET",
+        "/v3/namespaces/{ns}/apps/{app}/services/{svc}/methods/{path}",
+        R,
+        503,
+    ),
+    row(
+        "GET",
+        "/v3/namespaces/{ns}/apps/{app}/versions/{v}/services/{svc}/methods/{path}",
+        R,
+        503,
+    ),
     // commissaire-v0.md 5.7-5.10: networks.
     row("GET", "/api/v0/networks", R, 200),
     row("GET", "/api/v0/network", R, 200),
@@ -502,6 +663,33 @@ impl Fixture {
             }
             // The one service of every `{app}` the fixture makes.
             "svc" => "web".to_string(),
+            "path" => "anything".to_string(),
+            "runid" => {
+                let ns = Self::var(vars, "ns").expect("{runid} needs a {ns} before it");
+                let app = Self::var(vars, "app").expect("{runid} needs an {app} before it");
+                let svc = match Self::var(vars, "v") {
+                    Some(v) => format!("/v3/namespaces/{ns}/apps/{app}/versions/{v}/services/web"),
+                    None => format!("/v3/namespaces/{ns}/apps/{app}/services/web"),
+                };
+                let resp = self
+                    .s
+                    .call(admin, Method::POST, &format!("{svc}/start"))
+                    .send()
+                    .await
+                    .unwrap();
+                let run = expect_json(resp, StatusCode::OK).await["runid"]
+                    .as_str()
+                    .unwrap()
+                    .to_string();
+                let resp = self
+                    .s
+                    .call(admin, Method::POST, &format!("{svc}/stop"))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status(), StatusCode::OK);
+                run
+            }
             other => panic!("no fixture for {{{other}}}: teach Fixture::make to create one"),
         }
     }

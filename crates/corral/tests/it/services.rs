@@ -57,7 +57,11 @@ async fn wait_healthy(s: &TestServer, key: &str, app: &str, version: Option<&str
 
 async fn processes(s: &TestServer, key: &str, app: &str, version: Option<&str>) -> Vec<Value> {
     let resp = send(s, key, Method::GET, &svc_path(app, version, "/processes"), None).await;
-    expect_json(resp, StatusCode::OK).await.as_array().unwrap().clone()
+    expect_json(resp, StatusCode::OK)
+        .await
+        .as_array()
+        .unwrap()
+        .clone()
 }
 
 fn process_exists(pid: u64) -> bool {
@@ -67,7 +71,14 @@ fn process_exists(pid: u64) -> bool {
             .contains(") Z ")
 }
 
-async fn method(s: &TestServer, key: &str, m: Method, app: &str, version: Option<&str>, rest: &str) -> Response {
+async fn method(
+    s: &TestServer,
+    key: &str,
+    m: Method,
+    app: &str,
+    version: Option<&str>,
+    rest: &str,
+) -> Response {
     s.call(key, m, &svc_path(app, version, &format!("/methods{rest}")))
         .send()
         .await
@@ -90,12 +101,24 @@ async fn lifecycle(db: Db) {
     expect_error(resp, StatusCode::SERVICE_UNAVAILABLE, Some(STOPPED)).await;
 
     // Runtime arguments: an object of strings with the env rules.
-    for bad in [json!([1]), json!({"A": 1}), json!({"PORT": "1"}), json!({"CORRAL_X": "1"})] {
+    for bad in [
+        json!([1]),
+        json!({"A": 1}),
+        json!({"PORT": "1"}),
+        json!({"CORRAL_X": "1"}),
+    ] {
         let resp = send(&s, &k, Method::POST, &svc_path("Shop", None, "/start"), Some(bad)).await;
         expect_error(resp, StatusCode::BAD_REQUEST, None).await;
     }
     let before = crate::harness::wall_clock_ms() / 1000;
-    let run = start(&s, &k, "Shop", None, Some(json!({"GREETING": "hi", "LOG_LEVEL": "debug"}))).await;
+    let run = start(
+        &s,
+        &k,
+        "Shop",
+        None,
+        Some(json!({"GREETING": "hi", "LOG_LEVEL": "debug"})),
+    )
+    .await;
     assert_eq!(status(&s, &k).await, json!({"status": "RUNNING"}));
     let resp = send(&s, &k, Method::POST, &svc_path("Shop", None, "/start"), None).await;
     expect_error(
@@ -147,13 +170,23 @@ async fn lifecycle(db: Db) {
     for (i, p) in procs.iter().enumerate() {
         assert_eq!(p["instance"], i as u64);
         assert!(
-            p["output"].as_str().unwrap().contains("corral-testsvc listening on 127.0.0.1:"),
+            p["output"]
+                .as_str()
+                .unwrap()
+                .contains("corral-testsvc listening on 127.0.0.1:"),
             "{p}"
         );
         assert!(process_exists(p["pid"].as_u64().unwrap()));
     }
 
-    let runs = send(&s, &k, Method::GET, &svc_path("Shop", None, "/runs?status=running"), None).await;
+    let runs = send(
+        &s,
+        &k,
+        Method::GET,
+        &svc_path("Shop", None, "/runs?status=running"),
+        None,
+    )
+    .await;
     let runs = expect_json(runs, StatusCode::OK).await;
     assert_eq!(runs.as_array().unwrap().len(), 1, "{runs}");
     assert_eq!(runs[0]["runid"], run.as_str());
@@ -169,7 +202,14 @@ async fn lifecycle(db: Db) {
         Some("The following services are still running: svc (1.0.0)."),
     )
     .await;
-    let resp = send(&s, &k, Method::DELETE, &format!("{NS}/apps/Shop/versions/1.0.0"), None).await;
+    let resp = send(
+        &s,
+        &k,
+        Method::DELETE,
+        &format!("{NS}/apps/Shop/versions/1.0.0"),
+        None,
+    )
+    .await;
     expect_error(resp, StatusCode::CONFLICT, None).await;
 
     let resp = send(&s, &k, Method::POST, &svc_path("Shop", None, "/stop"), None).await;
@@ -185,20 +225,55 @@ async fn lifecycle(db: Db) {
         Some("Program 'svc' of application 'Shop' is not running."),
     )
     .await;
-    let resp = send(&s, &k, Method::GET, &svc_path("Shop", Some("1.0.0"), "/runs?status=completed"), None).await;
+    let resp = send(
+        &s,
+        &k,
+        Method::GET,
+        &svc_path("Shop", Some("1.0.0"), "/runs?status=completed"),
+        None,
+    )
+    .await;
     let done = expect_json(resp, StatusCode::OK).await;
     assert_eq!(done[0]["runid"], run.as_str());
     assert_eq!(done[0]["status"], "KILLED");
     assert!(done[0]["end"].as_i64().unwrap() >= done[0]["start"].as_i64().unwrap());
-    let one = send(&s, &k, Method::GET, &svc_path("Shop", None, &format!("/runs/{run}")), None).await;
+    let one = send(
+        &s,
+        &k,
+        Method::GET,
+        &svc_path("Shop", None, &format!("/runs/{run}")),
+        None,
+    )
+    .await;
     assert_eq!(expect_json(one, StatusCode::OK).await, done[0]);
-    let resp = send(&s, &k, Method::GET, &svc_path("Shop", None, "/runs/00000000-0000-0000-0000-000000000000"), None).await;
+    let resp = send(
+        &s,
+        &k,
+        Method::GET,
+        &svc_path("Shop", None, "/runs/00000000-0000-0000-0000-000000000000"),
+        None,
+    )
+    .await;
     expect_error(resp, StatusCode::NOT_FOUND, None).await;
     for bad in ["status=bogus", "limit=0", "limit=10001", "start=x", "end=1.5"] {
-        let resp = send(&s, &k, Method::GET, &svc_path("Shop", None, &format!("/runs?{bad}")), None).await;
+        let resp = send(
+            &s,
+            &k,
+            Method::GET,
+            &svc_path("Shop", None, &format!("/runs?{bad}")),
+            None,
+        )
+        .await;
         expect_error(resp, StatusCode::BAD_REQUEST, None).await;
     }
-    let resp = send(&s, &k, Method::GET, &svc_path("Shop", None, "/runs?status=failed"), None).await;
+    let resp = send(
+        &s,
+        &k,
+        Method::GET,
+        &svc_path("Shop", None, "/runs?status=failed"),
+        None,
+    )
+    .await;
     assert_eq!(expect_json(resp, StatusCode::OK).await, json!([]));
     let resp = send(&s, &k, Method::DELETE, &format!("{NS}/apps/Shop"), None).await;
     expect_empty_ok(resp).await;
@@ -259,15 +334,32 @@ async fn crash_health_and_scaling(db: Db) {
 
     // Scaling while running: up adds new indexes, down removes the highest.
     for (bad, text) in [
-        (json!({"instances": 0}), Some("Instance count should be greater than 0")),
+        (
+            json!({"instances": 0}),
+            Some("Instance count should be greater than 0"),
+        ),
         (json!({"instances": "2"}), None),
         (json!({}), None),
         (json!({"instances": 101}), None),
     ] {
-        let resp = send(&s, &k, Method::PUT, &svc_path("Shop", None, "/instances"), Some(bad)).await;
+        let resp = send(
+            &s,
+            &k,
+            Method::PUT,
+            &svc_path("Shop", None, "/instances"),
+            Some(bad),
+        )
+        .await;
         expect_error(resp, StatusCode::BAD_REQUEST, text).await;
     }
-    let resp = send(&s, &k, Method::PUT, &svc_path("Shop", None, "/instances"), Some(json!({"instances": 3}))).await;
+    let resp = send(
+        &s,
+        &k,
+        Method::PUT,
+        &svc_path("Shop", None, "/instances"),
+        Some(json!({"instances": 3})),
+    )
+    .await;
     expect_empty_ok(resp).await;
     assert_eq!(
         wait_healthy(&s, &k, "Shop", None, 3).await,
@@ -279,7 +371,14 @@ async fn crash_health_and_scaling(db: Db) {
     assert_eq!(procs[0]["pid"], restarted["pid"], "instance 0 was not touched");
     let svc = send(&s, &k, Method::GET, &svc_path("Shop", None, ""), None).await;
     assert_eq!(expect_json(svc, StatusCode::OK).await["instances"], 3);
-    let resp = send(&s, &k, Method::PUT, &svc_path("Shop", None, "/instances"), Some(json!({"instances": 1}))).await;
+    let resp = send(
+        &s,
+        &k,
+        Method::PUT,
+        &svc_path("Shop", None, "/instances"),
+        Some(json!({"instances": 1})),
+    )
+    .await;
     expect_empty_ok(resp).await;
     let counts = send(&s, &k, Method::GET, &svc_path("Shop", None, "/instances"), None).await;
     assert_eq!(
@@ -301,15 +400,23 @@ async fn stop_escalates_and_start_failure(db: Db) {
     deploy(&s, &k, "Stubborn", "1.0.0", 1, &["--ignore-sigterm"]).await;
     start(&s, &k, "Stubborn", None, None).await;
     wait_healthy(&s, &k, "Stubborn", None, 1).await;
-    let pid = processes(&s, &k, "Stubborn", None).await[0]["pid"].as_u64().unwrap();
+    let pid = processes(&s, &k, "Stubborn", None).await[0]["pid"]
+        .as_u64()
+        .unwrap();
     let t = Instant::now();
     let resp = send(&s, &k, Method::POST, &svc_path("Stubborn", None, "/stop"), None).await;
     expect_empty_ok(resp).await;
-    assert!(t.elapsed() >= Duration::from_millis(900), "stopped before the grace period ended");
+    assert!(
+        t.elapsed() >= Duration::from_millis(900),
+        "stopped before the grace period ended"
+    );
     assert!(!process_exists(pid));
 
     // A program that existed when the app was created and is gone when it starts.
-    let dir = tempfile::Builder::new().prefix("corral-it-bad").tempdir_in("/tmp").unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("corral-it-bad")
+        .tempdir_in("/tmp")
+        .unwrap();
     let bad = dir.path().join("removed-program");
     std::fs::write(&bad, b"#!/bin/sh\nexit 0\n").unwrap();
     use std::os::unix::fs::PermissionsExt;
@@ -324,7 +431,14 @@ async fn stop_escalates_and_start_failure(db: Db) {
         err["message"].as_str().unwrap().contains("could not be started"),
         "{err}"
     );
-    let runs = send(&s, &k, Method::GET, &svc_path("Broken", None, "/runs?status=failed"), None).await;
+    let runs = send(
+        &s,
+        &k,
+        Method::GET,
+        &svc_path("Broken", None, "/runs?status=failed"),
+        None,
+    )
+    .await;
     let runs = expect_json(runs, StatusCode::OK).await;
     assert_eq!(runs.as_array().unwrap().len(), 1, "{runs}");
     assert!(runs[0]["end"].is_i64());
@@ -361,12 +475,26 @@ async fn restart_restores_services(db: Db) {
     let runs = send(&s, &k, Method::GET, &svc_path("Shop", None, "/runs"), None).await;
     let runs = expect_json(runs, StatusCode::OK).await;
     assert_eq!(runs.as_array().unwrap().len(), 2, "{runs}");
-    let old = runs.as_array().unwrap().iter().find(|r| r["runid"] == old_run.as_str()).unwrap();
+    let old = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["runid"] == old_run.as_str())
+        .unwrap();
     assert_eq!(old["status"], "FAILED");
-    let new = runs.as_array().unwrap().iter().find(|r| r["runid"] != old_run.as_str()).unwrap();
+    let new = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["runid"] != old_run.as_str())
+        .unwrap();
     assert_eq!(new["status"], "RUNNING");
     // The runtime arguments of the last start are kept.
-    let env = expect_json(method(&s, &k, Method::GET, "Shop", None, "/env").await, StatusCode::OK).await;
+    let env = expect_json(
+        method(&s, &k, Method::GET, "Shop", None, "/env").await,
+        StatusCode::OK,
+    )
+    .await;
     assert_eq!(env["GREETING"], "kept");
     assert_eq!(env["CORRAL_RUN_ID"], new["runid"]);
     s.stop().await;
@@ -415,10 +543,18 @@ async fn proxy_fidelity_and_streaming() {
         assert_eq!(h["x-request-id"], "trace-proxy");
         assert!(h["host"].as_str().unwrap().starts_with("127.0.0.1:"), "{h}");
     }
-    let resp = s.call(&k, Method::HEAD, &format!("{base}/echo")).send().await.unwrap();
+    let resp = s
+        .call(&k, Method::HEAD, &format!("{base}/echo"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     // An empty endpoint path forwards `/`.
-    let root = expect_json(s.call(&k, Method::GET, &base).send().await.unwrap(), StatusCode::OK).await;
+    let root = expect_json(
+        s.call(&k, Method::GET, &base).send().await.unwrap(),
+        StatusCode::OK,
+    )
+    .await;
     assert_eq!(root["version"], "1.0.0");
     // Credentials are Corral's: none, no proxying.
     let resp = s.anon(Method::GET, &format!("{base}/echo")).send().await.unwrap();
@@ -434,9 +570,8 @@ async fn proxy_fidelity_and_streaming() {
         expected.update(&chunk);
     }
     let expected: String = expected.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    let stream = futures_util::stream::iter(
-        (0..SIZE / CHUNK).map(move |_| Ok::<_, std::io::Error>(chunk.clone())),
-    );
+    let stream =
+        futures_util::stream::iter((0..SIZE / CHUNK).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
     let resp = s
         .call(&k, Method::POST, &format!("{base}/echo"))
         .body(reqwest::Body::wrap_stream(stream))
@@ -501,9 +636,7 @@ async fn proxy_limits() {
         .await
         .unwrap();
     expect_error(resp, StatusCode::PAYLOAD_TOO_LARGE, None).await;
-    let stream = futures_util::stream::iter(
-        (0..40).map(|_| Ok::<_, std::io::Error>(vec![1u8; 64 * 1024])),
-    );
+    let stream = futures_util::stream::iter((0..40).map(|_| Ok::<_, std::io::Error>(vec![1u8; 64 * 1024])));
     let resp = s
         .call(&k, Method::POST, &format!("{base}/echo"))
         .body(reqwest::Body::wrap_stream(stream))
@@ -518,8 +651,17 @@ async fn proxy_limits() {
         .await
         .unwrap();
     assert_eq!(expect_json(resp, StatusCode::OK).await["body_len"], 1024 * 1024);
-    let resp = s.call(&k, Method::GET, &format!("{base}/slow?ms=3000")).send().await.unwrap();
-    expect_error(resp, StatusCode::SERVICE_UNAVAILABLE, Some("Service did not answer within 1 s.")).await;
+    let resp = s
+        .call(&k, Method::GET, &format!("{base}/slow?ms=3000"))
+        .send()
+        .await
+        .unwrap();
+    expect_error(
+        resp,
+        StatusCode::SERVICE_UNAVAILABLE,
+        Some("Service did not answer within 1 s."),
+    )
+    .await;
     s.stop().await;
 }
 
@@ -555,8 +697,20 @@ async fn route_config_split_and_pinning() {
     }
     let resp = send(&s, &k, Method::GET, &rc, None).await;
     assert_eq!(expect_json(resp, StatusCode::OK).await, json!({}));
-    let resp = send(&s, &k, Method::GET, &format!("{NS}/apps/Shop/services/nope/routeconfig"), None).await;
-    expect_error(resp, StatusCode::NOT_FOUND, Some("Service 'nope' not found in application 'Shop'.")).await;
+    let resp = send(
+        &s,
+        &k,
+        Method::GET,
+        &format!("{NS}/apps/Shop/services/nope/routeconfig"),
+        None,
+    )
+    .await;
+    expect_error(
+        resp,
+        StatusCode::NOT_FOUND,
+        Some("Service 'nope' not found in application 'Shop'."),
+    )
+    .await;
     let invalid = "Route config contains invalid format or empty content.";
     for (body, text) in [
         (json!({}), invalid),
@@ -569,12 +723,22 @@ async fn route_config_split_and_pinning() {
             json!({"1.0.0": 50, "4.0.0": 25, "5.0.0": 25}),
             "Route config contains versions that do not exist: Shop@4.0.0, Shop@5.0.0.",
         ),
-        (json!({"1.0.0": 30, "2.0.0": 60}), "Route Percentage needs to add up to 100."),
+        (
+            json!({"1.0.0": 30, "2.0.0": 60}),
+            "Route Percentage needs to add up to 100.",
+        ),
     ] {
         let resp = send(&s, &k, Method::PUT, &rc, Some(body)).await;
         expect_error(resp, StatusCode::BAD_REQUEST, Some(text)).await;
     }
-    let resp = send(&s, &k, Method::PUT, &rc, Some(json!({"1.0.0": 90, "2.0.0": 10, "3.0.0": 0}))).await;
+    let resp = send(
+        &s,
+        &k,
+        Method::PUT,
+        &rc,
+        Some(json!({"1.0.0": 90, "2.0.0": 10, "3.0.0": 0})),
+    )
+    .await;
     expect_empty_ok(resp).await;
     let resp = send(&s, &k, Method::GET, &rc, None).await;
     assert_eq!(
@@ -582,7 +746,14 @@ async fn route_config_split_and_pinning() {
         json!({"1.0.0": 90, "2.0.0": 10, "3.0.0": 0})
     );
     // A version named by a config cannot be deleted (3.8).
-    let resp = send(&s, &k, Method::DELETE, &format!("{NS}/apps/Shop/versions/3.0.0"), None).await;
+    let resp = send(
+        &s,
+        &k,
+        Method::DELETE,
+        &format!("{NS}/apps/Shop/versions/3.0.0"),
+        None,
+    )
+    .await;
     expect_error(
         resp,
         StatusCode::CONFLICT,
@@ -612,7 +783,14 @@ async fn route_config_split_and_pinning() {
         }
     }
     // A stopped version gets nothing; the split is among the versions that can serve.
-    let resp = send(&s, &k, Method::POST, &svc_path("Shop", Some("2.0.0"), "/stop"), None).await;
+    let resp = send(
+        &s,
+        &k,
+        Method::POST,
+        &svc_path("Shop", Some("2.0.0"), "/stop"),
+        None,
+    )
+    .await;
     expect_empty_ok(resp).await;
     let counts = versions_hit(&s, &k, "Shop", 200).await;
     assert_eq!(counts, BTreeMap::from([("1.0.0".to_string(), 200)]));
@@ -632,16 +810,31 @@ async fn route_config_split_and_pinning() {
     let resp = send(&s, &k, Method::GET, &rc, None).await;
     assert_eq!(expect_json(resp, StatusCode::OK).await, json!({}));
     let counts = versions_hit(&s, &k, "Shop", 400).await;
-    assert_eq!(counts.keys().collect::<Vec<_>>(), ["1.0.0", "3.0.0"], "{counts:?}");
+    assert_eq!(
+        counts.keys().collect::<Vec<_>>(),
+        ["1.0.0", "3.0.0"],
+        "{counts:?}"
+    );
     assert!(counts.values().all(|n| *n > 120), "{counts:?}");
-    let resp = send(&s, &k, Method::DELETE, &format!("{NS}/apps/Shop/versions/2.0.0"), None).await;
+    let resp = send(
+        &s,
+        &k,
+        Method::DELETE,
+        &format!("{NS}/apps/Shop/versions/2.0.0"),
+        None,
+    )
+    .await;
     expect_empty_ok(resp).await;
     s.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fallback_strategies() {
-    for (strategy, expect) in [("largest", Some("2.0.0")), ("smallest", Some("1.0.0")), ("drop", None)] {
+    for (strategy, expect) in [
+        ("largest", Some("2.0.0")),
+        ("smallest", Some("1.0.0")),
+        ("drop", None),
+    ] {
         let s = TestServer::start_with(Db::Sqlite, |c| {
             c.router.userservice.fallback.strategy = serde_json::from_value(json!(strategy)).unwrap();
         })
@@ -674,27 +867,64 @@ async fn batch_calls(db: Db) {
     let k = s.create_tenant("acme", 0).await;
     deploy(&s, &k, "Shop", "1.0.0", 1, &[]).await;
     let item = |app: &str, kind: &str| json!({"appId": app, "programType": kind, "programId": "svc"});
-    let resp = send(&s, &k, Method::POST, &format!("{NS}/start"), Some(json!([
-        item("Shop", "Service"), item("Nope", "service"), item("Shop", "flow"), item("Shop", "thing")
-    ]))).await;
+    let resp = send(
+        &s,
+        &k,
+        Method::POST,
+        &format!("{NS}/start"),
+        Some(json!([
+            item("Shop", "Service"),
+            item("Nope", "service"),
+            item("Shop", "flow"),
+            item("Shop", "thing")
+        ])),
+    )
+    .await;
     let out = expect_json(resp, StatusCode::OK).await;
     assert_eq!(out[0]["statusCode"], 200);
     assert!(out[0]["runid"].is_string(), "{out}");
     assert_eq!(out[0]["programType"], "Service");
-    assert_eq!(out[1], json!({"appId": "Nope", "programType": "service", "programId": "svc",
-                              "statusCode": 404, "error": "Program not found"}));
+    assert_eq!(
+        out[1],
+        json!({"appId": "Nope", "programType": "service", "programId": "svc",
+                              "statusCode": 404, "error": "Program not found"})
+    );
     assert_eq!(out[2]["statusCode"], 501);
     assert_eq!(out[2]["error"], "Program type 'flow' is not supported by Corral.");
     assert_eq!(out[3]["statusCode"], 400);
     assert_eq!(out[3]["error"], "Invalid program type 'thing'.");
-    let resp = send(&s, &k, Method::POST, &format!("{NS}/status"), Some(json!([item("Shop", "service")]))).await;
+    let resp = send(
+        &s,
+        &k,
+        Method::POST,
+        &format!("{NS}/status"),
+        Some(json!([item("Shop", "service")])),
+    )
+    .await;
     let out = expect_json(resp, StatusCode::OK).await;
-    assert_eq!(out, json!([{"appId": "Shop", "programType": "service", "programId": "svc",
-                            "status": "RUNNING", "statusCode": 200}]));
-    let resp = send(&s, &k, Method::POST, &format!("{NS}/start"), Some(json!([item("Shop", "service")]))).await;
+    assert_eq!(
+        out,
+        json!([{"appId": "Shop", "programType": "service", "programId": "svc",
+                            "status": "RUNNING", "statusCode": 200}])
+    );
+    let resp = send(
+        &s,
+        &k,
+        Method::POST,
+        &format!("{NS}/start"),
+        Some(json!([item("Shop", "service")])),
+    )
+    .await;
     let out = expect_json(resp, StatusCode::OK).await;
     assert_eq!(out[0]["statusCode"], 409);
-    let resp = send(&s, &k, Method::POST, &format!("{NS}/stop"), Some(json!([item("Shop", "service"), item("Shop", "service")]))).await;
+    let resp = send(
+        &s,
+        &k,
+        Method::POST,
+        &format!("{NS}/stop"),
+        Some(json!([item("Shop", "service"), item("Shop", "service")])),
+    )
+    .await;
     let out = expect_json(resp, StatusCode::OK).await;
     assert_eq!(out[0]["statusCode"], 200);
     assert!(out[0].get("error").is_none(), "{out}");
@@ -702,15 +932,28 @@ async fn batch_calls(db: Db) {
     for (body, text) in [
         (json!({"appId": "Shop"}), None),
         (json!([1]), None),
-        (json!([{"programType": "service", "programId": "svc"}]), Some("'appId' must be specified.")),
+        (
+            json!([{"programType": "service", "programId": "svc"}]),
+            Some("'appId' must be specified."),
+        ),
     ] {
         let resp = send(&s, &k, Method::POST, &format!("{NS}/status"), Some(body)).await;
         expect_error(resp, StatusCode::BAD_REQUEST, text).await;
     }
-    let resp = send(&s, &k, Method::POST, "/v3/namespaces/nope/status", Some(json!([]))).await;
+    let resp = send(
+        &s,
+        &k,
+        Method::POST,
+        "/v3/namespaces/nope/status",
+        Some(json!([])),
+    )
+    .await;
     expect_error(resp, StatusCode::NOT_FOUND, Some("Namespace 'nope' not found.")).await;
     // Other program types, as URIs (1).
-    for path in [format!("{NS}/apps/Shop/flows/f/start"), format!("{NS}/apps/Shop/versions/1.0.0/workflows/w/status")] {
+    for path in [
+        format!("{NS}/apps/Shop/flows/f/start"),
+        format!("{NS}/apps/Shop/versions/1.0.0/workflows/w/status"),
+    ] {
         let resp = send(&s, &k, Method::POST, &path, None).await;
         expect_error(resp, StatusCode::NOT_IMPLEMENTED, None).await;
     }
@@ -740,7 +983,10 @@ async fn isolation(db: Db) {
             (Method::GET, "/apps/Shop/services/svc/processes"),
             (Method::GET, "/apps/Shop/services/svc/routeconfig"),
             (Method::GET, "/apps/Shop/services/svc/methods/env"),
-            (Method::POST, "/apps/Shop/versions/1.0.0/services/svc/methods/echo"),
+            (
+                Method::POST,
+                "/apps/Shop/versions/1.0.0/services/svc/methods/echo",
+            ),
         ] {
             // `other` in its default namespace; `acme` in its other namespace.
             let ns = if key == &other { "default" } else { "dev" };
@@ -748,11 +994,20 @@ async fn isolation(db: Db) {
             expect_error(resp, StatusCode::NOT_FOUND, Some("Application 'Shop' not found.")).await;
         }
     }
-    let resp = send(&s, &other, Method::POST, &format!("{NS}/status"), Some(json!([
-        {"appId": "Shop", "programType": "service", "programId": "svc"}]))).await;
+    let resp = send(
+        &s,
+        &other,
+        Method::POST,
+        &format!("{NS}/status"),
+        Some(json!([
+        {"appId": "Shop", "programType": "service", "programId": "svc"}])),
+    )
+    .await;
     assert_eq!(expect_json(resp, StatusCode::OK).await[0]["statusCode"], 404);
     // A namespace delete stops its services and ends their runs KILLED.
-    let pid = processes(&s, &acme, "Shop", None).await[0]["pid"].as_u64().unwrap();
+    let pid = processes(&s, &acme, "Shop", None).await[0]["pid"]
+        .as_u64()
+        .unwrap();
     let resp = send(&s, &acme, Method::DELETE, NS, None).await;
     expect_empty_ok(resp).await;
     assert!(!process_exists(pid));
