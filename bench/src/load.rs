@@ -314,3 +314,40 @@ pub async fn probe(target: &Target, timeout: Duration) -> Result<(StatusCode, Op
         .await
         .map_err(|_| anyhow!("no answer from {} within {timeout:?}", target.addr))?
 }
+
+/// One request with an optional JSON body, for setting up a benchmark (not measured).
+pub async fn send(
+    addr: SocketAddr,
+    method: hyper::Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    json: Option<&serde_json::Value>,
+) -> Result<(StatusCode, Bytes)> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("connect {addr}"))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let mut b = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(HOST, addr.to_string());
+    for (n, v) in headers {
+        b = b.header(*n, *v);
+    }
+    let body = match json {
+        Some(v) => {
+            b = b.header(hyper::header::CONTENT_TYPE, "application/json");
+            http_body_util::Full::new(Bytes::from(serde_json::to_vec(v)?))
+        }
+        None => http_body_util::Full::new(Bytes::new()),
+    };
+    let resp = tokio::time::timeout(Duration::from_secs(30), sender.send_request(b.body(body)?))
+        .await
+        .map_err(|_| anyhow!("no answer from {addr} within 30 s"))??;
+    let status = resp.status();
+    let body = resp.into_body().collect().await?.to_bytes();
+    Ok((status, body))
+}

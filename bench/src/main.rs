@@ -4,10 +4,13 @@
 //!   processes on loopback, loads both with the same closed-loop generator and settings, and reports the ratio.
 //! * `corral-bench hello --listen ADDR` — the bare reference server on its own (used as the child above).
 //! * `corral-bench load --addr ADDR --path PATH` — the load generator against any loopback endpoint.
+//! * `corral-bench proxy` — a `corral-testsvc` service run by Corral, loaded straight on its port and through
+//!   Corral's method proxy, same generator and settings, one run (cdap-v3.md 6).
 
 mod hello;
 mod hist;
 mod load;
+mod proxy;
 mod report;
 
 use std::net::SocketAddr;
@@ -34,6 +37,8 @@ struct Cli {
 enum Cmd {
     /// Authenticated Corral GET vs a bare axum "hello JSON" server, same generator, same settings, one run.
     Foundation(FoundationArgs),
+    /// A service instance loaded straight and through Corral's method proxy, same generator, one run.
+    Proxy(FoundationArgs),
     /// Run the bare axum reference server (answers GET /hello with {"message":"hello"}).
     Hello {
         /// Loopback address to listen on; port 0 picks a free port (printed as "listening on ADDR").
@@ -188,6 +193,10 @@ fn main() -> Result<()> {
             let rt = client_runtime(&args.load)?;
             rt.block_on(foundation(args))
         }
+        Cmd::Proxy(args) => {
+            let rt = client_runtime(&args.load)?;
+            rt.block_on(proxy::run(args))
+        }
     }
 }
 
@@ -294,6 +303,7 @@ async fn spawn_corral(
     dir: &Path,
     key: &str,
     startup_timeout: Duration,
+    env: &[(&str, String)],
 ) -> Result<SocketAddr> {
     let data_dir = dir.join("data");
     std::fs::create_dir_all(&data_dir)?;
@@ -307,6 +317,7 @@ async fn spawn_corral(
         .arg(&data_dir)
         .env("CORRAL_BOOTSTRAP_KEY", key)
         .env("CORRAL_LOG", "warn")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::null())
         .stdout(Stdio::from(log.try_clone()?))
         .stderr(Stdio::from(log))
@@ -571,6 +582,25 @@ fn print_log_tail(path: &Path, n: usize) {
     }
 }
 
+/// The release `corral` binary: `--corral-bin`, else under the target directory.
+fn corral_bin(args: &FoundationArgs) -> Result<PathBuf> {
+    let root = workspace_root();
+    let bin = match &args.corral_bin {
+        Some(b) => b.clone(),
+        None => match std::env::var_os("CARGO_TARGET_DIR") {
+            Some(t) => root.join(t).join("release/corral"),
+            None => root.join("target/release/corral"),
+        },
+    };
+    if !bin.is_file() {
+        bail!(
+            "{} not found: build it with `cargo build --release -p corral` (or pass --corral-bin)",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
 fn git_describe(root: &Path) -> String {
     let run = |args: &[&str]| {
         std::process::Command::new("git")
@@ -616,19 +646,7 @@ async fn foundation_inner(args: &FoundationArgs, children: &mut Children, tmp: &
             "hello-2",
         )
     } else {
-        let bin = match &args.corral_bin {
-            Some(b) => b.clone(),
-            None => match std::env::var_os("CARGO_TARGET_DIR") {
-                Some(t) => root.join(t).join("release/corral"),
-                None => root.join("target/release/corral"),
-            },
-        };
-        if !bin.is_file() {
-            bail!(
-                "{} not found: build it with `cargo build --release -p corral` (or pass --corral-bin)",
-                bin.display()
-            );
-        }
+        let bin = corral_bin(args)?;
         corral_build = match std::fs::metadata(&bin).and_then(|m| m.modified()) {
             Ok(t) => format!("{} (built {})", bin.display(), report::datetime_utc(t)),
             Err(_) => bin.display().to_string(),
@@ -640,6 +658,7 @@ async fn foundation_inner(args: &FoundationArgs, children: &mut Children, tmp: &
             tmp,
             &key,
             Duration::from_secs(args.startup_timeout),
+            &[],
         )
         .await?;
         let path = "/v3/namespaces/default";

@@ -129,6 +129,11 @@ impl hyper::body::Body for ForwardBody {
                     this.seen += data.len() as u64;
                     if this.seen > this.max {
                         this.exceeded.store(true, Ordering::Release);
+                        // Back into the slot: the handler drains what the client still sends
+                        // before answering 413 (see `drain`).
+                        if let Some(inner) = this.inner.take() {
+                            *this.slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(inner);
+                        }
                         return Poll::Ready(Some(Err(Box::new(TooLarge))));
                     }
                 }
@@ -296,6 +301,24 @@ fn clean_response_headers(headers: &mut HeaderMap) {
     }
 }
 
+/// Reads and drops what a client still sends of a refused body (at most 16 MiB, for at most
+/// 5 s), so it reads the 413 instead of a connection reset: closing a connection with unread
+/// data makes the kernel send RST, which destroys the answer in flight (a lingering close).
+async fn drain(body: Body) {
+    const MAX: usize = 16 * 1024 * 1024;
+    let mut stream = body.into_data_stream();
+    let mut seen = 0usize;
+    let read = async {
+        while let Some(Ok(chunk)) = futures_util::StreamExt::next(&mut stream).await {
+            seen += chunk.len();
+            if seen > MAX {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), read).await;
+}
+
 /// The handler of every method route.
 pub async fn proxy(State(s): State<AppState>, Ctx(ctx): Ctx, req: Request) -> Response {
     match forward(&s, &ctx, req).await {
@@ -323,6 +346,7 @@ async fn forward(s: &AppState, ctx: &OpCtx, req: Request) -> Result<Response, Er
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > proxy.max_body) {
+        drain(req.into_body()).await;
         return Err(too_large);
     }
     let peer = req.extensions().get::<ConnectInfo<PeerAddr>>().map(|c| c.0.0);
@@ -366,6 +390,10 @@ async fn forward(s: &AppState, ctx: &OpCtx, req: Request) -> Result<Response, Er
             }
             Ok(Err(e)) => {
                 if exceeded.load(Ordering::Acquire) {
+                    let rest = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+                    if let Some(rest) = rest {
+                        drain(rest).await;
+                    }
                     return Err(too_large);
                 }
                 let body_unsent = slot.lock().unwrap_or_else(|p| p.into_inner()).is_some();
