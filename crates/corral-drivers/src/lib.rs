@@ -14,6 +14,7 @@
 use std::fmt;
 use std::time::Duration;
 
+mod cloud;
 mod error;
 mod facts;
 mod keys;
@@ -25,6 +26,10 @@ mod simulated;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use cloud::{
+    CloudDriver, CloudError, CloudImage, MockCloud, MockOptions, Observed, Operation, VmAction, VmReport,
+    VmRequest,
+};
 pub use error::SshError;
 pub use facts::{
     FACTS_MARKER, FACTS_SCRIPT, Facts, facts_command, parse_facts, shell_quote, with_remote_timeout,
