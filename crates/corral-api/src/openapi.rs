@@ -19,7 +19,8 @@ use utoipa::{Modify, OpenApi};
         (name = "system", description = "Health, version, tokens, metrics"),
         (name = "coopr", description = "Coopr v2: tenants, users, API keys, profile"),
         (name = "cdap", description = "CDAP v3: namespaces, applications, services"),
-        (name = "commissaire", description = "Commissaire v0: clusters, hosts, networks, container managers")
+        (name = "commissaire", description = "Commissaire v0: clusters, hosts, networks, container managers"),
+        (name = "perspective", description = "Perspective: instances, images, operations, SQL query")
     )
 )]
 pub struct ApiDoc;

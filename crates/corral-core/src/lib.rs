@@ -8,10 +8,12 @@ pub mod address;
 mod apps;
 pub mod auth;
 pub mod bootstrap;
+pub mod clouds;
 mod clusters;
 mod coopr_rpc;
 pub mod crypto;
 pub mod hosts;
+mod instances;
 mod identity;
 pub mod jobs;
 mod namespaces;
@@ -84,6 +86,10 @@ pub struct Core {
     /// The service processes this server runs.
     services: Arc<supervisor::Supervisor>,
     route_cache: services::RouteCache,
+    /// The configured clouds (perspective 2).
+    clouds: Arc<clouds::Clouds>,
+    /// `instance_transition_timeout`: the deadline of every instance and image action.
+    instance_timeout: std::time::Duration,
 }
 
 impl Core {
@@ -103,7 +109,35 @@ impl Core {
                 None,
             )),
             route_cache: services::RouteCache::default(),
+            clouds: Arc::default(),
+            instance_timeout: std::time::Duration::from_secs(600),
         }
+    }
+
+    /// Adds the configured clouds and registers their jobs' handlers (after `with_hosts`,
+    /// which brings the job engine).
+    pub fn with_clouds(mut self, clouds: clouds::Clouds, transition_timeout: std::time::Duration) -> Core {
+        let clouds = Arc::new(clouds);
+        if let Some(engine) = &self.jobs {
+            engine.register(
+                instances::INSTANCE_JOB,
+                Arc::new(instances::InstanceHandler {
+                    clouds: clouds.clone(),
+                    store: self.store.clone(),
+                    timeout: transition_timeout,
+                }),
+            );
+            engine.register(
+                instances::IMAGE_JOB,
+                Arc::new(instances::ImageHandler {
+                    clouds: clouds.clone(),
+                    store: self.store.clone(),
+                }),
+            );
+        }
+        self.clouds = clouds;
+        self.instance_timeout = transition_timeout;
+        self
     }
 
     /// Sets how and where service processes run.

@@ -22,6 +22,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (4, "apps", include_str!("../migrations/0004_apps.sql")),
     (5, "services", include_str!("../migrations/0005_services.sql")),
+    (6, "instances", include_str!("../migrations/0006_instances.sql")),
 ];
 
 /// An arbitrary constant naming Corral's migration lock among PostgreSQL advisory locks.

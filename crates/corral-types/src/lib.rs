@@ -9,6 +9,7 @@ pub mod commissaire;
 pub mod ctx;
 pub mod error;
 pub mod ids;
+pub mod perspective;
 pub mod time;
 pub mod views;
 

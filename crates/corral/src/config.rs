@@ -108,6 +108,12 @@ pub struct Settings {
     pub proxy_max_body_bytes: u64,
     /// CDAP's `router.userservice.fallback.strategy`: `random`, `smallest`, `largest`, `drop`.
     pub router: RouterSettings,
+    /// The clouds (perspective 2.1): `[[clouds]]` tables in the config file.
+    pub clouds: Vec<corral_core::clouds::CloudConfig>,
+    /// Seconds each operation of a `mock` cloud takes (a cloud's `options.delay_ms` wins).
+    pub mock_delay: f64,
+    /// Seconds an instance or image may stay in a transitional state before it goes to `error`.
+    pub instance_transition_timeout: u64,
 }
 
 /// How hosts are reached.
@@ -175,6 +181,9 @@ impl Default for Settings {
             proxy_timeout: 60,
             proxy_max_body_bytes: 100 * 1024 * 1024,
             router: RouterSettings::default(),
+            clouds: Vec::new(),
+            mock_delay: 1.0,
+            instance_transition_timeout: 600,
         }
     }
 }
@@ -268,6 +277,12 @@ impl Settings {
         }
         if s.service_health_interval_ms == 0 || s.service_health_first_interval_ms == 0 {
             return Err("service health intervals must be positive".into());
+        }
+        if !(s.mock_delay >= 0.0 && s.mock_delay < 86_400.0) {
+            return Err("mock_delay must be between 0 and 86400 seconds".into());
+        }
+        if s.instance_transition_timeout == 0 {
+            return Err("instance_transition_timeout must be positive".into());
         }
         if s.service_max_instances < 1 {
             return Err("service_max_instances must be positive".into());

@@ -15,9 +15,11 @@ use corral_core::crypto::SecretBox;
 use corral_core::hosts::HostSettings;
 use corral_core::jobs::{JobEngine, JobSettings};
 use corral_core::{Core, CoreSettings};
+use corral_core::clouds::{Cloud, Clouds, operations_of};
 use corral_core::{ServiceSettings, SupervisionSettings};
 use corral_drivers::{
-    Facts, HostTransport, KubeClient, LocalProcessRunner, RusshTransport, SimulatedTransport,
+    CloudDriver, Facts, HostTransport, KubeClient, LocalProcessRunner, MockCloud, MockOptions, RusshTransport,
+    SimulatedTransport,
 };
 use corral_store::{Store, redact_url};
 use tokio::sync::{oneshot, watch};
@@ -127,12 +129,18 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
         simulated: settings.host_driver == HostDriver::Simulated,
         cert_dir: settings.cert_dir.clone(),
     };
-    let core = Arc::new(core.with_hosts(
-        engine.clone(),
-        transport,
-        Arc::new(KubeClient::new()),
-        host_settings,
-    ));
+    let core = Arc::new(
+        core.with_hosts(
+            engine.clone(),
+            transport,
+            Arc::new(KubeClient::new()),
+            host_settings,
+        )
+        .with_clouds(
+            build_clouds(settings)?,
+            Duration::from_secs(settings.instance_transition_timeout),
+        ),
+    );
     match core
         .bootstrap(&settings.data_dir, settings.bootstrap_apikey.as_deref())
         .await
@@ -147,6 +155,16 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
     // the services it ran are started again (cdap-v3.md 1.4).
     if let Err(e) = core.recover_services().await {
         tracing::error!("cannot restore the services of the previous run: {e}");
+    }
+    core.refresh_cloud_images(Duration::from_secs(10)).await;
+    // VM states are reconciled in the background: a slow cloud must not delay serving.
+    {
+        let core = core.clone();
+        tokio::spawn(async move {
+            if let Err(e) = core.reconcile_instances().await {
+                tracing::error!("reconciling instances with their clouds failed: {e}");
+            }
+        });
     }
     let tcp = tokio::net::TcpListener::bind(&settings.listen)
         .await
@@ -230,6 +248,36 @@ fn service_settings(settings: &Settings) -> anyhow::Result<ServiceSettings> {
         proxy_max_body_bytes: settings.proxy_max_body_bytes,
         fallback: settings.router.userservice.fallback.strategy,
     })
+}
+
+/// A driver for every configured cloud; an unknown type refuses the start (perspective 2.1).
+fn build_clouds(settings: &Settings) -> anyhow::Result<Clouds> {
+    let mut clouds = Vec::new();
+    for c in &settings.clouds {
+        let o = &c.options;
+        let driver: Arc<dyn CloudDriver> = match c.kind.as_str() {
+            "mock" => {
+                let delay = match o.delay_ms {
+                    Some(ms) => Duration::from_millis(ms),
+                    None => Duration::from_secs_f64(settings.mock_delay),
+                };
+                Arc::new(MockCloud::new(MockOptions {
+                    delay,
+                    fail: operations_of(&o.fail, &format!("cloud '{}': options.fail", c.id))
+                        .map_err(anyhow::Error::msg)?,
+                    hang: operations_of(&o.hang, &format!("cloud '{}': options.hang", c.id))
+                        .map_err(anyhow::Error::msg)?,
+                    images: o.images.clone(),
+                }))
+            }
+            other => bail!(
+                "cloud '{}': no driver for cloud type '{other}' in this server (types with a driver: mock)",
+                c.id
+            ),
+        };
+        clouds.push(Cloud::new(c.clone(), driver));
+    }
+    Clouds::new(clouds).map_err(|e| anyhow::anyhow!("clouds: {e}"))
 }
 
 /// This server's node id, kept in the data dir: the runs it supervises carry it, so a

@@ -9,6 +9,7 @@ mod commissaire;
 mod commissaire_clusters;
 mod commissaire_networks;
 mod coopr;
+mod perspective;
 mod system;
 
 use axum::routing::any;
@@ -135,6 +136,27 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(cdap_routing::batch_start))
         .routes(routes!(cdap_routing::batch_stop))
         .routes(routes!(cdap_routing::batch_status))
+        .routes(routes!(perspective::get_instance_singular))
+        .routes(routes!(perspective::get_instance))
+        .routes(routes!(perspective::instance_history))
+        .routes(routes!(perspective::instance_console))
+        .routes(routes!(perspective::launch))
+        .routes(routes!(perspective::delete))
+        .routes(routes!(perspective::start))
+        .routes(routes!(perspective::shutdown))
+        .routes(routes!(perspective::reboot))
+        .routes(routes!(perspective::hard_reboot))
+        .routes(routes!(perspective::pause))
+        .routes(routes!(perspective::resume))
+        .routes(routes!(perspective::suspend))
+        .routes(routes!(perspective::resize))
+        .routes(routes!(perspective::rebuild))
+        .routes(routes!(perspective::rename))
+        .routes(routes!(perspective::get_image_singular))
+        .routes(routes!(perspective::get_image))
+        .routes(routes!(perspective::create_images))
+        .routes(routes!(perspective::delete_images))
+        .routes(routes!(perspective::operations))
         .routes(routes!(commissaire_networks::list_networks))
         .routes(routes!(commissaire_networks::list_networks_singular))
         .routes(routes!(

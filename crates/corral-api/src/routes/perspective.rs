@@ -1,0 +1,157 @@
+//! Perspective family, root paths (perspective.md 5, 6, 7.3): instances, images, operations.
+//! Bulk calls answer 200 at once with one result per item; the work runs as jobs.
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use corral_types::perspective::{BulkResult, Console, Image, Instance, InstanceEvent};
+use corral_types::views::ErrorBody;
+
+use crate::AppState;
+use crate::extract::{Ctx, JsonBody, Params};
+use crate::reply::{ApiResult, Json};
+
+type Bulk = ApiResult<Json<Vec<BulkResult>>>;
+
+/// An instance (Perspective's singular path).
+#[utoipa::path(get, path = "/instance/{id}", tag = "perspective",
+    params(("id" = String, Path, description = "instance id")),
+    responses((status = 200, body = Instance), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_instance_singular(State(s): State<AppState>, Ctx(ctx): Ctx, Params(id): Params<String>) -> ApiResult<Json<Instance>> {
+    Ok(Json(s.core.get_instance(&ctx, &id).await?))
+}
+
+/// An instance.
+#[utoipa::path(get, path = "/instances/{id}", tag = "perspective",
+    params(("id" = String, Path, description = "instance id")),
+    responses((status = 200, body = Instance), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_instance(State(s): State<AppState>, Ctx(ctx): Ctx, Params(id): Params<String>) -> ApiResult<Json<Instance>> {
+    Ok(Json(s.core.get_instance(&ctx, &id).await?))
+}
+
+/// Corral addition: the instance's actions (who, what, when, outcome, error), oldest first.
+#[utoipa::path(get, path = "/instances/{id}/history", tag = "perspective",
+    params(("id" = String, Path, description = "instance id")),
+    responses((status = 200, body = [InstanceEvent]), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn instance_history(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+    Params(id): Params<String>,
+) -> ApiResult<Json<Vec<InstanceEvent>>> {
+    Ok(Json(s.core.instance_history(&ctx, &id).await?))
+}
+
+/// Corral addition: the recent output of the instance's serial console (empty for clouds that keep none).
+#[utoipa::path(get, path = "/instances/{id}/console", tag = "perspective",
+    params(("id" = String, Path, description = "instance id")),
+    responses((status = 200, body = Console), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody)))]
+pub async fn instance_console(State(s): State<AppState>, Ctx(ctx): Ctx, Params(id): Params<String>) -> ApiResult<Json<Console>> {
+    Ok(Json(s.core.instance_console(&ctx, &id).await?))
+}
+
+/// Launches instances: one result per item (202 `queued` with the new id, 404, 409).
+#[utoipa::path(post, path = "/instances", tag = "perspective", request_body = [serde_json::Value],
+    responses((status = 200, body = [BulkResult]), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn launch(State(s): State<AppState>, Ctx(ctx): Ctx, JsonBody(body): JsonBody<serde_json::Value>) -> Bulk {
+    Ok(Json(s.core.launch_instances(&ctx, body).await?))
+}
+
+/// Deletes instances (array of ids).
+#[utoipa::path(post, path = "/instances/delete", tag = "perspective", request_body = [String],
+    responses((status = 200, body = [BulkResult]), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn delete(State(s): State<AppState>, Ctx(ctx): Ctx, JsonBody(body): JsonBody<serde_json::Value>) -> Bulk {
+    Ok(Json(s.core.delete_instances(&ctx, body).await?))
+}
+
+macro_rules! action_route {
+    ($name:ident, $word:literal, $doc:literal) => {
+        #[doc = $doc]
+        #[utoipa::path(put, path = concat!("/instances/", $word), tag = "perspective", request_body = [String],
+            responses((status = 200, body = [BulkResult]), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+        pub async fn $name(State(s): State<AppState>, Ctx(ctx): Ctx, JsonBody(body): JsonBody<serde_json::Value>) -> Bulk {
+            Ok(Json(s.core.instance_action(&ctx, $word, body).await?))
+        }
+    };
+}
+
+action_route!(start, "start", "Starts instances (from `shutoff`).");
+action_route!(shutdown, "shutdown", "Shuts instances down (from `launched`).");
+action_route!(reboot, "reboot", "Reboots instances with the guest's cooperation.");
+action_route!(hard_reboot, "hard-reboot", "Resets instances.");
+action_route!(pause, "pause", "Pauses instances (in memory).");
+action_route!(resume, "resume", "Resumes paused or suspended instances.");
+action_route!(suspend, "suspend", "Suspends instances (state saved to disk).");
+
+/// Resizes instances to a flavor of their project; the flavor is swapped at once.
+#[utoipa::path(put, path = "/instances/resize/{flavorId}", tag = "perspective", request_body = [String],
+    params(("flavorId" = String, Path, description = "target flavor id")),
+    responses((status = 200, body = [BulkResult]), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody)))]
+pub async fn resize(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+    Params(flavor): Params<String>,
+    JsonBody(body): JsonBody<serde_json::Value>,
+) -> Bulk {
+    Ok(Json(s.core.resize_instances(&ctx, &flavor, body).await?))
+}
+
+/// Rebuilds instances from an image usable by their project; the image is swapped at once.
+#[utoipa::path(put, path = "/instances/rebuild/{imageId}", tag = "perspective", request_body = [String],
+    params(("imageId" = String, Path, description = "image id")),
+    responses((status = 200, body = [BulkResult]), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody)))]
+pub async fn rebuild(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+    Params(image): Params<String>,
+    JsonBody(body): JsonBody<serde_json::Value>,
+) -> Bulk {
+    Ok(Json(s.core.rebuild_instances(&ctx, &image, body).await?))
+}
+
+/// Renames instances: an object of instance id to new name.
+#[utoipa::path(put, path = "/instances/rename", tag = "perspective", request_body = BTreeMap<String, String>,
+    responses((status = 200, body = [BulkResult]), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn rename(State(s): State<AppState>, Ctx(ctx): Ctx, JsonBody(body): JsonBody<serde_json::Value>) -> Bulk {
+    Ok(Json(s.core.rename_instances(&ctx, body).await?))
+}
+
+/// An image (Perspective's singular path).
+#[utoipa::path(get, path = "/image/{id}", tag = "perspective",
+    params(("id" = String, Path, description = "image id")),
+    responses((status = 200, body = Image), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_image_singular(State(s): State<AppState>, Ctx(ctx): Ctx, Params(id): Params<String>) -> ApiResult<Json<Image>> {
+    Ok(Json(s.core.get_image(&ctx, &id).await?))
+}
+
+/// An image: a private snapshot, or a base image of a cloud.
+#[utoipa::path(get, path = "/images/{id}", tag = "perspective",
+    params(("id" = String, Path, description = "image id")),
+    responses((status = 200, body = Image), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_image(State(s): State<AppState>, Ctx(ctx): Ctx, Params(id): Params<String>) -> ApiResult<Json<Image>> {
+    Ok(Json(s.core.get_image(&ctx, &id).await?))
+}
+
+/// Snapshots instances into new private images (`queued` → `saving` → `saved`).
+#[utoipa::path(post, path = "/images", tag = "perspective", request_body = [serde_json::Value],
+    responses((status = 200, body = [BulkResult]), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn create_images(State(s): State<AppState>, Ctx(ctx): Ctx, JsonBody(body): JsonBody<serde_json::Value>) -> Bulk {
+    Ok(Json(s.core.create_images(&ctx, body).await?))
+}
+
+/// Deletes private images (array of ids); an image backing an instance's disk is refused (409).
+#[utoipa::path(post, path = "/images/delete", tag = "perspective", request_body = [String],
+    responses((status = 200, body = [BulkResult]), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn delete_images(State(s): State<AppState>, Ctx(ctx): Ctx, JsonBody(body): JsonBody<serde_json::Value>) -> Bulk {
+    Ok(Json(s.core.delete_images(&ctx, body).await?))
+}
+
+/// The operations each cloud type's driver supports, sorted.
+#[utoipa::path(get, path = "/operations", tag = "perspective",
+    responses((status = 200, body = BTreeMap<String, Vec<String>>), (status = 401, body = ErrorBody)))]
+pub async fn operations(State(s): State<AppState>, Ctx(ctx): Ctx) -> ApiResult<Json<BTreeMap<String, Vec<String>>>> {
+    ctx.require(corral_types::Access::Read)?;
+    Ok(Json(s.core.cloud_operations()))
+}

@@ -1,0 +1,418 @@
+//! Clouds as the operator configures them (perspective.md 2), and what each tenant sees of them:
+//! one project per visible cloud, its flavors, networks, keypairs, zones, quota and the cloud's
+//! base images. None of it is stored: it is derived from the settings and the drivers, with
+//! deterministic ids (v5 UUIDs of `"<tenant>/<cloud>/<kind>/<name>"`), so the same object always
+//! has the same id and one tenant's ids say nothing about another's.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use corral_drivers::{CloudDriver, CloudImage, Operation};
+use corral_types::TenantId;
+use corral_types::perspective::{Flavor, Image, Keypair, Metadata, MetadataEntry, Network, Subnet};
+use corral_types::time::rfc3339;
+use serde::{Deserialize, Serialize};
+
+fn yes() -> bool {
+    true
+}
+
+/// One cloud of the `clouds` setting.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudConfig {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The owning tenant's name; absent: shared by every tenant.
+    #[serde(default)]
+    pub tenant: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Connection data of drivers for real clouds; never exposed by the API.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub identity: Option<String>,
+    #[serde(default)]
+    pub credential: Option<String>,
+    #[serde(default)]
+    pub options: CloudOptions,
+}
+
+/// Driver options and the contents every tenant's project in the cloud gets.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudOptions {
+    /// `qemu`: the directory of base images (`*.qcow2`, `*.raw`) and the guest kernel.
+    #[serde(default)]
+    pub image_dir: Option<PathBuf>,
+    /// `qemu`: where instance disks, sockets and snapshots live (keep the path short).
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
+    /// `qemu`: `auto`, `kvm` or `tcg`.
+    #[serde(default)]
+    pub accel: Option<String>,
+    #[serde(default)]
+    pub flavors: Vec<FlavorConfig>,
+    #[serde(default)]
+    pub availability_zones: Vec<String>,
+    /// Per tenant project.
+    #[serde(default)]
+    pub quota: QuotaConfig,
+    #[serde(default)]
+    pub networks: Vec<NetworkConfig>,
+    #[serde(default)]
+    pub keypairs: Vec<KeypairConfig>,
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+    /// `mock`: the base images it offers (names).
+    #[serde(default)]
+    pub images: Vec<String>,
+    /// `mock`: how long each operation takes, ms (default: the server's `mock_delay`).
+    #[serde(default)]
+    pub delay_ms: Option<u64>,
+    /// `mock`: operation types that fail (`rebootInstance`, ...).
+    #[serde(default)]
+    pub fail: Vec<String>,
+    /// `mock`: operation types that never finish (their deadline ends them).
+    #[serde(default)]
+    pub hang: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlavorConfig {
+    pub name: String,
+    /// MiB.
+    pub ram: i64,
+    pub vcpus: i64,
+    #[serde(default)]
+    pub root_disk: i64,
+    #[serde(default)]
+    pub ephemeral_disk: i64,
+    #[serde(default)]
+    pub has_swap: bool,
+    #[serde(default = "yes")]
+    pub is_public: bool,
+    #[serde(default)]
+    pub notes: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaConfig {
+    pub instances: Option<i64>,
+    pub vcpus: Option<i64>,
+    /// MiB.
+    pub ram: Option<i64>,
+    /// GiB.
+    pub disk: Option<i64>,
+    pub ips: Option<i64>,
+    pub security_groups: Option<i64>,
+    pub volumes: Option<i64>,
+    pub keypairs: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkConfig {
+    pub name: String,
+    #[serde(default)]
+    pub shared: bool,
+    #[serde(default)]
+    pub subnets: Vec<SubnetConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubnetConfig {
+    pub name: String,
+    pub cidr: String,
+    #[serde(default)]
+    pub gateway: String,
+    #[serde(default = "yes")]
+    pub dhcp: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeypairConfig {
+    pub name: String,
+    #[serde(default)]
+    pub fingerprint: String,
+    #[serde(default)]
+    pub public_key: String,
+}
+
+/// A configured cloud with its driver.
+pub struct Cloud {
+    pub config: CloudConfig,
+    pub driver: Arc<dyn CloudDriver>,
+    operations: BTreeSet<Operation>,
+    base_images: RwLock<Vec<CloudImage>>,
+    /// When the base images were listed (their `created`/`timestamp`).
+    listed_at: RwLock<i64>,
+}
+
+/// A v5 UUID of `tenant/cloud/kind/name` in the URL namespace (perspective 1, "Ids").
+pub fn object_id(tenant: &TenantId, cloud: &str, kind: &str, name: &str) -> String {
+    uuid::Uuid::new_v5(
+        &uuid::Uuid::NAMESPACE_URL,
+        format!("{}/{cloud}/{kind}/{name}", tenant.0).as_bytes(),
+    )
+    .to_string()
+}
+
+fn metadata(map: &BTreeMap<String, String>) -> Metadata {
+    Metadata {
+        entry: map
+            .iter()
+            .map(|(k, v)| MetadataEntry {
+                key: k.clone(),
+                value: v.clone(),
+            })
+            .collect(),
+    }
+}
+
+impl Cloud {
+    pub fn new(config: CloudConfig, driver: Arc<dyn CloudDriver>) -> Cloud {
+        let operations = driver.operations();
+        Cloud {
+            config,
+            driver,
+            operations,
+            base_images: RwLock::default(),
+            listed_at: RwLock::new(corral_types::time::now_ms()),
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.config.id
+    }
+
+    pub fn kind(&self) -> &str {
+        self.driver.cloud_type()
+    }
+
+    pub fn supports(&self, op: Operation) -> bool {
+        self.operations.contains(&op)
+    }
+
+    pub fn operations(&self) -> &BTreeSet<Operation> {
+        &self.operations
+    }
+
+    /// Whether `tenant_name` sees this cloud.
+    pub fn visible_to(&self, tenant_name: &str) -> bool {
+        self.config.tenant.as_deref().is_none_or(|t| t == tenant_name)
+    }
+
+    /// Reads the base images from the driver again.
+    pub async fn refresh_images(&self) -> Result<(), corral_drivers::CloudError> {
+        let images = self.driver.images().await?;
+        if let Ok(mut w) = self.base_images.write() {
+            *w = images;
+        }
+        if let Ok(mut w) = self.listed_at.write() {
+            *w = corral_types::time::now_ms();
+        }
+        Ok(())
+    }
+
+    pub fn base_images(&self) -> Vec<CloudImage> {
+        self.base_images.read().map(|i| i.clone()).unwrap_or_default()
+    }
+
+    pub fn project_id(&self, tenant: &TenantId) -> String {
+        object_id(tenant, self.id(), "project", &tenant.0)
+    }
+
+    pub fn quota(&self) -> QuotaConfig {
+        self.config.options.quota
+    }
+
+    pub fn flavors(&self, tenant: &TenantId) -> Vec<Flavor> {
+        self.config
+            .options
+            .flavors
+            .iter()
+            .map(|f| Flavor {
+                id: object_id(tenant, self.id(), "flavor", &f.name),
+                name: f.name.clone(),
+                ram: f.ram,
+                vcpus: f.vcpus,
+                root_disk: f.root_disk,
+                ephemeral_disk: f.ephemeral_disk,
+                has_swap: f.has_swap,
+                is_public: f.is_public,
+                notes: f.notes.clone(),
+            })
+            .collect()
+    }
+
+    pub fn networks(&self, tenant: &TenantId) -> Vec<Network> {
+        self.config
+            .options
+            .networks
+            .iter()
+            .map(|n| Network {
+                id: object_id(tenant, self.id(), "network", &n.name),
+                name: n.name.clone(),
+                state: "ACTIVE".into(),
+                is_shared: n.shared,
+                subnets: n
+                    .subnets
+                    .iter()
+                    .map(|s| Subnet {
+                        id: object_id(tenant, self.id(), "subnet", &format!("{}/{}", n.name, s.name)),
+                        name: s.name.clone(),
+                        cidr: s.cidr.clone(),
+                        protocol_version: if s.cidr.contains(':') { 6 } else { 4 },
+                        gateway: s.gateway.clone(),
+                        is_dhcp_enabled: s.dhcp,
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    pub fn keypairs(&self) -> Vec<Keypair> {
+        self.config
+            .options
+            .keypairs
+            .iter()
+            .map(|k| Keypair {
+                name: k.name.clone(),
+                fingerprint: k.fingerprint.clone(),
+                public_key: k.public_key.clone(),
+            })
+            .collect()
+    }
+
+    pub fn metadata(&self) -> Metadata {
+        metadata(&self.config.options.metadata)
+    }
+
+    /// The tenant's view of a base image.
+    pub fn base_image_view(&self, tenant: &TenantId, img: &CloudImage) -> Image {
+        let at = rfc3339(self.listed_at.read().map(|t| *t).unwrap_or_default());
+        Image {
+            id: object_id(tenant, self.id(), "image", &img.real_id),
+            real_id: img.real_id.clone(),
+            timestamp: at.clone(),
+            created: at,
+            instance_id: String::new(),
+            cloud_id: self.id().to_string(),
+            cloud_type: self.kind().to_string(),
+            project_id: vec![self.project_id(tenant)],
+            name: img.name.clone(),
+            state: "saved".into(),
+            checksum: img.checksum.clone(),
+            metadata: Metadata::default(),
+        }
+    }
+}
+
+/// Every configured cloud.
+#[derive(Default)]
+pub struct Clouds {
+    by_id: BTreeMap<String, Arc<Cloud>>,
+}
+
+/// `A-Z a-z 0-9 _ -`, 1..255 (perspective 2.1).
+fn valid_cloud_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 255
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+impl Clouds {
+    /// Checks the configuration: valid and unique ids, flavors with positive shapes, known
+    /// operation names in the mock's fault lists.
+    pub fn new(clouds: Vec<Cloud>) -> Result<Clouds, String> {
+        let mut by_id = BTreeMap::new();
+        for c in clouds {
+            if !valid_cloud_id(c.id()) {
+                return Err(format!("cloud id '{}': use 1 to 255 of A-Z a-z 0-9 _ -", c.id()));
+            }
+            let mut names = BTreeSet::new();
+            for f in &c.config.options.flavors {
+                if f.ram < 1 || f.vcpus < 1 || f.root_disk < 0 || f.ephemeral_disk < 0 {
+                    return Err(format!(
+                        "cloud '{}': flavor '{}' needs ram and vcpus of at least 1",
+                        c.id(),
+                        f.name
+                    ));
+                }
+                if !names.insert(f.name.clone()) {
+                    return Err(format!("cloud '{}': flavor '{}' is defined twice", c.id(), f.name));
+                }
+            }
+            let id = c.id().to_string();
+            if by_id.insert(id.clone(), Arc::new(c)).is_some() {
+                return Err(format!("cloud id '{id}' is used twice"));
+            }
+        }
+        Ok(Clouds { by_id })
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Arc<Cloud>> {
+        self.by_id.get(id)
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &Arc<Cloud>> {
+        self.by_id.values()
+    }
+
+    /// The clouds a tenant sees, by id.
+    pub fn visible<'a>(&'a self, tenant_name: &'a str) -> impl Iterator<Item = &'a Arc<Cloud>> + 'a {
+        self.by_id.values().filter(move |c| c.visible_to(tenant_name))
+    }
+
+    /// The cloud of a tenant's project id.
+    pub fn by_project(&self, tenant: &TenantId, tenant_name: &str, project_id: &str) -> Option<&Arc<Cloud>> {
+        self.by_id
+            .values()
+            .find(|c| c.visible_to(tenant_name) && c.project_id(tenant) == project_id)
+    }
+
+    /// A base image by the tenant's id for it, with its cloud.
+    pub fn base_image(&self, tenant: &TenantId, tenant_name: &str, id: &str) -> Option<(Arc<Cloud>, CloudImage)> {
+        self.visible(tenant_name).find_map(|c| {
+            c.base_images()
+                .into_iter()
+                .find(|img| object_id(tenant, c.id(), "image", &img.real_id) == id)
+                .map(|img| (c.clone(), img))
+        })
+    }
+
+    /// `GET /operations` (perspective 7.3): per cloud type with a driver here, its
+    /// operations, sorted.
+    pub fn operations(&self) -> BTreeMap<String, Vec<String>> {
+        let mut out: BTreeMap<String, BTreeSet<&'static str>> = BTreeMap::new();
+        for c in self.by_id.values() {
+            out.entry(c.kind().to_string())
+                .or_default()
+                .extend(c.operations().iter().map(|o| o.as_str()));
+        }
+        out.into_iter()
+            .filter(|(_, ops)| !ops.is_empty())
+            .map(|(k, v)| (k, v.into_iter().map(str::to_string).collect()))
+            .collect()
+    }
+}
+
+/// Parses the mock's fault lists.
+pub fn operations_of(names: &[String], what: &str) -> Result<BTreeSet<Operation>, String> {
+    names
+        .iter()
+        .map(|n| Operation::parse(n).ok_or_else(|| format!("{what}: unknown operation type '{n}'")))
+        .collect()
+}

@@ -1,0 +1,768 @@
+//! Perspective instances, their history, and private images (perspective.md 5, 6). Bulk calls
+//! touch thousands of rows in one transaction, so ids go in chunks of `IN (...)` lists and
+//! inserts are multi-row; the state checks are part of the `UPDATE`s themselves, so two
+//! concurrent actions on one instance cannot both be accepted.
+
+use std::collections::{HashMap, HashSet};
+
+use corral_types::{Error, TenantId};
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use crate::jobs::{NewJob, insert_job};
+use crate::{Store, db};
+
+/// Ids per `IN (...)` list: far below both engines' parameter limits.
+const CHUNK: usize = 500;
+
+/// An instance record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceRow {
+    pub id: String,
+    pub real_id: String,
+    pub cloud_id: String,
+    pub cloud_type: String,
+    pub project_id: String,
+    pub name: String,
+    pub flavor_id: String,
+    /// JSON of the Flavor view.
+    pub flavor: String,
+    pub image_id: String,
+    /// JSON of the Image view.
+    pub image: String,
+    /// The driver's reference of the image to boot from.
+    pub image_real_id: String,
+    pub vcpus: i64,
+    pub ram: i64,
+    pub disk: i64,
+    pub keypair: String,
+    pub networks: String,
+    pub metadata: String,
+    pub availability_zone: String,
+    /// Joined with ','.
+    pub addresses: String,
+    pub fqdn: String,
+    pub state: String,
+    /// Milliseconds since the epoch.
+    pub created: i64,
+    pub last_updated: i64,
+}
+
+const INSTANCE_COLS: &str = "id, real_id, cloud_id, cloud_type, project_id, name, flavor_id, flavor, image_id, \
+     image, image_real_id, vcpus, ram, disk, keypair, networks, metadata, availability_zone, addresses, fqdn, \
+     state, created, last_updated";
+const INSTANCE_NCOLS: usize = 23;
+
+fn instance_row(r: &AnyRow) -> Result<InstanceRow, sqlx::Error> {
+    instance_row_at(r, 0)
+}
+
+/// The instance columns starting at column `at`.
+fn instance_row_at(r: &AnyRow, at: usize) -> Result<InstanceRow, sqlx::Error> {
+    Ok(InstanceRow {
+        id: r.try_get(at)?,
+        real_id: r.try_get(at + 1)?,
+        cloud_id: r.try_get(at + 2)?,
+        cloud_type: r.try_get(at + 3)?,
+        project_id: r.try_get(at + 4)?,
+        name: r.try_get(at + 5)?,
+        flavor_id: r.try_get(at + 6)?,
+        flavor: r.try_get(at + 7)?,
+        image_id: r.try_get(at + 8)?,
+        image: r.try_get(at + 9)?,
+        image_real_id: r.try_get(at + 10)?,
+        vcpus: r.try_get(at + 11)?,
+        ram: r.try_get(at + 12)?,
+        disk: r.try_get(at + 13)?,
+        keypair: r.try_get(at + 14)?,
+        networks: r.try_get(at + 15)?,
+        metadata: r.try_get(at + 16)?,
+        availability_zone: r.try_get(at + 17)?,
+        addresses: r.try_get(at + 18)?,
+        fqdn: r.try_get(at + 19)?,
+        state: r.try_get(at + 20)?,
+        created: r.try_get(at + 21)?,
+        last_updated: r.try_get(at + 22)?,
+    })
+}
+
+/// The start of an action in an instance's history; its id is the job's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    pub id: String,
+    pub instance_id: String,
+    pub actor: String,
+    pub action: String,
+}
+
+/// One history entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRow {
+    pub at: i64,
+    pub finished: Option<i64>,
+    pub actor: String,
+    pub action: String,
+    pub outcome: String,
+    pub error: String,
+}
+
+/// Numeric quota of a project; `None` is unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Quota {
+    pub instances: Option<i64>,
+    pub vcpus: Option<i64>,
+    pub ram: Option<i64>,
+    pub disk: Option<i64>,
+}
+
+/// A launch request that passed core's checks: the row, its job and its history entry.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    pub row: InstanceRow,
+    pub job: NewJob,
+    pub event: NewEvent,
+}
+
+/// Fields replaced at once by a resize or a rebuild (perspective 5.3).
+#[derive(Debug, Clone, Default)]
+pub struct InstanceChange {
+    /// flavor_id, flavor JSON, vcpus, ram, disk.
+    pub flavor: Option<(String, String, i64, i64, i64)>,
+    /// image_id, image JSON, image_real_id.
+    pub image: Option<(String, String, String)>,
+}
+
+/// A private image record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRow {
+    pub id: String,
+    pub real_id: String,
+    pub cloud_id: String,
+    pub cloud_type: String,
+    pub name: String,
+    pub instance_id: String,
+    /// JSON array.
+    pub project_ids: String,
+    pub state: String,
+    pub checksum: String,
+    pub metadata: String,
+    pub created: i64,
+    pub last_updated: i64,
+}
+
+const IMAGE_COLS: &str =
+    "id, real_id, cloud_id, cloud_type, name, instance_id, project_ids, state, checksum, metadata, created, last_updated";
+
+fn image_row(r: &AnyRow) -> Result<ImageRow, sqlx::Error> {
+    Ok(ImageRow {
+        id: r.try_get(0)?,
+        real_id: r.try_get(1)?,
+        cloud_id: r.try_get(2)?,
+        cloud_type: r.try_get(3)?,
+        name: r.try_get(4)?,
+        instance_id: r.try_get(5)?,
+        project_ids: r.try_get(6)?,
+        state: r.try_get(7)?,
+        checksum: r.try_get(8)?,
+        metadata: r.try_get(9)?,
+        created: r.try_get(10)?,
+        last_updated: r.try_get(11)?,
+    })
+}
+
+/// `$a, $a+1, ...` for `n` values.
+fn params(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `'a', 'b'` of constant state names (never input).
+fn quoted(states: &[&'static str]) -> String {
+    states
+        .iter()
+        .map(|s| format!("'{s}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+async fn insert_event(tx: &mut Transaction<'static, Any>, tenant: &TenantId, e: &NewEvent, now: i64) -> Result<(), Error> {
+    sqlx::query(
+        "INSERT INTO instance_events (tenant_id, instance_id, id, at, finished, actor, action, outcome, error) \
+         VALUES ($1, $2, $3, $4, NULL, $5, $6, 'accepted', '')",
+    )
+    .bind(&tenant.0)
+    .bind(&e.instance_id)
+    .bind(&e.id)
+    .bind(now)
+    .bind(&e.actor)
+    .bind(&e.action)
+    .execute(&mut **tx)
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
+async fn insert_instance(tx: &mut Transaction<'static, Any>, tenant: &TenantId, r: &InstanceRow) -> Result<(), Error> {
+    sqlx::query(sqlf!(
+        "INSERT INTO instances (tenant_id, {INSTANCE_COLS}) VALUES ({})",
+        params(1, INSTANCE_NCOLS + 1)
+    ))
+    .bind(&tenant.0)
+    .bind(&r.id)
+    .bind(&r.real_id)
+    .bind(&r.cloud_id)
+    .bind(&r.cloud_type)
+    .bind(&r.project_id)
+    .bind(&r.name)
+    .bind(&r.flavor_id)
+    .bind(&r.flavor)
+    .bind(&r.image_id)
+    .bind(&r.image)
+    .bind(&r.image_real_id)
+    .bind(r.vcpus)
+    .bind(r.ram)
+    .bind(r.disk)
+    .bind(&r.keypair)
+    .bind(&r.networks)
+    .bind(&r.metadata)
+    .bind(&r.availability_zone)
+    .bind(&r.addresses)
+    .bind(&r.fqdn)
+    .bind(&r.state)
+    .bind(r.created)
+    .bind(r.last_updated)
+    .execute(&mut **tx)
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
+impl Store {
+    /// One instance of the tenant.
+    pub async fn get_instance(&self, tenant: &TenantId, id: &str) -> Result<Option<InstanceRow>, Error> {
+        sqlx::query(sqlf!(
+            "SELECT {INSTANCE_COLS} FROM instances WHERE tenant_id = $1 AND id = $2"
+        ))
+        .bind(&tenant.0)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .and_then(|r| r.as_ref().map(instance_row).transpose())
+        .map_err(db)
+    }
+
+    /// The tenant's instances among `ids` (any order; unknown ids are absent).
+    pub async fn get_instances(&self, tenant: &TenantId, ids: &[String]) -> Result<Vec<InstanceRow>, Error> {
+        let unique: Vec<&String> = ids.iter().collect::<HashSet<_>>().into_iter().collect();
+        let mut out = Vec::with_capacity(unique.len());
+        for chunk in unique.chunks(CHUNK) {
+            let mut q = sqlx::query(sqlf!(
+                "SELECT {INSTANCE_COLS} FROM instances WHERE tenant_id = $1 AND id IN ({})",
+                params(2, chunk.len())
+            ))
+            .bind(&tenant.0);
+            for id in chunk {
+                q = q.bind(id.as_str());
+            }
+            let rows = q.fetch_all(&self.pool).await.map_err(db)?;
+            for r in &rows {
+                out.push(instance_row(r).map_err(db)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every instance of the tenant (the SQL read model).
+    pub async fn list_instances(&self, tenant: &TenantId) -> Result<Vec<InstanceRow>, Error> {
+        sqlx::query(sqlf!(
+            "SELECT {INSTANCE_COLS} FROM instances WHERE tenant_id = $1 ORDER BY id"
+        ))
+        .bind(&tenant.0)
+        .fetch_all(&self.pool)
+        .await
+        .and_then(|rows| rows.iter().map(instance_row).collect())
+        .map_err(db)
+    }
+
+    /// Stores accepted launches with their jobs and history, checking each project's quota
+    /// against what the project already holds, inside the transaction (so concurrent launches
+    /// cannot overrun it together). Answers per item `Ok` or the exceeded quota's name.
+    pub async fn launch_instances(
+        &self,
+        tenant: &TenantId,
+        items: &[Launch],
+        quotas: &HashMap<String, Quota>,
+        now: i64,
+    ) -> Result<Vec<Result<(), &'static str>>, Error> {
+        let mut tx = self.begin_write().await?;
+        // Serialises launches of one tenant on PostgreSQL (SQLite has one writer anyway).
+        sqlx::query("UPDATE tenants SET name = name WHERE id = $1")
+            .bind(&tenant.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        let mut usage: HashMap<&str, [i64; 4]> = HashMap::new();
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            let project = item.row.project_id.as_str();
+            if !usage.contains_key(project) {
+                let row = sqlx::query(
+                    "SELECT COUNT(*), COALESCE(SUM(vcpus), 0), COALESCE(SUM(ram), 0), COALESCE(SUM(disk), 0) \
+                     FROM instances WHERE tenant_id = $1 AND project_id = $2",
+                )
+                .bind(&tenant.0)
+                .bind(project)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db)?;
+                let get = |i: usize| row.try_get::<i64, _>(i).map_err(db);
+                usage.insert(project, [get(0)?, get(1)?, get(2)?, get(3)?]);
+            }
+            let q = quotas.get(project).copied().unwrap_or_default();
+            let used = usage.get(project).copied().unwrap_or_default();
+            let want = [1, item.row.vcpus, item.row.ram, item.row.disk];
+            let limits = [
+                ("instances", q.instances),
+                ("vcpus", q.vcpus),
+                ("ram", q.ram),
+                ("disk", q.disk),
+            ];
+            if let Some((name, _)) = limits
+                .iter()
+                .zip(used.iter().zip(want))
+                .find(|((_, limit), (u, w))| limit.is_some_and(|l| u.saturating_add(*w) > l))
+                .map(|(l, _)| *l)
+            {
+                out.push(Err(name));
+                continue;
+            }
+            if let Some(u) = usage.get_mut(project) {
+                for (slot, w) in u.iter_mut().zip(want) {
+                    *slot = slot.saturating_add(w);
+                }
+            }
+            insert_instance(&mut tx, tenant, &item.row).await?;
+            insert_job(&mut tx, &item.job, now).await?;
+            insert_event(&mut tx, tenant, &item.event, now).await?;
+            out.push(Ok(()));
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(out)
+    }
+
+    /// Moves the instances among `ids` that are in one of `from` to `to` (with `change`
+    /// applied), and stores a job and a history entry for each (`make`). Answers the ids that
+    /// moved; the others changed state meanwhile.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn transition_instances(
+        &self,
+        tenant: &TenantId,
+        ids: &[String],
+        from: &[&'static str],
+        to: &'static str,
+        change: &InstanceChange,
+        now: i64,
+        make: impl Fn(&str) -> Result<(NewJob, NewEvent), Error>,
+    ) -> Result<Vec<String>, Error> {
+        let mut set = String::from("state = $2, last_updated = $3");
+        let mut extra: Vec<String> = Vec::new();
+        let mut extra_int: Vec<i64> = Vec::new();
+        if let Some((fid, fjson, vcpus, ram, disk)) = &change.flavor {
+            set.push_str(", flavor_id = $4, flavor = $5, vcpus = $6, ram = $7, disk = $8");
+            extra.extend([fid.clone(), fjson.clone()]);
+            extra_int.extend([*vcpus, *ram, *disk]);
+        }
+        if let Some((iid, ijson, ireal)) = &change.image {
+            set.push_str(", image_id = $4, image = $5, image_real_id = $6");
+            extra.extend([iid.clone(), ijson.clone(), ireal.clone()]);
+        }
+        let first = 4 + extra.len() + extra_int.len();
+        let unique: Vec<&String> = {
+            let mut seen = HashSet::new();
+            ids.iter().filter(|i| seen.insert(i.as_str())).collect()
+        };
+        let mut tx = self.begin_write().await?;
+        let mut moved = Vec::new();
+        for chunk in unique.chunks(CHUNK) {
+            let mut q = sqlx::query(sqlf!(
+                "UPDATE instances SET {set} WHERE tenant_id = $1 AND state IN ({}) AND id IN ({}) RETURNING id",
+                quoted(from),
+                params(first, chunk.len())
+            ))
+            .bind(&tenant.0)
+            .bind(to)
+            .bind(now);
+            for e in &extra {
+                q = q.bind(e.as_str());
+            }
+            for e in &extra_int {
+                q = q.bind(*e);
+            }
+            for id in chunk {
+                q = q.bind(id.as_str());
+            }
+            for r in q.fetch_all(&mut *tx).await.map_err(db)? {
+                moved.push(r.try_get::<String, _>(0).map_err(db)?);
+            }
+        }
+        for id in &moved {
+            let (job, event) = make(id)?;
+            insert_job(&mut tx, &job, now).await?;
+            insert_event(&mut tx, tenant, &event, now).await?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(moved)
+    }
+
+    /// Renames an instance (any state but `deleting`) and stores the driver's job; false
+    /// when it is gone or being deleted.
+    pub async fn rename_instance(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        name: &str,
+        job: &NewJob,
+        event: &NewEvent,
+        now: i64,
+    ) -> Result<bool, Error> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE instances SET name = $3, last_updated = $4 WHERE tenant_id = $1 AND id = $2 AND state <> 'deleting'",
+        )
+        .bind(&tenant.0)
+        .bind(id)
+        .bind(name)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected()
+            == 1;
+        if done {
+            insert_job(&mut tx, job, now).await?;
+            insert_event(&mut tx, tenant, event, now).await?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(done)
+    }
+
+    /// Moves one instance from `from` to `to` (a job's progress), optionally recording what
+    /// the driver reported; false when it is no longer in `from` (a newer action took over).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn advance_instance(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        from: &str,
+        to: &str,
+        report: Option<(&str, &str)>,
+        finished_event: Option<(&str, &str, &str)>,
+        now: i64,
+    ) -> Result<bool, Error> {
+        let mut tx = self.begin_write().await?;
+        let done = match report {
+            Some((real_id, addresses)) => sqlx::query(
+                "UPDATE instances SET state = $4, real_id = $5, addresses = $6, last_updated = $7 \
+                 WHERE tenant_id = $1 AND id = $2 AND state = $3",
+            )
+            .bind(&tenant.0)
+            .bind(id)
+            .bind(from)
+            .bind(to)
+            .bind(real_id)
+            .bind(addresses)
+            .bind(now),
+            None => sqlx::query(
+                "UPDATE instances SET state = $4, last_updated = $5 WHERE tenant_id = $1 AND id = $2 AND state = $3",
+            )
+            .bind(&tenant.0)
+            .bind(id)
+            .bind(from)
+            .bind(to)
+            .bind(now),
+        }
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected()
+            == 1;
+        if let Some((event_id, outcome, error)) = finished_event {
+            finish_event(&mut tx, tenant, event_id, outcome, error, now).await?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(done)
+    }
+
+    /// Completes a history entry only (an action that does not change the state).
+    pub async fn finish_instance_event(
+        &self,
+        tenant: &TenantId,
+        event_id: &str,
+        outcome: &str,
+        error: &str,
+        now: i64,
+    ) -> Result<(), Error> {
+        let mut tx = self.begin_write().await?;
+        finish_event(&mut tx, tenant, event_id, outcome, error, now).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    /// Sets `error` (a failed action), whatever the state, and completes its history entry.
+    pub async fn fail_instance(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        event_id: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<(), Error> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("UPDATE instances SET state = 'error', last_updated = $3 WHERE tenant_id = $1 AND id = $2")
+            .bind(&tenant.0)
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        finish_event(&mut tx, tenant, event_id, "failed", reason, now).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    /// Removes a deleted instance and its history.
+    pub async fn remove_instance(&self, tenant: &TenantId, id: &str) -> Result<(), Error> {
+        let mut tx = self.begin_write().await?;
+        for sql in [
+            "DELETE FROM instance_events WHERE tenant_id = $1 AND instance_id = $2",
+            "DELETE FROM instances WHERE tenant_id = $1 AND id = $2",
+        ] {
+            sqlx::query(sql)
+                .bind(&tenant.0)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)
+    }
+
+    /// An instance's history, oldest first.
+    pub async fn instance_events(&self, tenant: &TenantId, id: &str) -> Result<Vec<EventRow>, Error> {
+        sqlx::query(
+            "SELECT at, finished, actor, action, outcome, error FROM instance_events \
+             WHERE tenant_id = $1 AND instance_id = $2 ORDER BY at, id",
+        )
+        .bind(&tenant.0)
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .and_then(|rows| {
+            rows.iter()
+                .map(|r| {
+                    Ok(EventRow {
+                        at: r.try_get(0)?,
+                        finished: r.try_get(1)?,
+                        actor: r.try_get(2)?,
+                        action: r.try_get(3)?,
+                        outcome: r.try_get(4)?,
+                        error: r.try_get(5)?,
+                    })
+                })
+                .collect()
+        })
+        .map_err(db)
+    }
+
+    /// Instances of a cloud across tenants (reconciliation after a restart; never a request).
+    pub async fn instances_of_cloud(&self, cloud_id: &str) -> Result<Vec<(TenantId, InstanceRow)>, Error> {
+        sqlx::query(sqlf!(
+            "SELECT tenant_id, {INSTANCE_COLS} FROM instances WHERE cloud_id = $1"
+        ))
+        .bind(cloud_id)
+        .fetch_all(&self.pool)
+        .await
+        .and_then(|rows| {
+            rows.iter()
+                .map(|r| {
+                    let tenant = TenantId(r.try_get(0)?);
+                    let shifted = instance_row_at(r, 1)?;
+                    Ok((tenant, shifted))
+                })
+                .collect()
+        })
+        .map_err(db)
+    }
+
+    /// Sets an instance's state and addresses as its cloud reports them (reconciliation), when
+    /// it is still in `from`.
+    pub async fn reconcile_instance(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        from: &str,
+        to: &str,
+        addresses: &str,
+        now: i64,
+    ) -> Result<bool, Error> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE instances SET state = $4, addresses = $5, last_updated = $6 \
+             WHERE tenant_id = $1 AND id = $2 AND state = $3",
+        )
+        .bind(&tenant.0)
+        .bind(id)
+        .bind(from)
+        .bind(to)
+        .bind(addresses)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected()
+            == 1;
+        tx.commit().await.map_err(db)?;
+        Ok(done)
+    }
+
+    // ---- images ----
+
+    pub async fn get_image(&self, tenant: &TenantId, id: &str) -> Result<Option<ImageRow>, Error> {
+        sqlx::query(sqlf!("SELECT {IMAGE_COLS} FROM images WHERE tenant_id = $1 AND id = $2"))
+            .bind(&tenant.0)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .and_then(|r| r.as_ref().map(image_row).transpose())
+            .map_err(db)
+    }
+
+    /// Every private image of the tenant (the SQL read model).
+    pub async fn list_images(&self, tenant: &TenantId) -> Result<Vec<ImageRow>, Error> {
+        sqlx::query(sqlf!("SELECT {IMAGE_COLS} FROM images WHERE tenant_id = $1 ORDER BY id"))
+            .bind(&tenant.0)
+            .fetch_all(&self.pool)
+            .await
+            .and_then(|rows| rows.iter().map(image_row).collect())
+            .map_err(db)
+    }
+
+    /// Stores a new image (`queued`) with its job.
+    pub async fn insert_image(&self, tenant: &TenantId, row: &ImageRow, job: &NewJob, now: i64) -> Result<(), Error> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(sqlf!(
+            "INSERT INTO images (tenant_id, {IMAGE_COLS}) VALUES ({})",
+            params(1, 13)
+        ))
+        .bind(&tenant.0)
+        .bind(&row.id)
+        .bind(&row.real_id)
+        .bind(&row.cloud_id)
+        .bind(&row.cloud_type)
+        .bind(&row.name)
+        .bind(&row.instance_id)
+        .bind(&row.project_ids)
+        .bind(&row.state)
+        .bind(&row.checksum)
+        .bind(&row.metadata)
+        .bind(row.created)
+        .bind(row.last_updated)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        insert_job(&mut tx, job, now).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    /// Moves an image from one of `from` to `to`, storing `job` when it moved.
+    pub async fn transition_image(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        from: &[&'static str],
+        to: &str,
+        job: Option<&NewJob>,
+        now: i64,
+    ) -> Result<bool, Error> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(sqlf!(
+            "UPDATE images SET state = $3, last_updated = $4 WHERE tenant_id = $1 AND id = $2 AND state IN ({})",
+            quoted(from)
+        ))
+        .bind(&tenant.0)
+        .bind(id)
+        .bind(to)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected()
+            == 1;
+        if done && let Some(job) = job {
+            insert_job(&mut tx, job, now).await?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(done)
+    }
+
+    /// Records a finished snapshot: `saved`, the cloud's id and checksum.
+    pub async fn image_saved(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        real_id: &str,
+        checksum: &str,
+        now: i64,
+    ) -> Result<bool, Error> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE images SET state = 'saved', real_id = $3, checksum = $4, last_updated = $5 \
+             WHERE tenant_id = $1 AND id = $2 AND state = 'saving'",
+        )
+        .bind(&tenant.0)
+        .bind(id)
+        .bind(real_id)
+        .bind(checksum)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected()
+            == 1;
+        tx.commit().await.map_err(db)?;
+        Ok(done)
+    }
+
+    pub async fn remove_image(&self, tenant: &TenantId, id: &str) -> Result<(), Error> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM images WHERE tenant_id = $1 AND id = $2")
+            .bind(&tenant.0)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)
+    }
+}
+
+async fn finish_event(
+    tx: &mut Transaction<'static, Any>,
+    tenant: &TenantId,
+    event_id: &str,
+    outcome: &str,
+    error: &str,
+    now: i64,
+) -> Result<(), Error> {
+    sqlx::query(
+        "UPDATE instance_events SET outcome = $3, error = $4, finished = $5 WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(&tenant.0)
+    .bind(event_id)
+    .bind(outcome)
+    .bind(error)
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(db)?;
+    Ok(())
+}
