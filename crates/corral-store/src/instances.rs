@@ -309,8 +309,8 @@ impl Store {
             let project = item.row.project_id.as_str();
             if !usage.contains_key(project) {
                 let row = sqlx::query(
-                    "SELECT COUNT(*), COALESCE(SUM(vcpus), 0), COALESCE(SUM(ram), 0), COALESCE(SUM(disk), 0) \
-                     FROM instances WHERE tenant_id = $1 AND project_id = $2",
+                    "SELECT COUNT(*), CAST(COALESCE(SUM(vcpus), 0) AS BIGINT), CAST(COALESCE(SUM(ram), 0) AS BIGINT), \
+                     CAST(COALESCE(SUM(disk), 0) AS BIGINT) FROM instances WHERE tenant_id = $1 AND project_id = $2",
                 )
                 .bind(&tenant.0)
                 .bind(project)

@@ -171,6 +171,9 @@ pub fn router() -> OpenApiRouter<AppState> {
             commissaire_networks::put_container_manager,
             commissaire_networks::delete_container_manager
         ))
+        // `PUT /instances/{action}` with any other word: the contract's 404 (no such route), not
+        // the 405 that `GET /instances/{id}` would otherwise make of it.
+        .route("/instances/{id}", axum::routing::put(crate::middleware::no_route))
         // The method proxy: every method, with or without an endpoint path (cdap-v3.md 6.1).
         .route(METHODS, any(crate::proxy::proxy))
         .route(

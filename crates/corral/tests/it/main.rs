@@ -5,6 +5,7 @@
 
 mod harness;
 mod hosts;
+mod instances;
 
 mod apps;
 mod auth;
