@@ -18,10 +18,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 mod accel;
+mod cloud;
 mod driver;
 mod qmp;
 
 pub use accel::{probe_kvm, resolved_accel};
+pub use cloud::{MAX_STATE_DIR_LEN, QemuCloud, QemuCloudOptions};
 pub use driver::QemuHypervisor;
 pub use qmp::{QmpClient, QmpError, QmpEvent};
 
