@@ -11,6 +11,10 @@
 //!
 //! It is a trait, [`Hypervisor`], so the instances layer can be tested against a fake; the real
 //! thing is [`QemuHypervisor`].
+//!
+//! Corral's jobs do not call it directly: they call [`QemuCloud`], the cloud's
+//! [`CloudDriver`](crate::CloudDriver), which turns image references and actions into
+//! hypervisor calls.
 
 use std::fmt;
 use std::net::SocketAddr;
