@@ -6,7 +6,8 @@
 //! private-key validation ([`parse_private_key`]) and the `openshift` container manager's
 //! Kubernetes Node client ([`ContainerManagerClient`], real: [`KubeClient`]), and the local
 //! runner of CDAP service processes ([`ProcessRunner`], real: [`LocalProcessRunner`]), and the
-//! `qemu` cloud's hypervisor ([`Hypervisor`], real: [`QemuHypervisor`], in [`qemu`]).
+//! `qemu` cloud's hypervisor ([`Hypervisor`], real: [`QemuHypervisor`], in [`qemu`]) and its
+//! [`CloudDriver`] ([`QemuCloud`]).
 //!
 //! Architecture invariant: this crate knows nothing of the store, HTTP or Corral's types; it
 //! speaks plain strings and numbers, and core maps them to its own vocabulary.
@@ -44,8 +45,8 @@ pub use process::{
     resolve_program_in, running_as_root,
 };
 pub use qemu::{
-    Accel, BaseImage, Hypervisor, QemuConfig, QemuError, QemuHypervisor, Rebooted, Stopped, VmInfo, VmSpec,
-    VmState,
+    Accel, BaseImage, Hypervisor, QemuCloud, QemuCloudOptions, QemuConfig, QemuError, QemuHypervisor,
+    Rebooted, Stopped, VmInfo, VmSpec, VmState,
 };
 pub use russh_transport::{MAX_OUTPUT_BYTES, RusshTransport};
 pub use simulated::{SIMULATED_FINGERPRINT, SimulatedTransport};

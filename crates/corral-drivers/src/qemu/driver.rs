@@ -123,7 +123,7 @@ fn qmp_err(id: &str, command: &str) -> impl FnOnce(QmpError) -> QemuError {
 }
 
 /// Instance ids name directories: 1..64 of `A-Z a-z 0-9 -`, not starting with `-`.
-fn check_id(id: &str) -> Result<(), QemuError> {
+pub(crate) fn check_id(id: &str) -> Result<(), QemuError> {
     let ok = !id.is_empty()
         && id.len() <= 64
         && !id.starts_with('-')
@@ -271,6 +271,13 @@ impl QemuHypervisor {
     async fn lock(&self, id: &str) -> OwnedMutexGuard<()> {
         let m = lock_std(&self.locks).entry(id.to_string()).or_default().clone();
         m.lock_owned().await
+    }
+
+    /// The image an instance's metadata records as its disk's base, for when the disk itself
+    /// cannot be read.
+    pub(crate) fn recorded_image(&self, id: &str) -> Result<PathBuf, QemuError> {
+        let dir = self.existing_dir(id)?;
+        self.read_meta(id, &dir).map(|m| m.image)
     }
 
     /// The directory of an existing instance.

@@ -11,6 +11,10 @@
 //!
 //! It is a trait, [`Hypervisor`], so the instances layer can be tested against a fake; the real
 //! thing is [`QemuHypervisor`].
+//!
+//! Corral's jobs do not call it directly: they call [`QemuCloud`], the cloud's
+//! [`CloudDriver`](crate::CloudDriver), which turns image references and actions into
+//! hypervisor calls.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -18,10 +22,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 mod accel;
+mod cloud;
 mod driver;
 mod qmp;
 
 pub use accel::{probe_kvm, resolved_accel};
+pub use cloud::{MAX_STATE_DIR_LEN, QemuCloud, QemuCloudOptions};
 pub use driver::QemuHypervisor;
 pub use qmp::{QmpClient, QmpError, QmpEvent};
 
