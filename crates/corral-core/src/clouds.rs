@@ -56,6 +56,19 @@ pub struct CloudOptions {
     /// `qemu`: `auto`, `kvm` or `tcg`.
     #[serde(default)]
     pub accel: Option<String>,
+    /// `qemu`: the guest kernel and initrd (default: `vmlinuz`, `initrd.img` in `image_dir`).
+    #[serde(default)]
+    pub kernel: Option<PathBuf>,
+    #[serde(default)]
+    pub initrd: Option<PathBuf>,
+    /// `qemu`: seconds a clean ACPI shutdown may take before the VM is powered off (60).
+    #[serde(default)]
+    pub shutdown_timeout_secs: Option<u64>,
+    /// `qemu`: the programs (default: found in `PATH`).
+    #[serde(default)]
+    pub qemu_binary: Option<PathBuf>,
+    #[serde(default)]
+    pub qemu_img: Option<PathBuf>,
     #[serde(default)]
     pub flavors: Vec<FlavorConfig>,
     #[serde(default)]
@@ -352,7 +365,11 @@ impl Clouds {
                     ));
                 }
                 if !names.insert(f.name.clone()) {
-                    return Err(format!("cloud '{}': flavor '{}' is defined twice", c.id(), f.name));
+                    return Err(format!(
+                        "cloud '{}': flavor '{}' is defined twice",
+                        c.id(),
+                        f.name
+                    ));
                 }
             }
             let id = c.id().to_string();
@@ -384,7 +401,12 @@ impl Clouds {
     }
 
     /// A base image by the tenant's id for it, with its cloud.
-    pub fn base_image(&self, tenant: &TenantId, tenant_name: &str, id: &str) -> Option<(Arc<Cloud>, CloudImage)> {
+    pub fn base_image(
+        &self,
+        tenant: &TenantId,
+        tenant_name: &str,
+        id: &str,
+    ) -> Option<(Arc<Cloud>, CloudImage)> {
         self.visible(tenant_name).find_map(|c| {
             c.base_images()
                 .into_iter()

@@ -85,7 +85,9 @@ impl Action {
             Action::Reboot => (&["launched", "rebooting"], "rebooting", "launched"),
             Action::HardReboot => (&["launched", "hard_rebooting"], "hard_rebooting", "launched"),
             Action::Pause => (&["launched", "pausing"], "pausing", "paused"),
-            Action::Unpause | Action::Resume => (&["paused", "suspended", "resuming"], "resuming", "launched"),
+            Action::Unpause | Action::Resume => {
+                (&["paused", "suspended", "resuming"], "resuming", "launched")
+            }
             Action::Suspend => (&["launched", "suspending"], "suspending", "suspended"),
             Action::Resize => (&["launched", "resizing"], "resizing", "launched"),
             Action::Rebuild => (&["launched", "rebuilding"], "rebuilding", "launched"),
@@ -258,7 +260,9 @@ fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
 
 fn parse_launch(body: Value) -> Result<Vec<LaunchItem>, Error> {
     let Value::Array(items) = body else {
-        return Err(Error::bad_request("The request body must be a JSON array of instances."));
+        return Err(Error::bad_request(
+            "The request body must be a JSON array of instances.",
+        ));
     };
     items
         .iter()
@@ -266,7 +270,9 @@ fn parse_launch(body: Value) -> Result<Vec<LaunchItem>, Error> {
         .map(|(i, it)| {
             let at = format!("[{i}]");
             if !it.is_object() {
-                return Err(Error::bad_request(format!("{at}: an instance must be an object.")));
+                return Err(Error::bad_request(format!(
+                    "{at}: an instance must be an object."
+                )));
             }
             let need = |path: &[&str]| {
                 str_at(it, path).map(str::to_string).ok_or_else(|| {
@@ -281,7 +287,9 @@ fn parse_launch(body: Value) -> Result<Vec<LaunchItem>, Error> {
                 (Some(Value::Object(k)), _) if !k.is_empty() => Some(
                     k.get("name")
                         .and_then(Value::as_str)
-                        .ok_or_else(|| Error::bad_request(format!("{at}.keypair.name: a string is required.")))?
+                        .ok_or_else(|| {
+                            Error::bad_request(format!("{at}.keypair.name: a string is required."))
+                        })?
                         .to_string(),
                 ),
                 (_, Some(Value::Array(list))) if list.len() > 1 => {
@@ -290,9 +298,12 @@ fn parse_launch(body: Value) -> Result<Vec<LaunchItem>, Error> {
                 (_, Some(Value::Array(list))) => list
                     .first()
                     .map(|k| {
-                        k.get("name").and_then(Value::as_str).map(str::to_string).ok_or_else(|| {
-                            Error::bad_request(format!("{at}.keypairs[0].name: a string is required."))
-                        })
+                        k.get("name")
+                            .and_then(Value::as_str)
+                            .map(str::to_string)
+                            .ok_or_else(|| {
+                                Error::bad_request(format!("{at}.keypairs[0].name: a string is required."))
+                            })
                     })
                     .transpose()?,
                 _ => None,
@@ -302,9 +313,12 @@ fn parse_launch(body: Value) -> Result<Vec<LaunchItem>, Error> {
                 Some(Value::Array(list)) => list
                     .iter()
                     .map(|n| {
-                        n.get("id").and_then(Value::as_str).map(str::to_string).ok_or_else(|| {
-                            Error::bad_request(format!("{at}.networks: each needs a string id."))
-                        })
+                        n.get("id")
+                            .and_then(Value::as_str)
+                            .map(str::to_string)
+                            .ok_or_else(|| {
+                                Error::bad_request(format!("{at}.networks: each needs a string id."))
+                            })
                     })
                     .collect::<Result<_, _>>()?,
                 Some(_) => return Err(Error::bad_request(format!("{at}.networks: must be an array."))),
@@ -489,7 +503,12 @@ impl Core {
         self.clouds().operations()
     }
 
-    fn job_for(&self, ctx: &OpCtx, id: &str, action: Action) -> Result<(corral_store::NewJob, NewEvent), Error> {
+    fn job_for(
+        &self,
+        ctx: &OpCtx,
+        id: &str,
+        action: Action,
+    ) -> Result<(corral_store::NewJob, NewEvent), Error> {
         let tenant = &ctx.tenant().id;
         let mut job = new_job(
             tenant,
@@ -529,7 +548,11 @@ impl Core {
         let mut flavor_cache: HashMap<String, Vec<Flavor>> = HashMap::new();
         for item in items {
             let Some(cloud) = self.clouds().by_project(tenant, &tenant_name, &item.project) else {
-                results.push(Some(result("", 404, format!("Project {} does not exist", item.project))));
+                results.push(Some(result(
+                    "",
+                    404,
+                    format!("Project {} does not exist", item.project),
+                )));
                 continue;
             };
             if !cloud.config.enabled {
@@ -544,22 +567,34 @@ impl Core {
                 .entry(cloud.id().to_string())
                 .or_insert_with(|| cloud.flavors(tenant));
             let Some(flavor) = flavors.iter().find(|f| f.id == item.flavor).cloned() else {
-                results.push(Some(result("", 404, format!("Flavor {} does not exist", item.flavor))));
+                results.push(Some(result(
+                    "",
+                    404,
+                    format!("Flavor {} does not exist", item.flavor),
+                )));
                 continue;
             };
             if !image_cache.contains_key(&item.image) {
                 let found = self.usable_image(ctx, &item.image).await?;
                 image_cache.insert(item.image.clone(), found);
             }
-            let Some((image, image_real_id, image_cloud)) = image_cache.get(&item.image).cloned().flatten() else {
-                results.push(Some(result("", 404, format!("Image {} does not exist", item.image))));
+            let Some((image, image_real_id, image_cloud)) = image_cache.get(&item.image).cloned().flatten()
+            else {
+                results.push(Some(result(
+                    "",
+                    404,
+                    format!("Image {} does not exist", item.image),
+                )));
                 continue;
             };
             if image_cloud != cloud.id() || !image.project_id.contains(&item.project) {
                 results.push(Some(result(
                     "",
                     404,
-                    format!("Image {} is not available in project {}", item.image, item.project),
+                    format!(
+                        "Image {} is not available in project {}",
+                        item.image, item.project
+                    ),
                 )));
                 continue;
             }
@@ -597,7 +632,11 @@ impl Core {
             if let Some(z) = &item.zone
                 && !cloud.config.options.availability_zones.contains(z)
             {
-                results.push(Some(result("", 404, format!("Availability zone {z} does not exist"))));
+                results.push(Some(result(
+                    "",
+                    404,
+                    format!("Availability zone {z} does not exist"),
+                )));
                 continue;
             }
             let q = cloud.quota();
@@ -687,7 +726,11 @@ impl Core {
                 continue;
             };
             let Some(cloud) = self.clouds().get(&row.cloud_id) else {
-                results.push(result(id, 409, format!("Cloud {} is no longer configured", row.cloud_id)));
+                results.push(result(
+                    id,
+                    409,
+                    format!("Cloud {} is no longer configured", row.cloud_id),
+                ));
                 continue;
             };
             let effective = match (action, row.state.as_str()) {
@@ -760,10 +803,15 @@ impl Core {
     }
 
     /// `PUT /instances/{action}` (5.6); `action` is the path word.
-    pub async fn instance_action(&self, ctx: &OpCtx, word: &str, body: Value) -> Result<Vec<BulkResult>, Error> {
+    pub async fn instance_action(
+        &self,
+        ctx: &OpCtx,
+        word: &str,
+        body: Value,
+    ) -> Result<Vec<BulkResult>, Error> {
         ctx.require(Access::Write)?;
-        let action =
-            Action::from_path(word).ok_or_else(|| Error::not_found(format!("No route for PUT /instances/{word}.")))?;
+        let action = Action::from_path(word)
+            .ok_or_else(|| Error::not_found(format!("No route for PUT /instances/{word}.")))?;
         let ids = id_list(body)?;
         self.act_on(ctx, ids, action, InstanceChange::default(), |_| None)
             .await
@@ -778,19 +826,21 @@ impl Core {
     }
 
     /// `PUT /instances/resize/{flavorId}` (5.7): the flavor is swapped at once.
-    pub async fn resize_instances(&self, ctx: &OpCtx, flavor_id: &str, body: Value) -> Result<Vec<BulkResult>, Error> {
+    pub async fn resize_instances(
+        &self,
+        ctx: &OpCtx,
+        flavor_id: &str,
+        body: Value,
+    ) -> Result<Vec<BulkResult>, Error> {
         ctx.require(Access::Write)?;
         let ids = id_list(body)?;
         let tenant = &ctx.tenant().id;
-        let found = self
-            .clouds()
-            .visible(ctx.tenant().name.as_str())
-            .find_map(|c| {
-                c.flavors(tenant)
-                    .into_iter()
-                    .find(|f| f.id == flavor_id)
-                    .map(|f| (c.project_id(tenant), f))
-            });
+        let found = self.clouds().visible(ctx.tenant().name.as_str()).find_map(|c| {
+            c.flavors(tenant)
+                .into_iter()
+                .find(|f| f.id == flavor_id)
+                .map(|f| (c.project_id(tenant), f))
+        });
         let Some((project, flavor)) = found else {
             return Err(Error::not_found(format!("Flavor {flavor_id} does not exist")));
         };
@@ -805,14 +855,23 @@ impl Core {
             image: None,
         };
         self.act_on(ctx, ids, Action::Resize, change, |row| {
-            (row.project_id != project)
-                .then(|| format!("Flavor {flavor_id} is not available in project {}", row.project_id))
+            (row.project_id != project).then(|| {
+                format!(
+                    "Flavor {flavor_id} is not available in project {}",
+                    row.project_id
+                )
+            })
         })
         .await
     }
 
     /// `PUT /instances/rebuild/{imageId}` (5.7): the image is swapped at once.
-    pub async fn rebuild_instances(&self, ctx: &OpCtx, image_id: &str, body: Value) -> Result<Vec<BulkResult>, Error> {
+    pub async fn rebuild_instances(
+        &self,
+        ctx: &OpCtx,
+        image_id: &str,
+        body: Value,
+    ) -> Result<Vec<BulkResult>, Error> {
         ctx.require(Access::Write)?;
         let ids = id_list(body)?;
         let Some((image, real_id, _)) = self.usable_image(ctx, image_id).await? else {
@@ -826,7 +885,10 @@ impl Core {
         let state = image.state.clone();
         self.act_on(ctx, ids, Action::Rebuild, change, |row| {
             if !image.project_id.contains(&row.project_id) {
-                Some(format!("Image {image_id} is not available in project {}", row.project_id))
+                Some(format!(
+                    "Image {image_id} is not available in project {}",
+                    row.project_id
+                ))
             } else if !saved {
                 Some(format!("Image {image_id} is not saved (state {state})"))
             } else {
@@ -847,10 +909,14 @@ impl Core {
         let mut items = Vec::with_capacity(map.len());
         for (id, name) in map {
             let Value::String(name) = name else {
-                return Err(Error::bad_request(format!("{id}: the new name must be a string.")));
+                return Err(Error::bad_request(format!(
+                    "{id}: the new name must be a string."
+                )));
             };
             if !name_ok(&name) {
-                return Err(Error::bad_request(format!("{id}: a name has 1 to 255 characters.")));
+                return Err(Error::bad_request(format!(
+                    "{id}: a name has 1 to 255 characters."
+                )));
             }
             items.push((id, name));
         }
@@ -863,7 +929,11 @@ impl Core {
                 continue;
             };
             let Some(cloud) = self.clouds().get(&row.cloud_id) else {
-                out.push(result(&id, 409, format!("Cloud {} is no longer configured", row.cloud_id)));
+                out.push(result(
+                    &id,
+                    409,
+                    format!("Cloud {} is no longer configured", row.cloud_id),
+                ));
                 continue;
             };
             if !cloud.config.enabled {
@@ -902,7 +972,9 @@ impl Core {
     pub async fn create_images(&self, ctx: &OpCtx, body: Value) -> Result<Vec<BulkResult>, Error> {
         ctx.require(Access::Write)?;
         let Value::Array(items) = body else {
-            return Err(Error::bad_request("The request body must be a JSON array of images."));
+            return Err(Error::bad_request(
+                "The request body must be a JSON array of images.",
+            ));
         };
         let mut parsed = Vec::with_capacity(items.len());
         for (i, it) in items.iter().enumerate() {
@@ -930,7 +1002,11 @@ impl Core {
                         .collect::<Result<_, _>>()?,
                 ),
                 Some(Value::String(p)) => Some(vec![p.clone()]),
-                Some(_) => return Err(Error::bad_request(format!("{at}.projectId: an array of strings."))),
+                Some(_) => {
+                    return Err(Error::bad_request(format!(
+                        "{at}.projectId: an array of strings."
+                    )));
+                }
             };
             parsed.push((
                 name.to_string(),
@@ -947,7 +1023,11 @@ impl Core {
                 continue;
             };
             let Some(cloud) = self.clouds().get(&row.cloud_id) else {
-                out.push(result("", 409, format!("Cloud {} is no longer configured", row.cloud_id)));
+                out.push(result(
+                    "",
+                    409,
+                    format!("Cloud {} is no longer configured", row.cloud_id),
+                ));
                 continue;
             };
             if !cloud.config.enabled {
@@ -1014,21 +1094,26 @@ impl Core {
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             let Some(row) = self.store.get_image(tenant, &id).await? else {
-                let base = self
-                    .clouds()
-                    .base_image(tenant, ctx.tenant().name.as_str(), &id);
+                let base = self.clouds().base_image(tenant, ctx.tenant().name.as_str(), &id);
                 out.push(match base {
                     Some((c, _)) => result(
                         &id,
                         409,
-                        format!("Image {id} is a base image of cloud {} and cannot be deleted", c.id()),
+                        format!(
+                            "Image {id} is a base image of cloud {} and cannot be deleted",
+                            c.id()
+                        ),
                     ),
                     None => result(&id, 404, not_found_image(&id).external_message()),
                 });
                 continue;
             };
             let Some(cloud) = self.clouds().get(&row.cloud_id) else {
-                out.push(result(&id, 409, format!("Cloud {} is no longer configured", row.cloud_id)));
+                out.push(result(
+                    &id,
+                    409,
+                    format!("Cloud {} is no longer configured", row.cloud_id),
+                ));
                 continue;
             };
             if !cloud.config.enabled {
@@ -1044,7 +1129,11 @@ impl Core {
                 continue;
             }
             if !["saved", "error"].contains(&row.state.as_str()) {
-                out.push(result(&id, 409, format!("Cannot delete image in state {}", row.state)));
+                out.push(result(
+                    &id,
+                    409,
+                    format!("Cannot delete image in state {}", row.state),
+                ));
                 continue;
             }
             if !row.real_id.is_empty()
@@ -1057,7 +1146,9 @@ impl Core {
                 out.push(result(
                     &id,
                     409,
-                    format!("Image {id} is the backing disk of an instance; delete or rebuild the instance first"),
+                    format!(
+                        "Image {id} is the backing disk of an instance; delete or rebuild the instance first"
+                    ),
                 ));
                 continue;
             }
@@ -1137,7 +1228,11 @@ impl Core {
                 };
                 let addresses = report.addresses.join(",");
                 if state != row.state || (!addresses.is_empty() && addresses != row.addresses) {
-                    let addresses = if addresses.is_empty() { row.addresses.clone() } else { addresses };
+                    let addresses = if addresses.is_empty() {
+                        row.addresses.clone()
+                    } else {
+                        addresses
+                    };
                     self.store
                         .reconcile_instance(tenant, &row.id, &row.state, state, &addresses, now_ms())
                         .await?;
@@ -1242,7 +1337,8 @@ impl JobHandler for InstanceHandler {
                 };
                 let report = cloud.driver.act(&vm, vm_action).await.map_err(driver_failed)?;
                 let addresses = report.addresses.join(",");
-                let report = (!report.real_id.is_empty()).then_some((report.real_id.as_str(), addresses.as_str()));
+                let report =
+                    (!report.real_id.is_empty()).then_some((report.real_id.as_str(), addresses.as_str()));
                 store
                     .advance_instance(
                         &tenant,

@@ -150,8 +150,7 @@ pub struct ImageRow {
     pub last_updated: i64,
 }
 
-const IMAGE_COLS: &str =
-    "id, real_id, cloud_id, cloud_type, name, instance_id, project_ids, state, checksum, metadata, created, last_updated";
+const IMAGE_COLS: &str = "id, real_id, cloud_id, cloud_type, name, instance_id, project_ids, state, checksum, metadata, created, last_updated";
 
 fn image_row(r: &AnyRow) -> Result<ImageRow, sqlx::Error> {
     Ok(ImageRow {
@@ -187,7 +186,12 @@ fn quoted(states: &[&'static str]) -> String {
         .join(", ")
 }
 
-async fn insert_event(tx: &mut Transaction<'static, Any>, tenant: &TenantId, e: &NewEvent, now: i64) -> Result<(), Error> {
+async fn insert_event(
+    tx: &mut Transaction<'static, Any>,
+    tenant: &TenantId,
+    e: &NewEvent,
+    now: i64,
+) -> Result<(), Error> {
     sqlx::query(
         "INSERT INTO instance_events (tenant_id, instance_id, id, at, finished, actor, action, outcome, error) \
          VALUES ($1, $2, $3, $4, NULL, $5, $6, 'accepted', '')",
@@ -204,7 +208,11 @@ async fn insert_event(tx: &mut Transaction<'static, Any>, tenant: &TenantId, e: 
     Ok(())
 }
 
-async fn insert_instance(tx: &mut Transaction<'static, Any>, tenant: &TenantId, r: &InstanceRow) -> Result<(), Error> {
+async fn insert_instance(
+    tx: &mut Transaction<'static, Any>,
+    tenant: &TenantId,
+    r: &InstanceRow,
+) -> Result<(), Error> {
     sqlx::query(sqlf!(
         "INSERT INTO instances (tenant_id, {INSTANCE_COLS}) VALUES ({})",
         params(1, INSTANCE_NCOLS + 1)
@@ -519,13 +527,15 @@ impl Store {
         now: i64,
     ) -> Result<(), Error> {
         let mut tx = self.begin_write().await?;
-        sqlx::query("UPDATE instances SET state = 'error', last_updated = $3 WHERE tenant_id = $1 AND id = $2")
-            .bind(&tenant.0)
-            .bind(id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+        sqlx::query(
+            "UPDATE instances SET state = 'error', last_updated = $3 WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(&tenant.0)
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
         finish_event(&mut tx, tenant, event_id, "failed", reason, now).await?;
         tx.commit().await.map_err(db)
     }
@@ -628,27 +638,37 @@ impl Store {
     // ---- images ----
 
     pub async fn get_image(&self, tenant: &TenantId, id: &str) -> Result<Option<ImageRow>, Error> {
-        sqlx::query(sqlf!("SELECT {IMAGE_COLS} FROM images WHERE tenant_id = $1 AND id = $2"))
-            .bind(&tenant.0)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .and_then(|r| r.as_ref().map(image_row).transpose())
-            .map_err(db)
+        sqlx::query(sqlf!(
+            "SELECT {IMAGE_COLS} FROM images WHERE tenant_id = $1 AND id = $2"
+        ))
+        .bind(&tenant.0)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .and_then(|r| r.as_ref().map(image_row).transpose())
+        .map_err(db)
     }
 
     /// Every private image of the tenant (the SQL read model).
     pub async fn list_images(&self, tenant: &TenantId) -> Result<Vec<ImageRow>, Error> {
-        sqlx::query(sqlf!("SELECT {IMAGE_COLS} FROM images WHERE tenant_id = $1 ORDER BY id"))
-            .bind(&tenant.0)
-            .fetch_all(&self.pool)
-            .await
-            .and_then(|rows| rows.iter().map(image_row).collect())
-            .map_err(db)
+        sqlx::query(sqlf!(
+            "SELECT {IMAGE_COLS} FROM images WHERE tenant_id = $1 ORDER BY id"
+        ))
+        .bind(&tenant.0)
+        .fetch_all(&self.pool)
+        .await
+        .and_then(|rows| rows.iter().map(image_row).collect())
+        .map_err(db)
     }
 
     /// Stores a new image (`queued`) with its job.
-    pub async fn insert_image(&self, tenant: &TenantId, row: &ImageRow, job: &NewJob, now: i64) -> Result<(), Error> {
+    pub async fn insert_image(
+        &self,
+        tenant: &TenantId,
+        row: &ImageRow,
+        job: &NewJob,
+        now: i64,
+    ) -> Result<(), Error> {
         let mut tx = self.begin_write().await?;
         sqlx::query(sqlf!(
             "INSERT INTO images (tenant_id, {IMAGE_COLS}) VALUES ({})",

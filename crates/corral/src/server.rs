@@ -11,15 +11,16 @@ use corral_api::serve::{Bound, TlsListener, serve, tls_config};
 use corral_api::{AppState, app, metrics_handle};
 use corral_core::address::AddressPolicy;
 use corral_core::bootstrap::{Bootstrap, validate_bootstrap_key};
+use corral_core::clouds::{Cloud, Clouds, operations_of};
 use corral_core::crypto::SecretBox;
 use corral_core::hosts::HostSettings;
 use corral_core::jobs::{JobEngine, JobSettings};
 use corral_core::{Core, CoreSettings};
-use corral_core::clouds::{Cloud, Clouds, operations_of};
 use corral_core::{ServiceSettings, SupervisionSettings};
+use corral_drivers::qemu::{QemuCloud, QemuCloudOptions};
 use corral_drivers::{
-    CloudDriver, Facts, HostTransport, KubeClient, LocalProcessRunner, MockCloud, MockOptions, RusshTransport,
-    SimulatedTransport,
+    CloudDriver, Facts, HostTransport, KubeClient, LocalProcessRunner, MockCloud, MockOptions,
+    RusshTransport, SimulatedTransport,
 };
 use corral_store::{Store, redact_url};
 use tokio::sync::{oneshot, watch};
@@ -270,8 +271,14 @@ fn build_clouds(settings: &Settings) -> anyhow::Result<Clouds> {
                     images: o.images.clone(),
                 }))
             }
+            "qemu" => {
+                let opts = serde_json::to_value(o).map_err(|e| anyhow::anyhow!("cloud '{}': {e}", c.id))?;
+                let opts = QemuCloudOptions::from_options(&opts)
+                    .map_err(|e| anyhow::anyhow!("cloud '{}': {e}", c.id))?;
+                Arc::new(QemuCloud::new(opts).map_err(|e| anyhow::anyhow!("cloud '{}': {e}", c.id))?)
+            }
             other => bail!(
-                "cloud '{}': no driver for cloud type '{other}' in this server (types with a driver: mock)",
+                "cloud '{}': no driver for cloud type '{other}' in this server (types with a driver: mock, qemu)",
                 c.id
             ),
         };

@@ -17,7 +17,11 @@ type Bulk = ApiResult<Json<Vec<BulkResult>>>;
 #[utoipa::path(get, path = "/instance/{id}", tag = "perspective",
     params(("id" = String, Path, description = "instance id")),
     responses((status = 200, body = Instance), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn get_instance_singular(State(s): State<AppState>, Ctx(ctx): Ctx, Params(id): Params<String>) -> ApiResult<Json<Instance>> {
+pub async fn get_instance_singular(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+    Params(id): Params<String>,
+) -> ApiResult<Json<Instance>> {
     Ok(Json(s.core.get_instance(&ctx, &id).await?))
 }
 
@@ -25,7 +29,11 @@ pub async fn get_instance_singular(State(s): State<AppState>, Ctx(ctx): Ctx, Par
 #[utoipa::path(get, path = "/instances/{id}", tag = "perspective",
     params(("id" = String, Path, description = "instance id")),
     responses((status = 200, body = Instance), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn get_instance(State(s): State<AppState>, Ctx(ctx): Ctx, Params(id): Params<String>) -> ApiResult<Json<Instance>> {
+pub async fn get_instance(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+    Params(id): Params<String>,
+) -> ApiResult<Json<Instance>> {
     Ok(Json(s.core.get_instance(&ctx, &id).await?))
 }
 
@@ -46,21 +54,33 @@ pub async fn instance_history(
     params(("id" = String, Path, description = "instance id")),
     responses((status = 200, body = Console), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 409, body = ErrorBody)))]
-pub async fn instance_console(State(s): State<AppState>, Ctx(ctx): Ctx, Params(id): Params<String>) -> ApiResult<Json<Console>> {
+pub async fn instance_console(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+    Params(id): Params<String>,
+) -> ApiResult<Json<Console>> {
     Ok(Json(s.core.instance_console(&ctx, &id).await?))
 }
 
 /// Launches instances: one result per item (202 `queued` with the new id, 404, 409).
 #[utoipa::path(post, path = "/instances", tag = "perspective", request_body = [serde_json::Value],
     responses((status = 200, body = [BulkResult]), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub async fn launch(State(s): State<AppState>, Ctx(ctx): Ctx, JsonBody(body): JsonBody<serde_json::Value>) -> Bulk {
+pub async fn launch(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+    JsonBody(body): JsonBody<serde_json::Value>,
+) -> Bulk {
     Ok(Json(s.core.launch_instances(&ctx, body).await?))
 }
 
 /// Deletes instances (array of ids).
 #[utoipa::path(post, path = "/instances/delete", tag = "perspective", request_body = [String],
     responses((status = 200, body = [BulkResult]), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub async fn delete(State(s): State<AppState>, Ctx(ctx): Ctx, JsonBody(body): JsonBody<serde_json::Value>) -> Bulk {
+pub async fn delete(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+    JsonBody(body): JsonBody<serde_json::Value>,
+) -> Bulk {
     Ok(Json(s.core.delete_instances(&ctx, body).await?))
 }
 
@@ -77,7 +97,11 @@ macro_rules! action_route {
 
 action_route!(start, "start", "Starts instances (from `shutoff`).");
 action_route!(shutdown, "shutdown", "Shuts instances down (from `launched`).");
-action_route!(reboot, "reboot", "Reboots instances with the guest's cooperation.");
+action_route!(
+    reboot,
+    "reboot",
+    "Reboots instances with the guest's cooperation."
+);
 action_route!(hard_reboot, "hard-reboot", "Resets instances.");
 action_route!(pause, "pause", "Pauses instances (in memory).");
 action_route!(resume, "resume", "Resumes paused or suspended instances.");
@@ -114,7 +138,11 @@ pub async fn rebuild(
 /// Renames instances: an object of instance id to new name.
 #[utoipa::path(put, path = "/instances/rename", tag = "perspective", request_body = BTreeMap<String, String>,
     responses((status = 200, body = [BulkResult]), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub async fn rename(State(s): State<AppState>, Ctx(ctx): Ctx, JsonBody(body): JsonBody<serde_json::Value>) -> Bulk {
+pub async fn rename(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+    JsonBody(body): JsonBody<serde_json::Value>,
+) -> Bulk {
     Ok(Json(s.core.rename_instances(&ctx, body).await?))
 }
 
@@ -122,7 +150,11 @@ pub async fn rename(State(s): State<AppState>, Ctx(ctx): Ctx, JsonBody(body): Js
 #[utoipa::path(get, path = "/image/{id}", tag = "perspective",
     params(("id" = String, Path, description = "image id")),
     responses((status = 200, body = Image), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn get_image_singular(State(s): State<AppState>, Ctx(ctx): Ctx, Params(id): Params<String>) -> ApiResult<Json<Image>> {
+pub async fn get_image_singular(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+    Params(id): Params<String>,
+) -> ApiResult<Json<Image>> {
     Ok(Json(s.core.get_image(&ctx, &id).await?))
 }
 
@@ -130,28 +162,43 @@ pub async fn get_image_singular(State(s): State<AppState>, Ctx(ctx): Ctx, Params
 #[utoipa::path(get, path = "/images/{id}", tag = "perspective",
     params(("id" = String, Path, description = "image id")),
     responses((status = 200, body = Image), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn get_image(State(s): State<AppState>, Ctx(ctx): Ctx, Params(id): Params<String>) -> ApiResult<Json<Image>> {
+pub async fn get_image(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+    Params(id): Params<String>,
+) -> ApiResult<Json<Image>> {
     Ok(Json(s.core.get_image(&ctx, &id).await?))
 }
 
 /// Snapshots instances into new private images (`queued` → `saving` → `saved`).
 #[utoipa::path(post, path = "/images", tag = "perspective", request_body = [serde_json::Value],
     responses((status = 200, body = [BulkResult]), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub async fn create_images(State(s): State<AppState>, Ctx(ctx): Ctx, JsonBody(body): JsonBody<serde_json::Value>) -> Bulk {
+pub async fn create_images(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+    JsonBody(body): JsonBody<serde_json::Value>,
+) -> Bulk {
     Ok(Json(s.core.create_images(&ctx, body).await?))
 }
 
 /// Deletes private images (array of ids); an image backing an instance's disk is refused (409).
 #[utoipa::path(post, path = "/images/delete", tag = "perspective", request_body = [String],
     responses((status = 200, body = [BulkResult]), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub async fn delete_images(State(s): State<AppState>, Ctx(ctx): Ctx, JsonBody(body): JsonBody<serde_json::Value>) -> Bulk {
+pub async fn delete_images(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+    JsonBody(body): JsonBody<serde_json::Value>,
+) -> Bulk {
     Ok(Json(s.core.delete_images(&ctx, body).await?))
 }
 
 /// The operations each cloud type's driver supports, sorted.
 #[utoipa::path(get, path = "/operations", tag = "perspective",
     responses((status = 200, body = BTreeMap<String, Vec<String>>), (status = 401, body = ErrorBody)))]
-pub async fn operations(State(s): State<AppState>, Ctx(ctx): Ctx) -> ApiResult<Json<BTreeMap<String, Vec<String>>>> {
+pub async fn operations(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+) -> ApiResult<Json<BTreeMap<String, Vec<String>>>> {
     ctx.require(corral_types::Access::Read)?;
     Ok(Json(s.core.cloud_operations()))
 }

@@ -110,7 +110,11 @@ async fn launch(s: &TestServer, k: &str, ids: &Ids, name: &str) -> String {
 }
 
 async fn state_of(s: &TestServer, k: &str, id: &str) -> String {
-    let resp = s.call(k, Method::GET, &format!("/instances/{id}")).send().await.unwrap();
+    let resp = s
+        .call(k, Method::GET, &format!("/instances/{id}"))
+        .send()
+        .await
+        .unwrap();
     expect_json(resp, StatusCode::OK).await["state"]
         .as_str()
         .unwrap()
@@ -156,8 +160,14 @@ async fn lifecycle(db: Db) {
         out[1],
         json!({"id": "", "status": 404, "message": "Project 00000000-0000-0000-0000-000000000000 does not exist"})
     );
-    assert_eq!(out[2], json!({"id": "", "status": 404, "message": "Flavor nope does not exist"}));
-    assert_eq!(out[3], json!({"id": "", "status": 404, "message": "Image nope does not exist"}));
+    assert_eq!(
+        out[2],
+        json!({"id": "", "status": 404, "message": "Flavor nope does not exist"})
+    );
+    assert_eq!(
+        out[3],
+        json!({"id": "", "status": 404, "message": "Image nope does not exist"})
+    );
     assert_eq!(out[4]["status"], 404);
 
     let inst = wait_state(&s, &k, &id, "launched").await;
@@ -173,19 +183,29 @@ async fn lifecycle(db: Db) {
     assert_eq!(inst["image"]["state"], "saved");
     assert_eq!(inst["keypair"], json!({}));
     assert_eq!(inst["isLocked"], false);
-    assert_eq!(inst["metadata"], json!({"entry": [{"key": "region", "value": "r1"}]}));
+    assert_eq!(
+        inst["metadata"],
+        json!({"entry": [{"key": "region", "value": "r1"}]})
+    );
     assert_eq!(inst["address"].as_array().unwrap().len(), 1);
     assert_eq!(inst["fqdn"], "");
     assert_eq!(inst["networks"][0]["id"], ids.network.as_str());
     assert_eq!(inst["availabilityZone"], json!({"name": "zone-a"}));
-    let singular = s.call(&k, Method::GET, &format!("/instance/{id}")).send().await.unwrap();
+    let singular = s
+        .call(&k, Method::GET, &format!("/instance/{id}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(expect_json(singular, StatusCode::OK).await, inst);
 
     // Reboot twice at once: the second is "already rebooting"; an unknown id is a per-id 404.
     let out = act(&s, &k, "reboot", &[&id, &id, "nope"]).await;
     assert_eq!(out[0], json!({"id": id, "status": 202, "message": "rebooting"}));
     assert_eq!(out[1]["status"], 202);
-    assert_eq!(out[2], json!({"id": "nope", "status": 404, "message": "Instance with id = nope not found"}));
+    assert_eq!(
+        out[2],
+        json!({"id": "nope", "status": 404, "message": "Instance with id = nope not found"})
+    );
     let out = act(&s, &k, "reboot", &[&id]).await;
     assert_eq!(out[0]["message"], "already rebooting");
     wait_state(&s, &k, &id, "launched").await;
@@ -208,29 +228,72 @@ async fn lifecycle(db: Db) {
     wait_state(&s, &k, &id, "launched").await;
 
     // Resize and rebuild swap the flavor / image at once.
-    let out = call(&s, &k, Method::PUT, &format!("/instances/resize/{}", ids.large), json!([id])).await;
+    let out = call(
+        &s,
+        &k,
+        Method::PUT,
+        &format!("/instances/resize/{}", ids.large),
+        json!([id]),
+    )
+    .await;
     assert_eq!(out[0]["message"], "resizing");
-    let now = expect_json(s.call(&k, Method::GET, &format!("/instances/{id}")).send().await.unwrap(), StatusCode::OK).await;
+    let now = expect_json(
+        s.call(&k, Method::GET, &format!("/instances/{id}"))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
     assert_eq!(now["flavor"]["id"], ids.large.as_str());
     wait_state(&s, &k, &id, "launched").await;
-    let resp = s.call(&k, Method::PUT, "/instances/resize/nope").json(&json!([id])).send().await.unwrap();
+    let resp = s
+        .call(&k, Method::PUT, "/instances/resize/nope")
+        .json(&json!([id]))
+        .send()
+        .await
+        .unwrap();
     expect_error(resp, StatusCode::NOT_FOUND, Some("Flavor nope does not exist")).await;
-    let out = call(&s, &k, Method::PUT, &format!("/instances/rebuild/{}", ids.alpine), json!([id])).await;
+    let out = call(
+        &s,
+        &k,
+        Method::PUT,
+        &format!("/instances/rebuild/{}", ids.alpine),
+        json!([id]),
+    )
+    .await;
     assert_eq!(out[0]["message"], "rebuilding");
     let rebuilt = wait_state(&s, &k, &id, "launched").await;
     assert_eq!(rebuilt["image"]["name"], "alpine");
 
-    let out = call(&s, &k, Method::PUT, "/instances/rename", json!({&id: "web-renamed", "id-two": "x"})).await;
+    let out = call(
+        &s,
+        &k,
+        Method::PUT,
+        "/instances/rename",
+        json!({&id: "web-renamed", "id-two": "x"}),
+    )
+    .await;
     assert_eq!(out[0], json!({"id": id, "status": 202, "message": "renamed"}));
     assert_eq!(out[1]["status"], 404);
-    let renamed = expect_json(s.call(&k, Method::GET, &format!("/instances/{id}")).send().await.unwrap(), StatusCode::OK).await;
+    let renamed = expect_json(
+        s.call(&k, Method::GET, &format!("/instances/{id}"))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
     assert_eq!(renamed["name"], "web-renamed");
 
     // History: who, what, outcome.
     let deadline = Instant::now() + Duration::from_secs(30);
     let history = loop {
         let h = expect_json(
-            s.call(&k, Method::GET, &format!("/instances/{id}/history")).send().await.unwrap(),
+            s.call(&k, Method::GET, &format!("/instances/{id}/history"))
+                .send()
+                .await
+                .unwrap(),
             StatusCode::OK,
         )
         .await;
@@ -240,12 +303,28 @@ async fn lifecycle(db: Db) {
         assert!(Instant::now() < deadline, "{h}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let actions: Vec<&str> = history.as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    let actions: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
     assert_eq!(
         actions,
         [
-            "launch", "reboot", "shutdown", "start", "pause", "resume", "suspend", "resume", "hard_reboot", "reboot",
-            "resize", "rebuild", "rename"
+            "launch",
+            "reboot",
+            "shutdown",
+            "start",
+            "pause",
+            "resume",
+            "suspend",
+            "resume",
+            "hard_reboot",
+            "reboot",
+            "resize",
+            "rebuild",
+            "rename"
         ]
     );
     for e in history.as_array().unwrap() {
@@ -255,13 +334,25 @@ async fn lifecycle(db: Db) {
     }
 
     let out = call(&s, &k, Method::POST, "/instances/delete", json!(["id-one", id])).await;
-    assert_eq!(out[0], json!({"id": "id-one", "status": 404, "message": "Instance with id = id-one not found"}));
+    assert_eq!(
+        out[0],
+        json!({"id": "id-one", "status": 404, "message": "Instance with id = id-one not found"})
+    );
     assert_eq!(out[1], json!({"id": id, "status": 202, "message": "deleting"}));
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let resp = s.call(&k, Method::GET, &format!("/instances/{id}")).send().await.unwrap();
+        let resp = s
+            .call(&k, Method::GET, &format!("/instances/{id}"))
+            .send()
+            .await
+            .unwrap();
         if resp.status() == StatusCode::NOT_FOUND {
-            expect_error(resp, StatusCode::NOT_FOUND, Some(&format!("Instance with id = {id} not found"))).await;
+            expect_error(
+                resp,
+                StatusCode::NOT_FOUND,
+                Some(&format!("Instance with id = {id} not found")),
+            )
+            .await;
             break;
         }
         assert!(Instant::now() < deadline, "not deleted");
@@ -308,7 +399,8 @@ async fn transitions_allowed_and_refused(db: Db) {
                 // Back to the state it had, for the next action.
                 let after = s
                     .wait_json(&k, &format!("/instances/{id}"), |v| {
-                        ["launched", "shutoff", "paused", "suspended", "error"].contains(&v["state"].as_str().unwrap())
+                        ["launched", "shutoff", "paused", "suspended", "error"]
+                            .contains(&v["state"].as_str().unwrap())
                     })
                     .await;
                 let now = after["state"].as_str().unwrap().to_string();
@@ -326,7 +418,11 @@ async fn transitions_allowed_and_refused(db: Db) {
                 }
                 wait_state(&s, &k, id, state).await;
             } else {
-                let verb = if *action == "hard-reboot" { "hard reboot" } else { action };
+                let verb = if *action == "hard-reboot" {
+                    "hard reboot"
+                } else {
+                    action
+                };
                 assert_eq!(
                     out[0],
                     json!({"id": id, "status": 409, "message": format!("Cannot {verb} instance in state {state}")}),
@@ -337,10 +433,30 @@ async fn transitions_allowed_and_refused(db: Db) {
     }
     // Resize and rebuild only from launched.
     for (state, id) in &by_state[1..] {
-        let out = call(&s, &k, Method::PUT, &format!("/instances/resize/{}", ids.large), json!([id])).await;
-        assert_eq!(out[0]["message"], format!("Cannot resize instance in state {state}"));
-        let out = call(&s, &k, Method::PUT, &format!("/instances/rebuild/{}", ids.alpine), json!([id])).await;
-        assert_eq!(out[0]["message"], format!("Cannot rebuild instance in state {state}"));
+        let out = call(
+            &s,
+            &k,
+            Method::PUT,
+            &format!("/instances/resize/{}", ids.large),
+            json!([id]),
+        )
+        .await;
+        assert_eq!(
+            out[0]["message"],
+            format!("Cannot resize instance in state {state}")
+        );
+        let out = call(
+            &s,
+            &k,
+            Method::PUT,
+            &format!("/instances/rebuild/{}", ids.alpine),
+            json!([id]),
+        )
+        .await;
+        assert_eq!(
+            out[0]["message"],
+            format!("Cannot rebuild instance in state {state}")
+        );
     }
     // Delete from every settled state.
     let all: Vec<&str> = by_state.iter().map(|(_, id)| id.as_str()).collect();
@@ -365,11 +481,28 @@ async fn quotas_and_bad_bodies(db: Db) {
     let k = s.create_tenant("acme", 10).await;
     let ids = ids(&s, "acme").await;
     let item = |flavor: &str| json!({"name": "q", "projectId": ids.project, "flavor": {"id": flavor}, "image": {"id": ids.debian}});
-    let out = call(&s, &k, Method::POST, "/instances", json!([item(&ids.large), item(&ids.large), item(&ids.small)])).await;
+    let out = call(
+        &s,
+        &k,
+        Method::POST,
+        "/instances",
+        json!([item(&ids.large), item(&ids.large), item(&ids.small)]),
+    )
+    .await;
     assert_eq!(out[0]["status"], 202);
-    assert_eq!(out[1], json!({"id": "", "status": 409, "message": "Quota exceeded: vcpus"}));
+    assert_eq!(
+        out[1],
+        json!({"id": "", "status": 409, "message": "Quota exceeded: vcpus"})
+    );
     assert_eq!(out[2]["status"], 202);
-    let out = call(&s, &k, Method::POST, "/instances", json!([item(&ids.small), item(&ids.small)])).await;
+    let out = call(
+        &s,
+        &k,
+        Method::POST,
+        "/instances",
+        json!([item(&ids.small), item(&ids.small)]),
+    )
+    .await;
     assert_eq!(out[0]["status"], 202);
     assert_eq!(out[1]["message"], "Quota exceeded: instances");
     for body in [
@@ -379,7 +512,12 @@ async fn quotas_and_bad_bodies(db: Db) {
         json!([{"name": "", "projectId": ids.project, "flavor": {"id": ids.small}, "image": {"id": ids.debian}}]),
         json!([{"name": "x", "projectId": ids.project, "flavor": "small", "image": {"id": ids.debian}}]),
     ] {
-        let resp = s.call(&k, Method::POST, "/instances").json(&body).send().await.unwrap();
+        let resp = s
+            .call(&k, Method::POST, "/instances")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         expect_error(resp, StatusCode::BAD_REQUEST, None).await;
     }
     for (m, path, body) in [
@@ -394,7 +532,12 @@ async fn quotas_and_bad_bodies(db: Db) {
         let resp = s.call(&k, m, path).json(&body).send().await.unwrap();
         expect_error(resp, StatusCode::BAD_REQUEST, None).await;
     }
-    let resp = s.call(&k, Method::PUT, "/instances/explode").json(&json!([])).send().await.unwrap();
+    let resp = s
+        .call(&k, Method::PUT, "/instances/explode")
+        .json(&json!([]))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
     let out = call(&s, &k, Method::PUT, "/instances/reboot", json!([])).await;
     assert_eq!(out, json!([]));
@@ -426,8 +569,14 @@ async fn failures_and_deadlines(db: Db) {
         let s = &s;
         let k = k.clone();
         async move {
-            expect_json(s.call(&k, Method::GET, &format!("/instances/{id}/history")).send().await.unwrap(), StatusCode::OK)
-                .await
+            expect_json(
+                s.call(&k, Method::GET, &format!("/instances/{id}/history"))
+                    .send()
+                    .await
+                    .unwrap(),
+                StatusCode::OK,
+            )
+            .await
         }
     };
     let ha = history(a.clone()).await;
@@ -440,7 +589,10 @@ async fn failures_and_deadlines(db: Db) {
     assert_eq!(last["action"], "reboot");
     assert_eq!(last["outcome"], "failed");
     assert!(
-        last["error"].as_str().unwrap().contains("stayed rebooting longer than the 2 s allowed"),
+        last["error"]
+            .as_str()
+            .unwrap()
+            .contains("stayed rebooting longer than the 2 s allowed"),
         "{last}"
     );
     // From error only delete is allowed.
@@ -456,12 +608,26 @@ async fn images_and_operations(db: Db) {
     let s = server(db, |_| {}).await;
     let k = s.create_tenant("acme", 10).await;
     let ids = ids(&s, "acme").await;
-    let base = expect_json(s.call(&k, Method::GET, &format!("/images/{}", ids.debian)).send().await.unwrap(), StatusCode::OK).await;
+    let base = expect_json(
+        s.call(&k, Method::GET, &format!("/images/{}", ids.debian))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
     assert_eq!(base["name"], "debian");
     assert_eq!(base["state"], "saved");
     assert_eq!(base["projectId"], json!([ids.project]));
     let id = launch(&s, &k, &ids, "snap-me").await;
-    let out = call(&s, &k, Method::POST, "/images", json!([{"name": "early", "instanceId": id}])).await;
+    let out = call(
+        &s,
+        &k,
+        Method::POST,
+        "/images",
+        json!([{"name": "early", "instanceId": id}]),
+    )
+    .await;
     assert_eq!(out[0]["status"], 409, "{out}");
     wait_state(&s, &k, &id, "launched").await;
     let out = call(
@@ -474,9 +640,14 @@ async fn images_and_operations(db: Db) {
     .await;
     assert_eq!(out[0]["status"], 202);
     assert_eq!(out[0]["message"], "queued");
-    assert_eq!(out[1], json!({"id": "", "status": 404, "message": "Instance with id = nope not found"}));
+    assert_eq!(
+        out[1],
+        json!({"id": "", "status": 404, "message": "Instance with id = nope not found"})
+    );
     let img = out[0]["id"].as_str().unwrap().to_string();
-    let saved = s.wait_json(&k, &format!("/image/{img}"), |v| v["state"] == "saved").await;
+    let saved = s
+        .wait_json(&k, &format!("/image/{img}"), |v| v["state"] == "saved")
+        .await;
     assert_eq!(saved["instanceId"], id.as_str());
     assert_eq!(saved["realId"], format!("mock-image-{img}"));
     assert_eq!(saved["metadata"], json!({"entry": [{"key": "k", "value": "v"}]}));
@@ -490,16 +661,37 @@ async fn images_and_operations(db: Db) {
     )
     .await;
     assert_eq!(out[0]["status"], 202);
-    let out = call(&s, &k, Method::POST, "/images/delete", json!([ids.debian, "nope", img])).await;
+    let out = call(
+        &s,
+        &k,
+        Method::POST,
+        "/images/delete",
+        json!([ids.debian, "nope", img]),
+    )
+    .await;
     assert_eq!(out[0]["status"], 409);
-    assert_eq!(out[1], json!({"id": "nope", "status": 404, "message": "Image with id = nope not found"}));
+    assert_eq!(
+        out[1],
+        json!({"id": "nope", "status": 404, "message": "Image with id = nope not found"})
+    );
     assert_eq!(out[2]["message"], "deleting");
     let deadline = Instant::now() + Duration::from_secs(30);
-    while s.call(&k, Method::GET, &format!("/images/{img}")).send().await.unwrap().status() != StatusCode::NOT_FOUND {
+    while s
+        .call(&k, Method::GET, &format!("/images/{img}"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        != StatusCode::NOT_FOUND
+    {
         assert!(Instant::now() < deadline, "image not deleted");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let ops = expect_json(s.call(&k, Method::GET, "/operations").send().await.unwrap(), StatusCode::OK).await;
+    let ops = expect_json(
+        s.call(&k, Method::GET, "/operations").send().await.unwrap(),
+        StatusCode::OK,
+    )
+    .await;
     let mock = ops["mock"].as_array().unwrap();
     assert_eq!(mock.len(), 21);
     let mut sorted = mock.clone();
@@ -520,19 +712,47 @@ async fn isolation(db: Db) {
     assert_ne!(a.debian, o.debian);
     let id = launch(&s, &acme, &a, "mine").await;
     wait_state(&s, &acme, &id, "launched").await;
-    for path in [format!("/instances/{id}"), format!("/instance/{id}"), format!("/instances/{id}/history"), format!("/instances/{id}/console"), format!("/images/{}", a.debian)] {
+    for path in [
+        format!("/instances/{id}"),
+        format!("/instance/{id}"),
+        format!("/instances/{id}/history"),
+        format!("/instances/{id}/console"),
+        format!("/images/{}", a.debian),
+    ] {
         let resp = s.call(&other, Method::GET, &path).send().await.unwrap();
         expect_error(resp, StatusCode::NOT_FOUND, None).await;
     }
-    for action in ["reboot", "shutdown", "pause", "suspend", "resume", "start", "hard-reboot"] {
+    for action in [
+        "reboot",
+        "shutdown",
+        "pause",
+        "suspend",
+        "resume",
+        "start",
+        "hard-reboot",
+    ] {
         let out = act(&s, &other, action, &[&id]).await;
         assert_eq!(out[0]["status"], 404, "{action}");
     }
     let out = call(&s, &other, Method::POST, "/instances/delete", json!([id])).await;
     assert_eq!(out[0]["status"], 404);
-    let out = call(&s, &other, Method::PUT, "/instances/rename", json!({&id: "stolen"})).await;
+    let out = call(
+        &s,
+        &other,
+        Method::PUT,
+        "/instances/rename",
+        json!({&id: "stolen"}),
+    )
+    .await;
     assert_eq!(out[0]["status"], 404);
-    let out = call(&s, &other, Method::POST, "/images", json!([{"name": "x", "instanceId": id}])).await;
+    let out = call(
+        &s,
+        &other,
+        Method::POST,
+        "/images",
+        json!([{"name": "x", "instanceId": id}]),
+    )
+    .await;
     assert_eq!(out[0]["status"], 404);
     // acme's project, flavor and image do not exist for `other`.
     let out = call(
@@ -548,7 +768,12 @@ async fn isolation(db: Db) {
     for r in out.as_array().unwrap() {
         assert_eq!(r["status"], 404, "{out}");
     }
-    let resp = s.call(&other, Method::PUT, &format!("/instances/resize/{}", a.large)).json(&json!([id])).send().await.unwrap();
+    let resp = s
+        .call(&other, Method::PUT, &format!("/instances/resize/{}", a.large))
+        .json(&json!([id]))
+        .send()
+        .await
+        .unwrap();
     expect_error(resp, StatusCode::NOT_FOUND, None).await;
     assert_eq!(state_of(&s, &acme, &id).await, "launched");
     s.stop().await;
@@ -570,7 +795,14 @@ async fn restart_and_disabled_cloud(db: Db) {
         c.clouds = vec![mock_cloud(|_| {})];
     })
     .await;
-    let after = expect_json(s.call(&k, Method::GET, &format!("/instances/{id}")).send().await.unwrap(), StatusCode::OK).await;
+    let after = expect_json(
+        s.call(&k, Method::GET, &format!("/instances/{id}"))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
     assert_eq!(after, before);
     act(&s, &k, "reboot", &[&id]).await;
     wait_state(&s, &k, &id, "launched").await;
@@ -584,7 +816,10 @@ async fn restart_and_disabled_cloud(db: Db) {
     })
     .await;
     let out = act(&s, &k, "reboot", &[&id]).await;
-    assert_eq!(out[0], json!({"id": id, "status": 409, "message": "Cloud mock is disabled"}));
+    assert_eq!(
+        out[0],
+        json!({"id": id, "status": 409, "message": "Cloud mock is disabled"})
+    );
     s.stop().await;
     drop((keep, keep2));
 }
