@@ -13,7 +13,7 @@ use crate::both_stores;
 use crate::harness::{Db, TestServer, expect_error, expect_json};
 
 /// A shared mock cloud `mock` with two flavors, two base images, one zone, a network.
-fn mock_cloud(tune: impl FnOnce(&mut CloudOptions)) -> CloudConfig {
+pub fn mock_cloud(tune: impl FnOnce(&mut CloudOptions)) -> CloudConfig {
     let mut options = CloudOptions {
         flavors: vec![
             FlavorConfig {
@@ -62,16 +62,16 @@ fn mock_cloud(tune: impl FnOnce(&mut CloudOptions)) -> CloudConfig {
 }
 
 /// The ids a tenant sees in the `mock` cloud (clients read them with `POST /query`).
-struct Ids {
-    project: String,
-    small: String,
-    large: String,
-    debian: String,
-    alpine: String,
-    network: String,
+pub struct Ids {
+    pub project: String,
+    pub small: String,
+    pub large: String,
+    pub debian: String,
+    pub alpine: String,
+    pub network: String,
 }
 
-async fn ids(s: &TestServer, tenant: &str) -> Ids {
+pub async fn ids(s: &TestServer, tenant: &str) -> Ids {
     let t = s.core.store().get_tenant(tenant).await.unwrap().unwrap().id;
     Ids {
         project: object_id(&t, "mock", "project", &t.0),
@@ -96,7 +96,7 @@ async fn call(s: &TestServer, k: &str, m: Method, path: &str, body: Value) -> Va
     expect_json(resp, StatusCode::OK).await
 }
 
-async fn launch(s: &TestServer, k: &str, ids: &Ids, name: &str) -> String {
+pub async fn launch(s: &TestServer, k: &str, ids: &Ids, name: &str) -> String {
     let out = call(
         s,
         k,

@@ -384,6 +384,31 @@ const MATRIX: &[Row] = &[
         R,
         503,
     ),
+    // perspective.md 5-7: instances, images, operations. `{id}` is an instance of the mock
+    // cloud (so the image rows answer 404); bulk bodies are empty lists.
+    row("GET", "/instance/{id}", R, 200),
+    row("GET", "/instances/{id}", R, 200),
+    row("GET", "/instances/{id}/history", R, 200),
+    row("GET", "/instances/{id}/console", R, 200),
+    row("POST", "/instances", W, 200).body("[]").answers("[]"),
+    row("POST", "/instances/delete", W, 200).body("[]").answers("[]"),
+    row("PUT", "/instances/start", W, 200).body("[]").answers("[]"),
+    row("PUT", "/instances/shutdown", W, 200).body("[]").answers("[]"),
+    row("PUT", "/instances/reboot", W, 200).body("[]").answers("[]"),
+    row("PUT", "/instances/hard-reboot", W, 200)
+        .body("[]")
+        .answers("[]"),
+    row("PUT", "/instances/pause", W, 200).body("[]").answers("[]"),
+    row("PUT", "/instances/resume", W, 200).body("[]").answers("[]"),
+    row("PUT", "/instances/suspend", W, 200).body("[]").answers("[]"),
+    row("PUT", "/instances/resize/{flavorId}", W, 404).body("[]"),
+    row("PUT", "/instances/rebuild/{imageId}", W, 404).body("[]"),
+    row("PUT", "/instances/rename", W, 200).body("{}").answers("[]"),
+    row("GET", "/image/{id}", R, 404),
+    row("GET", "/images/{id}", R, 404),
+    row("POST", "/images", W, 200).body("[]").answers("[]"),
+    row("POST", "/images/delete", W, 200).body("[]").answers("[]"),
+    row("GET", "/operations", R, 200),
     // commissaire-v0.md 5.7-5.10: networks.
     row("GET", "/api/v0/networks", R, 200),
     row("GET", "/api/v0/network", R, 200),
@@ -486,6 +511,7 @@ impl Fixture {
             s.host_allow = vec!["127.0.0.0/8".into()];
             s.ssh_port = 9;
             s.ssh_connect_timeout = 2;
+            s.clouds = vec![crate::instances::mock_cloud(|_| {})];
         })
         .await;
         let admin = s.create_tenant("acme", 0).await;
@@ -663,7 +689,18 @@ impl Fixture {
             }
             // The one service of every `{app}` the fixture makes.
             "svc" => "web".to_string(),
-            "path" => "anything".to_string(),
+            "path" | "flavorId" | "imageId" => "anything".to_string(),
+            // An instance of the caller's tenant in the mock cloud (queued in acme, which has
+            // no workers).
+            "id" => {
+                let tenant = if c == Caller::Superadmin {
+                    "superadmin"
+                } else {
+                    "acme"
+                };
+                let ids = crate::instances::ids(&self.s, tenant).await;
+                crate::instances::launch(&self.s, admin, &ids, &n).await
+            }
             "runid" => {
                 let ns = Self::var(vars, "ns").expect("{runid} needs a {ns} before it");
                 let app = Self::var(vars, "app").expect("{runid} needs an {app} before it");
