@@ -38,6 +38,8 @@ CREATE TABLE instances (
 );
 CREATE INDEX instances_by_project ON instances (tenant_id, project_id);
 CREATE INDEX instances_by_image ON instances (tenant_id, image_id);
+-- The SQL read model refreshes from the rows changed since its last look.
+CREATE INDEX instances_by_update ON instances (tenant_id, last_updated);
 
 -- Who did what to an instance, and how it ended (Corral addition). Goes with the instance. An
 -- action's event has the id of the job that carries it out, which completes it.

@@ -590,6 +590,63 @@ impl Store {
         .map_err(db)
     }
 
+    /// Every cluster of the tenant with its members in join order (the SQL read model).
+    pub async fn all_clusters(&self, tenant: &TenantId) -> Result<Vec<ClusterRow>, Error> {
+        let mut clusters: Vec<ClusterRow> = sqlx::query(sqlf!(
+            "SELECT name, network, container_manager FROM clusters WHERE tenant_id = $1 ORDER BY {}",
+            self.bytewise("name")
+        ))
+        .bind(&tenant.0)
+        .fetch_all(&self.pool)
+        .await
+        .and_then(|rows| {
+            rows.iter()
+                .map(|r| {
+                    Ok(ClusterRow {
+                        name: r.try_get(0)?,
+                        network: r.try_get(1)?,
+                        container_manager: r.try_get(2)?,
+                        members: Vec::new(),
+                    })
+                })
+                .collect()
+        })
+        .map_err(db)?;
+        let members: Vec<(String, String, String)> = sqlx::query(
+            "SELECT m.cluster, m.address, h.status FROM cluster_hosts m JOIN hosts h ON h.tenant_id = m.tenant_id \
+             AND h.address = m.address WHERE m.tenant_id = $1 ORDER BY m.cluster, m.position",
+        )
+        .bind(&tenant.0)
+        .fetch_all(&self.pool)
+        .await
+        .and_then(|rows| {
+            rows.iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+                .collect()
+        })
+        .map_err(db)?;
+        let index: std::collections::HashMap<String, usize> =
+            clusters.iter().enumerate().map(|(i, c)| (c.name.clone(), i)).collect();
+        for (cluster, address, status) in members {
+            if let Some(i) = index.get(&cluster) {
+                clusters[*i].members.push((address, status));
+            }
+        }
+        Ok(clusters)
+    }
+
+    /// Every operation record of the tenant (the SQL read model).
+    pub async fn all_operations(&self, tenant: &TenantId) -> Result<Vec<OperationRow>, Error> {
+        sqlx::query(sqlf!(
+            "SELECT {OP_COLS} FROM operations WHERE tenant_id = $1 ORDER BY started_at"
+        ))
+        .bind(&tenant.0)
+        .fetch_all(&self.pool)
+        .await
+        .and_then(|rows| rows.iter().map(op_row).collect())
+        .map_err(db)
+    }
+
     pub async fn get_cluster(&self, tenant: &TenantId, name: &str) -> Result<Option<ClusterRow>, Error> {
         let Some(row) = sqlx::query(
             "SELECT name, network, container_manager FROM clusters WHERE tenant_id = $1 AND name = $2",

@@ -294,6 +294,29 @@ impl Store {
         .map_err(db)
     }
 
+    /// The tenant's instances changed at or after `since` (ms), for an incremental refresh.
+    pub async fn instances_updated_since(&self, tenant: &TenantId, since: i64) -> Result<Vec<InstanceRow>, Error> {
+        sqlx::query(sqlf!(
+            "SELECT {INSTANCE_COLS} FROM instances WHERE tenant_id = $1 AND last_updated >= $2"
+        ))
+        .bind(&tenant.0)
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await
+        .and_then(|rows| rows.iter().map(instance_row).collect())
+        .map_err(db)
+    }
+
+    /// How many instances the tenant has.
+    pub async fn count_instances(&self, tenant: &TenantId) -> Result<i64, Error> {
+        sqlx::query("SELECT COUNT(*) FROM instances WHERE tenant_id = $1")
+            .bind(&tenant.0)
+            .fetch_one(&self.pool)
+            .await
+            .and_then(|r| r.try_get::<i64, _>(0))
+            .map_err(db)
+    }
+
     /// Stores accepted launches with their jobs and history, checking each project's quota
     /// against what the project already holds, inside the transaction (so concurrent launches
     /// cannot overrun it together). Answers per item `Ok` or the exceeded quota's name.
