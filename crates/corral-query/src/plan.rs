@@ -242,7 +242,7 @@ impl Binder<'_> {
             }
             Expr::Call { name, args, star } => {
                 let Some(def) = func::lookup(name) else {
-                    return err(format!("Function {} does not exist", name.to_uppercase()));
+                    return err(format!("Function {name} does not exist"));
                 };
                 if matches!(def.f, F::Tables | F::Columns | F::Functions) {
                     return err(format!(

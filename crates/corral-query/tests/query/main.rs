@@ -1,0 +1,6 @@
+//! Integration tests of corral-query, in one test binary (one link step).
+
+mod corpus;
+mod fixture;
+mod fuzz;
+mod hostile;
