@@ -68,16 +68,43 @@ pub(crate) enum UnOp {
 pub(crate) enum Expr {
     Lit(Value),
     Param(Value),
-    Column { table: Option<String>, name: String },
+    Column {
+        table: Option<String>,
+        name: String,
+    },
     Unary(UnOp, Box<Expr>),
     Chain(Box<Expr>, Vec<(BinOp, Expr)>),
-    Between { e: Box<Expr>, lo: Box<Expr>, hi: Box<Expr>, not: bool },
-    In { e: Box<Expr>, list: Vec<Expr>, not: bool },
-    IsNull { e: Box<Expr>, not: bool },
-    Like { e: Box<Expr>, pat: Box<Expr>, not: bool },
-    Regexp { e: Box<Expr>, pat: Box<Expr>, not: bool },
+    Between {
+        e: Box<Expr>,
+        lo: Box<Expr>,
+        hi: Box<Expr>,
+        not: bool,
+    },
+    In {
+        e: Box<Expr>,
+        list: Vec<Expr>,
+        not: bool,
+    },
+    IsNull {
+        e: Box<Expr>,
+        not: bool,
+    },
+    Like {
+        e: Box<Expr>,
+        pat: Box<Expr>,
+        not: bool,
+    },
+    Regexp {
+        e: Box<Expr>,
+        pat: Box<Expr>,
+        not: bool,
+    },
     /// `star` is `COUNT(*)`.
-    Call { name: String, args: Vec<Expr>, star: bool },
+    Call {
+        name: String,
+        args: Vec<Expr>,
+        star: bool,
+    },
 }
 
 pub(crate) const AGGREGATES: &[&str] = &["count", "sum", "avg", "min", "max"];
@@ -192,7 +219,11 @@ impl fmt::Display for Expr {
 pub(crate) enum Item {
     Star,
     TableStar(String),
-    Expr { expr: Expr, alias: Option<String>, text: String },
+    Expr {
+        expr: Expr,
+        alias: Option<String>,
+        text: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,8 +243,16 @@ pub(crate) enum JoinCond {
 
 #[derive(Debug, Clone)]
 pub(crate) enum TableRef {
-    Table { name: String, alias: Option<String> },
-    Join { left: Box<TableRef>, right: Box<TableRef>, kind: JoinKind, cond: JoinCond },
+    Table {
+        name: String,
+        alias: Option<String>,
+    },
+    Join {
+        left: Box<TableRef>,
+        right: Box<TableRef>,
+        kind: JoinKind,
+        cond: JoinCond,
+    },
 }
 
 #[derive(Debug, Clone)]

@@ -5,6 +5,7 @@
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::cmp::Ordering;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,7 @@ use regex::Regex;
 use crate::ast::{BinOp, UnOp};
 use crate::func::F;
 use crate::schema::Table;
-use crate::value::{NULL, Num, Value, compare, parse_num};
+use crate::value::{FxBuild, NULL, Num, Value, compare, parse_num};
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct EvalError(pub String);
@@ -38,7 +39,11 @@ pub(crate) struct Deadline {
 impl Deadline {
     pub(crate) fn new(timeout: Duration) -> Self {
         let now = Instant::now();
-        Deadline { end: now.checked_add(timeout).unwrap_or(now), ms: timeout.as_millis(), ticks: Cell::new(0) }
+        Deadline {
+            end: now.checked_add(timeout).unwrap_or(now),
+            ms: timeout.as_millis(),
+            ticks: Cell::new(0),
+        }
     }
 
     #[inline]
@@ -49,7 +54,11 @@ impl Deadline {
     }
 
     pub(crate) fn check(&self) -> EResult<()> {
-        if Instant::now() >= self.end { err(self.message()) } else { Ok(()) }
+        if Instant::now() >= self.end {
+            err(self.message())
+        } else {
+            Ok(())
+        }
     }
 
     pub(crate) fn message(&self) -> String {
@@ -164,7 +173,10 @@ pub(crate) fn like_match(pat: &[LikeTok], s: &str, dl: &Deadline) -> EResult<boo
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum BExpr {
     Const(Value),
-    Col { slot: usize, col: usize },
+    Col {
+        slot: usize,
+        col: usize,
+    },
     /// A USING/NATURAL join column: the first non-NULL side.
     Coalesce(Vec<BExpr>),
     /// Group context: the i-th GROUP BY key / aggregate result.
@@ -172,19 +184,114 @@ pub(crate) enum BExpr {
     Agg(usize),
     Unary(UnOp, Box<BExpr>),
     Chain(Box<BExpr>, Vec<(BinOp, BExpr)>),
-    Between { e: Box<BExpr>, lo: Box<BExpr>, hi: Box<BExpr>, not: bool },
-    In { e: Box<BExpr>, list: Vec<BExpr>, not: bool },
-    IsNull { e: Box<BExpr>, not: bool },
-    Like { e: Box<BExpr>, pat: Box<BExpr>, not: bool, compiled: Option<Vec<LikeTok>> },
-    Regexp { e: Box<BExpr>, pat: Box<BExpr>, not: bool, compiled: Option<Re> },
+    Between {
+        e: Box<BExpr>,
+        lo: Box<BExpr>,
+        hi: Box<BExpr>,
+        not: bool,
+    },
+    /// `set`: the list as a hash set when it is made of constants of one kind.
+    In {
+        e: Box<BExpr>,
+        list: Vec<BExpr>,
+        not: bool,
+        set: Option<Arc<InSet>>,
+    },
+    IsNull {
+        e: Box<BExpr>,
+        not: bool,
+    },
+    Like {
+        e: Box<BExpr>,
+        pat: Box<BExpr>,
+        not: bool,
+        compiled: Option<Vec<LikeTok>>,
+    },
+    Regexp {
+        e: Box<BExpr>,
+        pat: Box<BExpr>,
+        not: bool,
+        compiled: Option<Re>,
+    },
     Func(F, Vec<BExpr>),
+}
+
+/// A constant IN list for O(1) membership; only used where it agrees with [`compare`].
+#[derive(Debug)]
+pub(crate) enum InSet {
+    Ints(HashSet<i64, FxBuild>),
+    Strs(HashSet<Arc<str>, FxBuild>),
+}
+
+impl PartialEq for InSet {
+    fn eq(&self, _: &InSet) -> bool {
+        // The list itself is compared by `BExpr::In`.
+        true
+    }
+}
+
+impl InSet {
+    pub(crate) fn build(list: &[BExpr]) -> Option<InSet> {
+        if list.len() < 8 {
+            return None;
+        }
+        match list.first()? {
+            BExpr::Const(Value::Int(_)) => {
+                let mut s = HashSet::with_capacity_and_hasher(list.len(), FxBuild::default());
+                for x in list {
+                    let BExpr::Const(Value::Int(i)) = x else {
+                        return None;
+                    };
+                    s.insert(*i);
+                }
+                Some(InSet::Ints(s))
+            }
+            BExpr::Const(Value::Str(_)) => {
+                let mut s = HashSet::with_capacity_and_hasher(list.len(), FxBuild::default());
+                for x in list {
+                    let BExpr::Const(Value::Str(v)) = x else {
+                        return None;
+                    };
+                    s.insert(v.clone());
+                }
+                Some(InSet::Strs(s))
+            }
+            _ => None,
+        }
+    }
+
+    /// `None`: this value needs the general comparison.
+    fn contains(&self, v: &Value) -> Option<bool> {
+        let int = |n: Num| match n {
+            Num::Int(i) => Some(i),
+            Num::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e18 => Some(f as i64),
+            Num::Float(_) => None,
+        };
+        match (self, v) {
+            (InSet::Ints(s), Value::Int(i)) => Some(s.contains(i)),
+            (InSet::Ints(s), Value::Bool(b)) => Some(s.contains(&i64::from(*b))),
+            (InSet::Ints(s), Value::Float(f)) => Some(int(Num::Float(*f)).is_some_and(|i| s.contains(&i))),
+            // A string equals a number only if it parses as that number.
+            (InSet::Ints(s), Value::Str(x)) => {
+                Some(parse_num(x).and_then(int).is_some_and(|i| s.contains(&i)))
+            }
+            (InSet::Strs(s), Value::Str(x)) => Some(s.contains(x)),
+            _ => None,
+        }
+    }
 }
 
 /// What a row is while expressions are evaluated.
 pub(crate) enum Row<'t, 'i> {
     /// One row per table slot (`u32::MAX`: the NULL side of an outer join).
-    Tables { tables: &'t [Arc<Table>], ids: &'i [u32] },
-    Group { keys: &'t [Value], aggs: &'t [Value] },
+    Tables {
+        tables: &'t [Arc<Table>],
+        ids: &'i [u32],
+    },
+    Group {
+        keys: &'t [Value],
+        aggs: &'t [Value],
+    },
 }
 
 pub(crate) const NONE: u32 = u32::MAX;
@@ -201,14 +308,19 @@ impl<'a> Env<'a> {
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0x1234_5678, |d| d.as_nanos() as u64);
-        Env { dl, version, regex_cache: RefCell::new(None), rand: Cell::new(seed) }
+        Env {
+            dl,
+            version,
+            regex_cache: RefCell::new(None),
+            rand: Cell::new(seed),
+        }
     }
 
     fn regex(&self, p: &str) -> EResult<Re> {
-        if let Some((k, r)) = self.regex_cache.borrow().as_ref() {
-            if k == p {
-                return Ok(r.clone());
-            }
+        if let Some((k, r)) = self.regex_cache.borrow().as_ref()
+            && k == p
+        {
+            return Ok(r.clone());
         }
         let r = Re(Arc::new(compile_regex(p)?));
         *self.regex_cache.borrow_mut() = Some((p.to_string(), r.clone()));
@@ -251,7 +363,7 @@ pub(crate) fn to_num(v: &Value) -> EResult<Option<Num>> {
 pub(crate) fn num_to_int(n: Num) -> EResult<i64> {
     match n {
         Num::Int(i) => Ok(i),
-        Num::Float(f) if f.is_finite() && f >= -9.223_372_036_854_776e18 && f < 9.223_372_036_854_776e18 => {
+        Num::Float(f) if (-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&f) => {
             Ok(f.trunc() as i64)
         }
         Num::Float(f) => err(format!("Cannot convert {f} to an integer")),
@@ -263,7 +375,9 @@ pub(crate) fn overflow<T>() -> EResult<T> {
 }
 
 pub(crate) fn arith(op: BinOp, a: &Value, b: &Value) -> EResult<Value> {
-    let (Some(x), Some(y)) = (to_num(a)?, to_num(b)?) else { return Ok(Value::Null) };
+    let (Some(x), Some(y)) = (to_num(a)?, to_num(b)?) else {
+        return Ok(Value::Null);
+    };
     use Num::Int as I;
     Ok(match op {
         BinOp::Add | BinOp::Sub | BinOp::Mul => match (x, y) {
@@ -301,8 +415,14 @@ pub(crate) fn arith(op: BinOp, a: &Value, b: &Value) -> EResult<Value> {
                 BinOp::BitOr => p | q,
                 BinOp::BitXor => p ^ q,
                 // 64-bit unsigned shifts, as MySQL; shifting by 64 or more (or a negative count) gives 0.
-                BinOp::Shl => u32::try_from(q).ok().and_then(|s| (p as u64).checked_shl(s)).map_or(0, |v| v as i64),
-                BinOp::Shr => u32::try_from(q).ok().and_then(|s| (p as u64).checked_shr(s)).map_or(0, |v| v as i64),
+                BinOp::Shl => u32::try_from(q)
+                    .ok()
+                    .and_then(|s| (p as u64).checked_shl(s))
+                    .map_or(0, |v| v as i64),
+                BinOp::Shr => u32::try_from(q)
+                    .ok()
+                    .and_then(|s| (p as u64).checked_shr(s))
+                    .map_or(0, |v| v as i64),
                 _ => return err("unsupported operator"),
             })
         }
@@ -412,9 +532,14 @@ impl BExpr {
                 };
                 Cow::Owned(b3(r.map(|x| x != *not)))
             }
-            BExpr::In { e, list, not } => {
+            BExpr::In { e, list, not, set } => {
                 let v = e.eval(env, row)?;
                 let mut r = if v.is_null() { None } else { Some(false) };
+                if let (Some(set), false) = (set, v.is_null())
+                    && let Some(found) = set.contains(&v)
+                {
+                    return Ok(Cow::Owned(Value::Bool(found != *not)));
+                }
                 if r.is_some() {
                     for x in list {
                         env.dl.tick()?;
@@ -432,7 +557,12 @@ impl BExpr {
                 Cow::Owned(b3(r.map(|x| x != *not)))
             }
             BExpr::IsNull { e, not } => Cow::Owned(Value::Bool(e.eval(env, row)?.is_null() != *not)),
-            BExpr::Like { e, pat, not, compiled } => {
+            BExpr::Like {
+                e,
+                pat,
+                not,
+                compiled,
+            } => {
                 let v = e.eval(env, row)?;
                 let p = pat.eval(env, row)?;
                 if v.is_null() || p.is_null() {
@@ -444,7 +574,12 @@ impl BExpr {
                 };
                 Cow::Owned(Value::Bool(m != *not))
             }
-            BExpr::Regexp { e, pat, not, compiled } => {
+            BExpr::Regexp {
+                e,
+                pat,
+                not,
+                compiled,
+            } => {
                 let v = e.eval(env, row)?;
                 let p = pat.eval(env, row)?;
                 if v.is_null() || p.is_null() {
@@ -535,11 +670,26 @@ mod tests {
 
     #[test]
     fn arithmetic_edges() {
-        assert_eq!(arith(BinOp::Div, &Value::Int(1), &Value::Int(0)).unwrap(), Value::Null);
-        assert_eq!(arith(BinOp::Mod, &Value::Int(1), &Value::Int(0)).unwrap(), Value::Null);
+        assert_eq!(
+            arith(BinOp::Div, &Value::Int(1), &Value::Int(0)).unwrap(),
+            Value::Null
+        );
+        assert_eq!(
+            arith(BinOp::Mod, &Value::Int(1), &Value::Int(0)).unwrap(),
+            Value::Null
+        );
         assert!(arith(BinOp::Add, &Value::Int(i64::MAX), &Value::Int(1)).is_err());
-        assert_eq!(arith(BinOp::Mod, &Value::Int(i64::MIN), &Value::Int(-1)).unwrap(), Value::Int(0));
-        assert_eq!(arith(BinOp::Shl, &Value::Int(1), &Value::Int(64)).unwrap(), Value::Int(0));
-        assert_eq!(arith(BinOp::Div, &Value::Int(3), &Value::Int(2)).unwrap(), Value::Float(1.5));
+        assert_eq!(
+            arith(BinOp::Mod, &Value::Int(i64::MIN), &Value::Int(-1)).unwrap(),
+            Value::Int(0)
+        );
+        assert_eq!(
+            arith(BinOp::Shl, &Value::Int(1), &Value::Int(64)).unwrap(),
+            Value::Int(0)
+        );
+        assert_eq!(
+            arith(BinOp::Div, &Value::Int(3), &Value::Int(2)).unwrap(),
+            Value::Float(1.5)
+        );
     }
 }

@@ -7,10 +7,10 @@ use std::collections::HashMap;
 use std::hash::Hasher;
 
 use crate::ast::JoinKind;
+use crate::eval::to_num;
 use crate::eval::{BExpr, EResult, Env, NONE, Row, err};
 use crate::plan::{AggKind, AggSpec, Conj, Node, OrderKey, Plan};
 use crate::value::{Fx, FxBuild, Num, Value, compare, hash_value, same, total_cmp};
-use crate::eval::to_num;
 
 /// Largest build side of a join, in rows.
 const MAX_BUILD_ROWS: usize = 4_000_000;
@@ -51,7 +51,10 @@ fn key_hash(keys: &[BExpr], env: &Env<'_>, row: &Row<'_, '_>) -> EResult<Option<
 
 impl Exec<'_, '_> {
     fn row<'i>(&self, ids: &'i [u32]) -> Row<'_, 'i> {
-        Row::Tables { tables: &self.plan.tables, ids }
+        Row::Tables {
+            tables: &self.plan.tables,
+            ids,
+        }
     }
 
     /// Streams the rows of `node` into `sink`; `false` from the sink stops everything.
@@ -75,7 +78,18 @@ impl Exec<'_, '_> {
                 }
                 Ok(go)
             }
-            Node::Join { kind, left, right, lslots, rslots, lkeys, rkeys, residual, post, .. } => {
+            Node::Join {
+                kind,
+                left,
+                right,
+                lslots,
+                rslots,
+                lkeys,
+                rkeys,
+                residual,
+                post,
+                ..
+            } => {
                 // Build one side (the right one, or the left one of a RIGHT join), stream the other.
                 let (build_node, probe_node, bslots, bkeys, pkeys) = match kind {
                     JoinKind::Right => (left, right, lslots, lkeys, rkeys),
@@ -148,7 +162,9 @@ impl Exec<'_, '_> {
                         let row = self.row(b);
                         let mut ok = true;
                         for (p, q) in pkeys.iter().zip(bkeys.iter()) {
-                            if compare(&*p.eval(env, &row)?, &*q.eval(env, &row)?) != Some(std::cmp::Ordering::Equal) {
+                            if compare(&*p.eval(env, &row)?, &*q.eval(env, &row)?)
+                                != Some(std::cmp::Ordering::Equal)
+                            {
                                 ok = false;
                                 break;
                             }
@@ -196,8 +212,16 @@ impl Exec<'_, '_> {
 #[derive(Clone)]
 enum AggState {
     Count(i64),
-    Sum { int: i64, float: f64, is_float: bool, any: bool },
-    Avg { sum: f64, n: i64 },
+    Sum {
+        int: i64,
+        float: f64,
+        is_float: bool,
+        any: bool,
+    },
+    Avg {
+        sum: f64,
+        n: i64,
+    },
     Pick(Value),
 }
 
@@ -205,7 +229,12 @@ impl AggState {
     fn new(k: AggKind) -> Self {
         match k {
             AggKind::CountStar | AggKind::Count => AggState::Count(0),
-            AggKind::Sum => AggState::Sum { int: 0, float: 0.0, is_float: false, any: false },
+            AggKind::Sum => AggState::Sum {
+                int: 0,
+                float: 0.0,
+                is_float: false,
+                any: false,
+            },
             AggKind::Avg => AggState::Avg { sum: 0.0, n: 0 },
             AggKind::Min | AggKind::Max => AggState::Pick(Value::Null),
         }
@@ -223,7 +252,12 @@ impl AggState {
         }
         match self {
             AggState::Count(n) => *n = n.saturating_add(1),
-            AggState::Sum { int, float, is_float, any } => {
+            AggState::Sum {
+                int,
+                float,
+                is_float,
+                any,
+            } => {
                 *any = true;
                 match to_num(v)? {
                     Some(Num::Int(i)) if !*is_float => match int.checked_add(i) {
@@ -264,7 +298,11 @@ impl AggState {
         match self {
             AggState::Count(n) => Value::Int(*n),
             AggState::Sum { any: false, .. } => Value::Null,
-            AggState::Sum { float, is_float: true, .. } => Value::Float(*float),
+            AggState::Sum {
+                float,
+                is_float: true,
+                ..
+            } => Value::Float(*float),
             AggState::Sum { int, .. } => Value::Int(*int),
             AggState::Avg { n: 0, .. } => Value::Null,
             AggState::Avg { sum, n } => Value::Float(*sum / *n as f64),
@@ -351,7 +389,13 @@ impl Collector<'_> {
         if self.sorted {
             self.compact()?;
             let skip = usize::try_from(self.skip).unwrap_or(usize::MAX);
-            return Ok(self.rows.into_iter().skip(skip).take(self.keep).map(|r| r.1).collect());
+            return Ok(self
+                .rows
+                .into_iter()
+                .skip(skip)
+                .take(self.keep)
+                .map(|r| r.1)
+                .collect());
         }
         Ok(self.rows.into_iter().map(|r| r.1).collect())
     }
@@ -456,13 +500,22 @@ pub(crate) fn execute(plan: &Plan, env: &Env<'_>, row_limit: usize) -> EResult<V
             for gi in 0..ngroups {
                 env.dl.tick()?;
                 aggs.clear();
-                aggs.extend(states.get(gi * na..(gi + 1) * na).unwrap_or(&[]).iter().map(AggState::finish));
+                aggs.extend(
+                    states
+                        .get(gi * na..(gi + 1) * na)
+                        .unwrap_or(&[])
+                        .iter()
+                        .map(AggState::finish),
+                );
                 let gkeys = keys.get(gi * nk..(gi + 1) * nk).unwrap_or(&[]);
-                let row = Row::Group { keys: gkeys, aggs: &aggs };
-                if let Some(h) = &g.having {
-                    if !h.test(env, &row)? {
-                        continue;
-                    }
+                let row = Row::Group {
+                    keys: gkeys,
+                    aggs: &aggs,
+                };
+                if let Some(h) = &g.having
+                    && !h.test(env, &row)?
+                {
+                    continue;
                 }
                 let (k, r) = project(&row)?;
                 if !col.push(k, r)? {

@@ -153,11 +153,19 @@ fn float(v: Option<f64>) -> Value {
 }
 
 fn int_or_float(f: f64) -> Value {
-    if f.is_finite() && f >= -9.2e18 && f <= 9.2e18 { Value::Int(f as i64) } else { float(Some(f)) }
+    if (-9.2e18..=9.2e18).contains(&f) {
+        Value::Int(f as i64)
+    } else {
+        float(Some(f))
+    }
 }
 
 fn string(s: String) -> EResult<Value> {
-    if s.len() > MAX_STRING { err(format!("String result longer than {MAX_STRING} bytes")) } else { Ok(Value::from(s)) }
+    if s.len() > MAX_STRING {
+        err(format!("String result longer than {MAX_STRING} bytes"))
+    } else {
+        Ok(Value::from(s))
+    }
 }
 
 const CRC_TABLE: [u32; 256] = {
@@ -167,7 +175,11 @@ const CRC_TABLE: [u32; 256] = {
         let mut c = i as u32;
         let mut k = 0;
         while k < 8 {
-            c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+            c = if c & 1 != 0 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
             k += 1;
         }
         t[i] = c;
@@ -179,7 +191,11 @@ const CRC_TABLE: [u32; 256] = {
 pub(crate) fn crc32(b: &[u8]) -> u32 {
     let mut c = !0u32;
     for &x in b {
-        c = CRC_TABLE.get(((c ^ u32::from(x)) & 0xff) as usize).copied().unwrap_or(0) ^ (c >> 8);
+        c = CRC_TABLE
+            .get(((c ^ u32::from(x)) & 0xff) as usize)
+            .copied()
+            .unwrap_or(0)
+            ^ (c >> 8);
     }
     !c
 }
@@ -189,7 +205,10 @@ pub(crate) fn base64(b: &[u8]) -> String {
     let ch = |i: u32| char::from(A.get((i & 63) as usize).copied().unwrap_or(b'='));
     let mut o = String::with_capacity(b.len().div_ceil(3) * 4);
     for c in b.chunks(3) {
-        let n = c.iter().enumerate().fold(0u32, |n, (i, x)| n | (u32::from(*x) << (16 - 8 * i)));
+        let n = c
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, x)| n | (u32::from(*x) << (16 - 8 * i)));
         o.push(ch(n >> 18));
         o.push(ch(n >> 12));
         o.push(if c.len() > 1 { ch(n >> 6) } else { '=' });
@@ -222,7 +241,10 @@ fn conv(n: &str, from: i64, to: i64) -> EResult<Value> {
     let mut v: i128 = 0;
     for c in digits.chars() {
         let Some(d) = c.to_digit(from as u32) else { break };
-        v = v.checked_mul(i128::from(from)).and_then(|x| x.checked_add(i128::from(d))).map_or_else(overflow, Ok)?;
+        v = v
+            .checked_mul(i128::from(from))
+            .and_then(|x| x.checked_add(i128::from(d)))
+            .map_or_else(overflow, Ok)?;
         if v > i128::from(u64::MAX) {
             return overflow();
         }
@@ -362,7 +384,11 @@ pub(crate) fn call(f: F, a: &[Value], env: &Env<'_>) -> EResult<Value> {
         },
         F::Sqrt => {
             let v = num(x)?.f();
-            if v < 0.0 { Value::Null } else { float(Some(v.sqrt())) }
+            if v < 0.0 {
+                Value::Null
+            } else {
+                float(Some(v.sqrt()))
+            }
         }
         F::Cbrt => trig(x, f64::cbrt)?,
         F::Exp => trig(x, f64::exp)?,
@@ -388,7 +414,10 @@ pub(crate) fn call(f: F, a: &[Value], env: &Env<'_>) -> EResult<Value> {
         F::Round | F::Truncate => {
             let d = int(arg(1))?;
             if d < 0 {
-                return err(format!("{}: D must be >= 0", if f == F::Round { "ROUND" } else { "TRUNCATE" }));
+                return err(format!(
+                    "{}: D must be >= 0",
+                    if f == F::Round { "ROUND" } else { "TRUNCATE" }
+                ));
             }
             match num(x)? {
                 Num::Int(i) => Value::Int(i),
@@ -400,7 +429,11 @@ pub(crate) fn call(f: F, a: &[Value], env: &Env<'_>) -> EResult<Value> {
         F::Tan => trig(x, f64::tan)?,
         F::Cot => {
             let t = num(x)?.f().tan();
-            if t == 0.0 { Value::Null } else { float(Some(1.0 / t)) }
+            if t == 0.0 {
+                Value::Null
+            } else {
+                float(Some(1.0 / t))
+            }
         }
         F::Asin => trig(x, f64::asin)?,
         F::Acos => trig(x, f64::acos)?,
@@ -526,7 +559,13 @@ mod tests {
     fn conversions() {
         assert_eq!(conv("ff", 16, 10).unwrap(), Value::str("255"));
         assert_eq!(conv("-10", 10, 2).unwrap(), Value::str("-1010"));
-        assert_eq!(format("%05.1f|%-3d|%s%%", &[Value::Float(3.14159), Value::Int(7), Value::str("x")]).unwrap(),
-            Value::str("003.1|7  |x%"));
+        assert_eq!(
+            format(
+                "%05.1f|%-3d|%s%%",
+                &[Value::Float(3.25), Value::Int(7), Value::str("x")]
+            )
+            .unwrap(),
+            Value::str("003.2|7  |x%")
+        );
     }
 }

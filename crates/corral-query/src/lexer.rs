@@ -84,7 +84,10 @@ pub(crate) fn lex(src: &str) -> Lexed {
         let tk;
         let end;
         if c.is_ascii_alphabetic() || c == '_' {
-            end = start + rest.find(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '_' || ch == '$')).unwrap_or(rest.len());
+            end = start
+                + rest
+                    .find(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '_' || ch == '$'))
+                    .unwrap_or(rest.len());
             tk = Tk::Ident(src.get(start..end).unwrap_or("").to_ascii_lowercase());
         } else if c.is_ascii_digit() || (c == '.' && rest.as_bytes().get(1).is_some_and(u8::is_ascii_digit)) {
             let b = rest.as_bytes();
@@ -180,11 +183,15 @@ pub(crate) fn lex(src: &str) -> Lexed {
             tk = Tk::Param(placeholders.len());
             placeholders.push(Placeholder::Index(positional));
         } else if c == ':' {
-            let name_len = rest.get(1..).map_or(0, |r| r.find(|ch| !is_name_char(ch)).unwrap_or(r.len()));
+            let name_len = rest
+                .get(1..)
+                .map_or(0, |r| r.find(|ch| !is_name_char(ch)).unwrap_or(r.len()));
             if (1..=255).contains(&name_len) && rest.as_bytes().get(name_len + 1) == Some(&b':') {
                 end = start + name_len + 2;
                 tk = Tk::Param(placeholders.len());
-                placeholders.push(Placeholder::Name(rest.get(1..name_len + 1).unwrap_or("").to_string()));
+                placeholders.push(Placeholder::Name(
+                    rest.get(1..name_len + 1).unwrap_or("").to_string(),
+                ));
             } else {
                 end = start + 1;
                 tk = Tk::Bad("unexpected character");
@@ -204,13 +211,25 @@ pub(crate) fn lex(src: &str) -> Lexed {
             end = start + c.len_utf8();
             tk = Tk::Bad("unexpected character");
         }
-        tokens.push(Token { tk, start, end, line: tline, col: tcol });
+        tokens.push(Token {
+            tk,
+            start,
+            end,
+            line: tline,
+            col: tcol,
+        });
         while it.peek().is_some_and(|(i, _)| *i < end) {
             it.next();
         }
     }
     let (eline, ecol) = (line, col_of(line_start, src.len()));
-    tokens.push(Token { tk: Tk::Eof, start: src.len(), end: src.len(), line: eline, col: ecol });
+    tokens.push(Token {
+        tk: Tk::Eof,
+        start: src.len(),
+        end: src.len(),
+        line: eline,
+        col: ecol,
+    });
     Lexed { tokens, placeholders }
 }
 
@@ -225,7 +244,10 @@ mod tests {
     #[test]
     fn literals_and_placeholders() {
         let l = lex("select 'a?b:c:' , ? , :x.y: , 'it''s' , 'a\\'b\\\\c\\%'");
-        assert_eq!(l.placeholders, vec![Placeholder::Index(1), Placeholder::Name("x.y".into())]);
+        assert_eq!(
+            l.placeholders,
+            vec![Placeholder::Index(1), Placeholder::Name("x.y".into())]
+        );
         let ks: Vec<Tk> = l.tokens.into_iter().map(|t| t.tk).collect();
         assert!(ks.contains(&Tk::Str("a?b:c:".into())));
         assert!(ks.contains(&Tk::Str("it's".into())));

@@ -42,7 +42,7 @@ pub use schema::{ColumnType, Database, TABLES, Table, TableSchema};
 pub use value::Value;
 
 use ast::{Expr, Item, Select};
-use eval::{Deadline, EvalError, Env};
+use eval::{Deadline, Env, EvalError};
 use lexer::{Placeholder, Tk};
 use parser::{ParseError, Parser};
 
@@ -58,7 +58,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { timeout: Duration::from_millis(5000), row_limit: 10_000 }
+        Limits {
+            timeout: Duration::from_millis(5000),
+            row_limit: 10_000,
+        }
     }
 }
 
@@ -102,7 +105,12 @@ pub struct QueryResult {
 
 impl QueryResult {
     fn error(status: Status, message: String) -> Self {
-        QueryResult { status, count: 0, data: Data::default(), message }
+        QueryResult {
+            status,
+            count: 0,
+            data: Data::default(),
+            message,
+        }
     }
 
     fn rows(columns: Vec<String>, mut rows: Vec<Vec<Value>>, row_limit: usize) -> Self {
@@ -114,7 +122,10 @@ impl QueryResult {
         QueryResult {
             status: Status::Success,
             count: rows.len(),
-            data: Data { column_name: columns, row: rows.into_iter().map(|value| Row { value }).collect() },
+            data: Data {
+                column_name: columns,
+                row: rows.into_iter().map(|value| Row { value }).collect(),
+            },
             message,
         }
     }
@@ -127,11 +138,17 @@ pub fn parse_request(body: serde_json::Value) -> Result<Vec<(String, Vec<Param>)
     let queries = match body {
         J::Array(a) => a,
         o @ J::Object(_) => vec![o],
-        _ => return Err(String::from("the body must be a Query object or an array of them")),
+        _ => {
+            return Err(String::from(
+                "the body must be a Query object or an array of them",
+            ));
+        }
     };
     let mut out = Vec::with_capacity(queries.len());
     for (i, q) in queries.into_iter().enumerate() {
-        let J::Object(mut q) = q else { return Err(format!("query {i}: must be an object")) };
+        let J::Object(mut q) = q else {
+            return Err(format!("query {i}: must be an object"));
+        };
         let sql = match q.remove("sql") {
             Some(J::String(s)) => s,
             Some(_) => return Err(format!("query {i}: sql must be a string")),
@@ -232,7 +249,10 @@ pub fn run(db: &Database, sql: &str, params: &[Param], limits: &Limits, version:
         }
     }
     if results.is_empty() {
-        let stmt = lexed.tokens.get(lexed.tokens.len().saturating_sub(1)..).unwrap_or(&[]);
+        let stmt = lexed
+            .tokens
+            .get(lexed.tokens.len().saturating_sub(1)..)
+            .unwrap_or(&[]);
         results.push(run_statement(db, sql, stmt, &values, limits, version));
     }
     results
@@ -254,7 +274,11 @@ fn run_statement(
         }
     };
     let env = Env::new(&dl, version);
-    let out = if stmt.explain { explain(db, &stmt.select) } else { select(db, &stmt.select, &env, limits) };
+    let out = if stmt.explain {
+        explain(db, &stmt.select)
+    } else {
+        select(db, &stmt.select, &env, limits)
+    };
     match out.and_then(|r| dl.check().map(|()| r)) {
         Ok((cols, rows)) => QueryResult::rows(cols, rows, limits.row_limit),
         Err(EvalError(m)) => QueryResult::error(Status::EvaluationError, m),
@@ -268,14 +292,28 @@ fn explain(db: &Database, s: &Select) -> Result<Rows, EvalError> {
         Some((name, _)) => vec![format!("table function {}()", name.to_uppercase())],
         None => plan::plan(db, s)?.explain(),
     };
-    Ok((vec![String::from("task")], steps.into_iter().map(|t| vec![Value::from(t)]).collect()))
+    Ok((
+        vec![String::from("task")],
+        steps.into_iter().map(|t| vec![Value::from(t)]).collect(),
+    ))
 }
 
 fn table_function(s: &Select) -> Option<(&str, &[Expr])> {
     match (s.items.as_slice(), &s.from) {
-        ([Item::Expr { expr: Expr::Call { name, args, star: false }, .. }], None)
-            if matches!(name.as_str(), "tables" | "columns" | "functions") =>
-        {
+        (
+            [
+                Item::Expr {
+                    expr:
+                        Expr::Call {
+                            name,
+                            args,
+                            star: false,
+                        },
+                    ..
+                },
+            ],
+            None,
+        ) if matches!(name.as_str(), "tables" | "columns" | "functions") => {
             Some((name.as_str(), args.as_slice()))
         }
         _ => None,
@@ -294,15 +332,26 @@ fn select(db: &Database, s: &Select, env: &Env<'_>, limits: &Limits) -> Result<R
 fn table_fn(name: &str, args: &[Expr], s: &Select, env: &Env<'_>) -> Result<Rows, EvalError> {
     let upper = name.to_uppercase();
     if s.where_.is_some() || !s.group_by.is_empty() || s.having.is_some() || !s.order_by.is_empty() {
-        return eval::err(format!("{upper}() must be the only item of a SELECT without FROM"));
+        return eval::err(format!(
+            "{upper}() must be the only item of a SELECT without FROM"
+        ));
     }
     let arg = |i: usize| -> Result<Option<Value>, EvalError> {
         match args.get(i) {
             None => Ok(None),
-            Some(e @ (Expr::Lit(_) | Expr::Param(_) | Expr::Call { .. } | Expr::Chain(..) | Expr::Unary(..))) => {
-                let no_row = eval::Row::Tables { tables: &[], ids: &[] };
+            Some(
+                e @ (Expr::Lit(_) | Expr::Param(_) | Expr::Call { .. } | Expr::Chain(..) | Expr::Unary(..)),
+            ) => {
+                let no_row = eval::Row::Tables {
+                    tables: &[],
+                    ids: &[],
+                };
                 let b = plan::plan(&Database::new(), &const_select(e))?;
-                let v = b.items.first().map(|x| x.eval(env, &no_row).map(|c| c.into_owned())).transpose()?;
+                let v = b
+                    .items
+                    .first()
+                    .map(|x| x.eval(env, &no_row).map(|c| c.into_owned()))
+                    .transpose()?;
                 Ok(v)
             }
             Some(_) => eval::err(format!("{upper}: the argument must be a constant")),
@@ -314,23 +363,43 @@ fn table_fn(name: &str, args: &[Expr], s: &Select, env: &Env<'_>) -> Result<Rows
         return eval::err(format!(
             "Function {} takes {}, got {}",
             def.map_or("", |d| d.sig),
-            if min == max { format!("{min} argument{}", if min == 1 { "" } else { "s" }) } else { format!("{min} to {max} arguments") },
+            if min == max {
+                format!("{min} argument{}", if min == 1 { "" } else { "s" })
+            } else {
+                format!("{min} to {max} arguments")
+            },
             args.len()
         ));
     }
     let (cols, rows): (Vec<&str>, Vec<Vec<Value>>) = match name {
-        "tables" => (vec!["table_name"], TABLES.iter().map(|t| vec![Value::from(t.name)]).collect()),
+        "tables" => (
+            vec!["table_name"],
+            TABLES.iter().map(|t| vec![Value::from(t.name)]).collect(),
+        ),
         "columns" => {
             let t = arg(0)?.unwrap_or(Value::Null);
             let tname = t.text().into_owned();
-            let schema = if t.is_null() { None } else { schema::table_index(&tname).and_then(|i| TABLES.get(i)) };
-            let Some(schema) = schema else { return eval::err(format!("Table {tname} does not exist")) };
+            let schema = if t.is_null() {
+                None
+            } else {
+                schema::table_index(&tname).and_then(|i| TABLES.get(i))
+            };
+            let Some(schema) = schema else {
+                return eval::err(format!("Table {tname} does not exist"));
+            };
             (
                 vec!["column_name", "type", "default_value", "indexed"],
                 schema
                     .columns
                     .iter()
-                    .map(|(c, ty)| vec![Value::from(*c), Value::from(ty.name()), Value::from("null"), Value::from("false")])
+                    .map(|(c, ty)| {
+                        vec![
+                            Value::from(*c),
+                            Value::from(ty.name()),
+                            Value::from("null"),
+                            Value::from("false"),
+                        ]
+                    })
                     .collect(),
             )
         }
@@ -344,7 +413,10 @@ fn table_fn(name: &str, args: &[Expr], s: &Select, env: &Env<'_>) -> Result<Rows
                     None => return eval::err(format!("Function {n} does not exist")),
                 }
             } else {
-                rows = func::FUNCS.iter().map(|d| vec![Value::from(d.sig), Value::from(d.desc)]).collect();
+                rows = func::FUNCS
+                    .iter()
+                    .map(|d| vec![Value::from(d.sig), Value::from(d.desc)])
+                    .collect();
             }
             (vec!["function_name", "description"], rows)
         }
@@ -362,7 +434,11 @@ fn table_fn(name: &str, args: &[Expr], s: &Select, env: &Env<'_>) -> Result<Rows
 
 fn const_select(e: &Expr) -> Select {
     Select {
-        items: vec![Item::Expr { expr: e.clone(), alias: None, text: String::new() }],
+        items: vec![Item::Expr {
+            expr: e.clone(),
+            alias: None,
+            text: String::new(),
+        }],
         from: None,
         where_: None,
         group_by: Vec::new(),

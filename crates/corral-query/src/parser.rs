@@ -14,14 +14,24 @@ pub(crate) const MAX_TABLES: usize = 64;
 #[derive(Debug)]
 pub(crate) enum ParseError {
     /// `Parse error: "<detail>" near "<token>" at <line>:<col>`.
-    At { detail: String, near: String, line: u32, col: u32 },
+    At {
+        detail: String,
+        near: String,
+        line: u32,
+        col: u32,
+    },
     NotSelect,
 }
 
 impl ParseError {
     pub(crate) fn message(&self) -> String {
         match self {
-            ParseError::At { detail, near, line, col } => {
+            ParseError::At {
+                detail,
+                near,
+                line,
+                col,
+            } => {
                 format!("Parse error: \"{detail}\" near \"{near}\" at {line}:{col}")
             }
             ParseError::NotSelect => String::from("Only SELECT and EXPLAIN statements are supported."),
@@ -31,22 +41,133 @@ impl ParseError {
 
 /// Words that start a statement of another kind.
 const OTHER_STATEMENTS: &[&str] = &[
-    "insert", "update", "delete", "drop", "create", "alter", "replace", "attach", "detach", "pragma", "truncate",
-    "grant", "revoke", "set", "use", "begin", "commit", "rollback", "vacuum", "analyze", "reindex", "call", "do",
-    "load", "lock", "unlock", "merge", "upsert", "show", "describe", "desc", "handler", "rename", "savepoint",
-    "release", "start", "copy", "values", "table", "with", "prepare", "execute", "deallocate", "install",
-    "kill", "flush", "reset", "optimize", "repair", "checkpoint", "import", "export", "comment", "listen",
-    "notify", "discard", "refresh", "cluster", "end", "abort",
+    "insert",
+    "update",
+    "delete",
+    "drop",
+    "create",
+    "alter",
+    "replace",
+    "attach",
+    "detach",
+    "pragma",
+    "truncate",
+    "grant",
+    "revoke",
+    "set",
+    "use",
+    "begin",
+    "commit",
+    "rollback",
+    "vacuum",
+    "analyze",
+    "reindex",
+    "call",
+    "do",
+    "load",
+    "lock",
+    "unlock",
+    "merge",
+    "upsert",
+    "show",
+    "describe",
+    "desc",
+    "handler",
+    "rename",
+    "savepoint",
+    "release",
+    "start",
+    "copy",
+    "values",
+    "table",
+    "with",
+    "prepare",
+    "execute",
+    "deallocate",
+    "install",
+    "kill",
+    "flush",
+    "reset",
+    "optimize",
+    "repair",
+    "checkpoint",
+    "import",
+    "export",
+    "comment",
+    "listen",
+    "notify",
+    "discard",
+    "refresh",
+    "cluster",
+    "end",
+    "abort",
 ];
 
 /// Reserved words: never a table, column or alias name unless quoted with backticks.
 const RESERVED: &[&str] = &[
-    "select", "from", "where", "group", "by", "having", "order", "asc", "desc", "limit", "offset", "as", "join",
-    "inner", "cross", "left", "right", "outer", "natural", "on", "using", "and", "or", "xor", "not", "between",
-    "is", "null", "like", "regexp", "in", "true", "false", "explain", "distinct", "union", "all", "with",
-    "intersect", "except", "over", "window", "partition", "into", "exists", "case", "when", "then", "else",
-    "end", "any", "some", "full", "straight_join", "for", "rlike", "escape", "collate", "interval", "div",
-    "values", "lateral", "returning",
+    "select",
+    "from",
+    "where",
+    "group",
+    "by",
+    "having",
+    "order",
+    "asc",
+    "desc",
+    "limit",
+    "offset",
+    "as",
+    "join",
+    "inner",
+    "cross",
+    "left",
+    "right",
+    "outer",
+    "natural",
+    "on",
+    "using",
+    "and",
+    "or",
+    "xor",
+    "not",
+    "between",
+    "is",
+    "null",
+    "like",
+    "regexp",
+    "in",
+    "true",
+    "false",
+    "explain",
+    "distinct",
+    "union",
+    "all",
+    "with",
+    "intersect",
+    "except",
+    "over",
+    "window",
+    "partition",
+    "into",
+    "exists",
+    "case",
+    "when",
+    "then",
+    "else",
+    "end",
+    "any",
+    "some",
+    "full",
+    "straight_join",
+    "for",
+    "rlike",
+    "escape",
+    "collate",
+    "interval",
+    "div",
+    "values",
+    "lateral",
+    "returning",
 ];
 
 fn reserved(w: &str) -> bool {
@@ -66,7 +187,13 @@ type PResult<T> = Result<T, ParseError>;
 impl<'a> Parser<'a> {
     /// `toks` is one statement, ending with its `;` or end-of-text token.
     pub(crate) fn new(src: &'a str, toks: &'a [Token], params: &'a [Value]) -> Self {
-        Parser { src, toks, params, pos: 0, depth: 0 }
+        Parser {
+            src,
+            toks,
+            params,
+            pos: 0,
+            depth: 0,
+        }
     }
 
     fn peek(&self) -> &Tk {
@@ -74,7 +201,10 @@ impl<'a> Parser<'a> {
     }
 
     fn peek_at(&self, n: usize) -> &Tk {
-        self.toks.get(self.pos + n).or(self.toks.last()).map_or(&Tk::Eof, |t| &t.tk)
+        self.toks
+            .get(self.pos + n)
+            .or(self.toks.last())
+            .map_or(&Tk::Eof, |t| &t.tk)
     }
 
     fn tok(&self) -> Option<&Token> {
@@ -110,7 +240,12 @@ impl<'a> Parser<'a> {
             Some(Tk::Bad(d)) => (*d).to_string(),
             _ => detail.to_string(),
         };
-        Err(ParseError::At { detail, near, line, col })
+        Err(ParseError::At {
+            detail,
+            near,
+            line,
+            col,
+        })
     }
 
     fn is_kw(&self, kw: &str) -> bool {
@@ -127,7 +262,11 @@ impl<'a> Parser<'a> {
     }
 
     fn expect_kw(&mut self, kw: &str) -> PResult<()> {
-        if self.eat_kw(kw) { Ok(()) } else { self.err("unexpected token") }
+        if self.eat_kw(kw) {
+            Ok(())
+        } else {
+            self.err("unexpected token")
+        }
     }
 
     fn is_op(&self, op: &str) -> bool {
@@ -144,16 +283,28 @@ impl<'a> Parser<'a> {
     }
 
     fn expect_op(&mut self, op: &str) -> PResult<()> {
-        if self.eat_op(op) { Ok(()) } else { self.err("unexpected token") }
+        if self.eat_op(op) {
+            Ok(())
+        } else {
+            self.err("unexpected token")
+        }
     }
 
     fn enter(&mut self) -> PResult<()> {
         self.depth += 1;
-        if self.depth > MAX_DEPTH { self.err("expression nested too deeply") } else { Ok(()) }
+        if self.depth > MAX_DEPTH {
+            self.err("expression nested too deeply")
+        } else {
+            Ok(())
+        }
     }
 
     fn leave(&mut self) {
         self.depth = self.depth.saturating_sub(1);
+    }
+
+    fn at_name(&self) -> bool {
+        matches!(self.peek(), Tk::Ident(w) if !reserved(w)) || matches!(self.peek(), Tk::QIdent(_))
     }
 
     /// A table, column or alias name.
@@ -191,8 +342,16 @@ impl<'a> Parser<'a> {
         while self.eat_op(",") {
             items.push(self.item()?);
         }
-        let from = if self.eat_kw("from") { Some(self.table_refs()?) } else { None };
-        let where_ = if self.eat_kw("where") { Some(self.expr()?) } else { None };
+        let from = if self.eat_kw("from") {
+            Some(self.table_refs()?)
+        } else {
+            None
+        };
+        let where_ = if self.eat_kw("where") {
+            Some(self.expr()?)
+        } else {
+            None
+        };
         let mut group_by = Vec::new();
         if self.eat_kw("group") {
             self.expect_kw("by")?;
@@ -201,7 +360,11 @@ impl<'a> Parser<'a> {
                 group_by.push(self.expr()?);
             }
         }
-        let having = if self.eat_kw("having") { Some(self.expr()?) } else { None };
+        let having = if self.eat_kw("having") {
+            Some(self.expr()?)
+        } else {
+            None
+        };
         let mut order_by = Vec::new();
         if self.eat_kw("order") {
             self.expect_kw("by")?;
@@ -231,7 +394,15 @@ impl<'a> Parser<'a> {
         } else {
             None
         };
-        Ok(Select { items, from, where_, group_by, having, order_by, limit })
+        Ok(Select {
+            items,
+            from,
+            where_,
+            group_by,
+            having,
+            order_by,
+            limit,
+        })
     }
 
     fn limit_number(&mut self) -> PResult<u64> {
@@ -253,20 +424,17 @@ impl<'a> Parser<'a> {
         if self.eat_op("*") {
             return Ok(Item::Star);
         }
-        if matches!(self.peek(), Tk::Ident(w) if !reserved(w)) || matches!(self.peek(), Tk::QIdent(_)) {
-            if matches!(self.peek_at(1), Tk::Op(".")) && matches!(self.peek_at(2), Tk::Op("*")) {
-                let t = self.name()?;
-                self.bump();
-                self.bump();
-                return Ok(Item::TableStar(t));
-            }
+        if self.at_name() && matches!(self.peek_at(1), Tk::Op(".")) && matches!(self.peek_at(2), Tk::Op("*"))
+        {
+            let t = self.name()?;
+            self.bump();
+            self.bump();
+            return Ok(Item::TableStar(t));
         }
         let first = self.pos;
         let expr = self.expr()?;
         let text = self.text_of(first, self.pos);
-        let alias = if self.eat_kw("as") {
-            Some(self.name()?)
-        } else if matches!(self.peek(), Tk::Ident(w) if !reserved(w)) || matches!(self.peek(), Tk::QIdent(_)) {
+        let alias = if self.eat_kw("as") || self.at_name() {
             Some(self.name()?)
         } else {
             None
@@ -301,7 +469,12 @@ impl<'a> Parser<'a> {
                 return self.err("too many tables");
             }
             let right = self.table_ref()?;
-            left = TableRef::Join { left: Box::new(left), right: Box::new(right), kind: JoinKind::Inner, cond: JoinCond::None };
+            left = TableRef::Join {
+                left: Box::new(left),
+                right: Box::new(right),
+                kind: JoinKind::Inner,
+                cond: JoinCond::None,
+            };
         }
         Ok(left)
     }
@@ -315,9 +488,7 @@ impl<'a> Parser<'a> {
             return Ok(r);
         }
         let name = self.name()?;
-        let alias = if self.eat_kw("as") {
-            Some(self.name()?)
-        } else if matches!(self.peek(), Tk::Ident(w) if !reserved(w)) || matches!(self.peek(), Tk::QIdent(_)) {
+        let alias = if self.eat_kw("as") || self.at_name() {
             Some(self.name()?)
         } else {
             None
@@ -375,7 +546,12 @@ impl<'a> Parser<'a> {
             } else {
                 JoinCond::None
             };
-            left = TableRef::Join { left: Box::new(left), right: Box::new(right), kind, cond };
+            left = TableRef::Join {
+                left: Box::new(left),
+                right: Box::new(right),
+                kind,
+                cond,
+            };
         }
     }
 
@@ -414,7 +590,11 @@ impl<'a> Parser<'a> {
             self.bump();
             rest.push((*op, self.chain(level + 1)?));
         }
-        Ok(if rest.is_empty() { first } else { Expr::Chain(Box::new(first), rest) })
+        Ok(if rest.is_empty() {
+            first
+        } else {
+            Expr::Chain(Box::new(first), rest)
+        })
     }
 
     fn not_expr(&mut self) -> PResult<Expr> {
@@ -477,12 +657,25 @@ impl<'a> Parser<'a> {
                 self.chain(5).and_then(|lo| {
                     self.expect_kw("and")?;
                     let hi = self.chain(5)?;
-                    Ok(Expr::Between { e, lo: Box::new(lo), hi: Box::new(hi), not })
+                    Ok(Expr::Between {
+                        e,
+                        lo: Box::new(lo),
+                        hi: Box::new(hi),
+                        not,
+                    })
                 })
             } else if self.eat_kw("like") {
-                self.chain(5).map(|p| Expr::Like { e, pat: Box::new(p), not })
+                self.chain(5).map(|p| Expr::Like {
+                    e,
+                    pat: Box::new(p),
+                    not,
+                })
             } else if self.eat_kw("regexp") {
-                self.chain(5).map(|p| Expr::Regexp { e, pat: Box::new(p), not })
+                self.chain(5).map(|p| Expr::Regexp {
+                    e,
+                    pat: Box::new(p),
+                    not,
+                })
             } else if self.eat_kw("in") {
                 self.in_list().map(|list| Expr::In { e, list, not })
             } else {
@@ -497,7 +690,11 @@ impl<'a> Parser<'a> {
             self.leave();
         }
         result?;
-        Ok(if cmp.is_empty() { left } else { Expr::Chain(Box::new(left), cmp) })
+        Ok(if cmp.is_empty() {
+            left
+        } else {
+            Expr::Chain(Box::new(left), cmp)
+        })
     }
 
     fn in_list(&mut self) -> PResult<Vec<Expr>> {
@@ -589,9 +786,15 @@ impl<'a> Parser<'a> {
                 let first = self.name()?;
                 if self.eat_op(".") {
                     let col = self.name()?;
-                    Ok(Expr::Column { table: Some(first), name: col })
+                    Ok(Expr::Column {
+                        table: Some(first),
+                        name: col,
+                    })
                 } else {
-                    Ok(Expr::Column { table: None, name: first })
+                    Ok(Expr::Column {
+                        table: None,
+                        name: first,
+                    })
                 }
             }
             _ => self.err("unexpected token"),

@@ -54,7 +54,12 @@ pub(crate) enum Node {
 /// Join tree before conditions are placed.
 enum Tree {
     Leaf(usize),
-    Join { kind: JoinKind, left: Box<Tree>, right: Box<Tree>, on: Vec<Conj> },
+    Join {
+        kind: JoinKind,
+        left: Box<Tree>,
+        right: Box<Tree>,
+        on: Vec<Conj>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,8 +119,13 @@ fn split_and(e: &Expr, out: &mut Vec<Expr>) {
 }
 
 enum Mode<'g> {
-    Row { ctx: &'static str },
-    Group { keys: &'g [BExpr], aggs: &'g mut Vec<AggSpec> },
+    Row {
+        ctx: &'static str,
+    },
+    Group {
+        keys: &'g [BExpr],
+        aggs: &'g mut Vec<AggSpec>,
+    },
 }
 
 struct Binder<'a> {
@@ -128,7 +138,9 @@ struct Binder<'a> {
 }
 
 fn group_error<T>(e: &Expr) -> EResult<T> {
-    err(format!("Column {e} must appear in GROUP BY or be used in an aggregate function"))
+    err(format!(
+        "Column {e} must appear in GROUP BY or be used in an aggregate function"
+    ))
 }
 
 impl Binder<'_> {
@@ -160,26 +172,27 @@ impl Binder<'_> {
 
     fn bind(&self, e: &Expr, mode: &mut Mode<'_>) -> EResult<BExpr> {
         if let Mode::Group { keys, .. } = mode {
-            if let Expr::Column { table: None, name } = e {
-                if let Some((_, target)) = self.aliases.iter().find(|(a, _)| a.eq_ignore_ascii_case(name)) {
-                    if !matches!(target, Expr::Column { table: None, name: n } if n.eq_ignore_ascii_case(name)) {
-                        let inner = Binder { aliases: &[], ..*self };
-                        return inner.bind(target, mode);
-                    }
-                }
+            if let Expr::Column { table: None, name } = e
+                && let Some((_, target)) = self.aliases.iter().find(|(a, _)| a.eq_ignore_ascii_case(name))
+                && !matches!(target, Expr::Column { table: None, name: n } if n.eq_ignore_ascii_case(name))
+            {
+                let inner = Binder {
+                    aliases: &[],
+                    ..*self
+                };
+                return inner.bind(target, mode);
             }
-            if !e.has_aggregate() {
-                if let Ok(b) = self.bind(e, &mut Mode::Row { ctx: "GROUP BY" }) {
-                    if let Some(i) = keys.iter().position(|k| *k == b) {
-                        return Ok(BExpr::GroupKey(i));
-                    }
-                    if b.mask() == 0 && !matches!(e, Expr::Column { .. }) {
-                        let mut has_col = false;
-                        b.visit(&mut |x| has_col |= matches!(x, BExpr::Coalesce(_) | BExpr::Col { .. }));
-                        if !has_col {
-                            return Ok(b);
-                        }
-                    }
+            if !e.has_aggregate()
+                && let Ok(b) = self.bind(e, &mut Mode::Row { ctx: "GROUP BY" })
+            {
+                if let Some(i) = keys.iter().position(|k| *k == b) {
+                    return Ok(BExpr::GroupKey(i));
+                }
+                // A constant (no column at all) is the same in every group.
+                let mut has_col = false;
+                b.visit(&mut |x| has_col |= matches!(x, BExpr::Coalesce(_) | BExpr::Col { .. }));
+                if !has_col {
+                    return Ok(b);
                 }
             }
             if let Expr::Column { .. } = e {
@@ -221,16 +234,30 @@ impl Binder<'_> {
                 for i in list {
                     l.push(self.bind(i, mode)?);
                 }
-                BExpr::In { e: Box::new(x), list: l, not: *not }
+                let set = crate::eval::InSet::build(&l).map(Arc::new);
+                BExpr::In {
+                    e: Box::new(x),
+                    list: l,
+                    not: *not,
+                    set,
+                }
             }
-            Expr::IsNull { e, not } => BExpr::IsNull { e: Box::new(self.bind(e, mode)?), not: *not },
+            Expr::IsNull { e, not } => BExpr::IsNull {
+                e: Box::new(self.bind(e, mode)?),
+                not: *not,
+            },
             Expr::Like { e, pat, not } => {
                 let p = self.bind(pat, mode)?;
                 let compiled: Option<Vec<LikeTok>> = match &p {
                     BExpr::Const(v) if !v.is_null() => Some(compile_like(&v.text())),
                     _ => None,
                 };
-                BExpr::Like { e: Box::new(self.bind(e, mode)?), pat: Box::new(p), not: *not, compiled }
+                BExpr::Like {
+                    e: Box::new(self.bind(e, mode)?),
+                    pat: Box::new(p),
+                    not: *not,
+                    compiled,
+                }
             }
             Expr::Regexp { e, pat, not } => {
                 let p = self.bind(pat, mode)?;
@@ -238,7 +265,12 @@ impl Binder<'_> {
                     BExpr::Const(v) if !v.is_null() => Some(Re(Arc::new(compile_regex(&v.text())?))),
                     _ => None,
                 };
-                BExpr::Regexp { e: Box::new(self.bind(e, mode)?), pat: Box::new(p), not: *not, compiled }
+                BExpr::Regexp {
+                    e: Box::new(self.bind(e, mode)?),
+                    pat: Box::new(p),
+                    not: *not,
+                    compiled,
+                }
             }
             Expr::Call { name, args, star } => {
                 let Some(def) = func::lookup(name) else {
@@ -273,7 +305,9 @@ impl Binder<'_> {
                 };
                 if let Some(kind) = kind {
                     let aggs = match mode {
-                        Mode::Row { ctx } => return err(format!("Aggregate functions are not allowed in {ctx}")),
+                        Mode::Row { ctx } => {
+                            return err(format!("Aggregate functions are not allowed in {ctx}"));
+                        }
                         Mode::Group { aggs, .. } => aggs,
                     };
                     let arg = match args.first() {
@@ -281,7 +315,12 @@ impl Binder<'_> {
                             if a.has_aggregate() {
                                 return err("Aggregate functions cannot be nested");
                             }
-                            self.bind(a, &mut Mode::Row { ctx: "an aggregate argument" })?
+                            self.bind(
+                                a,
+                                &mut Mode::Row {
+                                    ctx: "an aggregate argument",
+                                },
+                            )?
                         }
                         None => BExpr::Const(Value::Null),
                     };
@@ -351,7 +390,10 @@ impl Planner<'_> {
         if self.slots.len() >= crate::parser::MAX_TABLES {
             return err("Too many tables in FROM");
         }
-        self.slots.push(Slot { alias, table: table.clone() });
+        self.slots.push(Slot {
+            alias,
+            table: table.clone(),
+        });
         Ok(self.slots.len() - 1)
     }
 
@@ -365,11 +407,19 @@ impl Planner<'_> {
                     .unwrap_or(&[])
                     .iter()
                     .enumerate()
-                    .map(|(col, (n, _))| Entry { name: n, expr: BExpr::Col { slot, col } })
+                    .map(|(col, (n, _))| Entry {
+                        name: n,
+                        expr: BExpr::Col { slot, col },
+                    })
                     .collect();
                 Ok((Tree::Leaf(slot), entries, mask_of(slot)))
             }
-            TableRef::Join { left, right, kind, cond } => {
+            TableRef::Join {
+                left,
+                right,
+                kind,
+                cond,
+            } => {
                 let (lt, le, lm) = self.tree(left)?;
                 let (rt, re, rm) = self.tree(right)?;
                 let mut on = Vec::new();
@@ -394,7 +444,9 @@ impl Planner<'_> {
                             let mut it = list.iter().filter(|e| e.name.eq_ignore_ascii_case(c));
                             match (it.next(), it.next()) {
                                 (Some(e), None) => Ok(e.expr.clone()),
-                                (Some(_), Some(_)) => err(format!("Column {c} is ambiguous in the {side} table")),
+                                (Some(_), Some(_)) => {
+                                    err(format!("Column {c} is ambiguous in the {side} table"))
+                                }
                                 (None, _) => err(format!("Column {c} does not exist in the {side} table")),
                             }
                         };
@@ -402,14 +454,21 @@ impl Planner<'_> {
                         for c in &cols {
                             let (l, r) = (find(&le, c, "left")?, find(&re, c, "right")?);
                             let e = BExpr::Chain(Box::new(l.clone()), vec![(BinOp::Eq, r.clone())]);
-                            on.push(Conj { mask: e.mask(), e, text: format!("using {c}") });
+                            on.push(Conj {
+                                mask: e.mask(),
+                                e,
+                                text: format!("using {c}"),
+                            });
                             merged.push((c.to_ascii_lowercase(), BExpr::Coalesce(vec![l, r])));
                         }
                         let is_merged = |n: &str| merged.iter().any(|(m, _)| m == n);
                         let mut out: Vec<Entry> = le
                             .iter()
                             .map(|e| match merged.iter().find(|(m, _)| m == e.name) {
-                                Some((_, x)) => Entry { name: e.name, expr: x.clone() },
+                                Some((_, x)) => Entry {
+                                    name: e.name,
+                                    expr: x.clone(),
+                                },
                                 None => e.clone(),
                             })
                             .collect();
@@ -419,15 +478,33 @@ impl Planner<'_> {
                     None => le.iter().chain(re.iter()).cloned().collect(),
                 };
                 if let JoinCond::On(e) = cond {
-                    let b = Binder { slots: &self.slots, entries: &entries, allowed: lm | rm, aliases: &[] };
+                    let b = Binder {
+                        slots: &self.slots,
+                        entries: &entries,
+                        allowed: lm | rm,
+                        aliases: &[],
+                    };
                     let mut parts = Vec::new();
                     split_and(e, &mut parts);
                     for p in parts {
                         let be = b.bind(&p, &mut Mode::Row { ctx: "ON" })?;
-                        on.push(Conj { mask: be.mask(), e: be, text: p.to_string() });
+                        on.push(Conj {
+                            mask: be.mask(),
+                            e: be,
+                            text: p.to_string(),
+                        });
                     }
                 }
-                Ok((Tree::Join { kind: *kind, left: Box::new(lt), right: Box::new(rt), on }, entries, lm | rm))
+                Ok((
+                    Tree::Join {
+                        kind: *kind,
+                        left: Box::new(lt),
+                        right: Box::new(rt),
+                        on,
+                    },
+                    entries,
+                    lm | rm,
+                ))
             }
         }
     }
@@ -445,7 +522,9 @@ impl Planner<'_> {
 
     fn equi(&self, c: &Conj, lm: u64, rm: u64) -> Option<(BExpr, BExpr)> {
         let BExpr::Chain(a, rest) = &c.e else { return None };
-        let [(BinOp::Eq, b)] = rest.as_slice() else { return None };
+        let [(BinOp::Eq, b)] = rest.as_slice() else {
+            return None;
+        };
         let (am, bm) = (a.mask(), b.mask());
         let (l, r) = if am != 0 && bm != 0 && am & !lm == 0 && bm & !rm == 0 {
             (a.as_ref(), b)
@@ -462,9 +541,15 @@ impl Planner<'_> {
     fn place(&self, t: Tree, conds: Vec<Conj>) -> Node {
         match t {
             Tree::Leaf(slot) => Node::Scan { slot, filters: conds },
-            Tree::Join { kind, left, right, on } => {
+            Tree::Join {
+                kind,
+                left,
+                right,
+                on,
+            } => {
                 let (lm, rm) = (Self::tree_mask(&left), Self::tree_mask(&right));
-                let (mut lc, mut rc, mut residual, mut post) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+                let (mut lc, mut rc, mut residual, mut post) =
+                    (Vec::new(), Vec::new(), Vec::new(), Vec::new());
                 let (mut lkeys, mut rkeys, mut key_text) = (Vec::new(), Vec::new(), Vec::new());
                 // Pushed (WHERE-like) conditions.
                 for c in conds {
@@ -522,7 +607,10 @@ impl Planner<'_> {
 
 /// Plans a SELECT that is not a table-function call.
 pub(crate) fn plan(db: &Database, s: &Select) -> EResult<Plan> {
-    let mut p = Planner { db, slots: Vec::new() };
+    let mut p = Planner {
+        db,
+        slots: Vec::new(),
+    };
     let (tree, entries, all) = match &s.from {
         Some(r) => {
             let (t, e, m) = p.tree(r)?;
@@ -534,11 +622,18 @@ pub(crate) fn plan(db: &Database, s: &Select) -> EResult<Plan> {
         .items
         .iter()
         .filter_map(|i| match i {
-            Item::Expr { expr, alias: Some(a), .. } => Some((a.clone(), expr.clone())),
+            Item::Expr {
+                expr, alias: Some(a), ..
+            } => Some((a.clone(), expr.clone())),
             _ => None,
         })
         .collect();
-    let row = Binder { slots: &p.slots, entries: &entries, allowed: all, aliases: &[] };
+    let row = Binder {
+        slots: &p.slots,
+        entries: &entries,
+        allowed: all,
+        aliases: &[],
+    };
 
     // WHERE
     let mut where_conj = Vec::new();
@@ -547,13 +642,19 @@ pub(crate) fn plan(db: &Database, s: &Select) -> EResult<Plan> {
         split_and(w, &mut parts);
         for part in parts {
             let e = row.bind(&part, &mut Mode::Row { ctx: "WHERE" })?;
-            where_conj.push(Conj { mask: e.mask(), e, text: part.to_string() });
+            where_conj.push(Conj {
+                mask: e.mask(),
+                e,
+                text: part.to_string(),
+            });
         }
     }
 
     let grouped = !s.group_by.is_empty()
         || s.having.is_some()
-        || s.items.iter().any(|i| matches!(i, Item::Expr { expr, .. } if expr.has_aggregate()))
+        || s.items
+            .iter()
+            .any(|i| matches!(i, Item::Expr { expr, .. } if expr.has_aggregate()))
         || s.order_by.iter().any(|(e, _)| e.has_aggregate());
 
     // Output columns, as expressions over rows (plain) or groups (grouped).
@@ -562,7 +663,9 @@ pub(crate) fn plan(db: &Database, s: &Select) -> EResult<Plan> {
     let mut grouping = None;
     let mut order = Vec::new();
     let out_alias = |e: &Expr| -> Option<usize> {
-        let Expr::Column { table: None, name } = e else { return None };
+        let Expr::Column { table: None, name } = e else {
+            return None;
+        };
         let mut idx = 0usize;
         for it in &s.items {
             match it {
@@ -653,26 +756,52 @@ pub(crate) fn plan(db: &Database, s: &Select) -> EResult<Plan> {
             };
             keys.push(k);
         }
-        let gb = Binder { aliases: &aliases, ..row };
+        let gb = Binder {
+            aliases: &aliases,
+            ..row
+        };
         let mut aggs = Vec::new();
         for (o, name) in outs.iter().zip(&columns) {
             let b = match o {
-                Out::Ast(e) => gb.bind(e, &mut Mode::Group { keys: &keys, aggs: &mut aggs })?,
+                Out::Ast(e) => gb.bind(
+                    e,
+                    &mut Mode::Group {
+                        keys: &keys,
+                        aggs: &mut aggs,
+                    },
+                )?,
                 Out::Bound(b) => match keys.iter().position(|k| k == b) {
                     Some(i) => BExpr::GroupKey(i),
-                    None => return group_error(&Expr::Column { table: None, name: name.clone() }),
+                    None => {
+                        return group_error(&Expr::Column {
+                            table: None,
+                            name: name.clone(),
+                        });
+                    }
                 },
             };
             items.push(b);
         }
         let having = match &s.having {
-            Some(h) => Some(gb.bind(h, &mut Mode::Group { keys: &keys, aggs: &mut aggs })?),
+            Some(h) => Some(gb.bind(
+                h,
+                &mut Mode::Group {
+                    keys: &keys,
+                    aggs: &mut aggs,
+                },
+            )?),
             None => None,
         };
         for (e, desc) in &s.order_by {
             let k = match (position(e, items.len(), "ORDER BY")?, out_alias(e)) {
                 (Some(i), _) | (None, Some(i)) => OrderKey::Output(i),
-                _ => OrderKey::Expr(gb.bind(e, &mut Mode::Group { keys: &keys, aggs: &mut aggs })?),
+                _ => OrderKey::Expr(gb.bind(
+                    e,
+                    &mut Mode::Group {
+                        keys: &keys,
+                        aggs: &mut aggs,
+                    },
+                )?),
             };
             order.push((k, *desc));
         }
@@ -712,7 +841,11 @@ pub(crate) fn plan(db: &Database, s: &Select) -> EResult<Plan> {
         order,
         limit: s.limit,
         order_text,
-        slot_names: p.slots.iter().map(|s| (s.alias.clone(), s.table.schema().name)).collect(),
+        slot_names: p
+            .slots
+            .iter()
+            .map(|s| (s.alias.clone(), s.table.schema().name))
+            .collect(),
     })
 }
 
@@ -726,7 +859,12 @@ impl Plan {
     }
 
     fn node_steps(&self, n: &Node, out: &mut Vec<String>) {
-        let conds = |c: &[Conj]| c.iter().map(|x| x.text.as_str()).collect::<Vec<_>>().join(" and ");
+        let conds = |c: &[Conj]| {
+            c.iter()
+                .map(|x| x.text.as_str())
+                .collect::<Vec<_>>()
+                .join(" and ")
+        };
         match n {
             Node::Scan { slot, filters } => {
                 let rows = self.tables.get(*slot).map_or(0, |t| t.len());
@@ -736,8 +874,20 @@ impl Plan {
                 }
                 out.push(s);
             }
-            Node::Join { kind, left, right, key_text, residual, post, .. } => {
-                let (build, probe) = if *kind == JoinKind::Right { (left, right) } else { (right, left) };
+            Node::Join {
+                kind,
+                left,
+                right,
+                key_text,
+                residual,
+                post,
+                ..
+            } => {
+                let (build, probe) = if *kind == JoinKind::Right {
+                    (left, right)
+                } else {
+                    (right, left)
+                };
                 self.node_steps(build, out);
                 self.node_steps(probe, out);
                 let kind_s = match kind {
@@ -751,7 +901,11 @@ impl Plan {
                     format!("hash {kind_s} join on {}", key_text.join(" and "))
                 };
                 if !residual.is_empty() {
-                    s.push_str(&format!(" {} {}", if key_text.is_empty() { "on" } else { "and" }, conds(residual)));
+                    s.push_str(&format!(
+                        " {} {}",
+                        if key_text.is_empty() { "on" } else { "and" },
+                        conds(residual)
+                    ));
                 }
                 out.push(s);
                 if !post.is_empty() {
@@ -769,13 +923,24 @@ impl Plan {
             None => out.push(String::from("one row without table")),
         }
         if !self.filter.is_empty() {
-            out.push(format!("filter {}", self.filter.iter().map(|c| c.text.as_str()).collect::<Vec<_>>().join(" and ")));
+            out.push(format!(
+                "filter {}",
+                self.filter
+                    .iter()
+                    .map(|c| c.text.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            ));
         }
         if let Some(g) = &self.grouping {
             out.push(if g.keys.is_empty() {
                 format!("aggregate into one group ({} aggregates)", g.aggs.len())
             } else {
-                format!("hash aggregate by {} keys ({} aggregates)", g.keys.len(), g.aggs.len())
+                format!(
+                    "hash aggregate by {} keys ({} aggregates)",
+                    g.keys.len(),
+                    g.aggs.len()
+                )
             });
             if g.having.is_some() {
                 out.push(String::from("filter groups (having)"));

@@ -44,7 +44,9 @@ pub struct TableSchema {
 
 impl TableSchema {
     pub(crate) fn column(&self, name: &str) -> Option<usize> {
-        self.columns.iter().position(|(c, _)| c.eq_ignore_ascii_case(name))
+        self.columns
+            .iter()
+            .position(|(c, _)| c.eq_ignore_ascii_case(name))
     }
 }
 
@@ -105,7 +107,10 @@ impl Table {
         let schema = table_index(name)
             .and_then(|i| TABLES.get(i))
             .ok_or_else(|| format!("Table {name} does not exist"))?;
-        Ok(Table { schema, data: Vec::new() })
+        Ok(Table {
+            schema,
+            data: Vec::new(),
+        })
     }
 
     /// Builds a table from rows; every row must have the schema's arity and column types
@@ -157,7 +162,11 @@ impl Table {
     #[inline]
     pub(crate) fn get(&self, row: u32, col: usize) -> &Value {
         let w = self.schema.columns.len();
-        (row as usize).checked_mul(w).and_then(|o| o.checked_add(col)).and_then(|i| self.data.get(i)).unwrap_or(&NULL)
+        (row as usize)
+            .checked_mul(w)
+            .and_then(|o| o.checked_add(col))
+            .and_then(|i| self.data.get(i))
+            .unwrap_or(&NULL)
     }
 }
 
@@ -175,7 +184,15 @@ impl Default for Database {
 
 impl Database {
     pub fn new() -> Self {
-        let tables = TABLES.iter().map(|s| Arc::new(Table { schema: s, data: Vec::new() })).collect();
+        let tables = TABLES
+            .iter()
+            .map(|s| {
+                Arc::new(Table {
+                    schema: s,
+                    data: Vec::new(),
+                })
+            })
+            .collect();
         Database { tables }
     }
 

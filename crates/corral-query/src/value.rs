@@ -99,7 +99,11 @@ impl Serialize for Value {
 }
 
 pub(crate) fn float_text(f: f64) -> String {
-    if f.is_finite() { format!("{f:?}") } else { String::from("null") }
+    if f.is_finite() {
+        format!("{f:?}")
+    } else {
+        String::from("null")
+    }
 }
 
 /// A number as arithmetic sees it.
@@ -130,7 +134,10 @@ pub(crate) fn parse_num(s: &str) -> Option<Num> {
     if t.is_empty() || !t.bytes().any(|b| b.is_ascii_digit()) {
         return None;
     }
-    if !t.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'+' | b'-' | b'.' | b'e' | b'E')) {
+    if !t
+        .bytes()
+        .all(|b| b.is_ascii_digit() || matches!(b, b'+' | b'-' | b'.' | b'e' | b'E'))
+    {
         return None;
     }
     if let Ok(i) = t.parse::<i64>() {
@@ -174,7 +181,11 @@ pub(crate) fn compare(a: &Value, b: &Value) -> Option<Ordering> {
         (Bool(x), Bool(y)) => Some(x.cmp(y)),
         (Str(s), Bool(bv)) => Some(match bool_word(s) {
             Some(sb) => sb.cmp(bv),
-            None => s.as_bytes().cmp(if *bv { b"true".as_slice() } else { b"false".as_slice() }),
+            None => s.as_bytes().cmp(if *bv {
+                b"true".as_slice()
+            } else {
+                b"false".as_slice()
+            }),
         }),
         (Bool(_), Str(_)) => compare(b, a).map(Ordering::reverse),
         (Str(s), n) => {
@@ -288,9 +299,18 @@ mod tests {
 
     #[test]
     fn mixed_comparisons() {
-        assert_eq!(compare(&Value::str("10"), &Value::Int(9)), Some(Ordering::Greater));
-        assert_eq!(compare(&Value::str("abc"), &Value::Int(9)), Some(Ordering::Greater));
-        assert_eq!(compare(&Value::str("TRUE"), &Value::Bool(true)), Some(Ordering::Equal));
+        assert_eq!(
+            compare(&Value::str("10"), &Value::Int(9)),
+            Some(Ordering::Greater)
+        );
+        assert_eq!(
+            compare(&Value::str("abc"), &Value::Int(9)),
+            Some(Ordering::Greater)
+        );
+        assert_eq!(
+            compare(&Value::str("TRUE"), &Value::Bool(true)),
+            Some(Ordering::Equal)
+        );
         assert_eq!(compare(&Value::Bool(true), &Value::Int(1)), Some(Ordering::Equal));
         assert_eq!(compare(&Value::Null, &Value::Int(1)), None);
         assert_eq!(parse_num("inf"), None);

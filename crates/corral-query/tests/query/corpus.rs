@@ -7,7 +7,7 @@ use serde_json::{Value as J, json};
 
 use crate::fixture;
 
-const CASES: &[(&str, &str, &str)] = &[
+pub const CASES: &[(&str, &str, &str)] = &[
     // --- expressions without FROM
     ("select 1 + 1", "[]", r#"{"c": ["1 + 1"], "r": [[2]]}"#),
     (
@@ -15,8 +15,16 @@ const CASES: &[(&str, &str, &str)] = &[
         "[]",
         r#"{"c": ["7 / 2", "7 % 3", "2 * 3 - 1", "-5 + 2"], "r": [[3.5, 1, 5, -3]]}"#,
     ),
-    ("select 1 / 0, 5 % 0, 1.5 * 2", "[]", r#"{"c": ["1 / 0", "5 % 0", "1.5 * 2"], "r": [[null, null, 3.0]]}"#),
-    ("select 9223372036854775807 + 1", "[]", r#"{"e": "evaluation_error", "m": "Integer overflow"}"#),
+    (
+        "select 1 / 0, 5 % 0, 1.5 * 2",
+        "[]",
+        r#"{"c": ["1 / 0", "5 % 0", "1.5 * 2"], "r": [[null, null, 3.0]]}"#,
+    ),
+    (
+        "select 9223372036854775807 + 1",
+        "[]",
+        r#"{"e": "evaluation_error", "m": "Integer overflow"}"#,
+    ),
     (
         "select 6 & 3, 6 | 3, 6 ^ 3, 1 << 4, 256 >> 4, ~0",
         "[]",
@@ -56,7 +64,11 @@ const CASES: &[(&str, &str, &str)] = &[
             "r": [[true, false, true, true]]}"#,
     ),
     ("select 1 where 1 = 0", "[]", r#"{"c": ["1"], "r": []}"#),
-    ("select 'abc' + 1", "[]", r#"{"e": "evaluation_error", "m": "Cannot convert 'abc' to a number"}"#),
+    (
+        "select 'abc' + 1",
+        "[]",
+        r#"{"e": "evaluation_error", "m": "Cannot convert 'abc' to a number"}"#,
+    ),
     // --- functions
     (
         "select abs(-3), sign(-2.5), ceil(1.2), floor(-1.2), sqrt(16), power(2, 10), mod(10, 3), round(2.5, 0), round(-2.346, 2), truncate(2.789, 1)",
@@ -114,7 +126,11 @@ const CASES: &[(&str, &str, &str)] = &[
         "[]",
         r#"{"e": "evaluation_error", "m": "Function SUBSTR(S, FROM[, TO]) takes 2 to 3 arguments, got 1 argument"}"#,
     ),
-    ("select load_extension('x')", "[]", r#"{"e": "evaluation_error", "m": "Function load_extension does not exist"}"#),
+    (
+        "select load_extension('x')",
+        "[]",
+        r#"{"e": "evaluation_error", "m": "Function load_extension does not exist"}"#,
+    ),
     // --- placeholders
     (
         "select id, name from projects where name regexp :name: order by name asc",
@@ -150,7 +166,11 @@ const CASES: &[(&str, &str, &str)] = &[
         "[]",
         r#"{"e": "missing_parameters", "m": "Parameter for placeholder \"id\" is missing"}"#,
     ),
-    ("select 1; select ?", "[]", r#"[{"e": "missing_parameters", "m": "Parameter for placeholder #1 is missing"}]"#),
+    (
+        "select 1; select ?",
+        "[]",
+        r#"[{"e": "missing_parameters", "m": "Parameter for placeholder #1 is missing"}]"#,
+    ),
     (
         "select :n:; select ?",
         r#"[{"name": "n", "index": 1, "value": "x"}]"#,
@@ -201,8 +221,16 @@ const CASES: &[(&str, &str, &str)] = &[
         "[]",
         r#"{"c": ["name", "name"], "r": [["db-1", "tiny"], ["orphan", null], ["web-1", "small"], ["web-2", "large"]]}"#,
     ),
-    ("select count(*) from clouds cross join projects", "[]", r#"{"c": ["count(*)"], "r": [[6]]}"#),
-    ("select count(*) from clouds join projects", "[]", r#"{"c": ["count(*)"], "r": [[6]]}"#),
+    (
+        "select count(*) from clouds cross join projects",
+        "[]",
+        r#"{"c": ["count(*)"], "r": [[6]]}"#,
+    ),
+    (
+        "select count(*) from clouds join projects",
+        "[]",
+        r#"{"c": ["count(*)"], "r": [[6]]}"#,
+    ),
     (
         "select c.id, p.id from clouds c, projects p where c.id = p.cloud_id order by p.id",
         "[]",
@@ -269,20 +297,32 @@ const CASES: &[(&str, &str, &str)] = &[
         "[]",
         r#"{"c": ["name", "name", "name"], "r": [["web-2", "project-one", "large"]]}"#,
     ),
-    ("select id from clouds, projects", "[]", r#"{"e": "evaluation_error", "m": "Column id is ambiguous"}"#),
+    (
+        "select id from clouds, projects",
+        "[]",
+        r#"{"e": "evaluation_error", "m": "Column id is ambiguous"}"#,
+    ),
     // --- filters
     (
         "select name from instances where name like 'web%' order by name",
         "[]",
         r#"{"c": ["name"], "r": [["web-1"], ["web-2"]]}"#,
     ),
-    ("select name from instances where name like '_b-_'", "[]", r#"{"c": ["name"], "r": [["db-1"]]}"#),
+    (
+        "select name from instances where name like '_b-_'",
+        "[]",
+        r#"{"c": ["name"], "r": [["db-1"]]}"#,
+    ),
     (
         "select name from instances where name regexp '^w.*[12]$' order by name desc",
         "[]",
         r#"{"c": ["name"], "r": [["web-2"], ["web-1"]]}"#,
     ),
-    ("select name from instances where name not regexp 'e'", "[]", r#"{"c": ["name"], "r": [["db-1"], ["orphan"]]}"#),
+    (
+        "select name from instances where name not regexp 'e'",
+        "[]",
+        r#"{"c": ["name"], "r": [["db-1"], ["orphan"]]}"#,
+    ),
     (
         "select name from instances where state in ('shutoff', 'error') order by name",
         "[]",
@@ -293,8 +333,16 @@ const CASES: &[(&str, &str, &str)] = &[
         "[]",
         r#"{"c": ["name"], "r": [["small"]]}"#,
     ),
-    ("select name from flavors where ram > '1000' order by ram", "[]", r#"{"c": ["name"], "r": [["small"], ["large"]]}"#),
-    ("select name from flavors where not is_public xor has_swap", "[]", r#"{"c": ["name"], "r": [["large"], ["tiny"]]}"#),
+    (
+        "select name from flavors where ram > '1000' order by ram",
+        "[]",
+        r#"{"c": ["name"], "r": [["small"], ["large"]]}"#,
+    ),
+    (
+        "select name from flavors where not is_public xor has_swap",
+        "[]",
+        r#"{"c": ["name"], "r": [["large"], ["tiny"]]}"#,
+    ),
     (
         "SELECT NAME, Cloud_ID FROM PROJECTS P WHERE P.ID = 'p1'",
         "[]",
@@ -332,7 +380,11 @@ const CASES: &[(&str, &str, &str)] = &[
         "[]",
         r#"{"c": ["count(*)", "sum(ram)", "avg(ram)", "min(ram)"], "r": [[0, null, null, null]]}"#,
     ),
-    ("select state, count(*) from instances where 1 = 0 group by state", "[]", r#"{"c": ["state", "count(*)"], "r": []}"#),
+    (
+        "select state, count(*) from instances where 1 = 0 group by state",
+        "[]",
+        r#"{"c": ["state", "count(*)"], "r": []}"#,
+    ),
     (
         "select project_id, count(*) as n from instances group by project_id order by n desc, project_id",
         "[]",
@@ -416,17 +468,37 @@ const CASES: &[(&str, &str, &str)] = &[
         r#"{"c": ["function_name", "description"],
             "r": [["SUBSTR(S, FROM[, TO])", "Characters FROM (0-based) up to TO - 1, or to the end, of S"]]}"#,
     ),
-    ("select functions('nope')", "[]", r#"{"e": "evaluation_error", "m": "Function nope does not exist"}"#),
-    ("select columns('foo')", "[]", r#"{"e": "evaluation_error", "m": "Table foo does not exist"}"#),
+    (
+        "select functions('nope')",
+        "[]",
+        r#"{"e": "evaluation_error", "m": "Function nope does not exist"}"#,
+    ),
+    (
+        "select columns('foo')",
+        "[]",
+        r#"{"e": "evaluation_error", "m": "Table foo does not exist"}"#,
+    ),
     (
         "select tables(), 1",
         "[]",
         r#"{"e": "evaluation_error", "m": "TABLES() must be the only item of a SELECT without FROM"}"#,
     ),
     // --- errors
-    ("select * from foo", "[]", r#"{"e": "evaluation_error", "m": "Table foo does not exist"}"#),
-    ("select nope from instances", "[]", r#"{"e": "evaluation_error", "m": "Column nope does not exist"}"#),
-    ("selec 1", "[]", r#"{"e": "syntax_error", "m": "Parse error: \"unexpected token\" near \"selec\" at 1:0"}"#),
+    (
+        "select * from foo",
+        "[]",
+        r#"{"e": "evaluation_error", "m": "Table foo does not exist"}"#,
+    ),
+    (
+        "select nope from instances",
+        "[]",
+        r#"{"e": "evaluation_error", "m": "Column nope does not exist"}"#,
+    ),
+    (
+        "selec 1",
+        "[]",
+        r#"{"e": "syntax_error", "m": "Parse error: \"unexpected token\" near \"selec\" at 1:0"}"#,
+    ),
     (
         "select 1 union select 2",
         "[]",
@@ -466,7 +538,12 @@ fn expand(short: &J) -> J {
     if let Some(status) = short.get("e") {
         return json!({"status": status, "count": 0, "data": {"columnName": [], "row": []}, "message": short["m"]});
     }
-    let rows: Vec<J> = short["r"].as_array().unwrap().iter().map(|r| json!({"value": r})).collect();
+    let rows: Vec<J> = short["r"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| json!({"value": r}))
+        .collect();
     json!({
         "status": "success",
         "count": rows.len(),
@@ -488,20 +565,35 @@ fn corpus() {
     let db = fixture::db();
     let mut failures = Vec::new();
     for (sql, params, want) in CASES {
-        let got = serde_json::to_value(fixture::run(&db, sql, &fixture::params(params), &fixture::limits())).unwrap();
+        let got = serde_json::to_value(fixture::run(
+            &db,
+            sql,
+            &fixture::params(params),
+            &fixture::limits(),
+        ))
+        .unwrap();
         let want = expected(want);
         if got != want {
             failures.push(format!("{sql}\n  want {want}\n  got  {got}"));
         }
     }
     assert!(CASES.len() >= 60);
-    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), CASES.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        CASES.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
 fn row_limit_truncates_after_limit() {
     let db = fixture::db();
-    let limits = corral_query::Limits { row_limit: 2, ..fixture::limits() };
+    let limits = corral_query::Limits {
+        row_limit: 2,
+        ..fixture::limits()
+    };
     let got = serde_json::to_value(fixture::run(&db, "select name from instances; select name from instances limit 2; select name from instances limit 1, 3", &[], &limits)).unwrap();
     let want = expected(
         r#"[{"c": ["name"], "r": [["web-1"], ["web-2"]], "m": "Row limit of 2 rows reached; result truncated."},
@@ -518,9 +610,14 @@ fn parse_request_shapes() {
     let many = corral_query::parse_request(json!([{"sql": "select 1", "parameters": [{"name": "a", "index": 2, "value": 1}]}, {"sql": "select 2"}])).unwrap();
     assert_eq!(many.len(), 2);
     assert_eq!(many[0].1[0].name.as_deref(), Some("a"));
-    for bad in [json!("select 1"), json!({"sql": 1}), json!({}), json!([{"sql": "x", "parameters": {}}]),
-        json!([{"sql": "x", "parameters": [{"value": 1}]}]), json!([{"sql": "x", "parameters": [{"index": "1", "value": 1}]}])]
-    {
+    for bad in [
+        json!("select 1"),
+        json!({"sql": 1}),
+        json!({}),
+        json!([{"sql": "x", "parameters": {}}]),
+        json!([{"sql": "x", "parameters": [{"value": 1}]}]),
+        json!([{"sql": "x", "parameters": [{"index": "1", "value": 1}]}]),
+    ] {
         assert!(corral_query::parse_request(bad.clone()).is_err(), "{bad}");
     }
 }
