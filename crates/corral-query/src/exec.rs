@@ -319,6 +319,9 @@ struct Collector<'a> {
     skip: u64,
     keep: usize,
     rows: Vec<(Vec<Value>, Vec<Value>)>,
+    /// Sort keys of the last row that can still be returned, once the buffer is full: a row
+    /// that does not sort before it is dropped without being projected.
+    threshold: Option<Vec<Value>>,
     bytes: usize,
     seen: u64,
     env: &'a Env<'a>,
@@ -349,10 +352,18 @@ impl Collector<'_> {
             return err(dl.message());
         }
         let limit = self.skip.saturating_add(self.keep as u64);
-        if (self.rows.len() as u64) > limit {
+        if (self.rows.len() as u64) >= limit {
             self.rows.truncate(limit as usize);
+            self.threshold = self.rows.last().map(|r| r.0.clone());
         }
         Ok(())
+    }
+
+    fn rejects(&self, keys: &[Value]) -> bool {
+        // Equal keys arriving later sort after the kept row (stable), so they are out too.
+        self.threshold
+            .as_ref()
+            .is_some_and(|t| Self::cmp(&self.desc, keys, t).is_ge())
     }
 
     /// `false`: nothing more can be used.
@@ -412,6 +423,7 @@ pub(crate) fn execute(plan: &Plan, env: &Env<'_>, row_limit: usize) -> EResult<V
         skip,
         keep,
         rows: Vec::new(),
+        threshold: None,
         bytes: 0,
         seen: 0,
         env,
@@ -419,28 +431,41 @@ pub(crate) fn execute(plan: &Plan, env: &Env<'_>, row_limit: usize) -> EResult<V
     if keep == 0 {
         return Ok(Vec::new());
     }
-    // Output row and sort keys of one (row or group) context.
-    let project = |row: &Row<'_, '_>| -> EResult<(Vec<Value>, Vec<Value>)> {
-        let mut out = Vec::with_capacity(plan.items.len());
-        for e in &plan.items {
-            out.push(e.eval(env, row)?.into_owned());
-        }
-        let mut keys = Vec::with_capacity(plan.order.len());
+    // Sort keys first: a row the sort buffer would drop is never projected.
+    let mut keys: Vec<Value> = Vec::with_capacity(plan.order.len());
+    let mut emit = |row: &Row<'_, '_>, col: &mut Collector<'_>| -> EResult<bool> {
+        keys.clear();
         for (k, _) in &plan.order {
-            keys.push(match k {
-                OrderKey::Output(i) => out.get(*i).cloned().unwrap_or(Value::Null),
-                OrderKey::Expr(e) => e.eval(env, row)?.into_owned(),
+            let e = match k {
+                OrderKey::Output(i) => plan.items.get(*i),
+                OrderKey::Expr(e) => Some(e),
+            };
+            keys.push(match e {
+                Some(e) => e.eval(env, row)?.into_owned(),
+                None => Value::Null,
             });
         }
-        Ok((keys, out))
+        if col.rejects(&keys) {
+            return Ok(true);
+        }
+        let mut out = Vec::with_capacity(plan.items.len());
+        for (i, e) in plan.items.iter().enumerate() {
+            // An output that is also a sort key is evaluated once (RAND() must sort as shown).
+            let pos = plan
+                .order
+                .iter()
+                .position(|(k, _)| matches!(k, OrderKey::Output(j) if *j == i));
+            out.push(match pos.and_then(|p| keys.get(p)) {
+                Some(v) => v.clone(),
+                None => e.eval(env, row)?.into_owned(),
+            });
+        }
+        col.push(keys.clone(), out)
     };
 
     match &plan.grouping {
         None => {
-            ex.stream(&mut |b| {
-                let (k, r) = project(&ex.row(b))?;
-                col.push(k, r)
-            })?;
+            ex.stream(&mut |b| emit(&ex.row(b), &mut col))?;
         }
         Some(g) => {
             let nk = g.keys.len();
@@ -517,8 +542,7 @@ pub(crate) fn execute(plan: &Plan, env: &Env<'_>, row_limit: usize) -> EResult<V
                 {
                     continue;
                 }
-                let (k, r) = project(&row)?;
-                if !col.push(k, r)? {
+                if !emit(&row, &mut col)? {
                     break;
                 }
             }

@@ -1,9 +1,10 @@
 //! The 19 tables of spec 4.7 and the snapshot a query runs over. The executor can read nothing but
 //! a [`Database`]: tenant isolation is the integrator filling it with one tenant's rows.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
-use crate::value::{NULL, Value};
+use crate::value::{FxBuild, NULL, Value};
 
 /// Column types of spec 4.6. Every column may also hold NULL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,11 +95,12 @@ pub(crate) fn table_index(name: &str) -> Option<usize> {
     TABLES.iter().position(|t| t.name.eq_ignore_ascii_case(name))
 }
 
-/// The rows of one table, in schema column order, stored flat (one allocation per table).
+/// The rows of one table, stored by column: a scan reads one column from contiguous memory.
 #[derive(Debug)]
 pub struct Table {
     schema: &'static TableSchema,
-    data: Vec<Value>,
+    columns: Vec<Vec<Value>>,
+    rows: usize,
 }
 
 impl Table {
@@ -107,10 +109,15 @@ impl Table {
         let schema = table_index(name)
             .and_then(|i| TABLES.get(i))
             .ok_or_else(|| format!("Table {name} does not exist"))?;
-        Ok(Table {
+        Ok(Table::empty(schema))
+    }
+
+    fn empty(schema: &'static TableSchema) -> Table {
+        Table {
             schema,
-            data: Vec::new(),
-        })
+            columns: schema.columns.iter().map(|_| Vec::new()).collect(),
+            rows: 0,
+        }
     }
 
     /// Builds a table from rows; every row must have the schema's arity and column types
@@ -120,7 +127,36 @@ impl Table {
         for row in rows {
             t.push(row)?;
         }
+        t.pack();
         Ok(t)
+    }
+
+    /// Re-lays the strings out column by column, sharing one copy of each repeated value while a
+    /// column has few distinct values. Scans then read a column's strings from contiguous memory
+    /// (a 100,000-row scan was bound by cache misses, not by computation), and a column such as
+    /// `state` costs a handful of strings instead of one per row. [`Table::from_rows`] does it.
+    pub fn pack(&mut self) {
+        const MAX_SHARED: usize = 256;
+        for column in &mut self.columns {
+            let mut seen: HashSet<Arc<str>, FxBuild> = HashSet::default();
+            let mut sharing = true;
+            for v in column.iter_mut() {
+                let Value::Str(s) = v else { continue };
+                if sharing && let Some(e) = seen.get(&**s) {
+                    *s = e.clone();
+                    continue;
+                }
+                let fresh: Arc<str> = Arc::from(&**s);
+                if sharing {
+                    seen.insert(fresh.clone());
+                    if seen.len() > MAX_SHARED {
+                        sharing = false;
+                        seen = HashSet::default();
+                    }
+                }
+                *s = fresh;
+            }
+        }
     }
 
     pub fn push(&mut self, row: Vec<Value>) -> Result<(), String> {
@@ -143,7 +179,10 @@ impl Table {
                 ));
             }
         }
-        self.data.extend(row);
+        for (c, v) in self.columns.iter_mut().zip(row) {
+            c.push(v);
+        }
+        self.rows += 1;
         Ok(())
     }
 
@@ -152,20 +191,18 @@ impl Table {
     }
 
     pub fn len(&self) -> usize {
-        self.data.len() / self.schema.columns.len().max(1)
+        self.rows
     }
 
     pub fn is_empty(&self) -> bool {
-        self.data.is_empty()
+        self.rows == 0
     }
 
     #[inline]
     pub(crate) fn get(&self, row: u32, col: usize) -> &Value {
-        let w = self.schema.columns.len();
-        (row as usize)
-            .checked_mul(w)
-            .and_then(|o| o.checked_add(col))
-            .and_then(|i| self.data.get(i))
+        self.columns
+            .get(col)
+            .and_then(|c| c.get(row as usize))
             .unwrap_or(&NULL)
     }
 }
@@ -184,15 +221,7 @@ impl Default for Database {
 
 impl Database {
     pub fn new() -> Self {
-        let tables = TABLES
-            .iter()
-            .map(|s| {
-                Arc::new(Table {
-                    schema: s,
-                    data: Vec::new(),
-                })
-            })
-            .collect();
+        let tables = TABLES.iter().map(|s| Arc::new(Table::empty(s))).collect();
         Database { tables }
     }
 

@@ -253,14 +253,13 @@ impl std::hash::Hasher for Fx {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            self.add(u64::from_le_bytes(w));
+        // Fixed-size chunks so the loads compile to plain 8-byte reads (no memcpy calls).
+        let mut rest = bytes;
+        while let Some((c, r)) = rest.split_first_chunk::<8>() {
+            self.add(u64::from_le_bytes(*c));
+            rest = r;
         }
         let mut w = [0u8; 8];
-        let rest = chunks.remainder();
         for (d, s) in w.iter_mut().zip(rest) {
             *d = *s;
         }
