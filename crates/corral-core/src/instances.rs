@@ -390,7 +390,7 @@ fn instance_view(r: &InstanceRow) -> Result<Instance, Error> {
     })
 }
 
-fn image_view(r: &ImageRow) -> Result<Image, Error> {
+pub(crate) fn image_view(r: &ImageRow) -> Result<Image, Error> {
     Ok(Image {
         id: r.id.clone(),
         real_id: r.real_id.clone(),

@@ -19,6 +19,7 @@ pub mod jobs;
 mod namespaces;
 mod networks;
 mod operations;
+mod query;
 pub mod secrets;
 mod services;
 mod supervisor;
@@ -90,6 +91,10 @@ pub struct Core {
     clouds: Arc<clouds::Clouds>,
     /// `instance_transition_timeout`: the deadline of every instance and image action.
     instance_timeout: std::time::Duration,
+    /// Per-tenant snapshots for `POST /query`.
+    read_models: query::ReadModels,
+    /// `sql_statement_timeout`, `sql_row_limit`.
+    query_limits: corral_query::Limits,
 }
 
 impl Core {
@@ -111,7 +116,15 @@ impl Core {
             route_cache: services::RouteCache::default(),
             clouds: Arc::default(),
             instance_timeout: std::time::Duration::from_secs(600),
+            read_models: query::ReadModels::default(),
+            query_limits: corral_query::Limits::default(),
         }
+    }
+
+    /// Sets the limits of every SQL statement (perspective 4.8).
+    pub fn with_query_limits(mut self, limits: corral_query::Limits) -> Core {
+        self.query_limits = limits;
+        self
     }
 
     /// Adds the configured clouds and registers their jobs' handlers (after `with_hosts`,

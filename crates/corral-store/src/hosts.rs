@@ -625,8 +625,11 @@ impl Store {
                 .collect()
         })
         .map_err(db)?;
-        let index: std::collections::HashMap<String, usize> =
-            clusters.iter().enumerate().map(|(i, c)| (c.name.clone(), i)).collect();
+        let index: std::collections::HashMap<String, usize> = clusters
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.name.clone(), i))
+            .collect();
         for (cluster, address, status) in members {
             if let Some(i) = index.get(&cluster) {
                 clusters[*i].members.push((address, status));

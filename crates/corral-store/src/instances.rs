@@ -295,7 +295,11 @@ impl Store {
     }
 
     /// The tenant's instances changed at or after `since` (ms), for an incremental refresh.
-    pub async fn instances_updated_since(&self, tenant: &TenantId, since: i64) -> Result<Vec<InstanceRow>, Error> {
+    pub async fn instances_updated_since(
+        &self,
+        tenant: &TenantId,
+        since: i64,
+    ) -> Result<Vec<InstanceRow>, Error> {
         sqlx::query(sqlf!(
             "SELECT {INSTANCE_COLS} FROM instances WHERE tenant_id = $1 AND last_updated >= $2"
         ))

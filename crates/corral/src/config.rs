@@ -114,6 +114,10 @@ pub struct Settings {
     pub mock_delay: f64,
     /// Seconds an instance or image may stay in a transitional state before it goes to `error`.
     pub instance_transition_timeout: u64,
+    /// Milliseconds one SQL statement of `POST /query` may run.
+    pub sql_statement_timeout: u64,
+    /// Most rows one SQL statement answers (after `LIMIT`).
+    pub sql_row_limit: usize,
 }
 
 /// How hosts are reached.
@@ -184,6 +188,8 @@ impl Default for Settings {
             clouds: Vec::new(),
             mock_delay: 1.0,
             instance_transition_timeout: 600,
+            sql_statement_timeout: 5000,
+            sql_row_limit: 10_000,
         }
     }
 }
@@ -280,6 +286,9 @@ impl Settings {
         }
         if !(s.mock_delay >= 0.0 && s.mock_delay < 86_400.0) {
             return Err("mock_delay must be between 0 and 86400 seconds".into());
+        }
+        if s.sql_statement_timeout == 0 || s.sql_row_limit == 0 {
+            return Err("sql_statement_timeout and sql_row_limit must be positive".into());
         }
         if s.instance_transition_timeout == 0 {
             return Err("instance_transition_timeout must be positive".into());

@@ -140,7 +140,11 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
         .with_clouds(
             build_clouds(settings)?,
             Duration::from_secs(settings.instance_transition_timeout),
-        ),
+        )
+        .with_query_limits(corral_query::Limits {
+            timeout: Duration::from_millis(settings.sql_statement_timeout),
+            row_limit: settings.sql_row_limit,
+        }),
     );
     match core
         .bootstrap(&settings.data_dir, settings.bootstrap_apikey.as_deref())

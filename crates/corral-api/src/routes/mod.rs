@@ -157,6 +157,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(perspective::create_images))
         .routes(routes!(perspective::delete_images))
         .routes(routes!(perspective::operations))
+        .routes(routes!(perspective::query))
         .routes(routes!(commissaire_networks::list_networks))
         .routes(routes!(commissaire_networks::list_networks_singular))
         .routes(routes!(

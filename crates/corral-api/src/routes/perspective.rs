@@ -202,3 +202,15 @@ pub async fn operations(
     ctx.require(corral_types::Access::Read)?;
     Ok(Json(s.core.cloud_operations()))
 }
+
+/// Read-only SQL over the caller's tenant's inventory: one result per statement, errors inside
+/// the results (`syntax_error`, `missing_parameters`, `evaluation_error`).
+#[utoipa::path(post, path = "/query", tag = "perspective", request_body = [serde_json::Value],
+    responses((status = 200, body = [serde_json::Value]), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub async fn query(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+    JsonBody(body): JsonBody<serde_json::Value>,
+) -> ApiResult<Json<Vec<corral_query::QueryResult>>> {
+    Ok(Json(s.core.query(&ctx, body).await?))
+}

@@ -16,6 +16,7 @@ mod jobs;
 mod namespaces;
 mod operations;
 mod process;
+mod query;
 mod roles;
 mod services;
 mod tenants;

@@ -409,6 +409,7 @@ const MATRIX: &[Row] = &[
     row("POST", "/images", W, 200).body("[]").answers("[]"),
     row("POST", "/images/delete", W, 200).body("[]").answers("[]"),
     row("GET", "/operations", R, 200),
+    row("POST", "/query", R, 200).body(r#"[{"sql": "select 1"}]"#),
     // commissaire-v0.md 5.7-5.10: networks.
     row("GET", "/api/v0/networks", R, 200),
     row("GET", "/api/v0/network", R, 200),
