@@ -4,11 +4,13 @@
 //!   processes on loopback, loads both with the same closed-loop generator and settings, and reports the ratio.
 //! * `corral-bench hello --listen ADDR` — the bare reference server on its own (used as the child above).
 //! * `corral-bench load --addr ADDR --path PATH` — the load generator against any loopback endpoint.
+//! * `corral-bench inventory` — the instance and query scale figures (see `inventory.rs`).
 //! * `corral-bench proxy` — a `corral-testsvc` service run by Corral, loaded straight on its port and through
 //!   Corral's method proxy, same generator and settings, one run (cdap-v3.md 6).
 
 mod hello;
 mod hist;
+mod inventory;
 mod load;
 mod proxy;
 mod report;
@@ -39,6 +41,8 @@ enum Cmd {
     Foundation(FoundationArgs),
     /// A service instance loaded straight and through Corral's method proxy, same generator, one run.
     Proxy(FoundationArgs),
+    /// 100,000 mock instances and 10,000 hosts: launch, bulk reboot, SQL query times, peak memory.
+    Inventory(inventory::InventoryArgs),
     /// Run the bare axum reference server (answers GET /hello with {"message":"hello"}).
     Hello {
         /// Loopback address to listen on; port 0 picks a free port (printed as "listening on ADDR").
@@ -192,6 +196,10 @@ fn main() -> Result<()> {
         Cmd::Foundation(args) => {
             let rt = client_runtime(&args.load)?;
             rt.block_on(foundation(args))
+        }
+        Cmd::Inventory(args) => {
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(inventory::run(args))
         }
         Cmd::Proxy(args) => {
             let rt = client_runtime(&args.load)?;
@@ -583,9 +591,9 @@ fn print_log_tail(path: &Path, n: usize) {
 }
 
 /// The release `corral` binary: `--corral-bin`, else under the target directory.
-fn corral_bin(args: &FoundationArgs) -> Result<PathBuf> {
+fn corral_bin(given: Option<&PathBuf>) -> Result<PathBuf> {
     let root = workspace_root();
-    let bin = match &args.corral_bin {
+    let bin = match given {
         Some(b) => b.clone(),
         None => match std::env::var_os("CARGO_TARGET_DIR") {
             Some(t) => root.join(t).join("release/corral"),
@@ -646,7 +654,7 @@ async fn foundation_inner(args: &FoundationArgs, children: &mut Children, tmp: &
             "hello-2",
         )
     } else {
-        let bin = corral_bin(args)?;
+        let bin = corral_bin(args.corral_bin.as_ref())?;
         corral_build = match std::fs::metadata(&bin).and_then(|m| m.modified()) {
             Ok(t) => format!("{} (built {})", bin.display(), report::datetime_utc(t)),
             Err(_) => bin.display().to_string(),

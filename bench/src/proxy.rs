@@ -50,7 +50,7 @@ fn json_of(what: &str, status: hyper::StatusCode, body: &[u8]) -> Result<Value> 
 
 async fn inner(args: &FoundationArgs, children: &mut Children, tmp: &Path) -> Result<()> {
     let settings = args.load.settings();
-    let bin = corral_bin(args)?;
+    let bin = corral_bin(args.corral_bin.as_ref())?;
     let testsvc = bin.with_file_name("corral-testsvc");
     if !testsvc.is_file() {
         bail!(

@@ -1,0 +1,291 @@
+//! `corral-bench inventory`: the scale figures of the instances and query issues.
+//!
+//! One release `corral serve` with a mock cloud (50 ms per operation) and the simulated host
+//! transport, one tenant with 64 workers:
+//! 1. launch 100,000 mock instances (batches of 2,000), and time until all are `launched`;
+//! 2. register 10,000 hosts;
+//! 3. one bulk reboot of 10,000 instances: how long the API takes to accept it, and how long until
+//!    all are `launched` again;
+//! 4. `SELECT state, COUNT(*) FROM instances GROUP BY state` and a three-table join filtered by
+//!    name, each timed end to end over HTTP (median and worst of 20);
+//! 5. Corral's peak resident memory (VmHWM).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::Args;
+use hyper::Method;
+use serde_json::{Value, json};
+
+use crate::load;
+use crate::{Children, corral_bin, random_key, spawn_corral};
+
+#[derive(Args)]
+pub struct InventoryArgs {
+    /// Instances to launch.
+    #[arg(long, default_value_t = 100_000)]
+    instances: usize,
+    /// Hosts to register.
+    #[arg(long, default_value_t = 10_000)]
+    hosts: usize,
+    /// Instances in the bulk reboot.
+    #[arg(long, default_value_t = 10_000)]
+    reboot: usize,
+    /// Milliseconds each mock operation takes.
+    #[arg(long, default_value_t = 50)]
+    mock_delay_ms: u64,
+    /// Corral binary (default: target/release/corral).
+    #[arg(long)]
+    corral_bin: Option<std::path::PathBuf>,
+}
+
+pub async fn run(args: InventoryArgs) -> Result<()> {
+    let mut children = Children::default();
+    let tmp = tempfile::Builder::new().prefix("corral-bench-").tempdir()?;
+    let res = tokio::select! {
+        r = inner(&args, &mut children, tmp.path()) => r,
+        _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
+    };
+    children.kill_all().await;
+    if res.is_err() {
+        crate::print_log_tail(&tmp.path().join("corral.log"), 40);
+    }
+    res
+}
+
+struct Api {
+    addr: std::net::SocketAddr,
+    auth: String,
+}
+
+impl Api {
+    async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value> {
+        let headers = [("authorization", self.auth.as_str())];
+        let (status, bytes) = load::send(self.addr, method, path, &headers, body).await?;
+        if !status.is_success() {
+            bail!("{path} answered {status}: {}", String::from_utf8_lossy(&bytes));
+        }
+        if bytes.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&bytes).with_context(|| format!("{path}: not JSON"))
+    }
+
+    async fn rows(&self, sql: &str) -> Result<Vec<Value>> {
+        let out = self.call(Method::POST, "/query", Some(&json!([{"sql": sql}]))).await?;
+        if out[0]["status"] != "success" {
+            bail!("{sql}: {}", out[0]);
+        }
+        Ok(out[0]["data"]["row"]
+            .as_array()
+            .map(|r| r.iter().map(|x| x["value"].clone()).collect())
+            .unwrap_or_default())
+    }
+
+    /// Instances per state.
+    async fn states(&self) -> Result<Vec<(String, i64)>> {
+        Ok(self
+            .rows("select state, count(*) from instances group by state order by state")
+            .await?
+            .into_iter()
+            .map(|r| (r[0].as_str().unwrap_or("").to_string(), r[1].as_i64().unwrap_or(0)))
+            .collect())
+    }
+
+    /// Waits until `n` instances are `launched`; answers how long it took.
+    async fn until_launched(&self, n: i64, limit: Duration) -> Result<Duration> {
+        let t = Instant::now();
+        loop {
+            let states = self.states().await?;
+            let launched = states.iter().find(|(s, _)| s == "launched").map_or(0, |(_, c)| *c);
+            if launched >= n {
+                return Ok(t.elapsed());
+            }
+            if t.elapsed() > limit {
+                bail!("after {limit:?}: {states:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+fn peak_rss_mib(pid: Option<u32>) -> String {
+    pid.and_then(|p| std::fs::read_to_string(format!("/proc/{p}/status")).ok())
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or_else(|| "n/a".into(), |kb| format!("{:.0} MiB", kb / 1024.0))
+}
+
+fn median_and_max(mut v: Vec<Duration>) -> (Duration, Duration) {
+    v.sort();
+    (v[v.len() / 2], v[v.len() - 1])
+}
+
+async fn inner(args: &InventoryArgs, children: &mut Children, tmp: &Path) -> Result<()> {
+    let bin = corral_bin(args.corral_bin.as_ref())?;
+    let config = tmp.join("bench.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"host_driver = "simulated"
+database_max_connections = 8
+[[clouds]]
+id = "mock"
+type = "mock"
+[clouds.options]
+delay_ms = {}
+images = ["debian"]
+flavors = [{{ name = "small", ram = 512, vcpus = 1 }}]
+"#,
+            args.mock_delay_ms
+        ),
+    )?;
+    let key = random_key()?;
+    let addr = spawn_corral(
+        children,
+        &bin,
+        tmp,
+        &key,
+        Duration::from_secs(60),
+        &[("CORRAL_CONFIG", config.display().to_string())],
+    )
+    .await?;
+    let root = Api {
+        addr,
+        auth: format!("Bearer {key}"),
+    };
+    let created = root
+        .call(
+            Method::POST,
+            "/v2/tenants",
+            Some(&json!({"tenant": {"name": "bench", "workers": 64}})),
+        )
+        .await?;
+    let tenant_key = created["admin"]["apikey"]["key"]
+        .as_str()
+        .ok_or_else(|| anyhow!("no admin key: {created}"))?;
+    let api = Api {
+        addr,
+        auth: format!("Bearer {tenant_key}"),
+    };
+    let ids = api
+        .rows("select p.id, f.id, i.id from projects p join flavors f on f.project_id = p.id join images i on i.cloud_id = p.cloud_id")
+        .await?;
+    let (project, flavor, image) = (ids[0][0].clone(), ids[0][1].clone(), ids[0][2].clone());
+
+    eprintln!("launching {} instances", args.instances);
+    let t = Instant::now();
+    let mut accept = Duration::ZERO;
+    let mut ids: Vec<String> = Vec::with_capacity(args.instances);
+    for batch in 0..args.instances.div_ceil(2000) {
+        let n = (args.instances - batch * 2000).min(2000);
+        let items: Vec<Value> = (0..n)
+            .map(|i| json!({"name": format!("vm-{batch}-{i}"), "projectId": project, "flavor": {"id": flavor}, "image": {"id": image}}))
+            .collect();
+        let a = Instant::now();
+        let out = api.call(Method::POST, "/instances", Some(&json!(items))).await?;
+        accept += a.elapsed();
+        for r in out.as_array().into_iter().flatten() {
+            if r["status"] != 202 {
+                bail!("launch refused: {r}");
+            }
+            ids.push(r["id"].as_str().unwrap_or_default().to_string());
+        }
+    }
+    let all_accepted = t.elapsed();
+    let launched_after = api
+        .until_launched(args.instances as i64, Duration::from_secs(3600))
+        .await?;
+    let launch_total = t.elapsed();
+    eprintln!("launched all in {launch_total:?} (API accepted them in {accept:?})");
+
+    eprintln!("registering {} hosts", args.hosts);
+    let key_b64 = sample_key()?;
+    let t = Instant::now();
+    for h in 0..args.hosts {
+        let addr_s = format!("10.{}.{}.{}", (h >> 16) & 0xff, (h >> 8) & 0xff, h & 0xff);
+        api.call(
+            Method::PUT,
+            &format!("/api/v0/host/{addr_s}"),
+            Some(&json!({"ssh_priv_key": key_b64})),
+        )
+        .await?;
+    }
+    let hosts_took = t.elapsed();
+
+    eprintln!("bulk reboot of {}", args.reboot);
+    let targets: Vec<&String> = ids.iter().take(args.reboot).collect();
+    let t = Instant::now();
+    let out = api
+        .call(Method::PUT, "/instances/reboot", Some(&json!(targets)))
+        .await?;
+    let reboot_accept = t.elapsed();
+    let accepted = out
+        .as_array()
+        .map_or(0, |a| a.iter().filter(|r| r["status"] == 202).count());
+    let reboot_done = api
+        .until_launched(args.instances as i64, Duration::from_secs(3600))
+        .await?
+        + reboot_accept;
+
+    let mut group = Vec::new();
+    let mut join = Vec::new();
+    for i in 0..20 {
+        let t = Instant::now();
+        let r = api.rows("SELECT state, COUNT(*) FROM instances GROUP BY state").await?;
+        group.push(t.elapsed());
+        if i == 0 {
+            eprintln!("group by: {r:?}");
+        }
+        let t = Instant::now();
+        let r = api
+            .rows(&format!(
+                "select i.id, p.name, f.ram from instances i join projects p on i.project_id = p.id \
+                 join flavors f on i.flavor_id = f.id where i.name = 'vm-3-{i}'"
+            ))
+            .await?;
+        join.push(t.elapsed());
+        if r.len() != 1 {
+            bail!("the join found {} rows", r.len());
+        }
+    }
+    let (g50, gmax) = median_and_max(group);
+    let (j50, jmax) = median_and_max(join);
+    let peak = peak_rss_mib(children.pid("corral"));
+    println!();
+    println!("== Inventory at scale (mock cloud, {} ms per operation, 64 workers) ==", args.mock_delay_ms);
+    println!("| measure | value |");
+    println!("|---|---:|");
+    println!("| launch {} instances: API accepted all (sum of {} requests) | {:.2} s |", args.instances, args.instances.div_ceil(2000), accept.as_secs_f64());
+    println!("| launch: wall time from the first request to the last accept | {:.2} s |", all_accepted.as_secs_f64());
+    println!("| launch: until all `launched` | {:.1} s |", launch_total.as_secs_f64());
+    println!("| (of which waiting after the last accept) | {:.1} s |", launched_after.as_secs_f64());
+    println!("| register {} hosts (sequential PUTs) | {:.1} s |", args.hosts, hosts_took.as_secs_f64());
+    println!("| bulk reboot of {}: API answered (202 for {accepted}) | {:.3} s |", args.reboot, reboot_accept.as_secs_f64());
+    println!("| bulk reboot: until all `launched` again | {:.1} s |", reboot_done.as_secs_f64());
+    println!("| `SELECT state, COUNT(*) ... GROUP BY state` over HTTP, median / worst of 20 | {:.1} / {:.1} ms |", g50.as_secs_f64() * 1e3, gmax.as_secs_f64() * 1e3);
+    println!("| three-table join filtered by name over HTTP, median / worst of 20 | {:.1} / {:.1} ms |", j50.as_secs_f64() * 1e3, jmax.as_secs_f64() * 1e3);
+    println!("| Corral peak resident memory (VmHWM) | {peak} |");
+    Ok(())
+}
+
+/// A real Ed25519 key in OpenSSH format (generated for the benchmark), base64 as the API wants.
+fn sample_key() -> Result<String> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("k");
+    let ok = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&path)
+        .status()
+        .context("run ssh-keygen")?
+        .success();
+    if !ok {
+        bail!("ssh-keygen failed");
+    }
+    use base64::Engine;
+    Ok(base64::engine::general_purpose::STANDARD.encode(std::fs::read(&path)?))
+}
