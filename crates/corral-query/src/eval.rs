@@ -14,7 +14,7 @@ use regex::Regex;
 use crate::ast::{BinOp, UnOp};
 use crate::func::F;
 use crate::schema::Table;
-use crate::value::{FxBuild, NULL, Num, Value, compare, parse_num};
+use crate::value::{FxBuild, NULL, Num, Value, compare, equal, parse_num};
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct EvalError(pub String);
@@ -83,7 +83,9 @@ pub(crate) fn compile_regex(p: &str) -> EResult<Regex> {
         .nest_limit(64)
         .build()
         .or_else(|e| {
-            let first = e.to_string().lines().last().unwrap_or("").trim().to_string();
+            let text = e.to_string();
+            let last = text.lines().last().unwrap_or("").trim();
+            let first = last.strip_prefix("error: ").unwrap_or(last).to_string();
             err(format!("Invalid regular expression '{}': {first}", short(p)))
         })
 }
@@ -513,7 +515,11 @@ impl BExpr {
                             (Some(a), Some(b)) => Value::Bool(a != b),
                             _ => Value::Null,
                         },
-                        BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
+                        BinOp::Eq | BinOp::Ne => {
+                            let r = rhs.eval(env, row)?;
+                            b3(equal(&acc, &r).map(|e| e == (*op == BinOp::Eq)))
+                        }
+                        BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
                             cmp_op(*op, compare(&acc, &*rhs.eval(env, row)?))
                         }
                         _ => arith(*op, &acc, &*rhs.eval(env, row)?)?,

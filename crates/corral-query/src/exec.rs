@@ -10,7 +10,7 @@ use crate::ast::JoinKind;
 use crate::eval::to_num;
 use crate::eval::{BExpr, EResult, Env, NONE, Row, err};
 use crate::plan::{AggKind, AggSpec, Conj, Node, OrderKey, Plan};
-use crate::value::{Fx, FxBuild, Num, Value, compare, hash_value, same, total_cmp};
+use crate::value::{Fx, FxBuild, Num, Value, equal, hash_value, same, total_cmp};
 
 /// Largest build side of a join, in rows.
 const MAX_BUILD_ROWS: usize = 4_000_000;
@@ -162,9 +162,7 @@ impl Exec<'_, '_> {
                         let row = self.row(b);
                         let mut ok = true;
                         for (p, q) in pkeys.iter().zip(bkeys.iter()) {
-                            if compare(&*p.eval(env, &row)?, &*q.eval(env, &row)?)
-                                != Some(std::cmp::Ordering::Equal)
-                            {
+                            if equal(&*p.eval(env, &row)?, &*q.eval(env, &row)?) != Some(true) {
                                 ok = false;
                                 break;
                             }
