@@ -447,3 +447,32 @@ fn const_select(e: &Expr) -> Select {
         limit: None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shareable_across_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Database>();
+        send_sync::<Table>();
+        send_sync::<QueryResult>();
+        send_sync::<Limits>();
+    }
+
+    #[test]
+    fn binding_rules() {
+        use serde_json::json;
+        assert_eq!(bind_value(&json!("0042")), Value::Int(42));
+        assert_eq!(bind_value(&json!("42a")), Value::str("42a"));
+        assert_eq!(bind_value(&json!("")), Value::str(""));
+        assert_eq!(
+            bind_value(&json!("99999999999999999999")),
+            Value::str("99999999999999999999")
+        );
+        assert_eq!(bind_value(&json!(1.5)), Value::Float(1.5));
+        assert_eq!(bind_value(&json!(false)), Value::Bool(false));
+        assert_eq!(bind_value(&json!(null)), Value::Null);
+    }
+}
