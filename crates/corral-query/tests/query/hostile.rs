@@ -521,3 +521,60 @@ fn regular_expression_errors() {
     let r = one("select id from clouds where id regexp concat('^', type, '|c')");
     assert_eq!(r.count, 2);
 }
+
+#[test]
+fn wide_results_are_bounded() {
+    // 200,000 output columns on 20,000 rows would be 96 GB of values.
+    let db = big_db(20_000);
+    let sql = format!("select {} from instances", vec!["name"; 200_000].join(","));
+    let t = Instant::now();
+    let r = fixture::run(&db, &sql, &[], &fixture::limits());
+    assert_eq!(r[0].status, Status::EvaluationError);
+    assert_eq!(r[0].message, "Result larger than 64 MiB");
+    assert!(t.elapsed() < Duration::from_secs(10));
+    // As many GROUP BY keys: the group store is capped too.
+    let sql = format!(
+        "select count(*) from instances group by {}",
+        vec!["name"; 100_000].join(",")
+    );
+    let r = fixture::run(&db, &sql, &[], &fixture::limits());
+    assert_eq!(r[0].status, Status::EvaluationError);
+    assert!(r[0].message.starts_with("More than "), "{}", r[0].message);
+}
+
+#[test]
+fn nesting_up_to_the_limit_runs_on_a_small_stack() {
+    // Test threads have 2 MiB stacks, like Tokio's workers: the deepest accepted expressions of
+    // each kind must parse, plan and evaluate there, in a debug build.
+    let kinds: [(&str, &str); 8] = [
+        ("(", ")"),
+        ("abs(", ")"),
+        ("not ", ""),
+        ("- ", ""),
+        ("1 in (", ")"),
+        ("concat('a', ", ")"),
+        ("abs(-(not (1 between 0 and ", ")))"),
+        ("1 + (2 * (3 - ", "))"),
+    ];
+    for (open, close) in kinds {
+        let mut deepest = 0;
+        for n in 1..200 {
+            let sql = format!(
+                "select {}1{} from clouds where {}1{} is not null order by {}1{}",
+                open.repeat(n),
+                close.repeat(n),
+                open.repeat(n),
+                close.repeat(n),
+                open.repeat(n),
+                close.repeat(n)
+            );
+            let r = one(&sql);
+            if r.status == Status::SyntaxError {
+                assert!(r.message.contains("nested too deeply"), "{open}: {}", r.message);
+                break;
+            }
+            deepest = n;
+        }
+        assert!(deepest >= 8, "{open}: only {deepest} levels");
+    }
+}
