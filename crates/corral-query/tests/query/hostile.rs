@@ -222,7 +222,7 @@ fn placeholders_are_values_only() {
     assert_eq!(r[0].status, Status::SyntaxError);
 }
 
-fn big_db(n: usize) -> Database {
+pub fn big_db(n: usize) -> Database {
     let mut db = Database::new();
     let rows = (0..n).map(|i| {
         let s = |x: String| Value::from(x);
