@@ -598,11 +598,20 @@ impl BExpr {
                 Cow::Owned(Value::Bool(m != *not))
             }
             BExpr::Func(f, args) => {
-                let mut vals = Vec::with_capacity(args.len());
-                for a in args {
-                    vals.push(a.eval(env, row)?.into_owned());
+                // Most calls have few arguments: no allocation for them.
+                if args.len() <= 4 {
+                    let mut vals: [Value; 4] = Default::default();
+                    for (slot, a) in vals.iter_mut().zip(args) {
+                        *slot = a.eval(env, row)?.into_owned();
+                    }
+                    Cow::Owned(crate::func::call(*f, vals.get(..args.len()).unwrap_or(&[]), env)?)
+                } else {
+                    let mut vals = Vec::with_capacity(args.len());
+                    for a in args {
+                        vals.push(a.eval(env, row)?.into_owned());
+                    }
+                    Cow::Owned(crate::func::call(*f, &vals, env)?)
                 }
-                Cow::Owned(crate::func::call(*f, &vals, env)?)
             }
         })
     }

@@ -44,7 +44,7 @@ pub use value::Value;
 use ast::{Expr, Item, Select};
 use eval::{Deadline, Env, EvalError};
 use lexer::{Placeholder, Tk};
-use parser::{ParseError, Parser};
+use parser::Parser;
 
 /// Longest accepted `sql` text.
 pub const MAX_QUERY_BYTES: usize = 1 << 20;
@@ -269,9 +269,7 @@ fn run_statement(
     let dl = Deadline::new(limits.timeout);
     let stmt = match Parser::new(src, toks, params).statement() {
         Ok(s) => s,
-        Err(e @ (ParseError::At { .. } | ParseError::NotSelect)) => {
-            return QueryResult::error(Status::SyntaxError, e.message());
-        }
+        Err(e) => return QueryResult::error(Status::SyntaxError, e.message()),
     };
     let env = Env::new(&dl, version);
     let out = if stmt.explain {
