@@ -31,7 +31,8 @@ pub(crate) const MAX_STRING: usize = 1 << 20;
 /// The statement deadline. Loops call [`Deadline::tick`] once per unit of work; the clock is read
 /// every 256 ticks, which keeps the check well under 1% of a row's cost.
 pub(crate) struct Deadline {
-    end: Instant,
+    /// `None`: the timeout is too large to represent, i.e. no deadline.
+    end: Option<Instant>,
     ms: u128,
     ticks: Cell<u32>,
 }
@@ -40,7 +41,7 @@ impl Deadline {
     pub(crate) fn new(timeout: Duration) -> Self {
         let now = Instant::now();
         Deadline {
-            end: now.checked_add(timeout).unwrap_or(now),
+            end: now.checked_add(timeout),
             ms: timeout.as_millis(),
             ticks: Cell::new(0),
         }
@@ -54,10 +55,9 @@ impl Deadline {
     }
 
     pub(crate) fn check(&self) -> EResult<()> {
-        if Instant::now() >= self.end {
-            err(self.message())
-        } else {
-            Ok(())
+        match self.end {
+            Some(end) if Instant::now() >= end => err(self.message()),
+            _ => Ok(()),
         }
     }
 

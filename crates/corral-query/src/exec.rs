@@ -425,7 +425,7 @@ impl Collector<'_> {
 pub(crate) fn execute(plan: &Plan, env: &Env<'_>, row_limit: usize) -> EResult<Vec<Vec<Value>>> {
     let ex = Exec { plan, env };
     let (skip, count) = plan.limit.unwrap_or((0, u64::MAX));
-    let keep = usize::try_from(count.min(row_limit as u64 + 1)).unwrap_or(usize::MAX);
+    let keep = usize::try_from(count.min((row_limit as u64).saturating_add(1))).unwrap_or(usize::MAX);
     let mut col = Collector {
         sorted: !plan.order.is_empty(),
         desc: plan.order.iter().map(|o| o.1).collect(),

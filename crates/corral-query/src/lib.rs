@@ -460,6 +460,23 @@ mod tests {
     }
 
     #[test]
+    fn extreme_limits() {
+        let db = Database::new();
+        let huge = Limits {
+            timeout: Duration::MAX,
+            row_limit: usize::MAX,
+        };
+        let r = run(&db, "select 1", &[], &huge, "v");
+        assert_eq!((r[0].status, r[0].count), (Status::Success, 1));
+        let zero = Limits {
+            timeout: Duration::ZERO,
+            row_limit: 0,
+        };
+        let r = run(&db, "select 1", &[], &zero, "v");
+        assert_eq!(r[0].message, "Statement timeout of 0 ms exceeded.");
+    }
+
+    #[test]
     fn binding_rules() {
         use serde_json::json;
         assert_eq!(bind_value(&json!("0042")), Value::Int(42));

@@ -198,9 +198,17 @@ fn random_text_never_panics_and_respects_the_deadline() {
         r#"[{"index": 1, "value": "web-1"}, {"index": 2, "value": 3}, {"index": 3, "value": null},
             {"name": "p", "value": "42"}, {"name": "q.r", "value": true}]"#,
     );
-    let mut rng = Rng(0x5eed_1234_abcd_0001);
+    let seed = std::env::var("FUZZ_SEED")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0x5eed_1234_abcd_0001);
+    let mut rng = Rng(seed);
     let mut statuses = [0usize; 4];
-    let iterations = 6000;
+    // FUZZ_ITERATIONS=200000 for a longer run (in release: `cargo test --release`).
+    let iterations = std::env::var("FUZZ_ITERATIONS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(6000);
     for n in 0..iterations {
         let sql = if n % 2 == 0 {
             soup(&mut rng)
