@@ -172,6 +172,12 @@ fn main() {
     );
     time(
         &db,
+        "same join written small table first",
+        "SELECT i.name, p.name, f.name, f.ram FROM projects p JOIN instances i ON i.project_id = p.id \
+         JOIN flavors f ON i.flavor_id = f.id WHERE i.name = 'vm-54321'",
+    );
+    time(
+        &db,
         "show instances (4 tables, first 100 by name)",
         "SELECT i.id, i.name, p.name, im.name, f.name, i.state FROM instances i \
          JOIN projects p ON i.project_id = p.id JOIN images im ON i.image_id = im.id \

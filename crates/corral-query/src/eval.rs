@@ -14,7 +14,7 @@ use regex::Regex;
 use crate::ast::{BinOp, UnOp};
 use crate::func::F;
 use crate::schema::Table;
-use crate::value::{FxBuild, NULL, Num, Value, compare, parse_num};
+use crate::value::{FxBuild, NULL, Num, Value, compare, equal, parse_num};
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct EvalError(pub String);
@@ -31,7 +31,8 @@ pub(crate) const MAX_STRING: usize = 1 << 20;
 /// The statement deadline. Loops call [`Deadline::tick`] once per unit of work; the clock is read
 /// every 256 ticks, which keeps the check well under 1% of a row's cost.
 pub(crate) struct Deadline {
-    end: Instant,
+    /// `None`: the timeout is too large to represent, i.e. no deadline.
+    end: Option<Instant>,
     ms: u128,
     ticks: Cell<u32>,
 }
@@ -40,7 +41,7 @@ impl Deadline {
     pub(crate) fn new(timeout: Duration) -> Self {
         let now = Instant::now();
         Deadline {
-            end: now.checked_add(timeout).unwrap_or(now),
+            end: now.checked_add(timeout),
             ms: timeout.as_millis(),
             ticks: Cell::new(0),
         }
@@ -54,10 +55,9 @@ impl Deadline {
     }
 
     pub(crate) fn check(&self) -> EResult<()> {
-        if Instant::now() >= self.end {
-            err(self.message())
-        } else {
-            Ok(())
+        match self.end {
+            Some(end) if Instant::now() >= end => err(self.message()),
+            _ => Ok(()),
         }
     }
 
@@ -83,7 +83,9 @@ pub(crate) fn compile_regex(p: &str) -> EResult<Regex> {
         .nest_limit(64)
         .build()
         .or_else(|e| {
-            let first = e.to_string().lines().last().unwrap_or("").trim().to_string();
+            let text = e.to_string();
+            let last = text.lines().last().unwrap_or("").trim();
+            let first = last.strip_prefix("error: ").unwrap_or(last).to_string();
             err(format!("Invalid regular expression '{}': {first}", short(p)))
         })
 }
@@ -513,7 +515,11 @@ impl BExpr {
                             (Some(a), Some(b)) => Value::Bool(a != b),
                             _ => Value::Null,
                         },
-                        BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
+                        BinOp::Eq | BinOp::Ne => {
+                            let r = rhs.eval(env, row)?;
+                            b3(equal(&acc, &r).map(|e| e == (*op == BinOp::Eq)))
+                        }
+                        BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
                             cmp_op(*op, compare(&acc, &*rhs.eval(env, row)?))
                         }
                         _ => arith(*op, &acc, &*rhs.eval(env, row)?)?,
@@ -592,11 +598,20 @@ impl BExpr {
                 Cow::Owned(Value::Bool(m != *not))
             }
             BExpr::Func(f, args) => {
-                let mut vals = Vec::with_capacity(args.len());
-                for a in args {
-                    vals.push(a.eval(env, row)?.into_owned());
+                // Most calls have few arguments: no allocation for them.
+                if args.len() <= 4 {
+                    let mut vals: [Value; 4] = Default::default();
+                    for (slot, a) in vals.iter_mut().zip(args) {
+                        *slot = a.eval(env, row)?.into_owned();
+                    }
+                    Cow::Owned(crate::func::call(*f, vals.get(..args.len()).unwrap_or(&[]), env)?)
+                } else {
+                    let mut vals = Vec::with_capacity(args.len());
+                    for a in args {
+                        vals.push(a.eval(env, row)?.into_owned());
+                    }
+                    Cow::Owned(crate::func::call(*f, &vals, env)?)
                 }
-                Cow::Owned(crate::func::call(*f, &vals, env)?)
             }
         })
     }

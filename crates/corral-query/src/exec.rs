@@ -10,15 +10,16 @@ use crate::ast::JoinKind;
 use crate::eval::to_num;
 use crate::eval::{BExpr, EResult, Env, NONE, Row, err};
 use crate::plan::{AggKind, AggSpec, Conj, Node, OrderKey, Plan};
-use crate::value::{Fx, FxBuild, Num, Value, compare, hash_value, same, total_cmp};
+use crate::value::{Fx, FxBuild, Num, Value, equal, hash_value, same, total_cmp};
 
-/// Largest build side of a join, in rows.
-const MAX_BUILD_ROWS: usize = 4_000_000;
-/// Most groups one statement may form.
+/// Largest build side of a join, in row ids (rows times the tables on that side): 64 MiB.
+const MAX_BUILD_IDS: usize = 16 << 20;
+/// Most groups one statement may form, and most key and aggregate values they may hold together.
 const MAX_GROUPS: usize = 2_000_000;
+const MAX_GROUP_VALUES: usize = 8_000_000;
 /// Most rows a sort may hold (OFFSET + LIMIT beyond this is refused).
 const MAX_SORT_ROWS: usize = 2_000_000;
-/// Bytes of string data one result may carry.
+/// Bytes one result (values and their strings) may hold, also while it is being sorted.
 const MAX_RESULT_BYTES: usize = 64 << 20;
 
 type Sink<'s> = dyn FnMut(&mut [u32]) -> EResult<bool> + 's;
@@ -101,9 +102,10 @@ impl Exec<'_, '_> {
                 let mut bbuf = vec![NONE; buf.len()];
                 self.run(build_node, &mut bbuf, &mut |b| {
                     self.env.dl.tick()?;
-                    if built.len() / w.max(1) >= MAX_BUILD_ROWS {
+                    if built.len() >= MAX_BUILD_IDS {
                         return err(format!(
-                            "Intermediate join result of more than {MAX_BUILD_ROWS} rows; add a join condition or a filter"
+                            "Intermediate join result of more than {} rows; add a join condition or a filter",
+                            MAX_BUILD_IDS / w.max(1)
                         ));
                     }
                     built.extend(bslots.iter().map(|s| b.get(*s).copied().unwrap_or(NONE)));
@@ -162,9 +164,7 @@ impl Exec<'_, '_> {
                         let row = self.row(b);
                         let mut ok = true;
                         for (p, q) in pkeys.iter().zip(bkeys.iter()) {
-                            if compare(&*p.eval(env, &row)?, &*q.eval(env, &row)?)
-                                != Some(std::cmp::Ordering::Equal)
-                            {
+                            if equal(&*p.eval(env, &row)?, &*q.eval(env, &row)?) != Some(true) {
                                 ok = false;
                                 break;
                             }
@@ -311,6 +311,13 @@ impl AggState {
     }
 }
 
+fn size_of_row(r: &[Value]) -> usize {
+    r.iter().fold(std::mem::size_of_val(r), |n, v| match v {
+        Value::Str(s) => n.saturating_add(s.len()),
+        _ => n,
+    })
+}
+
 /// Collects output rows: keeps only what LIMIT and the row limit can return, sorting in bounded
 /// batches when there is an ORDER BY.
 struct Collector<'a> {
@@ -355,6 +362,11 @@ impl Collector<'_> {
         if (self.rows.len() as u64) >= limit {
             self.rows.truncate(limit as usize);
             self.threshold = self.rows.last().map(|r| r.0.clone());
+            self.bytes = self
+                .rows
+                .iter()
+                .map(|(k, r)| size_of_row(k) + size_of_row(r))
+                .sum();
         }
         Ok(())
     }
@@ -368,11 +380,13 @@ impl Collector<'_> {
 
     /// `false`: nothing more can be used.
     fn push(&mut self, keys: Vec<Value>, row: Vec<Value>) -> EResult<bool> {
-        for v in &row {
-            if let Value::Str(s) = v {
-                self.bytes = self.bytes.saturating_add(s.len());
+        if !self.sorted {
+            self.seen += 1;
+            if self.seen <= self.skip {
+                return Ok(true);
             }
         }
+        self.bytes = self.bytes.saturating_add(size_of_row(&keys) + size_of_row(&row));
         if self.bytes > MAX_RESULT_BYTES {
             return err(format!("Result larger than {} MiB", MAX_RESULT_BYTES >> 20));
         }
@@ -385,11 +399,6 @@ impl Collector<'_> {
             if self.rows.len() as u64 >= bound.saturating_mul(2).max(4096) {
                 self.compact()?;
             }
-            return Ok(true);
-        }
-        self.seen += 1;
-        if self.seen <= self.skip {
-            self.bytes = 0;
             return Ok(true);
         }
         self.rows.push((keys, row));
@@ -416,7 +425,7 @@ impl Collector<'_> {
 pub(crate) fn execute(plan: &Plan, env: &Env<'_>, row_limit: usize) -> EResult<Vec<Vec<Value>>> {
     let ex = Exec { plan, env };
     let (skip, count) = plan.limit.unwrap_or((0, u64::MAX));
-    let keep = usize::try_from(count.min(row_limit as u64 + 1)).unwrap_or(usize::MAX);
+    let keep = usize::try_from(count.min((row_limit as u64).saturating_add(1))).unwrap_or(usize::MAX);
     let mut col = Collector {
         sorted: !plan.order.is_empty(),
         desc: plan.order.iter().map(|o| o.1).collect(),
@@ -450,6 +459,7 @@ pub(crate) fn execute(plan: &Plan, env: &Env<'_>, row_limit: usize) -> EResult<V
         }
         let mut out = Vec::with_capacity(plan.items.len());
         for (i, e) in plan.items.iter().enumerate() {
+            env.dl.tick()?;
             // An output that is also a sort key is evaluated once (RAND() must sort as shown).
             let pos = plan
                 .order
@@ -499,8 +509,11 @@ pub(crate) fn execute(plan: &Plan, env: &Env<'_>, row_limit: usize) -> EResult<V
                     gi = next.get(gi as usize).copied().unwrap_or(NONE);
                 }
                 if gi == NONE {
-                    if ngroups >= MAX_GROUPS {
-                        return err(format!("More than {MAX_GROUPS} groups"));
+                    if ngroups >= MAX_GROUPS || keys.len() + states.len() > MAX_GROUP_VALUES {
+                        return err(format!(
+                            "More than {} groups",
+                            ngroups.min(MAX_GROUP_VALUES / (nk + na).max(1))
+                        ));
                     }
                     gi = ngroups as u32;
                     ngroups += 1;

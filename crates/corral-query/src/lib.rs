@@ -44,7 +44,7 @@ pub use value::Value;
 use ast::{Expr, Item, Select};
 use eval::{Deadline, Env, EvalError};
 use lexer::{Placeholder, Tk};
-use parser::{ParseError, Parser};
+use parser::Parser;
 
 /// Longest accepted `sql` text.
 pub const MAX_QUERY_BYTES: usize = 1 << 20;
@@ -269,9 +269,7 @@ fn run_statement(
     let dl = Deadline::new(limits.timeout);
     let stmt = match Parser::new(src, toks, params).statement() {
         Ok(s) => s,
-        Err(e @ (ParseError::At { .. } | ParseError::NotSelect)) => {
-            return QueryResult::error(Status::SyntaxError, e.message());
-        }
+        Err(e) => return QueryResult::error(Status::SyntaxError, e.message()),
     };
     let env = Env::new(&dl, version);
     let out = if stmt.explain {
@@ -445,5 +443,51 @@ fn const_select(e: &Expr) -> Select {
         having: None,
         order_by: Vec::new(),
         limit: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shareable_across_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Database>();
+        send_sync::<Table>();
+        send_sync::<QueryResult>();
+        send_sync::<Limits>();
+    }
+
+    #[test]
+    fn extreme_limits() {
+        let db = Database::new();
+        let huge = Limits {
+            timeout: Duration::MAX,
+            row_limit: usize::MAX,
+        };
+        let r = run(&db, "select 1", &[], &huge, "v");
+        assert_eq!((r[0].status, r[0].count), (Status::Success, 1));
+        let zero = Limits {
+            timeout: Duration::ZERO,
+            row_limit: 0,
+        };
+        let r = run(&db, "select 1", &[], &zero, "v");
+        assert_eq!(r[0].message, "Statement timeout of 0 ms exceeded.");
+    }
+
+    #[test]
+    fn binding_rules() {
+        use serde_json::json;
+        assert_eq!(bind_value(&json!("0042")), Value::Int(42));
+        assert_eq!(bind_value(&json!("42a")), Value::str("42a"));
+        assert_eq!(bind_value(&json!("")), Value::str(""));
+        assert_eq!(
+            bind_value(&json!("99999999999999999999")),
+            Value::str("99999999999999999999")
+        );
+        assert_eq!(bind_value(&json!(1.5)), Value::Float(1.5));
+        assert_eq!(bind_value(&json!(false)), Value::Bool(false));
+        assert_eq!(bind_value(&json!(null)), Value::Null);
     }
 }

@@ -200,6 +200,17 @@ pub(crate) fn compare(a: &Value, b: &Value) -> Option<Ordering> {
     }
 }
 
+/// `compare(a, b) == Some(Equal)`, cheaper for strings: shared strings are equal without reading
+/// them, and strings of different lengths without comparing bytes.
+#[inline]
+pub(crate) fn equal(a: &Value, b: &Value) -> Option<bool> {
+    match (a, b) {
+        (Value::Str(x), Value::Str(y)) => Some(Arc::ptr_eq(x, y) || x == y),
+        (Value::Int(x), Value::Int(y)) => Some(x == y),
+        _ => compare(a, b).map(Ordering::is_eq),
+    }
+}
+
 fn class(v: &Value) -> u8 {
     match v {
         Value::Null => 0,

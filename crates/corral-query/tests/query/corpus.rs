@@ -436,6 +436,36 @@ pub const CASES: &[(&str, &str, &str)] = &[
         "[]",
         r#"{"c": ["name"], "r": [["large"], ["small"], ["tiny"]]}"#,
     ),
+    (
+        "select state from instances group by state order by count(*) desc, state",
+        "[]",
+        r#"{"c": ["state"], "r": [["launched"], ["error"], ["shutoff"]]}"#,
+    ),
+    (
+        "select i.state, count(*) + 1 from instances i group by state order by i.state limit 2",
+        "[]",
+        r#"{"c": ["state", "count(*) + 1"], "r": [["error", 2], ["launched", 3]]}"#,
+    ),
+    (
+        "select max(ram) - min(ram), sum(1), avg(null), count(fqdn) from flavors, instances where flavors.id = instances.flavor_id",
+        "[]",
+        r#"{"c": ["max(ram) - min(ram)", "sum(1)", "avg(null)", "count(fqdn)"], "r": [[7680, 3, null, 3]]}"#,
+    ),
+    (
+        "select a.name, b.name from flavors a join flavors b on a.vcpus = b.vcpus and a.name < b.name",
+        "[]",
+        r#"{"c": ["name", "name"], "r": [["small", "tiny"]]}"#,
+    ),
+    (
+        "select f.name, p.name from flavors f left join projects p on f.project_id = p.id and p.name = 'project-two' order by f.name",
+        "[]",
+        r#"{"c": ["name", "name"], "r": [["large", null], ["small", null], ["tiny", "project-two"]]}"#,
+    ),
+    (
+        "select i.name, n.name from instances i join instance_networks x on x.instance_id = i.id right join networks n on n.id = x.network_id order by n.name, i.name",
+        "[]",
+        r#"{"c": ["name", "name"], "r": [["web-1", "net1"], ["web-2", "net1"], [null, "net2"]]}"#,
+    ),
     // --- EXPLAIN and introspection
     (
         "explain select i.name from instances i join flavors f on i.flavor_id = f.id where i.state = 'launched' order by i.name limit 1",

@@ -198,9 +198,17 @@ fn random_text_never_panics_and_respects_the_deadline() {
         r#"[{"index": 1, "value": "web-1"}, {"index": 2, "value": 3}, {"index": 3, "value": null},
             {"name": "p", "value": "42"}, {"name": "q.r", "value": true}]"#,
     );
-    let mut rng = Rng(0x5eed_1234_abcd_0001);
+    let seed = std::env::var("FUZZ_SEED")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0x5eed_1234_abcd_0001);
+    let mut rng = Rng(seed);
     let mut statuses = [0usize; 4];
-    let iterations = 6000;
+    // FUZZ_ITERATIONS=200000 for a longer run (in release: `cargo test --release`).
+    let iterations = std::env::var("FUZZ_ITERATIONS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(6000);
     for n in 0..iterations {
         let sql = if n % 2 == 0 {
             soup(&mut rng)
@@ -236,4 +244,46 @@ fn random_text_never_panics_and_respects_the_deadline() {
     }
     // The generator reaches every outcome, so the property is exercised beyond the parser.
     assert!(statuses.iter().all(|s| *s > 0), "{statuses:?}");
+}
+
+#[test]
+fn mutated_queries_over_a_larger_tenant_respect_the_deadline() {
+    let mut db = fixture::db();
+    let big = crate::hostile::big_db(3000);
+    db.set("instances", big.table("instances").unwrap().clone())
+        .unwrap();
+    let limits = Limits {
+        timeout: Duration::from_millis(100),
+        row_limit: 100,
+    };
+    let mut rng = Rng(0x0dd_ba11_cafe_f00d);
+    let mut timeouts = 0;
+    const JOINS: &[&str] = &[
+        "select count(*) from instances a join instances b on a.project_id = b.project_id where a.state = 'launched'",
+        "select a.name, b.name from instances a, instances b where a.name < b.name order by a.name limit 10",
+        "select a.state, count(*) from instances a left join instances b on a.flavor_id = b.flavor_id group by a.state",
+        "select i.name, p.name from instances i join projects p on i.project_id = p.id where i.name like '%9%'",
+    ];
+    for n in 0..300 {
+        let base = if n % 3 == 0 {
+            rng.pick(corpus::CASES).0
+        } else {
+            *rng.pick(JOINS)
+        };
+        let sql = if n % 10 == 0 {
+            base.to_string()
+        } else {
+            mutate(&mut rng, base)
+        };
+        let t = Instant::now();
+        let results = fixture::run(&db, &sql, &[], &limits);
+        let took = t.elapsed();
+        assert!(took < Duration::from_millis(1500), "{sql:?} took {took:?}");
+        timeouts += results
+            .iter()
+            .filter(|r| r.message.starts_with("Statement timeout"))
+            .count();
+    }
+    // Some statements do turn into long joins; they end at the deadline.
+    assert!(timeouts > 0);
 }

@@ -222,7 +222,7 @@ fn placeholders_are_values_only() {
     assert_eq!(r[0].status, Status::SyntaxError);
 }
 
-fn big_db(n: usize) -> Database {
+pub fn big_db(n: usize) -> Database {
     let mut db = Database::new();
     let rows = (0..n).map(|i| {
         let s = |x: String| Value::from(x);
@@ -447,5 +447,134 @@ fn odd_but_valid_or_invalid_snippets_do_not_panic() {
     ] {
         let r = one(sql);
         assert_eq!(r.status, status, "{sql}: {}", r.message);
+    }
+}
+
+#[test]
+fn bounded_sort_is_stable_with_offsets() {
+    let db = big_db(20_000);
+    let names = |sql: &str| -> Vec<String> {
+        let r = fixture::run(&db, sql, &[], &fixture::limits());
+        assert_eq!(r[0].status, Status::Success, "{sql}: {}", r[0].message);
+        r[0].data
+            .row
+            .iter()
+            .map(|row| match &row.value[0] {
+                Value::Str(s) => s.to_string(),
+                o => format!("{o:?}"),
+            })
+            .collect()
+    };
+    // launched: i % 3 == 0, in table order; shutoff: the others.
+    let launched: Vec<String> = (0..20_000)
+        .filter(|i| i % 3 == 0)
+        .map(|i| format!("vm-{i}"))
+        .collect();
+    let shutoff: Vec<String> = (0..20_000)
+        .filter(|i| i % 3 != 0)
+        .map(|i| format!("vm-{i}"))
+        .collect();
+    assert_eq!(
+        names("select name from instances order by state limit 5000, 10"),
+        launched[5000..5010]
+    );
+    assert_eq!(
+        names("select name from instances order by state desc limit 10 offset 13000"),
+        shutoff[13000..13010]
+    );
+    let all: Vec<String> = launched.iter().chain(&shutoff).cloned().collect();
+    assert_eq!(
+        names("select name from instances order by state limit 6660, 20"),
+        all[6660..6680]
+    );
+    // Row limit after LIMIT on a sorted result.
+    let r = fixture::run(
+        &db,
+        "select name from instances order by name desc",
+        &[],
+        &fixture::limits(),
+    );
+    assert_eq!(
+        (r[0].count, r[0].message.as_str()),
+        (10_000, "Row limit of 10000 rows reached; result truncated.")
+    );
+    assert_eq!(r[0].data.row[0].value[0], Value::str("vm-9999"));
+}
+
+#[test]
+fn regular_expression_errors() {
+    let r = one("select 'a' regexp '('");
+    assert_eq!(r.status, Status::EvaluationError);
+    assert!(
+        r.message.starts_with("Invalid regular expression '(': "),
+        "{}",
+        r.message
+    );
+    // A pattern from a column is compiled per distinct value and errors the same way.
+    let r = one("select id regexp concat(id, '(') from clouds");
+    assert_eq!(r.status, Status::EvaluationError, "{}", r.message);
+    assert!(
+        r.message.starts_with("Invalid regular expression 'c1(': "),
+        "{}",
+        r.message
+    );
+    let r = one("select id from clouds where id regexp concat('^', type, '|c')");
+    assert_eq!(r.count, 2);
+}
+
+#[test]
+fn wide_results_are_bounded() {
+    // 200,000 output columns on 20,000 rows would be 96 GB of values.
+    let db = big_db(20_000);
+    let sql = format!("select {} from instances", vec!["name"; 200_000].join(","));
+    let t = Instant::now();
+    let r = fixture::run(&db, &sql, &[], &fixture::limits());
+    assert_eq!(r[0].status, Status::EvaluationError);
+    assert_eq!(r[0].message, "Result larger than 64 MiB");
+    assert!(t.elapsed() < Duration::from_secs(10));
+    // As many GROUP BY keys: the group store is capped too.
+    let sql = format!(
+        "select count(*) from instances group by {}",
+        vec!["name"; 100_000].join(",")
+    );
+    let r = fixture::run(&db, &sql, &[], &fixture::limits());
+    assert_eq!(r[0].status, Status::EvaluationError);
+    assert!(r[0].message.starts_with("More than "), "{}", r[0].message);
+}
+
+#[test]
+fn nesting_up_to_the_limit_runs_on_a_small_stack() {
+    // Test threads have 2 MiB stacks, like Tokio's workers: the deepest accepted expressions of
+    // each kind must parse, plan and evaluate there, in a debug build.
+    let kinds: [(&str, &str); 8] = [
+        ("(", ")"),
+        ("abs(", ")"),
+        ("not ", ""),
+        ("- ", ""),
+        ("1 in (", ")"),
+        ("concat('a', ", ")"),
+        ("abs(-(not (1 between 0 and ", ")))"),
+        ("1 + (2 * (3 - ", "))"),
+    ];
+    for (open, close) in kinds {
+        let mut deepest = 0;
+        for n in 1..200 {
+            let sql = format!(
+                "select {}1{} from clouds where {}1{} is not null order by {}1{}",
+                open.repeat(n),
+                close.repeat(n),
+                open.repeat(n),
+                close.repeat(n),
+                open.repeat(n),
+                close.repeat(n)
+            );
+            let r = one(&sql);
+            if r.status == Status::SyntaxError {
+                assert!(r.message.contains("nested too deeply"), "{open}: {}", r.message);
+                break;
+            }
+            deepest = n;
+        }
+        assert!(deepest >= 8, "{open}: only {deepest} levels");
     }
 }
