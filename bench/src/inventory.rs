@@ -73,7 +73,9 @@ impl Api {
     }
 
     async fn rows(&self, sql: &str) -> Result<Vec<Value>> {
-        let out = self.call(Method::POST, "/query", Some(&json!([{"sql": sql}]))).await?;
+        let out = self
+            .call(Method::POST, "/query", Some(&json!([{"sql": sql}])))
+            .await?;
         if out[0]["status"] != "success" {
             bail!("{sql}: {}", out[0]);
         }
@@ -89,7 +91,12 @@ impl Api {
             .rows("select state, count(*) from instances group by state order by state")
             .await?
             .into_iter()
-            .map(|r| (r[0].as_str().unwrap_or("").to_string(), r[1].as_i64().unwrap_or(0)))
+            .map(|r| {
+                (
+                    r[0].as_str().unwrap_or("").to_string(),
+                    r[1].as_i64().unwrap_or(0),
+                )
+            })
             .collect())
     }
 
@@ -98,7 +105,10 @@ impl Api {
         let t = Instant::now();
         loop {
             let states = self.states().await?;
-            let launched = states.iter().find(|(s, _)| s == "launched").map_or(0, |(_, c)| *c);
+            let launched = states
+                .iter()
+                .find(|(s, _)| s == "launched")
+                .map_or(0, |(_, c)| *c);
             if launched >= n {
                 return Ok(t.elapsed());
             }
@@ -236,7 +246,9 @@ flavors = [{{ name = "small", ram = 512, vcpus = 1 }}]
     let mut join = Vec::new();
     for i in 0..20 {
         let t = Instant::now();
-        let r = api.rows("SELECT state, COUNT(*) FROM instances GROUP BY state").await?;
+        let r = api
+            .rows("SELECT state, COUNT(*) FROM instances GROUP BY state")
+            .await?;
         group.push(t.elapsed());
         if i == 0 {
             eprintln!("group by: {r:?}");
@@ -257,18 +269,54 @@ flavors = [{{ name = "small", ram = 512, vcpus = 1 }}]
     let (j50, jmax) = median_and_max(join);
     let peak = peak_rss_mib(children.pid("corral"));
     println!();
-    println!("== Inventory at scale (mock cloud, {} ms per operation, 64 workers) ==", args.mock_delay_ms);
+    println!(
+        "== Inventory at scale (mock cloud, {} ms per operation, 64 workers) ==",
+        args.mock_delay_ms
+    );
     println!("| measure | value |");
     println!("|---|---:|");
-    println!("| launch {} instances: API accepted all (sum of {} requests) | {:.2} s |", args.instances, args.instances.div_ceil(2000), accept.as_secs_f64());
-    println!("| launch: wall time from the first request to the last accept | {:.2} s |", all_accepted.as_secs_f64());
-    println!("| launch: until all `launched` | {:.1} s |", launch_total.as_secs_f64());
-    println!("| (of which waiting after the last accept) | {:.1} s |", launched_after.as_secs_f64());
-    println!("| register {} hosts (sequential PUTs) | {:.1} s |", args.hosts, hosts_took.as_secs_f64());
-    println!("| bulk reboot of {}: API answered (202 for {accepted}) | {:.3} s |", args.reboot, reboot_accept.as_secs_f64());
-    println!("| bulk reboot: until all `launched` again | {:.1} s |", reboot_done.as_secs_f64());
-    println!("| `SELECT state, COUNT(*) ... GROUP BY state` over HTTP, median / worst of 20 | {:.1} / {:.1} ms |", g50.as_secs_f64() * 1e3, gmax.as_secs_f64() * 1e3);
-    println!("| three-table join filtered by name over HTTP, median / worst of 20 | {:.1} / {:.1} ms |", j50.as_secs_f64() * 1e3, jmax.as_secs_f64() * 1e3);
+    println!(
+        "| launch {} instances: API accepted all (sum of {} requests) | {:.2} s |",
+        args.instances,
+        args.instances.div_ceil(2000),
+        accept.as_secs_f64()
+    );
+    println!(
+        "| launch: wall time from the first request to the last accept | {:.2} s |",
+        all_accepted.as_secs_f64()
+    );
+    println!(
+        "| launch: until all `launched` | {:.1} s |",
+        launch_total.as_secs_f64()
+    );
+    println!(
+        "| (of which waiting after the last accept) | {:.1} s |",
+        launched_after.as_secs_f64()
+    );
+    println!(
+        "| register {} hosts (sequential PUTs) | {:.1} s |",
+        args.hosts,
+        hosts_took.as_secs_f64()
+    );
+    println!(
+        "| bulk reboot of {}: API answered (202 for {accepted}) | {:.3} s |",
+        args.reboot,
+        reboot_accept.as_secs_f64()
+    );
+    println!(
+        "| bulk reboot: until all `launched` again | {:.1} s |",
+        reboot_done.as_secs_f64()
+    );
+    println!(
+        "| `SELECT state, COUNT(*) ... GROUP BY state` over HTTP, median / worst of 20 | {:.1} / {:.1} ms |",
+        g50.as_secs_f64() * 1e3,
+        gmax.as_secs_f64() * 1e3
+    );
+    println!(
+        "| three-table join filtered by name over HTTP, median / worst of 20 | {:.1} / {:.1} ms |",
+        j50.as_secs_f64() * 1e3,
+        jmax.as_secs_f64() * 1e3
+    );
     println!("| Corral peak resident memory (VmHWM) | {peak} |");
     Ok(())
 }

@@ -153,17 +153,37 @@ impl Store {
         } else {
             ""
         };
-        let placeholders = placeholders_from(2, kinds.len());
+        // Tenants with a free worker slot first (few rows, each count from an index), so the
+        // queue scan below never evaluates a per-row subquery over a long queue.
+        let free: Vec<String> = sqlx::query(
+            "SELECT t.id FROM tenants t WHERE t.workers > (SELECT COUNT(*) FROM jobs r \
+             WHERE r.tenant_id = t.id AND r.state = 'running' AND r.uses_slot = 1)",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .and_then(|rows| rows.iter().map(|r| r.try_get::<String, _>(0)).collect())
+        .map_err(db)?;
+        let kinds_at = placeholders_from(2, kinds.len());
+        let tenants_clause = if free.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " OR j.tenant_id IN ({})",
+                placeholders_from(2 + kinds.len(), free.len())
+            )
+        };
         let mut query = sqlx::query(sqlf!(
-            "SELECT j.id, j.tenant_id, j.uses_slot FROM jobs j JOIN tenants t ON t.id = j.tenant_id \
-             WHERE j.state = 'queued' AND j.run_after <= $1 AND j.kind IN ({placeholders}) \
-             AND (j.uses_slot = 0 OR t.workers > (SELECT COUNT(*) FROM jobs r \
-                  WHERE r.tenant_id = j.tenant_id AND r.state = 'running' AND r.uses_slot = 1)) \
-             ORDER BY j.run_after, j.created_at, j.id LIMIT 8{lock}"
+            "SELECT j.id, j.tenant_id, j.uses_slot FROM jobs j \
+             WHERE j.state = 'queued' AND j.run_after <= $1 AND j.kind IN ({kinds_at}) \
+             AND (j.uses_slot = 0{tenants_clause}) \
+             ORDER BY j.state, j.run_after, j.created_at, j.id LIMIT 8{lock}"
         ))
         .bind(now);
         for k in kinds {
             query = query.bind(k);
+        }
+        for t in &free {
+            query = query.bind(t);
         }
         let candidates = query.fetch_all(&mut *tx).await.map_err(db)?;
         for c in candidates {

@@ -23,6 +23,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "apps", include_str!("../migrations/0004_apps.sql")),
     (5, "services", include_str!("../migrations/0005_services.sql")),
     (6, "instances", include_str!("../migrations/0006_instances.sql")),
+    (7, "job_claims", include_str!("../migrations/0007_job_claims.sql")),
 ];
 
 /// An arbitrary constant naming Corral's migration lock among PostgreSQL advisory locks.
