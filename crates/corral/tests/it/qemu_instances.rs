@@ -435,7 +435,8 @@ async fn a_qemu_vm_through_every_action_of_the_api() {
     let boot_id = field(&up, "boot_id");
     let pid = inspect(&q, &id).await.pid.unwrap();
     act(&s, &k, "suspend", &id, "suspending").await;
-    wait_state(&s, &k, &id, "suspended").await;
+    let inst = wait_state(&s, &k, &id, "suspended").await;
+    assert_eq!(inst["address"], json!([]), "no process, no address");
     wait_gone(pid).await;
     let info = inspect(&q, &id).await;
     assert_eq!((info.state, info.pid), (VmState::Suspended, None));
@@ -551,7 +552,8 @@ async fn a_qemu_vm_through_every_action_of_the_api() {
     // shutdown: a clean power-off; start: a new boot of the same disk
     let pid = inspect(&q, &id).await.pid.unwrap();
     act(&s, &k, "shutdown", &id, "shutting_down").await;
-    wait_state(&s, &k, &id, "shutoff").await;
+    let inst = wait_state(&s, &k, &id, "shutoff").await;
+    assert_eq!(inst["address"], json!([]), "no process, no address");
     wait_gone(pid).await;
     let info = inspect(&q, &id).await;
     assert_eq!((info.state, info.pid), (VmState::Shutoff, None));
@@ -650,6 +652,7 @@ async fn qemu_vms_outlive_a_restart_of_corral() {
     // Reconciliation (in the background after the start) records what QEMU reports.
     let v = wait_state(&s, &k, &victim, "shutoff").await;
     assert_eq!(v["name"], "victim");
+    assert_eq!(v["address"], json!([]), "no process, no address");
     let after = get(&s, &k, &format!("/instances/{keep}")).await;
     assert_eq!(after, before, "the running VM's record is unchanged");
     let info = inspect(&q, &keep).await;
@@ -667,8 +670,10 @@ async fn qemu_vms_outlive_a_restart_of_corral() {
     assert_eq!(up_lines(&console(&q, &keep).await).len(), 1, "no new boot");
     // ... and the reconciled one starts again, on its old disk.
     act(&s, &k, "start", &victim, "starting").await;
-    wait_state(&s, &k, &victim, "launched").await;
-    assert_eq!(inspect(&q, &victim).await.state, VmState::Running);
+    let v = wait_state(&s, &k, &victim, "launched").await;
+    let info = inspect(&q, &victim).await;
+    assert_eq!(info.state, VmState::Running);
+    assert_eq!(Some(address(&v)), info.address);
 
     let out = call(&s, &k, Method::POST, "/instances/delete", json!([keep, victim])).await;
     assert_eq!(out[0]["status"], 202, "{out}");
