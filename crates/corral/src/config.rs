@@ -389,7 +389,11 @@ mod tests {
             let s = Settings::load(Some(&path), &Overrides::default()).map_err(figment::Error::from)?;
             assert_eq!(s.listen, "127.0.0.1:8080");
             assert_eq!(s.instance_transition_timeout, 600);
-            let ids: Vec<(&str, &str)> = s.clouds.iter().map(|c| (c.id.as_str(), c.kind.as_str())).collect();
+            let ids: Vec<(&str, &str)> = s
+                .clouds
+                .iter()
+                .map(|c| (c.id.as_str(), c.kind.as_str()))
+                .collect();
             assert_eq!(ids, [("mock", "mock"), ("local", "qemu")]);
             let mock = &s.clouds[0].options;
             assert!(s.clouds.iter().all(|c| c.enabled && c.tenant.is_none()));
@@ -405,8 +409,11 @@ mod tests {
             let state_dir = qemu.state_dir.as_ref().map(|p| p.as_os_str().len());
             assert!(state_dir.is_some_and(|n| n <= corral_drivers::qemu::MAX_STATE_DIR_LEN));
             assert_eq!(qemu.accel.as_deref(), Some("auto"));
-            let flavors: Vec<(&str, i64, i64)> =
-                qemu.flavors.iter().map(|f| (f.name.as_str(), f.vcpus, f.ram)).collect();
+            let flavors: Vec<(&str, i64, i64)> = qemu
+                .flavors
+                .iter()
+                .map(|f| (f.name.as_str(), f.vcpus, f.ram))
+                .collect();
             assert_eq!(flavors, [("tiny", 1, 256), ("bigger", 2, 384)]);
             // The qemu driver reads the same options object.
             let opts = serde_json::to_value(qemu).map_err(|e| figment::Error::from(e.to_string()))?;

@@ -209,7 +209,11 @@ async fn get(s: &TestServer, k: &str, path: &str) -> Value {
 /// One accepted bulk action (`PUT /instances/{action}` and friends): 202 with `message`.
 async fn accepted(s: &TestServer, k: &str, m: Method, path: &str, id: &str, message: &str) {
     let out = call(s, k, m, path, json!([id])).await;
-    assert_eq!(out, json!([{"id": id, "status": 202, "message": message}]), "{path}");
+    assert_eq!(
+        out,
+        json!([{"id": id, "status": 202, "message": message}]),
+        "{path}"
+    );
 }
 
 async fn act(s: &TestServer, k: &str, action: &str, id: &str, message: &str) {
@@ -290,7 +294,10 @@ async fn wait_boots(q: &QemuCloud, id: &str, n: usize) -> String {
             assert_eq!(ups.len(), n, "more boots than expected:\n{text}");
             return ups[n - 1].clone();
         }
-        assert!(Instant::now() < until, "no boot #{n} of {id} within {BOOT:?}:\n{text}");
+        assert!(
+            Instant::now() < until,
+            "no boot #{n} of {id} within {BOOT:?}:\n{text}"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
@@ -327,7 +334,9 @@ async fn http_get(addr: SocketAddr) -> String {
 }
 
 fn is_md5(s: &str) -> bool {
-    s.len() == 32 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 32
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn canonical(p: &Path) -> PathBuf {
@@ -365,10 +374,24 @@ async fn a_qemu_vm_through_every_action_of_the_api() {
     assert_eq!(
         ops["qemu"],
         json!([
-            "addImage", "addInstance", "deleteImage", "deleteInstance", "hardRebootInstance",
-            "listImages", "listInstances", "listProjects", "pauseInstance", "rebootInstance",
-            "rebuildInstance", "renameInstance", "resizeInstance", "resumeInstance",
-            "shutdownInstance", "startInstance", "suspendInstance", "unpauseInstance"
+            "addImage",
+            "addInstance",
+            "deleteImage",
+            "deleteInstance",
+            "hardRebootInstance",
+            "listImages",
+            "listInstances",
+            "listProjects",
+            "pauseInstance",
+            "rebootInstance",
+            "rebuildInstance",
+            "renameInstance",
+            "resizeInstance",
+            "resumeInstance",
+            "shutdownInstance",
+            "startInstance",
+            "suspendInstance",
+            "unpauseInstance"
         ]),
         "{ops}"
     );
@@ -529,7 +552,10 @@ async fn a_qemu_vm_through_every_action_of_the_api() {
     let inst2 = wait_state(&s, &k, &id2, "launched").await;
     assert_eq!(inst2["image"]["id"], img.as_str());
     let info2 = inspect(&q, &id2).await;
-    assert_eq!(info2.backing_file.as_deref().map(canonical), Some(canonical(&file)));
+    assert_eq!(
+        info2.backing_file.as_deref().map(canonical),
+        Some(canonical(&file))
+    );
     let out = call(&s, &k, Method::POST, "/images/delete", json!([img])).await;
     assert_eq!(out[0]["status"], 409, "{out}");
     assert!(
@@ -538,7 +564,11 @@ async fn a_qemu_vm_through_every_action_of_the_api() {
     );
     assert_eq!(get(&s, &k, &format!("/images/{img}")).await["state"], "saved");
     let up2 = wait_boots(&q, &id2, 1).await;
-    assert_eq!(field(&up2, "boot"), "2", "the snapshot carries the disk's boot counter");
+    assert_eq!(
+        field(&up2, "boot"),
+        "2",
+        "the snapshot carries the disk's boot counter"
+    );
     assert!(http_get(address(&inst2)).await.contains("image=debian-tiny-b\n"));
     let pid2 = info2.pid.unwrap();
     accepted(&s, &k, Method::POST, "/instances/delete", &id2, "deleting").await;
