@@ -1226,9 +1226,15 @@ impl Core {
                     corral_drivers::Observed::Suspended => "suspended",
                     corral_drivers::Observed::Missing => "error",
                 };
+                // A VM without a process has no address (as after a shutdown or suspend through
+                // the API); an unreadable or missing one keeps its recorded addresses.
+                let stopped = matches!(
+                    seen,
+                    corral_drivers::Observed::Shutoff | corral_drivers::Observed::Suspended
+                );
                 let addresses = report.addresses.join(",");
-                if state != row.state || (!addresses.is_empty() && addresses != row.addresses) {
-                    let addresses = if addresses.is_empty() {
+                if state != row.state || ((stopped || !addresses.is_empty()) && addresses != row.addresses) {
+                    let addresses = if addresses.is_empty() && !stopped {
                         row.addresses.clone()
                     } else {
                         addresses

@@ -390,6 +390,49 @@ mod tests {
         });
     }
 
+    /// `examples/corral.toml` (docs/instances.md) loads, with its two shared clouds.
+    #[test]
+    fn the_example_config_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/corral.toml");
+        figment::Jail::expect_with(|_jail| {
+            let s = Settings::load(Some(&path), &Overrides::default()).map_err(figment::Error::from)?;
+            assert_eq!(s.listen, "127.0.0.1:8080");
+            assert_eq!(s.instance_transition_timeout, 600);
+            let ids: Vec<(&str, &str)> = s
+                .clouds
+                .iter()
+                .map(|c| (c.id.as_str(), c.kind.as_str()))
+                .collect();
+            assert_eq!(ids, [("mock", "mock"), ("local", "qemu")]);
+            let mock = &s.clouds[0].options;
+            assert!(s.clouds.iter().all(|c| c.enabled && c.tenant.is_none()));
+            assert_eq!(mock.delay_ms, Some(500));
+            assert_eq!(mock.images, ["debian-12", "alpine-3.20"]);
+            let flavors: Vec<&str> = mock.flavors.iter().map(|f| f.name.as_str()).collect();
+            assert_eq!(flavors, ["small", "large"]);
+            assert_eq!(mock.networks[0].subnets[0].cidr, "10.20.0.0/24");
+            assert_eq!(mock.quota.instances, Some(20));
+            assert_eq!(mock.keypairs[0].fingerprint.split(':').count(), 16);
+            let qemu = &s.clouds[1].options;
+            assert_eq!(qemu.image_dir.as_deref(), Some(Path::new("target/guest")));
+            let state_dir = qemu.state_dir.as_ref().map(|p| p.as_os_str().len());
+            assert!(state_dir.is_some_and(|n| n <= corral_drivers::qemu::MAX_STATE_DIR_LEN));
+            assert_eq!(qemu.accel.as_deref(), Some("auto"));
+            let flavors: Vec<(&str, i64, i64)> = qemu
+                .flavors
+                .iter()
+                .map(|f| (f.name.as_str(), f.vcpus, f.ram))
+                .collect();
+            assert_eq!(flavors, [("tiny", 1, 256), ("bigger", 2, 384)]);
+            // The qemu driver reads the same options object.
+            let opts = serde_json::to_value(qemu).map_err(|e| figment::Error::from(e.to_string()))?;
+            let o = corral_drivers::qemu::QemuCloudOptions::from_options(&opts)
+                .map_err(|e| figment::Error::from(e.to_string()))?;
+            assert_eq!(o.shutdown_timeout, std::time::Duration::from_secs(60));
+            Ok(())
+        });
+    }
+
     #[test]
     fn default_database_is_sqlite_in_data_dir() {
         let s = Settings {

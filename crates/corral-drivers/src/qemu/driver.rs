@@ -239,6 +239,13 @@ impl QemuHypervisor {
         if let Ok(d) = std::fs::canonicalize(&config.image_dir) {
             config.image_dir = d;
         }
+        // QEMU runs daemonized, in `/`: a relative kernel or initrd path (the default
+        // `image_dir/vmlinuz` of a relative `image_dir`) would name nothing there.
+        for path in [&mut config.kernel, &mut config.initrd] {
+            if let Ok(abs) = std::path::absolute(&*path) {
+                *path = abs;
+            }
+        }
         // 64 is the longest id.
         let longest = config.state_dir.join("x".repeat(64)).join(QMP_SOCK);
         if longest.as_os_str().len() > MAX_SOCKET_PATH {

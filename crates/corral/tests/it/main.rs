@@ -6,6 +6,7 @@
 mod harness;
 mod hosts;
 mod instances;
+mod qemu_instances;
 
 mod apps;
 mod auth;
