@@ -1136,13 +1136,19 @@ impl Core {
                 ));
                 continue;
             }
-            if !row.real_id.is_empty()
-                && cloud
-                    .driver
-                    .image_in_use(&row.real_id)
-                    .await
-                    .map_err(|e| Error::conflict(e.0))?
-            {
+            let in_use = if row.real_id.is_empty() {
+                Ok(false)
+            } else {
+                cloud.driver.image_in_use(&row.real_id).await
+            };
+            let in_use = match in_use {
+                Ok(b) => b,
+                Err(e) => {
+                    out.push(result(&id, 409, format!("Cannot check whether image {id} is in use: {}", e.0)));
+                    continue;
+                }
+            };
+            if in_use {
                 out.push(result(
                     &id,
                     409,
