@@ -115,7 +115,7 @@ impl Api {
             if t.elapsed() > limit {
                 bail!("after {limit:?}: {states:?}");
             }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            tokio::time::sleep(Duration::from_secs(2)).await;
         }
     }
 }

@@ -1144,7 +1144,11 @@ impl Core {
             let in_use = match in_use {
                 Ok(b) => b,
                 Err(e) => {
-                    out.push(result(&id, 409, format!("Cannot check whether image {id} is in use: {}", e.0)));
+                    out.push(result(
+                        &id,
+                        409,
+                        format!("Cannot check whether image {id} is in use: {}", e.0),
+                    ));
                     continue;
                 }
             };
@@ -1295,7 +1299,7 @@ impl JobHandler for InstanceHandler {
         };
         if !current {
             store
-                .finish_instance_event(&tenant, &p.event, "superseded", "", now)
+                .finish_instance_event(&tenant, &p.instance, &p.event, "superseded", "", now)
                 .await?;
             return Ok(());
         }
@@ -1340,7 +1344,7 @@ impl JobHandler for InstanceHandler {
                     .await
                     .map_err(driver_failed)?;
                 store
-                    .finish_instance_event(&tenant, &p.event, "succeeded", "", now_ms())
+                    .finish_instance_event(&tenant, &p.instance, &p.event, "succeeded", "", now_ms())
                     .await?;
             }
             action => {
@@ -1403,7 +1407,7 @@ impl JobHandler for InstanceHandler {
                 .await
         } else {
             self.store
-                .finish_instance_event(tenant, &p.event, "failed", &reason, now)
+                .finish_instance_event(tenant, &p.instance, &p.event, "failed", &reason, now)
                 .await
         }
     }

@@ -3,3 +3,5 @@
 -- slotted jobs are counted from another.
 CREATE INDEX jobs_claim_order ON jobs (state, run_after, created_at, id);
 CREATE INDEX jobs_running_by_tenant ON jobs (tenant_id, state, uses_slot);
+-- The reaper's look for jobs past their deadline.
+CREATE INDEX jobs_overdue ON jobs (state, deadline);

@@ -524,7 +524,7 @@ impl Store {
         .rows_affected()
             == 1;
         if let Some((event_id, outcome, error)) = finished_event {
-            finish_event(&mut tx, tenant, event_id, outcome, error, now).await?;
+            finish_event(&mut tx, tenant, id, event_id, outcome, error, now).await?;
         }
         tx.commit().await.map_err(db)?;
         Ok(done)
@@ -534,13 +534,14 @@ impl Store {
     pub async fn finish_instance_event(
         &self,
         tenant: &TenantId,
+        instance_id: &str,
         event_id: &str,
         outcome: &str,
         error: &str,
         now: i64,
     ) -> Result<(), Error> {
         let mut tx = self.begin_write().await?;
-        finish_event(&mut tx, tenant, event_id, outcome, error, now).await?;
+        finish_event(&mut tx, tenant, instance_id, event_id, outcome, error, now).await?;
         tx.commit().await.map_err(db)
     }
 
@@ -563,7 +564,7 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(db)?;
-        finish_event(&mut tx, tenant, event_id, "failed", reason, now).await?;
+        finish_event(&mut tx, tenant, id, event_id, "failed", reason, now).await?;
         tx.commit().await.map_err(db)
     }
 
@@ -792,18 +793,22 @@ impl Store {
     }
 }
 
+/// Completes a history entry (a primary-key update: the instance id is part of the key).
 async fn finish_event(
     tx: &mut Transaction<'static, Any>,
     tenant: &TenantId,
+    instance_id: &str,
     event_id: &str,
     outcome: &str,
     error: &str,
     now: i64,
 ) -> Result<(), Error> {
     sqlx::query(
-        "UPDATE instance_events SET outcome = $3, error = $4, finished = $5 WHERE tenant_id = $1 AND id = $2",
+        "UPDATE instance_events SET outcome = $4, error = $5, finished = $6 \
+         WHERE tenant_id = $1 AND instance_id = $2 AND id = $3",
     )
     .bind(&tenant.0)
+    .bind(instance_id)
     .bind(event_id)
     .bind(outcome)
     .bind(error)

@@ -172,8 +172,15 @@ impl Store {
                 placeholders_from(2 + kinds.len(), free.len())
             )
         };
+        // SQLite would otherwise pick the tenant index for the `IN` list and sort the whole
+        // queue; the claim order index reads it already sorted.
+        let indexed = if self.backend == Backend::Sqlite {
+            " INDEXED BY jobs_claim_order"
+        } else {
+            ""
+        };
         let mut query = sqlx::query(sqlf!(
-            "SELECT j.id, j.tenant_id, j.uses_slot FROM jobs j \
+            "SELECT j.id, j.tenant_id, j.uses_slot FROM jobs j{indexed} \
              WHERE j.state = 'queued' AND j.run_after <= $1 AND j.kind IN ({kinds_at}) \
              AND (j.uses_slot = 0{tenants_clause}) \
              ORDER BY j.state, j.run_after, j.created_at, j.id LIMIT 8{lock}"
