@@ -9,7 +9,7 @@ use corral_types::{Error, TenantId};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use crate::jobs::{NewJob, insert_job};
+use crate::jobs::{INSERT_BATCH, NewJob, insert_job, insert_jobs};
 use crate::{Store, db};
 
 /// Ids per `IN (...)` list: far below both engines' parameter limits.
@@ -208,42 +208,84 @@ async fn insert_event(
     Ok(())
 }
 
-async fn insert_instance(
+/// Inserts many history entries, [`INSERT_BATCH`] rows per statement.
+async fn insert_events(
     tx: &mut Transaction<'static, Any>,
     tenant: &TenantId,
-    r: &InstanceRow,
+    events: &[&NewEvent],
+    now: i64,
 ) -> Result<(), Error> {
-    sqlx::query(sqlf!(
-        "INSERT INTO instances (tenant_id, {INSTANCE_COLS}) VALUES ({})",
-        params(1, INSTANCE_NCOLS + 1)
-    ))
-    .bind(&tenant.0)
-    .bind(&r.id)
-    .bind(&r.real_id)
-    .bind(&r.cloud_id)
-    .bind(&r.cloud_type)
-    .bind(&r.project_id)
-    .bind(&r.name)
-    .bind(&r.flavor_id)
-    .bind(&r.flavor)
-    .bind(&r.image_id)
-    .bind(&r.image)
-    .bind(&r.image_real_id)
-    .bind(r.vcpus)
-    .bind(r.ram)
-    .bind(r.disk)
-    .bind(&r.keypair)
-    .bind(&r.networks)
-    .bind(&r.metadata)
-    .bind(&r.availability_zone)
-    .bind(&r.addresses)
-    .bind(&r.fqdn)
-    .bind(&r.state)
-    .bind(r.created)
-    .bind(r.last_updated)
-    .execute(&mut **tx)
-    .await
-    .map_err(db)?;
+    for chunk in events.chunks(INSERT_BATCH) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let b = i * 4;
+                format!(
+                    "($1, ${}, ${}, $2, NULL, ${}, ${}, 'accepted', '')",
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6
+                )
+            })
+            .collect();
+        let mut q = sqlx::query(sqlf!(
+            "INSERT INTO instance_events (tenant_id, instance_id, id, at, finished, actor, action, outcome, error) \
+             VALUES {}",
+            values.join(", ")
+        ))
+        .bind(&tenant.0)
+        .bind(now);
+        for e in chunk {
+            q = q.bind(&e.instance_id).bind(&e.id).bind(&e.actor).bind(&e.action);
+        }
+        q.execute(&mut **tx).await.map_err(db)?;
+    }
+    Ok(())
+}
+
+/// Inserts many instances, [`INSERT_BATCH`] rows per statement.
+async fn insert_instances(
+    tx: &mut Transaction<'static, Any>,
+    tenant: &TenantId,
+    rows: &[&InstanceRow],
+) -> Result<(), Error> {
+    for chunk in rows.chunks(INSERT_BATCH) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| format!("($1, {})", params(2 + i * INSTANCE_NCOLS, INSTANCE_NCOLS)))
+            .collect();
+        let mut q = sqlx::query(sqlf!(
+            "INSERT INTO instances (tenant_id, {INSTANCE_COLS}) VALUES {}",
+            values.join(", ")
+        ))
+        .bind(&tenant.0);
+        for r in chunk {
+            q = q
+                .bind(&r.id)
+                .bind(&r.real_id)
+                .bind(&r.cloud_id)
+                .bind(&r.cloud_type)
+                .bind(&r.project_id)
+                .bind(&r.name)
+                .bind(&r.flavor_id)
+                .bind(&r.flavor)
+                .bind(&r.image_id)
+                .bind(&r.image)
+                .bind(&r.image_real_id)
+                .bind(r.vcpus)
+                .bind(r.ram)
+                .bind(r.disk)
+                .bind(&r.keypair)
+                .bind(&r.networks)
+                .bind(&r.metadata)
+                .bind(&r.availability_zone)
+                .bind(&r.addresses)
+                .bind(&r.fqdn)
+                .bind(&r.state)
+                .bind(r.created)
+                .bind(r.last_updated);
+        }
+        q.execute(&mut **tx).await.map_err(db)?;
+    }
     Ok(())
 }
 
@@ -340,6 +382,7 @@ impl Store {
             .map_err(db)?;
         let mut usage: HashMap<&str, [i64; 4]> = HashMap::new();
         let mut out = Vec::with_capacity(items.len());
+        let mut accepted: Vec<&Launch> = Vec::with_capacity(items.len());
         for item in items {
             let project = item.row.project_id.as_str();
             if !usage.contains_key(project) {
@@ -378,11 +421,15 @@ impl Store {
                     *slot = slot.saturating_add(w);
                 }
             }
-            insert_instance(&mut tx, tenant, &item.row).await?;
-            insert_job(&mut tx, &item.job, now).await?;
-            insert_event(&mut tx, tenant, &item.event, now).await?;
+            accepted.push(item);
             out.push(Ok(()));
         }
+        let rows: Vec<&InstanceRow> = accepted.iter().map(|l| &l.row).collect();
+        insert_instances(&mut tx, tenant, &rows).await?;
+        let jobs: Vec<NewJob> = accepted.iter().map(|l| l.job.clone()).collect();
+        insert_jobs(&mut tx, &jobs, now).await?;
+        let events: Vec<&NewEvent> = accepted.iter().map(|l| &l.event).collect();
+        insert_events(&mut tx, tenant, &events, now).await?;
         tx.commit().await.map_err(db)?;
         Ok(out)
     }
@@ -442,11 +489,16 @@ impl Store {
                 moved.push(r.try_get::<String, _>(0).map_err(db)?);
             }
         }
+        let mut jobs = Vec::with_capacity(moved.len());
+        let mut events = Vec::with_capacity(moved.len());
         for id in &moved {
             let (job, event) = make(id)?;
-            insert_job(&mut tx, &job, now).await?;
-            insert_event(&mut tx, tenant, &event, now).await?;
+            jobs.push(job);
+            events.push(event);
         }
+        insert_jobs(&mut tx, &jobs, now).await?;
+        let events: Vec<&NewEvent> = events.iter().collect();
+        insert_events(&mut tx, tenant, &events, now).await?;
         tx.commit().await.map_err(db)?;
         Ok(moved)
     }
