@@ -6,8 +6,8 @@
 //!
 //! Speed by a per-tenant **read model** kept current instead of rebuilt per query: instances (the
 //! big table) are refreshed incrementally from the rows changed since the last look (an index on
-//! `(tenant_id, last_updated)`), with a row count to detect deletes (then a full reload); the
-//! smaller tables are reloaded when older than a second. A query on an unchanged inventory costs
+//! `(tenant_id, last_updated)`), with a row count, checked once a second, to detect deletes (then
+//! a full reload, streamed row by row); the smaller tables are reloaded when older than a second. A query on an unchanged inventory costs
 //! two indexed reads and the engine's own work. Models unused for ten minutes are dropped, so
 //! memory follows the active tenants, not the number of queries.
 
@@ -169,15 +169,26 @@ impl Core {
                     changed = true;
                 }
             }
-            let count = usize::try_from(self.store.count_instances(tenant).await?).unwrap_or(0);
-            if count != m.instances.len() {
-                m.loaded_instances = false;
+            // Deletes show in the count; it is checked with the other tables' refresh, so an
+            // unchanged inventory costs one indexed range read per query.
+            if m.others_at.is_none_or(|at| at.elapsed() >= OTHERS_TTL) {
+                let count = usize::try_from(self.store.count_instances(tenant).await?).unwrap_or(0);
+                if count != m.instances.len() {
+                    m.loaded_instances = false;
+                }
             }
         }
         if !m.loaded_instances {
-            let all = self.store.list_instances(tenant).await?;
-            m.newest = all.iter().map(|r| r.last_updated).max().unwrap_or(0);
-            m.instances = all.iter().map(|r| (r.id.clone(), instance_rows(r))).collect();
+            let mut all = HashMap::new();
+            let mut newest = 0;
+            self.store
+                .visit_instances(tenant, |r| {
+                    newest = newest.max(r.last_updated);
+                    all.insert(r.id.clone(), instance_rows(&r));
+                })
+                .await?;
+            m.newest = newest;
+            m.instances = all;
             m.loaded_instances = true;
             changed = true;
         }

@@ -324,16 +324,23 @@ impl Store {
         Ok(out)
     }
 
-    /// Every instance of the tenant (the SQL read model).
-    pub async fn list_instances(&self, tenant: &TenantId) -> Result<Vec<InstanceRow>, Error> {
-        sqlx::query(sqlf!(
-            "SELECT {INSTANCE_COLS} FROM instances WHERE tenant_id = $1 ORDER BY id"
+    /// Calls `f` with every instance of the tenant, row by row as the database returns them,
+    /// so a full load of a large tenant never holds all raw rows at once (the SQL read model).
+    pub async fn visit_instances(
+        &self,
+        tenant: &TenantId,
+        mut f: impl FnMut(InstanceRow),
+    ) -> Result<(), Error> {
+        use futures_util::TryStreamExt;
+        let mut rows = sqlx::query(sqlf!(
+            "SELECT {INSTANCE_COLS} FROM instances WHERE tenant_id = $1"
         ))
         .bind(&tenant.0)
-        .fetch_all(&self.pool)
-        .await
-        .and_then(|rows| rows.iter().map(instance_row).collect())
-        .map_err(db)
+        .fetch(&self.pool);
+        while let Some(r) = rows.try_next().await.map_err(db)? {
+            f(instance_row(&r).map_err(db)?);
+        }
+        Ok(())
     }
 
     /// The tenant's instances changed at or after `since` (ms), for an incremental refresh.
