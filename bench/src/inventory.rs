@@ -314,6 +314,10 @@ flavors = [{{ name = "small", ram = 512, vcpus = 1 }}]
         hosts_took.as_secs_f64()
     );
     println!(
+        "| hosts: until every investigation finished | {:.1} s |",
+        hosts_settled.as_secs_f64()
+    );
+    println!(
         "| bulk reboot of {}: API answered (202 for {accepted}) | {:.3} s |",
         args.reboot,
         reboot_accept.as_secs_f64()
