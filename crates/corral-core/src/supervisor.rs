@@ -70,10 +70,6 @@ pub struct ServiceSettings {
     /// Bytes of recent output kept per instance.
     pub output_cap_bytes: usize,
     pub supervision: SupervisionSettings,
-    /// No response headers within this: 503 (6.3).
-    pub proxy_timeout: Duration,
-    /// Largest proxied request body (6.2).
-    pub proxy_max_body_bytes: u64,
     /// Routing without a route config (7.3).
     pub fallback: Fallback,
 }
@@ -87,8 +83,6 @@ impl Default for ServiceSettings {
             refuse_as_root: false,
             output_cap_bytes: 64 * 1024,
             supervision: SupervisionSettings::default(),
-            proxy_timeout: Duration::from_secs(60),
-            proxy_max_body_bytes: 100 * 1024 * 1024,
             fallback: Fallback::Random,
         }
     }

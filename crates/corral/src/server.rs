@@ -249,8 +249,6 @@ fn service_settings(settings: &Settings) -> anyhow::Result<ServiceSettings> {
             stop_grace: Duration::from_secs(settings.service_stop_grace),
             ..defaults
         },
-        proxy_timeout: Duration::from_secs(settings.proxy_timeout),
-        proxy_max_body_bytes: settings.proxy_max_body_bytes,
         fallback: settings.router.userservice.fallback.strategy,
     })
 }
