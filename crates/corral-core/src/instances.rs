@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use corral_drivers::{Operation, VmAction, VmRequest};
-use corral_store::{ImageRow, InstanceChange, InstanceRow, JobRow, Launch, NewEvent, Quota};
+use corral_store::{ImageRow, InstanceChange, InstanceKey, InstanceRow, JobRow, Launch, NewEvent, Quota};
 use corral_types::perspective::{
     BulkResult, Console, Flavor, Image, Instance, InstanceEvent, Metadata, MetadataEntry,
 };
@@ -706,12 +706,12 @@ impl Core {
         action: Action,
         change: InstanceChange,
         // Per instance: an extra 409 reason (the flavor or image does not fit its project).
-        fits: impl Fn(&InstanceRow) -> Option<String>,
+        fits: impl Fn(&InstanceKey) -> Option<String>,
     ) -> Result<Vec<BulkResult>, Error> {
         let tenant = &ctx.tenant().id;
-        let rows: HashMap<String, InstanceRow> = self
+        let rows: HashMap<String, InstanceKey> = self
             .store
-            .get_instances(tenant, &ids)
+            .get_instance_keys(tenant, &ids)
             .await?
             .into_iter()
             .map(|r| (r.id.clone(), r))
