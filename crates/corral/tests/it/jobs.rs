@@ -194,7 +194,17 @@ async fn a_dead_workers_job_resumes_after_its_step(db: Db) {
     .unwrap();
     store.enqueue_job(&job, now_ms()).await.unwrap();
     a.engine.wake();
-    wait_for("first step", async || probe.first.load(Ordering::SeqCst) == 1).await;
+    // Until the step is recorded, not just run: an abort between the two would rightly run it
+    // again (steps are at least once; their record makes them skipped on resume).
+    wait_for("first step recorded", async || {
+        store
+            .job_steps(&job.id)
+            .await
+            .unwrap()
+            .iter()
+            .any(|(name, _)| name == "first")
+    })
+    .await;
     a.task.abort();
     let _ = a.task.await;
     // Worker B reaps the lapsed lease and resumes: the first step is not run again.
