@@ -100,6 +100,16 @@ impl Action {
         }
     }
 
+    /// Whether an instance in `state` is still this action's to finish: a newer action (or a
+    /// delete) takes over from it. Its job then does nothing, and its failure sets no `error`.
+    fn in_charge(self, state: &str) -> bool {
+        match self {
+            Action::Launch => state == "queued" || state == "launching",
+            Action::Rename => state != "deleting",
+            a => state == a.states().1,
+        }
+    }
+
     fn vm_action(self) -> Option<VmAction> {
         Some(match self {
             Action::Launch => return None,
@@ -159,16 +169,8 @@ fn result(id: &str, status: u16, message: impl Into<String>) -> BulkResult {
     }
 }
 
-fn unsupported(op: Operation, cloud: &Cloud) -> String {
-    format!(
-        "Operation {} is not supported for cloud type {}",
-        op.as_str(),
-        cloud.kind()
-    )
-}
-
-fn disabled(cloud: &Cloud) -> String {
-    format!("Cloud {} is disabled", cloud.id())
+fn cloud_gone(cloud_id: &str) -> String {
+    format!("Cloud {cloud_id} is no longer configured")
 }
 
 /// A body that must be an array of strings (perspective 5.5-5.7).
@@ -428,6 +430,23 @@ impl Core {
         &self.clouds
     }
 
+    /// The cloud of a record, if it can run `op` now: the per-id 409 reasons of perspective 5.2
+    /// otherwise (gone from the settings, disabled, operation not supported by its type).
+    fn cloud_for(&self, cloud_id: &str, op: Operation) -> Result<&Arc<Cloud>, String> {
+        let cloud = self.clouds().get(cloud_id).ok_or_else(|| cloud_gone(cloud_id))?;
+        if !cloud.config.enabled {
+            return Err(format!("Cloud {cloud_id} is disabled"));
+        }
+        if !cloud.supports(op) {
+            return Err(format!(
+                "Operation {} is not supported for cloud type {}",
+                op.as_str(),
+                cloud.kind()
+            ));
+        }
+        Ok(cloud)
+    }
+
     /// An image a tenant may boot in `cloud`'s project: a private image of the tenant, or a base
     /// image of a visible cloud. Answers the view and the driver's reference.
     async fn usable_image(&self, ctx: &OpCtx, id: &str) -> Result<Option<(Image, String, String)>, Error> {
@@ -486,7 +505,7 @@ impl Core {
         let cloud = self
             .clouds()
             .get(&row.cloud_id)
-            .ok_or_else(|| Error::conflict(format!("Cloud {} is no longer configured", row.cloud_id)))?;
+            .ok_or_else(|| Error::conflict(cloud_gone(&row.cloud_id)))?;
         let bytes = cloud
             .driver
             .console(&row.id, 64 * 1024)
@@ -555,12 +574,8 @@ impl Core {
                 )));
                 continue;
             };
-            if !cloud.config.enabled {
-                results.push(Some(result("", 409, disabled(cloud))));
-                continue;
-            }
-            if !cloud.supports(Operation::AddInstance) {
-                results.push(Some(result("", 409, unsupported(Operation::AddInstance, cloud))));
+            if let Err(why) = self.cloud_for(cloud.id(), Operation::AddInstance) {
+                results.push(Some(result("", 409, why)));
                 continue;
             }
             let flavors = flavor_cache
@@ -725,24 +740,12 @@ impl Core {
                 results.push(result(id, 404, not_found_instance(id).external_message()));
                 continue;
             };
-            let Some(cloud) = self.clouds().get(&row.cloud_id) else {
-                results.push(result(
-                    id,
-                    409,
-                    format!("Cloud {} is no longer configured", row.cloud_id),
-                ));
-                continue;
-            };
             let effective = match (action, row.state.as_str()) {
                 (Action::Resume, "paused") => Action::Unpause,
                 (a, _) => a,
             };
-            if !cloud.config.enabled {
-                results.push(result(id, 409, disabled(cloud)));
-                continue;
-            }
-            if !cloud.supports(effective.operation()) {
-                results.push(result(id, 409, unsupported(effective.operation(), cloud)));
+            if let Err(why) = self.cloud_for(&row.cloud_id, effective.operation()) {
+                results.push(result(id, 409, why));
                 continue;
             }
             if row.state == transitional {
@@ -928,20 +931,8 @@ impl Core {
                 out.push(result(&id, 404, not_found_instance(&id).external_message()));
                 continue;
             };
-            let Some(cloud) = self.clouds().get(&row.cloud_id) else {
-                out.push(result(
-                    &id,
-                    409,
-                    format!("Cloud {} is no longer configured", row.cloud_id),
-                ));
-                continue;
-            };
-            if !cloud.config.enabled {
-                out.push(result(&id, 409, disabled(cloud)));
-                continue;
-            }
-            if !cloud.supports(Operation::RenameInstance) {
-                out.push(result(&id, 409, unsupported(Operation::RenameInstance, cloud)));
+            if let Err(why) = self.cloud_for(&row.cloud_id, Operation::RenameInstance) {
+                out.push(result(&id, 409, why));
                 continue;
             }
             let (job, event) = self.job_for(ctx, &id, Action::Rename)?;
@@ -1022,22 +1013,13 @@ impl Core {
                 out.push(result("", 404, not_found_instance(&instance).external_message()));
                 continue;
             };
-            let Some(cloud) = self.clouds().get(&row.cloud_id) else {
-                out.push(result(
-                    "",
-                    409,
-                    format!("Cloud {} is no longer configured", row.cloud_id),
-                ));
-                continue;
+            let cloud = match self.cloud_for(&row.cloud_id, Operation::AddImage) {
+                Ok(c) => c,
+                Err(why) => {
+                    out.push(result("", 409, why));
+                    continue;
+                }
             };
-            if !cloud.config.enabled {
-                out.push(result("", 409, disabled(cloud)));
-                continue;
-            }
-            if !cloud.supports(Operation::AddImage) {
-                out.push(result("", 409, unsupported(Operation::AddImage, cloud)));
-                continue;
-            }
             if !["launched", "shutoff"].contains(&row.state.as_str()) {
                 out.push(result(
                     "",
@@ -1108,22 +1090,13 @@ impl Core {
                 });
                 continue;
             };
-            let Some(cloud) = self.clouds().get(&row.cloud_id) else {
-                out.push(result(
-                    &id,
-                    409,
-                    format!("Cloud {} is no longer configured", row.cloud_id),
-                ));
-                continue;
+            let cloud = match self.cloud_for(&row.cloud_id, Operation::DeleteImage) {
+                Ok(c) => c,
+                Err(why) => {
+                    out.push(result(&id, 409, why));
+                    continue;
+                }
             };
-            if !cloud.config.enabled {
-                out.push(result(&id, 409, disabled(cloud)));
-                continue;
-            }
-            if !cloud.supports(Operation::DeleteImage) {
-                out.push(result(&id, 409, unsupported(Operation::DeleteImage, cloud)));
-                continue;
-            }
             if row.state == "deleting" {
                 out.push(result(&id, 202, "already deleting"));
                 continue;
@@ -1292,12 +1265,7 @@ impl JobHandler for InstanceHandler {
         let (_, transitional, end) = p.action.states();
         let now = now_ms();
         // A newer action took over (or the instance was deleted): nothing left to do.
-        let current = match p.action {
-            Action::Launch => ["queued", "launching"].contains(&row.state.as_str()),
-            Action::Rename => row.state != "deleting",
-            _ => row.state == transitional,
-        };
-        if !current {
+        if !p.action.in_charge(&row.state) {
             store
                 .finish_instance_event(&tenant, &p.instance, &p.event, "superseded", "", now)
                 .await?;
@@ -1306,7 +1274,7 @@ impl JobHandler for InstanceHandler {
         let cloud = self
             .clouds
             .get(&row.cloud_id)
-            .ok_or_else(|| JobError::Failed(format!("Cloud {} is no longer configured", row.cloud_id)))?
+            .ok_or_else(|| JobError::Failed(cloud_gone(&row.cloud_id)))?
             .clone();
         let vm = vm_request(&row);
         match p.action {
@@ -1396,12 +1364,7 @@ impl JobHandler for InstanceHandler {
         };
         let now = now_ms();
         // Only the action still in charge sets `error`; a superseded one just records its end.
-        let in_charge = match p.action {
-            Action::Launch => ["queued", "launching"].contains(&row.state.as_str()),
-            Action::Rename => row.state != "deleting",
-            _ => row.state == transitional,
-        };
-        if in_charge {
+        if p.action.in_charge(&row.state) {
             self.store
                 .fail_instance(tenant, &p.instance, &p.event, &reason, now)
                 .await
@@ -1431,7 +1394,7 @@ impl JobHandler for ImageHandler {
         let cloud = self
             .clouds
             .get(&image.cloud_id)
-            .ok_or_else(|| JobError::Failed(format!("Cloud {} is no longer configured", image.cloud_id)))?
+            .ok_or_else(|| JobError::Failed(cloud_gone(&image.cloud_id)))?
             .clone();
         if p.action == "delete" {
             if image.state != "deleting" {

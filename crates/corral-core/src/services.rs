@@ -146,6 +146,15 @@ impl Core {
         }
     }
 
+    fn app_service_key(&self, ctx: &OpCtx, ns: &str, app: &str, svc: &str) -> AppServiceKey {
+        AppServiceKey {
+            tenant: ctx.tenant().id.clone(),
+            namespace: ns.to_string(),
+            app: app.to_string(),
+            service: svc.to_string(),
+        }
+    }
+
     /// The service of version `v` (current when `None`), with the contract's 404s.
     async fn resolve_service(
         &self,
@@ -653,9 +662,15 @@ impl Core {
         write: bool,
     ) -> Result<ProxyTarget, Error> {
         ctx.require(if write { Access::Write } else { Access::Read })?;
-        let pick = |run: &LiveRun| ProxyTarget {
-            version: run.key.service.version.clone(),
-            ports: run.healthy_ports().into_iter().take(2).collect(),
+        let target = |run: &LiveRun| {
+            let ports: Vec<u16> = run.healthy_ports().into_iter().take(2).collect();
+            if ports.is_empty() {
+                return Err(Error::Unavailable(NOT_ACCEPTING.into()));
+            }
+            Ok(ProxyTarget {
+                version: run.key.service.version.clone(),
+                ports,
+            })
         };
         if let Some(v) = v {
             let key = self.service_key(ctx, ns, app, v, svc);
@@ -663,89 +678,54 @@ impl Core {
                 self.check_service_exists(ctx, ns, app, Some(v), svc).await?;
                 return Err(Error::Unavailable(STOPPED_TEXT.into()));
             };
-            let target = pick(&run);
-            if target.ports.is_empty() {
-                return Err(Error::Unavailable(NOT_ACCEPTING.into()));
-            }
-            return Ok(target);
+            return target(&run);
         }
-        let akey = AppServiceKey {
-            tenant: ctx.tenant().id.clone(),
-            namespace: ns.to_string(),
-            app: app.to_string(),
-            service: svc.to_string(),
-        };
-        let live = self.services.live_versions(&akey);
-        let live: Vec<Arc<LiveRun>> = live.into_values().filter(|r| !r.is_stopping()).collect();
+        let akey = self.app_service_key(ctx, ns, app, svc);
+        let live: Vec<Arc<LiveRun>> = self
+            .services
+            .live_versions(&akey)
+            .into_values()
+            .filter(|r| !r.is_stopping())
+            .collect();
         if live.is_empty() {
             self.check_service_exists(ctx, ns, app, None, svc).await?;
             return Err(Error::Unavailable(STOPPED_TEXT.into()));
         }
-        // Candidates (7.1), sorted by version (the map's order).
-        let candidates: Vec<(Arc<LiveRun>, usize)> = live
+        // Candidates (7.1) with their healthy counts, sorted by version (the map's order).
+        let candidates: Vec<(Arc<LiveRun>, u64)> = live
             .into_iter()
             .map(|r| {
-                let n = r.healthy_count();
+                let n = r.healthy_count() as u64;
                 (r, n)
             })
             .filter(|(_, n)| *n > 0)
             .collect();
-        if candidates.is_empty() {
+        let (Some(first), Some(last)) = (candidates.first(), candidates.last()) else {
             return Err(Error::Unavailable(NOT_ACCEPTING.into()));
-        }
-        let chosen: &LiveRun = match self.route_config_cached(&akey).await? {
-            Some(config) => {
-                let weights: Vec<u64> = candidates
-                    .iter()
-                    .map(|(r, _)| {
-                        config
-                            .iter()
-                            .find(|(v, _)| *v == r.key.service.version)
-                            .map(|(_, w)| u64::from(*w))
-                            .unwrap_or(0)
-                    })
-                    .collect();
-                let total: u64 = weights.iter().sum();
-                if total == 0 {
-                    return Err(Error::Unavailable(NOT_ACCEPTING.into()));
-                }
-                let mut x = self.services.random_below(total);
-                let mut at = 0;
-                for (i, w) in weights.iter().enumerate() {
-                    if x < *w {
-                        at = i;
-                        break;
-                    }
-                    x -= w;
-                }
-                &candidates[at].0
-            }
+        };
+        // Each candidate's weight (7.2, 7.3): its percentage, or (random fallback) its healthy
+        // count, so that instances are picked uniformly.
+        let weights: Vec<u64> = match self.route_config_cached(&akey).await? {
+            Some(config) => candidates
+                .iter()
+                .map(|(r, _)| {
+                    config
+                        .iter()
+                        .find(|(v, _)| *v == r.key.service.version)
+                        .map_or(0, |(_, w)| u64::from(*w))
+                })
+                .collect(),
             None => match self.services.settings.fallback {
                 Fallback::Drop => return Err(Error::Unavailable(NOT_ACCEPTING.into())),
-                Fallback::Smallest => &candidates[0].0,
-                Fallback::Largest => &candidates[candidates.len() - 1].0,
-                Fallback::Random => {
-                    // Uniform over all healthy instances: a version is picked in proportion
-                    // to its healthy count.
-                    let total: u64 = candidates.iter().map(|(_, n)| *n as u64).sum();
-                    let mut x = self.services.random_below(total);
-                    let mut at = 0;
-                    for (i, (_, n)) in candidates.iter().enumerate() {
-                        if x < *n as u64 {
-                            at = i;
-                            break;
-                        }
-                        x -= *n as u64;
-                    }
-                    &candidates[at].0
-                }
+                Fallback::Smallest => return target(&first.0),
+                Fallback::Largest => return target(&last.0),
+                Fallback::Random => candidates.iter().map(|(_, n)| *n).collect(),
             },
         };
-        let target = pick(chosen);
-        if target.ports.is_empty() {
-            return Err(Error::Unavailable(NOT_ACCEPTING.into()));
+        match self.services.pick_weighted(&weights) {
+            Some(at) => target(&candidates[at].0),
+            None => Err(Error::Unavailable(NOT_ACCEPTING.into())),
         }
-        Ok(target)
     }
 
     /// `GET .../services/{svc}/available` (5.1).
@@ -851,12 +831,7 @@ impl Core {
             // A version was deleted between the checks and the write.
             return Err(missing_text(&missing));
         }
-        self.route_cache.forget(&AppServiceKey {
-            tenant: ctx.tenant().id.clone(),
-            namespace: ns.into(),
-            app: app.into(),
-            service: svc.into(),
-        });
+        self.route_cache.forget(&self.app_service_key(ctx, ns, app, svc));
         tracing::info!(request_id = %ctx.request_id, namespace = %ns, app = %app, service = %svc, config = %json, "route config stored");
         Ok(())
     }
@@ -880,12 +855,7 @@ impl Core {
                 "Route config for service '{svc}' of application '{app}' not found."
             )));
         }
-        self.route_cache.forget(&AppServiceKey {
-            tenant: ctx.tenant().id.clone(),
-            namespace: ns.into(),
-            app: app.into(),
-            service: svc.into(),
-        });
+        self.route_cache.forget(&self.app_service_key(ctx, ns, app, svc));
         Ok(())
     }
 

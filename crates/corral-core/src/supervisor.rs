@@ -285,6 +285,22 @@ impl Supervisor {
         }
     }
 
+    /// An index picked with probability `weights[i] / sum(weights)`; `None` when the sum is 0.
+    pub fn pick_weighted(&self, weights: &[u64]) -> Option<usize> {
+        let total: u64 = weights.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let mut x = self.random_below(total);
+        weights.iter().position(|w| {
+            if x < *w {
+                return true;
+            }
+            x -= w;
+            false
+        })
+    }
+
     /// The lock that serialises lifecycle changes of one service.
     pub fn lifecycle_lock(&self, key: &ServiceKey) -> Arc<tokio::sync::Mutex<()>> {
         lock(&self.locks).entry(key.clone()).or_default().clone()
@@ -656,5 +672,22 @@ mod tests {
         for c in counts {
             assert!((9_000..11_000).contains(&c), "{counts:?}");
         }
+    }
+
+    #[test]
+    fn pick_weighted_follows_the_weights() {
+        let sup = Supervisor::new(
+            Arc::new(corral_drivers::LocalProcessRunner),
+            ServiceSettings::default(),
+            None,
+        );
+        assert_eq!(sup.pick_weighted(&[]), None);
+        assert_eq!(sup.pick_weighted(&[0, 0]), None);
+        let mut counts = [0u32; 3];
+        for _ in 0..100_000 {
+            counts[sup.pick_weighted(&[70, 0, 30]).unwrap()] += 1;
+        }
+        assert_eq!(counts[1], 0, "{counts:?}");
+        assert!((68_500..71_500).contains(&counts[0]), "{counts:?}");
     }
 }

@@ -222,17 +222,15 @@ impl Store {
 
     /// Deletes the app with all its versions; false when it does not exist.
     pub async fn delete_app(&self, tenant: &TenantId, ns: &str, app: &str) -> Result<bool, Error> {
-        let mut tx = self.begin_write().await?;
-        let done = sqlx::query("DELETE FROM apps WHERE tenant_id = $1 AND namespace = $2 AND name = $3")
-            .bind(&tenant.0)
-            .bind(ns)
-            .bind(app)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?
-            .rows_affected()
+        let done = self
+            .write(
+                sqlx::query("DELETE FROM apps WHERE tenant_id = $1 AND namespace = $2 AND name = $3")
+                    .bind(&tenant.0)
+                    .bind(ns)
+                    .bind(app),
+            )
+            .await?
             == 1;
-        tx.commit().await.map_err(db)?;
         Ok(done)
     }
 

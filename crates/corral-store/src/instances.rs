@@ -720,23 +720,21 @@ impl Store {
         addresses: &str,
         now: i64,
     ) -> Result<bool, Error> {
-        let mut tx = self.begin_write().await?;
-        let done = sqlx::query(
-            "UPDATE instances SET state = $4, addresses = $5, last_updated = $6 \
+        let done = self
+            .write(
+                sqlx::query(
+                    "UPDATE instances SET state = $4, addresses = $5, last_updated = $6 \
              WHERE tenant_id = $1 AND id = $2 AND state = $3",
-        )
-        .bind(&tenant.0)
-        .bind(id)
-        .bind(from)
-        .bind(to)
-        .bind(addresses)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?
-        .rows_affected()
+                )
+                .bind(&tenant.0)
+                .bind(id)
+                .bind(from)
+                .bind(to)
+                .bind(addresses)
+                .bind(now),
+            )
+            .await?
             == 1;
-        tx.commit().await.map_err(db)?;
         Ok(done)
     }
 
@@ -839,34 +837,28 @@ impl Store {
         checksum: &str,
         now: i64,
     ) -> Result<bool, Error> {
-        let mut tx = self.begin_write().await?;
-        let done = sqlx::query(
-            "UPDATE images SET state = 'saved', real_id = $3, checksum = $4, last_updated = $5 \
+        let done = self
+            .write(
+                sqlx::query(
+                    "UPDATE images SET state = 'saved', real_id = $3, checksum = $4, last_updated = $5 \
              WHERE tenant_id = $1 AND id = $2 AND state = 'saving'",
-        )
-        .bind(&tenant.0)
-        .bind(id)
-        .bind(real_id)
-        .bind(checksum)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?
-        .rows_affected()
+                )
+                .bind(&tenant.0)
+                .bind(id)
+                .bind(real_id)
+                .bind(checksum)
+                .bind(now),
+            )
+            .await?
             == 1;
-        tx.commit().await.map_err(db)?;
         Ok(done)
     }
 
     pub async fn remove_image(&self, tenant: &TenantId, id: &str) -> Result<(), Error> {
-        let mut tx = self.begin_write().await?;
-        sqlx::query("DELETE FROM images WHERE tenant_id = $1 AND id = $2")
+        let q = sqlx::query("DELETE FROM images WHERE tenant_id = $1 AND id = $2")
             .bind(&tenant.0)
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        tx.commit().await.map_err(db)
+            .bind(id);
+        self.write(q).await.map(|_| ())
     }
 }
 

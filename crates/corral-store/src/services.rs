@@ -28,16 +28,13 @@ pub struct RunRow {
     pub message: String,
 }
 
-/// What a server must restore for one service at its start.
+/// A service a server must run again at its start.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceStateRow {
     pub tenant: TenantId,
     pub service: ServiceRef,
-    pub requested: Option<i64>,
-    pub desired_running: bool,
-    /// JSON object of strings.
+    /// JSON object of strings. (Its instance count is read again when it starts.)
     pub runtime_args: String,
-    pub node: String,
 }
 
 /// An active run found at a server's start.
@@ -253,8 +250,7 @@ impl Store {
         s: &ServiceRef,
         n: i64,
     ) -> Result<bool, Error> {
-        let mut tx = self.begin_write().await?;
-        let done = sqlx::query(
+        let q = sqlx::query(
             "INSERT INTO service_states (tenant_id, namespace, app, version, service, requested, desired, \
              runtime_args, node) SELECT $1, $2, $3, $4, $5, $6, 'stopped', '{}', '' FROM app_versions \
              WHERE tenant_id = $1 AND namespace = $2 AND app = $3 AND version = $4 \
@@ -265,14 +261,8 @@ impl Store {
         .bind(&s.app)
         .bind(&s.version)
         .bind(&s.service)
-        .bind(n)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?
-        .rows_affected()
-            == 1;
-        tx.commit().await.map_err(db)?;
-        Ok(done)
+        .bind(n);
+        Ok(self.write(q).await? == 1)
     }
 
     /// Run records of a service, newest first.
@@ -388,7 +378,7 @@ impl Store {
     /// [`active_runs_of_node`](Self::active_runs_of_node).
     pub async fn desired_running_of_node(&self, node: &str) -> Result<Vec<ServiceStateRow>, Error> {
         sqlx::query(
-            "SELECT tenant_id, namespace, app, version, service, requested, runtime_args, node \
+            "SELECT tenant_id, namespace, app, version, service, runtime_args \
              FROM service_states WHERE node = $1 AND desired = 'running'",
         )
         .bind(node)
@@ -400,10 +390,7 @@ impl Store {
                     Ok(ServiceStateRow {
                         tenant: TenantId(r.try_get(0)?),
                         service: service_ref(r, 1)?,
-                        requested: r.try_get(5)?,
-                        desired_running: true,
-                        runtime_args: r.try_get(6)?,
-                        node: r.try_get(7)?,
+                        runtime_args: r.try_get(5)?,
                     })
                 })
                 .collect()
@@ -501,21 +488,14 @@ impl Store {
         app: &str,
         service: &str,
     ) -> Result<bool, Error> {
-        let mut tx = self.begin_write().await?;
-        let done = sqlx::query(
+        let q = sqlx::query(
             "DELETE FROM route_configs WHERE tenant_id = $1 AND namespace = $2 AND app = $3 AND service = $4",
         )
         .bind(&tenant.0)
         .bind(ns)
         .bind(app)
-        .bind(service)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?
-        .rows_affected()
-            == 1;
-        tx.commit().await.map_err(db)?;
-        Ok(done)
+        .bind(service);
+        Ok(self.write(q).await? == 1)
     }
 
     /// Every route config of an app: `(service, config JSON)`, sorted by service.

@@ -433,30 +433,14 @@ async fn transitions_allowed_and_refused(db: Db) {
     }
     // Resize and rebuild only from launched.
     for (state, id) in &by_state[1..] {
-        let out = call(
-            &s,
-            &k,
-            Method::PUT,
-            &format!("/instances/resize/{}", ids.large),
-            json!([id]),
-        )
-        .await;
-        assert_eq!(
-            out[0]["message"],
-            format!("Cannot resize instance in state {state}")
-        );
-        let out = call(
-            &s,
-            &k,
-            Method::PUT,
-            &format!("/instances/rebuild/{}", ids.alpine),
-            json!([id]),
-        )
-        .await;
-        assert_eq!(
-            out[0]["message"],
-            format!("Cannot rebuild instance in state {state}")
-        );
+        for (verb, target) in [("resize", &ids.large), ("rebuild", &ids.alpine)] {
+            let path = format!("/instances/{verb}/{target}");
+            let out = call(&s, &k, Method::PUT, &path, json!([id])).await;
+            assert_eq!(
+                out[0]["message"],
+                format!("Cannot {verb} instance in state {state}")
+            );
+        }
     }
     // Delete from every settled state.
     let all: Vec<&str> = by_state.iter().map(|(_, id)| id.as_str()).collect();

@@ -547,13 +547,9 @@ both_stores!(
     a_killed_corral_finishes_the_upgrade_running_each_command_once,
 );
 
-/// `kill -9` of a server with a running service leaves the service's process behind; the next
-/// start of the server on the same data dir kills that orphan, closes its run as FAILED and
-/// starts the service again in a new run (cdap-v3.md 1.4).
-#[tokio::test]
-async fn a_killed_corral_leaves_no_orphan_service() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
+/// `corral serve` on SQLite in `data`, able to run services (as `nobody` when the tests run
+/// as root) whose health is checked from 100 ms on.
+fn services_proc(data: &Path) -> Proc {
     let work = std::env::temp_dir().join("corral-it-services");
     let mut envs = vec![
         ("CORRAL_BOOTSTRAP_KEY", crate::harness::BOOTSTRAP_KEY.to_string()),
@@ -564,15 +560,16 @@ async fn a_killed_corral_leaves_no_orphan_service() {
         envs.push(("CORRAL_SERVICE_USER", "nobody".to_string()));
     }
     let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let args = ["--data-dir", data.to_str().unwrap()];
-    let p = Proc::spawn(&args, &envs).unwrap_or_else(|e| panic!("{e:?}"));
-    let c = client();
+    Proc::spawn(&["--data-dir", data.to_str().unwrap()], &envs).unwrap_or_else(|e| panic!("{e:?}"))
+}
+
+/// Creates app `app` with one `corral-testsvc` service `svc` and starts it; answers the run id.
+async fn start_testsvc(c: &reqwest::Client, p: &Proc, app: &str) -> String {
     let key = crate::harness::BOOTSTRAP_KEY;
-    let svc = "/v3/namespaces/default/apps/Shop/services/svc";
     let body = serde_json::json!({"services": [{"name": "svc", "command": [crate::harness::testsvc()],
                                                 "health_path": "/health"}]});
     let resp = c
-        .put(p.url("/v3/namespaces/default/apps/Shop"))
+        .put(p.url(&format!("/v3/namespaces/default/apps/{app}")))
         .bearer_auth(key)
         .json(&body)
         .send()
@@ -580,15 +577,29 @@ async fn a_killed_corral_leaves_no_orphan_service() {
         .unwrap();
     expect_json(resp, StatusCode::OK).await;
     let resp = c
-        .post(p.url(&format!("{svc}/start")))
+        .post(p.url(&format!("/v3/namespaces/default/apps/{app}/services/svc/start")))
         .bearer_auth(key)
         .send()
         .await
         .unwrap();
-    let old_run = expect_json(resp, StatusCode::OK).await["runid"]
+    expect_json(resp, StatusCode::OK).await["runid"]
         .as_str()
         .unwrap()
-        .to_string();
+        .to_string()
+}
+
+/// `kill -9` of a server with a running service leaves the service's process behind; the next
+/// start of the server on the same data dir kills that orphan, closes its run as FAILED and
+/// starts the service again in a new run (cdap-v3.md 1.4).
+#[tokio::test]
+async fn a_killed_corral_leaves_no_orphan_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let p = services_proc(&data);
+    let c = client();
+    let key = crate::harness::BOOTSTRAP_KEY;
+    let svc = "/v3/namespaces/default/apps/Shop/services/svc";
+    let old_run = start_testsvc(&c, &p, "Shop").await;
     let procs = async |p: &Proc| -> Vec<Value> {
         let resp = c
             .get(p.url(&format!("{svc}/processes")))
@@ -612,7 +623,7 @@ async fn a_killed_corral_leaves_no_orphan_service() {
         "the service died with the server; this test needs an orphan"
     );
 
-    let p = Proc::spawn(&args, &envs).unwrap_or_else(|e| panic!("{e:?}"));
+    let p = services_proc(&data);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let now = procs(&p).await;
@@ -664,40 +675,14 @@ async fn proxy_streams_100_mb_each_way_in_flat_memory() {
     use sha2::{Digest, Sha256};
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let work = std::env::temp_dir().join("corral-it-services");
-    let mut envs = vec![
-        ("CORRAL_BOOTSTRAP_KEY", crate::harness::BOOTSTRAP_KEY.to_string()),
-        ("CORRAL_SERVICE_WORK_DIR", work.display().to_string()),
-        ("CORRAL_SERVICE_HEALTH_FIRST_INTERVAL_MS", "100".to_string()),
-    ];
-    if corral_drivers::running_as_root() {
-        envs.push(("CORRAL_SERVICE_USER", "nobody".to_string()));
-    }
-    let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let p = Proc::spawn(&["--data-dir", data.to_str().unwrap()], &envs).unwrap_or_else(|e| panic!("{e:?}"));
+    let p = services_proc(&data);
     let c = reqwest::Client::builder()
         .timeout(Duration::from_secs(300))
         .build()
         .unwrap();
     let key = crate::harness::BOOTSTRAP_KEY;
     let svc = "/v3/namespaces/default/apps/Echo/services/svc";
-    let body = serde_json::json!({"services": [{"name": "svc", "command": [crate::harness::testsvc()],
-                                                "health_path": "/health"}]});
-    let resp = c
-        .put(p.url("/v3/namespaces/default/apps/Echo"))
-        .bearer_auth(key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    expect_json(resp, StatusCode::OK).await;
-    let resp = c
-        .post(p.url(&format!("{svc}/start")))
-        .bearer_auth(key)
-        .send()
-        .await
-        .unwrap();
-    expect_json(resp, StatusCode::OK).await;
+    start_testsvc(&c, &p, "Echo").await;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let resp = c

@@ -300,7 +300,7 @@ async fn crash_health_and_scaling(db: Db) {
     expect_error(resp, StatusCode::SERVICE_UNAVAILABLE, Some(NOT_ACCEPTING)).await;
     let resp = method(&s, &k, Method::GET, "Shop", None, "/").await;
     expect_error(resp, StatusCode::SERVICE_UNAVAILABLE, Some(NOT_ACCEPTING)).await;
-    // The pinned form reaches the instance anyway? No: only healthy instances get traffic.
+    // The version-pinned form too: only healthy instances get traffic.
     let resp = method(&s, &k, Method::POST, "Shop", Some("1.0.0"), "/control/healthy").await;
     expect_error(resp, StatusCode::SERVICE_UNAVAILABLE, Some(NOT_ACCEPTING)).await;
     // Tell the process directly, as an operator could, through its port.
