@@ -106,10 +106,7 @@ impl FromRequestParts<AppState> for Ctx {
             .map(|r| r.0.clone())
             .unwrap_or_default();
         tracing::debug!(tenant = %principal.tenant.name, user = %principal.user, "authenticated");
-        Ok(Ctx(OpCtx {
-            principal,
-            request_id,
-        }))
+        Ok(Ctx(OpCtx::new(principal, request_id)))
     }
 }
 

@@ -280,7 +280,7 @@ fn forward_headers(
         set("x-request-id", id);
     }
     set("x-corral-tenant", ctx.tenant().name.as_str());
-    set("x-corral-user", ctx.principal.user.as_str());
+    set("x-corral-user", ctx.user().as_str());
     out
 }
 

@@ -9,7 +9,7 @@ use corral_types::cdap::{
 };
 use corral_types::ids::{invalid_name, is_valid_name};
 use corral_types::time::now_ms;
-use corral_types::{Access, Error, OpCtx};
+use corral_types::{Access, Error, OpCtx, TenantScope};
 
 use crate::Core;
 use crate::namespaces::check_namespace_param;
@@ -101,9 +101,9 @@ fn detail(row: &AppVersionRow) -> Result<ApplicationDetail, Error> {
 
 impl Core {
     /// The namespace check of every `/v3/namespaces/{ns}/...` route (cdap-v3.md 1).
-    pub(crate) async fn require_namespace(&self, ctx: &OpCtx, ns: &str) -> Result<(), Error> {
+    pub(crate) async fn require_namespace(&self, scope: &TenantScope, ns: &str) -> Result<(), Error> {
         check_namespace_param(ns)?;
-        if self.store.get_namespace(&ctx.tenant().id, ns).await?.is_none() {
+        if self.store.get_namespace(scope, ns).await?.is_none() {
             return Err(Error::not_found(format!("Namespace '{ns}' not found.")));
         }
         Ok(())
@@ -162,11 +162,11 @@ impl Core {
 
     /// `GET /v3/namespaces/{ns}/apps` (3.2).
     pub async fn list_apps(&self, ctx: &OpCtx, ns: &str) -> Result<Vec<AppRecord>, Error> {
-        ctx.require(Access::Read)?;
-        self.require_namespace(ctx, ns).await?;
+        let scope = ctx.require(Access::Read)?;
+        self.require_namespace(&scope, ns).await?;
         Ok(self
             .store
-            .list_apps(&ctx.tenant().id, ns)
+            .list_apps(&scope, ns)
             .await?
             .into_iter()
             .map(|r| AppRecord {
@@ -190,8 +190,8 @@ impl Core {
         path_version: Option<&str>,
         body: serde_json::Value,
     ) -> Result<ApplicationDetail, Error> {
-        ctx.require(Access::Write)?;
-        self.require_namespace(ctx, ns).await?;
+        let scope = ctx.require(Access::Write)?;
+        self.require_namespace(&scope, ns).await?;
         if !is_valid_name(app) {
             return Err(invalid_name(app));
         }
@@ -232,14 +232,14 @@ impl Core {
         if overwritable
             && !self
                 .store
-                .active_runs_in(&ctx.tenant().id, Some(ns), Some(app), Some(&version))
+                .active_runs_in(&scope, Some(ns), Some(app), Some(&version))
                 .await?
                 .is_empty()
         {
             // Only an overwrite would change anything; an identical spec is still a 200.
             let same = self
                 .store
-                .get_app_version(&ctx.tenant().id, ns, app, Some(&version))
+                .get_app_version(&scope, ns, app, Some(&version))
                 .await?
                 .is_some_and(|row| row.spec == services && row.description == description);
             if !same {
@@ -256,11 +256,11 @@ impl Core {
         };
         match self
             .store
-            .put_app_version(&ctx.tenant().id, ns, app, &new, now_ms())
+            .put_app_version(&scope, ns, app, &new, now_ms())
             .await?
         {
             PutAppVersion::Stored(row) => {
-                tracing::info!(request_id = %ctx.request_id, namespace = %ns, app = %app, version = %version, "app version stored");
+                tracing::info!(request_id = %ctx.request_id(), namespace = %ns, app = %app, version = %version, "app version stored");
                 detail(&row)
             }
             PutAppVersion::Unchanged(row) => detail(&row),
@@ -274,16 +274,16 @@ impl Core {
     /// The row of version `v` (current when `None`), or the contract's 404.
     pub(crate) async fn app_version(
         &self,
-        ctx: &OpCtx,
+        scope: &TenantScope,
         ns: &str,
         app: &str,
         v: Option<&str>,
     ) -> Result<AppVersionRow, Error> {
-        self.require_namespace(ctx, ns).await?;
+        self.require_namespace(scope, ns).await?;
         if !is_valid_name(app) {
             return Err(app_not_found(app));
         }
-        let tenant = &ctx.tenant().id;
+        let tenant = &scope;
         if let Some(v) = v
             && is_valid_version(v)
             && let Some(row) = self.store.get_app_version(tenant, ns, app, Some(v)).await?
@@ -306,16 +306,16 @@ impl Core {
         app: &str,
         v: Option<&str>,
     ) -> Result<ApplicationDetail, Error> {
-        ctx.require(Access::Read)?;
-        detail(&self.app_version(ctx, ns, app, v).await?)
+        let scope = ctx.require(Access::Read)?;
+        detail(&self.app_version(&scope, ns, app, v).await?)
     }
 
     /// `GET /v3/namespaces/{ns}/apps/{app}/versions` (3.6): oldest first.
     pub async fn list_app_versions(&self, ctx: &OpCtx, ns: &str, app: &str) -> Result<Vec<String>, Error> {
-        ctx.require(Access::Read)?;
-        self.require_namespace(ctx, ns).await?;
+        let scope = ctx.require(Access::Read)?;
+        self.require_namespace(&scope, ns).await?;
         let versions = if is_valid_name(app) {
-            self.store.list_app_versions(&ctx.tenant().id, ns, app).await?
+            self.store.list_app_versions(&scope, ns, app).await?
         } else {
             Vec::new()
         };
@@ -327,44 +327,40 @@ impl Core {
 
     /// `DELETE /v3/namespaces/{ns}/apps/{app}` (3.7): refused while a service runs.
     pub async fn delete_app(&self, ctx: &OpCtx, ns: &str, app: &str) -> Result<(), Error> {
-        ctx.require(Access::Write)?;
-        self.require_namespace(ctx, ns).await?;
+        let scope = ctx.require(Access::Write)?;
+        self.require_namespace(&scope, ns).await?;
         if is_valid_name(app) {
-            self.refuse_if_running(ctx, ns, app, None).await?;
+            self.refuse_if_running(&scope, ns, app, None).await?;
         }
-        if !is_valid_name(app) || !self.store.delete_app(&ctx.tenant().id, ns, app).await? {
+        if !is_valid_name(app) || !self.store.delete_app(&scope, ns, app).await? {
             return Err(app_not_found(app));
         }
-        tracing::info!(request_id = %ctx.request_id, namespace = %ns, app = %app, "app deleted");
+        tracing::info!(request_id = %ctx.request_id(), namespace = %ns, app = %app, "app deleted");
         Ok(())
     }
 
     /// `DELETE /v3/namespaces/{ns}/apps/{app}/versions/{v}` (3.8); the last version's delete
     /// deletes the app. Refused while a service of the version runs or a route config names it.
     pub async fn delete_app_version(&self, ctx: &OpCtx, ns: &str, app: &str, v: &str) -> Result<(), Error> {
-        ctx.require(Access::Write)?;
+        let scope = ctx.require(Access::Write)?;
         // 404 for an unknown app or version, before anything is deleted.
-        self.app_version(ctx, ns, app, Some(v)).await?;
-        self.refuse_if_running(ctx, ns, app, Some(v)).await?;
-        self.refuse_if_routed(ctx, ns, app, v).await?;
-        if !self
-            .store
-            .delete_app_version(&ctx.tenant().id, ns, app, v)
-            .await?
-        {
+        self.app_version(&scope, ns, app, Some(v)).await?;
+        self.refuse_if_running(&scope, ns, app, Some(v)).await?;
+        self.refuse_if_routed(&scope, ns, app, v).await?;
+        if !self.store.delete_app_version(&scope, ns, app, v).await? {
             return Err(version_not_found(app, v));
         }
-        tracing::info!(request_id = %ctx.request_id, namespace = %ns, app = %app, version = %v, "app version deleted");
+        tracing::info!(request_id = %ctx.request_id(), namespace = %ns, app = %app, version = %v, "app version deleted");
         Ok(())
     }
 
     /// `GET /v3/namespaces/{ns}/services` (4.1): the services of every app's current version,
     /// sorted by app (the store's order) then name.
     pub async fn list_services(&self, ctx: &OpCtx, ns: &str) -> Result<Vec<ServiceRecord>, Error> {
-        ctx.require(Access::Read)?;
-        self.require_namespace(ctx, ns).await?;
+        let scope = ctx.require(Access::Read)?;
+        self.require_namespace(&scope, ns).await?;
         let mut out = Vec::new();
-        for row in self.store.list_apps(&ctx.tenant().id, ns).await? {
+        for row in self.store.list_apps(&scope, ns).await? {
             let mut services = services_of(&row)?;
             services.sort_by(|a, b| a.name.cmp(&b.name));
             out.extend(services.into_iter().map(|s| ServiceRecord {
@@ -388,8 +384,8 @@ impl Core {
         v: Option<&str>,
         svc: &str,
     ) -> Result<ServiceDetail, Error> {
-        ctx.require(Access::Read)?;
-        let row = self.app_version(ctx, ns, app, v).await?;
+        let scope = ctx.require(Access::Read)?;
+        let row = self.app_version(&scope, ns, app, v).await?;
         let s = services_of(&row)?
             .into_iter()
             .find(|s| s.name == svc)
@@ -397,7 +393,7 @@ impl Core {
         let requested = self
             .store
             .requested_instances(
-                &ctx.tenant().id,
+                &scope,
                 &corral_store::ServiceRef {
                     namespace: ns.to_string(),
                     app: app.to_string(),

@@ -175,7 +175,7 @@ pub struct Cloud {
 pub fn object_id(tenant: &TenantId, cloud: &str, kind: &str, name: &str) -> String {
     uuid::Uuid::new_v5(
         &uuid::Uuid::NAMESPACE_URL,
-        format!("{}/{cloud}/{kind}/{name}", tenant.0).as_bytes(),
+        format!("{}/{cloud}/{kind}/{name}", tenant.as_str()).as_bytes(),
     )
     .to_string()
 }
@@ -242,7 +242,7 @@ impl Cloud {
     }
 
     pub fn project_id(&self, tenant: &TenantId) -> String {
-        object_id(tenant, self.id(), "project", &tenant.0)
+        object_id(tenant, self.id(), "project", tenant.as_str())
     }
 
     pub fn quota(&self) -> QuotaConfig {

@@ -5,7 +5,7 @@ use corral_store::{ClusterRow, CreateClusterOutcome, DeleteClusterOutcome, HostS
 use corral_types::commissaire::{Cluster, ClusterHosts, ClusterPut, MembersPut};
 use corral_types::ids::{invalid_name, is_valid_name};
 use corral_types::time::now_ms;
-use corral_types::{Access, Error, OpCtx};
+use corral_types::{Access, Error, OpCtx, TenantScope};
 
 use crate::Core;
 use crate::address::canonical_address;
@@ -55,20 +55,20 @@ fn cluster_param(name: &str) -> Result<&str, Error> {
 
 impl Core {
     pub async fn list_clusters(&self, ctx: &OpCtx) -> Result<Vec<String>, Error> {
-        ctx.require(Access::Read)?;
-        self.store.list_clusters(&ctx.tenant().id).await
+        let scope = ctx.require(Access::Read)?;
+        self.store.list_clusters(&scope).await
     }
 
-    pub(crate) async fn cluster_row(&self, ctx: &OpCtx, name: &str) -> Result<ClusterRow, Error> {
+    pub(crate) async fn cluster_row(&self, scope: &TenantScope, name: &str) -> Result<ClusterRow, Error> {
         self.store
-            .get_cluster(&ctx.tenant().id, cluster_param(name)?)
+            .get_cluster(scope, cluster_param(name)?)
             .await?
             .ok_or_else(|| cluster_not_found(name))
     }
 
     pub async fn get_cluster(&self, ctx: &OpCtx, name: &str) -> Result<Cluster, Error> {
-        ctx.require(Access::Read)?;
-        Ok(cluster_view(&self.cluster_row(ctx, name).await?, false))
+        let scope = ctx.require(Access::Read)?;
+        Ok(cluster_view(&self.cluster_row(&scope, name).await?, false))
     }
 
     /// `PUT /api/v0/cluster/{name}`: `true` when created (201).
@@ -78,7 +78,7 @@ impl Core {
         name: &str,
         body: ClusterPut,
     ) -> Result<(bool, Cluster), Error> {
-        ctx.require(Access::Write)?;
+        let scope = ctx.require(Access::Write)?;
         if !is_valid_name(name) {
             return Err(invalid_name(name));
         }
@@ -89,18 +89,18 @@ impl Core {
         }
         let network = body.network.unwrap_or_else(|| "default".into());
         let cm = body.container_manager.unwrap_or_default();
-        let tenant = &ctx.tenant().id;
+        let tenant = &scope;
         match self
             .store
             .create_cluster(tenant, name, &network, &cm, now_ms())
             .await?
         {
             CreateClusterOutcome::Created(row) => {
-                tracing::info!(request_id = %ctx.request_id, cluster = %name, "cluster created");
+                tracing::info!(request_id = %ctx.request_id(), cluster = %name, "cluster created");
                 Ok((true, cluster_view(&row, false)))
             }
             CreateClusterOutcome::Exists(row) if row.network == network && row.container_manager == cm => {
-                Ok((false, cluster_view(&self.cluster_row(ctx, name).await?, false)))
+                Ok((false, cluster_view(&self.cluster_row(&scope, name).await?, false)))
             }
             CreateClusterOutcome::Exists(_) => Err(Error::conflict(format!(
                 "Cluster '{name}' already exists with different settings."
@@ -118,8 +118,8 @@ impl Core {
     }
 
     pub async fn delete_cluster(&self, ctx: &OpCtx, name: &str) -> Result<(), Error> {
-        ctx.require(Access::Write)?;
-        let tenant = &ctx.tenant().id;
+        let scope = ctx.require(Access::Write)?;
+        let tenant = &scope;
         let manager = self.manager_of(tenant, cluster_param(name)?).await?;
         match self.store.delete_cluster(tenant, cluster_param(name)?).await? {
             DeleteClusterOutcome::Deleted(members) => {
@@ -128,7 +128,7 @@ impl Core {
                         self.deregister_node(tenant, &manager, &address).await;
                     }
                 }
-                tracing::info!(request_id = %ctx.request_id, cluster = %name, "cluster deleted");
+                tracing::info!(request_id = %ctx.request_id(), cluster = %name, "cluster deleted");
                 Ok(())
             }
             DeleteClusterOutcome::NotFound => Err(cluster_not_found(name)),
@@ -137,9 +137,9 @@ impl Core {
     }
 
     pub async fn cluster_members(&self, ctx: &OpCtx, name: &str) -> Result<Vec<String>, Error> {
-        ctx.require(Access::Read)?;
+        let scope = ctx.require(Access::Read)?;
         Ok(self
-            .cluster_row(ctx, name)
+            .cluster_row(&scope, name)
             .await?
             .members
             .into_iter()
@@ -149,8 +149,8 @@ impl Core {
 
     /// `GET .../hosts/{address}`: membership test.
     pub async fn cluster_member(&self, ctx: &OpCtx, name: &str, address: &str) -> Result<String, Error> {
-        ctx.require(Access::Read)?;
-        let row = self.cluster_row(ctx, name).await?;
+        let scope = ctx.require(Access::Read)?;
+        let row = self.cluster_row(&scope, name).await?;
         let not_member = || Error::not_found("The requested host is not part of the cluster.");
         let address = canonical_address(address).map_err(|_| not_member())?;
         row.members
@@ -162,7 +162,7 @@ impl Core {
 
     /// `PUT .../hosts`: the compare-and-swap of the member set (4.6).
     pub async fn swap_members(&self, ctx: &OpCtx, name: &str, body: MembersPut) -> Result<Cluster, Error> {
-        ctx.require(Access::Write)?;
+        let scope = ctx.require(Access::Write)?;
         let old = body
             .old
             .iter()
@@ -175,36 +175,32 @@ impl Core {
             .collect::<Result<Vec<_>, _>>()?;
         let outcome = self
             .store
-            .change_members(&ctx.tenant().id, cluster_param(name)?, Some(&old), &new)
+            .change_members(&scope, cluster_param(name)?, Some(&old), &new)
             .await?;
-        self.apply_membership(ctx, name, outcome, None).await?;
-        Ok(cluster_view(&self.cluster_row(ctx, name).await?, true))
+        self.apply_membership(&scope, name, outcome, None).await?;
+        Ok(cluster_view(&self.cluster_row(&scope, name).await?, true))
     }
 
     /// `PUT .../hosts/{address}`: adds one host (idempotent).
     pub async fn add_member(&self, ctx: &OpCtx, name: &str, address: &str) -> Result<String, Error> {
-        ctx.require(Access::Write)?;
+        let scope = ctx.require(Access::Write)?;
         let address = canonical_address(address)?;
         let outcome = self
             .store
-            .change_members(
-                &ctx.tenant().id,
-                cluster_param(name)?,
-                None,
-                std::slice::from_ref(&address),
-            )
+            .change_members(&scope, cluster_param(name)?, None, std::slice::from_ref(&address))
             .await?;
-        self.apply_membership(ctx, name, outcome, Some(&address)).await?;
+        self.apply_membership(&scope, name, outcome, Some(&address))
+            .await?;
         Ok(address)
     }
 
     /// `DELETE .../hosts/{address}`: removes one host (idempotent).
     pub async fn remove_member(&self, ctx: &OpCtx, name: &str, address: &str) -> Result<(), Error> {
-        ctx.require(Access::Write)?;
-        let tenant = &ctx.tenant().id;
+        let scope = ctx.require(Access::Write)?;
+        let tenant = &scope;
         let Ok(address) = canonical_address(address) else {
             // Not an address: it cannot be a member; the cluster must still exist.
-            self.cluster_row(ctx, name).await?;
+            self.cluster_row(&scope, name).await?;
             return Ok(());
         };
         match self
@@ -228,12 +224,12 @@ impl Core {
     /// the cluster's container manager / deregisters removed ones (6.3).
     async fn apply_membership(
         &self,
-        ctx: &OpCtx,
+        scope: &TenantScope,
         name: &str,
         outcome: MembershipOutcome,
         single: Option<&str>,
     ) -> Result<(), Error> {
-        let tenant = &ctx.tenant().id;
+        let tenant = &scope;
         match outcome {
             MembershipOutcome::Changed { added, removed } => {
                 let manager = self.manager_of(tenant, name).await?;
@@ -287,7 +283,7 @@ impl Core {
     /// without a manager), `disassociated` with a message on failure (6.3).
     pub(crate) async fn register_node(
         &self,
-        tenant: &corral_types::TenantId,
+        tenant: &TenantScope,
         cluster: &str,
         address: &str,
     ) -> Result<(), Error> {

@@ -28,8 +28,8 @@ const PROPERTIES: [&str; 11] = [
 impl Core {
     /// `POST /v2/getClusterStatuses`.
     pub async fn cluster_statuses(&self, ctx: &OpCtx) -> Result<Value, Error> {
-        ctx.require(Access::Read)?;
-        let tenant = &ctx.tenant().id;
+        let scope = ctx.require(Access::Read)?;
+        let tenant = &scope;
         let mut out = Vec::new();
         for name in self.store.list_clusters(tenant).await? {
             let Some(row) = self.store.get_cluster(tenant, &name).await? else {
@@ -86,7 +86,7 @@ impl Core {
 
     /// `POST /v2/getNodeProperties`; `body` is the request as parsed JSON (`None`: not JSON).
     pub async fn node_properties(&self, ctx: &OpCtx, body: Option<Value>) -> Result<Value, Error> {
-        ctx.require(Access::Read)?;
+        let scope = ctx.require(Access::Read)?;
         let Some(Value::Object(req)) = body else {
             return Err(Error::bad_request(
                 "Invalid request body. Must be a valid JSON Object.",
@@ -111,7 +111,7 @@ impl Core {
         };
         let wanted = strings("properties")?;
         let services = strings("services")?;
-        let tenant = &ctx.tenant().id;
+        let tenant = &scope;
         let not_found = || Error::not_found(format!("Cluster {cluster} not found."));
         if !corral_types::ids::is_valid_name(cluster) {
             return Err(not_found());

@@ -23,7 +23,7 @@ use corral_store::{
 };
 use corral_types::commissaire::{Host, HostCreds, HostPut, HostStatus, HostStatusHost};
 use corral_types::time::{commissaire_time, now_ms};
-use corral_types::{Access, Error, OpCtx, TenantId};
+use corral_types::{Access, Error, OpCtx, TenantId, TenantScope};
 use serde::{Deserialize, Serialize};
 
 use crate::address::{AddressPolicy, canonical_address};
@@ -260,27 +260,27 @@ impl Core {
     }
 
     pub async fn list_hosts(&self, ctx: &OpCtx) -> Result<Vec<Host>, Error> {
-        ctx.require(Access::Read)?;
+        let scope = ctx.require(Access::Read)?;
         Ok(self
             .store
-            .list_hosts(&ctx.tenant().id)
+            .list_hosts(&scope)
             .await?
             .iter()
             .map(host_view)
             .collect())
     }
 
-    async fn host_row(&self, ctx: &OpCtx, address: &str) -> Result<HostRow, Error> {
+    async fn host_row(&self, scope: &TenantScope, address: &str) -> Result<HostRow, Error> {
         let canonical = canonical_address(address).map_err(|_| not_found(address))?;
         self.store
-            .get_host(&ctx.tenant().id, &canonical)
+            .get_host(scope, &canonical)
             .await?
             .ok_or_else(|| not_found(&canonical))
     }
 
     pub async fn get_host(&self, ctx: &OpCtx, address: &str) -> Result<Host, Error> {
-        ctx.require(Access::Read)?;
-        Ok(host_view(&self.host_row(ctx, address).await?))
+        let scope = ctx.require(Access::Read)?;
+        Ok(host_view(&self.host_row(&scope, address).await?))
     }
 
     /// `PUT /api/v0/host[/{address}]`: registers a host (`true`: created, 201) or answers
@@ -292,7 +292,7 @@ impl Core {
         body: HostPut,
         peer: PeerInfo,
     ) -> Result<(bool, Host), Error> {
-        ctx.require(Access::Write)?;
+        let scope = ctx.require(Access::Write)?;
         let ops = self.host_ops()?;
         let address = match (path_address, body.address.as_deref()) {
             (Some(p), body_addr) => {
@@ -353,7 +353,7 @@ impl Core {
         {
             return Err(corral_types::ids::invalid_name(c));
         }
-        let tenant = &ctx.tenant().id;
+        let tenant = &scope;
         // Compared on the key itself, so the same key sent with other line wrapping or padding
         // is the same registration.
         let digest = secrets::hash(key_text.trim());
@@ -363,19 +363,19 @@ impl Core {
             remote_user,
             ssh_key_sealed: ops
                 .secrets
-                .seal(&key_context(tenant, &address), key_b64.trim().as_bytes())?,
+                .seal(&key_context(tenant.id(), &address), key_b64.trim().as_bytes())?,
             ssh_key_digest: digest.clone(),
             host_key_fingerprint: body.ssh_host_key_fingerprint.clone(),
             create_time: now_ms(),
         };
         let job = new_job(
+            ctx,
             tenant,
             INVESTIGATE,
             &address,
             &InvestigatePayload {
                 address: address.clone(),
             },
-            &ctx.principal.user,
             true,
             ops.settings.bootstrap_timeout,
         )?;
@@ -385,7 +385,7 @@ impl Core {
             .await?
         {
             CreateHostOutcome::Created(row) => {
-                tracing::info!(request_id = %ctx.request_id, host = %address, "host registered; investigation queued");
+                tracing::info!(request_id = %ctx.request_id(), host = %address, "host registered; investigation queued");
                 self.wake_jobs();
                 Ok((true, host_view(&row)))
             }
@@ -413,20 +413,15 @@ impl Core {
     }
 
     pub async fn delete_host(&self, ctx: &OpCtx, address: &str) -> Result<(), Error> {
-        ctx.require(Access::Write)?;
-        let row = self.host_row(ctx, address).await?;
-        match self
-            .store
-            .delete_host(&ctx.tenant().id, &row.address, now_ms())
-            .await?
-        {
+        let scope = ctx.require(Access::Write)?;
+        let row = self.host_row(&scope, address).await?;
+        match self.store.delete_host(&scope, &row.address, now_ms()).await? {
             DeleteHostOutcome::Deleted(cluster, registered) => {
                 if let (Some(c), true) = (cluster, registered) {
-                    let manager = self.manager_of(&ctx.tenant().id, &c).await?;
-                    self.deregister_node(&ctx.tenant().id, &manager, &row.address)
-                        .await;
+                    let manager = self.manager_of(&scope, &c).await?;
+                    self.deregister_node(&scope, &manager, &row.address).await;
                 }
-                tracing::info!(request_id = %ctx.request_id, host = %row.address, "host deleted");
+                tracing::info!(request_id = %ctx.request_id(), host = %row.address, "host deleted");
                 Ok(())
             }
             DeleteHostOutcome::NotFound => Err(not_found(&row.address)),
@@ -440,13 +435,13 @@ impl Core {
 
     /// Admins only: the registered key, decrypted.
     pub async fn host_creds(&self, ctx: &OpCtx, address: &str) -> Result<HostCreds, Error> {
-        ctx.require(Access::Admin)?;
+        let scope = ctx.require(Access::Admin)?;
         let ops = self.host_ops()?;
-        let row = self.host_row(ctx, address).await?;
+        let row = self.host_row(&scope, address).await?;
         let key = ops
             .secrets
-            .open(&key_context(&ctx.tenant().id, &row.address), &row.ssh_key_sealed)?;
-        tracing::info!(request_id = %ctx.request_id, host = %row.address, user = %ctx.principal.user, "host credentials read");
+            .open(&key_context(scope.id(), &row.address), &row.ssh_key_sealed)?;
+        tracing::info!(request_id = %ctx.request_id(), host = %row.address, user = %ctx.principal().user, "host credentials read");
         Ok(HostCreds {
             address: row.address,
             ssh_priv_key: String::from_utf8(key).map_err(Error::internal)?,
@@ -455,12 +450,12 @@ impl Core {
     }
 
     pub async fn host_status(&self, ctx: &OpCtx, address: &str) -> Result<HostStatus, Error> {
-        ctx.require(Access::Read)?;
-        let row = self.host_row(ctx, address).await?;
+        let scope = ctx.require(Access::Read)?;
+        let row = self.host_row(&scope, address).await?;
         let container_manager = match (&row.cluster, row.registered, &self.hosts) {
             (Some(c), true, Some(ops)) => {
-                let manager = self.manager_of(&ctx.tenant().id, c).await?;
-                ops.node_status(&ctx.tenant().id, &manager, &row.address).await
+                let manager = self.manager_of(&scope, c).await?;
+                ops.node_status(&scope, &manager, &row.address).await
             }
             _ => serde_json::json!({}),
         };
@@ -476,7 +471,7 @@ impl Core {
     }
 
     /// The container manager name of a cluster (`""`: none, or no such cluster).
-    pub(crate) async fn manager_of(&self, tenant: &TenantId, cluster: &str) -> Result<String, Error> {
+    pub(crate) async fn manager_of(&self, tenant: &TenantScope, cluster: &str) -> Result<String, Error> {
         Ok(self
             .store
             .get_cluster(tenant, cluster)
@@ -487,7 +482,7 @@ impl Core {
 
     /// Removes a node from the container manager `manager`; failures are logged, not fatal
     /// (spec 6.3).
-    pub(crate) async fn deregister_node(&self, tenant: &TenantId, manager: &str, address: &str) {
+    pub(crate) async fn deregister_node(&self, tenant: &TenantScope, manager: &str, address: &str) {
         if let Some(ops) = &self.hosts {
             ops.leave_container_manager(tenant, manager, address).await;
         }
@@ -505,10 +500,10 @@ pub(crate) fn article(op: &str) -> &'static str {
 
 impl HostOps {
     /// The SSH target of a host, with its pinned key policy.
-    pub(crate) fn target(&self, tenant: &TenantId, row: &HostRow) -> Result<SshTarget, Error> {
+    pub(crate) fn target(&self, tenant: &TenantScope, row: &HostRow) -> Result<SshTarget, Error> {
         let b64 = self
             .secrets
-            .open(&key_context(tenant, &row.address), &row.ssh_key_sealed)?;
+            .open(&key_context(tenant.id(), &row.address), &row.ssh_key_sealed)?;
         let text = STANDARD
             .decode(String::from_utf8_lossy(&b64).trim())
             .map_err(|_| Error::internal("stored host key is not base64"))?;
@@ -529,7 +524,7 @@ impl HostOps {
     /// whose message carries the end of the output.
     pub(crate) async fn run(
         &self,
-        tenant: &TenantId,
+        tenant: &TenantScope,
         row: &HostRow,
         command: &str,
         timeout: Duration,
@@ -576,7 +571,7 @@ impl HostOps {
     /// The profile's bootstrap with `{flannel_line}` filled in for the host's network.
     async fn bootstrap_command(
         &self,
-        tenant: &TenantId,
+        tenant: &TenantScope,
         host: &HostRow,
         template: &str,
     ) -> Result<String, Error> {
@@ -607,7 +602,7 @@ impl HostOps {
     /// status, message and `registered` flag it ends with.
     pub(crate) async fn join_container_manager(
         &self,
-        tenant: &TenantId,
+        tenant: &TenantScope,
         cluster: &str,
         address: &str,
     ) -> Result<(&'static str, String, bool), Error> {
@@ -628,7 +623,7 @@ impl HostOps {
     }
 
     /// Removes a node from a container manager; a failure is logged and ignored (6.3).
-    pub(crate) async fn leave_container_manager(&self, tenant: &TenantId, manager: &str, address: &str) {
+    pub(crate) async fn leave_container_manager(&self, tenant: &TenantScope, manager: &str, address: &str) {
         if manager.is_empty() {
             return;
         }
@@ -646,7 +641,7 @@ impl HostOps {
     /// The node status a container manager reports (`{}` when there is none to ask).
     pub(crate) async fn node_status(
         &self,
-        tenant: &TenantId,
+        tenant: &TenantScope,
         manager: &str,
         address: &str,
     ) -> serde_json::Value {
@@ -660,7 +655,7 @@ impl HostOps {
     }
 
     /// The API target of an `openshift` manager; `None` for `trivial` (nothing to call).
-    async fn kube_target(&self, tenant: &TenantId, manager: &str) -> Result<Option<KubeTarget>, Error> {
+    async fn kube_target(&self, tenant: &TenantScope, manager: &str) -> Result<Option<KubeTarget>, Error> {
         let Some(cm) = crate::networks::container_manager_config(
             &self.store,
             &self.secrets,
@@ -711,7 +706,7 @@ struct FactsStep {
 impl JobHandler for InvestigateHandler {
     async fn run(&self, ctx: &mut JobCtx) -> Result<(), JobError> {
         let ops = self.0.clone();
-        let tenant = ctx.job.tenant_id.clone();
+        let tenant = ctx.scope();
         let p: InvestigatePayload = ctx.payload()?;
         let row = || async {
             ops.store
@@ -796,13 +791,22 @@ impl JobHandler for InvestigateHandler {
 
     async fn failed(&self, job: &JobRow, reason: &str) -> Result<(), Error> {
         let ops = &self.0;
-        if ops.store.get_host(&job.tenant_id, &job.subject).await?.is_some() {
+        if ops
+            .store
+            .get_host(&TenantScope::background(job.tenant_id.clone()), &job.subject)
+            .await?
+            .is_some()
+        {
             let state = HostState {
                 last_check: Some(now_ms()),
                 ..HostState::new("failed", reason)
             };
             ops.store
-                .set_host_state(&job.tenant_id, &job.subject, &state)
+                .set_host_state(
+                    &TenantScope::background(job.tenant_id.clone()),
+                    &job.subject,
+                    &state,
+                )
                 .await?;
         }
         Ok(())

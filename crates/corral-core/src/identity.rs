@@ -85,7 +85,7 @@ fn tenant_row(input: &TenantInput, require_workers: bool) -> Result<TenantRow, E
         None => 0,
     };
     let row = TenantRow {
-        id: TenantId(String::new()),
+        id: TenantId::from_trusted(String::new()),
         name,
         description: input.description.clone().unwrap_or_default(),
         workers,
@@ -144,7 +144,7 @@ pub(crate) fn admin_user() -> UserRow {
 }
 
 pub(crate) fn new_tenant_id() -> TenantId {
-    TenantId(ApiKeyId::new().to_string())
+    TenantId::generate()
 }
 
 /// Path parameters of user routes must be names; anything else cannot exist.
@@ -199,7 +199,7 @@ impl Core {
                 return Err(Error::conflict("Not enough capacity to add tenant."));
             }
         }
-        tracing::info!(request_id = %ctx.request_id, tenant = %row.name, "tenant created");
+        tracing::info!(request_id = %ctx.request_id(), tenant = %row.name, "tenant created");
         let tenant_name = row.name.clone();
         Ok(TenantCreated {
             tenant: tenant_view(row),
@@ -248,12 +248,13 @@ impl Core {
         if let Some(t) = self.store.get_tenant(name).await?
             && t.workers == 0
         {
-            self.stop_services_in(&t.id, None, &ctx.request_id).await?;
+            self.stop_services_in(&ctx.require_superadmin_over(&t.id)?, None, ctx.request_id())
+                .await?;
         }
         match self.store.delete_tenant(name).await? {
             DeleteTenantOutcome::Deleted => {
                 self.auth.invalidate();
-                tracing::info!(request_id = %ctx.request_id, tenant = %name, "tenant deleted");
+                tracing::info!(request_id = %ctx.request_id(), tenant = %name, "tenant deleted");
                 Ok(())
             }
             DeleteTenantOutcome::NotFound => Err(tenant_not_found(name)),
@@ -280,7 +281,7 @@ impl Core {
             .await?
             .ok_or_else(|| tenant_not_found(tenant))?;
         self.auth.invalidate();
-        tracing::info!(request_id = %ctx.request_id, tenant = %tenant, "admin key issued");
+        tracing::info!(request_id = %ctx.request_id(), tenant = %tenant, "admin key issued");
         Ok(UserWithKey {
             user: user_view(&tenant_row.name, user)?,
             apikey: created_key(key, secret),
@@ -288,10 +289,10 @@ impl Core {
     }
 
     pub async fn list_users(&self, ctx: &OpCtx) -> Result<Vec<User>, Error> {
-        ctx.require(Access::Admin)?;
+        let scope = ctx.require(Access::Admin)?;
         let tenant = ctx.tenant();
         self.store
-            .list_users(&tenant.id)
+            .list_users(&scope)
             .await?
             .into_iter()
             .map(|u| user_view(tenant.name.as_str(), u))
@@ -299,18 +300,18 @@ impl Core {
     }
 
     pub async fn get_user(&self, ctx: &OpCtx, id: &str) -> Result<User, Error> {
-        ctx.require(Access::Admin)?;
+        let scope = ctx.require(Access::Admin)?;
         let tenant = ctx.tenant();
         let row = self
             .store
-            .get_user(&tenant.id, user_param(id)?)
+            .get_user(&scope, user_param(id)?)
             .await?
             .ok_or_else(|| user_not_found(id))?;
         user_view(tenant.name.as_str(), row)
     }
 
     pub async fn create_user(&self, ctx: &OpCtx, req: UserCreate) -> Result<User, Error> {
-        ctx.require(Access::Admin)?;
+        let scope = ctx.require(Access::Admin)?;
         if !is_valid_name(&req.id) {
             return Err(invalid_name(&req.id));
         }
@@ -327,17 +328,17 @@ impl Core {
             create_time: now_ms(),
         };
         let tenant = ctx.tenant();
-        if !self.store.create_user(&tenant.id, &row).await? {
+        if !self.store.create_user(&scope, &row).await? {
             return Err(Error::conflict(format!("User '{}' already exists.", row.id)));
         }
-        tracing::info!(request_id = %ctx.request_id, user = %row.id, role = %role, "user created");
+        tracing::info!(request_id = %ctx.request_id(), user = %row.id, role = %role, "user created");
         user_view(tenant.name.as_str(), row)
     }
 
     pub async fn update_user(&self, ctx: &OpCtx, id: &str, req: UserUpdate) -> Result<User, Error> {
-        ctx.require(Access::Admin)?;
+        let scope = ctx.require(Access::Admin)?;
         let tenant = ctx.tenant();
-        if self.store.get_user(&tenant.id, user_param(id)?).await?.is_none() {
+        if self.store.get_user(&scope, user_param(id)?).await?.is_none() {
             return Err(user_not_found(id));
         }
         if req.id.as_deref().is_some_and(|body_id| body_id != id) {
@@ -355,7 +356,7 @@ impl Core {
         }
         let changed = self
             .store
-            .update_user(&tenant.id, id, role.map(Role::as_str), req.description.as_deref())
+            .update_user(&scope, id, role.map(Role::as_str), req.description.as_deref())
             .await?;
         match changed {
             UserChange::Done(row) => {
@@ -368,11 +369,11 @@ impl Core {
     }
 
     pub async fn delete_user(&self, ctx: &OpCtx, id: &str) -> Result<(), Error> {
-        ctx.require(Access::Admin)?;
-        match self.store.delete_user(&ctx.tenant().id, user_param(id)?).await? {
+        let scope = ctx.require(Access::Admin)?;
+        match self.store.delete_user(&scope, user_param(id)?).await? {
             UserChange::Done(()) => {
                 self.auth.invalidate();
-                tracing::info!(request_id = %ctx.request_id, user = %id, "user deleted");
+                tracing::info!(request_id = %ctx.request_id(), user = %id, "user deleted");
                 Ok(())
             }
             UserChange::NotFound => Err(user_not_found(id)),
@@ -381,8 +382,8 @@ impl Core {
     }
 
     pub async fn list_keys(&self, ctx: &OpCtx, user: &str) -> Result<Vec<ApiKey>, Error> {
-        ctx.require(Access::Admin)?;
-        let tenant = &ctx.tenant().id;
+        let scope = ctx.require(Access::Admin)?;
+        let tenant = &scope;
         if self.store.get_user(tenant, user_param(user)?).await?.is_none() {
             return Err(user_not_found(user));
         }
@@ -396,8 +397,8 @@ impl Core {
     }
 
     pub async fn get_key(&self, ctx: &OpCtx, user: &str, key_id: &str) -> Result<ApiKey, Error> {
-        ctx.require(Access::Admin)?;
-        let tenant = &ctx.tenant().id;
+        let scope = ctx.require(Access::Admin)?;
+        let tenant = &scope;
         if self.store.get_user(tenant, user_param(user)?).await?.is_none() {
             return Err(user_not_found(user));
         }
@@ -416,8 +417,8 @@ impl Core {
         user: &str,
         req: ApiKeyCreate,
     ) -> Result<ApiKeyCreated, Error> {
-        ctx.require(Access::Admin)?;
-        let tenant = &ctx.tenant().id;
+        let scope = ctx.require(Access::Admin)?;
+        let tenant = &scope;
         if self.store.get_user(tenant, user_param(user)?).await?.is_none() {
             return Err(user_not_found(user));
         }
@@ -430,13 +431,13 @@ impl Core {
         if !self.store.create_key(tenant, user, &key).await? {
             return Err(user_not_found(user));
         }
-        tracing::info!(request_id = %ctx.request_id, user = %user, key_id = %key.id, "API key created");
+        tracing::info!(request_id = %ctx.request_id(), user = %user, key_id = %key.id, "API key created");
         Ok(created_key(key, secret))
     }
 
     pub async fn delete_key(&self, ctx: &OpCtx, user: &str, key_id: &str) -> Result<(), Error> {
-        ctx.require(Access::Admin)?;
-        let tenant = &ctx.tenant().id;
+        let scope = ctx.require(Access::Admin)?;
+        let tenant = &scope;
         if self.store.get_user(tenant, user_param(user)?).await?.is_none() {
             return Err(user_not_found(user));
         }
@@ -445,7 +446,7 @@ impl Core {
             return Err(key_not_found(user, key_id));
         }
         self.auth.invalidate();
-        tracing::info!(request_id = %ctx.request_id, user = %user, key_id = %id, "API key revoked");
+        tracing::info!(request_id = %ctx.request_id(), user = %user, key_id = %id, "API key revoked");
         Ok(())
     }
 
@@ -458,7 +459,7 @@ impl Core {
         self.store
             .create_token(
                 &secrets::hash(&secret),
-                ctx.principal.api_key,
+                ctx.principal().api_key,
                 now,
                 now + ttl * 1000,
             )
@@ -471,11 +472,11 @@ impl Core {
     }
 
     pub async fn get_profile(&self, ctx: &OpCtx) -> Result<serde_json::Value, Error> {
-        ctx.require(Access::Read)?;
-        let p = &ctx.principal;
+        let scope = ctx.require(Access::Read)?;
+        let p = &ctx.principal();
         let body = self
             .store
-            .get_profile(&p.tenant.id, p.user.as_str())
+            .get_profile(&scope, p.user.as_str())
             .await?
             .ok_or_else(|| Error::not_found("Profile not found."))?;
         serde_json::from_str(&body).map_err(Error::internal)
@@ -486,7 +487,7 @@ impl Core {
         ctx: &OpCtx,
         body: serde_json::Value,
     ) -> Result<serde_json::Value, Error> {
-        ctx.require(Access::Read)?;
+        let scope = ctx.require(Access::Read)?;
         if !body.is_object() {
             return Err(Error::bad_request("The profile must be a JSON object."));
         }
@@ -494,17 +495,15 @@ impl Core {
         if text.len() > 64 * 1024 {
             return Err(Error::bad_request("The profile must be at most 64 KiB."));
         }
-        let p = &ctx.principal;
-        self.store
-            .put_profile(&p.tenant.id, p.user.as_str(), &text)
-            .await?;
+        let p = &ctx.principal();
+        self.store.put_profile(&scope, p.user.as_str(), &text).await?;
         Ok(body)
     }
 
     pub async fn delete_profile(&self, ctx: &OpCtx) -> Result<(), Error> {
-        ctx.require(Access::Read)?;
-        let p = &ctx.principal;
-        self.store.delete_profile(&p.tenant.id, p.user.as_str()).await
+        let scope = ctx.require(Access::Read)?;
+        let p = &ctx.principal();
+        self.store.delete_profile(&scope, p.user.as_str()).await
     }
 }
 

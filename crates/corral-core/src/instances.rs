@@ -13,7 +13,7 @@ use corral_types::perspective::{
     BulkResult, Console, Flavor, Image, Instance, InstanceEvent, Metadata, MetadataEntry,
 };
 use corral_types::time::{now_ms, rfc3339};
-use corral_types::{Access, Error, OpCtx, TenantId};
+use corral_types::{Access, Error, OpCtx, TenantId, TenantScope};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -420,11 +420,6 @@ fn vm_request(r: &InstanceRow) -> VmRequest {
     }
 }
 
-/// Who asked, as the history shows it.
-fn actor(ctx: &OpCtx) -> String {
-    format!("{}@{}", ctx.principal.user.as_str(), ctx.tenant().name.as_str())
-}
-
 impl Core {
     fn clouds(&self) -> &Clouds {
         &self.clouds
@@ -449,24 +444,35 @@ impl Core {
 
     /// An image a tenant may boot in `cloud`'s project: a private image of the tenant, or a base
     /// image of a visible cloud. Answers the view and the driver's reference.
-    async fn usable_image(&self, ctx: &OpCtx, id: &str) -> Result<Option<(Image, String, String)>, Error> {
-        let tenant = &ctx.tenant().id;
+    async fn usable_image(
+        &self,
+        ctx: &OpCtx,
+        scope: &TenantScope,
+        id: &str,
+    ) -> Result<Option<(Image, String, String)>, Error> {
+        let tenant = &scope;
         if let Some(row) = self.store.get_image(tenant, id).await? {
             let cloud = row.cloud_id.clone();
             return Ok(Some((image_view(&row)?, row.real_id, cloud)));
         }
         Ok(self
             .clouds()
-            .base_image(tenant, ctx.tenant().name.as_str(), id)
-            .map(|(c, img)| (c.base_image_view(tenant, &img), img.real_id, c.id().to_string())))
+            .base_image(tenant.id(), ctx.tenant().name.as_str(), id)
+            .map(|(c, img)| {
+                (
+                    c.base_image_view(tenant.id(), &img),
+                    img.real_id,
+                    c.id().to_string(),
+                )
+            }))
     }
 
     /// `GET /instances/{id}` (5.1).
     pub async fn get_instance(&self, ctx: &OpCtx, id: &str) -> Result<Instance, Error> {
-        ctx.require(Access::Read)?;
+        let scope = ctx.require(Access::Read)?;
         let row = self
             .store
-            .get_instance(&ctx.tenant().id, id)
+            .get_instance(&scope, id)
             .await?
             .ok_or_else(|| not_found_instance(id))?;
         instance_view(&row)
@@ -474,8 +480,8 @@ impl Core {
 
     /// `GET /instances/{id}/history` (Corral addition): the actions, oldest first.
     pub async fn instance_history(&self, ctx: &OpCtx, id: &str) -> Result<Vec<InstanceEvent>, Error> {
-        ctx.require(Access::Read)?;
-        let tenant = &ctx.tenant().id;
+        let scope = ctx.require(Access::Read)?;
+        let tenant = &scope;
         if self.store.get_instance(tenant, id).await?.is_none() {
             return Err(not_found_instance(id));
         }
@@ -490,16 +496,17 @@ impl Core {
                 action: e.action,
                 outcome: e.outcome,
                 error: e.error,
+                request_id: e.request_id,
             })
             .collect())
     }
 
     /// `GET /instances/{id}/console` (Corral addition): the serial console's recent output.
     pub async fn instance_console(&self, ctx: &OpCtx, id: &str) -> Result<Console, Error> {
-        ctx.require(Access::Read)?;
+        let scope = ctx.require(Access::Read)?;
         let row = self
             .store
-            .get_instance(&ctx.tenant().id, id)
+            .get_instance(&scope, id)
             .await?
             .ok_or_else(|| not_found_instance(id))?;
         let cloud = self
@@ -518,26 +525,21 @@ impl Core {
     }
 
     /// `GET /operations` (7.3).
-    pub fn cloud_operations(&self) -> BTreeMap<String, Vec<String>> {
-        self.clouds().operations()
+    /// `GET /operations`: what each cloud type's driver supports.
+    pub fn cloud_operations(&self, ctx: &OpCtx) -> Result<BTreeMap<String, Vec<String>>, Error> {
+        ctx.require(Access::Read)?;
+        Ok(self.clouds().operations())
     }
 
     fn job_for(
         &self,
         ctx: &OpCtx,
+        scope: &TenantScope,
         id: &str,
         action: Action,
     ) -> Result<(corral_store::NewJob, NewEvent), Error> {
-        let tenant = &ctx.tenant().id;
-        let mut job = new_job(
-            tenant,
-            INSTANCE_JOB,
-            id,
-            &(),
-            &actor(ctx),
-            true,
-            self.instance_timeout,
-        )?;
+        let tenant = &scope;
+        let mut job = new_job(ctx, tenant, INSTANCE_JOB, id, &(), true, self.instance_timeout)?;
         job.payload = json(&InstanceJob {
             instance: id.to_string(),
             action,
@@ -546,17 +548,18 @@ impl Core {
         let event = NewEvent {
             id: job.id.clone(),
             instance_id: id.to_string(),
-            actor: actor(ctx),
+            actor: ctx.actor(),
             action: action.verb().replace(' ', "_"),
+            request_id: ctx.request_id().to_string(),
         };
         Ok((job, event))
     }
 
     /// `POST /instances` (5.4).
     pub async fn launch_instances(&self, ctx: &OpCtx, body: Value) -> Result<Vec<BulkResult>, Error> {
-        ctx.require(Access::Write)?;
+        let scope = ctx.require(Access::Write)?;
         let items = parse_launch(body)?;
-        let tenant = &ctx.tenant().id;
+        let tenant = &scope;
         let tenant_name = ctx.tenant().name.as_str().to_string();
         let now = now_ms();
         let mut results: Vec<Option<BulkResult>> = Vec::with_capacity(items.len());
@@ -566,7 +569,7 @@ impl Core {
         let mut image_cache: HashMap<String, Option<(Image, String, String)>> = HashMap::new();
         let mut flavor_cache: HashMap<String, Vec<Flavor>> = HashMap::new();
         for item in items {
-            let Some(cloud) = self.clouds().by_project(tenant, &tenant_name, &item.project) else {
+            let Some(cloud) = self.clouds().by_project(tenant.id(), &tenant_name, &item.project) else {
                 results.push(Some(result(
                     "",
                     404,
@@ -580,7 +583,7 @@ impl Core {
             }
             let flavors = flavor_cache
                 .entry(cloud.id().to_string())
-                .or_insert_with(|| cloud.flavors(tenant));
+                .or_insert_with(|| cloud.flavors(tenant.id()));
             let Some(flavor) = flavors.iter().find(|f| f.id == item.flavor).cloned() else {
                 results.push(Some(result(
                     "",
@@ -590,7 +593,7 @@ impl Core {
                 continue;
             };
             if !image_cache.contains_key(&item.image) {
-                let found = self.usable_image(ctx, &item.image).await?;
+                let found = self.usable_image(ctx, &scope, &item.image).await?;
                 image_cache.insert(item.image.clone(), found);
             }
             let Some((image, image_real_id, image_cloud)) = image_cache.get(&item.image).cloned().flatten()
@@ -631,7 +634,7 @@ impl Core {
                     }
                 },
             };
-            let all_networks = cloud.networks(tenant);
+            let all_networks = cloud.networks(tenant.id());
             let mut networks = Vec::new();
             let mut missing = None;
             for n in &item.networks {
@@ -665,7 +668,7 @@ impl Core {
                 },
             );
             let id = uuid::Uuid::new_v4().to_string();
-            let (job, event) = self.job_for(ctx, &id, Action::Launch)?;
+            let (job, event) = self.job_for(ctx, &scope, &id, Action::Launch)?;
             let row = InstanceRow {
                 id: id.clone(),
                 real_id: String::new(),
@@ -707,7 +710,7 @@ impl Core {
                 });
             }
             self.wake_jobs();
-            tracing::info!(request_id = %ctx.request_id, requested = results.len(), accepted = launches.len(), "instances launch");
+            tracing::info!(request_id = %ctx.request_id(), requested = results.len(), accepted = launches.len(), "instances launch");
         }
         Ok(results.into_iter().flatten().collect())
     }
@@ -717,13 +720,14 @@ impl Core {
     async fn act_on(
         &self,
         ctx: &OpCtx,
+        scope: &TenantScope,
         ids: Vec<String>,
         action: Action,
         change: InstanceChange,
         // Per instance: an extra 409 reason (the flavor or image does not fit its project).
         fits: impl Fn(&InstanceKey) -> Option<String>,
     ) -> Result<Vec<BulkResult>, Error> {
-        let tenant = &ctx.tenant().id;
+        let tenant = &scope;
         let rows: HashMap<String, InstanceKey> = self
             .store
             .get_instance_keys(tenant, &ids)
@@ -777,7 +781,7 @@ impl Core {
             let done = self
                 .store
                 .transition_instances(tenant, &group, from, transitional, &change, now, |id| {
-                    self.job_for(ctx, id, job_action)
+                    self.job_for(ctx, scope, id, job_action)
                 })
                 .await?;
             moved.extend(done);
@@ -801,7 +805,7 @@ impl Core {
         if !moved.is_empty() {
             self.wake_jobs();
         }
-        tracing::info!(request_id = %ctx.request_id, action = action.verb(), requested = ids.len(), accepted = moved.len(), "instances action");
+        tracing::info!(request_id = %ctx.request_id(), action = action.verb(), requested = ids.len(), accepted = moved.len(), "instances action");
         Ok(results)
     }
 
@@ -812,20 +816,27 @@ impl Core {
         word: &str,
         body: Value,
     ) -> Result<Vec<BulkResult>, Error> {
-        ctx.require(Access::Write)?;
+        let scope = ctx.require(Access::Write)?;
         let action = Action::from_path(word)
             .ok_or_else(|| Error::not_found(format!("No route for PUT /instances/{word}.")))?;
         let ids = id_list(body)?;
-        self.act_on(ctx, ids, action, InstanceChange::default(), |_| None)
+        self.act_on(ctx, &scope, ids, action, InstanceChange::default(), |_| None)
             .await
     }
 
     /// `POST /instances/delete` (5.5).
     pub async fn delete_instances(&self, ctx: &OpCtx, body: Value) -> Result<Vec<BulkResult>, Error> {
-        ctx.require(Access::Write)?;
+        let scope = ctx.require(Access::Write)?;
         let ids = id_list(body)?;
-        self.act_on(ctx, ids, Action::Delete, InstanceChange::default(), |_| None)
-            .await
+        self.act_on(
+            ctx,
+            &scope,
+            ids,
+            Action::Delete,
+            InstanceChange::default(),
+            |_| None,
+        )
+        .await
     }
 
     /// `PUT /instances/resize/{flavorId}` (5.7): the flavor is swapped at once.
@@ -835,14 +846,14 @@ impl Core {
         flavor_id: &str,
         body: Value,
     ) -> Result<Vec<BulkResult>, Error> {
-        ctx.require(Access::Write)?;
+        let scope = ctx.require(Access::Write)?;
         let ids = id_list(body)?;
-        let tenant = &ctx.tenant().id;
+        let tenant = &scope;
         let found = self.clouds().visible(ctx.tenant().name.as_str()).find_map(|c| {
-            c.flavors(tenant)
+            c.flavors(tenant.id())
                 .into_iter()
                 .find(|f| f.id == flavor_id)
-                .map(|f| (c.project_id(tenant), f))
+                .map(|f| (c.project_id(tenant.id()), f))
         });
         let Some((project, flavor)) = found else {
             return Err(Error::not_found(format!("Flavor {flavor_id} does not exist")));
@@ -857,7 +868,7 @@ impl Core {
             )),
             image: None,
         };
-        self.act_on(ctx, ids, Action::Resize, change, |row| {
+        self.act_on(ctx, &scope, ids, Action::Resize, change, |row| {
             (row.project_id != project).then(|| {
                 format!(
                     "Flavor {flavor_id} is not available in project {}",
@@ -875,9 +886,9 @@ impl Core {
         image_id: &str,
         body: Value,
     ) -> Result<Vec<BulkResult>, Error> {
-        ctx.require(Access::Write)?;
+        let scope = ctx.require(Access::Write)?;
         let ids = id_list(body)?;
-        let Some((image, real_id, _)) = self.usable_image(ctx, image_id).await? else {
+        let Some((image, real_id, _)) = self.usable_image(ctx, &scope, image_id).await? else {
             return Err(Error::not_found(format!("Image {image_id} does not exist")));
         };
         let change = InstanceChange {
@@ -886,7 +897,7 @@ impl Core {
         };
         let saved = image.state == "saved";
         let state = image.state.clone();
-        self.act_on(ctx, ids, Action::Rebuild, change, |row| {
+        self.act_on(ctx, &scope, ids, Action::Rebuild, change, |row| {
             if !image.project_id.contains(&row.project_id) {
                 Some(format!(
                     "Image {image_id} is not available in project {}",
@@ -903,7 +914,7 @@ impl Core {
 
     /// `PUT /instances/rename` (5.8): names change at once, the driver follows in a job.
     pub async fn rename_instances(&self, ctx: &OpCtx, body: Value) -> Result<Vec<BulkResult>, Error> {
-        ctx.require(Access::Write)?;
+        let scope = ctx.require(Access::Write)?;
         let Value::Object(map) = body else {
             return Err(Error::bad_request(
                 "The request body must be a JSON object of instance id to new name.",
@@ -923,7 +934,7 @@ impl Core {
             }
             items.push((id, name));
         }
-        let tenant = &ctx.tenant().id;
+        let tenant = &scope;
         let now = now_ms();
         let mut out = Vec::with_capacity(items.len());
         for (id, name) in items {
@@ -935,7 +946,7 @@ impl Core {
                 out.push(result(&id, 409, why));
                 continue;
             }
-            let (job, event) = self.job_for(ctx, &id, Action::Rename)?;
+            let (job, event) = self.job_for(ctx, &scope, &id, Action::Rename)?;
             if self
                 .store
                 .rename_instance(tenant, &id, &name, &job, &event, now)
@@ -952,8 +963,8 @@ impl Core {
 
     /// `GET /images/{id}` (6.1): a private image, or a base image of a visible cloud.
     pub async fn get_image(&self, ctx: &OpCtx, id: &str) -> Result<Image, Error> {
-        ctx.require(Access::Read)?;
-        self.usable_image(ctx, id)
+        let scope = ctx.require(Access::Read)?;
+        self.usable_image(ctx, &scope, id)
             .await?
             .map(|(v, _, _)| v)
             .ok_or_else(|| not_found_image(id))
@@ -961,7 +972,7 @@ impl Core {
 
     /// `POST /images` (6.3): snapshots of instances.
     pub async fn create_images(&self, ctx: &OpCtx, body: Value) -> Result<Vec<BulkResult>, Error> {
-        ctx.require(Access::Write)?;
+        let scope = ctx.require(Access::Write)?;
         let Value::Array(items) = body else {
             return Err(Error::bad_request(
                 "The request body must be a JSON array of images.",
@@ -1006,7 +1017,7 @@ impl Core {
                 parse_metadata(it.get("metadata"), &at)?,
             ));
         }
-        let tenant = &ctx.tenant().id;
+        let tenant = &scope;
         let mut out = Vec::with_capacity(parsed.len());
         for (name, instance, projects, metadata) in parsed {
             let Some(row) = self.store.get_instance(tenant, &instance).await? else {
@@ -1029,7 +1040,7 @@ impl Core {
                 continue;
             }
             let projects = projects.unwrap_or_else(|| vec![row.project_id.clone()]);
-            if let Some(p) = projects.iter().find(|p| **p != cloud.project_id(tenant)) {
+            if let Some(p) = projects.iter().find(|p| **p != cloud.project_id(tenant.id())) {
                 out.push(result("", 404, format!("Project {p} does not exist")));
                 continue;
             }
@@ -1050,6 +1061,7 @@ impl Core {
                 last_updated: now,
             };
             let job = new_job(
+                ctx,
                 tenant,
                 IMAGE_JOB,
                 &id,
@@ -1057,7 +1069,6 @@ impl Core {
                     image: id.clone(),
                     action: "snapshot".into(),
                 },
-                &actor(ctx),
                 true,
                 self.instance_timeout,
             )?;
@@ -1070,13 +1081,15 @@ impl Core {
 
     /// `POST /images/delete` (6.4). An image that a VM's disk is backed by is refused (409).
     pub async fn delete_images(&self, ctx: &OpCtx, body: Value) -> Result<Vec<BulkResult>, Error> {
-        ctx.require(Access::Write)?;
+        let scope = ctx.require(Access::Write)?;
         let ids = id_list(body)?;
-        let tenant = &ctx.tenant().id;
+        let tenant = &scope;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             let Some(row) = self.store.get_image(tenant, &id).await? else {
-                let base = self.clouds().base_image(tenant, ctx.tenant().name.as_str(), &id);
+                let base = self
+                    .clouds()
+                    .base_image(tenant.id(), ctx.tenant().name.as_str(), &id);
                 out.push(match base {
                     Some((c, _)) => result(
                         &id,
@@ -1136,6 +1149,7 @@ impl Core {
                 continue;
             }
             let job = new_job(
+                ctx,
                 tenant,
                 IMAGE_JOB,
                 &id,
@@ -1143,7 +1157,6 @@ impl Core {
                     image: id.clone(),
                     action: "delete".into(),
                 },
-                &actor(ctx),
                 true,
                 self.instance_timeout,
             )?;
@@ -1223,7 +1236,14 @@ impl Core {
                         addresses
                     };
                     self.store
-                        .reconcile_instance(tenant, &row.id, &row.state, state, &addresses, now_ms())
+                        .reconcile_instance(
+                            &TenantScope::background(tenant.clone()),
+                            &row.id,
+                            &row.state,
+                            state,
+                            &addresses,
+                            now_ms(),
+                        )
                         .await?;
                     tracing::warn!(instance = %row.id, cloud = %cloud.id(), recorded = %row.state, observed = state, "instance state corrected from its cloud");
                 }
@@ -1257,7 +1277,7 @@ fn driver_failed(e: corral_drivers::CloudError) -> JobError {
 impl JobHandler for InstanceHandler {
     async fn run(&self, ctx: &mut JobCtx) -> Result<(), JobError> {
         let p: InstanceJob = ctx.payload()?;
-        let tenant = ctx.job.tenant_id.clone();
+        let tenant = ctx.scope();
         let store = ctx.store().clone();
         let Some(row) = store.get_instance(&tenant, &p.instance).await? else {
             return Ok(());
@@ -1358,7 +1378,7 @@ impl JobHandler for InstanceHandler {
             reason.to_string()
         };
         tracing::warn!(instance = %p.instance, action = p.action.verb(), %reason, "instance action failed");
-        let tenant = &job.tenant_id;
+        let tenant = &TenantScope::background(job.tenant_id.clone());
         let Some(row) = self.store.get_instance(tenant, &p.instance).await? else {
             return Ok(());
         };
@@ -1386,7 +1406,7 @@ pub(crate) struct ImageHandler {
 impl JobHandler for ImageHandler {
     async fn run(&self, ctx: &mut JobCtx) -> Result<(), JobError> {
         let p: ImageJob = ctx.payload()?;
-        let tenant = ctx.job.tenant_id.clone();
+        let tenant = ctx.scope();
         let store = ctx.store().clone();
         let Some(image) = store.get_image(&tenant, &p.image).await? else {
             return Ok(());
@@ -1439,7 +1459,7 @@ impl JobHandler for ImageHandler {
         tracing::warn!(image = %p.image, action = %p.action, %reason, "image action failed");
         self.store
             .transition_image(
-                &job.tenant_id,
+                &TenantScope::background(job.tenant_id.clone()),
                 &p.image,
                 &["queued", "saving", "deleting"],
                 "error",

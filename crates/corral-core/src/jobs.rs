@@ -18,10 +18,12 @@ use std::time::Duration;
 
 use corral_store::{JobRow, NewJob, Store, state};
 use corral_types::time::now_ms;
-use corral_types::{Error, TenantId};
+use corral_types::{
+    ApiKeyId, Error, JobId, OpCtx, Principal, Role, TenantName, TenantRef, TenantScope, UserName,
+};
 use futures_util::FutureExt;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, Semaphore, watch};
 use tracing::Instrument;
 
@@ -58,6 +60,8 @@ pub trait JobHandler: Send + Sync + 'static {
 /// A running job as its handler sees it.
 pub struct JobCtx {
     pub job: JobRow,
+    /// The context of the request that started the job, rebuilt from the stored principal.
+    op: OpCtx,
     owner: String,
     store: Store,
     done: HashMap<String, String>,
@@ -105,6 +109,20 @@ impl JobCtx {
         &self.store
     }
 
+    /// The context of the request that started this job: its user and request id go into
+    /// the job's log lines, the jobs it starts and the histories it writes.
+    pub fn op(&self) -> &OpCtx {
+        &self.op
+    }
+
+    /// The tenant scope the job acts in: its request passed the permission check when the job
+    /// was enqueued.
+    pub fn scope(&self) -> TenantScope {
+        self.op
+            .job_scope()
+            .unwrap_or_else(|| TenantScope::background(self.job.tenant_id.clone()))
+    }
+
     /// Names of the steps completed so far.
     pub fn done_steps(&self) -> impl Iterator<Item = &str> {
         self.done.keys().map(String::as_str)
@@ -135,24 +153,80 @@ impl Default for JobSettings {
     }
 }
 
-/// Builds a job row for [`Store::enqueue_job`] and the resource writes that enqueue jobs.
+/// Who a job acts for: stored with the job (column `principal`) so that the job, and every job
+/// it starts, runs in the context of the request that started it.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredPrincipal {
+    tenant: String,
+    user: String,
+    role: Role,
+    api_key: ApiKeyId,
+    request_id: String,
+}
+
+impl StoredPrincipal {
+    fn of(ctx: &OpCtx) -> StoredPrincipal {
+        let p = ctx.principal();
+        StoredPrincipal {
+            tenant: p.tenant.name.to_string(),
+            user: p.user.to_string(),
+            role: p.role,
+            api_key: p.api_key,
+            request_id: ctx.request_id().to_string(),
+        }
+    }
+}
+
+/// Rebuilds the context a job runs in. The tenant id always comes from the job's row; a job
+/// written by an older Corral stored only `user` or `user@tenant`, which still names the actor.
+pub fn job_context(job: &JobRow) -> OpCtx {
+    let job_id = JobId::from_trusted(job.id.clone());
+    let (tenant, user, role, api_key, request_id) =
+        match serde_json::from_str::<StoredPrincipal>(&job.principal) {
+            Ok(p) => (p.tenant, p.user, p.role, p.api_key, p.request_id),
+            Err(_) => {
+                let raw = job.principal.trim_matches('"');
+                let (user, tenant) = raw.split_once('@').unwrap_or((raw, ""));
+                (
+                    tenant.to_string(),
+                    user.to_string(),
+                    Role::User,
+                    ApiKeyId::nil(),
+                    String::new(),
+                )
+            }
+        };
+    let principal = Principal {
+        tenant: TenantRef {
+            id: job.tenant_id.clone(),
+            name: TenantName::from_trusted(tenant),
+        },
+        user: UserName::from_trusted(user),
+        role,
+        api_key,
+    };
+    OpCtx::for_job(principal, request_id, job_id)
+}
+
+/// Builds a job row for [`Store::enqueue_job`] and the resource writes that enqueue jobs,
+/// acting for `ctx` (a request, or the job that starts this one) in `scope`.
 pub fn new_job(
-    tenant: &TenantId,
+    ctx: &OpCtx,
+    scope: &TenantScope,
     kind: &str,
     subject: &str,
     payload: &impl Serialize,
-    principal: &impl Serialize,
     uses_slot: bool,
     deadline: Duration,
 ) -> Result<NewJob, Error> {
     let now = now_ms();
     Ok(NewJob {
         id: uuid_v4(),
-        tenant_id: tenant.clone(),
+        tenant_id: scope.id().clone(),
         kind: kind.to_string(),
         subject: subject.to_string(),
         payload: serde_json::to_string(payload).map_err(Error::internal)?,
-        principal: serde_json::to_string(principal).map_err(Error::internal)?,
+        principal: serde_json::to_string(&StoredPrincipal::of(ctx)).map_err(Error::internal)?,
         uses_slot,
         run_after: now,
         deadline: now.saturating_add(deadline.as_millis() as i64),
@@ -286,11 +360,14 @@ impl JobEngine {
     }
 
     async fn execute(self: Arc<Self>, job: JobRow, stop: watch::Receiver<bool>) {
-        let span = tracing::info_span!("job", id = %job.id, kind = %job.kind, subject = %job.subject);
-        self.execute_in_span(job, stop).instrument(span).await;
+        let op = job_context(&job);
+        // The request's identity on every line the job logs, as on the request's own lines.
+        let span = tracing::info_span!("job", id = %job.id, kind = %job.kind, subject = %job.subject,
+            tenant = %op.tenant().name, user = %op.user(), request_id = %op.request_id());
+        self.execute_in_span(job, op, stop).instrument(span).await;
     }
 
-    async fn execute_in_span(self: Arc<Self>, job: JobRow, mut stop: watch::Receiver<bool>) {
+    async fn execute_in_span(self: Arc<Self>, job: JobRow, op: OpCtx, mut stop: watch::Receiver<bool>) {
         let Some(handler) = self.handler(&job.kind) else {
             tracing::error!("no handler for this kind of job");
             let _ = self
@@ -315,6 +392,7 @@ impl JobEngine {
         };
         let mut ctx = JobCtx {
             job: job.clone(),
+            op,
             owner: self.owner.clone(),
             store: self.store.clone(),
             done,
@@ -411,5 +489,66 @@ async fn heartbeat(store: &Store, id: &str, owner: &str, lease: Duration) {
             Ok(false) => return,
             Err(e) => tracing::warn!(error = %e, "heartbeat failed; retrying"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(principal: &str) -> JobRow {
+        JobRow {
+            id: "job-1".into(),
+            tenant_id: corral_types::TenantId::from_trusted("t-1"),
+            kind: "k".into(),
+            subject: "s".into(),
+            payload: "{}".into(),
+            principal: principal.into(),
+            state: "queued".into(),
+            attempts: 0,
+            deadline: 0,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn a_job_runs_in_the_context_of_its_request() {
+        let ctx = OpCtx::new(
+            Principal {
+                tenant: TenantRef {
+                    id: corral_types::TenantId::from_trusted("t-1"),
+                    name: TenantName::from_trusted("acme".into()),
+                },
+                user: UserName::from_trusted("alice".into()),
+                role: Role::User,
+                api_key: ApiKeyId::new(),
+            },
+            "req-7",
+        );
+        let scope = ctx.require(corral_types::Access::Write).unwrap();
+        let job = new_job(&ctx, &scope, "k", "s", &(), true, Duration::from_secs(1)).unwrap();
+        let mut r = row(&job.principal);
+        r.id = job.id.clone();
+        let op = job_context(&r);
+        assert_eq!(op.user().as_str(), "alice");
+        assert_eq!(op.tenant().name.as_str(), "acme");
+        assert_eq!(op.principal().role, Role::User);
+        assert_eq!(op.principal().api_key, ctx.principal().api_key);
+        assert_eq!(op.request_id(), "req-7");
+        assert_eq!(op.job_id().map(|j| j.as_str()), Some(job.id.as_str()));
+        assert_eq!(op.job_scope(), Some(scope));
+        assert_eq!(op.actor(), "alice@acme");
+    }
+
+    #[test]
+    fn jobs_of_an_older_corral_keep_their_actor() {
+        // Older rows stored the user (JSON string) or `user@tenant`.
+        let op = job_context(&row("\"admin\""));
+        assert_eq!(op.user().as_str(), "admin");
+        assert_eq!(op.request_id(), "");
+        let op = job_context(&row("\"bob@acme\""));
+        assert_eq!(op.actor(), "bob@acme");
+        // The tenant id comes from the row, whatever the principal says.
+        assert_eq!(op.tenant().id.as_str(), "t-1");
     }
 }

@@ -212,12 +212,12 @@ impl Core {
 
     /// `GET /api/v0/status` (commissaire-v0.md 5.15).
     pub async fn commissaire_status(&self, ctx: &OpCtx) -> Result<serde_json::Value, corral_types::Error> {
-        ctx.require(corral_types::Access::Read)?;
+        let scope = ctx.require(corral_types::Access::Read)?;
         if !self.store.ping().await {
             return Err(corral_types::Error::Unavailable("Storage is unavailable.".into()));
         }
-        let (queued, running, watched) = self.store.host_machinery_counts(&ctx.tenant().id).await?;
-        let (errors, in_use) = self.watcher.for_tenant(&ctx.tenant().id);
+        let (queued, running, watched) = self.store.host_machinery_counts(&scope).await?;
+        let (errors, in_use) = self.watcher.for_tenant(scope.id());
         let up = if self.hosts.is_some() { "OK" } else { "FAILED" };
         Ok(serde_json::json!({
             "store": {"status": "OK"},
@@ -238,8 +238,15 @@ impl Core {
         &self.secrets
     }
 
-    pub fn store(&self) -> &Store {
-        &self.store
+    /// The store's connection pool, for `/metrics` (operators only).
+    pub fn store_pool_stats(&self, ctx: &OpCtx) -> Result<corral_store::PoolStats, corral_types::Error> {
+        ctx.require(corral_types::Access::Superadmin)?;
+        Ok(self.store.pool_stats())
+    }
+
+    /// Closes the store's connections at shutdown; later calls fail as "store unavailable".
+    pub async fn close(&self) {
+        self.store.close().await;
     }
 
     pub fn settings(&self) -> &CoreSettings {

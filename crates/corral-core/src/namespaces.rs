@@ -50,9 +50,9 @@ fn check_description(d: &str) -> Result<(), Error> {
 
 impl Core {
     pub async fn list_namespaces(&self, ctx: &OpCtx) -> Result<Vec<Namespace>, Error> {
-        ctx.require(Access::Read)?;
+        let scope = ctx.require(Access::Read)?;
         self.store
-            .list_namespaces(&ctx.tenant().id)
+            .list_namespaces(&scope)
             .await?
             .into_iter()
             .map(view)
@@ -60,10 +60,10 @@ impl Core {
     }
 
     pub async fn get_namespace(&self, ctx: &OpCtx, ns: &str) -> Result<Namespace, Error> {
-        ctx.require(Access::Read)?;
+        let scope = ctx.require(Access::Read)?;
         check_namespace_param(ns)?;
         self.store
-            .get_namespace(&ctx.tenant().id, ns)
+            .get_namespace(&scope, ns)
             .await?
             .map(view)
             .transpose()?
@@ -77,7 +77,7 @@ impl Core {
         ns: &str,
         input: NamespaceInput,
     ) -> Result<Namespace, Error> {
-        ctx.require(Access::Write)?;
+        let scope = ctx.require(Access::Write)?;
         if RESERVED.contains(&ns) {
             return Err(Error::bad_request(format!(
                 "Cannot create the namespace '{ns}'. '{ns}' is a reserved namespace."
@@ -94,10 +94,7 @@ impl Core {
             description,
             config,
         };
-        let stored = self
-            .store
-            .create_namespace(&ctx.tenant().id, &row, now_ms())
-            .await?;
+        let stored = self.store.create_namespace(&scope, &row, now_ms()).await?;
         view(stored)
     }
 
@@ -107,7 +104,7 @@ impl Core {
         ns: &str,
         input: NamespaceInput,
     ) -> Result<Namespace, Error> {
-        ctx.require(Access::Write)?;
+        let scope = ctx.require(Access::Write)?;
         check_namespace_param(ns)?;
         if let Some(d) = &input.description {
             check_description(d)?;
@@ -118,12 +115,7 @@ impl Core {
             .transpose()
             .map_err(Error::internal)?;
         self.store
-            .update_namespace(
-                &ctx.tenant().id,
-                ns,
-                input.description.as_deref(),
-                config.as_deref(),
-            )
+            .update_namespace(&scope, ns, input.description.as_deref(), config.as_deref())
             .await?
             .map(view)
             .transpose()?
@@ -132,7 +124,7 @@ impl Core {
 
     /// Deletes a namespace and everything in it; `default` is emptied and kept.
     pub async fn delete_namespace(&self, ctx: &OpCtx, ns: &str) -> Result<(), Error> {
-        ctx.require(Access::Write)?;
+        let scope = ctx.require(Access::Write)?;
         if RESERVED.contains(&ns) {
             return Err(Error::forbidden(format!(
                 "Reserved namespace '{ns}' cannot be deleted."
@@ -140,12 +132,11 @@ impl Core {
         }
         check_namespace_param(ns)?;
         // Running services are stopped (their runs end KILLED) before the records go (2.6).
-        self.stop_services_in(&ctx.tenant().id, Some(ns), &ctx.request_id)
-            .await?;
-        if !self.store.delete_namespace(&ctx.tenant().id, ns).await? {
+        self.stop_services_in(&scope, Some(ns), ctx.request_id()).await?;
+        if !self.store.delete_namespace(&scope, ns).await? {
             return Err(not_found(ns));
         }
-        tracing::info!(request_id = %ctx.request_id, namespace = %ns, "namespace deleted");
+        tracing::info!(request_id = %ctx.request_id(), namespace = %ns, "namespace deleted");
         Ok(())
     }
 }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use corral_store::{ContainerManagerRow, CreateIfAbsent, DeleteInUse, NetworkRow};
 use corral_types::ids::{invalid_name, is_valid_name};
 use corral_types::views::{ContainerManager, ContainerManagerInput, Network, NetworkInput};
-use corral_types::{Access, Error, OpCtx, TenantId};
+use corral_types::{Access, Error, OpCtx, TenantId, TenantScope};
 use serde_json::{Map, Value};
 
 use crate::Core;
@@ -368,15 +368,15 @@ fn valid_http_url(s: &str) -> bool {
 impl Core {
     /// `GET /api/v0/networks`: the tenant's network names, by byte value.
     pub async fn list_networks(&self, ctx: &OpCtx) -> Result<Vec<String>, Error> {
-        ctx.require(Access::Read)?;
-        self.store.list_network_names(&ctx.tenant().id).await
+        let scope = ctx.require(Access::Read)?;
+        self.store.list_network_names(&scope).await
     }
 
     pub async fn get_network(&self, ctx: &OpCtx, name: &str) -> Result<Network, Error> {
-        ctx.require(Access::Read)?;
+        let scope = ctx.require(Access::Read)?;
         check_name(name)?;
         self.store
-            .get_network(&ctx.tenant().id, name)
+            .get_network(&scope, name)
             .await?
             .map(network_view)
             .transpose()?
@@ -391,7 +391,7 @@ impl Core {
         name: &str,
         input: NetworkInput,
     ) -> Result<(Network, bool), Error> {
-        ctx.require(Access::Write)?;
+        let scope = ctx.require(Access::Write)?;
         check_name(name)?;
         check_body_name(name, input.name.as_deref())?;
         let (kind, options) = normalize_network(input)?;
@@ -400,9 +400,9 @@ impl Core {
             kind: kind.to_string(),
             options: serde_json::to_string(&options).map_err(Error::internal)?,
         };
-        match self.store.create_network(&ctx.tenant().id, &row).await? {
+        match self.store.create_network(&scope, &row).await? {
             CreateIfAbsent::Created(stored) => {
-                tracing::info!(request_id = %ctx.request_id, network = %name, kind, "network created");
+                tracing::info!(request_id = %ctx.request_id(), network = %name, kind, "network created");
                 Ok((network_view(stored)?, true))
             }
             CreateIfAbsent::Existing(stored) => {
@@ -419,15 +419,15 @@ impl Core {
     }
 
     pub async fn delete_network(&self, ctx: &OpCtx, name: &str) -> Result<(), Error> {
-        ctx.require(Access::Write)?;
+        let scope = ctx.require(Access::Write)?;
         check_name(name)?;
         if name == DEFAULT_NETWORK {
             // `default` exists in every tenant (README 2.4), so existence is already settled.
             return Err(Error::conflict("Network 'default' cannot be deleted."));
         }
-        match self.store.delete_network(&ctx.tenant().id, name).await? {
+        match self.store.delete_network(&scope, name).await? {
             DeleteInUse::Deleted => {
-                tracing::info!(request_id = %ctx.request_id, network = %name, "network deleted");
+                tracing::info!(request_id = %ctx.request_id(), network = %name, "network deleted");
                 Ok(())
             }
             DeleteInUse::NotFound => Err(network_not_found(name)),
@@ -439,15 +439,15 @@ impl Core {
 
     /// `GET /api/v0/containermanagers`: the tenant's container manager names, by byte value.
     pub async fn list_container_managers(&self, ctx: &OpCtx) -> Result<Vec<String>, Error> {
-        ctx.require(Access::Read)?;
-        self.store.list_container_manager_names(&ctx.tenant().id).await
+        let scope = ctx.require(Access::Read)?;
+        self.store.list_container_manager_names(&scope).await
     }
 
     pub async fn get_container_manager(&self, ctx: &OpCtx, name: &str) -> Result<ContainerManager, Error> {
-        ctx.require(Access::Read)?;
+        let scope = ctx.require(Access::Read)?;
         check_name(name)?;
         self.store
-            .get_container_manager(&ctx.tenant().id, name)
+            .get_container_manager(&scope, name)
             .await?
             .map(cm_view)
             .transpose()?
@@ -462,12 +462,12 @@ impl Core {
         name: &str,
         input: ContainerManagerInput,
     ) -> Result<(ContainerManager, bool), Error> {
-        ctx.require(Access::Write)?;
+        let scope = ctx.require(Access::Write)?;
         check_name(name)?;
         check_body_name(name, input.name.as_deref())?;
         let req = normalize_cm(input, self.settings.cert_dir.as_deref())?;
-        let tenant = &ctx.tenant().id;
-        let context = token_context(tenant, name);
+        let tenant = &scope;
+        let context = token_context(tenant.id(), name);
         let token_sealed = match &req.token {
             Some(t) => self.secrets.seal(&context, t.as_bytes())?,
             None => String::new(),
@@ -480,7 +480,7 @@ impl Core {
         };
         match self.store.create_container_manager(tenant, &row).await? {
             CreateIfAbsent::Created(stored) => {
-                tracing::info!(request_id = %ctx.request_id, container_manager = %name, kind = req.kind, "container manager created");
+                tracing::info!(request_id = %ctx.request_id(), container_manager = %name, kind = req.kind, "container manager created");
                 Ok((cm_view(stored)?, true))
             }
             CreateIfAbsent::Existing(stored) => {
@@ -499,15 +499,11 @@ impl Core {
     }
 
     pub async fn delete_container_manager(&self, ctx: &OpCtx, name: &str) -> Result<(), Error> {
-        ctx.require(Access::Write)?;
+        let scope = ctx.require(Access::Write)?;
         check_name(name)?;
-        match self
-            .store
-            .delete_container_manager(&ctx.tenant().id, name)
-            .await?
-        {
+        match self.store.delete_container_manager(&scope, name).await? {
             DeleteInUse::Deleted => {
-                tracing::info!(request_id = %ctx.request_id, container_manager = %name, "container manager deleted");
+                tracing::info!(request_id = %ctx.request_id(), container_manager = %name, "container manager deleted");
                 Ok(())
             }
             DeleteInUse::NotFound => Err(cm_not_found(name)),
@@ -539,7 +535,7 @@ pub(crate) async fn container_manager_config(
     store: &corral_store::Store,
     secrets: &crate::crypto::SecretBox,
     cert_dir: Option<&std::path::Path>,
-    tenant: &TenantId,
+    tenant: &TenantScope,
     name: &str,
 ) -> Result<Option<ContainerManagerConfig>, Error> {
     let Some(row) = store.get_container_manager(tenant, name).await? else {
@@ -574,7 +570,7 @@ pub(crate) async fn container_manager_config(
         name: row.name.clone(),
         kind,
         apiserver: text(APISERVER),
-        token: open_token(secrets, &token_context(tenant, name), &row.token_sealed)?,
+        token: open_token(secrets, &token_context(tenant.id(), name), &row.token_sealed)?,
         certificate_path: resolve(CERT)?,
         certificate_key_path: resolve(CERT_KEY)?,
         ca_path: resolve(CA)?,
@@ -720,8 +716,8 @@ mod tests {
         );
         core.bootstrap(dir.path(), Some(&"k".repeat(40))).await.unwrap();
         let tenant = core.store.get_tenant("superadmin").await.unwrap().unwrap();
-        let ctx = OpCtx {
-            principal: Principal {
+        let ctx = OpCtx::new(
+            Principal {
                 tenant: TenantRef {
                     id: tenant.id.clone(),
                     name: corral_types::TenantName::from_trusted(tenant.name.clone()),
@@ -730,8 +726,9 @@ mod tests {
                 role: Role::Admin,
                 api_key: ApiKeyId::new(),
             },
-            request_id: "test".into(),
-        };
+            "test",
+        );
+        let scope = ctx.require(corral_types::Access::Read).unwrap();
         let (view, created) = core
             .put_container_manager(
                 &ctx,
@@ -747,10 +744,10 @@ mod tests {
         assert!(created);
         assert_eq!(view.options[TOKEN], MASK);
         let cfg = container_manager_config(
-            core.store(),
+            &core.store,
             core.secrets(),
             core.settings().cert_dir.as_deref(),
-            &tenant.id,
+            &scope,
             "k8s",
         )
         .await
@@ -764,10 +761,10 @@ mod tests {
         assert!(!format!("{cfg:?}").contains("t0ken"), "Debug shows the token");
         assert_eq!(
             container_manager_config(
-                core.store(),
+                &core.store,
                 core.secrets(),
                 core.settings().cert_dir.as_deref(),
-                &tenant.id,
+                &scope,
                 ""
             )
             .await
@@ -776,10 +773,10 @@ mod tests {
         );
         assert_eq!(
             container_manager_config(
-                core.store(),
+                &core.store,
                 core.secrets(),
                 core.settings().cert_dir.as_deref(),
-                &tenant.id,
+                &scope,
                 "nope"
             )
             .await
@@ -787,10 +784,10 @@ mod tests {
             None
         );
         // Another tenant's id finds nothing.
-        let other = TenantId("other".into());
+        let other = TenantScope::background(TenantId::from_trusted("other"));
         assert_eq!(
             container_manager_config(
-                core.store(),
+                &core.store,
                 core.secrets(),
                 core.settings().cert_dir.as_deref(),
                 &other,

@@ -17,7 +17,7 @@ use corral_drivers::{SshError, shell_quote};
 use corral_store::{JobRow, NewOperation, OperationRow, StartOperationOutcome};
 use corral_types::commissaire::{OperationPut, OperationRecord};
 use corral_types::time::{commissaire_time, now_ms};
-use corral_types::{Access, Error, OpCtx, TenantId};
+use corral_types::{Access, Error, OpCtx, TenantScope};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -88,11 +88,11 @@ impl Core {
         cluster: &str,
         kind: &str,
     ) -> Result<Option<OperationRecord>, Error> {
-        ctx.require(Access::Read)?;
-        let row = self.cluster_row(ctx, cluster).await?;
+        let scope = ctx.require(Access::Read)?;
+        let row = self.cluster_row(&scope, cluster).await?;
         Ok(self
             .store
-            .get_operation(&ctx.tenant().id, &row.name, kind)
+            .get_operation(&scope, &row.name, kind)
             .await?
             .as_ref()
             .map(record_view))
@@ -106,8 +106,8 @@ impl Core {
         kind: &str,
         body: OperationPut,
     ) -> Result<(bool, OperationRecord), Error> {
-        ctx.require(Access::Write)?;
-        let row = self.cluster_row(ctx, cluster).await?;
+        let scope = ctx.require(Access::Write)?;
+        let row = self.cluster_row(&scope, cluster).await?;
         let version = if kind == "deploy" {
             match body.version.as_ref().and_then(|v| v.as_str()) {
                 Some(v) if !v.is_empty() && v.len() <= 255 && v.chars().all(|c| c.is_ascii_graphic()) => {
@@ -125,7 +125,7 @@ impl Core {
             ));
         }
         let ops = self.host_ops()?;
-        let tenant = &ctx.tenant().id;
+        let tenant = &scope;
         let payload = OpPayload {
             cluster: row.name.clone(),
             kind: kind.into(),
@@ -137,15 +137,7 @@ impl Core {
             .settings
             .step_timeout
             .saturating_mul(row.members.len().max(1) as u32 + 1);
-        let job = new_job(
-            tenant,
-            COORDINATE,
-            &row.name,
-            &payload,
-            &ctx.principal.user,
-            false,
-            deadline,
-        )?;
+        let job = new_job(ctx, tenant, COORDINATE, &row.name, &payload, false, deadline)?;
         let new = NewOperation {
             cluster: row.name.clone(),
             kind: kind.into(),
@@ -154,7 +146,7 @@ impl Core {
         };
         match self.store.start_operation(tenant, &new, &job, now_ms()).await? {
             StartOperationOutcome::Started(op) => {
-                tracing::info!(request_id = %ctx.request_id, cluster = %row.name, %kind, "rolling operation started");
+                tracing::info!(request_id = %ctx.request_id(), cluster = %row.name, %kind, "rolling operation started");
                 self.wake_jobs();
                 Ok((true, record_view(&op)))
             }
@@ -184,7 +176,7 @@ impl JobHandler for CoordinateHandler {
     async fn run(&self, ctx: &mut JobCtx) -> Result<(), JobError> {
         let ops = self.0.clone();
         let p: OpPayload = ctx.payload()?;
-        let tenant = ctx.job.tenant_id.clone();
+        let tenant = ctx.scope();
         let op_job = ctx.job.id.clone();
         let Some(op) = ops
             .store
@@ -218,15 +210,15 @@ impl JobHandler for CoordinateHandler {
             };
             let store = ops.store.clone();
             let tenant_for_step = tenant.clone();
-            let principal = ctx.job.principal.clone();
+            let job_op = ctx.op().clone();
             ctx.step(&format!("dispatch:{address}"), || async move {
                 let subject = format!("{}/{}/{}", step.cluster, step.kind, step.address);
                 let job = new_job(
+                    &job_op,
                     &tenant_for_step,
                     HOST_STEP,
                     &subject,
                     &step,
-                    &principal,
                     true,
                     step_deadline,
                 )?;
@@ -263,13 +255,19 @@ impl JobHandler for CoordinateHandler {
         let p: OpPayload = serde_json::from_str(&job.payload).map_err(Error::internal)?;
         self.0
             .store
-            .update_operation(&job.tenant_id, &p.cluster, &p.kind, &job.id, |o| {
-                o.status = "failed".into();
-                if o.message.is_empty() {
-                    o.message = format!("operation: {reason}");
-                }
-                o.finished_at = Some(now_ms());
-            })
+            .update_operation(
+                &TenantScope::background(job.tenant_id.clone()),
+                &p.cluster,
+                &p.kind,
+                &job.id,
+                |o| {
+                    o.status = "failed".into();
+                    if o.message.is_empty() {
+                        o.message = format!("operation: {reason}");
+                    }
+                    o.finished_at = Some(now_ms());
+                },
+            )
             .await?;
         Ok(())
     }
@@ -284,7 +282,7 @@ impl JobCtx {
 
 async fn current(
     ops: &HostOps,
-    tenant: &TenantId,
+    tenant: &TenantScope,
     p: &OpPayload,
     op_job: &str,
 ) -> Result<OperationRow, JobError> {
@@ -303,7 +301,7 @@ impl JobHandler for HostStepHandler {
     async fn run(&self, ctx: &mut JobCtx) -> Result<(), JobError> {
         let ops = self.0.clone();
         let p: StepPayload = ctx.payload()?;
-        let tenant = ctx.job.tenant_id.clone();
+        let tenant = ctx.scope();
         let address = p.address.clone();
         let record = |change: Box<dyn FnOnce(&mut OperationRow) + Send>| {
             let ops = ops.clone();
@@ -384,15 +382,21 @@ impl JobHandler for HostStepHandler {
         let reason = reason.to_string();
         self.0
             .store
-            .update_operation(&job.tenant_id, &p.cluster, &p.kind, &p.op_job, move |o| {
-                o.in_process.retain(|x| *x != a);
-                if !o.failed.contains(&a) {
-                    o.failed.push(a.clone());
-                }
-                if o.message.is_empty() {
-                    o.message = format!("{a}: {reason}");
-                }
-            })
+            .update_operation(
+                &TenantScope::background(job.tenant_id.clone()),
+                &p.cluster,
+                &p.kind,
+                &p.op_job,
+                move |o| {
+                    o.in_process.retain(|x| *x != a);
+                    if !o.failed.contains(&a) {
+                        o.failed.push(a.clone());
+                    }
+                    if o.message.is_empty() {
+                        o.message = format!("{a}: {reason}");
+                    }
+                },
+            )
             .await?;
         Ok(())
     }
@@ -403,7 +407,7 @@ impl JobHandler for HostStepHandler {
 /// restart takes the host away; its return is what counts).
 async fn run_once(
     ops: &HostOps,
-    tenant: &TenantId,
+    tenant: &TenantScope,
     host: &corral_store::HostRow,
     job_id: &str,
     command: &str,
@@ -464,7 +468,7 @@ async fn run_once(
 /// Polls until the host's SSH answers (`up`) or stops answering (`!up`), within `limit`.
 async fn wait_reachable(
     ops: &HostOps,
-    tenant: &TenantId,
+    tenant: &TenantScope,
     host: &corral_store::HostRow,
     up: bool,
     limit: Duration,

@@ -19,7 +19,7 @@ use corral_query::{Database, QueryResult, Table, Value};
 use corral_store::InstanceRow;
 use corral_types::perspective::{Flavor, Image, Metadata, Network};
 use corral_types::time::{commissaire_time, now_ms, rfc3339};
-use corral_types::{Access, Error, OpCtx, TenantId};
+use corral_types::{Access, Error, OpCtx, TenantId, TenantScope};
 
 use crate::Core;
 
@@ -122,11 +122,11 @@ fn table(name: &str, rows: Vec<Vec<Value>>) -> Result<Arc<Table>, Error> {
 impl Core {
     /// `POST /query`: runs every statement of every query; errors are inside the results.
     pub async fn query(&self, ctx: &OpCtx, body: serde_json::Value) -> Result<Vec<QueryResult>, Error> {
-        ctx.require(Access::Read)?;
+        let scope = ctx.require(Access::Read)?;
         let queries = corral_query::parse_request(body).map_err(Error::bad_request)?;
-        let db = self.snapshot(ctx).await?;
+        let db = self.snapshot(ctx, &scope).await?;
         let limits = self.query_limits.clone();
-        let request_id = ctx.request_id.clone();
+        let request_id = ctx.request_id().to_string();
         // The engine is CPU-bound and may run for up to the statement timeout: off the async
         // workers.
         let results = tokio::task::spawn_blocking(move || {
@@ -149,9 +149,9 @@ impl Core {
     }
 
     /// The tenant's current snapshot (see the module doc).
-    async fn snapshot(&self, ctx: &OpCtx) -> Result<Database, Error> {
-        let tenant = &ctx.tenant().id;
-        let model = self.read_models.model(tenant);
+    async fn snapshot(&self, ctx: &OpCtx, scope: &TenantScope) -> Result<Database, Error> {
+        let tenant = &scope;
+        let model = self.read_models.model(tenant.id());
         let mut m = model.lock().await;
         m.used_at = Some(Instant::now());
         let mut changed = false;
@@ -219,21 +219,21 @@ impl Core {
             }
         }
         if m.others_at.is_none_or(|at| at.elapsed() >= OTHERS_TTL) {
-            self.load_others(ctx, &mut m.db).await?;
+            self.load_others(ctx, scope, &mut m.db).await?;
             m.others_at = Some(Instant::now());
         }
         Ok(m.db.clone())
     }
 
     /// The catalog tables (from the settings and drivers), images and Commissaire's tables.
-    async fn load_others(&self, ctx: &OpCtx, db: &mut Database) -> Result<(), Error> {
-        let tenant = &ctx.tenant().id;
+    async fn load_others(&self, ctx: &OpCtx, scope: &TenantScope, db: &mut Database) -> Result<(), Error> {
+        let tenant = &scope;
         let tenant_name = ctx.tenant().name.as_str();
         let now = rfc3339(now_ms());
         let mut t: HashMap<&'static str, Vec<Vec<Value>>> = HashMap::new();
         let mut push = |name: &'static str, row: Vec<Value>| t.entry(name).or_default().push(row);
         for c in self.clouds.visible(tenant_name) {
-            let project = c.project_id(tenant);
+            let project = c.project_id(tenant.id());
             push("clouds", vec![s(c.id()), s(c.kind())]);
             push(
                 "projects",
@@ -248,7 +248,7 @@ impl Core {
             for z in &c.config.options.availability_zones {
                 push("availability_zones", vec![s(z.as_str()), s(project.as_str())]);
             }
-            for f in c.flavors(tenant) {
+            for f in c.flavors(tenant.id()) {
                 let Flavor {
                     id,
                     name,
@@ -276,7 +276,7 @@ impl Core {
                     ],
                 );
             }
-            for n in c.networks(tenant) {
+            for n in c.networks(tenant.id()) {
                 for sn in &n.subnets {
                     push(
                         "network_subnets",
@@ -332,7 +332,7 @@ impl Core {
                 ],
             );
             for img in c.base_images() {
-                let view = c.base_image_view(tenant, &img);
+                let view = c.base_image_view(tenant.id(), &img);
                 image_rows(&mut push, &view);
             }
         }

@@ -12,7 +12,7 @@ use corral_types::cdap::{
 };
 use corral_types::ids::is_valid_name;
 use corral_types::time::now_ms;
-use corral_types::{Access, Error, OpCtx, TenantId};
+use corral_types::{Access, Error, OpCtx, TenantScope};
 use serde_json::Value;
 
 use crate::Core;
@@ -134,9 +134,9 @@ fn parse_stored_config(json: &str) -> Result<RouteConfig, Error> {
 }
 
 impl Core {
-    fn service_key(&self, ctx: &OpCtx, ns: &str, app: &str, version: &str, svc: &str) -> ServiceKey {
+    fn service_key(&self, scope: &TenantScope, ns: &str, app: &str, version: &str, svc: &str) -> ServiceKey {
         ServiceKey {
-            tenant: ctx.tenant().id.clone(),
+            tenant: scope.clone(),
             service: ServiceRef {
                 namespace: ns.to_string(),
                 app: app.to_string(),
@@ -146,9 +146,9 @@ impl Core {
         }
     }
 
-    fn app_service_key(&self, ctx: &OpCtx, ns: &str, app: &str, svc: &str) -> AppServiceKey {
+    fn app_service_key(&self, scope: &TenantScope, ns: &str, app: &str, svc: &str) -> AppServiceKey {
         AppServiceKey {
-            tenant: ctx.tenant().id.clone(),
+            tenant: scope.clone(),
             namespace: ns.to_string(),
             app: app.to_string(),
             service: svc.to_string(),
@@ -158,18 +158,18 @@ impl Core {
     /// The service of version `v` (current when `None`), with the contract's 404s.
     async fn resolve_service(
         &self,
-        ctx: &OpCtx,
+        scope: &TenantScope,
         ns: &str,
         app: &str,
         v: Option<&str>,
         svc: &str,
     ) -> Result<(ServiceKey, ServiceSpec), Error> {
-        let row = self.app_version(ctx, ns, app, v).await?;
+        let row = self.app_version(scope, ns, app, v).await?;
         let spec = services_of(&row)?
             .into_iter()
             .find(|s| s.name == svc)
             .ok_or_else(|| crate::apps::service_not_found(app, svc))?;
-        Ok((self.service_key(ctx, ns, app, &row.version, svc), spec))
+        Ok((self.service_key(scope, ns, app, &row.version, svc), spec))
     }
 
     /// Records and starts a run. Shared by the API and the recovery at server start.
@@ -260,15 +260,15 @@ impl Core {
         svc: &str,
         body: Option<Value>,
     ) -> Result<StartedRun, Error> {
-        ctx.require(Access::Write)?;
-        let (key, spec) = self.resolve_service(ctx, ns, app, v, svc).await?;
+        let scope = ctx.require(Access::Write)?;
+        let (key, spec) = self.resolve_service(&scope, ns, app, v, svc).await?;
         let args = parse_runtime_args(body)?;
         let lock = self.services.lifecycle_lock(&key);
         let _guard = lock.lock().await;
         if self.store.active_run(&key.tenant, &key.service).await?.is_some() {
             return Err(already_running(app, svc));
         }
-        let runid = self.start_run(&key, spec, args, &ctx.request_id).await?;
+        let runid = self.start_run(&key, spec, args, ctx.request_id()).await?;
         Ok(StartedRun { runid })
     }
 
@@ -328,16 +328,16 @@ impl Core {
         v: Option<&str>,
         svc: &str,
     ) -> Result<(), Error> {
-        ctx.require(Access::Write)?;
-        let (key, _) = self.resolve_service(ctx, ns, app, v, svc).await?;
-        self.stop_key(&key, &ctx.request_id).await
+        let scope = ctx.require(Access::Write)?;
+        let (key, _) = self.resolve_service(&scope, ns, app, v, svc).await?;
+        self.stop_key(&key, ctx.request_id()).await
     }
 
     /// Stops every running service of a namespace (its delete, 2.6) or, with `None`, of the
     /// whole tenant (the tenant's delete).
     pub(crate) async fn stop_services_in(
         &self,
-        tenant: &TenantId,
+        tenant: &TenantScope,
         ns: Option<&str>,
         request_id: &str,
     ) -> Result<(), Error> {
@@ -359,14 +359,14 @@ impl Core {
     /// The 409 of an app or version delete while one of its services runs (3.7, 3.8).
     pub(crate) async fn refuse_if_running(
         &self,
-        ctx: &OpCtx,
+        scope: &TenantScope,
         ns: &str,
         app: &str,
         version: Option<&str>,
     ) -> Result<(), Error> {
         let active = self
             .store
-            .active_runs_in(&ctx.tenant().id, Some(ns), Some(app), version)
+            .active_runs_in(scope, Some(ns), Some(app), version)
             .await?;
         if active.is_empty() {
             return Ok(());
@@ -390,8 +390,8 @@ impl Core {
         v: Option<&str>,
         svc: &str,
     ) -> Result<ProgramStatus, Error> {
-        ctx.require(Access::Read)?;
-        let (key, _) = self.resolve_service(ctx, ns, app, v, svc).await?;
+        let scope = ctx.require(Access::Read)?;
+        let (key, _) = self.resolve_service(&scope, ns, app, v, svc).await?;
         let status = self
             .store
             .active_run(&key.tenant, &key.service)
@@ -410,8 +410,8 @@ impl Core {
         v: Option<&str>,
         svc: &str,
     ) -> Result<InstanceCounts, Error> {
-        ctx.require(Access::Read)?;
-        let (key, spec) = self.resolve_service(ctx, ns, app, v, svc).await?;
+        let scope = ctx.require(Access::Read)?;
+        let (key, spec) = self.resolve_service(&scope, ns, app, v, svc).await?;
         let requested = self
             .store
             .requested_instances(&key.tenant, &key.service)
@@ -444,8 +444,8 @@ impl Core {
         svc: &str,
         body: Value,
     ) -> Result<(), Error> {
-        ctx.require(Access::Write)?;
-        let (key, _) = self.resolve_service(ctx, ns, app, v, svc).await?;
+        let scope = ctx.require(Access::Write)?;
+        let (key, _) = self.resolve_service(&scope, ns, app, v, svc).await?;
         let max = self.settings.service_max_instances;
         let n = match body.get("instances") {
             None => return Err(Error::bad_request("'instances' must be specified.")),
@@ -477,7 +477,7 @@ impl Core {
         if let Some(run) = self.services.live(&key) {
             self.services.scale(&run, usize::try_from(n).unwrap_or(1)).await;
         }
-        tracing::info!(request_id = %ctx.request_id, namespace = %ns, app = %app, service = %svc, instances = n, "instances set");
+        tracing::info!(request_id = %ctx.request_id(), namespace = %ns, app = %app, service = %svc, instances = n, "instances set");
         Ok(())
     }
 
@@ -491,8 +491,8 @@ impl Core {
         svc: &str,
         query: &HashMap<String, String>,
     ) -> Result<Vec<RunRecord>, Error> {
-        ctx.require(Access::Read)?;
-        let (key, _) = self.resolve_service(ctx, ns, app, v, svc).await?;
+        let scope = ctx.require(Access::Read)?;
+        let (key, _) = self.resolve_service(&scope, ns, app, v, svc).await?;
         let statuses: Vec<&'static str> = match query.get("status").map(|s| s.to_ascii_lowercase()).as_deref()
         {
             None | Some("all") => vec![],
@@ -548,8 +548,8 @@ impl Core {
         svc: &str,
         run_id: &str,
     ) -> Result<RunRecord, Error> {
-        ctx.require(Access::Read)?;
-        let (key, _) = self.resolve_service(ctx, ns, app, v, svc).await?;
+        let scope = ctx.require(Access::Read)?;
+        let (key, _) = self.resolve_service(&scope, ns, app, v, svc).await?;
         self.store
             .get_run(&key.tenant, &key.service, run_id)
             .await?
@@ -567,8 +567,8 @@ impl Core {
         v: Option<&str>,
         svc: &str,
     ) -> Result<Vec<ProcessRecord>, Error> {
-        ctx.require(Access::Read)?;
-        let (key, _) = self.resolve_service(ctx, ns, app, v, svc).await?;
+        let scope = ctx.require(Access::Read)?;
+        let (key, _) = self.resolve_service(&scope, ns, app, v, svc).await?;
         let Some(run) = self.services.live(&key) else {
             return Ok(Vec::new());
         };
@@ -594,17 +594,17 @@ impl Core {
     /// and a service of that name in the version (pinned) or in some version (unversioned).
     async fn check_service_exists(
         &self,
-        ctx: &OpCtx,
+        scope: &TenantScope,
         ns: &str,
         app: &str,
         v: Option<&str>,
         svc: &str,
     ) -> Result<(), Error> {
         if v.is_some() {
-            return self.resolve_service(ctx, ns, app, v, svc).await.map(|_| ());
+            return self.resolve_service(scope, ns, app, v, svc).await.map(|_| ());
         }
-        self.app_version(ctx, ns, app, None).await?;
-        if self.versions_with_service(ctx, ns, app, svc).await?.is_empty() {
+        self.app_version(scope, ns, app, None).await?;
+        if self.versions_with_service(scope, ns, app, svc).await?.is_empty() {
             return Err(crate::apps::service_not_found(app, svc));
         }
         Ok(())
@@ -613,12 +613,12 @@ impl Core {
     /// The versions of an app that contain service `svc`.
     async fn versions_with_service(
         &self,
-        ctx: &OpCtx,
+        scope: &TenantScope,
         ns: &str,
         app: &str,
         svc: &str,
     ) -> Result<Vec<String>, Error> {
-        let tenant = &ctx.tenant().id;
+        let tenant = &scope;
         let mut out = Vec::new();
         for version in self.store.list_app_versions(tenant, ns, app).await? {
             if let Some(row) = self
@@ -661,7 +661,7 @@ impl Core {
         svc: &str,
         write: bool,
     ) -> Result<ProxyTarget, Error> {
-        ctx.require(if write { Access::Write } else { Access::Read })?;
+        let scope = ctx.require(if write { Access::Write } else { Access::Read })?;
         let target = |run: &LiveRun| {
             let ports: Vec<u16> = run.healthy_ports().into_iter().take(2).collect();
             if ports.is_empty() {
@@ -673,14 +673,14 @@ impl Core {
             })
         };
         if let Some(v) = v {
-            let key = self.service_key(ctx, ns, app, v, svc);
+            let key = self.service_key(&scope, ns, app, v, svc);
             let Some(run) = self.services.live(&key).filter(|r| !r.is_stopping()) else {
-                self.check_service_exists(ctx, ns, app, Some(v), svc).await?;
+                self.check_service_exists(&scope, ns, app, Some(v), svc).await?;
                 return Err(Error::Unavailable(STOPPED_TEXT.into()));
             };
             return target(&run);
         }
-        let akey = self.app_service_key(ctx, ns, app, svc);
+        let akey = self.app_service_key(&scope, ns, app, svc);
         let live: Vec<Arc<LiveRun>> = self
             .services
             .live_versions(&akey)
@@ -688,7 +688,7 @@ impl Core {
             .filter(|r| !r.is_stopping())
             .collect();
         if live.is_empty() {
-            self.check_service_exists(ctx, ns, app, None, svc).await?;
+            self.check_service_exists(&scope, ns, app, None, svc).await?;
             return Err(Error::Unavailable(STOPPED_TEXT.into()));
         }
         // Candidates (7.1) with their healthy counts, sorted by version (the map's order).
@@ -746,13 +746,13 @@ impl Core {
     /// The checks every route config endpoint starts with (8.1 check 1).
     async fn route_config_scope(
         &self,
-        ctx: &OpCtx,
+        scope: &TenantScope,
         ns: &str,
         app: &str,
         svc: &str,
     ) -> Result<Vec<String>, Error> {
-        self.app_version(ctx, ns, app, None).await?;
-        let versions = self.versions_with_service(ctx, ns, app, svc).await?;
+        self.app_version(scope, ns, app, None).await?;
+        let versions = self.versions_with_service(scope, ns, app, svc).await?;
         if versions.is_empty() {
             return Err(crate::apps::service_not_found(app, svc));
         }
@@ -767,11 +767,11 @@ impl Core {
         app: &str,
         svc: &str,
     ) -> Result<BTreeMap<String, u32>, Error> {
-        ctx.require(Access::Read)?;
-        self.route_config_scope(ctx, ns, app, svc).await?;
+        let scope = ctx.require(Access::Read)?;
+        self.route_config_scope(&scope, ns, app, svc).await?;
         Ok(self
             .store
-            .get_route_config(&ctx.tenant().id, ns, app, svc)
+            .get_route_config(&scope, ns, app, svc)
             .await?
             .map(|json| parse_stored_config(&json))
             .transpose()?
@@ -789,8 +789,8 @@ impl Core {
         svc: &str,
         body: Value,
     ) -> Result<(), Error> {
-        ctx.require(Access::Write)?;
-        let with_service = self.route_config_scope(ctx, ns, app, svc).await?;
+        let scope = ctx.require(Access::Write)?;
+        let with_service = self.route_config_scope(&scope, ns, app, svc).await?;
         let invalid = || Error::bad_request("Route config contains invalid format or empty content.");
         let Value::Object(map) = body else {
             return Err(invalid());
@@ -825,14 +825,15 @@ impl Core {
         let json = serde_json::to_string(&config).map_err(Error::internal)?;
         let missing = self
             .store
-            .put_route_config(&ctx.tenant().id, ns, app, svc, &versions, &json)
+            .put_route_config(&scope, ns, app, svc, &versions, &json)
             .await?;
         if !missing.is_empty() {
             // A version was deleted between the checks and the write.
             return Err(missing_text(&missing));
         }
-        self.route_cache.forget(&self.app_service_key(ctx, ns, app, svc));
-        tracing::info!(request_id = %ctx.request_id, namespace = %ns, app = %app, service = %svc, config = %json, "route config stored");
+        self.route_cache
+            .forget(&self.app_service_key(&scope, ns, app, svc));
+        tracing::info!(request_id = %ctx.request_id(), namespace = %ns, app = %app, service = %svc, config = %json, "route config stored");
         Ok(())
     }
 
@@ -844,30 +845,27 @@ impl Core {
         app: &str,
         svc: &str,
     ) -> Result<(), Error> {
-        ctx.require(Access::Write)?;
-        self.route_config_scope(ctx, ns, app, svc).await?;
-        if !self
-            .store
-            .delete_route_config(&ctx.tenant().id, ns, app, svc)
-            .await?
-        {
+        let scope = ctx.require(Access::Write)?;
+        self.route_config_scope(&scope, ns, app, svc).await?;
+        if !self.store.delete_route_config(&scope, ns, app, svc).await? {
             return Err(Error::not_found(format!(
                 "Route config for service '{svc}' of application '{app}' not found."
             )));
         }
-        self.route_cache.forget(&self.app_service_key(ctx, ns, app, svc));
+        self.route_cache
+            .forget(&self.app_service_key(&scope, ns, app, svc));
         Ok(())
     }
 
     /// The 409 of a version delete while a route config names it (3.8).
     pub(crate) async fn refuse_if_routed(
         &self,
-        ctx: &OpCtx,
+        scope: &TenantScope,
         ns: &str,
         app: &str,
         version: &str,
     ) -> Result<(), Error> {
-        for (svc, json) in self.store.route_configs_of_app(&ctx.tenant().id, ns, app).await? {
+        for (svc, json) in self.store.route_configs_of_app(scope, ns, app).await? {
             if parse_stored_config(&json)?.iter().any(|(v, _)| v == version) {
                 return Err(Error::conflict(format!(
                     "Version '{version}' is referenced by the route config of service '{svc}'."
@@ -879,12 +877,12 @@ impl Core {
 
     /// `POST /v3/namespaces/{ns}/{start,stop,status}` (9).
     pub async fn batch(&self, ctx: &OpCtx, ns: &str, op: BatchOp, body: Value) -> Result<Vec<Value>, Error> {
-        ctx.require(if op == BatchOp::Status {
+        let scope = ctx.require(if op == BatchOp::Status {
             Access::Read
         } else {
             Access::Write
         })?;
-        self.require_namespace(ctx, ns).await?;
+        self.require_namespace(&scope, ns).await?;
         let Value::Array(items) = body else {
             return Err(Error::bad_request("The request body must be a JSON array."));
         };
@@ -1000,7 +998,7 @@ impl Core {
             let killed = corral_drivers::kill_processes_with_env("CORRAL_RUN_ID", &active.run.run_id);
             self.store
                 .update_run(
-                    &active.tenant,
+                    &TenantScope::background(active.tenant.clone()),
                     &active.service,
                     &active.run.run_id,
                     RunUpdate {
@@ -1017,7 +1015,12 @@ impl Core {
             let s = &state.service;
             let spec = self
                 .store
-                .get_app_version(&state.tenant, &s.namespace, &s.app, Some(&s.version))
+                .get_app_version(
+                    &TenantScope::background(state.tenant.clone()),
+                    &s.namespace,
+                    &s.app,
+                    Some(&s.version),
+                )
                 .await?
                 .map(|row| services_of(&row))
                 .transpose()?
@@ -1028,7 +1031,7 @@ impl Core {
             let args: BTreeMap<String, String> =
                 serde_json::from_str(&state.runtime_args).unwrap_or_default();
             let key = ServiceKey {
-                tenant: state.tenant.clone(),
+                tenant: TenantScope::background(state.tenant.clone()),
                 service: s.clone(),
             };
             let lock = self.services.lifecycle_lock(&key);

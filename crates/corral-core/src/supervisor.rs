@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use corral_drivers::{ProcessHandle, ProcessRunner, ProcessSpec};
 use corral_store::ServiceRef;
-use corral_types::TenantId;
+use corral_types::TenantScope;
 use corral_types::cdap::ServiceSpec;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
@@ -101,14 +101,14 @@ pub enum Fallback {
 /// A service of a tenant: the supervisor's key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ServiceKey {
-    pub tenant: TenantId,
+    pub tenant: TenantScope,
     pub service: ServiceRef,
 }
 
 /// The routing key: every version of one service of an app.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct AppServiceKey {
-    pub tenant: TenantId,
+    pub tenant: TenantScope,
     pub namespace: String,
     pub app: String,
     pub service: String,

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use corral_store::WatchedHost;
-use corral_types::TenantId;
 use corral_types::time::now_ms;
+use corral_types::{TenantId, TenantScope};
 use tokio::sync::{Semaphore, watch};
 
 use crate::hosts::HostOps;
@@ -123,7 +123,9 @@ pub async fn run(
 }
 
 async fn check(ops: &HostOps, state: &WatcherState, w: WatchedHost) {
-    let (tenant, host) = (&w.tenant_id, &w.host);
+    // The watcher acts for no caller: it checks every tenant's hosts on its own.
+    let scope = TenantScope::background(w.tenant_id.clone());
+    let (tenant, host) = (&scope, &w.host);
     let now = now_ms();
     let result = ops.run(tenant, host, "true", ops.settings.connect_timeout).await;
     let outcome = match result {
@@ -152,7 +154,7 @@ async fn check(ops: &HostOps, state: &WatcherState, w: WatchedHost) {
             if host.status != "failed" {
                 tracing::warn!(host = %host.address, %message, "host failed its health check");
             }
-            state.error(tenant, format!("{}: {message}", host.address));
+            state.error(tenant.id(), format!("{}: {message}", host.address));
             ops.store
                 .record_host_check(tenant, &host.address, "failed", &message, None, now)
                 .await

@@ -1,7 +1,7 @@
 //! CDAP applications and their versions (cdap-v3.md 3). An app row exists exactly while it has
 //! a version: the first version's insert creates it, the last version's delete removes it.
 
-use corral_types::{Error, TenantId};
+use corral_types::{Error, TenantScope};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -55,14 +55,14 @@ fn version_row(r: &AnyRow) -> Result<AppVersionRow, sqlx::Error> {
 
 impl Store {
     /// The current version of every app of the namespace, sorted by app name.
-    pub async fn list_apps(&self, tenant: &TenantId, ns: &str) -> Result<Vec<AppVersionRow>, Error> {
+    pub async fn list_apps(&self, tenant: &TenantScope, ns: &str) -> Result<Vec<AppVersionRow>, Error> {
         sqlx::query(sqlf!(
             "SELECT {COLUMNS} FROM app_versions v WHERE tenant_id = $1 AND namespace = $2 \
              AND seq = (SELECT MAX(w.seq) FROM app_versions w WHERE w.tenant_id = v.tenant_id \
              AND w.namespace = v.namespace AND w.app = v.app) ORDER BY {}",
             self.bytewise("app")
         ))
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(ns)
         .fetch_all(&self.pool)
         .await
@@ -73,7 +73,7 @@ impl Store {
     /// Version `version` of the app, or its current version when `None`.
     pub async fn get_app_version(
         &self,
-        tenant: &TenantId,
+        tenant: &TenantScope,
         ns: &str,
         app: &str,
         version: Option<&str>,
@@ -83,7 +83,7 @@ impl Store {
                 "SELECT {COLUMNS} FROM app_versions WHERE tenant_id = $1 AND namespace = $2 AND app = $3 \
                  AND version = $4"
             ))
-            .bind(&tenant.0)
+            .bind(tenant.as_str())
             .bind(ns)
             .bind(app)
             .bind(v.to_string()),
@@ -91,7 +91,7 @@ impl Store {
                 "SELECT {COLUMNS} FROM app_versions WHERE tenant_id = $1 AND namespace = $2 AND app = $3 \
                  ORDER BY seq DESC LIMIT 1"
             ))
-            .bind(&tenant.0)
+            .bind(tenant.as_str())
             .bind(ns)
             .bind(app),
         };
@@ -105,14 +105,14 @@ impl Store {
     /// when the app does not exist.
     pub async fn list_app_versions(
         &self,
-        tenant: &TenantId,
+        tenant: &TenantScope,
         ns: &str,
         app: &str,
     ) -> Result<Vec<String>, Error> {
         sqlx::query(
             "SELECT version FROM app_versions WHERE tenant_id = $1 AND namespace = $2 AND app = $3 ORDER BY seq",
         )
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(ns)
         .bind(app)
         .fetch_all(&self.pool)
@@ -124,7 +124,7 @@ impl Store {
     /// Creates the app if needed and stores the version (see [`PutAppVersion`]).
     pub async fn put_app_version(
         &self,
-        tenant: &TenantId,
+        tenant: &TenantScope,
         ns: &str,
         app: &str,
         new: &NewAppVersion<'_>,
@@ -134,7 +134,7 @@ impl Store {
         // A no-op update locks the namespace row (PostgreSQL), so a concurrent namespace
         // delete cannot slip between this check and the insert.
         let ns_found = sqlx::query("UPDATE namespaces SET name = name WHERE tenant_id = $1 AND name = $2")
-            .bind(&tenant.0)
+            .bind(tenant.as_str())
             .bind(ns)
             .execute(&mut *tx)
             .await
@@ -147,7 +147,7 @@ impl Store {
         sqlx::query(
             "INSERT INTO apps (tenant_id, namespace, name, create_time) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
         )
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(ns)
         .bind(app)
         .bind(now)
@@ -156,7 +156,7 @@ impl Store {
         .map_err(db)?;
         // Serialises the version writes of one app (the `seq` allocation below).
         sqlx::query("UPDATE apps SET name = name WHERE tenant_id = $1 AND namespace = $2 AND name = $3")
-            .bind(&tenant.0)
+            .bind(tenant.as_str())
             .bind(ns)
             .bind(app)
             .execute(&mut *tx)
@@ -165,7 +165,7 @@ impl Store {
         let existing = sqlx::query(sqlf!(
             "SELECT {COLUMNS} FROM app_versions WHERE tenant_id = $1 AND namespace = $2 AND app = $3 AND version = $4"
         ))
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(ns)
         .bind(app)
         .bind(new.version)
@@ -184,7 +184,7 @@ impl Store {
         let seq: i64 = sqlx::query(
             "SELECT COALESCE(MAX(seq), 0) + 1 FROM app_versions WHERE tenant_id = $1 AND namespace = $2 AND app = $3",
         )
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(ns)
         .bind(app)
         .fetch_one(&mut *tx)
@@ -199,7 +199,7 @@ impl Store {
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
         };
         sqlx::query(sql)
-            .bind(&tenant.0)
+            .bind(tenant.as_str())
             .bind(ns)
             .bind(app)
             .bind(new.version)
@@ -221,11 +221,11 @@ impl Store {
     }
 
     /// Deletes the app with all its versions; false when it does not exist.
-    pub async fn delete_app(&self, tenant: &TenantId, ns: &str, app: &str) -> Result<bool, Error> {
+    pub async fn delete_app(&self, tenant: &TenantScope, ns: &str, app: &str) -> Result<bool, Error> {
         let done = self
             .write(
                 sqlx::query("DELETE FROM apps WHERE tenant_id = $1 AND namespace = $2 AND name = $3")
-                    .bind(&tenant.0)
+                    .bind(tenant.as_str())
                     .bind(ns)
                     .bind(app),
             )
@@ -238,7 +238,7 @@ impl Store {
     /// does not exist.
     pub async fn delete_app_version(
         &self,
-        tenant: &TenantId,
+        tenant: &TenantScope,
         ns: &str,
         app: &str,
         version: &str,
@@ -247,7 +247,7 @@ impl Store {
         let done = sqlx::query(
             "DELETE FROM app_versions WHERE tenant_id = $1 AND namespace = $2 AND app = $3 AND version = $4",
         )
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(ns)
         .bind(app)
         .bind(version)
@@ -261,7 +261,7 @@ impl Store {
                 "DELETE FROM apps WHERE tenant_id = $1 AND namespace = $2 AND name = $3 AND NOT EXISTS \
                  (SELECT 1 FROM app_versions v WHERE v.tenant_id = $1 AND v.namespace = $2 AND v.app = $3)",
             )
-            .bind(&tenant.0)
+            .bind(tenant.as_str())
             .bind(ns)
             .bind(app)
             .execute(&mut *tx)

@@ -4,7 +4,7 @@
 //! cluster's row ([`lock_cluster`]), so the compare-and-swap of `PUT .../hosts` and the
 //! "no change while an operation is in process" rule hold with several replicas.
 
-use corral_types::{Error, TenantId};
+use corral_types::{Error, TenantId, TenantScope};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
@@ -259,11 +259,11 @@ pub enum StartOperationOutcome {
 /// Locks a cluster row for the rest of the transaction; false when it does not exist.
 async fn lock_cluster(
     tx: &mut Transaction<'static, Any>,
-    tenant: &TenantId,
+    tenant: &TenantScope,
     name: &str,
 ) -> Result<bool, Error> {
     let done = sqlx::query("UPDATE clusters SET name = name WHERE tenant_id = $1 AND name = $2")
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(name)
         .execute(&mut **tx)
         .await
@@ -274,11 +274,11 @@ async fn lock_cluster(
 /// The type of the operation in process on a cluster, if any.
 async fn busy(
     tx: &mut Transaction<'static, Any>,
-    tenant: &TenantId,
+    tenant: &TenantScope,
     cluster: &str,
 ) -> Result<Option<String>, Error> {
     sqlx::query("SELECT type FROM operations WHERE tenant_id = $1 AND cluster = $2 AND status = 'in_process'")
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(cluster)
         .fetch_optional(&mut **tx)
         .await
@@ -288,13 +288,13 @@ async fn busy(
 
 async fn host_in(
     tx: &mut Transaction<'static, Any>,
-    tenant: &TenantId,
+    tenant: &TenantScope,
     address: &str,
 ) -> Result<Option<HostRow>, Error> {
     sqlx::query(sqlf!(
         "SELECT {HOST_COLS} FROM {HOST_FROM} WHERE h.tenant_id = $1 AND h.address = $2"
     ))
-    .bind(&tenant.0)
+    .bind(tenant.as_str())
     .bind(address)
     .fetch_optional(&mut **tx)
     .await
@@ -304,7 +304,7 @@ async fn host_in(
 
 async fn append_member(
     tx: &mut Transaction<'static, Any>,
-    tenant: &TenantId,
+    tenant: &TenantScope,
     cluster: &str,
     address: &str,
 ) -> Result<(), Error> {
@@ -312,7 +312,7 @@ async fn append_member(
         "INSERT INTO cluster_hosts (tenant_id, address, cluster, position) \
          SELECT $1, $2, $3, COALESCE(MAX(position), 0) + 1 FROM cluster_hosts WHERE tenant_id = $1 AND cluster = $3",
     )
-    .bind(&tenant.0)
+    .bind(tenant.as_str())
     .bind(address)
     .bind(cluster)
     .execute(&mut **tx)
@@ -323,7 +323,7 @@ async fn append_member(
 
 async fn members_in(
     tx: &mut Transaction<'static, Any>,
-    tenant: &TenantId,
+    tenant: &TenantScope,
     cluster: &str,
 ) -> Result<Vec<(String, String, bool)>, Error> {
     sqlx::query(
@@ -331,7 +331,7 @@ async fn members_in(
          ON h.tenant_id = m.tenant_id AND h.address = m.address \
          WHERE m.tenant_id = $1 AND m.cluster = $2 ORDER BY m.position",
     )
-    .bind(&tenant.0)
+    .bind(tenant.as_str())
     .bind(cluster)
     .fetch_all(&mut **tx)
     .await
@@ -346,11 +346,11 @@ async fn members_in(
 /// Removes a member; its container-manager registration is the caller's to undo.
 async fn drop_member(
     tx: &mut Transaction<'static, Any>,
-    tenant: &TenantId,
+    tenant: &TenantScope,
     address: &str,
 ) -> Result<(), Error> {
     sqlx::query("DELETE FROM cluster_hosts WHERE tenant_id = $1 AND address = $2")
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(address)
         .execute(&mut **tx)
         .await
@@ -360,7 +360,7 @@ async fn drop_member(
         "UPDATE hosts SET status = CASE WHEN status = 'active' THEN 'disassociated' ELSE status END, registered = 0 \
          WHERE tenant_id = $1 AND address = $2",
     )
-    .bind(&tenant.0)
+    .bind(tenant.as_str())
     .bind(address)
     .execute(&mut **tx)
     .await
@@ -369,30 +369,30 @@ async fn drop_member(
 }
 
 impl Store {
-    pub async fn list_hosts(&self, tenant: &TenantId) -> Result<Vec<HostRow>, Error> {
+    pub async fn list_hosts(&self, tenant: &TenantScope) -> Result<Vec<HostRow>, Error> {
         sqlx::query(sqlf!(
             "SELECT {HOST_COLS} FROM {HOST_FROM} WHERE h.tenant_id = $1 ORDER BY {}",
             self.bytewise("h.address")
         ))
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .fetch_all(&self.pool)
         .await
         .and_then(|rows| rows.iter().map(host_row).collect())
         .map_err(db)
     }
 
-    pub async fn get_host(&self, tenant: &TenantId, address: &str) -> Result<Option<HostRow>, Error> {
+    pub async fn get_host(&self, tenant: &TenantScope, address: &str) -> Result<Option<HostRow>, Error> {
         let sql = format!("SELECT {HOST_COLS} FROM {HOST_FROM} WHERE h.tenant_id = $1 AND h.address = $2");
         if let Some(fast) = &self.fast {
             return fast.read(|c| {
                 use rusqlite::OptionalExtension;
                 c.prepare_cached(&sql)?
-                    .query_row([&tenant.0, address], fast_host_row)
+                    .query_row([tenant.as_str(), address], fast_host_row)
                     .optional()
             });
         }
         sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(&tenant.0)
+            .bind(tenant.as_str())
             .bind(address)
             .fetch_optional(&self.pool)
             .await
@@ -404,7 +404,7 @@ impl Store {
     /// one transaction.
     pub async fn create_host(
         &self,
-        tenant: &TenantId,
+        tenant: &TenantScope,
         host: &NewHost,
         cluster: Option<&str>,
         job: &NewJob,
@@ -413,7 +413,7 @@ impl Store {
         // Locks the tenant row (a no-op update) so concurrent registrations count in turn.
         let max_nodes: i64 =
             sqlx::query("UPDATE tenants SET workers = workers WHERE id = $1 RETURNING max_nodes")
-                .bind(&tenant.0)
+                .bind(tenant.as_str())
                 .fetch_one(&mut *tx)
                 .await
                 .and_then(|r| r.try_get(0))
@@ -422,7 +422,7 @@ impl Store {
             return Ok(CreateHostOutcome::Exists(existing));
         }
         let count: i64 = sqlx::query("SELECT COUNT(*) FROM hosts WHERE tenant_id = $1")
-            .bind(&tenant.0)
+            .bind(tenant.as_str())
             .fetch_one(&mut *tx)
             .await
             .and_then(|r| r.try_get(0))
@@ -442,7 +442,7 @@ impl Store {
             "INSERT INTO hosts (tenant_id, address, create_time, source, remote_user, ssh_key_sealed, ssh_key_digest, \
              host_key_fingerprint) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(&host.address)
         .bind(host.create_time)
         .bind(&host.source)
@@ -468,7 +468,7 @@ impl Store {
     /// Deletes a host, its membership and credentials, and cancels its pending jobs.
     pub async fn delete_host(
         &self,
-        tenant: &TenantId,
+        tenant: &TenantScope,
         address: &str,
         now: i64,
     ) -> Result<DeleteHostOutcome, Error> {
@@ -486,14 +486,14 @@ impl Store {
             "UPDATE jobs SET state = 'cancelled', lease_owner = NULL, lease_until = NULL, updated_at = $3 \
              WHERE tenant_id = $1 AND subject = $2 AND kind LIKE 'host.%' AND state IN ('queued', 'running')",
         )
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(address)
         .bind(now)
         .execute(&mut *tx)
         .await
         .map_err(db)?;
         sqlx::query("DELETE FROM hosts WHERE tenant_id = $1 AND address = $2")
-            .bind(&tenant.0)
+            .bind(tenant.as_str())
             .bind(address)
             .execute(&mut *tx)
             .await
@@ -505,7 +505,7 @@ impl Store {
     /// Records the facts of an investigation and moves the host to `bootstrapping`.
     pub async fn record_facts(
         &self,
-        tenant: &TenantId,
+        tenant: &TenantScope,
         address: &str,
         f: &HostFacts,
         now: i64,
@@ -515,7 +515,7 @@ impl Store {
             "UPDATE hosts SET os = $3, cpus = $4, memory = $5, space = $6, hostname = $7, ipv4 = $8, \
              last_check = $9, status = 'bootstrapping', message = '' WHERE tenant_id = $1 AND address = $2",
         )
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(address)
         .bind(&f.os)
         .bind(f.cpus)
@@ -534,7 +534,7 @@ impl Store {
     /// sets it when none is recorded, so a concurrent contact cannot replace it.
     pub async fn pin_host_key(
         &self,
-        tenant: &TenantId,
+        tenant: &TenantScope,
         address: &str,
         fingerprint: &str,
     ) -> Result<(), Error> {
@@ -543,7 +543,7 @@ impl Store {
             "UPDATE hosts SET host_key_fingerprint = $3 WHERE tenant_id = $1 AND address = $2 \
              AND host_key_fingerprint IS NULL",
         )
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(address)
         .bind(fingerprint)
         .execute(&mut *tx)
@@ -555,7 +555,7 @@ impl Store {
     /// Sets a host's status and message, and the other fields `state` gives.
     pub async fn set_host_state(
         &self,
-        tenant: &TenantId,
+        tenant: &TenantScope,
         address: &str,
         state: &HostState,
     ) -> Result<(), Error> {
@@ -565,7 +565,7 @@ impl Store {
              registered = COALESCE($6, registered), last_check = COALESCE($7, last_check) \
              WHERE tenant_id = $1 AND address = $2",
         )
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(address)
         .bind(&state.status)
         .bind(&state.message)
@@ -578,12 +578,12 @@ impl Store {
         tx.commit().await.map_err(db)
     }
 
-    pub async fn list_clusters(&self, tenant: &TenantId) -> Result<Vec<String>, Error> {
+    pub async fn list_clusters(&self, tenant: &TenantScope) -> Result<Vec<String>, Error> {
         sqlx::query(sqlf!(
             "SELECT name FROM clusters WHERE tenant_id = $1 ORDER BY {}",
             self.bytewise("name")
         ))
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .fetch_all(&self.pool)
         .await
         .and_then(|rows| rows.iter().map(|r| r.try_get(0)).collect())
@@ -591,12 +591,12 @@ impl Store {
     }
 
     /// Every cluster of the tenant with its members in join order (the SQL read model).
-    pub async fn all_clusters(&self, tenant: &TenantId) -> Result<Vec<ClusterRow>, Error> {
+    pub async fn all_clusters(&self, tenant: &TenantScope) -> Result<Vec<ClusterRow>, Error> {
         let mut clusters: Vec<ClusterRow> = sqlx::query(sqlf!(
             "SELECT name, network, container_manager FROM clusters WHERE tenant_id = $1 ORDER BY {}",
             self.bytewise("name")
         ))
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .fetch_all(&self.pool)
         .await
         .and_then(|rows| {
@@ -616,7 +616,7 @@ impl Store {
             "SELECT m.cluster, m.address, h.status FROM cluster_hosts m JOIN hosts h ON h.tenant_id = m.tenant_id \
              AND h.address = m.address WHERE m.tenant_id = $1 ORDER BY m.cluster, m.position",
         )
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .fetch_all(&self.pool)
         .await
         .and_then(|rows| {
@@ -639,22 +639,22 @@ impl Store {
     }
 
     /// Every operation record of the tenant (the SQL read model).
-    pub async fn all_operations(&self, tenant: &TenantId) -> Result<Vec<OperationRow>, Error> {
+    pub async fn all_operations(&self, tenant: &TenantScope) -> Result<Vec<OperationRow>, Error> {
         sqlx::query(sqlf!(
             "SELECT {OP_COLS} FROM operations WHERE tenant_id = $1 ORDER BY started_at"
         ))
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .fetch_all(&self.pool)
         .await
         .and_then(|rows| rows.iter().map(op_row).collect())
         .map_err(db)
     }
 
-    pub async fn get_cluster(&self, tenant: &TenantId, name: &str) -> Result<Option<ClusterRow>, Error> {
+    pub async fn get_cluster(&self, tenant: &TenantScope, name: &str) -> Result<Option<ClusterRow>, Error> {
         let Some(row) = sqlx::query(
             "SELECT name, network, container_manager FROM clusters WHERE tenant_id = $1 AND name = $2",
         )
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(name)
         .fetch_optional(&self.pool)
         .await
@@ -666,7 +666,7 @@ impl Store {
             "SELECT m.address, h.status FROM cluster_hosts m JOIN hosts h ON h.tenant_id = m.tenant_id \
              AND h.address = m.address WHERE m.tenant_id = $1 AND m.cluster = $2 ORDER BY m.position",
         )
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(name)
         .fetch_all(&self.pool)
         .await
@@ -683,7 +683,7 @@ impl Store {
     /// Creates a cluster unless the name is taken (then answers the stored one).
     pub async fn create_cluster(
         &self,
-        tenant: &TenantId,
+        tenant: &TenantScope,
         name: &str,
         network: &str,
         container_manager: &str,
@@ -693,14 +693,14 @@ impl Store {
         // Locks the tenant row (a no-op update) so concurrent creations count in turn.
         let max: i64 =
             sqlx::query("UPDATE tenants SET workers = workers WHERE id = $1 RETURNING max_clusters")
-                .bind(&tenant.0)
+                .bind(tenant.as_str())
                 .fetch_one(&mut *tx)
                 .await
                 .and_then(|r| r.try_get(0))
                 .map_err(db)?;
         let existing =
             sqlx::query("SELECT network, container_manager FROM clusters WHERE tenant_id = $1 AND name = $2")
-                .bind(&tenant.0)
+                .bind(tenant.as_str())
                 .bind(name)
                 .fetch_optional(&mut *tx)
                 .await
@@ -715,7 +715,7 @@ impl Store {
             return Ok(CreateClusterOutcome::Exists(row));
         }
         let has_network = sqlx::query("SELECT 1 FROM networks WHERE tenant_id = $1 AND name = $2")
-            .bind(&tenant.0)
+            .bind(tenant.as_str())
             .bind(network)
             .fetch_optional(&mut *tx)
             .await
@@ -726,7 +726,7 @@ impl Store {
         }
         if !container_manager.is_empty() {
             let has_cm = sqlx::query("SELECT 1 FROM container_managers WHERE tenant_id = $1 AND name = $2")
-                .bind(&tenant.0)
+                .bind(tenant.as_str())
                 .bind(container_manager)
                 .fetch_optional(&mut *tx)
                 .await
@@ -737,7 +737,7 @@ impl Store {
             }
         }
         let count: i64 = sqlx::query("SELECT COUNT(*) FROM clusters WHERE tenant_id = $1")
-            .bind(&tenant.0)
+            .bind(tenant.as_str())
             .fetch_one(&mut *tx)
             .await
             .and_then(|r| r.try_get(0))
@@ -748,7 +748,7 @@ impl Store {
         sqlx::query(
             "INSERT INTO clusters (tenant_id, name, create_time, network, container_manager) VALUES ($1, $2, $3, $4, $5)",
         )
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(name)
         .bind(now)
         .bind(network)
@@ -766,7 +766,11 @@ impl Store {
     }
 
     /// Deletes a cluster and its operation records; members become `disassociated`.
-    pub async fn delete_cluster(&self, tenant: &TenantId, name: &str) -> Result<DeleteClusterOutcome, Error> {
+    pub async fn delete_cluster(
+        &self,
+        tenant: &TenantScope,
+        name: &str,
+    ) -> Result<DeleteClusterOutcome, Error> {
         let mut tx = self.begin_write().await?;
         if !lock_cluster(&mut tx, tenant, name).await? {
             return Ok(DeleteClusterOutcome::NotFound);
@@ -779,7 +783,7 @@ impl Store {
             drop_member(&mut tx, tenant, address).await?;
         }
         sqlx::query("DELETE FROM clusters WHERE tenant_id = $1 AND name = $2")
-            .bind(&tenant.0)
+            .bind(tenant.as_str())
             .bind(name)
             .execute(&mut *tx)
             .await
@@ -795,7 +799,7 @@ impl Store {
     /// the hosts of `new` to the current members (one-host PUT).
     pub async fn change_members(
         &self,
-        tenant: &TenantId,
+        tenant: &TenantScope,
         cluster: &str,
         old: Option<&[String]>,
         new: &[String],
@@ -867,7 +871,7 @@ impl Store {
     /// Removes one member (idempotent). `None`: no such cluster; `Some(Err(op))`: busy.
     pub async fn remove_member(
         &self,
-        tenant: &TenantId,
+        tenant: &TenantScope,
         cluster: &str,
         address: &str,
     ) -> Result<Option<Result<Option<bool>, String>>, Error> {
@@ -892,14 +896,14 @@ impl Store {
 
     pub async fn get_operation(
         &self,
-        tenant: &TenantId,
+        tenant: &TenantScope,
         cluster: &str,
         kind: &str,
     ) -> Result<Option<OperationRow>, Error> {
         sqlx::query(sqlf!(
             "SELECT {OP_COLS} FROM operations WHERE tenant_id = $1 AND cluster = $2 AND type = $3"
         ))
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(cluster)
         .bind(kind)
         .fetch_optional(&self.pool)
@@ -911,13 +915,13 @@ impl Store {
     /// The most recently started operation of a cluster, of any type.
     pub async fn latest_operation(
         &self,
-        tenant: &TenantId,
+        tenant: &TenantScope,
         cluster: &str,
     ) -> Result<Option<OperationRow>, Error> {
         sqlx::query(sqlf!(
             "SELECT {OP_COLS} FROM operations WHERE tenant_id = $1 AND cluster = $2 ORDER BY started_at DESC LIMIT 1"
         ))
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(cluster)
         .fetch_optional(&self.pool)
         .await
@@ -928,7 +932,7 @@ impl Store {
     /// Starts an operation: snapshots the members, replaces the type's record, enqueues `job`.
     pub async fn start_operation(
         &self,
-        tenant: &TenantId,
+        tenant: &TenantScope,
         new: &NewOperation,
         job: &NewJob,
         now: i64,
@@ -948,7 +952,7 @@ impl Store {
         let running = sqlx::query(sqlf!(
             "SELECT {OP_COLS} FROM operations WHERE tenant_id = $1 AND cluster = $2 AND status = 'in_process'"
         ))
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(cluster)
         .fetch_optional(&mut *tx)
         .await
@@ -967,7 +971,7 @@ impl Store {
             .map(|(a, _, _)| a)
             .collect();
         sqlx::query("DELETE FROM operations WHERE tenant_id = $1 AND cluster = $2 AND type = $3")
-            .bind(&tenant.0)
+            .bind(tenant.as_str())
             .bind(cluster)
             .bind(kind)
             .execute(&mut *tx)
@@ -991,7 +995,7 @@ impl Store {
         sqlx::query(sqlf!(
             "INSERT INTO operations (tenant_id, {OP_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
         ))
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(&op.cluster)
         .bind(&op.kind)
         .bind(&op.status)
@@ -1018,7 +1022,7 @@ impl Store {
     /// operation of the type replaced nothing of an older job's). False when it does not.
     pub async fn update_operation(
         &self,
-        tenant: &TenantId,
+        tenant: &TenantScope,
         cluster: &str,
         kind: &str,
         job_id: &str,
@@ -1028,7 +1032,7 @@ impl Store {
         let Some(mut op) = sqlx::query(sqlf!(
             "SELECT {OP_COLS} FROM operations WHERE tenant_id = $1 AND cluster = $2 AND type = $3 AND job_id = $4"
         ))
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(cluster)
         .bind(kind)
         .bind(job_id)
@@ -1044,7 +1048,7 @@ impl Store {
             "UPDATE operations SET status = $5, done = $6, in_process = $7, failed = $8, message = $9, finished_at = $10 \
              WHERE tenant_id = $1 AND cluster = $2 AND type = $3 AND job_id = $4",
         )
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(cluster)
         .bind(kind)
         .bind(job_id)
@@ -1087,7 +1091,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await
         .and_then(|rows| {
-            rows.iter().map(|r| Ok(WatchedHost { tenant_id: TenantId(r.try_get(18)?), host: host_row(r)? })).collect()
+            rows.iter().map(|r| Ok(WatchedHost { tenant_id: TenantId::from_trusted(r.try_get::<String, _>(18)?), host: host_row(r)? })).collect()
         })
         .map_err(db)
     }
@@ -1096,7 +1100,7 @@ impl Store {
     /// concurrent delete or re-registration wins). False when nothing was written.
     pub async fn record_host_check(
         &self,
-        tenant: &TenantId,
+        tenant: &TenantScope,
         address: &str,
         status: &str,
         message: &str,
@@ -1109,7 +1113,7 @@ impl Store {
              WHERE tenant_id = $1 AND address = $2 AND bootstrapped = 1 \
              AND status IN ('active', 'disassociated', 'failed')",
         )
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(address)
         .bind(status)
         .bind(message)
@@ -1123,7 +1127,7 @@ impl Store {
     }
 
     /// Counts for `GET /api/v0/status`: (queued, running) investigations and watched hosts.
-    pub async fn host_machinery_counts(&self, tenant: &TenantId) -> Result<(i64, i64, i64), Error> {
+    pub async fn host_machinery_counts(&self, tenant: &TenantScope) -> Result<(i64, i64, i64), Error> {
         let row = sqlx::query(
             "SELECT \
                (SELECT COUNT(*) FROM jobs WHERE tenant_id = $1 AND kind = 'host.investigate' AND state = 'queued'), \
@@ -1131,7 +1135,7 @@ impl Store {
                (SELECT COUNT(*) FROM hosts WHERE tenant_id = $1 AND bootstrapped = 1 \
                   AND status IN ('active', 'disassociated', 'failed'))",
         )
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .fetch_one(&self.pool)
         .await
         .map_err(db)?;

@@ -1,6 +1,6 @@
 //! Tenants, users, API keys, access tokens and profiles.
 
-use corral_types::{ApiKeyId, Error, TenantId};
+use corral_types::{ApiKeyId, Error, TenantId, TenantScope};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
@@ -113,7 +113,7 @@ const CRED_JOIN: &str = "JOIN users u ON u.tenant_id = k.tenant_id AND u.id = k.
 
 fn tenant_row(r: &AnyRow) -> Result<TenantRow, sqlx::Error> {
     Ok(TenantRow {
-        id: TenantId(r.try_get(0)?),
+        id: TenantId::from_trusted(r.try_get::<String, _>(0)?),
         name: r.try_get(1)?,
         description: r.try_get(2)?,
         workers: r.try_get(3)?,
@@ -162,7 +162,7 @@ fn cred_row(
             (a, b) => a.or(b),
         },
         last_used_time: r.try_get(2)?,
-        tenant_id: TenantId(r.try_get(3)?),
+        tenant_id: TenantId::from_trusted(r.try_get::<String, _>(3)?),
         tenant_name: r.try_get(4)?,
         user_id: r.try_get(5)?,
         role: r.try_get(6)?,
@@ -178,7 +178,7 @@ async fn insert_user(
         "INSERT INTO users (tenant_id, id, role, description, create_time) VALUES ($1, $2, $3, $4, $5) \
          ON CONFLICT DO NOTHING",
     )
-    .bind(&tenant.0)
+    .bind(tenant.as_str())
     .bind(&u.id)
     .bind(&u.role)
     .bind(&u.description)
@@ -200,7 +200,7 @@ async fn insert_key(
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(k.id.to_string())
-    .bind(&tenant.0)
+    .bind(tenant.as_str())
     .bind(user)
     .bind(&k.key_hash)
     .bind(&k.prefix)
@@ -232,7 +232,7 @@ async fn lock_tenants(tx: &mut Transaction<'static, Any>) -> Result<(), Error> {
 /// PostgreSQL and costs nothing under SQLite's one writer.
 async fn lock_tenant(tx: &mut Transaction<'static, Any>, tenant: &TenantId) -> Result<(), Error> {
     sqlx::query("UPDATE tenants SET workers = workers WHERE id = $1")
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .execute(&mut **tx)
         .await
         .map_err(db)?;
@@ -240,7 +240,7 @@ async fn lock_tenant(tx: &mut Transaction<'static, Any>, tenant: &TenantId) -> R
 }
 
 async fn sum_workers(tx: &mut Transaction<'static, Any>, except: Option<&TenantId>) -> Result<i64, Error> {
-    let except = except.map(|t| t.0.clone()).unwrap_or_default();
+    let except = except.map(|t| t.as_str().to_string()).unwrap_or_default();
     // SUM over BIGINT is NUMERIC on PostgreSQL: cast it back so both engines answer a BIGINT.
     sqlx::query("SELECT CAST(COALESCE(SUM(workers), 0) AS BIGINT) FROM tenants WHERE id <> $1")
         .bind(except)
@@ -256,7 +256,7 @@ async fn insert_tenant_objects(tx: &mut Transaction<'static, Any>, t: &NewTenant
     sqlx::query(sqlf!(
         "INSERT INTO tenants ({TENANT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
     ))
-    .bind(&row.id.0)
+    .bind(row.id.as_str())
     .bind(&row.name)
     .bind(&row.description)
     .bind(row.workers)
@@ -270,7 +270,7 @@ async fn insert_tenant_objects(tx: &mut Transaction<'static, Any>, t: &NewTenant
         "INSERT INTO namespaces (tenant_id, name, description, config, create_time) \
          VALUES ($1, 'default', 'Default Namespace', '{}', $2)",
     )
-    .bind(&row.id.0)
+    .bind(row.id.as_str())
     .bind(row.create_time)
     .execute(&mut **tx)
     .await
@@ -278,7 +278,7 @@ async fn insert_tenant_objects(tx: &mut Transaction<'static, Any>, t: &NewTenant
     sqlx::query(
         "INSERT INTO networks (tenant_id, name, type, options) VALUES ($1, 'default', 'flannel_etcd', '{}')",
     )
-    .bind(&row.id.0)
+    .bind(row.id.as_str())
     .execute(&mut **tx)
     .await
     .map_err(db)?;
@@ -291,7 +291,7 @@ async fn insert_tenant_objects(tx: &mut Transaction<'static, Any>, t: &NewTenant
                  SELECT $1, s.name, s.type, s.options FROM {table} s JOIN tenants st ON st.id = s.tenant_id \
                  WHERE st.name = 'superadmin' AND s.name <> 'default'"
             ))
-            .bind(&row.id.0)
+            .bind(row.id.as_str())
             .execute(&mut **tx)
             .await
             .map_err(db)?;
@@ -388,7 +388,7 @@ impl Store {
             return Ok(UpdateTenantOutcome::NotFound);
         };
         let count = |table: &'static str| {
-            sqlx::query(sqlf!("SELECT COUNT(*) FROM {table} WHERE tenant_id = $1")).bind(old.id.0.clone())
+            sqlx::query(sqlf!("SELECT COUNT(*) FROM {table} WHERE tenant_id = $1")).bind(old.id.as_str())
         };
         let clusters: i64 = count("clusters")
             .fetch_one(&mut *tx)
@@ -418,7 +418,7 @@ impl Store {
         .bind(new.workers)
         .bind(new.max_clusters)
         .bind(new.max_nodes)
-        .bind(&old.id.0)
+        .bind(old.id.as_str())
         .execute(&mut *tx)
         .await
         .map_err(db)?;
@@ -478,7 +478,7 @@ impl Store {
         };
         if !insert_user(&mut tx, &tenant.id, admin).await? {
             sqlx::query("UPDATE users SET role = 'admin' WHERE tenant_id = $1 AND id = $2")
-                .bind(&tenant.id.0)
+                .bind(tenant.id.as_str())
                 .bind(&admin.id)
                 .execute(&mut *tx)
                 .await
@@ -488,7 +488,7 @@ impl Store {
         let user = sqlx::query(sqlf!(
             "SELECT {USER_COLS} FROM users WHERE tenant_id = $1 AND id = $2"
         ))
-        .bind(&tenant.id.0)
+        .bind(tenant.id.as_str())
         .bind(&admin.id)
         .fetch_one(&mut *tx)
         .await
@@ -498,23 +498,23 @@ impl Store {
         Ok(Some((tenant, user)))
     }
 
-    pub async fn list_users(&self, tenant: &TenantId) -> Result<Vec<UserRow>, Error> {
+    pub async fn list_users(&self, tenant: &TenantScope) -> Result<Vec<UserRow>, Error> {
         sqlx::query(sqlf!(
             "SELECT {USER_COLS} FROM users WHERE tenant_id = $1 ORDER BY {}",
             self.bytewise("id")
         ))
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .fetch_all(&self.pool)
         .await
         .and_then(|rows| rows.iter().map(user_row).collect())
         .map_err(db)
     }
 
-    pub async fn get_user(&self, tenant: &TenantId, id: &str) -> Result<Option<UserRow>, Error> {
+    pub async fn get_user(&self, tenant: &TenantScope, id: &str) -> Result<Option<UserRow>, Error> {
         sqlx::query(sqlf!(
             "SELECT {USER_COLS} FROM users WHERE tenant_id = $1 AND id = $2"
         ))
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(id)
         .fetch_optional(&self.pool)
         .await
@@ -523,9 +523,9 @@ impl Store {
     }
 
     /// Inserts a user; false when the id is taken in this tenant.
-    pub async fn create_user(&self, tenant: &TenantId, user: &UserRow) -> Result<bool, Error> {
+    pub async fn create_user(&self, tenant: &TenantScope, user: &UserRow) -> Result<bool, Error> {
         let mut tx = self.begin_write().await?;
-        let created = insert_user(&mut tx, tenant, user).await?;
+        let created = insert_user(&mut tx, tenant.id(), user).await?;
         tx.commit().await.map_err(db)?;
         Ok(created)
     }
@@ -533,11 +533,11 @@ impl Store {
     /// Counts the tenant's admins other than `except`, inside a write transaction.
     async fn other_admins(
         tx: &mut Transaction<'static, Any>,
-        tenant: &TenantId,
+        tenant: &TenantScope,
         except: &str,
     ) -> Result<i64, Error> {
         sqlx::query("SELECT COUNT(*) FROM users WHERE tenant_id = $1 AND role = 'admin' AND id <> $2")
-            .bind(&tenant.0)
+            .bind(tenant.as_str())
             .bind(except)
             .fetch_one(&mut **tx)
             .await
@@ -547,17 +547,17 @@ impl Store {
 
     pub async fn update_user(
         &self,
-        tenant: &TenantId,
+        tenant: &TenantScope,
         id: &str,
         role: Option<&str>,
         description: Option<&str>,
     ) -> Result<UserChange<UserRow>, Error> {
         let mut tx = self.begin_write().await?;
-        lock_tenant(&mut tx, tenant).await?;
+        lock_tenant(&mut tx, tenant.id()).await?;
         let Some(old) = sqlx::query(sqlf!(
             "SELECT {USER_COLS} FROM users WHERE tenant_id = $1 AND id = $2"
         ))
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(id)
         .fetch_optional(&mut *tx)
         .await
@@ -574,7 +574,7 @@ impl Store {
         sqlx::query("UPDATE users SET role = $1, description = $2 WHERE tenant_id = $3 AND id = $4")
             .bind(role)
             .bind(description)
-            .bind(&tenant.0)
+            .bind(tenant.as_str())
             .bind(id)
             .execute(&mut *tx)
             .await
@@ -588,11 +588,11 @@ impl Store {
     }
 
     /// Deletes a user and, by cascade, its keys, their tokens and its profile.
-    pub async fn delete_user(&self, tenant: &TenantId, id: &str) -> Result<UserChange<()>, Error> {
+    pub async fn delete_user(&self, tenant: &TenantScope, id: &str) -> Result<UserChange<()>, Error> {
         let mut tx = self.begin_write().await?;
-        lock_tenant(&mut tx, tenant).await?;
+        lock_tenant(&mut tx, tenant.id()).await?;
         let Some(role) = sqlx::query("SELECT role FROM users WHERE tenant_id = $1 AND id = $2")
-            .bind(&tenant.0)
+            .bind(tenant.as_str())
             .bind(id)
             .fetch_optional(&mut *tx)
             .await
@@ -605,7 +605,7 @@ impl Store {
             return Ok(UserChange::LastAdmin);
         }
         sqlx::query("DELETE FROM users WHERE tenant_id = $1 AND id = $2")
-            .bind(&tenant.0)
+            .bind(tenant.as_str())
             .bind(id)
             .execute(&mut *tx)
             .await
@@ -614,11 +614,11 @@ impl Store {
         Ok(UserChange::Done(()))
     }
 
-    pub async fn list_keys(&self, tenant: &TenantId, user: &str) -> Result<Vec<ApiKeyRow>, Error> {
+    pub async fn list_keys(&self, tenant: &TenantScope, user: &str) -> Result<Vec<ApiKeyRow>, Error> {
         sqlx::query(sqlf!(
             "SELECT {KEY_COLS} FROM api_keys WHERE tenant_id = $1 AND user_id = $2 ORDER BY create_time, id"
         ))
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(user)
         .fetch_all(&self.pool)
         .await
@@ -628,14 +628,14 @@ impl Store {
 
     pub async fn get_key(
         &self,
-        tenant: &TenantId,
+        tenant: &TenantScope,
         user: &str,
         id: ApiKeyId,
     ) -> Result<Option<ApiKeyRow>, Error> {
         sqlx::query(sqlf!(
             "SELECT {KEY_COLS} FROM api_keys WHERE tenant_id = $1 AND user_id = $2 AND id = $3"
         ))
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(user)
         .bind(id.to_string())
         .fetch_optional(&self.pool)
@@ -645,10 +645,10 @@ impl Store {
     }
 
     /// Stores a new key of an existing user; false when the user does not exist.
-    pub async fn create_key(&self, tenant: &TenantId, user: &str, key: &NewApiKey) -> Result<bool, Error> {
+    pub async fn create_key(&self, tenant: &TenantScope, user: &str, key: &NewApiKey) -> Result<bool, Error> {
         let mut tx = self.begin_write().await?;
         let exists = sqlx::query("SELECT 1 FROM users WHERE tenant_id = $1 AND id = $2")
-            .bind(&tenant.0)
+            .bind(tenant.as_str())
             .bind(user)
             .fetch_optional(&mut *tx)
             .await
@@ -656,16 +656,16 @@ impl Store {
         if exists.is_none() {
             return Ok(false);
         }
-        insert_key(&mut tx, tenant, user, key).await?;
+        insert_key(&mut tx, tenant.id(), user, key).await?;
         tx.commit().await.map_err(db)?;
         Ok(true)
     }
 
     /// Revokes a key and, by cascade, every token minted from it.
-    pub async fn delete_key(&self, tenant: &TenantId, user: &str, id: ApiKeyId) -> Result<bool, Error> {
+    pub async fn delete_key(&self, tenant: &TenantScope, user: &str, id: ApiKeyId) -> Result<bool, Error> {
         let mut tx = self.begin_write().await?;
         let done = sqlx::query("DELETE FROM api_keys WHERE tenant_id = $1 AND user_id = $2 AND id = $3")
-            .bind(&tenant.0)
+            .bind(tenant.as_str())
             .bind(user)
             .bind(id.to_string())
             .execute(&mut *tx)
@@ -740,9 +740,9 @@ impl Store {
         tx.commit().await.map_err(db)
     }
 
-    pub async fn get_profile(&self, tenant: &TenantId, user: &str) -> Result<Option<String>, Error> {
+    pub async fn get_profile(&self, tenant: &TenantScope, user: &str) -> Result<Option<String>, Error> {
         sqlx::query("SELECT body FROM profiles WHERE tenant_id = $1 AND user_id = $2")
-            .bind(&tenant.0)
+            .bind(tenant.as_str())
             .bind(user)
             .fetch_optional(&self.pool)
             .await
@@ -750,13 +750,13 @@ impl Store {
             .map_err(db)
     }
 
-    pub async fn put_profile(&self, tenant: &TenantId, user: &str, body: &str) -> Result<(), Error> {
+    pub async fn put_profile(&self, tenant: &TenantScope, user: &str, body: &str) -> Result<(), Error> {
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO profiles (tenant_id, user_id, body) VALUES ($1, $2, $3) \
              ON CONFLICT (tenant_id, user_id) DO UPDATE SET body = excluded.body",
         )
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(user)
         .bind(body)
         .execute(&mut *tx)
@@ -765,10 +765,10 @@ impl Store {
         tx.commit().await.map_err(db)
     }
 
-    pub async fn delete_profile(&self, tenant: &TenantId, user: &str) -> Result<(), Error> {
+    pub async fn delete_profile(&self, tenant: &TenantScope, user: &str) -> Result<(), Error> {
         let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM profiles WHERE tenant_id = $1 AND user_id = $2")
-            .bind(&tenant.0)
+            .bind(tenant.as_str())
             .bind(user)
             .execute(&mut *tx)
             .await

@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use corral_types::{Error, TenantId};
+use corral_types::{Error, TenantId, TenantScope};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
@@ -102,6 +102,8 @@ pub struct NewEvent {
     pub instance_id: String,
     pub actor: String,
     pub action: String,
+    /// The request that asked for the action (empty for what Corral does on its own).
+    pub request_id: String,
 }
 
 /// One history entry.
@@ -113,6 +115,7 @@ pub struct EventRow {
     pub action: String,
     pub outcome: String,
     pub error: String,
+    pub request_id: String,
 }
 
 /// Numeric quota of a project; `None` is unlimited.
@@ -197,20 +200,21 @@ fn quoted(states: &[&'static str]) -> String {
 
 async fn insert_event(
     tx: &mut Transaction<'static, Any>,
-    tenant: &TenantId,
+    tenant: &TenantScope,
     e: &NewEvent,
     now: i64,
 ) -> Result<(), Error> {
     sqlx::query(
-        "INSERT INTO instance_events (tenant_id, instance_id, id, at, finished, actor, action, outcome, error) \
-         VALUES ($1, $2, $3, $4, NULL, $5, $6, 'accepted', '')",
+        "INSERT INTO instance_events (tenant_id, instance_id, id, at, finished, actor, action, outcome, error, request_id) \
+         VALUES ($1, $2, $3, $4, NULL, $5, $6, 'accepted', '', $7)",
     )
-    .bind(&tenant.0)
+    .bind(tenant.as_str())
     .bind(&e.instance_id)
     .bind(&e.id)
     .bind(now)
     .bind(&e.actor)
     .bind(&e.action)
+    .bind(&e.request_id)
     .execute(&mut **tx)
     .await
     .map_err(db)?;
@@ -220,32 +224,38 @@ async fn insert_event(
 /// Inserts many history entries, [`INSERT_BATCH`] rows per statement.
 async fn insert_events(
     tx: &mut Transaction<'static, Any>,
-    tenant: &TenantId,
+    tenant: &TenantScope,
     events: &[&NewEvent],
     now: i64,
 ) -> Result<(), Error> {
     for chunk in events.chunks(INSERT_BATCH) {
         let values: Vec<String> = (0..chunk.len())
             .map(|i| {
-                let b = i * 4;
+                let b = i * 5;
                 format!(
-                    "($1, ${}, ${}, $2, NULL, ${}, ${}, 'accepted', '')",
+                    "($1, ${}, ${}, $2, NULL, ${}, ${}, 'accepted', '', ${})",
                     b + 3,
                     b + 4,
                     b + 5,
-                    b + 6
+                    b + 6,
+                    b + 7
                 )
             })
             .collect();
         let mut q = sqlx::query(sqlf!(
-            "INSERT INTO instance_events (tenant_id, instance_id, id, at, finished, actor, action, outcome, error) \
+            "INSERT INTO instance_events (tenant_id, instance_id, id, at, finished, actor, action, outcome, error, request_id) \
              VALUES {}",
             values.join(", ")
         ))
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(now);
         for e in chunk {
-            q = q.bind(&e.instance_id).bind(&e.id).bind(&e.actor).bind(&e.action);
+            q = q
+                .bind(&e.instance_id)
+                .bind(&e.id)
+                .bind(&e.actor)
+                .bind(&e.action)
+                .bind(&e.request_id);
         }
         q.execute(&mut **tx).await.map_err(db)?;
     }
@@ -255,7 +265,7 @@ async fn insert_events(
 /// Inserts many instances, [`INSERT_BATCH`] rows per statement.
 async fn insert_instances(
     tx: &mut Transaction<'static, Any>,
-    tenant: &TenantId,
+    tenant: &TenantScope,
     rows: &[&InstanceRow],
 ) -> Result<(), Error> {
     for chunk in rows.chunks(INSERT_BATCH) {
@@ -266,7 +276,7 @@ async fn insert_instances(
             "INSERT INTO instances (tenant_id, {INSTANCE_COLS}) VALUES {}",
             values.join(", ")
         ))
-        .bind(&tenant.0);
+        .bind(tenant.as_str());
         for r in chunk {
             q = q
                 .bind(&r.id)
@@ -300,11 +310,11 @@ async fn insert_instances(
 
 impl Store {
     /// One instance of the tenant.
-    pub async fn get_instance(&self, tenant: &TenantId, id: &str) -> Result<Option<InstanceRow>, Error> {
+    pub async fn get_instance(&self, tenant: &TenantScope, id: &str) -> Result<Option<InstanceRow>, Error> {
         sqlx::query(sqlf!(
             "SELECT {INSTANCE_COLS} FROM instances WHERE tenant_id = $1 AND id = $2"
         ))
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(id)
         .fetch_optional(&self.pool)
         .await
@@ -316,7 +326,7 @@ impl Store {
     /// 10,000-id request does not read and decode 10,000 flavor and image records.
     pub async fn get_instance_keys(
         &self,
-        tenant: &TenantId,
+        tenant: &TenantScope,
         ids: &[String],
     ) -> Result<Vec<InstanceKey>, Error> {
         let unique: Vec<&String> = ids.iter().collect::<HashSet<_>>().into_iter().collect();
@@ -326,7 +336,7 @@ impl Store {
                 "SELECT id, state, cloud_id, project_id FROM instances WHERE tenant_id = $1 AND id IN ({})",
                 params(2, chunk.len())
             ))
-            .bind(&tenant.0);
+            .bind(tenant.as_str());
             for id in chunk {
                 q = q.bind(id.as_str());
             }
@@ -346,14 +356,14 @@ impl Store {
     /// so a full load of a large tenant never holds all raw rows at once (the SQL read model).
     pub async fn visit_instances(
         &self,
-        tenant: &TenantId,
+        tenant: &TenantScope,
         mut f: impl FnMut(InstanceRow),
     ) -> Result<(), Error> {
         use futures_util::TryStreamExt;
         let mut rows = sqlx::query(sqlf!(
             "SELECT {INSTANCE_COLS} FROM instances WHERE tenant_id = $1"
         ))
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .fetch(&self.pool);
         while let Some(r) = rows.try_next().await.map_err(db)? {
             f(instance_row(&r).map_err(db)?);
@@ -364,13 +374,13 @@ impl Store {
     /// The tenant's instances changed at or after `since` (ms), for an incremental refresh.
     pub async fn instances_updated_since(
         &self,
-        tenant: &TenantId,
+        tenant: &TenantScope,
         since: i64,
     ) -> Result<Vec<InstanceRow>, Error> {
         sqlx::query(sqlf!(
             "SELECT {INSTANCE_COLS} FROM instances WHERE tenant_id = $1 AND last_updated >= $2"
         ))
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(since)
         .fetch_all(&self.pool)
         .await
@@ -379,9 +389,9 @@ impl Store {
     }
 
     /// How many instances the tenant has.
-    pub async fn count_instances(&self, tenant: &TenantId) -> Result<i64, Error> {
+    pub async fn count_instances(&self, tenant: &TenantScope) -> Result<i64, Error> {
         sqlx::query("SELECT COUNT(*) FROM instances WHERE tenant_id = $1")
-            .bind(&tenant.0)
+            .bind(tenant.as_str())
             .fetch_one(&self.pool)
             .await
             .and_then(|r| r.try_get::<i64, _>(0))
@@ -393,7 +403,7 @@ impl Store {
     /// cannot overrun it together). Answers per item `Ok` or the exceeded quota's name.
     pub async fn launch_instances(
         &self,
-        tenant: &TenantId,
+        tenant: &TenantScope,
         items: &[Launch],
         quotas: &HashMap<String, Quota>,
         now: i64,
@@ -401,7 +411,7 @@ impl Store {
         let mut tx = self.begin_write().await?;
         // Serialises launches of one tenant on PostgreSQL (SQLite has one writer anyway).
         sqlx::query("UPDATE tenants SET name = name WHERE id = $1")
-            .bind(&tenant.0)
+            .bind(tenant.as_str())
             .execute(&mut *tx)
             .await
             .map_err(db)?;
@@ -415,7 +425,7 @@ impl Store {
                     "SELECT COUNT(*), CAST(COALESCE(SUM(vcpus), 0) AS BIGINT), CAST(COALESCE(SUM(ram), 0) AS BIGINT), \
                      CAST(COALESCE(SUM(disk), 0) AS BIGINT) FROM instances WHERE tenant_id = $1 AND project_id = $2",
                 )
-                .bind(&tenant.0)
+                .bind(tenant.as_str())
                 .bind(project)
                 .fetch_one(&mut *tx)
                 .await
@@ -465,7 +475,7 @@ impl Store {
     #[allow(clippy::too_many_arguments)]
     pub async fn transition_instances(
         &self,
-        tenant: &TenantId,
+        tenant: &TenantScope,
         ids: &[String],
         from: &[&'static str],
         to: &'static str,
@@ -498,7 +508,7 @@ impl Store {
                 quoted(from),
                 params(first, chunk.len())
             ))
-            .bind(&tenant.0)
+            .bind(tenant.as_str())
             .bind(to)
             .bind(now);
             for e in &extra {
@@ -532,7 +542,7 @@ impl Store {
     /// when it is gone or being deleted.
     pub async fn rename_instance(
         &self,
-        tenant: &TenantId,
+        tenant: &TenantScope,
         id: &str,
         name: &str,
         job: &NewJob,
@@ -543,7 +553,7 @@ impl Store {
         let done = sqlx::query(
             "UPDATE instances SET name = $3, last_updated = $4 WHERE tenant_id = $1 AND id = $2 AND state <> 'deleting'",
         )
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(id)
         .bind(name)
         .bind(now)
@@ -565,7 +575,7 @@ impl Store {
     #[allow(clippy::too_many_arguments)]
     pub async fn advance_instance(
         &self,
-        tenant: &TenantId,
+        tenant: &TenantScope,
         id: &str,
         from: &str,
         to: &str,
@@ -579,7 +589,7 @@ impl Store {
                 "UPDATE instances SET state = $4, real_id = $5, addresses = $6, last_updated = $7 \
                  WHERE tenant_id = $1 AND id = $2 AND state = $3",
             )
-            .bind(&tenant.0)
+            .bind(tenant.as_str())
             .bind(id)
             .bind(from)
             .bind(to)
@@ -589,7 +599,7 @@ impl Store {
             None => sqlx::query(
                 "UPDATE instances SET state = $4, last_updated = $5 WHERE tenant_id = $1 AND id = $2 AND state = $3",
             )
-            .bind(&tenant.0)
+            .bind(tenant.as_str())
             .bind(id)
             .bind(from)
             .bind(to)
@@ -610,7 +620,7 @@ impl Store {
     /// Completes a history entry only (an action that does not change the state).
     pub async fn finish_instance_event(
         &self,
-        tenant: &TenantId,
+        tenant: &TenantScope,
         instance_id: &str,
         event_id: &str,
         outcome: &str,
@@ -625,7 +635,7 @@ impl Store {
     /// Sets `error` (a failed action), whatever the state, and completes its history entry.
     pub async fn fail_instance(
         &self,
-        tenant: &TenantId,
+        tenant: &TenantScope,
         id: &str,
         event_id: &str,
         reason: &str,
@@ -635,7 +645,7 @@ impl Store {
         sqlx::query(
             "UPDATE instances SET state = 'error', last_updated = $3 WHERE tenant_id = $1 AND id = $2",
         )
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(id)
         .bind(now)
         .execute(&mut *tx)
@@ -646,14 +656,14 @@ impl Store {
     }
 
     /// Removes a deleted instance and its history.
-    pub async fn remove_instance(&self, tenant: &TenantId, id: &str) -> Result<(), Error> {
+    pub async fn remove_instance(&self, tenant: &TenantScope, id: &str) -> Result<(), Error> {
         let mut tx = self.begin_write().await?;
         for sql in [
             "DELETE FROM instance_events WHERE tenant_id = $1 AND instance_id = $2",
             "DELETE FROM instances WHERE tenant_id = $1 AND id = $2",
         ] {
             sqlx::query(sql)
-                .bind(&tenant.0)
+                .bind(tenant.as_str())
                 .bind(id)
                 .execute(&mut *tx)
                 .await
@@ -663,12 +673,12 @@ impl Store {
     }
 
     /// An instance's history, oldest first.
-    pub async fn instance_events(&self, tenant: &TenantId, id: &str) -> Result<Vec<EventRow>, Error> {
+    pub async fn instance_events(&self, tenant: &TenantScope, id: &str) -> Result<Vec<EventRow>, Error> {
         sqlx::query(
-            "SELECT at, finished, actor, action, outcome, error FROM instance_events \
+            "SELECT at, finished, actor, action, outcome, error, request_id FROM instance_events \
              WHERE tenant_id = $1 AND instance_id = $2 ORDER BY at, id",
         )
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(id)
         .fetch_all(&self.pool)
         .await
@@ -682,6 +692,7 @@ impl Store {
                         action: r.try_get(3)?,
                         outcome: r.try_get(4)?,
                         error: r.try_get(5)?,
+                        request_id: r.try_get(6)?,
                     })
                 })
                 .collect()
@@ -700,7 +711,7 @@ impl Store {
         .and_then(|rows| {
             rows.iter()
                 .map(|r| {
-                    let tenant = TenantId(r.try_get(0)?);
+                    let tenant = TenantId::from_trusted(r.try_get::<String, _>(0)?);
                     let shifted = instance_row_at(r, 1)?;
                     Ok((tenant, shifted))
                 })
@@ -713,7 +724,7 @@ impl Store {
     /// it is still in `from`.
     pub async fn reconcile_instance(
         &self,
-        tenant: &TenantId,
+        tenant: &TenantScope,
         id: &str,
         from: &str,
         to: &str,
@@ -726,7 +737,7 @@ impl Store {
                     "UPDATE instances SET state = $4, addresses = $5, last_updated = $6 \
              WHERE tenant_id = $1 AND id = $2 AND state = $3",
                 )
-                .bind(&tenant.0)
+                .bind(tenant.as_str())
                 .bind(id)
                 .bind(from)
                 .bind(to)
@@ -740,11 +751,11 @@ impl Store {
 
     // ---- images ----
 
-    pub async fn get_image(&self, tenant: &TenantId, id: &str) -> Result<Option<ImageRow>, Error> {
+    pub async fn get_image(&self, tenant: &TenantScope, id: &str) -> Result<Option<ImageRow>, Error> {
         sqlx::query(sqlf!(
             "SELECT {IMAGE_COLS} FROM images WHERE tenant_id = $1 AND id = $2"
         ))
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(id)
         .fetch_optional(&self.pool)
         .await
@@ -753,11 +764,11 @@ impl Store {
     }
 
     /// Every private image of the tenant (the SQL read model).
-    pub async fn list_images(&self, tenant: &TenantId) -> Result<Vec<ImageRow>, Error> {
+    pub async fn list_images(&self, tenant: &TenantScope) -> Result<Vec<ImageRow>, Error> {
         sqlx::query(sqlf!(
             "SELECT {IMAGE_COLS} FROM images WHERE tenant_id = $1 ORDER BY id"
         ))
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .fetch_all(&self.pool)
         .await
         .and_then(|rows| rows.iter().map(image_row).collect())
@@ -767,7 +778,7 @@ impl Store {
     /// Stores a new image (`queued`) with its job.
     pub async fn insert_image(
         &self,
-        tenant: &TenantId,
+        tenant: &TenantScope,
         row: &ImageRow,
         job: &NewJob,
         now: i64,
@@ -777,7 +788,7 @@ impl Store {
             "INSERT INTO images (tenant_id, {IMAGE_COLS}) VALUES ({})",
             params(1, 13)
         ))
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(&row.id)
         .bind(&row.real_id)
         .bind(&row.cloud_id)
@@ -800,7 +811,7 @@ impl Store {
     /// Moves an image from one of `from` to `to`, storing `job` when it moved.
     pub async fn transition_image(
         &self,
-        tenant: &TenantId,
+        tenant: &TenantScope,
         id: &str,
         from: &[&'static str],
         to: &str,
@@ -812,7 +823,7 @@ impl Store {
             "UPDATE images SET state = $3, last_updated = $4 WHERE tenant_id = $1 AND id = $2 AND state IN ({})",
             quoted(from)
         ))
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(id)
         .bind(to)
         .bind(now)
@@ -831,7 +842,7 @@ impl Store {
     /// Records a finished snapshot: `saved`, the cloud's id and checksum.
     pub async fn image_saved(
         &self,
-        tenant: &TenantId,
+        tenant: &TenantScope,
         id: &str,
         real_id: &str,
         checksum: &str,
@@ -843,7 +854,7 @@ impl Store {
                     "UPDATE images SET state = 'saved', real_id = $3, checksum = $4, last_updated = $5 \
              WHERE tenant_id = $1 AND id = $2 AND state = 'saving'",
                 )
-                .bind(&tenant.0)
+                .bind(tenant.as_str())
                 .bind(id)
                 .bind(real_id)
                 .bind(checksum)
@@ -854,9 +865,9 @@ impl Store {
         Ok(done)
     }
 
-    pub async fn remove_image(&self, tenant: &TenantId, id: &str) -> Result<(), Error> {
+    pub async fn remove_image(&self, tenant: &TenantScope, id: &str) -> Result<(), Error> {
         let q = sqlx::query("DELETE FROM images WHERE tenant_id = $1 AND id = $2")
-            .bind(&tenant.0)
+            .bind(tenant.as_str())
             .bind(id);
         self.write(q).await.map(|_| ())
     }
@@ -865,7 +876,7 @@ impl Store {
 /// Completes a history entry (a primary-key update: the instance id is part of the key).
 async fn finish_event(
     tx: &mut Transaction<'static, Any>,
-    tenant: &TenantId,
+    tenant: &TenantScope,
     instance_id: &str,
     event_id: &str,
     outcome: &str,
@@ -876,7 +887,7 @@ async fn finish_event(
         "UPDATE instance_events SET outcome = $4, error = $5, finished = $6 \
          WHERE tenant_id = $1 AND instance_id = $2 AND id = $3",
     )
-    .bind(&tenant.0)
+    .bind(tenant.as_str())
     .bind(instance_id)
     .bind(event_id)
     .bind(outcome)

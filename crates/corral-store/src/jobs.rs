@@ -8,7 +8,7 @@
 //! `FOR UPDATE SKIP LOCKED` and the tenant row is locked while its running jobs are counted;
 //! on SQLite the single writer connection serialises claims.
 
-use corral_types::{Error, TenantId};
+use corral_types::{Error, TenantId, TenantScope};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
@@ -57,7 +57,7 @@ const JOB_COLS: &str = "id, tenant_id, kind, subject, payload, principal, state,
 fn job_row(r: &AnyRow) -> Result<JobRow, sqlx::Error> {
     Ok(JobRow {
         id: r.try_get(0)?,
-        tenant_id: TenantId(r.try_get(1)?),
+        tenant_id: TenantId::from_trusted(r.try_get::<String, _>(1)?),
         kind: r.try_get(2)?,
         subject: r.try_get(3)?,
         payload: r.try_get(4)?,
@@ -82,7 +82,7 @@ pub(crate) async fn insert_job(
          VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, 0, $8, $9, $10, $10)",
     )
     .bind(&job.id)
-    .bind(&job.tenant_id.0)
+    .bind(job.tenant_id.as_str())
     .bind(&job.kind)
     .bind(&job.subject)
     .bind(&job.payload)
@@ -134,7 +134,7 @@ pub(crate) async fn insert_jobs(
         for job in chunk {
             q = q
                 .bind(&job.id)
-                .bind(&job.tenant_id.0)
+                .bind(job.tenant_id.as_str())
                 .bind(&job.kind)
                 .bind(&job.subject)
                 .bind(&job.payload)
@@ -480,7 +480,7 @@ impl Store {
     /// running elsewhere notices at its next fenced write.
     pub async fn cancel_jobs(
         &self,
-        tenant: &TenantId,
+        tenant: &TenantScope,
         kind: &str,
         subject: &str,
         now: i64,
@@ -490,7 +490,7 @@ impl Store {
             "UPDATE jobs SET state = 'cancelled', lease_owner = NULL, lease_until = NULL, updated_at = $4 \
              WHERE tenant_id = $1 AND kind = $2 AND subject = $3 AND state IN ('queued', 'running')",
         )
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(kind)
         .bind(subject)
         .bind(now)

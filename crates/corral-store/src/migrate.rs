@@ -24,6 +24,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "services", include_str!("../migrations/0005_services.sql")),
     (6, "instances", include_str!("../migrations/0006_instances.sql")),
     (7, "job_claims", include_str!("../migrations/0007_job_claims.sql")),
+    (
+        8,
+        "request_ids",
+        include_str!("../migrations/0008_request_ids.sql"),
+    ),
 ];
 
 /// An arbitrary constant naming Corral's migration lock among PostgreSQL advisory locks.

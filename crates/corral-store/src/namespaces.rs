@@ -1,6 +1,6 @@
 //! CDAP namespaces of a tenant.
 
-use corral_types::{Error, TenantId};
+use corral_types::{Error, TenantScope};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -23,26 +23,30 @@ fn ns_row(r: &AnyRow) -> Result<NamespaceRow, sqlx::Error> {
 }
 
 impl Store {
-    pub async fn list_namespaces(&self, tenant: &TenantId) -> Result<Vec<NamespaceRow>, Error> {
+    pub async fn list_namespaces(&self, tenant: &TenantScope) -> Result<Vec<NamespaceRow>, Error> {
         sqlx::query(sqlf!(
             "SELECT name, description, config FROM namespaces WHERE tenant_id = $1 ORDER BY {}",
             self.bytewise("name")
         ))
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .fetch_all(&self.pool)
         .await
         .and_then(|rows| rows.iter().map(ns_row).collect())
         .map_err(db)
     }
 
-    pub async fn get_namespace(&self, tenant: &TenantId, name: &str) -> Result<Option<NamespaceRow>, Error> {
+    pub async fn get_namespace(
+        &self,
+        tenant: &TenantScope,
+        name: &str,
+    ) -> Result<Option<NamespaceRow>, Error> {
         const SQL: &str =
             "SELECT name, description, config FROM namespaces WHERE tenant_id = $1 AND name = $2";
         if let Some(fast) = &self.fast {
             return fast.read(|c| {
                 use rusqlite::OptionalExtension;
                 c.prepare_cached(SQL)?
-                    .query_row([&tenant.0, name], |r| {
+                    .query_row([tenant.as_str(), name], |r| {
                         Ok(NamespaceRow {
                             name: r.get(0)?,
                             description: r.get(1)?,
@@ -53,7 +57,7 @@ impl Store {
             });
         }
         sqlx::query(SQL)
-            .bind(&tenant.0)
+            .bind(tenant.as_str())
             .bind(name)
             .fetch_optional(&self.pool)
             .await
@@ -64,7 +68,7 @@ impl Store {
     /// Creates the namespace unless it exists; either way answers what is stored now.
     pub async fn create_namespace(
         &self,
-        tenant: &TenantId,
+        tenant: &TenantScope,
         ns: &NamespaceRow,
         now: i64,
     ) -> Result<NamespaceRow, Error> {
@@ -73,7 +77,7 @@ impl Store {
             "INSERT INTO namespaces (tenant_id, name, description, config, create_time) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT DO NOTHING",
         )
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(&ns.name)
         .bind(&ns.description)
         .bind(&ns.config)
@@ -84,7 +88,7 @@ impl Store {
         let stored = sqlx::query(
             "SELECT name, description, config FROM namespaces WHERE tenant_id = $1 AND name = $2",
         )
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(&ns.name)
         .fetch_one(&mut *tx)
         .await
@@ -97,7 +101,7 @@ impl Store {
     /// Replaces the fields given; `None` when the namespace does not exist.
     pub async fn update_namespace(
         &self,
-        tenant: &TenantId,
+        tenant: &TenantScope,
         name: &str,
         description: Option<&str>,
         config: Option<&str>,
@@ -109,7 +113,7 @@ impl Store {
         )
         .bind(description)
         .bind(config)
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(name)
         .execute(&mut *tx)
         .await
@@ -120,7 +124,7 @@ impl Store {
         let stored = sqlx::query(
             "SELECT name, description, config FROM namespaces WHERE tenant_id = $1 AND name = $2",
         )
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(name)
         .fetch_one(&mut *tx)
         .await
@@ -132,11 +136,11 @@ impl Store {
 
     /// Deletes a namespace and everything in it; `default` is emptied and kept.
     /// False when it does not exist.
-    pub async fn delete_namespace(&self, tenant: &TenantId, name: &str) -> Result<bool, Error> {
+    pub async fn delete_namespace(&self, tenant: &TenantScope, name: &str) -> Result<bool, Error> {
         let mut tx = self.begin_write().await?;
         let done = if name == "default" {
             let exists = sqlx::query("SELECT 1 FROM namespaces WHERE tenant_id = $1 AND name = $2")
-                .bind(&tenant.0)
+                .bind(tenant.as_str())
                 .bind(name)
                 .fetch_optional(&mut *tx)
                 .await
@@ -145,7 +149,7 @@ impl Store {
             if exists {
                 // Emptying `default`: its apps go (their versions cascade).
                 sqlx::query("DELETE FROM apps WHERE tenant_id = $1 AND namespace = $2")
-                    .bind(&tenant.0)
+                    .bind(tenant.as_str())
                     .bind(name)
                     .execute(&mut *tx)
                     .await
@@ -154,7 +158,7 @@ impl Store {
             exists
         } else {
             sqlx::query("DELETE FROM namespaces WHERE tenant_id = $1 AND name = $2")
-                .bind(&tenant.0)
+                .bind(tenant.as_str())
                 .bind(name)
                 .execute(&mut *tx)
                 .await

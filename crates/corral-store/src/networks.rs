@@ -9,7 +9,7 @@
 //! delete and a cluster create of the same tenant run one after the other, so a cluster can
 //! never end up naming a deleted object; SQLite's single writer serialises them anyway.
 
-use corral_types::{Error, TenantId};
+use corral_types::{Error, TenantScope};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -85,15 +85,15 @@ const CM_COLUMNS: &str = "name, type, options, token_sealed";
 
 impl Store {
     /// The tenant's network names, by byte value.
-    pub async fn list_network_names(&self, tenant: &TenantId) -> Result<Vec<String>, Error> {
+    pub async fn list_network_names(&self, tenant: &TenantScope) -> Result<Vec<String>, Error> {
         self.list_names(tenant, "networks").await
     }
 
-    pub async fn get_network(&self, tenant: &TenantId, name: &str) -> Result<Option<NetworkRow>, Error> {
+    pub async fn get_network(&self, tenant: &TenantScope, name: &str) -> Result<Option<NetworkRow>, Error> {
         sqlx::query(sqlf!(
             "SELECT {NETWORK_COLUMNS} FROM networks WHERE tenant_id = $1 AND name = $2"
         ))
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(name)
         .fetch_optional(&self.pool)
         .await
@@ -104,7 +104,7 @@ impl Store {
     /// Creates the network unless one of that name exists; either way answers what is stored.
     pub async fn create_network(
         &self,
-        tenant: &TenantId,
+        tenant: &TenantScope,
         row: &NetworkRow,
     ) -> Result<CreateIfAbsent<NetworkRow>, Error> {
         let mut tx = self.begin_write().await?;
@@ -112,7 +112,7 @@ impl Store {
             "INSERT INTO networks (tenant_id, name, type, options) VALUES ($1, $2, $3, $4) \
              ON CONFLICT DO NOTHING",
         )
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(&row.name)
         .bind(&row.kind)
         .bind(&row.options)
@@ -124,7 +124,7 @@ impl Store {
         let stored = sqlx::query(sqlf!(
             "SELECT {NETWORK_COLUMNS} FROM networks WHERE tenant_id = $1 AND name = $2"
         ))
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(&row.name)
         .fetch_one(&mut *tx)
         .await
@@ -139,24 +139,24 @@ impl Store {
     }
 
     /// Deletes the network unless a cluster of the tenant uses it.
-    pub async fn delete_network(&self, tenant: &TenantId, name: &str) -> Result<DeleteInUse, Error> {
+    pub async fn delete_network(&self, tenant: &TenantScope, name: &str) -> Result<DeleteInUse, Error> {
         self.delete_unless_used(tenant, "networks", "network", name).await
     }
 
     /// The tenant's container manager names, by byte value.
-    pub async fn list_container_manager_names(&self, tenant: &TenantId) -> Result<Vec<String>, Error> {
+    pub async fn list_container_manager_names(&self, tenant: &TenantScope) -> Result<Vec<String>, Error> {
         self.list_names(tenant, "container_managers").await
     }
 
     pub async fn get_container_manager(
         &self,
-        tenant: &TenantId,
+        tenant: &TenantScope,
         name: &str,
     ) -> Result<Option<ContainerManagerRow>, Error> {
         sqlx::query(sqlf!(
             "SELECT {CM_COLUMNS} FROM container_managers WHERE tenant_id = $1 AND name = $2"
         ))
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(name)
         .fetch_optional(&self.pool)
         .await
@@ -168,7 +168,7 @@ impl Store {
     /// is stored.
     pub async fn create_container_manager(
         &self,
-        tenant: &TenantId,
+        tenant: &TenantScope,
         row: &ContainerManagerRow,
     ) -> Result<CreateIfAbsent<ContainerManagerRow>, Error> {
         let mut tx = self.begin_write().await?;
@@ -176,7 +176,7 @@ impl Store {
             "INSERT INTO container_managers (tenant_id, name, type, options, token_sealed) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
         )
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(&row.name)
         .bind(&row.kind)
         .bind(&row.options)
@@ -189,7 +189,7 @@ impl Store {
         let stored = sqlx::query(sqlf!(
             "SELECT {CM_COLUMNS} FROM container_managers WHERE tenant_id = $1 AND name = $2"
         ))
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(&row.name)
         .fetch_one(&mut *tx)
         .await
@@ -206,7 +206,7 @@ impl Store {
     /// Deletes the container manager unless a cluster of the tenant uses it.
     pub async fn delete_container_manager(
         &self,
-        tenant: &TenantId,
+        tenant: &TenantScope,
         name: &str,
     ) -> Result<DeleteInUse, Error> {
         self.delete_unless_used(tenant, "container_managers", "container_manager", name)
@@ -214,12 +214,12 @@ impl Store {
     }
 
     /// `table` and `cluster_column` are constants of this module, never input.
-    async fn list_names(&self, tenant: &TenantId, table: &str) -> Result<Vec<String>, Error> {
+    async fn list_names(&self, tenant: &TenantScope, table: &str) -> Result<Vec<String>, Error> {
         sqlx::query_scalar::<_, String>(sqlf!(
             "SELECT name FROM {table} WHERE tenant_id = $1 ORDER BY {}",
             self.bytewise("name")
         ))
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .fetch_all(&self.pool)
         .await
         .map_err(db)
@@ -229,19 +229,19 @@ impl Store {
     /// under the tenant's row lock (see the module comment).
     async fn delete_unless_used(
         &self,
-        tenant: &TenantId,
+        tenant: &TenantScope,
         table: &str,
         cluster_column: &str,
         name: &str,
     ) -> Result<DeleteInUse, Error> {
         let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE tenants SET workers = workers WHERE id = $1")
-            .bind(&tenant.0)
+            .bind(tenant.as_str())
             .execute(&mut *tx)
             .await
             .map_err(db)?;
         let deleted = sqlx::query(sqlf!("DELETE FROM {table} WHERE tenant_id = $1 AND name = $2"))
-            .bind(&tenant.0)
+            .bind(tenant.as_str())
             .bind(name)
             .execute(&mut *tx)
             .await
@@ -255,7 +255,7 @@ impl Store {
             "SELECT name FROM clusters WHERE tenant_id = $1 AND {cluster_column} = $2 ORDER BY {} LIMIT 1",
             self.bytewise("name")
         ))
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(name)
         .fetch_optional(&mut *tx)
         .await

@@ -1,7 +1,7 @@
 //! The durable side of CDAP services (cdap-v3.md 1.4, 4, 8): desired state, instance counts,
 //! run records and route configs. Processes themselves live in core's supervisor.
 
-use corral_types::{Error, TenantId};
+use corral_types::{Error, TenantId, TenantScope};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -107,7 +107,7 @@ impl Store {
     /// by another replica at the same moment.
     pub async fn insert_run(
         &self,
-        tenant: &TenantId,
+        tenant: &TenantScope,
         s: &ServiceRef,
         run_id: &str,
         node: &str,
@@ -118,7 +118,7 @@ impl Store {
         let exists = sqlx::query(
             "SELECT 1 FROM app_versions WHERE tenant_id = $1 AND namespace = $2 AND app = $3 AND version = $4",
         )
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(&s.namespace)
         .bind(&s.app)
         .bind(&s.version)
@@ -134,7 +134,7 @@ impl Store {
              end_time, status, message) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, 'STARTING', '') \
              ON CONFLICT DO NOTHING",
         )
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(run_id)
         .bind(&s.namespace)
         .bind(&s.app)
@@ -156,7 +156,7 @@ impl Store {
              ON CONFLICT (tenant_id, namespace, app, version, service) \
              DO UPDATE SET desired = 'running', runtime_args = excluded.runtime_args, node = excluded.node",
         )
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(&s.namespace)
         .bind(&s.app)
         .bind(&s.version)
@@ -175,7 +175,7 @@ impl Store {
     /// changes: an ended run is never revived.
     pub async fn update_run(
         &self,
-        tenant: &TenantId,
+        tenant: &TenantScope,
         s: &ServiceRef,
         run_id: &str,
         u: RunUpdate<'_>,
@@ -185,7 +185,7 @@ impl Store {
             "UPDATE service_runs SET status = $3, end_time = $4, message = $5 \
              WHERE tenant_id = $1 AND run_id = $2 AND end_time IS NULL",
         )
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(run_id)
         .bind(u.status)
         .bind(u.end)
@@ -199,7 +199,7 @@ impl Store {
             sqlx::query(sqlf!(
                 "UPDATE service_states SET desired = 'stopped' WHERE {SERVICE_KEY}"
             ))
-            .bind(&tenant.0)
+            .bind(tenant.as_str())
             .bind(&s.namespace)
             .bind(&s.app)
             .bind(&s.version)
@@ -213,11 +213,11 @@ impl Store {
     }
 
     /// The service's active run, if any.
-    pub async fn active_run(&self, tenant: &TenantId, s: &ServiceRef) -> Result<Option<RunRow>, Error> {
+    pub async fn active_run(&self, tenant: &TenantScope, s: &ServiceRef) -> Result<Option<RunRow>, Error> {
         sqlx::query(sqlf!(
             "SELECT {RUN_COLUMNS} FROM service_runs WHERE {SERVICE_KEY} AND end_time IS NULL"
         ))
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(&s.namespace)
         .bind(&s.app)
         .bind(&s.version)
@@ -229,9 +229,13 @@ impl Store {
     }
 
     /// The instance count set by `PUT .../instances`, if any.
-    pub async fn requested_instances(&self, tenant: &TenantId, s: &ServiceRef) -> Result<Option<i64>, Error> {
+    pub async fn requested_instances(
+        &self,
+        tenant: &TenantScope,
+        s: &ServiceRef,
+    ) -> Result<Option<i64>, Error> {
         sqlx::query(sqlf!("SELECT requested FROM service_states WHERE {SERVICE_KEY}"))
-            .bind(&tenant.0)
+            .bind(tenant.as_str())
             .bind(&s.namespace)
             .bind(&s.app)
             .bind(&s.version)
@@ -246,7 +250,7 @@ impl Store {
     /// Stores the instance count of `PUT .../instances`; false when the version is gone.
     pub async fn set_requested_instances(
         &self,
-        tenant: &TenantId,
+        tenant: &TenantScope,
         s: &ServiceRef,
         n: i64,
     ) -> Result<bool, Error> {
@@ -256,7 +260,7 @@ impl Store {
              WHERE tenant_id = $1 AND namespace = $2 AND app = $3 AND version = $4 \
              ON CONFLICT (tenant_id, namespace, app, version, service) DO UPDATE SET requested = excluded.requested",
         )
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(&s.namespace)
         .bind(&s.app)
         .bind(&s.version)
@@ -268,7 +272,7 @@ impl Store {
     /// Run records of a service, newest first.
     pub async fn list_runs(
         &self,
-        tenant: &TenantId,
+        tenant: &TenantScope,
         s: &ServiceRef,
         f: &RunFilter,
     ) -> Result<Vec<RunRow>, Error> {
@@ -282,7 +286,7 @@ impl Store {
             "SELECT {RUN_COLUMNS} FROM service_runs WHERE {SERVICE_KEY} AND start_time >= $6 \
              AND start_time < $7{statuses} ORDER BY start_time DESC, run_id DESC LIMIT $8"
         ))
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(&s.namespace)
         .bind(&s.app)
         .bind(&s.version)
@@ -299,14 +303,14 @@ impl Store {
     /// One run of a service.
     pub async fn get_run(
         &self,
-        tenant: &TenantId,
+        tenant: &TenantScope,
         s: &ServiceRef,
         run_id: &str,
     ) -> Result<Option<RunRow>, Error> {
         sqlx::query(sqlf!(
             "SELECT {RUN_COLUMNS} FROM service_runs WHERE {SERVICE_KEY} AND run_id = $6"
         ))
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(&s.namespace)
         .bind(&s.app)
         .bind(&s.version)
@@ -322,7 +326,7 @@ impl Store {
     /// deletes that must refuse or stop running services.
     pub async fn active_runs_in(
         &self,
-        tenant: &TenantId,
+        tenant: &TenantScope,
         ns: Option<&str>,
         app: Option<&str>,
         version: Option<&str>,
@@ -336,7 +340,7 @@ impl Store {
             self.bytewise("service"),
             self.bytewise("version")
         ))
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(ns)
         .bind(app)
         .bind(version)
@@ -364,7 +368,7 @@ impl Store {
             rows.iter()
                 .map(|r| {
                     Ok(ActiveRun {
-                        tenant: TenantId(r.try_get(0)?),
+                        tenant: TenantId::from_trusted(r.try_get::<String, _>(0)?),
                         service: service_ref(r, 1)?,
                         run: run_row(r, 5)?,
                     })
@@ -388,7 +392,7 @@ impl Store {
             rows.iter()
                 .map(|r| {
                     Ok(ServiceStateRow {
-                        tenant: TenantId(r.try_get(0)?),
+                        tenant: TenantId::from_trusted(r.try_get::<String, _>(0)?),
                         service: service_ref(r, 1)?,
                         runtime_args: r.try_get(5)?,
                     })
@@ -401,7 +405,7 @@ impl Store {
     /// The route config of a service of an app, as stored JSON.
     pub async fn get_route_config(
         &self,
-        tenant: &TenantId,
+        tenant: &TenantScope,
         ns: &str,
         app: &str,
         service: &str,
@@ -409,7 +413,7 @@ impl Store {
         sqlx::query(
             "SELECT config FROM route_configs WHERE tenant_id = $1 AND namespace = $2 AND app = $3 AND service = $4",
         )
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(ns)
         .bind(app)
         .bind(service)
@@ -424,7 +428,7 @@ impl Store {
     /// naming a missing version). Answers the versions that are missing; empty when stored.
     pub async fn put_route_config(
         &self,
-        tenant: &TenantId,
+        tenant: &TenantScope,
         ns: &str,
         app: &str,
         service: &str,
@@ -435,7 +439,7 @@ impl Store {
         // Serialises with version writes and deletes of this app (they lock the app row too).
         let app_found =
             sqlx::query("UPDATE apps SET name = name WHERE tenant_id = $1 AND namespace = $2 AND name = $3")
-                .bind(&tenant.0)
+                .bind(tenant.as_str())
                 .bind(ns)
                 .bind(app)
                 .execute(&mut *tx)
@@ -449,7 +453,7 @@ impl Store {
         let present: Vec<String> = sqlx::query(
             "SELECT version FROM app_versions WHERE tenant_id = $1 AND namespace = $2 AND app = $3",
         )
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(ns)
         .bind(app)
         .fetch_all(&mut *tx)
@@ -468,7 +472,7 @@ impl Store {
             "INSERT INTO route_configs (tenant_id, namespace, app, service, config) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (tenant_id, namespace, app, service) DO UPDATE SET config = excluded.config",
         )
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(ns)
         .bind(app)
         .bind(service)
@@ -483,7 +487,7 @@ impl Store {
     /// Deletes a route config; false when there was none.
     pub async fn delete_route_config(
         &self,
-        tenant: &TenantId,
+        tenant: &TenantScope,
         ns: &str,
         app: &str,
         service: &str,
@@ -491,7 +495,7 @@ impl Store {
         let q = sqlx::query(
             "DELETE FROM route_configs WHERE tenant_id = $1 AND namespace = $2 AND app = $3 AND service = $4",
         )
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(ns)
         .bind(app)
         .bind(service);
@@ -501,7 +505,7 @@ impl Store {
     /// Every route config of an app: `(service, config JSON)`, sorted by service.
     pub async fn route_configs_of_app(
         &self,
-        tenant: &TenantId,
+        tenant: &TenantScope,
         ns: &str,
         app: &str,
     ) -> Result<Vec<(String, String)>, Error> {
@@ -510,7 +514,7 @@ impl Store {
              ORDER BY {}",
             self.bytewise("service")
         ))
-        .bind(&tenant.0)
+        .bind(tenant.as_str())
         .bind(ns)
         .bind(app)
         .fetch_all(&self.pool)

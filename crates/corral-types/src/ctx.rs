@@ -9,7 +9,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
-use crate::ids::{ApiKeyId, TenantId, TenantName, UserName};
+use crate::ids::{ApiKeyId, JobId, TenantId, TenantName, UserName};
 
 /// The name of the tenant whose admins are superadmins.
 pub const SUPERADMIN_TENANT: &str = "superadmin";
@@ -97,23 +97,72 @@ impl Principal {
     }
 }
 
-/// The context of one operation.
+/// The context of one operation: a request, or a job acting for the request that started it.
+///
+/// Fields are private: the API's auth extractor and the job engine are the only places that
+/// build one ([`OpCtx::new`], [`OpCtx::for_job`]), and the only way from a context to the
+/// tenant's data is a permission check ([`OpCtx::require`]), which yields a [`TenantScope`].
 #[derive(Debug, Clone)]
 pub struct OpCtx {
-    pub principal: Principal,
-    pub request_id: String,
+    principal: Principal,
+    request_id: String,
+    job: Option<JobId>,
 }
 
 impl OpCtx {
+    /// The context of a request by an authenticated principal.
+    pub fn new(principal: Principal, request_id: impl Into<String>) -> OpCtx {
+        OpCtx {
+            principal,
+            request_id: request_id.into(),
+            job: None,
+        }
+    }
+
+    /// The context of a job, rebuilt from the principal and request id stored with it.
+    pub fn for_job(principal: Principal, request_id: impl Into<String>, job: JobId) -> OpCtx {
+        OpCtx {
+            principal,
+            request_id: request_id.into(),
+            job: Some(job),
+        }
+    }
+
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
+    pub fn user(&self) -> &UserName {
+        &self.principal.user
+    }
+
     pub fn tenant(&self) -> &TenantRef {
         &self.principal.tenant
     }
 
-    /// Fails with 403 unless the caller may do what `access` names. The messages for admin and
+    /// The request this operation serves (a job keeps the id of the request that started it).
+    pub fn request_id(&self) -> &str {
+        &self.request_id
+    }
+
+    /// The job this context runs in, if any.
+    pub fn job_id(&self) -> Option<&JobId> {
+        self.job.as_ref()
+    }
+
+    /// `user@tenant`, as histories and logs name the actor.
+    pub fn actor(&self) -> String {
+        format!("{}@{}", self.principal.user, self.principal.tenant.name)
+    }
+
+    /// Fails with 403 unless the caller may do what `access` names; otherwise answers the
+    /// scope that store calls on the caller's tenant need. The messages for admin and
     /// superadmin are Coopr's own texts.
-    pub fn require(&self, access: Access) -> Result<(), Error> {
+    pub fn require(&self, access: Access) -> Result<TenantScope, Error> {
         if self.principal.allows(access) {
-            return Ok(());
+            return Ok(TenantScope {
+                tenant: self.principal.tenant.id.clone(),
+            });
         }
         Err(Error::Forbidden(match access {
             Access::Superadmin => "user unauthorized, must be superadmin.".to_string(),
@@ -122,6 +171,47 @@ impl OpCtx {
                 format!("Role '{}' may not change resources.", self.principal.role)
             }
         }))
+    }
+
+    /// The scope of another tenant, for the superadmin's tenant administration (Coopr's
+    /// `/v2/tenants/{name}/...`): 403 for anyone else.
+    pub fn require_superadmin_over(&self, tenant: &TenantId) -> Result<TenantScope, Error> {
+        self.require(Access::Superadmin)?;
+        Ok(TenantScope {
+            tenant: tenant.clone(),
+        })
+    }
+
+    /// A job's scope: the permission was checked when the request that started the job was
+    /// accepted, so the job acts within it without checking the role again.
+    pub fn job_scope(&self) -> Option<TenantScope> {
+        self.job.as_ref().map(|_| TenantScope {
+            tenant: self.principal.tenant.id.clone(),
+        })
+    }
+}
+
+/// Proof that an operation may touch one tenant's data: store methods on tenant-owned rows take
+/// it instead of a bare [`TenantId`], so a query on tenant data cannot be written without a
+/// permission check (or an explicit background task) having produced it first.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TenantScope {
+    tenant: TenantId,
+}
+
+impl TenantScope {
+    /// For work Corral does on its own, for no caller: the health watcher, reconciliation at
+    /// start, a job's failure hook, bootstrap. Grep for it: every call site is such a task.
+    pub fn background(tenant: TenantId) -> TenantScope {
+        TenantScope { tenant }
+    }
+
+    pub fn id(&self) -> &TenantId {
+        &self.tenant
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.tenant.as_str()
     }
 }
 
@@ -132,7 +222,7 @@ mod tests {
     fn principal(tenant: &str, role: Role) -> Principal {
         Principal {
             tenant: TenantRef {
-                id: TenantId("t".into()),
+                id: TenantId::from_trusted("t"),
                 name: TenantName::from_trusted(tenant.into()),
             },
             user: UserName::from_trusted("u".into()),

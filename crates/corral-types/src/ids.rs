@@ -73,21 +73,103 @@ name_type!(
     NamespaceName
 );
 
-/// A tenant's internal id: stable across renames of nothing, but never reused after a delete,
-/// so a cached credential of a deleted tenant cannot match a new tenant of the same name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TenantId(pub String);
+/// Opaque ids: a private `String` that only a parse (for input), a generator (for new objects)
+/// or `from_trusted` (for values read back from the store) can fill, so an instance id cannot
+/// be passed where a host address or a job id is expected.
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
 
-impl fmt::Display for TenantId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        impl $name {
+            /// For values read back from the store or derived by Corral itself.
+            pub fn from_trusted(s: impl Into<String>) -> Self {
+                Self(s.into())
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+
+            pub fn into_string(self) -> String {
+                self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        #[cfg(feature = "sqlx")]
+        crate::sqlx_text!($name);
+    };
+}
+
+id_type!(
+    /// A tenant's internal id: never reused after a delete, so a cached credential of a deleted
+    /// tenant cannot match a new tenant of the same name.
+    TenantId
+);
+
+impl TenantId {
+    /// A fresh id for a new tenant.
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::new_v4().to_string())
     }
 }
+
+id_type!(
+    /// A Perspective instance's id (a UUID Corral assigns at launch).
+    InstanceId
+);
+id_type!(
+    /// A Perspective image's id: a snapshot's UUID or a base image's derived v5 id.
+    ImageId
+);
+id_type!(
+    /// A configured cloud's id (`[[clouds]] id`).
+    CloudId
+);
+id_type!(
+    /// A durable job's id.
+    JobId
+);
+
+impl JobId {
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::new_v4().to_string())
+    }
+}
+
+id_type!(
+    /// A Commissaire host's id: the address it was registered with.
+    HostAddress
+);
+id_type!(
+    /// A Commissaire cluster's name, unique within its tenant.
+    ClusterName
+);
 
 /// An API key's id (a UUID, shown to clients, used to revoke it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct ApiKeyId(pub uuid::Uuid);
+pub struct ApiKeyId(uuid::Uuid);
 
 impl ApiKeyId {
     pub fn new() -> Self {
@@ -97,6 +179,15 @@ impl ApiKeyId {
     /// Parses a path parameter; anything that is not a UUID cannot name a key.
     pub fn parse(s: &str) -> Option<Self> {
         uuid::Uuid::parse_str(s).ok().map(Self)
+    }
+
+    /// No key: the principal of a job stored before keys were recorded with jobs.
+    pub fn nil() -> Self {
+        Self(uuid::Uuid::nil())
+    }
+
+    pub fn as_uuid(&self) -> &uuid::Uuid {
+        &self.0
     }
 }
 

@@ -10,9 +10,15 @@ pub mod ctx;
 pub mod error;
 pub mod ids;
 pub mod perspective;
+#[cfg(feature = "sqlx")]
+mod sql;
 pub mod time;
 pub mod views;
 
+pub use ctx::TenantScope;
 pub use ctx::{Access, OpCtx, Principal, Role, TenantRef};
 pub use error::{Error, Result};
-pub use ids::{ApiKeyId, NamespaceName, TenantId, TenantName, UserName};
+pub use ids::{
+    ApiKeyId, CloudId, ClusterName, HostAddress, ImageId, InstanceId, JobId, NamespaceName, TenantId,
+    TenantName, UserName,
+};

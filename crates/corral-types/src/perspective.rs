@@ -134,6 +134,10 @@ pub struct InstanceEvent {
     pub outcome: String,
     /// The reason of a failure, else empty.
     pub error: String,
+    /// The `X-Request-Id` of the request that asked for the action, so its log lines (and the
+    /// job's, which carry it too) can be found; absent for what Corral did on its own.
+    #[serde(rename = "requestId", default, skip_serializing_if = "String::is_empty")]
+    pub request_id: String,
 }
 
 /// The serial console of an instance (Corral addition).

@@ -32,6 +32,9 @@ use crate::config::{HostDriver, Settings};
 pub struct Running {
     pub addr: SocketAddr,
     pub core: Arc<Core>,
+    /// The assembly's own handle on the store, for operator tooling and the integration tests'
+    /// job-engine checks; the API reaches data only through `core`.
+    pub store: Store,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
     jobs_stop: watch::Sender<bool>,
@@ -61,7 +64,7 @@ impl Running {
         // Service processes stop after the last proxied request; their runs stay active in
         // the store, and the next start of this server (same data dir) restores them.
         self.core.shutdown_services().await;
-        self.core.store().close().await;
+        self.core.close().await;
         result
     }
 }
@@ -80,6 +83,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
     let secrets = SecretBox::load_or_create(&settings.data_dir, settings.server_key.as_deref())
         .map_err(|e| anyhow::anyhow!("server key: {e}"))?;
     let store_for_jobs = store.clone();
+    let store_handle = store.clone();
     let core = Core::new(
         store,
         CoreSettings {
@@ -210,6 +214,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
     Ok(Running {
         addr,
         core,
+        store: store_handle,
         shutdown: Some(tx),
         task,
         jobs_stop,

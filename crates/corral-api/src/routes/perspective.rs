@@ -199,8 +199,7 @@ pub async fn operations(
     State(s): State<AppState>,
     Ctx(ctx): Ctx,
 ) -> ApiResult<Json<BTreeMap<String, Vec<String>>>> {
-    ctx.require(corral_types::Access::Read)?;
-    Ok(Json(s.core.cloud_operations()))
+    Ok(Json(s.core.cloud_operations(&ctx)?))
 }
 
 /// Read-only SQL over the caller's tenant's inventory: one result per statement, errors inside

@@ -3,8 +3,8 @@
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use corral_types::Error;
 use corral_types::views::{AccessToken, ErrorBody};
-use corral_types::{Access, Error};
 
 use crate::AppState;
 use crate::extract::{Ctx, IgnoredBody};
@@ -60,8 +60,7 @@ pub async fn token_post(
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain"),
               (status = 403, body = ErrorBody)))]
 pub async fn metrics(State(state): State<AppState>, Ctx(ctx): Ctx) -> ApiResult<Response> {
-    ctx.require(Access::Superadmin)?;
-    let pool = state.core.store().pool_stats();
+    let pool = state.core.store_pool_stats(&ctx)?;
     metrics::gauge!("corral_store_pool_connections", "state" => "open").set(f64::from(pool.size));
     metrics::gauge!("corral_store_pool_connections", "state" => "idle").set(f64::from(pool.idle));
     metrics::gauge!("corral_store_pool_connections", "state" => "max").set(f64::from(pool.max));

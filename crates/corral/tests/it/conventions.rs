@@ -221,7 +221,7 @@ async fn health_version_and_head(db: Db) {
 
 async fn ping_is_503_when_the_store_is_gone(db: Db) {
     let s = TestServer::start(db).await;
-    s.core.store().close().await;
+    s.store.close().await;
     let resp = s.anon(Method::GET, "/ping").send().await.unwrap();
     expect_error(
         resp,

@@ -3,12 +3,10 @@
 //! `CORRAL_TEST_DATABASE_URL`, which `scripts/test.sh` starts), and talks to it over HTTP.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use corral::config::Settings;
 use corral::server::{Running, start};
-use corral_core::Core;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
 use sqlx::{Connection, Executor};
@@ -51,7 +49,8 @@ pub struct TestServer {
     pub client: reqwest::Client,
     pub db_url: String,
     pub data_dir: PathBuf,
-    pub core: Arc<Core>,
+    /// The assembly's store handle, for the job-engine tests that drive it directly.
+    pub store: corral_store::Store,
     running: Option<Running>,
     _dir: tempfile::TempDir,
 }
@@ -116,7 +115,7 @@ impl TestServer {
                 .expect("client"),
             db_url,
             data_dir: settings.data_dir.clone(),
-            core: running.core.clone(),
+            store: running.store.clone(),
             running: Some(running),
             _dir: dir,
         }

@@ -72,9 +72,9 @@ pub struct Ids {
 }
 
 pub async fn ids(s: &TestServer, tenant: &str) -> Ids {
-    let t = s.core.store().get_tenant(tenant).await.unwrap().unwrap().id;
+    let t = s.store.get_tenant(tenant).await.unwrap().unwrap().id;
     Ids {
-        project: object_id(&t, "mock", "project", &t.0),
+        project: object_id(&t, "mock", "project", t.as_str()),
         small: object_id(&t, "mock", "flavor", "small"),
         large: object_id(&t, "mock", "flavor", "large"),
         debian: object_id(&t, "mock", "image", "mock-image-debian"),
@@ -332,6 +332,19 @@ async fn lifecycle(db: Db) {
         assert_eq!(e["outcome"], "succeeded", "{e}");
         assert_eq!(e["error"], "");
     }
+    // Each entry names the request that asked for it: thirteen requests, thirteen ids.
+    let request_ids: std::collections::BTreeSet<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            e["requestId"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no requestId in {e}"))
+        })
+        .collect();
+    assert_eq!(request_ids.len(), 13, "{history}");
+    assert!(!request_ids.contains(""), "{history}");
 
     let out = call(&s, &k, Method::POST, "/instances/delete", json!(["id-one", id])).await;
     assert_eq!(

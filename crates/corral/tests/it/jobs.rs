@@ -9,7 +9,7 @@ use std::time::Duration;
 use corral_core::jobs::{JobCtx, JobEngine, JobError, JobHandler, JobSettings, new_job};
 use corral_store::{JobRow, Store};
 use corral_types::time::now_ms;
-use corral_types::{Error, TenantId};
+use corral_types::{ApiKeyId, Error, OpCtx, Principal, Role, TenantName, TenantRef, TenantScope, UserName};
 use reqwest::Method;
 use serde_json::json;
 use tokio::sync::{Mutex, watch};
@@ -25,6 +25,8 @@ struct Probe {
     running: AtomicUsize,
     max_running: AtomicUsize,
     failures: Mutex<Vec<(String, String)>>,
+    /// The context each run saw: user, request id, job id, tenant id.
+    contexts: Mutex<Vec<(String, String, String, String)>>,
 }
 
 /// Two steps; the first can hang (to simulate a worker that dies after it).
@@ -37,6 +39,13 @@ struct TwoSteps {
 #[async_trait::async_trait]
 impl JobHandler for TwoSteps {
     async fn run(&self, ctx: &mut JobCtx) -> Result<(), JobError> {
+        let op = ctx.op();
+        self.probe.contexts.lock().await.push((
+            op.user().to_string(),
+            op.request_id().to_string(),
+            op.job_id().map(|j| j.to_string()).unwrap_or_default(),
+            ctx.scope().id().to_string(),
+        ));
         let now = self.probe.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.probe.max_running.fetch_max(now, Ordering::SeqCst);
         let probe = self.probe.clone();
@@ -103,13 +112,30 @@ fn start_engine(store: &Store, lease_ms: u64, kind: &str, handler: Arc<dyn JobHa
     Running { engine, stop, task }
 }
 
-async fn tenant_id(s: &TestServer, name: &str) -> TenantId {
+/// The context of a request by an admin of `scope`'s tenant, as the API would build it.
+fn ctx_for(scope: &TenantScope) -> OpCtx {
+    OpCtx::new(
+        Principal {
+            tenant: TenantRef {
+                id: scope.id().clone(),
+                name: TenantName::from_trusted("test".into()),
+            },
+            user: UserName::from_trusted("tester".into()),
+            role: Role::Admin,
+            api_key: ApiKeyId::new(),
+        },
+        "test-request",
+    )
+}
+
+/// The tenant's scope, as a background task holds it: these tests drive the engine directly.
+async fn tenant_id(s: &TestServer, name: &str) -> TenantScope {
     let n = s
         .sql_count(&format!("SELECT COUNT(*) FROM tenants WHERE name = '{name}'"))
         .await;
     assert_eq!(n, 1);
-    let rows = s.core.store().list_tenants().await.unwrap();
-    rows.into_iter().find(|t| t.name == name).unwrap().id
+    let rows = s.store.list_tenants().await.unwrap();
+    TenantScope::background(rows.into_iter().find(|t| t.name == name).unwrap().id)
 }
 
 async fn wait_for(what: &str, mut cond: impl AsyncFnMut() -> bool) {
@@ -129,7 +155,7 @@ async fn job_state(store: &Store, id: &str) -> String {
 
 async fn a_job_runs_its_steps_once(db: Db) {
     let s = TestServer::start(db).await;
-    let store = s.core.store().clone();
+    let store = s.store.clone();
     let tenant = tenant_id(&s, "superadmin").await;
     let probe = Arc::new(Probe::default());
     let handler = Arc::new(TwoSteps {
@@ -139,10 +165,10 @@ async fn a_job_runs_its_steps_once(db: Db) {
     });
     let r = start_engine(&store, 5_000, "test.two", handler);
     let job = new_job(
+        &ctx_for(&tenant),
         &tenant,
         "test.two",
         "a",
-        &json!({}),
         &json!({}),
         true,
         Duration::from_secs(30),
@@ -163,12 +189,22 @@ async fn a_job_runs_its_steps_once(db: Db) {
     );
     let events = store.job_events(&job.id).await.unwrap();
     assert!(events.iter().any(|(_, m)| m == "succeeded"), "{events:?}");
+    // The job ran in the context of the request that enqueued it.
+    assert_eq!(
+        *probe.contexts.lock().await,
+        [(
+            "tester".to_string(),
+            "test-request".to_string(),
+            job.id.clone(),
+            tenant.id().to_string()
+        )]
+    );
     r.stop().await;
 }
 
 async fn a_dead_workers_job_resumes_after_its_step(db: Db) {
     let s = TestServer::start(db).await;
-    let store = s.core.store().clone();
+    let store = s.store.clone();
     let tenant = tenant_id(&s, "superadmin").await;
     let probe = Arc::new(Probe::default());
     // Worker A runs the first step, then hangs as if dead: its heartbeat stops with it.
@@ -183,10 +219,10 @@ async fn a_dead_workers_job_resumes_after_its_step(db: Db) {
         }),
     );
     let job = new_job(
+        &ctx_for(&tenant),
         &tenant,
         "test.two",
         "a",
-        &json!({}),
         &json!({}),
         true,
         Duration::from_secs(60),
@@ -240,7 +276,7 @@ async fn a_dead_workers_job_resumes_after_its_step(db: Db) {
 
 async fn a_job_past_its_deadline_fails_with_a_reason(db: Db) {
     let s = TestServer::start(db).await;
-    let store = s.core.store().clone();
+    let store = s.store.clone();
     let tenant = tenant_id(&s, "superadmin").await;
     let probe = Arc::new(Probe::default());
     let handler = Arc::new(TwoSteps {
@@ -250,10 +286,10 @@ async fn a_job_past_its_deadline_fails_with_a_reason(db: Db) {
     });
     let r = start_engine(&store, 5_000, "test.two", handler);
     let job = new_job(
+        &ctx_for(&tenant),
         &tenant,
         "test.two",
         "slow-host",
-        &json!({}),
         &json!({}),
         true,
         Duration::from_millis(400),
@@ -275,10 +311,10 @@ async fn a_job_past_its_deadline_fails_with_a_reason(db: Db) {
     // A queued job whose deadline passes before any worker takes it fails too.
     r.stop().await;
     let late = new_job(
+        &ctx_for(&tenant),
         &tenant,
         "test.two",
         "never",
-        &json!({}),
         &json!({}),
         true,
         Duration::from_millis(1),
@@ -311,7 +347,7 @@ async fn a_job_past_its_deadline_fails_with_a_reason(db: Db) {
 async fn tenant_workers_bound_concurrency(db: Db) {
     let s = TestServer::start(db).await;
     s.create_tenant("acme", 2).await;
-    let store = s.core.store().clone();
+    let store = s.store.clone();
     let tenant = tenant_id(&s, "acme").await;
     let probe = Arc::new(Probe::default());
     let handler = Arc::new(TwoSteps {
@@ -323,10 +359,10 @@ async fn tenant_workers_bound_concurrency(db: Db) {
     let mut ids = Vec::new();
     for i in 0..6 {
         let job = new_job(
+            &ctx_for(&tenant),
             &tenant,
             "test.two",
             &format!("h{i}"),
-            &json!({}),
             &json!({}),
             true,
             Duration::from_secs(60),
@@ -350,7 +386,7 @@ async fn tenant_workers_bound_concurrency(db: Db) {
 async fn zero_workers_keep_jobs_queued(db: Db) {
     let s = TestServer::start(db).await;
     s.create_tenant("idle", 0).await;
-    let store = s.core.store().clone();
+    let store = s.store.clone();
     let tenant = tenant_id(&s, "idle").await;
     let probe = Arc::new(Probe::default());
     let handler = Arc::new(TwoSteps {
@@ -360,10 +396,10 @@ async fn zero_workers_keep_jobs_queued(db: Db) {
     });
     let r = start_engine(&store, 5_000, "test.two", handler);
     let job = new_job(
+        &ctx_for(&tenant),
         &tenant,
         "test.two",
         "h",
-        &json!({}),
         &json!({}),
         true,
         Duration::from_secs(60),
@@ -392,7 +428,7 @@ async fn zero_workers_keep_jobs_queued(db: Db) {
 
 async fn singleton_leases_fence_their_holders(db: Db) {
     let s = TestServer::start(db).await;
-    let store = s.core.store();
+    let store = &s.store;
     let now = now_ms();
     let g1 = store
         .acquire_singleton("watcher", "a", now, now + 200)

@@ -174,9 +174,9 @@ struct Ids {
 }
 
 async fn ids(s: &TestServer, tenant: &str) -> Ids {
-    let t = s.core.store().get_tenant(tenant).await.unwrap().unwrap().id;
+    let t = s.store.get_tenant(tenant).await.unwrap().unwrap().id;
     Ids {
-        project: object_id(&t, "local", "project", &t.0),
+        project: object_id(&t, "local", "project", t.as_str()),
         tiny: object_id(&t, "local", "flavor", "tiny"),
         bigger: object_id(&t, "local", "flavor", "bigger"),
         image_a: object_id(&t, "local", "image", "base:debian-tiny.qcow2"),
