@@ -20,6 +20,9 @@ pub(crate) struct Slot {
 struct Entry {
     name: &'static str,
     expr: BExpr,
+    /// The slot the column belongs to; `None` for a `USING`/`NATURAL` join column, which stands
+    /// for both sides.
+    slot: Option<usize>,
 }
 
 #[derive(Clone)]
@@ -410,6 +413,7 @@ impl Planner<'_> {
                     .map(|(col, (n, _))| Entry {
                         name: n,
                         expr: BExpr::Col { slot, col },
+                        slot: Some(slot),
                     })
                     .collect();
                 Ok((Tree::Leaf(slot), entries, mask_of(slot)))
@@ -468,6 +472,7 @@ impl Planner<'_> {
                                 Some((_, x)) => Entry {
                                     name: e.name,
                                     expr: x.clone(),
+                                    slot: None,
                                 },
                                 None => e.clone(),
                             })
@@ -605,6 +610,12 @@ impl Planner<'_> {
     }
 }
 
+/// The output name of column `name` of the table or alias `table`: `table.name`, lower-cased
+/// like every table and column name the engine reports.
+fn qualified(table: &str, name: &str) -> String {
+    format!("{}.{}", table.to_ascii_lowercase(), name.to_ascii_lowercase())
+}
+
 /// Plans a SELECT that is not a table-function call.
 pub(crate) fn plan(db: &Database, s: &Select) -> EResult<Plan> {
     let mut p = Planner {
@@ -701,8 +712,15 @@ pub(crate) fn plan(db: &Database, s: &Select) -> EResult<Plan> {
                 if s.from.is_none() {
                     return err("SELECT * needs a FROM clause");
                 }
+                // One table: bare names. A join: `qualifier.column`, where the qualifier is
+                // unique, so no two names collide (a USING/NATURAL column, which belongs to
+                // both sides, keeps its bare name; it is the only one of that name).
+                let join = p.slots.len() > 1;
                 for e in &entries {
-                    columns.push(e.name.to_string());
+                    columns.push(match (join, e.slot.and_then(|x| p.slots.get(x))) {
+                        (true, Some(slot)) => qualified(&slot.alias, e.name),
+                        _ => e.name.to_string(),
+                    });
                     outs.push(Out::Bound(e.expr.clone()));
                 }
             }
@@ -712,14 +730,15 @@ pub(crate) fn plan(db: &Database, s: &Select) -> EResult<Plan> {
                 };
                 let cols = p.slots.get(slot).map_or(&[][..], |x| x.table.schema().columns);
                 for (col, (n, _)) in cols.iter().enumerate() {
-                    columns.push((*n).to_string());
+                    columns.push(qualified(t, n));
                     outs.push(Out::Bound(BExpr::Col { slot, col }));
                 }
             }
             Item::Expr { expr, alias, text } => {
                 columns.push(match (alias, expr) {
                     (Some(a), _) => a.clone(),
-                    (None, Expr::Column { name, .. }) => name.to_ascii_lowercase(),
+                    (None, Expr::Column { table: Some(t), name }) => qualified(t, name),
+                    (None, Expr::Column { table: None, name }) => name.to_ascii_lowercase(),
                     (None, _) => text.clone(),
                 });
                 outs.push(Out::Ast(expr));

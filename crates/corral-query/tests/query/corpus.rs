@@ -5,7 +5,7 @@
 
 use serde_json::{Value as J, json};
 
-use crate::fixture;
+use crate::{fixture, shell};
 
 pub const CASES: &[(&str, &str, &str)] = &[
     // --- expressions without FROM
@@ -140,7 +140,7 @@ pub const CASES: &[(&str, &str, &str)] = &[
     (
         "select i.name, f.ram from instances i join flavors f on i.flavor_id = f.id where i.state = ? limit 5; select tables()",
         r#"[{"index": 1, "value": "launched"}]"#,
-        r#"[{"c": ["name", "ram"], "r": [["web-1", 2048], ["web-2", 8192]]},
+        r#"[{"c": ["i.name", "f.ram"], "r": [["web-1", 2048], ["web-2", 8192]]},
             {"c": ["table_name"], "r": [["availability_zones"], ["clouds"], ["cluster_hosts"], ["clusters"], ["flavors"],
               ["hosts"], ["image_metadata"], ["images"], ["instance_metadata"], ["instance_networks"], ["instances"],
               ["keypairs"], ["network_subnets"], ["networks"], ["operations"], ["project_images"], ["project_metadata"],
@@ -181,11 +181,135 @@ pub const CASES: &[(&str, &str, &str)] = &[
         r#"[{"index": 1, "value": "launched"}, {"index": 2, "value": "p1"}, {"index": 3, "value": "shutoff"}, {"index": 9, "value": "unused"}]"#,
         r#"[{"c": ["name"], "r": [["web-1"], ["web-2"]]}, {"c": ["count(*)"], "r": [[1]]}]"#,
     ),
-    // --- the Perspective shell's queries
+    // --- the Perspective shell's own queries (perspective-shell's Find*Request), as it writes them:
+    // every column qualified and named as written, so the shell finds each one by name.
+    (
+        shell::SHOW_INSTANCES,
+        shell::SHOW_INSTANCES_PARAMS,
+        r#"{"c": ["instances.id", "instances.real_id", "instances.name", "projects.id", "projects.name",
+                  "instances.cloud_id", "instances.cloud_type", "images.name", "flavors.name", "instances.addresses",
+                  "instances.state", "instances.last_updated"],
+            "r": [["a4", "r-a4", "orphan", "p3", "other", "c2", "openstack", "snap", null, "", "error", "2026-01-01T00:00:00Z"],
+                  ["a1", "r-a1", "web-1", "p1", "project-one", "c1", "mock", "ubuntu", "small", "10.0.0.1", "launched",
+                   "2026-01-01T00:00:00Z"],
+                  ["a2", "r-a2", "web-2", "p1", "project-one", "c1", "mock", "ubuntu", "large", "10.0.0.2,10.0.1.2",
+                   "launched", "2026-01-01T00:00:00Z"]]}"#,
+    ),
+    (
+        "select instances.id, instances.name, projects.name, images.name, flavors.name from instances inner join projects on instances.project_id = projects.id left join flavors on instances.flavor_id = flavors.id and instances.project_id = flavors.project_id left join images on instances.image_id = images.id where projects.name like :projects.name: and images.name regexp :images.name: order by instances.name asc",
+        r#"[{"name": "projects.name", "value": "project-%"}, {"name": "images.name", "value": "^deb"}]"#,
+        r#"{"c": ["instances.id", "instances.name", "projects.name", "images.name", "flavors.name"],
+            "r": [["a3", "db-1", "project-two", "debian", "tiny"]]}"#,
+    ),
+    (
+        shell::SHOW_FLAVORS,
+        shell::SHOW_FLAVORS_PARAMS,
+        r#"{"c": ["flavors.id", "flavors.name", "projects.name", "flavors.vcpus", "flavors.ram", "flavors.root_disk",
+                  "flavors.ephemeral_disk"],
+            "r": [["f2", "large", "project-one", 4, 8192, 80, 10], ["f1", "small", "project-one", 1, 2048, 20, 0],
+                  ["f3", "tiny", "project-two", 1, 512, 5, 0]]}"#,
+    ),
+    (
+        shell::SHOW_IMAGES,
+        shell::SHOW_IMAGES_PARAMS,
+        r#"{"c": ["images.id", "images.real_id", "images.name", "images.cloud_type", "images.state", "images.last_updated",
+                  "projects.id", "projects.name"],
+            "r": [["i2", "r-i2", "debian", "mock", "saved", "2026-01-01T00:00:00Z", "p2", "project-two"],
+                  ["i1", "r-i1", "ubuntu", "mock", "saved", "2026-01-01T00:00:00Z", "p1", "project-one"]]}"#,
+    ),
+    (
+        shell::SHOW_NETWORKS,
+        shell::SHOW_NETWORKS_PARAMS,
+        r#"{"c": ["networks.id", "networks.name", "projects.name", "networks.state", "networks.is_shared",
+                  "network_subnets.cidr"],
+            "r": [["n1", "net1", "project-one", "ACTIVE", false, "10.0.0.0/24"]]}"#,
+    ),
+    (
+        "explain select flavors.id, flavors.name, projects.name from flavors inner join projects on flavors.project_id = projects.id where projects.cloud_type = :projects.cloud_type: order by flavors.name asc",
+        r#"[{"name": "projects.cloud_type", "value": "mock"}]"#,
+        r#"{"c": ["task"], "r": [["scan table projects (3 rows) filter (projects.cloud_type = 'mock')"],
+            ["scan table flavors (3 rows)"], ["hash inner join on (flavors.project_id = projects.id)"],
+            ["project flavors.id, flavors.name, projects.name"], ["sort by flavors.name"]]}"#,
+    ),
+    // --- output column names: a qualified column as written (lower-cased like every name), an
+    // alias as given, a bare column bare; `*` bare over one table and qualified over a join (a
+    // USING/NATURAL column bare); `t.*` qualified; expressions by their text.
+    (
+        "select instances.id, instances.name, projects.name from instances join projects on instances.project_id = projects.id where projects.cloud_id = 'c1' order by instances.name",
+        "[]",
+        r#"{"c": ["instances.id", "instances.name", "projects.name"],
+            "r": [["a3", "db-1", "project-two"], ["a1", "web-1", "project-one"], ["a2", "web-2", "project-one"]]}"#,
+    ),
+    (
+        "select I.Name, P.NAME, `i`.`state`, `Flavor`.ram from Instances I join Projects P on I.project_id = P.id join flavors `Flavor` on `Flavor`.id = I.flavor_id where I.id = 'a1'",
+        "[]",
+        r#"{"c": ["i.name", "p.name", "i.state", "flavor.ram"], "r": [["web-1", "project-one", "launched", 2048]]}"#,
+    ),
+    (
+        "select i.name as instance, p.name project, state, `Flavor`.name as `Flavor Name` from instances i join projects p on i.project_id = p.id join flavors `Flavor` on `Flavor`.id = i.flavor_id where i.id = 'a2'",
+        "[]",
+        r#"{"c": ["instance", "project", "state", "Flavor Name"], "r": [["web-2", "project-one", "launched", "large"]]}"#,
+    ),
+    (
+        "select ram, vcpus, p.name from flavors f join projects p on f.project_id = p.id where f.id = 'f3'",
+        "[]",
+        r#"{"c": ["ram", "vcpus", "p.name"], "r": [[512, 1, "project-two"]]}"#,
+    ),
+    (
+        "select * from clouds c order by c.id",
+        "[]",
+        r#"{"c": ["id", "type"], "r": [["c1", "mock"], ["c2", "openstack"]]}"#,
+    ),
+    (
+        "select * from clouds join projects on projects.cloud_id = clouds.id where projects.id = 'p3'",
+        "[]",
+        r#"{"c": ["clouds.id", "clouds.type", "projects.id", "projects.name", "projects.cloud_id", "projects.cloud_type",
+                  "projects.last_updated"],
+            "r": [["c2", "openstack", "p3", "other", "c2", "openstack", "2026-01-01T00:00:00Z"]]}"#,
+    ),
+    (
+        "select * from cluster_hosts ch join hosts h using (address) join clusters c on c.name = ch.cluster where ch.position = 1",
+        "[]",
+        r#"{"c": ["ch.cluster", "address", "ch.position", "h.status", "h.os", "h.cpus", "h.memory", "h.space", "h.last_check",
+                  "h.source", "h.cluster", "c.name", "c.status", "c.network", "c.container_manager", "c.hosts_total",
+                  "c.hosts_available", "c.hosts_unavailable"],
+            "r": [["k1", "10.1.0.1", 1, "active", "centos", 4, 8388608, 104857600, "2026-01-01T00:00:00Z", "ssh", "k1",
+                   "k1", "ok", "flannel", "kubernetes", 2, 2, 0]]}"#,
+    ),
+    (
+        "select C.*, 'x' as tag from clouds c where c.id = 'c1'; select clouds.* from clouds where id = 'c2'",
+        "[]",
+        r#"[{"c": ["c.id", "c.type", "tag"], "r": [["c1", "mock", "x"]]},
+            {"c": ["clouds.id", "clouds.type"], "r": [["c2", "openstack"]]}]"#,
+    ),
+    (
+        "select pi.*, pm.* from project_images pi join project_metadata pm using (project_id)",
+        "[]",
+        r#"{"c": ["pi.project_id", "pi.image_id", "pm.project_id", "pm.key", "pm.value"], "r": [["p1", "i1", "p1", "region", "r1"]]}"#,
+    ),
+    (
+        "select p.name, count(i.id), sum(f.ram) as ram, upper(P.Name) from projects p left join instances i on i.project_id = p.id left join flavors f on f.id = i.flavor_id group by p.name order by p.name",
+        "[]",
+        r#"{"c": ["p.name", "count(i.id)", "ram", "upper(p.name)"],
+            "r": [["other", 1, null, "OTHER"], ["project-one", 2, 10240, "PROJECT-ONE"], ["project-two", 1, 512, "PROJECT-TWO"]]}"#,
+    ),
+    (
+        "select *, count(*) from clouds c join projects p on p.cloud_id = c.id group by c.id",
+        "[]",
+        r#"{"e": "evaluation_error", "m": "Column c.type must appear in GROUP BY or be used in an aggregate function"}"#,
+    ),
+    (
+        "explain select * from clouds c join projects p on p.cloud_id = c.id",
+        "[]",
+        r#"{"c": ["task"], "r": [["scan table projects as p (3 rows)"], ["scan table clouds as c (2 rows)"],
+            ["hash inner join on (p.cloud_id = c.id)"],
+            ["project c.id, c.type, p.id, p.name, p.cloud_id, p.cloud_type, p.last_updated"]]}"#,
+    ),
+    // --- Corral's versions of the shell's queries, with table aliases
     (
         "select i.id, i.name, p.name, im.name, f.name, i.state from instances i join projects p on i.project_id = p.id join images im on i.image_id = im.id join flavors f on i.flavor_id = f.id order by i.name",
         "[]",
-        r#"{"c": ["id", "name", "name", "name", "name", "state"],
+        r#"{"c": ["i.id", "i.name", "p.name", "im.name", "f.name", "i.state"],
             "r": [["a3", "db-1", "project-two", "debian", "tiny", "shutoff"],
                   ["a1", "web-1", "project-one", "ubuntu", "small", "launched"],
                   ["a2", "web-2", "project-one", "ubuntu", "large", "launched"]]}"#,
@@ -193,33 +317,33 @@ pub const CASES: &[(&str, &str, &str)] = &[
     (
         "select p.name, f.name, f.vcpus, f.ram, f.root_disk, f.is_public from flavors f join projects p on f.project_id = p.id order by f.ram desc",
         "[]",
-        r#"{"c": ["name", "name", "vcpus", "ram", "root_disk", "is_public"],
+        r#"{"c": ["p.name", "f.name", "f.vcpus", "f.ram", "f.root_disk", "f.is_public"],
             "r": [["project-one", "large", 4, 8192, 80, true], ["project-one", "small", 1, 2048, 20, true],
                   ["project-two", "tiny", 1, 512, 5, false]]}"#,
     ),
     (
         "select n.name, n.state, n.is_shared, s.cidr from networks n left join network_subnets s on s.network_id = n.id order by n.name",
         "[]",
-        r#"{"c": ["name", "state", "is_shared", "cidr"],
+        r#"{"c": ["n.name", "n.state", "n.is_shared", "s.cidr"],
             "r": [["net1", "ACTIVE", false, "10.0.0.0/24"], ["net2", "ACTIVE", true, null]]}"#,
     ),
     (
         "select k.name, k.fingerprint, p.name from keypairs k, projects p where k.project_id = p.id",
         "[]",
-        r#"{"c": ["name", "fingerprint", "name"],
+        r#"{"c": ["k.name", "k.fingerprint", "p.name"],
             "r": [["key1", "aa:bb:cc:dd:ee:ff:00:11:22:33:44:55:66:77:88:99", "project-one"]]}"#,
     ),
     (
         "select p.name, q.instances, q.vcpus, q.ram, q.keypairs from projects p left outer join project_quota q on q.project_id = p.id order by p.name",
         "[]",
-        r#"{"c": ["name", "instances", "vcpus", "ram", "keypairs"],
+        r#"{"c": ["p.name", "q.instances", "q.vcpus", "q.ram", "q.keypairs"],
             "r": [["other", null, null, null, null], ["project-one", 10, 20, 40960, 5], ["project-two", null, null, null, null]]}"#,
     ),
     // --- join forms
     (
         "select i.name, f.name from flavors f right join instances i on i.flavor_id = f.id order by i.name",
         "[]",
-        r#"{"c": ["name", "name"], "r": [["db-1", "tiny"], ["orphan", null], ["web-1", "small"], ["web-2", "large"]]}"#,
+        r#"{"c": ["i.name", "f.name"], "r": [["db-1", "tiny"], ["orphan", null], ["web-1", "small"], ["web-2", "large"]]}"#,
     ),
     (
         "select count(*) from clouds cross join projects",
@@ -234,17 +358,19 @@ pub const CASES: &[(&str, &str, &str)] = &[
     (
         "select c.id, p.id from clouds c, projects p where c.id = p.cloud_id order by p.id",
         "[]",
-        r#"{"c": ["id", "id"], "r": [["c1", "p1"], ["c1", "p2"], ["c2", "p3"]]}"#,
+        r#"{"c": ["c.id", "p.id"], "r": [["c1", "p1"], ["c1", "p2"], ["c2", "p3"]]}"#,
     ),
     (
         "select * from project_images join project_metadata using (project_id)",
         "[]",
-        r#"{"c": ["project_id", "image_id", "key", "value"], "r": [["p1", "i1", "region", "r1"]]}"#,
+        r#"{"c": ["project_id", "project_images.image_id", "project_metadata.key", "project_metadata.value"], "r": [["p1", "i1", "region", "r1"]]}"#,
     ),
     (
         "select * from project_images natural join project_quota",
         "[]",
-        r#"{"c": ["project_id", "image_id", "instances", "vcpus", "ram", "disk", "ips", "security_groups", "volumes", "keypairs"],
+        r#"{"c": ["project_id", "project_images.image_id", "project_quota.instances", "project_quota.vcpus", "project_quota.ram",
+                  "project_quota.disk", "project_quota.ips", "project_quota.security_groups", "project_quota.volumes",
+                  "project_quota.keypairs"],
             "r": [["p1", "i1", 10, 20, 40960, 100, null, null, null, 5], ["p2", "i2", null, null, null, null, null, null, null, null]]}"#,
     ),
     (
@@ -270,32 +396,32 @@ pub const CASES: &[(&str, &str, &str)] = &[
     (
         "select c.*, p.name from clouds c inner join projects p on p.cloud_id = c.id where p.id = 'p3'",
         "[]",
-        r#"{"c": ["id", "type", "name"], "r": [["c2", "openstack", "other"]]}"#,
+        r#"{"c": ["c.id", "c.type", "p.name"], "r": [["c2", "openstack", "other"]]}"#,
     ),
     (
         "select * from clouds c join clouds d on c.id = d.id where c.id = 'c1'",
         "[]",
-        r#"{"c": ["id", "type", "id", "type"], "r": [["c1", "mock", "c1", "mock"]]}"#,
+        r#"{"c": ["c.id", "c.type", "d.id", "d.type"], "r": [["c1", "mock", "c1", "mock"]]}"#,
     ),
     (
         "select c.name, h.address, ch.position from clusters c join cluster_hosts ch on ch.cluster = c.name join hosts h on h.address = ch.address order by ch.position desc",
         "[]",
-        r#"{"c": ["name", "address", "position"], "r": [["k1", "10.1.0.2", 2], ["k1", "10.1.0.1", 1]]}"#,
+        r#"{"c": ["c.name", "h.address", "ch.position"], "r": [["k1", "10.1.0.2", 2], ["k1", "10.1.0.1", 1]]}"#,
     ),
     (
         "select i.name, m.value from instances i left join instance_metadata m on m.instance_id = i.id and m.key = 'role' order by i.name",
         "[]",
-        r#"{"c": ["name", "value"], "r": [["db-1", "db"], ["orphan", null], ["web-1", "web"], ["web-2", null]]}"#,
+        r#"{"c": ["i.name", "m.value"], "r": [["db-1", "db"], ["orphan", null], ["web-1", "web"], ["web-2", null]]}"#,
     ),
     (
         "select i.name from instances i left join instance_metadata m on m.instance_id = i.id where m.value is null order by i.name",
         "[]",
-        r#"{"c": ["name"], "r": [["orphan"], ["web-2"]]}"#,
+        r#"{"c": ["i.name"], "r": [["orphan"], ["web-2"]]}"#,
     ),
     (
         "select i.name, p.name, f.name from instances i join projects p on i.project_id = p.id join flavors f on f.id = i.flavor_id where i.name = 'web-2'",
         "[]",
-        r#"{"c": ["name", "name", "name"], "r": [["web-2", "project-one", "large"]]}"#,
+        r#"{"c": ["i.name", "p.name", "f.name"], "r": [["web-2", "project-one", "large"]]}"#,
     ),
     (
         "select id from clouds, projects",
@@ -444,7 +570,7 @@ pub const CASES: &[(&str, &str, &str)] = &[
     (
         "select i.state, count(*) + 1 from instances i group by state order by i.state limit 2",
         "[]",
-        r#"{"c": ["state", "count(*) + 1"], "r": [["error", 2], ["launched", 3]]}"#,
+        r#"{"c": ["i.state", "count(*) + 1"], "r": [["error", 2], ["launched", 3]]}"#,
     ),
     (
         "select max(ram) - min(ram), sum(1), avg(null), count(fqdn) from flavors, instances where flavors.id = instances.flavor_id",
@@ -454,17 +580,17 @@ pub const CASES: &[(&str, &str, &str)] = &[
     (
         "select a.name, b.name from flavors a join flavors b on a.vcpus = b.vcpus and a.name < b.name",
         "[]",
-        r#"{"c": ["name", "name"], "r": [["small", "tiny"]]}"#,
+        r#"{"c": ["a.name", "b.name"], "r": [["small", "tiny"]]}"#,
     ),
     (
         "select f.name, p.name from flavors f left join projects p on f.project_id = p.id and p.name = 'project-two' order by f.name",
         "[]",
-        r#"{"c": ["name", "name"], "r": [["large", null], ["small", null], ["tiny", "project-two"]]}"#,
+        r#"{"c": ["f.name", "p.name"], "r": [["large", null], ["small", null], ["tiny", "project-two"]]}"#,
     ),
     (
         "select i.name, n.name from instances i join instance_networks x on x.instance_id = i.id right join networks n on n.id = x.network_id order by n.name, i.name",
         "[]",
-        r#"{"c": ["name", "name"], "r": [["web-1", "net1"], ["web-2", "net1"], [null, "net2"]]}"#,
+        r#"{"c": ["i.name", "n.name"], "r": [["web-1", "net1"], ["web-2", "net1"], [null, "net2"]]}"#,
     ),
     // --- EXPLAIN and introspection
     (
@@ -472,7 +598,7 @@ pub const CASES: &[(&str, &str, &str)] = &[
         "[]",
         r#"{"c": ["task"], "r": [["scan table flavors as f (3 rows)"],
             ["scan table instances as i (4 rows) filter (i.state = 'launched')"],
-            ["hash inner join on (i.flavor_id = f.id)"], ["project name"], ["sort by i.name"], ["limit 1 offset 0"]]}"#,
+            ["hash inner join on (i.flavor_id = f.id)"], ["project i.name"], ["sort by i.name"], ["limit 1 offset 0"]]}"#,
     ),
     (
         "explain select state, count(*) from instances group by state having count(*) > 1",
@@ -615,6 +741,55 @@ fn corpus() {
         CASES.len(),
         failures.join("\n")
     );
+}
+
+/// `*` over any join of any tables (with or without aliases, a self-join, `NATURAL`, three
+/// tables) names every column once; over one table it gives the schema's bare names.
+#[test]
+fn star_names_never_collide() {
+    let db = fixture::db();
+    let unique = |sql: &str| -> Vec<String> {
+        let r = fixture::run(&db, sql, &[], &fixture::limits()).remove(0);
+        assert_eq!(
+            serde_json::to_value(r.status).unwrap(),
+            "success",
+            "{sql}: {}",
+            r.message
+        );
+        let names = r.data.column_name;
+        let mut seen = std::collections::HashSet::new();
+        for n in &names {
+            assert!(seen.insert(n.clone()), "{sql}: {n} twice in {names:?}");
+        }
+        names
+    };
+    for a in corral_query::TABLES {
+        let bare: Vec<String> = a.columns.iter().map(|(c, _)| c.to_string()).collect();
+        assert_eq!(unique(&format!("select * from {}", a.name)), bare);
+        assert_eq!(unique(&format!("select * from {} t", a.name)), bare);
+        for b in corral_query::TABLES {
+            let both = a.columns.len() + b.columns.len();
+            let names = unique(&format!("select * from {} x join {} y", a.name, b.name));
+            assert_eq!(names.len(), both);
+            assert!(
+                names.iter().all(|n| n.starts_with("x.") || n.starts_with("y.")),
+                "{names:?}"
+            );
+            if a.name != b.name {
+                let names = unique(&format!("select * from {}, {}", a.name, b.name));
+                assert_eq!(names.first(), Some(&format!("{}.{}", a.name, a.columns[0].0)));
+            }
+            unique(&format!("select * from {} x natural join {} y", a.name, b.name));
+            unique(&format!(
+                "select * from {} x natural left join {} y, {} z",
+                a.name, b.name, a.name
+            ));
+            unique(&format!(
+                "select x.*, y.* from {} x cross join {} y",
+                a.name, b.name
+            ));
+        }
+    }
 }
 
 #[test]

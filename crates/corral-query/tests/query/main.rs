@@ -7,3 +7,4 @@ mod corpus;
 mod fixture;
 mod fuzz;
 mod hostile;
+mod shell;
