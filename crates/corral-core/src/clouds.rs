@@ -5,7 +5,6 @@
 //! has the same id and one tenant's ids say nothing about another's.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use corral_drivers::{CloudDriver, CloudImage, Operation};
@@ -43,32 +42,12 @@ pub struct CloudConfig {
     pub options: CloudOptions,
 }
 
-/// Driver options and the contents every tenant's project in the cloud gets.
+/// A cloud's `options` table: what every tenant's project in the cloud gets, which core reads,
+/// and the driver's own options, which core passes on unread to the driver registry
+/// (`corral_drivers::CloudRegistry`). The driver refuses keys it does not know, so a typo in
+/// any option still refuses the start, naming the cloud.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct CloudOptions {
-    /// `qemu`: the directory of base images (`*.qcow2`, `*.raw`) and the guest kernel.
-    #[serde(default)]
-    pub image_dir: Option<PathBuf>,
-    /// `qemu`: where instance disks, sockets and snapshots live (keep the path short).
-    #[serde(default)]
-    pub state_dir: Option<PathBuf>,
-    /// `qemu`: `auto`, `kvm` or `tcg`.
-    #[serde(default)]
-    pub accel: Option<String>,
-    /// `qemu`: the guest kernel and initrd (default: `vmlinuz`, `initrd.img` in `image_dir`).
-    #[serde(default)]
-    pub kernel: Option<PathBuf>,
-    #[serde(default)]
-    pub initrd: Option<PathBuf>,
-    /// `qemu`: seconds a clean ACPI shutdown may take before the VM is powered off (60).
-    #[serde(default)]
-    pub shutdown_timeout_secs: Option<u64>,
-    /// `qemu`: the programs (default: found in `PATH`).
-    #[serde(default)]
-    pub qemu_binary: Option<PathBuf>,
-    #[serde(default)]
-    pub qemu_img: Option<PathBuf>,
     #[serde(default)]
     pub flavors: Vec<FlavorConfig>,
     #[serde(default)]
@@ -82,18 +61,10 @@ pub struct CloudOptions {
     pub keypairs: Vec<KeypairConfig>,
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
-    /// `mock`: the base images it offers (names).
-    #[serde(default)]
-    pub images: Vec<String>,
-    /// `mock`: how long each operation takes, ms (default: the server's `mock_delay`).
-    #[serde(default)]
-    pub delay_ms: Option<u64>,
-    /// `mock`: operation types that fail (`rebootInstance`, ...).
-    #[serde(default)]
-    pub fail: Vec<String>,
-    /// `mock`: operation types that never finish (their deadline ends them).
-    #[serde(default)]
-    pub hang: Vec<String>,
+    /// Every other key: the driver's options (`delay_ms` of `mock`, `image_dir` of `qemu`, ...),
+    /// in the same table so that existing config files keep loading.
+    #[serde(flatten)]
+    pub driver: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -347,8 +318,8 @@ fn valid_cloud_id(id: &str) -> bool {
 }
 
 impl Clouds {
-    /// Checks the configuration: valid and unique ids, flavors with positive shapes, known
-    /// operation names in the mock's fault lists.
+    /// Checks the configuration: valid and unique ids, flavors with positive shapes (the
+    /// driver's options were checked by the driver registry).
     pub fn new(clouds: Vec<Cloud>) -> Result<Clouds, String> {
         let mut by_id = BTreeMap::new();
         for c in clouds {
@@ -429,12 +400,4 @@ impl Clouds {
             .map(|(k, v)| (k, v.into_iter().map(str::to_string).collect()))
             .collect()
     }
-}
-
-/// Parses the mock's fault lists.
-pub fn operations_of(names: &[String], what: &str) -> Result<BTreeSet<Operation>, String> {
-    names
-        .iter()
-        .map(|n| Operation::parse(n).ok_or_else(|| format!("{what}: unknown operation type '{n}'")))
-        .collect()
 }

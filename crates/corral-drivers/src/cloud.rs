@@ -8,6 +8,8 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use serde_json::Value;
+
 /// Perspective's `operationType` names (perspective 7.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Operation {
@@ -225,6 +227,67 @@ pub struct MockOptions {
     pub images: Vec<String>,
 }
 
+impl MockOptions {
+    /// The keys of a `mock` cloud's own options.
+    pub const KEYS: [&'static str; 4] = ["delay_ms", "fail", "hang", "images"];
+
+    /// Reads a `mock` cloud's own options: `delay_ms` (default `default_delay`, the server's
+    /// `mock_delay`), `fail` and `hang` (operation type names), `images` (names). Any other key
+    /// is refused: core has taken its own keys out before.
+    pub fn from_options(options: &Value, default_delay: Duration) -> Result<MockOptions, CloudError> {
+        check_option_keys(options, "mock", &Self::KEYS)?;
+        let delay = match options.get("delay_ms") {
+            None | Some(Value::Null) => default_delay,
+            Some(v) => Duration::from_millis(v.as_u64().ok_or_else(|| {
+                CloudError("options.delay_ms: must be a whole number of milliseconds".into())
+            })?),
+        };
+        let names = |key: &str, what: &str| -> Result<Vec<String>, CloudError> {
+            match options.get(key) {
+                None | Some(Value::Null) => Ok(Vec::new()),
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .map(|i| i.as_str().map(str::to_string))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| CloudError(format!("options.{key}: must be a list of {what}"))),
+                Some(_) => Err(CloudError(format!("options.{key}: must be a list of {what}"))),
+            }
+        };
+        let operations = |key: &str| -> Result<BTreeSet<Operation>, CloudError> {
+            names(key, "operation types")?
+                .iter()
+                .map(|n| {
+                    Operation::parse(n)
+                        .ok_or_else(|| CloudError(format!("options.{key}: unknown operation type '{n}'")))
+                })
+                .collect()
+        };
+        Ok(MockOptions {
+            delay,
+            fail: operations("fail")?,
+            hang: operations("hang")?,
+            images: names("images", "image names")?,
+        })
+    }
+}
+
+/// Refuses a driver's options that are not a table or hold a key the driver does not know.
+/// The driver gets only the keys core did not take, so an unknown one is a typo somewhere.
+pub(crate) fn check_option_keys(options: &Value, driver: &str, known: &[&str]) -> Result<(), CloudError> {
+    let table = match options {
+        Value::Null => return Ok(()),
+        Value::Object(table) => table,
+        _ => return Err(CloudError("options: must be a table".into())),
+    };
+    match table.keys().find(|k| !known.contains(&k.as_str())) {
+        None => Ok(()),
+        Some(key) => Err(CloudError(format!(
+            "options.{key}: unknown option (neither one every cloud has nor one of the {driver} driver's: {})",
+            known.join(", ")
+        ))),
+    }
+}
+
 /// Perspective's simulated cloud: every operation, no network, no state of its own (the
 /// instance and image records in Corral's store are the cloud's state, so a restart is
 /// consistent by construction).
@@ -342,6 +405,66 @@ mod tests {
             assert_eq!(Operation::parse(op.as_str()), Some(op));
         }
         assert_eq!(Operation::parse("nope"), None);
+    }
+
+    #[test]
+    fn mock_options_are_read_from_the_cloud_settings() {
+        let o = MockOptions::from_options(
+            &serde_json::json!({
+                "delay_ms": 50, "fail": ["rebootInstance"], "hang": ["pauseInstance", "addImage"],
+                "images": ["debian", "alpine"],
+            }),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        assert_eq!(o.delay, Duration::from_millis(50));
+        assert_eq!(o.fail, [Operation::RebootInstance].into_iter().collect());
+        assert_eq!(
+            o.hang,
+            [Operation::PauseInstance, Operation::AddImage]
+                .into_iter()
+                .collect()
+        );
+        assert_eq!(o.images, ["debian", "alpine"]);
+
+        // Nothing given: the server's default delay, no faults, no images.
+        for empty in [serde_json::json!({}), Value::Null] {
+            let o = MockOptions::from_options(&empty, Duration::from_secs(2)).unwrap();
+            assert_eq!(o.delay, Duration::from_secs(2));
+            assert!(o.fail.is_empty() && o.hang.is_empty() && o.images.is_empty());
+        }
+
+        for (bad, message) in [
+            (
+                serde_json::json!({"fail": ["nope"]}),
+                "options.fail: unknown operation type 'nope'",
+            ),
+            (
+                serde_json::json!({"hang": "rebootInstance"}),
+                "options.hang: must be a list of operation types",
+            ),
+            (
+                serde_json::json!({"images": [1]}),
+                "options.images: must be a list of image names",
+            ),
+            (
+                serde_json::json!({"delay_ms": -1}),
+                "options.delay_ms: must be a whole number of milliseconds",
+            ),
+            (
+                serde_json::json!({"delay_ms": "5"}),
+                "options.delay_ms: must be a whole number of milliseconds",
+            ),
+            (serde_json::json!(["delay_ms"]), "options: must be a table"),
+            (
+                serde_json::json!({"delay": 5}),
+                "options.delay: unknown option (neither one every cloud has nor one of the mock driver's: \
+                 delay_ms, fail, hang, images)",
+            ),
+        ] {
+            let e = MockOptions::from_options(&bad, Duration::ZERO).unwrap_err();
+            assert_eq!(e.0, message, "{bad}");
+        }
     }
 
     #[tokio::test]

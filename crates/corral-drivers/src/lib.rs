@@ -7,7 +7,8 @@
 //! Kubernetes Node client ([`ContainerManagerClient`], real: [`KubeClient`]), and the local
 //! runner of CDAP service processes ([`ProcessRunner`], real: [`LocalProcessRunner`]), and the
 //! `qemu` cloud's hypervisor ([`Hypervisor`], real: [`QemuHypervisor`], in [`qemu`]) and its
-//! [`CloudDriver`] ([`QemuCloud`]).
+//! [`CloudDriver`] ([`QemuCloud`]), and the [`CloudRegistry`] that builds a cloud's driver from
+//! its `type` and the driver's own options.
 //!
 //! Architecture invariant: this crate knows nothing of the store, HTTP or Corral's types; it
 //! speaks plain strings and numbers, and core maps them to its own vocabulary.
@@ -22,6 +23,7 @@ mod keys;
 mod kube;
 mod process;
 pub mod qemu;
+mod registry;
 mod russh_transport;
 mod simulated;
 #[cfg(feature = "testing")]
@@ -48,6 +50,7 @@ pub use qemu::{
     Accel, BaseImage, Hypervisor, QemuCloud, QemuCloudOptions, QemuConfig, QemuError, QemuHypervisor,
     Rebooted, Stopped, VmInfo, VmSpec, VmState,
 };
+pub use registry::{CloudConfigError, CloudConstructor, CloudRegistry, DriverDefaults};
 pub use russh_transport::{MAX_OUTPUT_BYTES, RusshTransport};
 pub use simulated::{SIMULATED_FINGERPRINT, SimulatedTransport};
 

@@ -356,6 +356,8 @@ impl Settings {
 #[cfg(test)]
 #[allow(clippy::result_large_err)] // figment's Jail API returns its own large error.
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
@@ -406,29 +408,32 @@ mod tests {
             assert_eq!(ids, [("mock", "mock"), ("local", "qemu")]);
             let mock = &s.clouds[0].options;
             assert!(s.clouds.iter().all(|c| c.enabled && c.tenant.is_none()));
-            assert_eq!(mock.delay_ms, Some(500));
-            assert_eq!(mock.images, ["debian-12", "alpine-3.20"]);
+            let fail = |e: corral_drivers::CloudError| figment::Error::from(e.0);
+            // The driver's options, read by the driver.
+            let mock_driver = serde_json::Value::Object(mock.driver.clone());
+            let m = corral_drivers::MockOptions::from_options(&mock_driver, Duration::from_secs(1))
+                .map_err(fail)?;
+            assert_eq!(m.delay, Duration::from_millis(500));
+            assert_eq!(m.images, ["debian-12", "alpine-3.20"]);
             let flavors: Vec<&str> = mock.flavors.iter().map(|f| f.name.as_str()).collect();
             assert_eq!(flavors, ["small", "large"]);
+            assert_eq!(mock.availability_zones, ["zone-a", "zone-b"]);
             assert_eq!(mock.networks[0].subnets[0].cidr, "10.20.0.0/24");
             assert_eq!(mock.quota.instances, Some(20));
             assert_eq!(mock.keypairs[0].fingerprint.split(':').count(), 16);
             let qemu = &s.clouds[1].options;
-            assert_eq!(qemu.image_dir.as_deref(), Some(Path::new("target/guest")));
-            let state_dir = qemu.state_dir.as_ref().map(|p| p.as_os_str().len());
-            assert!(state_dir.is_some_and(|n| n <= corral_drivers::qemu::MAX_STATE_DIR_LEN));
-            assert_eq!(qemu.accel.as_deref(), Some("auto"));
             let flavors: Vec<(&str, i64, i64)> = qemu
                 .flavors
                 .iter()
                 .map(|f| (f.name.as_str(), f.vcpus, f.ram))
                 .collect();
             assert_eq!(flavors, [("tiny", 1, 256), ("bigger", 2, 384)]);
-            // The qemu driver reads the same options object.
-            let opts = serde_json::to_value(qemu).map_err(|e| figment::Error::from(e.to_string()))?;
-            let o = corral_drivers::qemu::QemuCloudOptions::from_options(&opts)
-                .map_err(|e| figment::Error::from(e.to_string()))?;
-            assert_eq!(o.shutdown_timeout, std::time::Duration::from_secs(60));
+            let qemu_driver = serde_json::Value::Object(qemu.driver.clone());
+            let o = corral_drivers::qemu::QemuCloudOptions::from_options(&qemu_driver).map_err(fail)?;
+            assert_eq!(o.image_dir, Path::new("target/guest"));
+            assert!(o.state_dir.as_os_str().len() <= corral_drivers::qemu::MAX_STATE_DIR_LEN);
+            assert_eq!(o.accel, corral_drivers::Accel::Auto);
+            assert_eq!(o.shutdown_timeout, Duration::from_secs(60));
             Ok(())
         });
     }

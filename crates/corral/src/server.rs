@@ -11,16 +11,15 @@ use corral_api::serve::{Bound, TlsListener, serve, tls_config};
 use corral_api::{AppState, app, metrics_handle};
 use corral_core::address::AddressPolicy;
 use corral_core::bootstrap::{Bootstrap, validate_bootstrap_key};
-use corral_core::clouds::{Cloud, Clouds, operations_of};
+use corral_core::clouds::{Cloud, Clouds};
 use corral_core::crypto::SecretBox;
 use corral_core::hosts::HostSettings;
 use corral_core::jobs::{JobEngine, JobSettings};
 use corral_core::{Core, CoreSettings};
 use corral_core::{ServiceSettings, SupervisionSettings};
-use corral_drivers::qemu::{QemuCloud, QemuCloudOptions};
 use corral_drivers::{
-    CloudDriver, Facts, HostTransport, KubeClient, LocalProcessRunner, MockCloud, MockOptions,
-    RusshTransport, SimulatedTransport,
+    CloudRegistry, DriverDefaults, Facts, HostTransport, KubeClient, LocalProcessRunner, RusshTransport,
+    SimulatedTransport,
 };
 use corral_store::{Store, redact_url};
 use tokio::sync::{oneshot, watch};
@@ -74,6 +73,8 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
     if let Some(Err(e)) = settings.bootstrap_apikey.as_deref().map(validate_bootstrap_key) {
         bail!("refusing to start: {e} (bootstrap_apikey / CORRAL_BOOTSTRAP_KEY)");
     }
+    // Before the store: a typo in a cloud's options refuses the start with nothing touched.
+    let clouds = build_clouds(settings)?;
     create_private_dir(&settings.data_dir)?;
     let url = settings.database_url();
     let store = Store::open(&url, settings.database_max_connections)
@@ -141,10 +142,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
             Arc::new(KubeClient::new()),
             host_settings,
         )
-        .with_clouds(
-            build_clouds(settings)?,
-            Duration::from_secs(settings.instance_transition_timeout),
-        )
+        .with_clouds(clouds, Duration::from_secs(settings.instance_transition_timeout))
         .with_query_limits(corral_query::Limits {
             timeout: Duration::from_millis(settings.sql_statement_timeout),
             row_limit: settings.sql_row_limit,
@@ -258,37 +256,17 @@ fn service_settings(settings: &Settings) -> anyhow::Result<ServiceSettings> {
     })
 }
 
-/// A driver for every configured cloud; an unknown type refuses the start (perspective 2.1).
+/// A driver for every configured cloud, built by the driver registry from the cloud's type and
+/// the driver's own options; an unknown type or bad options refuse the start, naming the cloud
+/// (perspective 2.1).
 fn build_clouds(settings: &Settings) -> anyhow::Result<Clouds> {
+    let registry = CloudRegistry::builtin(DriverDefaults {
+        mock_delay: Duration::from_secs_f64(settings.mock_delay),
+    });
     let mut clouds = Vec::new();
     for c in &settings.clouds {
-        let o = &c.options;
-        let driver: Arc<dyn CloudDriver> = match c.kind.as_str() {
-            "mock" => {
-                let delay = match o.delay_ms {
-                    Some(ms) => Duration::from_millis(ms),
-                    None => Duration::from_secs_f64(settings.mock_delay),
-                };
-                Arc::new(MockCloud::new(MockOptions {
-                    delay,
-                    fail: operations_of(&o.fail, &format!("cloud '{}': options.fail", c.id))
-                        .map_err(anyhow::Error::msg)?,
-                    hang: operations_of(&o.hang, &format!("cloud '{}': options.hang", c.id))
-                        .map_err(anyhow::Error::msg)?,
-                    images: o.images.clone(),
-                }))
-            }
-            "qemu" => {
-                let opts = serde_json::to_value(o).map_err(|e| anyhow::anyhow!("cloud '{}': {e}", c.id))?;
-                let opts = QemuCloudOptions::from_options(&opts)
-                    .map_err(|e| anyhow::anyhow!("cloud '{}': {e}", c.id))?;
-                Arc::new(QemuCloud::new(opts).map_err(|e| anyhow::anyhow!("cloud '{}': {e}", c.id))?)
-            }
-            other => bail!(
-                "cloud '{}': no driver for cloud type '{other}' in this server (types with a driver: mock, qemu)",
-                c.id
-            ),
-        };
+        let options = serde_json::Value::Object(c.options.driver.clone());
+        let driver = registry.build(&c.id, &c.kind, &options)?;
         clouds.push(Cloud::new(c.clone(), driver));
     }
     Clouds::new(clouds).map_err(|e| anyhow::anyhow!("clouds: {e}"))
@@ -337,5 +315,91 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = term => {},
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)] // figment's Jail API returns its own large error.
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::Overrides;
+
+    /// The clouds of a config file as `start` builds them: their ids, or the error that
+    /// refuses the start.
+    fn clouds_of(toml: &str) -> Result<Vec<String>, String> {
+        let mut out = Err("not run".to_string());
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("corral.toml", toml)?;
+            out = Settings::load(Some(Path::new("corral.toml")), &Overrides::default()).and_then(|s| {
+                build_clouds(&s)
+                    .map(|c| c.all().map(|c| c.id().to_string()).collect())
+                    .map_err(|e| e.to_string())
+            });
+            Ok(())
+        });
+        out
+    }
+
+    #[test]
+    fn clouds_are_built_by_the_driver_registry() {
+        let ok = "[[clouds]]\nid = \"m\"\ntype = \"mock\"\n[clouds.options]\ndelay_ms = 1\n\
+                  fail = [\"rebootInstance\"]\navailability_zones = [\"a\"]\n\
+                  [[clouds.options.flavors]]\nname = \"small\"\nvcpus = 1\nram = 512\n";
+        assert_eq!(clouds_of(ok), Ok(vec!["m".to_string()]));
+    }
+
+    #[test]
+    fn a_bad_cloud_refuses_the_start_naming_it() {
+        let cloud = |kind: &str, options: &str| {
+            clouds_of(&format!(
+                "[[clouds]]\nid = \"ok\"\ntype = \"mock\"\n\
+                 [[clouds]]\nid = \"east\"\ntype = \"{kind}\"\n[clouds.options]\n{options}\n"
+            ))
+        };
+        let unknown =
+            "(neither one every cloud has nor one of the mock driver's: delay_ms, fail, hang, images)";
+        for (kind, options, error) in [
+            (
+                "openstack",
+                "",
+                "cloud 'east': no driver for cloud type 'openstack' (types with a driver: mock, qemu)"
+                    .to_string(),
+            ),
+            (
+                "mock",
+                "fail = [\"explode\"]",
+                "cloud 'east': options.fail: unknown operation type 'explode'".to_string(),
+            ),
+            // A typo in a driver's option and in one core reads are both reported.
+            (
+                "mock",
+                "delay = 5",
+                format!("cloud 'east': options.delay: unknown option {unknown}"),
+            ),
+            (
+                "mock",
+                "availability_zone = [\"a\"]",
+                format!("cloud 'east': options.availability_zone: unknown option {unknown}"),
+            ),
+            (
+                "qemu",
+                "state_dir = \"/tmp/x\"",
+                "cloud 'east': The qemu cloud needs the option 'image_dir'.".to_string(),
+            ),
+        ] {
+            assert_eq!(cloud(kind, options), Err(error), "{kind} {options}");
+        }
+        // Core's own options are still checked when the file is read.
+        let e = cloud(
+            "mock",
+            "[[clouds.options.flavors]]\nname = \"s\"\nvcpus = 1\nram = \"big\"\n",
+        );
+        assert!(
+            e.as_ref()
+                .is_err_and(|e| e.contains("clouds") && e.contains("ram")),
+            "{e:?}"
+        );
     }
 }

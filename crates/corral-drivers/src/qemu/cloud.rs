@@ -26,7 +26,10 @@ use tokio::sync::RwLock;
 
 use super::driver::check_id;
 use super::{Accel, Hypervisor, QemuConfig, QemuError, QemuHypervisor, VmInfo, VmSpec, VmState};
-use crate::cloud::{CloudDriver, CloudError, CloudImage, Observed, Operation, VmAction, VmReport, VmRequest};
+use crate::cloud::{
+    CloudDriver, CloudError, CloudImage, Observed, Operation, VmAction, VmReport, VmRequest,
+    check_option_keys,
+};
 
 /// Prefix of a base image reference.
 const BASE: &str = "base:";
@@ -82,11 +85,23 @@ impl QemuCloudOptions {
         }
     }
 
-    /// Reads the cloud's `options` object: `image_dir` and `state_dir` (required), `accel`,
-    /// `kernel`, `initrd`, `shutdown_timeout_secs`, `qemu_binary`, `qemu_img`. Other keys
-    /// (`flavors`, `quota`, ...) belong to the instances layer and are ignored here, so the
-    /// same object can be passed whole.
+    /// The keys of a `qemu` cloud's own options.
+    pub const KEYS: [&'static str; 8] = [
+        "image_dir",
+        "state_dir",
+        "accel",
+        "kernel",
+        "initrd",
+        "shutdown_timeout_secs",
+        "qemu_binary",
+        "qemu_img",
+    ];
+
+    /// Reads a `qemu` cloud's own options: `image_dir` and `state_dir` (required), `accel`,
+    /// `kernel`, `initrd`, `shutdown_timeout_secs`, `qemu_binary`, `qemu_img`. Any other key is
+    /// refused: core has taken its own (`flavors`, `quota`, ...) out before.
     pub fn from_options(options: &Value) -> Result<Self, CloudError> {
+        check_option_keys(options, "qemu", &Self::KEYS)?;
         let text = |key: &str| -> Result<Option<String>, CloudError> {
             match options.get(key) {
                 None | Some(Value::Null) => Ok(None),
@@ -564,7 +579,7 @@ mod tests {
     fn options_are_read_from_the_cloud_settings() {
         let o = QemuCloudOptions::from_options(&serde_json::json!({
             "image_dir": "/srv/images", "state_dir": "/var/lib/corral/q", "accel": "tcg",
-            "kernel": "/k", "shutdown_timeout_secs": 30, "flavors": [{"id": "small"}],
+            "kernel": "/k", "shutdown_timeout_secs": 30,
         }))
         .unwrap();
         assert_eq!(o.image_dir, PathBuf::from("/srv/images"));
@@ -589,6 +604,17 @@ mod tests {
             let e = QemuCloudOptions::from_options(&bad).unwrap_err();
             assert!(e.0.ends_with('.'), "{e}");
         }
+
+        // A typo is refused (core's keys never reach the driver, so none is ignored).
+        let e = QemuCloudOptions::from_options(&serde_json::json!({
+            "image_dir": "/i", "state_dir": "/s", "acel": "tcg",
+        }))
+        .unwrap_err();
+        assert_eq!(
+            e.0,
+            "options.acel: unknown option (neither one every cloud has nor one of the qemu driver's: \
+             image_dir, state_dir, accel, kernel, initrd, shutdown_timeout_secs, qemu_binary, qemu_img)"
+        );
     }
 
     #[test]

@@ -38,13 +38,15 @@ pub fn mock_cloud(tune: impl FnOnce(&mut CloudOptions)) -> CloudConfig {
             },
         ],
         availability_zones: vec!["zone-a".into()],
-        images: vec!["debian".into(), "alpine".into()],
-        delay_ms: Some(50),
         networks: vec![corral_core::clouds::NetworkConfig {
             name: "private".into(),
             shared: false,
             subnets: vec![],
         }],
+        driver: json!({"images": ["debian", "alpine"], "delay_ms": 50})
+            .as_object()
+            .cloned()
+            .unwrap(),
         ..CloudOptions::default()
     };
     tune(&mut options);
@@ -545,8 +547,8 @@ async fn quotas_and_bad_bodies(db: Db) {
 async fn failures_and_deadlines(db: Db) {
     let s = TestServer::start_with(db, |c| {
         c.clouds = vec![mock_cloud(|o| {
-            o.fail = vec!["pauseInstance".into()];
-            o.hang = vec!["rebootInstance".into()];
+            o.driver.insert("fail".into(), json!(["pauseInstance"]));
+            o.driver.insert("hang".into(), json!(["rebootInstance"]));
         })];
         c.instance_transition_timeout = 2;
         c.job_lease = 3;

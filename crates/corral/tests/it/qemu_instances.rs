@@ -98,10 +98,15 @@ impl Vms {
             identity: None,
             credential: None,
             options: CloudOptions {
-                image_dir: Some(self.guest.clone()),
-                state_dir: Some(self.state_dir()),
-                accel: Some(accel().into()),
-                shutdown_timeout_secs: Some(BOOT.as_secs()),
+                driver: json!({
+                    "image_dir": self.guest,
+                    "state_dir": self.state_dir(),
+                    "accel": accel(),
+                    "shutdown_timeout_secs": BOOT.as_secs(),
+                })
+                .as_object()
+                .cloned()
+                .unwrap(),
                 flavors: vec![flavor("tiny", 1, 256), flavor("bigger", 2, 384)],
                 availability_zones: vec!["here".into()],
                 ..CloudOptions::default()
