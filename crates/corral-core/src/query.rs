@@ -15,9 +15,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use corral_query::{Database, QueryResult, Table, Value};
+use corral_query::{Database, Table, Value};
 use corral_store::InstanceRow;
 use corral_types::perspective::{Flavor, Image, Metadata, Network};
+use corral_types::query::{QueryData, QueryResult, QueryRow, QueryStatement, QueryStatus};
 use corral_types::time::{commissaire_time, now_ms, rfc3339};
 use corral_types::{Access, Error, OpCtx, TenantId, TenantScope};
 
@@ -119,11 +120,58 @@ fn table(name: &str, rows: Vec<Vec<Value>>) -> Result<Arc<Table>, Error> {
         .map_err(Error::internal)
 }
 
+/// The engine's result as the API serves it (spec 4.2).
+fn result_view(r: corral_query::QueryResult) -> QueryResult {
+    QueryResult {
+        status: match r.status {
+            corral_query::Status::Success => QueryStatus::Success,
+            corral_query::Status::SyntaxError => QueryStatus::SyntaxError,
+            corral_query::Status::MissingParameters => QueryStatus::MissingParameters,
+            corral_query::Status::EvaluationError => QueryStatus::EvaluationError,
+        },
+        count: r.count,
+        data: QueryData {
+            column_name: r.data.column_name,
+            row: r
+                .data
+                .row
+                .into_iter()
+                .map(|row| QueryRow {
+                    value: row
+                        .value
+                        .iter()
+                        .map(|v| serde_json::to_value(v).unwrap_or(serde_json::Value::Null))
+                        .collect(),
+                })
+                .collect(),
+        },
+        message: r.message,
+    }
+}
+
 impl Core {
     /// `POST /query`: runs every statement of every query; errors are inside the results.
-    pub async fn query(&self, ctx: &OpCtx, body: serde_json::Value) -> Result<Vec<QueryResult>, Error> {
+    pub async fn query(
+        &self,
+        ctx: &OpCtx,
+        statements: Vec<QueryStatement>,
+    ) -> Result<Vec<QueryResult>, Error> {
         let scope = ctx.require(Access::Read)?;
-        let queries = corral_query::parse_request(body).map_err(Error::bad_request)?;
+        let queries: Vec<(String, Vec<corral_query::Param>)> = statements
+            .into_iter()
+            .map(|q| {
+                let params = q
+                    .params
+                    .into_iter()
+                    .map(|p| corral_query::Param {
+                        name: p.name,
+                        index: p.index,
+                        value: p.value,
+                    })
+                    .collect();
+                (q.sql, params)
+            })
+            .collect();
         let db = self.snapshot(ctx, &scope).await?;
         let limits = self.query_limits.clone();
         let request_id = ctx.request_id().to_string();
@@ -132,13 +180,11 @@ impl Core {
         let results = tokio::task::spawn_blocking(move || {
             let mut out = Vec::new();
             for (sql, params) in &queries {
-                out.extend(corral_query::run(
-                    &db,
-                    sql,
-                    params,
-                    &limits,
-                    env!("CARGO_PKG_VERSION"),
-                ));
+                out.extend(
+                    corral_query::run(&db, sql, params, &limits, env!("CARGO_PKG_VERSION"))
+                        .into_iter()
+                        .map(result_view),
+                );
             }
             out
         })

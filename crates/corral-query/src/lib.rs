@@ -131,67 +131,6 @@ impl QueryResult {
     }
 }
 
-/// Parses the body of `POST /query` (spec 4.1): an array of Query objects or a single one.
-/// The error is the message of the 400 answer.
-pub fn parse_request(body: serde_json::Value) -> Result<Vec<(String, Vec<Param>)>, String> {
-    use serde_json::Value as J;
-    let queries = match body {
-        J::Array(a) => a,
-        o @ J::Object(_) => vec![o],
-        _ => {
-            return Err(String::from(
-                "the body must be a Query object or an array of them",
-            ));
-        }
-    };
-    let mut out = Vec::with_capacity(queries.len());
-    for (i, q) in queries.into_iter().enumerate() {
-        let J::Object(mut q) = q else {
-            return Err(format!("query {i}: must be an object"));
-        };
-        let sql = match q.remove("sql") {
-            Some(J::String(s)) => s,
-            Some(_) => return Err(format!("query {i}: sql must be a string")),
-            None => return Err(format!("query {i}: sql is required")),
-        };
-        let params = match q.remove("parameters") {
-            None | Some(J::Null) => Vec::new(),
-            Some(J::Array(ps)) => {
-                let mut v = Vec::with_capacity(ps.len());
-                for (j, p) in ps.into_iter().enumerate() {
-                    let J::Object(mut p) = p else {
-                        return Err(format!("query {i}: parameter {j} must be an object"));
-                    };
-                    let name = match p.remove("name") {
-                        None | Some(J::Null) => None,
-                        Some(J::String(s)) => Some(s),
-                        Some(_) => return Err(format!("query {i}: parameter {j}: name must be a string")),
-                    };
-                    let index = match p.remove("index") {
-                        None | Some(J::Null) => None,
-                        Some(J::Number(n)) if n.is_i64() => n.as_i64(),
-                        Some(_) => return Err(format!("query {i}: parameter {j}: index must be an integer")),
-                    };
-                    if name.is_none() && index.is_none() {
-                        return Err(format!("query {i}: parameter {j} needs a name or an index"));
-                    }
-                    let value = p.remove("value").unwrap_or(J::Null);
-                    if matches!(value, J::Array(_) | J::Object(_)) {
-                        return Err(format!(
-                            "query {i}: parameter {j}: value must be a string, number, boolean or null"
-                        ));
-                    }
-                    v.push(Param { name, index, value });
-                }
-                v
-            }
-            Some(_) => return Err(format!("query {i}: parameters must be an array")),
-        };
-        out.push((sql, params));
-    }
-    Ok(out)
-}
-
 /// Binding rules of spec 4.4.
 fn bind_value(v: &serde_json::Value) -> Value {
     use serde_json::Value as J;

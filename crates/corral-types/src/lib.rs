@@ -10,6 +10,7 @@ pub mod ctx;
 pub mod error;
 pub mod ids;
 pub mod perspective;
+pub mod query;
 #[cfg(feature = "sqlx")]
 mod sql;
 pub mod time;

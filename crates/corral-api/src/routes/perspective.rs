@@ -210,6 +210,8 @@ pub async fn query(
     State(s): State<AppState>,
     Ctx(ctx): Ctx,
     JsonBody(body): JsonBody<serde_json::Value>,
-) -> ApiResult<Json<Vec<corral_query::QueryResult>>> {
-    Ok(Json(s.core.query(&ctx, body).await?))
+) -> ApiResult<Json<Vec<corral_types::query::QueryResult>>> {
+    let statements =
+        corral_types::query::parse_query_request(body).map_err(corral_types::Error::bad_request)?;
+    Ok(Json(s.core.query(&ctx, statements).await?))
 }

@@ -807,22 +807,3 @@ fn row_limit_truncates_after_limit() {
     );
     assert_eq!(got, want);
 }
-
-#[test]
-fn parse_request_shapes() {
-    let one = corral_query::parse_request(json!({"sql": "select 1"})).unwrap();
-    assert_eq!(one.len(), 1);
-    let many = corral_query::parse_request(json!([{"sql": "select 1", "parameters": [{"name": "a", "index": 2, "value": 1}]}, {"sql": "select 2"}])).unwrap();
-    assert_eq!(many.len(), 2);
-    assert_eq!(many[0].1[0].name.as_deref(), Some("a"));
-    for bad in [
-        json!("select 1"),
-        json!({"sql": 1}),
-        json!({}),
-        json!([{"sql": "x", "parameters": {}}]),
-        json!([{"sql": "x", "parameters": [{"value": 1}]}]),
-        json!([{"sql": "x", "parameters": [{"index": "1", "value": 1}]}]),
-    ] {
-        assert!(corral_query::parse_request(bad.clone()).is_err(), "{bad}");
-    }
-}

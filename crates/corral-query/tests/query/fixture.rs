@@ -307,8 +307,14 @@ pub fn limits() -> Limits {
 
 /// Parameters from their JSON form (`[{"index": 1, "value": ...}]`).
 pub fn params(json: &str) -> Vec<Param> {
-    let body = serde_json::json!({"sql": "", "parameters": serde_json::from_str::<serde_json::Value>(json).unwrap()});
-    corral_query::parse_request(body).unwrap().remove(0).1
+    let list: Vec<serde_json::Value> = serde_json::from_str(json).unwrap();
+    list.into_iter()
+        .map(|p| Param {
+            name: p.get("name").and_then(|n| n.as_str()).map(String::from),
+            index: p.get("index").and_then(|i| i.as_i64()),
+            value: p.get("value").cloned().unwrap_or(serde_json::Value::Null),
+        })
+        .collect()
 }
 
 pub fn run(db: &Database, sql: &str, params: &[Param], limits: &Limits) -> Vec<QueryResult> {
