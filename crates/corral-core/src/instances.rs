@@ -543,10 +543,10 @@ impl Core {
         job.payload = json(&InstanceJob {
             instance: id.to_string(),
             action,
-            event: job.id.clone(),
+            event: job.id.to_string(),
         })?;
         let event = NewEvent {
-            id: job.id.clone(),
+            id: job.id.to_string(),
             instance_id: id.to_string(),
             actor: ctx.actor(),
             action: action.verb().replace(' ', "_"),

@@ -16,10 +16,10 @@ use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use corral_store::{JobRow, NewJob, Store, state};
+use corral_store::{JobRow, JobState, NewJob, Store};
 use corral_types::time::now_ms;
 use corral_types::{
-    ApiKeyId, Error, JobId, OpCtx, Principal, Role, TenantName, TenantRef, TenantScope, UserName,
+    ApiKeyId, Error, JobId, JobKind, OpCtx, Principal, Role, TenantName, TenantRef, TenantScope, UserName,
 };
 use futures_util::FutureExt;
 use serde::de::DeserializeOwned;
@@ -180,7 +180,7 @@ impl StoredPrincipal {
 /// Rebuilds the context a job runs in. The tenant id always comes from the job's row; a job
 /// written by an older Corral stored only `user` or `user@tenant`, which still names the actor.
 pub fn job_context(job: &JobRow) -> OpCtx {
-    let job_id = JobId::from_trusted(job.id.clone());
+    let job_id = job.id.clone();
     let (tenant, user, role, api_key, request_id) =
         match serde_json::from_str::<StoredPrincipal>(&job.principal) {
             Ok(p) => (p.tenant, p.user, p.role, p.api_key, p.request_id),
@@ -221,9 +221,9 @@ pub fn new_job(
 ) -> Result<NewJob, Error> {
     let now = now_ms();
     Ok(NewJob {
-        id: uuid_v4(),
+        id: JobId::generate(),
         tenant_id: scope.id().clone(),
-        kind: kind.to_string(),
+        kind: JobKind::from_trusted(kind),
         subject: subject.to_string(),
         payload: serde_json::to_string(payload).map_err(Error::internal)?,
         principal: serde_json::to_string(&StoredPrincipal::of(ctx)).map_err(Error::internal)?,
@@ -242,7 +242,7 @@ pub struct JobEngine {
     store: Store,
     settings: JobSettings,
     owner: String,
-    handlers: RwLock<HashMap<String, Arc<dyn JobHandler>>>,
+    handlers: RwLock<HashMap<JobKind, Arc<dyn JobHandler>>>,
     wake: Notify,
 }
 
@@ -264,7 +264,7 @@ impl JobEngine {
 
     pub fn register(&self, kind: &str, handler: Arc<dyn JobHandler>) {
         if let Ok(mut h) = self.handlers.write() {
-            h.insert(kind.to_string(), handler);
+            h.insert(JobKind::from_trusted(kind), handler);
         }
     }
 
@@ -273,14 +273,14 @@ impl JobEngine {
         self.wake.notify_one();
     }
 
-    fn kinds(&self) -> Vec<String> {
+    fn kinds(&self) -> Vec<JobKind> {
         self.handlers
             .read()
             .map(|h| h.keys().cloned().collect())
             .unwrap_or_default()
     }
 
-    fn handler(&self, kind: &str) -> Option<Arc<dyn JobHandler>> {
+    fn handler(&self, kind: &JobKind) -> Option<Arc<dyn JobHandler>> {
         self.handlers.read().ok()?.get(kind).cloned()
     }
 
@@ -375,7 +375,7 @@ impl JobEngine {
                 .finish_job(
                     &job.id,
                     &self.owner,
-                    state::FAILED,
+                    JobState::Failed,
                     Some("unknown job kind"),
                     now_ms(),
                 )
@@ -416,7 +416,13 @@ impl JobEngine {
             Outcome::Overdue => {
                 if self
                     .store
-                    .finish_job(&job.id, &self.owner, state::FAILED, Some("deadline passed"), now)
+                    .finish_job(
+                        &job.id,
+                        &self.owner,
+                        JobState::Failed,
+                        Some("deadline passed"),
+                        now,
+                    )
                     .await
                     .unwrap_or(false)
                 {
@@ -426,7 +432,7 @@ impl JobEngine {
             Outcome::Ended(Ok(())) => {
                 if let Err(e) = self
                     .store
-                    .finish_job(&job.id, &self.owner, state::SUCCEEDED, None, now)
+                    .finish_job(&job.id, &self.owner, JobState::Succeeded, None, now)
                     .await
                 {
                     tracing::warn!(error = %e, "could not record the job's success; it will be resumed");
@@ -436,7 +442,7 @@ impl JobEngine {
                 tracing::warn!(%reason, "job failed");
                 if self
                     .store
-                    .finish_job(&job.id, &self.owner, state::FAILED, Some(&reason), now)
+                    .finish_job(&job.id, &self.owner, JobState::Failed, Some(&reason), now)
                     .await
                     .unwrap_or(false)
                 {
@@ -479,7 +485,7 @@ enum Outcome {
 }
 
 /// Renews the lease every third of its length; returns only when the lease is lost.
-async fn heartbeat(store: &Store, id: &str, owner: &str, lease: Duration) {
+async fn heartbeat(store: &Store, id: &JobId, owner: &str, lease: Duration) {
     let every = lease / 3;
     loop {
         tokio::time::sleep(every).await;
@@ -498,13 +504,13 @@ mod tests {
 
     fn row(principal: &str) -> JobRow {
         JobRow {
-            id: "job-1".into(),
+            id: JobId::from_trusted("job-1"),
             tenant_id: corral_types::TenantId::from_trusted("t-1"),
-            kind: "k".into(),
+            kind: JobKind::from_trusted("k"),
             subject: "s".into(),
             payload: "{}".into(),
             principal: principal.into(),
-            state: "queued".into(),
+            state: JobState::Queued,
             attempts: 0,
             deadline: 0,
             error: None,

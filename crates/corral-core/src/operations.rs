@@ -17,7 +17,7 @@ use corral_drivers::{SshError, shell_quote};
 use corral_store::{JobRow, NewOperation, OperationRow, StartOperationOutcome};
 use corral_types::commissaire::{OperationPut, OperationRecord};
 use corral_types::time::{commissaire_time, now_ms};
-use corral_types::{Access, Error, OpCtx, TenantScope};
+use corral_types::{Access, Error, JobId, OpCtx, TenantScope};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -77,7 +77,7 @@ struct StepPayload {
     version: String,
     address: String,
     /// The coordinator's job id: the operation record it reports to.
-    op_job: String,
+    op_job: JobId,
 }
 
 impl Core {
@@ -284,12 +284,12 @@ async fn current(
     ops: &HostOps,
     tenant: &TenantScope,
     p: &OpPayload,
-    op_job: &str,
+    op_job: &JobId,
 ) -> Result<OperationRow, JobError> {
     ops.store
         .get_operation(tenant, &p.cluster, &p.kind)
         .await?
-        .filter(|o| o.job_id == op_job)
+        .filter(|o| o.job_id == *op_job)
         .ok_or_else(|| JobError::Failed("the operation record is gone".into()))
 }
 
@@ -409,7 +409,7 @@ async fn run_once(
     ops: &HostOps,
     tenant: &TenantScope,
     host: &corral_store::HostRow,
-    job_id: &str,
+    job_id: &JobId,
     command: &str,
     timeout: Duration,
     detach_only: bool,

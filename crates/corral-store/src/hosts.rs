@@ -4,7 +4,7 @@
 //! cluster's row ([`lock_cluster`]), so the compare-and-swap of `PUT .../hosts` and the
 //! "no change while an operation is in process" rule hold with several replicas.
 
-use corral_types::{Error, TenantId, TenantScope};
+use corral_types::{Error, JobId, TenantId, TenantScope};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
@@ -174,7 +174,7 @@ pub struct OperationRow {
     pub message: String,
     pub started_at: i64,
     pub finished_at: Option<i64>,
-    pub job_id: String,
+    pub job_id: JobId,
 }
 
 const OP_COLS: &str = "cluster, type, status, version, max_parallel, members, done, in_process, failed, message, \
@@ -1025,7 +1025,7 @@ impl Store {
         tenant: &TenantScope,
         cluster: &str,
         kind: &str,
-        job_id: &str,
+        job_id: &JobId,
         change: impl FnOnce(&mut OperationRow),
     ) -> Result<Option<OperationRow>, Error> {
         let mut tx = self.begin_write().await?;

@@ -8,27 +8,80 @@
 //! `FOR UPDATE SKIP LOCKED` and the tenant row is locked while its running jobs are counted;
 //! on SQLite the single writer connection serialises claims.
 
-use corral_types::{Error, TenantId, TenantScope};
+use corral_types::{Error, JobId, JobKind, TenantId, TenantScope};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use crate::{Backend, Store, db};
 
-/// Job states.
-pub mod state {
-    pub const QUEUED: &str = "queued";
-    pub const RUNNING: &str = "running";
-    pub const SUCCEEDED: &str = "succeeded";
-    pub const FAILED: &str = "failed";
-    pub const CANCELLED: &str = "cancelled";
+/// Where a job is in its life; stored as its lower-case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobState {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<JobState> {
+        [
+            JobState::Queued,
+            JobState::Running,
+            JobState::Succeeded,
+            JobState::Failed,
+            JobState::Cancelled,
+        ]
+        .into_iter()
+        .find(|j| j.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl sqlx::Type<Any> for JobState {
+    fn type_info() -> sqlx::any::AnyTypeInfo {
+        <String as sqlx::Type<Any>>::type_info()
+    }
+}
+
+impl<'q> sqlx::Encode<'q, Any> for JobState {
+    fn encode_by_ref(
+        &self,
+        buf: &mut <Any as sqlx::Database>::ArgumentBuffer,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        <&str as sqlx::Encode<'q, Any>>::encode(self.as_str(), buf)
+    }
+}
+
+impl<'r> sqlx::Decode<'r, Any> for JobState {
+    fn decode(value: <Any as sqlx::Database>::ValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        let s = <String as sqlx::Decode<'r, Any>>::decode(value)?;
+        JobState::parse(&s).ok_or_else(|| format!("unknown job state '{s}'").into())
+    }
 }
 
 /// A job to enqueue.
 #[derive(Debug, Clone)]
 pub struct NewJob {
-    pub id: String,
+    pub id: JobId,
     pub tenant_id: TenantId,
-    pub kind: String,
+    pub kind: JobKind,
     pub subject: String,
     pub payload: String,
     pub principal: String,
@@ -40,13 +93,13 @@ pub struct NewJob {
 /// A stored job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobRow {
-    pub id: String,
+    pub id: JobId,
     pub tenant_id: TenantId,
-    pub kind: String,
+    pub kind: JobKind,
     pub subject: String,
     pub payload: String,
     pub principal: String,
-    pub state: String,
+    pub state: JobState,
     pub attempts: i64,
     pub deadline: i64,
     pub error: Option<String>,
@@ -151,7 +204,7 @@ pub(crate) async fn insert_jobs(
 /// Adds a line to a job's history.
 pub(crate) async fn insert_event(
     tx: &mut Transaction<'static, Any>,
-    job_id: &str,
+    job_id: &JobId,
     now: i64,
     message: &str,
 ) -> Result<(), Error> {
@@ -193,7 +246,7 @@ impl Store {
         owner: &str,
         now: i64,
         lease_until: i64,
-        kinds: &[String],
+        kinds: &[JobKind],
     ) -> Result<Option<JobRow>, Error> {
         if kinds.is_empty() {
             return Ok(None);
@@ -245,7 +298,7 @@ impl Store {
         }
         let candidates = query.fetch_all(&mut *tx).await.map_err(db)?;
         for c in candidates {
-            let (id, tenant, uses_slot): (String, String, i64) = (
+            let (id, tenant, uses_slot): (JobId, String, i64) = (
                 c.try_get(0).map_err(db)?,
                 c.try_get(1).map_err(db)?,
                 c.try_get(2).map_err(db)?,
@@ -292,7 +345,7 @@ impl Store {
     }
 
     /// Renews a lease. False when the worker no longer holds it: it must stop at once.
-    pub async fn heartbeat_job(&self, id: &str, owner: &str, lease_until: i64) -> Result<bool, Error> {
+    pub async fn heartbeat_job(&self, id: &JobId, owner: &str, lease_until: i64) -> Result<bool, Error> {
         let mut tx = self.begin_write().await?;
         let done = sqlx::query(sqlf!("UPDATE jobs SET lease_until = $3 WHERE {FENCE}"))
             .bind(id)
@@ -306,7 +359,7 @@ impl Store {
     }
 
     /// The steps a job completed so far, with their recorded outputs.
-    pub async fn job_steps(&self, id: &str) -> Result<Vec<(String, String)>, Error> {
+    pub async fn job_steps(&self, id: &JobId) -> Result<Vec<(String, String)>, Error> {
         sqlx::query("SELECT step, output FROM job_steps WHERE job_id = $1 ORDER BY done_at, step")
             .bind(id)
             .fetch_all(&self.pool)
@@ -318,7 +371,7 @@ impl Store {
     /// Records a completed step (fenced). False when the lease was lost.
     pub async fn complete_step(
         &self,
-        id: &str,
+        id: &JobId,
         owner: &str,
         step: &str,
         output: &str,
@@ -353,9 +406,9 @@ impl Store {
     /// Ends a job (fenced) with `succeeded`, `failed` or `cancelled`.
     pub async fn finish_job(
         &self,
-        id: &str,
+        id: &JobId,
         owner: &str,
-        final_state: &str,
+        final_state: JobState,
         error: Option<&str>,
         now: i64,
     ) -> Result<bool, Error> {
@@ -386,7 +439,7 @@ impl Store {
     /// The reaper: jobs whose lease lapsed (their worker died or stalled) go back to the queue.
     pub async fn requeue_expired_leases(&self, now: i64) -> Result<u64, Error> {
         let mut tx = self.begin_write().await?;
-        let expired: Vec<String> =
+        let expired: Vec<JobId> =
             sqlx::query("SELECT id FROM jobs WHERE state = 'running' AND lease_until < $1")
                 .bind(now)
                 .fetch_all(&mut *tx)
@@ -416,7 +469,7 @@ impl Store {
     /// Fails every unfinished job of `kinds` whose deadline passed and answers them, so core
     /// can put their resources in the family's failure state (only a replica with the kind's
     /// handler can do that, so only such a replica fails it).
-    pub async fn fail_overdue_jobs(&self, now: i64, kinds: &[String]) -> Result<Vec<JobRow>, Error> {
+    pub async fn fail_overdue_jobs(&self, now: i64, kinds: &[JobKind]) -> Result<Vec<JobRow>, Error> {
         if kinds.is_empty() {
             return Ok(Vec::new());
         }
@@ -457,7 +510,7 @@ impl Store {
         Ok(failed)
     }
 
-    pub async fn get_job(&self, id: &str) -> Result<Option<JobRow>, Error> {
+    pub async fn get_job(&self, id: &JobId) -> Result<Option<JobRow>, Error> {
         sqlx::query(sqlf!("SELECT {JOB_COLS} FROM jobs WHERE id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
@@ -467,7 +520,7 @@ impl Store {
     }
 
     /// A job's history, oldest first.
-    pub async fn job_events(&self, id: &str) -> Result<Vec<(i64, String)>, Error> {
+    pub async fn job_events(&self, id: &JobId) -> Result<Vec<(i64, String)>, Error> {
         sqlx::query("SELECT at, message FROM job_events WHERE job_id = $1 ORDER BY at")
             .bind(id)
             .fetch_all(&self.pool)
@@ -538,7 +591,7 @@ impl Store {
     /// or a job given up by a worker that is shutting down.
     pub async fn requeue_job(
         &self,
-        id: &str,
+        id: &JobId,
         owner: &str,
         run_after: i64,
         reason: &str,

@@ -41,7 +41,7 @@ pub use apps::*;
 pub use hosts::*;
 pub use identity::*;
 pub use instances::*;
-pub use jobs::{JobRow, NewJob, state};
+pub use jobs::{JobRow, JobState, NewJob};
 pub use namespaces::*;
 pub use networks::{ContainerManagerRow, CreateIfAbsent, DeleteInUse, NetworkRow};
 pub use services::*;

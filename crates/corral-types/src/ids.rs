@@ -158,6 +158,13 @@ impl JobId {
 }
 
 id_type!(
+    /// What a job does: the engine runs a job only with the handler registered for its kind.
+    /// Open, not an enum: a replica of another version may have queued kinds this one does not
+    /// know, and leaves them alone.
+    JobKind
+);
+
+id_type!(
     /// A Commissaire host's id: the address it was registered with.
     HostAddress
 );

@@ -20,6 +20,6 @@ pub use ctx::TenantScope;
 pub use ctx::{Access, OpCtx, Principal, Role, TenantRef};
 pub use error::{Error, Result};
 pub use ids::{
-    ApiKeyId, CloudId, ClusterName, HostAddress, ImageId, InstanceId, JobId, NamespaceName, TenantId,
-    TenantName, UserName,
+    ApiKeyId, CloudId, ClusterName, HostAddress, ImageId, InstanceId, JobId, JobKind, NamespaceName,
+    TenantId, TenantName, UserName,
 };

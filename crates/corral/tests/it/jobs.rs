@@ -7,9 +7,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use corral_core::jobs::{JobCtx, JobEngine, JobError, JobHandler, JobSettings, new_job};
-use corral_store::{JobRow, Store};
+use corral_store::{JobRow, JobState, Store};
 use corral_types::time::now_ms;
-use corral_types::{ApiKeyId, Error, OpCtx, Principal, Role, TenantName, TenantRef, TenantScope, UserName};
+use corral_types::{
+    ApiKeyId, Error, JobId, OpCtx, Principal, Role, TenantName, TenantRef, TenantScope, UserName,
+};
 use reqwest::Method;
 use serde_json::json;
 use tokio::sync::{Mutex, watch};
@@ -149,7 +151,7 @@ async fn wait_for(what: &str, mut cond: impl AsyncFnMut() -> bool) {
     }
 }
 
-async fn job_state(store: &Store, id: &str) -> String {
+async fn job_state(store: &Store, id: &JobId) -> JobState {
     store.get_job(id).await.unwrap().unwrap().state
 }
 
@@ -177,7 +179,7 @@ async fn a_job_runs_its_steps_once(db: Db) {
     store.enqueue_job(&job, now_ms()).await.unwrap();
     r.engine.wake();
     wait_for("success", async || {
-        job_state(&store, &job.id).await == "succeeded"
+        job_state(&store, &job.id).await == JobState::Succeeded
     })
     .await;
     assert_eq!(probe.first.load(Ordering::SeqCst), 1);
@@ -195,7 +197,7 @@ async fn a_job_runs_its_steps_once(db: Db) {
         [(
             "tester".to_string(),
             "test-request".to_string(),
-            job.id.clone(),
+            job.id.to_string(),
             tenant.id().to_string()
         )]
     );
@@ -255,7 +257,7 @@ async fn a_dead_workers_job_resumes_after_its_step(db: Db) {
         }),
     );
     wait_for("resumed success", async || {
-        job_state(&store, &job.id).await == "succeeded"
+        job_state(&store, &job.id).await == JobState::Succeeded
     })
     .await;
     assert_eq!(
@@ -298,7 +300,7 @@ async fn a_job_past_its_deadline_fails_with_a_reason(db: Db) {
     store.enqueue_job(&job, now_ms()).await.unwrap();
     r.engine.wake();
     wait_for("deadline failure", async || {
-        job_state(&store, &job.id).await == "failed"
+        job_state(&store, &job.id).await == JobState::Failed
     })
     .await;
     let row = store.get_job(&job.id).await.unwrap().unwrap();
@@ -333,7 +335,7 @@ async fn a_job_past_its_deadline_fails_with_a_reason(db: Db) {
         }),
     );
     wait_for("overdue failure", async || {
-        job_state(&store, &late.id).await == "failed"
+        job_state(&store, &late.id).await == JobState::Failed
     })
     .await;
     assert_eq!(
@@ -373,7 +375,10 @@ async fn tenant_workers_bound_concurrency(db: Db) {
     }
     r.engine.wake();
     for id in &ids {
-        wait_for("all done", async || job_state(&store, id).await == "succeeded").await;
+        wait_for("all done", async || {
+            job_state(&store, id).await == JobState::Succeeded
+        })
+        .await;
     }
     assert_eq!(
         probe.max_running.load(Ordering::SeqCst),
@@ -408,7 +413,7 @@ async fn zero_workers_keep_jobs_queued(db: Db) {
     store.enqueue_job(&job, now_ms()).await.unwrap();
     r.engine.wake();
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(job_state(&store, &job.id).await, "queued");
+    assert_eq!(job_state(&store, &job.id).await, JobState::Queued);
     assert_eq!(probe.first.load(Ordering::SeqCst), 0);
     // Raising the tenant's workers lets it run.
     let resp = s
@@ -420,7 +425,7 @@ async fn zero_workers_keep_jobs_queued(db: Db) {
     assert_eq!(resp.status(), 200);
     r.engine.wake();
     wait_for("run after raise", async || {
-        job_state(&store, &job.id).await == "succeeded"
+        job_state(&store, &job.id).await == JobState::Succeeded
     })
     .await;
     r.stop().await;
