@@ -775,5 +775,19 @@ mod tests {
             .unwrap(),
             None
         );
+        // The sealed token opens only under its own tenant (and name).
+        let row = core
+            .store
+            .named::<ContainerManagerRow>()
+            .get(&scope, "k8s")
+            .await
+            .unwrap()
+            .unwrap();
+        let open = |tenant: &TenantId, name: &str| {
+            open_token(core.secrets(), &token_context(tenant, name), &row.token_sealed)
+        };
+        assert_eq!(open(scope.id(), "k8s").unwrap().as_deref(), Some("t0ken"));
+        assert!(open(other.id(), "k8s").is_err());
+        assert!(open(scope.id(), "k8s2").is_err());
     }
 }

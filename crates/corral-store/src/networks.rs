@@ -35,9 +35,7 @@ impl NamedObject for NetworkRow {
     }
 
     fn bind<'q>(&self, q: AnyQuery<'q>) -> AnyQuery<'q> {
-        q.bind(self.name.clone())
-            .bind(self.kind.clone())
-            .bind(self.options.clone())
+        q.bind(&self.name).bind(&self.kind).bind(&self.options)
     }
 }
 
@@ -85,9 +83,9 @@ impl NamedObject for ContainerManagerRow {
     }
 
     fn bind<'q>(&self, q: AnyQuery<'q>) -> AnyQuery<'q> {
-        q.bind(self.name.clone())
-            .bind(self.kind.clone())
-            .bind(self.options.clone())
-            .bind(self.token_sealed.clone())
+        q.bind(&self.name)
+            .bind(&self.kind)
+            .bind(&self.options)
+            .bind(&self.token_sealed)
     }
 }
