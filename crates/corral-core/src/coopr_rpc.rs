@@ -125,7 +125,8 @@ impl Core {
             "" => None,
             name => self
                 .store
-                .get_container_manager(tenant, name)
+                .named::<corral_store::ContainerManagerRow>()
+                .get(tenant, name)
                 .await?
                 .map(|c| c.kind),
         };

@@ -583,7 +583,11 @@ impl HostOps {
             None => None,
         }
         .unwrap_or_else(|| "default".into());
-        let row = self.store.get_network(tenant, &network).await?;
+        let row = self
+            .store
+            .named::<corral_store::NetworkRow>()
+            .get(tenant, &network)
+            .await?;
         let line = match row {
             Some(n) if n.kind == "flannel_server" => {
                 let options: serde_json::Value = serde_json::from_str(&n.options).map_err(Error::internal)?;

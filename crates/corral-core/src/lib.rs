@@ -16,6 +16,7 @@ pub mod hosts;
 mod identity;
 mod instances;
 pub mod jobs;
+mod named;
 mod namespaces;
 mod networks;
 mod operations;

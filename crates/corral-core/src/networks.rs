@@ -1,6 +1,6 @@
 //! Commissaire networks and container manager configurations (commissaire-v0.md 2.5, 2.6,
-//! 5.7-5.14): per tenant, created by `PUT` (201, or 200 when the same settings are put again,
-//! 409 when they differ), never edited in place, deleted only when no cluster uses them.
+//! 5.7-5.14): the two kinds of the named-object flow (`named.rs`), which answers the `PUT`
+//! (201, 200 for the same settings again, 409 for others), the reads and the delete.
 //!
 //! Input is normalised before it is stored or compared: the accepted alternative spellings
 //! (`flanneld_service`, `server_url`) become the emitted ones (README 7) and a flannel server
@@ -11,13 +11,13 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
-use corral_store::{ContainerManagerRow, CreateIfAbsent, DeleteInUse, NetworkRow};
-use corral_types::ids::{invalid_name, is_valid_name};
+use corral_store::{ContainerManagerRow, NetworkRow};
 use corral_types::views::{ContainerManager, ContainerManagerInput, Network, NetworkInput};
-use corral_types::{Access, Error, OpCtx, TenantId, TenantScope};
+use corral_types::{Error, OpCtx, TenantId, TenantScope};
 use serde_json::{Map, Value};
 
 use crate::Core;
+use crate::named::NamedKind;
 
 type Options = Map<String, Value>;
 
@@ -80,54 +80,8 @@ pub(crate) enum ContainerManagerKind {
     Trivial,
 }
 
-fn network_not_found(name: &str) -> Error {
-    Error::not_found(format!("Network '{name}' does not exist."))
-}
-
-fn cm_not_found(name: &str) -> Error {
-    Error::not_found(format!("Container manager '{name}' does not exist."))
-}
-
-fn check_name(name: &str) -> Result<(), Error> {
-    if is_valid_name(name) {
-        Ok(())
-    } else {
-        Err(invalid_name(name))
-    }
-}
-
-/// A `name` in the body is optional, but when given it must name the object of the path.
-fn check_body_name(path: &str, body: Option<&str>) -> Result<(), Error> {
-    match body {
-        Some(b) if b != path => Err(Error::bad_request(format!(
-            "The name '{b}' in the body does not match the name '{path}' in the path."
-        ))),
-        _ => Ok(()),
-    }
-}
-
 fn parse_options(text: &str) -> Result<Options, Error> {
     serde_json::from_str(text).map_err(|e| Error::internal(format!("stored options are not an object: {e}")))
-}
-
-fn network_view(r: NetworkRow) -> Result<Network, Error> {
-    Ok(Network {
-        options: parse_options(&r.options)?,
-        name: r.name,
-        kind: r.kind,
-    })
-}
-
-fn cm_view(r: ContainerManagerRow) -> Result<ContainerManager, Error> {
-    let mut options = parse_options(&r.options)?;
-    if !r.token_sealed.is_empty() {
-        options.insert(TOKEN.into(), Value::String(MASK.into()));
-    }
-    Ok(ContainerManager {
-        name: r.name,
-        kind: r.kind,
-        options,
-    })
 }
 
 /// The associated data a container manager token is sealed with: a sealed token copied to
@@ -170,7 +124,7 @@ fn normalize_network(input: NetworkInput) -> Result<(&'static str, Options), Err
 }
 
 /// A container manager `PUT`, normalised (2.6): the options to store in clear, and the token.
-struct CmRequest {
+pub(crate) struct CmRequest {
     kind: &'static str,
     options: Options,
     token: Option<String>,
@@ -365,22 +319,137 @@ fn valid_http_url(s: &str) -> bool {
     canonical_host(authority, false).is_some()
 }
 
+/// The network kind of the named-object flow (2.5).
+pub(crate) struct Networks;
+
+impl NamedKind for Networks {
+    type Row = NetworkRow;
+    type Input = NetworkInput;
+    /// The normalised type and options.
+    type Settings = (&'static str, Options);
+    type View = Network;
+    const NOUN: &'static str = "Network";
+
+    fn body_name(input: &NetworkInput) -> Option<&str> {
+        input.name.as_deref()
+    }
+
+    fn normalize(
+        _core: &Core,
+        _tenant: &TenantScope,
+        name: &str,
+        input: NetworkInput,
+    ) -> Result<(NetworkRow, Self::Settings), Error> {
+        let (kind, options) = normalize_network(input)?;
+        let row = NetworkRow {
+            name: name.to_string(),
+            kind: kind.to_string(),
+            options: serde_json::to_string(&options).map_err(Error::internal)?,
+        };
+        Ok((row, (kind, options)))
+    }
+
+    fn same(
+        _core: &Core,
+        _tenant: &TenantScope,
+        stored: &NetworkRow,
+        settings: &Self::Settings,
+    ) -> Result<bool, Error> {
+        let (kind, options) = settings;
+        Ok(stored.kind == *kind && parse_options(&stored.options)? == *options)
+    }
+
+    fn view(r: NetworkRow) -> Result<Network, Error> {
+        Ok(Network {
+            options: parse_options(&r.options)?,
+            name: r.name,
+            kind: r.kind,
+        })
+    }
+
+    fn check_delete(name: &str) -> Result<(), Error> {
+        if name == DEFAULT_NETWORK {
+            // `default` exists in every tenant (README 2.4), so existence is already settled.
+            return Err(Error::conflict("Network 'default' cannot be deleted."));
+        }
+        Ok(())
+    }
+}
+
+/// The container manager kind of the named-object flow (2.6): the token is sealed into its
+/// own column, compared in clear on a re-`PUT` (so the same token is "the same"), answered
+/// masked.
+pub(crate) struct ContainerManagers;
+
+impl NamedKind for ContainerManagers {
+    type Row = ContainerManagerRow;
+    type Input = ContainerManagerInput;
+    type Settings = CmRequest;
+    type View = ContainerManager;
+    const NOUN: &'static str = "Container manager";
+
+    fn body_name(input: &ContainerManagerInput) -> Option<&str> {
+        input.name.as_deref()
+    }
+
+    fn normalize(
+        core: &Core,
+        tenant: &TenantScope,
+        name: &str,
+        input: ContainerManagerInput,
+    ) -> Result<(ContainerManagerRow, CmRequest), Error> {
+        let req = normalize_cm(input, core.settings.cert_dir.as_deref())?;
+        let token_sealed = match &req.token {
+            Some(t) => core
+                .secrets
+                .seal(&token_context(tenant.id(), name), t.as_bytes())?,
+            None => String::new(),
+        };
+        let row = ContainerManagerRow {
+            name: name.to_string(),
+            kind: req.kind.to_string(),
+            options: serde_json::to_string(&req.options).map_err(Error::internal)?,
+            token_sealed,
+        };
+        Ok((row, req))
+    }
+
+    fn same(
+        core: &Core,
+        tenant: &TenantScope,
+        stored: &ContainerManagerRow,
+        req: &CmRequest,
+    ) -> Result<bool, Error> {
+        Ok(stored.kind == req.kind
+            && parse_options(&stored.options)? == req.options
+            && open_token(
+                &core.secrets,
+                &token_context(tenant.id(), &stored.name),
+                &stored.token_sealed,
+            )? == req.token)
+    }
+
+    fn view(r: ContainerManagerRow) -> Result<ContainerManager, Error> {
+        let mut options = parse_options(&r.options)?;
+        if !r.token_sealed.is_empty() {
+            options.insert(TOKEN.into(), Value::String(MASK.into()));
+        }
+        Ok(ContainerManager {
+            name: r.name,
+            kind: r.kind,
+            options,
+        })
+    }
+}
+
 impl Core {
     /// `GET /api/v0/networks`: the tenant's network names, by byte value.
     pub async fn list_networks(&self, ctx: &OpCtx) -> Result<Vec<String>, Error> {
-        let scope = ctx.require(Access::Read)?;
-        self.store.list_network_names(&scope).await
+        self.list_named::<Networks>(ctx).await
     }
 
     pub async fn get_network(&self, ctx: &OpCtx, name: &str) -> Result<Network, Error> {
-        let scope = ctx.require(Access::Read)?;
-        check_name(name)?;
-        self.store
-            .get_network(&scope, name)
-            .await?
-            .map(network_view)
-            .transpose()?
-            .ok_or_else(|| network_not_found(name))
+        self.get_named::<Networks>(ctx, name).await
     }
 
     /// Creates a network; answers it and whether it was created (201) or already there with
@@ -391,67 +460,20 @@ impl Core {
         name: &str,
         input: NetworkInput,
     ) -> Result<(Network, bool), Error> {
-        let scope = ctx.require(Access::Write)?;
-        check_name(name)?;
-        check_body_name(name, input.name.as_deref())?;
-        let (kind, options) = normalize_network(input)?;
-        let row = NetworkRow {
-            name: name.to_string(),
-            kind: kind.to_string(),
-            options: serde_json::to_string(&options).map_err(Error::internal)?,
-        };
-        match self.store.create_network(&scope, &row).await? {
-            CreateIfAbsent::Created(stored) => {
-                tracing::info!(request_id = %ctx.request_id(), network = %name, kind, "network created");
-                Ok((network_view(stored)?, true))
-            }
-            CreateIfAbsent::Existing(stored) => {
-                let existing = network_view(stored)?;
-                if existing.kind == kind && existing.options == options {
-                    Ok((existing, false))
-                } else {
-                    Err(Error::conflict(format!(
-                        "Network '{name}' already exists with different settings."
-                    )))
-                }
-            }
-        }
+        self.put_named::<Networks>(ctx, name, input).await
     }
 
     pub async fn delete_network(&self, ctx: &OpCtx, name: &str) -> Result<(), Error> {
-        let scope = ctx.require(Access::Write)?;
-        check_name(name)?;
-        if name == DEFAULT_NETWORK {
-            // `default` exists in every tenant (README 2.4), so existence is already settled.
-            return Err(Error::conflict("Network 'default' cannot be deleted."));
-        }
-        match self.store.delete_network(&scope, name).await? {
-            DeleteInUse::Deleted => {
-                tracing::info!(request_id = %ctx.request_id(), network = %name, "network deleted");
-                Ok(())
-            }
-            DeleteInUse::NotFound => Err(network_not_found(name)),
-            DeleteInUse::UsedBy(cluster) => Err(Error::conflict(format!(
-                "Network '{name}' is used by cluster '{cluster}'."
-            ))),
-        }
+        self.delete_named::<Networks>(ctx, name).await
     }
 
     /// `GET /api/v0/containermanagers`: the tenant's container manager names, by byte value.
     pub async fn list_container_managers(&self, ctx: &OpCtx) -> Result<Vec<String>, Error> {
-        let scope = ctx.require(Access::Read)?;
-        self.store.list_container_manager_names(&scope).await
+        self.list_named::<ContainerManagers>(ctx).await
     }
 
     pub async fn get_container_manager(&self, ctx: &OpCtx, name: &str) -> Result<ContainerManager, Error> {
-        let scope = ctx.require(Access::Read)?;
-        check_name(name)?;
-        self.store
-            .get_container_manager(&scope, name)
-            .await?
-            .map(cm_view)
-            .transpose()?
-            .ok_or_else(|| cm_not_found(name))
+        self.get_named::<ContainerManagers>(ctx, name).await
     }
 
     /// Creates a container manager configuration; answers it (token masked) and whether it
@@ -462,55 +484,11 @@ impl Core {
         name: &str,
         input: ContainerManagerInput,
     ) -> Result<(ContainerManager, bool), Error> {
-        let scope = ctx.require(Access::Write)?;
-        check_name(name)?;
-        check_body_name(name, input.name.as_deref())?;
-        let req = normalize_cm(input, self.settings.cert_dir.as_deref())?;
-        let tenant = &scope;
-        let context = token_context(tenant.id(), name);
-        let token_sealed = match &req.token {
-            Some(t) => self.secrets.seal(&context, t.as_bytes())?,
-            None => String::new(),
-        };
-        let row = ContainerManagerRow {
-            name: name.to_string(),
-            kind: req.kind.to_string(),
-            options: serde_json::to_string(&req.options).map_err(Error::internal)?,
-            token_sealed,
-        };
-        match self.store.create_container_manager(tenant, &row).await? {
-            CreateIfAbsent::Created(stored) => {
-                tracing::info!(request_id = %ctx.request_id(), container_manager = %name, kind = req.kind, "container manager created");
-                Ok((cm_view(stored)?, true))
-            }
-            CreateIfAbsent::Existing(stored) => {
-                let same = stored.kind == req.kind
-                    && parse_options(&stored.options)? == req.options
-                    && open_token(&self.secrets, &context, &stored.token_sealed)? == req.token;
-                if same {
-                    Ok((cm_view(stored)?, false))
-                } else {
-                    Err(Error::conflict(format!(
-                        "Container manager '{name}' already exists with different settings."
-                    )))
-                }
-            }
-        }
+        self.put_named::<ContainerManagers>(ctx, name, input).await
     }
 
     pub async fn delete_container_manager(&self, ctx: &OpCtx, name: &str) -> Result<(), Error> {
-        let scope = ctx.require(Access::Write)?;
-        check_name(name)?;
-        match self.store.delete_container_manager(&scope, name).await? {
-            DeleteInUse::Deleted => {
-                tracing::info!(request_id = %ctx.request_id(), container_manager = %name, "container manager deleted");
-                Ok(())
-            }
-            DeleteInUse::NotFound => Err(cm_not_found(name)),
-            DeleteInUse::UsedBy(cluster) => Err(Error::conflict(format!(
-                "Container manager '{name}' is used by cluster '{cluster}'."
-            ))),
-        }
+        self.delete_named::<ContainerManagers>(ctx, name).await
     }
 }
 
@@ -538,7 +516,7 @@ pub(crate) async fn container_manager_config(
     tenant: &TenantScope,
     name: &str,
 ) -> Result<Option<ContainerManagerConfig>, Error> {
-    let Some(row) = store.get_container_manager(tenant, name).await? else {
+    let Some(row) = store.named::<ContainerManagerRow>().get(tenant, name).await? else {
         return Ok(None);
     };
     let kind = match row.kind.as_str() {
@@ -797,5 +775,19 @@ mod tests {
             .unwrap(),
             None
         );
+        // The sealed token opens only under its own tenant (and name).
+        let row = core
+            .store
+            .named::<ContainerManagerRow>()
+            .get(&scope, "k8s")
+            .await
+            .unwrap()
+            .unwrap();
+        let open = |tenant: &TenantId, name: &str| {
+            open_token(core.secrets(), &token_context(tenant, name), &row.token_sealed)
+        };
+        assert_eq!(open(scope.id(), "k8s").unwrap().as_deref(), Some("t0ken"));
+        assert!(open(other.id(), "k8s").is_err());
+        assert!(open(scope.id(), "k8s2").is_err());
     }
 }

@@ -26,6 +26,7 @@ mod identity;
 mod instances;
 mod jobs;
 mod migrate;
+mod named;
 mod namespaces;
 mod networks;
 mod services;
@@ -42,8 +43,9 @@ pub use hosts::*;
 pub use identity::*;
 pub use instances::*;
 pub use jobs::{JobRow, JobState, NewJob};
+pub use named::{AnyQuery, CreateIfAbsent, DeleteInUse, Named, NamedObject, UsedBy};
 pub use namespaces::*;
-pub use networks::{ContainerManagerRow, CreateIfAbsent, DeleteInUse, NetworkRow};
+pub use networks::{ContainerManagerRow, NetworkRow};
 pub use services::*;
 
 /// Which engine a store runs on.
