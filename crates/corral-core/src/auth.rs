@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use corral_store::{CredentialRow, Store};
 use corral_types::time::now_ms;
-use corral_types::{Error, Principal, Role, TenantName, TenantRef, UserName};
+use corral_types::{Error, Principal, TenantName, TenantRef, UserName};
 
 use crate::secrets;
 
@@ -140,8 +140,7 @@ impl Authenticator {
         if cred.user_must_be_unique && self.store.count_tenants_with_user(&row.user_id).await? != 1 {
             return Err(invalid_credentials());
         }
-        let role =
-            Role::parse(&row.role).ok_or_else(|| Error::internal(format!("stored role {:?}", row.role)))?;
+        let role = row.role;
         if row.last_used_time.is_none_or(|t| now - t >= TOUCH_EVERY_MS) {
             self.touch(&row, now);
         }

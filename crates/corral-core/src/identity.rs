@@ -45,7 +45,7 @@ pub(crate) fn tenant_view(r: TenantRow) -> Tenant {
 }
 
 fn user_view(tenant: &str, r: UserRow) -> Result<User, Error> {
-    let role = Role::parse(&r.role).ok_or_else(|| Error::internal(format!("stored role {:?}", r.role)))?;
+    let role = r.role;
     Ok(User {
         id: r.id,
         tenant: tenant.to_string(),
@@ -137,7 +137,7 @@ fn created_key(k: NewApiKey, secret: String) -> ApiKeyCreated {
 pub(crate) fn admin_user() -> UserRow {
     UserRow {
         id: "admin".into(),
-        role: Role::Admin.as_str().into(),
+        role: Role::Admin,
         description: String::new(),
         create_time: now_ms(),
     }
@@ -323,7 +323,7 @@ impl Core {
         check_description(&description)?;
         let row = UserRow {
             id: req.id,
-            role: role.as_str().into(),
+            role,
             description,
             create_time: now_ms(),
         };
@@ -356,7 +356,7 @@ impl Core {
         }
         let changed = self
             .store
-            .update_user(&scope, id, role.map(Role::as_str), req.description.as_deref())
+            .update_user(&scope, id, role, req.description.as_deref())
             .await?;
         match changed {
             UserChange::Done(row) => {

@@ -1,6 +1,6 @@
 //! Tenants, users, API keys, access tokens and profiles.
 
-use corral_types::{ApiKeyId, Error, TenantId, TenantScope};
+use corral_types::{ApiKeyId, Error, Role, TenantId, TenantScope};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
@@ -18,11 +18,11 @@ pub struct TenantRow {
     pub create_time: i64,
 }
 
-/// A stored user. `role` is one of `admin`, `user`, `viewer`.
+/// A stored user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserRow {
     pub id: String,
-    pub role: String,
+    pub role: Role,
     pub description: String,
     pub create_time: i64,
 }
@@ -59,7 +59,7 @@ pub struct CredentialRow {
     pub tenant_id: TenantId,
     pub tenant_name: String,
     pub user_id: String,
-    pub role: String,
+    pub role: Role,
 }
 
 /// Everything a new tenant is created with, in one transaction.
@@ -180,7 +180,7 @@ async fn insert_user(
     )
     .bind(tenant.as_str())
     .bind(&u.id)
-    .bind(&u.role)
+    .bind(u.role)
     .bind(&u.description)
     .bind(u.create_time)
     .execute(&mut **tx)
@@ -549,7 +549,7 @@ impl Store {
         &self,
         tenant: &TenantScope,
         id: &str,
-        role: Option<&str>,
+        role: Option<Role>,
         description: Option<&str>,
     ) -> Result<UserChange<UserRow>, Error> {
         let mut tx = self.begin_write().await?;
@@ -566,8 +566,8 @@ impl Store {
         else {
             return Ok(UserChange::NotFound);
         };
-        let role = role.unwrap_or(&old.role);
-        if old.role == "admin" && role != "admin" && Self::other_admins(&mut tx, tenant, id).await? == 0 {
+        let role = role.unwrap_or(old.role);
+        if old.role == Role::Admin && role != Role::Admin && Self::other_admins(&mut tx, tenant, id).await? == 0 {
             return Ok(UserChange::LastAdmin);
         }
         let description = description.unwrap_or(&old.description);
@@ -581,7 +581,7 @@ impl Store {
             .map_err(db)?;
         tx.commit().await.map_err(db)?;
         Ok(UserChange::Done(UserRow {
-            role: role.to_string(),
+            role,
             description: description.to_string(),
             ..old
         }))
@@ -600,8 +600,8 @@ impl Store {
         else {
             return Ok(UserChange::NotFound);
         };
-        let role: String = role.try_get(0).map_err(db)?;
-        if role == "admin" && Self::other_admins(&mut tx, tenant, id).await? == 0 {
+        let role: Role = role.try_get(0).map_err(db)?;
+        if role == Role::Admin && Self::other_admins(&mut tx, tenant, id).await? == 0 {
             return Ok(UserChange::LastAdmin);
         }
         sqlx::query("DELETE FROM users WHERE tenant_id = $1 AND id = $2")
