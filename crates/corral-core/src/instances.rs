@@ -9,13 +9,10 @@ use std::time::Duration;
 
 use corral_drivers::{Operation, VmAction, VmRequest};
 use corral_store::{ImageRow, InstanceChange, InstanceKey, InstanceRow, JobRow, Launch, NewEvent, Quota};
-use corral_types::perspective::{
-    BulkResult, Console, Flavor, Image, Instance, InstanceEvent, Metadata, MetadataEntry,
-};
+use corral_types::perspective::{Console, Flavor, Image, Instance, InstanceEvent, Metadata};
 use corral_types::time::{now_ms, rfc3339};
-use corral_types::{Access, Error, OpCtx, TenantId, TenantScope};
+use corral_types::{Access, Error, ImageId, InstanceId, OpCtx, TenantId, TenantScope};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::Core;
 use crate::clouds::{Cloud, Clouds};
@@ -44,20 +41,6 @@ pub enum Action {
 }
 
 impl Action {
-    /// The `{action}` words of `PUT /instances/{action}`.
-    pub fn from_path(word: &str) -> Option<Action> {
-        Some(match word {
-            "start" => Action::Start,
-            "shutdown" => Action::Shutdown,
-            "reboot" => Action::Reboot,
-            "hard-reboot" => Action::HardReboot,
-            "pause" => Action::Pause,
-            "resume" => Action::Resume,
-            "suspend" => Action::Suspend,
-            _ => return None,
-        })
-    }
-
     /// The verb of messages ("Cannot reboot instance in state shutoff").
     fn verb(self) -> &'static str {
         match self {
@@ -161,193 +144,108 @@ fn not_found_image(id: &str) -> Error {
     Error::not_found(format!("Image with id = {id} not found"))
 }
 
-fn result(id: &str, status: u16, message: impl Into<String>) -> BulkResult {
-    BulkResult {
-        id: id.to_string(),
-        status,
-        message: message.into(),
-    }
-}
-
 fn cloud_gone(cloud_id: &str) -> String {
     format!("Cloud {cloud_id} is no longer configured")
 }
 
-/// A body that must be an array of strings (perspective 5.5-5.7).
-fn id_list(body: Value) -> Result<Vec<String>, Error> {
-    let bad = || Error::bad_request("The request body must be a JSON array of ids (strings).");
-    let Value::Array(items) = body else {
-        return Err(bad());
-    };
-    items
-        .into_iter()
-        .map(|v| match v {
-            Value::String(s) => Ok(s),
-            _ => Err(bad()),
-        })
-        .collect()
+/// What became of one item of a bulk request (perspective 5.2). Core decides the outcome; the
+/// API alone turns it into the wire's per-item status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BulkOutcome {
+    /// Accepted: the state set at once (`rebooting`, `queued`, ...) or `renamed`.
+    Accepted(String),
+    /// Already in the action's transitional state (named here): nothing new was started.
+    Already(String),
+    /// The id, or something the item names (project, flavor, image...), does not exist for
+    /// the tenant; the message says which.
+    NotFound(String),
+    /// Refused: wrong state, cloud gone or disabled, operation unsupported, quota exceeded,
+    /// image in use. The message is the reason.
+    Conflict(String),
 }
 
-/// Metadata as given: `{"entry": [{"key", "value"}]}` or a plain object of strings (3.1).
-fn parse_metadata(v: Option<&Value>, at: &str) -> Result<Metadata, Error> {
-    let bad = |why: &str| Error::bad_request(format!("{at}.metadata: {why}"));
-    let mut entry = Vec::new();
-    match v {
-        None | Some(Value::Null) => {}
-        Some(Value::Object(map)) if map.contains_key("entry") => {
-            let Some(Value::Array(items)) = map.get("entry") else {
-                return Err(bad("entry must be an array"));
-            };
-            for it in items {
-                let (Some(k), Some(v)) = (
-                    it.get("key").and_then(Value::as_str),
-                    it.get("value").and_then(Value::as_str),
-                ) else {
-                    return Err(bad("each entry needs a string key and value"));
-                };
-                entry.push(MetadataEntry {
-                    key: k.to_string(),
-                    value: v.to_string(),
-                });
-            }
-        }
-        Some(Value::Object(map)) => {
-            for (k, v) in map {
-                let Some(v) = v.as_str() else {
-                    return Err(bad("values must be strings"));
-                };
-                entry.push(MetadataEntry {
-                    key: k.clone(),
-                    value: v.to_string(),
-                });
-            }
-        }
-        Some(_) => return Err(bad("must be an object")),
-    }
-    for e in &entry {
-        let ok = !e.key.is_empty()
-            && e.key.len() <= 255
-            && e.key
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-        if !ok {
-            return Err(bad(&format!(
-                "invalid key '{}': use 1 to 255 of A-Z a-z 0-9 _ . -",
-                e.key
-            )));
+/// One per-item answer of a bulk request, in request order. `id` is `None` when the item
+/// created nothing (a refused launch or snapshot).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BulkItem<I> {
+    pub id: Option<I>,
+    pub outcome: BulkOutcome,
+}
+
+impl<I> BulkItem<I> {
+    fn of(id: I, outcome: BulkOutcome) -> Self {
+        BulkItem {
+            id: Some(id),
+            outcome,
         }
     }
-    Ok(Metadata { entry })
+
+    fn none(outcome: BulkOutcome) -> Self {
+        BulkItem { id: None, outcome }
+    }
 }
 
-fn name_ok(name: &str) -> bool {
-    !name.is_empty() && name.chars().count() <= 255
+/// A refused item that created nothing (launch, snapshot).
+fn refused<I>(outcome: BulkOutcome) -> Option<BulkItem<I>> {
+    Some(BulkItem::none(outcome))
 }
 
-/// A launch item after the whole-request checks (5.4's 400s).
-struct LaunchItem {
-    name: String,
-    project: String,
-    flavor: String,
-    image: String,
-    keypair: Option<String>,
-    networks: Vec<String>,
-    zone: Option<String>,
-    metadata: Metadata,
+fn instance_item(id: &str, outcome: BulkOutcome) -> BulkItem<InstanceId> {
+    BulkItem::of(InstanceId::from_trusted(id), outcome)
 }
 
-fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
-    path.iter().try_fold(v, |v, k| v.get(*k)).and_then(Value::as_str)
+fn image_item(id: &str, outcome: BulkOutcome) -> BulkItem<ImageId> {
+    BulkItem::of(ImageId::from_trusted(id), outcome)
 }
 
-fn parse_launch(body: Value) -> Result<Vec<LaunchItem>, Error> {
-    let Value::Array(items) = body else {
-        return Err(Error::bad_request(
-            "The request body must be a JSON array of instances.",
-        ));
-    };
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, it)| {
-            let at = format!("[{i}]");
-            if !it.is_object() {
-                return Err(Error::bad_request(format!(
-                    "{at}: an instance must be an object."
-                )));
-            }
-            let need = |path: &[&str]| {
-                str_at(it, path).map(str::to_string).ok_or_else(|| {
-                    Error::bad_request(format!("{at}.{}: a string is required.", path.join(".")))
-                })
-            };
-            let name = need(&["name"])?;
-            if !name_ok(&name) {
-                return Err(Error::bad_request(format!("{at}.name: 1 to 255 characters.")));
-            }
-            let keypair = match (it.get("keypair"), it.get("keypairs")) {
-                (Some(Value::Object(k)), _) if !k.is_empty() => Some(
-                    k.get("name")
-                        .and_then(Value::as_str)
-                        .ok_or_else(|| {
-                            Error::bad_request(format!("{at}.keypair.name: a string is required."))
-                        })?
-                        .to_string(),
-                ),
-                (_, Some(Value::Array(list))) if list.len() > 1 => {
-                    return Err(Error::bad_request(format!("{at}.keypairs: at most one keypair.")));
-                }
-                (_, Some(Value::Array(list))) => list
-                    .first()
-                    .map(|k| {
-                        k.get("name")
-                            .and_then(Value::as_str)
-                            .map(str::to_string)
-                            .ok_or_else(|| {
-                                Error::bad_request(format!("{at}.keypairs[0].name: a string is required."))
-                            })
-                    })
-                    .transpose()?,
-                _ => None,
-            };
-            let networks = match it.get("networks") {
-                None | Some(Value::Null) => Vec::new(),
-                Some(Value::Array(list)) => list
-                    .iter()
-                    .map(|n| {
-                        n.get("id")
-                            .and_then(Value::as_str)
-                            .map(str::to_string)
-                            .ok_or_else(|| {
-                                Error::bad_request(format!("{at}.networks: each needs a string id."))
-                            })
-                    })
-                    .collect::<Result<_, _>>()?,
-                Some(_) => return Err(Error::bad_request(format!("{at}.networks: must be an array."))),
-            };
-            let zone = match it.get("availabilityZone") {
-                Some(Value::Object(z)) if !z.is_empty() => Some(
-                    z.get("name")
-                        .and_then(Value::as_str)
-                        .ok_or_else(|| {
-                            Error::bad_request(format!("{at}.availabilityZone.name: a string is required."))
-                        })?
-                        .to_string(),
-                ),
-                _ => None,
-            };
-            Ok(LaunchItem {
-                project: need(&["projectId"])?,
-                flavor: need(&["flavor", "id"])?,
-                image: need(&["image", "id"])?,
-                metadata: parse_metadata(it.get("metadata"), &at)?,
-                name,
-                keypair,
-                networks,
-                zone,
-            })
-        })
-        .collect()
+/// One item of `POST /instances` as the API parsed it (perspective 5.4); the references are
+/// checked here, per item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchItem {
+    pub name: String,
+    pub project: String,
+    pub flavor: String,
+    pub image: ImageId,
+    pub keypair: Option<String>,
+    pub networks: Vec<String>,
+    pub zone: Option<String>,
+    pub metadata: Metadata,
+}
+
+/// One item of `POST /images` as the API parsed it (perspective 6.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotItem {
+    pub name: String,
+    pub instance: InstanceId,
+    /// `None`: the instance's project.
+    pub projects: Option<Vec<String>>,
+    pub metadata: Metadata,
+}
+
+/// The actions of `PUT /instances/{action}` (perspective 5.6); the others have their own calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SimpleAction {
+    Start,
+    Shutdown,
+    Reboot,
+    HardReboot,
+    Pause,
+    Resume,
+    Suspend,
+}
+
+impl From<SimpleAction> for Action {
+    fn from(a: SimpleAction) -> Action {
+        match a {
+            SimpleAction::Start => Action::Start,
+            SimpleAction::Shutdown => Action::Shutdown,
+            SimpleAction::Reboot => Action::Reboot,
+            SimpleAction::HardReboot => Action::HardReboot,
+            SimpleAction::Pause => Action::Pause,
+            SimpleAction::Resume => Action::Resume,
+            SimpleAction::Suspend => Action::Suspend,
+        }
+    }
 }
 
 fn json<T: Serialize>(v: &T) -> Result<String, Error> {
@@ -425,7 +323,7 @@ impl Core {
         &self.clouds
     }
 
-    /// The cloud of a record, if it can run `op` now: the per-id 409 reasons of perspective 5.2
+    /// The cloud of a record, if it can run `op` now: the per-id conflict reasons of perspective 5.2
     /// otherwise (gone from the settings, disabled, operation not supported by its type).
     fn cloud_for(&self, cloud_id: &str, op: Operation) -> Result<&Arc<Cloud>, String> {
         let cloud = self.clouds().get(cloud_id).ok_or_else(|| cloud_gone(cloud_id))?;
@@ -556,13 +454,16 @@ impl Core {
     }
 
     /// `POST /instances` (5.4).
-    pub async fn launch_instances(&self, ctx: &OpCtx, body: Value) -> Result<Vec<BulkResult>, Error> {
+    pub async fn launch_instances(
+        &self,
+        ctx: &OpCtx,
+        items: Vec<LaunchItem>,
+    ) -> Result<Vec<BulkItem<InstanceId>>, Error> {
         let scope = ctx.require(Access::Write)?;
-        let items = parse_launch(body)?;
         let tenant = &scope;
         let tenant_name = ctx.tenant().name.as_str().to_string();
         let now = now_ms();
-        let mut results: Vec<Option<BulkResult>> = Vec::with_capacity(items.len());
+        let mut results: Vec<Option<BulkItem<InstanceId>>> = Vec::with_capacity(items.len());
         let mut launches = Vec::new();
         let mut slots = Vec::new();
         let mut quotas: HashMap<String, Quota> = HashMap::new();
@@ -570,58 +471,51 @@ impl Core {
         let mut flavor_cache: HashMap<String, Vec<Flavor>> = HashMap::new();
         for item in items {
             let Some(cloud) = self.clouds().by_project(tenant.id(), &tenant_name, &item.project) else {
-                results.push(Some(result(
-                    "",
-                    404,
-                    format!("Project {} does not exist", item.project),
-                )));
+                results.push(refused(BulkOutcome::NotFound(format!(
+                    "Project {} does not exist",
+                    item.project
+                ))));
                 continue;
             };
             if let Err(why) = self.cloud_for(cloud.id(), Operation::AddInstance) {
-                results.push(Some(result("", 409, why)));
+                results.push(refused(BulkOutcome::Conflict(why)));
                 continue;
             }
             let flavors = flavor_cache
                 .entry(cloud.id().to_string())
                 .or_insert_with(|| cloud.flavors(tenant.id()));
             let Some(flavor) = flavors.iter().find(|f| f.id == item.flavor).cloned() else {
-                results.push(Some(result(
-                    "",
-                    404,
-                    format!("Flavor {} does not exist", item.flavor),
-                )));
+                results.push(refused(BulkOutcome::NotFound(format!(
+                    "Flavor {} does not exist",
+                    item.flavor
+                ))));
                 continue;
             };
-            if !image_cache.contains_key(&item.image) {
-                let found = self.usable_image(ctx, &scope, &item.image).await?;
-                image_cache.insert(item.image.clone(), found);
+            if !image_cache.contains_key(item.image.as_str()) {
+                let found = self.usable_image(ctx, &scope, item.image.as_str()).await?;
+                image_cache.insert(item.image.to_string(), found);
             }
-            let Some((image, image_real_id, image_cloud)) = image_cache.get(&item.image).cloned().flatten()
+            let Some((image, image_real_id, image_cloud)) =
+                image_cache.get(item.image.as_str()).cloned().flatten()
             else {
-                results.push(Some(result(
-                    "",
-                    404,
-                    format!("Image {} does not exist", item.image),
-                )));
+                results.push(refused(BulkOutcome::NotFound(format!(
+                    "Image {} does not exist",
+                    item.image
+                ))));
                 continue;
             };
             if image_cloud != cloud.id() || !image.project_id.contains(&item.project) {
-                results.push(Some(result(
-                    "",
-                    404,
-                    format!(
-                        "Image {} is not available in project {}",
-                        item.image, item.project
-                    ),
-                )));
+                results.push(refused(BulkOutcome::NotFound(format!(
+                    "Image {} is not available in project {}",
+                    item.image, item.project
+                ))));
                 continue;
             }
             if image.state != "saved" {
-                results.push(Some(result(
-                    "",
-                    409,
-                    format!("Image {} is not saved (state {})", item.image, image.state),
-                )));
+                results.push(refused(BulkOutcome::Conflict(format!(
+                    "Image {} is not saved (state {})",
+                    item.image, image.state
+                ))));
                 continue;
             }
             let keypair = match &item.keypair {
@@ -629,7 +523,9 @@ impl Core {
                 Some(name) => match cloud.keypairs().into_iter().find(|k| &k.name == name) {
                     Some(k) => serde_json::to_value(k).map_err(Error::internal)?,
                     None => {
-                        results.push(Some(result("", 404, format!("Keypair {name} does not exist"))));
+                        results.push(refused(BulkOutcome::NotFound(format!(
+                            "Keypair {name} does not exist"
+                        ))));
                         continue;
                     }
                 },
@@ -644,17 +540,17 @@ impl Core {
                 }
             }
             if let Some(n) = missing {
-                results.push(Some(result("", 404, format!("Network {n} does not exist"))));
+                results.push(refused(BulkOutcome::NotFound(format!(
+                    "Network {n} does not exist"
+                ))));
                 continue;
             }
             if let Some(z) = &item.zone
                 && !cloud.config.options.availability_zones.contains(z)
             {
-                results.push(Some(result(
-                    "",
-                    404,
-                    format!("Availability zone {z} does not exist"),
-                )));
+                results.push(refused(BulkOutcome::NotFound(format!(
+                    "Availability zone {z} does not exist"
+                ))));
                 continue;
             }
             let q = cloud.quota();
@@ -705,8 +601,8 @@ impl Core {
                 .await?;
             for ((slot, launch), outcome) in slots.into_iter().zip(&launches).zip(outcomes) {
                 results[slot] = Some(match outcome {
-                    Ok(()) => result(&launch.row.id, 202, "queued"),
-                    Err(which) => result("", 409, format!("Quota exceeded: {which}")),
+                    Ok(()) => instance_item(&launch.row.id, BulkOutcome::Accepted("queued".into())),
+                    Err(which) => BulkItem::none(BulkOutcome::Conflict(format!("Quota exceeded: {which}"))),
                 });
             }
             self.wake_jobs();
@@ -721,13 +617,14 @@ impl Core {
         &self,
         ctx: &OpCtx,
         scope: &TenantScope,
-        ids: Vec<String>,
+        ids: Vec<InstanceId>,
         action: Action,
         change: InstanceChange,
-        // Per instance: an extra 409 reason (the flavor or image does not fit its project).
+        // Per instance: an extra conflict reason (the flavor or image does not fit its project).
         fits: impl Fn(&InstanceKey) -> Option<String>,
-    ) -> Result<Vec<BulkResult>, Error> {
+    ) -> Result<Vec<BulkItem<InstanceId>>, Error> {
         let tenant = &scope;
+        let ids: Vec<String> = ids.into_iter().map(InstanceId::into_string).collect();
         let rows: HashMap<String, InstanceKey> = self
             .store
             .get_instance_keys(tenant, &ids)
@@ -736,12 +633,15 @@ impl Core {
             .map(|r| (r.id.clone(), r))
             .collect();
         let (from, transitional, _) = action.states();
-        let mut results: Vec<BulkResult> = Vec::with_capacity(ids.len());
+        let mut results: Vec<(&String, BulkOutcome)> = Vec::with_capacity(ids.len());
         // Candidates by the action the job will run (resume: unpause or resume).
         let mut candidates: BTreeMap<(bool, &'static str), Vec<String>> = BTreeMap::new();
         for id in &ids {
             let Some(row) = rows.get(id) else {
-                results.push(result(id, 404, not_found_instance(id).external_message()));
+                results.push((
+                    id,
+                    BulkOutcome::NotFound(not_found_instance(id).external_message()),
+                ));
                 continue;
             };
             let effective = match (action, row.state.as_str()) {
@@ -749,26 +649,29 @@ impl Core {
                 (a, _) => a,
             };
             if let Err(why) = self.cloud_for(&row.cloud_id, effective.operation()) {
-                results.push(result(id, 409, why));
+                results.push((id, BulkOutcome::Conflict(why)));
                 continue;
             }
             if row.state == transitional {
-                results.push(result(id, 202, format!("already {transitional}")));
+                results.push((id, BulkOutcome::Already(transitional.into())));
                 continue;
             }
             if !from.contains(&row.state.as_str()) {
-                results.push(result(
+                results.push((
                     id,
-                    409,
-                    format!("Cannot {} instance in state {}", action.verb(), row.state),
+                    BulkOutcome::Conflict(format!(
+                        "Cannot {} instance in state {}",
+                        action.verb(),
+                        row.state
+                    )),
                 ));
                 continue;
             }
             if let Some(why) = fits(row) {
-                results.push(result(id, 409, why));
+                results.push((id, BulkOutcome::Conflict(why)));
                 continue;
             }
-            results.push(result(id, 202, transitional));
+            results.push((id, BulkOutcome::Accepted(transitional.into())));
             candidates
                 .entry((effective == Action::Unpause, state_key(&row.state)))
                 .or_default()
@@ -787,47 +690,49 @@ impl Core {
             moved.extend(done);
         }
         // Accepted in the checks but changed by a concurrent request before the update.
-        for r in results.iter_mut() {
-            if r.status == 202 && r.message == transitional && !moved.contains(&r.id) {
+        for (id, outcome) in results.iter_mut() {
+            if matches!(outcome, BulkOutcome::Accepted(_)) && !moved.contains(*id) {
                 let state = self
                     .store
-                    .get_instance(tenant, &r.id)
+                    .get_instance(tenant, id)
                     .await?
                     .map(|x| x.state)
                     .unwrap_or_else(|| "deleted".into());
-                *r = result(
-                    &r.id,
-                    409,
-                    format!("Cannot {} instance in state {state}", action.verb()),
-                );
+                *outcome =
+                    BulkOutcome::Conflict(format!("Cannot {} instance in state {state}", action.verb()));
             }
         }
         if !moved.is_empty() {
             self.wake_jobs();
         }
         tracing::info!(request_id = %ctx.request_id(), action = action.verb(), requested = ids.len(), accepted = moved.len(), "instances action");
-        Ok(results)
+        Ok(results
+            .into_iter()
+            .map(|(id, outcome)| instance_item(id, outcome))
+            .collect())
     }
 
-    /// `PUT /instances/{action}` (5.6); `action` is the path word.
+    /// `PUT /instances/{action}` (5.6).
     pub async fn instance_action(
         &self,
         ctx: &OpCtx,
-        word: &str,
-        body: Value,
-    ) -> Result<Vec<BulkResult>, Error> {
+        action: SimpleAction,
+        ids: Vec<InstanceId>,
+    ) -> Result<Vec<BulkItem<InstanceId>>, Error> {
         let scope = ctx.require(Access::Write)?;
-        let action = Action::from_path(word)
-            .ok_or_else(|| Error::not_found(format!("No route for PUT /instances/{word}.")))?;
-        let ids = id_list(body)?;
-        self.act_on(ctx, &scope, ids, action, InstanceChange::default(), |_| None)
-            .await
+        self.act_on(ctx, &scope, ids, action.into(), InstanceChange::default(), |_| {
+            None
+        })
+        .await
     }
 
     /// `POST /instances/delete` (5.5).
-    pub async fn delete_instances(&self, ctx: &OpCtx, body: Value) -> Result<Vec<BulkResult>, Error> {
+    pub async fn delete_instances(
+        &self,
+        ctx: &OpCtx,
+        ids: Vec<InstanceId>,
+    ) -> Result<Vec<BulkItem<InstanceId>>, Error> {
         let scope = ctx.require(Access::Write)?;
-        let ids = id_list(body)?;
         self.act_on(
             ctx,
             &scope,
@@ -844,10 +749,9 @@ impl Core {
         &self,
         ctx: &OpCtx,
         flavor_id: &str,
-        body: Value,
-    ) -> Result<Vec<BulkResult>, Error> {
+        ids: Vec<InstanceId>,
+    ) -> Result<Vec<BulkItem<InstanceId>>, Error> {
         let scope = ctx.require(Access::Write)?;
-        let ids = id_list(body)?;
         let tenant = &scope;
         let found = self.clouds().visible(ctx.tenant().name.as_str()).find_map(|c| {
             c.flavors(tenant.id())
@@ -884,10 +788,9 @@ impl Core {
         &self,
         ctx: &OpCtx,
         image_id: &str,
-        body: Value,
-    ) -> Result<Vec<BulkResult>, Error> {
+        ids: Vec<InstanceId>,
+    ) -> Result<Vec<BulkItem<InstanceId>>, Error> {
         let scope = ctx.require(Access::Write)?;
-        let ids = id_list(body)?;
         let Some((image, real_id, _)) = self.usable_image(ctx, &scope, image_id).await? else {
             return Err(Error::not_found(format!("Image {image_id} does not exist")));
         };
@@ -913,49 +816,36 @@ impl Core {
     }
 
     /// `PUT /instances/rename` (5.8): names change at once, the driver follows in a job.
-    pub async fn rename_instances(&self, ctx: &OpCtx, body: Value) -> Result<Vec<BulkResult>, Error> {
+    pub async fn rename_instances(
+        &self,
+        ctx: &OpCtx,
+        items: Vec<(InstanceId, String)>,
+    ) -> Result<Vec<BulkItem<InstanceId>>, Error> {
         let scope = ctx.require(Access::Write)?;
-        let Value::Object(map) = body else {
-            return Err(Error::bad_request(
-                "The request body must be a JSON object of instance id to new name.",
-            ));
-        };
-        let mut items = Vec::with_capacity(map.len());
-        for (id, name) in map {
-            let Value::String(name) = name else {
-                return Err(Error::bad_request(format!(
-                    "{id}: the new name must be a string."
-                )));
-            };
-            if !name_ok(&name) {
-                return Err(Error::bad_request(format!(
-                    "{id}: a name has 1 to 255 characters."
-                )));
-            }
-            items.push((id, name));
-        }
         let tenant = &scope;
         let now = now_ms();
         let mut out = Vec::with_capacity(items.len());
         for (id, name) in items {
-            let Some(row) = self.store.get_instance(tenant, &id).await? else {
-                out.push(result(&id, 404, not_found_instance(&id).external_message()));
+            let Some(row) = self.store.get_instance(tenant, id.as_str()).await? else {
+                let outcome = BulkOutcome::NotFound(not_found_instance(id.as_str()).external_message());
+                out.push(BulkItem::of(id, outcome));
                 continue;
             };
             if let Err(why) = self.cloud_for(&row.cloud_id, Operation::RenameInstance) {
-                out.push(result(&id, 409, why));
+                out.push(BulkItem::of(id, BulkOutcome::Conflict(why)));
                 continue;
             }
-            let (job, event) = self.job_for(ctx, &scope, &id, Action::Rename)?;
-            if self
+            let (job, event) = self.job_for(ctx, &scope, id.as_str(), Action::Rename)?;
+            let outcome = if self
                 .store
-                .rename_instance(tenant, &id, &name, &job, &event, now)
+                .rename_instance(tenant, id.as_str(), &name, &job, &event, now)
                 .await?
             {
-                out.push(result(&id, 202, "renamed"));
+                BulkOutcome::Accepted("renamed".into())
             } else {
-                out.push(result(&id, 409, "Cannot rename instance in state deleting"));
-            }
+                BulkOutcome::Conflict("Cannot rename instance in state deleting".into())
+            };
+            out.push(BulkItem::of(id, outcome));
         }
         self.wake_jobs();
         Ok(out)
@@ -971,77 +861,47 @@ impl Core {
     }
 
     /// `POST /images` (6.3): snapshots of instances.
-    pub async fn create_images(&self, ctx: &OpCtx, body: Value) -> Result<Vec<BulkResult>, Error> {
+    pub async fn create_images(
+        &self,
+        ctx: &OpCtx,
+        items: Vec<SnapshotItem>,
+    ) -> Result<Vec<BulkItem<ImageId>>, Error> {
         let scope = ctx.require(Access::Write)?;
-        let Value::Array(items) = body else {
-            return Err(Error::bad_request(
-                "The request body must be a JSON array of images.",
-            ));
-        };
-        let mut parsed = Vec::with_capacity(items.len());
-        for (i, it) in items.iter().enumerate() {
-            let at = format!("[{i}]");
-            if !it.is_object() {
-                return Err(Error::bad_request(format!("{at}: an image must be an object.")));
-            }
-            let (Some(name), Some(instance)) = (str_at(it, &["name"]), str_at(it, &["instanceId"])) else {
-                return Err(Error::bad_request(format!(
-                    "{at}: 'name' and 'instanceId' are required strings."
-                )));
-            };
-            if !name_ok(name) {
-                return Err(Error::bad_request(format!("{at}.name: 1 to 255 characters.")));
-            }
-            let projects: Option<Vec<String>> = match it.get("projectId").or_else(|| it.get("projectIds")) {
-                None | Some(Value::Null) => None,
-                Some(Value::Array(list)) => Some(
-                    list.iter()
-                        .map(|p| {
-                            p.as_str().map(str::to_string).ok_or_else(|| {
-                                Error::bad_request(format!("{at}.projectId: an array of strings."))
-                            })
-                        })
-                        .collect::<Result<_, _>>()?,
-                ),
-                Some(Value::String(p)) => Some(vec![p.clone()]),
-                Some(_) => {
-                    return Err(Error::bad_request(format!(
-                        "{at}.projectId: an array of strings."
-                    )));
-                }
-            };
-            parsed.push((
-                name.to_string(),
-                instance.to_string(),
-                projects,
-                parse_metadata(it.get("metadata"), &at)?,
-            ));
-        }
         let tenant = &scope;
-        let mut out = Vec::with_capacity(parsed.len());
-        for (name, instance, projects, metadata) in parsed {
+        let mut out = Vec::with_capacity(items.len());
+        for SnapshotItem {
+            name,
+            instance,
+            projects,
+            metadata,
+        } in items
+        {
+            let instance = instance.into_string();
             let Some(row) = self.store.get_instance(tenant, &instance).await? else {
-                out.push(result("", 404, not_found_instance(&instance).external_message()));
+                out.extend(refused(BulkOutcome::NotFound(
+                    not_found_instance(&instance).external_message(),
+                )));
                 continue;
             };
             let cloud = match self.cloud_for(&row.cloud_id, Operation::AddImage) {
                 Ok(c) => c,
                 Err(why) => {
-                    out.push(result("", 409, why));
+                    out.extend(refused(BulkOutcome::Conflict(why)));
                     continue;
                 }
             };
             if !["launched", "shutoff"].contains(&row.state.as_str()) {
-                out.push(result(
-                    "",
-                    409,
-                    format!("Cannot snapshot instance in state {}", row.state),
-                ));
+                out.extend(refused(BulkOutcome::Conflict(format!(
+                    "Cannot snapshot instance in state {}",
+                    row.state
+                ))));
                 continue;
             }
             let projects = projects.unwrap_or_else(|| vec![row.project_id.clone()]);
             if let Some(p) = projects.iter().find(|p| **p != cloud.project_id(tenant.id())) {
-                out.push(result("", 404, format!("Project {p} does not exist")));
+                out.extend(refused(BulkOutcome::NotFound(format!(
+                    "Project {p} does not exist"
+                ))));
                 continue;
             }
             let id = uuid::Uuid::new_v4().to_string();
@@ -1073,52 +933,54 @@ impl Core {
                 self.instance_timeout,
             )?;
             self.store.insert_image(tenant, &image, &job, now).await?;
-            out.push(result(&id, 202, "queued"));
+            out.push(image_item(&id, BulkOutcome::Accepted("queued".into())));
         }
         self.wake_jobs();
         Ok(out)
     }
 
-    /// `POST /images/delete` (6.4). An image that a VM's disk is backed by is refused (409).
-    pub async fn delete_images(&self, ctx: &OpCtx, body: Value) -> Result<Vec<BulkResult>, Error> {
+    /// `POST /images/delete` (6.4). An image that a VM's disk is backed by is refused (a conflict).
+    pub async fn delete_images(
+        &self,
+        ctx: &OpCtx,
+        ids: Vec<ImageId>,
+    ) -> Result<Vec<BulkItem<ImageId>>, Error> {
         let scope = ctx.require(Access::Write)?;
-        let ids = id_list(body)?;
         let tenant = &scope;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
+            let id = id.into_string();
             let Some(row) = self.store.get_image(tenant, &id).await? else {
                 let base = self
                     .clouds()
                     .base_image(tenant.id(), ctx.tenant().name.as_str(), &id);
-                out.push(match base {
-                    Some((c, _)) => result(
-                        &id,
-                        409,
-                        format!(
+                out.push(image_item(
+                    &id,
+                    match base {
+                        Some((c, _)) => BulkOutcome::Conflict(format!(
                             "Image {id} is a base image of cloud {} and cannot be deleted",
                             c.id()
-                        ),
-                    ),
-                    None => result(&id, 404, not_found_image(&id).external_message()),
-                });
+                        )),
+                        None => BulkOutcome::NotFound(not_found_image(&id).external_message()),
+                    },
+                ));
                 continue;
             };
             let cloud = match self.cloud_for(&row.cloud_id, Operation::DeleteImage) {
                 Ok(c) => c,
                 Err(why) => {
-                    out.push(result(&id, 409, why));
+                    out.push(image_item(&id, BulkOutcome::Conflict(why)));
                     continue;
                 }
             };
             if row.state == "deleting" {
-                out.push(result(&id, 202, "already deleting"));
+                out.push(image_item(&id, BulkOutcome::Already("deleting".into())));
                 continue;
             }
             if !["saved", "error"].contains(&row.state.as_str()) {
-                out.push(result(
+                out.push(image_item(
                     &id,
-                    409,
-                    format!("Cannot delete image in state {}", row.state),
+                    BulkOutcome::Conflict(format!("Cannot delete image in state {}", row.state)),
                 ));
                 continue;
             }
@@ -1130,21 +992,19 @@ impl Core {
             let in_use = match in_use {
                 Ok(b) => b,
                 Err(e) => {
-                    out.push(result(
+                    out.push(image_item(
                         &id,
-                        409,
-                        format!("Cannot check whether image {id} is in use: {}", e.0),
+                        BulkOutcome::Conflict(format!("Cannot check whether image {id} is in use: {}", e.0)),
                     ));
                     continue;
                 }
             };
             if in_use {
-                out.push(result(
+                out.push(image_item(
                     &id,
-                    409,
-                    format!(
+                    BulkOutcome::Conflict(format!(
                         "Image {id} is the backing disk of an instance; delete or rebuild the instance first"
-                    ),
+                    )),
                 ));
                 continue;
             }
@@ -1166,9 +1026,12 @@ impl Core {
                 .transition_image(tenant, &id, &["saved", "error"], "deleting", Some(&job), now)
                 .await?
             {
-                out.push(result(&id, 202, "deleting"));
+                out.push(image_item(&id, BulkOutcome::Accepted("deleting".into())));
             } else {
-                out.push(result(&id, 409, "Cannot delete image in its current state"));
+                out.push(image_item(
+                    &id,
+                    BulkOutcome::Conflict("Cannot delete image in its current state".into()),
+                ));
             }
         }
         self.wake_jobs();

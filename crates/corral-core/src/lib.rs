@@ -15,6 +15,7 @@ pub mod crypto;
 pub mod hosts;
 mod identity;
 mod instances;
+pub use instances::{BulkItem, BulkOutcome, LaunchItem, SimpleAction, SnapshotItem};
 pub mod jobs;
 mod named;
 mod namespaces;

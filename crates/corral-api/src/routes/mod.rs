@@ -10,6 +10,7 @@ mod commissaire_clusters;
 mod commissaire_networks;
 mod coopr;
 mod perspective;
+mod perspective_wire;
 mod system;
 
 use axum::routing::any;

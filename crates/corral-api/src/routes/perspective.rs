@@ -4,9 +4,14 @@
 use std::collections::BTreeMap;
 
 use axum::extract::State;
+use corral_core::SimpleAction;
 use corral_types::perspective::{BulkResult, Console, Image, Instance, InstanceEvent};
 use corral_types::views::ErrorBody;
+use serde_json::Value;
 
+use super::perspective_wire::{
+    bulk_results, image_ids, instance_ids, launch_items, rename_items, snapshot_items,
+};
 use crate::AppState;
 use crate::extract::{Ctx, JsonBody, Params};
 use crate::reply::{ApiResult, Json};
@@ -65,47 +70,53 @@ pub async fn instance_console(
 /// Launches instances: one result per item (202 `queued` with the new id, 404, 409).
 #[utoipa::path(post, path = "/instances", tag = "perspective", request_body = [serde_json::Value],
     responses((status = 200, body = [BulkResult]), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub async fn launch(
-    State(s): State<AppState>,
-    Ctx(ctx): Ctx,
-    JsonBody(body): JsonBody<serde_json::Value>,
-) -> Bulk {
-    Ok(Json(s.core.launch_instances(&ctx, body).await?))
+pub async fn launch(State(s): State<AppState>, Ctx(ctx): Ctx, JsonBody(body): JsonBody<Value>) -> Bulk {
+    let items = launch_items(&ctx, body)?;
+    Ok(Json(bulk_results(s.core.launch_instances(&ctx, items).await?)))
 }
 
 /// Deletes instances (array of ids).
 #[utoipa::path(post, path = "/instances/delete", tag = "perspective", request_body = [String],
     responses((status = 200, body = [BulkResult]), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub async fn delete(
-    State(s): State<AppState>,
-    Ctx(ctx): Ctx,
-    JsonBody(body): JsonBody<serde_json::Value>,
-) -> Bulk {
-    Ok(Json(s.core.delete_instances(&ctx, body).await?))
+pub async fn delete(State(s): State<AppState>, Ctx(ctx): Ctx, JsonBody(body): JsonBody<Value>) -> Bulk {
+    let ids = instance_ids(&ctx, body)?;
+    Ok(Json(bulk_results(s.core.delete_instances(&ctx, ids).await?)))
 }
 
 macro_rules! action_route {
-    ($name:ident, $word:literal, $doc:literal) => {
+    ($name:ident, $word:literal, $action:ident, $doc:literal) => {
         #[doc = $doc]
         #[utoipa::path(put, path = concat!("/instances/", $word), tag = "perspective", request_body = [String],
             responses((status = 200, body = [BulkResult]), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
-        pub async fn $name(State(s): State<AppState>, Ctx(ctx): Ctx, JsonBody(body): JsonBody<serde_json::Value>) -> Bulk {
-            Ok(Json(s.core.instance_action(&ctx, $word, body).await?))
+        pub async fn $name(State(s): State<AppState>, Ctx(ctx): Ctx, JsonBody(body): JsonBody<Value>) -> Bulk {
+            let ids = instance_ids(&ctx, body)?;
+            Ok(Json(bulk_results(s.core.instance_action(&ctx, SimpleAction::$action, ids).await?)))
         }
     };
 }
 
-action_route!(start, "start", "Starts instances (from `shutoff`).");
-action_route!(shutdown, "shutdown", "Shuts instances down (from `launched`).");
+action_route!(start, "start", Start, "Starts instances (from `shutoff`).");
+action_route!(
+    shutdown,
+    "shutdown",
+    Shutdown,
+    "Shuts instances down (from `launched`)."
+);
 action_route!(
     reboot,
     "reboot",
+    Reboot,
     "Reboots instances with the guest's cooperation."
 );
-action_route!(hard_reboot, "hard-reboot", "Resets instances.");
-action_route!(pause, "pause", "Pauses instances (in memory).");
-action_route!(resume, "resume", "Resumes paused or suspended instances.");
-action_route!(suspend, "suspend", "Suspends instances (state saved to disk).");
+action_route!(hard_reboot, "hard-reboot", HardReboot, "Resets instances.");
+action_route!(pause, "pause", Pause, "Pauses instances (in memory).");
+action_route!(resume, "resume", Resume, "Resumes paused or suspended instances.");
+action_route!(
+    suspend,
+    "suspend",
+    Suspend,
+    "Suspends instances (state saved to disk)."
+);
 
 /// Resizes instances to a flavor of their project; the flavor is swapped at once.
 #[utoipa::path(put, path = "/instances/resize/{flavorId}", tag = "perspective", request_body = [String],
@@ -116,9 +127,12 @@ pub async fn resize(
     State(s): State<AppState>,
     Ctx(ctx): Ctx,
     Params(flavor): Params<String>,
-    JsonBody(body): JsonBody<serde_json::Value>,
+    JsonBody(body): JsonBody<Value>,
 ) -> Bulk {
-    Ok(Json(s.core.resize_instances(&ctx, &flavor, body).await?))
+    let ids = instance_ids(&ctx, body)?;
+    Ok(Json(bulk_results(
+        s.core.resize_instances(&ctx, &flavor, ids).await?,
+    )))
 }
 
 /// Rebuilds instances from an image usable by their project; the image is swapped at once.
@@ -130,20 +144,20 @@ pub async fn rebuild(
     State(s): State<AppState>,
     Ctx(ctx): Ctx,
     Params(image): Params<String>,
-    JsonBody(body): JsonBody<serde_json::Value>,
+    JsonBody(body): JsonBody<Value>,
 ) -> Bulk {
-    Ok(Json(s.core.rebuild_instances(&ctx, &image, body).await?))
+    let ids = instance_ids(&ctx, body)?;
+    Ok(Json(bulk_results(
+        s.core.rebuild_instances(&ctx, &image, ids).await?,
+    )))
 }
 
 /// Renames instances: an object of instance id to new name.
 #[utoipa::path(put, path = "/instances/rename", tag = "perspective", request_body = BTreeMap<String, String>,
     responses((status = 200, body = [BulkResult]), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub async fn rename(
-    State(s): State<AppState>,
-    Ctx(ctx): Ctx,
-    JsonBody(body): JsonBody<serde_json::Value>,
-) -> Bulk {
-    Ok(Json(s.core.rename_instances(&ctx, body).await?))
+pub async fn rename(State(s): State<AppState>, Ctx(ctx): Ctx, JsonBody(body): JsonBody<Value>) -> Bulk {
+    let items = rename_items(&ctx, body)?;
+    Ok(Json(bulk_results(s.core.rename_instances(&ctx, items).await?)))
 }
 
 /// An image (Perspective's singular path).
@@ -176,9 +190,10 @@ pub async fn get_image(
 pub async fn create_images(
     State(s): State<AppState>,
     Ctx(ctx): Ctx,
-    JsonBody(body): JsonBody<serde_json::Value>,
+    JsonBody(body): JsonBody<Value>,
 ) -> Bulk {
-    Ok(Json(s.core.create_images(&ctx, body).await?))
+    let items = snapshot_items(&ctx, body)?;
+    Ok(Json(bulk_results(s.core.create_images(&ctx, items).await?)))
 }
 
 /// Deletes private images (array of ids); an image backing an instance's disk is refused (409).
@@ -187,9 +202,10 @@ pub async fn create_images(
 pub async fn delete_images(
     State(s): State<AppState>,
     Ctx(ctx): Ctx,
-    JsonBody(body): JsonBody<serde_json::Value>,
+    JsonBody(body): JsonBody<Value>,
 ) -> Bulk {
-    Ok(Json(s.core.delete_images(&ctx, body).await?))
+    let ids = image_ids(&ctx, body)?;
+    Ok(Json(bulk_results(s.core.delete_images(&ctx, ids).await?)))
 }
 
 /// The operations each cloud type's driver supports, sorted.
