@@ -147,15 +147,13 @@ async fn versions_current_and_conflicts(db: Db) {
     let resp = put(&s, &k, &format!("{APP}/versions/2.0.0/create"), v2.clone()).await;
     let detail = expect_json(resp, StatusCode::OK).await;
     assert_eq!(detail["appVersion"], "2.0.0");
-    let resp = send(
-        &s,
-        &k,
-        Method::POST,
-        &format!("{APP}/versions/1.5_b/create"),
-        Some(v2.clone()),
-    )
-    .await;
-    assert_eq!(expect_json(resp, StatusCode::OK).await["appVersion"], "1.5_b");
+    assert_eq!(
+        s.post(&k, &format!("{APP}/versions/1.5_b/create"))
+            .json(v2.clone())
+            .ok()
+            .await["appVersion"],
+        "1.5_b"
+    );
     assert_eq!(versions(&s, &k).await, json!(["1.0.0", "2.0.0", "1.5_b"]));
     assert_eq!(
         expect_json(get(&s, &k, APP).await, StatusCode::OK).await["appVersion"],
@@ -387,8 +385,11 @@ async fn spec_validation(db: Db) {
     let detail = expect_json(put(&s, &k, path, ok).await, StatusCode::OK).await;
     assert_eq!(detail["services"][0]["command"], json!(["sh", "-c", "true"]));
     // A body that is not JSON at all is the general 400.
-    let resp = s.call(&k, Method::PUT, path).body("{nope").send().await.unwrap();
-    let err = expect_error(resp, StatusCode::BAD_REQUEST, None).await;
+    let err = s
+        .put(&k, path)
+        .with(|r| r.body("{nope"))
+        .expect_error(StatusCode::BAD_REQUEST, None)
+        .await;
     assert!(
         err["message"]
             .as_str()
@@ -528,8 +529,10 @@ async fn namespace_check_comes_first(db: Db) {
             let path = template.replace("{ns}", ns);
             // Even with an invalid spec, the namespace answers first.
             let body = body.as_ref().map(|_| json!({"services": [], "bogus": 1}));
-            let resp = send(&s, &k, m.clone(), &path, body).await;
-            expect_error(resp, status, Some(msg)).await;
+            s.req(&k, m.clone(), &path)
+                .json_opt(body)
+                .expect_error(status, msg)
+                .await;
         }
     }
 }
@@ -538,16 +541,8 @@ async fn tenants_and_namespaces_are_isolated(db: Db) {
     let s = TestServer::start(db).await;
     let acme = s.create_tenant("acme", 0).await;
     let other = s.create_tenant("other", 0).await;
-    expect_json(
-        send(&s, &acme, Method::PUT, "/v3/namespaces/prod", None).await,
-        StatusCode::OK,
-    )
-    .await;
-    expect_json(
-        send(&s, &other, Method::PUT, "/v3/namespaces/dev", None).await,
-        StatusCode::OK,
-    )
-    .await;
+    s.put(&acme, "/v3/namespaces/prod").ok().await;
+    s.put(&other, "/v3/namespaces/dev").ok().await;
     let body = json!({"version": "1", "services": [{"name": "web", "command": ["/bin/true"]}]});
     expect_json(
         put(&s, &acme, "/v3/namespaces/prod/apps/a", body.clone()).await,
@@ -558,8 +553,10 @@ async fn tenants_and_namespaces_are_isolated(db: Db) {
     // name is unknown too.
     for (m, template, body) in routes() {
         let path = template.replace("{ns}", "prod");
-        let resp = send(&s, &other, m.clone(), &path, body.clone()).await;
-        expect_error(resp, StatusCode::NOT_FOUND, Some("Namespace 'prod' not found.")).await;
+        s.req(&other, m.clone(), &path)
+            .json_opt(body.clone())
+            .expect_error(StatusCode::NOT_FOUND, "Namespace 'prod' not found.")
+            .await;
     }
     for (m, template, _) in routes() {
         if m != Method::GET && m != Method::DELETE {
@@ -594,7 +591,9 @@ async fn tenants_and_namespaces_are_isolated(db: Db) {
     assert_eq!(expect_json(resp, StatusCode::OK).await, json!(["1"]));
     let resp = get(&s, &acme, "/v3/namespaces/default/apps/a/versions").await;
     assert_eq!(expect_json(resp, StatusCode::OK).await, json!(["2"]));
-    expect_empty_ok(send(&s, &other, Method::DELETE, "/v3/namespaces/dev/apps/a", None).await).await;
+    s.delete(&other, "/v3/namespaces/dev/apps/a")
+        .expect_empty_ok()
+        .await;
     let resp = get(&s, &acme, "/v3/namespaces/prod/apps/a/versions").await;
     assert_eq!(expect_json(resp, StatusCode::OK).await, json!(["1"]));
 }
@@ -603,11 +602,7 @@ async fn namespace_delete_removes_apps(db: Db) {
     let s = TestServer::start(db).await;
     let k = s.create_tenant("acme", 0).await;
     let body = json!({"version": "1", "services": [{"name": "web", "command": ["/bin/true"]}]});
-    expect_json(
-        send(&s, &k, Method::PUT, "/v3/namespaces/prod", None).await,
-        StatusCode::OK,
-    )
-    .await;
+    s.put(&k, "/v3/namespaces/prod").ok().await;
     for ns in ["prod", "default"] {
         for app in ["a", "b"] {
             let resp = put(&s, &k, &format!("/v3/namespaces/{ns}/apps/{app}"), body.clone()).await;
@@ -615,7 +610,7 @@ async fn namespace_delete_removes_apps(db: Db) {
         }
     }
     assert_eq!(s.sql_count("SELECT COUNT(*) FROM app_versions").await, 4);
-    expect_empty_ok(send(&s, &k, Method::DELETE, "/v3/namespaces/prod", None).await).await;
+    s.delete(&k, "/v3/namespaces/prod").expect_empty_ok().await;
     assert_eq!(
         s.sql_count("SELECT COUNT(*) FROM apps WHERE namespace = 'prod'")
             .await,
@@ -623,25 +618,13 @@ async fn namespace_delete_removes_apps(db: Db) {
     );
     assert_eq!(s.sql_count("SELECT COUNT(*) FROM app_versions").await, 2);
     // Re-created, the namespace is empty.
-    expect_json(
-        send(&s, &k, Method::PUT, "/v3/namespaces/prod", None).await,
-        StatusCode::OK,
-    )
-    .await;
+    s.put(&k, "/v3/namespaces/prod").ok().await;
     let resp = get(&s, &k, "/v3/namespaces/prod/apps").await;
     assert_eq!(expect_json(resp, StatusCode::OK).await, json!([]));
     // `default` is emptied and kept.
-    expect_empty_ok(
-        send(
-            &s,
-            &k,
-            Method::DELETE,
-            "/v3/unrecoverable/namespaces/default",
-            None,
-        )
-        .await,
-    )
-    .await;
+    s.delete(&k, "/v3/unrecoverable/namespaces/default")
+        .expect_empty_ok()
+        .await;
     let resp = get(&s, &k, "/v3/namespaces/default/apps").await;
     assert_eq!(expect_json(resp, StatusCode::OK).await, json!([]));
     let resp = get(&s, &k, "/v3/namespaces/default/services").await;
@@ -654,8 +637,9 @@ async fn namespace_delete_removes_apps(db: Db) {
         StatusCode::OK,
     )
     .await;
-    let resp = s.root(Method::DELETE, "/v2/tenants/acme").send().await.unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
+    s.req_root(Method::DELETE, "/v2/tenants/acme")
+        .expect_status(StatusCode::OK)
+        .await;
     assert_eq!(s.sql_count("SELECT COUNT(*) FROM apps").await, 0);
 }
 
@@ -680,9 +664,12 @@ async fn viewers_read_users_write(db: Db) {
         StatusCode::OK,
     )
     .await;
-    let resp = send(&s, &viewer, Method::DELETE, "/v3/namespaces/default/apps/a", None).await;
-    expect_error(resp, StatusCode::FORBIDDEN, None).await;
-    expect_empty_ok(send(&s, &user, Method::DELETE, "/v3/namespaces/default/apps/a", None).await).await;
+    s.delete(&viewer, "/v3/namespaces/default/apps/a")
+        .expect_error(StatusCode::FORBIDDEN, None)
+        .await;
+    s.delete(&user, "/v3/namespaces/default/apps/a")
+        .expect_empty_ok()
+        .await;
 }
 
 both_stores!(

@@ -40,13 +40,7 @@ async fn acme(db: Db) -> Acme {
         (bob.as_str(), "bob@acme"),
         (BOOTSTRAP_KEY, "admin@superadmin"),
     ] {
-        let resp = s
-            .call(key, Method::PUT, "/v2/profile")
-            .json(&json!({ "who": who }))
-            .send()
-            .await
-            .unwrap();
-        expect_json(resp, StatusCode::OK).await;
+        s.put(key, "/v2/profile").json(json!({ "who": who })).ok().await;
     }
     Acme { s, admin, alice, bob }
 }
@@ -260,16 +254,13 @@ async fn bearer_accepts_api_keys_and_access_tokens(db: Db) {
     // Unknown secrets of either kind.
     for secret in [STRANGER_KEY, STRANGER_TOKEN, "whatever"] {
         expect_unauthorized(a.profile().bearer_auth(secret).send().await.unwrap(), INVALID).await;
-        expect_unauthorized(
-            a.s.call(secret, Method::GET, "/token").send().await.unwrap(),
-            INVALID,
-        )
-        .await;
+        a.s.get(secret, "/token").expect_unauthorized(INVALID).await;
     }
     // No credentials: no token.
     for method in [Method::GET, Method::POST] {
-        let resp = a.s.anon(method, "/token").send().await.unwrap();
-        expect_unauthorized(resp, "Authentication required.").await;
+        a.s.req_anon(method, "/token")
+            .expect_unauthorized("Authentication required.")
+            .await;
     }
 }
 
@@ -491,11 +482,7 @@ async fn revoking_a_key_stops_it_and_its_tokens_at_once(db: Db) {
     // At once: no waiting for a cache to expire.
     for cred in [doomed.as_str(), &token, &token_of_token, &token_of_token_of_token] {
         expect_unauthorized(a.profile().bearer_auth(cred).send().await.unwrap(), INVALID).await;
-        expect_unauthorized(
-            a.s.call(cred, Method::GET, "/token").send().await.unwrap(),
-            INVALID,
-        )
-        .await;
+        a.s.get(cred, "/token").expect_unauthorized(INVALID).await;
     }
     expect_unauthorized(
         coopr(a.profile(), "alice", "acme", &doomed).send().await.unwrap(),
@@ -633,18 +620,14 @@ async fn an_expired_key_is_refused(db: Db) {
 async fn an_expired_token_is_refused(db: Db) {
     let s = TestServer::start_with(db, |c| c.token_ttl = 1).await;
     let admin = s.create_tenant("acme", 0).await;
-    let resp = s.call(&admin, Method::GET, "/token").send().await.unwrap();
-    let body = expect_json(resp, StatusCode::OK).await;
+    let body = s.get(&admin, "/token").ok().await;
     assert_eq!(body["expires_in"], 1);
     let token = body["access_token"].as_str().unwrap().to_string();
-    let resp = s.call(&token, Method::GET, "/v2/users").send().await.unwrap();
-    expect_json(resp, StatusCode::OK).await;
+    s.get(&token, "/v2/users").ok().await;
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    let resp = s.call(&token, Method::GET, "/v2/users").send().await.unwrap();
-    expect_unauthorized(resp, INVALID).await;
+    s.get(&token, "/v2/users").expect_unauthorized(INVALID).await;
     // The key it came from is not affected.
-    let resp = s.call(&admin, Method::GET, "/v2/users").send().await.unwrap();
-    expect_json(resp, StatusCode::OK).await;
+    s.get(&admin, "/v2/users").ok().await;
 }
 
 async fn expire_time_must_be_a_future_integer(db: Db) {
@@ -725,8 +708,7 @@ async fn last_used_time_is_recorded(db: Db) {
 
 /// `GET path` as `key`, expecting 200 with JSON.
 async fn read(s: &TestServer, key: &str, path: &str) -> Value {
-    let resp = s.call(key, Method::GET, path).send().await.unwrap();
-    expect_json(resp, StatusCode::OK).await
+    s.get(key, path).ok().await
 }
 
 /// `prefix` followed by 43 characters of URL-safe base64 without padding.
@@ -748,26 +730,23 @@ fn assert_secret_format(secret: &str, prefix: &str) {
 async fn keys_have_the_contract_format_and_are_shown_once(db: Db) {
     let s = TestServer::start(db).await;
     // The tenant's first admin key, a user's key and a recovery admin key.
-    let resp = s
-        .root(Method::POST, "/v2/tenants")
-        .json(&json!({"tenant": {"name": "acme", "workers": 0}}))
-        .send()
-        .await
-        .unwrap();
-    let tenant = expect_json(resp, StatusCode::OK).await;
+    let tenant = s
+        .req_root(Method::POST, "/v2/tenants")
+        .json(json!({"tenant": {"name": "acme", "workers": 0}}))
+        .ok()
+        .await;
     let admin_key = tenant["admin"]["apikey"].clone();
     let admin = admin_key["key"].as_str().unwrap().to_string();
     s.create_user(&admin, "alice", "user").await;
     let before = wall_clock_ms();
     let user_key = s.create_key(&admin, "alice", json!({"description": "ci"})).await;
     let after = wall_clock_ms();
-    let resp = s
-        .root(Method::POST, "/v2/tenants/acme/adminkey")
-        .json(&json!({"description": "recovery"}))
-        .send()
-        .await
-        .unwrap();
-    let recovery = expect_json(resp, StatusCode::OK).await["apikey"].clone();
+    let recovery = s
+        .req_root(Method::POST, "/v2/tenants/acme/adminkey")
+        .json(json!({"description": "recovery"}))
+        .ok()
+        .await["apikey"]
+        .clone();
     let mut secrets = Vec::new();
     for created in [&admin_key, &user_key, &recovery] {
         let secret = created["key"].as_str().unwrap().to_string();
@@ -801,15 +780,9 @@ async fn keys_have_the_contract_format_and_are_shown_once(db: Db) {
         ]
     );
     // Every key works (alice's as alice).
-    let resp = s
-        .call(&secrets[1], Method::GET, "/v3/namespaces")
-        .send()
-        .await
-        .unwrap();
-    expect_json(resp, StatusCode::OK).await;
+    s.get(&secrets[1], "/v3/namespaces").ok().await;
     for k in [&secrets[0], &secrets[2]] {
-        let resp = s.call(k, Method::GET, "/v2/users").send().await.unwrap();
-        expect_json(resp, StatusCode::OK).await;
+        s.get(k, "/v2/users").ok().await;
     }
     // Never again: not in one key, not in the lists, not anywhere in those answers.
     let mut reads = Vec::new();
@@ -838,14 +811,9 @@ async fn keys_have_the_contract_format_and_are_shown_once(db: Db) {
     }
     // The single key read equals the creation answer minus the secret.
     let id = user_key["id"].as_str().unwrap();
-    let resp = s
-        .call(&admin, Method::GET, &format!("/v2/users/alice/apikeys/{id}"))
-        .send()
-        .await
-        .unwrap();
     let mut expected = user_key.clone();
     expected.as_object_mut().unwrap().remove("key");
-    let mut got = expect_json(resp, StatusCode::OK).await;
+    let mut got = s.get(&admin, &format!("/v2/users/alice/apikeys/{id}")).ok().await;
     // alice's key was used above: only its last use may have changed.
     assert!(
         got["lastUsedTime"].is_i64() || got["lastUsedTime"].is_null(),
@@ -894,23 +862,14 @@ async fn the_bootstrap_key_is_the_superadmin(db: Db) {
         everyone
     );
     // It is the key of superadmin/admin, listed by its prefix like any other.
-    let resp = s
-        .root(Method::GET, "/v2/users/admin/apikeys")
-        .send()
-        .await
-        .unwrap();
-    let keys = expect_json(resp, StatusCode::OK).await;
+    let keys = s.req_root(Method::GET, "/v2/users/admin/apikeys").ok().await;
     let keys = keys.as_array().unwrap();
     assert_eq!(keys.len(), 1, "{keys:?}");
     assert_eq!(keys[0]["prefix"], &BOOTSTRAP_KEY[..8]);
     assert!(keys[0].get("key").is_none());
     // Case-sensitive, and only for superadmin/admin.
     let upper = BOOTSTRAP_KEY.to_uppercase();
-    expect_unauthorized(
-        s.call(&upper, Method::GET, "/v2/tenants").send().await.unwrap(),
-        INVALID,
-    )
-    .await;
+    s.get(&upper, "/v2/tenants").expect_unauthorized(INVALID).await;
     expect_unauthorized(
         coopr(s.anon(Method::GET, "/v2/tenants"), "admin", "acme", BOOTSTRAP_KEY)
             .send()
@@ -930,12 +889,10 @@ async fn a_configured_bootstrap_key_of_any_format_works(db: Db) {
         "k:e@y!#$%&'()*+,-./;<=>?[]^_`{|}~-0123456789",
     ] {
         let s = TestServer::start_with(db, |c| c.bootstrap_apikey = Some(configured.into())).await;
-        let resp = s
-            .call(configured, Method::GET, "/v2/tenants")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), StatusCode::OK, "Bearer {configured}");
+        s.get(configured, "/v2/tenants")
+            .case(format!("Bearer {configured}"))
+            .expect_status(StatusCode::OK)
+            .await;
         let resp = coopr(
             s.anon(Method::GET, "/v2/tenants"),
             "admin",
@@ -946,18 +903,20 @@ async fn a_configured_bootstrap_key_of_any_format_works(db: Db) {
         .await
         .unwrap();
         assert_eq!(resp.status(), StatusCode::OK, "Coopr headers {configured}");
-        let resp = s
-            .anon(Method::GET, "/v2/tenants")
-            .header("Authorization", basic("admin@superadmin", configured))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), StatusCode::OK, "Basic {configured}");
+        s.req_anon(Method::GET, "/v2/tenants")
+            .with(|r| r.header("Authorization", basic("admin@superadmin", configured)))
+            .case(format!("Basic {configured}"))
+            .expect_status(StatusCode::OK)
+            .await;
         let token = s.mint_token(configured).await;
-        let resp = s.call(&token, Method::GET, "/v2/tenants").send().await.unwrap();
-        assert_eq!(resp.status(), StatusCode::OK, "token of {configured}");
+        s.get(&token, "/v2/tenants")
+            .case(format!("token of {configured}"))
+            .expect_status(StatusCode::OK)
+            .await;
         // The harness's usual key is not this server's.
-        expect_unauthorized(s.root(Method::GET, "/v2/tenants").send().await.unwrap(), INVALID).await;
+        s.req_root(Method::GET, "/v2/tenants")
+            .expect_unauthorized(INVALID)
+            .await;
     }
 }
 
@@ -1021,14 +980,15 @@ async fn a_generated_bootstrap_key_is_a_key_like_any_other(db: Db) {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{mode:o}");
     }
-    let resp = s.call(&key, Method::GET, "/v2/tenants").send().await.unwrap();
-    assert_eq!(ids_of(&expect_json(resp, StatusCode::OK).await), ["superadmin"]);
+    assert_eq!(ids_of(&s.get(&key, "/v2/tenants").ok().await), ["superadmin"]);
     assert_eq!(
         users_status_with(&s, basic("admin@superadmin", &key)).await,
         StatusCode::OK
     );
     // The harness's usual key was not configured, so it is nobody's.
-    expect_unauthorized(s.root(Method::GET, "/v2/tenants").send().await.unwrap(), INVALID).await;
+    s.req_root(Method::GET, "/v2/tenants")
+        .expect_unauthorized(INVALID)
+        .await;
     let base = s.base.clone();
     s.stop().await;
     assert!(

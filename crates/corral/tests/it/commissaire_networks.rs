@@ -21,7 +21,7 @@ async fn send(s: &TestServer, key: &str, method: Method, path: &str, body: Optio
 }
 
 async fn get_json(s: &TestServer, key: &str, path: &str) -> Value {
-    expect_json(send(s, key, Method::GET, path, None).await, StatusCode::OK).await
+    s.get(key, path).ok().await
 }
 
 async fn put(s: &TestServer, key: &str, path: &str, body: Value) -> Response {
@@ -81,8 +81,9 @@ async fn network_lists_are_sorted_and_have_default(db: Db) {
     let want = json!(["Alpha", "Z-9", "_x", "beta", "d_1", "default", "dev", "zeta"]);
     assert_eq!(get_json(&s, &admin, "/api/v0/networks").await, want);
     assert_eq!(get_json(&s, &admin, "/api/v0/network").await, want);
-    let resp = send(&s, &admin, Method::HEAD, "/api/v0/network", None).await;
-    assert_eq!(resp.status(), StatusCode::OK);
+    s.req(&admin, Method::HEAD, "/api/v0/network")
+        .expect_status(StatusCode::OK)
+        .await;
     // The superadmin tenant has its own `default` and sees none of acme's.
     assert_eq!(
         get_json(&s, BOOTSTRAP_KEY, "/api/v0/networks").await,
@@ -129,9 +130,13 @@ async fn network_put_creates_then_compares(db: Db) {
     assert_eq!(get_json(&s, &admin, path).await, want);
 
     // No body, an empty object or null fields: flannel_etcd with `{}`.
-    let resp = send(&s, &admin, Method::PUT, "/api/v0/network/plain", None).await;
     let plain = json!({"name": "plain", "type": "flannel_etcd", "options": {}});
-    assert_eq!(expect_json(resp, StatusCode::CREATED).await, plain);
+    assert_eq!(
+        s.put(&admin, "/api/v0/network/plain")
+            .expect(StatusCode::CREATED)
+            .await,
+        plain
+    );
     for same in [
         json!({}),
         json!({"type": null, "options": null}),
@@ -307,13 +312,11 @@ async fn network_put_validation(db: Db) {
         let err = expect_error(resp, StatusCode::BAD_REQUEST, None).await;
         assert!(err["message"].is_string(), "{body}");
     }
-    let resp = s
-        .call(&admin, Method::PUT, path)
-        .body("{\"type\": ")
-        .send()
-        .await
-        .unwrap();
-    let err = expect_error(resp, StatusCode::BAD_REQUEST, None).await;
+    let err = s
+        .put(&admin, path)
+        .with(|r| r.body("{\"type\": "))
+        .expect_error(StatusCode::BAD_REQUEST, None)
+        .await;
     assert!(
         err["message"]
             .as_str()
@@ -343,8 +346,10 @@ async fn network_put_validation(db: Db) {
             (Method::GET, None),
             (Method::DELETE, None),
         ] {
-            let resp = send(&s, &admin, method.clone(), &p, body).await;
-            expect_error(resp, StatusCode::BAD_REQUEST, Some(&invalid_name(name))).await;
+            s.req(&admin, method.clone(), &p)
+                .json_opt(body)
+                .expect_error(StatusCode::BAD_REQUEST, &invalid_name(name))
+                .await;
         }
     }
     // Nothing was created.
@@ -364,38 +369,31 @@ async fn network_delete(db: Db) {
     }
     expect_deleted(send(&s, &admin, Method::DELETE, "/api/v0/network/other", None).await).await;
     let gone = "Network 'other' does not exist.";
-    let resp = send(&s, &admin, Method::GET, "/api/v0/network/other", None).await;
-    expect_error(resp, StatusCode::NOT_FOUND, Some(gone)).await;
-    let resp = send(&s, &admin, Method::DELETE, "/api/v0/network/other", None).await;
-    expect_error(resp, StatusCode::NOT_FOUND, Some(gone)).await;
-    let resp = send(&s, &admin, Method::DELETE, "/api/v0/network/ghost", None).await;
-    expect_error(
-        resp,
-        StatusCode::NOT_FOUND,
-        Some("Network 'ghost' does not exist."),
-    )
-    .await;
+    s.get(&admin, "/api/v0/network/other")
+        .expect_error(StatusCode::NOT_FOUND, gone)
+        .await;
+    s.delete(&admin, "/api/v0/network/other")
+        .expect_error(StatusCode::NOT_FOUND, gone)
+        .await;
+    s.delete(&admin, "/api/v0/network/ghost")
+        .expect_error(StatusCode::NOT_FOUND, "Network 'ghost' does not exist.")
+        .await;
     // `default` stays.
     for _ in 0..2 {
-        let resp = send(&s, &admin, Method::DELETE, "/api/v0/network/default", None).await;
-        expect_error(
-            resp,
-            StatusCode::CONFLICT,
-            Some("Network 'default' cannot be deleted."),
-        )
-        .await;
+        s.delete(&admin, "/api/v0/network/default")
+            .expect_error(StatusCode::CONFLICT, "Network 'default' cannot be deleted.")
+            .await;
     }
     // A network in use by clusters: the first cluster by byte order is named.
     add_cluster(&s, "acme", "zz", "mynetwork", "").await;
     add_cluster(&s, "acme", "mycluster", "mynetwork", "").await;
     add_cluster(&s, "acme", "Z", "default", "").await;
-    let resp = send(&s, &admin, Method::DELETE, "/api/v0/network/mynetwork", None).await;
-    expect_error(
-        resp,
-        StatusCode::CONFLICT,
-        Some("Network 'mynetwork' is used by cluster 'mycluster'."),
-    )
-    .await;
+    s.delete(&admin, "/api/v0/network/mynetwork")
+        .expect_error(
+            StatusCode::CONFLICT,
+            "Network 'mynetwork' is used by cluster 'mycluster'.",
+        )
+        .await;
     assert_eq!(
         get_json(&s, &admin, "/api/v0/networks").await,
         json!(["default", "mynetwork"])
@@ -437,8 +435,9 @@ async fn container_manager_lists(db: Db) {
     let want = json!(["Beta", "a-1", "alpha", "prod_openshift"]);
     assert_eq!(get_json(&s, &admin, "/api/v0/containermanagers").await, want);
     assert_eq!(get_json(&s, &admin, "/api/v0/containermanager").await, want);
-    let resp = send(&s, &admin, Method::HEAD, "/api/v0/containermanagers", None).await;
-    assert_eq!(resp.status(), StatusCode::OK);
+    s.req(&admin, Method::HEAD, "/api/v0/containermanagers")
+        .expect_status(StatusCode::OK)
+        .await;
     assert_eq!(
         get_json(&s, BOOTSTRAP_KEY, "/api/v0/containermanagers").await,
         json!([])
@@ -625,8 +624,9 @@ async fn container_manager_put_validation(db: Db) {
     let admin = s.create_tenant("acme", 0).await;
     let path = "/api/v0/containermanager/bad";
     let required = "A container manager type is required: use openshift or trivial.";
-    let resp = send(&s, &admin, Method::PUT, path, None).await;
-    expect_error(resp, StatusCode::BAD_REQUEST, Some(required)).await;
+    s.put(&admin, path)
+        .expect_error(StatusCode::BAD_REQUEST, required)
+        .await;
     for body in [
         json!({}),
         json!({"type": null, "options": {"apiserver": "https://k"}}),
@@ -758,8 +758,10 @@ async fn container_manager_put_validation(db: Db) {
             (Method::GET, None),
             (Method::DELETE, None),
         ] {
-            let resp = send(&s, &admin, method.clone(), &p, body).await;
-            expect_error(resp, StatusCode::BAD_REQUEST, Some(&invalid_name(name))).await;
+            s.req(&admin, method.clone(), &p)
+                .json_opt(body)
+                .expect_error(StatusCode::BAD_REQUEST, &invalid_name(name))
+                .await;
         }
     }
     assert_eq!(get_json(&s, &admin, "/api/v0/containermanagers").await, json!([]));
@@ -855,25 +857,18 @@ async fn container_manager_delete(db: Db) {
     expect_deleted(send(&s, &admin, Method::DELETE, "/api/v0/containermanager/spare", None).await).await;
     let gone = "Container manager 'spare' does not exist.";
     for method in [Method::GET, Method::DELETE] {
-        let resp = send(&s, &admin, method, "/api/v0/containermanager/spare", None).await;
-        expect_error(resp, StatusCode::NOT_FOUND, Some(gone)).await;
+        s.req(&admin, method, "/api/v0/containermanager/spare")
+            .expect_error(StatusCode::NOT_FOUND, gone)
+            .await;
     }
     add_cluster(&s, "acme", "mycluster", "default", "prod_openshift").await;
     add_cluster(&s, "acme", "other", "default", "").await;
-    let resp = send(
-        &s,
-        &admin,
-        Method::DELETE,
-        "/api/v0/containermanager/prod_openshift",
-        None,
-    )
-    .await;
-    expect_error(
-        resp,
-        StatusCode::CONFLICT,
-        Some("Container manager 'prod_openshift' is used by cluster 'mycluster'."),
-    )
-    .await;
+    s.delete(&admin, "/api/v0/containermanager/prod_openshift")
+        .expect_error(
+            StatusCode::CONFLICT,
+            "Container manager 'prod_openshift' is used by cluster 'mycluster'.",
+        )
+        .await;
     // Nothing changed, the token included.
     let resp = put(
         &s,
@@ -930,15 +925,12 @@ async fn other_tenants_objects_are_not_found(db: Db) {
     let acme_cm = get_json(&s, &acme, "/api/v0/containermanager/cm").await;
     for key in [other.as_str(), BOOTSTRAP_KEY] {
         for method in [Method::GET, Method::DELETE] {
-            let resp = send(&s, key, method.clone(), "/api/v0/network/net", None).await;
-            expect_error(resp, StatusCode::NOT_FOUND, Some("Network 'net' does not exist.")).await;
-            let resp = send(&s, key, method, "/api/v0/containermanager/cm", None).await;
-            expect_error(
-                resp,
-                StatusCode::NOT_FOUND,
-                Some("Container manager 'cm' does not exist."),
-            )
-            .await;
+            s.req(key, method.clone(), "/api/v0/network/net")
+                .expect_error(StatusCode::NOT_FOUND, "Network 'net' does not exist.")
+                .await;
+            s.req(key, method, "/api/v0/containermanager/cm")
+                .expect_error(StatusCode::NOT_FOUND, "Container manager 'cm' does not exist.")
+                .await;
         }
         assert_eq!(get_json(&s, key, "/api/v0/networks").await, json!(["default"]));
         assert_eq!(get_json(&s, key, "/api/v0/containermanagers").await, json!([]));
@@ -965,13 +957,12 @@ async fn other_tenants_objects_are_not_found(db: Db) {
         get_json(&s, &other, "/api/v0/network/net").await,
         json!({"name": "net", "type": "flannel_etcd", "options": {}})
     );
-    let resp = send(&s, &other, Method::DELETE, "/api/v0/containermanager/cm", None).await;
-    expect_error(
-        resp,
-        StatusCode::CONFLICT,
-        Some("Container manager 'cm' is used by cluster 'c'."),
-    )
-    .await;
+    s.delete(&other, "/api/v0/containermanager/cm")
+        .expect_error(
+            StatusCode::CONFLICT,
+            "Container manager 'cm' is used by cluster 'c'.",
+        )
+        .await;
     // acme's token is not in the other tenant's row (it has none).
     assert_eq!(
         s.sql_count("SELECT COUNT(*) FROM container_managers WHERE token_sealed <> ''")
@@ -1051,13 +1042,10 @@ async fn viewer_reads_but_cannot_write(db: Db) {
         (Method::DELETE, "/api/v0/containermanager/cm", None),
         (Method::DELETE, "/api/v0/containermanager/ghost", None),
     ] {
-        let resp = send(&s, &viewer, method.clone(), path, body).await;
-        expect_error(
-            resp,
-            StatusCode::FORBIDDEN,
-            Some("Role 'viewer' may not change resources."),
-        )
-        .await;
+        s.req(&viewer, method.clone(), path)
+            .json_opt(body)
+            .expect_error(StatusCode::FORBIDDEN, "Role 'viewer' may not change resources.")
+            .await;
     }
     assert_eq!(
         get_json(&s, &admin, "/api/v0/networks").await,

@@ -58,12 +58,7 @@ async fn host_becomes(s: &TestServer, key: &str, address: &str, want: &str) -> V
 }
 
 async fn status_message(s: &TestServer, key: &str, address: &str) -> String {
-    let resp = s
-        .call(key, Method::GET, &format!("/api/v0/host/{address}/status"))
-        .send()
-        .await
-        .unwrap();
-    expect_json(resp, StatusCode::OK).await["host"]["message"]
+    s.get(key, &format!("/api/v0/host/{address}/status")).ok().await["host"]["message"]
         .as_str()
         .unwrap()
         .to_string()
@@ -100,13 +95,11 @@ async fn registration_reaches_a_final_status_with_real_facts(db: Db) {
     let s = corral(db, port, trace.path()).await;
     let admin = s.create_tenant("acme", 2).await;
     let address = sshd.ip().to_string();
-    let resp = s
-        .call(&admin, Method::PUT, &format!("/api/v0/host/{address}"))
-        .json(&json!({"ssh_priv_key": b64(&key), "source": "test"}))
-        .send()
-        .await
-        .unwrap();
-    let host = expect_json(resp, StatusCode::CREATED).await;
+    let host = s
+        .put(&admin, &format!("/api/v0/host/{address}"))
+        .json(json!({"ssh_priv_key": b64(&key), "source": "test"}))
+        .expect(StatusCode::CREATED)
+        .await;
     assert_eq!(
         host,
         json!({"address": address, "status": "investigating", "os": "", "cpus": 0, "memory": 0, "space": 0,
@@ -131,44 +124,29 @@ async fn registration_reaches_a_final_status_with_real_facts(db: Db) {
         "bootstrapped\n"
     );
     // The same registration again is 200 and changes nothing; another key is 409.
-    let resp = s
-        .call(&admin, Method::PUT, &format!("/api/v0/host/{address}"))
-        .json(&json!({"ssh_priv_key": b64(&key)}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(expect_json(resp, StatusCode::OK).await["status"], "disassociated");
+    assert_eq!(
+        s.put(&admin, &format!("/api/v0/host/{address}"))
+            .json(json!({"ssh_priv_key": b64(&key)}))
+            .ok()
+            .await["status"],
+        "disassociated"
+    );
     let other = ClientKey::generate(KeyType::Ed25519, KeyFormat::OpenSsh).unwrap();
-    let resp = s
-        .call(&admin, Method::PUT, &format!("/api/v0/host/{address}"))
-        .json(&json!({"ssh_priv_key": b64(&other)}))
-        .send()
-        .await
-        .unwrap();
-    expect_error(resp, StatusCode::CONFLICT, Some("Host already exists")).await;
+    s.put(&admin, &format!("/api/v0/host/{address}"))
+        .json(json!({"ssh_priv_key": b64(&other)}))
+        .expect_error(StatusCode::CONFLICT, "Host already exists")
+        .await;
     // Credentials: admins only, the key as registered; never in any other answer.
-    let resp = s
-        .call(&admin, Method::GET, &format!("/api/v0/host/{address}/creds"))
-        .send()
-        .await
-        .unwrap();
-    let creds = expect_json(resp, StatusCode::OK).await;
+    let creds = s.get(&admin, &format!("/api/v0/host/{address}/creds")).ok().await;
     assert_eq!(
         creds,
         json!({"address": address, "ssh_priv_key": b64(&key), "remote_user": "root"})
     );
     let user = s.create_user(&admin, "alice", "user").await;
-    let resp = s
-        .call(&user, Method::GET, &format!("/api/v0/host/{address}/creds"))
-        .send()
-        .await
-        .unwrap();
-    expect_error(resp, StatusCode::FORBIDDEN, None).await;
-    let list = expect_json(
-        s.call(&user, Method::GET, "/api/v0/hosts").send().await.unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    s.get(&user, &format!("/api/v0/host/{address}/creds"))
+        .expect_error(StatusCode::FORBIDDEN, None)
+        .await;
+    let list = s.get(&user, "/api/v0/hosts").ok().await;
     assert!(!list.to_string().contains(&b64(&key)[..40]));
     assert_eq!(list.as_array().unwrap().len(), 1);
     // Encrypted at rest: the key's text is nowhere in the row.
@@ -180,23 +158,16 @@ async fn registration_reaches_a_final_status_with_real_facts(db: Db) {
         .await;
     assert_eq!(leaked, 0);
     // Delete: 200 with [], then 404.
-    let resp = s
-        .call(&user, Method::DELETE, &format!("/api/v0/host/{address}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(expect_json(resp, StatusCode::OK).await, json!([]));
-    let resp = s
-        .call(&user, Method::GET, &format!("/api/v0/host/{address}"))
-        .send()
-        .await
-        .unwrap();
-    expect_error(
-        resp,
-        StatusCode::NOT_FOUND,
-        Some(&format!("Host '{address}' does not exist.")),
-    )
-    .await;
+    assert_eq!(
+        s.delete(&user, &format!("/api/v0/host/{address}")).ok().await,
+        json!([])
+    );
+    s.get(&user, &format!("/api/v0/host/{address}"))
+        .expect_error(
+            StatusCode::NOT_FOUND,
+            &format!("Host '{address}' does not exist."),
+        )
+        .await;
 }
 
 async fn wrong_key_unreachable_and_changed_host_key_fail_with_reasons(db: Db) {
@@ -325,13 +296,10 @@ async fn registration_input_is_checked(db: Db) {
     }
     assert_eq!(s.sql_count("SELECT COUNT(*) FROM hosts").await, 0);
     // Quota: maxNodes 1.
-    let resp = s
-        .root(Method::PUT, "/v2/tenants/acme")
-        .json(&json!({"tenant": {"name": "acme", "workers": 0, "maxNodes": 1}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
+    s.req_root(Method::PUT, "/v2/tenants/acme")
+        .json(json!({"tenant": {"name": "acme", "workers": 0, "maxNodes": 1}}))
+        .expect_status(StatusCode::OK)
+        .await;
     assert_eq!(
         put("127.0.0.9", json!({"ssh_priv_key": b64(&key)}))
             .await
@@ -346,12 +314,10 @@ async fn registration_input_is_checked(db: Db) {
     )
     .await;
     // Canonical addresses: another spelling names the same host.
-    let resp = s
-        .call(&admin, Method::GET, "/api/v0/host/%3A%3Affff%3A127.0.0.9")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(expect_json(resp, StatusCode::OK).await["address"], "127.0.0.9");
+    assert_eq!(
+        s.get(&admin, "/api/v0/host/%3A%3Affff%3A127.0.0.9").ok().await["address"],
+        "127.0.0.9"
+    );
 }
 
 async fn clusters_and_membership(db: Db) {
@@ -536,23 +502,12 @@ async fn clusters_and_membership(db: Db) {
     .await;
     // Cross-tenant: invisible.
     let other = s.create_tenant("other", 0).await;
-    let resp = s
-        .call(&other, Method::GET, "/api/v0/cluster/prod")
-        .send()
-        .await
-        .unwrap();
-    expect_error(
-        resp,
-        StatusCode::NOT_FOUND,
-        Some("Cluster 'prod' does not exist."),
-    )
-    .await;
-    let resp = s
-        .call(&other, Method::GET, &format!("/api/v0/host/{address}"))
-        .send()
-        .await
-        .unwrap();
-    expect_error(resp, StatusCode::NOT_FOUND, None).await;
+    s.get(&other, "/api/v0/cluster/prod")
+        .expect_error(StatusCode::NOT_FOUND, "Cluster 'prod' does not exist.")
+        .await;
+    s.get(&other, &format!("/api/v0/host/{address}"))
+        .expect_error(StatusCode::NOT_FOUND, None)
+        .await;
     let resp = call(Method::DELETE, "/api/v0/cluster/prod", None).await;
     assert_eq!(expect_json(resp, StatusCode::OK).await, json!([]));
 }
@@ -582,13 +537,10 @@ async fn coopr_rpc_calls_over_clusters(db: Db) {
         .await
         .unwrap();
     let address = ip.to_string();
-    let resp = s
-        .call(&admin, Method::PUT, &format!("/api/v0/host/{address}"))
-        .json(&json!({"ssh_priv_key": b64(&key), "cluster": "web"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::CREATED);
+    s.put(&admin, &format!("/api/v0/host/{address}"))
+        .json(json!({"ssh_priv_key": b64(&key), "cluster": "web"}))
+        .expect_status(StatusCode::CREATED)
+        .await;
     // Joined at registration: active once bootstrapped.
     assert_eq!(settled(&s, &admin, &address).await["status"], "active");
     let statuses = expect_json(
@@ -705,23 +657,9 @@ async fn watcher_fails_a_silent_host_and_restores_it(db: Db) {
     host_becomes(&s, &admin, &address, "failed").await;
     let msg = status_message(&s, &admin, &address).await;
     assert!(msg.to_lowercase().contains("refused"), "{msg}");
-    let c = expect_json(
-        s.call(&admin, Method::GET, "/api/v0/cluster/web")
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    let c = s.get(&admin, "/api/v0/cluster/web").ok().await;
     assert_eq!(c["status"], "failed");
-    let st = expect_json(
-        s.call(&admin, Method::GET, "/api/v0/status")
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    let st = s.get(&admin, "/api/v0/status").ok().await;
     assert_eq!(st["store"]["status"], "OK");
     assert_eq!(st["watcher"]["info"]["size"], 1);
     assert!(
@@ -742,12 +680,10 @@ async fn watcher_fails_a_silent_host_and_restores_it(db: Db) {
     host_becomes(&s, &admin, &address, "failed").await;
     assert_eq!(status_message(&s, &admin, &address).await, "Host key changed.");
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let resp = s
-        .call(&admin, Method::GET, &format!("/api/v0/host/{address}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(expect_json(resp, StatusCode::OK).await["status"], "failed");
+    assert_eq!(
+        s.get(&admin, &format!("/api/v0/host/{address}")).ok().await["status"],
+        "failed"
+    );
 }
 
 async fn bootstrap_configures_flannel_for_the_cluster_network_and_self_registration(db: Db) {
@@ -775,27 +711,19 @@ async fn bootstrap_configures_flannel_for_the_cluster_network_and_self_registrat
     })
     .await;
     let admin = s.create_tenant("acme", 1).await;
-    let resp = s
-        .call(&admin, Method::PUT, "/api/v0/network/fnet")
-        .json(&json!({"type": "flannel_server", "options": {"address": "10.1.2.3:8080"}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::CREATED);
-    let resp = s
-        .call(&admin, Method::PUT, "/api/v0/cluster/web")
-        .json(&json!({"network": "fnet"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::CREATED);
-    let resp = s
-        .call(&admin, Method::PUT, "/api/v0/host")
-        .json(&json!({"ssh_priv_key": b64(&key), "cluster": "web"}))
-        .send()
-        .await
-        .unwrap();
-    let host = expect_json(resp, StatusCode::CREATED).await;
+    s.put(&admin, "/api/v0/network/fnet")
+        .json(json!({"type": "flannel_server", "options": {"address": "10.1.2.3:8080"}}))
+        .expect_status(StatusCode::CREATED)
+        .await;
+    s.put(&admin, "/api/v0/cluster/web")
+        .json(json!({"network": "fnet"}))
+        .expect_status(StatusCode::CREATED)
+        .await;
+    let host = s
+        .put(&admin, "/api/v0/host")
+        .json(json!({"ssh_priv_key": b64(&key), "cluster": "web"}))
+        .expect(StatusCode::CREATED)
+        .await;
     assert_eq!(host["address"], "127.0.0.1");
     assert_eq!(settled(&s, &admin, "127.0.0.1").await["status"], "active");
     assert_eq!(
@@ -803,12 +731,9 @@ async fn bootstrap_configures_flannel_for_the_cluster_network_and_self_registrat
         "FLANNEL_OPTIONS=\"-remote=10.1.2.3:8080\"\n"
     );
     // A host outside any cluster uses the tenant's default network (flannel_etcd).
-    let resp = s
-        .call(&admin, Method::DELETE, "/api/v0/host/127.0.0.1")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
+    s.delete(&admin, "/api/v0/host/127.0.0.1")
+        .expect_status(StatusCode::OK)
+        .await;
     s.call(&admin, Method::PUT, "/api/v0/host/127.0.0.1")
         .json(&json!({"ssh_priv_key": b64(&key)}))
         .send()
@@ -942,12 +867,10 @@ async fn openshift_manager_registers_and_removes_nodes(db: Db) {
     // The calls are mirrored every 20 ms: wait for the mirror (2-CPU runners are slow).
     api.wait_for(1).await;
     assert_eq!(*api.calls.lock().unwrap(), vec![format!("POST {address}")]);
-    let resp = s
-        .call(&admin, Method::GET, &format!("/api/v0/host/{address}/status"))
-        .send()
-        .await
-        .unwrap();
-    let st = expect_json(resp, StatusCode::OK).await;
+    let st = s
+        .get(&admin, &format!("/api/v0/host/{address}/status"))
+        .ok()
+        .await;
     assert_eq!(
         st["container_manager"],
         json!({"conditions": [{"type": "Ready", "status": "True"}]})
@@ -963,16 +886,9 @@ async fn openshift_manager_registers_and_removes_nodes(db: Db) {
         json!(["flannel", "docker", "openshift"])
     );
     // Leaving removes the node.
-    let resp = s
-        .call(
-            &admin,
-            Method::DELETE,
-            &format!("/api/v0/cluster/web/hosts/{address}"),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
+    s.delete(&admin, &format!("/api/v0/cluster/web/hosts/{address}"))
+        .expect_status(StatusCode::OK)
+        .await;
     api.wait_for(2).await;
     assert_eq!(
         api.calls.lock().unwrap().last(),
@@ -981,14 +897,7 @@ async fn openshift_manager_registers_and_removes_nodes(db: Db) {
     // A manager that refuses the token: the host joins but stays disassociated, with the reason.
     let resp = put(format!("/api/v0/cluster/oops/hosts/{address}"), json!(null)).await;
     assert_eq!(expect_json(resp, StatusCode::OK).await, json!([address]));
-    let h = expect_json(
-        s.call(&admin, Method::GET, &format!("/api/v0/host/{address}"))
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    let h = s.get(&admin, &format!("/api/v0/host/{address}")).ok().await;
     assert_eq!(h["status"], "disassociated");
     let msg = status_message(&s, &admin, &address).await;
     assert!(msg.contains("refused the token"), "{msg}");

@@ -54,14 +54,12 @@ async fn two_on(s: TestServer) -> Two {
 impl Two {
     /// `GET path` as the superadmin, expecting 200.
     async fn root_get(&self, path: &str) -> Value {
-        let resp = self.s.root(Method::GET, path).send().await.unwrap();
-        expect_json(resp, StatusCode::OK).await
+        self.s.req_root(Method::GET, path).ok().await
     }
 
     /// `GET path` as `key`, expecting 200.
     async fn get(&self, key: &str, path: &str) -> Value {
-        let resp = self.s.call(key, Method::GET, path).send().await.unwrap();
-        expect_json(resp, StatusCode::OK).await
+        self.s.get(key, path).ok().await
     }
 }
 
@@ -101,8 +99,9 @@ async fn other_tenants_users_are_not_found(db: Db) {
         expect_error(resp, StatusCode::NOT_FOUND, Some("User 'beta-user' not found.")).await;
     }
     // The superadmin manages only tenant superadmin's users here.
-    let resp = t.s.root(Method::GET, "/v2/users/beta-user").send().await.unwrap();
-    expect_error(resp, StatusCode::NOT_FOUND, Some("User 'beta-user' not found.")).await;
+    t.s.req_root(Method::GET, "/v2/users/beta-user")
+        .expect_error(StatusCode::NOT_FOUND, "User 'beta-user' not found.")
+        .await;
     let resp =
         t.s.root(Method::DELETE, "/v2/users/beta-user")
             .send()
@@ -237,13 +236,9 @@ async fn namespaces_are_scoped_by_tenant(db: Db) {
             "/v3/namespaces/only-beta",
             "/v3/unrecoverable/namespaces/only-beta",
         ] {
-            let resp = t.s.call(key, Method::DELETE, path).send().await.unwrap();
-            expect_error(
-                resp,
-                StatusCode::NOT_FOUND,
-                Some("Namespace 'only-beta' not found."),
-            )
-            .await;
+            t.s.delete(key, path)
+                .expect_error(StatusCode::NOT_FOUND, "Namespace 'only-beta' not found.")
+                .await;
         }
     }
     let resp =
@@ -286,8 +281,10 @@ async fn namespaces_are_scoped_by_tenant(db: Db) {
     assert_eq!(ids(&t.root_get("/v3/namespaces").await, "name"), ["default"]);
     // Deleting A's `dev` (and emptying A's `default`) leaves B's alone.
     for path in ["/v3/namespaces/dev", "/v3/namespaces/default"] {
-        let resp = t.s.call(&t.a.user, Method::DELETE, path).send().await.unwrap();
-        assert_eq!(resp.status(), StatusCode::OK, "{path}");
+        t.s.delete(&t.a.user, path)
+            .case(path)
+            .expect_status(StatusCode::OK)
+            .await;
     }
     assert_eq!(t.get(&t.b.viewer, "/v3/namespaces/dev").await, b_dev);
     assert_eq!(
@@ -413,13 +410,12 @@ async fn deleting_a_tenant_revokes_it_and_spares_the_others(db: Db) {
     let a_users = t.get(&t.a.admin, "/v2/users").await;
     let a_namespaces = t.get(&t.a.viewer, "/v3/namespaces").await;
     // Not while it has workers.
-    let resp = t.s.root(Method::DELETE, "/v2/tenants/beta").send().await.unwrap();
-    expect_error(
-        resp,
-        StatusCode::CONFLICT,
-        Some("Tenant beta still has 1 workers. Cannot delete it until workers are set to 0."),
-    )
-    .await;
+    t.s.req_root(Method::DELETE, "/v2/tenants/beta")
+        .expect_error(
+            StatusCode::CONFLICT,
+            "Tenant beta still has 1 workers. Cannot delete it until workers are set to 0.",
+        )
+        .await;
     t.get(&t.b.user, "/v3/namespaces").await;
     let resp =
         t.s.root(Method::PUT, "/v2/tenants/beta")
@@ -433,8 +429,9 @@ async fn deleting_a_tenant_revokes_it_and_spares_the_others(db: Db) {
     assert_eq!(resp.text().await.unwrap(), "");
     // Every credential of B is now invalid, in every form.
     for key in [&t.b.admin, &t.b.user, &t.b.viewer, &t.b.shared, &b_token] {
-        let resp = t.s.call(key, Method::GET, "/v3/namespaces").send().await.unwrap();
-        expect_unauthorized(resp, "Invalid credentials.").await;
+        t.s.get(key, "/v3/namespaces")
+            .expect_unauthorized("Invalid credentials.")
+            .await;
     }
     let resp =
         t.s.anon(Method::GET, "/v3/namespaces")
@@ -445,8 +442,9 @@ async fn deleting_a_tenant_revokes_it_and_spares_the_others(db: Db) {
             .await
             .unwrap();
     expect_unauthorized(resp, "Invalid credentials.").await;
-    let resp = t.s.root(Method::GET, "/v2/tenants/beta").send().await.unwrap();
-    expect_error(resp, StatusCode::NOT_FOUND, Some("tenant beta not found")).await;
+    t.s.req_root(Method::GET, "/v2/tenants/beta")
+        .expect_error(StatusCode::NOT_FOUND, "tenant beta not found")
+        .await;
     assert_eq!(
         ids(&t.root_get("/v2/tenants").await, "name"),
         ["alpha", "superadmin"]
@@ -467,8 +465,9 @@ async fn deleting_a_tenant_revokes_it_and_spares_the_others(db: Db) {
     assert_eq!(ids(&t.get(&new_b, "/v2/users").await, "id"), ["admin"]);
     assert_eq!(ids(&t.get(&new_b, "/v3/namespaces").await, "name"), ["default"]);
     for key in [&t.b.admin, &t.b.user, &b_token] {
-        let resp = t.s.call(key, Method::GET, "/v3/namespaces").send().await.unwrap();
-        expect_unauthorized(resp, "Invalid credentials.").await;
+        t.s.get(key, "/v3/namespaces")
+            .expect_unauthorized("Invalid credentials.")
+            .await;
     }
 }
 

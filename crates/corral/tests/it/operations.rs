@@ -73,20 +73,14 @@ async fn corral(db: Db, fleet: &Fleet, p: OsProfilePatch) -> TestServer {
 
 /// Registers every host, waits until each is `disassociated`, and puts them in cluster `c`.
 async fn cluster_of(s: &TestServer, admin: &str, fleet: &Fleet) {
-    let resp = s
-        .call(admin, Method::PUT, "/api/v0/cluster/c")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::CREATED);
+    s.put(admin, "/api/v0/cluster/c")
+        .expect_status(StatusCode::CREATED)
+        .await;
     for a in fleet.addresses() {
-        let resp = s
-            .call(admin, Method::PUT, &format!("/api/v0/host/{a}"))
-            .json(&json!({"ssh_priv_key": STANDARD.encode(&fleet.key.private_key)}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), StatusCode::CREATED);
+        s.put(admin, &format!("/api/v0/host/{a}"))
+            .json(json!({"ssh_priv_key": STANDARD.encode(&fleet.key.private_key)}))
+            .expect_status(StatusCode::CREATED)
+            .await;
     }
     for a in fleet.addresses() {
         s.wait_json(admin, &format!("/api/v0/host/{a}"), |h| {
@@ -94,13 +88,11 @@ async fn cluster_of(s: &TestServer, admin: &str, fleet: &Fleet) {
         })
         .await;
     }
-    let resp = s
-        .call(admin, Method::PUT, "/api/v0/cluster/c/hosts")
-        .json(&json!({"old": [], "new": fleet.addresses()}))
-        .send()
-        .await
-        .unwrap();
-    let c = expect_json(resp, StatusCode::OK).await;
+    let c = s
+        .put(admin, "/api/v0/cluster/c/hosts")
+        .json(json!({"old": [], "new": fleet.addresses()}))
+        .ok()
+        .await;
     assert_eq!(c["status"], "ok", "{c}");
 }
 
@@ -124,12 +116,10 @@ async fn upgrade_stops_at_the_first_failing_host(db: Db) {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
     assert_eq!(resp.text().await.unwrap(), "");
-    let resp = s
-        .call(&admin, Method::PUT, "/api/v0/cluster/c/upgrade")
-        .send()
-        .await
-        .unwrap();
-    let rec = expect_json(resp, StatusCode::CREATED).await;
+    let rec = s
+        .put(&admin, "/api/v0/cluster/c/upgrade")
+        .expect(StatusCode::CREATED)
+        .await;
     assert_eq!(rec["status"], "in_process");
     assert_eq!(rec["upgraded"], json!([]));
     assert_eq!(rec["finished_at"], Value::Null);
@@ -157,12 +147,7 @@ async fn upgrade_stops_at_the_first_failing_host(db: Db) {
         "the operation went on after a failure"
     );
     // Coopr's view of the same cluster.
-    let resp = s
-        .call(&admin, Method::POST, "/v2/getClusterStatuses")
-        .send()
-        .await
-        .unwrap();
-    let statuses = expect_json(resp, StatusCode::OK).await;
+    let statuses = s.post(&admin, "/v2/getClusterStatuses").ok().await;
     assert_eq!(
         statuses,
         json!([{"clusterid": "c", "action": "cluster_upgrade", "actionstatus": "failed", "stepstotal": 3,
@@ -207,35 +192,16 @@ async fn deploy_and_the_rules_while_an_operation_runs(db: Db) {
     )
     .await;
     let addrs = fleet.addresses();
-    let resp = s
-        .call(&admin, Method::PUT, "/api/v0/cluster/c/hosts")
-        .json(&json!({"old": addrs, "new": [addrs[0]]}))
-        .send()
-        .await
-        .unwrap();
-    expect_error(
-        resp,
-        StatusCode::CONFLICT,
-        Some("Cluster 'c' has an upgrade in process."),
-    )
-    .await;
-    let resp = s
-        .call(&admin, Method::DELETE, "/api/v0/cluster/c")
-        .send()
-        .await
-        .unwrap();
-    expect_error(
-        resp,
-        StatusCode::CONFLICT,
-        Some("Cluster 'c' has an upgrade in process."),
-    )
-    .await;
-    let resp = s
-        .call(&admin, Method::DELETE, &format!("/api/v0/host/{}", addrs[0]))
-        .send()
-        .await
-        .unwrap();
-    expect_error(resp, StatusCode::CONFLICT, None).await;
+    s.put(&admin, "/api/v0/cluster/c/hosts")
+        .json(json!({"old": addrs, "new": [addrs[0]]}))
+        .expect_error(StatusCode::CONFLICT, "Cluster 'c' has an upgrade in process.")
+        .await;
+    s.delete(&admin, "/api/v0/cluster/c")
+        .expect_error(StatusCode::CONFLICT, "Cluster 'c' has an upgrade in process.")
+        .await;
+    s.delete(&admin, &format!("/api/v0/host/{}", addrs[0]))
+        .expect_error(StatusCode::CONFLICT, None)
+        .await;
     let rec = s
         .wait_json(&admin, "/api/v0/cluster/c/upgrade", |r| {
             r["status"] != "in_process"
@@ -283,12 +249,9 @@ async fn restart_waits_for_each_host_to_go_and_return(db: Db) {
         .iter()
         .map(|h| std::fs::read_to_string(h.dir().join("sshd.pid")).unwrap_or_default())
         .collect();
-    let resp = s
-        .call(&admin, Method::PUT, "/api/v0/cluster/c/restart")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::CREATED);
+    s.put(&admin, "/api/v0/cluster/c/restart")
+        .expect_status(StatusCode::CREATED)
+        .await;
     let rec = s
         .wait_json(&admin, "/api/v0/cluster/c/restart", |r| {
             r["status"] != "in_process"
@@ -303,14 +266,7 @@ async fn restart_waits_for_each_host_to_go_and_return(db: Db) {
     }
     // Every host answers again.
     for a in fleet.addresses() {
-        let h = expect_json(
-            s.call(&admin, Method::GET, &format!("/api/v0/host/{a}"))
-                .send()
-                .await
-                .unwrap(),
-            StatusCode::OK,
-        )
-        .await;
+        let h = s.get(&admin, &format!("/api/v0/host/{a}")).ok().await;
         assert_eq!(h["status"], "active");
     }
 }

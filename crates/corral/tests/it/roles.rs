@@ -573,25 +573,19 @@ impl Fixture {
         let n = self.fresh();
         match name {
             "tenant" => {
-                let resp = self
-                    .s
-                    .root(Method::POST, "/v2/tenants")
-                    .json(&json!({"tenant": {"name": n, "workers": 0}}))
-                    .send()
-                    .await
-                    .unwrap();
-                expect_json(resp, StatusCode::OK).await;
+                self.s
+                    .req_root(Method::POST, "/v2/tenants")
+                    .json(json!({"tenant": {"name": n, "workers": 0}}))
+                    .ok()
+                    .await;
                 n
             }
             "user" => {
-                let resp = self
-                    .s
-                    .call(admin, Method::POST, "/v2/users")
-                    .json(&json!({"id": n, "role": "viewer"}))
-                    .send()
-                    .await
-                    .unwrap();
-                expect_json(resp, StatusCode::CREATED).await;
+                self.s
+                    .post(admin, "/v2/users")
+                    .json(json!({"id": n, "role": "viewer"}))
+                    .expect(StatusCode::CREATED)
+                    .await;
                 n
             }
             "key_id" => {
@@ -600,45 +594,30 @@ impl Fixture {
                 created["id"].as_str().unwrap().to_string()
             }
             "ns" => {
-                let resp = self
-                    .s
-                    .call(admin, Method::PUT, &format!("/v3/namespaces/{n}"))
-                    .send()
-                    .await
-                    .unwrap();
-                expect_json(resp, StatusCode::OK).await;
+                self.s.put(admin, &format!("/v3/namespaces/{n}")).ok().await;
                 n
             }
             "network" => {
-                let resp = self
-                    .s
-                    .call(admin, Method::PUT, &format!("/api/v0/network/{n}"))
-                    .json(&json!({}))
-                    .send()
-                    .await
-                    .unwrap();
-                expect_json(resp, StatusCode::CREATED).await;
+                self.s
+                    .put(admin, &format!("/api/v0/network/{n}"))
+                    .json(json!({}))
+                    .expect(StatusCode::CREATED)
+                    .await;
                 n
             }
             "container_manager" => {
-                let resp = self
-                    .s
-                    .call(admin, Method::PUT, &format!("/api/v0/containermanager/{n}"))
-                    .json(&json!({"type": "trivial"}))
-                    .send()
-                    .await
-                    .unwrap();
-                expect_json(resp, StatusCode::CREATED).await;
+                self.s
+                    .put(admin, &format!("/api/v0/containermanager/{n}"))
+                    .json(json!({"type": "trivial"}))
+                    .expect(StatusCode::CREATED)
+                    .await;
                 n
             }
             "name" => {
-                let resp = self
-                    .s
-                    .call(admin, Method::PUT, &format!("/api/v0/cluster/{n}"))
-                    .send()
-                    .await
-                    .unwrap();
-                expect_json(resp, StatusCode::CREATED).await;
+                self.s
+                    .put(admin, &format!("/api/v0/cluster/{n}"))
+                    .expect(StatusCode::CREATED)
+                    .await;
                 n
             }
             "address" => {
@@ -648,44 +627,35 @@ impl Fixture {
                 if let Some(cluster) = Self::var(vars, "name") {
                     body["cluster"] = json!(cluster);
                 }
-                let resp = self
+                let host = self
                     .s
-                    .call(admin, Method::PUT, &format!("/api/v0/host/{address}"))
-                    .json(&body)
-                    .send()
-                    .await
-                    .unwrap();
-                let host = expect_json(resp, StatusCode::CREATED).await;
+                    .put(admin, &format!("/api/v0/host/{address}"))
+                    .json(body)
+                    .expect(StatusCode::CREATED)
+                    .await;
                 assert_eq!(host["status"], "investigating", "{host}");
                 address
             }
             "app" => {
                 let ns = Self::var(vars, "ns").expect("{app} needs a {ns} before it");
-                let resp = self
-                    .s
-                    .call(admin, Method::PUT, &format!("/v3/namespaces/{ns}/apps/{n}"))
-                    .json(&json!({"services": [{"name": "web", "command": ["/bin/true"]}]}))
-                    .send()
-                    .await
-                    .unwrap();
-                expect_json(resp, StatusCode::OK).await;
+                self.s
+                    .put(admin, &format!("/v3/namespaces/{ns}/apps/{n}"))
+                    .json(json!({"services": [{"name": "web", "command": ["/bin/true"]}]}))
+                    .ok()
+                    .await;
                 n
             }
             "v" => {
                 let ns = Self::var(vars, "ns").expect("{v} needs a {ns} before it");
                 let app = Self::var(vars, "app").expect("{v} needs an {app} before it");
-                let resp = self
-                    .s
-                    .call(
+                self.s
+                    .put(
                         admin,
-                        Method::PUT,
                         &format!("/v3/namespaces/{ns}/apps/{app}/versions/{n}/create"),
                     )
-                    .json(&json!({"services": [{"name": "web", "command": ["/bin/true"]}]}))
-                    .send()
-                    .await
-                    .unwrap();
-                expect_json(resp, StatusCode::OK).await;
+                    .json(json!({"services": [{"name": "web", "command": ["/bin/true"]}]}))
+                    .ok()
+                    .await;
                 n
             }
             // The one service of every `{app}` the fixture makes.
@@ -709,23 +679,14 @@ impl Fixture {
                     Some(v) => format!("/v3/namespaces/{ns}/apps/{app}/versions/{v}/services/web"),
                     None => format!("/v3/namespaces/{ns}/apps/{app}/services/web"),
                 };
-                let resp = self
-                    .s
-                    .call(admin, Method::POST, &format!("{svc}/start"))
-                    .send()
-                    .await
-                    .unwrap();
-                let run = expect_json(resp, StatusCode::OK).await["runid"]
+                let run = self.s.post(admin, &format!("{svc}/start")).ok().await["runid"]
                     .as_str()
                     .unwrap()
                     .to_string();
-                let resp = self
-                    .s
-                    .call(admin, Method::POST, &format!("{svc}/stop"))
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(resp.status(), StatusCode::OK);
+                self.s
+                    .post(admin, &format!("{svc}/stop"))
+                    .expect_status(StatusCode::OK)
+                    .await;
                 run
             }
             other => panic!("no fixture for {{{other}}}: teach Fixture::make to create one"),
@@ -965,11 +926,7 @@ fn operations(api: &Value) -> Vec<(String, String, bool)> {
 
 async fn matrix_covers_every_documented_endpoint(db: Db) {
     let s = TestServer::start(db).await;
-    let api = expect_json(
-        s.anon(Method::GET, "/openapi.json").send().await.unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    let api = s.req_anon(Method::GET, "/openapi.json").ok().await;
     let ops = operations(&api);
     assert!(ops.len() >= MATRIX.len(), "{ops:?}");
     let in_matrix = |m: &str, p: &str| MATRIX.iter().any(|r| r.method == m && r.path == p);
@@ -1018,15 +975,18 @@ async fn matrix_covers_every_documented_endpoint(db: Db) {
     // The public endpoints answer without credentials, GET and HEAD.
     for (m, p) in PUBLIC {
         let method = Method::from_bytes(m.as_bytes()).unwrap();
-        let resp = s.anon(method, p).send().await.unwrap();
-        assert_eq!(resp.status(), StatusCode::OK, "{m} {p}");
+        s.req_anon(method, p)
+            .case(format!("{m} {p}"))
+            .expect_status(StatusCode::OK)
+            .await;
         let resp = s.anon(Method::HEAD, p).send().await.unwrap();
         assert_eq!(resp.status(), StatusCode::OK, "HEAD {p}");
         assert!(resp.headers().get("www-authenticate").is_none(), "{p}");
     }
     // The documentation itself is public too.
-    let resp = s.anon(Method::GET, "/docs/").send().await.unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
+    s.req_anon(Method::GET, "/docs/")
+        .expect_status(StatusCode::OK)
+        .await;
 }
 
 async fn forbidden_requests_change_nothing(db: Db) {
@@ -1152,9 +1112,8 @@ async fn forbidden_requests_change_nothing(db: Db) {
     .await
     .unwrap();
     expect_error(resp, StatusCode::FORBIDDEN, Some(MUST_BE_SUPERADMIN)).await;
-    let resp = f.s.root(Method::GET, "/v2/tenants").send().await.unwrap();
     assert_eq!(
-        expect_json(resp, StatusCode::OK).await,
+        f.s.req_root(Method::GET, "/v2/tenants").ok().await,
         json!([
             {"name": "acme", "description": "", "workers": 0, "maxClusters": 2147483647, "maxNodes": 2147483647},
             {"name": "superadmin", "description": "", "workers": 10, "maxClusters": 2147483647, "maxNodes": 2147483647}
@@ -1170,23 +1129,17 @@ async fn superadmin_means_an_admin_of_tenant_superadmin(db: Db) {
     let staff = s.create_user(BOOTSTRAP_KEY, "staff", "user").await;
     let watcher = s.create_user(BOOTSTRAP_KEY, "watcher", "viewer").await;
     for path in ["/v2/tenants", "/v2/tenants/acme", "/metrics"] {
-        let resp = s.call(&ops, Method::GET, path).send().await.unwrap();
-        assert_eq!(resp.status(), StatusCode::OK, "{path}");
+        s.get(&ops, path).case(path).expect_status(StatusCode::OK).await;
         for key in [&staff, &watcher, &acme] {
-            let resp = s.call(key, Method::GET, path).send().await.unwrap();
-            expect_error(resp, StatusCode::FORBIDDEN, None).await;
+            s.get(key, path).expect_error(StatusCode::FORBIDDEN, None).await;
         }
     }
     // acme's admin is called `admin` like the bootstrap user, and is still not a superadmin.
-    let resp = s.call(&acme, Method::GET, "/v2/tenants").send().await.unwrap();
-    expect_error(resp, StatusCode::FORBIDDEN, Some(MUST_BE_SUPERADMIN)).await;
+    s.get(&acme, "/v2/tenants")
+        .expect_error(StatusCode::FORBIDDEN, MUST_BE_SUPERADMIN)
+        .await;
     // Tenant `superadmin`'s user may operate in its own tenant.
-    let resp = s
-        .call(&staff, Method::PUT, "/v3/namespaces/tools")
-        .send()
-        .await
-        .unwrap();
-    expect_json(resp, StatusCode::OK).await;
+    s.put(&staff, "/v3/namespaces/tools").ok().await;
 }
 
 async fn role_changes_take_effect_at_once(db: Db) {
@@ -1198,8 +1151,9 @@ async fn role_changes_take_effect_at_once(db: Db) {
     for key in [&carol, &token] {
         let resp = put(key, "a").await.unwrap();
         expect_error(resp, StatusCode::FORBIDDEN, None).await;
-        let resp = s.call(key, Method::GET, "/v2/users").send().await.unwrap();
-        expect_error(resp, StatusCode::FORBIDDEN, Some(MUST_BE_ADMIN)).await;
+        s.get(key, "/v2/users")
+            .expect_error(StatusCode::FORBIDDEN, MUST_BE_ADMIN)
+            .await;
     }
     let set_role = |role: &'static str| {
         s.call(&admin, Method::PUT, "/v2/users/carol")
@@ -1211,20 +1165,21 @@ async fn role_changes_take_effect_at_once(db: Db) {
     for key in [&carol, &token] {
         let resp = put(key, "b").await.unwrap();
         expect_json(resp, StatusCode::OK).await;
-        let resp = s.call(key, Method::GET, "/v2/users").send().await.unwrap();
-        expect_error(resp, StatusCode::FORBIDDEN, Some(MUST_BE_ADMIN)).await;
+        s.get(key, "/v2/users")
+            .expect_error(StatusCode::FORBIDDEN, MUST_BE_ADMIN)
+            .await;
     }
     let resp = set_role("admin").await.unwrap();
     assert_eq!(expect_json(resp, StatusCode::OK).await["role"], "admin");
     for key in [&carol, &token] {
-        let resp = s.call(key, Method::GET, "/v2/users").send().await.unwrap();
-        expect_json(resp, StatusCode::OK).await;
+        s.get(key, "/v2/users").ok().await;
     }
     let resp = set_role("viewer").await.unwrap();
     assert_eq!(expect_json(resp, StatusCode::OK).await["role"], "viewer");
     for key in [&carol, &token] {
-        let resp = s.call(key, Method::GET, "/v2/users").send().await.unwrap();
-        expect_error(resp, StatusCode::FORBIDDEN, Some(MUST_BE_ADMIN)).await;
+        s.get(key, "/v2/users")
+            .expect_error(StatusCode::FORBIDDEN, MUST_BE_ADMIN)
+            .await;
         let resp = put(key, "c").await.unwrap();
         expect_error(resp, StatusCode::FORBIDDEN, None).await;
     }
@@ -1234,10 +1189,12 @@ async fn checks_come_in_the_contract_order(db: Db) {
     // README 5: route (404/405), authentication (401), body syntax (400), permission (403),
     // existence (404).
     let f = Fixture::new(db).await;
-    let resp = f.s.anon(Method::PATCH, "/v2/users").send().await.unwrap();
-    expect_error(resp, StatusCode::METHOD_NOT_ALLOWED, None).await;
-    let resp = f.s.anon(Method::GET, "/v2/userz").send().await.unwrap();
-    expect_error(resp, StatusCode::NOT_FOUND, Some("No route for GET /v2/userz.")).await;
+    f.s.req_anon(Method::PATCH, "/v2/users")
+        .expect_error(StatusCode::METHOD_NOT_ALLOWED, None)
+        .await;
+    f.s.req_anon(Method::GET, "/v2/userz")
+        .expect_error(StatusCode::NOT_FOUND, "No route for GET /v2/userz.")
+        .await;
     let not_json = |key: Option<&str>| {
         let req = match key {
             Some(k) => f.s.call(k, Method::POST, "/v2/users"),
@@ -1277,8 +1234,9 @@ async fn checks_come_in_the_contract_order(db: Db) {
             .await
             .unwrap();
     expect_error(resp, StatusCode::FORBIDDEN, Some(MUST_BE_SUPERADMIN)).await;
-    let resp = f.s.root(Method::GET, "/v2/tenants/nosuch").send().await.unwrap();
-    expect_error(resp, StatusCode::NOT_FOUND, Some("tenant nosuch not found")).await;
+    f.s.req_root(Method::GET, "/v2/tenants/nosuch")
+        .expect_error(StatusCode::NOT_FOUND, "tenant nosuch not found")
+        .await;
 }
 
 both_stores!(
