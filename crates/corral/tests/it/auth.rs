@@ -217,16 +217,14 @@ async fn bearer_accepts_api_keys_and_access_tokens(db: Db) {
     // A token minted from a token, and tokens minted with the other credential forms.
     let second = a.s.mint_token(&tokens[0]).await;
     assert_eq!(whoami(a.profile().bearer_auth(&second)).await, "alice@acme");
-    let resp =
-        a.s.anon(Method::GET, "/token")
-            .header("Authorization", basic("alice@acme", &a.alice))
-            .send()
-            .await
-            .unwrap();
-    let via_basic = expect_json(resp, StatusCode::OK).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let via_basic =
+        a.s.req_anon(Method::GET, "/token")
+            .with(|r| r.header("Authorization", basic("alice@acme", &a.alice)))
+            .ok()
+            .await["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string();
     assert_eq!(whoami(a.profile().bearer_auth(&via_basic)).await, "alice@acme");
     let resp = coopr(a.s.anon(Method::POST, "/token"), "bob", "acme", &a.bob)
         .send()
@@ -238,19 +236,11 @@ async fn bearer_accepts_api_keys_and_access_tokens(db: Db) {
         .to_string();
     assert_eq!(whoami(a.profile().bearer_auth(&bob_token)).await, "bob@acme");
     // A token carries its user's role: bob's is still a viewer's, the admin's an admin's.
-    let resp =
-        a.s.call(&bob_token, Method::PUT, "/v3/namespaces/dev")
-            .send()
-            .await
-            .unwrap();
-    expect_error(resp, StatusCode::FORBIDDEN, None).await;
+    a.s.put(&bob_token, "/v3/namespaces/dev")
+        .expect_error(StatusCode::FORBIDDEN, None)
+        .await;
     let admin_token = a.s.mint_token(&a.admin).await;
-    let resp =
-        a.s.call(&admin_token, Method::GET, "/v2/users")
-            .send()
-            .await
-            .unwrap();
-    expect_json(resp, StatusCode::OK).await;
+    a.s.get(&admin_token, "/v2/users").ok().await;
     // Unknown secrets of either kind.
     for secret in [STRANGER_KEY, STRANGER_TOKEN, "whatever"] {
         expect_unauthorized(a.profile().bearer_auth(secret).send().await.unwrap(), INVALID).await;
@@ -328,12 +318,9 @@ async fn basic_with_a_bare_user_name_needs_a_unique_id(db: Db) {
         .unwrap();
     expect_error(resp, StatusCode::NOT_FOUND, Some("Profile not found.")).await;
     // Unique again once beta's alice is gone.
-    let resp =
-        a.s.call(&beta, Method::DELETE, "/v2/users/alice")
-            .send()
-            .await
-            .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
+    a.s.delete(&beta, "/v2/users/alice")
+        .expect_status(StatusCode::OK)
+        .await;
     assert_eq!(whoami(a.with_auth(&basic("alice", &a.alice))).await, "alice@acme");
 }
 
@@ -499,12 +486,7 @@ async fn revoking_a_key_stops_it_and_its_tokens_at_once(db: Db) {
         assert_eq!(whoami(a.profile().bearer_auth(cred)).await, "alice@acme");
     }
     // The key is gone from the list and cannot be revoked twice.
-    let resp =
-        a.s.call(&a.admin, Method::GET, "/v2/users/alice/apikeys")
-            .send()
-            .await
-            .unwrap();
-    let keys = expect_json(resp, StatusCode::OK).await;
+    let keys = a.s.get(&a.admin, "/v2/users/alice/apikeys").ok().await;
     assert!(
         keys.as_array()
             .unwrap()
@@ -512,21 +494,12 @@ async fn revoking_a_key_stops_it_and_its_tokens_at_once(db: Db) {
             .all(|k| k["id"] != doomed_id.as_str()),
         "{keys}"
     );
-    let resp =
-        a.s.call(
-            &a.admin,
-            Method::DELETE,
-            &format!("/v2/users/alice/apikeys/{doomed_id}"),
+    a.s.delete(&a.admin, &format!("/v2/users/alice/apikeys/{doomed_id}"))
+        .expect_error(
+            StatusCode::NOT_FOUND,
+            &format!("API key '{doomed_id}' of user 'alice' not found."),
         )
-        .send()
-        .await
-        .unwrap();
-    expect_error(
-        resp,
-        StatusCode::NOT_FOUND,
-        Some(&format!("API key '{doomed_id}' of user 'alice' not found.")),
-    )
-    .await;
+        .await;
 }
 
 async fn deleting_a_user_stops_its_keys_and_tokens(db: Db) {
@@ -545,12 +518,9 @@ async fn deleting_a_user_stops_its_keys_and_tokens(db: Db) {
     for cred in creds {
         assert_eq!(whoami(a.profile().bearer_auth(cred)).await, "alice@acme");
     }
-    let resp =
-        a.s.call(&a.admin, Method::DELETE, "/v2/users/alice")
-            .send()
-            .await
-            .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
+    a.s.delete(&a.admin, "/v2/users/alice")
+        .expect_status(StatusCode::OK)
+        .await;
     for cred in creds {
         expect_unauthorized(a.profile().bearer_auth(cred).send().await.unwrap(), INVALID).await;
     }
@@ -608,12 +578,12 @@ async fn an_expired_key_is_refused(db: Db) {
     )
     .await;
     // The record stays listed with its expiry; the user's other key still works.
-    let resp =
-        a.s.call(&a.admin, Method::GET, &format!("/v2/users/alice/apikeys/{id}"))
-            .send()
-            .await
-            .unwrap();
-    assert_eq!(expect_json(resp, StatusCode::OK).await["expireTime"], expire);
+    assert_eq!(
+        a.s.get(&a.admin, &format!("/v2/users/alice/apikeys/{id}"))
+            .ok()
+            .await["expireTime"],
+        expire
+    );
     assert_eq!(whoami(a.profile().bearer_auth(&a.alice)).await, "alice@acme");
 }
 
@@ -641,22 +611,19 @@ async fn expire_time_must_be_a_future_integer(db: Db) {
         json!({"expireTime": (wall_clock_ms() + 60_000) as f64 + 0.5}),
     ];
     for body in bad {
-        let resp =
-            a.s.call(&a.admin, Method::POST, "/v2/users/alice/apikeys")
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-        expect_error(resp, StatusCode::BAD_REQUEST, None).await;
+        a.s.post(&a.admin, "/v2/users/alice/apikeys")
+            .json(body)
+            .expect_error(StatusCode::BAD_REQUEST, None)
+            .await;
     }
     // Nothing was created: alice still has only her first key.
-    let resp =
-        a.s.call(&a.admin, Method::GET, "/v2/users/alice/apikeys")
-            .send()
-            .await
-            .unwrap();
     assert_eq!(
-        expect_json(resp, StatusCode::OK).await.as_array().unwrap().len(),
+        a.s.get(&a.admin, "/v2/users/alice/apikeys")
+            .ok()
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
         1
     );
     let future = wall_clock_ms() + 86_400_000;
@@ -690,12 +657,7 @@ async fn last_used_time_is_recorded(db: Db) {
         "lastUsedTime {used} is not the time of use ({before})"
     );
     // The list shows the same record.
-    let resp =
-        a.s.call(&a.admin, Method::GET, "/v2/users/bob/apikeys")
-            .send()
-            .await
-            .unwrap();
-    let list = expect_json(resp, StatusCode::OK).await;
+    let list = a.s.get(&a.admin, "/v2/users/bob/apikeys").ok().await;
     let entry = list
         .as_array()
         .unwrap()
@@ -943,12 +905,9 @@ async fn revocation_wins_over_requests_in_flight(db: Db) {
             }));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let resp =
-            a.s.call(&a.admin, Method::DELETE, &format!("/v2/users/alice/apikeys/{id}"))
-                .send()
-                .await
-                .unwrap();
-        assert_eq!(resp.status(), StatusCode::OK);
+        a.s.delete(&a.admin, &format!("/v2/users/alice/apikeys/{id}"))
+            .expect_status(StatusCode::OK)
+            .await;
         tokio::time::sleep(Duration::from_millis(20)).await;
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         for h in hammers {

@@ -135,6 +135,21 @@ impl Req {
         check_empty_ok(&what, self.send().await).await
     }
 
+    /// Sends; asserts Commissaire's delete answer: 200 with the JSON body `[]`.
+    pub async fn expect_deleted(self) {
+        let what = self.what.clone();
+        let resp = self.send().await;
+        let status = resp.status();
+        let ct = resp
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap_or("").to_string());
+        let text = resp.text().await.unwrap_or_else(|e| panic!("{what}: body: {e}"));
+        assert_eq!(status, StatusCode::OK, "{what}: {text}");
+        assert_eq!(text, "[]", "{what}");
+        assert_eq!(ct.as_deref(), Some("application/json; charset=utf-8"), "{what}");
+    }
+
     /// Sends; asserts `status` only and answers the body's text.
     pub async fn expect_status(self, status: StatusCode) -> String {
         let what = self.what.clone();

@@ -9,7 +9,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::both_stores;
-use crate::harness::{BOOTSTRAP_KEY, Db, TestServer, basic, expect_error, expect_json, expect_unauthorized};
+use crate::harness::{BOOTSTRAP_KEY, Db, TestServer, basic, expect_error, expect_json};
 
 /// One tenant's people: its first admin, `<t>-user` (role user), `<t>-viewer`, and `shared`,
 /// a user id that exists in both tenants (a user in alpha, a viewer in beta).
@@ -102,12 +102,9 @@ async fn other_tenants_users_are_not_found(db: Db) {
     t.s.req_root(Method::GET, "/v2/users/beta-user")
         .expect_error(StatusCode::NOT_FOUND, "User 'beta-user' not found.")
         .await;
-    let resp =
-        t.s.root(Method::DELETE, "/v2/users/beta-user")
-            .send()
-            .await
-            .unwrap();
-    expect_error(resp, StatusCode::NOT_FOUND, Some("User 'beta-user' not found.")).await;
+    t.s.req_root(Method::DELETE, "/v2/users/beta-user")
+        .expect_error(StatusCode::NOT_FOUND, "User 'beta-user' not found.")
+        .await;
     // B's user is untouched, keeps one key, and that key still works.
     assert_eq!(t.get(&t.b.admin, "/v2/users/beta-user").await, before);
     assert_eq!(before["role"], "user");
@@ -115,13 +112,11 @@ async fn other_tenants_users_are_not_found(db: Db) {
     assert_eq!(keys.as_array().unwrap().len(), 1, "{keys}");
     t.get(&t.b.user, "/v3/namespaces").await;
     // An id that exists in A names A's user, never B's.
-    let resp =
-        t.s.call(&t.a.admin, Method::PUT, "/v2/users/shared")
-            .json(&json!({"description": "alpha's"}))
-            .send()
-            .await
-            .unwrap();
-    let alpha_shared = expect_json(resp, StatusCode::OK).await;
+    let alpha_shared =
+        t.s.put(&t.a.admin, "/v2/users/shared")
+            .json(json!({"description": "alpha's"}))
+            .ok()
+            .await;
     assert_eq!(alpha_shared["tenant"], "alpha");
     assert_eq!(alpha_shared["role"], "user");
     let beta_shared = t.get(&t.b.admin, "/v2/users/shared").await;
@@ -129,19 +124,16 @@ async fn other_tenants_users_are_not_found(db: Db) {
     assert_eq!(beta_shared["role"], "viewer");
     assert_eq!(beta_shared["description"], "");
     // A may create its own user with B's id: ids are scoped by tenant.
-    let resp =
-        t.s.call(&t.a.admin, Method::POST, "/v2/users")
-            .json(&json!({"id": "beta-user", "role": "viewer"}))
-            .send()
-            .await
-            .unwrap();
-    assert_eq!(expect_json(resp, StatusCode::CREATED).await["tenant"], "alpha");
-    let resp =
-        t.s.call(&t.a.admin, Method::DELETE, "/v2/users/beta-user")
-            .send()
-            .await
-            .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        t.s.post(&t.a.admin, "/v2/users")
+            .json(json!({"id": "beta-user", "role": "viewer"}))
+            .expect(StatusCode::CREATED)
+            .await["tenant"],
+        "alpha"
+    );
+    t.s.delete(&t.a.admin, "/v2/users/beta-user")
+        .expect_status(StatusCode::OK)
+        .await;
     assert_eq!(t.get(&t.b.admin, "/v2/users/beta-user").await, before);
     t.get(&t.b.user, "/v3/namespaces").await;
 }
@@ -178,60 +170,30 @@ async fn other_tenants_api_keys_are_not_found(db: Db) {
     t.get(&t.b.admin, "/v2/users").await;
     // And B's admin cannot see A's keys either.
     let a_key_id = a_keys[0]["id"].as_str().unwrap();
-    let resp =
-        t.s.call(
-            &t.b.admin,
-            Method::GET,
-            &format!("/v2/users/shared/apikeys/{a_key_id}"),
-        )
-        .send()
-        .await
-        .unwrap();
-    expect_error(resp, StatusCode::NOT_FOUND, None).await;
+    t.s.get(&t.b.admin, &format!("/v2/users/shared/apikeys/{a_key_id}"))
+        .expect_error(StatusCode::NOT_FOUND, None)
+        .await;
 }
 
 async fn namespaces_are_scoped_by_tenant(db: Db) {
     let t = two(db).await;
-    let resp =
-        t.s.call(&t.b.user, Method::PUT, "/v3/namespaces/dev")
-            .json(&json!({"description": "beta dev", "config": {"owner": "beta"}}))
-            .send()
-            .await
-            .unwrap();
-    let b_dev = expect_json(resp, StatusCode::OK).await;
-    let resp =
-        t.s.call(&t.b.user, Method::PUT, "/v3/namespaces/only-beta")
-            .send()
-            .await
-            .unwrap();
-    expect_json(resp, StatusCode::OK).await;
+    let b_dev =
+        t.s.put(&t.b.user, "/v3/namespaces/dev")
+            .json(json!({"description": "beta dev", "config": {"owner": "beta"}}))
+            .ok()
+            .await;
+    t.s.put(&t.b.user, "/v3/namespaces/only-beta").ok().await;
     // A cannot read, edit or delete B's namespace: 404 as for one that does not exist.
     for key in [&t.a.admin, &t.a.user, &t.a.viewer] {
-        let resp =
-            t.s.call(key, Method::GET, "/v3/namespaces/only-beta")
-                .send()
-                .await
-                .unwrap();
-        expect_error(
-            resp,
-            StatusCode::NOT_FOUND,
-            Some("Namespace 'only-beta' not found."),
-        )
-        .await;
+        t.s.get(key, "/v3/namespaces/only-beta")
+            .expect_error(StatusCode::NOT_FOUND, "Namespace 'only-beta' not found.")
+            .await;
     }
     for key in [&t.a.admin, &t.a.user] {
-        let resp =
-            t.s.call(key, Method::PUT, "/v3/namespaces/only-beta/properties")
-                .json(&json!({"description": "alpha was here"}))
-                .send()
-                .await
-                .unwrap();
-        expect_error(
-            resp,
-            StatusCode::NOT_FOUND,
-            Some("Namespace 'only-beta' not found."),
-        )
-        .await;
+        t.s.put(key, "/v3/namespaces/only-beta/properties")
+            .json(json!({"description": "alpha was here"}))
+            .expect_error(StatusCode::NOT_FOUND, "Namespace 'only-beta' not found.")
+            .await;
         for path in [
             "/v3/namespaces/only-beta",
             "/v3/unrecoverable/namespaces/only-beta",
@@ -241,31 +203,22 @@ async fn namespaces_are_scoped_by_tenant(db: Db) {
                 .await;
         }
     }
-    let resp =
-        t.s.call(&t.a.admin, Method::GET, "/v3/namespaces/dev")
-            .send()
-            .await
-            .unwrap();
-    expect_error(resp, StatusCode::NOT_FOUND, Some("Namespace 'dev' not found.")).await;
+    t.s.get(&t.a.admin, "/v3/namespaces/dev")
+        .expect_error(StatusCode::NOT_FOUND, "Namespace 'dev' not found.")
+        .await;
     // A creates its own `dev`: a new namespace with A's settings, not B's answered back.
-    let resp =
-        t.s.call(&t.a.user, Method::PUT, "/v3/namespaces/dev")
-            .json(&json!({"description": "alpha dev"}))
-            .send()
-            .await
-            .unwrap();
     assert_eq!(
-        expect_json(resp, StatusCode::OK).await,
+        t.s.put(&t.a.user, "/v3/namespaces/dev")
+            .json(json!({"description": "alpha dev"}))
+            .ok()
+            .await,
         json!({"name": "dev", "description": "alpha dev", "config": {}})
     );
-    let resp =
-        t.s.call(&t.a.user, Method::PUT, "/v3/namespaces/dev/properties")
-            .json(&json!({"config": {"owner": "alpha"}}))
-            .send()
-            .await
-            .unwrap();
     assert_eq!(
-        expect_json(resp, StatusCode::OK).await,
+        t.s.put(&t.a.user, "/v3/namespaces/dev/properties")
+            .json(json!({"config": {"owner": "alpha"}}))
+            .ok()
+            .await,
         json!({"name": "dev", "description": "alpha dev", "config": {"owner": "alpha"}})
     );
     assert_eq!(t.get(&t.b.viewer, "/v3/namespaces/dev").await, b_dev);
@@ -337,12 +290,9 @@ async fn profiles_of_the_same_user_id_are_separate(db: Db) {
     assert_eq!(expect_json(resp, StatusCode::OK).await, json!({"theme": "alpha"}));
     let resp = profile(&t.b.shared).await.unwrap();
     assert_eq!(expect_json(resp, StatusCode::OK).await, json!({"theme": "beta"}));
-    let resp =
-        t.s.call(&t.a.shared, Method::DELETE, "/v2/profile")
-            .send()
-            .await
-            .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
+    t.s.delete(&t.a.shared, "/v2/profile")
+        .expect_status(StatusCode::OK)
+        .await;
     let resp = profile(&t.a.shared).await.unwrap();
     expect_error(resp, StatusCode::NOT_FOUND, Some("Profile not found.")).await;
     let resp = profile(&t.b.shared).await.unwrap();
@@ -387,26 +337,15 @@ async fn deleting_a_tenant_revokes_it_and_spares_the_others(db: Db) {
     let t = two(db).await;
     let b_token = t.s.mint_token(&t.b.user).await;
     let a_token = t.s.mint_token(&t.a.user).await;
-    let resp =
-        t.s.call(&t.b.admin, Method::PUT, "/v3/namespaces/dev")
-            .send()
-            .await
-            .unwrap();
-    expect_json(resp, StatusCode::OK).await;
-    let resp =
-        t.s.call(&t.a.admin, Method::PUT, "/v3/namespaces/dev")
-            .json(&json!({"description": "alpha dev"}))
-            .send()
-            .await
-            .unwrap();
-    expect_json(resp, StatusCode::OK).await;
-    let resp =
-        t.s.call(&t.a.shared, Method::PUT, "/v2/profile")
-            .json(&json!({"mine": true}))
-            .send()
-            .await
-            .unwrap();
-    expect_json(resp, StatusCode::OK).await;
+    t.s.put(&t.b.admin, "/v3/namespaces/dev").ok().await;
+    t.s.put(&t.a.admin, "/v3/namespaces/dev")
+        .json(json!({"description": "alpha dev"}))
+        .ok()
+        .await;
+    t.s.put(&t.a.shared, "/v2/profile")
+        .json(json!({"mine": true}))
+        .ok()
+        .await;
     let a_users = t.get(&t.a.admin, "/v2/users").await;
     let a_namespaces = t.get(&t.a.viewer, "/v3/namespaces").await;
     // Not while it has workers.
@@ -417,13 +356,13 @@ async fn deleting_a_tenant_revokes_it_and_spares_the_others(db: Db) {
         )
         .await;
     t.get(&t.b.user, "/v3/namespaces").await;
-    let resp =
-        t.s.root(Method::PUT, "/v2/tenants/beta")
-            .json(&json!({"tenant": {"name": "beta", "workers": 0}}))
-            .send()
-            .await
-            .unwrap();
-    assert_eq!(expect_json(resp, StatusCode::OK).await["workers"], 0);
+    assert_eq!(
+        t.s.req_root(Method::PUT, "/v2/tenants/beta")
+            .json(json!({"tenant": {"name": "beta", "workers": 0}}))
+            .ok()
+            .await["workers"],
+        0
+    );
     let resp = t.s.root(Method::DELETE, "/v2/tenants/beta").send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.text().await.unwrap(), "");
@@ -433,15 +372,12 @@ async fn deleting_a_tenant_revokes_it_and_spares_the_others(db: Db) {
             .expect_unauthorized("Invalid credentials.")
             .await;
     }
-    let resp =
-        t.s.anon(Method::GET, "/v3/namespaces")
-            .header("Coopr-UserID", "admin")
-            .header("Coopr-TenantID", "beta")
-            .header("Coopr-ApiKey", &t.b.admin)
-            .send()
-            .await
-            .unwrap();
-    expect_unauthorized(resp, "Invalid credentials.").await;
+    t.s.req_anon(Method::GET, "/v3/namespaces")
+        .with(|r| r.header("Coopr-UserID", "admin"))
+        .with(|r| r.header("Coopr-TenantID", "beta"))
+        .with(|r| r.header("Coopr-ApiKey", &t.b.admin))
+        .expect_unauthorized("Invalid credentials.")
+        .await;
     t.s.req_root(Method::GET, "/v2/tenants/beta")
         .expect_error(StatusCode::NOT_FOUND, "tenant beta not found")
         .await;
@@ -476,48 +412,39 @@ async fn a_credential_never_crosses_into_another_tenant(db: Db) {
     let b_token = t.s.mint_token(&t.b.shared).await;
     // `shared` exists in both tenants; B's secrets never authenticate as A's `shared`.
     for secret in [&t.b.shared, &b_token] {
-        let resp =
-            t.s.anon(Method::GET, "/v2/profile")
-                .header("Coopr-UserID", "shared")
-                .header("Coopr-TenantID", "alpha")
-                .header("Coopr-ApiKey", secret.as_str())
-                .send()
-                .await
-                .unwrap();
-        expect_unauthorized(resp, "Invalid credentials.").await;
+        t.s.req_anon(Method::GET, "/v2/profile")
+            .with(|r| r.header("Coopr-UserID", "shared"))
+            .with(|r| r.header("Coopr-TenantID", "alpha"))
+            .with(|r| r.header("Coopr-ApiKey", secret.as_str()))
+            .expect_unauthorized("Invalid credentials.")
+            .await;
         for user_part in ["shared@alpha", "shared"] {
-            let resp =
-                t.s.anon(Method::GET, "/v2/profile")
-                    .header("Authorization", basic(user_part, secret))
-                    .send()
-                    .await
-                    .unwrap();
-            expect_unauthorized(resp, "Invalid credentials.").await;
+            t.s.req_anon(Method::GET, "/v2/profile")
+                .with(|r| r.header("Authorization", basic(user_part, secret)))
+                .expect_unauthorized("Invalid credentials.")
+                .await;
         }
-        let resp =
-            t.s.call(secret, Method::GET, "/v2/profile")
-                .header("Coopr-TenantID", "alpha")
-                .send()
-                .await
-                .unwrap();
-        expect_unauthorized(resp, "Invalid credentials.").await;
+        t.s.get(secret, "/v2/profile")
+            .with(|r| r.header("Coopr-TenantID", "alpha"))
+            .expect_unauthorized("Invalid credentials.")
+            .await;
     }
     // B's admin key is no admin key in A.
-    let resp =
-        t.s.anon(Method::GET, "/v2/users")
-            .header("Authorization", basic("admin@alpha", &t.b.admin))
-            .send()
-            .await
-            .unwrap();
-    expect_unauthorized(resp, "Invalid credentials.").await;
+    t.s.req_anon(Method::GET, "/v2/users")
+        .with(|r| r.header("Authorization", basic("admin@alpha", &t.b.admin)))
+        .expect_unauthorized("Invalid credentials.")
+        .await;
     // While each works at home.
-    let resp =
-        t.s.anon(Method::GET, "/v2/users")
-            .header("Authorization", basic("admin@beta", &t.b.admin))
-            .send()
-            .await
-            .unwrap();
-    assert_eq!(ids(&expect_json(resp, StatusCode::OK).await, "tenant")[0], "beta");
+    assert_eq!(
+        ids(
+            &t.s.req_anon(Method::GET, "/v2/users")
+                .with(|r| r.header("Authorization", basic("admin@beta", &t.b.admin)))
+                .ok()
+                .await,
+            "tenant"
+        )[0],
+        "beta"
+    );
 }
 
 /// Base64 of a new private key, as a host registration carries it.
@@ -536,13 +463,10 @@ async fn other_tenants_hosts_and_clusters_are_not_found(db: Db) {
     let t = two_on(s).await;
     // No background work: every record stays as the API left it.
     for name in ["alpha", "beta"] {
-        let resp =
-            t.s.root(Method::PUT, &format!("/v2/tenants/{name}"))
-                .json(&json!({"tenant": {"name": name, "workers": 0}}))
-                .send()
-                .await
-                .unwrap();
-        expect_json(resp, StatusCode::OK).await;
+        t.s.req_root(Method::PUT, &format!("/v2/tenants/{name}"))
+            .json(json!({"tenant": {"name": name, "workers": 0}}))
+            .ok()
+            .await;
     }
     let (a_key, b_key) = (ssh_key(), ssh_key());
     let address = "127.202.0.1";
