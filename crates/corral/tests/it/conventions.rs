@@ -55,6 +55,7 @@ async fn malformed_and_mistyped_json_are_400(db: Db) {
     for body in ["{", "not json", "{\"id\": \"a\"} trailing"] {
         let err = s
             .post(&admin, "/v2/users")
+            .case(format!("{body:?}"))
             .with(|r| r.body(body))
             .expect_error(StatusCode::BAD_REQUEST, None)
             .await;

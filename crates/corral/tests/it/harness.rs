@@ -252,11 +252,6 @@ impl TestServer {
 }
 
 /// Asserts a success that has nothing to say (README 4): 200, empty body, no content type.
-pub async fn expect_empty_ok(resp: Response) {
-    check_empty_ok("response", resp).await
-}
-
-/// [`expect_empty_ok`] for the request named `what` in failure messages.
 pub async fn check_empty_ok(what: &str, resp: Response) {
     let got = resp.status();
     let ct = resp.headers().get("content-type").cloned();

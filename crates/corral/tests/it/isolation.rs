@@ -186,11 +186,13 @@ async fn namespaces_are_scoped_by_tenant(db: Db) {
     // A cannot read, edit or delete B's namespace: 404 as for one that does not exist.
     for key in [&t.a.admin, &t.a.user, &t.a.viewer] {
         t.s.get(key, "/v3/namespaces/only-beta")
+            .case(format!("{key:?}"))
             .expect_error(StatusCode::NOT_FOUND, "Namespace 'only-beta' not found.")
             .await;
     }
     for key in [&t.a.admin, &t.a.user] {
         t.s.put(key, "/v3/namespaces/only-beta/properties")
+            .case(format!("{key:?}"))
             .json(json!({"description": "alpha was here"}))
             .expect_error(StatusCode::NOT_FOUND, "Namespace 'only-beta' not found.")
             .await;
@@ -199,6 +201,7 @@ async fn namespaces_are_scoped_by_tenant(db: Db) {
             "/v3/unrecoverable/namespaces/only-beta",
         ] {
             t.s.delete(key, path)
+                .case(format!("{key:?}"))
                 .expect_error(StatusCode::NOT_FOUND, "Namespace 'only-beta' not found.")
                 .await;
         }
@@ -369,6 +372,7 @@ async fn deleting_a_tenant_revokes_it_and_spares_the_others(db: Db) {
     // Every credential of B is now invalid, in every form.
     for key in [&t.b.admin, &t.b.user, &t.b.viewer, &t.b.shared, &b_token] {
         t.s.get(key, "/v3/namespaces")
+            .case(format!("{key:?}"))
             .expect_unauthorized("Invalid credentials.")
             .await;
     }
@@ -402,6 +406,7 @@ async fn deleting_a_tenant_revokes_it_and_spares_the_others(db: Db) {
     assert_eq!(ids(&t.get(&new_b, "/v3/namespaces").await, "name"), ["default"]);
     for key in [&t.b.admin, &t.b.user, &b_token] {
         t.s.get(key, "/v3/namespaces")
+            .case(format!("{key:?}"))
             .expect_unauthorized("Invalid credentials.")
             .await;
     }
@@ -413,6 +418,7 @@ async fn a_credential_never_crosses_into_another_tenant(db: Db) {
     // `shared` exists in both tenants; B's secrets never authenticate as A's `shared`.
     for secret in [&t.b.shared, &b_token] {
         t.s.req_anon(Method::GET, "/v2/profile")
+            .case(format!("{secret:?}"))
             .with(|r| r.header("Coopr-UserID", "shared"))
             .with(|r| r.header("Coopr-TenantID", "alpha"))
             .with(|r| r.header("Coopr-ApiKey", secret.as_str()))
@@ -420,11 +426,13 @@ async fn a_credential_never_crosses_into_another_tenant(db: Db) {
             .await;
         for user_part in ["shared@alpha", "shared"] {
             t.s.req_anon(Method::GET, "/v2/profile")
+                .case(format!("{secret:?}, {user_part:?}"))
                 .with(|r| r.header("Authorization", basic(user_part, secret)))
                 .expect_unauthorized("Invalid credentials.")
                 .await;
         }
         t.s.get(secret, "/v2/profile")
+            .case(format!("{secret:?}"))
             .with(|r| r.header("Coopr-TenantID", "alpha"))
             .expect_unauthorized("Invalid credentials.")
             .await;

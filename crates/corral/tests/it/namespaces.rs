@@ -1,22 +1,13 @@
 //! CDAP namespaces (cdap-v3.md 2): `default` always there, create is idempotent, reserved
 //! ids `cdap` and `system`, properties, both delete paths, and who may write.
 
-use reqwest::{Method, Response, StatusCode};
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::both_stores;
-use crate::harness::{BOOTSTRAP_KEY, Db, TestServer, expect_error, expect_json};
+use crate::harness::{BOOTSTRAP_KEY, Db, TestServer};
 
 const RESERVED: [&str; 2] = ["cdap", "system"];
-
-async fn send(s: &TestServer, key: &str, method: Method, path: &str, body: Option<Value>) -> Response {
-    let req = s.call(key, method, path);
-    let req = match body {
-        Some(b) => req.json(&b),
-        None => req,
-    };
-    req.send().await.unwrap()
-}
 
 async fn list(s: &TestServer, key: &str) -> Value {
     s.get(key, "/v3/namespaces").ok().await
@@ -30,10 +21,6 @@ async fn names(s: &TestServer, key: &str) -> Vec<String> {
         .iter()
         .map(|n| n["name"].as_str().unwrap().to_string())
         .collect()
-}
-
-async fn get(s: &TestServer, key: &str, ns: &str) -> Response {
-    send(s, key, Method::GET, &format!("/v3/namespaces/{ns}"), None).await
 }
 
 fn default_ns() -> Value {
@@ -52,6 +39,7 @@ async fn list_is_sorted_and_has_default(db: Db) {
         ("d_1", ""),
     ] {
         s.put(&admin, &format!("/v3/namespaces/{ns}"))
+            .case(format!("{description:?}"))
             .json(json!({"description": description}))
             .ok()
             .await;
@@ -87,10 +75,7 @@ async fn put_creates_and_keeps_an_existing_namespace(db: Db) {
             .await,
         dev
     );
-    assert_eq!(
-        expect_json(get(&s, &admin, "dev").await, StatusCode::OK).await,
-        dev
-    );
+    assert_eq!(s.get(&admin, "/v3/namespaces/dev").ok().await, dev);
     // Again, with other settings: 200 with the existing namespace, unchanged.
     assert_eq!(
         s.put(&admin, "/v3/namespaces/dev")
@@ -100,10 +85,7 @@ async fn put_creates_and_keeps_an_existing_namespace(db: Db) {
         dev
     );
     assert_eq!(s.put(&admin, "/v3/namespaces/dev").ok().await, dev);
-    assert_eq!(
-        expect_json(get(&s, &admin, "dev").await, StatusCode::OK).await,
-        dev
-    );
+    assert_eq!(s.get(&admin, "/v3/namespaces/dev").ok().await, dev);
     // `default` too.
     assert_eq!(
         s.put(&admin, "/v3/namespaces/default")
@@ -127,10 +109,7 @@ async fn put_creates_and_keeps_an_existing_namespace(db: Db) {
             .await["description"],
         "theirs"
     );
-    assert_eq!(
-        expect_json(get(&s, &admin, "dev").await, StatusCode::OK).await,
-        dev
-    );
+    assert_eq!(s.get(&admin, "/v3/namespaces/dev").ok().await, dev);
 }
 
 async fn put_without_a_body(db: Db) {
@@ -166,6 +145,7 @@ async fn invalid_ids_and_bodies_are_400(db: Db) {
         ("a%2Bb", "a+b"),
     ] {
         s.put(&admin, &format!("/v3/namespaces/{path}"))
+            .case(format!("{id:?}"))
             .expect_error(
                 StatusCode::BAD_REQUEST,
                 &format!("Invalid name '{id}': use 1 to 255 characters from A-Z a-z 0-9 _ -."),
@@ -187,6 +167,7 @@ async fn invalid_ids_and_bodies_are_400(db: Db) {
     ] {
         let err = s
             .put(&admin, "/v3/namespaces/dev")
+            .case(format!("{body:?}"))
             .json(body.clone())
             .expect_error(StatusCode::BAD_REQUEST, None)
             .await;
@@ -211,7 +192,7 @@ async fn invalid_ids_and_bodies_are_400(db: Db) {
         s.put(&admin, &format!("/v3/namespaces/{id}")).ok().await["name"],
         json!(id)
     );
-    expect_json(get(&s, &admin, &id).await, StatusCode::OK).await;
+    s.get(&admin, &format!("/v3/namespaces/{id}")).ok().await;
 }
 
 async fn reserved_namespaces(db: Db) {
@@ -220,6 +201,7 @@ async fn reserved_namespaces(db: Db) {
     for ns in RESERVED {
         let path = format!("/v3/namespaces/{ns}");
         s.put(&admin, &path)
+            .case(format!("{ns:?}"))
             .json(json!({"description": "x"}))
             .expect_error(
                 StatusCode::BAD_REQUEST,
@@ -227,53 +209,49 @@ async fn reserved_namespaces(db: Db) {
             )
             .await;
         s.put(&admin, &path)
+            .case(format!("{ns:?}"))
             .expect_error(StatusCode::BAD_REQUEST, None)
             .await;
         let reserved = format!("Namespace '{ns}' is reserved.");
-        expect_error(get(&s, &admin, ns).await, StatusCode::FORBIDDEN, Some(&reserved)).await;
+        s.get(&admin, &format!("/v3/namespaces/{ns}"))
+            .expect_error(StatusCode::FORBIDDEN, &reserved)
+            .await;
         s.put(&admin, &format!("{path}/properties"))
+            .case(format!("{ns:?}"))
             .json(json!({"description": "x"}))
             .expect_error(StatusCode::FORBIDDEN, &reserved)
             .await;
         let cannot = format!("Reserved namespace '{ns}' cannot be deleted.");
         for delete in [path.clone(), format!("/v3/unrecoverable/namespaces/{ns}")] {
             s.delete(&admin, &delete)
+                .case(format!("{ns:?}"))
                 .expect_error(StatusCode::FORBIDDEN, &cannot)
                 .await;
         }
     }
     // For the superadmin too.
-    expect_error(
-        get(&s, BOOTSTRAP_KEY, "system").await,
-        StatusCode::FORBIDDEN,
-        Some("Namespace 'system' is reserved."),
-    )
-    .await;
+    s.get(BOOTSTRAP_KEY, "/v3/namespaces/system")
+        .expect_error(StatusCode::FORBIDDEN, "Namespace 'system' is reserved.")
+        .await;
     assert_eq!(names(&s, &admin).await, ["default"]);
 }
 
 async fn unknown_namespace_is_404(db: Db) {
     let s = TestServer::start(db).await;
     let admin = s.create_tenant("acme", 0).await;
-    expect_error(
-        get(&s, &admin, "dev").await,
-        StatusCode::NOT_FOUND,
-        Some("Namespace 'dev' not found."),
-    )
-    .await;
+    s.get(&admin, "/v3/namespaces/dev")
+        .expect_error(StatusCode::NOT_FOUND, "Namespace 'dev' not found.")
+        .await;
     // Another tenant's namespace does not exist here.
     let other = s.create_tenant("other", 0).await;
     s.put(&other, "/v3/namespaces/theirs").ok().await;
-    expect_error(
-        get(&s, &admin, "theirs").await,
-        StatusCode::NOT_FOUND,
-        Some("Namespace 'theirs' not found."),
-    )
-    .await;
+    s.get(&admin, "/v3/namespaces/theirs")
+        .expect_error(StatusCode::NOT_FOUND, "Namespace 'theirs' not found.")
+        .await;
     s.delete(&admin, "/v3/namespaces/theirs")
         .expect_error(StatusCode::NOT_FOUND, "Namespace 'theirs' not found.")
         .await;
-    expect_json(get(&s, &other, "theirs").await, StatusCode::OK).await;
+    s.get(&other, "/v3/namespaces/theirs").ok().await;
 }
 
 async fn properties_replace_the_fields_given(db: Db) {
@@ -294,10 +272,7 @@ async fn properties_replace_the_fields_given(db: Db) {
             .await,
         expected
     );
-    assert_eq!(
-        expect_json(get(&s, &admin, "dev").await, StatusCode::OK).await,
-        expected
-    );
+    assert_eq!(s.get(&admin, "/v3/namespaces/dev").ok().await, expected);
     // Config: the whole map is replaced; the description stays.
     let expected = json!({"name": "dev", "description": "Dev apps", "config": {"k3": "v3"}});
     assert_eq!(
@@ -307,10 +282,7 @@ async fn properties_replace_the_fields_given(db: Db) {
             .await,
         expected
     );
-    assert_eq!(
-        expect_json(get(&s, &admin, "dev").await, StatusCode::OK).await,
-        expected
-    );
+    assert_eq!(s.get(&admin, "/v3/namespaces/dev").ok().await, expected);
     // Nothing given: nothing changes.
     assert_eq!(s.put(&admin, props).json(json!({})).ok().await, expected);
     // Both, including an empty description and an empty map.
@@ -322,10 +294,7 @@ async fn properties_replace_the_fields_given(db: Db) {
             .await,
         cleared
     );
-    assert_eq!(
-        expect_json(get(&s, &admin, "dev").await, StatusCode::OK).await,
-        cleared
-    );
+    assert_eq!(s.get(&admin, "/v3/namespaces/dev").ok().await, cleared);
     let back = s
         .put(&admin, props)
         .json(json!({"description": "back", "config": {"q": "1"}}))
@@ -344,21 +313,21 @@ async fn properties_replace_the_fields_given(db: Db) {
     ] {
         let err = s
             .put(&admin, props)
+            .case(format!("{body:?}"))
             .json(body.clone())
             .expect_error(StatusCode::BAD_REQUEST, None)
             .await;
         assert!(err["message"].is_string(), "{body}");
     }
-    assert_eq!(
-        expect_json(get(&s, &admin, "dev").await, StatusCode::OK).await,
-        back
-    );
+    assert_eq!(s.get(&admin, "/v3/namespaces/dev").ok().await, back);
     // Unknown namespace.
     s.put(&admin, "/v3/namespaces/ghost/properties")
         .json(json!({"description": "x"}))
         .expect_error(StatusCode::NOT_FOUND, "Namespace 'ghost' not found.")
         .await;
-    expect_error(get(&s, &admin, "ghost").await, StatusCode::NOT_FOUND, None).await;
+    s.get(&admin, "/v3/namespaces/ghost")
+        .expect_error(StatusCode::NOT_FOUND, None)
+        .await;
     // `default` can be edited.
     assert_eq!(
         s.put(&admin, "/v3/namespaces/default/properties")
@@ -379,12 +348,9 @@ async fn delete_removes_a_namespace_by_either_path(db: Db) {
             .await;
     }
     s.delete(&admin, "/v3/namespaces/a").expect_empty_ok().await;
-    expect_error(
-        get(&s, &admin, "a").await,
-        StatusCode::NOT_FOUND,
-        Some("Namespace 'a' not found."),
-    )
-    .await;
+    s.get(&admin, "/v3/namespaces/a")
+        .expect_error(StatusCode::NOT_FOUND, "Namespace 'a' not found.")
+        .await;
     for path in ["/v3/namespaces/a", "/v3/unrecoverable/namespaces/a"] {
         s.delete(&admin, path)
             .expect_error(StatusCode::NOT_FOUND, "Namespace 'a' not found.")
@@ -393,12 +359,9 @@ async fn delete_removes_a_namespace_by_either_path(db: Db) {
     s.delete(&admin, "/v3/unrecoverable/namespaces/b")
         .expect_empty_ok()
         .await;
-    expect_error(
-        get(&s, &admin, "b").await,
-        StatusCode::NOT_FOUND,
-        Some("Namespace 'b' not found."),
-    )
-    .await;
+    s.get(&admin, "/v3/namespaces/b")
+        .expect_error(StatusCode::NOT_FOUND, "Namespace 'b' not found.")
+        .await;
     assert_eq!(names(&s, &admin).await, ["c", "default"]);
     // A deleted namespace can be created anew, with the new settings.
     assert_eq!(
@@ -412,7 +375,7 @@ async fn delete_removes_a_namespace_by_either_path(db: Db) {
     let other = s.create_tenant("other", 0).await;
     s.put(&other, "/v3/namespaces/c").ok().await;
     s.delete(&admin, "/v3/namespaces/c").expect_empty_ok().await;
-    expect_json(get(&s, &other, "c").await, StatusCode::OK).await;
+    s.get(&other, "/v3/namespaces/c").ok().await;
     // Unknown and invalid ids.
     s.delete(&admin, "/v3/unrecoverable/namespaces/ghost")
         .expect_error(StatusCode::NOT_FOUND, "Namespace 'ghost' not found.")
@@ -424,13 +387,17 @@ async fn deleting_default_keeps_it(db: Db) {
     let admin = s.create_tenant("acme", 0).await;
     for path in ["/v3/namespaces/default", "/v3/unrecoverable/namespaces/default"] {
         s.delete(&admin, path).expect_empty_ok().await;
-        let got = expect_json(get(&s, &admin, "default").await, StatusCode::OK).await;
+        let got = s
+            .get(&admin, "/v3/namespaces/default")
+            .case(format!("{path:?}"))
+            .ok()
+            .await;
         assert_eq!(got["name"], "default");
         assert_eq!(names(&s, &admin).await, ["default"]);
     }
     // Twice in a row is fine: `default` never stops existing.
     s.delete(&admin, "/v3/namespaces/default").expect_empty_ok().await;
-    expect_json(get(&s, &admin, "default").await, StatusCode::OK).await;
+    s.get(&admin, "/v3/namespaces/default").ok().await;
 }
 
 async fn viewer_reads_but_cannot_write(db: Db) {
@@ -446,16 +413,10 @@ async fn viewer_reads_but_cannot_write(db: Db) {
 
     // Reads.
     assert_eq!(names(&s, &viewer).await, ["default", "dev"]);
-    assert_eq!(
-        expect_json(get(&s, &viewer, "dev").await, StatusCode::OK).await,
-        dev
-    );
-    expect_error(
-        get(&s, &viewer, "ghost").await,
-        StatusCode::NOT_FOUND,
-        Some("Namespace 'ghost' not found."),
-    )
-    .await;
+    assert_eq!(s.get(&viewer, "/v3/namespaces/dev").ok().await, dev);
+    s.get(&viewer, "/v3/namespaces/ghost")
+        .expect_error(StatusCode::NOT_FOUND, "Namespace 'ghost' not found.")
+        .await;
     // Writes: 403, also for namespaces that do not exist (permission before existence).
     for (method, path, body) in [
         (
@@ -482,6 +443,7 @@ async fn viewer_reads_but_cannot_write(db: Db) {
     ] {
         let err = s
             .req(&viewer, method.clone(), path)
+            .case(format!("{body:?}"))
             .json_opt(body)
             .expect_error(StatusCode::FORBIDDEN, None)
             .await;
@@ -489,10 +451,7 @@ async fn viewer_reads_but_cannot_write(db: Db) {
     }
     // Nothing changed.
     assert_eq!(names(&s, &viewer).await, ["default", "dev"]);
-    assert_eq!(
-        expect_json(get(&s, &viewer, "dev").await, StatusCode::OK).await,
-        dev
-    );
+    assert_eq!(s.get(&viewer, "/v3/namespaces/dev").ok().await, dev);
 
     // A user may write.
     s.put(&user, "/v3/namespaces/new").ok().await;

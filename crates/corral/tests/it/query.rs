@@ -11,7 +11,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::both_stores;
-use crate::harness::{Db, TestServer, expect_json};
+use crate::harness::{Db, TestServer};
 use crate::instances::{ids, launch, mock_cloud};
 
 async fn query(s: &TestServer, k: &str, body: Value) -> Value {
@@ -174,24 +174,15 @@ async fn freshness(db: Db) {
         rows(&s, &k, "select state from instances").await,
         vec![json!(["launched"])]
     );
-    let out = s
-        .call(&k, Method::PUT, "/instances/rename")
-        .json(&json!({&a: "renamed"}))
-        .send()
-        .await
-        .unwrap();
-    expect_json(out, StatusCode::OK).await;
+    s.put(&k, "/instances/rename")
+        .json(json!({&a: "renamed"}))
+        .ok()
+        .await;
     assert_eq!(
         rows(&s, &k, "select name from instances").await,
         vec![json!(["renamed"])]
     );
-    let out = s
-        .call(&k, Method::POST, "/instances/delete")
-        .json(&json!([a]))
-        .send()
-        .await
-        .unwrap();
-    expect_json(out, StatusCode::OK).await;
+    s.post(&k, "/instances/delete").json(json!([a])).ok().await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while rows(&s, &k, "select count(*) from instances").await != vec![json!([0])] {
         assert!(
@@ -223,6 +214,7 @@ async fn request_shapes_and_limits(db: Db) {
         json!(7),
     ] {
         s.post(&k, "/query")
+            .case(format!("{bad:?}"))
             .json(bad)
             .expect_error(StatusCode::BAD_REQUEST, None)
             .await;

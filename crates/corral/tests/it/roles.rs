@@ -1115,7 +1115,10 @@ async fn superadmin_means_an_admin_of_tenant_superadmin(db: Db) {
     for path in ["/v2/tenants", "/v2/tenants/acme", "/metrics"] {
         s.get(&ops, path).case(path).expect_status(StatusCode::OK).await;
         for key in [&staff, &watcher, &acme] {
-            s.get(key, path).expect_error(StatusCode::FORBIDDEN, None).await;
+            s.get(key, path)
+                .case(format!("{key:?}"))
+                .expect_error(StatusCode::FORBIDDEN, None)
+                .await;
         }
     }
     // acme's admin is called `admin` like the bootstrap user, and is still not a superadmin.

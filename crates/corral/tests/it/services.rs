@@ -15,15 +15,6 @@ const NS: &str = "/v3/namespaces/default";
 const STOPPED: &str = "Service is stopped. Please start it.";
 const NOT_ACCEPTING: &str = "Service is running but not accepting requests at this time.";
 
-async fn send(s: &TestServer, key: &str, method: Method, path: &str, body: Option<Value>) -> Response {
-    let req = s.call(key, method, path);
-    let req = match body {
-        Some(b) => req.json(&b),
-        None => req,
-    };
-    req.send().await.unwrap()
-}
-
 /// A version of app `app` with one testsvc service `svc`.
 async fn deploy(s: &TestServer, key: &str, app: &str, version: &str, instances: i64, extra_args: &[&str]) {
     let mut command = vec![testsvc()];
@@ -109,6 +100,7 @@ async fn lifecycle(db: Db) {
         json!({"CORRAL_X": "1"}),
     ] {
         s.post(&k, &svc_path("Shop", None, "/start"))
+            .case(format!("{bad:?}"))
             .json(bad)
             .expect_error(StatusCode::BAD_REQUEST, None)
             .await;
@@ -180,15 +172,10 @@ async fn lifecycle(db: Db) {
         assert!(process_exists(p["pid"].as_u64().unwrap()));
     }
 
-    let runs = send(
-        &s,
-        &k,
-        Method::GET,
-        &svc_path("Shop", None, "/runs?status=running"),
-        None,
-    )
-    .await;
-    let runs = expect_json(runs, StatusCode::OK).await;
+    let runs = s
+        .get(&k, &svc_path("Shop", None, "/runs?status=running"))
+        .ok()
+        .await;
     assert_eq!(runs.as_array().unwrap().len(), 1, "{runs}");
     assert_eq!(runs[0]["runid"], run.as_str());
     assert_eq!(runs[0]["status"], "RUNNING");
@@ -226,15 +213,12 @@ async fn lifecycle(db: Db) {
     assert_eq!(done[0]["runid"], run.as_str());
     assert_eq!(done[0]["status"], "KILLED");
     assert!(done[0]["end"].as_i64().unwrap() >= done[0]["start"].as_i64().unwrap());
-    let one = send(
-        &s,
-        &k,
-        Method::GET,
-        &svc_path("Shop", None, &format!("/runs/{run}")),
-        None,
-    )
-    .await;
-    assert_eq!(expect_json(one, StatusCode::OK).await, done[0]);
+    assert_eq!(
+        s.get(&k, &svc_path("Shop", None, &format!("/runs/{run}")))
+            .ok()
+            .await,
+        done[0]
+    );
     s.get(
         &k,
         &svc_path("Shop", None, "/runs/00000000-0000-0000-0000-000000000000"),
@@ -306,8 +290,10 @@ async fn crash_health_and_scaling(db: Db) {
     };
     assert_ne!(restarted["pid"], first["pid"]);
     assert!(!process_exists(first["pid"].as_u64().unwrap()));
-    let status = send(&s, &k, Method::GET, &svc_path("Shop", None, "/status"), None).await;
-    assert_eq!(expect_json(status, StatusCode::OK).await["status"], "RUNNING");
+    assert_eq!(
+        s.get_json(&k, &svc_path("Shop", None, "/status")).await["status"],
+        "RUNNING"
+    );
 
     // Scaling while running: up adds new indexes, down removes the highest.
     for (bad, text) in [
@@ -320,6 +306,7 @@ async fn crash_health_and_scaling(db: Db) {
         (json!({"instances": 101}), None),
     ] {
         s.put(&k, &svc_path("Shop", None, "/instances"))
+            .case(format!("{bad:?}, {text:?}"))
             .json(bad)
             .expect_error(StatusCode::BAD_REQUEST, text)
             .await;
@@ -336,15 +323,13 @@ async fn crash_health_and_scaling(db: Db) {
     let indexes: Vec<u64> = procs.iter().map(|p| p["instance"].as_u64().unwrap()).collect();
     assert_eq!(indexes, [0, 1, 2]);
     assert_eq!(procs[0]["pid"], restarted["pid"], "instance 0 was not touched");
-    let svc = send(&s, &k, Method::GET, &svc_path("Shop", None, ""), None).await;
-    assert_eq!(expect_json(svc, StatusCode::OK).await["instances"], 3);
+    assert_eq!(s.get(&k, &svc_path("Shop", None, "")).ok().await["instances"], 3);
     s.put(&k, &svc_path("Shop", None, "/instances"))
         .json(json!({"instances": 1}))
         .expect_empty_ok()
         .await;
-    let counts = send(&s, &k, Method::GET, &svc_path("Shop", None, "/instances"), None).await;
     assert_eq!(
-        expect_json(counts, StatusCode::OK).await,
+        s.get(&k, &svc_path("Shop", None, "/instances")).ok().await,
         json!({"requested": 1, "provisioned": 1, "healthy": 1})
     );
     for p in &procs[1..] {
@@ -395,19 +380,16 @@ async fn stop_escalates_and_start_failure(db: Db) {
         err["message"].as_str().unwrap().contains("could not be started"),
         "{err}"
     );
-    let runs = send(
-        &s,
-        &k,
-        Method::GET,
-        &svc_path("Broken", None, "/runs?status=failed"),
-        None,
-    )
-    .await;
-    let runs = expect_json(runs, StatusCode::OK).await;
+    let runs = s
+        .get(&k, &svc_path("Broken", None, "/runs?status=failed"))
+        .ok()
+        .await;
     assert_eq!(runs.as_array().unwrap().len(), 1, "{runs}");
     assert!(runs[0]["end"].is_i64());
-    let status = send(&s, &k, Method::GET, &svc_path("Broken", None, "/status"), None).await;
-    assert_eq!(expect_json(status, StatusCode::OK).await["status"], "STOPPED");
+    assert_eq!(
+        s.get_json(&k, &svc_path("Broken", None, "/status")).await["status"],
+        "STOPPED"
+    );
     s.stop().await;
 }
 
@@ -436,8 +418,7 @@ async fn restart_restores_services(db: Db) {
     })
     .await;
     wait_healthy(&s, &k, "Shop", None, 2).await;
-    let runs = send(&s, &k, Method::GET, &svc_path("Shop", None, "/runs"), None).await;
-    let runs = expect_json(runs, StatusCode::OK).await;
+    let runs = s.get(&k, &svc_path("Shop", None, "/runs")).ok().await;
     assert_eq!(runs.as_array().unwrap().len(), 2, "{runs}");
     let old = runs
         .as_array()
@@ -613,6 +594,7 @@ async fn route_config_split_and_pinning() {
         ),
     ] {
         s.put(&k, &rc)
+            .case(format!("{body:?}, {text:?}"))
             .json(body)
             .expect_error(StatusCode::BAD_REQUEST, text)
             .await;
@@ -779,6 +761,7 @@ async fn batch_calls(db: Db) {
         ),
     ] {
         s.post(&k, &format!("{NS}/status"))
+            .case(format!("{body:?}, {text:?}"))
             .json(body)
             .expect_error(StatusCode::BAD_REQUEST, text)
             .await;
@@ -828,6 +811,7 @@ async fn isolation(db: Db) {
             // `other` in its default namespace; `acme` in its other namespace.
             let ns = if key == &other { "default" } else { "dev" };
             s.req(key, m.clone(), &format!("/v3/namespaces/{ns}{path}"))
+                .case(format!("{key:?}"))
                 .expect_error(StatusCode::NOT_FOUND, "Application 'Shop' not found.")
                 .await;
         }

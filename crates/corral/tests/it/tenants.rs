@@ -509,6 +509,7 @@ async fn delete_tenant_rules(db: Db) {
     assert_eq!(tenant_names(&s).await, ["superadmin"]);
     for key in [&admin, &alice] {
         s.get(key, "/v3/namespaces")
+            .case(format!("{key:?}"))
             .expect_error(StatusCode::UNAUTHORIZED, "Invalid credentials.")
             .await;
     }
@@ -741,7 +742,7 @@ async fn adminkey_restores_the_admin_role(db: Db) {
 
     // The new key works as an admin; so does the old one, its user being admin again.
     for key in [&recovery, &first] {
-        s.get(key, "/v2/users").ok().await;
+        s.get(key, "/v2/users").case(format!("{key:?}")).ok().await;
     }
     let admin = s.get(&boss, "/v2/users/admin").ok().await;
     assert_eq!(admin["role"], "admin");

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use reqwest::{Method, Response, StatusCode};
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::both_stores;
@@ -26,15 +26,6 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-async fn send(s: &TestServer, key: &str, method: Method, path: &str, body: Option<Value>) -> Response {
-    let req = s.call(key, method, path);
-    let req = match body {
-        Some(b) => req.json(&b),
-        None => req,
-    };
-    req.send().await.unwrap()
-}
-
 async fn user_ids(s: &TestServer, admin: &str) -> Vec<String> {
     let list = s.get(admin, "/v2/users").ok().await;
     list.as_array()
@@ -46,7 +37,7 @@ async fn user_ids(s: &TestServer, admin: &str) -> Vec<String> {
 
 /// Answers whether `key` authenticates (as anyone), by a read every role may do.
 async fn key_works(s: &TestServer, key: &str) -> bool {
-    let resp = send(s, key, Method::GET, "/v3/namespaces", None).await;
+    let resp = s.get(key, "/v3/namespaces").send().await;
     match resp.status() {
         StatusCode::OK => true,
         StatusCode::UNAUTHORIZED => {
@@ -92,9 +83,13 @@ async fn create_user_answers_201_with_the_user(db: Db) {
     // GET answers what the create answered; the new user has no key yet.
     for user in [&alice, &bob] {
         let path = format!("/v2/users/{}", user["id"].as_str().unwrap());
-        let got = s.get(&admin, &path).ok().await;
+        let got = s.get(&admin, &path).case(format!("{user:?}")).ok().await;
         assert_eq!(&got, user);
-        let keys = s.get(&admin, &format!("{path}/apikeys")).ok().await;
+        let keys = s
+            .get(&admin, &format!("{path}/apikeys"))
+            .case(format!("{user:?}"))
+            .ok()
+            .await;
         assert_eq!(keys, json!([]));
     }
     // The same id may exist in another tenant.
@@ -138,6 +133,7 @@ async fn invalid_user_input_is_400(db: Db) {
     let long = "u".repeat(256);
     for id in ["a b", "", "a.b", "al/ice", "é", long.as_str()] {
         s.post(&admin, "/v2/users")
+            .case(format!("{id:?}"))
             .json(json!({"id": id}))
             .expect_error(
                 StatusCode::BAD_REQUEST,
@@ -159,6 +155,7 @@ async fn invalid_user_input_is_400(db: Db) {
         json!("alice"),
     ] {
         s.post(&admin, "/v2/users")
+            .case(format!("{body:?}"))
             .json(body)
             .expect_error(StatusCode::BAD_REQUEST, None)
             .await;
@@ -209,6 +206,7 @@ async fn users_are_listed_sorted_by_id(db: Db) {
     let admin = s.create_tenant("acme", 0).await;
     for id in ["zed", "Bob", "alice", "al_b", "carol", "al-b"] {
         s.post(&admin, "/v2/users")
+            .case(format!("{id:?}"))
             .json(json!({"id": id}))
             .expect(StatusCode::CREATED)
             .await;
@@ -295,6 +293,7 @@ async fn put_changes_role_and_description(db: Db) {
     ] {
         let err = s
             .put(&admin, "/v2/users/alice")
+            .case(format!("{body:?}"))
             .json(body.clone())
             .expect_error(StatusCode::BAD_REQUEST, None)
             .await;
@@ -310,6 +309,7 @@ async fn last_admin_is_protected(db: Db) {
     let keep = "Tenant 'acme' must keep at least one admin.";
     for role in ["user", "viewer"] {
         s.put(&admin, "/v2/users/admin")
+            .case(format!("{role:?}"))
             .json(json!({"role": role}))
             .expect_error(StatusCode::CONFLICT, keep)
             .await;
@@ -585,6 +585,7 @@ async fn api_key_errors(db: Db) {
     ] {
         let err = s
             .post(&admin, "/v2/users/alice/apikeys")
+            .case(format!("{body:?}"))
             .json(body.clone())
             .expect_error(StatusCode::BAD_REQUEST, None)
             .await;
@@ -630,6 +631,7 @@ async fn profile_lifecycle(db: Db) {
     ] {
         let err = s
             .put(&alice, "/v2/profile")
+            .case(format!("{body:?}"))
             .json(body.clone())
             .expect_error(StatusCode::BAD_REQUEST, None)
             .await;
@@ -684,12 +686,17 @@ async fn profiles_are_per_user(db: Db) {
         .await;
     for key in [&bob, &vic, &admin, &other_alice] {
         s.get(key, "/v2/profile")
+            .case(format!("{key:?}"))
             .expect_error(StatusCode::NOT_FOUND, "Profile not found.")
             .await;
     }
     // Every role may keep a profile, a viewer too.
     for (key, who) in [(&bob, "bob"), (&vic, "vic"), (&other_alice, "other-alice")] {
-        s.put(key, "/v2/profile").json(json!({"who": who})).ok().await;
+        s.put(key, "/v2/profile")
+            .case(format!("{key:?}, {who:?}"))
+            .json(json!({"who": who}))
+            .ok()
+            .await;
     }
     for (key, who) in [
         (&alice, "alice"),
@@ -697,7 +704,13 @@ async fn profiles_are_per_user(db: Db) {
         (&vic, "vic"),
         (&other_alice, "other-alice"),
     ] {
-        assert_eq!(s.get(key, "/v2/profile").ok().await, json!({"who": who}));
+        assert_eq!(
+            s.get(key, "/v2/profile")
+                .case(format!("{key:?}, {who:?}"))
+                .ok()
+                .await,
+            json!({"who": who})
+        );
     }
     // Deleting one leaves the others.
     s.delete(&bob, "/v2/profile").expect_empty_ok().await;
@@ -705,7 +718,13 @@ async fn profiles_are_per_user(db: Db) {
         .expect_error(StatusCode::NOT_FOUND, "Profile not found.")
         .await;
     for (key, who) in [(&alice, "alice"), (&vic, "vic"), (&other_alice, "other-alice")] {
-        assert_eq!(s.get(key, "/v2/profile").ok().await, json!({"who": who}));
+        assert_eq!(
+            s.get(key, "/v2/profile")
+                .case(format!("{key:?}, {who:?}"))
+                .ok()
+                .await,
+            json!({"who": who})
+        );
     }
     // Two keys of one user share its profile.
     let alice2 = s
@@ -731,8 +750,12 @@ async fn concurrent_admin_removals_keep_one_admin(db: Db) {
             (Method::DELETE, None)
         };
         let (a, b) = tokio::join!(
-            send(&s, &admin, method.clone(), "/v2/users/boss", body.clone()),
-            send(&s, &boss, method.clone(), "/v2/users/admin", body.clone()),
+            s.req(&admin, method.clone(), "/v2/users/boss")
+                .json_opt(body.clone())
+                .send(),
+            s.req(&boss, method.clone(), "/v2/users/admin")
+                .json_opt(body.clone())
+                .send(),
         );
         let statuses = [a.status(), b.status()];
         assert_eq!(
