@@ -8,9 +8,8 @@ use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
 
 use crate::both_stores;
-use crate::harness::{
-    BOOTSTRAP_KEY, Db, TestServer, basic, expect_error, expect_json, expect_unauthorized, wall_clock_ms,
-};
+use crate::harness::{BOOTSTRAP_KEY, Db, TestServer, basic, expect_json, wall_clock_ms};
+use crate::helpers::IntoReq;
 
 const INVALID: &str = "Invalid credentials.";
 const MALFORMED: &str = "Malformed Authorization header.";
@@ -58,7 +57,7 @@ fn coopr(req: RequestBuilder, user: &str, tenant: &str, key: &str) -> RequestBui
 
 /// Sends a `GET /v2/profile` built by `req` and answers who it authenticated as.
 async fn whoami(req: RequestBuilder) -> String {
-    let body = expect_json(req.send().await.unwrap(), StatusCode::OK).await;
+    let body = req.into_req().ok().await;
     body["who"].as_str().expect("who").to_string()
 }
 
@@ -83,32 +82,26 @@ async fn coopr_headers_authenticate_their_user(db: Db) {
         "bob@acme"
     );
     // The role is the user's: the admin may list users, alice may not.
-    let resp = coopr(a.s.anon(Method::GET, "/v2/users"), "admin", "acme", &a.admin)
-        .send()
-        .await
-        .unwrap();
-    let users = expect_json(resp, StatusCode::OK).await;
+    let users = coopr(a.s.anon(Method::GET, "/v2/users"), "admin", "acme", &a.admin)
+        .into_req()
+        .ok()
+        .await;
     assert_eq!(users.as_array().unwrap().len(), 3, "{users}");
-    let resp = coopr(a.s.anon(Method::GET, "/v2/users"), "alice", "acme", &a.alice)
-        .send()
-        .await
-        .unwrap();
-    expect_error(
-        resp,
-        StatusCode::FORBIDDEN,
-        Some("user unauthorized, must be admin."),
-    )
-    .await;
+    coopr(a.s.anon(Method::GET, "/v2/users"), "alice", "acme", &a.alice)
+        .into_req()
+        .expect_error(StatusCode::FORBIDDEN, "user unauthorized, must be admin.")
+        .await;
     // Header names are case-insensitive (HTTP).
-    let resp = a
-        .profile()
-        .header("coopr-userid", "alice")
-        .header("COOPR-TENANTID", "acme")
-        .header("Coopr-Apikey", &a.alice)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(expect_json(resp, StatusCode::OK).await["who"], "alice@acme");
+    assert_eq!(
+        a.profile()
+            .header("coopr-userid", "alice")
+            .header("COOPR-TENANTID", "acme")
+            .header("Coopr-Apikey", &a.alice)
+            .into_req()
+            .ok()
+            .await["who"],
+        "alice@acme"
+    );
 }
 
 async fn coopr_headers_with_a_wrong_part_are_invalid_credentials(db: Db) {
@@ -125,18 +118,20 @@ async fn coopr_headers_with_a_wrong_part_are_invalid_credentials(db: Db) {
         ("a token as if it were a key", "alice", "acme", STRANGER_TOKEN),
     ];
     for (case, user, tenant, key) in cases {
-        let resp = coopr(a.profile(), user, tenant, key).send().await.unwrap();
-        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{case}");
-        expect_unauthorized(resp, INVALID).await;
+        coopr(a.profile(), user, tenant, key)
+            .into_req()
+            .case(case)
+            .expect_unauthorized(INVALID)
+            .await;
     }
     // An unknown tenant is 401 even where the path would otherwise be a 404: a caller cannot
     // learn which tenants (or namespaces) exist.
     for path in ["/v3/namespaces/nosuch", "/v2/tenants/nosuch", "/v2/users/nosuch"] {
-        let resp = coopr(a.s.anon(Method::GET, path), "admin", "nosuch", &a.admin)
-            .send()
-            .await
-            .unwrap();
-        expect_unauthorized(resp, INVALID).await;
+        coopr(a.s.anon(Method::GET, path), "admin", "nosuch", &a.admin)
+            .into_req()
+            .case(format!("{path:?}"))
+            .expect_unauthorized(INVALID)
+            .await;
     }
 }
 
@@ -176,7 +171,10 @@ async fn coopr_headers_missing_one_name_it(db: Db) {
             let value = if *value == "k" { a.alice.as_str() } else { value };
             req = req.header(*name, value);
         }
-        expect_unauthorized(req.send().await.unwrap(), message).await;
+        req.into_req()
+            .case(format!("{headers:?}, {message:?}"))
+            .expect_unauthorized(message)
+            .await;
     }
     // HEAD carries the same status and challenge, without a body.
     let resp = a.s.anon(Method::HEAD, "/v2/profile").send().await.unwrap();
@@ -230,11 +228,10 @@ async fn bearer_accepts_api_keys_and_access_tokens(db: Db) {
             .unwrap()
             .to_string();
     assert_eq!(whoami(a.profile().bearer_auth(&via_basic)).await, "alice@acme");
-    let resp = coopr(a.s.anon(Method::POST, "/token"), "bob", "acme", &a.bob)
-        .send()
-        .await
-        .unwrap();
-    let bob_token = expect_json(resp, StatusCode::OK).await["access_token"]
+    let bob_token = coopr(a.s.anon(Method::POST, "/token"), "bob", "acme", &a.bob)
+        .into_req()
+        .ok()
+        .await["access_token"]
         .as_str()
         .unwrap()
         .to_string();
@@ -247,7 +244,12 @@ async fn bearer_accepts_api_keys_and_access_tokens(db: Db) {
     a.s.get(&admin_token, "/v2/users").ok().await;
     // Unknown secrets of either kind.
     for secret in [STRANGER_KEY, STRANGER_TOKEN, "whatever"] {
-        expect_unauthorized(a.profile().bearer_auth(secret).send().await.unwrap(), INVALID).await;
+        a.profile()
+            .bearer_auth(secret)
+            .into_req()
+            .case(format!("{secret:?}"))
+            .expect_unauthorized(INVALID)
+            .await;
         a.s.get(secret, "/token")
             .case(format!("{secret:?}"))
             .expect_unauthorized(INVALID)
@@ -280,9 +282,11 @@ async fn basic_with_user_at_tenant(db: Db) {
         ("empty tenant", basic("alice@", &a.alice)),
     ];
     for (case, value) in cases {
-        let resp = a.with_auth(&value).send().await.unwrap();
-        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{case}");
-        expect_unauthorized(resp, INVALID).await;
+        a.with_auth(&value)
+            .into_req()
+            .case(case)
+            .expect_unauthorized(INVALID)
+            .await;
     }
 }
 
@@ -291,39 +295,38 @@ async fn basic_with_a_bare_user_name_needs_a_unique_id(db: Db) {
     // alice exists only in acme.
     assert_eq!(whoami(a.with_auth(&basic("alice", &a.alice))).await, "alice@acme");
     // `admin` exists in superadmin and in acme: ambiguous even with a valid key.
-    expect_unauthorized(
-        a.with_auth(&basic("admin", &a.admin)).send().await.unwrap(),
-        INVALID,
-    )
-    .await;
-    expect_unauthorized(
-        a.with_auth(&basic("admin", BOOTSTRAP_KEY)).send().await.unwrap(),
-        INVALID,
-    )
-    .await;
+    a.with_auth(&basic("admin", &a.admin))
+        .into_req()
+        .expect_unauthorized(INVALID)
+        .await;
+    a.with_auth(&basic("admin", BOOTSTRAP_KEY))
+        .into_req()
+        .expect_unauthorized(INVALID)
+        .await;
     // An id that exists nowhere.
-    expect_unauthorized(
-        a.with_auth(&basic("nobody", &a.alice)).send().await.unwrap(),
-        INVALID,
-    )
-    .await;
+    a.with_auth(&basic("nobody", &a.alice))
+        .into_req()
+        .expect_unauthorized(INVALID)
+        .await;
     // Once another tenant has an alice too, the bare name is ambiguous: 401 ...
     let beta = a.s.create_tenant("beta", 0).await;
     let beta_alice = a.s.create_user(&beta, "alice", "viewer").await;
     for key in [&a.alice, &beta_alice] {
-        expect_unauthorized(a.with_auth(&basic("alice", key)).send().await.unwrap(), INVALID).await;
+        a.with_auth(&basic("alice", key))
+            .into_req()
+            .case(format!("{key:?}"))
+            .expect_unauthorized(INVALID)
+            .await;
     }
     // ... while the qualified forms still work for each of them.
     assert_eq!(
         whoami(a.with_auth(&basic("alice@acme", &a.alice))).await,
         "alice@acme"
     );
-    let resp = a
-        .with_auth(&basic("alice@beta", &beta_alice))
-        .send()
-        .await
-        .unwrap();
-    expect_error(resp, StatusCode::NOT_FOUND, Some("Profile not found.")).await;
+    a.with_auth(&basic("alice@beta", &beta_alice))
+        .into_req()
+        .expect_error(StatusCode::NOT_FOUND, "Profile not found.")
+        .await;
     // Unique again once beta's alice is gone.
     a.s.delete(&beta, "/v2/users/alice")
         .expect_status(StatusCode::OK)
@@ -352,17 +355,18 @@ async fn malformed_authorization_values(db: Db) {
         a.alice.clone(),
     ];
     for value in &values {
-        let resp = a.with_auth(value).send().await.unwrap();
-        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{value}");
-        expect_unauthorized(resp, MALFORMED).await;
+        a.with_auth(value)
+            .into_req()
+            .case(value)
+            .expect_unauthorized(MALFORMED)
+            .await;
     }
     // The Authorization header alone decides: valid Coopr headers beside a malformed one
     // do not rescue the request.
-    let resp = coopr(a.with_auth("Token abc"), "alice", "acme", &a.alice)
-        .send()
-        .await
-        .unwrap();
-    expect_unauthorized(resp, MALFORMED).await;
+    coopr(a.with_auth("Token abc"), "alice", "acme", &a.alice)
+        .into_req()
+        .expect_unauthorized(MALFORMED)
+        .await;
 }
 
 async fn scheme_names_are_case_insensitive(db: Db) {
@@ -419,17 +423,17 @@ async fn coopr_headers_must_agree_with_authorization(db: Db) {
             for (name, value) in headers {
                 req = req.header(*name, *value);
             }
-            let resp = req.send().await.unwrap();
-            assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{auth} with {headers:?}");
-            expect_unauthorized(resp, INVALID).await;
+            req.into_req()
+                .case(format!("{auth} with {headers:?}"))
+                .expect_unauthorized(INVALID)
+                .await;
         }
     }
     // The full Coopr triple of another user beside alice's key does not switch identity.
-    let resp = coopr(a.with_auth(&format!("Bearer {}", a.alice)), "bob", "acme", &a.bob)
-        .send()
-        .await
-        .unwrap();
-    expect_unauthorized(resp, INVALID).await;
+    coopr(a.with_auth(&format!("Bearer {}", a.alice)), "bob", "acme", &a.bob)
+        .into_req()
+        .expect_unauthorized(INVALID)
+        .await;
 }
 
 /// The key id and secret of a new key of `user`.
@@ -475,22 +479,25 @@ async fn revoking_a_key_stops_it_and_its_tokens_at_once(db: Db) {
     assert_eq!(resp.text().await.unwrap(), "");
     // At once: no waiting for a cache to expire.
     for cred in [doomed.as_str(), &token, &token_of_token, &token_of_token_of_token] {
-        expect_unauthorized(a.profile().bearer_auth(cred).send().await.unwrap(), INVALID).await;
+        a.profile()
+            .bearer_auth(cred)
+            .into_req()
+            .case(format!("{cred:?}"))
+            .expect_unauthorized(INVALID)
+            .await;
         a.s.get(cred, "/token")
             .case(format!("{cred:?}"))
             .expect_unauthorized(INVALID)
             .await;
     }
-    expect_unauthorized(
-        coopr(a.profile(), "alice", "acme", &doomed).send().await.unwrap(),
-        INVALID,
-    )
-    .await;
-    expect_unauthorized(
-        a.with_auth(&basic("alice@acme", &doomed)).send().await.unwrap(),
-        INVALID,
-    )
-    .await;
+    coopr(a.profile(), "alice", "acme", &doomed)
+        .into_req()
+        .expect_unauthorized(INVALID)
+        .await;
+    a.with_auth(&basic("alice@acme", &doomed))
+        .into_req()
+        .expect_unauthorized(INVALID)
+        .await;
     // The user's other keys and their tokens live on.
     for cred in [kept.as_str(), &kept_token, &a.alice] {
         assert_eq!(whoami(a.profile().bearer_auth(cred)).await, "alice@acme");
@@ -532,23 +539,32 @@ async fn deleting_a_user_stops_its_keys_and_tokens(db: Db) {
         .expect_status(StatusCode::OK)
         .await;
     for cred in creds {
-        expect_unauthorized(a.profile().bearer_auth(cred).send().await.unwrap(), INVALID).await;
+        a.profile()
+            .bearer_auth(cred)
+            .into_req()
+            .case(format!("{cred:?}"))
+            .expect_unauthorized(INVALID)
+            .await;
     }
-    expect_unauthorized(
-        coopr(a.profile(), "alice", "acme", &a.alice)
-            .send()
-            .await
-            .unwrap(),
-        INVALID,
-    )
-    .await;
+    coopr(a.profile(), "alice", "acme", &a.alice)
+        .into_req()
+        .expect_unauthorized(INVALID)
+        .await;
     // A new user with the same id does not inherit the old keys (or the old profile).
     let fresh = a.s.create_user(&a.admin, "alice", "user").await;
     for cred in creds {
-        expect_unauthorized(a.profile().bearer_auth(cred).send().await.unwrap(), INVALID).await;
+        a.profile()
+            .bearer_auth(cred)
+            .into_req()
+            .case(format!("{cred:?}"))
+            .expect_unauthorized(INVALID)
+            .await;
     }
-    let resp = a.profile().bearer_auth(&fresh).send().await.unwrap();
-    expect_error(resp, StatusCode::NOT_FOUND, Some("Profile not found.")).await;
+    a.profile()
+        .bearer_auth(&fresh)
+        .into_req()
+        .expect_error(StatusCode::NOT_FOUND, "Profile not found.")
+        .await;
     // Other users are untouched.
     assert_eq!(whoami(a.profile().bearer_auth(&a.bob)).await, "bob@acme");
 }
@@ -575,18 +591,21 @@ async fn an_expired_key_is_refused(db: Db) {
         tokio::time::sleep(Duration::from_millis(wait as u64)).await;
     }
     for cred in [&key, &token] {
-        expect_unauthorized(a.profile().bearer_auth(cred).send().await.unwrap(), INVALID).await;
+        a.profile()
+            .bearer_auth(cred)
+            .into_req()
+            .case(format!("{cred:?}"))
+            .expect_unauthorized(INVALID)
+            .await;
     }
-    expect_unauthorized(
-        coopr(a.profile(), "alice", "acme", &key).send().await.unwrap(),
-        INVALID,
-    )
-    .await;
-    expect_unauthorized(
-        a.with_auth(&basic("alice@acme", &key)).send().await.unwrap(),
-        INVALID,
-    )
-    .await;
+    coopr(a.profile(), "alice", "acme", &key)
+        .into_req()
+        .expect_unauthorized(INVALID)
+        .await;
+    a.with_auth(&basic("alice@acme", &key))
+        .into_req()
+        .expect_unauthorized(INVALID)
+        .await;
     // The record stays listed with its expiry; the user's other key still works.
     assert_eq!(
         a.s.get(&a.admin, &format!("/v2/users/alice/apikeys/{id}"))
@@ -800,7 +819,7 @@ async fn the_bootstrap_key_is_the_superadmin(db: Db) {
     let s = TestServer::start(db).await;
     s.create_tenant("acme", 0).await;
     let tenants = |req: RequestBuilder| async move {
-        let body = expect_json(req.send().await.unwrap(), StatusCode::OK).await;
+        let body = req.into_req().ok().await;
         body.as_array()
             .unwrap()
             .iter()
@@ -843,14 +862,10 @@ async fn the_bootstrap_key_is_the_superadmin(db: Db) {
     // Case-sensitive, and only for superadmin/admin.
     let upper = BOOTSTRAP_KEY.to_uppercase();
     s.get(&upper, "/v2/tenants").expect_unauthorized(INVALID).await;
-    expect_unauthorized(
-        coopr(s.anon(Method::GET, "/v2/tenants"), "admin", "acme", BOOTSTRAP_KEY)
-            .send()
-            .await
-            .unwrap(),
-        INVALID,
-    )
-    .await;
+    coopr(s.anon(Method::GET, "/v2/tenants"), "admin", "acme", BOOTSTRAP_KEY)
+        .into_req()
+        .expect_unauthorized(INVALID)
+        .await;
 }
 
 async fn a_configured_bootstrap_key_of_any_format_works(db: Db) {
@@ -866,16 +881,16 @@ async fn a_configured_bootstrap_key_of_any_format_works(db: Db) {
             .case(format!("Bearer {configured}"))
             .expect_status(StatusCode::OK)
             .await;
-        let resp = coopr(
+        coopr(
             s.anon(Method::GET, "/v2/tenants"),
             "admin",
             "superadmin",
             configured,
         )
-        .send()
-        .await
-        .unwrap();
-        assert_eq!(resp.status(), StatusCode::OK, "Coopr headers {configured}");
+        .into_req()
+        .case(format!("Coopr headers {configured}"))
+        .expect_status(StatusCode::OK)
+        .await;
         s.req_anon(Method::GET, "/v2/tenants")
             .with(|r| r.header("Authorization", basic("admin@superadmin", configured)))
             .case(format!("Basic {configured}"))

@@ -293,11 +293,6 @@ impl TestServer {
 }
 
 /// Asserts a 401 of README 3.2: the challenge header, the JSON error body and `message`.
-pub async fn expect_unauthorized(resp: Response, message: &str) -> Value {
-    check_unauthorized("response", resp, message).await
-}
-
-/// [`expect_unauthorized`] for the request named `what` in failure messages.
 pub async fn check_unauthorized(what: &str, resp: Response, message: &str) -> Value {
     let challenge = resp
         .headers()

@@ -63,6 +63,26 @@ impl TestServer {
     }
 }
 
+/// A request built otherwise (custom headers, another credential form) as a [`Req`], named by
+/// its method and path.
+pub trait IntoReq {
+    fn into_req(self) -> Req;
+}
+
+impl IntoReq for RequestBuilder {
+    fn into_req(self) -> Req {
+        let what = self
+            .try_clone()
+            .and_then(|b| b.build().ok())
+            .map(|r| match r.url().query() {
+                Some(q) => format!("{} {}?{q}", r.method(), r.url().path()),
+                None => format!("{} {}", r.method(), r.url().path()),
+            })
+            .unwrap_or_else(|| "request".to_string());
+        Req { builder: self, what }
+    }
+}
+
 impl Req {
     fn new(builder: RequestBuilder, method: &Method, path: &str) -> Req {
         Req {

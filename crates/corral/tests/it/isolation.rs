@@ -9,7 +9,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::both_stores;
-use crate::harness::{BOOTSTRAP_KEY, Db, TestServer, basic, expect_error, expect_json};
+use crate::harness::{BOOTSTRAP_KEY, Db, TestServer, basic, expect_error};
+use crate::helpers::IntoReq;
 
 /// One tenant's people: its first admin, `<t>-user` (role user), `<t>-viewer`, and `shared`,
 /// a user id that exists in both tenants (a user in alpha, a viewer in beta).
@@ -94,9 +95,10 @@ async fn other_tenants_users_are_not_found(db: Db) {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let resp = req.send().await.unwrap();
-        assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{method} {path}");
-        expect_error(resp, StatusCode::NOT_FOUND, Some("User 'beta-user' not found.")).await;
+        req.into_req()
+            .case(format!("{method} {path}"))
+            .expect_error(StatusCode::NOT_FOUND, "User 'beta-user' not found.")
+            .await;
     }
     // The superadmin manages only tenant superadmin's users here.
     t.s.req_root(Method::GET, "/v2/users/beta-user")
@@ -155,9 +157,10 @@ async fn other_tenants_api_keys_are_not_found(db: Db) {
         let path = format!("/v2/users/{user}/apikeys/{key_id}");
         let message = format!("API key '{key_id}' of user '{user}' not found.");
         for method in [Method::GET, Method::DELETE] {
-            let resp = t.s.call(&t.a.admin, method.clone(), &path).send().await.unwrap();
-            assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{method} {path}");
-            expect_error(resp, StatusCode::NOT_FOUND, Some(&message)).await;
+            t.s.req(&t.a.admin, method.clone(), &path)
+                .case(format!("{method} {path}"))
+                .expect_error(StatusCode::NOT_FOUND, &message)
+                .await;
         }
     }
     // A's list of its `shared` keys does not show B's.
@@ -276,30 +279,28 @@ async fn user_lists_show_only_the_callers_tenant(db: Db) {
 
 async fn profiles_of_the_same_user_id_are_separate(db: Db) {
     let t = two(db).await;
-    let profile = |key: &str| t.s.call(key, Method::GET, "/v2/profile").send();
-    let put = |key: &str, body: Value| t.s.call(key, Method::PUT, "/v2/profile").json(&body).send();
-    let resp = put(&t.a.shared, json!({"theme": "alpha"})).await.unwrap();
-    expect_json(resp, StatusCode::OK).await;
-    let resp = profile(&t.b.shared).await.unwrap();
-    expect_error(resp, StatusCode::NOT_FOUND, Some("Profile not found.")).await;
+    let profile = |key: &str| t.s.get(key, "/v2/profile");
+    let put = |key: &str, body: Value| t.s.put(key, "/v2/profile").json(body);
+    put(&t.a.shared, json!({"theme": "alpha"})).ok().await;
+    profile(&t.b.shared)
+        .expect_error(StatusCode::NOT_FOUND, "Profile not found.")
+        .await;
     // `admin` exists in every tenant, the superadmin's included.
     for key in [&t.b.admin, BOOTSTRAP_KEY] {
-        let resp = profile(key).await.unwrap();
-        expect_error(resp, StatusCode::NOT_FOUND, Some("Profile not found.")).await;
+        profile(key)
+            .expect_error(StatusCode::NOT_FOUND, "Profile not found.")
+            .await;
     }
-    let resp = put(&t.b.shared, json!({"theme": "beta"})).await.unwrap();
-    expect_json(resp, StatusCode::OK).await;
-    let resp = profile(&t.a.shared).await.unwrap();
-    assert_eq!(expect_json(resp, StatusCode::OK).await, json!({"theme": "alpha"}));
-    let resp = profile(&t.b.shared).await.unwrap();
-    assert_eq!(expect_json(resp, StatusCode::OK).await, json!({"theme": "beta"}));
+    put(&t.b.shared, json!({"theme": "beta"})).ok().await;
+    assert_eq!(profile(&t.a.shared).ok().await, json!({"theme": "alpha"}));
+    assert_eq!(profile(&t.b.shared).ok().await, json!({"theme": "beta"}));
     t.s.delete(&t.a.shared, "/v2/profile")
         .expect_status(StatusCode::OK)
         .await;
-    let resp = profile(&t.a.shared).await.unwrap();
-    expect_error(resp, StatusCode::NOT_FOUND, Some("Profile not found.")).await;
-    let resp = profile(&t.b.shared).await.unwrap();
-    assert_eq!(expect_json(resp, StatusCode::OK).await, json!({"theme": "beta"}));
+    profile(&t.a.shared)
+        .expect_error(StatusCode::NOT_FOUND, "Profile not found.")
+        .await;
+    assert_eq!(profile(&t.b.shared).ok().await, json!({"theme": "beta"}));
 }
 
 async fn only_the_superadmin_sees_tenants(db: Db) {
@@ -322,9 +323,10 @@ async fn only_the_superadmin_sees_tenants(db: Db) {
             if let Some(b) = body {
                 req = req.json(&b);
             }
-            let resp = req.send().await.unwrap();
-            assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{method} {path}");
-            expect_error(resp, StatusCode::FORBIDDEN, must).await;
+            req.into_req()
+                .case(format!("{method} {path}"))
+                .expect_error(StatusCode::FORBIDDEN, must)
+                .await;
         }
     }
     let list = t.root_get("/v2/tenants").await;
@@ -479,25 +481,23 @@ async fn other_tenants_hosts_and_clusters_are_not_found(db: Db) {
     let (a_key, b_key) = (ssh_key(), ssh_key());
     let address = "127.202.0.1";
     let send = |key: &str, method: Method, path: &str, body: Option<Value>| {
-        let mut req = t.s.call(key, method, path);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        async move { req.send().await.unwrap() }
+        t.s.req(key, method, path).json_opt(body)
     };
     // A: a cluster with one member host and an upgrade record.
-    let resp = send(&t.a.user, Method::PUT, "/api/v0/cluster/prod", None).await;
-    expect_json(resp, StatusCode::CREATED).await;
-    let resp = send(
+    send(&t.a.user, Method::PUT, "/api/v0/cluster/prod", None)
+        .expect(StatusCode::CREATED)
+        .await;
+    send(
         &t.a.user,
         Method::PUT,
         &format!("/api/v0/host/{address}"),
         Some(json!({"ssh_priv_key": a_key, "cluster": "prod"})),
     )
+    .expect(StatusCode::CREATED)
     .await;
-    expect_json(resp, StatusCode::CREATED).await;
-    let resp = send(&t.a.user, Method::PUT, "/api/v0/cluster/prod/upgrade", None).await;
-    let upgrade = expect_json(resp, StatusCode::CREATED).await;
+    let upgrade = send(&t.a.user, Method::PUT, "/api/v0/cluster/prod/upgrade", None)
+        .expect(StatusCode::CREATED)
+        .await;
     let a_views = [
         format!("/api/v0/host/{address}"),
         format!("/api/v0/host/{address}/status"),
@@ -529,7 +529,7 @@ async fn other_tenants_hosts_and_clusters_are_not_found(db: Db) {
     ];
     for key in [&t.b.viewer, &t.b.user, &t.b.admin, BOOTSTRAP_KEY] {
         for (path, message) in &reads {
-            let resp = send(key, Method::GET, path, None).await;
+            let resp = send(key, Method::GET, path, None).send().await;
             assert_eq!(resp.status(), StatusCode::NOT_FOUND, "GET {path}");
             expect_error(resp, StatusCode::NOT_FOUND, Some(message)).await;
         }
@@ -589,39 +589,41 @@ async fn other_tenants_hosts_and_clusters_are_not_found(db: Db) {
     ];
     for key in [&t.b.admin, BOOTSTRAP_KEY] {
         for (method, path, body, message) in &writes {
-            let resp = send(key, method.clone(), path, body.clone()).await;
+            let resp = send(key, method.clone(), path, body.clone()).send().await;
             assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{method} {path}");
             expect_error(resp, StatusCode::NOT_FOUND, Some(message)).await;
         }
     }
     // Names are scoped by tenant: B registers the same address and makes its own `prod`.
-    let resp = send(
-        &t.b.user,
-        Method::PUT,
-        &format!("/api/v0/host/{address}"),
-        Some(json!({"ssh_priv_key": b_key})),
-    )
-    .await;
     assert_eq!(
-        expect_json(resp, StatusCode::CREATED).await["status"],
+        send(
+            &t.b.user,
+            Method::PUT,
+            &format!("/api/v0/host/{address}"),
+            Some(json!({"ssh_priv_key": b_key})),
+        )
+        .expect(StatusCode::CREATED)
+        .await["status"],
         "investigating"
     );
-    let resp = send(&t.b.user, Method::PUT, "/api/v0/cluster/prod", None).await;
     assert_eq!(
-        expect_json(resp, StatusCode::CREATED).await["hosts"],
+        send(&t.b.user, Method::PUT, "/api/v0/cluster/prod", None)
+            .expect(StatusCode::CREATED)
+            .await["hosts"],
         json!({"total": 0, "available": 0, "unavailable": 0})
     );
-    let resp = send(&t.b.viewer, Method::GET, "/api/v0/cluster/prod/upgrade", None).await;
-    assert_eq!(
-        resp.status(),
-        StatusCode::NO_CONTENT,
-        "B's own prod has no record"
-    );
+    send(&t.b.viewer, Method::GET, "/api/v0/cluster/prod/upgrade", None)
+        .case("B's own prod has no record")
+        .expect_status(StatusCode::NO_CONTENT)
+        .await;
     let b_creds = t.get(&t.b.admin, &format!("/api/v0/host/{address}/creds")).await;
     assert_eq!(b_creds["ssh_priv_key"], b_key.as_str());
     for path in [format!("/api/v0/host/{address}"), "/api/v0/cluster/prod".into()] {
-        let resp = send(&t.b.user, Method::DELETE, &path, None).await;
-        assert_eq!(expect_json(resp, StatusCode::OK).await, json!([]), "{path}");
+        assert_eq!(
+            send(&t.b.user, Method::DELETE, &path, None).ok().await,
+            json!([]),
+            "{path}"
+        );
     }
     // A's objects are exactly as they were.
     for (path, was) in a_views.iter().zip(&before) {

@@ -16,7 +16,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::both_stores;
-use crate::harness::{Db, TestServer, expect_error, expect_json};
+use crate::harness::{Db, TestServer};
 
 /// A test profile: every command leaves a trace per host (`$CORRAL_TEST_HOST`, which each test
 /// sshd gives its sessions); `upgrade` fails on `failing`; `restart` really restarts the sshd.
@@ -161,36 +161,25 @@ async fn deploy_and_the_rules_while_an_operation_runs(db: Db) {
     let s = corral(db, &fleet, profile(trace.path(), "none", 2.0)).await;
     let admin = s.create_tenant("acme", 1).await;
     cluster_of(&s, &admin, &fleet).await;
-    let put = |path: &str, body: Option<Value>| {
-        let mut req = s.call(&admin, Method::PUT, path);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        async move { req.send().await.unwrap() }
-    };
-    let resp = put("/api/v0/cluster/c/deploy", Some(json!({}))).await;
-    expect_error(resp, StatusCode::BAD_REQUEST, Some("\"version\" must be given.")).await;
-    let resp = put("/api/v0/cluster/c/upgrade", Some(json!({"max_parallel": 0}))).await;
-    expect_error(resp, StatusCode::BAD_REQUEST, None).await;
-    let resp = put("/api/v0/cluster/c/upgrade", None).await;
-    let started = expect_json(resp, StatusCode::CREATED).await;
+    let put = |path: &str, body: Option<Value>| s.put(&admin, path).json_opt(body);
+    put("/api/v0/cluster/c/deploy", Some(json!({})))
+        .expect_error(StatusCode::BAD_REQUEST, "\"version\" must be given.")
+        .await;
+    put("/api/v0/cluster/c/upgrade", Some(json!({"max_parallel": 0})))
+        .expect_error(StatusCode::BAD_REQUEST, None)
+        .await;
+    let started = put("/api/v0/cluster/c/upgrade", None)
+        .expect(StatusCode::CREATED)
+        .await;
     // The same operation again: 200 with the current record; another: 409.
-    let again = expect_json(put("/api/v0/cluster/c/upgrade", None).await, StatusCode::OK).await;
+    let again = put("/api/v0/cluster/c/upgrade", None).ok().await;
     assert_eq!(again["started_at"], started["started_at"]);
-    let resp = put("/api/v0/cluster/c/restart", None).await;
-    expect_error(
-        resp,
-        StatusCode::CONFLICT,
-        Some("Cluster 'c' has an upgrade in process."),
-    )
-    .await;
-    let resp = put("/api/v0/cluster/c/deploy", Some(json!({"version": "7.2.6"}))).await;
-    expect_error(
-        resp,
-        StatusCode::CONFLICT,
-        Some("Cluster 'c' has an upgrade in process."),
-    )
-    .await;
+    put("/api/v0/cluster/c/restart", None)
+        .expect_error(StatusCode::CONFLICT, "Cluster 'c' has an upgrade in process.")
+        .await;
+    put("/api/v0/cluster/c/deploy", Some(json!({"version": "7.2.6"})))
+        .expect_error(StatusCode::CONFLICT, "Cluster 'c' has an upgrade in process.")
+        .await;
     let addrs = fleet.addresses();
     s.put(&admin, "/api/v0/cluster/c/hosts")
         .json(json!({"old": addrs, "new": [addrs[0]]}))
@@ -210,19 +199,13 @@ async fn deploy_and_the_rules_while_an_operation_runs(db: Db) {
     assert_eq!(rec["status"], "finished", "{rec}");
     assert_eq!(rec["upgraded"], json!(addrs));
     // A deploy: the version reaches every host.
-    let rec = expect_json(
-        put("/api/v0/cluster/c/deploy", Some(json!({"version": "7.2.6"}))).await,
-        StatusCode::CREATED,
-    )
-    .await;
+    let rec = put("/api/v0/cluster/c/deploy", Some(json!({"version": "7.2.6"})))
+        .expect(StatusCode::CREATED)
+        .await;
     assert_eq!(rec["version"], "7.2.6");
-    let resp = put("/api/v0/cluster/c/deploy", Some(json!({"version": "7.2.5"}))).await;
-    expect_error(
-        resp,
-        StatusCode::CONFLICT,
-        Some("Cluster 'c' is deploying version '7.2.6'."),
-    )
-    .await;
+    put("/api/v0/cluster/c/deploy", Some(json!({"version": "7.2.5"})))
+        .expect_error(StatusCode::CONFLICT, "Cluster 'c' is deploying version '7.2.6'.")
+        .await;
     let rec = s
         .wait_json(&admin, "/api/v0/cluster/c/deploy", |r| {
             r["status"] != "in_process"

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use crate::both_stores;
 use crate::harness::{Db, TestServer, expect_error, expect_json, testsvc};
+use crate::helpers::IntoReq;
 
 const NS: &str = "/v3/namespaces/default";
 const STOPPED: &str = "Service is stopped. Please start it.";
@@ -267,12 +268,11 @@ async fn crash_health_and_scaling(db: Db) {
     expect_error(resp, StatusCode::SERVICE_UNAVAILABLE, Some(NOT_ACCEPTING)).await;
     // Tell the process directly, as an operator could, through its port.
     let port = processes(&s, &k, "Shop", None).await[0]["port"].as_u64().unwrap();
-    let resp = reqwest::Client::new()
+    reqwest::Client::new()
         .post(format!("http://127.0.0.1:{port}/control/healthy"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
+        .into_req()
+        .expect_status(StatusCode::OK)
+        .await;
     wait_healthy(&s, &k, "Shop", None, 1).await;
 
     // A crash: the instance is restarted (new pid), the run stays RUNNING.
