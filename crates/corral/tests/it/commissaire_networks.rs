@@ -269,25 +269,23 @@ async fn network_put_validation(db: Db) {
         .expect_error(StatusCode::BAD_REQUEST, "options.address must be a string.")
         .await;
     // Wrong JSON types anywhere: 400.
-    for body in [
-        json!([]),
-        json!("flannel_etcd"),
-        json!(5),
-        json!({"type": 5}),
-        json!({"type": ["flannel_etcd"]}),
-        json!({"options": "address=x"}),
-        json!({"options": []}),
-        json!({"options": 1}),
-        json!({"name": 7}),
-    ] {
-        let err = s
-            .put(&admin, path)
-            .case(format!("{body:?}"))
-            .json(body.clone())
-            .expect_error(StatusCode::BAD_REQUEST, None)
-            .await;
-        assert!(err["message"].is_string(), "{body}");
-    }
+    s.expect_bad_bodies(
+        &admin,
+        Method::PUT,
+        path,
+        [
+            json!([]),
+            json!("flannel_etcd"),
+            json!(5),
+            json!({"type": 5}),
+            json!({"type": ["flannel_etcd"]}),
+            json!({"options": "address=x"}),
+            json!({"options": []}),
+            json!({"options": 1}),
+            json!({"name": 7}),
+        ],
+    )
+    .await;
     let err = s
         .put(&admin, path)
         .with(|r| r.body("{\"type\": "))
@@ -710,22 +708,20 @@ async fn container_manager_put_validation(db: Db) {
         )
         .await;
     // Wrong JSON types.
-    for body in [
-        json!([]),
-        json!("openshift"),
-        json!({"type": 1}),
-        json!({"type": "trivial", "options": "x"}),
-        json!({"type": "openshift", "options": ["https://k"]}),
-        json!({"type": "trivial", "name": false}),
-    ] {
-        let err = s
-            .put(&admin, path)
-            .case(format!("{body:?}"))
-            .json(body.clone())
-            .expect_error(StatusCode::BAD_REQUEST, None)
-            .await;
-        assert!(err["message"].is_string(), "{body}");
-    }
+    s.expect_bad_bodies(
+        &admin,
+        Method::PUT,
+        path,
+        [
+            json!([]),
+            json!("openshift"),
+            json!({"type": 1}),
+            json!({"type": "trivial", "options": "x"}),
+            json!({"type": "openshift", "options": ["https://k"]}),
+            json!({"type": "trivial", "name": false}),
+        ],
+    )
+    .await;
     s.put(&admin, path)
         .json(json!({"type": "trivial", "name": "other"}))
         .expect_error(

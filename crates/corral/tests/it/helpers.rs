@@ -57,6 +57,34 @@ impl TestServer {
         self.req(key, Method::DELETE, path)
     }
 
+    /// Sends `method path` as `key` once with each of `bodies`: each must answer a 400
+    /// contract error with a text message. A failure names the body.
+    pub async fn expect_bad_bodies(
+        &self,
+        key: &str,
+        method: Method,
+        path: &str,
+        bodies: impl IntoIterator<Item = Value>,
+    ) {
+        for body in bodies {
+            let err = self
+                .req(key, method.clone(), path)
+                .case(&body)
+                .json(&body)
+                .expect_error(StatusCode::BAD_REQUEST, None)
+                .await;
+            assert!(err["message"].is_string(), "case {body}: {err}");
+        }
+    }
+
+    /// Asserts each `(query, count)`: the single integer the query answers on the server's
+    /// database (see [`TestServer::sql_count`]). A failure names the query.
+    pub async fn assert_counts<Q: AsRef<str>>(&self, cases: impl IntoIterator<Item = (Q, i64)>) {
+        for (sql, want) in cases {
+            assert_eq!(self.sql_count(sql.as_ref()).await, want, "{}", sql.as_ref());
+        }
+    }
+
     /// `GET path` as `key`, which must answer 200 with JSON.
     pub async fn get_json(&self, key: &str, path: &str) -> Value {
         self.get(key, path).ok().await
