@@ -69,6 +69,39 @@ impl Acme {
     fn with_auth(&self, value: &str) -> RequestBuilder {
         self.profile().header("Authorization", value)
     }
+
+    /// Who `cred` authenticates as, sent as a bearer credential.
+    async fn bearer_is(&self, cred: &str) -> String {
+        whoami(self.profile().bearer_auth(cred)).await
+    }
+
+    /// Asserts that each of `creds` is refused as a bearer credential (401, "Invalid
+    /// credentials."), naming the refused one on failure.
+    async fn refused_as_bearer<C: AsRef<str>>(&self, creds: impl IntoIterator<Item = C>) {
+        for cred in creds {
+            let cred = cred.as_ref();
+            self.profile()
+                .bearer_auth(cred)
+                .into_req()
+                .case(cred)
+                .expect_unauthorized(INVALID)
+                .await;
+        }
+    }
+
+    /// Asserts that alice's API key `key` is refused in the Coopr headers and in Basic.
+    async fn alice_key_refused(&self, key: &str) {
+        coopr(self.profile(), "alice", "acme", key)
+            .into_req()
+            .case("Coopr headers")
+            .expect_unauthorized(INVALID)
+            .await;
+        self.with_auth(&basic("alice@acme", key))
+            .into_req()
+            .case("Basic")
+            .expect_unauthorized(INVALID)
+            .await;
+    }
 }
 
 async fn coopr_headers_authenticate_their_user(db: Db) {
@@ -185,8 +218,8 @@ async fn coopr_headers_missing_one_name_it(db: Db) {
 
 async fn bearer_accepts_api_keys_and_access_tokens(db: Db) {
     let a = acme(db).await;
-    assert_eq!(whoami(a.profile().bearer_auth(&a.alice)).await, "alice@acme");
-    assert_eq!(whoami(a.profile().bearer_auth(&a.bob)).await, "bob@acme");
+    assert_eq!(a.bearer_is(&a.alice).await, "alice@acme");
+    assert_eq!(a.bearer_is(&a.bob).await, "bob@acme");
     // GET /token and POST /token (a body, JSON or not, is ignored).
     let mut tokens = Vec::new();
     for req in [
@@ -214,11 +247,11 @@ async fn bearer_accepts_api_keys_and_access_tokens(db: Db) {
     distinct.dedup();
     assert_eq!(distinct.len(), tokens.len(), "every mint is a new token");
     for t in &tokens {
-        assert_eq!(whoami(a.profile().bearer_auth(t)).await, "alice@acme");
+        assert_eq!(a.bearer_is(t).await, "alice@acme");
     }
     // A token minted from a token, and tokens minted with the other credential forms.
     let second = a.s.mint_token(&tokens[0]).await;
-    assert_eq!(whoami(a.profile().bearer_auth(&second)).await, "alice@acme");
+    assert_eq!(a.bearer_is(&second).await, "alice@acme");
     let via_basic =
         a.s.req_anon(Method::GET, "/token")
             .with(|r| r.header("Authorization", basic("alice@acme", &a.alice)))
@@ -227,7 +260,7 @@ async fn bearer_accepts_api_keys_and_access_tokens(db: Db) {
             .as_str()
             .unwrap()
             .to_string();
-    assert_eq!(whoami(a.profile().bearer_auth(&via_basic)).await, "alice@acme");
+    assert_eq!(a.bearer_is(&via_basic).await, "alice@acme");
     let bob_token = coopr(a.s.anon(Method::POST, "/token"), "bob", "acme", &a.bob)
         .into_req()
         .ok()
@@ -235,7 +268,7 @@ async fn bearer_accepts_api_keys_and_access_tokens(db: Db) {
         .as_str()
         .unwrap()
         .to_string();
-    assert_eq!(whoami(a.profile().bearer_auth(&bob_token)).await, "bob@acme");
+    assert_eq!(a.bearer_is(&bob_token).await, "bob@acme");
     // A token carries its user's role: bob's is still a viewer's, the admin's an admin's.
     a.s.put(&bob_token, "/v3/namespaces/dev")
         .expect_error(StatusCode::FORBIDDEN, None)
@@ -371,59 +404,59 @@ async fn malformed_authorization_values(db: Db) {
 
 async fn scheme_names_are_case_insensitive(db: Db) {
     let a = acme(db).await;
-    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
-        let value = format!("{scheme} {}", a.alice);
-        assert_eq!(whoami(a.with_auth(&value)).await, "alice@acme", "{scheme}");
-    }
     let encoded = basic("alice@acme", &a.alice);
     let encoded = encoded.strip_prefix("Basic ").unwrap();
-    for scheme in ["Basic", "basic", "BASIC", "bAsIc"] {
-        let value = format!("{scheme} {encoded}");
-        assert_eq!(whoami(a.with_auth(&value)).await, "alice@acme", "{scheme}");
+    for (schemes, credential) in [
+        (["Bearer", "bearer", "BEARER", "bEaReR"], a.alice.as_str()),
+        (["Basic", "basic", "BASIC", "bAsIc"], encoded),
+    ] {
+        for scheme in schemes {
+            let value = format!("{scheme} {credential}");
+            assert_eq!(whoami(a.with_auth(&value)).await, "alice@acme", "{scheme}");
+        }
     }
+}
+
+/// `req` with each `(name, value)` header added.
+fn with_headers(mut req: RequestBuilder, headers: &[(&str, &str)]) -> RequestBuilder {
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    req
 }
 
 async fn coopr_headers_must_agree_with_authorization(db: Db) {
     let a = acme(db).await;
     let token = a.s.mint_token(&a.alice).await;
-    // Agreeing headers are fine, and Coopr-ApiKey is then not needed.
-    for auth in [
+    let auths = [
         format!("Bearer {}", a.alice),
         format!("Bearer {token}"),
         basic("alice@acme", &a.alice),
         basic("alice", &a.alice),
-    ] {
-        let req = a
-            .with_auth(&auth)
-            .header("Coopr-UserID", "alice")
-            .header("Coopr-TenantID", "acme");
-        assert_eq!(whoami(req).await, "alice@acme", "{auth}");
-        let req = a.with_auth(&auth).header("Coopr-TenantID", "acme");
-        assert_eq!(whoami(req).await, "alice@acme", "{auth}");
-        let req = a.with_auth(&auth).header("Coopr-UserID", "alice");
-        assert_eq!(whoami(req).await, "alice@acme", "{auth}");
-    }
+    ];
+    // Agreeing headers are fine, and Coopr-ApiKey is then not needed.
+    let agreeing: [&[(&str, &str)]; 3] = [
+        &[("Coopr-UserID", "alice"), ("Coopr-TenantID", "acme")],
+        &[("Coopr-TenantID", "acme")],
+        &[("Coopr-UserID", "alice")],
+    ];
     // Disagreeing headers: 401, whichever part disagrees, even when it names a real user or
     // tenant.
-    for auth in [
-        format!("Bearer {}", a.alice),
-        format!("Bearer {token}"),
-        basic("alice@acme", &a.alice),
-        basic("alice", &a.alice),
-    ] {
-        let cases: [&[(&str, &str)]; 5] = [
-            &[("Coopr-UserID", "bob")],
-            &[("Coopr-TenantID", "superadmin")],
-            &[("Coopr-TenantID", "nosuch")],
-            &[("Coopr-UserID", "bob"), ("Coopr-TenantID", "acme")],
-            &[("Coopr-UserID", "alice"), ("Coopr-TenantID", "superadmin")],
-        ];
-        for headers in cases {
-            let mut req = a.with_auth(&auth);
-            for (name, value) in headers {
-                req = req.header(*name, *value);
-            }
-            req.into_req()
+    let disagreeing: [&[(&str, &str)]; 5] = [
+        &[("Coopr-UserID", "bob")],
+        &[("Coopr-TenantID", "superadmin")],
+        &[("Coopr-TenantID", "nosuch")],
+        &[("Coopr-UserID", "bob"), ("Coopr-TenantID", "acme")],
+        &[("Coopr-UserID", "alice"), ("Coopr-TenantID", "superadmin")],
+    ];
+    for auth in &auths {
+        for headers in agreeing {
+            let req = with_headers(a.with_auth(auth), headers);
+            assert_eq!(whoami(req).await, "alice@acme", "{auth} with {headers:?}");
+        }
+        for headers in disagreeing {
+            with_headers(a.with_auth(auth), headers)
+                .into_req()
                 .case(format!("{auth} with {headers:?}"))
                 .expect_unauthorized(INVALID)
                 .await;
@@ -463,7 +496,7 @@ async fn revoking_a_key_stops_it_and_its_tokens_at_once(db: Db) {
         &a.alice,
     ];
     for cred in live {
-        assert_eq!(whoami(a.profile().bearer_auth(cred)).await, "alice@acme");
+        assert_eq!(a.bearer_is(cred).await, "alice@acme");
     }
     let resp =
         a.s.call(
@@ -490,17 +523,10 @@ async fn revoking_a_key_stops_it_and_its_tokens_at_once(db: Db) {
             .expect_unauthorized(INVALID)
             .await;
     }
-    coopr(a.profile(), "alice", "acme", &doomed)
-        .into_req()
-        .expect_unauthorized(INVALID)
-        .await;
-    a.with_auth(&basic("alice@acme", &doomed))
-        .into_req()
-        .expect_unauthorized(INVALID)
-        .await;
+    a.alice_key_refused(&doomed).await;
     // The user's other keys and their tokens live on.
     for cred in [kept.as_str(), &kept_token, &a.alice] {
-        assert_eq!(whoami(a.profile().bearer_auth(cred)).await, "alice@acme");
+        assert_eq!(a.bearer_is(cred).await, "alice@acme");
     }
     // The key is gone from the list and cannot be revoked twice.
     let keys = a.s.get(&a.admin, "/v2/users/alice/apikeys").ok().await;
@@ -533,40 +559,26 @@ async fn deleting_a_user_stops_its_keys_and_tokens(db: Db) {
         &token_of_token,
     ];
     for cred in creds {
-        assert_eq!(whoami(a.profile().bearer_auth(cred)).await, "alice@acme");
+        assert_eq!(a.bearer_is(cred).await, "alice@acme");
     }
     a.s.delete(&a.admin, "/v2/users/alice")
         .expect_status(StatusCode::OK)
         .await;
-    for cred in creds {
-        a.profile()
-            .bearer_auth(cred)
-            .into_req()
-            .case(format!("{cred:?}"))
-            .expect_unauthorized(INVALID)
-            .await;
-    }
+    a.refused_as_bearer(creds).await;
     coopr(a.profile(), "alice", "acme", &a.alice)
         .into_req()
         .expect_unauthorized(INVALID)
         .await;
     // A new user with the same id does not inherit the old keys (or the old profile).
     let fresh = a.s.create_user(&a.admin, "alice", "user").await;
-    for cred in creds {
-        a.profile()
-            .bearer_auth(cred)
-            .into_req()
-            .case(format!("{cred:?}"))
-            .expect_unauthorized(INVALID)
-            .await;
-    }
+    a.refused_as_bearer(creds).await;
     a.profile()
         .bearer_auth(&fresh)
         .into_req()
         .expect_error(StatusCode::NOT_FOUND, "Profile not found.")
         .await;
     // Other users are untouched.
-    assert_eq!(whoami(a.profile().bearer_auth(&a.bob)).await, "bob@acme");
+    assert_eq!(a.bearer_is(&a.bob).await, "bob@acme");
 }
 
 async fn an_expired_key_is_refused(db: Db) {
@@ -582,30 +594,16 @@ async fn an_expired_key_is_refused(db: Db) {
     assert_eq!(created["expireTime"], expire);
     let key = created["key"].as_str().unwrap().to_string();
     let id = created["id"].as_str().unwrap().to_string();
-    assert_eq!(whoami(a.profile().bearer_auth(&key)).await, "alice@acme");
+    assert_eq!(a.bearer_is(&key).await, "alice@acme");
     // A token minted from it cannot outlive it.
     let token = a.s.mint_token(&key).await;
-    assert_eq!(whoami(a.profile().bearer_auth(&token)).await, "alice@acme");
+    assert_eq!(a.bearer_is(&token).await, "alice@acme");
     let wait = expire - wall_clock_ms() + 100;
     if wait > 0 {
         tokio::time::sleep(Duration::from_millis(wait as u64)).await;
     }
-    for cred in [&key, &token] {
-        a.profile()
-            .bearer_auth(cred)
-            .into_req()
-            .case(format!("{cred:?}"))
-            .expect_unauthorized(INVALID)
-            .await;
-    }
-    coopr(a.profile(), "alice", "acme", &key)
-        .into_req()
-        .expect_unauthorized(INVALID)
-        .await;
-    a.with_auth(&basic("alice@acme", &key))
-        .into_req()
-        .expect_unauthorized(INVALID)
-        .await;
+    a.refused_as_bearer([&key, &token]).await;
+    a.alice_key_refused(&key).await;
     // The record stays listed with its expiry; the user's other key still works.
     assert_eq!(
         a.s.get(&a.admin, &format!("/v2/users/alice/apikeys/{id}"))
@@ -613,7 +611,7 @@ async fn an_expired_key_is_refused(db: Db) {
             .await["expireTime"],
         expire
     );
-    assert_eq!(whoami(a.profile().bearer_auth(&a.alice)).await, "alice@acme");
+    assert_eq!(a.bearer_is(&a.alice).await, "alice@acme");
 }
 
 async fn an_expired_token_is_refused(db: Db) {
@@ -667,13 +665,13 @@ async fn last_used_time_is_recorded(db: Db) {
     let a = acme(db).await;
     let (id, key) = new_key(&a.s, &a.admin, "bob", json!({"description": "probe"})).await;
     let path = format!("/v2/users/bob/apikeys/{id}");
-    assert_eq!(read(&a.s, &a.admin, &path).await["lastUsedTime"], Value::Null);
+    assert_eq!(a.s.get_json(&a.admin, &path).await["lastUsedTime"], Value::Null);
     let before = wall_clock_ms();
-    assert_eq!(whoami(a.profile().bearer_auth(&key)).await, "bob@acme");
+    assert_eq!(a.bearer_is(&key).await, "bob@acme");
     // The use is recorded in the background; give it a moment.
     let mut seen = Value::Null;
     for _ in 0..60 {
-        seen = read(&a.s, &a.admin, &path).await["lastUsedTime"].clone();
+        seen = a.s.get_json(&a.admin, &path).await["lastUsedTime"].clone();
         if !seen.is_null() {
             break;
         }
@@ -696,11 +694,6 @@ async fn last_used_time_is_recorded(db: Db) {
         .cloned()
         .unwrap();
     assert_eq!(entry["lastUsedTime"], used);
-}
-
-/// `GET path` as `key`, expecting 200 with JSON.
-async fn read(s: &TestServer, key: &str, path: &str) -> Value {
-    s.get(key, path).ok().await
 }
 
 /// `prefix` followed by 43 characters of URL-safe base64 without padding.
