@@ -220,24 +220,17 @@ async fn network_put_validation(db: Db) {
     let s = TestServer::start(db).await;
     let admin = s.create_tenant("acme", 0).await;
     let path = "/api/v0/network/bad";
-    s.put(&admin, path)
-        .json(json!({"type": "calico"}))
-        .expect_error(
-            StatusCode::BAD_REQUEST,
-            "Unknown network type 'calico': use flannel_etcd or flannel_server.",
-        )
-        .await;
     let required = "Network type 'flannel_server' requires options.address (\"host:port\").";
+    let mut cases = vec![(
+        json!({"type": "calico"}),
+        "Unknown network type 'calico': use flannel_etcd or flannel_server.".to_string(),
+    )];
     for body in [
         json!({"type": "flannel_server"}),
         json!({"type": "flannel_server", "options": {}}),
         json!({"type": "flanneld_service", "options": {"address": null}}),
     ] {
-        s.put(&admin, path)
-            .case(format!("{body:?}"))
-            .json(body)
-            .expect_error(StatusCode::BAD_REQUEST, required)
-            .await;
+        cases.push((body, required.to_string()));
     }
     for address in [
         "192.168.152.101",
@@ -255,19 +248,22 @@ async fn network_put_validation(db: Db) {
         "a b:80",
         "",
     ] {
-        let message = format!(
-            "Invalid options.address '{address}': use \"host:port\" with a host address and a port from 1 to 65535."
-        );
-        s.put(&admin, path)
-            .case(format!("{address:?}"))
-            .json(json!({"type": "flannel_server", "options": {"address": address}}))
-            .expect_error(StatusCode::BAD_REQUEST, &message)
-            .await;
+        cases.push((
+            json!({"type": "flannel_server", "options": {"address": address}}),
+            format!(
+                "Invalid options.address '{address}': use \"host:port\" with a host address and a port from 1 to 65535."
+            ),
+        ));
     }
-    s.put(&admin, path)
-        .json(json!({"type": "flannel_server", "options": {"address": 8080}}))
-        .expect_error(StatusCode::BAD_REQUEST, "options.address must be a string.")
-        .await;
+    cases.push((
+        json!({"type": "flannel_server", "options": {"address": 8080}}),
+        "options.address must be a string.".to_string(),
+    ));
+    cases.push((
+        json!({"name": "other"}),
+        "The name 'other' in the body does not match the name 'bad' in the path.".to_string(),
+    ));
+    s.expect_rejected(&admin, Method::PUT, path, cases).await;
     // Wrong JSON types anywhere: 400.
     s.expect_bad_bodies(
         &admin,
@@ -298,14 +294,6 @@ async fn network_put_validation(db: Db) {
             .starts_with("Request body is not valid JSON: "),
         "{err}"
     );
-    // The name in the body must be the path's.
-    s.put(&admin, path)
-        .json(json!({"name": "other"}))
-        .expect_error(
-            StatusCode::BAD_REQUEST,
-            "The name 'other' in the body does not match the name 'bad' in the path.",
-        )
-        .await;
     // Invalid names, on every method.
     let long = "n".repeat(256);
     for (raw, name) in [
@@ -609,34 +597,26 @@ async fn container_manager_put_validation(db: Db) {
     s.put(&admin, path)
         .expect_error(StatusCode::BAD_REQUEST, required)
         .await;
+    let missing = "Container manager type 'openshift' requires options.apiserver (an http or https URL).";
+    let together =
+        "options.certificate_path and options.certificate_key_path go together: give both or neither.";
+    let mut cases: Vec<(Value, String)> = Vec::new();
     for body in [
         json!({}),
         json!({"type": null, "options": {"apiserver": "https://k"}}),
     ] {
-        s.put(&admin, path)
-            .case(format!("{body:?}"))
-            .json(body)
-            .expect_error(StatusCode::BAD_REQUEST, required)
-            .await;
+        cases.push((body, required.to_string()));
     }
-    s.put(&admin, path)
-        .json(json!({"type": "kubernetes"}))
-        .expect_error(
-            StatusCode::BAD_REQUEST,
-            "Unknown container manager type 'kubernetes': use openshift or trivial.",
-        )
-        .await;
-    let missing = "Container manager type 'openshift' requires options.apiserver (an http or https URL).";
+    cases.push((
+        json!({"type": "kubernetes"}),
+        "Unknown container manager type 'kubernetes': use openshift or trivial.".to_string(),
+    ));
     for body in [
         json!({"type": "openshift"}),
         json!({"type": "openshift", "options": {}}),
         json!({"type": "openshift", "options": {"token": TOKEN}}),
     ] {
-        s.put(&admin, path)
-            .case(format!("{body:?}"))
-            .json(body)
-            .expect_error(StatusCode::BAD_REQUEST, missing)
-            .await;
+        cases.push((body, missing.to_string()));
     }
     for url in [
         "k8s:6443",
@@ -648,22 +628,15 @@ async fn container_manager_put_validation(db: Db) {
         "not a url",
         "",
     ] {
-        s.put(&admin, path)
-            .case(format!("{url:?}"))
-            .json(json!({"type": "openshift", "options": {"apiserver": url}}))
-            .expect_error(
-                StatusCode::BAD_REQUEST,
-                &format!("Invalid options.apiserver '{url}': use an http or https URL."),
-            )
-            .await;
+        cases.push((
+            json!({"type": "openshift", "options": {"apiserver": url}}),
+            format!("Invalid options.apiserver '{url}': use an http or https URL."),
+        ));
     }
-    s.put(&admin, path)
-        .json(json!({"type": "openshift", "options": {"apiserver": "https://a", "server_url": "https://b"}}))
-        .expect_error(
-            StatusCode::BAD_REQUEST,
-            "options.apiserver and options.server_url differ: give one of them.",
-        )
-        .await;
+    cases.push((
+        json!({"type": "openshift", "options": {"apiserver": "https://a", "server_url": "https://b"}}),
+        "options.apiserver and options.server_url differ: give one of them.".to_string(),
+    ));
     for (key, value) in [
         ("apiserver", json!(5)),
         ("server_url", json!(["https://k"])),
@@ -672,41 +645,32 @@ async fn container_manager_put_validation(db: Db) {
     ] {
         let mut options = json!({"apiserver": "https://k8s"});
         options[key] = value;
-        s.put(&admin, path)
-            .case(format!("{key:?}, {:?}", options[key]))
-            .json(json!({"type": "openshift", "options": options}))
-            .expect_error(
-                StatusCode::BAD_REQUEST,
-                &format!("options.{key} must be a string."),
-            )
-            .await;
+        cases.push((
+            json!({"type": "openshift", "options": options}),
+            format!("options.{key} must be a string."),
+        ));
     }
     // Certificates without the server's cert_dir: refused.
-    let together =
-        "options.certificate_path and options.certificate_key_path go together: give both or neither.";
-    for certs in [
+    for mut options in [
         json!({"certificate_path": "c.pem"}),
         json!({"certificate_key_path": "k.pem"}),
     ] {
-        let case = format!("{certs:?}");
-        let mut options = certs;
         options["apiserver"] = json!("https://k8s");
-        s.put(&admin, path)
-            .case(case)
-            .json(json!({"type": "openshift", "options": options}))
-            .expect_error(StatusCode::BAD_REQUEST, together)
-            .await;
+        cases.push((
+            json!({"type": "openshift", "options": options}),
+            together.to_string(),
+        ));
     }
-    s.put(&admin, path)
-        .json(
-            json!({"type": "openshift", "options": {"apiserver": "https://k8s",
+    cases.push((
+        json!({"type": "openshift", "options": {"apiserver": "https://k8s",
                "certificate_path": "c.pem", "certificate_key_path": "k.pem"}}),
-        )
-        .expect_error(
-            StatusCode::BAD_REQUEST,
-            "Certificate files are not accepted: the server setting cert_dir is not set.",
-        )
-        .await;
+        "Certificate files are not accepted: the server setting cert_dir is not set.".to_string(),
+    ));
+    cases.push((
+        json!({"type": "trivial", "name": "other"}),
+        "The name 'other' in the body does not match the name 'bad' in the path.".to_string(),
+    ));
+    s.expect_rejected(&admin, Method::PUT, path, cases).await;
     // Wrong JSON types.
     s.expect_bad_bodies(
         &admin,
@@ -722,13 +686,6 @@ async fn container_manager_put_validation(db: Db) {
         ],
     )
     .await;
-    s.put(&admin, path)
-        .json(json!({"type": "trivial", "name": "other"}))
-        .expect_error(
-            StatusCode::BAD_REQUEST,
-            "The name 'other' in the body does not match the name 'bad' in the path.",
-        )
-        .await;
     for (raw, name) in [("a%20b", "a b"), ("a.b", "a.b"), ("x%2By", "x+y")] {
         let p = format!("/api/v0/containermanager/{raw}");
         for (method, body) in [

@@ -77,6 +77,24 @@ impl TestServer {
         }
     }
 
+    /// Sends `method path` as `key` once with each `(body, message)`: each must answer a 400
+    /// contract error with exactly that message. A failure names the body.
+    pub async fn expect_rejected<M: AsRef<str>>(
+        &self,
+        key: &str,
+        method: Method,
+        path: &str,
+        cases: impl IntoIterator<Item = (Value, M)>,
+    ) {
+        for (body, message) in cases {
+            self.req(key, method.clone(), path)
+                .case(&body)
+                .json(&body)
+                .expect_error(StatusCode::BAD_REQUEST, message.as_ref())
+                .await;
+        }
+    }
+
     /// Asserts each `(query, count)`: the single integer the query answers on the server's
     /// database (see [`TestServer::sql_count`]). A failure names the query.
     pub async fn assert_counts<Q: AsRef<str>>(&self, cases: impl IntoIterator<Item = (Q, i64)>) {
