@@ -39,6 +39,23 @@ async fn corral(db: Db, port: u16, trace_dir: &std::path::Path) -> TestServer {
     .await
 }
 
+/// The settings of the watcher tests: hosts on `port` of loopback, a watcher check every
+/// second, and a bootstrap that only appends to `trace_file`.
+fn watched(s: &mut corral::config::Settings, port: u16, trace_file: &std::path::Path) {
+    s.ssh_port = port;
+    s.host_allow = vec!["127.0.0.0/8".into()];
+    s.ssh_connect_timeout = 2;
+    s.watcher_interval = 1;
+    let profile = OsProfilePatch {
+        bootstrap: Some(format!("echo bootstrapped >> {}", trace_file.display())),
+        ..Default::default()
+    };
+    s.os_profiles = BTreeMap::from([
+        ("debian".to_string(), profile.clone()),
+        ("ubuntu".to_string(), profile),
+    ]);
+}
+
 fn b64(key: &ClientKey) -> String {
     STANDARD.encode(&key.private_key)
 }
@@ -565,21 +582,7 @@ async fn watcher_fails_a_silent_host_and_restores_it(db: Db) {
     let port = free_port(ip).unwrap();
     let mut sshd = TestSshd::start_at(ip, port, &[&key]).unwrap();
     let trace_file = trace.path().join("bootstrap.log");
-    let s = TestServer::start_with(db, move |s| {
-        s.ssh_port = port;
-        s.host_allow = vec!["127.0.0.0/8".into()];
-        s.ssh_connect_timeout = 2;
-        s.watcher_interval = 1;
-        let profile = OsProfilePatch {
-            bootstrap: Some(format!("echo bootstrapped >> {}", trace_file.display())),
-            ..Default::default()
-        };
-        s.os_profiles = BTreeMap::from([
-            ("debian".to_string(), profile.clone()),
-            ("ubuntu".to_string(), profile),
-        ]);
-    })
-    .await;
+    let s = TestServer::start_with(db, move |s| watched(s, port, &trace_file)).await;
     let admin = s.create_tenant("acme", 1).await;
     s.call(&admin, Method::PUT, "/api/v0/cluster/web")
         .send()
@@ -883,18 +886,7 @@ async fn watcher_moves_to_the_surviving_replica() {
                 s.database_url = Some(url);
             }
             s.server_key = Some(server_key);
-            s.ssh_port = port;
-            s.host_allow = vec!["127.0.0.0/8".into()];
-            s.ssh_connect_timeout = 2;
-            s.watcher_interval = 1;
-            let profile = OsProfilePatch {
-                bootstrap: Some(format!("echo bootstrapped >> {}", trace_file.display())),
-                ..Default::default()
-            };
-            s.os_profiles = BTreeMap::from([
-                ("debian".to_string(), profile.clone()),
-                ("ubuntu".to_string(), profile),
-            ]);
+            watched(s, port, &trace_file);
         }
     };
     let a = TestServer::start_with(Db::Postgres, tune(None)).await;
