@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use crate::both_stores;
 use crate::harness::{Db, TestServer, wall_clock_ms};
+use crate::helpers::expect_each_error;
 
 fn spec(version: &str, cmd: &str) -> Value {
     json!({"version": version, "description": "Purchase history",
@@ -451,15 +452,16 @@ async fn deletes(db: Db) {
     }
     s.delete(&k, APP).expect_empty_ok().await;
     let missing = "Application 'PurchaseHistory' not found.";
-    s.delete(&k, APP)
-        .expect_error(StatusCode::NOT_FOUND, missing)
-        .await;
-    s.get(&k, &format!("{APP}/versions"))
-        .expect_error(StatusCode::NOT_FOUND, missing)
-        .await;
-    s.delete(&k, &format!("{APP}/versions/1"))
-        .expect_error(StatusCode::NOT_FOUND, missing)
-        .await;
+    expect_each_error(
+        [
+            s.delete(&k, APP),
+            s.get(&k, &format!("{APP}/versions")),
+            s.delete(&k, &format!("{APP}/versions/1")),
+        ],
+        StatusCode::NOT_FOUND,
+        missing,
+    )
+    .await;
     // Re-created from scratch: only the new version.
     s.put(&k, APP).json(spec("9", "/bin/true")).ok().await;
     assert_eq!(s.get(&k, &format!("{APP}/versions")).ok().await, json!(["9"]));

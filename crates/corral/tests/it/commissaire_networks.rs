@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use crate::both_stores;
 use crate::harness::{BOOTSTRAP_KEY, Db, TestServer};
+use crate::helpers::expect_each_error;
 
 const TOKEN: &str = "tok-Sup3rS3cret-4f9a7c";
 
@@ -336,12 +337,15 @@ async fn network_delete(db: Db) {
     }
     s.delete(&admin, "/api/v0/network/other").expect_deleted().await;
     let gone = "Network 'other' does not exist.";
-    s.get(&admin, "/api/v0/network/other")
-        .expect_error(StatusCode::NOT_FOUND, gone)
-        .await;
-    s.delete(&admin, "/api/v0/network/other")
-        .expect_error(StatusCode::NOT_FOUND, gone)
-        .await;
+    expect_each_error(
+        [
+            s.get(&admin, "/api/v0/network/other"),
+            s.delete(&admin, "/api/v0/network/other"),
+        ],
+        StatusCode::NOT_FOUND,
+        gone,
+    )
+    .await;
     s.delete(&admin, "/api/v0/network/ghost")
         .expect_error(StatusCode::NOT_FOUND, "Network 'ghost' does not exist.")
         .await;

@@ -249,3 +249,15 @@ impl<'m> Message<'m> for Option<&'m str> {
         self
     }
 }
+
+/// Sends each request in turn: each must answer the contract error `status` with `message`
+/// (any message for `None`). A failure names the request.
+pub async fn expect_each_error<'m, M: Message<'m> + Copy>(
+    reqs: impl IntoIterator<Item = Req>,
+    status: StatusCode,
+    message: M,
+) {
+    for req in reqs {
+        req.expect_error(status, message).await;
+    }
+}

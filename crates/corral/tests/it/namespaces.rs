@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 use crate::both_stores;
 use crate::harness::{BOOTSTRAP_KEY, Db, TestServer};
+use crate::helpers::expect_each_error;
 
 const RESERVED: [&str; 2] = ["cdap", "system"];
 
@@ -243,12 +244,15 @@ async fn unknown_namespace_is_404(db: Db) {
     // Another tenant's namespace does not exist here.
     let other = s.create_tenant("other", 0).await;
     s.put(&other, "/v3/namespaces/theirs").ok().await;
-    s.get(&admin, "/v3/namespaces/theirs")
-        .expect_error(StatusCode::NOT_FOUND, "Namespace 'theirs' not found.")
-        .await;
-    s.delete(&admin, "/v3/namespaces/theirs")
-        .expect_error(StatusCode::NOT_FOUND, "Namespace 'theirs' not found.")
-        .await;
+    expect_each_error(
+        [
+            s.get(&admin, "/v3/namespaces/theirs"),
+            s.delete(&admin, "/v3/namespaces/theirs"),
+        ],
+        StatusCode::NOT_FOUND,
+        "Namespace 'theirs' not found.",
+    )
+    .await;
     s.get(&other, "/v3/namespaces/theirs").ok().await;
 }
 

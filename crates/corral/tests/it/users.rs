@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use crate::both_stores;
 use crate::harness::{BOOTSTRAP_KEY, Db, TestServer, expect_error, keys_of};
+use crate::helpers::expect_each_error;
 
 const USER_KEYS: [&str; 5] = ["createTime", "description", "id", "role", "tenant"];
 const KEY_KEYS: [&str; 6] = [
@@ -500,12 +501,12 @@ async fn api_key_lifecycle(db: Db) {
     assert!(key_works(&s, &k2).await);
     assert!(key_works(&s, &k3).await);
     let gone = format!("API key '{id1}' of user 'alice' not found.");
-    s.get(&admin, &path1)
-        .expect_error(StatusCode::NOT_FOUND, &gone)
-        .await;
-    s.delete(&admin, &path1)
-        .expect_error(StatusCode::NOT_FOUND, &gone)
-        .await;
+    expect_each_error(
+        [s.get(&admin, &path1), s.delete(&admin, &path1)],
+        StatusCode::NOT_FOUND,
+        &gone,
+    )
+    .await;
     let list = s.get(&admin, "/v2/users/alice/apikeys").ok().await;
     assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
 }
@@ -518,18 +519,13 @@ async fn api_key_errors(db: Db) {
     let alice_key_id = keys[0]["id"].as_str().unwrap().to_string();
 
     // A key id that is not a UUID names no key.
-    s.get(&admin, "/v2/users/alice/apikeys/not-a-uuid")
-        .expect_error(
-            StatusCode::NOT_FOUND,
-            "API key 'not-a-uuid' of user 'alice' not found.",
-        )
-        .await;
-    s.delete(&admin, "/v2/users/alice/apikeys/not-a-uuid")
-        .expect_error(
-            StatusCode::NOT_FOUND,
-            "API key 'not-a-uuid' of user 'alice' not found.",
-        )
-        .await;
+    let not_uuid = "/v2/users/alice/apikeys/not-a-uuid";
+    expect_each_error(
+        [s.get(&admin, not_uuid), s.delete(&admin, not_uuid)],
+        StatusCode::NOT_FOUND,
+        "API key 'not-a-uuid' of user 'alice' not found.",
+    )
+    .await;
     let unknown = uuid::Uuid::new_v4();
     s.get(&admin, &format!("/v2/users/alice/apikeys/{unknown}"))
         .expect_error(
@@ -540,12 +536,12 @@ async fn api_key_errors(db: Db) {
     // A key is found only under its own user.
     let path = format!("/v2/users/admin/apikeys/{alice_key_id}");
     let msg = format!("API key '{alice_key_id}' of user 'admin' not found.");
-    s.get(&admin, &path)
-        .expect_error(StatusCode::NOT_FOUND, &msg)
-        .await;
-    s.delete(&admin, &path)
-        .expect_error(StatusCode::NOT_FOUND, &msg)
-        .await;
+    expect_each_error(
+        [s.get(&admin, &path), s.delete(&admin, &path)],
+        StatusCode::NOT_FOUND,
+        msg.as_str(),
+    )
+    .await;
     assert!(key_works(&s, &alice).await);
     // ... and only in its own tenant.
     let other = s.create_tenant("other", 0).await;
@@ -559,18 +555,22 @@ async fn api_key_errors(db: Db) {
     assert!(key_works(&s, &alice).await);
 
     // Keys of an unknown user.
-    s.get(&admin, "/v2/users/ghost/apikeys")
-        .expect_error(StatusCode::NOT_FOUND, "User 'ghost' not found.")
-        .await;
-    s.post(&admin, "/v2/users/ghost/apikeys")
-        .expect_error(StatusCode::NOT_FOUND, "User 'ghost' not found.")
-        .await;
-    s.get(&admin, &format!("/v2/users/ghost/apikeys/{alice_key_id}"))
-        .expect_error(StatusCode::NOT_FOUND, None)
-        .await;
-    s.delete(&admin, &format!("/v2/users/ghost/apikeys/{alice_key_id}"))
-        .expect_error(StatusCode::NOT_FOUND, None)
-        .await;
+    expect_each_error(
+        [
+            s.get(&admin, "/v2/users/ghost/apikeys"),
+            s.post(&admin, "/v2/users/ghost/apikeys"),
+        ],
+        StatusCode::NOT_FOUND,
+        "User 'ghost' not found.",
+    )
+    .await;
+    let ghost_key = format!("/v2/users/ghost/apikeys/{alice_key_id}");
+    expect_each_error(
+        [s.get(&admin, &ghost_key), s.delete(&admin, &ghost_key)],
+        StatusCode::NOT_FOUND,
+        None,
+    )
+    .await;
 
     // Bad bodies: an expiry that is not an integer or not in the future.
     s.expect_bad_bodies(
