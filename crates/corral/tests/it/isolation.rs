@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::both_stores;
 use crate::harness::{BOOTSTRAP_KEY, Db, TestServer, basic, expect_error};
-use crate::helpers::IntoReq;
+use crate::helpers::expect_each_error;
 
 /// One tenant's people: its first admin, `<t>-user` (role user), `<t>-viewer`, and `shared`,
 /// a user id that exists in both tenants (a user in alpha, a viewer in beta).
@@ -91,22 +91,22 @@ async fn other_tenants_users_are_not_found(db: Db) {
         ),
     ];
     for (method, path, body) in cases {
-        let mut req = t.s.call(&t.a.admin, method.clone(), path);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        req.into_req()
+        t.s.req(&t.a.admin, method.clone(), path)
+            .json_opt(body)
             .case(format!("{method} {path}"))
             .expect_error(StatusCode::NOT_FOUND, "User 'beta-user' not found.")
             .await;
     }
     // The superadmin manages only tenant superadmin's users here.
-    t.s.req_root(Method::GET, "/v2/users/beta-user")
-        .expect_error(StatusCode::NOT_FOUND, "User 'beta-user' not found.")
-        .await;
-    t.s.req_root(Method::DELETE, "/v2/users/beta-user")
-        .expect_error(StatusCode::NOT_FOUND, "User 'beta-user' not found.")
-        .await;
+    expect_each_error(
+        [
+            t.s.req_root(Method::GET, "/v2/users/beta-user"),
+            t.s.req_root(Method::DELETE, "/v2/users/beta-user"),
+        ],
+        StatusCode::NOT_FOUND,
+        "User 'beta-user' not found.",
+    )
+    .await;
     // B's user is untouched, keeps one key, and that key still works.
     assert_eq!(t.get(&t.b.admin, "/v2/users/beta-user").await, before);
     assert_eq!(before["role"], "user");
@@ -319,11 +319,8 @@ async fn only_the_superadmin_sees_tenants(db: Db) {
             (Method::DELETE, "/v2/tenants/beta", None),
             (Method::POST, "/v2/tenants/beta/adminkey", None),
         ] {
-            let mut req = t.s.call(key, method.clone(), path);
-            if let Some(b) = body {
-                req = req.json(&b);
-            }
-            req.into_req()
+            t.s.req(key, method.clone(), path)
+                .json_opt(body)
                 .case(format!("{method} {path}"))
                 .expect_error(StatusCode::FORBIDDEN, must)
                 .await;
