@@ -368,18 +368,7 @@ async fn spec_validation(db: Db) {
     let detail = s.put(&k, path).json(ok).ok().await;
     assert_eq!(detail["services"][0]["command"], json!(["sh", "-c", "true"]));
     // A body that is not JSON at all is the general 400.
-    let err = s
-        .put(&k, path)
-        .with(|r| r.body("{nope"))
-        .expect_error(StatusCode::BAD_REQUEST, None)
-        .await;
-    assert!(
-        err["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("Request body is not valid JSON"),
-        "{err}"
-    );
+    s.put(&k, path).with(|r| r.body("{nope")).expect_not_json().await;
 }
 
 async fn command_dirs_restrict_programs(db: Db) {

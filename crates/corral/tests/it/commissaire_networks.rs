@@ -283,18 +283,10 @@ async fn network_put_validation(db: Db) {
         ],
     )
     .await;
-    let err = s
-        .put(&admin, path)
+    s.put(&admin, path)
         .with(|r| r.body("{\"type\": "))
-        .expect_error(StatusCode::BAD_REQUEST, None)
+        .expect_not_json()
         .await;
-    assert!(
-        err["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("Request body is not valid JSON: "),
-        "{err}"
-    );
     // Invalid names, on every method.
     let long = "n".repeat(256);
     for (raw, name) in [

@@ -53,14 +53,11 @@ async fn malformed_and_mistyped_json_are_400(db: Db) {
     let admin = s.create_tenant("acme", 1).await;
     // Not JSON at all, whatever the content type.
     for body in ["{", "not json", "{\"id\": \"a\"} trailing"] {
-        let err = s
-            .post(&admin, "/v2/users")
+        s.post(&admin, "/v2/users")
             .case(format!("{body:?}"))
             .with(|r| r.body(body))
-            .expect_error(StatusCode::BAD_REQUEST, None)
+            .expect_not_json()
             .await;
-        let msg = err["message"].as_str().unwrap();
-        assert!(msg.starts_with("Request body is not valid JSON: "), "{msg}");
     }
     // Valid JSON of the wrong type: the message names the field.
     let err = s

@@ -189,6 +189,19 @@ impl Req {
         check_error(&what, self.send().await, status, message.message()).await
     }
 
+    /// Sends (a body that is not JSON); asserts the general 400 whose message starts with
+    /// "Request body is not valid JSON: ", and answers the error body.
+    pub async fn expect_not_json(self) -> Value {
+        let what = self.what.clone();
+        let err = self.expect_error(StatusCode::BAD_REQUEST, None).await;
+        let message = err["message"].as_str().unwrap_or_default();
+        assert!(
+            message.starts_with("Request body is not valid JSON: "),
+            "{what}: {err}"
+        );
+        err
+    }
+
     /// Sends; asserts a 401 with the challenge header and `message`.
     pub async fn expect_unauthorized(self, message: &str) -> Value {
         let what = self.what.clone();

@@ -172,18 +172,10 @@ async fn invalid_ids_and_bodies_are_400(db: Db) {
         ],
     )
     .await;
-    let err = s
-        .put(&admin, "/v3/namespaces/dev")
+    s.put(&admin, "/v3/namespaces/dev")
         .with(|r| r.body("{\"description\": "))
-        .expect_error(StatusCode::BAD_REQUEST, None)
+        .expect_not_json()
         .await;
-    assert!(
-        err["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("Request body is not valid JSON: "),
-        "{err}"
-    );
     assert_eq!(names(&s, &admin).await, ["default"]);
     // The longest valid id works.
     let id = "n".repeat(255);

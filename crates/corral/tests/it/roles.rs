@@ -1191,16 +1191,7 @@ async fn checks_come_in_the_contract_order(db: Db) {
     not_json(f.s.post(STRANGER_KEY, "/v2/users"))
         .expect_unauthorized("Invalid credentials.")
         .await;
-    let err = not_json(f.s.post(&f.viewer, "/v2/users"))
-        .expect_error(StatusCode::BAD_REQUEST, None)
-        .await;
-    assert!(
-        err["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("Request body is not valid JSON: "),
-        "{err}"
-    );
+    not_json(f.s.post(&f.viewer, "/v2/users")).expect_not_json().await;
     f.s.delete(&f.viewer, "/v2/users/nobody")
         .expect_error(StatusCode::FORBIDDEN, MUST_BE_ADMIN)
         .await;
