@@ -5,12 +5,13 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use reqwest::{Method, Response, StatusCode};
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::both_stores;
-use crate::harness::{Db, TestServer, expect_error, expect_json, testsvc};
+use crate::harness::{Db, TestServer, testsvc};
 use crate::helpers::IntoReq;
+use crate::helpers::Req;
 
 const NS: &str = "/v3/namespaces/default";
 const STOPPED: &str = "Service is stopped. Please start it.";
@@ -64,18 +65,9 @@ fn process_exists(pid: u64) -> bool {
             .contains(") Z ")
 }
 
-async fn method(
-    s: &TestServer,
-    key: &str,
-    m: Method,
-    app: &str,
-    version: Option<&str>,
-    rest: &str,
-) -> Response {
-    s.call(key, m, &svc_path(app, version, &format!("/methods{rest}")))
-        .send()
-        .await
-        .unwrap()
+/// `m` on the method proxy path `rest` of service `svc` of `app` (at `version`).
+fn method(s: &TestServer, key: &str, m: Method, app: &str, version: Option<&str>, rest: &str) -> Req {
+    s.req(key, m, &svc_path(app, version, &format!("/methods{rest}")))
 }
 
 async fn status(s: &TestServer, k: &str) -> Value {
@@ -90,8 +82,9 @@ async fn lifecycle(db: Db) {
     s.get(&k, &svc_path("Shop", None, "/available"))
         .expect_error(StatusCode::SERVICE_UNAVAILABLE, STOPPED)
         .await;
-    let resp = method(&s, &k, Method::GET, "Shop", None, "/").await;
-    expect_error(resp, StatusCode::SERVICE_UNAVAILABLE, Some(STOPPED)).await;
+    method(&s, &k, Method::GET, "Shop", None, "/")
+        .expect_error(StatusCode::SERVICE_UNAVAILABLE, STOPPED)
+        .await;
 
     // Runtime arguments: an object of strings with the env rules.
     for bad in [
@@ -132,8 +125,7 @@ async fn lifecycle(db: Db) {
     );
 
     // The environment is exactly the contract's (1.5): runtime arguments override the spec.
-    let resp = method(&s, &k, Method::GET, "Shop", None, "/env").await;
-    let env = expect_json(resp, StatusCode::OK).await;
+    let env = method(&s, &k, Method::GET, "Shop", None, "/env").ok().await;
     let env = env.as_object().unwrap();
     let mut names: Vec<&str> = env.keys().map(String::as_str).collect();
     names.sort_unstable();
@@ -254,18 +246,21 @@ async fn crash_health_and_scaling(db: Db) {
     wait_healthy(&s, &k, "Shop", None, 1).await;
 
     // Unhealthy after three failed checks: no traffic, the second 503 text.
-    let resp = method(&s, &k, Method::POST, "Shop", None, "/control/unhealthy").await;
-    assert_eq!(resp.status(), StatusCode::OK);
+    method(&s, &k, Method::POST, "Shop", None, "/control/unhealthy")
+        .expect_status(StatusCode::OK)
+        .await;
     s.wait_json(&k, &svc_path("Shop", None, "/instances"), |v| v["healthy"] == 0)
         .await;
     s.get(&k, &svc_path("Shop", None, "/available"))
         .expect_error(StatusCode::SERVICE_UNAVAILABLE, NOT_ACCEPTING)
         .await;
-    let resp = method(&s, &k, Method::GET, "Shop", None, "/").await;
-    expect_error(resp, StatusCode::SERVICE_UNAVAILABLE, Some(NOT_ACCEPTING)).await;
+    method(&s, &k, Method::GET, "Shop", None, "/")
+        .expect_error(StatusCode::SERVICE_UNAVAILABLE, NOT_ACCEPTING)
+        .await;
     // The version-pinned form too: only healthy instances get traffic.
-    let resp = method(&s, &k, Method::POST, "Shop", Some("1.0.0"), "/control/healthy").await;
-    expect_error(resp, StatusCode::SERVICE_UNAVAILABLE, Some(NOT_ACCEPTING)).await;
+    method(&s, &k, Method::POST, "Shop", Some("1.0.0"), "/control/healthy")
+        .expect_error(StatusCode::SERVICE_UNAVAILABLE, NOT_ACCEPTING)
+        .await;
     // Tell the process directly, as an operator could, through its port.
     let port = processes(&s, &k, "Shop", None).await[0]["port"].as_u64().unwrap();
     reqwest::Client::new()
@@ -277,8 +272,9 @@ async fn crash_health_and_scaling(db: Db) {
 
     // A crash: the instance is restarted (new pid), the run stays RUNNING.
     let first = processes(&s, &k, "Shop", None).await[0].clone();
-    let resp = method(&s, &k, Method::POST, "Shop", None, "/control/crash").await;
-    assert_eq!(resp.status(), StatusCode::OK);
+    method(&s, &k, Method::POST, "Shop", None, "/control/crash")
+        .expect_status(StatusCode::OK)
+        .await;
     let deadline = Instant::now() + Duration::from_secs(60);
     let restarted = loop {
         let p = processes(&s, &k, "Shop", None).await[0].clone();
@@ -435,11 +431,7 @@ async fn restart_restores_services(db: Db) {
         .unwrap();
     assert_eq!(new["status"], "RUNNING");
     // The runtime arguments of the last start are kept.
-    let env = expect_json(
-        method(&s, &k, Method::GET, "Shop", None, "/env").await,
-        StatusCode::OK,
-    )
-    .await;
+    let env = method(&s, &k, Method::GET, "Shop", None, "/env").ok().await;
     assert_eq!(env["GREETING"], "kept");
     assert_eq!(env["CORRAL_RUN_ID"], new["runid"]);
     s.stop().await;
@@ -632,8 +624,10 @@ async fn route_config_split_and_pinning() {
     // Pinned requests ignore the config.
     for v in ["1.0.0", "2.0.0", "3.0.0"] {
         for _ in 0..20 {
-            let resp = method(&s, &k, Method::GET, "Shop", Some(v), "/").await;
-            assert_eq!(expect_json(resp, StatusCode::OK).await["version"], v);
+            assert_eq!(
+                method(&s, &k, Method::GET, "Shop", Some(v), "/").ok().await["version"],
+                v
+            );
         }
     }
     // A stopped version gets nothing; the split is among the versions that can serve.
@@ -642,8 +636,9 @@ async fn route_config_split_and_pinning() {
         .await;
     let counts = versions_hit(&s, &k, "Shop", 200).await;
     assert_eq!(counts, BTreeMap::from([("1.0.0".to_string(), 200)]));
-    let resp = method(&s, &k, Method::GET, "Shop", Some("2.0.0"), "/").await;
-    expect_error(resp, StatusCode::SERVICE_UNAVAILABLE, Some(STOPPED)).await;
+    method(&s, &k, Method::GET, "Shop", Some("2.0.0"), "/")
+        .expect_error(StatusCode::SERVICE_UNAVAILABLE, STOPPED)
+        .await;
 
     // Without a config: the default fallback (random over all healthy instances).
     s.delete(&k, &rc).expect_empty_ok().await;
@@ -690,11 +685,13 @@ async fn fallback_strategies() {
                 assert_eq!(counts, BTreeMap::from([(v.to_string(), 50)]), "{strategy}");
             }
             None => {
-                let resp = method(&s, &k, Method::GET, "Shop", None, "/").await;
-                expect_error(resp, StatusCode::SERVICE_UNAVAILABLE, Some(NOT_ACCEPTING)).await;
+                method(&s, &k, Method::GET, "Shop", None, "/")
+                    .expect_error(StatusCode::SERVICE_UNAVAILABLE, NOT_ACCEPTING)
+                    .await;
                 // Pinned requests still work.
-                let resp = method(&s, &k, Method::GET, "Shop", Some("1.0.0"), "/").await;
-                assert_eq!(resp.status(), StatusCode::OK);
+                method(&s, &k, Method::GET, "Shop", Some("1.0.0"), "/")
+                    .expect_status(StatusCode::OK)
+                    .await;
             }
         }
         s.stop().await;
