@@ -23,6 +23,41 @@ fn get_tenant(s: &TestServer, name: &str) -> Req {
     s.req_root(Method::GET, &format!("/v2/tenants/{name}"))
 }
 
+/// Asserts a tenant's `admin` user answered with a new API key (at creation, or by
+/// `adminkey`): its fields, and its key's fields, with the secret shown this once and no
+/// expiry or use yet. Answers the key object and the secret.
+fn assert_admin_with_new_key(admin: &Value) -> (&Value, &str) {
+    assert_eq!(
+        keys_of(admin),
+        ["apikey", "createTime", "description", "id", "role", "tenant"],
+        "{admin}"
+    );
+    assert_eq!(admin["id"], "admin");
+    assert_eq!(admin["tenant"], "acme");
+    assert_eq!(admin["role"], "admin");
+    assert_eq!(admin["description"], "");
+    let apikey = &admin["apikey"];
+    assert_eq!(
+        keys_of(apikey),
+        [
+            "createTime",
+            "description",
+            "expireTime",
+            "id",
+            "key",
+            "lastUsedTime",
+            "prefix"
+        ],
+        "{apikey}"
+    );
+    let key = apikey["key"].as_str().unwrap();
+    assert!(key.starts_with("crk_") && key.len() == 47, "{key}");
+    assert_eq!(apikey["prefix"], json!(&key[..8]));
+    assert_eq!(apikey["expireTime"], Value::Null);
+    assert_eq!(apikey["lastUsedTime"], Value::Null);
+    (apikey, key)
+}
+
 async fn tenant_names(s: &TestServer) -> Vec<String> {
     let list = s.req_root(Method::GET, "/v2/tenants").ok().await;
     list.as_array()
@@ -56,37 +91,10 @@ async fn create_answers_tenant_admin_and_a_working_key(db: Db) {
         json!({"name": "acme", "description": "", "workers": 3, "maxClusters": UNLIMITED, "maxNodes": UNLIMITED})
     );
     let admin = &body["admin"];
-    assert_eq!(
-        keys_of(admin),
-        ["apikey", "createTime", "description", "id", "role", "tenant"],
-        "{admin}"
-    );
-    assert_eq!(admin["id"], "admin");
-    assert_eq!(admin["tenant"], "acme");
-    assert_eq!(admin["role"], "admin");
-    assert_eq!(admin["description"], "");
+    let (apikey, key) = assert_admin_with_new_key(admin);
     let created = admin["createTime"].as_i64().unwrap();
     assert!(before - 1000 <= created && created <= after + 1000, "{created}");
-    let apikey = &admin["apikey"];
-    assert_eq!(
-        keys_of(apikey),
-        [
-            "createTime",
-            "description",
-            "expireTime",
-            "id",
-            "key",
-            "lastUsedTime",
-            "prefix"
-        ],
-        "{apikey}"
-    );
-    let key = apikey["key"].as_str().unwrap();
-    assert!(key.starts_with("crk_") && key.len() == 47, "{key}");
-    assert_eq!(apikey["prefix"], json!(&key[..8]));
     assert!(uuid::Uuid::parse_str(apikey["id"].as_str().unwrap()).is_ok());
-    assert_eq!(apikey["expireTime"], Value::Null);
-    assert_eq!(apikey["lastUsedTime"], Value::Null);
     assert!(apikey["description"].is_string());
     assert!(apikey["createTime"].is_i64());
 
@@ -646,36 +654,10 @@ async fn adminkey_restores_the_admin_role(db: Db) {
         .json(json!({"description": "recovery"}))
         .ok()
         .await;
-    assert_eq!(
-        keys_of(&body),
-        ["apikey", "createTime", "description", "id", "role", "tenant"],
-        "{body}"
-    );
-    assert_eq!(body["id"], "admin");
-    assert_eq!(body["tenant"], "acme");
-    assert_eq!(body["role"], "admin");
-    assert_eq!(body["description"], "");
+    let (apikey, recovery) = assert_admin_with_new_key(&body);
+    let recovery = recovery.to_string();
     assert_eq!(body["createTime"], create_time, "the existing user is kept");
-    let apikey = &body["apikey"];
-    assert_eq!(
-        keys_of(apikey),
-        [
-            "createTime",
-            "description",
-            "expireTime",
-            "id",
-            "key",
-            "lastUsedTime",
-            "prefix"
-        ],
-        "{apikey}"
-    );
     assert_eq!(apikey["description"], "recovery");
-    assert_eq!(apikey["expireTime"], Value::Null);
-    assert_eq!(apikey["lastUsedTime"], Value::Null);
-    let recovery = apikey["key"].as_str().unwrap().to_string();
-    assert!(recovery.starts_with("crk_") && recovery.len() == 47, "{recovery}");
-    assert_eq!(apikey["prefix"], json!(&recovery[..8]));
     assert_ne!(recovery, first);
 
     // The new key works as an admin; so does the old one, its user being admin again.
