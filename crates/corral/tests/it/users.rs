@@ -132,35 +132,33 @@ async fn invalid_user_input_is_400(db: Db) {
     let s = TestServer::start(db).await;
     let admin = s.create_tenant("acme", 0).await;
     let long = "u".repeat(256);
-    for id in ["a b", "", "a.b", "al/ice", "é", long.as_str()] {
-        s.post(&admin, "/v2/users")
-            .case(format!("{id:?}"))
-            .json(json!({"id": id}))
-            .expect_error(
-                StatusCode::BAD_REQUEST,
-                &format!("Invalid name '{id}': use 1 to 255 characters from A-Z a-z 0-9 _ -."),
-            )
-            .await;
-    }
-    for body in [
-        json!({"id": "alice", "role": "superadmin"}),
-        json!({"id": "alice", "role": "root"}),
-        json!({"id": "alice", "role": "Admin"}),
-        json!({"id": "alice", "role": ""}),
-        json!({"id": "alice", "role": 1}),
-        json!({"id": "alice", "description": 5}),
-        json!({"id": 5}),
-        json!({"role": "user"}),
-        json!({}),
-        json!([]),
-        json!("alice"),
-    ] {
-        s.post(&admin, "/v2/users")
-            .case(format!("{body:?}"))
-            .json(body)
-            .expect_error(StatusCode::BAD_REQUEST, None)
-            .await;
-    }
+    let invalid_ids = ["a b", "", "a.b", "al/ice", "é", long.as_str()].map(|id| {
+        (
+            json!({"id": id}),
+            format!("Invalid name '{id}': use 1 to 255 characters from A-Z a-z 0-9 _ -."),
+        )
+    });
+    s.expect_rejected(&admin, Method::POST, "/v2/users", invalid_ids)
+        .await;
+    s.expect_bad_bodies(
+        &admin,
+        Method::POST,
+        "/v2/users",
+        [
+            json!({"id": "alice", "role": "superadmin"}),
+            json!({"id": "alice", "role": "root"}),
+            json!({"id": "alice", "role": "Admin"}),
+            json!({"id": "alice", "role": ""}),
+            json!({"id": "alice", "role": 1}),
+            json!({"id": "alice", "description": 5}),
+            json!({"id": 5}),
+            json!({"role": "user"}),
+            json!({}),
+            json!([]),
+            json!("alice"),
+        ],
+    )
+    .await;
     assert_eq!(user_ids(&s, &admin).await, ["admin"]);
     // The longest valid id is accepted.
     let id = "u".repeat(255);
@@ -176,30 +174,20 @@ async fn invalid_user_input_is_400(db: Db) {
 async fn unknown_user_is_404(db: Db) {
     let s = TestServer::start(db).await;
     let admin = s.create_tenant("acme", 0).await;
-    s.get(&admin, "/v2/users/x")
-        .expect_error(StatusCode::NOT_FOUND, "User 'x' not found.")
-        .await;
-    s.put(&admin, "/v2/users/x")
-        .json(json!({"role": "user"}))
-        .expect_error(StatusCode::NOT_FOUND, None)
-        .await;
-    s.delete(&admin, "/v2/users/x")
-        .expect_error(StatusCode::NOT_FOUND, None)
-        .await;
-    // A user of another tenant does not exist here.
+    // A user of another tenant does not exist here; ids are case-sensitive.
     let other = s.create_tenant("other", 0).await;
     s.create_user(&other, "olga", "user").await;
-    s.get(&admin, "/v2/users/olga")
-        .expect_error(StatusCode::NOT_FOUND, "User 'olga' not found.")
-        .await;
-    s.delete(&admin, "/v2/users/olga")
-        .expect_error(StatusCode::NOT_FOUND, None)
-        .await;
+    for (req, message) in [
+        (s.get(&admin, "/v2/users/x"), Some("User 'x' not found.")),
+        (s.put(&admin, "/v2/users/x").json(json!({"role": "user"})), None),
+        (s.delete(&admin, "/v2/users/x"), None),
+        (s.get(&admin, "/v2/users/olga"), Some("User 'olga' not found.")),
+        (s.delete(&admin, "/v2/users/olga"), None),
+        (s.get(&admin, "/v2/users/Admin"), Some("User 'Admin' not found.")),
+    ] {
+        req.expect_error(StatusCode::NOT_FOUND, message).await;
+    }
     s.get(&other, "/v2/users/olga").ok().await;
-    // Ids are case-sensitive.
-    s.get(&admin, "/v2/users/Admin")
-        .expect_error(StatusCode::NOT_FOUND, "User 'Admin' not found.")
-        .await;
 }
 
 async fn users_are_listed_sorted_by_id(db: Db) {
