@@ -12,6 +12,40 @@ use crate::helpers::expect_each_error;
 
 const TOKEN: &str = "tok-Sup3rS3cret-4f9a7c";
 
+/// The create-if-absent `PUT path`: `body` creates the object (201 with `want`, which a GET
+/// then answers); each of `same` answers 200 with `want`; each of `different` answers 409;
+/// and the object is still `want`. A failure names the body.
+async fn put_creates_then_compares(
+    s: &TestServer,
+    key: &str,
+    path: &str,
+    body: Value,
+    want: &Value,
+    same: impl IntoIterator<Item = Value>,
+    different: impl IntoIterator<Item = Value>,
+) {
+    assert_eq!(
+        &s.put(key, path).json(body).expect(StatusCode::CREATED).await,
+        want
+    );
+    assert_eq!(&s.get_json(key, path).await, want);
+    for same in same {
+        assert_eq!(
+            &s.put(key, path).case(&same).json(&same).ok().await,
+            want,
+            "{same}"
+        );
+    }
+    for different in different {
+        s.put(key, path)
+            .case(&different)
+            .json(&different)
+            .expect_error(StatusCode::CONFLICT, None)
+            .await;
+    }
+    assert_eq!(&s.get_json(key, path).await, want);
+}
+
 fn invalid_name(name: &str) -> String {
     format!("Invalid name '{name}': use 1 to 255 characters from A-Z a-z 0-9 _ -.")
 }
@@ -74,46 +108,22 @@ async fn network_put_creates_then_compares(db: Db) {
     let path = "/api/v0/network/mynetwork";
     let body = json!({"type": "flannel_server", "options": {"address": "192.168.152.101:8080"}});
     let want = json!({"name": "mynetwork", "type": "flannel_server", "options": {"address": "192.168.152.101:8080"}});
-    assert_eq!(
-        s.put(&admin, path)
-            .json(body.clone())
-            .expect(StatusCode::CREATED)
-            .await,
-        want
-    );
-    assert_eq!(s.get_json(&admin, path).await, want);
     // The same settings again: 200 with the existing object, also with the matching name,
-    // the alternative type spelling, or unknown fields.
-    for same in [
+    // the alternative type spelling, or unknown fields. Different settings: 409, nothing
+    // changes.
+    let same = [
         body.clone(),
         json!({"name": "mynetwork", "type": "flannel_server", "options": {"address": "192.168.152.101:8080"}}),
         json!({"type": "flanneld_service", "options": {"address": "192.168.152.101:8080"}}),
         json!({"type": "flannel_server", "options": {"address": "192.168.152.101:8080"}, "color": "red"}),
-    ] {
-        assert_eq!(
-            s.put(&admin, path)
-                .case(format!("{same:?}"))
-                .json(same.clone())
-                .ok()
-                .await,
-            want,
-            "{same}"
-        );
-    }
-    // Different settings: 409, nothing changes.
-    for different in [
+    ];
+    let different = [
         json!({"type": "flannel_server", "options": {"address": "192.168.152.101:8081"}}),
         json!({"type": "flannel_server", "options": {"address": "192.168.152.101:8080", "extra": 1}}),
         json!({}),
         json!({"type": "flannel_etcd"}),
-    ] {
-        s.put(&admin, path)
-            .case(format!("{different:?}"))
-            .json(different.clone())
-            .expect_error(StatusCode::CONFLICT, None)
-            .await;
-    }
-    assert_eq!(s.get_json(&admin, path).await, want);
+    ];
+    put_creates_then_compares(&s, &admin, path, body, &want, same, different).await;
 
     // No body, an empty object or null fields: flannel_etcd with `{}`.
     let plain = json!({"name": "plain", "type": "flannel_etcd", "options": {}});
@@ -413,46 +423,22 @@ async fn container_manager_put_and_compare(db: Db) {
     let path = "/api/v0/containermanager/prod_openshift";
     let body = json!({"type": "openshift", "options": {"apiserver": "https://192.168.152.101:8080/api/"}});
     let want = json!({"name": "prod_openshift", "type": "openshift", "options": {"apiserver": "https://192.168.152.101:8080/api/"}});
-    assert_eq!(
-        s.put(&admin, path)
-            .json(body.clone())
-            .expect(StatusCode::CREATED)
-            .await,
-        want
-    );
-    assert_eq!(s.get_json(&admin, path).await, want);
     // The same settings: `server_url` and `apiserver` compare equal; unknown fields and
     // unknown options are ignored.
-    for same in [
+    let same = [
         body.clone(),
         json!({"name": "prod_openshift", "type": "openshift", "options": {"server_url": "https://192.168.152.101:8080/api/"}}),
         json!({"type": "openshift", "options": {"apiserver": "https://192.168.152.101:8080/api/",
                                                "server_url": "https://192.168.152.101:8080/api/"}}),
         json!({"type": "openshift", "options": {"apiserver": "https://192.168.152.101:8080/api/", "verify": false}, "x": 1}),
         json!({"type": "openshift", "options": {"apiserver": "https://192.168.152.101:8080/api/", "token": null}}),
-    ] {
-        assert_eq!(
-            s.put(&admin, path)
-                .case(format!("{same:?}"))
-                .json(same.clone())
-                .ok()
-                .await,
-            want,
-            "{same}"
-        );
-    }
-    for different in [
+    ];
+    let different = [
         json!({"type": "openshift", "options": {"apiserver": "https://192.168.152.101:8080/"}}),
         json!({"type": "openshift", "options": {"apiserver": "https://192.168.152.101:8080/api/", "token": "t"}}),
         json!({"type": "trivial"}),
-    ] {
-        s.put(&admin, path)
-            .case(format!("{different:?}"))
-            .json(different.clone())
-            .expect_error(StatusCode::CONFLICT, None)
-            .await;
-    }
-    assert_eq!(s.get_json(&admin, path).await, want);
+    ];
+    put_creates_then_compares(&s, &admin, path, body, &want, same, different).await;
 
     // `server_url` on input is stored and answered as `apiserver`.
     let legacy = json!({"name": "legacy", "type": "openshift", "options": {"apiserver": "http://k8s.example.com:8080"}});
