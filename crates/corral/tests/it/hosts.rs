@@ -56,6 +56,16 @@ fn watched(s: &mut corral::config::Settings, port: u16, trace_file: &std::path::
     ]);
 }
 
+/// An Ed25519 client key, and a test sshd that accepts it on a fresh loopback address and a
+/// free port: `(key, address, port, sshd)`.
+fn sshd_with_key() -> (ClientKey, Ipv4Addr, u16, TestSshd) {
+    let key = ClientKey::generate(KeyType::Ed25519, KeyFormat::OpenSsh).unwrap();
+    let ip = next_loopback();
+    let port = free_port(ip).unwrap();
+    let sshd = TestSshd::start_at(ip, port, &[&key]).unwrap();
+    (key, ip, port, sshd)
+}
+
 fn b64(key: &ClientKey) -> String {
     STANDARD.encode(&key.private_key)
 }
@@ -105,10 +115,7 @@ fn machine_facts() -> (String, i64, i64) {
 
 async fn registration_reaches_a_final_status_with_real_facts(db: Db) {
     let trace = tempfile::tempdir().unwrap();
-    let key = ClientKey::generate(KeyType::Ed25519, KeyFormat::OpenSsh).unwrap();
-    let ip = next_loopback();
-    let port = free_port(ip).unwrap();
-    let sshd = TestSshd::start_at(ip, port, &[&key]).unwrap();
+    let (key, _, port, sshd) = sshd_with_key();
     let s = corral(db, port, trace.path()).await;
     let admin = s.create_tenant("acme", 2).await;
     let address = sshd.ip().to_string();
@@ -331,10 +338,7 @@ async fn registration_input_is_checked(db: Db) {
 
 async fn clusters_and_membership(db: Db) {
     let trace = tempfile::tempdir().unwrap();
-    let key = ClientKey::generate(KeyType::Ed25519, KeyFormat::OpenSsh).unwrap();
-    let ip = next_loopback();
-    let port = free_port(ip).unwrap();
-    let _sshd = TestSshd::start_at(ip, port, &[&key]).unwrap();
+    let (key, ip, port, _sshd) = sshd_with_key();
     let s = corral(db, port, trace.path()).await;
     let admin = s.create_tenant("acme", 0).await;
     let call = |m: Method, path: &str, body: Option<Value>| s.req(&admin, m, path).json_opt(body);
@@ -502,10 +506,7 @@ async fn clusters_and_membership(db: Db) {
 
 async fn coopr_rpc_calls_over_clusters(db: Db) {
     let trace = tempfile::tempdir().unwrap();
-    let key = ClientKey::generate(KeyType::Ed25519, KeyFormat::OpenSsh).unwrap();
-    let ip = next_loopback();
-    let port = free_port(ip).unwrap();
-    let _sshd = TestSshd::start_at(ip, port, &[&key]).unwrap();
+    let (key, ip, port, _sshd) = sshd_with_key();
     let s = corral(db, port, trace.path()).await;
     let admin = s.create_tenant("acme", 1).await;
     let viewer = s.create_user(&admin, "vic", "viewer").await;
@@ -577,10 +578,7 @@ async fn coopr_rpc_calls_over_clusters(db: Db) {
 
 async fn watcher_fails_a_silent_host_and_restores_it(db: Db) {
     let trace = tempfile::tempdir().unwrap();
-    let key = ClientKey::generate(KeyType::Ed25519, KeyFormat::OpenSsh).unwrap();
-    let ip = next_loopback();
-    let port = free_port(ip).unwrap();
-    let mut sshd = TestSshd::start_at(ip, port, &[&key]).unwrap();
+    let (key, ip, port, mut sshd) = sshd_with_key();
     let trace_file = trace.path().join("bootstrap.log");
     let s = TestServer::start_with(db, move |s| watched(s, port, &trace_file)).await;
     let admin = s.create_tenant("acme", 1).await;
@@ -780,10 +778,7 @@ async fn node_api(token: &'static str) -> NodeApi {
 
 async fn openshift_manager_registers_and_removes_nodes(db: Db) {
     let trace = tempfile::tempdir().unwrap();
-    let key = ClientKey::generate(KeyType::Ed25519, KeyFormat::OpenSsh).unwrap();
-    let ip = next_loopback();
-    let port = free_port(ip).unwrap();
-    let _sshd = TestSshd::start_at(ip, port, &[&key]).unwrap();
+    let (key, ip, port, _sshd) = sshd_with_key();
     let api = node_api("s3cr3t-token").await;
     let s = corral(db, port, trace.path()).await;
     let admin = s.create_tenant("acme", 1).await;
@@ -872,10 +867,7 @@ both_stores!(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watcher_moves_to_the_surviving_replica() {
     let trace = tempfile::tempdir().unwrap();
-    let key = ClientKey::generate(KeyType::Ed25519, KeyFormat::OpenSsh).unwrap();
-    let ip = next_loopback();
-    let port = free_port(ip).unwrap();
-    let mut sshd = TestSshd::start_at(ip, port, &[&key]).unwrap();
+    let (key, ip, port, mut sshd) = sshd_with_key();
     // Replicas share the server key, or one could not open the other's sealed credentials.
     let server_key = STANDARD.encode([42u8; 32]);
     let tune = |url: Option<String>| {
