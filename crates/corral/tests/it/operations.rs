@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 
 use crate::both_stores;
 use crate::harness::{Db, TestServer};
+use crate::helpers::expect_each_error;
 
 /// A test profile: every command leaves a trace per host (`$CORRAL_TEST_HOST`, which each test
 /// sshd gives its sessions); `upgrade` fails on `failing`; `restart` really restarts the sshd.
@@ -72,6 +73,15 @@ async fn corral(db: Db, fleet: &Fleet, p: OsProfilePatch) -> TestServer {
 }
 
 /// Registers every host, waits until each is `disassociated`, and puts them in cluster `c`.
+/// Waits until cluster `c`'s `op` (upgrade, deploy, restart) is no longer in process, and
+/// answers its record.
+async fn settled(s: &TestServer, admin: &str, op: &str) -> Value {
+    s.wait_json(admin, &format!("/api/v0/cluster/c/{op}"), |r| {
+        r["status"] != "in_process"
+    })
+    .await
+}
+
 async fn cluster_of(s: &TestServer, admin: &str, fleet: &Fleet) {
     s.put(admin, "/api/v0/cluster/c")
         .expect_status(StatusCode::CREATED)
@@ -124,11 +134,7 @@ async fn upgrade_stops_at_the_first_failing_host(db: Db) {
     assert_eq!(rec["upgraded"], json!([]));
     assert_eq!(rec["finished_at"], Value::Null);
     assert!(rec.get("version").is_none());
-    let rec = s
-        .wait_json(&admin, "/api/v0/cluster/c/upgrade", |r| {
-            r["status"] != "in_process"
-        })
-        .await;
+    let rec = settled(&s, &admin, "upgrade").await;
     assert_eq!(rec["status"], "failed", "{rec}");
     assert_eq!(rec["upgraded"], json!([a]));
     assert_eq!(rec["failed"], json!([b]));
@@ -174,28 +180,23 @@ async fn deploy_and_the_rules_while_an_operation_runs(db: Db) {
     // The same operation again: 200 with the current record; another: 409.
     let again = put("/api/v0/cluster/c/upgrade", None).ok().await;
     assert_eq!(again["started_at"], started["started_at"]);
-    put("/api/v0/cluster/c/restart", None)
-        .expect_error(StatusCode::CONFLICT, "Cluster 'c' has an upgrade in process.")
-        .await;
-    put("/api/v0/cluster/c/deploy", Some(json!({"version": "7.2.6"})))
-        .expect_error(StatusCode::CONFLICT, "Cluster 'c' has an upgrade in process.")
-        .await;
     let addrs = fleet.addresses();
-    s.put(&admin, "/api/v0/cluster/c/hosts")
-        .json(json!({"old": addrs, "new": [addrs[0]]}))
-        .expect_error(StatusCode::CONFLICT, "Cluster 'c' has an upgrade in process.")
-        .await;
-    s.delete(&admin, "/api/v0/cluster/c")
-        .expect_error(StatusCode::CONFLICT, "Cluster 'c' has an upgrade in process.")
-        .await;
+    expect_each_error(
+        [
+            put("/api/v0/cluster/c/restart", None),
+            put("/api/v0/cluster/c/deploy", Some(json!({"version": "7.2.6"}))),
+            s.put(&admin, "/api/v0/cluster/c/hosts")
+                .json(json!({"old": addrs, "new": [addrs[0]]})),
+            s.delete(&admin, "/api/v0/cluster/c"),
+        ],
+        StatusCode::CONFLICT,
+        "Cluster 'c' has an upgrade in process.",
+    )
+    .await;
     s.delete(&admin, &format!("/api/v0/host/{}", addrs[0]))
         .expect_error(StatusCode::CONFLICT, None)
         .await;
-    let rec = s
-        .wait_json(&admin, "/api/v0/cluster/c/upgrade", |r| {
-            r["status"] != "in_process"
-        })
-        .await;
+    let rec = settled(&s, &admin, "upgrade").await;
     assert_eq!(rec["status"], "finished", "{rec}");
     assert_eq!(rec["upgraded"], json!(addrs));
     // A deploy: the version reaches every host.
@@ -206,11 +207,7 @@ async fn deploy_and_the_rules_while_an_operation_runs(db: Db) {
     put("/api/v0/cluster/c/deploy", Some(json!({"version": "7.2.5"})))
         .expect_error(StatusCode::CONFLICT, "Cluster 'c' is deploying version '7.2.6'.")
         .await;
-    let rec = s
-        .wait_json(&admin, "/api/v0/cluster/c/deploy", |r| {
-            r["status"] != "in_process"
-        })
-        .await;
+    let rec = settled(&s, &admin, "deploy").await;
     assert_eq!(rec["status"], "finished", "{rec}");
     assert_eq!(rec["deployed"], json!(addrs));
     for a in &addrs {
@@ -235,11 +232,7 @@ async fn restart_waits_for_each_host_to_go_and_return(db: Db) {
     s.put(&admin, "/api/v0/cluster/c/restart")
         .expect_status(StatusCode::CREATED)
         .await;
-    let rec = s
-        .wait_json(&admin, "/api/v0/cluster/c/restart", |r| {
-            r["status"] != "in_process"
-        })
-        .await;
+    let rec = settled(&s, &admin, "restart").await;
     assert_eq!(rec["status"], "finished", "{rec}");
     assert_eq!(rec["restarted"], json!(fleet.addresses()));
     for (h, old_pid) in fleet.hosts.iter().zip(pids) {
