@@ -2,28 +2,12 @@
 //! the current version, deletes, the namespace check, and isolation between tenants and
 //! namespaces. No processes yet: nothing is started.
 
-use reqwest::{Method, Response, StatusCode};
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::both_stores;
-use crate::harness::{Db, TestServer, expect_empty_ok, expect_error, expect_json, wall_clock_ms};
-
-async fn send(s: &TestServer, key: &str, method: Method, path: &str, body: Option<Value>) -> Response {
-    let req = s.call(key, method, path);
-    let req = match body {
-        Some(b) => req.json(&b),
-        None => req,
-    };
-    req.send().await.unwrap()
-}
-
-async fn get(s: &TestServer, key: &str, path: &str) -> Response {
-    send(s, key, Method::GET, path, None).await
-}
-
-async fn put(s: &TestServer, key: &str, path: &str, body: Value) -> Response {
-    send(s, key, Method::PUT, path, Some(body)).await
-}
+use crate::harness::{Db, TestServer, wall_clock_ms};
+use crate::helpers::expect_each_error;
 
 fn spec(version: &str, cmd: &str) -> Value {
     json!({"version": version, "description": "Purchase history",
@@ -35,15 +19,14 @@ fn spec(version: &str, cmd: &str) -> Value {
 const APP: &str = "/v3/namespaces/default/apps/PurchaseHistory";
 
 async fn versions(s: &TestServer, k: &str) -> Value {
-    expect_json(get(s, k, &format!("{APP}/versions")).await, StatusCode::OK).await
+    s.get(k, &format!("{APP}/versions")).ok().await
 }
 
 async fn create_read_and_list(db: Db) {
     let s = TestServer::start(db).await;
     let k = s.create_tenant("acme", 0).await;
     let before = wall_clock_ms() / 1000;
-    let resp = put(&s, &k, APP, spec("1.0.0", "/bin/sh")).await;
-    let created = expect_json(resp, StatusCode::OK).await;
+    let created = s.put(&k, APP).json(spec("1.0.0", "/bin/sh")).ok().await;
     let t = created["created"].as_i64().unwrap();
     assert!(t >= before && t <= wall_clock_ms() / 1000 + 1, "{created}");
     assert_eq!(
@@ -55,19 +38,15 @@ async fn create_read_and_list(db: Db) {
                              "command": ["/bin/sh", "-c", "exit 0"], "env": {"LOG_LEVEL": "info"},
                              "instances": 2, "health_path": "/health"}]})
     );
-    assert_eq!(expect_json(get(&s, &k, APP).await, StatusCode::OK).await, created);
-    assert_eq!(
-        expect_json(
-            get(&s, &k, &format!("{APP}/versions/1.0.0")).await,
-            StatusCode::OK
-        )
-        .await,
-        created
-    );
+    assert_eq!(s.get(&k, APP).ok().await, created);
+    assert_eq!(s.get(&k, &format!("{APP}/versions/1.0.0")).ok().await, created);
     // Defaults: version -SNAPSHOT, description "", env {}, instances 1, health_path null.
     let minimal = json!({"services": [{"name": "web", "command": ["true"]}]});
-    let resp = put(&s, &k, "/v3/namespaces/default/apps/Alpha", minimal).await;
-    let alpha = expect_json(resp, StatusCode::OK).await;
+    let alpha = s
+        .put(&k, "/v3/namespaces/default/apps/Alpha")
+        .json(minimal)
+        .ok()
+        .await;
     assert_eq!(alpha["appVersion"], "-SNAPSHOT");
     assert_eq!(alpha["description"], "");
     assert_eq!(
@@ -75,9 +54,8 @@ async fn create_read_and_list(db: Db) {
         json!([{"name": "web", "description": "", "command": ["true"], "env": {}, "instances": 1, "health_path": null}])
     );
     // The list: one record per app, its current version, sorted by name.
-    let resp = get(&s, &k, "/v3/namespaces/default/apps").await;
     assert_eq!(
-        expect_json(resp, StatusCode::OK).await,
+        s.get(&k, "/v3/namespaces/default/apps").ok().await,
         json!([
             {"type": "App", "id": "Alpha", "name": "Alpha", "version": "-SNAPSHOT", "description": ""},
             {"type": "App", "id": "PurchaseHistory", "name": "PurchaseHistory", "version": "1.0.0",
@@ -85,9 +63,8 @@ async fn create_read_and_list(db: Db) {
         ])
     );
     // Services of the namespace, sorted by app then name; a service's detail, both forms.
-    let resp = get(&s, &k, "/v3/namespaces/default/services").await;
     assert_eq!(
-        expect_json(resp, StatusCode::OK).await,
+        s.get(&k, "/v3/namespaces/default/services").ok().await,
         json!([
             {"app": "Alpha", "description": "", "id": "web", "name": "web", "type": "Service"},
             {"app": "PurchaseHistory", "description": "Service to retrieve Product IDs.", "id": "CatalogLookup",
@@ -101,7 +78,7 @@ async fn create_read_and_list(db: Db) {
         format!("{APP}/services/CatalogLookup"),
         format!("{APP}/versions/1.0.0/services/CatalogLookup"),
     ] {
-        assert_eq!(expect_json(get(&s, &k, &path).await, StatusCode::OK).await, want);
+        assert_eq!(s.get(&k, &path).ok().await, want);
     }
     // 404s of the family.
     for (path, msg) in [
@@ -134,84 +111,93 @@ async fn create_read_and_list(db: Db) {
             "Application 'Nope' not found.",
         ),
     ] {
-        expect_error(get(&s, &k, &path).await, StatusCode::NOT_FOUND, Some(msg)).await;
+        s.get(&k, &path)
+            .case(format!("{msg:?}"))
+            .expect_error(StatusCode::NOT_FOUND, msg)
+            .await;
     }
 }
 
 async fn versions_current_and_conflicts(db: Db) {
     let s = TestServer::start(db).await;
     let k = s.create_tenant("acme", 0).await;
-    expect_json(put(&s, &k, APP, spec("1.0.0", "/bin/sh")).await, StatusCode::OK).await;
+    s.put(&k, APP).json(spec("1.0.0", "/bin/sh")).ok().await;
     // 3.4 with PUT and POST: the app's versions, oldest first; the newest is current.
     let v2 = json!({"description": "v2", "services": [{"name": "CatalogLookup", "command": ["/bin/true"]}]});
-    let resp = put(&s, &k, &format!("{APP}/versions/2.0.0/create"), v2.clone()).await;
-    let detail = expect_json(resp, StatusCode::OK).await;
+    let detail = s
+        .put(&k, &format!("{APP}/versions/2.0.0/create"))
+        .json(v2.clone())
+        .ok()
+        .await;
     assert_eq!(detail["appVersion"], "2.0.0");
-    let resp = send(
-        &s,
-        &k,
-        Method::POST,
-        &format!("{APP}/versions/1.5_b/create"),
-        Some(v2.clone()),
-    )
-    .await;
-    assert_eq!(expect_json(resp, StatusCode::OK).await["appVersion"], "1.5_b");
-    assert_eq!(versions(&s, &k).await, json!(["1.0.0", "2.0.0", "1.5_b"]));
     assert_eq!(
-        expect_json(get(&s, &k, APP).await, StatusCode::OK).await["appVersion"],
+        s.post(&k, &format!("{APP}/versions/1.5_b/create"))
+            .json(v2.clone())
+            .ok()
+            .await["appVersion"],
         "1.5_b"
     );
+    assert_eq!(versions(&s, &k).await, json!(["1.0.0", "2.0.0", "1.5_b"]));
+    assert_eq!(s.get(&k, APP).ok().await["appVersion"], "1.5_b");
     // An identical spec: 200, nothing changes (the current version stays).
-    let resp = put(&s, &k, APP, spec("1.0.0", "/bin/sh")).await;
-    assert_eq!(expect_json(resp, StatusCode::OK).await["appVersion"], "1.0.0");
-    assert_eq!(versions(&s, &k).await, json!(["1.0.0", "2.0.0", "1.5_b"]));
     assert_eq!(
-        expect_json(get(&s, &k, APP).await, StatusCode::OK).await["appVersion"],
-        "1.5_b"
+        s.put(&k, APP).json(spec("1.0.0", "/bin/sh")).ok().await["appVersion"],
+        "1.0.0"
     );
+    assert_eq!(versions(&s, &k).await, json!(["1.0.0", "2.0.0", "1.5_b"]));
+    assert_eq!(s.get(&k, APP).ok().await["appVersion"], "1.5_b");
     // A different spec for an immutable version: 409, by either route.
     let conflict = "Version '1.0.0' of application 'PurchaseHistory' already exists with a different spec.";
-    expect_error(
-        put(&s, &k, APP, spec("1.0.0", "/bin/true")).await,
-        StatusCode::CONFLICT,
-        Some(conflict),
-    )
-    .await;
-    let resp = put(&s, &k, &format!("{APP}/versions/1.0.0/create"), v2.clone()).await;
-    expect_error(resp, StatusCode::CONFLICT, Some(conflict)).await;
+    s.put(&k, APP)
+        .json(spec("1.0.0", "/bin/true"))
+        .expect_error(StatusCode::CONFLICT, conflict)
+        .await;
+    s.put(&k, &format!("{APP}/versions/1.0.0/create"))
+        .json(v2.clone())
+        .expect_error(StatusCode::CONFLICT, conflict)
+        .await;
     // A body version must equal the path's; a matching one is fine.
     let mut mismatch = v2.clone();
     mismatch["version"] = json!("3.0.0");
-    let resp = put(&s, &k, &format!("{APP}/versions/2.0.0/create"), mismatch).await;
-    let err = expect_error(resp, StatusCode::BAD_REQUEST, None).await;
+    let err = s
+        .put(&k, &format!("{APP}/versions/2.0.0/create"))
+        .json(mismatch)
+        .expect_error(StatusCode::BAD_REQUEST, None)
+        .await;
     assert!(err["message"].as_str().unwrap().contains("version"), "{err}");
     let mut matching = v2.clone();
     matching["version"] = json!("2.0.0");
-    let resp = put(&s, &k, &format!("{APP}/versions/2.0.0/create"), matching).await;
-    expect_json(resp, StatusCode::OK).await;
+    s.put(&k, &format!("{APP}/versions/2.0.0/create"))
+        .json(matching)
+        .ok()
+        .await;
     // A -SNAPSHOT is overwritten and becomes current (and the newest of the list).
     let snap = json!({"version": "1.1-SNAPSHOT", "services": [{"name": "a", "command": ["/bin/true"]}]});
-    expect_json(put(&s, &k, APP, snap).await, StatusCode::OK).await;
+    s.put(&k, APP).json(snap).ok().await;
     let other = json!({"version": "1.0.0", "services": [{"name": "a", "command": ["/bin/true"]}]});
-    let resp = put(&s, &k, "/v3/namespaces/default/apps/Other", other).await;
-    expect_json(resp, StatusCode::OK).await;
-    let resp = put(&s, &k, &format!("{APP}/versions/3.0/create"), v2.clone()).await;
-    expect_json(resp, StatusCode::OK).await;
+    s.put(&k, "/v3/namespaces/default/apps/Other")
+        .json(other)
+        .ok()
+        .await;
+    s.put(&k, &format!("{APP}/versions/3.0/create"))
+        .json(v2.clone())
+        .ok()
+        .await;
     assert_eq!(
         versions(&s, &k).await,
         json!(["1.0.0", "2.0.0", "1.5_b", "1.1-SNAPSHOT", "3.0"])
     );
     let snap2 = json!({"version": "1.1-SNAPSHOT", "services": [{"name": "b", "command": ["/bin/true"]}]});
-    let resp = put(&s, &k, APP, snap2).await;
-    let over = expect_json(resp, StatusCode::OK).await;
+    let over = s.put(&k, APP).json(snap2).ok().await;
     assert_eq!(over["services"][0]["name"], "b");
     assert_eq!(
         versions(&s, &k).await,
         json!(["1.0.0", "2.0.0", "1.5_b", "3.0", "1.1-SNAPSHOT"])
     );
-    assert_eq!(expect_json(get(&s, &k, APP).await, StatusCode::OK).await, over);
-    let resp = get(&s, &k, "/v3/namespaces/default/services").await;
-    let names: Vec<(Value, Value)> = expect_json(resp, StatusCode::OK)
+    assert_eq!(s.get(&k, APP).ok().await, over);
+    let names: Vec<(Value, Value)> = s
+        .get(&k, "/v3/namespaces/default/services")
+        .ok()
         .await
         .as_array()
         .unwrap()
@@ -227,40 +213,30 @@ async fn versions_current_and_conflicts(db: Db) {
     );
     // Invalid versions: 400, from the body or the path.
     for bad in ["", "a/b", "1.0 beta", "v:1", &"x".repeat(256)] {
-        let resp = put(
-            &s,
-            &k,
-            APP,
-            json!({"version": bad, "services": [{"name": "a", "command": ["/bin/true"]}]}),
-        )
-        .await;
-        expect_error(
-            resp,
-            StatusCode::BAD_REQUEST,
-            Some(&format!("Invalid version '{bad}'.")),
-        )
-        .await;
+        s.put(&k, APP)
+            .case(format!("{bad:?}"))
+            .json(json!({"version": bad, "services": [{"name": "a", "command": ["/bin/true"]}]}))
+            .expect_error(StatusCode::BAD_REQUEST, &format!("Invalid version '{bad}'."))
+            .await;
     }
-    let resp = put(&s, &k, &format!("{APP}/versions/v:1/create"), v2.clone()).await;
-    expect_error(resp, StatusCode::BAD_REQUEST, Some("Invalid version 'v:1'.")).await;
+    s.put(&k, &format!("{APP}/versions/v:1/create"))
+        .json(v2.clone())
+        .expect_error(StatusCode::BAD_REQUEST, "Invalid version 'v:1'.")
+        .await;
     let ok = "A.z_0-9.".repeat(31) + "1234567";
     assert_eq!(ok.len(), 255);
-    let resp = put(&s, &k, &format!("{APP}/versions/{ok}/create"), v2).await;
-    expect_json(resp, StatusCode::OK).await;
+    s.put(&k, &format!("{APP}/versions/{ok}/create"))
+        .json(v2)
+        .ok()
+        .await;
     // An invalid app name.
-    let resp = put(
-        &s,
-        &k,
-        "/v3/namespaces/default/apps/bad.name",
-        spec("1", "/bin/true"),
-    )
-    .await;
-    expect_error(
-        resp,
-        StatusCode::BAD_REQUEST,
-        Some("Invalid name 'bad.name': use 1 to 255 characters from A-Z a-z 0-9 _ -."),
-    )
-    .await;
+    s.put(&k, "/v3/namespaces/default/apps/bad.name")
+        .json(spec("1", "/bin/true"))
+        .expect_error(
+            StatusCode::BAD_REQUEST,
+            "Invalid name 'bad.name': use 1 to 255 characters from A-Z a-z 0-9 _ -.",
+        )
+        .await;
 }
 
 /// One service with `field` set to `value`, as the only change to a valid spec.
@@ -367,8 +343,12 @@ async fn spec_validation(db: Db) {
         ),
     ];
     for (body, msg) in cases {
-        let resp = put(&s, &k, path, body.clone()).await;
-        let err = expect_error(resp, StatusCode::BAD_REQUEST, None).await;
+        let err = s
+            .put(&k, path)
+            .case(format!("{body:?}, {msg:?}"))
+            .json(body.clone())
+            .expect_error(StatusCode::BAD_REQUEST, None)
+            .await;
         let got = err["message"].as_str().unwrap();
         if msg.ends_with('.') {
             assert_eq!(got, msg, "{body}");
@@ -377,25 +357,18 @@ async fn spec_validation(db: Db) {
         }
     }
     // Nothing of that was stored.
-    let resp = get(&s, &k, path).await;
-    expect_error(resp, StatusCode::NOT_FOUND, Some("Application 'app1' not found.")).await;
+    s.get(&k, path)
+        .expect_error(StatusCode::NOT_FOUND, "Application 'app1' not found.")
+        .await;
     // Accepted edge values.
     let ok = json!({"description": "d".repeat(4096), "services": [
         {"name": "a", "command": ["sh", "-c", "true"], "env": {"_x": "1", "Port": "2", "CORRAL": "3"},
          "instances": 3, "health_path": "/"},
         {"name": "b", "command": ["/bin/true"], "health_path": null, "instances": 1}]});
-    let detail = expect_json(put(&s, &k, path, ok).await, StatusCode::OK).await;
+    let detail = s.put(&k, path).json(ok).ok().await;
     assert_eq!(detail["services"][0]["command"], json!(["sh", "-c", "true"]));
     // A body that is not JSON at all is the general 400.
-    let resp = s.call(&k, Method::PUT, path).body("{nope").send().await.unwrap();
-    let err = expect_error(resp, StatusCode::BAD_REQUEST, None).await;
-    assert!(
-        err["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("Request body is not valid JSON"),
-        "{err}"
-    );
+    s.put(&k, path).with(|r| r.body("{nope")).expect_not_json().await;
 }
 
 async fn command_dirs_restrict_programs(db: Db) {
@@ -408,16 +381,19 @@ async fn command_dirs_restrict_programs(db: Db) {
     let s = TestServer::start_with(db, move |st| st.service_command_dirs = Some(vec![allowed])).await;
     let k = s.create_tenant("acme", 0).await;
     let path = "/v3/namespaces/default/apps/a";
-    let resp = put(&s, &k, path, with_service_field("command", json!(["/bin/true"]))).await;
-    expect_error(
-        resp,
-        StatusCode::BAD_REQUEST,
-        Some("Command '/bin/true' is outside the allowed service_command_dirs."),
-    )
-    .await;
+    s.put(&k, path)
+        .json(with_service_field("command", json!(["/bin/true"])))
+        .expect_error(
+            StatusCode::BAD_REQUEST,
+            "Command '/bin/true' is outside the allowed service_command_dirs.",
+        )
+        .await;
     let cmd = prog.to_str().unwrap();
-    let resp = put(&s, &k, path, with_service_field("command", json!([cmd]))).await;
-    let detail = expect_json(resp, StatusCode::OK).await;
+    let detail = s
+        .put(&k, path)
+        .json(with_service_field("command", json!([cmd])))
+        .ok()
+        .await;
     // The spec is stored as given.
     assert_eq!(detail["services"][0]["command"], json!([cmd]));
 }
@@ -426,67 +402,58 @@ async fn deletes(db: Db) {
     let s = TestServer::start(db).await;
     let k = s.create_tenant("acme", 0).await;
     for v in ["1", "2", "3"] {
-        expect_json(put(&s, &k, APP, spec(v, "/bin/true")).await, StatusCode::OK).await;
+        s.put(&k, APP)
+            .case(format!("{v:?}"))
+            .json(spec(v, "/bin/true"))
+            .ok()
+            .await;
     }
-    let del = |p: String| {
-        let k = k.clone();
-        let s = &s;
-        async move { send(s, &k, Method::DELETE, &p, None).await }
-    };
     // Deleting the current version makes the previous one current.
-    expect_empty_ok(del(format!("{APP}/versions/3")).await).await;
-    assert_eq!(
-        expect_json(get(&s, &k, APP).await, StatusCode::OK).await["appVersion"],
-        "2"
-    );
-    expect_error(
-        del(format!("{APP}/versions/3")).await,
-        StatusCode::NOT_FOUND,
-        Some("Version '3' of application 'PurchaseHistory' not found."),
-    )
-    .await;
-    expect_error(
-        del(format!("{APP}/versions/bad:v")).await,
-        StatusCode::NOT_FOUND,
-        Some("Version 'bad:v' of application 'PurchaseHistory' not found."),
-    )
-    .await;
-    expect_empty_ok(del(format!("{APP}/versions/1")).await).await;
-    let resp = get(&s, &k, &format!("{APP}/versions")).await;
-    assert_eq!(expect_json(resp, StatusCode::OK).await, json!(["2"]));
+    s.delete(&k, &format!("{APP}/versions/3")).expect_empty_ok().await;
+    assert_eq!(s.get(&k, APP).ok().await["appVersion"], "2");
+    s.delete(&k, &format!("{APP}/versions/3"))
+        .expect_error(
+            StatusCode::NOT_FOUND,
+            "Version '3' of application 'PurchaseHistory' not found.",
+        )
+        .await;
+    s.delete(&k, &format!("{APP}/versions/bad:v"))
+        .expect_error(
+            StatusCode::NOT_FOUND,
+            "Version 'bad:v' of application 'PurchaseHistory' not found.",
+        )
+        .await;
+    s.delete(&k, &format!("{APP}/versions/1")).expect_empty_ok().await;
+    assert_eq!(s.get(&k, &format!("{APP}/versions")).ok().await, json!(["2"]));
     // The last version's delete deletes the app.
-    expect_empty_ok(del(format!("{APP}/versions/2")).await).await;
-    expect_error(
-        get(&s, &k, APP).await,
-        StatusCode::NOT_FOUND,
-        Some("Application 'PurchaseHistory' not found."),
-    )
-    .await;
-    let resp = get(&s, &k, "/v3/namespaces/default/apps").await;
-    assert_eq!(expect_json(resp, StatusCode::OK).await, json!([]));
+    s.delete(&k, &format!("{APP}/versions/2")).expect_empty_ok().await;
+    s.get(&k, APP)
+        .expect_error(StatusCode::NOT_FOUND, "Application 'PurchaseHistory' not found.")
+        .await;
+    assert_eq!(s.get(&k, "/v3/namespaces/default/apps").ok().await, json!([]));
     // The app delete removes every version; a second one is 404.
     for v in ["1", "2"] {
-        expect_json(put(&s, &k, APP, spec(v, "/bin/true")).await, StatusCode::OK).await;
+        s.put(&k, APP)
+            .case(format!("{v:?}"))
+            .json(spec(v, "/bin/true"))
+            .ok()
+            .await;
     }
-    expect_empty_ok(del(APP.to_string()).await).await;
-    let missing = Some("Application 'PurchaseHistory' not found.");
-    expect_error(del(APP.to_string()).await, StatusCode::NOT_FOUND, missing).await;
-    expect_error(
-        get(&s, &k, &format!("{APP}/versions")).await,
-        StatusCode::NOT_FOUND,
-        missing,
-    )
-    .await;
-    expect_error(
-        del(format!("{APP}/versions/1")).await,
+    s.delete(&k, APP).expect_empty_ok().await;
+    let missing = "Application 'PurchaseHistory' not found.";
+    expect_each_error(
+        [
+            s.delete(&k, APP),
+            s.get(&k, &format!("{APP}/versions")),
+            s.delete(&k, &format!("{APP}/versions/1")),
+        ],
         StatusCode::NOT_FOUND,
         missing,
     )
     .await;
     // Re-created from scratch: only the new version.
-    expect_json(put(&s, &k, APP, spec("9", "/bin/true")).await, StatusCode::OK).await;
-    let resp = get(&s, &k, &format!("{APP}/versions")).await;
-    assert_eq!(expect_json(resp, StatusCode::OK).await, json!(["9"]));
+    s.put(&k, APP).json(spec("9", "/bin/true")).ok().await;
+    assert_eq!(s.get(&k, &format!("{APP}/versions")).ok().await, json!(["9"]));
 }
 
 /// Every route of this slice, with `{ns}` to fill, and its method and body.
@@ -528,8 +495,11 @@ async fn namespace_check_comes_first(db: Db) {
             let path = template.replace("{ns}", ns);
             // Even with an invalid spec, the namespace answers first.
             let body = body.as_ref().map(|_| json!({"services": [], "bogus": 1}));
-            let resp = send(&s, &k, m.clone(), &path, body).await;
-            expect_error(resp, status, Some(msg)).await;
+            s.req(&k, m.clone(), &path)
+                .case(format!("{template:?}, {body:?}, {ns:?}, {status:?}, {msg:?}"))
+                .json_opt(body)
+                .expect_error(status, msg)
+                .await;
         }
     }
 }
@@ -538,28 +508,22 @@ async fn tenants_and_namespaces_are_isolated(db: Db) {
     let s = TestServer::start(db).await;
     let acme = s.create_tenant("acme", 0).await;
     let other = s.create_tenant("other", 0).await;
-    expect_json(
-        send(&s, &acme, Method::PUT, "/v3/namespaces/prod", None).await,
-        StatusCode::OK,
-    )
-    .await;
-    expect_json(
-        send(&s, &other, Method::PUT, "/v3/namespaces/dev", None).await,
-        StatusCode::OK,
-    )
-    .await;
+    s.put(&acme, "/v3/namespaces/prod").ok().await;
+    s.put(&other, "/v3/namespaces/dev").ok().await;
     let body = json!({"version": "1", "services": [{"name": "web", "command": ["/bin/true"]}]});
-    expect_json(
-        put(&s, &acme, "/v3/namespaces/prod/apps/a", body.clone()).await,
-        StatusCode::OK,
-    )
-    .await;
+    s.put(&acme, "/v3/namespaces/prod/apps/a")
+        .json(body.clone())
+        .ok()
+        .await;
     // Another tenant's namespace is unknown; another tenant's app in a namespace of the same
     // name is unknown too.
     for (m, template, body) in routes() {
         let path = template.replace("{ns}", "prod");
-        let resp = send(&s, &other, m.clone(), &path, body.clone()).await;
-        expect_error(resp, StatusCode::NOT_FOUND, Some("Namespace 'prod' not found.")).await;
+        s.req(&other, m.clone(), &path)
+            .case(format!("{template:?}, {body:?}"))
+            .json_opt(body.clone())
+            .expect_error(StatusCode::NOT_FOUND, "Namespace 'prod' not found.")
+            .await;
     }
     for (m, template, _) in routes() {
         if m != Method::GET && m != Method::DELETE {
@@ -567,55 +531,58 @@ async fn tenants_and_namespaces_are_isolated(db: Db) {
         }
         for (ns, key) in [("default", &other), ("default", &acme)] {
             let path = template.replace("{ns}", ns);
-            let resp = send(&s, key, m.clone(), &path, None).await;
+            let req = s.req(key, m.clone(), &path);
             if path.ends_with("/apps") || path.ends_with("/services") {
-                assert_eq!(expect_json(resp, StatusCode::OK).await, json!([]), "{path}");
+                assert_eq!(req.ok().await, json!([]), "{path}");
             } else {
-                expect_error(resp, StatusCode::NOT_FOUND, Some("Application 'a' not found.")).await;
+                req.expect_error(StatusCode::NOT_FOUND, "Application 'a' not found.")
+                    .await;
             }
         }
     }
     // Still there for its owner.
-    let resp = get(&s, &acme, "/v3/namespaces/prod/apps/a/versions/1/services/web").await;
-    expect_json(resp, StatusCode::OK).await;
+    s.get(&acme, "/v3/namespaces/prod/apps/a/versions/1/services/web")
+        .ok()
+        .await;
     // The same app name in two namespaces and two tenants: separate apps.
     let body2 = json!({"version": "2", "services": [{"name": "web", "command": ["/bin/true"]}]});
-    expect_json(
-        put(&s, &acme, "/v3/namespaces/default/apps/a", body2.clone()).await,
-        StatusCode::OK,
-    )
-    .await;
-    expect_json(
-        put(&s, &other, "/v3/namespaces/dev/apps/a", body2).await,
-        StatusCode::OK,
-    )
-    .await;
-    let resp = get(&s, &acme, "/v3/namespaces/prod/apps/a/versions").await;
-    assert_eq!(expect_json(resp, StatusCode::OK).await, json!(["1"]));
-    let resp = get(&s, &acme, "/v3/namespaces/default/apps/a/versions").await;
-    assert_eq!(expect_json(resp, StatusCode::OK).await, json!(["2"]));
-    expect_empty_ok(send(&s, &other, Method::DELETE, "/v3/namespaces/dev/apps/a", None).await).await;
-    let resp = get(&s, &acme, "/v3/namespaces/prod/apps/a/versions").await;
-    assert_eq!(expect_json(resp, StatusCode::OK).await, json!(["1"]));
+    s.put(&acme, "/v3/namespaces/default/apps/a")
+        .json(body2.clone())
+        .ok()
+        .await;
+    s.put(&other, "/v3/namespaces/dev/apps/a").json(body2).ok().await;
+    assert_eq!(
+        s.get(&acme, "/v3/namespaces/prod/apps/a/versions").ok().await,
+        json!(["1"])
+    );
+    assert_eq!(
+        s.get(&acme, "/v3/namespaces/default/apps/a/versions").ok().await,
+        json!(["2"])
+    );
+    s.delete(&other, "/v3/namespaces/dev/apps/a")
+        .expect_empty_ok()
+        .await;
+    assert_eq!(
+        s.get(&acme, "/v3/namespaces/prod/apps/a/versions").ok().await,
+        json!(["1"])
+    );
 }
 
 async fn namespace_delete_removes_apps(db: Db) {
     let s = TestServer::start(db).await;
     let k = s.create_tenant("acme", 0).await;
     let body = json!({"version": "1", "services": [{"name": "web", "command": ["/bin/true"]}]});
-    expect_json(
-        send(&s, &k, Method::PUT, "/v3/namespaces/prod", None).await,
-        StatusCode::OK,
-    )
-    .await;
+    s.put(&k, "/v3/namespaces/prod").ok().await;
     for ns in ["prod", "default"] {
         for app in ["a", "b"] {
-            let resp = put(&s, &k, &format!("/v3/namespaces/{ns}/apps/{app}"), body.clone()).await;
-            expect_json(resp, StatusCode::OK).await;
+            s.put(&k, &format!("/v3/namespaces/{ns}/apps/{app}"))
+                .json(body.clone())
+                .ok()
+                .await;
         }
     }
     assert_eq!(s.sql_count("SELECT COUNT(*) FROM app_versions").await, 4);
-    expect_empty_ok(send(&s, &k, Method::DELETE, "/v3/namespaces/prod", None).await).await;
+    s.delete(&k, "/v3/namespaces/prod").expect_empty_ok().await;
     assert_eq!(
         s.sql_count("SELECT COUNT(*) FROM apps WHERE namespace = 'prod'")
             .await,
@@ -623,39 +590,21 @@ async fn namespace_delete_removes_apps(db: Db) {
     );
     assert_eq!(s.sql_count("SELECT COUNT(*) FROM app_versions").await, 2);
     // Re-created, the namespace is empty.
-    expect_json(
-        send(&s, &k, Method::PUT, "/v3/namespaces/prod", None).await,
-        StatusCode::OK,
-    )
-    .await;
-    let resp = get(&s, &k, "/v3/namespaces/prod/apps").await;
-    assert_eq!(expect_json(resp, StatusCode::OK).await, json!([]));
+    s.put(&k, "/v3/namespaces/prod").ok().await;
+    assert_eq!(s.get(&k, "/v3/namespaces/prod/apps").ok().await, json!([]));
     // `default` is emptied and kept.
-    expect_empty_ok(
-        send(
-            &s,
-            &k,
-            Method::DELETE,
-            "/v3/unrecoverable/namespaces/default",
-            None,
-        )
-        .await,
-    )
-    .await;
-    let resp = get(&s, &k, "/v3/namespaces/default/apps").await;
-    assert_eq!(expect_json(resp, StatusCode::OK).await, json!([]));
-    let resp = get(&s, &k, "/v3/namespaces/default/services").await;
-    assert_eq!(expect_json(resp, StatusCode::OK).await, json!([]));
+    s.delete(&k, "/v3/unrecoverable/namespaces/default")
+        .expect_empty_ok()
+        .await;
+    assert_eq!(s.get(&k, "/v3/namespaces/default/apps").ok().await, json!([]));
+    assert_eq!(s.get(&k, "/v3/namespaces/default/services").ok().await, json!([]));
     assert_eq!(s.sql_count("SELECT COUNT(*) FROM apps").await, 0);
     assert_eq!(s.sql_count("SELECT COUNT(*) FROM app_versions").await, 0);
     // A tenant delete takes its apps too.
-    expect_json(
-        put(&s, &k, "/v3/namespaces/default/apps/a", body).await,
-        StatusCode::OK,
-    )
-    .await;
-    let resp = s.root(Method::DELETE, "/v2/tenants/acme").send().await.unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
+    s.put(&k, "/v3/namespaces/default/apps/a").json(body).ok().await;
+    s.req_root(Method::DELETE, "/v2/tenants/acme")
+        .expect_status(StatusCode::OK)
+        .await;
     assert_eq!(s.sql_count("SELECT COUNT(*) FROM apps").await, 0);
 }
 
@@ -667,22 +616,22 @@ async fn viewers_read_users_write(db: Db) {
     let body = json!({"services": [{"name": "web", "command": ["/bin/true"]}]});
     // A viewer's write is 403 before anything about the namespace or the body.
     for path in ["/v3/namespaces/default/apps/a", "/v3/namespaces/nope/apps/a"] {
-        let resp = put(&s, &viewer, path, json!({"bogus": 1})).await;
-        expect_error(resp, StatusCode::FORBIDDEN, None).await;
+        s.put(&viewer, path)
+            .json(json!({"bogus": 1}))
+            .expect_error(StatusCode::FORBIDDEN, None)
+            .await;
     }
-    expect_json(
-        put(&s, &user, "/v3/namespaces/default/apps/a", body).await,
-        StatusCode::OK,
-    )
-    .await;
-    expect_json(
-        get(&s, &viewer, "/v3/namespaces/default/apps/a").await,
-        StatusCode::OK,
-    )
-    .await;
-    let resp = send(&s, &viewer, Method::DELETE, "/v3/namespaces/default/apps/a", None).await;
-    expect_error(resp, StatusCode::FORBIDDEN, None).await;
-    expect_empty_ok(send(&s, &user, Method::DELETE, "/v3/namespaces/default/apps/a", None).await).await;
+    s.put(&user, "/v3/namespaces/default/apps/a")
+        .json(body)
+        .ok()
+        .await;
+    s.get(&viewer, "/v3/namespaces/default/apps/a").ok().await;
+    s.delete(&viewer, "/v3/namespaces/default/apps/a")
+        .expect_error(StatusCode::FORBIDDEN, None)
+        .await;
+    s.delete(&user, "/v3/namespaces/default/apps/a")
+        .expect_empty_ok()
+        .await;
 }
 
 both_stores!(

@@ -8,9 +8,8 @@ use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
 
 use crate::both_stores;
-use crate::harness::{
-    BOOTSTRAP_KEY, Db, TestServer, basic, expect_error, expect_json, expect_unauthorized, wall_clock_ms,
-};
+use crate::harness::{BOOTSTRAP_KEY, Db, TestServer, basic, expect_json, wall_clock_ms};
+use crate::helpers::IntoReq;
 
 const INVALID: &str = "Invalid credentials.";
 const MALFORMED: &str = "Malformed Authorization header.";
@@ -40,13 +39,11 @@ async fn acme(db: Db) -> Acme {
         (bob.as_str(), "bob@acme"),
         (BOOTSTRAP_KEY, "admin@superadmin"),
     ] {
-        let resp = s
-            .call(key, Method::PUT, "/v2/profile")
-            .json(&json!({ "who": who }))
-            .send()
-            .await
-            .unwrap();
-        expect_json(resp, StatusCode::OK).await;
+        s.put(key, "/v2/profile")
+            .case(format!("{key:?}, {who:?}"))
+            .json(json!({ "who": who }))
+            .ok()
+            .await;
     }
     Acme { s, admin, alice, bob }
 }
@@ -60,7 +57,7 @@ fn coopr(req: RequestBuilder, user: &str, tenant: &str, key: &str) -> RequestBui
 
 /// Sends a `GET /v2/profile` built by `req` and answers who it authenticated as.
 async fn whoami(req: RequestBuilder) -> String {
-    let body = expect_json(req.send().await.unwrap(), StatusCode::OK).await;
+    let body = req.into_req().ok().await;
     body["who"].as_str().expect("who").to_string()
 }
 
@@ -71,6 +68,39 @@ impl Acme {
 
     fn with_auth(&self, value: &str) -> RequestBuilder {
         self.profile().header("Authorization", value)
+    }
+
+    /// Who `cred` authenticates as, sent as a bearer credential.
+    async fn bearer_is(&self, cred: &str) -> String {
+        whoami(self.profile().bearer_auth(cred)).await
+    }
+
+    /// Asserts that each of `creds` is refused as a bearer credential (401, "Invalid
+    /// credentials."), naming the refused one on failure.
+    async fn refused_as_bearer<C: AsRef<str>>(&self, creds: impl IntoIterator<Item = C>) {
+        for cred in creds {
+            let cred = cred.as_ref();
+            self.profile()
+                .bearer_auth(cred)
+                .into_req()
+                .case(cred)
+                .expect_unauthorized(INVALID)
+                .await;
+        }
+    }
+
+    /// Asserts that alice's API key `key` is refused in the Coopr headers and in Basic.
+    async fn alice_key_refused(&self, key: &str) {
+        coopr(self.profile(), "alice", "acme", key)
+            .into_req()
+            .case("Coopr headers")
+            .expect_unauthorized(INVALID)
+            .await;
+        self.with_auth(&basic("alice@acme", key))
+            .into_req()
+            .case("Basic")
+            .expect_unauthorized(INVALID)
+            .await;
     }
 }
 
@@ -85,32 +115,26 @@ async fn coopr_headers_authenticate_their_user(db: Db) {
         "bob@acme"
     );
     // The role is the user's: the admin may list users, alice may not.
-    let resp = coopr(a.s.anon(Method::GET, "/v2/users"), "admin", "acme", &a.admin)
-        .send()
-        .await
-        .unwrap();
-    let users = expect_json(resp, StatusCode::OK).await;
+    let users = coopr(a.s.anon(Method::GET, "/v2/users"), "admin", "acme", &a.admin)
+        .into_req()
+        .ok()
+        .await;
     assert_eq!(users.as_array().unwrap().len(), 3, "{users}");
-    let resp = coopr(a.s.anon(Method::GET, "/v2/users"), "alice", "acme", &a.alice)
-        .send()
-        .await
-        .unwrap();
-    expect_error(
-        resp,
-        StatusCode::FORBIDDEN,
-        Some("user unauthorized, must be admin."),
-    )
-    .await;
+    coopr(a.s.anon(Method::GET, "/v2/users"), "alice", "acme", &a.alice)
+        .into_req()
+        .expect_error(StatusCode::FORBIDDEN, "user unauthorized, must be admin.")
+        .await;
     // Header names are case-insensitive (HTTP).
-    let resp = a
-        .profile()
-        .header("coopr-userid", "alice")
-        .header("COOPR-TENANTID", "acme")
-        .header("Coopr-Apikey", &a.alice)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(expect_json(resp, StatusCode::OK).await["who"], "alice@acme");
+    assert_eq!(
+        a.profile()
+            .header("coopr-userid", "alice")
+            .header("COOPR-TENANTID", "acme")
+            .header("Coopr-Apikey", &a.alice)
+            .into_req()
+            .ok()
+            .await["who"],
+        "alice@acme"
+    );
 }
 
 async fn coopr_headers_with_a_wrong_part_are_invalid_credentials(db: Db) {
@@ -127,18 +151,20 @@ async fn coopr_headers_with_a_wrong_part_are_invalid_credentials(db: Db) {
         ("a token as if it were a key", "alice", "acme", STRANGER_TOKEN),
     ];
     for (case, user, tenant, key) in cases {
-        let resp = coopr(a.profile(), user, tenant, key).send().await.unwrap();
-        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{case}");
-        expect_unauthorized(resp, INVALID).await;
+        coopr(a.profile(), user, tenant, key)
+            .into_req()
+            .case(case)
+            .expect_unauthorized(INVALID)
+            .await;
     }
     // An unknown tenant is 401 even where the path would otherwise be a 404: a caller cannot
     // learn which tenants (or namespaces) exist.
     for path in ["/v3/namespaces/nosuch", "/v2/tenants/nosuch", "/v2/users/nosuch"] {
-        let resp = coopr(a.s.anon(Method::GET, path), "admin", "nosuch", &a.admin)
-            .send()
-            .await
-            .unwrap();
-        expect_unauthorized(resp, INVALID).await;
+        coopr(a.s.anon(Method::GET, path), "admin", "nosuch", &a.admin)
+            .into_req()
+            .case(format!("{path:?}"))
+            .expect_unauthorized(INVALID)
+            .await;
     }
 }
 
@@ -178,7 +204,10 @@ async fn coopr_headers_missing_one_name_it(db: Db) {
             let value = if *value == "k" { a.alice.as_str() } else { value };
             req = req.header(*name, value);
         }
-        expect_unauthorized(req.send().await.unwrap(), message).await;
+        req.into_req()
+            .case(format!("{headers:?}, {message:?}"))
+            .expect_unauthorized(message)
+            .await;
     }
     // HEAD carries the same status and challenge, without a body.
     let resp = a.s.anon(Method::HEAD, "/v2/profile").send().await.unwrap();
@@ -189,8 +218,8 @@ async fn coopr_headers_missing_one_name_it(db: Db) {
 
 async fn bearer_accepts_api_keys_and_access_tokens(db: Db) {
     let a = acme(db).await;
-    assert_eq!(whoami(a.profile().bearer_auth(&a.alice)).await, "alice@acme");
-    assert_eq!(whoami(a.profile().bearer_auth(&a.bob)).await, "bob@acme");
+    assert_eq!(a.bearer_is(&a.alice).await, "alice@acme");
+    assert_eq!(a.bearer_is(&a.bob).await, "bob@acme");
     // GET /token and POST /token (a body, JSON or not, is ignored).
     let mut tokens = Vec::new();
     for req in [
@@ -218,58 +247,52 @@ async fn bearer_accepts_api_keys_and_access_tokens(db: Db) {
     distinct.dedup();
     assert_eq!(distinct.len(), tokens.len(), "every mint is a new token");
     for t in &tokens {
-        assert_eq!(whoami(a.profile().bearer_auth(t)).await, "alice@acme");
+        assert_eq!(a.bearer_is(t).await, "alice@acme");
     }
     // A token minted from a token, and tokens minted with the other credential forms.
     let second = a.s.mint_token(&tokens[0]).await;
-    assert_eq!(whoami(a.profile().bearer_auth(&second)).await, "alice@acme");
-    let resp =
-        a.s.anon(Method::GET, "/token")
-            .header("Authorization", basic("alice@acme", &a.alice))
-            .send()
-            .await
-            .unwrap();
-    let via_basic = expect_json(resp, StatusCode::OK).await["access_token"]
+    assert_eq!(a.bearer_is(&second).await, "alice@acme");
+    let via_basic =
+        a.s.req_anon(Method::GET, "/token")
+            .with(|r| r.header("Authorization", basic("alice@acme", &a.alice)))
+            .ok()
+            .await["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    assert_eq!(a.bearer_is(&via_basic).await, "alice@acme");
+    let bob_token = coopr(a.s.anon(Method::POST, "/token"), "bob", "acme", &a.bob)
+        .into_req()
+        .ok()
+        .await["access_token"]
         .as_str()
         .unwrap()
         .to_string();
-    assert_eq!(whoami(a.profile().bearer_auth(&via_basic)).await, "alice@acme");
-    let resp = coopr(a.s.anon(Method::POST, "/token"), "bob", "acme", &a.bob)
-        .send()
-        .await
-        .unwrap();
-    let bob_token = expect_json(resp, StatusCode::OK).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert_eq!(whoami(a.profile().bearer_auth(&bob_token)).await, "bob@acme");
+    assert_eq!(a.bearer_is(&bob_token).await, "bob@acme");
     // A token carries its user's role: bob's is still a viewer's, the admin's an admin's.
-    let resp =
-        a.s.call(&bob_token, Method::PUT, "/v3/namespaces/dev")
-            .send()
-            .await
-            .unwrap();
-    expect_error(resp, StatusCode::FORBIDDEN, None).await;
+    a.s.put(&bob_token, "/v3/namespaces/dev")
+        .expect_error(StatusCode::FORBIDDEN, None)
+        .await;
     let admin_token = a.s.mint_token(&a.admin).await;
-    let resp =
-        a.s.call(&admin_token, Method::GET, "/v2/users")
-            .send()
-            .await
-            .unwrap();
-    expect_json(resp, StatusCode::OK).await;
+    a.s.get(&admin_token, "/v2/users").ok().await;
     // Unknown secrets of either kind.
     for secret in [STRANGER_KEY, STRANGER_TOKEN, "whatever"] {
-        expect_unauthorized(a.profile().bearer_auth(secret).send().await.unwrap(), INVALID).await;
-        expect_unauthorized(
-            a.s.call(secret, Method::GET, "/token").send().await.unwrap(),
-            INVALID,
-        )
-        .await;
+        a.profile()
+            .bearer_auth(secret)
+            .into_req()
+            .case(format!("{secret:?}"))
+            .expect_unauthorized(INVALID)
+            .await;
+        a.s.get(secret, "/token")
+            .case(format!("{secret:?}"))
+            .expect_unauthorized(INVALID)
+            .await;
     }
     // No credentials: no token.
     for method in [Method::GET, Method::POST] {
-        let resp = a.s.anon(method, "/token").send().await.unwrap();
-        expect_unauthorized(resp, "Authentication required.").await;
+        a.s.req_anon(method, "/token")
+            .expect_unauthorized("Authentication required.")
+            .await;
     }
 }
 
@@ -292,9 +315,11 @@ async fn basic_with_user_at_tenant(db: Db) {
         ("empty tenant", basic("alice@", &a.alice)),
     ];
     for (case, value) in cases {
-        let resp = a.with_auth(&value).send().await.unwrap();
-        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{case}");
-        expect_unauthorized(resp, INVALID).await;
+        a.with_auth(&value)
+            .into_req()
+            .case(case)
+            .expect_unauthorized(INVALID)
+            .await;
     }
 }
 
@@ -303,46 +328,42 @@ async fn basic_with_a_bare_user_name_needs_a_unique_id(db: Db) {
     // alice exists only in acme.
     assert_eq!(whoami(a.with_auth(&basic("alice", &a.alice))).await, "alice@acme");
     // `admin` exists in superadmin and in acme: ambiguous even with a valid key.
-    expect_unauthorized(
-        a.with_auth(&basic("admin", &a.admin)).send().await.unwrap(),
-        INVALID,
-    )
-    .await;
-    expect_unauthorized(
-        a.with_auth(&basic("admin", BOOTSTRAP_KEY)).send().await.unwrap(),
-        INVALID,
-    )
-    .await;
+    a.with_auth(&basic("admin", &a.admin))
+        .into_req()
+        .expect_unauthorized(INVALID)
+        .await;
+    a.with_auth(&basic("admin", BOOTSTRAP_KEY))
+        .into_req()
+        .expect_unauthorized(INVALID)
+        .await;
     // An id that exists nowhere.
-    expect_unauthorized(
-        a.with_auth(&basic("nobody", &a.alice)).send().await.unwrap(),
-        INVALID,
-    )
-    .await;
+    a.with_auth(&basic("nobody", &a.alice))
+        .into_req()
+        .expect_unauthorized(INVALID)
+        .await;
     // Once another tenant has an alice too, the bare name is ambiguous: 401 ...
     let beta = a.s.create_tenant("beta", 0).await;
     let beta_alice = a.s.create_user(&beta, "alice", "viewer").await;
     for key in [&a.alice, &beta_alice] {
-        expect_unauthorized(a.with_auth(&basic("alice", key)).send().await.unwrap(), INVALID).await;
+        a.with_auth(&basic("alice", key))
+            .into_req()
+            .case(format!("{key:?}"))
+            .expect_unauthorized(INVALID)
+            .await;
     }
     // ... while the qualified forms still work for each of them.
     assert_eq!(
         whoami(a.with_auth(&basic("alice@acme", &a.alice))).await,
         "alice@acme"
     );
-    let resp = a
-        .with_auth(&basic("alice@beta", &beta_alice))
-        .send()
-        .await
-        .unwrap();
-    expect_error(resp, StatusCode::NOT_FOUND, Some("Profile not found.")).await;
+    a.with_auth(&basic("alice@beta", &beta_alice))
+        .into_req()
+        .expect_error(StatusCode::NOT_FOUND, "Profile not found.")
+        .await;
     // Unique again once beta's alice is gone.
-    let resp =
-        a.s.call(&beta, Method::DELETE, "/v2/users/alice")
-            .send()
-            .await
-            .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
+    a.s.delete(&beta, "/v2/users/alice")
+        .expect_status(StatusCode::OK)
+        .await;
     assert_eq!(whoami(a.with_auth(&basic("alice", &a.alice))).await, "alice@acme");
 }
 
@@ -367,84 +388,85 @@ async fn malformed_authorization_values(db: Db) {
         a.alice.clone(),
     ];
     for value in &values {
-        let resp = a.with_auth(value).send().await.unwrap();
-        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{value}");
-        expect_unauthorized(resp, MALFORMED).await;
+        a.with_auth(value)
+            .into_req()
+            .case(value)
+            .expect_unauthorized(MALFORMED)
+            .await;
     }
     // The Authorization header alone decides: valid Coopr headers beside a malformed one
     // do not rescue the request.
-    let resp = coopr(a.with_auth("Token abc"), "alice", "acme", &a.alice)
-        .send()
-        .await
-        .unwrap();
-    expect_unauthorized(resp, MALFORMED).await;
+    coopr(a.with_auth("Token abc"), "alice", "acme", &a.alice)
+        .into_req()
+        .expect_unauthorized(MALFORMED)
+        .await;
 }
 
 async fn scheme_names_are_case_insensitive(db: Db) {
     let a = acme(db).await;
-    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
-        let value = format!("{scheme} {}", a.alice);
-        assert_eq!(whoami(a.with_auth(&value)).await, "alice@acme", "{scheme}");
-    }
     let encoded = basic("alice@acme", &a.alice);
     let encoded = encoded.strip_prefix("Basic ").unwrap();
-    for scheme in ["Basic", "basic", "BASIC", "bAsIc"] {
-        let value = format!("{scheme} {encoded}");
-        assert_eq!(whoami(a.with_auth(&value)).await, "alice@acme", "{scheme}");
+    for (schemes, credential) in [
+        (["Bearer", "bearer", "BEARER", "bEaReR"], a.alice.as_str()),
+        (["Basic", "basic", "BASIC", "bAsIc"], encoded),
+    ] {
+        for scheme in schemes {
+            let value = format!("{scheme} {credential}");
+            assert_eq!(whoami(a.with_auth(&value)).await, "alice@acme", "{scheme}");
+        }
     }
+}
+
+/// `req` with each `(name, value)` header added.
+fn with_headers(mut req: RequestBuilder, headers: &[(&str, &str)]) -> RequestBuilder {
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    req
 }
 
 async fn coopr_headers_must_agree_with_authorization(db: Db) {
     let a = acme(db).await;
     let token = a.s.mint_token(&a.alice).await;
-    // Agreeing headers are fine, and Coopr-ApiKey is then not needed.
-    for auth in [
+    let auths = [
         format!("Bearer {}", a.alice),
         format!("Bearer {token}"),
         basic("alice@acme", &a.alice),
         basic("alice", &a.alice),
-    ] {
-        let req = a
-            .with_auth(&auth)
-            .header("Coopr-UserID", "alice")
-            .header("Coopr-TenantID", "acme");
-        assert_eq!(whoami(req).await, "alice@acme", "{auth}");
-        let req = a.with_auth(&auth).header("Coopr-TenantID", "acme");
-        assert_eq!(whoami(req).await, "alice@acme", "{auth}");
-        let req = a.with_auth(&auth).header("Coopr-UserID", "alice");
-        assert_eq!(whoami(req).await, "alice@acme", "{auth}");
-    }
+    ];
+    // Agreeing headers are fine, and Coopr-ApiKey is then not needed.
+    let agreeing: [&[(&str, &str)]; 3] = [
+        &[("Coopr-UserID", "alice"), ("Coopr-TenantID", "acme")],
+        &[("Coopr-TenantID", "acme")],
+        &[("Coopr-UserID", "alice")],
+    ];
     // Disagreeing headers: 401, whichever part disagrees, even when it names a real user or
     // tenant.
-    for auth in [
-        format!("Bearer {}", a.alice),
-        format!("Bearer {token}"),
-        basic("alice@acme", &a.alice),
-        basic("alice", &a.alice),
-    ] {
-        let cases: [&[(&str, &str)]; 5] = [
-            &[("Coopr-UserID", "bob")],
-            &[("Coopr-TenantID", "superadmin")],
-            &[("Coopr-TenantID", "nosuch")],
-            &[("Coopr-UserID", "bob"), ("Coopr-TenantID", "acme")],
-            &[("Coopr-UserID", "alice"), ("Coopr-TenantID", "superadmin")],
-        ];
-        for headers in cases {
-            let mut req = a.with_auth(&auth);
-            for (name, value) in headers {
-                req = req.header(*name, *value);
-            }
-            let resp = req.send().await.unwrap();
-            assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{auth} with {headers:?}");
-            expect_unauthorized(resp, INVALID).await;
+    let disagreeing: [&[(&str, &str)]; 5] = [
+        &[("Coopr-UserID", "bob")],
+        &[("Coopr-TenantID", "superadmin")],
+        &[("Coopr-TenantID", "nosuch")],
+        &[("Coopr-UserID", "bob"), ("Coopr-TenantID", "acme")],
+        &[("Coopr-UserID", "alice"), ("Coopr-TenantID", "superadmin")],
+    ];
+    for auth in &auths {
+        for headers in agreeing {
+            let req = with_headers(a.with_auth(auth), headers);
+            assert_eq!(whoami(req).await, "alice@acme", "{auth} with {headers:?}");
+        }
+        for headers in disagreeing {
+            with_headers(a.with_auth(auth), headers)
+                .into_req()
+                .case(format!("{auth} with {headers:?}"))
+                .expect_unauthorized(INVALID)
+                .await;
         }
     }
     // The full Coopr triple of another user beside alice's key does not switch identity.
-    let resp = coopr(a.with_auth(&format!("Bearer {}", a.alice)), "bob", "acme", &a.bob)
-        .send()
-        .await
-        .unwrap();
-    expect_unauthorized(resp, INVALID).await;
+    coopr(a.with_auth(&format!("Bearer {}", a.alice)), "bob", "acme", &a.bob)
+        .into_req()
+        .expect_unauthorized(INVALID)
+        .await;
 }
 
 /// The key id and secret of a new key of `user`.
@@ -474,7 +496,7 @@ async fn revoking_a_key_stops_it_and_its_tokens_at_once(db: Db) {
         &a.alice,
     ];
     for cred in live {
-        assert_eq!(whoami(a.profile().bearer_auth(cred)).await, "alice@acme");
+        assert_eq!(a.bearer_is(cred).await, "alice@acme");
     }
     let resp =
         a.s.call(
@@ -490,34 +512,24 @@ async fn revoking_a_key_stops_it_and_its_tokens_at_once(db: Db) {
     assert_eq!(resp.text().await.unwrap(), "");
     // At once: no waiting for a cache to expire.
     for cred in [doomed.as_str(), &token, &token_of_token, &token_of_token_of_token] {
-        expect_unauthorized(a.profile().bearer_auth(cred).send().await.unwrap(), INVALID).await;
-        expect_unauthorized(
-            a.s.call(cred, Method::GET, "/token").send().await.unwrap(),
-            INVALID,
-        )
-        .await;
+        a.profile()
+            .bearer_auth(cred)
+            .into_req()
+            .case(format!("{cred:?}"))
+            .expect_unauthorized(INVALID)
+            .await;
+        a.s.get(cred, "/token")
+            .case(format!("{cred:?}"))
+            .expect_unauthorized(INVALID)
+            .await;
     }
-    expect_unauthorized(
-        coopr(a.profile(), "alice", "acme", &doomed).send().await.unwrap(),
-        INVALID,
-    )
-    .await;
-    expect_unauthorized(
-        a.with_auth(&basic("alice@acme", &doomed)).send().await.unwrap(),
-        INVALID,
-    )
-    .await;
+    a.alice_key_refused(&doomed).await;
     // The user's other keys and their tokens live on.
     for cred in [kept.as_str(), &kept_token, &a.alice] {
-        assert_eq!(whoami(a.profile().bearer_auth(cred)).await, "alice@acme");
+        assert_eq!(a.bearer_is(cred).await, "alice@acme");
     }
     // The key is gone from the list and cannot be revoked twice.
-    let resp =
-        a.s.call(&a.admin, Method::GET, "/v2/users/alice/apikeys")
-            .send()
-            .await
-            .unwrap();
-    let keys = expect_json(resp, StatusCode::OK).await;
+    let keys = a.s.get(&a.admin, "/v2/users/alice/apikeys").ok().await;
     assert!(
         keys.as_array()
             .unwrap()
@@ -525,21 +537,12 @@ async fn revoking_a_key_stops_it_and_its_tokens_at_once(db: Db) {
             .all(|k| k["id"] != doomed_id.as_str()),
         "{keys}"
     );
-    let resp =
-        a.s.call(
-            &a.admin,
-            Method::DELETE,
-            &format!("/v2/users/alice/apikeys/{doomed_id}"),
+    a.s.delete(&a.admin, &format!("/v2/users/alice/apikeys/{doomed_id}"))
+        .expect_error(
+            StatusCode::NOT_FOUND,
+            &format!("API key '{doomed_id}' of user 'alice' not found."),
         )
-        .send()
-        .await
-        .unwrap();
-    expect_error(
-        resp,
-        StatusCode::NOT_FOUND,
-        Some(&format!("API key '{doomed_id}' of user 'alice' not found.")),
-    )
-    .await;
+        .await;
 }
 
 async fn deleting_a_user_stops_its_keys_and_tokens(db: Db) {
@@ -556,34 +559,26 @@ async fn deleting_a_user_stops_its_keys_and_tokens(db: Db) {
         &token_of_token,
     ];
     for cred in creds {
-        assert_eq!(whoami(a.profile().bearer_auth(cred)).await, "alice@acme");
+        assert_eq!(a.bearer_is(cred).await, "alice@acme");
     }
-    let resp =
-        a.s.call(&a.admin, Method::DELETE, "/v2/users/alice")
-            .send()
-            .await
-            .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    for cred in creds {
-        expect_unauthorized(a.profile().bearer_auth(cred).send().await.unwrap(), INVALID).await;
-    }
-    expect_unauthorized(
-        coopr(a.profile(), "alice", "acme", &a.alice)
-            .send()
-            .await
-            .unwrap(),
-        INVALID,
-    )
-    .await;
+    a.s.delete(&a.admin, "/v2/users/alice")
+        .expect_status(StatusCode::OK)
+        .await;
+    a.refused_as_bearer(creds).await;
+    coopr(a.profile(), "alice", "acme", &a.alice)
+        .into_req()
+        .expect_unauthorized(INVALID)
+        .await;
     // A new user with the same id does not inherit the old keys (or the old profile).
     let fresh = a.s.create_user(&a.admin, "alice", "user").await;
-    for cred in creds {
-        expect_unauthorized(a.profile().bearer_auth(cred).send().await.unwrap(), INVALID).await;
-    }
-    let resp = a.profile().bearer_auth(&fresh).send().await.unwrap();
-    expect_error(resp, StatusCode::NOT_FOUND, Some("Profile not found.")).await;
+    a.refused_as_bearer(creds).await;
+    a.profile()
+        .bearer_auth(&fresh)
+        .into_req()
+        .expect_error(StatusCode::NOT_FOUND, "Profile not found.")
+        .await;
     // Other users are untouched.
-    assert_eq!(whoami(a.profile().bearer_auth(&a.bob)).await, "bob@acme");
+    assert_eq!(a.bearer_is(&a.bob).await, "bob@acme");
 }
 
 async fn an_expired_key_is_refused(db: Db) {
@@ -599,52 +594,37 @@ async fn an_expired_key_is_refused(db: Db) {
     assert_eq!(created["expireTime"], expire);
     let key = created["key"].as_str().unwrap().to_string();
     let id = created["id"].as_str().unwrap().to_string();
-    assert_eq!(whoami(a.profile().bearer_auth(&key)).await, "alice@acme");
+    assert_eq!(a.bearer_is(&key).await, "alice@acme");
     // A token minted from it cannot outlive it.
     let token = a.s.mint_token(&key).await;
-    assert_eq!(whoami(a.profile().bearer_auth(&token)).await, "alice@acme");
+    assert_eq!(a.bearer_is(&token).await, "alice@acme");
     let wait = expire - wall_clock_ms() + 100;
     if wait > 0 {
         tokio::time::sleep(Duration::from_millis(wait as u64)).await;
     }
-    for cred in [&key, &token] {
-        expect_unauthorized(a.profile().bearer_auth(cred).send().await.unwrap(), INVALID).await;
-    }
-    expect_unauthorized(
-        coopr(a.profile(), "alice", "acme", &key).send().await.unwrap(),
-        INVALID,
-    )
-    .await;
-    expect_unauthorized(
-        a.with_auth(&basic("alice@acme", &key)).send().await.unwrap(),
-        INVALID,
-    )
-    .await;
+    a.refused_as_bearer([&key, &token]).await;
+    a.alice_key_refused(&key).await;
     // The record stays listed with its expiry; the user's other key still works.
-    let resp =
-        a.s.call(&a.admin, Method::GET, &format!("/v2/users/alice/apikeys/{id}"))
-            .send()
-            .await
-            .unwrap();
-    assert_eq!(expect_json(resp, StatusCode::OK).await["expireTime"], expire);
-    assert_eq!(whoami(a.profile().bearer_auth(&a.alice)).await, "alice@acme");
+    assert_eq!(
+        a.s.get(&a.admin, &format!("/v2/users/alice/apikeys/{id}"))
+            .ok()
+            .await["expireTime"],
+        expire
+    );
+    assert_eq!(a.bearer_is(&a.alice).await, "alice@acme");
 }
 
 async fn an_expired_token_is_refused(db: Db) {
     let s = TestServer::start_with(db, |c| c.token_ttl = 1).await;
     let admin = s.create_tenant("acme", 0).await;
-    let resp = s.call(&admin, Method::GET, "/token").send().await.unwrap();
-    let body = expect_json(resp, StatusCode::OK).await;
+    let body = s.get(&admin, "/token").ok().await;
     assert_eq!(body["expires_in"], 1);
     let token = body["access_token"].as_str().unwrap().to_string();
-    let resp = s.call(&token, Method::GET, "/v2/users").send().await.unwrap();
-    expect_json(resp, StatusCode::OK).await;
+    s.get(&token, "/v2/users").ok().await;
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    let resp = s.call(&token, Method::GET, "/v2/users").send().await.unwrap();
-    expect_unauthorized(resp, INVALID).await;
+    s.get(&token, "/v2/users").expect_unauthorized(INVALID).await;
     // The key it came from is not affected.
-    let resp = s.call(&admin, Method::GET, "/v2/users").send().await.unwrap();
-    expect_json(resp, StatusCode::OK).await;
+    s.get(&admin, "/v2/users").ok().await;
 }
 
 async fn expire_time_must_be_a_future_integer(db: Db) {
@@ -658,22 +638,20 @@ async fn expire_time_must_be_a_future_integer(db: Db) {
         json!({"expireTime": (wall_clock_ms() + 60_000) as f64 + 0.5}),
     ];
     for body in bad {
-        let resp =
-            a.s.call(&a.admin, Method::POST, "/v2/users/alice/apikeys")
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-        expect_error(resp, StatusCode::BAD_REQUEST, None).await;
+        a.s.post(&a.admin, "/v2/users/alice/apikeys")
+            .case(format!("{body:?}"))
+            .json(body)
+            .expect_error(StatusCode::BAD_REQUEST, None)
+            .await;
     }
     // Nothing was created: alice still has only her first key.
-    let resp =
-        a.s.call(&a.admin, Method::GET, "/v2/users/alice/apikeys")
-            .send()
-            .await
-            .unwrap();
     assert_eq!(
-        expect_json(resp, StatusCode::OK).await.as_array().unwrap().len(),
+        a.s.get(&a.admin, "/v2/users/alice/apikeys")
+            .ok()
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
         1
     );
     let future = wall_clock_ms() + 86_400_000;
@@ -687,13 +665,13 @@ async fn last_used_time_is_recorded(db: Db) {
     let a = acme(db).await;
     let (id, key) = new_key(&a.s, &a.admin, "bob", json!({"description": "probe"})).await;
     let path = format!("/v2/users/bob/apikeys/{id}");
-    assert_eq!(read(&a.s, &a.admin, &path).await["lastUsedTime"], Value::Null);
+    assert_eq!(a.s.get_json(&a.admin, &path).await["lastUsedTime"], Value::Null);
     let before = wall_clock_ms();
-    assert_eq!(whoami(a.profile().bearer_auth(&key)).await, "bob@acme");
+    assert_eq!(a.bearer_is(&key).await, "bob@acme");
     // The use is recorded in the background; give it a moment.
     let mut seen = Value::Null;
     for _ in 0..60 {
-        seen = read(&a.s, &a.admin, &path).await["lastUsedTime"].clone();
+        seen = a.s.get_json(&a.admin, &path).await["lastUsedTime"].clone();
         if !seen.is_null() {
             break;
         }
@@ -707,12 +685,7 @@ async fn last_used_time_is_recorded(db: Db) {
         "lastUsedTime {used} is not the time of use ({before})"
     );
     // The list shows the same record.
-    let resp =
-        a.s.call(&a.admin, Method::GET, "/v2/users/bob/apikeys")
-            .send()
-            .await
-            .unwrap();
-    let list = expect_json(resp, StatusCode::OK).await;
+    let list = a.s.get(&a.admin, "/v2/users/bob/apikeys").ok().await;
     let entry = list
         .as_array()
         .unwrap()
@@ -721,12 +694,6 @@ async fn last_used_time_is_recorded(db: Db) {
         .cloned()
         .unwrap();
     assert_eq!(entry["lastUsedTime"], used);
-}
-
-/// `GET path` as `key`, expecting 200 with JSON.
-async fn read(s: &TestServer, key: &str, path: &str) -> Value {
-    let resp = s.call(key, Method::GET, path).send().await.unwrap();
-    expect_json(resp, StatusCode::OK).await
 }
 
 /// `prefix` followed by 43 characters of URL-safe base64 without padding.
@@ -748,26 +715,23 @@ fn assert_secret_format(secret: &str, prefix: &str) {
 async fn keys_have_the_contract_format_and_are_shown_once(db: Db) {
     let s = TestServer::start(db).await;
     // The tenant's first admin key, a user's key and a recovery admin key.
-    let resp = s
-        .root(Method::POST, "/v2/tenants")
-        .json(&json!({"tenant": {"name": "acme", "workers": 0}}))
-        .send()
-        .await
-        .unwrap();
-    let tenant = expect_json(resp, StatusCode::OK).await;
+    let tenant = s
+        .req_root(Method::POST, "/v2/tenants")
+        .json(json!({"tenant": {"name": "acme", "workers": 0}}))
+        .ok()
+        .await;
     let admin_key = tenant["admin"]["apikey"].clone();
     let admin = admin_key["key"].as_str().unwrap().to_string();
     s.create_user(&admin, "alice", "user").await;
     let before = wall_clock_ms();
     let user_key = s.create_key(&admin, "alice", json!({"description": "ci"})).await;
     let after = wall_clock_ms();
-    let resp = s
-        .root(Method::POST, "/v2/tenants/acme/adminkey")
-        .json(&json!({"description": "recovery"}))
-        .send()
-        .await
-        .unwrap();
-    let recovery = expect_json(resp, StatusCode::OK).await["apikey"].clone();
+    let recovery = s
+        .req_root(Method::POST, "/v2/tenants/acme/adminkey")
+        .json(json!({"description": "recovery"}))
+        .ok()
+        .await["apikey"]
+        .clone();
     let mut secrets = Vec::new();
     for created in [&admin_key, &user_key, &recovery] {
         let secret = created["key"].as_str().unwrap().to_string();
@@ -801,15 +765,9 @@ async fn keys_have_the_contract_format_and_are_shown_once(db: Db) {
         ]
     );
     // Every key works (alice's as alice).
-    let resp = s
-        .call(&secrets[1], Method::GET, "/v3/namespaces")
-        .send()
-        .await
-        .unwrap();
-    expect_json(resp, StatusCode::OK).await;
+    s.get(&secrets[1], "/v3/namespaces").ok().await;
     for k in [&secrets[0], &secrets[2]] {
-        let resp = s.call(k, Method::GET, "/v2/users").send().await.unwrap();
-        expect_json(resp, StatusCode::OK).await;
+        s.get(k, "/v2/users").case(format!("{k:?}")).ok().await;
     }
     // Never again: not in one key, not in the lists, not anywhere in those answers.
     let mut reads = Vec::new();
@@ -838,14 +796,9 @@ async fn keys_have_the_contract_format_and_are_shown_once(db: Db) {
     }
     // The single key read equals the creation answer minus the secret.
     let id = user_key["id"].as_str().unwrap();
-    let resp = s
-        .call(&admin, Method::GET, &format!("/v2/users/alice/apikeys/{id}"))
-        .send()
-        .await
-        .unwrap();
     let mut expected = user_key.clone();
     expected.as_object_mut().unwrap().remove("key");
-    let mut got = expect_json(resp, StatusCode::OK).await;
+    let mut got = s.get(&admin, &format!("/v2/users/alice/apikeys/{id}")).ok().await;
     // alice's key was used above: only its last use may have changed.
     assert!(
         got["lastUsedTime"].is_i64() || got["lastUsedTime"].is_null(),
@@ -859,7 +812,7 @@ async fn the_bootstrap_key_is_the_superadmin(db: Db) {
     let s = TestServer::start(db).await;
     s.create_tenant("acme", 0).await;
     let tenants = |req: RequestBuilder| async move {
-        let body = expect_json(req.send().await.unwrap(), StatusCode::OK).await;
+        let body = req.into_req().ok().await;
         body.as_array()
             .unwrap()
             .iter()
@@ -894,31 +847,18 @@ async fn the_bootstrap_key_is_the_superadmin(db: Db) {
         everyone
     );
     // It is the key of superadmin/admin, listed by its prefix like any other.
-    let resp = s
-        .root(Method::GET, "/v2/users/admin/apikeys")
-        .send()
-        .await
-        .unwrap();
-    let keys = expect_json(resp, StatusCode::OK).await;
+    let keys = s.req_root(Method::GET, "/v2/users/admin/apikeys").ok().await;
     let keys = keys.as_array().unwrap();
     assert_eq!(keys.len(), 1, "{keys:?}");
     assert_eq!(keys[0]["prefix"], &BOOTSTRAP_KEY[..8]);
     assert!(keys[0].get("key").is_none());
     // Case-sensitive, and only for superadmin/admin.
     let upper = BOOTSTRAP_KEY.to_uppercase();
-    expect_unauthorized(
-        s.call(&upper, Method::GET, "/v2/tenants").send().await.unwrap(),
-        INVALID,
-    )
-    .await;
-    expect_unauthorized(
-        coopr(s.anon(Method::GET, "/v2/tenants"), "admin", "acme", BOOTSTRAP_KEY)
-            .send()
-            .await
-            .unwrap(),
-        INVALID,
-    )
-    .await;
+    s.get(&upper, "/v2/tenants").expect_unauthorized(INVALID).await;
+    coopr(s.anon(Method::GET, "/v2/tenants"), "admin", "acme", BOOTSTRAP_KEY)
+        .into_req()
+        .expect_unauthorized(INVALID)
+        .await;
 }
 
 async fn a_configured_bootstrap_key_of_any_format_works(db: Db) {
@@ -930,34 +870,35 @@ async fn a_configured_bootstrap_key_of_any_format_works(db: Db) {
         "k:e@y!#$%&'()*+,-./;<=>?[]^_`{|}~-0123456789",
     ] {
         let s = TestServer::start_with(db, |c| c.bootstrap_apikey = Some(configured.into())).await;
-        let resp = s
-            .call(configured, Method::GET, "/v2/tenants")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), StatusCode::OK, "Bearer {configured}");
-        let resp = coopr(
+        s.get(configured, "/v2/tenants")
+            .case(format!("Bearer {configured}"))
+            .expect_status(StatusCode::OK)
+            .await;
+        coopr(
             s.anon(Method::GET, "/v2/tenants"),
             "admin",
             "superadmin",
             configured,
         )
-        .send()
-        .await
-        .unwrap();
-        assert_eq!(resp.status(), StatusCode::OK, "Coopr headers {configured}");
-        let resp = s
-            .anon(Method::GET, "/v2/tenants")
-            .header("Authorization", basic("admin@superadmin", configured))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), StatusCode::OK, "Basic {configured}");
+        .into_req()
+        .case(format!("Coopr headers {configured}"))
+        .expect_status(StatusCode::OK)
+        .await;
+        s.req_anon(Method::GET, "/v2/tenants")
+            .with(|r| r.header("Authorization", basic("admin@superadmin", configured)))
+            .case(format!("Basic {configured}"))
+            .expect_status(StatusCode::OK)
+            .await;
         let token = s.mint_token(configured).await;
-        let resp = s.call(&token, Method::GET, "/v2/tenants").send().await.unwrap();
-        assert_eq!(resp.status(), StatusCode::OK, "token of {configured}");
+        s.get(&token, "/v2/tenants")
+            .case(format!("token of {configured}"))
+            .expect_status(StatusCode::OK)
+            .await;
         // The harness's usual key is not this server's.
-        expect_unauthorized(s.root(Method::GET, "/v2/tenants").send().await.unwrap(), INVALID).await;
+        s.req_root(Method::GET, "/v2/tenants")
+            .case(format!("{configured:?}"))
+            .expect_unauthorized(INVALID)
+            .await;
     }
 }
 
@@ -984,27 +925,19 @@ async fn revocation_wins_over_requests_in_flight(db: Db) {
             }));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let resp =
-            a.s.call(&a.admin, Method::DELETE, &format!("/v2/users/alice/apikeys/{id}"))
-                .send()
-                .await
-                .unwrap();
-        assert_eq!(resp.status(), StatusCode::OK);
+        a.s.delete(&a.admin, &format!("/v2/users/alice/apikeys/{id}"))
+            .case(format!("{round:?}"))
+            .expect_status(StatusCode::OK)
+            .await;
         tokio::time::sleep(Duration::from_millis(20)).await;
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         for h in hammers {
             h.await.unwrap();
         }
-        let resp =
-            a.s.call(&key, Method::GET, "/v3/namespaces")
-                .send()
-                .await
-                .unwrap();
-        assert_eq!(
-            resp.status(),
-            StatusCode::UNAUTHORIZED,
-            "round {round}: revoked key still works"
-        );
+        a.s.get(&key, "/v3/namespaces")
+            .case(format!("round {round}: revoked key still works"))
+            .expect_status(StatusCode::UNAUTHORIZED)
+            .await;
     }
 }
 
@@ -1021,14 +954,15 @@ async fn a_generated_bootstrap_key_is_a_key_like_any_other(db: Db) {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{mode:o}");
     }
-    let resp = s.call(&key, Method::GET, "/v2/tenants").send().await.unwrap();
-    assert_eq!(ids_of(&expect_json(resp, StatusCode::OK).await), ["superadmin"]);
+    assert_eq!(ids_of(&s.get(&key, "/v2/tenants").ok().await), ["superadmin"]);
     assert_eq!(
         users_status_with(&s, basic("admin@superadmin", &key)).await,
         StatusCode::OK
     );
     // The harness's usual key was not configured, so it is nobody's.
-    expect_unauthorized(s.root(Method::GET, "/v2/tenants").send().await.unwrap(), INVALID).await;
+    s.req_root(Method::GET, "/v2/tenants")
+        .expect_unauthorized(INVALID)
+        .await;
     let base = s.base.clone();
     s.stop().await;
     assert!(

@@ -3,42 +3,47 @@
 //! the accepted alternative spellings, validation, deletes that clusters block, the sealed
 //! and masked token, tenant isolation and who may write.
 
-use reqwest::{Method, Response, StatusCode};
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::both_stores;
-use crate::harness::{BOOTSTRAP_KEY, Db, TestServer, expect_error, expect_json};
+use crate::harness::{BOOTSTRAP_KEY, Db, TestServer};
+use crate::helpers::expect_each_error;
 
 const TOKEN: &str = "tok-Sup3rS3cret-4f9a7c";
 
-async fn send(s: &TestServer, key: &str, method: Method, path: &str, body: Option<Value>) -> Response {
-    let req = s.call(key, method, path);
-    let req = match body {
-        Some(b) => req.json(&b),
-        None => req,
-    };
-    req.send().await.unwrap()
-}
-
-async fn get_json(s: &TestServer, key: &str, path: &str) -> Value {
-    expect_json(send(s, key, Method::GET, path, None).await, StatusCode::OK).await
-}
-
-async fn put(s: &TestServer, key: &str, path: &str, body: Value) -> Response {
-    send(s, key, Method::PUT, path, Some(body)).await
-}
-
-/// Asserts Commissaire's delete answer: 200 with the JSON body `[]`.
-async fn expect_deleted(resp: Response) {
-    let status = resp.status();
-    let ct = resp
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_string());
-    let text = resp.text().await.unwrap();
-    assert_eq!(status, StatusCode::OK, "{text}");
-    assert_eq!(text, "[]");
-    assert_eq!(ct.as_deref(), Some("application/json; charset=utf-8"));
+/// The create-if-absent `PUT path`: `body` creates the object (201 with `want`, which a GET
+/// then answers); each of `same` answers 200 with `want`; each of `different` answers 409;
+/// and the object is still `want`. A failure names the body.
+async fn put_creates_then_compares(
+    s: &TestServer,
+    key: &str,
+    path: &str,
+    body: Value,
+    want: &Value,
+    same: impl IntoIterator<Item = Value>,
+    different: impl IntoIterator<Item = Value>,
+) {
+    assert_eq!(
+        &s.put(key, path).json(body).expect(StatusCode::CREATED).await,
+        want
+    );
+    assert_eq!(&s.get_json(key, path).await, want);
+    for same in same {
+        assert_eq!(
+            &s.put(key, path).case(&same).json(&same).ok().await,
+            want,
+            "{same}"
+        );
+    }
+    for different in different {
+        s.put(key, path)
+            .case(&different)
+            .json(&different)
+            .expect_error(StatusCode::CONFLICT, None)
+            .await;
+    }
+    assert_eq!(&s.get_json(key, path).await, want);
 }
 
 fn invalid_name(name: &str) -> String {
@@ -72,24 +77,27 @@ async fn network_lists_are_sorted_and_have_default(db: Db) {
         "/api/v0/networks/",
         "/api/v0/network/",
     ] {
-        assert_eq!(get_json(&s, &admin, path).await, json!(["default"]), "{path}");
+        assert_eq!(s.get_json(&admin, path).await, json!(["default"]), "{path}");
     }
     for name in ["zeta", "Alpha", "beta", "d_1", "dev", "_x", "Z-9"] {
-        let resp = put(&s, &admin, &format!("/api/v0/network/{name}"), json!({})).await;
-        expect_json(resp, StatusCode::CREATED).await;
+        s.put(&admin, &format!("/api/v0/network/{name}"))
+            .json(json!({}))
+            .expect(StatusCode::CREATED)
+            .await;
     }
     let want = json!(["Alpha", "Z-9", "_x", "beta", "d_1", "default", "dev", "zeta"]);
-    assert_eq!(get_json(&s, &admin, "/api/v0/networks").await, want);
-    assert_eq!(get_json(&s, &admin, "/api/v0/network").await, want);
-    let resp = send(&s, &admin, Method::HEAD, "/api/v0/network", None).await;
-    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(s.get_json(&admin, "/api/v0/networks").await, want);
+    assert_eq!(s.get_json(&admin, "/api/v0/network").await, want);
+    s.req(&admin, Method::HEAD, "/api/v0/network")
+        .expect_status(StatusCode::OK)
+        .await;
     // The superadmin tenant has its own `default` and sees none of acme's.
     assert_eq!(
-        get_json(&s, BOOTSTRAP_KEY, "/api/v0/networks").await,
+        s.get_json(BOOTSTRAP_KEY, "/api/v0/networks").await,
         json!(["default"])
     );
     assert_eq!(
-        get_json(&s, &admin, "/api/v0/network/default").await,
+        s.get_json(&admin, "/api/v0/network/default").await,
         json!({"name": "default", "type": "flannel_etcd", "options": {}})
     );
 }
@@ -100,79 +108,77 @@ async fn network_put_creates_then_compares(db: Db) {
     let path = "/api/v0/network/mynetwork";
     let body = json!({"type": "flannel_server", "options": {"address": "192.168.152.101:8080"}});
     let want = json!({"name": "mynetwork", "type": "flannel_server", "options": {"address": "192.168.152.101:8080"}});
-    assert_eq!(
-        expect_json(put(&s, &admin, path, body.clone()).await, StatusCode::CREATED).await,
-        want
-    );
-    assert_eq!(get_json(&s, &admin, path).await, want);
     // The same settings again: 200 with the existing object, also with the matching name,
-    // the alternative type spelling, or unknown fields.
-    for same in [
+    // the alternative type spelling, or unknown fields. Different settings: 409, nothing
+    // changes.
+    let same = [
         body.clone(),
         json!({"name": "mynetwork", "type": "flannel_server", "options": {"address": "192.168.152.101:8080"}}),
         json!({"type": "flanneld_service", "options": {"address": "192.168.152.101:8080"}}),
         json!({"type": "flannel_server", "options": {"address": "192.168.152.101:8080"}, "color": "red"}),
-    ] {
-        let resp = put(&s, &admin, path, same.clone()).await;
-        assert_eq!(expect_json(resp, StatusCode::OK).await, want, "{same}");
-    }
-    // Different settings: 409, nothing changes.
-    for different in [
+    ];
+    let different = [
         json!({"type": "flannel_server", "options": {"address": "192.168.152.101:8081"}}),
         json!({"type": "flannel_server", "options": {"address": "192.168.152.101:8080", "extra": 1}}),
         json!({}),
         json!({"type": "flannel_etcd"}),
-    ] {
-        let resp = put(&s, &admin, path, different.clone()).await;
-        expect_error(resp, StatusCode::CONFLICT, None).await;
-    }
-    assert_eq!(get_json(&s, &admin, path).await, want);
+    ];
+    put_creates_then_compares(&s, &admin, path, body, &want, same, different).await;
 
     // No body, an empty object or null fields: flannel_etcd with `{}`.
-    let resp = send(&s, &admin, Method::PUT, "/api/v0/network/plain", None).await;
     let plain = json!({"name": "plain", "type": "flannel_etcd", "options": {}});
-    assert_eq!(expect_json(resp, StatusCode::CREATED).await, plain);
+    assert_eq!(
+        s.put(&admin, "/api/v0/network/plain")
+            .expect(StatusCode::CREATED)
+            .await,
+        plain
+    );
     for same in [
         json!({}),
         json!({"type": null, "options": null}),
         json!({"type": "flannel_etcd", "options": {}}),
     ] {
-        let resp = put(&s, &admin, "/api/v0/network/plain", same).await;
-        assert_eq!(expect_json(resp, StatusCode::OK).await, plain);
+        assert_eq!(
+            s.put(&admin, "/api/v0/network/plain")
+                .case(format!("{same:?}"))
+                .json(same)
+                .ok()
+                .await,
+            plain
+        );
     }
     // flannel_etcd keeps any options object as given.
     let opts = json!({"etcd_prefix": "/atomic.io/network", "n": 5, "nested": {"a": [1, 2]}});
-    let resp = put(
-        &s,
-        &admin,
-        "/api/v0/network/free",
-        json!({"type": "flannel_etcd", "options": opts}),
-    )
-    .await;
     let free = json!({"name": "free", "type": "flannel_etcd", "options": opts});
-    assert_eq!(expect_json(resp, StatusCode::CREATED).await, free);
-    assert_eq!(get_json(&s, &admin, "/api/v0/network/free").await, free);
+    assert_eq!(
+        s.put(&admin, "/api/v0/network/free")
+            .json(json!({"type": "flannel_etcd", "options": opts}))
+            .expect(StatusCode::CREATED)
+            .await,
+        free
+    );
+    assert_eq!(s.get_json(&admin, "/api/v0/network/free").await, free);
 
     // `default` exists: the same settings answer 200, others 409.
-    let resp = put(&s, &admin, "/api/v0/network/default", json!({})).await;
     assert_eq!(
-        expect_json(resp, StatusCode::OK).await,
+        s.put(&admin, "/api/v0/network/default")
+            .json(json!({}))
+            .ok()
+            .await,
         json!({"name": "default", "type": "flannel_etcd", "options": {}})
     );
-    let resp = put(
-        &s,
-        &admin,
-        "/api/v0/network/default",
-        json!({"type": "flannel_server", "options": {"address": "10.0.0.1:1"}}),
-    )
-    .await;
-    expect_error(resp, StatusCode::CONFLICT, None).await;
+    s.put(&admin, "/api/v0/network/default")
+        .json(json!({"type": "flannel_server", "options": {"address": "10.0.0.1:1"}}))
+        .expect_error(StatusCode::CONFLICT, None)
+        .await;
 
     // Trailing slash.
-    let resp = put(&s, &admin, "/api/v0/network/slash/", json!({})).await;
-    expect_json(resp, StatusCode::CREATED).await;
+    s.put(&admin, "/api/v0/network/slash/")
+        .json(json!({}))
+        .expect(StatusCode::CREATED)
+        .await;
     assert_eq!(
-        get_json(&s, &admin, "/api/v0/network/slash/").await["name"],
+        s.get_json(&admin, "/api/v0/network/slash/").await["name"],
         "slash"
     );
 }
@@ -180,16 +186,15 @@ async fn network_put_creates_then_compares(db: Db) {
 async fn network_alias_and_address_are_stored_canonically(db: Db) {
     let s = TestServer::start(db).await;
     let admin = s.create_tenant("acme", 0).await;
-    let resp = put(
-        &s,
-        &admin,
-        "/api/v0/network/legacy",
-        json!({"type": "flanneld_service", "options": {"address": "Flannel.Example.COM.:8080"}}),
-    )
-    .await;
     let want = json!({"name": "legacy", "type": "flannel_server", "options": {"address": "flannel.example.com:8080"}});
-    assert_eq!(expect_json(resp, StatusCode::CREATED).await, want);
-    assert_eq!(get_json(&s, &admin, "/api/v0/network/legacy").await, want);
+    assert_eq!(
+        s.put(&admin, "/api/v0/network/legacy")
+            .json(json!({"type": "flanneld_service", "options": {"address": "Flannel.Example.COM.:8080"}}))
+            .expect(StatusCode::CREATED)
+            .await,
+        want
+    );
+    assert_eq!(s.get_json(&admin, "/api/v0/network/legacy").await, want);
     assert_eq!(
         s.sql_count(
             "SELECT COUNT(*) FROM networks WHERE name = 'legacy' AND type = 'flannel_server' \
@@ -199,28 +204,24 @@ async fn network_alias_and_address_are_stored_canonically(db: Db) {
         1
     );
     // Another spelling of the same address is the same setting.
-    let resp = put(
-        &s,
-        &admin,
-        "/api/v0/network/legacy",
-        json!({"type": "flannel_server", "options": {"address": "flannel.example.com:8080"}}),
-    )
-    .await;
-    assert_eq!(expect_json(resp, StatusCode::OK).await, want);
+    assert_eq!(
+        s.put(&admin, "/api/v0/network/legacy")
+            .json(json!({"type": "flannel_server", "options": {"address": "flannel.example.com:8080"}}))
+            .ok()
+            .await,
+        want
+    );
     // IPv6 in brackets, compressed; IPv4-mapped becomes IPv4.
     for (name, given, stored) in [
         ("v6", "[FE80:0:0:0:0:0:0:1]:8080", "[fe80::1]:8080"),
         ("mapped", "[::ffff:10.1.2.3]:65535", "10.1.2.3:65535"),
     ] {
-        let resp = put(
-            &s,
-            &admin,
-            &format!("/api/v0/network/{name}"),
-            json!({"type": "flannel_server", "options": {"address": given}}),
-        )
-        .await;
         assert_eq!(
-            expect_json(resp, StatusCode::CREATED).await["options"]["address"],
+            s.put(&admin, &format!("/api/v0/network/{name}"))
+                .case(format!("{given:?}, {stored:?}"))
+                .json(json!({"type": "flannel_server", "options": {"address": given}}))
+                .expect(StatusCode::CREATED)
+                .await["options"]["address"],
             json!(stored)
         );
     }
@@ -230,21 +231,17 @@ async fn network_put_validation(db: Db) {
     let s = TestServer::start(db).await;
     let admin = s.create_tenant("acme", 0).await;
     let path = "/api/v0/network/bad";
-    let resp = put(&s, &admin, path, json!({"type": "calico"})).await;
-    expect_error(
-        resp,
-        StatusCode::BAD_REQUEST,
-        Some("Unknown network type 'calico': use flannel_etcd or flannel_server."),
-    )
-    .await;
     let required = "Network type 'flannel_server' requires options.address (\"host:port\").";
+    let mut cases = vec![(
+        json!({"type": "calico"}),
+        "Unknown network type 'calico': use flannel_etcd or flannel_server.".to_string(),
+    )];
     for body in [
         json!({"type": "flannel_server"}),
         json!({"type": "flannel_server", "options": {}}),
         json!({"type": "flanneld_service", "options": {"address": null}}),
     ] {
-        let resp = put(&s, &admin, path, body).await;
-        expect_error(resp, StatusCode::BAD_REQUEST, Some(required)).await;
+        cases.push((body, required.to_string()));
     }
     for address in [
         "192.168.152.101",
@@ -262,73 +259,44 @@ async fn network_put_validation(db: Db) {
         "a b:80",
         "",
     ] {
-        let resp = put(
-            &s,
-            &admin,
-            path,
+        cases.push((
             json!({"type": "flannel_server", "options": {"address": address}}),
-        )
-        .await;
-        expect_error(
-            resp,
-            StatusCode::BAD_REQUEST,
-            Some(&format!(
+            format!(
                 "Invalid options.address '{address}': use \"host:port\" with a host address and a port from 1 to 65535."
-            )),
-        )
-        .await;
+            ),
+        ));
     }
-    let resp = put(
-        &s,
-        &admin,
-        path,
+    cases.push((
         json!({"type": "flannel_server", "options": {"address": 8080}}),
-    )
-    .await;
-    expect_error(
-        resp,
-        StatusCode::BAD_REQUEST,
-        Some("options.address must be a string."),
-    )
-    .await;
+        "options.address must be a string.".to_string(),
+    ));
+    cases.push((
+        json!({"name": "other"}),
+        "The name 'other' in the body does not match the name 'bad' in the path.".to_string(),
+    ));
+    s.expect_rejected(&admin, Method::PUT, path, cases).await;
     // Wrong JSON types anywhere: 400.
-    for body in [
-        json!([]),
-        json!("flannel_etcd"),
-        json!(5),
-        json!({"type": 5}),
-        json!({"type": ["flannel_etcd"]}),
-        json!({"options": "address=x"}),
-        json!({"options": []}),
-        json!({"options": 1}),
-        json!({"name": 7}),
-    ] {
-        let resp = put(&s, &admin, path, body.clone()).await;
-        let err = expect_error(resp, StatusCode::BAD_REQUEST, None).await;
-        assert!(err["message"].is_string(), "{body}");
-    }
-    let resp = s
-        .call(&admin, Method::PUT, path)
-        .body("{\"type\": ")
-        .send()
-        .await
-        .unwrap();
-    let err = expect_error(resp, StatusCode::BAD_REQUEST, None).await;
-    assert!(
-        err["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("Request body is not valid JSON: "),
-        "{err}"
-    );
-    // The name in the body must be the path's.
-    let resp = put(&s, &admin, path, json!({"name": "other"})).await;
-    expect_error(
-        resp,
-        StatusCode::BAD_REQUEST,
-        Some("The name 'other' in the body does not match the name 'bad' in the path."),
+    s.expect_bad_bodies(
+        &admin,
+        Method::PUT,
+        path,
+        [
+            json!([]),
+            json!("flannel_etcd"),
+            json!(5),
+            json!({"type": 5}),
+            json!({"type": ["flannel_etcd"]}),
+            json!({"options": "address=x"}),
+            json!({"options": []}),
+            json!({"options": 1}),
+            json!({"name": 7}),
+        ],
     )
     .await;
+    s.put(&admin, path)
+        .with(|r| r.body("{\"type\": "))
+        .expect_not_json()
+        .await;
     // Invalid names, on every method.
     let long = "n".repeat(256);
     for (raw, name) in [
@@ -343,71 +311,78 @@ async fn network_put_validation(db: Db) {
             (Method::GET, None),
             (Method::DELETE, None),
         ] {
-            let resp = send(&s, &admin, method.clone(), &p, body).await;
-            expect_error(resp, StatusCode::BAD_REQUEST, Some(&invalid_name(name))).await;
+            s.req(&admin, method.clone(), &p)
+                .case(format!("{raw:?}, {name:?}, {method:?}, {body:?}"))
+                .json_opt(body)
+                .expect_error(StatusCode::BAD_REQUEST, &invalid_name(name))
+                .await;
         }
     }
     // Nothing was created.
-    assert_eq!(get_json(&s, &admin, "/api/v0/networks").await, json!(["default"]));
+    assert_eq!(s.get_json(&admin, "/api/v0/networks").await, json!(["default"]));
     // The longest valid name works.
     let name = "n".repeat(255);
-    let resp = put(&s, &admin, &format!("/api/v0/network/{name}"), json!({})).await;
-    expect_json(resp, StatusCode::CREATED).await;
+    s.put(&admin, &format!("/api/v0/network/{name}"))
+        .json(json!({}))
+        .expect(StatusCode::CREATED)
+        .await;
 }
 
 async fn network_delete(db: Db) {
     let s = TestServer::start(db).await;
     let admin = s.create_tenant("acme", 0).await;
     for name in ["mynetwork", "other"] {
-        let resp = put(&s, &admin, &format!("/api/v0/network/{name}"), json!({})).await;
-        expect_json(resp, StatusCode::CREATED).await;
+        s.put(&admin, &format!("/api/v0/network/{name}"))
+            .json(json!({}))
+            .expect(StatusCode::CREATED)
+            .await;
     }
-    expect_deleted(send(&s, &admin, Method::DELETE, "/api/v0/network/other", None).await).await;
+    s.delete(&admin, "/api/v0/network/other").expect_deleted().await;
     let gone = "Network 'other' does not exist.";
-    let resp = send(&s, &admin, Method::GET, "/api/v0/network/other", None).await;
-    expect_error(resp, StatusCode::NOT_FOUND, Some(gone)).await;
-    let resp = send(&s, &admin, Method::DELETE, "/api/v0/network/other", None).await;
-    expect_error(resp, StatusCode::NOT_FOUND, Some(gone)).await;
-    let resp = send(&s, &admin, Method::DELETE, "/api/v0/network/ghost", None).await;
-    expect_error(
-        resp,
+    expect_each_error(
+        [
+            s.get(&admin, "/api/v0/network/other"),
+            s.delete(&admin, "/api/v0/network/other"),
+        ],
         StatusCode::NOT_FOUND,
-        Some("Network 'ghost' does not exist."),
+        gone,
     )
     .await;
+    s.delete(&admin, "/api/v0/network/ghost")
+        .expect_error(StatusCode::NOT_FOUND, "Network 'ghost' does not exist.")
+        .await;
     // `default` stays.
     for _ in 0..2 {
-        let resp = send(&s, &admin, Method::DELETE, "/api/v0/network/default", None).await;
-        expect_error(
-            resp,
-            StatusCode::CONFLICT,
-            Some("Network 'default' cannot be deleted."),
-        )
-        .await;
+        s.delete(&admin, "/api/v0/network/default")
+            .expect_error(StatusCode::CONFLICT, "Network 'default' cannot be deleted.")
+            .await;
     }
     // A network in use by clusters: the first cluster by byte order is named.
     add_cluster(&s, "acme", "zz", "mynetwork", "").await;
     add_cluster(&s, "acme", "mycluster", "mynetwork", "").await;
     add_cluster(&s, "acme", "Z", "default", "").await;
-    let resp = send(&s, &admin, Method::DELETE, "/api/v0/network/mynetwork", None).await;
-    expect_error(
-        resp,
-        StatusCode::CONFLICT,
-        Some("Network 'mynetwork' is used by cluster 'mycluster'."),
-    )
-    .await;
+    s.delete(&admin, "/api/v0/network/mynetwork")
+        .expect_error(
+            StatusCode::CONFLICT,
+            "Network 'mynetwork' is used by cluster 'mycluster'.",
+        )
+        .await;
     assert_eq!(
-        get_json(&s, &admin, "/api/v0/networks").await,
+        s.get_json(&admin, "/api/v0/networks").await,
         json!(["default", "mynetwork"])
     );
     remove_clusters(&s, "acme").await;
-    expect_deleted(send(&s, &admin, Method::DELETE, "/api/v0/network/mynetwork/", None).await).await;
-    assert_eq!(get_json(&s, &admin, "/api/v0/networks").await, json!(["default"]));
+    s.delete(&admin, "/api/v0/network/mynetwork/")
+        .expect_deleted()
+        .await;
+    assert_eq!(s.get_json(&admin, "/api/v0/networks").await, json!(["default"]));
     // A deleted network can be created anew with other settings.
     let body = json!({"type": "flannel_server", "options": {"address": "10.0.0.1:8285"}});
-    let resp = put(&s, &admin, "/api/v0/network/other", body).await;
     assert_eq!(
-        expect_json(resp, StatusCode::CREATED).await["type"],
+        s.put(&admin, "/api/v0/network/other")
+            .json(body)
+            .expect(StatusCode::CREATED)
+            .await["type"],
         "flannel_server"
     );
 }
@@ -422,25 +397,22 @@ async fn container_manager_lists(db: Db) {
         "/api/v0/containermanager",
         "/api/v0/containermanager/",
     ] {
-        assert_eq!(get_json(&s, &admin, path).await, json!([]), "{path}");
+        assert_eq!(s.get_json(&admin, path).await, json!([]), "{path}");
     }
     for name in ["prod_openshift", "Beta", "alpha", "a-1"] {
-        let resp = put(
-            &s,
-            &admin,
-            &format!("/api/v0/containermanager/{name}"),
-            json!({"type": "trivial"}),
-        )
-        .await;
-        expect_json(resp, StatusCode::CREATED).await;
+        s.put(&admin, &format!("/api/v0/containermanager/{name}"))
+            .json(json!({"type": "trivial"}))
+            .expect(StatusCode::CREATED)
+            .await;
     }
     let want = json!(["Beta", "a-1", "alpha", "prod_openshift"]);
-    assert_eq!(get_json(&s, &admin, "/api/v0/containermanagers").await, want);
-    assert_eq!(get_json(&s, &admin, "/api/v0/containermanager").await, want);
-    let resp = send(&s, &admin, Method::HEAD, "/api/v0/containermanagers", None).await;
-    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(s.get_json(&admin, "/api/v0/containermanagers").await, want);
+    assert_eq!(s.get_json(&admin, "/api/v0/containermanager").await, want);
+    s.req(&admin, Method::HEAD, "/api/v0/containermanagers")
+        .expect_status(StatusCode::OK)
+        .await;
     assert_eq!(
-        get_json(&s, BOOTSTRAP_KEY, "/api/v0/containermanagers").await,
+        s.get_json(BOOTSTRAP_KEY, "/api/v0/containermanagers").await,
         json!([])
     );
 }
@@ -451,46 +423,34 @@ async fn container_manager_put_and_compare(db: Db) {
     let path = "/api/v0/containermanager/prod_openshift";
     let body = json!({"type": "openshift", "options": {"apiserver": "https://192.168.152.101:8080/api/"}});
     let want = json!({"name": "prod_openshift", "type": "openshift", "options": {"apiserver": "https://192.168.152.101:8080/api/"}});
-    assert_eq!(
-        expect_json(put(&s, &admin, path, body.clone()).await, StatusCode::CREATED).await,
-        want
-    );
-    assert_eq!(get_json(&s, &admin, path).await, want);
     // The same settings: `server_url` and `apiserver` compare equal; unknown fields and
     // unknown options are ignored.
-    for same in [
+    let same = [
         body.clone(),
         json!({"name": "prod_openshift", "type": "openshift", "options": {"server_url": "https://192.168.152.101:8080/api/"}}),
         json!({"type": "openshift", "options": {"apiserver": "https://192.168.152.101:8080/api/",
                                                "server_url": "https://192.168.152.101:8080/api/"}}),
         json!({"type": "openshift", "options": {"apiserver": "https://192.168.152.101:8080/api/", "verify": false}, "x": 1}),
         json!({"type": "openshift", "options": {"apiserver": "https://192.168.152.101:8080/api/", "token": null}}),
-    ] {
-        let resp = put(&s, &admin, path, same.clone()).await;
-        assert_eq!(expect_json(resp, StatusCode::OK).await, want, "{same}");
-    }
-    for different in [
+    ];
+    let different = [
         json!({"type": "openshift", "options": {"apiserver": "https://192.168.152.101:8080/"}}),
         json!({"type": "openshift", "options": {"apiserver": "https://192.168.152.101:8080/api/", "token": "t"}}),
         json!({"type": "trivial"}),
-    ] {
-        let resp = put(&s, &admin, path, different.clone()).await;
-        expect_error(resp, StatusCode::CONFLICT, None).await;
-    }
-    assert_eq!(get_json(&s, &admin, path).await, want);
+    ];
+    put_creates_then_compares(&s, &admin, path, body, &want, same, different).await;
 
     // `server_url` on input is stored and answered as `apiserver`.
-    let resp = put(
-        &s,
-        &admin,
-        "/api/v0/containermanager/legacy",
-        json!({"type": "openshift", "options": {"server_url": "http://k8s.example.com:8080"}}),
-    )
-    .await;
     let legacy = json!({"name": "legacy", "type": "openshift", "options": {"apiserver": "http://k8s.example.com:8080"}});
-    assert_eq!(expect_json(resp, StatusCode::CREATED).await, legacy);
     assert_eq!(
-        get_json(&s, &admin, "/api/v0/containermanager/legacy").await,
+        s.put(&admin, "/api/v0/containermanager/legacy")
+            .json(json!({"type": "openshift", "options": {"server_url": "http://k8s.example.com:8080"}}))
+            .expect(StatusCode::CREATED)
+            .await,
+        legacy
+    );
+    assert_eq!(
+        s.get_json(&admin, "/api/v0/containermanager/legacy").await,
         legacy
     );
     assert_eq!(
@@ -500,23 +460,21 @@ async fn container_manager_put_and_compare(db: Db) {
     );
 
     // `trivial` has no options: any given are ignored.
-    let resp = put(
-        &s,
-        &admin,
-        "/api/v0/containermanager/noop",
-        json!({"type": "trivial", "options": {"apiserver": "https://x", "token": TOKEN}}),
-    )
-    .await;
     let noop = json!({"name": "noop", "type": "trivial", "options": {}});
-    assert_eq!(expect_json(resp, StatusCode::CREATED).await, noop);
-    let resp = put(
-        &s,
-        &admin,
-        "/api/v0/containermanager/noop",
-        json!({"type": "trivial"}),
-    )
-    .await;
-    assert_eq!(expect_json(resp, StatusCode::OK).await, noop);
+    assert_eq!(
+        s.put(&admin, "/api/v0/containermanager/noop")
+            .json(json!({"type": "trivial", "options": {"apiserver": "https://x", "token": TOKEN}}))
+            .expect(StatusCode::CREATED)
+            .await,
+        noop
+    );
+    assert_eq!(
+        s.put(&admin, "/api/v0/containermanager/noop")
+            .json(json!({"type": "trivial"}))
+            .ok()
+            .await,
+        noop
+    );
     assert_eq!(
         s.sql_count(&format!(
             "SELECT COUNT(*) FROM container_managers WHERE name = 'noop' AND token_sealed = '' \
@@ -533,44 +491,45 @@ async fn container_manager_token_is_sealed_and_masked(db: Db) {
     let path = "/api/v0/containermanager/k8s";
     let body = json!({"type": "openshift", "options": {"apiserver": "https://k8s:6443", "token": TOKEN}});
     let want = json!({"name": "k8s", "type": "openshift", "options": {"apiserver": "https://k8s:6443", "token": "********"}});
-    let mut texts = Vec::new();
-    let resp = put(&s, &admin, path, body.clone()).await;
-    assert_eq!(resp.status(), StatusCode::CREATED);
-    texts.push(resp.text().await.unwrap());
-    assert_eq!(serde_json::from_str::<Value>(&texts[0]).unwrap(), want);
-    // The same token again: 200. Another token, no token, or the mask itself: 409.
-    let resp = put(&s, &admin, path, body.clone()).await;
-    assert_eq!(resp.status(), StatusCode::OK);
-    texts.push(resp.text().await.unwrap());
-    let resp = put(
-        &s,
-        &admin,
-        path,
-        json!({"type": "openshift", "options": {"server_url": "https://k8s:6443", "token": TOKEN}}),
-    )
-    .await;
-    assert_eq!(resp.status(), StatusCode::OK);
-    texts.push(resp.text().await.unwrap());
+    // Created: 201. The same token again: 200 (also as `server_url`). Another token, no
+    // token, or the mask itself: 409. Then the reads. No answer shows the token.
+    let mut requests = vec![
+        (Method::PUT, path, Some(body.clone()), StatusCode::CREATED),
+        (Method::PUT, path, Some(body.clone()), StatusCode::OK),
+        (
+            Method::PUT,
+            path,
+            Some(json!({"type": "openshift", "options": {"server_url": "https://k8s:6443", "token": TOKEN}})),
+            StatusCode::OK,
+        ),
+    ];
     for different in [
         json!({"type": "openshift", "options": {"apiserver": "https://k8s:6443", "token": "other"}}),
         json!({"type": "openshift", "options": {"apiserver": "https://k8s:6443"}}),
         json!({"type": "openshift", "options": {"apiserver": "https://k8s:6443", "token": "********"}}),
         json!({"type": "openshift", "options": {"apiserver": "https://k8s:6443", "token": format!("{TOKEN} ")}}),
     ] {
-        let resp = put(&s, &admin, path, different).await;
-        assert_eq!(resp.status(), StatusCode::CONFLICT);
-        texts.push(resp.text().await.unwrap());
+        requests.push((Method::PUT, path, Some(different), StatusCode::CONFLICT));
     }
     for p in [path, "/api/v0/containermanagers", "/api/v0/containermanager"] {
-        let resp = send(&s, &admin, Method::GET, p, None).await;
-        assert_eq!(resp.status(), StatusCode::OK);
-        texts.push(resp.text().await.unwrap());
+        requests.push((Method::GET, p, None, StatusCode::OK));
     }
+    let mut texts = Vec::new();
+    for (i, (method, p, body, status)) in requests.into_iter().enumerate() {
+        texts.push(
+            s.req(&admin, method, p)
+                .json_opt(body)
+                .case(i)
+                .expect_status(status)
+                .await,
+        );
+    }
+    assert_eq!(serde_json::from_str::<Value>(&texts[0]).unwrap(), want);
     assert_eq!(
         serde_json::from_str::<Value>(texts.last().unwrap()).unwrap(),
         json!(["k8s"])
     );
-    assert_eq!(get_json(&s, &admin, path).await, want);
+    assert_eq!(s.get_json(&admin, path).await, want);
     for t in &texts {
         assert!(!t.contains(TOKEN), "the token leaked: {t}");
     }
@@ -597,27 +556,19 @@ async fn container_manager_token_is_sealed_and_masked(db: Db) {
     );
     // A viewer sees the mask too.
     let viewer = s.create_user(&admin, "vic", "viewer").await;
-    assert_eq!(get_json(&s, &viewer, path).await, want);
+    assert_eq!(s.get_json(&viewer, path).await, want);
     // An empty token is a token.
-    let resp = put(
-        &s,
-        &admin,
-        "/api/v0/containermanager/empty",
-        json!({"type": "openshift", "options": {"apiserver": "https://k8s:6443", "token": ""}}),
-    )
-    .await;
     assert_eq!(
-        expect_json(resp, StatusCode::CREATED).await["options"]["token"],
+        s.put(&admin, "/api/v0/containermanager/empty")
+            .json(json!({"type": "openshift", "options": {"apiserver": "https://k8s:6443", "token": ""}}))
+            .expect(StatusCode::CREATED)
+            .await["options"]["token"],
         "********"
     );
-    let resp = put(
-        &s,
-        &admin,
-        "/api/v0/containermanager/empty",
-        json!({"type": "openshift", "options": {"apiserver": "https://k8s:6443"}}),
-    )
-    .await;
-    expect_error(resp, StatusCode::CONFLICT, None).await;
+    s.put(&admin, "/api/v0/containermanager/empty")
+        .json(json!({"type": "openshift", "options": {"apiserver": "https://k8s:6443"}}))
+        .expect_error(StatusCode::CONFLICT, None)
+        .await;
 }
 
 async fn container_manager_put_validation(db: Db) {
@@ -625,30 +576,29 @@ async fn container_manager_put_validation(db: Db) {
     let admin = s.create_tenant("acme", 0).await;
     let path = "/api/v0/containermanager/bad";
     let required = "A container manager type is required: use openshift or trivial.";
-    let resp = send(&s, &admin, Method::PUT, path, None).await;
-    expect_error(resp, StatusCode::BAD_REQUEST, Some(required)).await;
+    s.put(&admin, path)
+        .expect_error(StatusCode::BAD_REQUEST, required)
+        .await;
+    let missing = "Container manager type 'openshift' requires options.apiserver (an http or https URL).";
+    let together =
+        "options.certificate_path and options.certificate_key_path go together: give both or neither.";
+    let mut cases: Vec<(Value, String)> = Vec::new();
     for body in [
         json!({}),
         json!({"type": null, "options": {"apiserver": "https://k"}}),
     ] {
-        let resp = put(&s, &admin, path, body).await;
-        expect_error(resp, StatusCode::BAD_REQUEST, Some(required)).await;
+        cases.push((body, required.to_string()));
     }
-    let resp = put(&s, &admin, path, json!({"type": "kubernetes"})).await;
-    expect_error(
-        resp,
-        StatusCode::BAD_REQUEST,
-        Some("Unknown container manager type 'kubernetes': use openshift or trivial."),
-    )
-    .await;
-    let missing = "Container manager type 'openshift' requires options.apiserver (an http or https URL).";
+    cases.push((
+        json!({"type": "kubernetes"}),
+        "Unknown container manager type 'kubernetes': use openshift or trivial.".to_string(),
+    ));
     for body in [
         json!({"type": "openshift"}),
         json!({"type": "openshift", "options": {}}),
         json!({"type": "openshift", "options": {"token": TOKEN}}),
     ] {
-        let resp = put(&s, &admin, path, body).await;
-        expect_error(resp, StatusCode::BAD_REQUEST, Some(missing)).await;
+        cases.push((body, missing.to_string()));
     }
     for url in [
         "k8s:6443",
@@ -660,35 +610,15 @@ async fn container_manager_put_validation(db: Db) {
         "not a url",
         "",
     ] {
-        let resp = put(
-            &s,
-            &admin,
-            path,
+        cases.push((
             json!({"type": "openshift", "options": {"apiserver": url}}),
-        )
-        .await;
-        expect_error(
-            resp,
-            StatusCode::BAD_REQUEST,
-            Some(&format!(
-                "Invalid options.apiserver '{url}': use an http or https URL."
-            )),
-        )
-        .await;
+            format!("Invalid options.apiserver '{url}': use an http or https URL."),
+        ));
     }
-    let resp = put(
-        &s,
-        &admin,
-        path,
+    cases.push((
         json!({"type": "openshift", "options": {"apiserver": "https://a", "server_url": "https://b"}}),
-    )
-    .await;
-    expect_error(
-        resp,
-        StatusCode::BAD_REQUEST,
-        Some("options.apiserver and options.server_url differ: give one of them."),
-    )
-    .await;
+        "options.apiserver and options.server_url differ: give one of them.".to_string(),
+    ));
     for (key, value) in [
         ("apiserver", json!(5)),
         ("server_url", json!(["https://k"])),
@@ -697,58 +627,45 @@ async fn container_manager_put_validation(db: Db) {
     ] {
         let mut options = json!({"apiserver": "https://k8s"});
         options[key] = value;
-        let resp = put(&s, &admin, path, json!({"type": "openshift", "options": options})).await;
-        expect_error(
-            resp,
-            StatusCode::BAD_REQUEST,
-            Some(&format!("options.{key} must be a string.")),
-        )
-        .await;
+        cases.push((
+            json!({"type": "openshift", "options": options}),
+            format!("options.{key} must be a string."),
+        ));
     }
     // Certificates without the server's cert_dir: refused.
-    let together =
-        "options.certificate_path and options.certificate_key_path go together: give both or neither.";
-    for certs in [
+    for mut options in [
         json!({"certificate_path": "c.pem"}),
         json!({"certificate_key_path": "k.pem"}),
     ] {
-        let mut options = certs;
         options["apiserver"] = json!("https://k8s");
-        let resp = put(&s, &admin, path, json!({"type": "openshift", "options": options})).await;
-        expect_error(resp, StatusCode::BAD_REQUEST, Some(together)).await;
+        cases.push((
+            json!({"type": "openshift", "options": options}),
+            together.to_string(),
+        ));
     }
-    let resp = put(
-        &s,
-        &admin,
-        path,
+    cases.push((
         json!({"type": "openshift", "options": {"apiserver": "https://k8s",
                "certificate_path": "c.pem", "certificate_key_path": "k.pem"}}),
-    )
-    .await;
-    expect_error(
-        resp,
-        StatusCode::BAD_REQUEST,
-        Some("Certificate files are not accepted: the server setting cert_dir is not set."),
-    )
-    .await;
+        "Certificate files are not accepted: the server setting cert_dir is not set.".to_string(),
+    ));
+    cases.push((
+        json!({"type": "trivial", "name": "other"}),
+        "The name 'other' in the body does not match the name 'bad' in the path.".to_string(),
+    ));
+    s.expect_rejected(&admin, Method::PUT, path, cases).await;
     // Wrong JSON types.
-    for body in [
-        json!([]),
-        json!("openshift"),
-        json!({"type": 1}),
-        json!({"type": "trivial", "options": "x"}),
-        json!({"type": "openshift", "options": ["https://k"]}),
-        json!({"type": "trivial", "name": false}),
-    ] {
-        let resp = put(&s, &admin, path, body.clone()).await;
-        let err = expect_error(resp, StatusCode::BAD_REQUEST, None).await;
-        assert!(err["message"].is_string(), "{body}");
-    }
-    let resp = put(&s, &admin, path, json!({"type": "trivial", "name": "other"})).await;
-    expect_error(
-        resp,
-        StatusCode::BAD_REQUEST,
-        Some("The name 'other' in the body does not match the name 'bad' in the path."),
+    s.expect_bad_bodies(
+        &admin,
+        Method::PUT,
+        path,
+        [
+            json!([]),
+            json!("openshift"),
+            json!({"type": 1}),
+            json!({"type": "trivial", "options": "x"}),
+            json!({"type": "openshift", "options": ["https://k"]}),
+            json!({"type": "trivial", "name": false}),
+        ],
     )
     .await;
     for (raw, name) in [("a%20b", "a b"), ("a.b", "a.b"), ("x%2By", "x+y")] {
@@ -758,11 +675,14 @@ async fn container_manager_put_validation(db: Db) {
             (Method::GET, None),
             (Method::DELETE, None),
         ] {
-            let resp = send(&s, &admin, method.clone(), &p, body).await;
-            expect_error(resp, StatusCode::BAD_REQUEST, Some(&invalid_name(name))).await;
+            s.req(&admin, method.clone(), &p)
+                .case(format!("{raw:?}, {name:?}, {method:?}, {body:?}"))
+                .json_opt(body)
+                .expect_error(StatusCode::BAD_REQUEST, &invalid_name(name))
+                .await;
         }
     }
-    assert_eq!(get_json(&s, &admin, "/api/v0/containermanagers").await, json!([]));
+    assert_eq!(s.get_json(&admin, "/api/v0/containermanagers").await, json!([]));
     assert_eq!(s.sql_count("SELECT COUNT(*) FROM container_managers").await, 0);
 }
 
@@ -774,18 +694,30 @@ async fn container_manager_certificates_inside_cert_dir(db: Db) {
     let path = "/api/v0/containermanager/secure";
     let options = json!({"apiserver": "https://k8s:6443", "certificate_path": "client.crt",
                          "certificate_key_path": "client.key", "token": TOKEN});
-    let resp = put(&s, &admin, path, json!({"type": "openshift", "options": options})).await;
     let want = json!({"name": "secure", "type": "openshift", "options": {
         "apiserver": "https://k8s:6443", "certificate_path": "client.crt",
         "certificate_key_path": "client.key", "token": "********"}});
-    assert_eq!(expect_json(resp, StatusCode::CREATED).await, want);
-    assert_eq!(get_json(&s, &admin, path).await, want);
-    let resp = put(&s, &admin, path, json!({"type": "openshift", "options": options})).await;
-    assert_eq!(expect_json(resp, StatusCode::OK).await, want);
+    assert_eq!(
+        s.put(&admin, path)
+            .json(json!({"type": "openshift", "options": options}))
+            .expect(StatusCode::CREATED)
+            .await,
+        want
+    );
+    assert_eq!(s.get_json(&admin, path).await, want);
+    assert_eq!(
+        s.put(&admin, path)
+            .json(json!({"type": "openshift", "options": options}))
+            .ok()
+            .await,
+        want
+    );
     let mut other = options.clone();
     other["certificate_key_path"] = json!("other.key");
-    let resp = put(&s, &admin, path, json!({"type": "openshift", "options": other})).await;
-    expect_error(resp, StatusCode::CONFLICT, None).await;
+    s.put(&admin, path)
+        .json(json!({"type": "openshift", "options": other}))
+        .expect_error(StatusCode::CONFLICT, None)
+        .await;
     // Names that leave the directory are refused, in either option.
     let abs = certs.path().join("client.crt").display().to_string();
     for bad in [
@@ -801,40 +733,27 @@ async fn container_manager_certificates_inside_cert_dir(db: Db) {
         for key in ["certificate_path", "certificate_key_path"] {
             let mut o = options.clone();
             o[key] = json!(bad);
-            let resp = put(
-                &s,
-                &admin,
-                "/api/v0/containermanager/escape",
-                json!({"type": "openshift", "options": o}),
-            )
-            .await;
-            expect_error(
-                resp,
-                StatusCode::BAD_REQUEST,
-                Some(&format!(
-                    "Invalid certificate file name '{bad}': use a plain file name inside the server's certificate directory."
-                )),
-            )
-            .await;
+            let message = format!(
+                "Invalid certificate file name '{bad}': use a plain file name inside the server's certificate directory."
+            );
+            s.put(&admin, "/api/v0/containermanager/escape")
+                .case(format!("{bad:?}, {key:?}"))
+                .json(json!({"type": "openshift", "options": o}))
+                .expect_error(StatusCode::BAD_REQUEST, &message)
+                .await;
         }
     }
     let mut half = options.clone();
     half.as_object_mut().unwrap().remove("certificate_key_path");
-    let resp = put(
-        &s,
-        &admin,
-        "/api/v0/containermanager/escape",
-        json!({"type": "openshift", "options": half}),
-    )
-    .await;
-    expect_error(
-        resp,
-        StatusCode::BAD_REQUEST,
-        Some("options.certificate_path and options.certificate_key_path go together: give both or neither."),
-    )
-    .await;
+    s.put(&admin, "/api/v0/containermanager/escape")
+        .json(json!({"type": "openshift", "options": half}))
+        .expect_error(
+            StatusCode::BAD_REQUEST,
+            "options.certificate_path and options.certificate_key_path go together: give both or neither.",
+        )
+        .await;
     assert_eq!(
-        get_json(&s, &admin, "/api/v0/containermanagers").await,
+        s.get_json(&admin, "/api/v0/containermanagers").await,
         json!(["secure"])
     );
 }
@@ -843,69 +762,44 @@ async fn container_manager_delete(db: Db) {
     let s = TestServer::start(db).await;
     let admin = s.create_tenant("acme", 0).await;
     for name in ["prod_openshift", "spare"] {
-        let resp = put(
-            &s,
-            &admin,
-            &format!("/api/v0/containermanager/{name}"),
-            json!({"type": "openshift", "options": {"apiserver": "https://k8s", "token": TOKEN}}),
-        )
-        .await;
-        expect_json(resp, StatusCode::CREATED).await;
+        s.put(&admin, &format!("/api/v0/containermanager/{name}"))
+            .json(json!({"type": "openshift", "options": {"apiserver": "https://k8s", "token": TOKEN}}))
+            .expect(StatusCode::CREATED)
+            .await;
     }
-    expect_deleted(send(&s, &admin, Method::DELETE, "/api/v0/containermanager/spare", None).await).await;
+    s.delete(&admin, "/api/v0/containermanager/spare")
+        .expect_deleted()
+        .await;
     let gone = "Container manager 'spare' does not exist.";
     for method in [Method::GET, Method::DELETE] {
-        let resp = send(&s, &admin, method, "/api/v0/containermanager/spare", None).await;
-        expect_error(resp, StatusCode::NOT_FOUND, Some(gone)).await;
+        s.req(&admin, method, "/api/v0/containermanager/spare")
+            .expect_error(StatusCode::NOT_FOUND, gone)
+            .await;
     }
     add_cluster(&s, "acme", "mycluster", "default", "prod_openshift").await;
     add_cluster(&s, "acme", "other", "default", "").await;
-    let resp = send(
-        &s,
-        &admin,
-        Method::DELETE,
-        "/api/v0/containermanager/prod_openshift",
-        None,
-    )
-    .await;
-    expect_error(
-        resp,
-        StatusCode::CONFLICT,
-        Some("Container manager 'prod_openshift' is used by cluster 'mycluster'."),
-    )
-    .await;
-    // Nothing changed, the token included.
-    let resp = put(
-        &s,
-        &admin,
-        "/api/v0/containermanager/prod_openshift",
-        json!({"type": "openshift", "options": {"apiserver": "https://k8s", "token": TOKEN}}),
-    )
-    .await;
-    expect_json(resp, StatusCode::OK).await;
-    remove_clusters(&s, "acme").await;
-    expect_deleted(
-        send(
-            &s,
-            &admin,
-            Method::DELETE,
-            "/api/v0/containermanager/prod_openshift/",
-            None,
+    s.delete(&admin, "/api/v0/containermanager/prod_openshift")
+        .expect_error(
+            StatusCode::CONFLICT,
+            "Container manager 'prod_openshift' is used by cluster 'mycluster'.",
         )
-        .await,
-    )
-    .await;
-    assert_eq!(get_json(&s, &admin, "/api/v0/containermanagers").await, json!([]));
+        .await;
+    // Nothing changed, the token included.
+    s.put(&admin, "/api/v0/containermanager/prod_openshift")
+        .json(json!({"type": "openshift", "options": {"apiserver": "https://k8s", "token": TOKEN}}))
+        .ok()
+        .await;
+    remove_clusters(&s, "acme").await;
+    s.delete(&admin, "/api/v0/containermanager/prod_openshift/")
+        .expect_deleted()
+        .await;
+    assert_eq!(s.get_json(&admin, "/api/v0/containermanagers").await, json!([]));
     assert_eq!(s.sql_count("SELECT COUNT(*) FROM container_managers").await, 0);
     // Created anew with other settings.
-    let resp = put(
-        &s,
-        &admin,
-        "/api/v0/containermanager/prod_openshift",
-        json!({"type": "trivial"}),
-    )
-    .await;
-    expect_json(resp, StatusCode::CREATED).await;
+    s.put(&admin, "/api/v0/containermanager/prod_openshift")
+        .json(json!({"type": "trivial"}))
+        .expect(StatusCode::CREATED)
+        .await;
 }
 
 // ---- Tenancy and permissions
@@ -916,62 +810,58 @@ async fn other_tenants_objects_are_not_found(db: Db) {
     let other = s.create_tenant("other", 0).await;
     let net = json!({"type": "flannel_server", "options": {"address": "10.0.0.1:8080"}});
     let cm = json!({"type": "openshift", "options": {"apiserver": "https://k8s", "token": TOKEN}});
-    expect_json(
-        put(&s, &acme, "/api/v0/network/net", net.clone()).await,
-        StatusCode::CREATED,
-    )
-    .await;
-    expect_json(
-        put(&s, &acme, "/api/v0/containermanager/cm", cm.clone()).await,
-        StatusCode::CREATED,
-    )
-    .await;
-    let acme_net = get_json(&s, &acme, "/api/v0/network/net").await;
-    let acme_cm = get_json(&s, &acme, "/api/v0/containermanager/cm").await;
+    s.put(&acme, "/api/v0/network/net")
+        .json(net.clone())
+        .expect(StatusCode::CREATED)
+        .await;
+    s.put(&acme, "/api/v0/containermanager/cm")
+        .json(cm.clone())
+        .expect(StatusCode::CREATED)
+        .await;
+    let acme_net = s.get_json(&acme, "/api/v0/network/net").await;
+    let acme_cm = s.get_json(&acme, "/api/v0/containermanager/cm").await;
     for key in [other.as_str(), BOOTSTRAP_KEY] {
         for method in [Method::GET, Method::DELETE] {
-            let resp = send(&s, key, method.clone(), "/api/v0/network/net", None).await;
-            expect_error(resp, StatusCode::NOT_FOUND, Some("Network 'net' does not exist.")).await;
-            let resp = send(&s, key, method, "/api/v0/containermanager/cm", None).await;
-            expect_error(
-                resp,
-                StatusCode::NOT_FOUND,
-                Some("Container manager 'cm' does not exist."),
-            )
-            .await;
+            s.req(key, method.clone(), "/api/v0/network/net")
+                .case(format!("{key:?}"))
+                .expect_error(StatusCode::NOT_FOUND, "Network 'net' does not exist.")
+                .await;
+            s.req(key, method, "/api/v0/containermanager/cm")
+                .case(format!("{key:?}"))
+                .expect_error(StatusCode::NOT_FOUND, "Container manager 'cm' does not exist.")
+                .await;
         }
-        assert_eq!(get_json(&s, key, "/api/v0/networks").await, json!(["default"]));
-        assert_eq!(get_json(&s, key, "/api/v0/containermanagers").await, json!([]));
+        assert_eq!(s.get_json(key, "/api/v0/networks").await, json!(["default"]));
+        assert_eq!(s.get_json(key, "/api/v0/containermanagers").await, json!([]));
     }
     // Names are per tenant: the same names with other settings are new objects elsewhere.
-    let resp = put(&s, &other, "/api/v0/network/net", json!({})).await;
-    expect_json(resp, StatusCode::CREATED).await;
-    let resp = put(
-        &s,
-        &other,
-        "/api/v0/containermanager/cm",
-        json!({"type": "trivial"}),
-    )
-    .await;
-    expect_json(resp, StatusCode::CREATED).await;
+    s.put(&other, "/api/v0/network/net")
+        .json(json!({}))
+        .expect(StatusCode::CREATED)
+        .await;
+    s.put(&other, "/api/v0/containermanager/cm")
+        .json(json!({"type": "trivial"}))
+        .expect(StatusCode::CREATED)
+        .await;
     // A cluster of another tenant does not hold acme's objects.
     add_cluster(&s, "other", "c", "net", "cm").await;
-    assert_eq!(get_json(&s, &acme, "/api/v0/network/net").await, acme_net);
-    assert_eq!(get_json(&s, &acme, "/api/v0/containermanager/cm").await, acme_cm);
-    expect_deleted(send(&s, &acme, Method::DELETE, "/api/v0/network/net", None).await).await;
-    expect_deleted(send(&s, &acme, Method::DELETE, "/api/v0/containermanager/cm", None).await).await;
+    assert_eq!(s.get_json(&acme, "/api/v0/network/net").await, acme_net);
+    assert_eq!(s.get_json(&acme, "/api/v0/containermanager/cm").await, acme_cm);
+    s.delete(&acme, "/api/v0/network/net").expect_deleted().await;
+    s.delete(&acme, "/api/v0/containermanager/cm")
+        .expect_deleted()
+        .await;
     // ... and the other tenant's are untouched and still in use there.
     assert_eq!(
-        get_json(&s, &other, "/api/v0/network/net").await,
+        s.get_json(&other, "/api/v0/network/net").await,
         json!({"name": "net", "type": "flannel_etcd", "options": {}})
     );
-    let resp = send(&s, &other, Method::DELETE, "/api/v0/containermanager/cm", None).await;
-    expect_error(
-        resp,
-        StatusCode::CONFLICT,
-        Some("Container manager 'cm' is used by cluster 'c'."),
-    )
-    .await;
+    s.delete(&other, "/api/v0/containermanager/cm")
+        .expect_error(
+            StatusCode::CONFLICT,
+            "Container manager 'cm' is used by cluster 'c'.",
+        )
+        .await;
     // acme's token is not in the other tenant's row (it has none).
     assert_eq!(
         s.sql_count("SELECT COUNT(*) FROM container_managers WHERE token_sealed <> ''")
@@ -985,42 +875,34 @@ async fn viewer_reads_but_cannot_write(db: Db) {
     let admin = s.create_tenant("acme", 0).await;
     let viewer = s.create_user(&admin, "vic", "viewer").await;
     let user = s.create_user(&admin, "ursula", "user").await;
-    expect_json(
-        put(&s, &admin, "/api/v0/network/net", json!({})).await,
-        StatusCode::CREATED,
-    )
-    .await;
-    expect_json(
-        put(
-            &s,
-            &admin,
-            "/api/v0/containermanager/cm",
-            json!({"type": "trivial"}),
-        )
-        .await,
-        StatusCode::CREATED,
-    )
-    .await;
+    s.put(&admin, "/api/v0/network/net")
+        .json(json!({}))
+        .expect(StatusCode::CREATED)
+        .await;
+    s.put(&admin, "/api/v0/containermanager/cm")
+        .json(json!({"type": "trivial"}))
+        .expect(StatusCode::CREATED)
+        .await;
     // Reads.
     assert_eq!(
-        get_json(&s, &viewer, "/api/v0/networks").await,
+        s.get_json(&viewer, "/api/v0/networks").await,
         json!(["default", "net"])
     );
     assert_eq!(
-        get_json(&s, &viewer, "/api/v0/network").await,
+        s.get_json(&viewer, "/api/v0/network").await,
         json!(["default", "net"])
     );
     assert_eq!(
-        get_json(&s, &viewer, "/api/v0/containermanagers").await,
+        s.get_json(&viewer, "/api/v0/containermanagers").await,
         json!(["cm"])
     );
     assert_eq!(
-        get_json(&s, &viewer, "/api/v0/containermanager").await,
+        s.get_json(&viewer, "/api/v0/containermanager").await,
         json!(["cm"])
     );
-    assert_eq!(get_json(&s, &viewer, "/api/v0/network/net").await["name"], "net");
+    assert_eq!(s.get_json(&viewer, "/api/v0/network/net").await["name"], "net");
     assert_eq!(
-        get_json(&s, &viewer, "/api/v0/containermanager/cm").await["type"],
+        s.get_json(&viewer, "/api/v0/containermanager/cm").await["type"],
         "trivial"
     );
     // Writes: 403 whether the target exists or not, valid body or not (permission before
@@ -1051,50 +933,43 @@ async fn viewer_reads_but_cannot_write(db: Db) {
         (Method::DELETE, "/api/v0/containermanager/cm", None),
         (Method::DELETE, "/api/v0/containermanager/ghost", None),
     ] {
-        let resp = send(&s, &viewer, method.clone(), path, body).await;
-        expect_error(
-            resp,
-            StatusCode::FORBIDDEN,
-            Some("Role 'viewer' may not change resources."),
-        )
-        .await;
+        s.req(&viewer, method.clone(), path)
+            .case(format!("{method:?}, {body:?}"))
+            .json_opt(body)
+            .expect_error(StatusCode::FORBIDDEN, "Role 'viewer' may not change resources.")
+            .await;
     }
     assert_eq!(
-        get_json(&s, &admin, "/api/v0/networks").await,
+        s.get_json(&admin, "/api/v0/networks").await,
         json!(["default", "net"])
     );
     assert_eq!(
-        get_json(&s, &admin, "/api/v0/containermanagers").await,
+        s.get_json(&admin, "/api/v0/containermanagers").await,
         json!(["cm"])
     );
     // Without credentials: 401.
-    let resp = s.anon(Method::GET, "/api/v0/networks").send().await.unwrap();
-    crate::harness::expect_unauthorized(resp, "Authentication required.").await;
+    s.req_anon(Method::GET, "/api/v0/networks")
+        .expect_unauthorized("Authentication required.")
+        .await;
     // A user may write.
-    expect_json(
-        put(&s, &user, "/api/v0/network/new", json!({})).await,
-        StatusCode::CREATED,
-    )
-    .await;
-    expect_deleted(send(&s, &user, Method::DELETE, "/api/v0/network/net", None).await).await;
-    expect_json(
-        put(
-            &s,
-            &user,
-            "/api/v0/containermanager/new",
-            json!({"type": "trivial"}),
-        )
-        .await,
-        StatusCode::CREATED,
-    )
-    .await;
-    expect_deleted(send(&s, &user, Method::DELETE, "/api/v0/containermanager/cm", None).await).await;
+    s.put(&user, "/api/v0/network/new")
+        .json(json!({}))
+        .expect(StatusCode::CREATED)
+        .await;
+    s.delete(&user, "/api/v0/network/net").expect_deleted().await;
+    s.put(&user, "/api/v0/containermanager/new")
+        .json(json!({"type": "trivial"}))
+        .expect(StatusCode::CREATED)
+        .await;
+    s.delete(&user, "/api/v0/containermanager/cm")
+        .expect_deleted()
+        .await;
     assert_eq!(
-        get_json(&s, &viewer, "/api/v0/networks").await,
+        s.get_json(&viewer, "/api/v0/networks").await,
         json!(["default", "new"])
     );
     assert_eq!(
-        get_json(&s, &viewer, "/api/v0/containermanagers").await,
+        s.get_json(&viewer, "/api/v0/containermanagers").await,
         json!(["new"])
     );
 }

@@ -5,7 +5,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::both_stores;
-use crate::harness::{Db, TestServer, expect_error, expect_json};
+use crate::harness::{Db, TestServer, expect_error};
 
 async fn unknown_uri_is_json_404(db: Db) {
     let s = TestServer::start(db).await;
@@ -14,17 +14,14 @@ async fn unknown_uri_is_json_404(db: Db) {
         (Method::POST, "/v2/clusters"),
         (Method::GET, "/v3/namespaces/default/artifacts"),
     ] {
-        let resp = s.anon(method.clone(), path).send().await.unwrap();
-        expect_error(
-            resp,
-            StatusCode::NOT_FOUND,
-            Some(&format!("No route for {method} {path}.")),
-        )
-        .await;
+        s.req_anon(method.clone(), path)
+            .expect_error(StatusCode::NOT_FOUND, &format!("No route for {method} {path}."))
+            .await;
     }
     // A route check comes before authentication: no credentials, still 404.
-    let resp = s.root(Method::GET, "/v2/nothing/here").send().await.unwrap();
-    expect_error(resp, StatusCode::NOT_FOUND, None).await;
+    s.req_root(Method::GET, "/v2/nothing/here")
+        .expect_error(StatusCode::NOT_FOUND, None)
+        .await;
 }
 
 async fn wrong_method_is_405_with_allow(db: Db) {
@@ -56,111 +53,77 @@ async fn malformed_and_mistyped_json_are_400(db: Db) {
     let admin = s.create_tenant("acme", 1).await;
     // Not JSON at all, whatever the content type.
     for body in ["{", "not json", "{\"id\": \"a\"} trailing"] {
-        let resp = s
-            .call(&admin, Method::POST, "/v2/users")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        let err = expect_error(resp, StatusCode::BAD_REQUEST, None).await;
-        let msg = err["message"].as_str().unwrap();
-        assert!(msg.starts_with("Request body is not valid JSON: "), "{msg}");
+        s.post(&admin, "/v2/users")
+            .case(format!("{body:?}"))
+            .with(|r| r.body(body))
+            .expect_not_json()
+            .await;
     }
     // Valid JSON of the wrong type: the message names the field.
-    let resp = s
-        .call(&admin, Method::POST, "/v2/users")
-        .json(&json!({"id": 5}))
-        .send()
-        .await
-        .unwrap();
-    let err = expect_error(resp, StatusCode::BAD_REQUEST, None).await;
+    let err = s
+        .post(&admin, "/v2/users")
+        .json(json!({"id": 5}))
+        .expect_error(StatusCode::BAD_REQUEST, None)
+        .await;
     assert!(err["message"].as_str().unwrap().contains("id"), "{err}");
-    let resp = s
-        .call(&admin, Method::PUT, "/v3/namespaces/dev")
-        .json(&json!({"config": {"a": 1}}))
-        .send()
-        .await
-        .unwrap();
-    let err = expect_error(resp, StatusCode::BAD_REQUEST, None).await;
+    let err = s
+        .put(&admin, "/v3/namespaces/dev")
+        .json(json!({"config": {"a": 1}}))
+        .expect_error(StatusCode::BAD_REQUEST, None)
+        .await;
     assert!(err["message"].as_str().unwrap().contains("config.a"), "{err}");
-    let resp = s
-        .call(&admin, Method::POST, "/v2/users")
-        .json(&json!([1, 2]))
-        .send()
-        .await
-        .unwrap();
-    expect_error(resp, StatusCode::BAD_REQUEST, None).await;
+    s.post(&admin, "/v2/users")
+        .json(json!([1, 2]))
+        .expect_error(StatusCode::BAD_REQUEST, None)
+        .await;
     // Coopr's own text for tenant bodies.
-    let resp = s
-        .root(Method::POST, "/v2/tenants")
-        .json(&json!({"tenant": {"name": "x", "workers": "1"}}))
-        .send()
-        .await
-        .unwrap();
-    expect_error(resp, StatusCode::BAD_REQUEST, Some("invalid input")).await;
+    s.req_root(Method::POST, "/v2/tenants")
+        .json(json!({"tenant": {"name": "x", "workers": "1"}}))
+        .expect_error(StatusCode::BAD_REQUEST, "invalid input")
+        .await;
     // No framework 415: a JSON body with a text content type is parsed.
-    let resp = s
-        .call(&admin, Method::POST, "/v2/users")
-        .header("content-type", "text/plain")
-        .body(r#"{"id": "carol"}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::CREATED);
+    s.post(&admin, "/v2/users")
+        .with(|r| r.header("content-type", "text/plain"))
+        .with(|r| r.body(r#"{"id": "carol"}"#))
+        .expect_status(StatusCode::CREATED)
+        .await;
 }
 
 async fn oversized_body_is_413(db: Db) {
     let s = TestServer::start_with(db, |c| c.max_body_bytes = 1024).await;
     let big = json!({"blob": "x".repeat(2000)});
-    let resp = s
-        .root(Method::PUT, "/v2/profile")
-        .json(&big)
-        .send()
-        .await
-        .unwrap();
-    expect_error(
-        resp,
-        StatusCode::PAYLOAD_TOO_LARGE,
-        Some("Request body exceeds 1024 bytes."),
-    )
-    .await;
+    s.req_root(Method::PUT, "/v2/profile")
+        .json(big)
+        .expect_error(StatusCode::PAYLOAD_TOO_LARGE, "Request body exceeds 1024 bytes.")
+        .await;
     // Nothing was stored.
-    let resp = s.root(Method::GET, "/v2/profile").send().await.unwrap();
-    expect_error(resp, StatusCode::NOT_FOUND, Some("Profile not found.")).await;
+    s.req_root(Method::GET, "/v2/profile")
+        .expect_error(StatusCode::NOT_FOUND, "Profile not found.")
+        .await;
     let small = json!({"blob": "x"});
-    let resp = s
-        .root(Method::PUT, "/v2/profile")
-        .json(&small)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(expect_json(resp, StatusCode::OK).await, small);
+    assert_eq!(
+        s.req_root(Method::PUT, "/v2/profile").json(&small).ok().await,
+        small
+    );
 }
 
 async fn trailing_slash_and_percent_decoding(db: Db) {
     let s = TestServer::start(db).await;
-    let a = expect_json(
-        s.root(Method::GET, "/v3/namespaces").send().await.unwrap(),
-        StatusCode::OK,
-    )
-    .await;
-    let b = expect_json(
-        s.root(Method::GET, "/v3/namespaces/").send().await.unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    let a = s.req_root(Method::GET, "/v3/namespaces").ok().await;
+    let b = s.req_root(Method::GET, "/v3/namespaces/").ok().await;
     assert_eq!(a, b);
-    let resp = s
-        .root(Method::PUT, "/v3/namespaces/my%2Dns/")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(expect_json(resp, StatusCode::OK).await["name"], "my-ns");
-    let resp = s.root(Method::GET, "/v3/namespaces/my-ns").send().await.unwrap();
-    assert_eq!(expect_json(resp, StatusCode::OK).await["name"], "my-ns");
+    assert_eq!(
+        s.req_root(Method::PUT, "/v3/namespaces/my%2Dns/").ok().await["name"],
+        "my-ns"
+    );
+    assert_eq!(
+        s.req_root(Method::GET, "/v3/namespaces/my-ns").ok().await["name"],
+        "my-ns"
+    );
     for bad in ["/v3/namespaces/a%2Fb", "/v3/namespaces/a%0Ab"] {
-        let resp = s.root(Method::GET, bad).send().await.unwrap();
-        expect_error(resp, StatusCode::BAD_REQUEST, None).await;
+        s.req_root(Method::GET, bad)
+            .expect_error(StatusCode::BAD_REQUEST, None)
+            .await;
     }
 }
 
@@ -211,36 +174,26 @@ async fn health_version_and_head(db: Db) {
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.headers()["content-type"], "application/json; charset=utf-8");
     assert_eq!(resp.text().await.unwrap(), "");
-    let resp = s
-        .anon(Method::HEAD, "/v3/namespaces/default")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    s.req_anon(Method::HEAD, "/v3/namespaces/default")
+        .expect_status(StatusCode::UNAUTHORIZED)
+        .await;
 }
 
 async fn ping_is_503_when_the_store_is_gone(db: Db) {
     let s = TestServer::start(db).await;
     s.store.close().await;
-    let resp = s.anon(Method::GET, "/ping").send().await.unwrap();
-    expect_error(
-        resp,
-        StatusCode::SERVICE_UNAVAILABLE,
-        Some("Storage is unavailable."),
-    )
-    .await;
+    s.req_anon(Method::GET, "/ping")
+        .expect_error(StatusCode::SERVICE_UNAVAILABLE, "Storage is unavailable.")
+        .await;
     // /status does not look at the store.
     assert_eq!(
         s.anon(Method::GET, "/status").send().await.unwrap().status(),
         StatusCode::OK
     );
     // An authenticated call fails cleanly, not with a panic or a hang.
-    let resp = s
-        .call("crk_unknown", Method::GET, "/v3/namespaces")
-        .send()
-        .await
-        .unwrap();
-    expect_error(resp, StatusCode::SERVICE_UNAVAILABLE, None).await;
+    s.get("crk_unknown", "/v3/namespaces")
+        .expect_error(StatusCode::SERVICE_UNAVAILABLE, None)
+        .await;
 }
 
 async fn metrics_by_route_template(db: Db) {
@@ -271,17 +224,14 @@ async fn metrics_by_route_template(db: Db) {
         "{text}"
     );
     let admin = s.create_tenant("acme", 0).await;
-    let resp = s.call(&admin, Method::GET, "/metrics").send().await.unwrap();
-    expect_error(resp, StatusCode::FORBIDDEN, None).await;
+    s.get(&admin, "/metrics")
+        .expect_error(StatusCode::FORBIDDEN, None)
+        .await;
 }
 
 async fn openapi_and_docs_are_served(db: Db) {
     let s = TestServer::start(db).await;
-    let api = expect_json(
-        s.anon(Method::GET, "/openapi.json").send().await.unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    let api = s.req_anon(Method::GET, "/openapi.json").ok().await;
     assert_eq!(api["info"]["title"], "Corral");
     assert!(api["paths"]["/v2/tenants/{tenant}"]["delete"].is_object());
     let resp = s.anon(Method::GET, "/docs/").send().await.unwrap();
@@ -290,12 +240,9 @@ async fn openapi_and_docs_are_served(db: Db) {
     assert!(html.contains("swagger-ui"), "{html}");
     // The page's assets are served by Corral itself, not fetched from the internet.
     assert!(!html.contains("https://"), "docs page references an external URL");
-    let resp = s
-        .anon(Method::GET, "/docs/swagger-ui-bundle.js")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
+    s.req_anon(Method::GET, "/docs/swagger-ui-bundle.js")
+        .expect_status(StatusCode::OK)
+        .await;
 }
 
 both_stores!(

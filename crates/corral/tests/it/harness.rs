@@ -159,13 +159,11 @@ impl TestServer {
 
     /// Creates tenant `name` with `workers` and answers its admin's key.
     pub async fn create_tenant(&self, name: &str, workers: i64) -> String {
-        let resp = self
-            .root(Method::POST, "/v2/tenants")
-            .json(&json!({"tenant": {"name": name, "workers": workers}}))
-            .send()
-            .await
-            .expect("send");
-        let body = expect_json(resp, StatusCode::OK).await;
+        let body = self
+            .post(BOOTSTRAP_KEY, "/v2/tenants")
+            .json(json!({"tenant": {"name": name, "workers": workers}}))
+            .ok()
+            .await;
         body["admin"]["apikey"]["key"]
             .as_str()
             .expect("admin key")
@@ -174,20 +172,13 @@ impl TestServer {
 
     /// Creates a user with `role` in the tenant of `admin_key` and answers a new key of it.
     pub async fn create_user(&self, admin_key: &str, id: &str, role: &str) -> String {
-        let resp = self
-            .call(admin_key, Method::POST, "/v2/users")
-            .json(&json!({"id": id, "role": role}))
-            .send()
-            .await
-            .expect("send");
-        expect_json(resp, StatusCode::CREATED).await;
-        let resp = self
-            .call(admin_key, Method::POST, &format!("/v2/users/{id}/apikeys"))
-            .json(&json!({"description": "test"}))
-            .send()
-            .await
-            .expect("send");
-        let body = expect_json(resp, StatusCode::CREATED).await;
+        self.post(admin_key, "/v2/users")
+            .json(json!({"id": id, "role": role}))
+            .expect(StatusCode::CREATED)
+            .await;
+        let body = self
+            .create_key(admin_key, id, json!({"description": "test"}))
+            .await;
         body["key"].as_str().expect("key").to_string()
     }
 
@@ -204,32 +195,43 @@ impl TestServer {
 
 /// Asserts the status and answers the JSON body.
 pub async fn expect_json(resp: Response, status: StatusCode) -> Value {
+    check_json("response", resp, status).await
+}
+
+/// [`expect_json`] for the request named `what` in failure messages.
+pub async fn check_json(what: &str, resp: Response, status: StatusCode) -> Value {
     let got = resp.status();
     let text = resp.text().await.expect("body");
-    assert_eq!(got, status, "unexpected status; body: {text}");
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("body is not JSON ({e}): {text}"))
+    assert_eq!(got, status, "{what}: unexpected status; body: {text}");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{what}: body is not JSON ({e}): {text}"))
 }
 
 /// Asserts a contract error: status, JSON content type, body fields, and (if given) message.
 pub async fn expect_error(resp: Response, status: StatusCode, message: Option<&str>) -> Value {
+    check_error("response", resp, status, message).await
+}
+
+/// [`expect_error`] for the request named `what` in failure messages.
+pub async fn check_error(what: &str, resp: Response, status: StatusCode, message: Option<&str>) -> Value {
     let ct = resp
         .headers()
         .get("content-type")
         .map(|v| v.to_str().unwrap_or("").to_string());
+    let got = resp.status();
     assert_eq!(
         ct.as_deref(),
         Some("application/json; charset=utf-8"),
-        "error without JSON content type"
+        "{what}: error without JSON content type (status {got})"
     );
-    let body = expect_json(resp, status).await;
-    assert_eq!(body["code"], json!(status.as_u16()), "{body}");
+    let body = check_json(what, resp, status).await;
+    assert_eq!(body["code"], json!(status.as_u16()), "{what}: {body}");
     assert_eq!(
         body["error"],
         json!(status.canonical_reason().unwrap_or("")),
-        "{body}"
+        "{what}: {body}"
     );
     if let Some(m) = message {
-        assert_eq!(body["message"], json!(m), "{body}");
+        assert_eq!(body["message"], json!(m), "{what}: {body}");
     }
     body
 }
@@ -249,13 +251,13 @@ impl TestServer {
 }
 
 /// Asserts a success that has nothing to say (README 4): 200, empty body, no content type.
-pub async fn expect_empty_ok(resp: Response) {
+pub async fn check_empty_ok(what: &str, resp: Response) {
     let got = resp.status();
     let ct = resp.headers().get("content-type").cloned();
     let text = resp.text().await.expect("body");
-    assert_eq!(got, StatusCode::OK, "unexpected status; body: {text}");
-    assert_eq!(text, "", "a success without content has an empty body");
-    assert_eq!(ct, None, "an empty success has no content type");
+    assert_eq!(got, StatusCode::OK, "{what}: unexpected status; body: {text}");
+    assert_eq!(text, "", "{what}: a success without content has an empty body");
+    assert_eq!(ct, None, "{what}: an empty success has no content type");
 }
 
 /// The sorted keys of a JSON object, to check a response's exact shape.
@@ -276,25 +278,21 @@ impl TestServer {
     /// Issues a key to `user` in the tenant of `admin_key` with `body` (e.g.
     /// `{"description": "ci"}`) and answers the creation answer (with `id` and `key`).
     pub async fn create_key(&self, admin_key: &str, user: &str, body: Value) -> Value {
-        let resp = self
-            .call(admin_key, Method::POST, &format!("/v2/users/{user}/apikeys"))
-            .json(&body)
-            .send()
+        self.post(admin_key, &format!("/v2/users/{user}/apikeys"))
+            .json(body)
+            .expect(StatusCode::CREATED)
             .await
-            .expect("send");
-        expect_json(resp, StatusCode::CREATED).await
     }
 
     /// Mints an access token with `GET /token`, authenticated by `Authorization: Bearer <cred>`.
     pub async fn mint_token(&self, cred: &str) -> String {
-        let resp = self.call(cred, Method::GET, "/token").send().await.expect("send");
-        let body = expect_json(resp, StatusCode::OK).await;
+        let body = self.get_json(cred, "/token").await;
         body["access_token"].as_str().expect("access_token").to_string()
     }
 }
 
 /// Asserts a 401 of README 3.2: the challenge header, the JSON error body and `message`.
-pub async fn expect_unauthorized(resp: Response, message: &str) -> Value {
+pub async fn check_unauthorized(what: &str, resp: Response, message: &str) -> Value {
     let challenge = resp
         .headers()
         .get("www-authenticate")
@@ -302,9 +300,10 @@ pub async fn expect_unauthorized(resp: Response, message: &str) -> Value {
     assert_eq!(
         challenge.as_deref(),
         Some("Bearer realm=\"corral\""),
-        "401 without the WWW-Authenticate challenge"
+        "{what}: 401 without the WWW-Authenticate challenge (status {})",
+        resp.status()
     );
-    expect_error(resp, StatusCode::UNAUTHORIZED, Some(message)).await
+    check_error(what, resp, StatusCode::UNAUTHORIZED, Some(message)).await
 }
 
 /// `Authorization: Basic base64(<user_part>:<key>)`.

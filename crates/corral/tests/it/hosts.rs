@@ -14,7 +14,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::both_stores;
-use crate::harness::{Db, TestServer, expect_error, expect_json};
+use crate::harness::{Db, TestServer, expect_error};
 
 /// A Corral whose hosts listen on `port`, restricted to loopback, with a Debian profile whose
 /// bootstrap only leaves a trace in `trace_dir` (never installs anything on this machine).
@@ -39,6 +39,33 @@ async fn corral(db: Db, port: u16, trace_dir: &std::path::Path) -> TestServer {
     .await
 }
 
+/// The settings of the watcher tests: hosts on `port` of loopback, a watcher check every
+/// second, and a bootstrap that only appends to `trace_file`.
+fn watched(s: &mut corral::config::Settings, port: u16, trace_file: &std::path::Path) {
+    s.ssh_port = port;
+    s.host_allow = vec!["127.0.0.0/8".into()];
+    s.ssh_connect_timeout = 2;
+    s.watcher_interval = 1;
+    let profile = OsProfilePatch {
+        bootstrap: Some(format!("echo bootstrapped >> {}", trace_file.display())),
+        ..Default::default()
+    };
+    s.os_profiles = BTreeMap::from([
+        ("debian".to_string(), profile.clone()),
+        ("ubuntu".to_string(), profile),
+    ]);
+}
+
+/// An Ed25519 client key, and a test sshd that accepts it on a fresh loopback address and a
+/// free port: `(key, address, port, sshd)`.
+fn sshd_with_key() -> (ClientKey, Ipv4Addr, u16, TestSshd) {
+    let key = ClientKey::generate(KeyType::Ed25519, KeyFormat::OpenSsh).unwrap();
+    let ip = next_loopback();
+    let port = free_port(ip).unwrap();
+    let sshd = TestSshd::start_at(ip, port, &[&key]).unwrap();
+    (key, ip, port, sshd)
+}
+
 fn b64(key: &ClientKey) -> String {
     STANDARD.encode(&key.private_key)
 }
@@ -58,12 +85,7 @@ async fn host_becomes(s: &TestServer, key: &str, address: &str, want: &str) -> V
 }
 
 async fn status_message(s: &TestServer, key: &str, address: &str) -> String {
-    let resp = s
-        .call(key, Method::GET, &format!("/api/v0/host/{address}/status"))
-        .send()
-        .await
-        .unwrap();
-    expect_json(resp, StatusCode::OK).await["host"]["message"]
+    s.get(key, &format!("/api/v0/host/{address}/status")).ok().await["host"]["message"]
         .as_str()
         .unwrap()
         .to_string()
@@ -93,20 +115,15 @@ fn machine_facts() -> (String, i64, i64) {
 
 async fn registration_reaches_a_final_status_with_real_facts(db: Db) {
     let trace = tempfile::tempdir().unwrap();
-    let key = ClientKey::generate(KeyType::Ed25519, KeyFormat::OpenSsh).unwrap();
-    let ip = next_loopback();
-    let port = free_port(ip).unwrap();
-    let sshd = TestSshd::start_at(ip, port, &[&key]).unwrap();
+    let (key, _, port, sshd) = sshd_with_key();
     let s = corral(db, port, trace.path()).await;
     let admin = s.create_tenant("acme", 2).await;
     let address = sshd.ip().to_string();
-    let resp = s
-        .call(&admin, Method::PUT, &format!("/api/v0/host/{address}"))
-        .json(&json!({"ssh_priv_key": b64(&key), "source": "test"}))
-        .send()
-        .await
-        .unwrap();
-    let host = expect_json(resp, StatusCode::CREATED).await;
+    let host = s
+        .put(&admin, &format!("/api/v0/host/{address}"))
+        .json(json!({"ssh_priv_key": b64(&key), "source": "test"}))
+        .expect(StatusCode::CREATED)
+        .await;
     assert_eq!(
         host,
         json!({"address": address, "status": "investigating", "os": "", "cpus": 0, "memory": 0, "space": 0,
@@ -131,44 +148,29 @@ async fn registration_reaches_a_final_status_with_real_facts(db: Db) {
         "bootstrapped\n"
     );
     // The same registration again is 200 and changes nothing; another key is 409.
-    let resp = s
-        .call(&admin, Method::PUT, &format!("/api/v0/host/{address}"))
-        .json(&json!({"ssh_priv_key": b64(&key)}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(expect_json(resp, StatusCode::OK).await["status"], "disassociated");
+    assert_eq!(
+        s.put(&admin, &format!("/api/v0/host/{address}"))
+            .json(json!({"ssh_priv_key": b64(&key)}))
+            .ok()
+            .await["status"],
+        "disassociated"
+    );
     let other = ClientKey::generate(KeyType::Ed25519, KeyFormat::OpenSsh).unwrap();
-    let resp = s
-        .call(&admin, Method::PUT, &format!("/api/v0/host/{address}"))
-        .json(&json!({"ssh_priv_key": b64(&other)}))
-        .send()
-        .await
-        .unwrap();
-    expect_error(resp, StatusCode::CONFLICT, Some("Host already exists")).await;
+    s.put(&admin, &format!("/api/v0/host/{address}"))
+        .json(json!({"ssh_priv_key": b64(&other)}))
+        .expect_error(StatusCode::CONFLICT, "Host already exists")
+        .await;
     // Credentials: admins only, the key as registered; never in any other answer.
-    let resp = s
-        .call(&admin, Method::GET, &format!("/api/v0/host/{address}/creds"))
-        .send()
-        .await
-        .unwrap();
-    let creds = expect_json(resp, StatusCode::OK).await;
+    let creds = s.get(&admin, &format!("/api/v0/host/{address}/creds")).ok().await;
     assert_eq!(
         creds,
         json!({"address": address, "ssh_priv_key": b64(&key), "remote_user": "root"})
     );
     let user = s.create_user(&admin, "alice", "user").await;
-    let resp = s
-        .call(&user, Method::GET, &format!("/api/v0/host/{address}/creds"))
-        .send()
-        .await
-        .unwrap();
-    expect_error(resp, StatusCode::FORBIDDEN, None).await;
-    let list = expect_json(
-        s.call(&user, Method::GET, "/api/v0/hosts").send().await.unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    s.get(&user, &format!("/api/v0/host/{address}/creds"))
+        .expect_error(StatusCode::FORBIDDEN, None)
+        .await;
+    let list = s.get(&user, "/api/v0/hosts").ok().await;
     assert!(!list.to_string().contains(&b64(&key)[..40]));
     assert_eq!(list.as_array().unwrap().len(), 1);
     // Encrypted at rest: the key's text is nowhere in the row.
@@ -180,23 +182,16 @@ async fn registration_reaches_a_final_status_with_real_facts(db: Db) {
         .await;
     assert_eq!(leaked, 0);
     // Delete: 200 with [], then 404.
-    let resp = s
-        .call(&user, Method::DELETE, &format!("/api/v0/host/{address}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(expect_json(resp, StatusCode::OK).await, json!([]));
-    let resp = s
-        .call(&user, Method::GET, &format!("/api/v0/host/{address}"))
-        .send()
-        .await
-        .unwrap();
-    expect_error(
-        resp,
-        StatusCode::NOT_FOUND,
-        Some(&format!("Host '{address}' does not exist.")),
-    )
-    .await;
+    assert_eq!(
+        s.delete(&user, &format!("/api/v0/host/{address}")).ok().await,
+        json!([])
+    );
+    s.get(&user, &format!("/api/v0/host/{address}"))
+        .expect_error(
+            StatusCode::NOT_FOUND,
+            &format!("Host '{address}' does not exist."),
+        )
+        .await;
 }
 
 async fn wrong_key_unreachable_and_changed_host_key_fail_with_reasons(db: Db) {
@@ -208,15 +203,11 @@ async fn wrong_key_unreachable_and_changed_host_key_fail_with_reasons(db: Db) {
     let mut sshd = TestSshd::start_at(ip, port, &[&good]).unwrap();
     let s = corral(db, port, trace.path()).await;
     let admin = s.create_tenant("acme", 4).await;
-    let put = |address: String, body: Value| {
-        let req = s
-            .call(&admin, Method::PUT, &format!("/api/v0/host/{address}"))
-            .json(&body);
-        async move { req.send().await.unwrap() }
-    };
+    let put = |address: String, body: Value| s.put(&admin, &format!("/api/v0/host/{address}")).json(body);
     // A key the host does not accept.
-    let resp = put(ip.to_string(), json!({"ssh_priv_key": b64(&stranger)})).await;
-    assert_eq!(resp.status(), StatusCode::CREATED);
+    put(ip.to_string(), json!({"ssh_priv_key": b64(&stranger)}))
+        .expect_status(StatusCode::CREATED)
+        .await;
     assert_eq!(settled(&s, &admin, &ip.to_string()).await["status"], "failed");
     assert_eq!(
         status_message(&s, &admin, &ip.to_string()).await,
@@ -228,17 +219,17 @@ async fn wrong_key_unreachable_and_changed_host_key_fail_with_reasons(db: Db) {
         .unwrap();
     // Nothing listens at another loopback address.
     let nobody: Ipv4Addr = next_loopback();
-    put(nobody.to_string(), json!({"ssh_priv_key": b64(&good)})).await;
+    put(nobody.to_string(), json!({"ssh_priv_key": b64(&good)}))
+        .send()
+        .await;
     assert_eq!(settled(&s, &admin, &nobody.to_string()).await["status"], "failed");
     let msg = status_message(&s, &admin, &nobody.to_string()).await;
     assert!(msg.to_lowercase().contains("refused"), "{msg}");
     // An expected fingerprint that is not the host's: refused before anything runs.
-    let resp = put(
+    put(
         ip.to_string(),
         json!({"ssh_priv_key": b64(&good), "ssh_host_key_fingerprint": "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}),
-    )
-    .await;
-    assert_eq!(resp.status(), StatusCode::CREATED);
+    ).expect_status(StatusCode::CREATED).await;
     assert_eq!(settled(&s, &admin, &ip.to_string()).await["status"], "failed");
     assert_eq!(
         status_message(&s, &admin, &ip.to_string()).await,
@@ -258,6 +249,7 @@ async fn wrong_key_unreachable_and_changed_host_key_fail_with_reasons(db: Db) {
         ip.to_string(),
         json!({"ssh_priv_key": b64(&good), "ssh_host_key_fingerprint": fp}),
     )
+    .send()
     .await;
     assert_eq!(
         settled(&s, &admin, &ip.to_string()).await["status"],
@@ -272,6 +264,7 @@ async fn wrong_key_unreachable_and_changed_host_key_fail_with_reasons(db: Db) {
         ip.to_string(),
         json!({"ssh_priv_key": b64(&good), "ssh_host_key_fingerprint": fp}),
     )
+    .send()
     .await;
     assert_eq!(settled(&s, &admin, &ip.to_string()).await["status"], "failed");
     assert_eq!(
@@ -285,15 +278,11 @@ async fn registration_input_is_checked(db: Db) {
     let key = ClientKey::generate(KeyType::Ed25519, KeyFormat::OpenSsh).unwrap();
     let s = corral(db, 22, trace.path()).await;
     let admin = s.create_tenant("acme", 1).await;
-    let put = |address: &str, body: Value| {
-        let req = s
-            .call(&admin, Method::PUT, &format!("/api/v0/host/{address}"))
-            .json(&body);
-        async move { req.send().await.unwrap() }
-    };
+    let put = |address: &str, body: Value| s.put(&admin, &format!("/api/v0/host/{address}")).json(body);
     // Outside the operator's allow-list: 403, and no record.
-    let resp = put("192.168.100.50", json!({"ssh_priv_key": b64(&key)})).await;
-    expect_error(resp, StatusCode::FORBIDDEN, None).await;
+    put("192.168.100.50", json!({"ssh_priv_key": b64(&key)}))
+        .expect_error(StatusCode::FORBIDDEN, None)
+        .await;
     assert_eq!(s.sql_count("SELECT COUNT(*) FROM hosts").await, 0);
     for (address, body) in [
         ("127.0.0.9", json!({})),
@@ -320,105 +309,85 @@ async fn registration_input_is_checked(db: Db) {
         ),
         ("01.2.3.4", json!({"ssh_priv_key": b64(&key)})),
     ] {
-        let resp = put(address, body.clone()).await;
-        expect_error(resp, StatusCode::BAD_REQUEST, None).await;
+        put(address, body.clone())
+            .expect_error(StatusCode::BAD_REQUEST, None)
+            .await;
     }
     assert_eq!(s.sql_count("SELECT COUNT(*) FROM hosts").await, 0);
     // Quota: maxNodes 1.
-    let resp = s
-        .root(Method::PUT, "/v2/tenants/acme")
-        .json(&json!({"tenant": {"name": "acme", "workers": 0, "maxNodes": 1}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
+    s.req_root(Method::PUT, "/v2/tenants/acme")
+        .json(json!({"tenant": {"name": "acme", "workers": 0, "maxNodes": 1}}))
+        .expect_status(StatusCode::OK)
+        .await;
     assert_eq!(
         put("127.0.0.9", json!({"ssh_priv_key": b64(&key)}))
+            .send()
             .await
             .status(),
         StatusCode::CREATED
     );
-    let resp = put("127.0.0.10", json!({"ssh_priv_key": b64(&key)})).await;
-    expect_error(
-        resp,
-        StatusCode::CONFLICT,
-        Some("Tenant quota exceeded: maxNodes is 1."),
-    )
-    .await;
+    put("127.0.0.10", json!({"ssh_priv_key": b64(&key)}))
+        .expect_error(StatusCode::CONFLICT, "Tenant quota exceeded: maxNodes is 1.")
+        .await;
     // Canonical addresses: another spelling names the same host.
-    let resp = s
-        .call(&admin, Method::GET, "/api/v0/host/%3A%3Affff%3A127.0.0.9")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(expect_json(resp, StatusCode::OK).await["address"], "127.0.0.9");
+    assert_eq!(
+        s.get(&admin, "/api/v0/host/%3A%3Affff%3A127.0.0.9").ok().await["address"],
+        "127.0.0.9"
+    );
 }
 
 async fn clusters_and_membership(db: Db) {
     let trace = tempfile::tempdir().unwrap();
-    let key = ClientKey::generate(KeyType::Ed25519, KeyFormat::OpenSsh).unwrap();
-    let ip = next_loopback();
-    let port = free_port(ip).unwrap();
-    let _sshd = TestSshd::start_at(ip, port, &[&key]).unwrap();
+    let (key, ip, port, _sshd) = sshd_with_key();
     let s = corral(db, port, trace.path()).await;
     let admin = s.create_tenant("acme", 0).await;
-    let call = |m: Method, path: &str, body: Option<Value>| {
-        let mut req = s.call(&admin, m, path);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        async move { req.send().await.unwrap() }
-    };
-    let resp = call(Method::PUT, "/api/v0/cluster/prod", None).await;
-    let c = expect_json(resp, StatusCode::CREATED).await;
+    let call = |m: Method, path: &str, body: Option<Value>| s.req(&admin, m, path).json_opt(body);
+    let c = call(Method::PUT, "/api/v0/cluster/prod", None)
+        .expect(StatusCode::CREATED)
+        .await;
     assert_eq!(
         c,
         json!({"name": "prod", "status": "ok", "network": "default", "container_manager": "",
                "hosts": {"total": 0, "available": 0, "unavailable": 0}})
     );
     assert_eq!(
-        expect_json(
-            call(Method::PUT, "/api/v0/cluster/prod", Some(json!({}))).await,
-            StatusCode::OK
-        )
-        .await,
+        call(Method::PUT, "/api/v0/cluster/prod", Some(json!({})))
+            .ok()
+            .await,
         c
     );
-    let resp = call(
+    call(
         Method::PUT,
         "/api/v0/cluster/prod",
         Some(json!({"network": "other"})),
     )
-    .await;
-    expect_error(
-        resp,
+    .expect_error(
         StatusCode::CONFLICT,
-        Some("Cluster 'prod' already exists with different settings."),
+        "Cluster 'prod' already exists with different settings.",
     )
     .await;
-    let resp = call(Method::PUT, "/api/v0/cluster/x", Some(json!({"network": "nope"}))).await;
-    expect_error(resp, StatusCode::CONFLICT, Some("Network 'nope' does not exist.")).await;
-    let list = expect_json(call(Method::GET, "/api/v0/clusters", None).await, StatusCode::OK).await;
+    call(Method::PUT, "/api/v0/cluster/x", Some(json!({"network": "nope"})))
+        .expect_error(StatusCode::CONFLICT, "Network 'nope' does not exist.")
+        .await;
+    let list = call(Method::GET, "/api/v0/clusters", None).ok().await;
     assert_eq!(list, json!(["prod"]));
-    assert_eq!(
-        expect_json(call(Method::GET, "/api/v0/cluster", None).await, StatusCode::OK).await,
-        list
-    );
+    assert_eq!(call(Method::GET, "/api/v0/cluster", None).ok().await, list);
     // With workers 0 the host's investigation waits: it is not ready to join.
     let address = ip.to_string();
-    let resp = call(
+    call(
         Method::PUT,
         &format!("/api/v0/host/{address}"),
         Some(json!({"ssh_priv_key": b64(&key)})),
     )
+    .expect_status(StatusCode::CREATED)
     .await;
-    assert_eq!(resp.status(), StatusCode::CREATED);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let resp = call(
         Method::PUT,
         &format!("/api/v0/cluster/prod/hosts/{address}"),
         None,
     )
+    .send()
     .await;
     let allow = resp.headers()["allow"].to_str().unwrap().to_string();
     expect_error(
@@ -430,16 +399,14 @@ async fn clusters_and_membership(db: Db) {
     )
     .await;
     assert!(allow.contains("PUT"), "{allow}");
-    let resp = call(
+    call(
         Method::PUT,
         "/api/v0/cluster/prod/hosts",
         Some(json!({"old": [], "new": [address]})),
     )
-    .await;
-    expect_error(
-        resp,
+    .expect_error(
         StatusCode::METHOD_NOT_ALLOWED,
-        Some(&format!("Hosts not ready to join cluster \"prod\": {address}")),
+        &format!("Hosts not ready to join cluster \"prod\": {address}"),
     )
     .await;
     // Workers raised: the host settles, then joins (no container manager: active).
@@ -449,164 +416,127 @@ async fn clusters_and_membership(db: Db) {
         .await
         .unwrap();
     assert_eq!(settled(&s, &admin, &address).await["status"], "disassociated");
-    let resp = call(
+    call(
         Method::PUT,
         "/api/v0/cluster/prod/hosts",
         Some(json!({"old": ["127.9.9.9"], "new": [address]})),
     )
+    .expect_error(StatusCode::CONFLICT, "Conflict setting hosts for cluster prod")
     .await;
-    expect_error(
-        resp,
-        StatusCode::CONFLICT,
-        Some("Conflict setting hosts for cluster prod"),
-    )
-    .await;
-    let resp = call(
+    call(
         Method::PUT,
         "/api/v0/cluster/prod/hosts",
         Some(json!({"old": [], "new": ["127.9.9.9"]})),
     )
+    .expect_error(StatusCode::NOT_FOUND, "Host '127.9.9.9' does not exist.")
     .await;
-    expect_error(
-        resp,
-        StatusCode::NOT_FOUND,
-        Some("Host '127.9.9.9' does not exist."),
-    )
-    .await;
-    let resp = call(
+    let c = call(
         Method::PUT,
         "/api/v0/cluster/prod/hosts",
         Some(json!({"old": [], "new": [address]})),
     )
+    .ok()
     .await;
-    let c = expect_json(resp, StatusCode::OK).await;
     assert_eq!(c["hostset"], json!([address]));
     assert_eq!(c["hosts"], json!({"total": 1, "available": 1, "unavailable": 0}));
     assert_eq!(
-        expect_json(
-            call(Method::GET, &format!("/api/v0/host/{address}"), None).await,
-            StatusCode::OK
-        )
-        .await["status"],
+        call(Method::GET, &format!("/api/v0/host/{address}"), None)
+            .ok()
+            .await["status"],
         "active"
     );
-    let resp = call(
-        Method::GET,
-        &format!("/api/v0/cluster/prod/hosts/{address}"),
-        None,
-    )
-    .await;
-    assert_eq!(expect_json(resp, StatusCode::OK).await, json!([address]));
-    // One cluster per host.
-    call(Method::PUT, "/api/v0/cluster/dev", None).await;
-    let resp = call(Method::PUT, &format!("/api/v0/cluster/dev/hosts/{address}"), None).await;
-    expect_error(
-        resp,
-        StatusCode::CONFLICT,
-        Some(&format!("Host '{address}' already belongs to cluster 'prod'.")),
-    )
-    .await;
-    // Leaving: disassociated; the cluster answers its new status.
-    let resp = call(
-        Method::DELETE,
-        &format!("/api/v0/cluster/prod/hosts/{address}"),
-        None,
-    )
-    .await;
-    assert_eq!(expect_json(resp, StatusCode::OK).await, json!([]));
     assert_eq!(
-        expect_json(
-            call(Method::GET, &format!("/api/v0/host/{address}"), None).await,
-            StatusCode::OK
+        call(
+            Method::GET,
+            &format!("/api/v0/cluster/prod/hosts/{address}"),
+            None,
         )
-        .await["status"],
+        .ok()
+        .await,
+        json!([address])
+    );
+    // One cluster per host.
+    call(Method::PUT, "/api/v0/cluster/dev", None).send().await;
+    call(Method::PUT, &format!("/api/v0/cluster/dev/hosts/{address}"), None)
+        .expect_error(
+            StatusCode::CONFLICT,
+            &format!("Host '{address}' already belongs to cluster 'prod'."),
+        )
+        .await;
+    // Leaving: disassociated; the cluster answers its new status.
+    assert_eq!(
+        call(
+            Method::DELETE,
+            &format!("/api/v0/cluster/prod/hosts/{address}"),
+            None,
+        )
+        .ok()
+        .await,
+        json!([])
+    );
+    assert_eq!(
+        call(Method::GET, &format!("/api/v0/host/{address}"), None)
+            .ok()
+            .await["status"],
         "disassociated"
     );
-    let resp = call(
+    call(
         Method::GET,
         &format!("/api/v0/cluster/prod/hosts/{address}"),
         None,
     )
-    .await;
-    expect_error(
-        resp,
+    .expect_error(
         StatusCode::NOT_FOUND,
-        Some("The requested host is not part of the cluster."),
+        "The requested host is not part of the cluster.",
     )
     .await;
     // Cross-tenant: invisible.
     let other = s.create_tenant("other", 0).await;
-    let resp = s
-        .call(&other, Method::GET, "/api/v0/cluster/prod")
-        .send()
-        .await
-        .unwrap();
-    expect_error(
-        resp,
-        StatusCode::NOT_FOUND,
-        Some("Cluster 'prod' does not exist."),
-    )
-    .await;
-    let resp = s
-        .call(&other, Method::GET, &format!("/api/v0/host/{address}"))
-        .send()
-        .await
-        .unwrap();
-    expect_error(resp, StatusCode::NOT_FOUND, None).await;
-    let resp = call(Method::DELETE, "/api/v0/cluster/prod", None).await;
-    assert_eq!(expect_json(resp, StatusCode::OK).await, json!([]));
+    s.get(&other, "/api/v0/cluster/prod")
+        .expect_error(StatusCode::NOT_FOUND, "Cluster 'prod' does not exist.")
+        .await;
+    s.get(&other, &format!("/api/v0/host/{address}"))
+        .expect_error(StatusCode::NOT_FOUND, None)
+        .await;
+    assert_eq!(
+        call(Method::DELETE, "/api/v0/cluster/prod", None).ok().await,
+        json!([])
+    );
 }
 
 async fn coopr_rpc_calls_over_clusters(db: Db) {
     let trace = tempfile::tempdir().unwrap();
-    let key = ClientKey::generate(KeyType::Ed25519, KeyFormat::OpenSsh).unwrap();
-    let ip = next_loopback();
-    let port = free_port(ip).unwrap();
-    let _sshd = TestSshd::start_at(ip, port, &[&key]).unwrap();
+    let (key, ip, port, _sshd) = sshd_with_key();
     let s = corral(db, port, trace.path()).await;
     let admin = s.create_tenant("acme", 1).await;
     let viewer = s.create_user(&admin, "vic", "viewer").await;
     let rpc = |path: &str, body: Option<&str>| {
-        let mut req = s.call(&viewer, Method::POST, path);
-        if let Some(b) = body {
-            req = req.body(b.to_string());
-        }
-        async move { req.send().await.unwrap() }
+        let body = body.map(str::to_string);
+        s.post(&viewer, path).with(|r| match body {
+            Some(b) => r.body(b),
+            None => r,
+        })
     };
-    assert_eq!(
-        expect_json(rpc("/v2/getClusterStatuses", None).await, StatusCode::OK).await,
-        json!([])
-    );
+    assert_eq!(rpc("/v2/getClusterStatuses", None).ok().await, json!([]));
     s.call(&admin, Method::PUT, "/api/v0/cluster/web")
         .send()
         .await
         .unwrap();
     let address = ip.to_string();
-    let resp = s
-        .call(&admin, Method::PUT, &format!("/api/v0/host/{address}"))
-        .json(&json!({"ssh_priv_key": b64(&key), "cluster": "web"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::CREATED);
+    s.put(&admin, &format!("/api/v0/host/{address}"))
+        .json(json!({"ssh_priv_key": b64(&key), "cluster": "web"}))
+        .expect_status(StatusCode::CREATED)
+        .await;
     // Joined at registration: active once bootstrapped.
     assert_eq!(settled(&s, &admin, &address).await["status"], "active");
-    let statuses = expect_json(
-        rpc("/v2/getClusterStatuses", Some("ignored")).await,
-        StatusCode::OK,
-    )
-    .await;
+    let statuses = rpc("/v2/getClusterStatuses", Some("ignored")).ok().await;
     assert_eq!(
         statuses,
         json!([{"clusterid": "web", "action": "cluster_create", "actionstatus": "complete", "stepstotal": 1,
                 "stepscompleted": 1, "status": "active"}])
     );
     let body = json!({"clusterId": "web", "properties": ["hostname", "ipaddress", "ipaddresses", "nodenum", "sshuser", "services", "nope"]});
-    let props = expect_json(
-        rpc("/v2/getNodeProperties", Some(&body.to_string())).await,
-        StatusCode::OK,
-    )
-    .await;
+    let props = rpc("/v2/getNodeProperties", Some(&body.to_string())).ok().await;
     let node = &props[&address];
     assert_eq!(node["ipaddress"], address);
     assert_eq!(node["ipaddresses"], json!({"access_v4": address}));
@@ -616,20 +546,14 @@ async fn coopr_rpc_calls_over_clusters(db: Db) {
     assert!(!node["hostname"].as_str().unwrap().is_empty());
     assert!(node.get("nope").is_none());
     let all = json!({"clusterId": "web"});
-    let props = expect_json(
-        rpc("/v2/getNodeProperties", Some(&all.to_string())).await,
-        StatusCode::OK,
-    )
-    .await;
+    let props = rpc("/v2/getNodeProperties", Some(&all.to_string())).ok().await;
     assert_eq!(props[&address]["status"], "active");
     assert_eq!(props[&address]["os"], machine_facts().0);
     let filtered = json!({"clusterId": "web", "services": ["docker", "openshift"]});
     assert_eq!(
-        expect_json(
-            rpc("/v2/getNodeProperties", Some(&filtered.to_string())).await,
-            StatusCode::OK
-        )
-        .await,
+        rpc("/v2/getNodeProperties", Some(&filtered.to_string()))
+            .ok()
+            .await,
         json!({})
     );
     for (body, msg) in [
@@ -638,51 +562,25 @@ async fn coopr_rpc_calls_over_clusters(db: Db) {
         ("{}", "clusterId must be specified."),
         ("{\"clusterId\": 5}", "clusterId must be specified."),
     ] {
-        expect_error(
-            rpc("/v2/getNodeProperties", Some(body)).await,
-            StatusCode::BAD_REQUEST,
-            Some(msg),
-        )
-        .await;
+        rpc("/v2/getNodeProperties", Some(body))
+            .expect_error(StatusCode::BAD_REQUEST, msg)
+            .await;
     }
     let bad = json!({"clusterId": "web", "properties": "hostname"});
-    expect_error(
-        rpc("/v2/getNodeProperties", Some(&bad.to_string())).await,
-        StatusCode::BAD_REQUEST,
-        None,
-    )
-    .await;
+    rpc("/v2/getNodeProperties", Some(&bad.to_string()))
+        .expect_error(StatusCode::BAD_REQUEST, None)
+        .await;
     let missing = json!({"clusterId": "nope"});
-    expect_error(
-        rpc("/v2/getNodeProperties", Some(&missing.to_string())).await,
-        StatusCode::NOT_FOUND,
-        Some("Cluster nope not found."),
-    )
-    .await;
+    rpc("/v2/getNodeProperties", Some(&missing.to_string()))
+        .expect_error(StatusCode::NOT_FOUND, "Cluster nope not found.")
+        .await;
 }
 
 async fn watcher_fails_a_silent_host_and_restores_it(db: Db) {
     let trace = tempfile::tempdir().unwrap();
-    let key = ClientKey::generate(KeyType::Ed25519, KeyFormat::OpenSsh).unwrap();
-    let ip = next_loopback();
-    let port = free_port(ip).unwrap();
-    let mut sshd = TestSshd::start_at(ip, port, &[&key]).unwrap();
+    let (key, ip, port, mut sshd) = sshd_with_key();
     let trace_file = trace.path().join("bootstrap.log");
-    let s = TestServer::start_with(db, move |s| {
-        s.ssh_port = port;
-        s.host_allow = vec!["127.0.0.0/8".into()];
-        s.ssh_connect_timeout = 2;
-        s.watcher_interval = 1;
-        let profile = OsProfilePatch {
-            bootstrap: Some(format!("echo bootstrapped >> {}", trace_file.display())),
-            ..Default::default()
-        };
-        s.os_profiles = BTreeMap::from([
-            ("debian".to_string(), profile.clone()),
-            ("ubuntu".to_string(), profile),
-        ]);
-    })
-    .await;
+    let s = TestServer::start_with(db, move |s| watched(s, port, &trace_file)).await;
     let admin = s.create_tenant("acme", 1).await;
     s.call(&admin, Method::PUT, "/api/v0/cluster/web")
         .send()
@@ -705,23 +603,9 @@ async fn watcher_fails_a_silent_host_and_restores_it(db: Db) {
     host_becomes(&s, &admin, &address, "failed").await;
     let msg = status_message(&s, &admin, &address).await;
     assert!(msg.to_lowercase().contains("refused"), "{msg}");
-    let c = expect_json(
-        s.call(&admin, Method::GET, "/api/v0/cluster/web")
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    let c = s.get(&admin, "/api/v0/cluster/web").ok().await;
     assert_eq!(c["status"], "failed");
-    let st = expect_json(
-        s.call(&admin, Method::GET, "/api/v0/status")
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    let st = s.get(&admin, "/api/v0/status").ok().await;
     assert_eq!(st["store"]["status"], "OK");
     assert_eq!(st["watcher"]["info"]["size"], 1);
     assert!(
@@ -742,12 +626,10 @@ async fn watcher_fails_a_silent_host_and_restores_it(db: Db) {
     host_becomes(&s, &admin, &address, "failed").await;
     assert_eq!(status_message(&s, &admin, &address).await, "Host key changed.");
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let resp = s
-        .call(&admin, Method::GET, &format!("/api/v0/host/{address}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(expect_json(resp, StatusCode::OK).await["status"], "failed");
+    assert_eq!(
+        s.get(&admin, &format!("/api/v0/host/{address}")).ok().await["status"],
+        "failed"
+    );
 }
 
 async fn bootstrap_configures_flannel_for_the_cluster_network_and_self_registration(db: Db) {
@@ -775,27 +657,19 @@ async fn bootstrap_configures_flannel_for_the_cluster_network_and_self_registrat
     })
     .await;
     let admin = s.create_tenant("acme", 1).await;
-    let resp = s
-        .call(&admin, Method::PUT, "/api/v0/network/fnet")
-        .json(&json!({"type": "flannel_server", "options": {"address": "10.1.2.3:8080"}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::CREATED);
-    let resp = s
-        .call(&admin, Method::PUT, "/api/v0/cluster/web")
-        .json(&json!({"network": "fnet"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::CREATED);
-    let resp = s
-        .call(&admin, Method::PUT, "/api/v0/host")
-        .json(&json!({"ssh_priv_key": b64(&key), "cluster": "web"}))
-        .send()
-        .await
-        .unwrap();
-    let host = expect_json(resp, StatusCode::CREATED).await;
+    s.put(&admin, "/api/v0/network/fnet")
+        .json(json!({"type": "flannel_server", "options": {"address": "10.1.2.3:8080"}}))
+        .expect_status(StatusCode::CREATED)
+        .await;
+    s.put(&admin, "/api/v0/cluster/web")
+        .json(json!({"network": "fnet"}))
+        .expect_status(StatusCode::CREATED)
+        .await;
+    let host = s
+        .put(&admin, "/api/v0/host")
+        .json(json!({"ssh_priv_key": b64(&key), "cluster": "web"}))
+        .expect(StatusCode::CREATED)
+        .await;
     assert_eq!(host["address"], "127.0.0.1");
     assert_eq!(settled(&s, &admin, "127.0.0.1").await["status"], "active");
     assert_eq!(
@@ -803,12 +677,9 @@ async fn bootstrap_configures_flannel_for_the_cluster_network_and_self_registrat
         "FLANNEL_OPTIONS=\"-remote=10.1.2.3:8080\"\n"
     );
     // A host outside any cluster uses the tenant's default network (flannel_etcd).
-    let resp = s
-        .call(&admin, Method::DELETE, "/api/v0/host/127.0.0.1")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
+    s.delete(&admin, "/api/v0/host/127.0.0.1")
+        .expect_status(StatusCode::OK)
+        .await;
     s.call(&admin, Method::PUT, "/api/v0/host/127.0.0.1")
         .json(&json!({"ssh_priv_key": b64(&key)}))
         .send()
@@ -907,88 +778,72 @@ async fn node_api(token: &'static str) -> NodeApi {
 
 async fn openshift_manager_registers_and_removes_nodes(db: Db) {
     let trace = tempfile::tempdir().unwrap();
-    let key = ClientKey::generate(KeyType::Ed25519, KeyFormat::OpenSsh).unwrap();
-    let ip = next_loopback();
-    let port = free_port(ip).unwrap();
-    let _sshd = TestSshd::start_at(ip, port, &[&key]).unwrap();
+    let (key, ip, port, _sshd) = sshd_with_key();
     let api = node_api("s3cr3t-token").await;
     let s = corral(db, port, trace.path()).await;
     let admin = s.create_tenant("acme", 1).await;
-    let put = |path: String, body: Value| {
-        let req = s.call(&admin, Method::PUT, &path).json(&body);
-        async move { req.send().await.unwrap() }
-    };
-    let resp = put(
+    let put = |path: String, body: Value| s.put(&admin, &path).json(body);
+    put(
         "/api/v0/containermanager/k8s".into(),
         json!({"type": "openshift", "options": {"apiserver": api.url, "token": "s3cr3t-token"}}),
     )
+    .expect_status(StatusCode::CREATED)
     .await;
-    assert_eq!(resp.status(), StatusCode::CREATED);
-    let resp = put(
+    put(
         "/api/v0/containermanager/bad".into(),
         json!({"type": "openshift", "options": {"apiserver": api.url, "token": "wrong"}}),
     )
+    .expect_status(StatusCode::CREATED)
     .await;
-    assert_eq!(resp.status(), StatusCode::CREATED);
-    put("/api/v0/cluster/web".into(), json!({"container_manager": "k8s"})).await;
-    put("/api/v0/cluster/oops".into(), json!({"container_manager": "bad"})).await;
+    put("/api/v0/cluster/web".into(), json!({"container_manager": "k8s"}))
+        .send()
+        .await;
+    put("/api/v0/cluster/oops".into(), json!({"container_manager": "bad"}))
+        .send()
+        .await;
     let address = ip.to_string();
     put(
         format!("/api/v0/host/{address}"),
         json!({"ssh_priv_key": b64(&key), "cluster": "web"}),
     )
+    .send()
     .await;
     assert_eq!(settled(&s, &admin, &address).await["status"], "active");
     // The calls are mirrored every 20 ms: wait for the mirror (2-CPU runners are slow).
     api.wait_for(1).await;
     assert_eq!(*api.calls.lock().unwrap(), vec![format!("POST {address}")]);
-    let resp = s
-        .call(&admin, Method::GET, &format!("/api/v0/host/{address}/status"))
-        .send()
-        .await
-        .unwrap();
-    let st = expect_json(resp, StatusCode::OK).await;
+    let st = s
+        .get(&admin, &format!("/api/v0/host/{address}/status"))
+        .ok()
+        .await;
     assert_eq!(
         st["container_manager"],
         json!({"conditions": [{"type": "Ready", "status": "True"}]})
     );
-    let props = s
-        .call(&admin, Method::POST, "/v2/getNodeProperties")
-        .json(&json!({"clusterId": "web", "properties": ["services"]}))
-        .send()
-        .await
-        .unwrap();
     assert_eq!(
-        expect_json(props, StatusCode::OK).await[&address]["services"],
+        s.post(&admin, "/v2/getNodeProperties")
+            .json(json!({"clusterId": "web", "properties": ["services"]}))
+            .ok()
+            .await[&address]["services"],
         json!(["flannel", "docker", "openshift"])
     );
     // Leaving removes the node.
-    let resp = s
-        .call(
-            &admin,
-            Method::DELETE,
-            &format!("/api/v0/cluster/web/hosts/{address}"),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
+    s.delete(&admin, &format!("/api/v0/cluster/web/hosts/{address}"))
+        .expect_status(StatusCode::OK)
+        .await;
     api.wait_for(2).await;
     assert_eq!(
         api.calls.lock().unwrap().last(),
         Some(&format!("DELETE {address}"))
     );
     // A manager that refuses the token: the host joins but stays disassociated, with the reason.
-    let resp = put(format!("/api/v0/cluster/oops/hosts/{address}"), json!(null)).await;
-    assert_eq!(expect_json(resp, StatusCode::OK).await, json!([address]));
-    let h = expect_json(
-        s.call(&admin, Method::GET, &format!("/api/v0/host/{address}"))
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    assert_eq!(
+        put(format!("/api/v0/cluster/oops/hosts/{address}"), json!(null))
+            .ok()
+            .await,
+        json!([address])
+    );
+    let h = s.get(&admin, &format!("/api/v0/host/{address}")).ok().await;
     assert_eq!(h["status"], "disassociated");
     let msg = status_message(&s, &admin, &address).await;
     assert!(msg.contains("refused the token"), "{msg}");
@@ -1012,10 +867,7 @@ both_stores!(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watcher_moves_to_the_surviving_replica() {
     let trace = tempfile::tempdir().unwrap();
-    let key = ClientKey::generate(KeyType::Ed25519, KeyFormat::OpenSsh).unwrap();
-    let ip = next_loopback();
-    let port = free_port(ip).unwrap();
-    let mut sshd = TestSshd::start_at(ip, port, &[&key]).unwrap();
+    let (key, ip, port, mut sshd) = sshd_with_key();
     // Replicas share the server key, or one could not open the other's sealed credentials.
     let server_key = STANDARD.encode([42u8; 32]);
     let tune = |url: Option<String>| {
@@ -1026,18 +878,7 @@ async fn watcher_moves_to_the_surviving_replica() {
                 s.database_url = Some(url);
             }
             s.server_key = Some(server_key);
-            s.ssh_port = port;
-            s.host_allow = vec!["127.0.0.0/8".into()];
-            s.ssh_connect_timeout = 2;
-            s.watcher_interval = 1;
-            let profile = OsProfilePatch {
-                bootstrap: Some(format!("echo bootstrapped >> {}", trace_file.display())),
-                ..Default::default()
-            };
-            s.os_profiles = BTreeMap::from([
-                ("debian".to_string(), profile.clone()),
-                ("ubuntu".to_string(), profile),
-            ]);
+            watched(s, port, &trace_file);
         }
     };
     let a = TestServer::start_with(Db::Postgres, tune(None)).await;

@@ -9,7 +9,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::both_stores;
-use crate::harness::{BOOTSTRAP_KEY, Db, TestServer, basic, expect_error, expect_json, expect_unauthorized};
+use crate::harness::{BOOTSTRAP_KEY, Db, TestServer, basic, expect_error};
+use crate::helpers::expect_each_error;
 
 /// One tenant's people: its first admin, `<t>-user` (role user), `<t>-viewer`, and `shared`,
 /// a user id that exists in both tenants (a user in alpha, a viewer in beta).
@@ -54,14 +55,12 @@ async fn two_on(s: TestServer) -> Two {
 impl Two {
     /// `GET path` as the superadmin, expecting 200.
     async fn root_get(&self, path: &str) -> Value {
-        let resp = self.s.root(Method::GET, path).send().await.unwrap();
-        expect_json(resp, StatusCode::OK).await
+        self.s.req_root(Method::GET, path).ok().await
     }
 
     /// `GET path` as `key`, expecting 200.
     async fn get(&self, key: &str, path: &str) -> Value {
-        let resp = self.s.call(key, Method::GET, path).send().await.unwrap();
-        expect_json(resp, StatusCode::OK).await
+        self.s.get(key, path).ok().await
     }
 }
 
@@ -92,23 +91,22 @@ async fn other_tenants_users_are_not_found(db: Db) {
         ),
     ];
     for (method, path, body) in cases {
-        let mut req = t.s.call(&t.a.admin, method.clone(), path);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{method} {path}");
-        expect_error(resp, StatusCode::NOT_FOUND, Some("User 'beta-user' not found.")).await;
+        t.s.req(&t.a.admin, method.clone(), path)
+            .json_opt(body)
+            .case(format!("{method} {path}"))
+            .expect_error(StatusCode::NOT_FOUND, "User 'beta-user' not found.")
+            .await;
     }
     // The superadmin manages only tenant superadmin's users here.
-    let resp = t.s.root(Method::GET, "/v2/users/beta-user").send().await.unwrap();
-    expect_error(resp, StatusCode::NOT_FOUND, Some("User 'beta-user' not found.")).await;
-    let resp =
-        t.s.root(Method::DELETE, "/v2/users/beta-user")
-            .send()
-            .await
-            .unwrap();
-    expect_error(resp, StatusCode::NOT_FOUND, Some("User 'beta-user' not found.")).await;
+    expect_each_error(
+        [
+            t.s.req_root(Method::GET, "/v2/users/beta-user"),
+            t.s.req_root(Method::DELETE, "/v2/users/beta-user"),
+        ],
+        StatusCode::NOT_FOUND,
+        "User 'beta-user' not found.",
+    )
+    .await;
     // B's user is untouched, keeps one key, and that key still works.
     assert_eq!(t.get(&t.b.admin, "/v2/users/beta-user").await, before);
     assert_eq!(before["role"], "user");
@@ -116,13 +114,11 @@ async fn other_tenants_users_are_not_found(db: Db) {
     assert_eq!(keys.as_array().unwrap().len(), 1, "{keys}");
     t.get(&t.b.user, "/v3/namespaces").await;
     // An id that exists in A names A's user, never B's.
-    let resp =
-        t.s.call(&t.a.admin, Method::PUT, "/v2/users/shared")
-            .json(&json!({"description": "alpha's"}))
-            .send()
-            .await
-            .unwrap();
-    let alpha_shared = expect_json(resp, StatusCode::OK).await;
+    let alpha_shared =
+        t.s.put(&t.a.admin, "/v2/users/shared")
+            .json(json!({"description": "alpha's"}))
+            .ok()
+            .await;
     assert_eq!(alpha_shared["tenant"], "alpha");
     assert_eq!(alpha_shared["role"], "user");
     let beta_shared = t.get(&t.b.admin, "/v2/users/shared").await;
@@ -130,19 +126,16 @@ async fn other_tenants_users_are_not_found(db: Db) {
     assert_eq!(beta_shared["role"], "viewer");
     assert_eq!(beta_shared["description"], "");
     // A may create its own user with B's id: ids are scoped by tenant.
-    let resp =
-        t.s.call(&t.a.admin, Method::POST, "/v2/users")
-            .json(&json!({"id": "beta-user", "role": "viewer"}))
-            .send()
-            .await
-            .unwrap();
-    assert_eq!(expect_json(resp, StatusCode::CREATED).await["tenant"], "alpha");
-    let resp =
-        t.s.call(&t.a.admin, Method::DELETE, "/v2/users/beta-user")
-            .send()
-            .await
-            .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        t.s.post(&t.a.admin, "/v2/users")
+            .json(json!({"id": "beta-user", "role": "viewer"}))
+            .expect(StatusCode::CREATED)
+            .await["tenant"],
+        "alpha"
+    );
+    t.s.delete(&t.a.admin, "/v2/users/beta-user")
+        .expect_status(StatusCode::OK)
+        .await;
     assert_eq!(t.get(&t.b.admin, "/v2/users/beta-user").await, before);
     t.get(&t.b.user, "/v3/namespaces").await;
 }
@@ -164,9 +157,10 @@ async fn other_tenants_api_keys_are_not_found(db: Db) {
         let path = format!("/v2/users/{user}/apikeys/{key_id}");
         let message = format!("API key '{key_id}' of user '{user}' not found.");
         for method in [Method::GET, Method::DELETE] {
-            let resp = t.s.call(&t.a.admin, method.clone(), &path).send().await.unwrap();
-            assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{method} {path}");
-            expect_error(resp, StatusCode::NOT_FOUND, Some(&message)).await;
+            t.s.req(&t.a.admin, method.clone(), &path)
+                .case(format!("{method} {path}"))
+                .expect_error(StatusCode::NOT_FOUND, &message)
+                .await;
         }
     }
     // A's list of its `shared` keys does not show B's.
@@ -179,98 +173,58 @@ async fn other_tenants_api_keys_are_not_found(db: Db) {
     t.get(&t.b.admin, "/v2/users").await;
     // And B's admin cannot see A's keys either.
     let a_key_id = a_keys[0]["id"].as_str().unwrap();
-    let resp =
-        t.s.call(
-            &t.b.admin,
-            Method::GET,
-            &format!("/v2/users/shared/apikeys/{a_key_id}"),
-        )
-        .send()
-        .await
-        .unwrap();
-    expect_error(resp, StatusCode::NOT_FOUND, None).await;
+    t.s.get(&t.b.admin, &format!("/v2/users/shared/apikeys/{a_key_id}"))
+        .expect_error(StatusCode::NOT_FOUND, None)
+        .await;
 }
 
 async fn namespaces_are_scoped_by_tenant(db: Db) {
     let t = two(db).await;
-    let resp =
-        t.s.call(&t.b.user, Method::PUT, "/v3/namespaces/dev")
-            .json(&json!({"description": "beta dev", "config": {"owner": "beta"}}))
-            .send()
-            .await
-            .unwrap();
-    let b_dev = expect_json(resp, StatusCode::OK).await;
-    let resp =
-        t.s.call(&t.b.user, Method::PUT, "/v3/namespaces/only-beta")
-            .send()
-            .await
-            .unwrap();
-    expect_json(resp, StatusCode::OK).await;
+    let b_dev =
+        t.s.put(&t.b.user, "/v3/namespaces/dev")
+            .json(json!({"description": "beta dev", "config": {"owner": "beta"}}))
+            .ok()
+            .await;
+    t.s.put(&t.b.user, "/v3/namespaces/only-beta").ok().await;
     // A cannot read, edit or delete B's namespace: 404 as for one that does not exist.
     for key in [&t.a.admin, &t.a.user, &t.a.viewer] {
-        let resp =
-            t.s.call(key, Method::GET, "/v3/namespaces/only-beta")
-                .send()
-                .await
-                .unwrap();
-        expect_error(
-            resp,
-            StatusCode::NOT_FOUND,
-            Some("Namespace 'only-beta' not found."),
-        )
-        .await;
+        t.s.get(key, "/v3/namespaces/only-beta")
+            .case(format!("{key:?}"))
+            .expect_error(StatusCode::NOT_FOUND, "Namespace 'only-beta' not found.")
+            .await;
     }
     for key in [&t.a.admin, &t.a.user] {
-        let resp =
-            t.s.call(key, Method::PUT, "/v3/namespaces/only-beta/properties")
-                .json(&json!({"description": "alpha was here"}))
-                .send()
-                .await
-                .unwrap();
-        expect_error(
-            resp,
-            StatusCode::NOT_FOUND,
-            Some("Namespace 'only-beta' not found."),
-        )
-        .await;
+        t.s.put(key, "/v3/namespaces/only-beta/properties")
+            .case(format!("{key:?}"))
+            .json(json!({"description": "alpha was here"}))
+            .expect_error(StatusCode::NOT_FOUND, "Namespace 'only-beta' not found.")
+            .await;
         for path in [
             "/v3/namespaces/only-beta",
             "/v3/unrecoverable/namespaces/only-beta",
         ] {
-            let resp = t.s.call(key, Method::DELETE, path).send().await.unwrap();
-            expect_error(
-                resp,
-                StatusCode::NOT_FOUND,
-                Some("Namespace 'only-beta' not found."),
-            )
-            .await;
+            t.s.delete(key, path)
+                .case(format!("{key:?}"))
+                .expect_error(StatusCode::NOT_FOUND, "Namespace 'only-beta' not found.")
+                .await;
         }
     }
-    let resp =
-        t.s.call(&t.a.admin, Method::GET, "/v3/namespaces/dev")
-            .send()
-            .await
-            .unwrap();
-    expect_error(resp, StatusCode::NOT_FOUND, Some("Namespace 'dev' not found.")).await;
+    t.s.get(&t.a.admin, "/v3/namespaces/dev")
+        .expect_error(StatusCode::NOT_FOUND, "Namespace 'dev' not found.")
+        .await;
     // A creates its own `dev`: a new namespace with A's settings, not B's answered back.
-    let resp =
-        t.s.call(&t.a.user, Method::PUT, "/v3/namespaces/dev")
-            .json(&json!({"description": "alpha dev"}))
-            .send()
-            .await
-            .unwrap();
     assert_eq!(
-        expect_json(resp, StatusCode::OK).await,
+        t.s.put(&t.a.user, "/v3/namespaces/dev")
+            .json(json!({"description": "alpha dev"}))
+            .ok()
+            .await,
         json!({"name": "dev", "description": "alpha dev", "config": {}})
     );
-    let resp =
-        t.s.call(&t.a.user, Method::PUT, "/v3/namespaces/dev/properties")
-            .json(&json!({"config": {"owner": "alpha"}}))
-            .send()
-            .await
-            .unwrap();
     assert_eq!(
-        expect_json(resp, StatusCode::OK).await,
+        t.s.put(&t.a.user, "/v3/namespaces/dev/properties")
+            .json(json!({"config": {"owner": "alpha"}}))
+            .ok()
+            .await,
         json!({"name": "dev", "description": "alpha dev", "config": {"owner": "alpha"}})
     );
     assert_eq!(t.get(&t.b.viewer, "/v3/namespaces/dev").await, b_dev);
@@ -286,8 +240,10 @@ async fn namespaces_are_scoped_by_tenant(db: Db) {
     assert_eq!(ids(&t.root_get("/v3/namespaces").await, "name"), ["default"]);
     // Deleting A's `dev` (and emptying A's `default`) leaves B's alone.
     for path in ["/v3/namespaces/dev", "/v3/namespaces/default"] {
-        let resp = t.s.call(&t.a.user, Method::DELETE, path).send().await.unwrap();
-        assert_eq!(resp.status(), StatusCode::OK, "{path}");
+        t.s.delete(&t.a.user, path)
+            .case(path)
+            .expect_status(StatusCode::OK)
+            .await;
     }
     assert_eq!(t.get(&t.b.viewer, "/v3/namespaces/dev").await, b_dev);
     assert_eq!(
@@ -323,33 +279,28 @@ async fn user_lists_show_only_the_callers_tenant(db: Db) {
 
 async fn profiles_of_the_same_user_id_are_separate(db: Db) {
     let t = two(db).await;
-    let profile = |key: &str| t.s.call(key, Method::GET, "/v2/profile").send();
-    let put = |key: &str, body: Value| t.s.call(key, Method::PUT, "/v2/profile").json(&body).send();
-    let resp = put(&t.a.shared, json!({"theme": "alpha"})).await.unwrap();
-    expect_json(resp, StatusCode::OK).await;
-    let resp = profile(&t.b.shared).await.unwrap();
-    expect_error(resp, StatusCode::NOT_FOUND, Some("Profile not found.")).await;
+    let profile = |key: &str| t.s.get(key, "/v2/profile");
+    let put = |key: &str, body: Value| t.s.put(key, "/v2/profile").json(body);
+    put(&t.a.shared, json!({"theme": "alpha"})).ok().await;
+    profile(&t.b.shared)
+        .expect_error(StatusCode::NOT_FOUND, "Profile not found.")
+        .await;
     // `admin` exists in every tenant, the superadmin's included.
     for key in [&t.b.admin, BOOTSTRAP_KEY] {
-        let resp = profile(key).await.unwrap();
-        expect_error(resp, StatusCode::NOT_FOUND, Some("Profile not found.")).await;
+        profile(key)
+            .expect_error(StatusCode::NOT_FOUND, "Profile not found.")
+            .await;
     }
-    let resp = put(&t.b.shared, json!({"theme": "beta"})).await.unwrap();
-    expect_json(resp, StatusCode::OK).await;
-    let resp = profile(&t.a.shared).await.unwrap();
-    assert_eq!(expect_json(resp, StatusCode::OK).await, json!({"theme": "alpha"}));
-    let resp = profile(&t.b.shared).await.unwrap();
-    assert_eq!(expect_json(resp, StatusCode::OK).await, json!({"theme": "beta"}));
-    let resp =
-        t.s.call(&t.a.shared, Method::DELETE, "/v2/profile")
-            .send()
-            .await
-            .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    let resp = profile(&t.a.shared).await.unwrap();
-    expect_error(resp, StatusCode::NOT_FOUND, Some("Profile not found.")).await;
-    let resp = profile(&t.b.shared).await.unwrap();
-    assert_eq!(expect_json(resp, StatusCode::OK).await, json!({"theme": "beta"}));
+    put(&t.b.shared, json!({"theme": "beta"})).ok().await;
+    assert_eq!(profile(&t.a.shared).ok().await, json!({"theme": "alpha"}));
+    assert_eq!(profile(&t.b.shared).ok().await, json!({"theme": "beta"}));
+    t.s.delete(&t.a.shared, "/v2/profile")
+        .expect_status(StatusCode::OK)
+        .await;
+    profile(&t.a.shared)
+        .expect_error(StatusCode::NOT_FOUND, "Profile not found.")
+        .await;
+    assert_eq!(profile(&t.b.shared).ok().await, json!({"theme": "beta"}));
 }
 
 async fn only_the_superadmin_sees_tenants(db: Db) {
@@ -368,13 +319,11 @@ async fn only_the_superadmin_sees_tenants(db: Db) {
             (Method::DELETE, "/v2/tenants/beta", None),
             (Method::POST, "/v2/tenants/beta/adminkey", None),
         ] {
-            let mut req = t.s.call(key, method.clone(), path);
-            if let Some(b) = body {
-                req = req.json(&b);
-            }
-            let resp = req.send().await.unwrap();
-            assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{method} {path}");
-            expect_error(resp, StatusCode::FORBIDDEN, must).await;
+            t.s.req(key, method.clone(), path)
+                .json_opt(body)
+                .case(format!("{method} {path}"))
+                .expect_error(StatusCode::FORBIDDEN, must)
+                .await;
         }
     }
     let list = t.root_get("/v2/tenants").await;
@@ -390,63 +339,51 @@ async fn deleting_a_tenant_revokes_it_and_spares_the_others(db: Db) {
     let t = two(db).await;
     let b_token = t.s.mint_token(&t.b.user).await;
     let a_token = t.s.mint_token(&t.a.user).await;
-    let resp =
-        t.s.call(&t.b.admin, Method::PUT, "/v3/namespaces/dev")
-            .send()
-            .await
-            .unwrap();
-    expect_json(resp, StatusCode::OK).await;
-    let resp =
-        t.s.call(&t.a.admin, Method::PUT, "/v3/namespaces/dev")
-            .json(&json!({"description": "alpha dev"}))
-            .send()
-            .await
-            .unwrap();
-    expect_json(resp, StatusCode::OK).await;
-    let resp =
-        t.s.call(&t.a.shared, Method::PUT, "/v2/profile")
-            .json(&json!({"mine": true}))
-            .send()
-            .await
-            .unwrap();
-    expect_json(resp, StatusCode::OK).await;
+    t.s.put(&t.b.admin, "/v3/namespaces/dev").ok().await;
+    t.s.put(&t.a.admin, "/v3/namespaces/dev")
+        .json(json!({"description": "alpha dev"}))
+        .ok()
+        .await;
+    t.s.put(&t.a.shared, "/v2/profile")
+        .json(json!({"mine": true}))
+        .ok()
+        .await;
     let a_users = t.get(&t.a.admin, "/v2/users").await;
     let a_namespaces = t.get(&t.a.viewer, "/v3/namespaces").await;
     // Not while it has workers.
-    let resp = t.s.root(Method::DELETE, "/v2/tenants/beta").send().await.unwrap();
-    expect_error(
-        resp,
-        StatusCode::CONFLICT,
-        Some("Tenant beta still has 1 workers. Cannot delete it until workers are set to 0."),
-    )
-    .await;
+    t.s.req_root(Method::DELETE, "/v2/tenants/beta")
+        .expect_error(
+            StatusCode::CONFLICT,
+            "Tenant beta still has 1 workers. Cannot delete it until workers are set to 0.",
+        )
+        .await;
     t.get(&t.b.user, "/v3/namespaces").await;
-    let resp =
-        t.s.root(Method::PUT, "/v2/tenants/beta")
-            .json(&json!({"tenant": {"name": "beta", "workers": 0}}))
-            .send()
-            .await
-            .unwrap();
-    assert_eq!(expect_json(resp, StatusCode::OK).await["workers"], 0);
+    assert_eq!(
+        t.s.req_root(Method::PUT, "/v2/tenants/beta")
+            .json(json!({"tenant": {"name": "beta", "workers": 0}}))
+            .ok()
+            .await["workers"],
+        0
+    );
     let resp = t.s.root(Method::DELETE, "/v2/tenants/beta").send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.text().await.unwrap(), "");
     // Every credential of B is now invalid, in every form.
     for key in [&t.b.admin, &t.b.user, &t.b.viewer, &t.b.shared, &b_token] {
-        let resp = t.s.call(key, Method::GET, "/v3/namespaces").send().await.unwrap();
-        expect_unauthorized(resp, "Invalid credentials.").await;
+        t.s.get(key, "/v3/namespaces")
+            .case(format!("{key:?}"))
+            .expect_unauthorized("Invalid credentials.")
+            .await;
     }
-    let resp =
-        t.s.anon(Method::GET, "/v3/namespaces")
-            .header("Coopr-UserID", "admin")
-            .header("Coopr-TenantID", "beta")
-            .header("Coopr-ApiKey", &t.b.admin)
-            .send()
-            .await
-            .unwrap();
-    expect_unauthorized(resp, "Invalid credentials.").await;
-    let resp = t.s.root(Method::GET, "/v2/tenants/beta").send().await.unwrap();
-    expect_error(resp, StatusCode::NOT_FOUND, Some("tenant beta not found")).await;
+    t.s.req_anon(Method::GET, "/v3/namespaces")
+        .with(|r| r.header("Coopr-UserID", "admin"))
+        .with(|r| r.header("Coopr-TenantID", "beta"))
+        .with(|r| r.header("Coopr-ApiKey", &t.b.admin))
+        .expect_unauthorized("Invalid credentials.")
+        .await;
+    t.s.req_root(Method::GET, "/v2/tenants/beta")
+        .expect_error(StatusCode::NOT_FOUND, "tenant beta not found")
+        .await;
     assert_eq!(
         ids(&t.root_get("/v2/tenants").await, "name"),
         ["alpha", "superadmin"]
@@ -467,8 +404,10 @@ async fn deleting_a_tenant_revokes_it_and_spares_the_others(db: Db) {
     assert_eq!(ids(&t.get(&new_b, "/v2/users").await, "id"), ["admin"]);
     assert_eq!(ids(&t.get(&new_b, "/v3/namespaces").await, "name"), ["default"]);
     for key in [&t.b.admin, &t.b.user, &b_token] {
-        let resp = t.s.call(key, Method::GET, "/v3/namespaces").send().await.unwrap();
-        expect_unauthorized(resp, "Invalid credentials.").await;
+        t.s.get(key, "/v3/namespaces")
+            .case(format!("{key:?}"))
+            .expect_unauthorized("Invalid credentials.")
+            .await;
     }
 }
 
@@ -477,48 +416,42 @@ async fn a_credential_never_crosses_into_another_tenant(db: Db) {
     let b_token = t.s.mint_token(&t.b.shared).await;
     // `shared` exists in both tenants; B's secrets never authenticate as A's `shared`.
     for secret in [&t.b.shared, &b_token] {
-        let resp =
-            t.s.anon(Method::GET, "/v2/profile")
-                .header("Coopr-UserID", "shared")
-                .header("Coopr-TenantID", "alpha")
-                .header("Coopr-ApiKey", secret.as_str())
-                .send()
-                .await
-                .unwrap();
-        expect_unauthorized(resp, "Invalid credentials.").await;
+        t.s.req_anon(Method::GET, "/v2/profile")
+            .case(format!("{secret:?}"))
+            .with(|r| r.header("Coopr-UserID", "shared"))
+            .with(|r| r.header("Coopr-TenantID", "alpha"))
+            .with(|r| r.header("Coopr-ApiKey", secret.as_str()))
+            .expect_unauthorized("Invalid credentials.")
+            .await;
         for user_part in ["shared@alpha", "shared"] {
-            let resp =
-                t.s.anon(Method::GET, "/v2/profile")
-                    .header("Authorization", basic(user_part, secret))
-                    .send()
-                    .await
-                    .unwrap();
-            expect_unauthorized(resp, "Invalid credentials.").await;
+            t.s.req_anon(Method::GET, "/v2/profile")
+                .case(format!("{secret:?}, {user_part:?}"))
+                .with(|r| r.header("Authorization", basic(user_part, secret)))
+                .expect_unauthorized("Invalid credentials.")
+                .await;
         }
-        let resp =
-            t.s.call(secret, Method::GET, "/v2/profile")
-                .header("Coopr-TenantID", "alpha")
-                .send()
-                .await
-                .unwrap();
-        expect_unauthorized(resp, "Invalid credentials.").await;
+        t.s.get(secret, "/v2/profile")
+            .case(format!("{secret:?}"))
+            .with(|r| r.header("Coopr-TenantID", "alpha"))
+            .expect_unauthorized("Invalid credentials.")
+            .await;
     }
     // B's admin key is no admin key in A.
-    let resp =
-        t.s.anon(Method::GET, "/v2/users")
-            .header("Authorization", basic("admin@alpha", &t.b.admin))
-            .send()
-            .await
-            .unwrap();
-    expect_unauthorized(resp, "Invalid credentials.").await;
+    t.s.req_anon(Method::GET, "/v2/users")
+        .with(|r| r.header("Authorization", basic("admin@alpha", &t.b.admin)))
+        .expect_unauthorized("Invalid credentials.")
+        .await;
     // While each works at home.
-    let resp =
-        t.s.anon(Method::GET, "/v2/users")
-            .header("Authorization", basic("admin@beta", &t.b.admin))
-            .send()
-            .await
-            .unwrap();
-    assert_eq!(ids(&expect_json(resp, StatusCode::OK).await, "tenant")[0], "beta");
+    assert_eq!(
+        ids(
+            &t.s.req_anon(Method::GET, "/v2/users")
+                .with(|r| r.header("Authorization", basic("admin@beta", &t.b.admin)))
+                .ok()
+                .await,
+            "tenant"
+        )[0],
+        "beta"
+    );
 }
 
 /// Base64 of a new private key, as a host registration carries it.
@@ -537,36 +470,31 @@ async fn other_tenants_hosts_and_clusters_are_not_found(db: Db) {
     let t = two_on(s).await;
     // No background work: every record stays as the API left it.
     for name in ["alpha", "beta"] {
-        let resp =
-            t.s.root(Method::PUT, &format!("/v2/tenants/{name}"))
-                .json(&json!({"tenant": {"name": name, "workers": 0}}))
-                .send()
-                .await
-                .unwrap();
-        expect_json(resp, StatusCode::OK).await;
+        t.s.req_root(Method::PUT, &format!("/v2/tenants/{name}"))
+            .json(json!({"tenant": {"name": name, "workers": 0}}))
+            .ok()
+            .await;
     }
     let (a_key, b_key) = (ssh_key(), ssh_key());
     let address = "127.202.0.1";
     let send = |key: &str, method: Method, path: &str, body: Option<Value>| {
-        let mut req = t.s.call(key, method, path);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        async move { req.send().await.unwrap() }
+        t.s.req(key, method, path).json_opt(body)
     };
     // A: a cluster with one member host and an upgrade record.
-    let resp = send(&t.a.user, Method::PUT, "/api/v0/cluster/prod", None).await;
-    expect_json(resp, StatusCode::CREATED).await;
-    let resp = send(
+    send(&t.a.user, Method::PUT, "/api/v0/cluster/prod", None)
+        .expect(StatusCode::CREATED)
+        .await;
+    send(
         &t.a.user,
         Method::PUT,
         &format!("/api/v0/host/{address}"),
         Some(json!({"ssh_priv_key": a_key, "cluster": "prod"})),
     )
+    .expect(StatusCode::CREATED)
     .await;
-    expect_json(resp, StatusCode::CREATED).await;
-    let resp = send(&t.a.user, Method::PUT, "/api/v0/cluster/prod/upgrade", None).await;
-    let upgrade = expect_json(resp, StatusCode::CREATED).await;
+    let upgrade = send(&t.a.user, Method::PUT, "/api/v0/cluster/prod/upgrade", None)
+        .expect(StatusCode::CREATED)
+        .await;
     let a_views = [
         format!("/api/v0/host/{address}"),
         format!("/api/v0/host/{address}/status"),
@@ -598,7 +526,7 @@ async fn other_tenants_hosts_and_clusters_are_not_found(db: Db) {
     ];
     for key in [&t.b.viewer, &t.b.user, &t.b.admin, BOOTSTRAP_KEY] {
         for (path, message) in &reads {
-            let resp = send(key, Method::GET, path, None).await;
+            let resp = send(key, Method::GET, path, None).send().await;
             assert_eq!(resp.status(), StatusCode::NOT_FOUND, "GET {path}");
             expect_error(resp, StatusCode::NOT_FOUND, Some(message)).await;
         }
@@ -658,39 +586,41 @@ async fn other_tenants_hosts_and_clusters_are_not_found(db: Db) {
     ];
     for key in [&t.b.admin, BOOTSTRAP_KEY] {
         for (method, path, body, message) in &writes {
-            let resp = send(key, method.clone(), path, body.clone()).await;
+            let resp = send(key, method.clone(), path, body.clone()).send().await;
             assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{method} {path}");
             expect_error(resp, StatusCode::NOT_FOUND, Some(message)).await;
         }
     }
     // Names are scoped by tenant: B registers the same address and makes its own `prod`.
-    let resp = send(
-        &t.b.user,
-        Method::PUT,
-        &format!("/api/v0/host/{address}"),
-        Some(json!({"ssh_priv_key": b_key})),
-    )
-    .await;
     assert_eq!(
-        expect_json(resp, StatusCode::CREATED).await["status"],
+        send(
+            &t.b.user,
+            Method::PUT,
+            &format!("/api/v0/host/{address}"),
+            Some(json!({"ssh_priv_key": b_key})),
+        )
+        .expect(StatusCode::CREATED)
+        .await["status"],
         "investigating"
     );
-    let resp = send(&t.b.user, Method::PUT, "/api/v0/cluster/prod", None).await;
     assert_eq!(
-        expect_json(resp, StatusCode::CREATED).await["hosts"],
+        send(&t.b.user, Method::PUT, "/api/v0/cluster/prod", None)
+            .expect(StatusCode::CREATED)
+            .await["hosts"],
         json!({"total": 0, "available": 0, "unavailable": 0})
     );
-    let resp = send(&t.b.viewer, Method::GET, "/api/v0/cluster/prod/upgrade", None).await;
-    assert_eq!(
-        resp.status(),
-        StatusCode::NO_CONTENT,
-        "B's own prod has no record"
-    );
+    send(&t.b.viewer, Method::GET, "/api/v0/cluster/prod/upgrade", None)
+        .case("B's own prod has no record")
+        .expect_status(StatusCode::NO_CONTENT)
+        .await;
     let b_creds = t.get(&t.b.admin, &format!("/api/v0/host/{address}/creds")).await;
     assert_eq!(b_creds["ssh_priv_key"], b_key.as_str());
     for path in [format!("/api/v0/host/{address}"), "/api/v0/cluster/prod".into()] {
-        let resp = send(&t.b.user, Method::DELETE, &path, None).await;
-        assert_eq!(expect_json(resp, StatusCode::OK).await, json!([]), "{path}");
+        assert_eq!(
+            send(&t.b.user, Method::DELETE, &path, None).ok().await,
+            json!([]),
+            "{path}"
+        );
     }
     // A's objects are exactly as they were.
     for (path, was) in a_views.iter().zip(&before) {

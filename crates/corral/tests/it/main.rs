@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod harness;
+mod helpers;
 mod hosts;
 mod instances;
 mod qemu_instances;

@@ -16,7 +16,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::both_stores;
-use crate::harness::{Db, TestServer, expect_error, expect_json};
+use crate::harness::{Db, TestServer};
+use crate::helpers::expect_each_error;
 
 /// A test profile: every command leaves a trace per host (`$CORRAL_TEST_HOST`, which each test
 /// sshd gives its sessions); `upgrade` fails on `failing`; `restart` really restarts the sshd.
@@ -72,21 +73,24 @@ async fn corral(db: Db, fleet: &Fleet, p: OsProfilePatch) -> TestServer {
 }
 
 /// Registers every host, waits until each is `disassociated`, and puts them in cluster `c`.
+/// Waits until cluster `c`'s `op` (upgrade, deploy, restart) is no longer in process, and
+/// answers its record.
+async fn settled(s: &TestServer, admin: &str, op: &str) -> Value {
+    s.wait_json(admin, &format!("/api/v0/cluster/c/{op}"), |r| {
+        r["status"] != "in_process"
+    })
+    .await
+}
+
 async fn cluster_of(s: &TestServer, admin: &str, fleet: &Fleet) {
-    let resp = s
-        .call(admin, Method::PUT, "/api/v0/cluster/c")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::CREATED);
+    s.put(admin, "/api/v0/cluster/c")
+        .expect_status(StatusCode::CREATED)
+        .await;
     for a in fleet.addresses() {
-        let resp = s
-            .call(admin, Method::PUT, &format!("/api/v0/host/{a}"))
-            .json(&json!({"ssh_priv_key": STANDARD.encode(&fleet.key.private_key)}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), StatusCode::CREATED);
+        s.put(admin, &format!("/api/v0/host/{a}"))
+            .json(json!({"ssh_priv_key": STANDARD.encode(&fleet.key.private_key)}))
+            .expect_status(StatusCode::CREATED)
+            .await;
     }
     for a in fleet.addresses() {
         s.wait_json(admin, &format!("/api/v0/host/{a}"), |h| {
@@ -94,13 +98,11 @@ async fn cluster_of(s: &TestServer, admin: &str, fleet: &Fleet) {
         })
         .await;
     }
-    let resp = s
-        .call(admin, Method::PUT, "/api/v0/cluster/c/hosts")
-        .json(&json!({"old": [], "new": fleet.addresses()}))
-        .send()
-        .await
-        .unwrap();
-    let c = expect_json(resp, StatusCode::OK).await;
+    let c = s
+        .put(admin, "/api/v0/cluster/c/hosts")
+        .json(json!({"old": [], "new": fleet.addresses()}))
+        .ok()
+        .await;
     assert_eq!(c["status"], "ok", "{c}");
 }
 
@@ -124,21 +126,15 @@ async fn upgrade_stops_at_the_first_failing_host(db: Db) {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
     assert_eq!(resp.text().await.unwrap(), "");
-    let resp = s
-        .call(&admin, Method::PUT, "/api/v0/cluster/c/upgrade")
-        .send()
-        .await
-        .unwrap();
-    let rec = expect_json(resp, StatusCode::CREATED).await;
+    let rec = s
+        .put(&admin, "/api/v0/cluster/c/upgrade")
+        .expect(StatusCode::CREATED)
+        .await;
     assert_eq!(rec["status"], "in_process");
     assert_eq!(rec["upgraded"], json!([]));
     assert_eq!(rec["finished_at"], Value::Null);
     assert!(rec.get("version").is_none());
-    let rec = s
-        .wait_json(&admin, "/api/v0/cluster/c/upgrade", |r| {
-            r["status"] != "in_process"
-        })
-        .await;
+    let rec = settled(&s, &admin, "upgrade").await;
     assert_eq!(rec["status"], "failed", "{rec}");
     assert_eq!(rec["upgraded"], json!([a]));
     assert_eq!(rec["failed"], json!([b]));
@@ -157,12 +153,7 @@ async fn upgrade_stops_at_the_first_failing_host(db: Db) {
         "the operation went on after a failure"
     );
     // Coopr's view of the same cluster.
-    let resp = s
-        .call(&admin, Method::POST, "/v2/getClusterStatuses")
-        .send()
-        .await
-        .unwrap();
-    let statuses = expect_json(resp, StatusCode::OK).await;
+    let statuses = s.post(&admin, "/v2/getClusterStatuses").ok().await;
     assert_eq!(
         statuses,
         json!([{"clusterid": "c", "action": "cluster_upgrade", "actionstatus": "failed", "stepstotal": 3,
@@ -176,92 +167,47 @@ async fn deploy_and_the_rules_while_an_operation_runs(db: Db) {
     let s = corral(db, &fleet, profile(trace.path(), "none", 2.0)).await;
     let admin = s.create_tenant("acme", 1).await;
     cluster_of(&s, &admin, &fleet).await;
-    let put = |path: &str, body: Option<Value>| {
-        let mut req = s.call(&admin, Method::PUT, path);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        async move { req.send().await.unwrap() }
-    };
-    let resp = put("/api/v0/cluster/c/deploy", Some(json!({}))).await;
-    expect_error(resp, StatusCode::BAD_REQUEST, Some("\"version\" must be given.")).await;
-    let resp = put("/api/v0/cluster/c/upgrade", Some(json!({"max_parallel": 0}))).await;
-    expect_error(resp, StatusCode::BAD_REQUEST, None).await;
-    let resp = put("/api/v0/cluster/c/upgrade", None).await;
-    let started = expect_json(resp, StatusCode::CREATED).await;
-    // The same operation again: 200 with the current record; another: 409.
-    let again = expect_json(put("/api/v0/cluster/c/upgrade", None).await, StatusCode::OK).await;
-    assert_eq!(again["started_at"], started["started_at"]);
-    let resp = put("/api/v0/cluster/c/restart", None).await;
-    expect_error(
-        resp,
-        StatusCode::CONFLICT,
-        Some("Cluster 'c' has an upgrade in process."),
-    )
-    .await;
-    let resp = put("/api/v0/cluster/c/deploy", Some(json!({"version": "7.2.6"}))).await;
-    expect_error(
-        resp,
-        StatusCode::CONFLICT,
-        Some("Cluster 'c' has an upgrade in process."),
-    )
-    .await;
-    let addrs = fleet.addresses();
-    let resp = s
-        .call(&admin, Method::PUT, "/api/v0/cluster/c/hosts")
-        .json(&json!({"old": addrs, "new": [addrs[0]]}))
-        .send()
-        .await
-        .unwrap();
-    expect_error(
-        resp,
-        StatusCode::CONFLICT,
-        Some("Cluster 'c' has an upgrade in process."),
-    )
-    .await;
-    let resp = s
-        .call(&admin, Method::DELETE, "/api/v0/cluster/c")
-        .send()
-        .await
-        .unwrap();
-    expect_error(
-        resp,
-        StatusCode::CONFLICT,
-        Some("Cluster 'c' has an upgrade in process."),
-    )
-    .await;
-    let resp = s
-        .call(&admin, Method::DELETE, &format!("/api/v0/host/{}", addrs[0]))
-        .send()
-        .await
-        .unwrap();
-    expect_error(resp, StatusCode::CONFLICT, None).await;
-    let rec = s
-        .wait_json(&admin, "/api/v0/cluster/c/upgrade", |r| {
-            r["status"] != "in_process"
-        })
+    let put = |path: &str, body: Option<Value>| s.put(&admin, path).json_opt(body);
+    put("/api/v0/cluster/c/deploy", Some(json!({})))
+        .expect_error(StatusCode::BAD_REQUEST, "\"version\" must be given.")
         .await;
+    put("/api/v0/cluster/c/upgrade", Some(json!({"max_parallel": 0})))
+        .expect_error(StatusCode::BAD_REQUEST, None)
+        .await;
+    let started = put("/api/v0/cluster/c/upgrade", None)
+        .expect(StatusCode::CREATED)
+        .await;
+    // The same operation again: 200 with the current record; another: 409.
+    let again = put("/api/v0/cluster/c/upgrade", None).ok().await;
+    assert_eq!(again["started_at"], started["started_at"]);
+    let addrs = fleet.addresses();
+    expect_each_error(
+        [
+            put("/api/v0/cluster/c/restart", None),
+            put("/api/v0/cluster/c/deploy", Some(json!({"version": "7.2.6"}))),
+            s.put(&admin, "/api/v0/cluster/c/hosts")
+                .json(json!({"old": addrs, "new": [addrs[0]]})),
+            s.delete(&admin, "/api/v0/cluster/c"),
+        ],
+        StatusCode::CONFLICT,
+        "Cluster 'c' has an upgrade in process.",
+    )
+    .await;
+    s.delete(&admin, &format!("/api/v0/host/{}", addrs[0]))
+        .expect_error(StatusCode::CONFLICT, None)
+        .await;
+    let rec = settled(&s, &admin, "upgrade").await;
     assert_eq!(rec["status"], "finished", "{rec}");
     assert_eq!(rec["upgraded"], json!(addrs));
     // A deploy: the version reaches every host.
-    let rec = expect_json(
-        put("/api/v0/cluster/c/deploy", Some(json!({"version": "7.2.6"}))).await,
-        StatusCode::CREATED,
-    )
-    .await;
-    assert_eq!(rec["version"], "7.2.6");
-    let resp = put("/api/v0/cluster/c/deploy", Some(json!({"version": "7.2.5"}))).await;
-    expect_error(
-        resp,
-        StatusCode::CONFLICT,
-        Some("Cluster 'c' is deploying version '7.2.6'."),
-    )
-    .await;
-    let rec = s
-        .wait_json(&admin, "/api/v0/cluster/c/deploy", |r| {
-            r["status"] != "in_process"
-        })
+    let rec = put("/api/v0/cluster/c/deploy", Some(json!({"version": "7.2.6"})))
+        .expect(StatusCode::CREATED)
         .await;
+    assert_eq!(rec["version"], "7.2.6");
+    put("/api/v0/cluster/c/deploy", Some(json!({"version": "7.2.5"})))
+        .expect_error(StatusCode::CONFLICT, "Cluster 'c' is deploying version '7.2.6'.")
+        .await;
+    let rec = settled(&s, &admin, "deploy").await;
     assert_eq!(rec["status"], "finished", "{rec}");
     assert_eq!(rec["deployed"], json!(addrs));
     for a in &addrs {
@@ -283,17 +229,10 @@ async fn restart_waits_for_each_host_to_go_and_return(db: Db) {
         .iter()
         .map(|h| std::fs::read_to_string(h.dir().join("sshd.pid")).unwrap_or_default())
         .collect();
-    let resp = s
-        .call(&admin, Method::PUT, "/api/v0/cluster/c/restart")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::CREATED);
-    let rec = s
-        .wait_json(&admin, "/api/v0/cluster/c/restart", |r| {
-            r["status"] != "in_process"
-        })
+    s.put(&admin, "/api/v0/cluster/c/restart")
+        .expect_status(StatusCode::CREATED)
         .await;
+    let rec = settled(&s, &admin, "restart").await;
     assert_eq!(rec["status"], "finished", "{rec}");
     assert_eq!(rec["restarted"], json!(fleet.addresses()));
     for (h, old_pid) in fleet.hosts.iter().zip(pids) {
@@ -303,14 +242,7 @@ async fn restart_waits_for_each_host_to_go_and_return(db: Db) {
     }
     // Every host answers again.
     for a in fleet.addresses() {
-        let h = expect_json(
-            s.call(&admin, Method::GET, &format!("/api/v0/host/{a}"))
-                .send()
-                .await
-                .unwrap(),
-            StatusCode::OK,
-        )
-        .await;
+        let h = s.get(&admin, &format!("/api/v0/host/{a}")).ok().await;
         assert_eq!(h["status"], "active");
     }
 }

@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use crate::both_stores;
 use crate::harness::{Db, expect_json, fresh_database};
+use crate::helpers::IntoReq;
 
 /// A `corral serve` child process whose JSON log lines are collected.
 struct Proc {
@@ -139,13 +140,12 @@ async fn first_start_writes_one_key_once(db: Db) {
     #[cfg(unix)]
     assert_eq!(mode(&key_file), 0o600);
     let c = client();
-    let resp = c
+    let tenants = c
         .get(p.url("/v2/tenants"))
         .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap();
-    let tenants = expect_json(resp, StatusCode::OK).await;
+        .into_req()
+        .ok()
+        .await;
     assert_eq!(tenants[0]["name"], "superadmin");
     assert_eq!(tenants[0]["workers"], 10);
     let (code, logs) = p.terminate();
@@ -159,13 +159,12 @@ async fn first_start_writes_one_key_once(db: Db) {
     // A second start on the same store creates nothing.
     let p = Proc::spawn(&args, &[]).unwrap_or_else(|e| panic!("restart failed: {e:?}"));
     assert_eq!(std::fs::read_to_string(&key_file).unwrap().trim(), key);
-    let resp = c
+    let keys = c
         .get(p.url("/v2/users/admin/apikeys"))
         .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap();
-    let keys = expect_json(resp, StatusCode::OK).await;
+        .into_req()
+        .ok()
+        .await;
     assert_eq!(keys.as_array().unwrap().len(), 1, "{keys}");
     // Even after that key is deleted, a restart does not mint another.
     let new_key = {
@@ -181,32 +180,29 @@ async fn first_start_writes_one_key_once(db: Db) {
             .to_string()
     };
     let first_id = keys[0]["id"].as_str().unwrap();
-    let resp = c
-        .delete(p.url(&format!("/v2/users/admin/apikeys/{first_id}")))
+    c.delete(p.url(&format!("/v2/users/admin/apikeys/{first_id}")))
         .bearer_auth(&new_key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
+        .into_req()
+        .expect_status(StatusCode::OK)
+        .await;
     assert_eq!(p.terminate().0, Some(0));
     let p = Proc::spawn(&args, &[]).unwrap_or_else(|e| panic!("restart failed: {e:?}"));
-    let resp = c
-        .get(p.url("/v2/users/admin/apikeys"))
-        .bearer_auth(&new_key)
-        .send()
-        .await
-        .unwrap();
     assert_eq!(
-        expect_json(resp, StatusCode::OK).await.as_array().unwrap().len(),
+        c.get(p.url("/v2/users/admin/apikeys"))
+            .bearer_auth(&new_key)
+            .into_req()
+            .ok()
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
         1
     );
-    let resp = c
-        .get(p.url("/v2/tenants"))
+    c.get(p.url("/v2/tenants"))
         .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        .into_req()
+        .expect_status(StatusCode::UNAUTHORIZED)
+        .await;
 }
 
 async fn configured_bootstrap_key(db: Db) {
@@ -228,13 +224,12 @@ async fn configured_bootstrap_key(db: Db) {
             .trim(),
         key
     );
-    let resp = client()
+    client()
         .get(p.url("/v3/namespaces/default"))
         .bearer_auth(key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
+        .into_req()
+        .expect_status(StatusCode::OK)
+        .await;
     let (code, logs) = p.terminate();
     assert_eq!(code, Some(0));
     assert!(!logs.contains(key), "the configured key was logged");
@@ -252,14 +247,13 @@ fn sqlite_proc(dir: &Path, extra: &[&str]) -> Proc {
 async fn json_logs_carry_the_request_id() {
     let dir = tempfile::tempdir().unwrap();
     let p = sqlite_proc(dir.path(), &[]);
-    let resp = client()
+    client()
         .get(p.url("/v3/namespaces/nope"))
         .bearer_auth(crate::harness::BOOTSTRAP_KEY)
         .header("x-request-id", "trace-7f3a")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+        .into_req()
+        .expect_status(StatusCode::NOT_FOUND)
+        .await;
     let (_, logs) = p.terminate();
     let line = logs
         .lines()
@@ -454,34 +448,30 @@ async fn a_killed_corral_finishes_the_upgrade_running_each_command_once(db: Db) 
     let p = Proc::spawn(&args, &envs).unwrap_or_else(|e| panic!("{e:?}"));
     let c = client();
     let root = crate::harness::BOOTSTRAP_KEY;
-    let resp = c
+    let admin = c
         .post(p.url("/v2/tenants"))
         .bearer_auth(root)
         .json(&serde_json::json!({"tenant": {"name": "acme", "workers": 2}}))
-        .send()
-        .await
-        .unwrap();
-    let admin = expect_json(resp, StatusCode::OK).await["admin"]["apikey"]["key"]
+        .into_req()
+        .ok()
+        .await["admin"]["apikey"]["key"]
         .as_str()
         .unwrap()
         .to_string();
-    let resp = c
-        .put(p.url("/api/v0/cluster/c"))
+    c.put(p.url("/api/v0/cluster/c"))
         .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::CREATED);
+        .into_req()
+        .expect_status(StatusCode::CREATED)
+        .await;
     let b64 = base64::engine::general_purpose::STANDARD.encode(&key.private_key);
     for a in &addresses {
-        let resp = c
-            .put(p.url(&format!("/api/v0/host/{a}")))
+        c.put(p.url(&format!("/api/v0/host/{a}")))
             .bearer_auth(&admin)
             .json(&serde_json::json!({"ssh_priv_key": b64, "cluster": "c"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), StatusCode::CREATED);
+            .into_req()
+            .case(format!("{a:?}"))
+            .expect_status(StatusCode::CREATED)
+            .await;
     }
     let poll = |base: String, path: &'static str, done: fn(&Value) -> bool| {
         let (c, admin) = (c.clone(), admin.clone());
@@ -507,13 +497,11 @@ async fn a_killed_corral_finishes_the_upgrade_running_each_command_once(db: Db) 
         v["hosts"]["available"] == 3
     })
     .await;
-    let resp = c
-        .put(p.url("/api/v0/cluster/c/upgrade"))
+    c.put(p.url("/api/v0/cluster/c/upgrade"))
         .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::CREATED);
+        .into_req()
+        .expect_status(StatusCode::CREATED)
+        .await;
     // Kill it while the second host's command runs.
     poll(base, "/api/v0/cluster/c/upgrade", |v| {
         v["upgraded"].as_array().is_some_and(|a| a.len() == 1)
@@ -568,21 +556,17 @@ async fn start_testsvc(c: &reqwest::Client, p: &Proc, app: &str) -> String {
     let key = crate::harness::BOOTSTRAP_KEY;
     let body = serde_json::json!({"services": [{"name": "svc", "command": [crate::harness::testsvc()],
                                                 "health_path": "/health"}]});
-    let resp = c
-        .put(p.url(&format!("/v3/namespaces/default/apps/{app}")))
+    c.put(p.url(&format!("/v3/namespaces/default/apps/{app}")))
         .bearer_auth(key)
         .json(&body)
-        .send()
-        .await
-        .unwrap();
-    expect_json(resp, StatusCode::OK).await;
-    let resp = c
-        .post(p.url(&format!("/v3/namespaces/default/apps/{app}/services/svc/start")))
+        .into_req()
+        .ok()
+        .await;
+    c.post(p.url(&format!("/v3/namespaces/default/apps/{app}/services/svc/start")))
         .bearer_auth(key)
-        .send()
-        .await
-        .unwrap();
-    expect_json(resp, StatusCode::OK).await["runid"]
+        .into_req()
+        .ok()
+        .await["runid"]
         .as_str()
         .unwrap()
         .to_string()
@@ -641,13 +625,12 @@ async fn a_killed_corral_leaves_no_orphan_service() {
         !alive(old_pid),
         "the orphan of the killed server is still running"
     );
-    let resp = c
+    let runs = c
         .get(p.url(&format!("{svc}/runs")))
         .bearer_auth(key)
-        .send()
-        .await
-        .unwrap();
-    let runs = expect_json(resp, StatusCode::OK).await;
+        .into_req()
+        .ok()
+        .await;
     let runs = runs.as_array().unwrap();
     assert_eq!(runs.len(), 2, "{runs:?}");
     let old = runs.iter().find(|r| r["runid"] == old_run.as_str()).unwrap();
@@ -710,14 +693,13 @@ async fn proxy_streams_100_mb_each_way_in_flat_memory() {
     let expected: String = expected.finalize().iter().map(|b| format!("{b:02x}")).collect();
     let stream =
         futures_util::stream::iter((0..SIZE / CHUNK).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
-    let resp = c
+    let echo = c
         .post(p.url(&format!("{svc}/methods/echo")))
         .bearer_auth(key)
         .body(reqwest::Body::wrap_stream(stream))
-        .send()
-        .await
-        .unwrap();
-    let echo = expect_json(resp, StatusCode::OK).await;
+        .into_req()
+        .ok()
+        .await;
     assert_eq!(echo["body_len"], SIZE as u64);
     assert_eq!(echo["body_sha256"], expected.as_str());
 

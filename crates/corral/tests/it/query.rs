@@ -11,17 +11,11 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::both_stores;
-use crate::harness::{Db, TestServer, expect_error, expect_json};
+use crate::harness::{Db, TestServer};
 use crate::instances::{ids, launch, mock_cloud};
 
 async fn query(s: &TestServer, k: &str, body: Value) -> Value {
-    let resp = s
-        .call(k, Method::POST, "/query")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    expect_json(resp, StatusCode::OK).await
+    s.post(k, "/query").json(body).ok().await
 }
 
 /// The rows of a one-statement query.
@@ -49,13 +43,10 @@ async fn server(db: Db) -> TestServer {
 
 async fn register_host(s: &TestServer, k: &str, address: &str) {
     let key = ClientKey::generate(KeyType::Ed25519, KeyFormat::OpenSsh).unwrap();
-    let resp = s
-        .call(k, Method::PUT, &format!("/api/v0/host/{address}"))
-        .json(&json!({"ssh_priv_key": STANDARD.encode(&key.private_key)}))
-        .send()
-        .await
-        .unwrap();
-    expect_json(resp, StatusCode::CREATED).await;
+    s.put(k, &format!("/api/v0/host/{address}"))
+        .json(json!({"ssh_priv_key": STANDARD.encode(&key.private_key)}))
+        .expect(StatusCode::CREATED)
+        .await;
 }
 
 async fn inventory_and_shell_queries(db: Db) {
@@ -183,24 +174,15 @@ async fn freshness(db: Db) {
         rows(&s, &k, "select state from instances").await,
         vec![json!(["launched"])]
     );
-    let out = s
-        .call(&k, Method::PUT, "/instances/rename")
-        .json(&json!({&a: "renamed"}))
-        .send()
-        .await
-        .unwrap();
-    expect_json(out, StatusCode::OK).await;
+    s.put(&k, "/instances/rename")
+        .json(json!({&a: "renamed"}))
+        .ok()
+        .await;
     assert_eq!(
         rows(&s, &k, "select name from instances").await,
         vec![json!(["renamed"])]
     );
-    let out = s
-        .call(&k, Method::POST, "/instances/delete")
-        .json(&json!([a]))
-        .send()
-        .await
-        .unwrap();
-    expect_json(out, StatusCode::OK).await;
+    s.post(&k, "/instances/delete").json(json!([a])).ok().await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while rows(&s, &k, "select count(*) from instances").await != vec![json!([0])] {
         assert!(
@@ -231,21 +213,16 @@ async fn request_shapes_and_limits(db: Db) {
         json!([{"parameters": []}]),
         json!(7),
     ] {
-        let resp = s
-            .call(&k, Method::POST, "/query")
-            .json(&bad)
-            .send()
-            .await
-            .unwrap();
-        expect_error(resp, StatusCode::BAD_REQUEST, None).await;
+        s.post(&k, "/query")
+            .case(format!("{bad:?}"))
+            .json(bad)
+            .expect_error(StatusCode::BAD_REQUEST, None)
+            .await;
     }
-    let resp = s
-        .anon(Method::POST, "/query")
-        .json(&json!([{"sql": "select 1"}]))
-        .send()
-        .await
-        .unwrap();
-    expect_error(resp, StatusCode::UNAUTHORIZED, None).await;
+    s.req_anon(Method::POST, "/query")
+        .json(json!([{"sql": "select 1"}]))
+        .expect_error(StatusCode::UNAUTHORIZED, None)
+        .await;
     // Writes and stacked statements never change anything; every statement gets a result.
     let out = query(
         &s,
@@ -268,13 +245,7 @@ async fn request_shapes_and_limits(db: Db) {
                         "image": {"id": ids.debian}})
         })
         .collect();
-    let resp = s
-        .call(&k, Method::POST, "/instances")
-        .json(&items)
-        .send()
-        .await
-        .unwrap();
-    expect_json(resp, StatusCode::OK).await;
+    s.post(&k, "/instances").json(items).ok().await;
     let t = std::time::Instant::now();
     let out = query(
         &s,

@@ -23,7 +23,8 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
 
 use crate::both_stores;
-use crate::harness::{BOOTSTRAP_KEY, Db, TestServer, expect_error, expect_json, expect_unauthorized};
+use crate::harness::{BOOTSTRAP_KEY, Db, TestServer};
+use crate::helpers::Req;
 
 /// The letters of README 2.2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -573,25 +574,19 @@ impl Fixture {
         let n = self.fresh();
         match name {
             "tenant" => {
-                let resp = self
-                    .s
-                    .root(Method::POST, "/v2/tenants")
-                    .json(&json!({"tenant": {"name": n, "workers": 0}}))
-                    .send()
-                    .await
-                    .unwrap();
-                expect_json(resp, StatusCode::OK).await;
+                self.s
+                    .req_root(Method::POST, "/v2/tenants")
+                    .json(json!({"tenant": {"name": n, "workers": 0}}))
+                    .ok()
+                    .await;
                 n
             }
             "user" => {
-                let resp = self
-                    .s
-                    .call(admin, Method::POST, "/v2/users")
-                    .json(&json!({"id": n, "role": "viewer"}))
-                    .send()
-                    .await
-                    .unwrap();
-                expect_json(resp, StatusCode::CREATED).await;
+                self.s
+                    .post(admin, "/v2/users")
+                    .json(json!({"id": n, "role": "viewer"}))
+                    .expect(StatusCode::CREATED)
+                    .await;
                 n
             }
             "key_id" => {
@@ -600,45 +595,30 @@ impl Fixture {
                 created["id"].as_str().unwrap().to_string()
             }
             "ns" => {
-                let resp = self
-                    .s
-                    .call(admin, Method::PUT, &format!("/v3/namespaces/{n}"))
-                    .send()
-                    .await
-                    .unwrap();
-                expect_json(resp, StatusCode::OK).await;
+                self.s.put(admin, &format!("/v3/namespaces/{n}")).ok().await;
                 n
             }
             "network" => {
-                let resp = self
-                    .s
-                    .call(admin, Method::PUT, &format!("/api/v0/network/{n}"))
-                    .json(&json!({}))
-                    .send()
-                    .await
-                    .unwrap();
-                expect_json(resp, StatusCode::CREATED).await;
+                self.s
+                    .put(admin, &format!("/api/v0/network/{n}"))
+                    .json(json!({}))
+                    .expect(StatusCode::CREATED)
+                    .await;
                 n
             }
             "container_manager" => {
-                let resp = self
-                    .s
-                    .call(admin, Method::PUT, &format!("/api/v0/containermanager/{n}"))
-                    .json(&json!({"type": "trivial"}))
-                    .send()
-                    .await
-                    .unwrap();
-                expect_json(resp, StatusCode::CREATED).await;
+                self.s
+                    .put(admin, &format!("/api/v0/containermanager/{n}"))
+                    .json(json!({"type": "trivial"}))
+                    .expect(StatusCode::CREATED)
+                    .await;
                 n
             }
             "name" => {
-                let resp = self
-                    .s
-                    .call(admin, Method::PUT, &format!("/api/v0/cluster/{n}"))
-                    .send()
-                    .await
-                    .unwrap();
-                expect_json(resp, StatusCode::CREATED).await;
+                self.s
+                    .put(admin, &format!("/api/v0/cluster/{n}"))
+                    .expect(StatusCode::CREATED)
+                    .await;
                 n
             }
             "address" => {
@@ -648,44 +628,35 @@ impl Fixture {
                 if let Some(cluster) = Self::var(vars, "name") {
                     body["cluster"] = json!(cluster);
                 }
-                let resp = self
+                let host = self
                     .s
-                    .call(admin, Method::PUT, &format!("/api/v0/host/{address}"))
-                    .json(&body)
-                    .send()
-                    .await
-                    .unwrap();
-                let host = expect_json(resp, StatusCode::CREATED).await;
+                    .put(admin, &format!("/api/v0/host/{address}"))
+                    .json(body)
+                    .expect(StatusCode::CREATED)
+                    .await;
                 assert_eq!(host["status"], "investigating", "{host}");
                 address
             }
             "app" => {
                 let ns = Self::var(vars, "ns").expect("{app} needs a {ns} before it");
-                let resp = self
-                    .s
-                    .call(admin, Method::PUT, &format!("/v3/namespaces/{ns}/apps/{n}"))
-                    .json(&json!({"services": [{"name": "web", "command": ["/bin/true"]}]}))
-                    .send()
-                    .await
-                    .unwrap();
-                expect_json(resp, StatusCode::OK).await;
+                self.s
+                    .put(admin, &format!("/v3/namespaces/{ns}/apps/{n}"))
+                    .json(json!({"services": [{"name": "web", "command": ["/bin/true"]}]}))
+                    .ok()
+                    .await;
                 n
             }
             "v" => {
                 let ns = Self::var(vars, "ns").expect("{v} needs a {ns} before it");
                 let app = Self::var(vars, "app").expect("{v} needs an {app} before it");
-                let resp = self
-                    .s
-                    .call(
+                self.s
+                    .put(
                         admin,
-                        Method::PUT,
                         &format!("/v3/namespaces/{ns}/apps/{app}/versions/{n}/create"),
                     )
-                    .json(&json!({"services": [{"name": "web", "command": ["/bin/true"]}]}))
-                    .send()
-                    .await
-                    .unwrap();
-                expect_json(resp, StatusCode::OK).await;
+                    .json(json!({"services": [{"name": "web", "command": ["/bin/true"]}]}))
+                    .ok()
+                    .await;
                 n
             }
             // The one service of every `{app}` the fixture makes.
@@ -709,23 +680,14 @@ impl Fixture {
                     Some(v) => format!("/v3/namespaces/{ns}/apps/{app}/versions/{v}/services/web"),
                     None => format!("/v3/namespaces/{ns}/apps/{app}/services/web"),
                 };
-                let resp = self
-                    .s
-                    .call(admin, Method::POST, &format!("{svc}/start"))
-                    .send()
-                    .await
-                    .unwrap();
-                let run = expect_json(resp, StatusCode::OK).await["runid"]
+                let run = self.s.post(admin, &format!("{svc}/start")).ok().await["runid"]
                     .as_str()
                     .unwrap()
                     .to_string();
-                let resp = self
-                    .s
-                    .call(admin, Method::POST, &format!("{svc}/stop"))
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(resp.status(), StatusCode::OK);
+                self.s
+                    .post(admin, &format!("{svc}/stop"))
+                    .expect_status(StatusCode::OK)
+                    .await;
                 run
             }
             other => panic!("no fixture for {{{other}}}: teach Fixture::make to create one"),
@@ -965,11 +927,7 @@ fn operations(api: &Value) -> Vec<(String, String, bool)> {
 
 async fn matrix_covers_every_documented_endpoint(db: Db) {
     let s = TestServer::start(db).await;
-    let api = expect_json(
-        s.anon(Method::GET, "/openapi.json").send().await.unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    let api = s.req_anon(Method::GET, "/openapi.json").ok().await;
     let ops = operations(&api);
     assert!(ops.len() >= MATRIX.len(), "{ops:?}");
     let in_matrix = |m: &str, p: &str| MATRIX.iter().any(|r| r.method == m && r.path == p);
@@ -1018,143 +976,128 @@ async fn matrix_covers_every_documented_endpoint(db: Db) {
     // The public endpoints answer without credentials, GET and HEAD.
     for (m, p) in PUBLIC {
         let method = Method::from_bytes(m.as_bytes()).unwrap();
-        let resp = s.anon(method, p).send().await.unwrap();
-        assert_eq!(resp.status(), StatusCode::OK, "{m} {p}");
+        s.req_anon(method, p)
+            .case(format!("{m} {p}"))
+            .expect_status(StatusCode::OK)
+            .await;
         let resp = s.anon(Method::HEAD, p).send().await.unwrap();
         assert_eq!(resp.status(), StatusCode::OK, "HEAD {p}");
         assert!(resp.headers().get("www-authenticate").is_none(), "{p}");
     }
     // The documentation itself is public too.
-    let resp = s.anon(Method::GET, "/docs/").send().await.unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
+    s.req_anon(Method::GET, "/docs/")
+        .expect_status(StatusCode::OK)
+        .await;
 }
 
 async fn forbidden_requests_change_nothing(db: Db) {
     let f = Fixture::new(db).await;
     let (viewer, user, admin) = (f.viewer.as_str(), f.user.as_str(), f.admin.as_str());
-    let send = |key: &str, m: Method, p: &str, body: Option<Value>| {
-        let mut req = f.s.call(key, m, p);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        req.send()
-    };
-    // A viewer cannot create, edit or delete a namespace.
-    let resp = send(viewer, Method::PUT, "/v3/namespaces/dev", None)
-        .await
-        .unwrap();
-    expect_error(resp, StatusCode::FORBIDDEN, None).await;
-    let resp = send(admin, Method::GET, "/v3/namespaces/dev", None)
-        .await
-        .unwrap();
-    expect_error(resp, StatusCode::NOT_FOUND, Some("Namespace 'dev' not found.")).await;
-    let resp = send(
-        viewer,
-        Method::PUT,
-        "/v3/namespaces/default/properties",
-        Some(json!({"description": "hacked"})),
-    )
-    .await
-    .unwrap();
-    expect_error(resp, StatusCode::FORBIDDEN, None).await;
-    let resp = send(admin, Method::PUT, "/v3/namespaces/prod", None)
-        .await
-        .unwrap();
-    expect_json(resp, StatusCode::OK).await;
-    for path in ["/v3/namespaces/prod", "/v3/unrecoverable/namespaces/prod"] {
-        let resp = send(viewer, Method::DELETE, path, None).await.unwrap();
-        expect_error(resp, StatusCode::FORBIDDEN, None).await;
+    f.s.put(admin, "/v3/namespaces/prod").ok().await;
+    // (who, method, path, body, the 403's message where the contract fixes it)
+    let forbidden = [
+        // A viewer cannot create, edit or delete a namespace.
+        (viewer, Method::PUT, "/v3/namespaces/dev", None, None),
+        (
+            viewer,
+            Method::PUT,
+            "/v3/namespaces/default/properties",
+            Some(json!({"description": "hacked"})),
+            None,
+        ),
+        (viewer, Method::DELETE, "/v3/namespaces/prod", None, None),
+        (
+            viewer,
+            Method::DELETE,
+            "/v3/unrecoverable/namespaces/prod",
+            None,
+            None,
+        ),
+        // A user cannot make itself admin, create users, or delete the admin.
+        (
+            user,
+            Method::PUT,
+            "/v2/users/ursula",
+            Some(json!({"role": "admin"})),
+            Some(MUST_BE_ADMIN),
+        ),
+        (
+            user,
+            Method::POST,
+            "/v2/users",
+            Some(json!({"id": "mallory", "role": "admin"})),
+            Some(MUST_BE_ADMIN),
+        ),
+        (
+            user,
+            Method::POST,
+            "/v2/users/ursula/apikeys",
+            None,
+            Some(MUST_BE_ADMIN),
+        ),
+        (user, Method::DELETE, "/v2/users/admin", None, Some(MUST_BE_ADMIN)),
+        // A tenant admin cannot touch tenants, not even its own.
+        (
+            admin,
+            Method::PUT,
+            "/v2/tenants/acme",
+            Some(json!({"tenant": {"workers": 5}})),
+            Some(MUST_BE_SUPERADMIN),
+        ),
+        (
+            admin,
+            Method::DELETE,
+            "/v2/tenants/acme",
+            None,
+            Some(MUST_BE_SUPERADMIN),
+        ),
+        (
+            admin,
+            Method::POST,
+            "/v2/tenants",
+            Some(json!({"tenant": {"name": "evil", "workers": 0}})),
+            Some(MUST_BE_SUPERADMIN),
+        ),
+    ];
+    for (i, (key, method, path, body, message)) in forbidden.into_iter().enumerate() {
+        f.s.req(key, method, path)
+            .json_opt(body)
+            .case(i)
+            .expect_error(StatusCode::FORBIDDEN, message)
+            .await;
     }
-    let resp = send(admin, Method::GET, "/v3/namespaces/default", None)
-        .await
-        .unwrap();
+    // Nothing changed: the namespaces,
+    f.s.get(admin, "/v3/namespaces/dev")
+        .expect_error(StatusCode::NOT_FOUND, "Namespace 'dev' not found.")
+        .await;
     assert_eq!(
-        expect_json(resp, StatusCode::OK).await["description"],
+        f.s.get_json(admin, "/v3/namespaces/default").await["description"],
         "Default Namespace"
     );
-    let resp = send(admin, Method::GET, "/v3/namespaces/prod", None)
-        .await
-        .unwrap();
-    expect_json(resp, StatusCode::OK).await;
-    // A user cannot make itself admin, create users, or delete the admin.
-    let resp = send(
-        user,
-        Method::PUT,
-        "/v2/users/ursula",
-        Some(json!({"role": "admin"})),
-    )
-    .await
-    .unwrap();
-    expect_error(resp, StatusCode::FORBIDDEN, Some(MUST_BE_ADMIN)).await;
-    let resp = send(
-        user,
-        Method::POST,
-        "/v2/users",
-        Some(json!({"id": "mallory", "role": "admin"})),
-    )
-    .await
-    .unwrap();
-    expect_error(resp, StatusCode::FORBIDDEN, Some(MUST_BE_ADMIN)).await;
-    let resp = send(user, Method::POST, "/v2/users/ursula/apikeys", None)
-        .await
-        .unwrap();
-    expect_error(resp, StatusCode::FORBIDDEN, Some(MUST_BE_ADMIN)).await;
-    let resp = send(user, Method::DELETE, "/v2/users/admin", None).await.unwrap();
-    expect_error(resp, StatusCode::FORBIDDEN, Some(MUST_BE_ADMIN)).await;
-    let resp = send(admin, Method::GET, "/v2/users", None).await.unwrap();
-    let users = expect_json(resp, StatusCode::OK).await;
-    let summary: Vec<(String, String)> = users
+    f.s.get_json(admin, "/v3/namespaces/prod").await;
+    // the users and their keys,
+    let users = f.s.get_json(admin, "/v2/users").await;
+    let summary: Vec<(&str, &str)> = users
         .as_array()
         .unwrap()
         .iter()
-        .map(|u| {
-            (
-                u["id"].as_str().unwrap().into(),
-                u["role"].as_str().unwrap().into(),
-            )
-        })
+        .map(|u| (u["id"].as_str().unwrap(), u["role"].as_str().unwrap()))
         .collect();
     assert_eq!(
         summary,
-        [
-            ("admin".to_string(), "admin".to_string()),
-            ("ursula".into(), "user".into()),
-            ("vera".into(), "viewer".into())
-        ]
+        [("admin", "admin"), ("ursula", "user"), ("vera", "viewer")]
     );
-    let resp = send(admin, Method::GET, "/v2/users/ursula/apikeys", None)
-        .await
-        .unwrap();
     assert_eq!(
-        expect_json(resp, StatusCode::OK).await.as_array().unwrap().len(),
+        f.s.get_json(admin, "/v2/users/ursula/apikeys")
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
         1
     );
-    // A tenant admin cannot touch tenants, not even its own.
-    let resp = send(
-        admin,
-        Method::PUT,
-        "/v2/tenants/acme",
-        Some(json!({"tenant": {"workers": 5}})),
-    )
-    .await
-    .unwrap();
-    expect_error(resp, StatusCode::FORBIDDEN, Some(MUST_BE_SUPERADMIN)).await;
-    let resp = send(admin, Method::DELETE, "/v2/tenants/acme", None)
-        .await
-        .unwrap();
-    expect_error(resp, StatusCode::FORBIDDEN, Some(MUST_BE_SUPERADMIN)).await;
-    let resp = send(
-        admin,
-        Method::POST,
-        "/v2/tenants",
-        Some(json!({"tenant": {"name": "evil", "workers": 0}})),
-    )
-    .await
-    .unwrap();
-    expect_error(resp, StatusCode::FORBIDDEN, Some(MUST_BE_SUPERADMIN)).await;
-    let resp = f.s.root(Method::GET, "/v2/tenants").send().await.unwrap();
+    // and the tenants.
     assert_eq!(
-        expect_json(resp, StatusCode::OK).await,
+        f.s.req_root(Method::GET, "/v2/tenants").ok().await,
         json!([
             {"name": "acme", "description": "", "workers": 0, "maxClusters": 2147483647, "maxNodes": 2147483647},
             {"name": "superadmin", "description": "", "workers": 10, "maxClusters": 2147483647, "maxNodes": 2147483647}
@@ -1170,23 +1113,20 @@ async fn superadmin_means_an_admin_of_tenant_superadmin(db: Db) {
     let staff = s.create_user(BOOTSTRAP_KEY, "staff", "user").await;
     let watcher = s.create_user(BOOTSTRAP_KEY, "watcher", "viewer").await;
     for path in ["/v2/tenants", "/v2/tenants/acme", "/metrics"] {
-        let resp = s.call(&ops, Method::GET, path).send().await.unwrap();
-        assert_eq!(resp.status(), StatusCode::OK, "{path}");
+        s.get(&ops, path).case(path).expect_status(StatusCode::OK).await;
         for key in [&staff, &watcher, &acme] {
-            let resp = s.call(key, Method::GET, path).send().await.unwrap();
-            expect_error(resp, StatusCode::FORBIDDEN, None).await;
+            s.get(key, path)
+                .case(format!("{key:?}"))
+                .expect_error(StatusCode::FORBIDDEN, None)
+                .await;
         }
     }
     // acme's admin is called `admin` like the bootstrap user, and is still not a superadmin.
-    let resp = s.call(&acme, Method::GET, "/v2/tenants").send().await.unwrap();
-    expect_error(resp, StatusCode::FORBIDDEN, Some(MUST_BE_SUPERADMIN)).await;
+    s.get(&acme, "/v2/tenants")
+        .expect_error(StatusCode::FORBIDDEN, MUST_BE_SUPERADMIN)
+        .await;
     // Tenant `superadmin`'s user may operate in its own tenant.
-    let resp = s
-        .call(&staff, Method::PUT, "/v3/namespaces/tools")
-        .send()
-        .await
-        .unwrap();
-    expect_json(resp, StatusCode::OK).await;
+    s.put(&staff, "/v3/namespaces/tools").ok().await;
 }
 
 async fn role_changes_take_effect_at_once(db: Db) {
@@ -1194,39 +1134,43 @@ async fn role_changes_take_effect_at_once(db: Db) {
     let admin = s.create_tenant("acme", 0).await;
     let carol = s.create_user(&admin, "carol", "viewer").await;
     let token = s.mint_token(&carol).await;
-    let put = |key: &str, name: &str| s.call(key, Method::PUT, &format!("/v3/namespaces/{name}")).send();
-    for key in [&carol, &token] {
-        let resp = put(key, "a").await.unwrap();
-        expect_error(resp, StatusCode::FORBIDDEN, None).await;
-        let resp = s.call(key, Method::GET, "/v2/users").send().await.unwrap();
-        expect_error(resp, StatusCode::FORBIDDEN, Some(MUST_BE_ADMIN)).await;
-    }
-    let set_role = |role: &'static str| {
-        s.call(&admin, Method::PUT, "/v2/users/carol")
-            .json(&json!({ "role": role }))
-            .send()
-    };
-    let resp = set_role("user").await.unwrap();
-    assert_eq!(expect_json(resp, StatusCode::OK).await["role"], "user");
-    for key in [&carol, &token] {
-        let resp = put(key, "b").await.unwrap();
-        expect_json(resp, StatusCode::OK).await;
-        let resp = s.call(key, Method::GET, "/v2/users").send().await.unwrap();
-        expect_error(resp, StatusCode::FORBIDDEN, Some(MUST_BE_ADMIN)).await;
-    }
-    let resp = set_role("admin").await.unwrap();
-    assert_eq!(expect_json(resp, StatusCode::OK).await["role"], "admin");
-    for key in [&carol, &token] {
-        let resp = s.call(key, Method::GET, "/v2/users").send().await.unwrap();
-        expect_json(resp, StatusCode::OK).await;
-    }
-    let resp = set_role("viewer").await.unwrap();
-    assert_eq!(expect_json(resp, StatusCode::OK).await["role"], "viewer");
-    for key in [&carol, &token] {
-        let resp = s.call(key, Method::GET, "/v2/users").send().await.unwrap();
-        expect_error(resp, StatusCode::FORBIDDEN, Some(MUST_BE_ADMIN)).await;
-        let resp = put(key, "c").await.unwrap();
-        expect_error(resp, StatusCode::FORBIDDEN, None).await;
+    // (the role carol is given, none at first; a namespace she then tries to create and
+    // whether she may; whether she may list users), for her key and her token alike.
+    let stages = [
+        (None, Some(("a", false)), false),
+        (Some("user"), Some(("b", true)), false),
+        (Some("admin"), None, true),
+        (Some("viewer"), Some(("c", false)), false),
+    ];
+    for (role, namespace, lists_users) in stages {
+        if let Some(role) = role {
+            let carol = s
+                .put(&admin, "/v2/users/carol")
+                .json(json!({ "role": role }))
+                .case(role)
+                .ok()
+                .await;
+            assert_eq!(carol["role"], role);
+        }
+        let stage = role.unwrap_or("viewer at first");
+        for (cred, key) in [("key", &carol), ("token", &token)] {
+            if let Some((ns, may)) = namespace {
+                let req = s
+                    .put(key, &format!("/v3/namespaces/{ns}"))
+                    .case(format!("{stage}, {cred}"));
+                if may {
+                    req.ok().await;
+                } else {
+                    req.expect_error(StatusCode::FORBIDDEN, None).await;
+                }
+            }
+            let req = s.get(key, "/v2/users").case(format!("{stage}, {cred}"));
+            if lists_users {
+                req.ok().await;
+            } else {
+                req.expect_error(StatusCode::FORBIDDEN, MUST_BE_ADMIN).await;
+            }
+        }
     }
 }
 
@@ -1234,51 +1178,32 @@ async fn checks_come_in_the_contract_order(db: Db) {
     // README 5: route (404/405), authentication (401), body syntax (400), permission (403),
     // existence (404).
     let f = Fixture::new(db).await;
-    let resp = f.s.anon(Method::PATCH, "/v2/users").send().await.unwrap();
-    expect_error(resp, StatusCode::METHOD_NOT_ALLOWED, None).await;
-    let resp = f.s.anon(Method::GET, "/v2/userz").send().await.unwrap();
-    expect_error(resp, StatusCode::NOT_FOUND, Some("No route for GET /v2/userz.")).await;
-    let not_json = |key: Option<&str>| {
-        let req = match key {
-            Some(k) => f.s.call(k, Method::POST, "/v2/users"),
-            None => f.s.anon(Method::POST, "/v2/users"),
-        };
-        req.body("{not json").send()
-    };
-    let resp = not_json(None).await.unwrap();
-    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
-    expect_unauthorized(resp, "Authentication required.").await;
-    let resp = not_json(Some(STRANGER_KEY)).await.unwrap();
-    expect_unauthorized(resp, "Invalid credentials.").await;
-    let resp = not_json(Some(&f.viewer)).await.unwrap();
-    let err = expect_error(resp, StatusCode::BAD_REQUEST, None).await;
-    assert!(
-        err["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("Request body is not valid JSON: "),
-        "{err}"
-    );
-    let resp =
-        f.s.call(&f.viewer, Method::DELETE, "/v2/users/nobody")
-            .send()
-            .await
-            .unwrap();
-    expect_error(resp, StatusCode::FORBIDDEN, Some(MUST_BE_ADMIN)).await;
-    let resp =
-        f.s.call(&f.admin, Method::DELETE, "/v2/users/nobody")
-            .send()
-            .await
-            .unwrap();
-    expect_error(resp, StatusCode::NOT_FOUND, Some("User 'nobody' not found.")).await;
-    let resp =
-        f.s.call(&f.admin, Method::GET, "/v2/tenants/nosuch")
-            .send()
-            .await
-            .unwrap();
-    expect_error(resp, StatusCode::FORBIDDEN, Some(MUST_BE_SUPERADMIN)).await;
-    let resp = f.s.root(Method::GET, "/v2/tenants/nosuch").send().await.unwrap();
-    expect_error(resp, StatusCode::NOT_FOUND, Some("tenant nosuch not found")).await;
+    f.s.req_anon(Method::PATCH, "/v2/users")
+        .expect_error(StatusCode::METHOD_NOT_ALLOWED, None)
+        .await;
+    f.s.req_anon(Method::GET, "/v2/userz")
+        .expect_error(StatusCode::NOT_FOUND, "No route for GET /v2/userz.")
+        .await;
+    let not_json = |req: Req| req.with(|r| r.body("{not json"));
+    not_json(f.s.req_anon(Method::POST, "/v2/users"))
+        .expect_unauthorized("Authentication required.")
+        .await;
+    not_json(f.s.post(STRANGER_KEY, "/v2/users"))
+        .expect_unauthorized("Invalid credentials.")
+        .await;
+    not_json(f.s.post(&f.viewer, "/v2/users")).expect_not_json().await;
+    f.s.delete(&f.viewer, "/v2/users/nobody")
+        .expect_error(StatusCode::FORBIDDEN, MUST_BE_ADMIN)
+        .await;
+    f.s.delete(&f.admin, "/v2/users/nobody")
+        .expect_error(StatusCode::NOT_FOUND, "User 'nobody' not found.")
+        .await;
+    f.s.get(&f.admin, "/v2/tenants/nosuch")
+        .expect_error(StatusCode::FORBIDDEN, MUST_BE_SUPERADMIN)
+        .await;
+    f.s.req_root(Method::GET, "/v2/tenants/nosuch")
+        .expect_error(StatusCode::NOT_FOUND, "tenant nosuch not found")
+        .await;
 }
 
 both_stores!(

@@ -5,24 +5,17 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use reqwest::{Method, Response, StatusCode};
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::both_stores;
-use crate::harness::{Db, TestServer, expect_empty_ok, expect_error, expect_json, testsvc};
+use crate::harness::{Db, TestServer, testsvc};
+use crate::helpers::IntoReq;
+use crate::helpers::Req;
 
 const NS: &str = "/v3/namespaces/default";
 const STOPPED: &str = "Service is stopped. Please start it.";
 const NOT_ACCEPTING: &str = "Service is running but not accepting requests at this time.";
-
-async fn send(s: &TestServer, key: &str, method: Method, path: &str, body: Option<Value>) -> Response {
-    let req = s.call(key, method, path);
-    let req = match body {
-        Some(b) => req.json(&b),
-        None => req,
-    };
-    req.send().await.unwrap()
-}
 
 /// A version of app `app` with one testsvc service `svc`.
 async fn deploy(s: &TestServer, key: &str, app: &str, version: &str, instances: i64, extra_args: &[&str]) {
@@ -30,8 +23,7 @@ async fn deploy(s: &TestServer, key: &str, app: &str, version: &str, instances: 
     command.extend(extra_args.iter().map(|a| a.to_string()));
     let body = json!({"version": version, "services": [{"name": "svc", "command": command,
         "env": {"LOG_LEVEL": "info"}, "instances": instances, "health_path": "/health"}]});
-    let resp = send(s, key, Method::PUT, &format!("{NS}/apps/{app}"), Some(body)).await;
-    expect_json(resp, StatusCode::OK).await;
+    s.put(key, &format!("{NS}/apps/{app}")).json(body).ok().await;
 }
 
 fn svc_path(app: &str, version: Option<&str>, rest: &str) -> String {
@@ -42,8 +34,11 @@ fn svc_path(app: &str, version: Option<&str>, rest: &str) -> String {
 }
 
 async fn start(s: &TestServer, key: &str, app: &str, version: Option<&str>, args: Option<Value>) -> String {
-    let resp = send(s, key, Method::POST, &svc_path(app, version, "/start"), args).await;
-    let body = expect_json(resp, StatusCode::OK).await;
+    let body = s
+        .post(key, &svc_path(app, version, "/start"))
+        .json_opt(args)
+        .ok()
+        .await;
     body["runid"].as_str().expect("runid").to_string()
 }
 
@@ -55,8 +50,8 @@ async fn wait_healthy(s: &TestServer, key: &str, app: &str, version: Option<&str
 }
 
 async fn processes(s: &TestServer, key: &str, app: &str, version: Option<&str>) -> Vec<Value> {
-    let resp = send(s, key, Method::GET, &svc_path(app, version, "/processes"), None).await;
-    expect_json(resp, StatusCode::OK)
+    s.get(key, &svc_path(app, version, "/processes"))
+        .ok()
         .await
         .as_array()
         .unwrap()
@@ -70,23 +65,13 @@ fn process_exists(pid: u64) -> bool {
             .contains(") Z ")
 }
 
-async fn method(
-    s: &TestServer,
-    key: &str,
-    m: Method,
-    app: &str,
-    version: Option<&str>,
-    rest: &str,
-) -> Response {
-    s.call(key, m, &svc_path(app, version, &format!("/methods{rest}")))
-        .send()
-        .await
-        .unwrap()
+/// `m` on the method proxy path `rest` of service `svc` of `app` (at `version`).
+fn method(s: &TestServer, key: &str, m: Method, app: &str, version: Option<&str>, rest: &str) -> Req {
+    s.req(key, m, &svc_path(app, version, &format!("/methods{rest}")))
 }
 
 async fn status(s: &TestServer, k: &str) -> Value {
-    let resp = send(s, k, Method::GET, &svc_path("Shop", None, "/status"), None).await;
-    expect_json(resp, StatusCode::OK).await
+    s.get(k, &svc_path("Shop", None, "/status")).ok().await
 }
 
 async fn lifecycle(db: Db) {
@@ -94,10 +79,12 @@ async fn lifecycle(db: Db) {
     let k = s.create_tenant("acme", 0).await;
     deploy(&s, &k, "Shop", "1.0.0", 2, &[]).await;
     assert_eq!(status(&s, &k).await, json!({"status": "STOPPED"}));
-    let resp = send(&s, &k, Method::GET, &svc_path("Shop", None, "/available"), None).await;
-    expect_error(resp, StatusCode::SERVICE_UNAVAILABLE, Some(STOPPED)).await;
-    let resp = method(&s, &k, Method::GET, "Shop", None, "/").await;
-    expect_error(resp, StatusCode::SERVICE_UNAVAILABLE, Some(STOPPED)).await;
+    s.get(&k, &svc_path("Shop", None, "/available"))
+        .expect_error(StatusCode::SERVICE_UNAVAILABLE, STOPPED)
+        .await;
+    method(&s, &k, Method::GET, "Shop", None, "/")
+        .expect_error(StatusCode::SERVICE_UNAVAILABLE, STOPPED)
+        .await;
 
     // Runtime arguments: an object of strings with the env rules.
     for bad in [
@@ -106,8 +93,11 @@ async fn lifecycle(db: Db) {
         json!({"PORT": "1"}),
         json!({"CORRAL_X": "1"}),
     ] {
-        let resp = send(&s, &k, Method::POST, &svc_path("Shop", None, "/start"), Some(bad)).await;
-        expect_error(resp, StatusCode::BAD_REQUEST, None).await;
+        s.post(&k, &svc_path("Shop", None, "/start"))
+            .case(format!("{bad:?}"))
+            .json(bad)
+            .expect_error(StatusCode::BAD_REQUEST, None)
+            .await;
     }
     let before = crate::harness::wall_clock_ms() / 1000;
     let run = start(
@@ -119,26 +109,23 @@ async fn lifecycle(db: Db) {
     )
     .await;
     assert_eq!(status(&s, &k).await, json!({"status": "RUNNING"}));
-    let resp = send(&s, &k, Method::POST, &svc_path("Shop", None, "/start"), None).await;
-    expect_error(
-        resp,
-        StatusCode::CONFLICT,
-        Some("Program 'svc' of application 'Shop' is already running."),
-    )
-    .await;
+    s.post(&k, &svc_path("Shop", None, "/start"))
+        .expect_error(
+            StatusCode::CONFLICT,
+            "Program 'svc' of application 'Shop' is already running.",
+        )
+        .await;
     assert_eq!(
         wait_healthy(&s, &k, "Shop", None, 2).await,
         json!({"requested": 2, "provisioned": 2, "healthy": 2})
     );
-    let resp = send(&s, &k, Method::GET, &svc_path("Shop", None, "/available"), None).await;
     assert_eq!(
-        expect_json(resp, StatusCode::OK).await,
+        s.get(&k, &svc_path("Shop", None, "/available")).ok().await,
         json!({"message": "Service is available to accept requests."})
     );
 
     // The environment is exactly the contract's (1.5): runtime arguments override the spec.
-    let resp = method(&s, &k, Method::GET, "Shop", None, "/env").await;
-    let env = expect_json(resp, StatusCode::OK).await;
+    let env = method(&s, &k, Method::GET, "Shop", None, "/env").ok().await;
     let env = env.as_object().unwrap();
     let mut names: Vec<&str> = env.keys().map(String::as_str).collect();
     names.sort_unstable();
@@ -178,15 +165,10 @@ async fn lifecycle(db: Db) {
         assert!(process_exists(p["pid"].as_u64().unwrap()));
     }
 
-    let runs = send(
-        &s,
-        &k,
-        Method::GET,
-        &svc_path("Shop", None, "/runs?status=running"),
-        None,
-    )
-    .await;
-    let runs = expect_json(runs, StatusCode::OK).await;
+    let runs = s
+        .get(&k, &svc_path("Shop", None, "/runs?status=running"))
+        .ok()
+        .await;
     assert_eq!(runs.as_array().unwrap().len(), 1, "{runs}");
     assert_eq!(runs[0]["runid"], run.as_str());
     assert_eq!(runs[0]["status"], "RUNNING");
@@ -194,88 +176,60 @@ async fn lifecycle(db: Db) {
     assert!(runs[0]["start"].as_i64().unwrap() >= before);
 
     // Deletes refuse a running service (3.7, 3.8).
-    let resp = send(&s, &k, Method::DELETE, &format!("{NS}/apps/Shop"), None).await;
-    expect_error(
-        resp,
-        StatusCode::CONFLICT,
-        Some("The following services are still running: svc (1.0.0)."),
-    )
-    .await;
-    let resp = send(
-        &s,
-        &k,
-        Method::DELETE,
-        &format!("{NS}/apps/Shop/versions/1.0.0"),
-        None,
-    )
-    .await;
-    expect_error(resp, StatusCode::CONFLICT, None).await;
+    s.delete(&k, &format!("{NS}/apps/Shop"))
+        .expect_error(
+            StatusCode::CONFLICT,
+            "The following services are still running: svc (1.0.0).",
+        )
+        .await;
+    s.delete(&k, &format!("{NS}/apps/Shop/versions/1.0.0"))
+        .expect_error(StatusCode::CONFLICT, None)
+        .await;
 
-    let resp = send(&s, &k, Method::POST, &svc_path("Shop", None, "/stop"), None).await;
-    expect_empty_ok(resp).await;
+    s.post(&k, &svc_path("Shop", None, "/stop"))
+        .expect_empty_ok()
+        .await;
     assert_eq!(status(&s, &k).await, json!({"status": "STOPPED"}));
     for pid in &pids {
         assert!(!process_exists(*pid), "process {pid} survived the stop");
     }
-    let resp = send(&s, &k, Method::POST, &svc_path("Shop", None, "/stop"), None).await;
-    expect_error(
-        resp,
-        StatusCode::CONFLICT,
-        Some("Program 'svc' of application 'Shop' is not running."),
-    )
-    .await;
-    let resp = send(
-        &s,
-        &k,
-        Method::GET,
-        &svc_path("Shop", Some("1.0.0"), "/runs?status=completed"),
-        None,
-    )
-    .await;
-    let done = expect_json(resp, StatusCode::OK).await;
+    s.post(&k, &svc_path("Shop", None, "/stop"))
+        .expect_error(
+            StatusCode::CONFLICT,
+            "Program 'svc' of application 'Shop' is not running.",
+        )
+        .await;
+    let done = s
+        .get(&k, &svc_path("Shop", Some("1.0.0"), "/runs?status=completed"))
+        .ok()
+        .await;
     assert_eq!(done[0]["runid"], run.as_str());
     assert_eq!(done[0]["status"], "KILLED");
     assert!(done[0]["end"].as_i64().unwrap() >= done[0]["start"].as_i64().unwrap());
-    let one = send(
-        &s,
+    assert_eq!(
+        s.get(&k, &svc_path("Shop", None, &format!("/runs/{run}")))
+            .ok()
+            .await,
+        done[0]
+    );
+    s.get(
         &k,
-        Method::GET,
-        &svc_path("Shop", None, &format!("/runs/{run}")),
-        None,
-    )
-    .await;
-    assert_eq!(expect_json(one, StatusCode::OK).await, done[0]);
-    let resp = send(
-        &s,
-        &k,
-        Method::GET,
         &svc_path("Shop", None, "/runs/00000000-0000-0000-0000-000000000000"),
-        None,
     )
+    .expect_error(StatusCode::NOT_FOUND, None)
     .await;
-    expect_error(resp, StatusCode::NOT_FOUND, None).await;
     for bad in ["status=bogus", "limit=0", "limit=10001", "start=x", "end=1.5"] {
-        let resp = send(
-            &s,
-            &k,
-            Method::GET,
-            &svc_path("Shop", None, &format!("/runs?{bad}")),
-            None,
-        )
-        .await;
-        expect_error(resp, StatusCode::BAD_REQUEST, None).await;
+        s.get(&k, &svc_path("Shop", None, &format!("/runs?{bad}")))
+            .expect_error(StatusCode::BAD_REQUEST, None)
+            .await;
     }
-    let resp = send(
-        &s,
-        &k,
-        Method::GET,
-        &svc_path("Shop", None, "/runs?status=failed"),
-        None,
-    )
-    .await;
-    assert_eq!(expect_json(resp, StatusCode::OK).await, json!([]));
-    let resp = send(&s, &k, Method::DELETE, &format!("{NS}/apps/Shop"), None).await;
-    expect_empty_ok(resp).await;
+    assert_eq!(
+        s.get(&k, &svc_path("Shop", None, "/runs?status=failed"))
+            .ok()
+            .await,
+        json!([])
+    );
+    s.delete(&k, &format!("{NS}/apps/Shop")).expect_empty_ok().await;
     s.stop().await;
 }
 
@@ -292,31 +246,35 @@ async fn crash_health_and_scaling(db: Db) {
     wait_healthy(&s, &k, "Shop", None, 1).await;
 
     // Unhealthy after three failed checks: no traffic, the second 503 text.
-    let resp = method(&s, &k, Method::POST, "Shop", None, "/control/unhealthy").await;
-    assert_eq!(resp.status(), StatusCode::OK);
+    method(&s, &k, Method::POST, "Shop", None, "/control/unhealthy")
+        .expect_status(StatusCode::OK)
+        .await;
     s.wait_json(&k, &svc_path("Shop", None, "/instances"), |v| v["healthy"] == 0)
         .await;
-    let resp = send(&s, &k, Method::GET, &svc_path("Shop", None, "/available"), None).await;
-    expect_error(resp, StatusCode::SERVICE_UNAVAILABLE, Some(NOT_ACCEPTING)).await;
-    let resp = method(&s, &k, Method::GET, "Shop", None, "/").await;
-    expect_error(resp, StatusCode::SERVICE_UNAVAILABLE, Some(NOT_ACCEPTING)).await;
+    s.get(&k, &svc_path("Shop", None, "/available"))
+        .expect_error(StatusCode::SERVICE_UNAVAILABLE, NOT_ACCEPTING)
+        .await;
+    method(&s, &k, Method::GET, "Shop", None, "/")
+        .expect_error(StatusCode::SERVICE_UNAVAILABLE, NOT_ACCEPTING)
+        .await;
     // The version-pinned form too: only healthy instances get traffic.
-    let resp = method(&s, &k, Method::POST, "Shop", Some("1.0.0"), "/control/healthy").await;
-    expect_error(resp, StatusCode::SERVICE_UNAVAILABLE, Some(NOT_ACCEPTING)).await;
+    method(&s, &k, Method::POST, "Shop", Some("1.0.0"), "/control/healthy")
+        .expect_error(StatusCode::SERVICE_UNAVAILABLE, NOT_ACCEPTING)
+        .await;
     // Tell the process directly, as an operator could, through its port.
     let port = processes(&s, &k, "Shop", None).await[0]["port"].as_u64().unwrap();
-    let resp = reqwest::Client::new()
+    reqwest::Client::new()
         .post(format!("http://127.0.0.1:{port}/control/healthy"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
+        .into_req()
+        .expect_status(StatusCode::OK)
+        .await;
     wait_healthy(&s, &k, "Shop", None, 1).await;
 
     // A crash: the instance is restarted (new pid), the run stays RUNNING.
     let first = processes(&s, &k, "Shop", None).await[0].clone();
-    let resp = method(&s, &k, Method::POST, "Shop", None, "/control/crash").await;
-    assert_eq!(resp.status(), StatusCode::OK);
+    method(&s, &k, Method::POST, "Shop", None, "/control/crash")
+        .expect_status(StatusCode::OK)
+        .await;
     let deadline = Instant::now() + Duration::from_secs(60);
     let restarted = loop {
         let p = processes(&s, &k, "Shop", None).await[0].clone();
@@ -328,8 +286,10 @@ async fn crash_health_and_scaling(db: Db) {
     };
     assert_ne!(restarted["pid"], first["pid"]);
     assert!(!process_exists(first["pid"].as_u64().unwrap()));
-    let status = send(&s, &k, Method::GET, &svc_path("Shop", None, "/status"), None).await;
-    assert_eq!(expect_json(status, StatusCode::OK).await["status"], "RUNNING");
+    assert_eq!(
+        s.get_json(&k, &svc_path("Shop", None, "/status")).await["status"],
+        "RUNNING"
+    );
 
     // Scaling while running: up adds new indexes, down removes the highest.
     for (bad, text) in [
@@ -341,25 +301,16 @@ async fn crash_health_and_scaling(db: Db) {
         (json!({}), None),
         (json!({"instances": 101}), None),
     ] {
-        let resp = send(
-            &s,
-            &k,
-            Method::PUT,
-            &svc_path("Shop", None, "/instances"),
-            Some(bad),
-        )
-        .await;
-        expect_error(resp, StatusCode::BAD_REQUEST, text).await;
+        s.put(&k, &svc_path("Shop", None, "/instances"))
+            .case(format!("{bad:?}, {text:?}"))
+            .json(bad)
+            .expect_error(StatusCode::BAD_REQUEST, text)
+            .await;
     }
-    let resp = send(
-        &s,
-        &k,
-        Method::PUT,
-        &svc_path("Shop", None, "/instances"),
-        Some(json!({"instances": 3})),
-    )
-    .await;
-    expect_empty_ok(resp).await;
+    s.put(&k, &svc_path("Shop", None, "/instances"))
+        .json(json!({"instances": 3}))
+        .expect_empty_ok()
+        .await;
     assert_eq!(
         wait_healthy(&s, &k, "Shop", None, 3).await,
         json!({"requested": 3, "provisioned": 3, "healthy": 3})
@@ -368,20 +319,13 @@ async fn crash_health_and_scaling(db: Db) {
     let indexes: Vec<u64> = procs.iter().map(|p| p["instance"].as_u64().unwrap()).collect();
     assert_eq!(indexes, [0, 1, 2]);
     assert_eq!(procs[0]["pid"], restarted["pid"], "instance 0 was not touched");
-    let svc = send(&s, &k, Method::GET, &svc_path("Shop", None, ""), None).await;
-    assert_eq!(expect_json(svc, StatusCode::OK).await["instances"], 3);
-    let resp = send(
-        &s,
-        &k,
-        Method::PUT,
-        &svc_path("Shop", None, "/instances"),
-        Some(json!({"instances": 1})),
-    )
-    .await;
-    expect_empty_ok(resp).await;
-    let counts = send(&s, &k, Method::GET, &svc_path("Shop", None, "/instances"), None).await;
+    assert_eq!(s.get(&k, &svc_path("Shop", None, "")).ok().await["instances"], 3);
+    s.put(&k, &svc_path("Shop", None, "/instances"))
+        .json(json!({"instances": 1}))
+        .expect_empty_ok()
+        .await;
     assert_eq!(
-        expect_json(counts, StatusCode::OK).await,
+        s.get(&k, &svc_path("Shop", None, "/instances")).ok().await,
         json!({"requested": 1, "provisioned": 1, "healthy": 1})
     );
     for p in &procs[1..] {
@@ -403,8 +347,9 @@ async fn stop_escalates_and_start_failure(db: Db) {
         .as_u64()
         .unwrap();
     let t = Instant::now();
-    let resp = send(&s, &k, Method::POST, &svc_path("Stubborn", None, "/stop"), None).await;
-    expect_empty_ok(resp).await;
+    s.post(&k, &svc_path("Stubborn", None, "/stop"))
+        .expect_empty_ok()
+        .await;
     assert!(
         t.elapsed() >= Duration::from_millis(900),
         "stopped before the grace period ended"
@@ -421,28 +366,26 @@ async fn stop_escalates_and_start_failure(db: Db) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(0o755)).unwrap();
     let body = json!({"version": "1.0.0", "services": [{"name": "svc", "command": [bad.to_str().unwrap()]}]});
-    let resp = send(&s, &k, Method::PUT, &format!("{NS}/apps/Broken"), Some(body)).await;
-    expect_json(resp, StatusCode::OK).await;
+    s.put(&k, &format!("{NS}/apps/Broken")).json(body).ok().await;
     std::fs::remove_file(&bad).unwrap();
-    let resp = send(&s, &k, Method::POST, &svc_path("Broken", None, "/start"), None).await;
-    let err = expect_error(resp, StatusCode::INTERNAL_SERVER_ERROR, None).await;
+    let err = s
+        .post(&k, &svc_path("Broken", None, "/start"))
+        .expect_error(StatusCode::INTERNAL_SERVER_ERROR, None)
+        .await;
     assert!(
         err["message"].as_str().unwrap().contains("could not be started"),
         "{err}"
     );
-    let runs = send(
-        &s,
-        &k,
-        Method::GET,
-        &svc_path("Broken", None, "/runs?status=failed"),
-        None,
-    )
-    .await;
-    let runs = expect_json(runs, StatusCode::OK).await;
+    let runs = s
+        .get(&k, &svc_path("Broken", None, "/runs?status=failed"))
+        .ok()
+        .await;
     assert_eq!(runs.as_array().unwrap().len(), 1, "{runs}");
     assert!(runs[0]["end"].is_i64());
-    let status = send(&s, &k, Method::GET, &svc_path("Broken", None, "/status"), None).await;
-    assert_eq!(expect_json(status, StatusCode::OK).await["status"], "STOPPED");
+    assert_eq!(
+        s.get_json(&k, &svc_path("Broken", None, "/status")).await["status"],
+        "STOPPED"
+    );
     s.stop().await;
 }
 
@@ -471,8 +414,7 @@ async fn restart_restores_services(db: Db) {
     })
     .await;
     wait_healthy(&s, &k, "Shop", None, 2).await;
-    let runs = send(&s, &k, Method::GET, &svc_path("Shop", None, "/runs"), None).await;
-    let runs = expect_json(runs, StatusCode::OK).await;
+    let runs = s.get(&k, &svc_path("Shop", None, "/runs")).ok().await;
     assert_eq!(runs.as_array().unwrap().len(), 2, "{runs}");
     let old = runs
         .as_array()
@@ -489,11 +431,7 @@ async fn restart_restores_services(db: Db) {
         .unwrap();
     assert_eq!(new["status"], "RUNNING");
     // The runtime arguments of the last start are kept.
-    let env = expect_json(
-        method(&s, &k, Method::GET, "Shop", None, "/env").await,
-        StatusCode::OK,
-    )
-    .await;
+    let env = method(&s, &k, Method::GET, "Shop", None, "/env").ok().await;
     assert_eq!(env["GREETING"], "kept");
     assert_eq!(env["CORRAL_RUN_ID"], new["runid"]);
     s.stop().await;
@@ -512,20 +450,18 @@ async fn proxy_fidelity() {
     let base = svc_path("Echo", None, "/methods");
     for m in ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CUSTOM"] {
         let m = Method::from_bytes(m.as_bytes()).unwrap();
-        let resp = s
-            .call(&k, m.clone(), &format!("{base}/echo/a%2Fb/c/?x=1&y=%20z"))
-            .header("x-custom", "kept")
-            .header("coopr-apikey", "secret")
-            .header("x-corral-tenant", "forged")
-            .header("x-forwarded-for", "203.0.113.9")
-            .header("connection", "x-drop")
-            .header("x-drop", "gone")
-            .header("x-request-id", "trace-proxy")
-            .body("hello")
-            .send()
-            .await
-            .unwrap();
-        let echo = expect_json(resp, StatusCode::OK).await;
+        let echo = s
+            .req(&k, m.clone(), &format!("{base}/echo/a%2Fb/c/?x=1&y=%20z"))
+            .with(|r| r.header("x-custom", "kept"))
+            .with(|r| r.header("coopr-apikey", "secret"))
+            .with(|r| r.header("x-corral-tenant", "forged"))
+            .with(|r| r.header("x-forwarded-for", "203.0.113.9"))
+            .with(|r| r.header("connection", "x-drop"))
+            .with(|r| r.header("x-drop", "gone"))
+            .with(|r| r.header("x-request-id", "trace-proxy"))
+            .with(|r| r.body("hello"))
+            .ok()
+            .await;
         assert_eq!(echo["method"], m.as_str());
         assert_eq!(echo["path"], "/echo/a%2Fb/c/", "the path is forwarded raw");
         assert_eq!(echo["query"], "x=1&y=%20z");
@@ -543,22 +479,16 @@ async fn proxy_fidelity() {
         assert_eq!(h["x-request-id"], "trace-proxy");
         assert!(h["host"].as_str().unwrap().starts_with("127.0.0.1:"), "{h}");
     }
-    let resp = s
-        .call(&k, Method::HEAD, &format!("{base}/echo"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
+    s.req(&k, Method::HEAD, &format!("{base}/echo"))
+        .expect_status(StatusCode::OK)
+        .await;
     // An empty endpoint path forwards `/`.
-    let root = expect_json(
-        s.call(&k, Method::GET, &base).send().await.unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    let root = s.get(&k, &base).ok().await;
     assert_eq!(root["version"], "1.0.0");
     // Credentials are Corral's: none, no proxying.
-    let resp = s.anon(Method::GET, &format!("{base}/echo")).send().await.unwrap();
-    expect_error(resp, StatusCode::UNAUTHORIZED, None).await;
+    s.req_anon(Method::GET, &format!("{base}/echo"))
+        .expect_error(StatusCode::UNAUTHORIZED, None)
+        .await;
 
     s.stop().await;
 }
@@ -576,39 +506,28 @@ async fn proxy_limits() {
     start(&s, &k, "Echo", None, None).await;
     wait_healthy(&s, &k, "Echo", None, 1).await;
     let base = svc_path("Echo", None, "/methods");
-    let resp = s
-        .call(&k, Method::POST, &format!("{base}/echo"))
-        .body(vec![0u8; 2 * 1024 * 1024])
-        .send()
-        .await
-        .unwrap();
-    expect_error(resp, StatusCode::PAYLOAD_TOO_LARGE, None).await;
+    s.post(&k, &format!("{base}/echo"))
+        .with(|r| r.body(vec![0u8; 2 * 1024 * 1024]))
+        .expect_error(StatusCode::PAYLOAD_TOO_LARGE, None)
+        .await;
     let stream = futures_util::stream::iter((0..40).map(|_| Ok::<_, std::io::Error>(vec![1u8; 64 * 1024])));
-    let resp = s
-        .call(&k, Method::POST, &format!("{base}/echo"))
-        .body(reqwest::Body::wrap_stream(stream))
-        .send()
-        .await
-        .unwrap();
-    expect_error(resp, StatusCode::PAYLOAD_TOO_LARGE, None).await;
-    let resp = s
-        .call(&k, Method::POST, &format!("{base}/echo"))
-        .body(vec![0u8; 1024 * 1024])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(expect_json(resp, StatusCode::OK).await["body_len"], 1024 * 1024);
-    let resp = s
-        .call(&k, Method::GET, &format!("{base}/slow?ms=3000"))
-        .send()
-        .await
-        .unwrap();
-    expect_error(
-        resp,
-        StatusCode::SERVICE_UNAVAILABLE,
-        Some("Service did not answer within 1 s."),
-    )
-    .await;
+    s.post(&k, &format!("{base}/echo"))
+        .with(|r| r.body(reqwest::Body::wrap_stream(stream)))
+        .expect_error(StatusCode::PAYLOAD_TOO_LARGE, None)
+        .await;
+    assert_eq!(
+        s.post(&k, &format!("{base}/echo"))
+            .with(|r| r.body(vec![0u8; 1024 * 1024]))
+            .ok()
+            .await["body_len"],
+        1024 * 1024
+    );
+    s.get(&k, &format!("{base}/slow?ms=3000"))
+        .expect_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Service did not answer within 1 s.",
+        )
+        .await;
     s.stop().await;
 }
 
@@ -618,8 +537,7 @@ async fn versions_hit(s: &TestServer, k: &str, app: &str, n: usize) -> BTreeMap<
     let path = svc_path(app, None, "/methods/");
     let answers: Vec<String> = futures_util::stream::iter(0..n)
         .map(|_| async {
-            let resp = s.call(k, Method::GET, &path).send().await.unwrap();
-            let body = expect_json(resp, StatusCode::OK).await;
+            let body = s.get(k, &path).ok().await;
             body["version"].as_str().unwrap().to_string()
         })
         .buffer_unordered(16)
@@ -637,27 +555,19 @@ async fn route_config_split_and_pinning() {
     let s = TestServer::start(Db::Sqlite).await;
     let k = s.create_tenant("acme", 0).await;
     let rc = format!("{NS}/apps/Shop/services/svc/routeconfig");
-    let resp = send(&s, &k, Method::GET, &rc, None).await;
-    expect_error(resp, StatusCode::NOT_FOUND, Some("Application 'Shop' not found.")).await;
+    s.get(&k, &rc)
+        .expect_error(StatusCode::NOT_FOUND, "Application 'Shop' not found.")
+        .await;
     for v in ["1.0.0", "2.0.0", "3.0.0"] {
         deploy(&s, &k, "Shop", v, 1, &[]).await;
     }
-    let resp = send(&s, &k, Method::GET, &rc, None).await;
-    assert_eq!(expect_json(resp, StatusCode::OK).await, json!({}));
-    let resp = send(
-        &s,
-        &k,
-        Method::GET,
-        &format!("{NS}/apps/Shop/services/nope/routeconfig"),
-        None,
-    )
-    .await;
-    expect_error(
-        resp,
-        StatusCode::NOT_FOUND,
-        Some("Service 'nope' not found in application 'Shop'."),
-    )
-    .await;
+    assert_eq!(s.get(&k, &rc).ok().await, json!({}));
+    s.get(&k, &format!("{NS}/apps/Shop/services/nope/routeconfig"))
+        .expect_error(
+            StatusCode::NOT_FOUND,
+            "Service 'nope' not found in application 'Shop'.",
+        )
+        .await;
     let invalid = "Route config contains invalid format or empty content.";
     for (body, text) in [
         (json!({}), invalid),
@@ -675,38 +585,27 @@ async fn route_config_split_and_pinning() {
             "Route Percentage needs to add up to 100.",
         ),
     ] {
-        let resp = send(&s, &k, Method::PUT, &rc, Some(body)).await;
-        expect_error(resp, StatusCode::BAD_REQUEST, Some(text)).await;
+        s.put(&k, &rc)
+            .case(format!("{body:?}, {text:?}"))
+            .json(body)
+            .expect_error(StatusCode::BAD_REQUEST, text)
+            .await;
     }
-    let resp = send(
-        &s,
-        &k,
-        Method::PUT,
-        &rc,
-        Some(json!({"1.0.0": 90, "2.0.0": 10, "3.0.0": 0})),
-    )
-    .await;
-    expect_empty_ok(resp).await;
-    let resp = send(&s, &k, Method::GET, &rc, None).await;
+    s.put(&k, &rc)
+        .json(json!({"1.0.0": 90, "2.0.0": 10, "3.0.0": 0}))
+        .expect_empty_ok()
+        .await;
     assert_eq!(
-        expect_json(resp, StatusCode::OK).await,
+        s.get(&k, &rc).ok().await,
         json!({"1.0.0": 90, "2.0.0": 10, "3.0.0": 0})
     );
     // A version named by a config cannot be deleted (3.8).
-    let resp = send(
-        &s,
-        &k,
-        Method::DELETE,
-        &format!("{NS}/apps/Shop/versions/3.0.0"),
-        None,
-    )
-    .await;
-    expect_error(
-        resp,
-        StatusCode::CONFLICT,
-        Some("Version '3.0.0' is referenced by the route config of service 'svc'."),
-    )
-    .await;
+    s.delete(&k, &format!("{NS}/apps/Shop/versions/3.0.0"))
+        .expect_error(
+            StatusCode::CONFLICT,
+            "Version '3.0.0' is referenced by the route config of service 'svc'.",
+        )
+        .await;
 
     for v in ["1.0.0", "2.0.0", "3.0.0"] {
         start(&s, &k, "Shop", Some(v), None).await;
@@ -725,37 +624,31 @@ async fn route_config_split_and_pinning() {
     // Pinned requests ignore the config.
     for v in ["1.0.0", "2.0.0", "3.0.0"] {
         for _ in 0..20 {
-            let resp = method(&s, &k, Method::GET, "Shop", Some(v), "/").await;
-            assert_eq!(expect_json(resp, StatusCode::OK).await["version"], v);
+            assert_eq!(
+                method(&s, &k, Method::GET, "Shop", Some(v), "/").ok().await["version"],
+                v
+            );
         }
     }
     // A stopped version gets nothing; the split is among the versions that can serve.
-    let resp = send(
-        &s,
-        &k,
-        Method::POST,
-        &svc_path("Shop", Some("2.0.0"), "/stop"),
-        None,
-    )
-    .await;
-    expect_empty_ok(resp).await;
+    s.post(&k, &svc_path("Shop", Some("2.0.0"), "/stop"))
+        .expect_empty_ok()
+        .await;
     let counts = versions_hit(&s, &k, "Shop", 200).await;
     assert_eq!(counts, BTreeMap::from([("1.0.0".to_string(), 200)]));
-    let resp = method(&s, &k, Method::GET, "Shop", Some("2.0.0"), "/").await;
-    expect_error(resp, StatusCode::SERVICE_UNAVAILABLE, Some(STOPPED)).await;
+    method(&s, &k, Method::GET, "Shop", Some("2.0.0"), "/")
+        .expect_error(StatusCode::SERVICE_UNAVAILABLE, STOPPED)
+        .await;
 
     // Without a config: the default fallback (random over all healthy instances).
-    let resp = send(&s, &k, Method::DELETE, &rc, None).await;
-    expect_empty_ok(resp).await;
-    let resp = send(&s, &k, Method::DELETE, &rc, None).await;
-    expect_error(
-        resp,
-        StatusCode::NOT_FOUND,
-        Some("Route config for service 'svc' of application 'Shop' not found."),
-    )
-    .await;
-    let resp = send(&s, &k, Method::GET, &rc, None).await;
-    assert_eq!(expect_json(resp, StatusCode::OK).await, json!({}));
+    s.delete(&k, &rc).expect_empty_ok().await;
+    s.delete(&k, &rc)
+        .expect_error(
+            StatusCode::NOT_FOUND,
+            "Route config for service 'svc' of application 'Shop' not found.",
+        )
+        .await;
+    assert_eq!(s.get(&k, &rc).ok().await, json!({}));
     let counts = versions_hit(&s, &k, "Shop", 400).await;
     assert_eq!(
         counts.keys().collect::<Vec<_>>(),
@@ -763,15 +656,9 @@ async fn route_config_split_and_pinning() {
         "{counts:?}"
     );
     assert!(counts.values().all(|n| *n > 120), "{counts:?}");
-    let resp = send(
-        &s,
-        &k,
-        Method::DELETE,
-        &format!("{NS}/apps/Shop/versions/2.0.0"),
-        None,
-    )
-    .await;
-    expect_empty_ok(resp).await;
+    s.delete(&k, &format!("{NS}/apps/Shop/versions/2.0.0"))
+        .expect_empty_ok()
+        .await;
     s.stop().await;
 }
 
@@ -798,11 +685,13 @@ async fn fallback_strategies() {
                 assert_eq!(counts, BTreeMap::from([(v.to_string(), 50)]), "{strategy}");
             }
             None => {
-                let resp = method(&s, &k, Method::GET, "Shop", None, "/").await;
-                expect_error(resp, StatusCode::SERVICE_UNAVAILABLE, Some(NOT_ACCEPTING)).await;
+                method(&s, &k, Method::GET, "Shop", None, "/")
+                    .expect_error(StatusCode::SERVICE_UNAVAILABLE, NOT_ACCEPTING)
+                    .await;
                 // Pinned requests still work.
-                let resp = method(&s, &k, Method::GET, "Shop", Some("1.0.0"), "/").await;
-                assert_eq!(resp.status(), StatusCode::OK);
+                method(&s, &k, Method::GET, "Shop", Some("1.0.0"), "/")
+                    .expect_status(StatusCode::OK)
+                    .await;
             }
         }
         s.stop().await;
@@ -814,20 +703,16 @@ async fn batch_calls(db: Db) {
     let k = s.create_tenant("acme", 0).await;
     deploy(&s, &k, "Shop", "1.0.0", 1, &[]).await;
     let item = |app: &str, kind: &str| json!({"appId": app, "programType": kind, "programId": "svc"});
-    let resp = send(
-        &s,
-        &k,
-        Method::POST,
-        &format!("{NS}/start"),
-        Some(json!([
+    let out = s
+        .post(&k, &format!("{NS}/start"))
+        .json(json!([
             item("Shop", "Service"),
             item("Nope", "service"),
             item("Shop", "flow"),
             item("Shop", "thing")
-        ])),
-    )
-    .await;
-    let out = expect_json(resp, StatusCode::OK).await;
+        ]))
+        .ok()
+        .await;
     assert_eq!(out[0]["statusCode"], 200);
     assert!(out[0]["runid"].is_string(), "{out}");
     assert_eq!(out[0]["programType"], "Service");
@@ -840,39 +725,27 @@ async fn batch_calls(db: Db) {
     assert_eq!(out[2]["error"], "Program type 'flow' is not supported by Corral.");
     assert_eq!(out[3]["statusCode"], 400);
     assert_eq!(out[3]["error"], "Invalid program type 'thing'.");
-    let resp = send(
-        &s,
-        &k,
-        Method::POST,
-        &format!("{NS}/status"),
-        Some(json!([item("Shop", "service")])),
-    )
-    .await;
-    let out = expect_json(resp, StatusCode::OK).await;
+    let out = s
+        .post(&k, &format!("{NS}/status"))
+        .json(json!([item("Shop", "service")]))
+        .ok()
+        .await;
     assert_eq!(
         out,
         json!([{"appId": "Shop", "programType": "service", "programId": "svc",
                             "status": "RUNNING", "statusCode": 200}])
     );
-    let resp = send(
-        &s,
-        &k,
-        Method::POST,
-        &format!("{NS}/start"),
-        Some(json!([item("Shop", "service")])),
-    )
-    .await;
-    let out = expect_json(resp, StatusCode::OK).await;
+    let out = s
+        .post(&k, &format!("{NS}/start"))
+        .json(json!([item("Shop", "service")]))
+        .ok()
+        .await;
     assert_eq!(out[0]["statusCode"], 409);
-    let resp = send(
-        &s,
-        &k,
-        Method::POST,
-        &format!("{NS}/stop"),
-        Some(json!([item("Shop", "service"), item("Shop", "service")])),
-    )
-    .await;
-    let out = expect_json(resp, StatusCode::OK).await;
+    let out = s
+        .post(&k, &format!("{NS}/stop"))
+        .json(json!([item("Shop", "service"), item("Shop", "service")]))
+        .ok()
+        .await;
     assert_eq!(out[0]["statusCode"], 200);
     assert!(out[0].get("error").is_none(), "{out}");
     assert_eq!(out[1]["statusCode"], 409);
@@ -884,25 +757,24 @@ async fn batch_calls(db: Db) {
             Some("'appId' must be specified."),
         ),
     ] {
-        let resp = send(&s, &k, Method::POST, &format!("{NS}/status"), Some(body)).await;
-        expect_error(resp, StatusCode::BAD_REQUEST, text).await;
+        s.post(&k, &format!("{NS}/status"))
+            .case(format!("{body:?}, {text:?}"))
+            .json(body)
+            .expect_error(StatusCode::BAD_REQUEST, text)
+            .await;
     }
-    let resp = send(
-        &s,
-        &k,
-        Method::POST,
-        "/v3/namespaces/nope/status",
-        Some(json!([])),
-    )
-    .await;
-    expect_error(resp, StatusCode::NOT_FOUND, Some("Namespace 'nope' not found.")).await;
+    s.post(&k, "/v3/namespaces/nope/status")
+        .json(json!([]))
+        .expect_error(StatusCode::NOT_FOUND, "Namespace 'nope' not found.")
+        .await;
     // Other program types, as URIs (1).
     for path in [
         format!("{NS}/apps/Shop/flows/f/start"),
         format!("{NS}/apps/Shop/versions/1.0.0/workflows/w/status"),
     ] {
-        let resp = send(&s, &k, Method::POST, &path, None).await;
-        expect_error(resp, StatusCode::NOT_IMPLEMENTED, None).await;
+        s.post(&k, &path)
+            .expect_error(StatusCode::NOT_IMPLEMENTED, None)
+            .await;
     }
     s.stop().await;
 }
@@ -915,10 +787,8 @@ async fn isolation(db: Db) {
     deploy(&s, &acme, "Shop", "1.0.0", 1, &[]).await;
     start(&s, &acme, "Shop", None, None).await;
     wait_healthy(&s, &acme, "Shop", None, 1).await;
-    let resp = send(&s, &other, Method::PUT, "/v3/namespaces/dev", None).await;
-    expect_json(resp, StatusCode::OK).await;
-    let resp = send(&s, &acme, Method::PUT, "/v3/namespaces/dev", None).await;
-    expect_json(resp, StatusCode::OK).await;
+    s.put(&other, "/v3/namespaces/dev").ok().await;
+    s.put(&acme, "/v3/namespaces/dev").ok().await;
     for key in [&other, &acme] {
         for (m, path) in [
             (Method::GET, "/apps/Shop/services/svc/status"),
@@ -937,26 +807,25 @@ async fn isolation(db: Db) {
         ] {
             // `other` in its default namespace; `acme` in its other namespace.
             let ns = if key == &other { "default" } else { "dev" };
-            let resp = send(&s, key, m.clone(), &format!("/v3/namespaces/{ns}{path}"), None).await;
-            expect_error(resp, StatusCode::NOT_FOUND, Some("Application 'Shop' not found.")).await;
+            s.req(key, m.clone(), &format!("/v3/namespaces/{ns}{path}"))
+                .case(format!("{key:?}"))
+                .expect_error(StatusCode::NOT_FOUND, "Application 'Shop' not found.")
+                .await;
         }
     }
-    let resp = send(
-        &s,
-        &other,
-        Method::POST,
-        &format!("{NS}/status"),
-        Some(json!([
-        {"appId": "Shop", "programType": "service", "programId": "svc"}])),
-    )
-    .await;
-    assert_eq!(expect_json(resp, StatusCode::OK).await[0]["statusCode"], 404);
+    assert_eq!(
+        s.post(&other, &format!("{NS}/status"))
+            .json(json!([
+        {"appId": "Shop", "programType": "service", "programId": "svc"}]))
+            .ok()
+            .await[0]["statusCode"],
+        404
+    );
     // A namespace delete stops its services and ends their runs KILLED.
     let pid = processes(&s, &acme, "Shop", None).await[0]["pid"]
         .as_u64()
         .unwrap();
-    let resp = send(&s, &acme, Method::DELETE, NS, None).await;
-    expect_empty_ok(resp).await;
+    s.delete(&acme, NS).expect_empty_ok().await;
     assert!(!process_exists(pid));
     s.stop().await;
 }

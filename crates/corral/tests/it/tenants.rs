@@ -2,74 +2,31 @@
 //! key, list, get, replace, delete, worker capacity, cluster and node quotas, bootstrap
 //! copies and admin-key recovery.
 
-use reqwest::{Method, Response, StatusCode};
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::both_stores;
-use crate::harness::{BOOTSTRAP_KEY, Db, TestServer, expect_empty_ok, expect_error, expect_json, keys_of};
+use crate::harness::{BOOTSTRAP_KEY, Db, TestServer, keys_of};
+use crate::helpers::Req;
 
 const UNLIMITED: i64 = 2_147_483_647;
 
-async fn post_tenant(s: &TestServer, body: Value) -> Response {
-    s.root(Method::POST, "/v2/tenants")
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
+fn post_tenant(s: &TestServer, body: Value) -> Req {
+    s.req_root(Method::POST, "/v2/tenants").json(body)
 }
 
-async fn put_tenant(s: &TestServer, name: &str, body: Value) -> Response {
-    s.root(Method::PUT, &format!("/v2/tenants/{name}"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
+fn put_tenant(s: &TestServer, name: &str, body: Value) -> Req {
+    s.req_root(Method::PUT, &format!("/v2/tenants/{name}")).json(body)
 }
 
-async fn get_tenant(s: &TestServer, name: &str) -> Response {
-    s.root(Method::GET, &format!("/v2/tenants/{name}"))
-        .send()
-        .await
-        .unwrap()
+fn get_tenant(s: &TestServer, name: &str) -> Req {
+    s.req_root(Method::GET, &format!("/v2/tenants/{name}"))
 }
 
-async fn tenant_names(s: &TestServer) -> Vec<String> {
-    let list = expect_json(
-        s.root(Method::GET, "/v2/tenants").send().await.unwrap(),
-        StatusCode::OK,
-    )
-    .await;
-    list.as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap().to_string())
-        .collect()
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
-async fn create_answers_tenant_admin_and_a_working_key(db: Db) {
-    let s = TestServer::start(db).await;
-    let before = now_ms();
-    let resp = post_tenant(
-        &s,
-        json!({"tenant": {"name": "acme", "workers": 3}, "bootstrap": false}),
-    )
-    .await;
-    let body = expect_json(resp, StatusCode::OK).await;
-    let after = now_ms();
-    assert_eq!(keys_of(&body), ["admin", "tenant"], "{body}");
-    // Omitted fields take their defaults.
-    assert_eq!(
-        body["tenant"],
-        json!({"name": "acme", "description": "", "workers": 3, "maxClusters": UNLIMITED, "maxNodes": UNLIMITED})
-    );
-    let admin = &body["admin"];
+/// Asserts a tenant's `admin` user answered with a new API key (at creation, or by
+/// `adminkey`): its fields, and its key's fields, with the secret shown this once and no
+/// expiry or use yet. Answers the key object and the secret.
+fn assert_admin_with_new_key(admin: &Value) -> (&Value, &str) {
     assert_eq!(
         keys_of(admin),
         ["apikey", "createTime", "description", "id", "role", "tenant"],
@@ -79,8 +36,6 @@ async fn create_answers_tenant_admin_and_a_working_key(db: Db) {
     assert_eq!(admin["tenant"], "acme");
     assert_eq!(admin["role"], "admin");
     assert_eq!(admin["description"], "");
-    let created = admin["createTime"].as_i64().unwrap();
-    assert!(before - 1000 <= created && created <= after + 1000, "{created}");
     let apikey = &admin["apikey"];
     assert_eq!(
         keys_of(apikey),
@@ -98,52 +53,73 @@ async fn create_answers_tenant_admin_and_a_working_key(db: Db) {
     let key = apikey["key"].as_str().unwrap();
     assert!(key.starts_with("crk_") && key.len() == 47, "{key}");
     assert_eq!(apikey["prefix"], json!(&key[..8]));
-    assert!(uuid::Uuid::parse_str(apikey["id"].as_str().unwrap()).is_ok());
     assert_eq!(apikey["expireTime"], Value::Null);
     assert_eq!(apikey["lastUsedTime"], Value::Null);
+    (apikey, key)
+}
+
+async fn tenant_names(s: &TestServer) -> Vec<String> {
+    let list = s.req_root(Method::GET, "/v2/tenants").ok().await;
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+async fn create_answers_tenant_admin_and_a_working_key(db: Db) {
+    let s = TestServer::start(db).await;
+    let before = now_ms();
+    let body = post_tenant(
+        &s,
+        json!({"tenant": {"name": "acme", "workers": 3}, "bootstrap": false}),
+    )
+    .ok()
+    .await;
+    let after = now_ms();
+    assert_eq!(keys_of(&body), ["admin", "tenant"], "{body}");
+    // Omitted fields take their defaults.
+    assert_eq!(
+        body["tenant"],
+        json!({"name": "acme", "description": "", "workers": 3, "maxClusters": UNLIMITED, "maxNodes": UNLIMITED})
+    );
+    let admin = &body["admin"];
+    let (apikey, key) = assert_admin_with_new_key(admin);
+    let created = admin["createTime"].as_i64().unwrap();
+    assert!(before - 1000 <= created && created <= after + 1000, "{created}");
+    assert!(uuid::Uuid::parse_str(apikey["id"].as_str().unwrap()).is_ok());
     assert!(apikey["description"].is_string());
     assert!(apikey["createTime"].is_i64());
 
     // The key works, as the tenant's admin, and is the admin's only key.
-    let users = expect_json(
-        s.call(key, Method::GET, "/v2/users").send().await.unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    let users = s.get(key, "/v2/users").ok().await;
     assert_eq!(
         users,
         json!([{"id": "admin", "tenant": "acme", "role": "admin", "description": "", "createTime": created}])
     );
-    let keys = expect_json(
-        s.call(key, Method::GET, "/v2/users/admin/apikeys")
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    let keys = s.get(key, "/v2/users/admin/apikeys").ok().await;
     assert_eq!(keys.as_array().unwrap().len(), 1, "{keys}");
     assert_eq!(keys[0]["id"], apikey["id"]);
     assert!(keys[0].get("key").is_none(), "the secret is shown once: {keys}");
 
     // The new tenant has its own namespace `default`, usable by its admin.
-    let namespaces = expect_json(
-        s.call(key, Method::GET, "/v3/namespaces").send().await.unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    let namespaces = s.get(key, "/v3/namespaces").ok().await;
     assert_eq!(
         namespaces,
         json!([{"name": "default", "description": "Default Namespace", "config": {}}])
     );
-    let resp = s
-        .call(key, Method::PUT, "/v3/namespaces/default/properties")
-        .json(&json!({"config": {"k": "v"}}))
-        .send()
-        .await
-        .unwrap();
     assert_eq!(
-        expect_json(resp, StatusCode::OK).await["config"],
+        s.put(key, "/v3/namespaces/default/properties")
+            .json(json!({"config": {"k": "v"}}))
+            .ok()
+            .await["config"],
         json!({"k": "v"})
     );
     // ... and its own network `default` (no API reads networks yet).
@@ -156,15 +132,11 @@ async fn create_answers_tenant_admin_and_a_working_key(db: Db) {
         1
     );
     // The tenant admin is not a superadmin.
-    let resp = s.call(key, Method::GET, "/v2/tenants").send().await.unwrap();
-    expect_error(
-        resp,
-        StatusCode::FORBIDDEN,
-        Some("user unauthorized, must be superadmin."),
-    )
-    .await;
+    s.get(key, "/v2/tenants")
+        .expect_error(StatusCode::FORBIDDEN, "user unauthorized, must be superadmin.")
+        .await;
     // GET answers what the create answered.
-    let got = expect_json(get_tenant(&s, "acme").await, StatusCode::OK).await;
+    let got = get_tenant(&s, "acme").ok().await;
     assert_eq!(got, body["tenant"]);
 }
 
@@ -172,22 +144,16 @@ async fn create_keeps_explicit_fields(db: Db) {
     let s = TestServer::start(db).await;
     let tenant =
         json!({"name": "acme", "description": "Acme Corp", "workers": 2, "maxClusters": 5, "maxNodes": 0});
-    let body = expect_json(post_tenant(&s, json!({"tenant": tenant})).await, StatusCode::OK).await;
+    let body = post_tenant(&s, json!({"tenant": tenant})).ok().await;
     assert_eq!(body["tenant"], tenant);
-    assert_eq!(
-        expect_json(get_tenant(&s, "acme").await, StatusCode::OK).await,
-        tenant
-    );
+    assert_eq!(get_tenant(&s, "acme").ok().await, tenant);
     // A description of exactly 4096 characters is accepted.
     let long = "d".repeat(4096);
-    let body = expect_json(
-        post_tenant(
-            &s,
-            json!({"tenant": {"name": "long", "workers": 0, "description": long}}),
-        )
-        .await,
-        StatusCode::OK,
+    let body = post_tenant(
+        &s,
+        json!({"tenant": {"name": "long", "workers": 0, "description": long}}),
     )
+    .ok()
     .await;
     assert_eq!(body["tenant"]["description"], json!(long));
 }
@@ -202,11 +168,7 @@ async fn list_is_sorted_by_name_with_superadmin(db: Db) {
         tenant_names(&s).await,
         ["Beta", "acme", "m_co", "my-company", "superadmin", "zeta"]
     );
-    let list = expect_json(
-        s.root(Method::GET, "/v2/tenants").send().await.unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    let list = s.req_root(Method::GET, "/v2/tenants").ok().await;
     let superadmin = list
         .as_array()
         .unwrap()
@@ -219,52 +181,36 @@ async fn list_is_sorted_by_name_with_superadmin(db: Db) {
     );
     // A user of tenant superadmin who is not an admin is not a superadmin.
     let plain = s.create_user(BOOTSTRAP_KEY, "plain", "user").await;
-    let resp = s.call(&plain, Method::GET, "/v2/tenants").send().await.unwrap();
-    expect_error(
-        resp,
-        StatusCode::FORBIDDEN,
-        Some("user unauthorized, must be superadmin."),
-    )
-    .await;
+    s.get(&plain, "/v2/tenants")
+        .expect_error(StatusCode::FORBIDDEN, "user unauthorized, must be superadmin.")
+        .await;
 }
 
 async fn get_unknown_tenant_is_404(db: Db) {
     let s = TestServer::start(db).await;
-    expect_error(
-        get_tenant(&s, "nope").await,
-        StatusCode::NOT_FOUND,
-        Some("tenant nope not found"),
-    )
-    .await;
+    get_tenant(&s, "nope")
+        .expect_error(StatusCode::NOT_FOUND, "tenant nope not found")
+        .await;
     // Names are case-sensitive.
     s.create_tenant("acme", 0).await;
-    expect_error(
-        get_tenant(&s, "ACME").await,
-        StatusCode::NOT_FOUND,
-        Some("tenant ACME not found"),
-    )
-    .await;
-    let sa = expect_json(get_tenant(&s, "superadmin").await, StatusCode::OK).await;
+    get_tenant(&s, "ACME")
+        .expect_error(StatusCode::NOT_FOUND, "tenant ACME not found")
+        .await;
+    let sa = get_tenant(&s, "superadmin").ok().await;
     assert_eq!(sa["workers"], 10);
 }
 
 async fn duplicate_tenant_is_409(db: Db) {
     let s = TestServer::start(db).await;
     s.create_tenant("acme", 1).await;
-    let resp = post_tenant(&s, json!({"tenant": {"name": "acme", "workers": 2}})).await;
-    expect_error(resp, StatusCode::CONFLICT, Some("Tenant acme already exists.")).await;
-    let resp = post_tenant(&s, json!({"tenant": {"name": "superadmin", "workers": 0}})).await;
-    expect_error(
-        resp,
-        StatusCode::CONFLICT,
-        Some("Tenant superadmin already exists."),
-    )
-    .await;
+    post_tenant(&s, json!({"tenant": {"name": "acme", "workers": 2}}))
+        .expect_error(StatusCode::CONFLICT, "Tenant acme already exists.")
+        .await;
+    post_tenant(&s, json!({"tenant": {"name": "superadmin", "workers": 0}}))
+        .expect_error(StatusCode::CONFLICT, "Tenant superadmin already exists.")
+        .await;
     // The existing tenant is unchanged.
-    assert_eq!(
-        expect_json(get_tenant(&s, "acme").await, StatusCode::OK).await["workers"],
-        1
-    );
+    assert_eq!(get_tenant(&s, "acme").ok().await["workers"], 1);
     // Another case is another name.
     s.create_tenant("Acme", 0).await;
 }
@@ -297,8 +243,9 @@ async fn invalid_tenant_bodies_are_invalid_input(db: Db) {
         json!({"tenant": {"name": "x".repeat(256), "workers": 1}}),
     ];
     for body in bodies {
-        let resp = post_tenant(&s, body.clone()).await;
-        let err = expect_error(resp, StatusCode::BAD_REQUEST, None).await;
+        let err = post_tenant(&s, body.clone())
+            .expect_error(StatusCode::BAD_REQUEST, None)
+            .await;
         assert_eq!(err["message"], "invalid input", "body {body}: {err}");
     }
     // Nothing was created.
@@ -313,118 +260,107 @@ async fn worker_capacity_limits_create_and_update(db: Db) {
     // superadmin holds 10 of the 15 workers.
     let s = TestServer::start_with(db, |c| c.worker_capacity = 15).await;
     s.create_tenant("a", 5).await;
-    let resp = post_tenant(&s, json!({"tenant": {"name": "b", "workers": 1}})).await;
-    expect_error(
-        resp,
-        StatusCode::CONFLICT,
-        Some("Not enough capacity to add tenant."),
-    )
-    .await;
-    expect_error(get_tenant(&s, "b").await, StatusCode::NOT_FOUND, None).await;
+    post_tenant(&s, json!({"tenant": {"name": "b", "workers": 1}}))
+        .expect_error(StatusCode::CONFLICT, "Not enough capacity to add tenant.")
+        .await;
+    get_tenant(&s, "b")
+        .expect_error(StatusCode::NOT_FOUND, None)
+        .await;
     // A tenant without workers always fits.
     s.create_tenant("b", 0).await;
-    let resp = put_tenant(&s, "b", json!({"tenant": {"name": "b", "workers": 1}})).await;
-    expect_error(
-        resp,
-        StatusCode::CONFLICT,
-        Some("Not enough capacity to update tenant."),
-    )
-    .await;
-    assert_eq!(
-        expect_json(get_tenant(&s, "b").await, StatusCode::OK).await["workers"],
-        0
-    );
+    put_tenant(&s, "b", json!({"tenant": {"name": "b", "workers": 1}}))
+        .expect_error(StatusCode::CONFLICT, "Not enough capacity to update tenant.")
+        .await;
+    assert_eq!(get_tenant(&s, "b").ok().await["workers"], 0);
     // Keeping the same workers at full capacity is fine; lowering frees capacity.
-    let resp = put_tenant(&s, "a", json!({"tenant": {"name": "a", "workers": 5}})).await;
-    assert_eq!(expect_json(resp, StatusCode::OK).await["workers"], 5);
-    let resp = put_tenant(&s, "a", json!({"tenant": {"name": "a", "workers": 3}})).await;
-    assert_eq!(expect_json(resp, StatusCode::OK).await["workers"], 3);
-    let resp = put_tenant(&s, "b", json!({"tenant": {"name": "b", "workers": 2}})).await;
-    assert_eq!(expect_json(resp, StatusCode::OK).await["workers"], 2);
+    assert_eq!(
+        put_tenant(&s, "a", json!({"tenant": {"name": "a", "workers": 5}}))
+            .ok()
+            .await["workers"],
+        5
+    );
+    assert_eq!(
+        put_tenant(&s, "a", json!({"tenant": {"name": "a", "workers": 3}}))
+            .ok()
+            .await["workers"],
+        3
+    );
+    assert_eq!(
+        put_tenant(&s, "b", json!({"tenant": {"name": "b", "workers": 2}}))
+            .ok()
+            .await["workers"],
+        2
+    );
     // Full again: 10 + 3 + 2.
-    let resp = put_tenant(&s, "a", json!({"tenant": {"name": "a", "workers": 4}})).await;
-    expect_error(
-        resp,
-        StatusCode::CONFLICT,
-        Some("Not enough capacity to update tenant."),
-    )
-    .await;
-    let resp = put_tenant(
+    put_tenant(&s, "a", json!({"tenant": {"name": "a", "workers": 4}}))
+        .expect_error(StatusCode::CONFLICT, "Not enough capacity to update tenant.")
+        .await;
+    put_tenant(
         &s,
         "superadmin",
         json!({"tenant": {"name": "superadmin", "workers": 11}}),
     )
+    .expect_error(StatusCode::CONFLICT, "Not enough capacity to update tenant.")
     .await;
-    expect_error(
-        resp,
-        StatusCode::CONFLICT,
-        Some("Not enough capacity to update tenant."),
-    )
-    .await;
-    let resp = post_tenant(&s, json!({"tenant": {"name": "c", "workers": 1}})).await;
-    expect_error(
-        resp,
-        StatusCode::CONFLICT,
-        Some("Not enough capacity to add tenant."),
-    )
-    .await;
+    post_tenant(&s, json!({"tenant": {"name": "c", "workers": 1}}))
+        .expect_error(StatusCode::CONFLICT, "Not enough capacity to add tenant.")
+        .await;
     // Deleting a tenant (after setting its workers to 0) frees its capacity.
-    let resp = put_tenant(&s, "b", json!({"tenant": {"name": "b", "workers": 0}})).await;
-    expect_json(resp, StatusCode::OK).await;
-    expect_empty_ok(s.root(Method::DELETE, "/v2/tenants/b").send().await.unwrap()).await;
+    put_tenant(&s, "b", json!({"tenant": {"name": "b", "workers": 0}}))
+        .ok()
+        .await;
+    s.req_root(Method::DELETE, "/v2/tenants/b")
+        .expect_empty_ok()
+        .await;
     s.create_tenant("c", 2).await;
 }
 
 async fn put_replaces_the_complete_object(db: Db) {
     let s = TestServer::start(db).await;
-    let resp = post_tenant(
+    post_tenant(
         &s,
         json!({"tenant": {"name": "acme", "description": "d", "workers": 2, "maxClusters": 5, "maxNodes": 6}}),
-    )
-    .await;
-    expect_json(resp, StatusCode::OK).await;
-    let resp = put_tenant(&s, "acme", json!({"tenant": {"name": "acme", "workers": 4}})).await;
+    ).ok().await;
     let expected = json!({"name": "acme", "description": "", "workers": 4, "maxClusters": UNLIMITED, "maxNodes": UNLIMITED});
-    assert_eq!(expect_json(resp, StatusCode::OK).await, expected);
     assert_eq!(
-        expect_json(get_tenant(&s, "acme").await, StatusCode::OK).await,
+        put_tenant(&s, "acme", json!({"tenant": {"name": "acme", "workers": 4}}))
+            .ok()
+            .await,
         expected
     );
+    assert_eq!(get_tenant(&s, "acme").ok().await, expected);
     let full =
         json!({"name": "acme", "description": "new", "workers": 1, "maxClusters": 20, "maxNodes": 100});
-    let resp = put_tenant(&s, "acme", json!({"tenant": full})).await;
-    assert_eq!(expect_json(resp, StatusCode::OK).await, full);
-    assert_eq!(
-        expect_json(get_tenant(&s, "acme").await, StatusCode::OK).await,
-        full
-    );
+    assert_eq!(put_tenant(&s, "acme", json!({"tenant": full})).ok().await, full);
+    assert_eq!(get_tenant(&s, "acme").ok().await, full);
     // `workers` defaults to 0 on replace.
-    let resp = put_tenant(&s, "acme", json!({"tenant": {"name": "acme", "maxNodes": 3}})).await;
     assert_eq!(
-        expect_json(resp, StatusCode::OK).await,
+        put_tenant(&s, "acme", json!({"tenant": {"name": "acme", "maxNodes": 3}}))
+            .ok()
+            .await,
         json!({"name": "acme", "description": "", "workers": 0, "maxClusters": UNLIMITED, "maxNodes": 3})
     );
     // The tenant's key still works after a change of settings.
     let key = s.create_tenant("keyed", 1).await;
-    let resp = put_tenant(&s, "keyed", json!({"tenant": {"name": "keyed", "workers": 2}})).await;
-    expect_json(resp, StatusCode::OK).await;
-    let resp = s.call(&key, Method::GET, "/v2/users").send().await.unwrap();
-    expect_json(resp, StatusCode::OK).await;
+    put_tenant(&s, "keyed", json!({"tenant": {"name": "keyed", "workers": 2}}))
+        .ok()
+        .await;
+    s.get(&key, "/v2/users").ok().await;
 }
 
 async fn put_errors(db: Db) {
     let s = TestServer::start(db).await;
     s.create_tenant("acme", 1).await;
-    let before = expect_json(get_tenant(&s, "acme").await, StatusCode::OK).await;
-    let resp = put_tenant(&s, "acme", json!({"tenant": {"name": "other", "workers": 1}})).await;
-    expect_error(
-        resp,
-        StatusCode::BAD_REQUEST,
-        Some("tenant name in body does not match name in path."),
-    )
-    .await;
-    let resp = put_tenant(&s, "ghost", json!({"tenant": {"name": "ghost", "workers": 1}})).await;
-    expect_error(resp, StatusCode::NOT_FOUND, Some("tenant ghost not found")).await;
+    let before = get_tenant(&s, "acme").ok().await;
+    put_tenant(&s, "acme", json!({"tenant": {"name": "other", "workers": 1}}))
+        .expect_error(
+            StatusCode::BAD_REQUEST,
+            "tenant name in body does not match name in path.",
+        )
+        .await;
+    put_tenant(&s, "ghost", json!({"tenant": {"name": "ghost", "workers": 1}}))
+        .expect_error(StatusCode::NOT_FOUND, "tenant ghost not found")
+        .await;
     for body in [
         json!({}),
         json!([]),
@@ -434,28 +370,18 @@ async fn put_errors(db: Db) {
         json!({"tenant": {"name": "acme", "workers": 1.25}}),
         json!({"tenant": {"name": "acme", "workers": 1, "description": ["a"]}}),
     ] {
-        let resp = put_tenant(&s, "acme", body.clone()).await;
-        let err = expect_error(resp, StatusCode::BAD_REQUEST, None).await;
+        let err = put_tenant(&s, "acme", body.clone())
+            .expect_error(StatusCode::BAD_REQUEST, None)
+            .await;
         assert_eq!(err["message"], "invalid input", "body {body}: {err}");
     }
-    assert_eq!(
-        expect_json(get_tenant(&s, "acme").await, StatusCode::OK).await,
-        before
-    );
+    assert_eq!(get_tenant(&s, "acme").ok().await, before);
     // The tenant routes are the superadmin's only.
     let key = s.create_tenant("other", 0).await;
-    let resp = s
-        .call(&key, Method::PUT, "/v2/tenants/other")
-        .json(&json!({"tenant": {"name": "other", "workers": 0}}))
-        .send()
-        .await
-        .unwrap();
-    expect_error(
-        resp,
-        StatusCode::FORBIDDEN,
-        Some("user unauthorized, must be superadmin."),
-    )
-    .await;
+    s.put(&key, "/v2/tenants/other")
+        .json(json!({"tenant": {"name": "other", "workers": 0}}))
+        .expect_error(StatusCode::FORBIDDEN, "user unauthorized, must be superadmin.")
+        .await;
 }
 
 async fn put_checks_cluster_and_node_quotas(db: Db) {
@@ -480,31 +406,31 @@ async fn put_checks_cluster_and_node_quotas(db: Db) {
         json!({"name": "acme", "workers": 0, "maxClusters": 1, "maxNodes": 3}),
         json!({"name": "acme", "workers": 0, "maxClusters": 2, "maxNodes": 2}),
     ] {
-        let resp = put_tenant(&s, "acme", json!({"tenant": tenant})).await;
-        expect_error(resp, StatusCode::CONFLICT, Some(violated)).await;
+        put_tenant(&s, "acme", json!({"tenant": tenant}))
+            .expect_error(StatusCode::CONFLICT, violated)
+            .await;
     }
     // Nothing was written.
-    let got = expect_json(get_tenant(&s, "acme").await, StatusCode::OK).await;
+    let got = get_tenant(&s, "acme").ok().await;
     assert_eq!(
         (got["maxClusters"].as_i64(), got["maxNodes"].as_i64()),
         (Some(UNLIMITED), Some(UNLIMITED))
     );
     // Exactly the current counts is allowed.
     let exact = json!({"name": "acme", "description": "", "workers": 0, "maxClusters": 2, "maxNodes": 3});
-    let resp = put_tenant(&s, "acme", json!({"tenant": exact})).await;
-    assert_eq!(expect_json(resp, StatusCode::OK).await, exact);
-    assert_eq!(
-        expect_json(get_tenant(&s, "acme").await, StatusCode::OK).await,
-        exact
-    );
+    assert_eq!(put_tenant(&s, "acme", json!({"tenant": exact})).ok().await, exact);
+    assert_eq!(get_tenant(&s, "acme").ok().await, exact);
     // Another tenant's clusters and hosts do not count.
-    let resp = put_tenant(
-        &s,
-        "other",
-        json!({"tenant": {"name": "other", "workers": 0, "maxClusters": 0, "maxNodes": 0}}),
-    )
-    .await;
-    assert_eq!(expect_json(resp, StatusCode::OK).await["maxNodes"], 0);
+    assert_eq!(
+        put_tenant(
+            &s,
+            "other",
+            json!({"tenant": {"name": "other", "workers": 0, "maxClusters": 0, "maxNodes": 0}}),
+        )
+        .ok()
+        .await["maxNodes"],
+        0
+    );
 }
 
 async fn delete_tenant_rules(db: Db) {
@@ -520,49 +446,37 @@ async fn delete_tenant_rules(db: Db) {
         "INSERT INTO hosts (tenant_id, address, create_time) VALUES ({acme}, '10.0.0.1', 0)"
     ))
     .await;
-    let resp = s
-        .call(&alice, Method::PUT, "/v2/profile")
-        .json(&json!({"theme": "dark"}))
-        .send()
-        .await
-        .unwrap();
-    expect_json(resp, StatusCode::OK).await;
-    let resp = s
-        .call(&admin, Method::PUT, "/v3/namespaces/dev")
-        .send()
-        .await
-        .unwrap();
-    expect_json(resp, StatusCode::OK).await;
+    s.put(&alice, "/v2/profile")
+        .json(json!({"theme": "dark"}))
+        .ok()
+        .await;
+    s.put(&admin, "/v3/namespaces/dev").ok().await;
 
-    let resp = s.root(Method::DELETE, "/v2/tenants/acme").send().await.unwrap();
-    expect_error(
-        resp,
-        StatusCode::CONFLICT,
-        Some("Tenant acme still has 2 workers. Cannot delete it until workers are set to 0."),
-    )
-    .await;
+    s.req_root(Method::DELETE, "/v2/tenants/acme")
+        .expect_error(
+            StatusCode::CONFLICT,
+            "Tenant acme still has 2 workers. Cannot delete it until workers are set to 0.",
+        )
+        .await;
     // Still there, keys still work.
-    expect_json(get_tenant(&s, "acme").await, StatusCode::OK).await;
-    let resp = s
-        .call(&alice, Method::GET, "/v3/namespaces")
-        .send()
-        .await
-        .unwrap();
-    expect_json(resp, StatusCode::OK).await;
+    get_tenant(&s, "acme").ok().await;
+    s.get(&alice, "/v3/namespaces").ok().await;
 
-    let resp = put_tenant(&s, "acme", json!({"tenant": {"name": "acme", "workers": 0}})).await;
-    expect_json(resp, StatusCode::OK).await;
-    expect_empty_ok(s.root(Method::DELETE, "/v2/tenants/acme").send().await.unwrap()).await;
-    expect_error(
-        get_tenant(&s, "acme").await,
-        StatusCode::NOT_FOUND,
-        Some("tenant acme not found"),
-    )
-    .await;
+    put_tenant(&s, "acme", json!({"tenant": {"name": "acme", "workers": 0}}))
+        .ok()
+        .await;
+    s.req_root(Method::DELETE, "/v2/tenants/acme")
+        .expect_empty_ok()
+        .await;
+    get_tenant(&s, "acme")
+        .expect_error(StatusCode::NOT_FOUND, "tenant acme not found")
+        .await;
     assert_eq!(tenant_names(&s).await, ["superadmin"]);
     for key in [&admin, &alice] {
-        let resp = s.call(key, Method::GET, "/v3/namespaces").send().await.unwrap();
-        expect_error(resp, StatusCode::UNAUTHORIZED, Some("Invalid credentials.")).await;
+        s.get(key, "/v3/namespaces")
+            .case(format!("{key:?}"))
+            .expect_error(StatusCode::UNAUTHORIZED, "Invalid credentials.")
+            .await;
     }
     // Everything the tenant owned is gone.
     for table in [
@@ -588,52 +502,37 @@ async fn delete_tenant_rules(db: Db) {
             .await;
         assert_eq!(orphans, 0, "rows of the deleted tenant left in {table}");
     }
-    let resp = s.root(Method::DELETE, "/v2/tenants/acme").send().await.unwrap();
-    expect_error(resp, StatusCode::NOT_FOUND, Some("tenant acme not found")).await;
+    s.req_root(Method::DELETE, "/v2/tenants/acme")
+        .expect_error(StatusCode::NOT_FOUND, "tenant acme not found")
+        .await;
     // A new tenant of the same name starts empty; the old keys stay dead.
     let fresh = s.create_tenant("acme", 0).await;
-    let resp = s.call(&admin, Method::GET, "/v2/users").send().await.unwrap();
-    expect_error(resp, StatusCode::UNAUTHORIZED, Some("Invalid credentials.")).await;
-    let users = expect_json(
-        s.call(&fresh, Method::GET, "/v2/users").send().await.unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    s.get(&admin, "/v2/users")
+        .expect_error(StatusCode::UNAUTHORIZED, "Invalid credentials.")
+        .await;
+    let users = s.get(&fresh, "/v2/users").ok().await;
     assert_eq!(users.as_array().unwrap().len(), 1, "{users}");
-    let namespaces = expect_json(
-        s.call(&fresh, Method::GET, "/v3/namespaces")
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    let namespaces = s.get(&fresh, "/v3/namespaces").ok().await;
     assert_eq!(namespaces.as_array().unwrap().len(), 1, "{namespaces}");
 }
 
 async fn superadmin_cannot_be_deleted(db: Db) {
     let s = TestServer::start(db).await;
-    let resp = s
-        .root(Method::DELETE, "/v2/tenants/superadmin")
-        .send()
-        .await
-        .unwrap();
-    expect_error(resp, StatusCode::FORBIDDEN, Some("Superadmin cannot be deleted.")).await;
+    s.req_root(Method::DELETE, "/v2/tenants/superadmin")
+        .expect_error(StatusCode::FORBIDDEN, "Superadmin cannot be deleted.")
+        .await;
     // Not even without workers.
-    let resp = put_tenant(
+    put_tenant(
         &s,
         "superadmin",
         json!({"tenant": {"name": "superadmin", "workers": 0}}),
     )
+    .ok()
     .await;
-    expect_json(resp, StatusCode::OK).await;
-    let resp = s
-        .root(Method::DELETE, "/v2/tenants/superadmin")
-        .send()
-        .await
-        .unwrap();
-    expect_error(resp, StatusCode::FORBIDDEN, Some("Superadmin cannot be deleted.")).await;
-    expect_json(get_tenant(&s, "superadmin").await, StatusCode::OK).await;
+    s.req_root(Method::DELETE, "/v2/tenants/superadmin")
+        .expect_error(StatusCode::FORBIDDEN, "Superadmin cannot be deleted.")
+        .await;
+    get_tenant(&s, "superadmin").ok().await;
     // The bootstrap key still works.
     assert_eq!(tenant_names(&s).await, ["superadmin"]);
 }
@@ -660,84 +559,67 @@ async fn bootstrap_copies_superadmin_networks_and_container_managers(db: Db) {
     ))
     .await;
 
-    let resp = post_tenant(
+    post_tenant(
         &s,
         json!({"tenant": {"name": "copied", "workers": 0}, "bootstrap": true}),
     )
+    .ok()
     .await;
-    expect_json(resp, StatusCode::OK).await;
     let copied = "(SELECT id FROM tenants WHERE name='copied')";
-    assert_eq!(
-        s.sql_count(&format!(
-            "SELECT COUNT(*) FROM networks WHERE tenant_id = {copied}"
-        ))
-        .await,
-        3
-    );
-    assert_eq!(
-        s.sql_count(&format!(
-            "SELECT COUNT(*) FROM networks WHERE tenant_id = {copied} AND name = 'shared-net' \
-             AND type = 'flannel_server' AND options = '{{\"address\": \"10.1.0.1:8080\"}}'"
-        ))
-        .await,
-        1
-    );
-    assert_eq!(
-        s.sql_count(&format!(
-            "SELECT COUNT(*) FROM networks WHERE tenant_id = {copied} AND name = 'default' \
-             AND type = 'flannel_etcd' AND options = '{{}}'"
-        ))
-        .await,
-        1
-    );
-    assert_eq!(
-        s.sql_count(&format!(
-            "SELECT COUNT(*) FROM container_managers WHERE tenant_id = {copied} AND name = 'k8s' \
-             AND type = 'openshift' AND options = '{{\"apiserver\": \"https://k8s:8443\"}}'"
-        ))
-        .await,
-        1
-    );
-    assert_eq!(
-        s.sql_count(&format!(
-            "SELECT COUNT(*) FROM container_managers WHERE tenant_id = {copied}"
-        ))
-        .await,
-        1
-    );
+    s.assert_counts([
+        (
+            format!("SELECT COUNT(*) FROM networks WHERE tenant_id = {copied}"),
+            3,
+        ),
+        (
+            format!(
+                "SELECT COUNT(*) FROM networks WHERE tenant_id = {copied} AND name = 'shared-net' \
+                 AND type = 'flannel_server' AND options = '{{\"address\": \"10.1.0.1:8080\"}}'"
+            ),
+            1,
+        ),
+        (
+            format!(
+                "SELECT COUNT(*) FROM networks WHERE tenant_id = {copied} AND name = 'default' \
+                 AND type = 'flannel_etcd' AND options = '{{}}'"
+            ),
+            1,
+        ),
+        (
+            format!(
+                "SELECT COUNT(*) FROM container_managers WHERE tenant_id = {copied} AND name = 'k8s' \
+                 AND type = 'openshift' AND options = '{{\"apiserver\": \"https://k8s:8443\"}}'"
+            ),
+            1,
+        ),
+        (
+            format!("SELECT COUNT(*) FROM container_managers WHERE tenant_id = {copied}"),
+            1,
+        ),
+    ])
+    .await;
 
     // Without `bootstrap` (or with false) nothing is copied.
     s.create_tenant("plain", 0).await;
-    let resp = post_tenant(
+    post_tenant(
         &s,
         json!({"tenant": {"name": "plain2", "workers": 0}, "bootstrap": false}),
     )
+    .ok()
     .await;
-    expect_json(resp, StatusCode::OK).await;
     for name in ["plain", "plain2"] {
         let t = format!("(SELECT id FROM tenants WHERE name='{name}')");
-        assert_eq!(
-            s.sql_count(&format!("SELECT COUNT(*) FROM networks WHERE tenant_id = {t}"))
-                .await,
-            1,
-            "{name}"
-        );
-        assert_eq!(
-            s.sql_count(&format!(
-                "SELECT COUNT(*) FROM networks WHERE tenant_id = {t} AND name = 'default' AND type = 'flannel_etcd'"
-            ))
-            .await,
-            1,
-            "{name}"
-        );
-        assert_eq!(
-            s.sql_count(&format!(
-                "SELECT COUNT(*) FROM container_managers WHERE tenant_id = {t}"
-            ))
-            .await,
-            0,
-            "{name}"
-        );
+        s.assert_counts([
+            (format!("SELECT COUNT(*) FROM networks WHERE tenant_id = {t}"), 1),
+            (
+                format!(
+                    "SELECT COUNT(*) FROM networks WHERE tenant_id = {t} AND name = 'default' AND type = 'flannel_etcd'"
+                ),
+                1,
+            ),
+            (format!("SELECT COUNT(*) FROM container_managers WHERE tenant_id = {t}"), 0),
+        ])
+        .await;
     }
     // The superadmin keeps its own rows.
     assert_eq!(
@@ -749,91 +631,42 @@ async fn bootstrap_copies_superadmin_networks_and_container_managers(db: Db) {
 
 async fn adminkey_restores_the_admin_role(db: Db) {
     let s = TestServer::start(db).await;
-    let created = expect_json(
-        post_tenant(&s, json!({"tenant": {"name": "acme", "workers": 0}})).await,
-        StatusCode::OK,
-    )
-    .await;
+    let created = post_tenant(&s, json!({"tenant": {"name": "acme", "workers": 0}}))
+        .ok()
+        .await;
     let first = created["admin"]["apikey"]["key"].as_str().unwrap().to_string();
     let create_time = created["admin"]["createTime"].clone();
     // A tenant keeps one admin: make a second one, then demote `admin`.
     let boss = s.create_user(&first, "boss", "admin").await;
-    let resp = s
-        .call(&boss, Method::PUT, "/v2/users/admin")
-        .json(&json!({"role": "user"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(expect_json(resp, StatusCode::OK).await["role"], "user");
-    let resp = s.call(&first, Method::GET, "/v2/users").send().await.unwrap();
-    expect_error(
-        resp,
-        StatusCode::FORBIDDEN,
-        Some("user unauthorized, must be admin."),
-    )
-    .await;
+    assert_eq!(
+        s.put(&boss, "/v2/users/admin")
+            .json(json!({"role": "user"}))
+            .ok()
+            .await["role"],
+        "user"
+    );
+    s.get(&first, "/v2/users")
+        .expect_error(StatusCode::FORBIDDEN, "user unauthorized, must be admin.")
+        .await;
 
-    let resp = s
-        .root(Method::POST, "/v2/tenants/acme/adminkey")
-        .json(&json!({"description": "recovery"}))
-        .send()
-        .await
-        .unwrap();
-    let body = expect_json(resp, StatusCode::OK).await;
-    assert_eq!(
-        keys_of(&body),
-        ["apikey", "createTime", "description", "id", "role", "tenant"],
-        "{body}"
-    );
-    assert_eq!(body["id"], "admin");
-    assert_eq!(body["tenant"], "acme");
-    assert_eq!(body["role"], "admin");
-    assert_eq!(body["description"], "");
+    let body = s
+        .req_root(Method::POST, "/v2/tenants/acme/adminkey")
+        .json(json!({"description": "recovery"}))
+        .ok()
+        .await;
+    let (apikey, recovery) = assert_admin_with_new_key(&body);
+    let recovery = recovery.to_string();
     assert_eq!(body["createTime"], create_time, "the existing user is kept");
-    let apikey = &body["apikey"];
-    assert_eq!(
-        keys_of(apikey),
-        [
-            "createTime",
-            "description",
-            "expireTime",
-            "id",
-            "key",
-            "lastUsedTime",
-            "prefix"
-        ],
-        "{apikey}"
-    );
     assert_eq!(apikey["description"], "recovery");
-    assert_eq!(apikey["expireTime"], Value::Null);
-    assert_eq!(apikey["lastUsedTime"], Value::Null);
-    let recovery = apikey["key"].as_str().unwrap().to_string();
-    assert!(recovery.starts_with("crk_") && recovery.len() == 47, "{recovery}");
-    assert_eq!(apikey["prefix"], json!(&recovery[..8]));
     assert_ne!(recovery, first);
 
     // The new key works as an admin; so does the old one, its user being admin again.
     for key in [&recovery, &first] {
-        let resp = s.call(key, Method::GET, "/v2/users").send().await.unwrap();
-        expect_json(resp, StatusCode::OK).await;
+        s.get(key, "/v2/users").case(format!("{key:?}")).ok().await;
     }
-    let admin = expect_json(
-        s.call(&boss, Method::GET, "/v2/users/admin")
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    let admin = s.get(&boss, "/v2/users/admin").ok().await;
     assert_eq!(admin["role"], "admin");
-    let keys = expect_json(
-        s.call(&boss, Method::GET, "/v2/users/admin/apikeys")
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    let keys = s.get(&boss, "/v2/users/admin/apikeys").ok().await;
     assert_eq!(keys.as_array().unwrap().len(), 2, "{keys}");
     assert_eq!(keys[1]["id"], apikey["id"], "newest last");
 }
@@ -842,36 +675,19 @@ async fn adminkey_recreates_a_deleted_admin(db: Db) {
     let s = TestServer::start(db).await;
     let first = s.create_tenant("acme", 0).await;
     let boss = s.create_user(&first, "boss", "admin").await;
-    let resp = s
-        .call(&boss, Method::DELETE, "/v2/users/admin")
-        .send()
-        .await
-        .unwrap();
-    expect_empty_ok(resp).await;
-    let resp = s
-        .call(&first, Method::GET, "/v3/namespaces")
-        .send()
-        .await
-        .unwrap();
-    expect_error(resp, StatusCode::UNAUTHORIZED, Some("Invalid credentials.")).await;
+    s.delete(&boss, "/v2/users/admin").expect_empty_ok().await;
+    s.get(&first, "/v3/namespaces")
+        .expect_error(StatusCode::UNAUTHORIZED, "Invalid credentials.")
+        .await;
 
     // No body at all.
-    let resp = s
-        .root(Method::POST, "/v2/tenants/acme/adminkey")
-        .send()
-        .await
-        .unwrap();
-    let body = expect_json(resp, StatusCode::OK).await;
+    let body = s.req_root(Method::POST, "/v2/tenants/acme/adminkey").ok().await;
     assert_eq!(body["id"], "admin");
     assert_eq!(body["tenant"], "acme");
     assert_eq!(body["role"], "admin");
     assert_eq!(body["apikey"]["description"], "");
     let key = body["apikey"]["key"].as_str().unwrap().to_string();
-    let users = expect_json(
-        s.call(&key, Method::GET, "/v2/users").send().await.unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    let users = s.get(&key, "/v2/users").ok().await;
     let ids: Vec<&str> = users
         .as_array()
         .unwrap()
@@ -879,70 +695,39 @@ async fn adminkey_recreates_a_deleted_admin(db: Db) {
         .map(|u| u["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, ["admin", "boss"]);
-    let keys = expect_json(
-        s.call(&key, Method::GET, "/v2/users/admin/apikeys")
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    let keys = s.get(&key, "/v2/users/admin/apikeys").ok().await;
     assert_eq!(
         keys.as_array().unwrap().len(),
         1,
         "the deleted admin's keys stay gone: {keys}"
     );
     // The old key of the deleted admin stays dead.
-    let resp = s
-        .call(&first, Method::GET, "/v3/namespaces")
-        .send()
-        .await
-        .unwrap();
-    expect_error(resp, StatusCode::UNAUTHORIZED, Some("Invalid credentials.")).await;
+    s.get(&first, "/v3/namespaces")
+        .expect_error(StatusCode::UNAUTHORIZED, "Invalid credentials.")
+        .await;
 }
 
 async fn adminkey_errors(db: Db) {
     let s = TestServer::start(db).await;
-    let resp = s
-        .root(Method::POST, "/v2/tenants/ghost/adminkey")
-        .send()
-        .await
-        .unwrap();
-    expect_error(resp, StatusCode::NOT_FOUND, None).await;
+    s.req_root(Method::POST, "/v2/tenants/ghost/adminkey")
+        .expect_error(StatusCode::NOT_FOUND, None)
+        .await;
     let admin = s.create_tenant("acme", 0).await;
-    let resp = s
-        .call(&admin, Method::POST, "/v2/tenants/acme/adminkey")
-        .send()
-        .await
-        .unwrap();
-    expect_error(
-        resp,
-        StatusCode::FORBIDDEN,
-        Some("user unauthorized, must be superadmin."),
-    )
-    .await;
+    s.post(&admin, "/v2/tenants/acme/adminkey")
+        .expect_error(StatusCode::FORBIDDEN, "user unauthorized, must be superadmin.")
+        .await;
     // The refused call issued nothing.
-    let keys = expect_json(
-        s.call(&admin, Method::GET, "/v2/users/admin/apikeys")
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    let keys = s.get(&admin, "/v2/users/admin/apikeys").ok().await;
     assert_eq!(keys.as_array().unwrap().len(), 1, "{keys}");
     // The superadmin tenant itself can be recovered too.
-    let resp = s
-        .root(Method::POST, "/v2/tenants/superadmin/adminkey")
-        .send()
-        .await
-        .unwrap();
-    let key = expect_json(resp, StatusCode::OK).await["apikey"]["key"]
+    let key = s
+        .req_root(Method::POST, "/v2/tenants/superadmin/adminkey")
+        .ok()
+        .await["apikey"]["key"]
         .as_str()
         .unwrap()
         .to_string();
-    let resp = s.call(&key, Method::GET, "/v2/tenants").send().await.unwrap();
-    expect_json(resp, StatusCode::OK).await;
+    s.get(&key, "/v2/tenants").ok().await;
 }
 
 /// Concurrent creates: the capacity check and the name check hold under races.

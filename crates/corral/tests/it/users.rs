@@ -3,11 +3,12 @@
 
 use std::time::Duration;
 
-use reqwest::{Method, Response, StatusCode};
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::both_stores;
-use crate::harness::{BOOTSTRAP_KEY, Db, TestServer, expect_empty_ok, expect_error, expect_json, keys_of};
+use crate::harness::{BOOTSTRAP_KEY, Db, TestServer, expect_error, keys_of};
+use crate::helpers::expect_each_error;
 
 const USER_KEYS: [&str; 5] = ["createTime", "description", "id", "role", "tenant"];
 const KEY_KEYS: [&str; 6] = [
@@ -26,21 +27,8 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-async fn send(s: &TestServer, key: &str, method: Method, path: &str, body: Option<Value>) -> Response {
-    let req = s.call(key, method, path);
-    let req = match body {
-        Some(b) => req.json(&b),
-        None => req,
-    };
-    req.send().await.unwrap()
-}
-
 async fn user_ids(s: &TestServer, admin: &str) -> Vec<String> {
-    let list = expect_json(
-        send(s, admin, Method::GET, "/v2/users", None).await,
-        StatusCode::OK,
-    )
-    .await;
+    let list = s.get(admin, "/v2/users").ok().await;
     list.as_array()
         .unwrap()
         .iter()
@@ -50,7 +38,7 @@ async fn user_ids(s: &TestServer, admin: &str) -> Vec<String> {
 
 /// Answers whether `key` authenticates (as anyone), by a read every role may do.
 async fn key_works(s: &TestServer, key: &str) -> bool {
-    let resp = send(s, key, Method::GET, "/v3/namespaces", None).await;
+    let resp = s.get(key, "/v3/namespaces").send().await;
     match resp.status() {
         StatusCode::OK => true,
         StatusCode::UNAUTHORIZED => {
@@ -65,15 +53,11 @@ async fn create_user_answers_201_with_the_user(db: Db) {
     let s = TestServer::start(db).await;
     let admin = s.create_tenant("acme", 0).await;
     let before = now_ms();
-    let resp = send(
-        &s,
-        &admin,
-        Method::POST,
-        "/v2/users",
-        Some(json!({"id": "alice"})),
-    )
-    .await;
-    let alice = expect_json(resp, StatusCode::CREATED).await;
+    let alice = s
+        .post(&admin, "/v2/users")
+        .json(json!({"id": "alice"}))
+        .expect(StatusCode::CREATED)
+        .await;
     let after = now_ms();
     assert_eq!(keys_of(&alice), USER_KEYS, "{alice}");
     let created = alice["createTime"].as_i64().unwrap();
@@ -82,88 +66,61 @@ async fn create_user_answers_201_with_the_user(db: Db) {
         alice,
         json!({"id": "alice", "tenant": "acme", "role": "user", "description": "", "createTime": created})
     );
-    let resp = send(
-        &s,
-        &admin,
-        Method::POST,
-        "/v2/users",
-        Some(json!({"id": "bob", "role": "viewer", "description": "Ops"})),
-    )
-    .await;
-    let bob = expect_json(resp, StatusCode::CREATED).await;
+    let bob = s
+        .post(&admin, "/v2/users")
+        .json(json!({"id": "bob", "role": "viewer", "description": "Ops"}))
+        .expect(StatusCode::CREATED)
+        .await;
     assert_eq!(bob["role"], "viewer");
     assert_eq!(bob["description"], "Ops");
-    let resp = send(
-        &s,
-        &admin,
-        Method::POST,
-        "/v2/users",
-        Some(json!({"id": "carol", "role": "admin"})),
-    )
-    .await;
-    assert_eq!(expect_json(resp, StatusCode::CREATED).await["role"], "admin");
+    assert_eq!(
+        s.post(&admin, "/v2/users")
+            .json(json!({"id": "carol", "role": "admin"}))
+            .expect(StatusCode::CREATED)
+            .await["role"],
+        "admin"
+    );
 
     // GET answers what the create answered; the new user has no key yet.
     for user in [&alice, &bob] {
         let path = format!("/v2/users/{}", user["id"].as_str().unwrap());
-        let got = expect_json(send(&s, &admin, Method::GET, &path, None).await, StatusCode::OK).await;
+        let got = s.get(&admin, &path).case(format!("{user:?}")).ok().await;
         assert_eq!(&got, user);
-        let keys = expect_json(
-            send(&s, &admin, Method::GET, &format!("{path}/apikeys"), None).await,
-            StatusCode::OK,
-        )
-        .await;
+        let keys = s
+            .get(&admin, &format!("{path}/apikeys"))
+            .case(format!("{user:?}"))
+            .ok()
+            .await;
         assert_eq!(keys, json!([]));
     }
     // The same id may exist in another tenant.
     let other = s.create_tenant("other", 0).await;
-    let resp = send(
-        &s,
-        &other,
-        Method::POST,
-        "/v2/users",
-        Some(json!({"id": "alice"})),
-    )
-    .await;
-    assert_eq!(expect_json(resp, StatusCode::CREATED).await["tenant"], "other");
+    assert_eq!(
+        s.post(&other, "/v2/users")
+            .json(json!({"id": "alice"}))
+            .expect(StatusCode::CREATED)
+            .await["tenant"],
+        "other"
+    );
 }
 
 async fn duplicate_user_is_409(db: Db) {
     let s = TestServer::start(db).await;
     let admin = s.create_tenant("acme", 0).await;
-    let resp = send(
-        &s,
-        &admin,
-        Method::POST,
-        "/v2/users",
-        Some(json!({"id": "alice", "description": "first"})),
-    )
-    .await;
-    expect_json(resp, StatusCode::CREATED).await;
-    let resp = send(
-        &s,
-        &admin,
-        Method::POST,
-        "/v2/users",
-        Some(json!({"id": "alice", "role": "admin", "description": "second"})),
-    )
-    .await;
-    expect_error(resp, StatusCode::CONFLICT, Some("User 'alice' already exists.")).await;
-    let resp = send(
-        &s,
-        &admin,
-        Method::POST,
-        "/v2/users",
-        Some(json!({"id": "admin"})),
-    )
-    .await;
-    expect_error(resp, StatusCode::CONFLICT, Some("User 'admin' already exists.")).await;
+    s.post(&admin, "/v2/users")
+        .json(json!({"id": "alice", "description": "first"}))
+        .expect(StatusCode::CREATED)
+        .await;
+    s.post(&admin, "/v2/users")
+        .json(json!({"id": "alice", "role": "admin", "description": "second"}))
+        .expect_error(StatusCode::CONFLICT, "User 'alice' already exists.")
+        .await;
+    s.post(&admin, "/v2/users")
+        .json(json!({"id": "admin"}))
+        .expect_error(StatusCode::CONFLICT, "User 'admin' already exists.")
+        .await;
     // The existing user is unchanged, and `admin` is still the admin.
-    let alice = expect_json(
-        send(&s, &admin, Method::GET, "/v2/users/alice", None).await,
-        StatusCode::OK,
-    )
-    .await;
+    let alice = s.get(&admin, "/v2/users/alice").ok().await;
     assert_eq!(
         (alice["role"].as_str(), alice["description"].as_str()),
         (Some("user"), Some("first"))
@@ -175,89 +132,79 @@ async fn invalid_user_input_is_400(db: Db) {
     let s = TestServer::start(db).await;
     let admin = s.create_tenant("acme", 0).await;
     let long = "u".repeat(256);
-    for id in ["a b", "", "a.b", "al/ice", "é", long.as_str()] {
-        let resp = send(&s, &admin, Method::POST, "/v2/users", Some(json!({"id": id}))).await;
-        expect_error(
-            resp,
-            StatusCode::BAD_REQUEST,
-            Some(&format!(
-                "Invalid name '{id}': use 1 to 255 characters from A-Z a-z 0-9 _ -."
-            )),
+    let invalid_ids = ["a b", "", "a.b", "al/ice", "é", long.as_str()].map(|id| {
+        (
+            json!({"id": id}),
+            format!("Invalid name '{id}': use 1 to 255 characters from A-Z a-z 0-9 _ -."),
         )
+    });
+    s.expect_rejected(&admin, Method::POST, "/v2/users", invalid_ids)
         .await;
-    }
-    for body in [
-        json!({"id": "alice", "role": "superadmin"}),
-        json!({"id": "alice", "role": "root"}),
-        json!({"id": "alice", "role": "Admin"}),
-        json!({"id": "alice", "role": ""}),
-        json!({"id": "alice", "role": 1}),
-        json!({"id": "alice", "description": 5}),
-        json!({"id": 5}),
-        json!({"role": "user"}),
-        json!({}),
-        json!([]),
-        json!("alice"),
-    ] {
-        let resp = send(&s, &admin, Method::POST, "/v2/users", Some(body)).await;
-        expect_error(resp, StatusCode::BAD_REQUEST, None).await;
-    }
+    s.expect_bad_bodies(
+        &admin,
+        Method::POST,
+        "/v2/users",
+        [
+            json!({"id": "alice", "role": "superadmin"}),
+            json!({"id": "alice", "role": "root"}),
+            json!({"id": "alice", "role": "Admin"}),
+            json!({"id": "alice", "role": ""}),
+            json!({"id": "alice", "role": 1}),
+            json!({"id": "alice", "description": 5}),
+            json!({"id": 5}),
+            json!({"role": "user"}),
+            json!({}),
+            json!([]),
+            json!("alice"),
+        ],
+    )
+    .await;
     assert_eq!(user_ids(&s, &admin).await, ["admin"]);
     // The longest valid id is accepted.
     let id = "u".repeat(255);
-    let resp = send(&s, &admin, Method::POST, "/v2/users", Some(json!({"id": id}))).await;
-    assert_eq!(expect_json(resp, StatusCode::CREATED).await["id"], json!(id));
+    assert_eq!(
+        s.post(&admin, "/v2/users")
+            .json(json!({"id": id}))
+            .expect(StatusCode::CREATED)
+            .await["id"],
+        json!(id)
+    );
 }
 
 async fn unknown_user_is_404(db: Db) {
     let s = TestServer::start(db).await;
     let admin = s.create_tenant("acme", 0).await;
-    let resp = send(&s, &admin, Method::GET, "/v2/users/x", None).await;
-    expect_error(resp, StatusCode::NOT_FOUND, Some("User 'x' not found.")).await;
-    let resp = send(
-        &s,
-        &admin,
-        Method::PUT,
-        "/v2/users/x",
-        Some(json!({"role": "user"})),
-    )
-    .await;
-    expect_error(resp, StatusCode::NOT_FOUND, None).await;
-    let resp = send(&s, &admin, Method::DELETE, "/v2/users/x", None).await;
-    expect_error(resp, StatusCode::NOT_FOUND, None).await;
-    // A user of another tenant does not exist here.
+    // A user of another tenant does not exist here; ids are case-sensitive.
     let other = s.create_tenant("other", 0).await;
     s.create_user(&other, "olga", "user").await;
-    let resp = send(&s, &admin, Method::GET, "/v2/users/olga", None).await;
-    expect_error(resp, StatusCode::NOT_FOUND, Some("User 'olga' not found.")).await;
-    let resp = send(&s, &admin, Method::DELETE, "/v2/users/olga", None).await;
-    expect_error(resp, StatusCode::NOT_FOUND, None).await;
-    expect_json(
-        send(&s, &other, Method::GET, "/v2/users/olga", None).await,
-        StatusCode::OK,
-    )
-    .await;
-    // Ids are case-sensitive.
-    let resp = send(&s, &admin, Method::GET, "/v2/users/Admin", None).await;
-    expect_error(resp, StatusCode::NOT_FOUND, Some("User 'Admin' not found.")).await;
+    for (req, message) in [
+        (s.get(&admin, "/v2/users/x"), Some("User 'x' not found.")),
+        (s.put(&admin, "/v2/users/x").json(json!({"role": "user"})), None),
+        (s.delete(&admin, "/v2/users/x"), None),
+        (s.get(&admin, "/v2/users/olga"), Some("User 'olga' not found.")),
+        (s.delete(&admin, "/v2/users/olga"), None),
+        (s.get(&admin, "/v2/users/Admin"), Some("User 'Admin' not found.")),
+    ] {
+        req.expect_error(StatusCode::NOT_FOUND, message).await;
+    }
+    s.get(&other, "/v2/users/olga").ok().await;
 }
 
 async fn users_are_listed_sorted_by_id(db: Db) {
     let s = TestServer::start(db).await;
     let admin = s.create_tenant("acme", 0).await;
     for id in ["zed", "Bob", "alice", "al_b", "carol", "al-b"] {
-        let resp = send(&s, &admin, Method::POST, "/v2/users", Some(json!({"id": id}))).await;
-        expect_json(resp, StatusCode::CREATED).await;
+        s.post(&admin, "/v2/users")
+            .case(format!("{id:?}"))
+            .json(json!({"id": id}))
+            .expect(StatusCode::CREATED)
+            .await;
     }
     assert_eq!(
         user_ids(&s, &admin).await,
         ["Bob", "admin", "al-b", "al_b", "alice", "carol", "zed"]
     );
-    let list = expect_json(
-        send(&s, &admin, Method::GET, "/v2/users", None).await,
-        StatusCode::OK,
-    )
-    .await;
+    let list = s.get(&admin, "/v2/users").ok().await;
     for u in list.as_array().unwrap() {
         assert_eq!(keys_of(u), USER_KEYS, "{u}");
         assert_eq!(u["tenant"], "acme");
@@ -272,94 +219,74 @@ async fn users_are_listed_sorted_by_id(db: Db) {
 async fn put_changes_role_and_description(db: Db) {
     let s = TestServer::start(db).await;
     let admin = s.create_tenant("acme", 0).await;
-    let resp = send(
-        &s,
-        &admin,
-        Method::POST,
-        "/v2/users",
-        Some(json!({"id": "alice", "description": "Ops"})),
-    )
-    .await;
-    let created = expect_json(resp, StatusCode::CREATED).await;
-    let resp = send(&s, &admin, Method::POST, "/v2/users/alice/apikeys", None).await;
-    let alice = expect_json(resp, StatusCode::CREATED).await["key"]
+    let created = s
+        .post(&admin, "/v2/users")
+        .json(json!({"id": "alice", "description": "Ops"}))
+        .expect(StatusCode::CREATED)
+        .await;
+    let alice = s
+        .post(&admin, "/v2/users/alice/apikeys")
+        .expect(StatusCode::CREATED)
+        .await["key"]
         .as_str()
         .unwrap()
         .to_string();
     // A user may write.
-    let resp = send(&s, &alice, Method::PUT, "/v3/namespaces/a1", None).await;
-    expect_json(resp, StatusCode::OK).await;
+    s.put(&alice, "/v3/namespaces/a1").ok().await;
 
-    let resp = send(
-        &s,
-        &admin,
-        Method::PUT,
-        "/v2/users/alice",
-        Some(json!({"role": "viewer"})),
-    )
-    .await;
-    let body = expect_json(resp, StatusCode::OK).await;
+    let body = s
+        .put(&admin, "/v2/users/alice")
+        .json(json!({"role": "viewer"}))
+        .ok()
+        .await;
     assert_eq!(
         body,
         json!({"id": "alice", "tenant": "acme", "role": "viewer", "description": "Ops", "createTime": created["createTime"]})
     );
     // The new role applies at once.
-    let resp = send(&s, &alice, Method::PUT, "/v3/namespaces/a2", None).await;
-    expect_error(resp, StatusCode::FORBIDDEN, None).await;
+    s.put(&alice, "/v3/namespaces/a2")
+        .expect_error(StatusCode::FORBIDDEN, None)
+        .await;
 
-    let resp = send(
-        &s,
-        &admin,
-        Method::PUT,
-        "/v2/users/alice",
-        Some(json!({"description": "New"})),
-    )
-    .await;
-    let body = expect_json(resp, StatusCode::OK).await;
+    let body = s
+        .put(&admin, "/v2/users/alice")
+        .json(json!({"description": "New"}))
+        .ok()
+        .await;
     assert_eq!(
         (body["role"].as_str(), body["description"].as_str()),
         (Some("viewer"), Some("New"))
     );
-    let resp = send(
-        &s,
-        &admin,
-        Method::PUT,
-        "/v2/users/alice",
-        Some(json!({"id": "alice", "role": "admin"})),
-    )
-    .await;
-    let body = expect_json(resp, StatusCode::OK).await;
+    let body = s
+        .put(&admin, "/v2/users/alice")
+        .json(json!({"id": "alice", "role": "admin"}))
+        .ok()
+        .await;
     assert_eq!(
         (body["role"].as_str(), body["description"].as_str()),
         (Some("admin"), Some("New"))
     );
-    let got = expect_json(
-        send(&s, &admin, Method::GET, "/v2/users/alice", None).await,
-        StatusCode::OK,
-    )
-    .await;
+    let got = s.get(&admin, "/v2/users/alice").ok().await;
     assert_eq!(got, body);
     // Now alice manages users.
     assert_eq!(user_ids(&s, &alice).await, ["admin", "alice"]);
 
     // Errors change nothing.
-    for body in [
-        json!({"id": "bob", "role": "user"}),
-        json!({"role": "boss"}),
-        json!({"role": "superadmin"}),
-        json!({"role": 3}),
-        json!({"description": false}),
-        json!([]),
-    ] {
-        let resp = send(&s, &admin, Method::PUT, "/v2/users/alice", Some(body.clone())).await;
-        let err = expect_error(resp, StatusCode::BAD_REQUEST, None).await;
-        assert!(err["message"].is_string(), "{body}");
-    }
-    let again = expect_json(
-        send(&s, &admin, Method::GET, "/v2/users/alice", None).await,
-        StatusCode::OK,
+    s.expect_bad_bodies(
+        &admin,
+        Method::PUT,
+        "/v2/users/alice",
+        [
+            json!({"id": "bob", "role": "user"}),
+            json!({"role": "boss"}),
+            json!({"role": "superadmin"}),
+            json!({"role": 3}),
+            json!({"description": false}),
+            json!([]),
+        ],
     )
     .await;
+    let again = s.get(&admin, "/v2/users/alice").ok().await;
     assert_eq!(again, body);
 }
 
@@ -368,102 +295,79 @@ async fn last_admin_is_protected(db: Db) {
     let admin = s.create_tenant("acme", 0).await;
     let keep = "Tenant 'acme' must keep at least one admin.";
     for role in ["user", "viewer"] {
-        let resp = send(
-            &s,
-            &admin,
-            Method::PUT,
-            "/v2/users/admin",
-            Some(json!({"role": role})),
-        )
-        .await;
-        expect_error(resp, StatusCode::CONFLICT, Some(keep)).await;
+        s.put(&admin, "/v2/users/admin")
+            .case(format!("{role:?}"))
+            .json(json!({"role": role}))
+            .expect_error(StatusCode::CONFLICT, keep)
+            .await;
     }
-    let resp = send(&s, &admin, Method::DELETE, "/v2/users/admin", None).await;
-    expect_error(resp, StatusCode::CONFLICT, Some(keep)).await;
+    s.delete(&admin, "/v2/users/admin")
+        .expect_error(StatusCode::CONFLICT, keep)
+        .await;
     // Still the admin.
     assert_eq!(user_ids(&s, &admin).await, ["admin"]);
     // Changes that keep the role are fine for the last admin.
-    let resp = send(
-        &s,
-        &admin,
-        Method::PUT,
-        "/v2/users/admin",
-        Some(json!({"role": "admin", "description": "the boss"})),
-    )
-    .await;
-    assert_eq!(expect_json(resp, StatusCode::OK).await["description"], "the boss");
+    assert_eq!(
+        s.put(&admin, "/v2/users/admin")
+            .json(json!({"role": "admin", "description": "the boss"}))
+            .ok()
+            .await["description"],
+        "the boss"
+    );
 
     // With a second admin, the first may go.
     let boss = s.create_user(&admin, "boss", "admin").await;
-    let resp = send(
-        &s,
-        &boss,
-        Method::PUT,
-        "/v2/users/admin",
-        Some(json!({"role": "user"})),
-    )
-    .await;
-    assert_eq!(expect_json(resp, StatusCode::OK).await["role"], "user");
+    assert_eq!(
+        s.put(&boss, "/v2/users/admin")
+            .json(json!({"role": "user"}))
+            .ok()
+            .await["role"],
+        "user"
+    );
     // Now boss is the last one: it may not demote or delete itself, nor can anyone else.
-    let resp = send(
-        &s,
-        &boss,
-        Method::PUT,
-        "/v2/users/boss",
-        Some(json!({"role": "viewer"})),
-    )
-    .await;
-    expect_error(resp, StatusCode::CONFLICT, Some(keep)).await;
-    let resp = send(&s, &boss, Method::DELETE, "/v2/users/boss", None).await;
-    expect_error(resp, StatusCode::CONFLICT, Some(keep)).await;
+    s.put(&boss, "/v2/users/boss")
+        .json(json!({"role": "viewer"}))
+        .expect_error(StatusCode::CONFLICT, keep)
+        .await;
+    s.delete(&boss, "/v2/users/boss")
+        .expect_error(StatusCode::CONFLICT, keep)
+        .await;
     // A non-admin can be deleted freely.
-    expect_empty_ok(send(&s, &boss, Method::DELETE, "/v2/users/admin", None).await).await;
+    s.delete(&boss, "/v2/users/admin").expect_empty_ok().await;
     assert_eq!(user_ids(&s, &boss).await, ["boss"]);
 
     // The superadmin tenant is protected the same way.
-    let resp = send(
-        &s,
-        BOOTSTRAP_KEY,
-        Method::PUT,
-        "/v2/users/admin",
-        Some(json!({"role": "user"})),
-    )
-    .await;
-    expect_error(
-        resp,
-        StatusCode::CONFLICT,
-        Some("Tenant 'superadmin' must keep at least one admin."),
-    )
-    .await;
-    let resp = send(&s, BOOTSTRAP_KEY, Method::DELETE, "/v2/users/admin", None).await;
-    expect_error(
-        resp,
-        StatusCode::CONFLICT,
-        Some("Tenant 'superadmin' must keep at least one admin."),
-    )
-    .await;
+    s.put(BOOTSTRAP_KEY, "/v2/users/admin")
+        .json(json!({"role": "user"}))
+        .expect_error(
+            StatusCode::CONFLICT,
+            "Tenant 'superadmin' must keep at least one admin.",
+        )
+        .await;
+    s.delete(BOOTSTRAP_KEY, "/v2/users/admin")
+        .expect_error(
+            StatusCode::CONFLICT,
+            "Tenant 'superadmin' must keep at least one admin.",
+        )
+        .await;
 }
 
 async fn delete_user_cascades(db: Db) {
     let s = TestServer::start(db).await;
     let admin = s.create_tenant("acme", 0).await;
     let k1 = s.create_user(&admin, "alice", "user").await;
-    let resp = send(&s, &admin, Method::POST, "/v2/users/alice/apikeys", None).await;
-    let k2 = expect_json(resp, StatusCode::CREATED).await["key"]
+    let k2 = s
+        .post(&admin, "/v2/users/alice/apikeys")
+        .expect(StatusCode::CREATED)
+        .await["key"]
         .as_str()
         .unwrap()
         .to_string();
-    let resp = send(
-        &s,
-        &k1,
-        Method::PUT,
-        "/v2/profile",
-        Some(json!({"theme": "dark"})),
-    )
-    .await;
-    expect_json(resp, StatusCode::OK).await;
-    let resp = send(&s, &k2, Method::GET, "/token", None).await;
-    let token = expect_json(resp, StatusCode::OK).await["access_token"]
+    s.put(&k1, "/v2/profile")
+        .json(json!({"theme": "dark"}))
+        .ok()
+        .await;
+    let token = s.get(&k2, "/token").ok().await["access_token"]
         .as_str()
         .unwrap()
         .to_string();
@@ -471,52 +375,42 @@ async fn delete_user_cascades(db: Db) {
         assert!(key_works(&s, key).await);
     }
 
-    expect_empty_ok(send(&s, &admin, Method::DELETE, "/v2/users/alice", None).await).await;
+    s.delete(&admin, "/v2/users/alice").expect_empty_ok().await;
     for key in [&k1, &k2, &token] {
         assert!(!key_works(&s, key).await, "{key} still works");
     }
-    let resp = send(&s, &admin, Method::GET, "/v2/users/alice", None).await;
-    expect_error(resp, StatusCode::NOT_FOUND, Some("User 'alice' not found.")).await;
-    let resp = send(&s, &admin, Method::DELETE, "/v2/users/alice", None).await;
-    expect_error(resp, StatusCode::NOT_FOUND, None).await;
+    s.get(&admin, "/v2/users/alice")
+        .expect_error(StatusCode::NOT_FOUND, "User 'alice' not found.")
+        .await;
+    s.delete(&admin, "/v2/users/alice")
+        .expect_error(StatusCode::NOT_FOUND, None)
+        .await;
     assert_eq!(user_ids(&s, &admin).await, ["admin"]);
 
     // A new alice starts without keys and without a profile.
     let k3 = s.create_user(&admin, "alice", "user").await;
-    let keys = expect_json(
-        send(&s, &admin, Method::GET, "/v2/users/alice/apikeys", None).await,
-        StatusCode::OK,
-    )
-    .await;
+    let keys = s.get(&admin, "/v2/users/alice/apikeys").ok().await;
     assert_eq!(keys.as_array().unwrap().len(), 1, "{keys}");
-    let resp = send(&s, &k3, Method::GET, "/v2/profile", None).await;
-    expect_error(resp, StatusCode::NOT_FOUND, Some("Profile not found.")).await;
+    s.get(&k3, "/v2/profile")
+        .expect_error(StatusCode::NOT_FOUND, "Profile not found.")
+        .await;
     assert!(!key_works(&s, &k1).await);
 }
 
 async fn api_key_lifecycle(db: Db) {
     let s = TestServer::start(db).await;
     let admin = s.create_tenant("acme", 0).await;
-    let resp = send(
-        &s,
-        &admin,
-        Method::POST,
-        "/v2/users",
-        Some(json!({"id": "alice"})),
-    )
-    .await;
-    expect_json(resp, StatusCode::CREATED).await;
+    s.post(&admin, "/v2/users")
+        .json(json!({"id": "alice"}))
+        .expect(StatusCode::CREATED)
+        .await;
 
     let before = now_ms();
-    let resp = send(
-        &s,
-        &admin,
-        Method::POST,
-        "/v2/users/alice/apikeys",
-        Some(json!({"description": "ci"})),
-    )
-    .await;
-    let first = expect_json(resp, StatusCode::CREATED).await;
+    let first = s
+        .post(&admin, "/v2/users/alice/apikeys")
+        .json(json!({"description": "ci"}))
+        .expect(StatusCode::CREATED)
+        .await;
     let after = now_ms();
     let mut with_key = KEY_KEYS.to_vec();
     with_key.push("key");
@@ -542,29 +436,23 @@ async fn api_key_lifecycle(db: Db) {
     // Keys created later are listed later.
     tokio::time::sleep(Duration::from_millis(5)).await;
     let expire = now_ms() + 3_600_000;
-    let resp = send(
-        &s,
-        &admin,
-        Method::POST,
-        "/v2/users/alice/apikeys",
-        Some(json!({"description": "expiring", "expireTime": expire})),
-    )
-    .await;
-    let second = expect_json(resp, StatusCode::CREATED).await;
+    let second = s
+        .post(&admin, "/v2/users/alice/apikeys")
+        .json(json!({"description": "expiring", "expireTime": expire}))
+        .expect(StatusCode::CREATED)
+        .await;
     assert_eq!(second["expireTime"], json!(expire));
     let k2 = second["key"].as_str().unwrap().to_string();
     tokio::time::sleep(Duration::from_millis(5)).await;
-    let resp = send(&s, &admin, Method::POST, "/v2/users/alice/apikeys", None).await;
-    let third = expect_json(resp, StatusCode::CREATED).await;
+    let third = s
+        .post(&admin, "/v2/users/alice/apikeys")
+        .expect(StatusCode::CREATED)
+        .await;
     assert_eq!(third["description"], "");
     let k3 = third["key"].as_str().unwrap().to_string();
     assert!(k1 != k2 && k2 != k3 && k1 != k3);
 
-    let list = expect_json(
-        send(&s, &admin, Method::GET, "/v2/users/alice/apikeys", None).await,
-        StatusCode::OK,
-    )
-    .await;
+    let list = s.get(&admin, "/v2/users/alice/apikeys").ok().await;
     let list = list.as_array().unwrap().clone();
     let ids: Vec<&Value> = list.iter().map(|k| &k["id"]).collect();
     assert_eq!(ids, [&first["id"], &second["id"], &third["id"]], "oldest first");
@@ -576,7 +464,7 @@ async fn api_key_lifecycle(db: Db) {
     }
     // One key, without its secret.
     let path1 = format!("/v2/users/alice/apikeys/{id1}");
-    let one = expect_json(send(&s, &admin, Method::GET, &path1, None).await, StatusCode::OK).await;
+    let one = s.get(&admin, &path1).ok().await;
     assert_eq!(one, list[0]);
 
     // Each key authenticates as alice; a use is recorded.
@@ -585,7 +473,7 @@ async fn api_key_lifecycle(db: Db) {
     }
     let mut used = Value::Null;
     for _ in 0..50 {
-        let one = expect_json(send(&s, &admin, Method::GET, &path1, None).await, StatusCode::OK).await;
+        let one = s.get(&admin, &path1).ok().await;
         used = one["lastUsedTime"].clone();
         if !used.is_null() {
             break;
@@ -596,20 +484,18 @@ async fn api_key_lifecycle(db: Db) {
     assert!(used >= created && used <= now_ms() + 1000, "{used}");
 
     // Revoking takes effect at once, for that key only.
-    expect_empty_ok(send(&s, &admin, Method::DELETE, &path1, None).await).await;
+    s.delete(&admin, &path1).expect_empty_ok().await;
     assert!(!key_works(&s, &k1).await);
     assert!(key_works(&s, &k2).await);
     assert!(key_works(&s, &k3).await);
     let gone = format!("API key '{id1}' of user 'alice' not found.");
-    let resp = send(&s, &admin, Method::GET, &path1, None).await;
-    expect_error(resp, StatusCode::NOT_FOUND, Some(&gone)).await;
-    let resp = send(&s, &admin, Method::DELETE, &path1, None).await;
-    expect_error(resp, StatusCode::NOT_FOUND, Some(&gone)).await;
-    let list = expect_json(
-        send(&s, &admin, Method::GET, "/v2/users/alice/apikeys", None).await,
-        StatusCode::OK,
+    expect_each_error(
+        [s.get(&admin, &path1), s.delete(&admin, &path1)],
+        StatusCode::NOT_FOUND,
+        &gone,
     )
     .await;
+    let list = s.get(&admin, "/v2/users/alice/apikeys").ok().await;
     assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
 }
 
@@ -617,133 +503,79 @@ async fn api_key_errors(db: Db) {
     let s = TestServer::start(db).await;
     let admin = s.create_tenant("acme", 0).await;
     let alice = s.create_user(&admin, "alice", "user").await;
-    let keys = expect_json(
-        send(&s, &admin, Method::GET, "/v2/users/alice/apikeys", None).await,
-        StatusCode::OK,
-    )
-    .await;
+    let keys = s.get(&admin, "/v2/users/alice/apikeys").ok().await;
     let alice_key_id = keys[0]["id"].as_str().unwrap().to_string();
 
     // A key id that is not a UUID names no key.
-    let resp = send(
-        &s,
-        &admin,
-        Method::GET,
-        "/v2/users/alice/apikeys/not-a-uuid",
-        None,
-    )
-    .await;
-    expect_error(
-        resp,
+    let not_uuid = "/v2/users/alice/apikeys/not-a-uuid";
+    expect_each_error(
+        [s.get(&admin, not_uuid), s.delete(&admin, not_uuid)],
         StatusCode::NOT_FOUND,
-        Some("API key 'not-a-uuid' of user 'alice' not found."),
-    )
-    .await;
-    let resp = send(
-        &s,
-        &admin,
-        Method::DELETE,
-        "/v2/users/alice/apikeys/not-a-uuid",
-        None,
-    )
-    .await;
-    expect_error(
-        resp,
-        StatusCode::NOT_FOUND,
-        Some("API key 'not-a-uuid' of user 'alice' not found."),
+        "API key 'not-a-uuid' of user 'alice' not found.",
     )
     .await;
     let unknown = uuid::Uuid::new_v4();
-    let resp = send(
-        &s,
-        &admin,
-        Method::GET,
-        &format!("/v2/users/alice/apikeys/{unknown}"),
-        None,
-    )
-    .await;
-    expect_error(
-        resp,
-        StatusCode::NOT_FOUND,
-        Some(&format!("API key '{unknown}' of user 'alice' not found.")),
-    )
-    .await;
+    s.get(&admin, &format!("/v2/users/alice/apikeys/{unknown}"))
+        .expect_error(
+            StatusCode::NOT_FOUND,
+            &format!("API key '{unknown}' of user 'alice' not found."),
+        )
+        .await;
     // A key is found only under its own user.
     let path = format!("/v2/users/admin/apikeys/{alice_key_id}");
     let msg = format!("API key '{alice_key_id}' of user 'admin' not found.");
-    let resp = send(&s, &admin, Method::GET, &path, None).await;
-    expect_error(resp, StatusCode::NOT_FOUND, Some(&msg)).await;
-    let resp = send(&s, &admin, Method::DELETE, &path, None).await;
-    expect_error(resp, StatusCode::NOT_FOUND, Some(&msg)).await;
+    expect_each_error(
+        [s.get(&admin, &path), s.delete(&admin, &path)],
+        StatusCode::NOT_FOUND,
+        msg.as_str(),
+    )
+    .await;
     assert!(key_works(&s, &alice).await);
     // ... and only in its own tenant.
     let other = s.create_tenant("other", 0).await;
     s.create_user(&other, "alice", "user").await;
-    let resp = send(
-        &s,
-        &other,
-        Method::DELETE,
-        &format!("/v2/users/alice/apikeys/{alice_key_id}"),
-        None,
-    )
-    .await;
-    expect_error(
-        resp,
-        StatusCode::NOT_FOUND,
-        Some(&format!("API key '{alice_key_id}' of user 'alice' not found.")),
-    )
-    .await;
+    s.delete(&other, &format!("/v2/users/alice/apikeys/{alice_key_id}"))
+        .expect_error(
+            StatusCode::NOT_FOUND,
+            &format!("API key '{alice_key_id}' of user 'alice' not found."),
+        )
+        .await;
     assert!(key_works(&s, &alice).await);
 
     // Keys of an unknown user.
-    let resp = send(&s, &admin, Method::GET, "/v2/users/ghost/apikeys", None).await;
-    expect_error(resp, StatusCode::NOT_FOUND, Some("User 'ghost' not found.")).await;
-    let resp = send(&s, &admin, Method::POST, "/v2/users/ghost/apikeys", None).await;
-    expect_error(resp, StatusCode::NOT_FOUND, Some("User 'ghost' not found.")).await;
-    let resp = send(
-        &s,
-        &admin,
-        Method::GET,
-        &format!("/v2/users/ghost/apikeys/{alice_key_id}"),
+    expect_each_error(
+        [
+            s.get(&admin, "/v2/users/ghost/apikeys"),
+            s.post(&admin, "/v2/users/ghost/apikeys"),
+        ],
+        StatusCode::NOT_FOUND,
+        "User 'ghost' not found.",
+    )
+    .await;
+    let ghost_key = format!("/v2/users/ghost/apikeys/{alice_key_id}");
+    expect_each_error(
+        [s.get(&admin, &ghost_key), s.delete(&admin, &ghost_key)],
+        StatusCode::NOT_FOUND,
         None,
     )
     .await;
-    expect_error(resp, StatusCode::NOT_FOUND, None).await;
-    let resp = send(
-        &s,
-        &admin,
-        Method::DELETE,
-        &format!("/v2/users/ghost/apikeys/{alice_key_id}"),
-        None,
-    )
-    .await;
-    expect_error(resp, StatusCode::NOT_FOUND, None).await;
 
     // Bad bodies: an expiry that is not an integer or not in the future.
-    for body in [
-        json!({"expireTime": now_ms() - 1000}),
-        json!({"expireTime": 0}),
-        json!({"expireTime": "tomorrow"}),
-        json!({"expireTime": 1.5e12}),
-        json!({"description": 5}),
-        json!([]),
-    ] {
-        let resp = send(
-            &s,
-            &admin,
-            Method::POST,
-            "/v2/users/alice/apikeys",
-            Some(body.clone()),
-        )
-        .await;
-        let err = expect_error(resp, StatusCode::BAD_REQUEST, None).await;
-        assert!(err["message"].is_string(), "{body}");
-    }
-    let keys = expect_json(
-        send(&s, &admin, Method::GET, "/v2/users/alice/apikeys", None).await,
-        StatusCode::OK,
+    s.expect_bad_bodies(
+        &admin,
+        Method::POST,
+        "/v2/users/alice/apikeys",
+        [
+            json!({"expireTime": now_ms() - 1000}),
+            json!({"expireTime": 0}),
+            json!({"expireTime": "tomorrow"}),
+            json!({"expireTime": 1.5e12}),
+            json!({"description": 5}),
+            json!([]),
+        ],
     )
     .await;
+    let keys = s.get(&admin, "/v2/users/alice/apikeys").ok().await;
     assert_eq!(keys.as_array().unwrap().len(), 1, "no key was created: {keys}");
 }
 
@@ -751,74 +583,74 @@ async fn profile_lifecycle(db: Db) {
     let s = TestServer::start(db).await;
     let admin = s.create_tenant("acme", 0).await;
     let alice = s.create_user(&admin, "alice", "user").await;
-    let resp = send(&s, &alice, Method::GET, "/v2/profile", None).await;
-    expect_error(resp, StatusCode::NOT_FOUND, Some("Profile not found.")).await;
+    s.get(&alice, "/v2/profile")
+        .expect_error(StatusCode::NOT_FOUND, "Profile not found.")
+        .await;
 
     let profile =
         json!({"theme": "dark", "defaultNamespace": "dev", "nested": {"a": [1, 2, null], "b": true}});
-    let resp = send(&s, &alice, Method::PUT, "/v2/profile", Some(profile.clone())).await;
-    assert_eq!(expect_json(resp, StatusCode::OK).await, profile);
-    let resp = send(&s, &alice, Method::GET, "/v2/profile", None).await;
-    assert_eq!(expect_json(resp, StatusCode::OK).await, profile);
+    assert_eq!(
+        s.put(&alice, "/v2/profile").json(profile.clone()).ok().await,
+        profile
+    );
+    assert_eq!(s.get(&alice, "/v2/profile").ok().await, profile);
     // A PUT replaces the whole object.
     let second = json!({"theme": "light"});
-    let resp = send(&s, &alice, Method::PUT, "/v2/profile", Some(second.clone())).await;
-    assert_eq!(expect_json(resp, StatusCode::OK).await, second);
-    let resp = send(&s, &alice, Method::GET, "/v2/profile", None).await;
-    assert_eq!(expect_json(resp, StatusCode::OK).await, second);
-    let resp = send(&s, &alice, Method::PUT, "/v2/profile", Some(json!({}))).await;
-    assert_eq!(expect_json(resp, StatusCode::OK).await, json!({}));
-    let resp = send(&s, &alice, Method::PUT, "/v2/profile", Some(second.clone())).await;
-    expect_json(resp, StatusCode::OK).await;
+    assert_eq!(
+        s.put(&alice, "/v2/profile").json(second.clone()).ok().await,
+        second
+    );
+    assert_eq!(s.get(&alice, "/v2/profile").ok().await, second);
+    assert_eq!(s.put(&alice, "/v2/profile").json(json!({})).ok().await, json!({}));
+    s.put(&alice, "/v2/profile").json(second.clone()).ok().await;
 
     // Not an object: 400, and nothing changes.
-    for body in [
-        json!([]),
-        json!([{"a": 1}]),
-        json!("dark"),
-        json!(5),
-        json!(null),
-        json!(true),
-    ] {
-        let resp = send(&s, &alice, Method::PUT, "/v2/profile", Some(body.clone())).await;
-        let err = expect_error(resp, StatusCode::BAD_REQUEST, None).await;
-        assert!(err["message"].is_string(), "{body}");
-    }
-    let resp = send(&s, &alice, Method::PUT, "/v2/profile", None).await;
-    expect_error(resp, StatusCode::BAD_REQUEST, None).await;
-    let resp = send(&s, &alice, Method::GET, "/v2/profile", None).await;
-    assert_eq!(expect_json(resp, StatusCode::OK).await, second);
+    s.expect_bad_bodies(
+        &alice,
+        Method::PUT,
+        "/v2/profile",
+        [
+            json!([]),
+            json!([{"a": 1}]),
+            json!("dark"),
+            json!(5),
+            json!(null),
+            json!(true),
+        ],
+    )
+    .await;
+    s.put(&alice, "/v2/profile")
+        .expect_error(StatusCode::BAD_REQUEST, None)
+        .await;
+    assert_eq!(s.get(&alice, "/v2/profile").ok().await, second);
 
     // At most 64 KiB: `{"b":"..."}` is 8 bytes plus the string.
     let exact = format!(r#"{{"b":"{}"}}"#, "x".repeat(64 * 1024 - 8));
     assert_eq!(exact.len(), 64 * 1024);
-    let resp = s
-        .call(&alice, Method::PUT, "/v2/profile")
-        .body(exact.clone())
-        .send()
-        .await
-        .unwrap();
-    let stored = expect_json(resp, StatusCode::OK).await;
+    let stored = s
+        .put(&alice, "/v2/profile")
+        .with(|r| r.body(exact.clone()))
+        .ok()
+        .await;
     assert_eq!(stored["b"].as_str().unwrap().len(), 64 * 1024 - 8);
     let over = format!(r#"{{"b":"{}"}}"#, "x".repeat(64 * 1024 - 7));
-    let resp = s
-        .call(&alice, Method::PUT, "/v2/profile")
-        .body(over)
-        .send()
-        .await
-        .unwrap();
-    expect_error(resp, StatusCode::BAD_REQUEST, None).await;
+    s.put(&alice, "/v2/profile")
+        .with(|r| r.body(over))
+        .expect_error(StatusCode::BAD_REQUEST, None)
+        .await;
     let big = json!({"blob": "y".repeat(100_000)});
-    let resp = send(&s, &alice, Method::PUT, "/v2/profile", Some(big)).await;
-    expect_error(resp, StatusCode::BAD_REQUEST, None).await;
-    let resp = send(&s, &alice, Method::GET, "/v2/profile", None).await;
-    assert_eq!(expect_json(resp, StatusCode::OK).await, stored);
+    s.put(&alice, "/v2/profile")
+        .json(big)
+        .expect_error(StatusCode::BAD_REQUEST, None)
+        .await;
+    assert_eq!(s.get(&alice, "/v2/profile").ok().await, stored);
 
-    expect_empty_ok(send(&s, &alice, Method::DELETE, "/v2/profile", None).await).await;
-    let resp = send(&s, &alice, Method::GET, "/v2/profile", None).await;
-    expect_error(resp, StatusCode::NOT_FOUND, Some("Profile not found.")).await;
+    s.delete(&alice, "/v2/profile").expect_empty_ok().await;
+    s.get(&alice, "/v2/profile")
+        .expect_error(StatusCode::NOT_FOUND, "Profile not found.")
+        .await;
     // Deleting when there is none is fine too.
-    expect_empty_ok(send(&s, &alice, Method::DELETE, "/v2/profile", None).await).await;
+    s.delete(&alice, "/v2/profile").expect_empty_ok().await;
 }
 
 async fn profiles_are_per_user(db: Db) {
@@ -830,23 +662,23 @@ async fn profiles_are_per_user(db: Db) {
     let other = s.create_tenant("other", 0).await;
     let other_alice = s.create_user(&other, "alice", "user").await;
 
-    let resp = send(
-        &s,
-        &alice,
-        Method::PUT,
-        "/v2/profile",
-        Some(json!({"who": "alice"})),
-    )
-    .await;
-    expect_json(resp, StatusCode::OK).await;
+    s.put(&alice, "/v2/profile")
+        .json(json!({"who": "alice"}))
+        .ok()
+        .await;
     for key in [&bob, &vic, &admin, &other_alice] {
-        let resp = send(&s, key, Method::GET, "/v2/profile", None).await;
-        expect_error(resp, StatusCode::NOT_FOUND, Some("Profile not found.")).await;
+        s.get(key, "/v2/profile")
+            .case(format!("{key:?}"))
+            .expect_error(StatusCode::NOT_FOUND, "Profile not found.")
+            .await;
     }
     // Every role may keep a profile, a viewer too.
     for (key, who) in [(&bob, "bob"), (&vic, "vic"), (&other_alice, "other-alice")] {
-        let resp = send(&s, key, Method::PUT, "/v2/profile", Some(json!({"who": who}))).await;
-        expect_json(resp, StatusCode::OK).await;
+        s.put(key, "/v2/profile")
+            .case(format!("{key:?}, {who:?}"))
+            .json(json!({"who": who}))
+            .ok()
+            .await;
     }
     for (key, who) in [
         (&alice, "alice"),
@@ -854,25 +686,37 @@ async fn profiles_are_per_user(db: Db) {
         (&vic, "vic"),
         (&other_alice, "other-alice"),
     ] {
-        let resp = send(&s, key, Method::GET, "/v2/profile", None).await;
-        assert_eq!(expect_json(resp, StatusCode::OK).await, json!({"who": who}));
+        assert_eq!(
+            s.get(key, "/v2/profile")
+                .case(format!("{key:?}, {who:?}"))
+                .ok()
+                .await,
+            json!({"who": who})
+        );
     }
     // Deleting one leaves the others.
-    expect_empty_ok(send(&s, &bob, Method::DELETE, "/v2/profile", None).await).await;
-    let resp = send(&s, &bob, Method::GET, "/v2/profile", None).await;
-    expect_error(resp, StatusCode::NOT_FOUND, Some("Profile not found.")).await;
+    s.delete(&bob, "/v2/profile").expect_empty_ok().await;
+    s.get(&bob, "/v2/profile")
+        .expect_error(StatusCode::NOT_FOUND, "Profile not found.")
+        .await;
     for (key, who) in [(&alice, "alice"), (&vic, "vic"), (&other_alice, "other-alice")] {
-        let resp = send(&s, key, Method::GET, "/v2/profile", None).await;
-        assert_eq!(expect_json(resp, StatusCode::OK).await, json!({"who": who}));
+        assert_eq!(
+            s.get(key, "/v2/profile")
+                .case(format!("{key:?}, {who:?}"))
+                .ok()
+                .await,
+            json!({"who": who})
+        );
     }
     // Two keys of one user share its profile.
-    let resp = send(&s, &admin, Method::POST, "/v2/users/alice/apikeys", None).await;
-    let alice2 = expect_json(resp, StatusCode::CREATED).await["key"]
+    let alice2 = s
+        .post(&admin, "/v2/users/alice/apikeys")
+        .expect(StatusCode::CREATED)
+        .await["key"]
         .as_str()
         .unwrap()
         .to_string();
-    let resp = send(&s, &alice2, Method::GET, "/v2/profile", None).await;
-    assert_eq!(expect_json(resp, StatusCode::OK).await, json!({"who": "alice"}));
+    assert_eq!(s.get(&alice2, "/v2/profile").ok().await, json!({"who": "alice"}));
 }
 
 /// Two admins removing each other at the same moment: one must win, one admin must stay.
@@ -888,8 +732,12 @@ async fn concurrent_admin_removals_keep_one_admin(db: Db) {
             (Method::DELETE, None)
         };
         let (a, b) = tokio::join!(
-            send(&s, &admin, method.clone(), "/v2/users/boss", body.clone()),
-            send(&s, &boss, method.clone(), "/v2/users/admin", body.clone()),
+            s.req(&admin, method.clone(), "/v2/users/boss")
+                .json_opt(body.clone())
+                .send(),
+            s.req(&boss, method.clone(), "/v2/users/admin")
+                .json_opt(body.clone())
+                .send(),
         );
         let statuses = [a.status(), b.status()];
         assert_eq!(
