@@ -11,7 +11,7 @@ use corral_drivers::{Operation, VmAction, VmRequest};
 use corral_store::{ImageRow, InstanceChange, InstanceKey, InstanceRow, JobRow, Launch, NewEvent, Quota};
 use corral_types::perspective::{Console, Flavor, Image, Instance, InstanceEvent, Metadata};
 use corral_types::time::{now_ms, rfc3339};
-use corral_types::{Access, Error, ImageId, InstanceId, OpCtx, TenantId, TenantScope};
+use corral_types::{Access, Error, ImageId, InstanceId, OpCtx, Parsed, TenantId, TenantScope};
 use serde::{Deserialize, Serialize};
 
 use crate::Core;
@@ -457,9 +457,10 @@ impl Core {
     pub async fn launch_instances(
         &self,
         ctx: &OpCtx,
-        items: Vec<LaunchItem>,
+        items: Parsed<Vec<LaunchItem>>,
     ) -> Result<Vec<BulkItem<InstanceId>>, Error> {
         let scope = ctx.require(Access::Write)?;
+        let items = items?;
         let tenant = &scope;
         let tenant_name = ctx.tenant().name.as_str().to_string();
         let now = now_ms();
@@ -717,9 +718,10 @@ impl Core {
         &self,
         ctx: &OpCtx,
         action: SimpleAction,
-        ids: Vec<InstanceId>,
+        ids: Parsed<Vec<InstanceId>>,
     ) -> Result<Vec<BulkItem<InstanceId>>, Error> {
         let scope = ctx.require(Access::Write)?;
+        let ids = ids?;
         self.act_on(ctx, &scope, ids, action.into(), InstanceChange::default(), |_| {
             None
         })
@@ -730,9 +732,10 @@ impl Core {
     pub async fn delete_instances(
         &self,
         ctx: &OpCtx,
-        ids: Vec<InstanceId>,
+        ids: Parsed<Vec<InstanceId>>,
     ) -> Result<Vec<BulkItem<InstanceId>>, Error> {
         let scope = ctx.require(Access::Write)?;
+        let ids = ids?;
         self.act_on(
             ctx,
             &scope,
@@ -749,9 +752,10 @@ impl Core {
         &self,
         ctx: &OpCtx,
         flavor_id: &str,
-        ids: Vec<InstanceId>,
+        ids: Parsed<Vec<InstanceId>>,
     ) -> Result<Vec<BulkItem<InstanceId>>, Error> {
         let scope = ctx.require(Access::Write)?;
+        let ids = ids?;
         let tenant = &scope;
         let found = self.clouds().visible(ctx.tenant().name.as_str()).find_map(|c| {
             c.flavors(tenant.id())
@@ -788,9 +792,10 @@ impl Core {
         &self,
         ctx: &OpCtx,
         image_id: &str,
-        ids: Vec<InstanceId>,
+        ids: Parsed<Vec<InstanceId>>,
     ) -> Result<Vec<BulkItem<InstanceId>>, Error> {
         let scope = ctx.require(Access::Write)?;
+        let ids = ids?;
         let Some((image, real_id, _)) = self.usable_image(ctx, &scope, image_id).await? else {
             return Err(Error::not_found(format!("Image {image_id} does not exist")));
         };
@@ -819,9 +824,10 @@ impl Core {
     pub async fn rename_instances(
         &self,
         ctx: &OpCtx,
-        items: Vec<(InstanceId, String)>,
+        items: Parsed<Vec<(InstanceId, String)>>,
     ) -> Result<Vec<BulkItem<InstanceId>>, Error> {
         let scope = ctx.require(Access::Write)?;
+        let items = items?;
         let tenant = &scope;
         let now = now_ms();
         let mut out = Vec::with_capacity(items.len());
@@ -864,9 +870,10 @@ impl Core {
     pub async fn create_images(
         &self,
         ctx: &OpCtx,
-        items: Vec<SnapshotItem>,
+        items: Parsed<Vec<SnapshotItem>>,
     ) -> Result<Vec<BulkItem<ImageId>>, Error> {
         let scope = ctx.require(Access::Write)?;
+        let items = items?;
         let tenant = &scope;
         let mut out = Vec::with_capacity(items.len());
         for SnapshotItem {
@@ -943,9 +950,10 @@ impl Core {
     pub async fn delete_images(
         &self,
         ctx: &OpCtx,
-        ids: Vec<ImageId>,
+        ids: Parsed<Vec<ImageId>>,
     ) -> Result<Vec<BulkItem<ImageId>>, Error> {
         let scope = ctx.require(Access::Write)?;
+        let ids = ids?;
         let tenant = &scope;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {

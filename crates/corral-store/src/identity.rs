@@ -567,7 +567,10 @@ impl Store {
             return Ok(UserChange::NotFound);
         };
         let role = role.unwrap_or(old.role);
-        if old.role == Role::Admin && role != Role::Admin && Self::other_admins(&mut tx, tenant, id).await? == 0 {
+        if old.role == Role::Admin
+            && role != Role::Admin
+            && Self::other_admins(&mut tx, tenant, id).await? == 0
+        {
             return Ok(UserChange::LastAdmin);
         }
         let description = description.unwrap_or(&old.description);

@@ -123,6 +123,11 @@ impl std::error::Error for Error {}
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// A request body as the API parsed it into a domain input, or the contract's 400 for its
+/// shape. Core looks at it only after the permission check: the contract answers a reader's
+/// write with 403 whatever body it sent (README 5: permission before validation).
+pub type Parsed<T> = std::result::Result<T, Error>;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -71,7 +71,7 @@ pub async fn instance_console(
 #[utoipa::path(post, path = "/instances", tag = "perspective", request_body = [serde_json::Value],
     responses((status = 200, body = [BulkResult]), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn launch(State(s): State<AppState>, Ctx(ctx): Ctx, JsonBody(body): JsonBody<Value>) -> Bulk {
-    let items = launch_items(&ctx, body)?;
+    let items = launch_items(body);
     Ok(Json(bulk_results(s.core.launch_instances(&ctx, items).await?)))
 }
 
@@ -79,7 +79,7 @@ pub async fn launch(State(s): State<AppState>, Ctx(ctx): Ctx, JsonBody(body): Js
 #[utoipa::path(post, path = "/instances/delete", tag = "perspective", request_body = [String],
     responses((status = 200, body = [BulkResult]), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn delete(State(s): State<AppState>, Ctx(ctx): Ctx, JsonBody(body): JsonBody<Value>) -> Bulk {
-    let ids = instance_ids(&ctx, body)?;
+    let ids = instance_ids(body);
     Ok(Json(bulk_results(s.core.delete_instances(&ctx, ids).await?)))
 }
 
@@ -89,7 +89,7 @@ macro_rules! action_route {
         #[utoipa::path(put, path = concat!("/instances/", $word), tag = "perspective", request_body = [String],
             responses((status = 200, body = [BulkResult]), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
         pub async fn $name(State(s): State<AppState>, Ctx(ctx): Ctx, JsonBody(body): JsonBody<Value>) -> Bulk {
-            let ids = instance_ids(&ctx, body)?;
+            let ids = instance_ids(body);
             Ok(Json(bulk_results(s.core.instance_action(&ctx, SimpleAction::$action, ids).await?)))
         }
     };
@@ -129,7 +129,7 @@ pub async fn resize(
     Params(flavor): Params<String>,
     JsonBody(body): JsonBody<Value>,
 ) -> Bulk {
-    let ids = instance_ids(&ctx, body)?;
+    let ids = instance_ids(body);
     Ok(Json(bulk_results(
         s.core.resize_instances(&ctx, &flavor, ids).await?,
     )))
@@ -146,7 +146,7 @@ pub async fn rebuild(
     Params(image): Params<String>,
     JsonBody(body): JsonBody<Value>,
 ) -> Bulk {
-    let ids = instance_ids(&ctx, body)?;
+    let ids = instance_ids(body);
     Ok(Json(bulk_results(
         s.core.rebuild_instances(&ctx, &image, ids).await?,
     )))
@@ -156,7 +156,7 @@ pub async fn rebuild(
 #[utoipa::path(put, path = "/instances/rename", tag = "perspective", request_body = BTreeMap<String, String>,
     responses((status = 200, body = [BulkResult]), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn rename(State(s): State<AppState>, Ctx(ctx): Ctx, JsonBody(body): JsonBody<Value>) -> Bulk {
-    let items = rename_items(&ctx, body)?;
+    let items = rename_items(body);
     Ok(Json(bulk_results(s.core.rename_instances(&ctx, items).await?)))
 }
 
@@ -192,7 +192,7 @@ pub async fn create_images(
     Ctx(ctx): Ctx,
     JsonBody(body): JsonBody<Value>,
 ) -> Bulk {
-    let items = snapshot_items(&ctx, body)?;
+    let items = snapshot_items(body);
     Ok(Json(bulk_results(s.core.create_images(&ctx, items).await?)))
 }
 
@@ -204,7 +204,7 @@ pub async fn delete_images(
     Ctx(ctx): Ctx,
     JsonBody(body): JsonBody<Value>,
 ) -> Bulk {
-    let ids = image_ids(&ctx, body)?;
+    let ids = image_ids(body);
     Ok(Json(bulk_results(s.core.delete_images(&ctx, ids).await?)))
 }
 

@@ -2,13 +2,13 @@
 //! core's domain inputs here, with the contract's 400 texts, and core's per-item outcomes
 //! become the `{id, status, message}` results of 5.2. Core never sees JSON or a status number.
 //!
-//! The shape is checked after the write permission: a reader is answered 403 whatever body it
-//! sends, as before this boundary moved out of core (core checks the permission again).
+//! A parse answers a [`Parsed`] value that core inspects only after its permission check: a
+//! reader is answered 403 whatever body it sends (README 5), and no handler checks permission.
 
 use axum::http::StatusCode;
 use corral_core::{BulkItem, BulkOutcome, LaunchItem, SnapshotItem};
 use corral_types::perspective::{BulkResult, Metadata, MetadataEntry};
-use corral_types::{Access, Error, ImageId, InstanceId, OpCtx};
+use corral_types::{Error, ImageId, InstanceId, Parsed};
 use serde_json::Value;
 
 /// Renders core's outcomes as the per-item results of 5.2 (202, 404, 409), in request order;
@@ -32,10 +32,6 @@ pub fn bulk_results<I: AsRef<str>>(items: Vec<BulkItem<I>>) -> Vec<BulkResult> {
         .collect()
 }
 
-fn writer(ctx: &OpCtx) -> Result<(), Error> {
-    ctx.require(Access::Write).map(|_| ())
-}
-
 /// A body that must be an array of strings (5.5-5.7, 6.4).
 fn strings(body: Value) -> Result<Vec<String>, Error> {
     let bad = || Error::bad_request("The request body must be a JSON array of ids (strings).");
@@ -52,14 +48,12 @@ fn strings(body: Value) -> Result<Vec<String>, Error> {
 }
 
 /// Instance ids of `POST /instances/delete` and `PUT /instances/...` (5.5-5.7).
-pub fn instance_ids(ctx: &OpCtx, body: Value) -> Result<Vec<InstanceId>, Error> {
-    writer(ctx)?;
+pub fn instance_ids(body: Value) -> Parsed<Vec<InstanceId>> {
     Ok(strings(body)?.into_iter().map(InstanceId::from_trusted).collect())
 }
 
 /// Image ids of `POST /images/delete` (6.4).
-pub fn image_ids(ctx: &OpCtx, body: Value) -> Result<Vec<ImageId>, Error> {
-    writer(ctx)?;
+pub fn image_ids(body: Value) -> Parsed<Vec<ImageId>> {
     Ok(strings(body)?.into_iter().map(ImageId::from_trusted).collect())
 }
 
@@ -124,8 +118,7 @@ fn metadata(v: Option<&Value>, at: &str) -> Result<Metadata, Error> {
 }
 
 /// The items of `POST /instances` (5.4's 400s; the references are core's per-item checks).
-pub fn launch_items(ctx: &OpCtx, body: Value) -> Result<Vec<LaunchItem>, Error> {
-    writer(ctx)?;
+pub fn launch_items(body: Value) -> Parsed<Vec<LaunchItem>> {
     let Value::Array(items) = body else {
         return Err(Error::bad_request(
             "The request body must be a JSON array of instances.",
@@ -216,8 +209,7 @@ pub fn launch_items(ctx: &OpCtx, body: Value) -> Result<Vec<LaunchItem>, Error> 
 }
 
 /// The pairs of `PUT /instances/rename` (5.8), in the object's key order as sent.
-pub fn rename_items(ctx: &OpCtx, body: Value) -> Result<Vec<(InstanceId, String)>, Error> {
-    writer(ctx)?;
+pub fn rename_items(body: Value) -> Parsed<Vec<(InstanceId, String)>> {
     let Value::Object(map) = body else {
         return Err(Error::bad_request(
             "The request body must be a JSON object of instance id to new name.",
@@ -241,8 +233,7 @@ pub fn rename_items(ctx: &OpCtx, body: Value) -> Result<Vec<(InstanceId, String)
 }
 
 /// The items of `POST /images` (6.3).
-pub fn snapshot_items(ctx: &OpCtx, body: Value) -> Result<Vec<SnapshotItem>, Error> {
-    writer(ctx)?;
+pub fn snapshot_items(body: Value) -> Parsed<Vec<SnapshotItem>> {
     let Value::Array(items) = body else {
         return Err(Error::bad_request(
             "The request body must be a JSON array of images.",
@@ -293,23 +284,7 @@ pub fn snapshot_items(ctx: &OpCtx, body: Value) -> Result<Vec<SnapshotItem>, Err
 #[cfg(test)]
 mod tests {
     use super::*;
-    use corral_types::{ApiKeyId, Principal, Role, TenantId, TenantName, TenantRef, UserName};
     use serde_json::json;
-
-    fn ctx(role: Role) -> OpCtx {
-        OpCtx::new(
-            Principal {
-                tenant: TenantRef {
-                    id: TenantId::from_trusted("t"),
-                    name: TenantName::from_trusted("acme".into()),
-                },
-                user: UserName::from_trusted("u".into()),
-                role,
-                api_key: ApiKeyId::new(),
-            },
-            "r",
-        )
-    }
 
     fn msg<T: std::fmt::Debug>(r: Result<T, Error>) -> String {
         match r {
@@ -319,42 +294,33 @@ mod tests {
     }
 
     #[test]
-    fn shapes_are_checked_after_the_permission_with_the_contract_texts() {
-        let user = ctx(Role::User);
-        let viewer = ctx(Role::Viewer);
+    fn shapes_answer_the_contract_texts() {
         assert_eq!(
-            msg(instance_ids(&viewer, json!(7))),
-            "Role 'viewer' may not change resources."
-        );
-        assert_eq!(
-            msg(instance_ids(&user, json!([1]))),
+            msg(instance_ids(json!([1]))),
             "The request body must be a JSON array of ids (strings)."
         );
         assert_eq!(
             msg(launch_items(
-                &user,
                 json!([{"name": "x", "projectId": "p", "flavor": "s"}])
             )),
             "[0].flavor.id: a string is required."
         );
         assert_eq!(
             msg(launch_items(
-                &user,
                 json!([{"name": "x", "projectId": "p", "flavor": {"id": "f"},
                 "image": {"id": "i"}, "metadata": {"bad key": "v"}}])
             )),
             "[0].metadata: invalid key 'bad key': use 1 to 255 of A-Z a-z 0-9 _ . -"
         );
         assert_eq!(
-            msg(rename_items(&user, json!({"x": ""}))),
+            msg(rename_items(json!({"x": ""}))),
             "x: a name has 1 to 255 characters."
         );
         assert_eq!(
-            msg(snapshot_items(&user, json!([{"name": "x"}]))),
+            msg(snapshot_items(json!([{"name": "x"}]))),
             "[0]: 'name' and 'instanceId' are required strings."
         );
         let items = launch_items(
-            &user,
             json!([{"name": "x", "projectId": "p", "flavor": {"id": "f"}, "image": {"id": "i"},
                     "keypairs": [{"name": "k"}], "metadata": {"entry": [{"key": "a", "value": "b"}]}}]),
         );

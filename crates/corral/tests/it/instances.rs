@@ -478,6 +478,7 @@ async fn quotas_and_bad_bodies(db: Db) {
     })
     .await;
     let k = s.create_tenant("acme", 10).await;
+    let viewer = s.create_user(&k, "vera", "viewer").await;
     let ids = ids(&s, "acme").await;
     let item = |flavor: &str| json!({"name": "q", "projectId": ids.project, "flavor": {"id": flavor}, "image": {"id": ids.debian}});
     let out = call(
@@ -528,8 +529,16 @@ async fn quotas_and_bad_bodies(db: Db) {
         (Method::POST, "/images", json!([{"name": "x"}])),
         (Method::POST, "/images/delete", json!([true])),
     ] {
-        let resp = s.call(&k, m, path).json(&body).send().await.unwrap();
+        let resp = s.call(&k, m.clone(), path).json(&body).send().await.unwrap();
         expect_error(resp, StatusCode::BAD_REQUEST, None).await;
+        // Permission comes before the body's shape (README 5): a viewer learns nothing.
+        let resp = s.call(&viewer, m, path).json(&body).send().await.unwrap();
+        expect_error(
+            resp,
+            StatusCode::FORBIDDEN,
+            Some("Role 'viewer' may not change resources."),
+        )
+        .await;
     }
     let resp = s
         .call(&k, Method::PUT, "/instances/explode")
