@@ -3,7 +3,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use corral_types::Error;
+use corral_types::{Error, HostAddress};
 
 /// The contract's 400 for anything that is not a host address.
 pub fn invalid_address(value: &str) -> Error {
@@ -12,8 +12,12 @@ pub fn invalid_address(value: &str) -> Error {
 
 /// Canonicalises a host address: IPv4 unchanged (leading zeros refused); IPv6 (brackets
 /// allowed) in RFC 5952 form, an IPv4-mapped one as IPv4; DNS names in lower case without a
-/// trailing dot.
-pub fn canonical_address(value: &str) -> Result<String, Error> {
+/// trailing dot. The only way from input to a [`HostAddress`].
+pub fn canonical_address(value: &str) -> Result<HostAddress, Error> {
+    canonical(value).map(HostAddress::from_trusted)
+}
+
+fn canonical(value: &str) -> Result<String, Error> {
     let v = value.trim_start_matches('[').trim_end_matches(']');
     let bracketed = v.len() != value.len();
     if bracketed && !(value.starts_with('[') && value.ends_with(']')) {
@@ -93,10 +97,11 @@ impl AddressPolicy {
     }
 
     /// May Corral contact this (canonical) address?
-    pub fn allows(&self, address: &str) -> bool {
+    pub fn allows(&self, address: &HostAddress) -> bool {
         if self.is_open() {
             return true;
         }
+        let address = address.as_str();
         match address.parse::<IpAddr>() {
             Ok(ip) => self.nets.iter().any(|(net, len)| in_net(ip, *net, *len)),
             Err(_) => self.suffixes.iter().any(|s| address.ends_with(s.as_str())),
@@ -104,7 +109,7 @@ impl AddressPolicy {
     }
 
     /// The 403 for an address outside the policy.
-    pub fn refusal(&self, address: &str) -> Error {
+    pub fn refusal(&self, address: &HostAddress) -> Error {
         Error::forbidden(format!(
             "Host address '{address}' is outside the networks this server may contact (setting host_allow)."
         ))
@@ -148,7 +153,7 @@ mod tests {
             ("Node-1.Example.COM.", "node-1.example.com"),
             ("localhost", "localhost"),
         ] {
-            assert_eq!(canonical_address(input).unwrap(), want, "{input}");
+            assert_eq!(canonical_address(input).unwrap().as_str(), want, "{input}");
         }
         for bad in [
             "",
@@ -172,15 +177,16 @@ mod tests {
 
     #[test]
     fn policy() {
+        let a = |s: &str| HostAddress::from_trusted(s);
         let open = AddressPolicy::default();
-        assert!(open.allows("192.168.1.1"));
+        assert!(open.allows(&a("192.168.1.1")));
         let p = AddressPolicy::parse(&["127.0.0.0/8".into(), "::1/128".into(), ".lab.test".into()]).unwrap();
-        assert!(p.allows("127.0.0.9"));
-        assert!(p.allows("::1"));
-        assert!(p.allows("a.lab.test"));
-        assert!(!p.allows("192.168.100.50"));
-        assert!(!p.allows("lab.test.evil.com"));
-        assert!(!p.allows("fe80::1"));
+        assert!(p.allows(&a("127.0.0.9")));
+        assert!(p.allows(&a("::1")));
+        assert!(p.allows(&a("a.lab.test")));
+        assert!(!p.allows(&a("192.168.100.50")));
+        assert!(!p.allows(&a("lab.test.evil.com")));
+        assert!(!p.allows(&a("fe80::1")));
         assert!(AddressPolicy::parse(&["10.0.0.0/33".into()]).is_err());
         assert!(AddressPolicy::parse(&["nonsense".into()]).is_err());
     }

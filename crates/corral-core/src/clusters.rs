@@ -5,7 +5,7 @@ use corral_store::{ClusterRow, CreateClusterOutcome, DeleteClusterOutcome, HostS
 use corral_types::commissaire::{Cluster, ClusterHosts, ClusterPut, MembersPut};
 use corral_types::ids::{invalid_name, is_valid_name};
 use corral_types::time::now_ms;
-use corral_types::{Access, Error, OpCtx, TenantScope};
+use corral_types::{Access, ClusterName, Error, HostAddress, OpCtx, OperationKind, TenantScope};
 
 use crate::Core;
 use crate::address::canonical_address;
@@ -15,7 +15,7 @@ pub(crate) fn cluster_not_found(name: &str) -> Error {
     Error::not_found(format!("Cluster '{name}' does not exist."))
 }
 
-fn busy(name: &str, op: &str) -> Error {
+fn busy(name: &ClusterName, op: OperationKind) -> Error {
     Error::conflict(format!("Cluster '{name}' has {} {op} in process.", article(op)))
 }
 
@@ -31,7 +31,7 @@ pub(crate) fn cluster_view(row: &ClusterRow, hostset: bool) -> Cluster {
         "failed"
     };
     Cluster {
-        name: row.name.clone(),
+        name: row.name.to_string(),
         status: status.into(),
         network: row.network.clone(),
         container_manager: row.container_manager.clone(),
@@ -40,14 +40,15 @@ pub(crate) fn cluster_view(row: &ClusterRow, hostset: bool) -> Cluster {
             available,
             unavailable: total - available,
         },
-        hostset: hostset.then(|| row.members.iter().map(|(a, _)| a.clone()).collect()),
+        hostset: hostset.then(|| row.members.iter().map(|(a, _)| a.to_string()).collect()),
     }
 }
 
-/// A name in a path: anything invalid cannot exist.
-fn cluster_param(name: &str) -> Result<&str, Error> {
+/// A name in a path: anything invalid cannot exist. The only way from a path to a
+/// [`ClusterName`] here; from then on the name travels typed.
+fn cluster_param(name: &str) -> Result<ClusterName, Error> {
     if is_valid_name(name) {
-        Ok(name)
+        Ok(ClusterName::from_trusted(name))
     } else {
         Err(cluster_not_found(name))
     }
@@ -56,14 +57,29 @@ fn cluster_param(name: &str) -> Result<&str, Error> {
 impl Core {
     pub async fn list_clusters(&self, ctx: &OpCtx) -> Result<Vec<String>, Error> {
         let scope = ctx.require(Access::Read)?;
-        self.store.list_clusters(&scope).await
+        Ok(self
+            .store
+            .list_clusters(&scope)
+            .await?
+            .into_iter()
+            .map(ClusterName::into_string)
+            .collect())
     }
 
+    /// A cluster named in a path (404 when the name is invalid or unknown).
     pub(crate) async fn cluster_row(&self, scope: &TenantScope, name: &str) -> Result<ClusterRow, Error> {
+        self.cluster_row_of(scope, &cluster_param(name)?).await
+    }
+
+    pub(crate) async fn cluster_row_of(
+        &self,
+        scope: &TenantScope,
+        name: &ClusterName,
+    ) -> Result<ClusterRow, Error> {
         self.store
-            .get_cluster(scope, cluster_param(name)?)
+            .get_cluster(scope, name)
             .await?
-            .ok_or_else(|| cluster_not_found(name))
+            .ok_or_else(|| cluster_not_found(name.as_str()))
     }
 
     pub async fn get_cluster(&self, ctx: &OpCtx, name: &str) -> Result<Cluster, Error> {
@@ -82,7 +98,8 @@ impl Core {
         if !is_valid_name(name) {
             return Err(invalid_name(name));
         }
-        if body.name.as_deref().is_some_and(|n| n != name) {
+        let name = ClusterName::from_trusted(name);
+        if body.name.as_deref().is_some_and(|n| n != name.as_str()) {
             return Err(Error::bad_request(
                 "\"name\" in the body does not match the name in the url.",
             ));
@@ -92,7 +109,7 @@ impl Core {
         let tenant = &scope;
         match self
             .store
-            .create_cluster(tenant, name, &network, &cm, now_ms())
+            .create_cluster(tenant, &name, &network, &cm, now_ms())
             .await?
         {
             CreateClusterOutcome::Created(row) => {
@@ -100,7 +117,10 @@ impl Core {
                 Ok((true, cluster_view(&row, false)))
             }
             CreateClusterOutcome::Exists(row) if row.network == network && row.container_manager == cm => {
-                Ok((false, cluster_view(&self.cluster_row(&scope, name).await?, false)))
+                Ok((
+                    false,
+                    cluster_view(&self.cluster_row_of(&scope, &name).await?, false),
+                ))
             }
             CreateClusterOutcome::Exists(_) => Err(Error::conflict(format!(
                 "Cluster '{name}' already exists with different settings."
@@ -120,8 +140,9 @@ impl Core {
     pub async fn delete_cluster(&self, ctx: &OpCtx, name: &str) -> Result<(), Error> {
         let scope = ctx.require(Access::Write)?;
         let tenant = &scope;
-        let manager = self.manager_of(tenant, cluster_param(name)?).await?;
-        match self.store.delete_cluster(tenant, cluster_param(name)?).await? {
+        let name = cluster_param(name)?;
+        let manager = self.manager_of(tenant, &name).await?;
+        match self.store.delete_cluster(tenant, &name).await? {
             DeleteClusterOutcome::Deleted(members) => {
                 for (address, registered) in members {
                     if registered {
@@ -131,8 +152,8 @@ impl Core {
                 tracing::info!(request_id = %ctx.request_id(), cluster = %name, "cluster deleted");
                 Ok(())
             }
-            DeleteClusterOutcome::NotFound => Err(cluster_not_found(name)),
-            DeleteClusterOutcome::Busy(op) => Err(busy(name, &op)),
+            DeleteClusterOutcome::NotFound => Err(cluster_not_found(name.as_str())),
+            DeleteClusterOutcome::Busy(op) => Err(busy(&name, op)),
         }
     }
 
@@ -143,7 +164,7 @@ impl Core {
             .await?
             .members
             .into_iter()
-            .map(|(a, _)| a)
+            .map(|(a, _)| a.into_string())
             .collect())
     }
 
@@ -156,7 +177,7 @@ impl Core {
         row.members
             .iter()
             .any(|(a, _)| *a == address)
-            .then_some(address)
+            .then(|| address.into_string())
             .ok_or_else(not_member)
     }
 
@@ -173,25 +194,24 @@ impl Core {
             .iter()
             .map(|a| canonical_address(a))
             .collect::<Result<Vec<_>, _>>()?;
-        let outcome = self
-            .store
-            .change_members(&scope, cluster_param(name)?, Some(&old), &new)
-            .await?;
-        self.apply_membership(&scope, name, outcome, None).await?;
-        Ok(cluster_view(&self.cluster_row(&scope, name).await?, true))
+        let name = cluster_param(name)?;
+        let outcome = self.store.change_members(&scope, &name, Some(&old), &new).await?;
+        self.apply_membership(&scope, &name, outcome, None).await?;
+        Ok(cluster_view(&self.cluster_row_of(&scope, &name).await?, true))
     }
 
     /// `PUT .../hosts/{address}`: adds one host (idempotent).
     pub async fn add_member(&self, ctx: &OpCtx, name: &str, address: &str) -> Result<String, Error> {
         let scope = ctx.require(Access::Write)?;
         let address = canonical_address(address)?;
+        let name = cluster_param(name)?;
         let outcome = self
             .store
-            .change_members(&scope, cluster_param(name)?, None, std::slice::from_ref(&address))
+            .change_members(&scope, &name, None, std::slice::from_ref(&address))
             .await?;
-        self.apply_membership(&scope, name, outcome, Some(&address))
+        self.apply_membership(&scope, &name, outcome, Some(&address))
             .await?;
-        Ok(address)
+        Ok(address.into_string())
     }
 
     /// `DELETE .../hosts/{address}`: removes one host (idempotent).
@@ -203,16 +223,13 @@ impl Core {
             self.cluster_row(&scope, name).await?;
             return Ok(());
         };
-        match self
-            .store
-            .remove_member(tenant, cluster_param(name)?, &address)
-            .await?
-        {
-            None => Err(cluster_not_found(name)),
-            Some(Err(op)) => Err(busy(name, &op)),
+        let name = cluster_param(name)?;
+        match self.store.remove_member(tenant, &name, &address).await? {
+            None => Err(cluster_not_found(name.as_str())),
+            Some(Err(op)) => Err(busy(&name, op)),
             Some(Ok(registered)) => {
                 if registered == Some(true) {
-                    let manager = self.manager_of(tenant, name).await?;
+                    let manager = self.manager_of(tenant, &name).await?;
                     self.deregister_node(tenant, &manager, &address).await;
                 }
                 Ok(())
@@ -225,9 +242,9 @@ impl Core {
     async fn apply_membership(
         &self,
         scope: &TenantScope,
-        name: &str,
+        name: &ClusterName,
         outcome: MembershipOutcome,
-        single: Option<&str>,
+        single: Option<&HostAddress>,
     ) -> Result<(), Error> {
         let tenant = &scope;
         match outcome {
@@ -243,8 +260,8 @@ impl Core {
                 }
                 Ok(())
             }
-            MembershipOutcome::NoCluster => Err(cluster_not_found(name)),
-            MembershipOutcome::Busy(op) => Err(busy(name, &op)),
+            MembershipOutcome::NoCluster => Err(cluster_not_found(name.as_str())),
+            MembershipOutcome::Busy(op) => Err(busy(name, op)),
             MembershipOutcome::Mismatch => Err(Error::conflict(format!(
                 "Conflict setting hosts for cluster {name}"
             ))),
@@ -284,8 +301,8 @@ impl Core {
     pub(crate) async fn register_node(
         &self,
         tenant: &TenantScope,
-        cluster: &str,
-        address: &str,
+        cluster: &ClusterName,
+        address: &HostAddress,
     ) -> Result<(), Error> {
         let Some(host) = self.store.get_host(tenant, address).await? else {
             return Ok(());

@@ -118,7 +118,7 @@ impl Core {
         }
         let row = self
             .store
-            .get_cluster(tenant, cluster)
+            .get_cluster(tenant, &corral_types::ClusterName::from_trusted(cluster))
             .await?
             .ok_or_else(not_found)?;
         let cm_kind = match row.container_manager.as_str() {
@@ -130,7 +130,7 @@ impl Core {
                 .await?
                 .map(|c| c.kind),
         };
-        let hosts: BTreeMap<String, corral_store::HostRow> = self
+        let hosts: BTreeMap<corral_types::HostAddress, corral_store::HostRow> = self
             .store
             .list_hosts(tenant)
             .await?
@@ -153,12 +153,12 @@ impl Core {
             if !services.iter().all(|s| node_services.contains(s)) {
                 continue;
             }
-            let ip: Option<std::net::IpAddr> = address.parse().ok();
+            let ip: Option<std::net::IpAddr> = address.as_str().parse().ok();
             let mut all = Map::new();
             all.insert(
                 "hostname".into(),
                 json!(if h.hostname.is_empty() {
-                    address
+                    address.as_str()
                 } else {
                     &h.hostname
                 }),
@@ -166,7 +166,7 @@ impl Core {
             all.insert(
                 "ipaddress".into(),
                 json!(if ip.is_some() {
-                    address.clone()
+                    address.to_string()
                 } else {
                     h.ipv4.clone()
                 }),
@@ -209,7 +209,7 @@ impl Core {
                     .filter_map(|k| all.get(k).map(|v| (k.clone(), v.clone())))
                     .collect()
             };
-            out.insert(address.clone(), Value::Object(props));
+            out.insert(address.to_string(), Value::Object(props));
         }
         Ok(Value::Object(out))
     }

@@ -23,7 +23,7 @@ use corral_store::{
 };
 use corral_types::commissaire::{Host, HostCreds, HostPut, HostStatus, HostStatusHost};
 use corral_types::time::{commissaire_time, now_ms};
-use corral_types::{Access, Error, OpCtx, TenantId, TenantScope};
+use corral_types::{Access, ClusterName, Error, HostAddress, OpCtx, OperationKind, TenantId, TenantScope};
 use serde::{Deserialize, Serialize};
 
 use crate::address::{AddressPolicy, canonical_address};
@@ -188,7 +188,7 @@ pub struct HostOps {
 
 fn host_view(r: &HostRow) -> Host {
     Host {
-        address: r.address.clone(),
+        address: r.address.to_string(),
         status: r.status.clone(),
         os: r.os.clone(),
         cpus: r.cpus,
@@ -203,7 +203,7 @@ fn not_found(address: &str) -> Error {
     Error::not_found(format!("Host '{address}' does not exist."))
 }
 
-fn key_context(tenant: &TenantId, address: &str) -> String {
+fn key_context(tenant: &TenantId, address: &HostAddress) -> String {
     format!("host-key:{tenant}:{address}")
 }
 
@@ -249,7 +249,7 @@ pub struct PeerInfo {
 /// The job's input.
 #[derive(Debug, Serialize, Deserialize)]
 struct InvestigatePayload {
-    address: String,
+    address: HostAddress,
 }
 
 impl Core {
@@ -270,12 +270,13 @@ impl Core {
             .collect())
     }
 
+    /// A host named in a path: validated and canonicalised here, typed from then on.
     async fn host_row(&self, scope: &TenantScope, address: &str) -> Result<HostRow, Error> {
         let canonical = canonical_address(address).map_err(|_| not_found(address))?;
         self.store
             .get_host(scope, &canonical)
             .await?
-            .ok_or_else(|| not_found(&canonical))
+            .ok_or_else(|| not_found(canonical.as_str()))
     }
 
     pub async fn get_host(&self, ctx: &OpCtx, address: &str) -> Result<Host, Error> {
@@ -348,11 +349,13 @@ impl Core {
                 "\"ssh_host_key_fingerprint\" must be a SHA256 fingerprint as ssh-keygen -l prints it (SHA256:...).",
             ));
         }
-        if let Some(c) = &body.cluster
-            && !corral_types::ids::is_valid_name(c)
-        {
-            return Err(corral_types::ids::invalid_name(c));
-        }
+        let cluster = match &body.cluster {
+            Some(c) if !corral_types::ids::is_valid_name(c) => {
+                return Err(corral_types::ids::invalid_name(c));
+            }
+            Some(c) => Some(ClusterName::from_trusted(c.clone())),
+            None => None,
+        };
         let tenant = &scope;
         // Compared on the key itself, so the same key sent with other line wrapping or padding
         // is the same registration.
@@ -372,7 +375,7 @@ impl Core {
             ctx,
             tenant,
             INVESTIGATE,
-            &address,
+            address.as_str(),
             &InvestigatePayload {
                 address: address.clone(),
             },
@@ -381,7 +384,7 @@ impl Core {
         )?;
         match self
             .store
-            .create_host(tenant, &host, body.cluster.as_deref(), &job)
+            .create_host(tenant, &host, cluster.as_ref(), &job)
             .await?
         {
             CreateHostOutcome::Created(row) => {
@@ -393,8 +396,8 @@ impl Core {
                 if !secrets::same_hash(&row.ssh_key_digest, &digest) {
                     return Err(Error::conflict("Host already exists"));
                 }
-                if let Some(c) = &body.cluster
-                    && row.cluster.as_deref() != Some(c.as_str())
+                if let Some(c) = &cluster
+                    && row.cluster.as_ref() != Some(c)
                 {
                     return Err(Error::conflict("Host not in cluster"));
                 }
@@ -407,7 +410,7 @@ impl Core {
             CreateHostOutcome::ClusterBusy(op) => Err(Error::conflict(format!(
                 "Cluster '{}' has {} {op} in process.",
                 body.cluster.unwrap_or_default(),
-                article(&op)
+                article(op)
             ))),
         }
     }
@@ -424,11 +427,11 @@ impl Core {
                 tracing::info!(request_id = %ctx.request_id(), host = %row.address, "host deleted");
                 Ok(())
             }
-            DeleteHostOutcome::NotFound => Err(not_found(&row.address)),
+            DeleteHostOutcome::NotFound => Err(not_found(row.address.as_str())),
             DeleteHostOutcome::ClusterBusy(op) => Err(Error::conflict(format!(
                 "Cluster '{}' has {} {op} in process.",
-                row.cluster.unwrap_or_default(),
-                article(&op)
+                row.cluster.as_ref().map(ClusterName::as_str).unwrap_or_default(),
+                article(op)
             ))),
         }
     }
@@ -443,7 +446,7 @@ impl Core {
             .open(&key_context(scope.id(), &row.address), &row.ssh_key_sealed)?;
         tracing::info!(request_id = %ctx.request_id(), host = %row.address, user = %ctx.principal().user, "host credentials read");
         Ok(HostCreds {
-            address: row.address,
+            address: row.address.into_string(),
             ssh_priv_key: String::from_utf8(key).map_err(Error::internal)?,
             remote_user: row.remote_user,
         })
@@ -471,7 +474,11 @@ impl Core {
     }
 
     /// The container manager name of a cluster (`""`: none, or no such cluster).
-    pub(crate) async fn manager_of(&self, tenant: &TenantScope, cluster: &str) -> Result<String, Error> {
+    pub(crate) async fn manager_of(
+        &self,
+        tenant: &TenantScope,
+        cluster: &ClusterName,
+    ) -> Result<String, Error> {
         Ok(self
             .store
             .get_cluster(tenant, cluster)
@@ -482,7 +489,7 @@ impl Core {
 
     /// Removes a node from the container manager `manager`; failures are logged, not fatal
     /// (spec 6.3).
-    pub(crate) async fn deregister_node(&self, tenant: &TenantScope, manager: &str, address: &str) {
+    pub(crate) async fn deregister_node(&self, tenant: &TenantScope, manager: &str, address: &HostAddress) {
         if let Some(ops) = &self.hosts {
             ops.leave_container_manager(tenant, manager, address).await;
         }
@@ -490,8 +497,8 @@ impl Core {
 }
 
 /// "an upgrade", "a deploy", "a restart".
-pub(crate) fn article(op: &str) -> &'static str {
-    if op.starts_with(['a', 'e', 'i', 'o', 'u']) {
+pub(crate) fn article(op: OperationKind) -> &'static str {
+    if op.as_str().starts_with(['a', 'e', 'i', 'o', 'u']) {
         "an"
     } else {
         "a"
@@ -508,7 +515,7 @@ impl HostOps {
             .decode(String::from_utf8_lossy(&b64).trim())
             .map_err(|_| Error::internal("stored host key is not base64"))?;
         Ok(SshTarget {
-            host: row.address.clone(),
+            host: row.address.to_string(),
             port: self.settings.ssh_port,
             user: row.remote_user.clone(),
             private_key: String::from_utf8(text).map_err(Error::internal)?,
@@ -607,8 +614,8 @@ impl HostOps {
     pub(crate) async fn join_container_manager(
         &self,
         tenant: &TenantScope,
-        cluster: &str,
-        address: &str,
+        cluster: &ClusterName,
+        address: &HostAddress,
     ) -> Result<(&'static str, String, bool), Error> {
         let Some(c) = self.store.get_cluster(tenant, cluster).await? else {
             return Ok(("disassociated", String::new(), false));
@@ -618,7 +625,7 @@ impl HostOps {
         }
         match self.kube_target(tenant, &c.container_manager).await {
             Ok(None) => Ok(("active", String::new(), true)),
-            Ok(Some(target)) => match self.kube.register_node(&target, address).await {
+            Ok(Some(target)) => match self.kube.register_node(&target, address.as_str()).await {
                 Ok(()) => Ok(("active", String::new(), true)),
                 Err(e) => Ok(("disassociated", e.to_string(), false)),
             },
@@ -627,14 +634,19 @@ impl HostOps {
     }
 
     /// Removes a node from a container manager; a failure is logged and ignored (6.3).
-    pub(crate) async fn leave_container_manager(&self, tenant: &TenantScope, manager: &str, address: &str) {
+    pub(crate) async fn leave_container_manager(
+        &self,
+        tenant: &TenantScope,
+        manager: &str,
+        address: &HostAddress,
+    ) {
         if manager.is_empty() {
             return;
         }
         match self.kube_target(tenant, manager).await {
             Ok(None) => {}
             Ok(Some(target)) => {
-                if let Err(e) = self.kube.remove_node(&target, address).await {
+                if let Err(e) = self.kube.remove_node(&target, address.as_str()).await {
                     tracing::warn!(%address, %manager, error = %e, "could not remove the node from its container manager");
                 }
             }
@@ -647,13 +659,17 @@ impl HostOps {
         &self,
         tenant: &TenantScope,
         manager: &str,
-        address: &str,
+        address: &HostAddress,
     ) -> serde_json::Value {
         match self.kube_target(tenant, manager).await {
-            Ok(Some(target)) => self.kube.node_status(&target, address).await.unwrap_or_else(|e| {
-                tracing::debug!(%address, %manager, error = %e, "node status unavailable");
-                serde_json::json!({})
-            }),
+            Ok(Some(target)) => self
+                .kube
+                .node_status(&target, address.as_str())
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::debug!(%address, %manager, error = %e, "node status unavailable");
+                    serde_json::json!({})
+                }),
             _ => serde_json::json!({}),
         }
     }
@@ -738,8 +754,8 @@ impl JobHandler for InvestigateHandler {
                         facts.os_id
                     )));
                 };
-                let ipv4 = if host.address.parse::<std::net::Ipv4Addr>().is_ok() {
-                    host.address.clone()
+                let ipv4 = if host.address.as_str().parse::<std::net::Ipv4Addr>().is_ok() {
+                    host.address.to_string()
                 } else {
                     String::new()
                 };
@@ -795,9 +811,11 @@ impl JobHandler for InvestigateHandler {
 
     async fn failed(&self, job: &JobRow, reason: &str) -> Result<(), Error> {
         let ops = &self.0;
+        // The job's subject is the address it was queued with (see `put_host`).
+        let address = HostAddress::from_trusted(job.subject.as_str());
         if ops
             .store
-            .get_host(&TenantScope::background(job.tenant_id.clone()), &job.subject)
+            .get_host(&TenantScope::background(job.tenant_id.clone()), &address)
             .await?
             .is_some()
         {
@@ -806,11 +824,7 @@ impl JobHandler for InvestigateHandler {
                 ..HostState::new("failed", reason)
             };
             ops.store
-                .set_host_state(
-                    &TenantScope::background(job.tenant_id.clone()),
-                    &job.subject,
-                    &state,
-                )
+                .set_host_state(&TenantScope::background(job.tenant_id.clone()), &address, &state)
                 .await?;
         }
         Ok(())

@@ -17,7 +17,9 @@ use corral_drivers::{SshError, shell_quote};
 use corral_store::{JobRow, NewOperation, OperationRow, StartOperationOutcome};
 use corral_types::commissaire::{OperationPut, OperationRecord};
 use corral_types::time::{commissaire_time, now_ms};
-use corral_types::{Access, Error, JobId, OpCtx, TenantScope};
+use corral_types::{
+    Access, ClusterName, Error, HostAddress, JobId, OpCtx, OperationKind, OperationStatus, TenantScope,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -32,28 +34,22 @@ pub const HOST_STEP: &str = "cluster.host_step";
 /// Where hosts keep the locks and exit statuses of Corral's steps.
 const STEP_DIR: &str = "/var/tmp/corral-steps";
 
-/// The operation types and the name of their list of completed hosts.
-pub const KINDS: [(&str, &str); 3] = [
-    ("deploy", "deployed"),
-    ("upgrade", "upgraded"),
-    ("restart", "restarted"),
-];
-
-fn done_field(kind: &str) -> &'static str {
-    KINDS
-        .iter()
-        .find(|(k, _)| *k == kind)
-        .map(|(_, f)| *f)
-        .unwrap_or("done")
+/// The name of an operation type's list of completed hosts in its record (3.6).
+fn done_field(kind: OperationKind) -> &'static str {
+    match kind {
+        OperationKind::Deploy => "deployed",
+        OperationKind::Upgrade => "upgraded",
+        OperationKind::Restart => "restarted",
+    }
 }
 
 /// The record as the contract shapes it (3.6).
 pub fn record_view(op: &OperationRow) -> OperationRecord {
     let mut v = json!({"name": op.cluster, "status": op.status});
-    if op.kind == "deploy" {
+    if op.kind == OperationKind::Deploy {
         v["version"] = json!(op.version);
     }
-    v[done_field(&op.kind)] = json!(op.done);
+    v[done_field(op.kind)] = json!(op.done);
     v["in_process"] = json!(op.in_process);
     v["failed"] = json!(op.failed);
     v["message"] = json!(op.message);
@@ -64,18 +60,18 @@ pub fn record_view(op: &OperationRow) -> OperationRecord {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct OpPayload {
-    cluster: String,
-    kind: String,
+    cluster: ClusterName,
+    kind: OperationKind,
     version: String,
     max_parallel: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct StepPayload {
-    cluster: String,
-    kind: String,
+    cluster: ClusterName,
+    kind: OperationKind,
     version: String,
-    address: String,
+    address: HostAddress,
     /// The coordinator's job id: the operation record it reports to.
     op_job: JobId,
 }
@@ -86,7 +82,7 @@ impl Core {
         &self,
         ctx: &OpCtx,
         cluster: &str,
-        kind: &str,
+        kind: OperationKind,
     ) -> Result<Option<OperationRecord>, Error> {
         let scope = ctx.require(Access::Read)?;
         let row = self.cluster_row(&scope, cluster).await?;
@@ -103,12 +99,12 @@ impl Core {
         &self,
         ctx: &OpCtx,
         cluster: &str,
-        kind: &str,
+        kind: OperationKind,
         body: OperationPut,
     ) -> Result<(bool, OperationRecord), Error> {
         let scope = ctx.require(Access::Write)?;
         let row = self.cluster_row(&scope, cluster).await?;
-        let version = if kind == "deploy" {
+        let version = if kind == OperationKind::Deploy {
             match body.version.as_ref().and_then(|v| v.as_str()) {
                 Some(v) if !v.is_empty() && v.len() <= 255 && v.chars().all(|c| c.is_ascii_graphic()) => {
                     v.to_string()
@@ -128,7 +124,7 @@ impl Core {
         let tenant = &scope;
         let payload = OpPayload {
             cluster: row.name.clone(),
-            kind: kind.into(),
+            kind,
             version: version.clone(),
             max_parallel,
         };
@@ -137,10 +133,18 @@ impl Core {
             .settings
             .step_timeout
             .saturating_mul(row.members.len().max(1) as u32 + 1);
-        let job = new_job(ctx, tenant, COORDINATE, &row.name, &payload, false, deadline)?;
+        let job = new_job(
+            ctx,
+            tenant,
+            COORDINATE,
+            row.name.as_str(),
+            &payload,
+            false,
+            deadline,
+        )?;
         let new = NewOperation {
             cluster: row.name.clone(),
-            kind: kind.into(),
+            kind,
             version,
             max_parallel,
         };
@@ -151,7 +155,9 @@ impl Core {
                 Ok((true, record_view(&op)))
             }
             StartOperationOutcome::AlreadyRunning(op) => Ok((false, record_view(&op))),
-            StartOperationOutcome::Conflict(op) if op.kind == "deploy" && kind == "deploy" => {
+            StartOperationOutcome::Conflict(op)
+                if op.kind == OperationKind::Deploy && kind == OperationKind::Deploy =>
+            {
                 Err(Error::conflict(format!(
                     "Cluster '{}' is deploying version '{}'.",
                     row.name, op.version
@@ -160,7 +166,7 @@ impl Core {
             StartOperationOutcome::Conflict(op) => Err(Error::conflict(format!(
                 "Cluster '{}' has {} {} in process.",
                 row.name,
-                article(&op.kind),
+                article(op.kind),
                 op.kind
             ))),
             StartOperationOutcome::NoCluster => Err(cluster_not_found(cluster)),
@@ -180,7 +186,7 @@ impl JobHandler for CoordinateHandler {
         let op_job = ctx.job.id.clone();
         let Some(op) = ops
             .store
-            .get_operation(&tenant, &p.cluster, &p.kind)
+            .get_operation(&tenant, &p.cluster, p.kind)
             .await?
             .filter(|o| o.job_id == op_job)
         else {
@@ -203,7 +209,7 @@ impl JobHandler for CoordinateHandler {
             }
             let step = StepPayload {
                 cluster: p.cluster.clone(),
-                kind: p.kind.clone(),
+                kind: p.kind,
                 version: p.version.clone(),
                 address: address.clone(),
                 op_job: op_job.clone(),
@@ -233,13 +239,13 @@ impl JobHandler for CoordinateHandler {
             let dispatched = ctx.dispatched_count();
             if op.done.len() + op.failed.len() >= dispatched {
                 let status = if op.failed.is_empty() {
-                    "finished"
+                    OperationStatus::Finished
                 } else {
-                    "failed"
+                    OperationStatus::Failed
                 };
                 ops.store
-                    .update_operation(&tenant, &p.cluster, &p.kind, &op_job, |o| {
-                        o.status = status.into();
+                    .update_operation(&tenant, &p.cluster, p.kind, &op_job, |o| {
+                        o.status = status;
                         o.in_process.clear();
                         o.finished_at = Some(now_ms());
                     })
@@ -258,10 +264,10 @@ impl JobHandler for CoordinateHandler {
             .update_operation(
                 &TenantScope::background(job.tenant_id.clone()),
                 &p.cluster,
-                &p.kind,
+                p.kind,
                 &job.id,
                 |o| {
-                    o.status = "failed".into();
+                    o.status = OperationStatus::Failed;
                     if o.message.is_empty() {
                         o.message = format!("operation: {reason}");
                     }
@@ -287,7 +293,7 @@ async fn current(
     op_job: &JobId,
 ) -> Result<OperationRow, JobError> {
     ops.store
-        .get_operation(tenant, &p.cluster, &p.kind)
+        .get_operation(tenant, &p.cluster, p.kind)
         .await?
         .filter(|o| o.job_id == *op_job)
         .ok_or_else(|| JobError::Failed("the operation record is gone".into()))
@@ -308,7 +314,7 @@ impl JobHandler for HostStepHandler {
             let (tenant, p) = (tenant.clone(), p.clone());
             async move {
                 ops.store
-                    .update_operation(&tenant, &p.cluster, &p.kind, &p.op_job, change)
+                    .update_operation(&tenant, &p.cluster, p.kind, &p.op_job, change)
                     .await
             }
         };
@@ -335,14 +341,14 @@ impl JobHandler for HostStepHandler {
             .profiles
             .get(&host.os)
             .ok_or_else(|| JobError::Failed(format!("Unsupported operating system '{}'.", host.os)))?;
-        let command = match p.kind.as_str() {
-            "upgrade" => profile.upgrade.clone(),
-            "restart" => profile.restart.clone(),
-            _ => profile.deploy.replace("{version}", &shell_quote(&p.version)),
+        let command = match p.kind {
+            OperationKind::Upgrade => profile.upgrade.clone(),
+            OperationKind::Restart => profile.restart.clone(),
+            OperationKind::Deploy => profile.deploy.replace("{version}", &shell_quote(&p.version)),
         };
         let job_id = ctx.job.id.clone();
         let step_timeout = ops.settings.step_timeout;
-        let is_restart = p.kind == "restart";
+        let is_restart = p.kind == OperationKind::Restart;
         let h = host.clone();
         let t = tenant.clone();
         let o = ops.clone();
@@ -385,7 +391,7 @@ impl JobHandler for HostStepHandler {
             .update_operation(
                 &TenantScope::background(job.tenant_id.clone()),
                 &p.cluster,
-                &p.kind,
+                p.kind,
                 &p.op_job,
                 move |o| {
                     o.in_process.retain(|x| *x != a);

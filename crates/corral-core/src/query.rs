@@ -20,7 +20,7 @@ use corral_store::InstanceRow;
 use corral_types::perspective::{Flavor, Image, Metadata, Network};
 use corral_types::query::{QueryData, QueryResult, QueryRow, QueryStatement, QueryStatus};
 use corral_types::time::{commissaire_time, now_ms, rfc3339};
-use corral_types::{Access, Error, OpCtx, TenantId, TenantScope};
+use corral_types::{Access, ClusterName, Error, OpCtx, OperationKind, TenantId, TenantScope};
 
 use crate::Core;
 
@@ -390,7 +390,7 @@ impl Core {
             push(
                 "hosts",
                 vec![
-                    s(h.address),
+                    s(h.address.as_str()),
                     s(h.status),
                     s(h.os),
                     Value::Int(h.cpus),
@@ -398,7 +398,7 @@ impl Core {
                     Value::Int(h.space),
                     opt_s(h.last_check.map(commissaire_time)),
                     s(h.source),
-                    opt_s(h.cluster),
+                    opt_s(h.cluster.map(ClusterName::into_string)),
                 ],
             );
         }
@@ -427,10 +427,10 @@ impl Core {
             push(
                 "operations",
                 vec![
-                    s(o.cluster),
+                    s(o.cluster.as_str()),
                     s(o.kind.as_str()),
-                    s(o.status),
-                    if o.kind == "deploy" {
+                    s(o.status.as_str()),
+                    if o.kind == OperationKind::Deploy {
                         s(o.version)
                     } else {
                         Value::Null

@@ -4,7 +4,9 @@
 //! cluster's row ([`lock_cluster`]), so the compare-and-swap of `PUT .../hosts` and the
 //! "no change while an operation is in process" rule hold with several replicas.
 
-use corral_types::{Error, JobId, TenantId, TenantScope};
+use corral_types::{
+    ClusterName, Error, HostAddress, JobId, OperationKind, OperationStatus, TenantId, TenantScope,
+};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
@@ -14,7 +16,7 @@ use crate::{Store, db};
 /// A stored host, with the cluster it belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostRow {
-    pub address: String,
+    pub address: HostAddress,
     pub status: String,
     pub os: String,
     pub cpus: i64,
@@ -31,7 +33,7 @@ pub struct HostRow {
     pub hostname: String,
     pub ipv4: String,
     pub registered: bool,
-    pub cluster: Option<String>,
+    pub cluster: Option<ClusterName>,
 }
 
 const HOST_COLS: &str = "h.address, h.status, h.os, h.cpus, h.memory, h.space, h.last_check, h.source, \
@@ -66,7 +68,7 @@ fn host_row(r: &AnyRow) -> Result<HostRow, sqlx::Error> {
 /// [`host_row`] for the SQLite fast path (fast.rs).
 fn fast_host_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<HostRow> {
     Ok(HostRow {
-        address: r.get(0)?,
+        address: HostAddress::from_trusted(r.get::<_, String>(0)?),
         status: r.get(1)?,
         os: r.get(2)?,
         cpus: r.get(3)?,
@@ -83,14 +85,14 @@ fn fast_host_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<HostRow> {
         hostname: r.get(14)?,
         ipv4: r.get(15)?,
         registered: r.get::<_, i64>(16)? == 1,
-        cluster: r.get(17)?,
+        cluster: r.get::<_, Option<String>>(17)?.map(ClusterName::from_trusted),
     })
 }
 
 /// A host to register.
 #[derive(Debug, Clone)]
 pub struct NewHost {
-    pub address: String,
+    pub address: HostAddress,
     pub source: String,
     pub remote_user: String,
     pub ssh_key_sealed: String,
@@ -106,24 +108,26 @@ pub enum CreateHostOutcome {
     Exists(HostRow),
     QuotaExceeded(i64),
     ClusterMissing,
-    ClusterBusy(String),
+    /// The cluster has an operation of this type in process.
+    ClusterBusy(OperationKind),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeleteHostOutcome {
     /// Deleted; the cluster it was a member of, if any, and whether it was registered there.
-    Deleted(Option<String>, bool),
+    Deleted(Option<ClusterName>, bool),
     NotFound,
-    ClusterBusy(String),
+    ClusterBusy(OperationKind),
 }
 
 /// A stored cluster with its members in join order and their statuses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterRow {
-    pub name: String,
+    pub name: ClusterName,
     pub network: String,
     pub container_manager: String,
-    pub members: Vec<(String, String)>,
+    /// Member addresses with their host statuses.
+    pub members: Vec<(HostAddress, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,9 +142,9 @@ pub enum CreateClusterOutcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeleteClusterOutcome {
     /// Deleted; its former members with whether each was registered with the manager.
-    Deleted(Vec<(String, bool)>),
+    Deleted(Vec<(HostAddress, bool)>),
     NotFound,
-    Busy(String),
+    Busy(OperationKind),
 }
 
 /// Why a membership change was refused, or what it changed.
@@ -148,29 +152,30 @@ pub enum DeleteClusterOutcome {
 pub enum MembershipOutcome {
     /// Done: hosts added (in join order) and removed (with their `registered` flag).
     Changed {
-        added: Vec<String>,
-        removed: Vec<(String, bool)>,
+        added: Vec<HostAddress>,
+        removed: Vec<(HostAddress, bool)>,
     },
     NoCluster,
-    Busy(String),
+    Busy(OperationKind),
     Mismatch,
-    HostMissing(String),
-    OtherCluster(String, String),
-    NotReady(Vec<(String, String)>),
+    HostMissing(HostAddress),
+    OtherCluster(HostAddress, ClusterName),
+    /// Hosts to add with their statuses, which are not `active` or `disassociated`.
+    NotReady(Vec<(HostAddress, String)>),
 }
 
 /// An operation record (deploy, upgrade, restart) as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OperationRow {
-    pub cluster: String,
-    pub kind: String,
-    pub status: String,
+    pub cluster: ClusterName,
+    pub kind: OperationKind,
+    pub status: OperationStatus,
     pub version: String,
     pub max_parallel: i64,
-    pub members: Vec<String>,
-    pub done: Vec<String>,
-    pub in_process: Vec<String>,
-    pub failed: Vec<String>,
+    pub members: Vec<HostAddress>,
+    pub done: Vec<HostAddress>,
+    pub in_process: Vec<HostAddress>,
+    pub failed: Vec<HostAddress>,
     pub message: String,
     pub started_at: i64,
     pub finished_at: Option<i64>,
@@ -180,7 +185,8 @@ pub struct OperationRow {
 const OP_COLS: &str = "cluster, type, status, version, max_parallel, members, done, in_process, failed, message, \
                        started_at, finished_at, job_id";
 
-fn list(text: String) -> Result<Vec<String>, sqlx::Error> {
+/// A JSON array of addresses (serde transparent: the stored text is an array of strings).
+fn list(text: String) -> Result<Vec<HostAddress>, sqlx::Error> {
     serde_json::from_str(&text).map_err(|e| sqlx::Error::Decode(Box::new(e)))
 }
 
@@ -202,7 +208,7 @@ fn op_row(r: &AnyRow) -> Result<OperationRow, sqlx::Error> {
     })
 }
 
-fn json_list(v: &[String]) -> String {
+fn json_list(v: &[HostAddress]) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
 }
 
@@ -240,8 +246,8 @@ pub struct HostFacts {
 /// An operation to start.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewOperation {
-    pub cluster: String,
-    pub kind: String,
+    pub cluster: ClusterName,
+    pub kind: OperationKind,
     pub version: String,
     pub max_parallel: i64,
 }
@@ -260,7 +266,7 @@ pub enum StartOperationOutcome {
 async fn lock_cluster(
     tx: &mut Transaction<'static, Any>,
     tenant: &TenantScope,
-    name: &str,
+    name: &ClusterName,
 ) -> Result<bool, Error> {
     let done = sqlx::query("UPDATE clusters SET name = name WHERE tenant_id = $1 AND name = $2")
         .bind(tenant.as_str())
@@ -275,8 +281,8 @@ async fn lock_cluster(
 async fn busy(
     tx: &mut Transaction<'static, Any>,
     tenant: &TenantScope,
-    cluster: &str,
-) -> Result<Option<String>, Error> {
+    cluster: &ClusterName,
+) -> Result<Option<OperationKind>, Error> {
     sqlx::query("SELECT type FROM operations WHERE tenant_id = $1 AND cluster = $2 AND status = 'in_process'")
         .bind(tenant.as_str())
         .bind(cluster)
@@ -289,7 +295,7 @@ async fn busy(
 async fn host_in(
     tx: &mut Transaction<'static, Any>,
     tenant: &TenantScope,
-    address: &str,
+    address: &HostAddress,
 ) -> Result<Option<HostRow>, Error> {
     sqlx::query(sqlf!(
         "SELECT {HOST_COLS} FROM {HOST_FROM} WHERE h.tenant_id = $1 AND h.address = $2"
@@ -305,8 +311,8 @@ async fn host_in(
 async fn append_member(
     tx: &mut Transaction<'static, Any>,
     tenant: &TenantScope,
-    cluster: &str,
-    address: &str,
+    cluster: &ClusterName,
+    address: &HostAddress,
 ) -> Result<(), Error> {
     sqlx::query(
         "INSERT INTO cluster_hosts (tenant_id, address, cluster, position) \
@@ -324,8 +330,8 @@ async fn append_member(
 async fn members_in(
     tx: &mut Transaction<'static, Any>,
     tenant: &TenantScope,
-    cluster: &str,
-) -> Result<Vec<(String, String, bool)>, Error> {
+    cluster: &ClusterName,
+) -> Result<Vec<(HostAddress, String, bool)>, Error> {
     sqlx::query(
         "SELECT m.address, h.status, h.registered FROM cluster_hosts m JOIN hosts h \
          ON h.tenant_id = m.tenant_id AND h.address = m.address \
@@ -347,7 +353,7 @@ async fn members_in(
 async fn drop_member(
     tx: &mut Transaction<'static, Any>,
     tenant: &TenantScope,
-    address: &str,
+    address: &HostAddress,
 ) -> Result<(), Error> {
     sqlx::query("DELETE FROM cluster_hosts WHERE tenant_id = $1 AND address = $2")
         .bind(tenant.as_str())
@@ -381,13 +387,17 @@ impl Store {
         .map_err(db)
     }
 
-    pub async fn get_host(&self, tenant: &TenantScope, address: &str) -> Result<Option<HostRow>, Error> {
+    pub async fn get_host(
+        &self,
+        tenant: &TenantScope,
+        address: &HostAddress,
+    ) -> Result<Option<HostRow>, Error> {
         let sql = format!("SELECT {HOST_COLS} FROM {HOST_FROM} WHERE h.tenant_id = $1 AND h.address = $2");
         if let Some(fast) = &self.fast {
             return fast.read(|c| {
                 use rusqlite::OptionalExtension;
                 c.prepare_cached(&sql)?
-                    .query_row([tenant.as_str(), address], fast_host_row)
+                    .query_row([tenant.as_str(), address.as_str()], fast_host_row)
                     .optional()
             });
         }
@@ -406,7 +416,7 @@ impl Store {
         &self,
         tenant: &TenantScope,
         host: &NewHost,
-        cluster: Option<&str>,
+        cluster: Option<&ClusterName>,
         job: &NewJob,
     ) -> Result<CreateHostOutcome, Error> {
         let mut tx = self.begin_write().await?;
@@ -469,7 +479,7 @@ impl Store {
     pub async fn delete_host(
         &self,
         tenant: &TenantScope,
-        address: &str,
+        address: &HostAddress,
         now: i64,
     ) -> Result<DeleteHostOutcome, Error> {
         let mut tx = self.begin_write().await?;
@@ -506,7 +516,7 @@ impl Store {
     pub async fn record_facts(
         &self,
         tenant: &TenantScope,
-        address: &str,
+        address: &HostAddress,
         f: &HostFacts,
         now: i64,
     ) -> Result<(), Error> {
@@ -535,7 +545,7 @@ impl Store {
     pub async fn pin_host_key(
         &self,
         tenant: &TenantScope,
-        address: &str,
+        address: &HostAddress,
         fingerprint: &str,
     ) -> Result<(), Error> {
         let mut tx = self.begin_write().await?;
@@ -556,7 +566,7 @@ impl Store {
     pub async fn set_host_state(
         &self,
         tenant: &TenantScope,
-        address: &str,
+        address: &HostAddress,
         state: &HostState,
     ) -> Result<(), Error> {
         let mut tx = self.begin_write().await?;
@@ -578,7 +588,7 @@ impl Store {
         tx.commit().await.map_err(db)
     }
 
-    pub async fn list_clusters(&self, tenant: &TenantScope) -> Result<Vec<String>, Error> {
+    pub async fn list_clusters(&self, tenant: &TenantScope) -> Result<Vec<ClusterName>, Error> {
         sqlx::query(sqlf!(
             "SELECT name FROM clusters WHERE tenant_id = $1 ORDER BY {}",
             self.bytewise("name")
@@ -612,7 +622,7 @@ impl Store {
                 .collect()
         })
         .map_err(db)?;
-        let members: Vec<(String, String, String)> = sqlx::query(
+        let members: Vec<(ClusterName, HostAddress, String)> = sqlx::query(
             "SELECT m.cluster, m.address, h.status FROM cluster_hosts m JOIN hosts h ON h.tenant_id = m.tenant_id \
              AND h.address = m.address WHERE m.tenant_id = $1 ORDER BY m.cluster, m.position",
         )
@@ -625,7 +635,7 @@ impl Store {
                 .collect()
         })
         .map_err(db)?;
-        let index: std::collections::HashMap<String, usize> = clusters
+        let index: std::collections::HashMap<ClusterName, usize> = clusters
             .iter()
             .enumerate()
             .map(|(i, c)| (c.name.clone(), i))
@@ -650,7 +660,11 @@ impl Store {
         .map_err(db)
     }
 
-    pub async fn get_cluster(&self, tenant: &TenantScope, name: &str) -> Result<Option<ClusterRow>, Error> {
+    pub async fn get_cluster(
+        &self,
+        tenant: &TenantScope,
+        name: &ClusterName,
+    ) -> Result<Option<ClusterRow>, Error> {
         let Some(row) = sqlx::query(
             "SELECT name, network, container_manager FROM clusters WHERE tenant_id = $1 AND name = $2",
         )
@@ -684,7 +698,7 @@ impl Store {
     pub async fn create_cluster(
         &self,
         tenant: &TenantScope,
-        name: &str,
+        name: &ClusterName,
         network: &str,
         container_manager: &str,
         now: i64,
@@ -707,7 +721,7 @@ impl Store {
                 .map_err(db)?;
         if let Some(r) = existing {
             let row = ClusterRow {
-                name: name.to_string(),
+                name: name.clone(),
                 network: r.try_get(0).map_err(db)?,
                 container_manager: r.try_get(1).map_err(db)?,
                 members: Vec::new(),
@@ -758,7 +772,7 @@ impl Store {
         .map_err(db)?;
         tx.commit().await.map_err(db)?;
         Ok(CreateClusterOutcome::Created(ClusterRow {
-            name: name.to_string(),
+            name: name.clone(),
             network: network.to_string(),
             container_manager: container_manager.to_string(),
             members: Vec::new(),
@@ -769,7 +783,7 @@ impl Store {
     pub async fn delete_cluster(
         &self,
         tenant: &TenantScope,
-        name: &str,
+        name: &ClusterName,
     ) -> Result<DeleteClusterOutcome, Error> {
         let mut tx = self.begin_write().await?;
         if !lock_cluster(&mut tx, tenant, name).await? {
@@ -800,18 +814,18 @@ impl Store {
     pub async fn change_members(
         &self,
         tenant: &TenantScope,
-        cluster: &str,
-        old: Option<&[String]>,
-        new: &[String],
+        cluster: &ClusterName,
+        old: Option<&[HostAddress]>,
+        new: &[HostAddress],
     ) -> Result<MembershipOutcome, Error> {
         let mut tx = self.begin_write().await?;
         if !lock_cluster(&mut tx, tenant, cluster).await? {
             return Ok(MembershipOutcome::NoCluster);
         }
         let current = members_in(&mut tx, tenant, cluster).await?;
-        let current_set: std::collections::BTreeSet<&str> =
-            current.iter().map(|(a, _, _)| a.as_str()).collect();
-        let target: Vec<String> = match old {
+        let current_set: std::collections::BTreeSet<&HostAddress> =
+            current.iter().map(|(a, _, _)| a).collect();
+        let target: Vec<HostAddress> = match old {
             Some(_) => new.to_vec(),
             None => current
                 .iter()
@@ -820,13 +834,13 @@ impl Store {
                 .collect(),
         };
         let mut seen = std::collections::BTreeSet::new();
-        let target: Vec<String> = target.into_iter().filter(|a| seen.insert(a.clone())).collect();
-        let added: Vec<String> = target
+        let target: Vec<HostAddress> = target.into_iter().filter(|a| seen.insert(a.clone())).collect();
+        let added: Vec<HostAddress> = target
             .iter()
-            .filter(|a| !current_set.contains(a.as_str()))
+            .filter(|a| !current_set.contains(a))
             .cloned()
             .collect();
-        let removed: Vec<(String, bool)> = current
+        let removed: Vec<(HostAddress, bool)> = current
             .iter()
             .filter(|(a, _, _)| !seen.contains(a))
             .map(|(a, _, r)| (a.clone(), *r))
@@ -838,7 +852,7 @@ impl Store {
             return Ok(MembershipOutcome::Busy(op));
         }
         if let Some(old) = old {
-            let old_set: std::collections::BTreeSet<&str> = old.iter().map(String::as_str).collect();
+            let old_set: std::collections::BTreeSet<&HostAddress> = old.iter().collect();
             if old_set != current_set {
                 return Ok(MembershipOutcome::Mismatch);
             }
@@ -872,9 +886,9 @@ impl Store {
     pub async fn remove_member(
         &self,
         tenant: &TenantScope,
-        cluster: &str,
-        address: &str,
-    ) -> Result<Option<Result<Option<bool>, String>>, Error> {
+        cluster: &ClusterName,
+        address: &HostAddress,
+    ) -> Result<Option<Result<Option<bool>, OperationKind>>, Error> {
         let mut tx = self.begin_write().await?;
         if !lock_cluster(&mut tx, tenant, cluster).await? {
             return Ok(None);
@@ -897,8 +911,8 @@ impl Store {
     pub async fn get_operation(
         &self,
         tenant: &TenantScope,
-        cluster: &str,
-        kind: &str,
+        cluster: &ClusterName,
+        kind: OperationKind,
     ) -> Result<Option<OperationRow>, Error> {
         sqlx::query(sqlf!(
             "SELECT {OP_COLS} FROM operations WHERE tenant_id = $1 AND cluster = $2 AND type = $3"
@@ -916,7 +930,7 @@ impl Store {
     pub async fn latest_operation(
         &self,
         tenant: &TenantScope,
-        cluster: &str,
+        cluster: &ClusterName,
     ) -> Result<Option<OperationRow>, Error> {
         sqlx::query(sqlf!(
             "SELECT {OP_COLS} FROM operations WHERE tenant_id = $1 AND cluster = $2 ORDER BY started_at DESC LIMIT 1"
@@ -943,8 +957,7 @@ impl Store {
             version,
             max_parallel,
         } = new;
-        let (cluster, kind, version, max_parallel) =
-            (cluster.as_str(), kind.as_str(), version.as_str(), *max_parallel);
+        let (kind, version, max_parallel) = (*kind, version.as_str(), *max_parallel);
         let mut tx = self.begin_write().await?;
         if !lock_cluster(&mut tx, tenant, cluster).await? {
             return Ok(StartOperationOutcome::NoCluster);
@@ -965,7 +978,7 @@ impl Store {
                 StartOperationOutcome::Conflict(op)
             });
         }
-        let members: Vec<String> = members_in(&mut tx, tenant, cluster)
+        let members: Vec<HostAddress> = members_in(&mut tx, tenant, cluster)
             .await?
             .into_iter()
             .map(|(a, _, _)| a)
@@ -978,9 +991,9 @@ impl Store {
             .await
             .map_err(db)?;
         let op = OperationRow {
-            cluster: cluster.to_string(),
-            kind: kind.to_string(),
-            status: "in_process".into(),
+            cluster: cluster.clone(),
+            kind,
+            status: OperationStatus::InProcess,
             version: version.to_string(),
             max_parallel,
             members,
@@ -997,8 +1010,8 @@ impl Store {
         ))
         .bind(tenant.as_str())
         .bind(&op.cluster)
-        .bind(&op.kind)
-        .bind(&op.status)
+        .bind(op.kind)
+        .bind(op.status)
         .bind(&op.version)
         .bind(op.max_parallel)
         .bind(json_list(&op.members))
@@ -1023,8 +1036,8 @@ impl Store {
     pub async fn update_operation(
         &self,
         tenant: &TenantScope,
-        cluster: &str,
-        kind: &str,
+        cluster: &ClusterName,
+        kind: OperationKind,
         job_id: &JobId,
         change: impl FnOnce(&mut OperationRow),
     ) -> Result<Option<OperationRow>, Error> {
@@ -1052,7 +1065,7 @@ impl Store {
         .bind(cluster)
         .bind(kind)
         .bind(job_id)
-        .bind(&op.status)
+        .bind(op.status)
         .bind(json_list(&op.done))
         .bind(json_list(&op.in_process))
         .bind(json_list(&op.failed))
@@ -1101,7 +1114,7 @@ impl Store {
     pub async fn record_host_check(
         &self,
         tenant: &TenantScope,
-        address: &str,
+        address: &HostAddress,
         status: &str,
         message: &str,
         registered: Option<bool>,

@@ -173,6 +173,83 @@ id_type!(
     ClusterName
 );
 
+/// A rolling operation's type (commissaire-v0.md 4.10-4.12): a closed set, so a typo cannot
+/// name a fourth kind; stored and serialised as its lower-case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OperationKind {
+    Deploy,
+    Upgrade,
+    Restart,
+}
+
+impl OperationKind {
+    pub const ALL: [OperationKind; 3] = [
+        OperationKind::Deploy,
+        OperationKind::Upgrade,
+        OperationKind::Restart,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperationKind::Deploy => "deploy",
+            OperationKind::Upgrade => "upgrade",
+            OperationKind::Restart => "restart",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<OperationKind> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl fmt::Display for OperationKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(feature = "sqlx")]
+crate::sqlx_enum!(OperationKind);
+
+/// Where a rolling operation is: the record's `status` (commissaire-v0.md 3.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperationStatus {
+    InProcess,
+    Finished,
+    Failed,
+}
+
+impl OperationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperationStatus::InProcess => "in_process",
+            OperationStatus::Finished => "finished",
+            OperationStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<OperationStatus> {
+        [
+            OperationStatus::InProcess,
+            OperationStatus::Finished,
+            OperationStatus::Failed,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
+impl fmt::Display for OperationStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(feature = "sqlx")]
+crate::sqlx_enum!(OperationStatus);
+
 /// An API key's id (a UUID, shown to clients, used to revoke it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -228,6 +305,23 @@ mod tests {
             TenantName::parse("a b").unwrap_err().external_message(),
             "Invalid name 'a b': use 1 to 255 characters from A-Z a-z 0-9 _ -."
         );
+    }
+
+    #[test]
+    fn operation_enums_round_trip() {
+        for k in OperationKind::ALL {
+            assert_eq!(OperationKind::parse(k.as_str()), Some(k));
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+        }
+        for st in [
+            OperationStatus::InProcess,
+            OperationStatus::Finished,
+            OperationStatus::Failed,
+        ] {
+            assert_eq!(OperationStatus::parse(st.as_str()), Some(st));
+            assert_eq!(serde_json::to_value(st).unwrap(), st.as_str());
+        }
+        assert_eq!(OperationKind::parse("reboot"), None);
     }
 
     #[test]

@@ -21,5 +21,5 @@ pub use ctx::{Access, OpCtx, Principal, Role, TenantRef};
 pub use error::{Error, Parsed, Result};
 pub use ids::{
     ApiKeyId, CloudId, ClusterName, HostAddress, ImageId, InstanceId, JobId, JobKind, NamespaceName,
-    TenantId, TenantName, UserName,
+    OperationKind, OperationStatus, TenantId, TenantName, UserName,
 };

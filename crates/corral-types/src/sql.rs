@@ -31,26 +31,41 @@ macro_rules! sqlx_text {
     };
 }
 
-impl sqlx::Type<sqlx::Any> for crate::Role {
-    fn type_info() -> sqlx::any::AnyTypeInfo {
-        <String as sqlx::Type<sqlx::Any>>::type_info()
-    }
+/// Implements `Type`, `Encode` and `Decode` for sqlx's `Any` driver over a closed set stored as
+/// TEXT through its `as_str` and `parse`; an unknown value read back is a decode error.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! sqlx_enum {
+    ($name:ident) => {
+        impl sqlx::Type<sqlx::Any> for $name {
+            fn type_info() -> sqlx::any::AnyTypeInfo {
+                <String as sqlx::Type<sqlx::Any>>::type_info()
+            }
+        }
+
+        impl<'q> sqlx::Encode<'q, sqlx::Any> for $name {
+            fn encode_by_ref(
+                &self,
+                buf: &mut <sqlx::Any as sqlx::Database>::ArgumentBuffer,
+            ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+                <&str as sqlx::Encode<'q, sqlx::Any>>::encode(self.as_str(), buf)
+            }
+        }
+
+        impl<'r> sqlx::Decode<'r, sqlx::Any> for $name {
+            fn decode(
+                value: <sqlx::Any as sqlx::Database>::ValueRef<'r>,
+            ) -> Result<Self, sqlx::error::BoxDynError> {
+                let s = <String as sqlx::Decode<'r, sqlx::Any>>::decode(value)?;
+                $name::parse(&s)
+                    .ok_or_else(|| format!(concat!("unknown ", stringify!($name), " '{}'"), s).into())
+            }
+        }
+    };
 }
 
-impl<'q> sqlx::Encode<'q, sqlx::Any> for crate::Role {
-    fn encode_by_ref(
-        &self,
-        buf: &mut <sqlx::Any as sqlx::Database>::ArgumentBuffer,
-    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
-        <&str as sqlx::Encode<'q, sqlx::Any>>::encode(self.as_str(), buf)
-    }
-}
+use crate::Role;
 
-/// A stored role outside the closed set is a corrupt row: the read fails rather than
-/// granting some default.
-impl<'r> sqlx::Decode<'r, sqlx::Any> for crate::Role {
-    fn decode(value: <sqlx::Any as sqlx::Database>::ValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
-        let s = <String as sqlx::Decode<'r, sqlx::Any>>::decode(value)?;
-        crate::Role::parse(&s).ok_or_else(|| format!("unknown role '{s}'").into())
-    }
-}
+// A stored role outside the closed set is a corrupt row: the read fails rather than granting
+// some default.
+sqlx_enum!(Role);

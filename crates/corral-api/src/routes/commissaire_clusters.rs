@@ -2,6 +2,7 @@
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
+use corral_types::OperationKind;
 use corral_types::commissaire::{Cluster, ClusterPut, MembersPut, OperationPut};
 use corral_types::views::ErrorBody;
 
@@ -145,7 +146,7 @@ async fn start(
     s: AppState,
     ctx: corral_core::OpCtx,
     name: &str,
-    kind: &str,
+    kind: OperationKind,
     body: OperationPut,
 ) -> ApiResult<Response> {
     let (created, rec) = s.core.start_operation(&ctx, name, kind, body).await?;
@@ -157,7 +158,7 @@ async fn start(
 }
 
 macro_rules! operation_routes {
-    ($kind:literal, $get:ident, $put:ident, $path:literal) => {
+    ($kind:expr, $get:ident, $put:ident, $path:literal) => {
         /// The latest record of this operation type (204 when none was ever started).
         #[utoipa::path(get, path = $path, tag = "commissaire",
             params(("name" = String, Path, description = "cluster name")),
@@ -182,15 +183,20 @@ macro_rules! operation_routes {
     };
 }
 
-operation_routes!("deploy", get_deploy, put_deploy, "/api/v0/cluster/{name}/deploy");
 operation_routes!(
-    "upgrade",
+    OperationKind::Deploy,
+    get_deploy,
+    put_deploy,
+    "/api/v0/cluster/{name}/deploy"
+);
+operation_routes!(
+    OperationKind::Upgrade,
     get_upgrade,
     put_upgrade,
     "/api/v0/cluster/{name}/upgrade"
 );
 operation_routes!(
-    "restart",
+    OperationKind::Restart,
     get_restart,
     put_restart,
     "/api/v0/cluster/{name}/restart"
