@@ -106,3 +106,34 @@ pub struct OperationPut {
 /// An operation record (3.6). The list of completed hosts is named after the operation
 /// (`deployed`, `upgraded`, `restarted`), so the view is rendered as a JSON object.
 pub type OperationRecord = serde_json::Value;
+
+/// `GET /api/v0/status` (commissaire-v0.md 5.15). Fields are in alphabetical order, the order
+/// the answer has always had.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MachineryStatus {
+    pub investigator: WorkerStatus,
+    pub store: StoreStatus,
+    pub watcher: WorkerStatus,
+}
+
+/// `store` part of [`MachineryStatus`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoreStatus {
+    pub status: String,
+}
+
+/// `investigator` and `watcher` parts of [`MachineryStatus`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WorkerStatus {
+    pub info: WorkerInfo,
+    /// `OK` or `FAILED`.
+    pub status: String,
+}
+
+/// Queue figures of a [`WorkerStatus`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WorkerInfo {
+    pub errors: Vec<String>,
+    pub in_use: i64,
+    pub size: i64,
+}
