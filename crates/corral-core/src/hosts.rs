@@ -21,7 +21,7 @@ use corral_drivers::{
 use corral_store::{
     CreateHostOutcome, DeleteHostOutcome, HostFacts, HostRow, HostState, JobRow, NewHost, Store,
 };
-use corral_types::commissaire::{Host, HostCreds, HostPut, HostStatus, HostStatusHost};
+use corral_types::commissaire::{Host, HostCreds, HostPut, HostStatus, HostStatusHost, NodeStatus};
 use corral_types::time::{commissaire_time, now_ms};
 use corral_types::{Access, Error, OpCtx, TenantId, TenantScope};
 use serde::{Deserialize, Serialize};
@@ -457,7 +457,7 @@ impl Core {
                 let manager = self.manager_of(&scope, c).await?;
                 ops.node_status(&scope, &manager, &row.address).await
             }
-            _ => serde_json::json!({}),
+            _ => NodeStatus::none(),
         };
         Ok(HostStatus {
             kind: "host_only".into(),
@@ -639,18 +639,16 @@ impl HostOps {
     }
 
     /// The node status a container manager reports (`{}` when there is none to ask).
-    pub(crate) async fn node_status(
-        &self,
-        tenant: &TenantScope,
-        manager: &str,
-        address: &str,
-    ) -> serde_json::Value {
+    pub(crate) async fn node_status(&self, tenant: &TenantScope, manager: &str, address: &str) -> NodeStatus {
         match self.kube_target(tenant, manager).await {
-            Ok(Some(target)) => self.kube.node_status(&target, address).await.unwrap_or_else(|e| {
-                tracing::debug!(%address, %manager, error = %e, "node status unavailable");
-                serde_json::json!({})
-            }),
-            _ => serde_json::json!({}),
+            Ok(Some(target)) => match self.kube.node_status(&target, address).await {
+                Ok(status) => NodeStatus(status),
+                Err(e) => {
+                    tracing::debug!(%address, %manager, error = %e, "node status unavailable");
+                    NodeStatus::none()
+                }
+            },
+            _ => NodeStatus::none(),
         }
     }
 

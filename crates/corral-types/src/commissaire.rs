@@ -55,7 +55,20 @@ pub struct HostStatus {
     #[serde(rename = "type")]
     pub kind: String,
     pub host: HostStatusHost,
-    pub container_manager: serde_json::Value,
+    #[schema(value_type = serde_json::Value)]
+    pub container_manager: NodeStatus,
+}
+
+/// The node status a container manager reports, passed through as it sent it (`{}`: none).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct NodeStatus(pub serde_json::Value);
+
+impl NodeStatus {
+    /// `{}`: no container manager to ask, or no answer from it.
+    pub fn none() -> NodeStatus {
+        NodeStatus(serde_json::Value::Object(serde_json::Map::new()))
+    }
 }
 
 /// Member counts of a cluster.

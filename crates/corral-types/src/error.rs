@@ -92,6 +92,10 @@ impl Error {
     }
 }
 
+/// A request body as the API read it: the domain input, or the 400 to answer once the checks
+/// the contract puts first (permission, the resource's existence) have passed.
+pub type Parsed<T> = std::result::Result<T, Error>;
+
 /// The reason phrase of a status code, as the contract's `error` field spells it.
 pub fn reason_phrase(status: u16) -> &'static str {
     match status {

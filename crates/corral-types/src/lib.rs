@@ -18,7 +18,7 @@ pub mod views;
 
 pub use ctx::TenantScope;
 pub use ctx::{Access, OpCtx, Principal, Role, TenantRef};
-pub use error::{Error, Result};
+pub use error::{Error, Parsed, Result};
 pub use ids::{
     ApiKeyId, CloudId, ClusterName, HostAddress, ImageId, InstanceId, JobId, NamespaceName, TenantId,
     TenantName, UserName,
