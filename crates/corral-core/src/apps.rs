@@ -9,7 +9,7 @@ use corral_types::cdap::{
 };
 use corral_types::ids::{invalid_name, is_valid_name};
 use corral_types::time::now_ms;
-use corral_types::{Access, Error, OpCtx, TenantScope};
+use corral_types::{Access, Error, OpCtx, Parsed, TenantScope};
 
 use crate::Core;
 use crate::namespaces::check_namespace_param;
@@ -47,11 +47,7 @@ fn check_version(v: &str) -> Result<(), Error> {
 }
 
 /// `[A-Za-z_][A-Za-z0-9_]*`.
-pub(crate) fn is_env_key(k: &str) -> bool {
-    let mut bytes = k.bytes();
-    bytes.next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
-}
+pub(crate) use corral_types::ids::is_env_key;
 
 fn check_description(field: &str, d: &str) -> Result<(), Error> {
     if d.chars().count() > MAX_DESCRIPTION {
@@ -60,19 +56,6 @@ fn check_description(field: &str, d: &str) -> Result<(), Error> {
         )));
     }
     Ok(())
-}
-
-/// Parses a body into a spec, naming the field of any error (unknown fields included).
-fn parse_spec(body: serde_json::Value) -> Result<AppSpec, Error> {
-    serde_path_to_error::deserialize::<_, AppSpec>(body).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if path == "." || path.is_empty() {
-            Error::bad_request(format!("Invalid application spec: {inner}."))
-        } else {
-            Error::bad_request(format!("Invalid application spec: {path}: {inner}."))
-        }
-    })
 }
 
 pub(crate) fn services_of(row: &AppVersionRow) -> Result<Vec<ServiceSpec>, Error> {
@@ -180,15 +163,15 @@ impl Core {
     }
 
     /// `PUT /v3/namespaces/{ns}/apps/{app}` (3.3) and, with `path_version`, the version
-    /// create of 3.4. `body` is the spec as sent; it is parsed here so the permission and
-    /// namespace checks come before any complaint about its fields.
+    /// create of 3.4. `spec` is the body as the API read it; a parse failure is reported only
+    /// after the permission and namespace checks, as before any complaint about its fields.
     pub async fn put_app(
         &self,
         ctx: &OpCtx,
         ns: &str,
         app: &str,
         path_version: Option<&str>,
-        body: serde_json::Value,
+        spec: Parsed<AppSpec>,
     ) -> Result<ApplicationDetail, Error> {
         let scope = ctx.require(Access::Write)?;
         self.require_namespace(&scope, ns).await?;
@@ -198,7 +181,7 @@ impl Core {
         if let Some(v) = path_version {
             check_version(v)?;
         }
-        let spec = parse_spec(body)?;
+        let spec = spec?;
         let version = match (path_version, spec.version.as_deref()) {
             (Some(p), Some(b)) if p != b => {
                 return Err(Error::bad_request(format!(
@@ -419,30 +402,6 @@ impl Core {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn parse_error(body: serde_json::Value) -> String {
-        match parse_spec(body) {
-            Ok(spec) => panic!("parsed: {spec:?}"),
-            Err(e) => e.external_message(),
-        }
-    }
-
-    #[test]
-    fn unknown_and_mistyped_fields_are_named() {
-        let top = parse_error(serde_json::json!({"services": [], "instance": 1}));
-        assert!(top.contains("unknown field `instance`"), "{top}");
-        let nested =
-            parse_error(serde_json::json!({"services": [{"name": "a", "command": ["x"], "instance": 2}]}));
-        assert!(
-            nested.contains("services[0]") && nested.contains("`instance`"),
-            "{nested}"
-        );
-        let typed =
-            parse_error(serde_json::json!({"services": [{"name": "a", "command": ["x"], "instances": "2"}]}));
-        assert!(typed.contains("services[0].instances"), "{typed}");
-        let missing = parse_error(serde_json::json!({"description": "d"}));
-        assert!(missing.contains("`services`"), "{missing}");
-    }
 
     #[test]
     fn version_and_env_rules() {

@@ -4,30 +4,15 @@
 use std::collections::BTreeMap;
 
 use corral_types::time::commissaire_time;
+use corral_types::views::{ClusterStatus, NodeAddresses, NodeProperties, NodePropertiesRequest};
 use corral_types::{Access, Error, OpCtx};
-use serde_json::{Map, Value, json};
 
 use crate::Core;
 use crate::clusters::cluster_view;
 
-/// Every property `getNodeProperties` knows, in the order it reports them.
-const PROPERTIES: [&str; 11] = [
-    "hostname",
-    "ipaddress",
-    "ipaddresses",
-    "nodenum",
-    "sshuser",
-    "os",
-    "cpus",
-    "memory",
-    "space",
-    "status",
-    "last_check",
-];
-
 impl Core {
     /// `POST /v2/getClusterStatuses`.
-    pub async fn cluster_statuses(&self, ctx: &OpCtx) -> Result<Value, Error> {
+    pub async fn cluster_statuses(&self, ctx: &OpCtx) -> Result<Vec<ClusterStatus>, Error> {
         let scope = ctx.require(Access::Read)?;
         let tenant = &scope;
         let mut out = Vec::new();
@@ -76,41 +61,27 @@ impl Core {
                 ("failed", _) | (_, "degraded") => "inconsistent",
                 _ => "active",
             };
-            out.push(
-                json!({"clusterid": name, "action": action, "actionstatus": actionstatus,
-                            "stepstotal": total, "stepscompleted": completed, "status": status}),
-            );
+            out.push(ClusterStatus {
+                action,
+                actionstatus: actionstatus.to_string(),
+                clusterid: name.into_string(),
+                status: status.to_string(),
+                stepscompleted: completed,
+                stepstotal: total,
+            });
         }
-        Ok(Value::Array(out))
+        Ok(out)
     }
 
-    /// `POST /v2/getNodeProperties`; `body` is the request as parsed JSON (`None`: not JSON).
-    pub async fn node_properties(&self, ctx: &OpCtx, body: Option<Value>) -> Result<Value, Error> {
+    /// `POST /v2/getNodeProperties`: the matching member hosts by address.
+    pub async fn node_properties(
+        &self,
+        ctx: &OpCtx,
+        req: &NodePropertiesRequest,
+    ) -> Result<BTreeMap<String, NodeProperties>, Error> {
         let scope = ctx.require(Access::Read)?;
-        let Some(Value::Object(req)) = body else {
-            return Err(Error::bad_request(
-                "Invalid request body. Must be a valid JSON Object.",
-            ));
-        };
-        let cluster = req
-            .get("clusterId")
-            .and_then(Value::as_str)
-            .ok_or_else(|| Error::bad_request("clusterId must be specified."))?;
-        let strings = |field: &str| -> Result<Vec<String>, Error> {
-            match req.get(field) {
-                None | Some(Value::Null) => Ok(Vec::new()),
-                Some(Value::Array(items)) => items
-                    .iter()
-                    .map(|v| v.as_str().map(str::to_string))
-                    .collect::<Option<Vec<_>>>()
-                    .ok_or_else(|| Error::bad_request(format!("{field} must be an array of strings."))),
-                Some(_) => Err(Error::bad_request(format!(
-                    "{field} must be an array of strings."
-                ))),
-            }
-        };
-        let wanted = strings("properties")?;
-        let services = strings("services")?;
+        let cluster = req.cluster_id.as_str();
+        let services = &req.services;
         let tenant = &scope;
         let not_found = || Error::not_found(format!("Cluster {cluster} not found."));
         if !corral_types::ids::is_valid_name(cluster) {
@@ -137,7 +108,7 @@ impl Core {
             .into_iter()
             .map(|h| (h.address.clone(), h))
             .collect();
-        let mut out = Map::new();
+        let mut out = BTreeMap::new();
         for (i, (address, _)) in row.members.iter().enumerate() {
             let Some(h) = hosts.get(address) else { continue };
             let mut node_services: Vec<String> = Vec::new();
@@ -154,63 +125,37 @@ impl Core {
                 continue;
             }
             let ip: Option<std::net::IpAddr> = address.as_str().parse().ok();
-            let mut all = Map::new();
-            all.insert(
-                "hostname".into(),
-                json!(if h.hostname.is_empty() {
-                    address.as_str()
+            let mut addrs = NodeAddresses::default();
+            match ip {
+                Some(std::net::IpAddr::V6(_)) => addrs.access_v6 = Some(address.to_string()),
+                Some(std::net::IpAddr::V4(_)) => addrs.access_v4 = Some(address.to_string()),
+                None if !h.ipv4.is_empty() => addrs.access_v4 = Some(h.ipv4.clone()),
+                None => {}
+            }
+            let all = NodeProperties {
+                cpus: Some(h.cpus),
+                hostname: Some(if h.hostname.is_empty() {
+                    address.to_string()
                 } else {
-                    &h.hostname
+                    h.hostname.clone()
                 }),
-            );
-            all.insert(
-                "ipaddress".into(),
-                json!(if ip.is_some() {
+                ipaddress: Some(if ip.is_some() {
                     address.to_string()
                 } else {
                     h.ipv4.clone()
                 }),
-            );
-            let mut addrs = Map::new();
-            match ip {
-                Some(std::net::IpAddr::V6(_)) => {
-                    addrs.insert("access_v6".into(), json!(address));
-                }
-                Some(std::net::IpAddr::V4(_)) => {
-                    addrs.insert("access_v4".into(), json!(address));
-                }
-                None if !h.ipv4.is_empty() => {
-                    addrs.insert("access_v4".into(), json!(h.ipv4));
-                }
-                None => {}
-            }
-            all.insert("ipaddresses".into(), Value::Object(addrs));
-            all.insert("nodenum".into(), json!(i + 1));
-            all.insert("sshuser".into(), json!(h.remote_user));
-            all.insert("os".into(), json!(h.os));
-            all.insert("cpus".into(), json!(h.cpus));
-            all.insert("memory".into(), json!(h.memory));
-            all.insert("space".into(), json!(h.space));
-            all.insert("status".into(), json!(h.status));
-            all.insert(
-                "last_check".into(),
-                json!(h.last_check.map(commissaire_time).unwrap_or_default()),
-            );
-            all.insert("services".into(), json!(node_services));
-            let props: Map<String, Value> = if wanted.is_empty() {
-                PROPERTIES
-                    .iter()
-                    .chain(["services"].iter())
-                    .filter_map(|k| all.get(*k).map(|v| (k.to_string(), v.clone())))
-                    .collect()
-            } else {
-                wanted
-                    .iter()
-                    .filter_map(|k| all.get(k).map(|v| (k.clone(), v.clone())))
-                    .collect()
+                ipaddresses: Some(addrs),
+                last_check: Some(h.last_check.map(commissaire_time).unwrap_or_default()),
+                memory: Some(h.memory),
+                nodenum: Some(i + 1),
+                os: Some(h.os.clone()),
+                services: Some(node_services),
+                space: Some(h.space),
+                sshuser: Some(h.remote_user.clone()),
+                status: Some(h.status.clone()),
             };
-            out.insert(address.to_string(), Value::Object(props));
+            out.insert(address.to_string(), all.select(&req.properties));
         }
-        Ok(Value::Object(out))
+        Ok(out)
     }
 }

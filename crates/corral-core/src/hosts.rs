@@ -21,7 +21,7 @@ use corral_drivers::{
 use corral_store::{
     CreateHostOutcome, DeleteHostOutcome, HostFacts, HostRow, HostState, JobRow, NewHost, Store,
 };
-use corral_types::commissaire::{Host, HostCreds, HostPut, HostStatus, HostStatusHost};
+use corral_types::commissaire::{Host, HostCreds, HostPut, HostStatus, HostStatusHost, NodeStatus};
 use corral_types::time::{commissaire_time, now_ms};
 use corral_types::{Access, ClusterName, Error, HostAddress, OpCtx, OperationKind, TenantId, TenantScope};
 use serde::{Deserialize, Serialize};
@@ -460,7 +460,7 @@ impl Core {
                 let manager = self.manager_of(&scope, c).await?;
                 ops.node_status(&scope, &manager, &row.address).await
             }
-            _ => serde_json::json!({}),
+            _ => NodeStatus::none(),
         };
         Ok(HostStatus {
             kind: "host_only".into(),
@@ -660,17 +660,16 @@ impl HostOps {
         tenant: &TenantScope,
         manager: &str,
         address: &HostAddress,
-    ) -> serde_json::Value {
+    ) -> NodeStatus {
         match self.kube_target(tenant, manager).await {
-            Ok(Some(target)) => self
-                .kube
-                .node_status(&target, address.as_str())
-                .await
-                .unwrap_or_else(|e| {
+            Ok(Some(target)) => match self.kube.node_status(&target, address.as_str()).await {
+                Ok(status) => NodeStatus(status),
+                Err(e) => {
                     tracing::debug!(%address, %manager, error = %e, "node status unavailable");
-                    serde_json::json!({})
-                }),
-            _ => serde_json::json!({}),
+                    NodeStatus::none()
+                }
+            },
+            _ => NodeStatus::none(),
         }
     }
 

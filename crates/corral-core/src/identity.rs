@@ -8,8 +8,8 @@ use corral_types::ctx::SUPERADMIN_TENANT;
 use corral_types::ids::{invalid_name, is_valid_name};
 use corral_types::time::now_ms;
 use corral_types::views::{
-    AccessToken, ApiKey, ApiKeyCreate, ApiKeyCreated, Tenant, TenantCreated, TenantInput, TenantRequest,
-    UNLIMITED, User, UserCreate, UserUpdate, UserWithKey,
+    AccessToken, ApiKey, ApiKeyCreate, ApiKeyCreated, Profile, Tenant, TenantCreated, TenantInput,
+    TenantRequest, UNLIMITED, User, UserCreate, UserUpdate, UserWithKey,
 };
 use corral_types::{Access, ApiKeyId, Error, OpCtx, Role, TenantId};
 
@@ -471,7 +471,8 @@ impl Core {
         })
     }
 
-    pub async fn get_profile(&self, ctx: &OpCtx) -> Result<serde_json::Value, Error> {
+    /// `GET /v2/profile`: the caller's own profile.
+    pub async fn get_profile(&self, ctx: &OpCtx) -> Result<Profile, Error> {
         let scope = ctx.require(Access::Read)?;
         let p = &ctx.principal();
         let body = self
@@ -482,22 +483,16 @@ impl Core {
         serde_json::from_str(&body).map_err(Error::internal)
     }
 
-    pub async fn put_profile(
-        &self,
-        ctx: &OpCtx,
-        body: serde_json::Value,
-    ) -> Result<serde_json::Value, Error> {
+    /// `PUT /v2/profile`: stores the caller's profile, at most 64 KiB as JSON text.
+    pub async fn put_profile(&self, ctx: &OpCtx, profile: Profile) -> Result<Profile, Error> {
         let scope = ctx.require(Access::Read)?;
-        if !body.is_object() {
-            return Err(Error::bad_request("The profile must be a JSON object."));
-        }
-        let text = body.to_string();
+        let text = serde_json::to_string(&profile).map_err(Error::internal)?;
         if text.len() > 64 * 1024 {
             return Err(Error::bad_request("The profile must be at most 64 KiB."));
         }
         let p = &ctx.principal();
         self.store.put_profile(&scope, p.user.as_str(), &text).await?;
-        Ok(body)
+        Ok(profile)
     }
 
     pub async fn delete_profile(&self, ctx: &OpCtx) -> Result<(), Error> {

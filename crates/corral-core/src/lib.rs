@@ -213,7 +213,11 @@ impl Core {
     }
 
     /// `GET /api/v0/status` (commissaire-v0.md 5.15).
-    pub async fn commissaire_status(&self, ctx: &OpCtx) -> Result<serde_json::Value, corral_types::Error> {
+    pub async fn commissaire_status(
+        &self,
+        ctx: &OpCtx,
+    ) -> Result<corral_types::commissaire::MachineryStatus, corral_types::Error> {
+        use corral_types::commissaire::{MachineryStatus, StoreStatus, WorkerInfo, WorkerStatus};
         let scope = ctx.require(corral_types::Access::Read)?;
         if !self.store.ping().await {
             return Err(corral_types::Error::Unavailable("Storage is unavailable.".into()));
@@ -221,11 +225,27 @@ impl Core {
         let (queued, running, watched) = self.store.host_machinery_counts(&scope).await?;
         let (errors, in_use) = self.watcher.for_tenant(scope.id());
         let up = if self.hosts.is_some() { "OK" } else { "FAILED" };
-        Ok(serde_json::json!({
-            "store": {"status": "OK"},
-            "investigator": {"status": up, "info": {"size": queued, "in_use": running, "errors": []}},
-            "watcher": {"status": up, "info": {"size": watched, "in_use": in_use, "errors": errors}},
-        }))
+        Ok(MachineryStatus {
+            investigator: WorkerStatus {
+                info: WorkerInfo {
+                    errors: Vec::new(),
+                    in_use: running,
+                    size: queued,
+                },
+                status: up.to_string(),
+            },
+            store: StoreStatus {
+                status: "OK".to_string(),
+            },
+            watcher: WorkerStatus {
+                info: WorkerInfo {
+                    errors,
+                    in_use,
+                    size: watched,
+                },
+                status: up.to_string(),
+            },
+        })
     }
 
     /// Tells the job engine to look at the queue now.

@@ -8,15 +8,15 @@ use std::time::{Duration, Instant};
 
 use corral_store::{InsertRun, RunFilter, RunRow, RunUpdate, ServiceRef};
 use corral_types::cdap::{
-    InstanceCounts, Message, ProcessRecord, ProgramStatus, RunRecord, ServiceSpec, StartedRun,
+    BatchDone, BatchItem, InstanceCounts, Message, ProcessRecord, ProgramStatus, RouteConfigInput, RunRecord,
+    RuntimeArgs, ServiceSpec, StartedRun,
 };
 use corral_types::ids::is_valid_name;
 use corral_types::time::now_ms;
-use corral_types::{Access, Error, OpCtx, TenantScope};
-use serde_json::Value;
+use corral_types::{Access, Error, OpCtx, Parsed, TenantScope};
 
 use crate::Core;
-use crate::apps::{is_env_key, is_valid_version, services_of};
+use crate::apps::{is_valid_version, services_of};
 use crate::supervisor::{AppServiceKey, Fallback, LiveRun, ServiceKey, SpawnFailure};
 
 const STOPPED_TEXT: &str = "Service is stopped. Please start it.";
@@ -49,35 +49,6 @@ fn run_record(r: RunRow) -> RunRecord {
         end: r.end,
         status: r.status,
     }
-}
-
-/// Checks runtime arguments (4.3): an object of strings with the `env` key rules.
-pub(crate) fn parse_runtime_args(body: Option<Value>) -> Result<BTreeMap<String, String>, Error> {
-    let bad = || Error::bad_request("Runtime arguments must be a JSON object of strings.");
-    let Some(body) = body else {
-        return Ok(BTreeMap::new());
-    };
-    let Value::Object(map) = body else {
-        return Err(bad());
-    };
-    let mut out = BTreeMap::new();
-    for (k, v) in map {
-        let Value::String(v) = v else {
-            return Err(bad());
-        };
-        if !is_env_key(&k) {
-            return Err(Error::bad_request(format!(
-                "Invalid runtime argument name '{k}': use [A-Za-z_][A-Za-z0-9_]*."
-            )));
-        }
-        if k == "PORT" || k.starts_with("CORRAL_") {
-            return Err(Error::bad_request(format!(
-                "The runtime argument '{k}' is set by Corral and cannot be given."
-            )));
-        }
-        out.insert(k, v);
-    }
-    Ok(out)
 }
 
 /// A parsed route config: (version, percentage), sorted by version.
@@ -258,11 +229,11 @@ impl Core {
         app: &str,
         v: Option<&str>,
         svc: &str,
-        body: Option<Value>,
+        args: Parsed<RuntimeArgs>,
     ) -> Result<StartedRun, Error> {
         let scope = ctx.require(Access::Write)?;
         let (key, spec) = self.resolve_service(&scope, ns, app, v, svc).await?;
-        let args = parse_runtime_args(body)?;
+        let RuntimeArgs(args) = args?;
         let lock = self.services.lifecycle_lock(&key);
         let _guard = lock.lock().await;
         if self.store.active_run(&key.tenant, &key.service).await?.is_some() {
@@ -442,18 +413,12 @@ impl Core {
         app: &str,
         v: Option<&str>,
         svc: &str,
-        body: Value,
+        instances: Parsed<i64>,
     ) -> Result<(), Error> {
         let scope = ctx.require(Access::Write)?;
         let (key, _) = self.resolve_service(&scope, ns, app, v, svc).await?;
         let max = self.settings.service_max_instances;
-        let n = match body.get("instances") {
-            None => return Err(Error::bad_request("'instances' must be specified.")),
-            Some(n) => n
-                .as_i64()
-                .filter(|_| n.is_i64() || n.is_u64())
-                .ok_or_else(|| Error::bad_request("'instances' must be an integer."))?,
-        };
+        let n = instances?;
         if n < 1 {
             return Err(Error::bad_request("Instance count should be greater than 0"));
         }
@@ -787,22 +752,11 @@ impl Core {
         ns: &str,
         app: &str,
         svc: &str,
-        body: Value,
+        config: Parsed<RouteConfigInput>,
     ) -> Result<(), Error> {
         let scope = ctx.require(Access::Write)?;
         let with_service = self.route_config_scope(&scope, ns, app, svc).await?;
-        let invalid = || Error::bad_request("Route config contains invalid format or empty content.");
-        let Value::Object(map) = body else {
-            return Err(invalid());
-        };
-        if map.is_empty() {
-            return Err(invalid());
-        }
-        let mut config = BTreeMap::new();
-        for (version, pct) in &map {
-            let pct = pct.as_u64().filter(|p| *p <= 100).ok_or_else(invalid)?;
-            config.insert(version.clone(), pct as u32);
-        }
+        let RouteConfigInput(config) = config?;
         let missing: Vec<String> = config
             .keys()
             .filter(|v| !with_service.contains(v))
@@ -875,82 +829,47 @@ impl Core {
         Ok(())
     }
 
-    /// `POST /v3/namespaces/{ns}/{start,stop,status}` (9).
-    pub async fn batch(&self, ctx: &OpCtx, ns: &str, op: BatchOp, body: Value) -> Result<Vec<Value>, Error> {
+    /// `POST /v3/namespaces/{ns}/{start,stop,status}` (9): one outcome per item, in order.
+    pub async fn batch(
+        &self,
+        ctx: &OpCtx,
+        ns: &str,
+        op: BatchOp,
+        items: Parsed<Vec<BatchItem>>,
+    ) -> Result<Vec<Result<BatchDone, Error>>, Error> {
         let scope = ctx.require(if op == BatchOp::Status {
             Access::Read
         } else {
             Access::Write
         })?;
         self.require_namespace(&scope, ns).await?;
-        let Value::Array(items) = body else {
-            return Err(Error::bad_request("The request body must be a JSON array."));
-        };
-        let mut parsed = Vec::with_capacity(items.len());
-        for item in items {
-            let Value::Object(map) = item else {
-                return Err(Error::bad_request("Every item must be a JSON object."));
-            };
-            for field in ["appId", "programType", "programId"] {
-                if !map.get(field).is_some_and(Value::is_string) {
-                    return Err(Error::bad_request(format!("'{field}' must be specified.")));
-                }
-            }
-            parsed.push(map);
-        }
-        let mut out = Vec::with_capacity(parsed.len());
-        for mut map in parsed {
-            let text = |f: &str| map.get(f).and_then(Value::as_str).unwrap_or_default().to_string();
-            let (app, kind, svc) = (text("appId"), text("programType"), text("programId"));
-            let version = map.get("version").and_then(Value::as_str).map(str::to_string);
-            let result = self
-                .batch_item(
-                    ctx,
-                    ns,
-                    op,
-                    &app,
-                    &kind,
-                    &svc,
-                    version.as_deref(),
-                    map.get("runtimeargs").cloned(),
-                    map.contains_key("version") && version.is_none(),
-                )
-                .await;
-            match result {
-                Ok(extra) => {
-                    map.insert("statusCode".into(), Value::from(200));
-                    if let Some((k, v)) = extra {
-                        map.insert(k.into(), Value::from(v));
-                    }
-                }
-                Err(e) => {
-                    // The contract's per-item text for an unknown app or service.
-                    let e = match e {
-                        Error::NotFound(_) => Error::not_found("Program not found"),
-                        other => other,
-                    };
-                    map.insert("statusCode".into(), Value::from(e.status()));
-                    map.insert("error".into(), Value::from(e.external_message()));
-                }
-            }
-            out.push(Value::Object(map));
+        let mut out = Vec::new();
+        for item in items? {
+            let result = self.batch_item(ctx, ns, op, item).await;
+            // The contract's per-item text for an unknown app or service.
+            out.push(result.map_err(|e| match e {
+                Error::NotFound(_) => Error::not_found("Program not found"),
+                other => other,
+            }));
         }
         Ok(out)
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn batch_item(
         &self,
         ctx: &OpCtx,
         ns: &str,
         op: BatchOp,
-        app: &str,
-        kind: &str,
-        svc: &str,
-        version: Option<&str>,
-        runtime_args: Option<Value>,
-        bad_version: bool,
-    ) -> Result<Option<(&'static str, String)>, Error> {
+        item: BatchItem,
+    ) -> Result<BatchDone, Error> {
+        let BatchItem {
+            app_id: app,
+            program_type: kind,
+            program_id: svc,
+            version,
+            bad_version,
+            runtime_args,
+        } = item;
         let kind_lc = kind.to_ascii_lowercase();
         if OTHER_PROGRAM_TYPES.contains(&kind_lc.as_str()) {
             return Err(Error::NotImplemented(format!(
@@ -960,31 +879,29 @@ impl Core {
         if kind_lc != "service" {
             return Err(Error::bad_request(format!("Invalid program type '{kind}'.")));
         }
+        let version = version.as_deref();
         if bad_version || version.is_some_and(|v| !is_valid_version(v)) {
             return Err(Error::bad_request(format!(
                 "Invalid version '{}'.",
                 version.unwrap_or_default()
             )));
         }
-        if !is_valid_name(app) || !is_valid_name(svc) {
+        if !is_valid_name(&app) || !is_valid_name(&svc) {
             return Err(Error::not_found("Program not found"));
         }
         match op {
             BatchOp::Start => {
-                let args = match runtime_args {
-                    None | Some(Value::Null) => None,
-                    Some(a) => Some(a),
-                };
-                let run = self.start_service(ctx, ns, app, version, svc, args).await?;
-                Ok(Some(("runid", run.runid)))
+                let args = runtime_args.unwrap_or_else(|| Ok(RuntimeArgs::default()));
+                let run = self.start_service(ctx, ns, &app, version, &svc, args).await?;
+                Ok(BatchDone::Started { runid: run.runid })
             }
             BatchOp::Stop => {
-                self.stop_service(ctx, ns, app, version, svc).await?;
-                Ok(None)
+                self.stop_service(ctx, ns, &app, version, &svc).await?;
+                Ok(BatchDone::Stopped)
             }
             BatchOp::Status => {
-                let st = self.service_status(ctx, ns, app, version, svc).await?;
-                Ok(Some(("status", st.status)))
+                let st = self.service_status(ctx, ns, &app, version, &svc).await?;
+                Ok(BatchDone::Status { status: st.status })
             }
         }
     }
@@ -1052,29 +969,5 @@ impl Core {
     /// the next start restores them (graceful shutdown).
     pub async fn shutdown_services(&self) {
         self.services.shutdown().await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn runtime_arguments_follow_the_env_rules() {
-        let ok = parse_runtime_args(Some(serde_json::json!({"A": "1", "_b": "x"})));
-        assert_eq!(ok.map(|m| m.len()), Ok(2));
-        assert_eq!(parse_runtime_args(None), Ok(BTreeMap::new()));
-        for bad in [
-            serde_json::json!([1]),
-            serde_json::json!({"A": 1}),
-            serde_json::json!({"1A": "x"}),
-            serde_json::json!({"PORT": "1"}),
-            serde_json::json!({"CORRAL_X": "1"}),
-        ] {
-            assert!(
-                matches!(parse_runtime_args(Some(bad.clone())), Err(Error::BadRequest(_))),
-                "{bad}"
-            );
-        }
     }
 }

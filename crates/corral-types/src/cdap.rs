@@ -4,6 +4,9 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Parsed};
+use crate::ids::is_env_key;
 use utoipa::ToSchema;
 
 fn one() -> i64 {
@@ -166,4 +169,94 @@ pub struct ProcessRecord {
     pub restarts: u32,
     /// The most recent output of the current (or last) process, stdout and stderr together.
     pub output: String,
+}
+
+/// Runtime arguments of a service start (cdap-v3.md 4.3): variable name to value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuntimeArgs(pub BTreeMap<String, String>);
+
+impl RuntimeArgs {
+    /// Reads runtime arguments as sent (`None`: no body): an object of strings whose names
+    /// follow the `env` rules, each entry checked in turn so the first fault is the one named.
+    pub fn from_json(body: Option<serde_json::Value>) -> Result<RuntimeArgs, Error> {
+        use serde_json::Value;
+        let bad = || Error::bad_request("Runtime arguments must be a JSON object of strings.");
+        let Some(body) = body else {
+            return Ok(RuntimeArgs::default());
+        };
+        let Value::Object(map) = body else {
+            return Err(bad());
+        };
+        let mut out = BTreeMap::new();
+        for (k, v) in map {
+            let Value::String(v) = v else {
+                return Err(bad());
+            };
+            if !is_env_key(&k) {
+                return Err(Error::bad_request(format!(
+                    "Invalid runtime argument name '{k}': use [A-Za-z_][A-Za-z0-9_]*."
+                )));
+            }
+            if k == "PORT" || k.starts_with("CORRAL_") {
+                return Err(Error::bad_request(format!(
+                    "The runtime argument '{k}' is set by Corral and cannot be given."
+                )));
+            }
+            out.insert(k, v);
+        }
+        Ok(RuntimeArgs(out))
+    }
+}
+
+/// A route config as sent (cdap-v3.md 8.2): version to percentage, each at most 100; whether
+/// the versions exist and the sum is 100 are checked by core.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouteConfigInput(pub BTreeMap<String, u32>);
+
+/// One item of a batch call (cdap-v3.md 9) as the API read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchItem {
+    pub app_id: String,
+    pub program_type: String,
+    pub program_id: String,
+    pub version: Option<String>,
+    /// `version` was present but not a string.
+    pub bad_version: bool,
+    /// `runtimeargs` (start only): `None` when absent or null.
+    pub runtime_args: Option<Parsed<RuntimeArgs>>,
+}
+
+/// What a batch item did when it succeeded; a failed item is the item's [`Error`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchDone {
+    Started { runid: String },
+    Stopped,
+    Status { status: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runtime_arguments_follow_the_env_rules() {
+        let ok = RuntimeArgs::from_json(Some(serde_json::json!({"A": "1", "_b": "x"})));
+        assert_eq!(ok.map(|m| m.0.len()), Ok(2));
+        assert_eq!(RuntimeArgs::from_json(None), Ok(RuntimeArgs::default()));
+        for bad in [
+            serde_json::json!([1]),
+            serde_json::json!({"A": 1}),
+            serde_json::json!({"1A": "x"}),
+            serde_json::json!({"PORT": "1"}),
+            serde_json::json!({"CORRAL_X": "1"}),
+        ] {
+            assert!(
+                matches!(
+                    RuntimeArgs::from_json(Some(bad.clone())),
+                    Err(Error::BadRequest(_))
+                ),
+                "{bad}"
+            );
+        }
+    }
 }

@@ -55,7 +55,20 @@ pub struct HostStatus {
     #[serde(rename = "type")]
     pub kind: String,
     pub host: HostStatusHost,
-    pub container_manager: serde_json::Value,
+    #[schema(value_type = serde_json::Value)]
+    pub container_manager: NodeStatus,
+}
+
+/// The node status a container manager reports, passed through as it sent it (`{}`: none).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct NodeStatus(pub serde_json::Value);
+
+impl NodeStatus {
+    /// `{}`: no container manager to ask, or no answer from it.
+    pub fn none() -> NodeStatus {
+        NodeStatus(serde_json::Value::Object(serde_json::Map::new()))
+    }
 }
 
 /// Member counts of a cluster.
@@ -106,3 +119,34 @@ pub struct OperationPut {
 /// An operation record (3.6). The list of completed hosts is named after the operation
 /// (`deployed`, `upgraded`, `restarted`), so the view is rendered as a JSON object.
 pub type OperationRecord = serde_json::Value;
+
+/// `GET /api/v0/status` (commissaire-v0.md 5.15). Fields are in alphabetical order, the order
+/// the answer has always had.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MachineryStatus {
+    pub investigator: WorkerStatus,
+    pub store: StoreStatus,
+    pub watcher: WorkerStatus,
+}
+
+/// `store` part of [`MachineryStatus`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoreStatus {
+    pub status: String,
+}
+
+/// `investigator` and `watcher` parts of [`MachineryStatus`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WorkerStatus {
+    pub info: WorkerInfo,
+    /// `OK` or `FAILED`.
+    pub status: String,
+}
+
+/// Queue figures of a [`WorkerStatus`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WorkerInfo {
+    pub errors: Vec<String>,
+    pub in_use: i64,
+    pub size: i64,
+}

@@ -92,6 +92,10 @@ impl Error {
     }
 }
 
+/// A request body as the API read it: the domain input, or the 400 to answer once the checks
+/// the contract puts first (permission, the resource's existence) have passed.
+pub type Parsed<T> = std::result::Result<T, Error>;
+
 /// The reason phrase of a status code, as the contract's `error` field spells it.
 pub fn reason_phrase(status: u16) -> &'static str {
     match status {
@@ -122,11 +126,6 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// A request body as the API parsed it into a domain input, or the contract's 400 for its
-/// shape. Core looks at it only after the permission check: the contract answers a reader's
-/// write with 403 whatever body it sent (README 5: permission before validation).
-pub type Parsed<T> = std::result::Result<T, Error>;
 
 #[cfg(test)]
 mod tests {

@@ -203,3 +203,96 @@ pub struct ContainerManagerInput {
     #[schema(value_type = Option<Object>)]
     pub options: Option<serde_json::Map<String, serde_json::Value>>,
 }
+
+/// The caller's Coopr profile: by contract any JSON object, stored and returned as sent.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Profile(pub serde_json::Map<String, serde_json::Value>);
+
+/// One item of `POST /v2/getClusterStatuses` (the 2014 Loom shape). Fields are in alphabetical
+/// order, the order the answer has always had.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClusterStatus {
+    pub action: String,
+    pub actionstatus: String,
+    pub clusterid: String,
+    pub status: String,
+    pub stepscompleted: usize,
+    pub stepstotal: usize,
+}
+
+/// The body of `POST /v2/getNodeProperties`, as the API read it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodePropertiesRequest {
+    pub cluster_id: String,
+    /// Properties to report; empty: all of them.
+    pub properties: Vec<String>,
+    /// Only nodes running all of these.
+    pub services: Vec<String>,
+}
+
+/// `ipaddresses` of a node in `getNodeProperties`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct NodeAddresses {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_v4: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_v6: Option<String>,
+}
+
+/// The properties of one node in `getNodeProperties`; only those asked for are present.
+/// Fields are in alphabetical order, the order the answer has always had.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct NodeProperties {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipaddress: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipaddresses: Option<NodeAddresses>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_check: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nodenum: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub os: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub services: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub space: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sshuser: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+}
+
+impl NodeProperties {
+    /// Keeps only the named properties (unknown names are ignored); none named keeps all.
+    pub fn select(self, wanted: &[String]) -> NodeProperties {
+        if wanted.is_empty() {
+            return self;
+        }
+        let keep = |name: &str| wanted.iter().any(|w| w == name);
+        fn pick<T>(on: bool, v: Option<T>) -> Option<T> {
+            if on { v } else { None }
+        }
+        NodeProperties {
+            cpus: pick(keep("cpus"), self.cpus),
+            hostname: pick(keep("hostname"), self.hostname),
+            ipaddress: pick(keep("ipaddress"), self.ipaddress),
+            ipaddresses: pick(keep("ipaddresses"), self.ipaddresses),
+            last_check: pick(keep("last_check"), self.last_check),
+            memory: pick(keep("memory"), self.memory),
+            nodenum: pick(keep("nodenum"), self.nodenum),
+            os: pick(keep("os"), self.os),
+            services: pick(keep("services"), self.services),
+            space: pick(keep("space"), self.space),
+            sshuser: pick(keep("sshuser"), self.sshuser),
+            status: pick(keep("status"), self.status),
+        }
+    }
+}

@@ -4,10 +4,25 @@
 use axum::extract::State;
 use corral_types::cdap::{AppRecord, AppSpec, ApplicationDetail, ServiceDetail, ServiceRecord};
 use corral_types::views::ErrorBody;
+use corral_types::{Error, Parsed};
 
 use crate::AppState;
 use crate::extract::{Ctx, JsonBody, Params};
 use crate::reply::{ApiResult, Empty, Json};
+
+/// Reads an application spec, naming the field of any error (unknown fields included); core
+/// reports a failure only after its permission and namespace checks.
+fn app_spec(body: serde_json::Value) -> Parsed<AppSpec> {
+    serde_path_to_error::deserialize::<_, AppSpec>(body).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." || path.is_empty() {
+            Error::bad_request(format!("Invalid application spec: {inner}."))
+        } else {
+            Error::bad_request(format!("Invalid application spec: {path}: {inner}."))
+        }
+    })
+}
 
 /// One record per app, describing its current version, sorted by name.
 #[utoipa::path(get, path = "/v3/namespaces/{ns}/apps", tag = "cdap",
@@ -32,7 +47,7 @@ pub async fn put_app(
     Params((ns, app)): Params<(String, String)>,
     JsonBody(body): JsonBody<serde_json::Value>,
 ) -> ApiResult<Json<ApplicationDetail>> {
-    Ok(Json(s.core.put_app(&ctx, &ns, &app, None, body).await?))
+    Ok(Json(s.core.put_app(&ctx, &ns, &app, None, app_spec(body)).await?))
 }
 
 /// The app's current version.
@@ -72,7 +87,9 @@ pub async fn put_app_version(
     Params((ns, app, v)): Params<(String, String, String)>,
     JsonBody(body): JsonBody<serde_json::Value>,
 ) -> ApiResult<Json<ApplicationDetail>> {
-    Ok(Json(s.core.put_app(&ctx, &ns, &app, Some(&v), body).await?))
+    Ok(Json(
+        s.core.put_app(&ctx, &ns, &app, Some(&v), app_spec(body)).await?,
+    ))
 }
 
 /// CDAP's method for the version create.
@@ -87,7 +104,9 @@ pub async fn post_app_version(
     Params((ns, app, v)): Params<(String, String, String)>,
     JsonBody(body): JsonBody<serde_json::Value>,
 ) -> ApiResult<Json<ApplicationDetail>> {
-    Ok(Json(s.core.put_app(&ctx, &ns, &app, Some(&v), body).await?))
+    Ok(Json(
+        s.core.put_app(&ctx, &ns, &app, Some(&v), app_spec(body)).await?,
+    ))
 }
 
 /// Version `{v}` of the app.
@@ -165,4 +184,33 @@ pub async fn get_version_service(
     Params((ns, app, v, svc)): Params<(String, String, String, String)>,
 ) -> ApiResult<Json<ServiceDetail>> {
     Ok(Json(s.core.get_service(&ctx, &ns, &app, Some(&v), &svc).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_error(body: serde_json::Value) -> String {
+        match app_spec(body) {
+            Ok(spec) => panic!("parsed: {spec:?}"),
+            Err(e) => e.external_message(),
+        }
+    }
+
+    #[test]
+    fn unknown_and_mistyped_fields_are_named() {
+        let top = parse_error(serde_json::json!({"services": [], "instance": 1}));
+        assert!(top.contains("unknown field `instance`"), "{top}");
+        let nested =
+            parse_error(serde_json::json!({"services": [{"name": "a", "command": ["x"], "instance": 2}]}));
+        assert!(
+            nested.contains("services[0]") && nested.contains("`instance`"),
+            "{nested}"
+        );
+        let typed =
+            parse_error(serde_json::json!({"services": [{"name": "a", "command": ["x"], "instances": "2"}]}));
+        assert!(typed.contains("services[0].instances"), "{typed}");
+        let missing = parse_error(serde_json::json!({"description": "d"}));
+        assert!(missing.contains("`services`"), "{missing}");
+    }
 }

@@ -4,7 +4,10 @@ use std::collections::BTreeMap;
 
 use axum::extract::State;
 use corral_core::BatchOp;
+use corral_types::cdap::{BatchDone, BatchItem, RouteConfigInput, RuntimeArgs};
 use corral_types::views::ErrorBody;
+use corral_types::{Error, Parsed};
+use serde_json::{Map, Value};
 
 use crate::AppState;
 use crate::extract::{Ctx, JsonBody, Params};
@@ -37,7 +40,9 @@ pub async fn put_route_config(
     Params((ns, app, svc)): Params<(String, String, String)>,
     JsonBody(body): JsonBody<serde_json::Value>,
 ) -> ApiResult<Empty> {
-    s.core.put_route_config(&ctx, &ns, &app, &svc, body).await?;
+    s.core
+        .put_route_config(&ctx, &ns, &app, &svc, route_config(body))
+        .await?;
     Ok(Empty)
 }
 
@@ -55,14 +60,102 @@ pub async fn delete_route_config(
     Ok(Empty)
 }
 
+/// Reads a route config: a non-empty object of integer percentages up to 100.
+fn route_config(body: Value) -> Parsed<RouteConfigInput> {
+    let invalid = || Error::bad_request("Route config contains invalid format or empty content.");
+    let Value::Object(map) = body else {
+        return Err(invalid());
+    };
+    if map.is_empty() {
+        return Err(invalid());
+    }
+    let mut config = BTreeMap::new();
+    for (version, pct) in map {
+        let pct = pct.as_u64().filter(|p| *p <= 100).ok_or_else(invalid)?;
+        config.insert(version, pct as u32);
+    }
+    Ok(RouteConfigInput(config))
+}
+
+/// Reads a batch body: the items as sent (echoed back in the answer) and as core takes them.
+fn batch_items(body: Value) -> (Vec<Map<String, Value>>, Parsed<Vec<BatchItem>>) {
+    let Value::Array(items) = body else {
+        return (
+            Vec::new(),
+            Err(Error::bad_request("The request body must be a JSON array.")),
+        );
+    };
+    let mut maps = Vec::with_capacity(items.len());
+    let mut parsed = Vec::with_capacity(items.len());
+    for item in items {
+        let Value::Object(map) = item else {
+            return (
+                Vec::new(),
+                Err(Error::bad_request("Every item must be a JSON object.")),
+            );
+        };
+        for field in ["appId", "programType", "programId"] {
+            if !map.get(field).is_some_and(Value::is_string) {
+                return (
+                    Vec::new(),
+                    Err(Error::bad_request(format!("'{field}' must be specified."))),
+                );
+            }
+        }
+        let text = |f: &str| map.get(f).and_then(Value::as_str).unwrap_or_default().to_string();
+        let version = map.get("version").and_then(Value::as_str).map(str::to_string);
+        parsed.push(BatchItem {
+            app_id: text("appId"),
+            program_type: text("programType"),
+            program_id: text("programId"),
+            bad_version: map.contains_key("version") && version.is_none(),
+            version,
+            runtime_args: match map.get("runtimeargs") {
+                None | Some(Value::Null) => None,
+                Some(a) => Some(RuntimeArgs::from_json(Some(a.clone()))),
+            },
+        });
+        maps.push(map);
+    }
+    (maps, Ok(parsed))
+}
+
 async fn batch(
     s: AppState,
     ctx: corral_types::OpCtx,
     ns: String,
     op: BatchOp,
-    body: serde_json::Value,
-) -> ApiResult<Json<Vec<serde_json::Value>>> {
-    Ok(Json(s.core.batch(&ctx, &ns, op, body).await?))
+    body: Value,
+) -> ApiResult<Json<Vec<Value>>> {
+    let (maps, items) = batch_items(body);
+    let outcomes = s.core.batch(&ctx, &ns, op, items).await?;
+    // Each item is answered as sent, with its own `statusCode` and result or `error`.
+    let out = maps
+        .into_iter()
+        .zip(outcomes)
+        .map(|(mut map, outcome)| {
+            match outcome {
+                Ok(done) => {
+                    map.insert("statusCode".into(), Value::from(200));
+                    match done {
+                        BatchDone::Started { runid } => {
+                            map.insert("runid".into(), Value::from(runid));
+                        }
+                        BatchDone::Stopped => {}
+                        BatchDone::Status { status } => {
+                            map.insert("status".into(), Value::from(status));
+                        }
+                    }
+                }
+                Err(e) => {
+                    map.insert("statusCode".into(), Value::from(e.status()));
+                    map.insert("error".into(), Value::from(e.external_message()));
+                }
+            }
+            Value::Object(map)
+        })
+        .collect();
+    Ok(Json(out))
 }
 
 /// Starts several services; each item is answered with its own `statusCode` (and `runid`).
@@ -74,8 +167,8 @@ pub async fn batch_start(
     State(s): State<AppState>,
     Ctx(ctx): Ctx,
     Params(ns): Params<String>,
-    JsonBody(body): JsonBody<serde_json::Value>,
-) -> ApiResult<Json<Vec<serde_json::Value>>> {
+    JsonBody(body): JsonBody<Value>,
+) -> ApiResult<Json<Vec<Value>>> {
     batch(s, ctx, ns, BatchOp::Start, body).await
 }
 
@@ -88,8 +181,8 @@ pub async fn batch_stop(
     State(s): State<AppState>,
     Ctx(ctx): Ctx,
     Params(ns): Params<String>,
-    JsonBody(body): JsonBody<serde_json::Value>,
-) -> ApiResult<Json<Vec<serde_json::Value>>> {
+    JsonBody(body): JsonBody<Value>,
+) -> ApiResult<Json<Vec<Value>>> {
     batch(s, ctx, ns, BatchOp::Stop, body).await
 }
 
@@ -102,8 +195,8 @@ pub async fn batch_status(
     State(s): State<AppState>,
     Ctx(ctx): Ctx,
     Params(ns): Params<String>,
-    JsonBody(body): JsonBody<serde_json::Value>,
-) -> ApiResult<Json<Vec<serde_json::Value>>> {
+    JsonBody(body): JsonBody<Value>,
+) -> ApiResult<Json<Vec<Value>>> {
     batch(s, ctx, ns, BatchOp::Status, body).await
 }
 

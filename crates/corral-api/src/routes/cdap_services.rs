@@ -7,7 +7,10 @@ use std::collections::HashMap;
 use axum::extract::{Query, State};
 use axum::http::Uri;
 use corral_types::Error;
-use corral_types::cdap::{InstanceCounts, Message, ProcessRecord, ProgramStatus, RunRecord, StartedRun};
+use corral_types::Parsed;
+use corral_types::cdap::{
+    InstanceCounts, Message, ProcessRecord, ProgramStatus, RunRecord, RuntimeArgs, StartedRun,
+};
 use corral_types::views::ErrorBody;
 
 use crate::AppState;
@@ -22,6 +25,17 @@ fn query_map(uri: &Uri) -> Result<HashMap<String, String>, ApiError> {
         .map_err(|e| ApiError(Error::bad_request(format!("Invalid query string: {e}."))))
 }
 
+/// Reads the instance count of a `PUT .../instances` body; core checks its range.
+fn instances(body: &serde_json::Value) -> Parsed<i64> {
+    match body.get("instances") {
+        None => Err(Error::bad_request("'instances' must be specified.")),
+        Some(n) => n
+            .as_i64()
+            .filter(|_| n.is_i64() || n.is_u64())
+            .ok_or_else(|| Error::bad_request("'instances' must be an integer.")),
+    }
+}
+
 /// Starts a run; the body is optional runtime arguments (added to the processes' environment for this run).
 #[utoipa::path(post, path = "/v3/namespaces/{ns}/apps/{app}/services/{svc}/start", tag = "cdap", request_body(content = Option<HashMap<String, String>>, description = "runtime arguments"),
     params(("ns" = String, Path, description = "namespace id"), ("app" = String, Path, description = "application name"), ("svc" = String, Path, description = "service name")),
@@ -33,7 +47,9 @@ pub async fn start(
     OptionalJson(body): OptionalJson<Option<serde_json::Value>>,
 ) -> ApiResult<Json<StartedRun>> {
     Ok(Json(
-        s.core.start_service(&ctx, &ns, &app, None, &svc, body).await?,
+        s.core
+            .start_service(&ctx, &ns, &app, None, &svc, RuntimeArgs::from_json(body))
+            .await?,
     ))
 }
 
@@ -49,7 +65,7 @@ pub async fn start_v(
 ) -> ApiResult<Json<StartedRun>> {
     Ok(Json(
         s.core
-            .start_service(&ctx, &ns, &app, Some(&v), &svc, body)
+            .start_service(&ctx, &ns, &app, Some(&v), &svc, RuntimeArgs::from_json(body))
             .await?,
     ))
 }
@@ -145,7 +161,7 @@ pub async fn put_instances(
     JsonBody(body): JsonBody<serde_json::Value>,
 ) -> ApiResult<Empty> {
     s.core
-        .set_service_instances(&ctx, &ns, &app, None, &svc, body)
+        .set_service_instances(&ctx, &ns, &app, None, &svc, instances(&body))
         .await?;
     Ok(Empty)
 }
@@ -161,7 +177,7 @@ pub async fn put_instances_v(
     JsonBody(body): JsonBody<serde_json::Value>,
 ) -> ApiResult<Empty> {
     s.core
-        .set_service_instances(&ctx, &ns, &app, Some(&v), &svc, body)
+        .set_service_instances(&ctx, &ns, &app, Some(&v), &svc, instances(&body))
         .await?;
     Ok(Empty)
 }

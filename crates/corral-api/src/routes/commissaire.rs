@@ -130,6 +130,9 @@ pub async fn host_status(
 /// The state of the host machinery for the caller's tenant (commissaire-mvp's status).
 #[utoipa::path(get, path = "/api/v0/status", tag = "commissaire",
     responses((status = 200, body = Object), (status = 503, body = ErrorBody)))]
-pub async fn status(State(s): State<AppState>, Ctx(ctx): Ctx) -> ApiResult<Json<serde_json::Value>> {
+pub async fn status(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+) -> ApiResult<Json<corral_types::commissaire::MachineryStatus>> {
     Ok(Json(s.core.commissaire_status(&ctx).await?))
 }

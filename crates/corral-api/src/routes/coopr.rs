@@ -3,10 +3,11 @@
 use axum::extract::State;
 use corral_types::Error;
 use corral_types::views::{
-    ApiKey, ApiKeyCreate, ApiKeyCreated, ErrorBody, Tenant, TenantCreated, TenantRequest, User, UserCreate,
-    UserUpdate, UserWithKey,
+    ApiKey, ApiKeyCreate, ApiKeyCreated, ClusterStatus, ErrorBody, NodeProperties, NodePropertiesRequest,
+    Profile, Tenant, TenantCreated, TenantRequest, User, UserCreate, UserUpdate, UserWithKey,
 };
 use serde_json::Value;
+use std::collections::BTreeMap;
 
 use crate::AppState;
 use crate::extract::{BodyError, Ctx, IgnoredBody, JsonBody, OptionalJson, Params};
@@ -206,7 +207,7 @@ pub async fn delete_key(
 /// The caller's own free-form profile.
 #[utoipa::path(get, path = "/v2/profile", tag = "coopr",
     responses((status = 200, body = Object), (status = 404, body = ErrorBody)))]
-pub async fn get_profile(State(s): State<AppState>, Ctx(ctx): Ctx) -> ApiResult<Json<Value>> {
+pub async fn get_profile(State(s): State<AppState>, Ctx(ctx): Ctx) -> ApiResult<Json<Profile>> {
     Ok(Json(s.core.get_profile(&ctx).await?))
 }
 
@@ -217,8 +218,11 @@ pub async fn put_profile(
     State(s): State<AppState>,
     Ctx(ctx): Ctx,
     JsonBody(body): JsonBody<Value>,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(s.core.put_profile(&ctx, body).await?))
+) -> ApiResult<Json<Profile>> {
+    let Value::Object(profile) = body else {
+        return Err(Error::bad_request("The profile must be a JSON object.").into());
+    };
+    Ok(Json(s.core.put_profile(&ctx, Profile(profile)).await?))
 }
 
 /// Deletes the caller's profile (200 also when none exists).
@@ -234,7 +238,7 @@ pub async fn get_cluster_statuses(
     State(s): State<AppState>,
     Ctx(ctx): Ctx,
     _body: IgnoredBody,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Vec<ClusterStatus>>> {
     Ok(Json(s.core.cluster_statuses(&ctx).await?))
 }
 
@@ -245,11 +249,45 @@ pub async fn get_node_properties(
     State(s): State<AppState>,
     Ctx(ctx): Ctx,
     body: Result<JsonBody<Value>, BodyError>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<BTreeMap<String, NodeProperties>>> {
     let body = match body {
         Ok(JsonBody(v)) => Some(v),
         Err(BodyError::Transport(e)) => return Err(e.into()),
         Err(_) => None,
     };
-    Ok(Json(s.core.node_properties(&ctx, body).await?))
+    let req = node_properties_request(body)?;
+    Ok(Json(s.core.node_properties(&ctx, &req).await?))
+}
+
+/// Reads a `getNodeProperties` body (`None`: not JSON) with Coopr's texts, checked in the
+/// order Coopr checks them.
+fn node_properties_request(body: Option<Value>) -> Result<NodePropertiesRequest, Error> {
+    let Some(Value::Object(req)) = body else {
+        return Err(Error::bad_request(
+            "Invalid request body. Must be a valid JSON Object.",
+        ));
+    };
+    let cluster_id = req
+        .get("clusterId")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error::bad_request("clusterId must be specified."))?
+        .to_string();
+    let strings = |field: &str| -> Result<Vec<String>, Error> {
+        match req.get(field) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| v.as_str().map(str::to_string))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| Error::bad_request(format!("{field} must be an array of strings."))),
+            Some(_) => Err(Error::bad_request(format!(
+                "{field} must be an array of strings."
+            ))),
+        }
+    };
+    Ok(NodePropertiesRequest {
+        cluster_id,
+        properties: strings("properties")?,
+        services: strings("services")?,
+    })
 }
