@@ -4,28 +4,25 @@
 //! Architecture invariant: no HTTP and no SQL text here. Handlers call exactly one function
 //! of [`Core`]; the tenant of every store call comes from the [`OpCtx`].
 
-pub mod address;
-mod apps;
-pub mod auth;
-pub mod bootstrap;
-pub mod clouds;
-mod clusters;
-mod coopr_rpc;
+mod cdap;
+pub mod commissaire;
 pub mod crypto;
-pub mod hosts;
-mod identity;
-mod instances;
-pub use instances::{BulkItem, BulkOutcome, LaunchItem, SimpleAction, SnapshotItem};
+pub mod identity;
 pub mod jobs;
-mod named;
 mod namespaces;
-mod networks;
-mod operations;
+pub mod perspective;
 mod query;
-pub mod secrets;
-mod services;
-mod supervisor;
-pub mod watcher;
+
+// The domains' modules under their former paths, so `crate::hosts` and `corral_core::clouds`
+// keep naming the same things.
+pub(crate) use cdap::{apps, services, supervisor};
+pub(crate) use commissaire::{clusters, named, networks, operations};
+pub use commissaire::{address, hosts, watcher};
+pub use identity::{auth, bootstrap, secrets};
+pub(crate) use perspective::instances;
+pub use perspective::clouds;
+
+pub use instances::{BulkItem, BulkOutcome, LaunchItem, SimpleAction, SnapshotItem};
 
 use std::time::Duration;
 

@@ -1,5 +1,9 @@
 //! Tenants, users, API keys, access tokens and profiles (coopr-v2.md 3-5, README 3.3).
 
+pub mod auth;
+pub mod bootstrap;
+pub mod secrets;
+
 use corral_store::{
     ApiKeyRow, CreateTenantOutcome, DeleteTenantOutcome, NewApiKey, NewTenant, TenantRow,
     UpdateTenantOutcome, UserChange, UserRow,
@@ -13,7 +17,7 @@ use corral_types::views::{
 };
 use corral_types::{Access, ApiKeyId, Error, OpCtx, Role, TenantId};
 
-use crate::{Core, secrets};
+use crate::Core;
 
 const MAX_DESCRIPTION: usize = 4096;
 /// Coopr's one text for every bad tenant body.
