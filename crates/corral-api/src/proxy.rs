@@ -336,6 +336,7 @@ async fn forward(s: &AppState, ctx: &OpCtx, req: Request) -> Result<Response, Er
     let write = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     let target = s
         .core
+        .cdap()
         .route_request(ctx, &ns, &app, version.as_deref(), &svc, write)
         .await?;
     let proxy = &s.proxy;

@@ -1,8 +1,15 @@
 //! Corral's application layer: every operation the API offers, as one function that takes the
 //! operation context, checks authorization, applies the business rules and calls the store.
 //!
-//! Architecture invariant: no HTTP and no SQL text here. Handlers call exactly one function
-//! of [`Core`]; the tenant of every store call comes from the [`OpCtx`].
+//! [`Core`] is a struct of per-domain services (identity, namespaces, Commissaire,
+//! Perspective, CDAP, query), each in its own module folder with its operations, rules and
+//! job handlers, each holding only what it needs.
+//!
+//! Architecture invariant: no HTTP, no JSON bodies and no SQL text here. Handlers call exactly
+//! one operation of one service; the tenant of every store call comes from the [`TenantScope`]
+//! the operation's permission check produced.
+//!
+//! [`TenantScope`]: corral_types::TenantScope
 
 mod cdap;
 pub mod commissaire;
@@ -16,11 +23,11 @@ mod query;
 // The domains' modules under their former paths, so `crate::hosts` and `corral_core::clouds`
 // keep naming the same things.
 pub(crate) use cdap::{apps, services, supervisor};
-pub(crate) use commissaire::{clusters, named, networks, operations};
 pub use commissaire::{address, hosts, watcher};
+pub(crate) use commissaire::{clusters, named, networks, operations};
 pub use identity::{auth, bootstrap, secrets};
-pub(crate) use perspective::instances;
 pub use perspective::clouds;
+pub(crate) use perspective::instances;
 
 pub use instances::{BulkItem, BulkOutcome, LaunchItem, SimpleAction, SnapshotItem};
 
@@ -37,9 +44,15 @@ pub use services::{BatchOp, OTHER_PROGRAM_TYPES, ProxyTarget};
 pub use supervisor::{Fallback, ServiceSettings, SupervisionSettings};
 
 use crate::auth::Authenticator;
+pub use crate::cdap::Cdap;
+pub use crate::commissaire::Commissaire;
 use crate::crypto::SecretBox;
 use crate::hosts::{HostOps, HostSettings};
+pub use crate::identity::Identity;
 use crate::jobs::JobEngine;
+pub use crate::namespaces::Namespaces;
+pub use crate::perspective::Perspective;
+pub use crate::query::Query;
 
 /// Settings the business rules depend on.
 #[derive(Debug, Clone)]
@@ -73,64 +86,86 @@ impl Default for CoreSettings {
     }
 }
 
-/// The application: cheap to share behind an `Arc`.
+/// The application: a struct of per-domain services, each owning what its operations need.
+/// Handlers reach an operation through its service (`core.perspective().launch_instances(..)`);
+/// the few operations that span domains (a tenant's or a namespace's delete stops its service
+/// processes) are composed inside the service that owns them.
 pub struct Core {
     store: Store,
-    settings: CoreSettings,
-    auth: Authenticator,
+    settings: Arc<CoreSettings>,
     secrets: Arc<SecretBox>,
-    /// The host machinery (SSH transport, OS profiles); `None` until configured.
-    hosts: Option<Arc<HostOps>>,
-    jobs: Option<Arc<JobEngine>>,
-    watcher: Arc<watcher::WatcherState>,
-    /// The service processes this server runs.
-    services: Arc<supervisor::Supervisor>,
-    route_cache: services::RouteCache,
-    /// The configured clouds (perspective 2).
-    clouds: Arc<clouds::Clouds>,
-    /// `instance_transition_timeout`: the deadline of every instance and image action.
-    instance_timeout: std::time::Duration,
-    /// Per-tenant snapshots for `POST /query`.
-    read_models: query::ReadModels,
-    /// `sql_statement_timeout`, `sql_row_limit`.
-    query_limits: corral_query::Limits,
+    identity: Identity,
+    namespaces: Namespaces,
+    commissaire: Commissaire,
+    perspective: Perspective,
+    cdap: Arc<Cdap>,
+    query: Query,
 }
 
 impl Core {
     pub fn new(store: Store, settings: CoreSettings, secrets: SecretBox) -> Core {
-        let auth = Authenticator::new(store.clone(), settings.auth_cache_ttl);
-        Core {
-            store,
-            settings,
-            auth,
-            secrets: Arc::new(secrets),
-            hosts: None,
-            jobs: None,
-            watcher: Arc::default(),
-            services: Arc::new(supervisor::Supervisor::new(
+        let settings = Arc::new(settings);
+        let secrets = Arc::new(secrets);
+        let cdap = Arc::new(Cdap {
+            store: store.clone(),
+            settings: settings.clone(),
+            services: Arc::new(cdap::supervisor::Supervisor::new(
                 Arc::new(corral_drivers::LocalProcessRunner),
                 ServiceSettings::default(),
                 None,
             )),
             route_cache: services::RouteCache::default(),
-            clouds: Arc::default(),
-            instance_timeout: std::time::Duration::from_secs(600),
-            read_models: query::ReadModels::default(),
-            query_limits: corral_query::Limits::default(),
+        });
+        let clouds: Arc<clouds::Clouds> = Arc::default();
+        Core {
+            identity: Identity {
+                store: store.clone(),
+                settings: settings.clone(),
+                auth: Authenticator::new(store.clone(), settings.auth_cache_ttl),
+                cdap: cdap.clone(),
+            },
+            namespaces: Namespaces {
+                store: store.clone(),
+                cdap: cdap.clone(),
+            },
+            commissaire: Commissaire {
+                store: store.clone(),
+                settings: settings.clone(),
+                secrets: secrets.clone(),
+                hosts: None,
+                jobs: None,
+                watcher: Arc::default(),
+            },
+            perspective: Perspective {
+                store: store.clone(),
+                clouds: clouds.clone(),
+                jobs: None,
+                instance_timeout: Duration::from_secs(600),
+            },
+            query: Query {
+                store: store.clone(),
+                clouds,
+                read_models: query::ReadModels::default(),
+                query_limits: corral_query::Limits::default(),
+            },
+            cdap,
+            store,
+            settings,
+            secrets,
         }
     }
 
     /// Sets the limits of every SQL statement (perspective 4.8).
     pub fn with_query_limits(mut self, limits: corral_query::Limits) -> Core {
-        self.query_limits = limits;
+        self.query.query_limits = limits;
         self
     }
 
     /// Adds the configured clouds and registers their jobs' handlers (after `with_hosts`,
     /// which brings the job engine).
-    pub fn with_clouds(mut self, clouds: clouds::Clouds, transition_timeout: std::time::Duration) -> Core {
+    pub fn with_clouds(mut self, clouds: clouds::Clouds, transition_timeout: Duration) -> Core {
         let clouds = Arc::new(clouds);
-        if let Some(engine) = &self.jobs {
+        if let Some(engine) = &self.perspective.jobs {
             engine.register(
                 instances::INSTANCE_JOB,
                 Arc::new(instances::InstanceHandler {
@@ -147,18 +182,27 @@ impl Core {
                 }),
             );
         }
-        self.clouds = clouds;
-        self.instance_timeout = transition_timeout;
+        self.perspective.clouds = clouds.clone();
+        self.perspective.instance_timeout = transition_timeout;
+        self.query.clouds = clouds;
         self
     }
 
     /// Sets how and where service processes run.
     pub fn with_services(mut self, runner: Arc<dyn ProcessRunner>, settings: ServiceSettings) -> Core {
-        self.services = Arc::new(supervisor::Supervisor::new(
-            runner,
-            settings,
-            self.settings.service_command_dirs.clone(),
-        ));
+        let cdap = Arc::new(Cdap {
+            store: self.store.clone(),
+            settings: self.settings.clone(),
+            services: Arc::new(cdap::supervisor::Supervisor::new(
+                runner,
+                settings,
+                self.settings.service_command_dirs.clone(),
+            )),
+            route_cache: services::RouteCache::default(),
+        });
+        self.identity.cdap = cdap.clone();
+        self.namespaces.cdap = cdap.clone();
+        self.cdap = cdap;
         self
     }
 
@@ -189,67 +233,48 @@ impl Core {
             operations::HOST_STEP,
             Arc::new(operations::HostStepHandler(ops.clone())),
         );
-        self.hosts = Some(ops);
-        self.jobs = Some(engine);
+        self.commissaire.hosts = Some(ops);
+        self.commissaire.jobs = Some(engine.clone());
+        self.perspective.jobs = Some(engine);
         self
     }
 
-    /// The health watcher's loop (run it once per process; the singleton lease picks the one
-    /// that works). `None` without host machinery.
+    /// Tenants, users, keys, tokens, profiles; credentials.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// CDAP namespaces.
+    pub fn namespaces(&self) -> &Namespaces {
+        &self.namespaces
+    }
+
+    /// Hosts, clusters, operations, networks, container managers; Coopr's cluster RPC.
+    pub fn commissaire(&self) -> &Commissaire {
+        &self.commissaire
+    }
+
+    /// Clouds, instances, images.
+    pub fn perspective(&self) -> &Perspective {
+        &self.perspective
+    }
+
+    /// Applications, supervised services, the method proxy's routing.
+    pub fn cdap(&self) -> &Cdap {
+        &self.cdap
+    }
+
+    /// `POST /query`.
+    pub fn query(&self) -> &Query {
+        &self.query
+    }
+
+    /// The health watcher's loop; `None` without host machinery.
     pub fn watcher(
         &self,
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Option<impl Future<Output = ()> + use<>> {
-        let ops = self.hosts.clone()?;
-        let owner = self
-            .jobs
-            .as_ref()
-            .map(|j| j.owner().to_string())
-            .unwrap_or_default();
-        Some(watcher::run(ops, owner, self.watcher.clone(), shutdown))
-    }
-
-    /// `GET /api/v0/status` (commissaire-v0.md 5.15).
-    pub async fn commissaire_status(
-        &self,
-        ctx: &OpCtx,
-    ) -> Result<corral_types::commissaire::MachineryStatus, corral_types::Error> {
-        use corral_types::commissaire::{MachineryStatus, StoreStatus, WorkerInfo, WorkerStatus};
-        let scope = ctx.require(corral_types::Access::Read)?;
-        if !self.store.ping().await {
-            return Err(corral_types::Error::Unavailable("Storage is unavailable.".into()));
-        }
-        let (queued, running, watched) = self.store.host_machinery_counts(&scope).await?;
-        let (errors, in_use) = self.watcher.for_tenant(scope.id());
-        let up = if self.hosts.is_some() { "OK" } else { "FAILED" };
-        Ok(MachineryStatus {
-            investigator: WorkerStatus {
-                info: WorkerInfo {
-                    errors: Vec::new(),
-                    in_use: running,
-                    size: queued,
-                },
-                status: up.to_string(),
-            },
-            store: StoreStatus {
-                status: "OK".to_string(),
-            },
-            watcher: WorkerStatus {
-                info: WorkerInfo {
-                    errors,
-                    in_use,
-                    size: watched,
-                },
-                status: up.to_string(),
-            },
-        })
-    }
-
-    /// Tells the job engine to look at the queue now.
-    pub(crate) fn wake_jobs(&self) {
-        if let Some(j) = &self.jobs {
-            j.wake();
-        }
+        self.commissaire.watcher(shutdown)
     }
 
     /// Encrypts and decrypts secrets kept at rest.
@@ -273,7 +298,7 @@ impl Core {
     }
 
     pub fn authenticator(&self) -> &Authenticator {
-        &self.auth
+        self.identity.authenticator()
     }
 
     /// `GET /ping`: can the store be reached?

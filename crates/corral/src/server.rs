@@ -62,7 +62,7 @@ impl Running {
         };
         // Service processes stop after the last proxied request; their runs stay active in
         // the store, and the next start of this server (same data dir) restores them.
-        self.core.shutdown_services().await;
+        self.core.cdap().shutdown_services().await;
         self.core.close().await;
         result
     }
@@ -149,6 +149,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
         }),
     );
     match core
+        .identity()
         .bootstrap(&settings.data_dir, settings.bootstrap_apikey.as_deref())
         .await
         .map_err(|e| anyhow::anyhow!("bootstrap failed: {e}"))?
@@ -160,15 +161,17 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
     }
     // Before serving: runs a previous process of this server left active are closed and
     // the services it ran are started again (cdap-v3.md 1.4).
-    if let Err(e) = core.recover_services().await {
+    if let Err(e) = core.cdap().recover_services().await {
         tracing::error!("cannot restore the services of the previous run: {e}");
     }
-    core.refresh_cloud_images(Duration::from_secs(10)).await;
+    core.perspective()
+        .refresh_cloud_images(Duration::from_secs(10))
+        .await;
     // VM states are reconciled in the background: a slow cloud must not delay serving.
     {
         let core = core.clone();
         tokio::spawn(async move {
-            if let Err(e) = core.reconcile_instances().await {
+            if let Err(e) = core.perspective().reconcile_instances().await {
                 tracing::error!("reconciling instances with their clouds failed: {e}");
             }
         });

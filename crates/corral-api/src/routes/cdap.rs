@@ -10,7 +10,7 @@ use crate::reply::{ApiResult, Empty, Json};
 /// The tenant's namespaces, sorted by name; `default` is always there.
 #[utoipa::path(get, path = "/v3/namespaces", tag = "cdap", responses((status = 200, body = [Namespace])))]
 pub async fn list_namespaces(State(s): State<AppState>, Ctx(ctx): Ctx) -> ApiResult<Json<Vec<Namespace>>> {
-    Ok(Json(s.core.list_namespaces(&ctx).await?))
+    Ok(Json(s.core.namespaces().list_namespaces(&ctx).await?))
 }
 
 #[utoipa::path(get, path = "/v3/namespaces/{ns}", tag = "cdap",
@@ -21,7 +21,7 @@ pub async fn get_namespace(
     Ctx(ctx): Ctx,
     Params(ns): Params<String>,
 ) -> ApiResult<Json<Namespace>> {
-    Ok(Json(s.core.get_namespace(&ctx, &ns).await?))
+    Ok(Json(s.core.namespaces().get_namespace(&ctx, &ns).await?))
 }
 
 /// Creates a namespace; an existing one is answered unchanged, also with 200.
@@ -34,7 +34,7 @@ pub async fn create_namespace(
     Params(ns): Params<String>,
     OptionalJson(body): OptionalJson<NamespaceInput>,
 ) -> ApiResult<Json<Namespace>> {
-    Ok(Json(s.core.create_namespace(&ctx, &ns, body).await?))
+    Ok(Json(s.core.namespaces().create_namespace(&ctx, &ns, body).await?))
 }
 
 /// Edits a namespace's description and/or config (the whole config map is replaced).
@@ -48,7 +48,7 @@ pub async fn update_namespace_properties(
     Params(ns): Params<String>,
     OptionalJson(body): OptionalJson<NamespaceInput>,
 ) -> ApiResult<Json<Namespace>> {
-    Ok(Json(s.core.update_namespace(&ctx, &ns, body).await?))
+    Ok(Json(s.core.namespaces().update_namespace(&ctx, &ns, body).await?))
 }
 
 /// Deletes the namespace and everything in it; `default` is emptied and kept.
@@ -60,7 +60,7 @@ pub async fn delete_namespace(
     Ctx(ctx): Ctx,
     Params(ns): Params<String>,
 ) -> ApiResult<Empty> {
-    s.core.delete_namespace(&ctx, &ns).await?;
+    s.core.namespaces().delete_namespace(&ctx, &ns).await?;
     Ok(Empty)
 }
 
@@ -73,6 +73,6 @@ pub async fn delete_namespace_unrecoverable(
     Ctx(ctx): Ctx,
     Params(ns): Params<String>,
 ) -> ApiResult<Empty> {
-    s.core.delete_namespace(&ctx, &ns).await?;
+    s.core.namespaces().delete_namespace(&ctx, &ns).await?;
     Ok(Empty)
 }

@@ -33,7 +33,7 @@ pub async fn list_apps(
     Ctx(ctx): Ctx,
     Params(ns): Params<String>,
 ) -> ApiResult<Json<Vec<AppRecord>>> {
-    Ok(Json(s.core.list_apps(&ctx, &ns).await?))
+    Ok(Json(s.core.cdap().list_apps(&ctx, &ns).await?))
 }
 
 /// Creates the app, or adds or overwrites (`-SNAPSHOT`) the version named in the body.
@@ -47,7 +47,12 @@ pub async fn put_app(
     Params((ns, app)): Params<(String, String)>,
     JsonBody(body): JsonBody<serde_json::Value>,
 ) -> ApiResult<Json<ApplicationDetail>> {
-    Ok(Json(s.core.put_app(&ctx, &ns, &app, None, app_spec(body)).await?))
+    Ok(Json(
+        s.core
+            .cdap()
+            .put_app(&ctx, &ns, &app, None, app_spec(body))
+            .await?,
+    ))
 }
 
 /// The app's current version.
@@ -59,7 +64,7 @@ pub async fn get_app(
     Ctx(ctx): Ctx,
     Params((ns, app)): Params<(String, String)>,
 ) -> ApiResult<Json<ApplicationDetail>> {
-    Ok(Json(s.core.get_app(&ctx, &ns, &app, None).await?))
+    Ok(Json(s.core.cdap().get_app(&ctx, &ns, &app, None).await?))
 }
 
 /// Deletes every version of the app.
@@ -71,7 +76,7 @@ pub async fn delete_app(
     Ctx(ctx): Ctx,
     Params((ns, app)): Params<(String, String)>,
 ) -> ApiResult<Empty> {
-    s.core.delete_app(&ctx, &ns, &app).await?;
+    s.core.cdap().delete_app(&ctx, &ns, &app).await?;
     Ok(Empty)
 }
 
@@ -88,7 +93,10 @@ pub async fn put_app_version(
     JsonBody(body): JsonBody<serde_json::Value>,
 ) -> ApiResult<Json<ApplicationDetail>> {
     Ok(Json(
-        s.core.put_app(&ctx, &ns, &app, Some(&v), app_spec(body)).await?,
+        s.core
+            .cdap()
+            .put_app(&ctx, &ns, &app, Some(&v), app_spec(body))
+            .await?,
     ))
 }
 
@@ -105,7 +113,10 @@ pub async fn post_app_version(
     JsonBody(body): JsonBody<serde_json::Value>,
 ) -> ApiResult<Json<ApplicationDetail>> {
     Ok(Json(
-        s.core.put_app(&ctx, &ns, &app, Some(&v), app_spec(body)).await?,
+        s.core
+            .cdap()
+            .put_app(&ctx, &ns, &app, Some(&v), app_spec(body))
+            .await?,
     ))
 }
 
@@ -119,7 +130,7 @@ pub async fn get_app_version(
     Ctx(ctx): Ctx,
     Params((ns, app, v)): Params<(String, String, String)>,
 ) -> ApiResult<Json<ApplicationDetail>> {
-    Ok(Json(s.core.get_app(&ctx, &ns, &app, Some(&v)).await?))
+    Ok(Json(s.core.cdap().get_app(&ctx, &ns, &app, Some(&v)).await?))
 }
 
 /// Deletes version `{v}`; deleting the last version deletes the app.
@@ -132,7 +143,7 @@ pub async fn delete_app_version(
     Ctx(ctx): Ctx,
     Params((ns, app, v)): Params<(String, String, String)>,
 ) -> ApiResult<Empty> {
-    s.core.delete_app_version(&ctx, &ns, &app, &v).await?;
+    s.core.cdap().delete_app_version(&ctx, &ns, &app, &v).await?;
     Ok(Empty)
 }
 
@@ -145,7 +156,7 @@ pub async fn list_app_versions(
     Ctx(ctx): Ctx,
     Params((ns, app)): Params<(String, String)>,
 ) -> ApiResult<Json<Vec<String>>> {
-    Ok(Json(s.core.list_app_versions(&ctx, &ns, &app).await?))
+    Ok(Json(s.core.cdap().list_app_versions(&ctx, &ns, &app).await?))
 }
 
 /// The services of the current version of every app, sorted by app then name.
@@ -157,7 +168,7 @@ pub async fn list_services(
     Ctx(ctx): Ctx,
     Params(ns): Params<String>,
 ) -> ApiResult<Json<Vec<ServiceRecord>>> {
-    Ok(Json(s.core.list_services(&ctx, &ns).await?))
+    Ok(Json(s.core.cdap().list_services(&ctx, &ns).await?))
 }
 
 /// A service of the app's current version.
@@ -170,7 +181,9 @@ pub async fn get_service(
     Ctx(ctx): Ctx,
     Params((ns, app, svc)): Params<(String, String, String)>,
 ) -> ApiResult<Json<ServiceDetail>> {
-    Ok(Json(s.core.get_service(&ctx, &ns, &app, None, &svc).await?))
+    Ok(Json(
+        s.core.cdap().get_service(&ctx, &ns, &app, None, &svc).await?,
+    ))
 }
 
 /// A service of version `{v}`.
@@ -183,7 +196,9 @@ pub async fn get_version_service(
     Ctx(ctx): Ctx,
     Params((ns, app, v, svc)): Params<(String, String, String, String)>,
 ) -> ApiResult<Json<ServiceDetail>> {
-    Ok(Json(s.core.get_service(&ctx, &ns, &app, Some(&v), &svc).await?))
+    Ok(Json(
+        s.core.cdap().get_service(&ctx, &ns, &app, Some(&v), &svc).await?,
+    ))
 }
 
 #[cfg(test)]

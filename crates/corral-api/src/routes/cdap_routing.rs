@@ -23,7 +23,7 @@ pub async fn get_route_config(
     Ctx(ctx): Ctx,
     Params((ns, app, svc)): Params<(String, String, String)>,
 ) -> ApiResult<Json<BTreeMap<String, u32>>> {
-    Ok(Json(s.core.get_route_config(&ctx, &ns, &app, &svc).await?))
+    Ok(Json(s.core.cdap().get_route_config(&ctx, &ns, &app, &svc).await?))
 }
 
 /// Replaces the split: every key an existing version containing the service, integer
@@ -41,6 +41,7 @@ pub async fn put_route_config(
     JsonBody(body): JsonBody<serde_json::Value>,
 ) -> ApiResult<Empty> {
     s.core
+        .cdap()
         .put_route_config(&ctx, &ns, &app, &svc, route_config(body))
         .await?;
     Ok(Empty)
@@ -56,7 +57,7 @@ pub async fn delete_route_config(
     Ctx(ctx): Ctx,
     Params((ns, app, svc)): Params<(String, String, String)>,
 ) -> ApiResult<Empty> {
-    s.core.delete_route_config(&ctx, &ns, &app, &svc).await?;
+    s.core.cdap().delete_route_config(&ctx, &ns, &app, &svc).await?;
     Ok(Empty)
 }
 
@@ -128,7 +129,7 @@ async fn batch(
     body: Value,
 ) -> ApiResult<Json<Vec<Value>>> {
     let (maps, items) = batch_items(body);
-    let outcomes = s.core.batch(&ctx, &ns, op, items).await?;
+    let outcomes = s.core.cdap().batch(&ctx, &ns, op, items).await?;
     // Each item is answered as sent, with its own `statusCode` and result or `error`.
     let out = maps
         .into_iter()

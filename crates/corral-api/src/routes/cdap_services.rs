@@ -48,6 +48,7 @@ pub async fn start(
 ) -> ApiResult<Json<StartedRun>> {
     Ok(Json(
         s.core
+            .cdap()
             .start_service(&ctx, &ns, &app, None, &svc, RuntimeArgs::from_json(body))
             .await?,
     ))
@@ -65,6 +66,7 @@ pub async fn start_v(
 ) -> ApiResult<Json<StartedRun>> {
     Ok(Json(
         s.core
+            .cdap()
             .start_service(&ctx, &ns, &app, Some(&v), &svc, RuntimeArgs::from_json(body))
             .await?,
     ))
@@ -80,7 +82,7 @@ pub async fn stop(
     Params((ns, app, svc)): Params<(String, String, String)>,
     _body: IgnoredBody,
 ) -> ApiResult<Empty> {
-    s.core.stop_service(&ctx, &ns, &app, None, &svc).await?;
+    s.core.cdap().stop_service(&ctx, &ns, &app, None, &svc).await?;
     Ok(Empty)
 }
 
@@ -94,7 +96,10 @@ pub async fn stop_v(
     Params((ns, app, v, svc)): Params<(String, String, String, String)>,
     _body: IgnoredBody,
 ) -> ApiResult<Empty> {
-    s.core.stop_service(&ctx, &ns, &app, Some(&v), &svc).await?;
+    s.core
+        .cdap()
+        .stop_service(&ctx, &ns, &app, Some(&v), &svc)
+        .await?;
     Ok(Empty)
 }
 
@@ -107,7 +112,9 @@ pub async fn status(
     Ctx(ctx): Ctx,
     Params((ns, app, svc)): Params<(String, String, String)>,
 ) -> ApiResult<Json<ProgramStatus>> {
-    Ok(Json(s.core.service_status(&ctx, &ns, &app, None, &svc).await?))
+    Ok(Json(
+        s.core.cdap().service_status(&ctx, &ns, &app, None, &svc).await?,
+    ))
 }
 
 /// As the current-version form, for version `{v}`.
@@ -120,7 +127,10 @@ pub async fn status_v(
     Params((ns, app, v, svc)): Params<(String, String, String, String)>,
 ) -> ApiResult<Json<ProgramStatus>> {
     Ok(Json(
-        s.core.service_status(&ctx, &ns, &app, Some(&v), &svc).await?,
+        s.core
+            .cdap()
+            .service_status(&ctx, &ns, &app, Some(&v), &svc)
+            .await?,
     ))
 }
 
@@ -133,7 +143,12 @@ pub async fn get_instances(
     Ctx(ctx): Ctx,
     Params((ns, app, svc)): Params<(String, String, String)>,
 ) -> ApiResult<Json<InstanceCounts>> {
-    Ok(Json(s.core.service_instances(&ctx, &ns, &app, None, &svc).await?))
+    Ok(Json(
+        s.core
+            .cdap()
+            .service_instances(&ctx, &ns, &app, None, &svc)
+            .await?,
+    ))
 }
 
 /// As the current-version form, for version `{v}`.
@@ -146,7 +161,10 @@ pub async fn get_instances_v(
     Params((ns, app, v, svc)): Params<(String, String, String, String)>,
 ) -> ApiResult<Json<InstanceCounts>> {
     Ok(Json(
-        s.core.service_instances(&ctx, &ns, &app, Some(&v), &svc).await?,
+        s.core
+            .cdap()
+            .service_instances(&ctx, &ns, &app, Some(&v), &svc)
+            .await?,
     ))
 }
 
@@ -161,6 +179,7 @@ pub async fn put_instances(
     JsonBody(body): JsonBody<serde_json::Value>,
 ) -> ApiResult<Empty> {
     s.core
+        .cdap()
         .set_service_instances(&ctx, &ns, &app, None, &svc, instances(&body))
         .await?;
     Ok(Empty)
@@ -177,6 +196,7 @@ pub async fn put_instances_v(
     JsonBody(body): JsonBody<serde_json::Value>,
 ) -> ApiResult<Empty> {
     s.core
+        .cdap()
         .set_service_instances(&ctx, &ns, &app, Some(&v), &svc, instances(&body))
         .await?;
     Ok(Empty)
@@ -194,7 +214,10 @@ pub async fn runs(
 ) -> ApiResult<Json<Vec<RunRecord>>> {
     let query = query_map(&uri)?;
     Ok(Json(
-        s.core.service_runs(&ctx, &ns, &app, None, &svc, &query).await?,
+        s.core
+            .cdap()
+            .service_runs(&ctx, &ns, &app, None, &svc, &query)
+            .await?,
     ))
 }
 
@@ -211,6 +234,7 @@ pub async fn runs_v(
     let query = query_map(&uri)?;
     Ok(Json(
         s.core
+            .cdap()
             .service_runs(&ctx, &ns, &app, Some(&v), &svc, &query)
             .await?,
     ))
@@ -226,7 +250,10 @@ pub async fn run(
     Params((ns, app, svc, runid)): Params<(String, String, String, String)>,
 ) -> ApiResult<Json<RunRecord>> {
     Ok(Json(
-        s.core.service_run(&ctx, &ns, &app, None, &svc, &runid).await?,
+        s.core
+            .cdap()
+            .service_run(&ctx, &ns, &app, None, &svc, &runid)
+            .await?,
     ))
 }
 
@@ -241,6 +268,7 @@ pub async fn run_v(
 ) -> ApiResult<Json<RunRecord>> {
     Ok(Json(
         s.core
+            .cdap()
             .service_run(&ctx, &ns, &app, Some(&v), &svc, &runid)
             .await?,
     ))
@@ -255,7 +283,12 @@ pub async fn available(
     Ctx(ctx): Ctx,
     Params((ns, app, svc)): Params<(String, String, String)>,
 ) -> ApiResult<Json<Message>> {
-    Ok(Json(s.core.service_available(&ctx, &ns, &app, None, &svc).await?))
+    Ok(Json(
+        s.core
+            .cdap()
+            .service_available(&ctx, &ns, &app, None, &svc)
+            .await?,
+    ))
 }
 
 /// As the current-version form, for version `{v}`.
@@ -268,7 +301,10 @@ pub async fn available_v(
     Params((ns, app, v, svc)): Params<(String, String, String, String)>,
 ) -> ApiResult<Json<Message>> {
     Ok(Json(
-        s.core.service_available(&ctx, &ns, &app, Some(&v), &svc).await?,
+        s.core
+            .cdap()
+            .service_available(&ctx, &ns, &app, Some(&v), &svc)
+            .await?,
     ))
 }
 
@@ -281,7 +317,12 @@ pub async fn processes(
     Ctx(ctx): Ctx,
     Params((ns, app, svc)): Params<(String, String, String)>,
 ) -> ApiResult<Json<Vec<ProcessRecord>>> {
-    Ok(Json(s.core.service_processes(&ctx, &ns, &app, None, &svc).await?))
+    Ok(Json(
+        s.core
+            .cdap()
+            .service_processes(&ctx, &ns, &app, None, &svc)
+            .await?,
+    ))
 }
 
 /// As the current-version form, for version `{v}`.
@@ -294,6 +335,9 @@ pub async fn processes_v(
     Params((ns, app, v, svc)): Params<(String, String, String, String)>,
 ) -> ApiResult<Json<Vec<ProcessRecord>>> {
     Ok(Json(
-        s.core.service_processes(&ctx, &ns, &app, Some(&v), &svc).await?,
+        s.core
+            .cdap()
+            .service_processes(&ctx, &ns, &app, Some(&v), &svc)
+            .await?,
     ))
 }

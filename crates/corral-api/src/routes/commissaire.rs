@@ -20,13 +20,13 @@ pub(crate) fn deleted() -> Json<[(); 0]> {
 /// The tenant's hosts, sorted by address.
 #[utoipa::path(get, path = "/api/v0/hosts", tag = "commissaire", responses((status = 200, body = [Host])))]
 pub async fn list_hosts(State(s): State<AppState>, Ctx(ctx): Ctx) -> ApiResult<Json<Vec<Host>>> {
-    Ok(Json(s.core.list_hosts(&ctx).await?))
+    Ok(Json(s.core.commissaire().list_hosts(&ctx).await?))
 }
 
 /// Same as `GET /api/v0/hosts` (the singular spelling of commissaire-http).
 #[utoipa::path(get, path = "/api/v0/host", tag = "commissaire", responses((status = 200, body = [Host])))]
 pub async fn list_hosts_singular(State(s): State<AppState>, Ctx(ctx): Ctx) -> ApiResult<Json<Vec<Host>>> {
-    Ok(Json(s.core.list_hosts(&ctx).await?))
+    Ok(Json(s.core.commissaire().list_hosts(&ctx).await?))
 }
 
 #[utoipa::path(get, path = "/api/v0/host/{address}", tag = "commissaire",
@@ -37,7 +37,7 @@ pub async fn get_host(
     Ctx(ctx): Ctx,
     Params(address): Params<String>,
 ) -> ApiResult<Json<Host>> {
-    Ok(Json(s.core.get_host(&ctx, &address).await?))
+    Ok(Json(s.core.commissaire().get_host(&ctx, &address).await?))
 }
 
 fn created_or_ok((created, host): (bool, Host)) -> Response {
@@ -64,7 +64,10 @@ pub async fn put_host(
         forwarded_for: None,
     };
     Ok(created_or_ok(
-        s.core.put_host(&ctx, Some(&address), body, peer).await?,
+        s.core
+            .commissaire()
+            .put_host(&ctx, Some(&address), body, peer)
+            .await?,
     ))
 }
 
@@ -87,7 +90,9 @@ pub async fn put_host_self(
         peer: Some(peer.ip()),
         forwarded_for,
     };
-    Ok(created_or_ok(s.core.put_host(&ctx, None, body, peer).await?))
+    Ok(created_or_ok(
+        s.core.commissaire().put_host(&ctx, None, body, peer).await?,
+    ))
 }
 
 /// Deletes a host: its record, credentials and membership.
@@ -99,7 +104,7 @@ pub async fn delete_host(
     Ctx(ctx): Ctx,
     Params(address): Params<String>,
 ) -> ApiResult<Json<[(); 0]>> {
-    s.core.delete_host(&ctx, &address).await?;
+    s.core.commissaire().delete_host(&ctx, &address).await?;
     Ok(deleted())
 }
 
@@ -112,7 +117,7 @@ pub async fn host_creds(
     Ctx(ctx): Ctx,
     Params(address): Params<String>,
 ) -> ApiResult<Json<HostCreds>> {
-    Ok(Json(s.core.host_creds(&ctx, &address).await?))
+    Ok(Json(s.core.commissaire().host_creds(&ctx, &address).await?))
 }
 
 /// The host's status and the last failure reason.
@@ -124,7 +129,7 @@ pub async fn host_status(
     Ctx(ctx): Ctx,
     Params(address): Params<String>,
 ) -> ApiResult<Json<HostStatus>> {
-    Ok(Json(s.core.host_status(&ctx, &address).await?))
+    Ok(Json(s.core.commissaire().host_status(&ctx, &address).await?))
 }
 
 /// The state of the host machinery for the caller's tenant (commissaire-mvp's status).
@@ -134,5 +139,5 @@ pub async fn status(
     State(s): State<AppState>,
     Ctx(ctx): Ctx,
 ) -> ApiResult<Json<corral_types::commissaire::MachineryStatus>> {
-    Ok(Json(s.core.commissaire_status(&ctx).await?))
+    Ok(Json(s.core.commissaire().commissaire_status(&ctx).await?))
 }

@@ -14,7 +14,7 @@ use crate::routes::commissaire::deleted;
 /// The tenant's cluster names.
 #[utoipa::path(get, path = "/api/v0/clusters", tag = "commissaire", responses((status = 200, body = [String])))]
 pub async fn list_clusters(State(s): State<AppState>, Ctx(ctx): Ctx) -> ApiResult<Json<Vec<String>>> {
-    Ok(Json(s.core.list_clusters(&ctx).await?))
+    Ok(Json(s.core.commissaire().list_clusters(&ctx).await?))
 }
 
 /// Same as `GET /api/v0/clusters` (the excerpt's spelling).
@@ -23,7 +23,7 @@ pub async fn list_clusters_singular(
     State(s): State<AppState>,
     Ctx(ctx): Ctx,
 ) -> ApiResult<Json<Vec<String>>> {
-    Ok(Json(s.core.list_clusters(&ctx).await?))
+    Ok(Json(s.core.commissaire().list_clusters(&ctx).await?))
 }
 
 #[utoipa::path(get, path = "/api/v0/cluster/{name}", tag = "commissaire",
@@ -34,7 +34,7 @@ pub async fn get_cluster(
     Ctx(ctx): Ctx,
     Params(name): Params<String>,
 ) -> ApiResult<Json<Cluster>> {
-    Ok(Json(s.core.get_cluster(&ctx, &name).await?))
+    Ok(Json(s.core.commissaire().get_cluster(&ctx, &name).await?))
 }
 
 /// Creates a cluster (201), or answers the identical existing one (200).
@@ -48,7 +48,7 @@ pub async fn put_cluster(
     Params(name): Params<String>,
     OptionalJson(body): OptionalJson<ClusterPut>,
 ) -> ApiResult<Response> {
-    let (created, cluster) = s.core.put_cluster(&ctx, &name, body).await?;
+    let (created, cluster) = s.core.commissaire().put_cluster(&ctx, &name, body).await?;
     Ok(if created {
         Created(cluster).into_response()
     } else {
@@ -65,7 +65,7 @@ pub async fn delete_cluster(
     Ctx(ctx): Ctx,
     Params(name): Params<String>,
 ) -> ApiResult<Json<[(); 0]>> {
-    s.core.delete_cluster(&ctx, &name).await?;
+    s.core.commissaire().delete_cluster(&ctx, &name).await?;
     Ok(deleted())
 }
 
@@ -78,7 +78,7 @@ pub async fn get_members(
     Ctx(ctx): Ctx,
     Params(name): Params<String>,
 ) -> ApiResult<Json<Vec<String>>> {
-    Ok(Json(s.core.cluster_members(&ctx, &name).await?))
+    Ok(Json(s.core.commissaire().cluster_members(&ctx, &name).await?))
 }
 
 /// Replaces the member set if `old` is current (compare-and-swap).
@@ -92,7 +92,7 @@ pub async fn put_members(
     Params(name): Params<String>,
     JsonBody(body): JsonBody<MembersPut>,
 ) -> ApiResult<Json<Cluster>> {
-    Ok(Json(s.core.swap_members(&ctx, &name, body).await?))
+    Ok(Json(s.core.commissaire().swap_members(&ctx, &name, body).await?))
 }
 
 /// Membership test: `["<address>"]`, or 404.
@@ -104,7 +104,11 @@ pub async fn get_member(
     Ctx(ctx): Ctx,
     Params((name, address)): Params<(String, String)>,
 ) -> ApiResult<Json<[String; 1]>> {
-    Ok(Json([s.core.cluster_member(&ctx, &name, &address).await?]))
+    Ok(Json([s
+        .core
+        .commissaire()
+        .cluster_member(&ctx, &name, &address)
+        .await?]))
 }
 
 /// Adds one host (idempotent).
@@ -118,7 +122,11 @@ pub async fn put_member(
     Params((name, address)): Params<(String, String)>,
     _body: IgnoredBody,
 ) -> ApiResult<Json<[String; 1]>> {
-    Ok(Json([s.core.add_member(&ctx, &name, &address).await?]))
+    Ok(Json([s
+        .core
+        .commissaire()
+        .add_member(&ctx, &name, &address)
+        .await?]))
 }
 
 /// Removes one host (idempotent).
@@ -130,7 +138,7 @@ pub async fn delete_member(
     Ctx(ctx): Ctx,
     Params((name, address)): Params<(String, String)>,
 ) -> ApiResult<Json<[(); 0]>> {
-    s.core.remove_member(&ctx, &name, &address).await?;
+    s.core.commissaire().remove_member(&ctx, &name, &address).await?;
     Ok(deleted())
 }
 
@@ -149,7 +157,11 @@ async fn start(
     kind: OperationKind,
     body: OperationPut,
 ) -> ApiResult<Response> {
-    let (created, rec) = s.core.start_operation(&ctx, name, kind, body).await?;
+    let (created, rec) = s
+        .core
+        .commissaire()
+        .start_operation(&ctx, name, kind, body)
+        .await?;
     Ok(if created {
         Created(rec).into_response()
     } else {
@@ -164,7 +176,7 @@ macro_rules! operation_routes {
             params(("name" = String, Path, description = "cluster name")),
             responses((status = 200, body = Object), (status = 204), (status = 404, body = ErrorBody)))]
         pub async fn $get(State(s): State<AppState>, Ctx(ctx): Ctx, Params(name): Params<String>) -> ApiResult<Response> {
-            Ok(record(s.core.get_operation(&ctx, &name, $kind).await?))
+            Ok(record(s.core.commissaire().get_operation(&ctx, &name, $kind).await?))
         }
 
         /// Starts this rolling operation over the cluster's hosts.

@@ -27,7 +27,7 @@ fn deleted() -> Json<Vec<String>> {
 #[utoipa::path(get, path = "/api/v0/networks", tag = "commissaire",
     responses((status = 200, body = [String])))]
 pub async fn list_networks(State(s): State<AppState>, Ctx(ctx): Ctx) -> ApiResult<Json<Vec<String>>> {
-    Ok(Json(s.core.list_networks(&ctx).await?))
+    Ok(Json(s.core.commissaire().list_networks(&ctx).await?))
 }
 
 /// The same list as `GET /api/v0/networks`, under the excerpt's singular path.
@@ -37,7 +37,7 @@ pub async fn list_networks_singular(
     State(s): State<AppState>,
     Ctx(ctx): Ctx,
 ) -> ApiResult<Json<Vec<String>>> {
-    Ok(Json(s.core.list_networks(&ctx).await?))
+    Ok(Json(s.core.commissaire().list_networks(&ctx).await?))
 }
 
 #[utoipa::path(get, path = "/api/v0/network/{network}", tag = "commissaire",
@@ -48,7 +48,7 @@ pub async fn get_network(
     Ctx(ctx): Ctx,
     Params(name): Params<String>,
 ) -> ApiResult<Json<Network>> {
-    Ok(Json(s.core.get_network(&ctx, &name).await?))
+    Ok(Json(s.core.commissaire().get_network(&ctx, &name).await?))
 }
 
 /// Creates a network (201); putting the same settings again answers 200, different ones 409.
@@ -63,7 +63,9 @@ pub async fn put_network(
     Params(name): Params<String>,
     OptionalJson(body): OptionalJson<NetworkInput>,
 ) -> ApiResult<Response> {
-    Ok(put_reply(s.core.put_network(&ctx, &name, body).await?))
+    Ok(put_reply(
+        s.core.commissaire().put_network(&ctx, &name, body).await?,
+    ))
 }
 
 /// Deletes a network that no cluster uses; `default` cannot be deleted. The body is `[]`.
@@ -76,7 +78,7 @@ pub async fn delete_network(
     Ctx(ctx): Ctx,
     Params(name): Params<String>,
 ) -> ApiResult<Json<Vec<String>>> {
-    s.core.delete_network(&ctx, &name).await?;
+    s.core.commissaire().delete_network(&ctx, &name).await?;
     Ok(deleted())
 }
 
@@ -87,7 +89,7 @@ pub async fn list_container_managers(
     State(s): State<AppState>,
     Ctx(ctx): Ctx,
 ) -> ApiResult<Json<Vec<String>>> {
-    Ok(Json(s.core.list_container_managers(&ctx).await?))
+    Ok(Json(s.core.commissaire().list_container_managers(&ctx).await?))
 }
 
 /// The same list as `GET /api/v0/containermanagers`, under the singular path.
@@ -97,7 +99,7 @@ pub async fn list_container_managers_singular(
     State(s): State<AppState>,
     Ctx(ctx): Ctx,
 ) -> ApiResult<Json<Vec<String>>> {
-    Ok(Json(s.core.list_container_managers(&ctx).await?))
+    Ok(Json(s.core.commissaire().list_container_managers(&ctx).await?))
 }
 
 /// A container manager configuration; a stored `token` is shown as `"********"`.
@@ -110,7 +112,9 @@ pub async fn get_container_manager(
     Ctx(ctx): Ctx,
     Params(name): Params<String>,
 ) -> ApiResult<Json<ContainerManager>> {
-    Ok(Json(s.core.get_container_manager(&ctx, &name).await?))
+    Ok(Json(
+        s.core.commissaire().get_container_manager(&ctx, &name).await?,
+    ))
 }
 
 /// Creates a container manager configuration (201); the same settings again (the real token
@@ -126,7 +130,12 @@ pub async fn put_container_manager(
     Params(name): Params<String>,
     OptionalJson(body): OptionalJson<ContainerManagerInput>,
 ) -> ApiResult<Response> {
-    Ok(put_reply(s.core.put_container_manager(&ctx, &name, body).await?))
+    Ok(put_reply(
+        s.core
+            .commissaire()
+            .put_container_manager(&ctx, &name, body)
+            .await?,
+    ))
 }
 
 /// Deletes a container manager configuration that no cluster uses. The body is `[]`.
@@ -139,6 +148,6 @@ pub async fn delete_container_manager(
     Ctx(ctx): Ctx,
     Params(name): Params<String>,
 ) -> ApiResult<Json<Vec<String>>> {
-    s.core.delete_container_manager(&ctx, &name).await?;
+    s.core.commissaire().delete_container_manager(&ctx, &name).await?;
     Ok(deleted())
 }

@@ -26,7 +26,7 @@ fn tenant_body(body: Result<JsonBody<TenantRequest>, BodyError>) -> ApiResult<Te
 #[utoipa::path(get, path = "/v2/tenants", tag = "coopr",
     responses((status = 200, body = [Tenant]), (status = 403, body = ErrorBody)))]
 pub async fn list_tenants(State(s): State<AppState>, Ctx(ctx): Ctx) -> ApiResult<Json<Vec<Tenant>>> {
-    Ok(Json(s.core.list_tenants(&ctx).await?))
+    Ok(Json(s.core.identity().list_tenants(&ctx).await?))
 }
 
 /// Creates a tenant with its `default` namespace and network and an `admin` user whose key
@@ -39,7 +39,9 @@ pub async fn create_tenant(
     Ctx(ctx): Ctx,
     body: Result<JsonBody<TenantRequest>, BodyError>,
 ) -> ApiResult<Json<TenantCreated>> {
-    Ok(Json(s.core.create_tenant(&ctx, tenant_body(body)?).await?))
+    Ok(Json(
+        s.core.identity().create_tenant(&ctx, tenant_body(body)?).await?,
+    ))
 }
 
 #[utoipa::path(get, path = "/v2/tenants/{tenant}", tag = "coopr",
@@ -50,7 +52,7 @@ pub async fn get_tenant(
     Ctx(ctx): Ctx,
     Params(tenant): Params<String>,
 ) -> ApiResult<Json<Tenant>> {
-    Ok(Json(s.core.get_tenant(&ctx, &tenant).await?))
+    Ok(Json(s.core.identity().get_tenant(&ctx, &tenant).await?))
 }
 
 /// Replaces a tenant's settings; omitted fields take their defaults.
@@ -65,7 +67,10 @@ pub async fn update_tenant(
     body: Result<JsonBody<TenantRequest>, BodyError>,
 ) -> ApiResult<Json<Tenant>> {
     Ok(Json(
-        s.core.update_tenant(&ctx, &tenant, tenant_body(body)?).await?,
+        s.core
+            .identity()
+            .update_tenant(&ctx, &tenant, tenant_body(body)?)
+            .await?,
     ))
 }
 
@@ -79,7 +84,7 @@ pub async fn delete_tenant(
     Ctx(ctx): Ctx,
     Params(tenant): Params<String>,
 ) -> ApiResult<Empty> {
-    s.core.delete_tenant(&ctx, &tenant).await?;
+    s.core.identity().delete_tenant(&ctx, &tenant).await?;
     Ok(Empty)
 }
 
@@ -93,14 +98,16 @@ pub async fn issue_admin_key(
     Params(tenant): Params<String>,
     OptionalJson(body): OptionalJson<ApiKeyCreate>,
 ) -> ApiResult<Json<UserWithKey>> {
-    Ok(Json(s.core.issue_admin_key(&ctx, &tenant, body).await?))
+    Ok(Json(
+        s.core.identity().issue_admin_key(&ctx, &tenant, body).await?,
+    ))
 }
 
 /// Users of the caller's tenant, sorted by id.
 #[utoipa::path(get, path = "/v2/users", tag = "coopr",
     responses((status = 200, body = [User]), (status = 403, body = ErrorBody)))]
 pub async fn list_users(State(s): State<AppState>, Ctx(ctx): Ctx) -> ApiResult<Json<Vec<User>>> {
-    Ok(Json(s.core.list_users(&ctx).await?))
+    Ok(Json(s.core.identity().list_users(&ctx).await?))
 }
 
 /// Creates a user (without a key).
@@ -112,7 +119,7 @@ pub async fn create_user(
     Ctx(ctx): Ctx,
     JsonBody(body): JsonBody<UserCreate>,
 ) -> ApiResult<Created<User>> {
-    Ok(Created(s.core.create_user(&ctx, body).await?))
+    Ok(Created(s.core.identity().create_user(&ctx, body).await?))
 }
 
 #[utoipa::path(get, path = "/v2/users/{user}", tag = "coopr",
@@ -123,7 +130,7 @@ pub async fn get_user(
     Ctx(ctx): Ctx,
     Params(user): Params<String>,
 ) -> ApiResult<Json<User>> {
-    Ok(Json(s.core.get_user(&ctx, &user).await?))
+    Ok(Json(s.core.identity().get_user(&ctx, &user).await?))
 }
 
 /// Changes a user's role and/or description.
@@ -137,7 +144,7 @@ pub async fn update_user(
     Params(user): Params<String>,
     JsonBody(body): JsonBody<UserUpdate>,
 ) -> ApiResult<Json<User>> {
-    Ok(Json(s.core.update_user(&ctx, &user, body).await?))
+    Ok(Json(s.core.identity().update_user(&ctx, &user, body).await?))
 }
 
 /// Deletes a user, its keys, their tokens and its profile.
@@ -150,7 +157,7 @@ pub async fn delete_user(
     Ctx(ctx): Ctx,
     Params(user): Params<String>,
 ) -> ApiResult<Empty> {
-    s.core.delete_user(&ctx, &user).await?;
+    s.core.identity().delete_user(&ctx, &user).await?;
     Ok(Empty)
 }
 
@@ -163,7 +170,7 @@ pub async fn list_keys(
     Ctx(ctx): Ctx,
     Params(user): Params<String>,
 ) -> ApiResult<Json<Vec<ApiKey>>> {
-    Ok(Json(s.core.list_keys(&ctx, &user).await?))
+    Ok(Json(s.core.identity().list_keys(&ctx, &user).await?))
 }
 
 /// Issues a key; the secret is in this answer only.
@@ -177,7 +184,7 @@ pub async fn create_key(
     Params(user): Params<String>,
     OptionalJson(body): OptionalJson<ApiKeyCreate>,
 ) -> ApiResult<Created<ApiKeyCreated>> {
-    Ok(Created(s.core.create_key(&ctx, &user, body).await?))
+    Ok(Created(s.core.identity().create_key(&ctx, &user, body).await?))
 }
 
 #[utoipa::path(get, path = "/v2/users/{user}/apikeys/{key_id}", tag = "coopr",
@@ -188,7 +195,7 @@ pub async fn get_key(
     Ctx(ctx): Ctx,
     Params((user, key_id)): Params<(String, String)>,
 ) -> ApiResult<Json<ApiKey>> {
-    Ok(Json(s.core.get_key(&ctx, &user, &key_id).await?))
+    Ok(Json(s.core.identity().get_key(&ctx, &user, &key_id).await?))
 }
 
 /// Revokes a key and every token minted from it, at once.
@@ -200,7 +207,7 @@ pub async fn delete_key(
     Ctx(ctx): Ctx,
     Params((user, key_id)): Params<(String, String)>,
 ) -> ApiResult<Empty> {
-    s.core.delete_key(&ctx, &user, &key_id).await?;
+    s.core.identity().delete_key(&ctx, &user, &key_id).await?;
     Ok(Empty)
 }
 
@@ -208,7 +215,7 @@ pub async fn delete_key(
 #[utoipa::path(get, path = "/v2/profile", tag = "coopr",
     responses((status = 200, body = Object), (status = 404, body = ErrorBody)))]
 pub async fn get_profile(State(s): State<AppState>, Ctx(ctx): Ctx) -> ApiResult<Json<Profile>> {
-    Ok(Json(s.core.get_profile(&ctx).await?))
+    Ok(Json(s.core.identity().get_profile(&ctx).await?))
 }
 
 /// Stores the caller's profile: a JSON object of at most 64 KiB.
@@ -222,13 +229,13 @@ pub async fn put_profile(
     let Value::Object(profile) = body else {
         return Err(Error::bad_request("The profile must be a JSON object.").into());
     };
-    Ok(Json(s.core.put_profile(&ctx, Profile(profile)).await?))
+    Ok(Json(s.core.identity().put_profile(&ctx, Profile(profile)).await?))
 }
 
 /// Deletes the caller's profile (200 also when none exists).
 #[utoipa::path(delete, path = "/v2/profile", tag = "coopr", responses((status = 200)))]
 pub async fn delete_profile(State(s): State<AppState>, Ctx(ctx): Ctx) -> ApiResult<Empty> {
-    s.core.delete_profile(&ctx).await?;
+    s.core.identity().delete_profile(&ctx).await?;
     Ok(Empty)
 }
 
@@ -239,7 +246,7 @@ pub async fn get_cluster_statuses(
     Ctx(ctx): Ctx,
     _body: IgnoredBody,
 ) -> ApiResult<Json<Vec<ClusterStatus>>> {
-    Ok(Json(s.core.cluster_statuses(&ctx).await?))
+    Ok(Json(s.core.commissaire().cluster_statuses(&ctx).await?))
 }
 
 /// Properties of the member hosts of one cluster.
@@ -256,7 +263,7 @@ pub async fn get_node_properties(
         Err(_) => None,
     };
     let req = node_properties_request(body)?;
-    Ok(Json(s.core.node_properties(&ctx, &req).await?))
+    Ok(Json(s.core.commissaire().node_properties(&ctx, &req).await?))
 }
 
 /// Reads a `getNodeProperties` body (`None`: not JSON) with Coopr's texts, checked in the

@@ -27,7 +27,7 @@ pub async fn get_instance_singular(
     Ctx(ctx): Ctx,
     Params(id): Params<String>,
 ) -> ApiResult<Json<Instance>> {
-    Ok(Json(s.core.get_instance(&ctx, &id).await?))
+    Ok(Json(s.core.perspective().get_instance(&ctx, &id).await?))
 }
 
 /// An instance.
@@ -39,7 +39,7 @@ pub async fn get_instance(
     Ctx(ctx): Ctx,
     Params(id): Params<String>,
 ) -> ApiResult<Json<Instance>> {
-    Ok(Json(s.core.get_instance(&ctx, &id).await?))
+    Ok(Json(s.core.perspective().get_instance(&ctx, &id).await?))
 }
 
 /// Corral addition: the instance's actions (who, what, when, outcome, error), oldest first.
@@ -51,7 +51,7 @@ pub async fn instance_history(
     Ctx(ctx): Ctx,
     Params(id): Params<String>,
 ) -> ApiResult<Json<Vec<InstanceEvent>>> {
-    Ok(Json(s.core.instance_history(&ctx, &id).await?))
+    Ok(Json(s.core.perspective().instance_history(&ctx, &id).await?))
 }
 
 /// Corral addition: the recent output of the instance's serial console (empty for clouds that keep none).
@@ -64,7 +64,7 @@ pub async fn instance_console(
     Ctx(ctx): Ctx,
     Params(id): Params<String>,
 ) -> ApiResult<Json<Console>> {
-    Ok(Json(s.core.instance_console(&ctx, &id).await?))
+    Ok(Json(s.core.perspective().instance_console(&ctx, &id).await?))
 }
 
 /// Launches instances: one result per item (202 `queued` with the new id, 404, 409).
@@ -72,7 +72,9 @@ pub async fn instance_console(
     responses((status = 200, body = [BulkResult]), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn launch(State(s): State<AppState>, Ctx(ctx): Ctx, JsonBody(body): JsonBody<Value>) -> Bulk {
     let items = launch_items(body);
-    Ok(Json(bulk_results(s.core.launch_instances(&ctx, items).await?)))
+    Ok(Json(bulk_results(
+        s.core.perspective().launch_instances(&ctx, items).await?,
+    )))
 }
 
 /// Deletes instances (array of ids).
@@ -80,7 +82,9 @@ pub async fn launch(State(s): State<AppState>, Ctx(ctx): Ctx, JsonBody(body): Js
     responses((status = 200, body = [BulkResult]), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn delete(State(s): State<AppState>, Ctx(ctx): Ctx, JsonBody(body): JsonBody<Value>) -> Bulk {
     let ids = instance_ids(body);
-    Ok(Json(bulk_results(s.core.delete_instances(&ctx, ids).await?)))
+    Ok(Json(bulk_results(
+        s.core.perspective().delete_instances(&ctx, ids).await?,
+    )))
 }
 
 macro_rules! action_route {
@@ -90,7 +94,7 @@ macro_rules! action_route {
             responses((status = 200, body = [BulkResult]), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
         pub async fn $name(State(s): State<AppState>, Ctx(ctx): Ctx, JsonBody(body): JsonBody<Value>) -> Bulk {
             let ids = instance_ids(body);
-            Ok(Json(bulk_results(s.core.instance_action(&ctx, SimpleAction::$action, ids).await?)))
+            Ok(Json(bulk_results(s.core.perspective().instance_action(&ctx, SimpleAction::$action, ids).await?)))
         }
     };
 }
@@ -131,7 +135,7 @@ pub async fn resize(
 ) -> Bulk {
     let ids = instance_ids(body);
     Ok(Json(bulk_results(
-        s.core.resize_instances(&ctx, &flavor, ids).await?,
+        s.core.perspective().resize_instances(&ctx, &flavor, ids).await?,
     )))
 }
 
@@ -148,7 +152,7 @@ pub async fn rebuild(
 ) -> Bulk {
     let ids = instance_ids(body);
     Ok(Json(bulk_results(
-        s.core.rebuild_instances(&ctx, &image, ids).await?,
+        s.core.perspective().rebuild_instances(&ctx, &image, ids).await?,
     )))
 }
 
@@ -157,7 +161,9 @@ pub async fn rebuild(
     responses((status = 200, body = [BulkResult]), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn rename(State(s): State<AppState>, Ctx(ctx): Ctx, JsonBody(body): JsonBody<Value>) -> Bulk {
     let items = rename_items(body);
-    Ok(Json(bulk_results(s.core.rename_instances(&ctx, items).await?)))
+    Ok(Json(bulk_results(
+        s.core.perspective().rename_instances(&ctx, items).await?,
+    )))
 }
 
 /// An image (Perspective's singular path).
@@ -169,7 +175,7 @@ pub async fn get_image_singular(
     Ctx(ctx): Ctx,
     Params(id): Params<String>,
 ) -> ApiResult<Json<Image>> {
-    Ok(Json(s.core.get_image(&ctx, &id).await?))
+    Ok(Json(s.core.perspective().get_image(&ctx, &id).await?))
 }
 
 /// An image: a private snapshot, or a base image of a cloud.
@@ -181,7 +187,7 @@ pub async fn get_image(
     Ctx(ctx): Ctx,
     Params(id): Params<String>,
 ) -> ApiResult<Json<Image>> {
-    Ok(Json(s.core.get_image(&ctx, &id).await?))
+    Ok(Json(s.core.perspective().get_image(&ctx, &id).await?))
 }
 
 /// Snapshots instances into new private images (`queued` → `saving` → `saved`).
@@ -193,7 +199,9 @@ pub async fn create_images(
     JsonBody(body): JsonBody<Value>,
 ) -> Bulk {
     let items = snapshot_items(body);
-    Ok(Json(bulk_results(s.core.create_images(&ctx, items).await?)))
+    Ok(Json(bulk_results(
+        s.core.perspective().create_images(&ctx, items).await?,
+    )))
 }
 
 /// Deletes private images (array of ids); an image backing an instance's disk is refused (409).
@@ -205,7 +213,9 @@ pub async fn delete_images(
     JsonBody(body): JsonBody<Value>,
 ) -> Bulk {
     let ids = image_ids(body);
-    Ok(Json(bulk_results(s.core.delete_images(&ctx, ids).await?)))
+    Ok(Json(bulk_results(
+        s.core.perspective().delete_images(&ctx, ids).await?,
+    )))
 }
 
 /// The operations each cloud type's driver supports, sorted.
@@ -215,7 +225,7 @@ pub async fn operations(
     State(s): State<AppState>,
     Ctx(ctx): Ctx,
 ) -> ApiResult<Json<BTreeMap<String, Vec<String>>>> {
-    Ok(Json(s.core.cloud_operations(&ctx)?))
+    Ok(Json(s.core.perspective().cloud_operations(&ctx)?))
 }
 
 /// Read-only SQL over the caller's tenant's inventory: one result per statement, errors inside
@@ -229,5 +239,5 @@ pub async fn query(
 ) -> ApiResult<Json<Vec<corral_types::query::QueryResult>>> {
     let statements =
         corral_types::query::parse_query_request(body).map_err(corral_types::Error::bad_request)?;
-    Ok(Json(s.core.query(&ctx, statements).await?))
+    Ok(Json(s.core.query().run(&ctx, statements).await?))
 }

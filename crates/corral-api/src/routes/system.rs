@@ -40,7 +40,7 @@ pub async fn version() -> Response {
 #[utoipa::path(get, path = "/token", tag = "system",
     responses((status = 200, body = AccessToken), (status = 401, body = ErrorBody)))]
 pub async fn token_get(State(state): State<AppState>, Ctx(ctx): Ctx) -> ApiResult<Json<AccessToken>> {
-    Ok(Json(state.core.mint_token(&ctx).await?))
+    Ok(Json(state.core.identity().mint_token(&ctx).await?))
 }
 
 /// As `GET /token`; a body, if any, is ignored.
@@ -51,7 +51,7 @@ pub async fn token_post(
     Ctx(ctx): Ctx,
     _body: IgnoredBody,
 ) -> ApiResult<Json<AccessToken>> {
-    Ok(Json(state.core.mint_token(&ctx).await?))
+    Ok(Json(state.core.identity().mint_token(&ctx).await?))
 }
 
 /// Prometheus metrics: requests by route template, method and status, latency, store pool.

@@ -11,7 +11,7 @@ use corral_types::ids::{invalid_name, is_valid_name};
 use corral_types::time::now_ms;
 use corral_types::{Access, Error, OpCtx, Parsed, TenantScope};
 
-use crate::Core;
+use crate::cdap::Cdap;
 use crate::namespaces::check_namespace_param;
 
 /// CDAP's default version name.
@@ -82,7 +82,7 @@ fn detail(row: &AppVersionRow) -> Result<ApplicationDetail, Error> {
     })
 }
 
-impl Core {
+impl Cdap {
     /// The namespace check of every `/v3/namespaces/{ns}/...` route (cdap-v3.md 1).
     pub(crate) async fn require_namespace(&self, scope: &TenantScope, ns: &str) -> Result<(), Error> {
         check_namespace_param(ns)?;

@@ -15,8 +15,8 @@ use corral_types::ids::is_valid_name;
 use corral_types::time::now_ms;
 use corral_types::{Access, Error, OpCtx, Parsed, TenantScope};
 
-use crate::Core;
 use crate::apps::{is_valid_version, services_of};
+use crate::cdap::Cdap;
 use crate::supervisor::{AppServiceKey, Fallback, LiveRun, ServiceKey, SpawnFailure};
 
 const STOPPED_TEXT: &str = "Service is stopped. Please start it.";
@@ -104,7 +104,7 @@ fn parse_stored_config(json: &str) -> Result<RouteConfig, Error> {
     Ok(map.into_iter().collect())
 }
 
-impl Core {
+impl Cdap {
     fn service_key(&self, scope: &TenantScope, ns: &str, app: &str, version: &str, svc: &str) -> ServiceKey {
         ServiceKey {
             tenant: scope.clone(),

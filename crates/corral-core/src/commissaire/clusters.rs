@@ -7,8 +7,8 @@ use corral_types::ids::{invalid_name, is_valid_name};
 use corral_types::time::now_ms;
 use corral_types::{Access, ClusterName, Error, HostAddress, OpCtx, OperationKind, TenantScope};
 
-use crate::Core;
 use crate::address::canonical_address;
+use crate::commissaire::Commissaire;
 use crate::hosts::article;
 
 pub(crate) fn cluster_not_found(name: &str) -> Error {
@@ -54,7 +54,7 @@ fn cluster_param(name: &str) -> Result<ClusterName, Error> {
     }
 }
 
-impl Core {
+impl Commissaire {
     pub async fn list_clusters(&self, ctx: &OpCtx) -> Result<Vec<String>, Error> {
         let scope = ctx.require(Access::Read)?;
         Ok(self

@@ -7,10 +7,10 @@ use corral_types::time::commissaire_time;
 use corral_types::views::{ClusterStatus, NodeAddresses, NodeProperties, NodePropertiesRequest};
 use corral_types::{Access, Error, OpCtx};
 
-use crate::Core;
 use crate::clusters::cluster_view;
+use crate::commissaire::Commissaire;
 
-impl Core {
+impl Commissaire {
     /// `POST /v2/getClusterStatuses`.
     pub async fn cluster_statuses(&self, ctx: &OpCtx) -> Result<Vec<ClusterStatus>, Error> {
         let scope = ctx.require(Access::Read)?;

@@ -27,9 +27,10 @@ use corral_types::{Access, ClusterName, Error, HostAddress, OpCtx, OperationKind
 use serde::{Deserialize, Serialize};
 
 use crate::address::{AddressPolicy, canonical_address};
+use crate::commissaire::Commissaire;
 use crate::crypto::SecretBox;
 use crate::jobs::{JobCtx, JobError, JobHandler, new_job};
-use crate::{Core, secrets};
+use crate::secrets;
 
 /// The job that investigates and bootstraps a newly registered host.
 pub const INVESTIGATE: &str = "host.investigate";
@@ -252,7 +253,7 @@ struct InvestigatePayload {
     address: HostAddress,
 }
 
-impl Core {
+impl Commissaire {
     pub(crate) fn host_ops(&self) -> Result<&Arc<HostOps>, Error> {
         self.hosts
             .as_ref()

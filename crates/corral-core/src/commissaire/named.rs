@@ -8,7 +8,7 @@ use corral_store::{CreateIfAbsent, DeleteInUse, NamedObject};
 use corral_types::ids::{invalid_name, is_valid_name};
 use corral_types::{Access, Error, OpCtx, TenantScope};
 
-use crate::Core;
+use crate::commissaire::Commissaire;
 
 /// A kind of named object as the API sees it.
 pub(crate) trait NamedKind {
@@ -28,14 +28,14 @@ pub(crate) trait NamedKind {
     fn body_name(input: &Self::Input) -> Option<&str>;
     /// Validates and normalises a `PUT` of `name` into the row to store and its settings.
     fn normalize(
-        core: &Core,
+        core: &Commissaire,
         tenant: &TenantScope,
         name: &str,
         input: Self::Input,
     ) -> Result<(Self::Row, Self::Settings), Error>;
     /// Whether a stored row has exactly these settings.
     fn same(
-        core: &Core,
+        core: &Commissaire,
         tenant: &TenantScope,
         stored: &Self::Row,
         settings: &Self::Settings,
@@ -69,7 +69,7 @@ fn not_found<K: NamedKind>(name: &str) -> Error {
     Error::not_found(format!("{} '{name}' does not exist.", K::NOUN))
 }
 
-impl Core {
+impl Commissaire {
     /// The tenant's names of kind `K`, by byte value.
     pub(crate) async fn list_named<K: NamedKind>(&self, ctx: &OpCtx) -> Result<Vec<String>, Error> {
         let scope = ctx.require(Access::Read)?;

@@ -16,7 +16,7 @@ use corral_types::views::{ContainerManager, ContainerManagerInput, Network, Netw
 use corral_types::{Error, OpCtx, TenantId, TenantScope};
 use serde_json::{Map, Value};
 
-use crate::Core;
+use crate::commissaire::Commissaire;
 use crate::named::NamedKind;
 
 type Options = Map<String, Value>;
@@ -335,7 +335,7 @@ impl NamedKind for Networks {
     }
 
     fn normalize(
-        _core: &Core,
+        _core: &Commissaire,
         _tenant: &TenantScope,
         name: &str,
         input: NetworkInput,
@@ -350,7 +350,7 @@ impl NamedKind for Networks {
     }
 
     fn same(
-        _core: &Core,
+        _core: &Commissaire,
         _tenant: &TenantScope,
         stored: &NetworkRow,
         settings: &Self::Settings,
@@ -393,7 +393,7 @@ impl NamedKind for ContainerManagers {
     }
 
     fn normalize(
-        core: &Core,
+        core: &Commissaire,
         tenant: &TenantScope,
         name: &str,
         input: ContainerManagerInput,
@@ -415,7 +415,7 @@ impl NamedKind for ContainerManagers {
     }
 
     fn same(
-        core: &Core,
+        core: &Commissaire,
         tenant: &TenantScope,
         stored: &ContainerManagerRow,
         req: &CmRequest,
@@ -442,7 +442,7 @@ impl NamedKind for ContainerManagers {
     }
 }
 
-impl Core {
+impl Commissaire {
     /// `GET /api/v0/networks`: the tenant's network names, by byte value.
     pub async fn list_networks(&self, ctx: &OpCtx) -> Result<Vec<String>, Error> {
         self.list_named::<Networks>(ctx).await
@@ -687,13 +687,17 @@ mod tests {
             cert_dir: Some(PathBuf::from("/srv/certs")),
             ..Default::default()
         };
-        let core = Core::new(
-            store,
+        let app = crate::Core::new(
+            store.clone(),
             settings,
             crate::crypto::SecretBox::from_key(&[3u8; 32]).unwrap(),
         );
-        core.bootstrap(dir.path(), Some(&"k".repeat(40))).await.unwrap();
-        let tenant = core.store.get_tenant("superadmin").await.unwrap().unwrap();
+        app.identity()
+            .bootstrap(dir.path(), Some(&"k".repeat(40)))
+            .await
+            .unwrap();
+        let core = app.commissaire();
+        let tenant = store.get_tenant("superadmin").await.unwrap().unwrap();
         let ctx = OpCtx::new(
             Principal {
                 tenant: TenantRef {
@@ -723,8 +727,8 @@ mod tests {
         assert_eq!(view.options[TOKEN], MASK);
         let cfg = container_manager_config(
             &core.store,
-            core.secrets(),
-            core.settings().cert_dir.as_deref(),
+            &core.secrets,
+            core.settings.cert_dir.as_deref(),
             &scope,
             "k8s",
         )
@@ -740,8 +744,8 @@ mod tests {
         assert_eq!(
             container_manager_config(
                 &core.store,
-                core.secrets(),
-                core.settings().cert_dir.as_deref(),
+                &core.secrets,
+                core.settings.cert_dir.as_deref(),
                 &scope,
                 ""
             )
@@ -752,8 +756,8 @@ mod tests {
         assert_eq!(
             container_manager_config(
                 &core.store,
-                core.secrets(),
-                core.settings().cert_dir.as_deref(),
+                &core.secrets,
+                core.settings.cert_dir.as_deref(),
                 &scope,
                 "nope"
             )
@@ -766,8 +770,8 @@ mod tests {
         assert_eq!(
             container_manager_config(
                 &core.store,
-                core.secrets(),
-                core.settings().cert_dir.as_deref(),
+                &core.secrets,
+                core.settings.cert_dir.as_deref(),
                 &other,
                 "k8s"
             )
@@ -784,7 +788,7 @@ mod tests {
             .unwrap()
             .unwrap();
         let open = |tenant: &TenantId, name: &str| {
-            open_token(core.secrets(), &token_context(tenant, name), &row.token_sealed)
+            open_token(&core.secrets, &token_context(tenant, name), &row.token_sealed)
         };
         assert_eq!(open(scope.id(), "k8s").unwrap().as_deref(), Some("t0ken"));
         assert!(open(other.id(), "k8s").is_err());

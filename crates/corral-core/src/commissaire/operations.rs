@@ -23,8 +23,8 @@ use corral_types::{
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::Core;
 use crate::clusters::cluster_not_found;
+use crate::commissaire::Commissaire;
 use crate::hosts::{HostOps, article};
 use crate::jobs::{JobCtx, JobError, JobHandler, new_job};
 
@@ -76,7 +76,7 @@ struct StepPayload {
     op_job: JobId,
 }
 
-impl Core {
+impl Commissaire {
     /// `GET .../{deploy,upgrade,restart}`: `None` (204) when no record exists.
     pub async fn get_operation(
         &self,

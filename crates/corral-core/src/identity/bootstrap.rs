@@ -10,8 +10,9 @@ use corral_types::ctx::SUPERADMIN_TENANT;
 use corral_types::time::now_ms;
 use corral_types::views::UNLIMITED;
 
+use crate::identity::Identity;
 use crate::identity::{admin_user, key_record, new_tenant_id};
-use crate::{Core, secrets};
+use crate::secrets;
 
 /// A configured bootstrap key must be at least this long (README 2.4).
 pub const MIN_BOOTSTRAP_KEY_LEN: usize = 32;
@@ -51,7 +52,7 @@ fn write_key_file(path: &Path, key: &str) -> Result<(), Error> {
     write().map_err(|e| Error::internal(format!("cannot write {}: {e}", path.display())))
 }
 
-impl Core {
+impl Identity {
     /// Runs the first-start bootstrap. `configured` is the operator's key, already validated.
     pub async fn bootstrap(&self, data_dir: &Path, configured: Option<&str>) -> Result<Bootstrap, Error> {
         let secret = match configured {

@@ -17,7 +17,13 @@ use corral_types::views::{
 };
 use corral_types::{Access, ApiKeyId, Error, OpCtx, Role, TenantId};
 
-use crate::Core;
+use std::sync::Arc;
+
+use corral_store::Store;
+
+use crate::CoreSettings;
+use crate::auth::Authenticator;
+use crate::cdap::Cdap;
 
 const MAX_DESCRIPTION: usize = 4096;
 /// Coopr's one text for every bad tenant body.
@@ -160,7 +166,23 @@ fn user_param(id: &str) -> Result<&str, Error> {
     }
 }
 
-impl Core {
+/// Tenants, users, API keys, access tokens and profiles (Coopr's identity, shared by every
+/// family), and the credentials they resolve to.
+pub struct Identity {
+    pub(crate) store: Store,
+    pub(crate) settings: Arc<CoreSettings>,
+    pub(crate) auth: Authenticator,
+    /// A deleted tenant's service processes are stopped first.
+    pub(crate) cdap: Arc<Cdap>,
+}
+
+impl Identity {
+    pub fn authenticator(&self) -> &Authenticator {
+        &self.auth
+    }
+}
+
+impl Identity {
     pub async fn list_tenants(&self, ctx: &OpCtx) -> Result<Vec<Tenant>, Error> {
         ctx.require(Access::Superadmin)?;
         Ok(self
@@ -252,7 +274,8 @@ impl Core {
         if let Some(t) = self.store.get_tenant(name).await?
             && t.workers == 0
         {
-            self.stop_services_in(&ctx.require_superadmin_over(&t.id)?, None, ctx.request_id())
+            self.cdap
+                .stop_services_in(&ctx.require_superadmin_over(&t.id)?, None, ctx.request_id())
                 .await?;
         }
         match self.store.delete_tenant(name).await? {

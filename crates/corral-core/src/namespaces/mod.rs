@@ -9,7 +9,11 @@ use corral_types::time::now_ms;
 use corral_types::views::{Namespace, NamespaceInput};
 use corral_types::{Access, Error, OpCtx};
 
-use crate::Core;
+use std::sync::Arc;
+
+use corral_store::Store;
+
+use crate::cdap::Cdap;
 
 const RESERVED: [&str; 2] = ["cdap", "system"];
 const MAX_DESCRIPTION: usize = 4096;
@@ -48,7 +52,14 @@ fn check_description(d: &str) -> Result<(), Error> {
     Ok(())
 }
 
-impl Core {
+/// CDAP namespaces of a tenant.
+pub struct Namespaces {
+    pub(crate) store: Store,
+    /// A deleted namespace's service processes are stopped first.
+    pub(crate) cdap: Arc<Cdap>,
+}
+
+impl Namespaces {
     pub async fn list_namespaces(&self, ctx: &OpCtx) -> Result<Vec<Namespace>, Error> {
         let scope = ctx.require(Access::Read)?;
         self.store
@@ -132,7 +143,9 @@ impl Core {
         }
         check_namespace_param(ns)?;
         // Running services are stopped (their runs end KILLED) before the records go (2.6).
-        self.stop_services_in(&scope, Some(ns), ctx.request_id()).await?;
+        self.cdap
+            .stop_services_in(&scope, Some(ns), ctx.request_id())
+            .await?;
         if !self.store.delete_namespace(&scope, ns).await? {
             return Err(not_found(ns));
         }

@@ -14,9 +14,9 @@ use corral_types::time::{now_ms, rfc3339};
 use corral_types::{Access, Error, ImageId, InstanceId, OpCtx, Parsed, TenantId, TenantScope};
 use serde::{Deserialize, Serialize};
 
-use crate::Core;
 use crate::clouds::{Cloud, Clouds};
 use crate::jobs::{JobCtx, JobError, JobHandler, new_job};
+use crate::perspective::Perspective;
 
 pub const INSTANCE_JOB: &str = "instance.action";
 pub const IMAGE_JOB: &str = "image.action";
@@ -318,7 +318,7 @@ fn vm_request(r: &InstanceRow) -> VmRequest {
     }
 }
 
-impl Core {
+impl Perspective {
     fn clouds(&self) -> &Clouds {
         &self.clouds
     }

@@ -22,8 +22,6 @@ use corral_types::query::{QueryData, QueryResult, QueryRow, QueryStatement, Quer
 use corral_types::time::{commissaire_time, now_ms, rfc3339};
 use corral_types::{Access, ClusterName, Error, OpCtx, OperationKind, TenantId, TenantScope};
 
-use crate::Core;
-
 /// How long the smaller tables are trusted.
 const OTHERS_TTL: Duration = Duration::from_secs(1);
 /// Models idle this long are dropped.
@@ -149,13 +147,19 @@ fn result_view(r: corral_query::QueryResult) -> QueryResult {
     }
 }
 
-impl Core {
+/// The `POST /query` service: per-tenant read models over the store and the clouds.
+pub struct Query {
+    pub(crate) store: corral_store::Store,
+    pub(crate) clouds: Arc<crate::clouds::Clouds>,
+    /// Per-tenant snapshots.
+    pub(crate) read_models: ReadModels,
+    /// `sql_statement_timeout`, `sql_row_limit`.
+    pub(crate) query_limits: corral_query::Limits,
+}
+
+impl Query {
     /// `POST /query`: runs every statement of every query; errors are inside the results.
-    pub async fn query(
-        &self,
-        ctx: &OpCtx,
-        statements: Vec<QueryStatement>,
-    ) -> Result<Vec<QueryResult>, Error> {
+    pub async fn run(&self, ctx: &OpCtx, statements: Vec<QueryStatement>) -> Result<Vec<QueryResult>, Error> {
         let scope = ctx.require(Access::Read)?;
         let queries: Vec<(String, Vec<corral_query::Param>)> = statements
             .into_iter()
