@@ -246,4 +246,30 @@ mod tests {
             assert_eq!(got, expected, "{:?} in {}", p.role, p.tenant.name);
         }
     }
+
+    #[test]
+    fn a_scope_comes_only_from_a_passed_check() {
+        let viewer = OpCtx::new(principal("acme", Role::Viewer), "r-1");
+        assert_eq!(viewer.require(Access::Read).unwrap().as_str(), "t");
+        assert!(viewer.require(Access::Write).is_err());
+        assert!(
+            viewer
+                .require_superadmin_over(&TenantId::from_trusted("x"))
+                .is_err()
+        );
+        // A request is no job: it has no job scope.
+        assert_eq!(viewer.job_scope(), None);
+        let root = OpCtx::new(principal("superadmin", Role::Admin), "r-2");
+        let other = root
+            .require_superadmin_over(&TenantId::from_trusted("x"))
+            .unwrap();
+        assert_eq!(other.id().as_str(), "x");
+        let job = OpCtx::for_job(principal("acme", Role::Viewer), "r-3", JobId::from_trusted("j"));
+        assert_eq!(
+            job.job_scope().map(|s| s.as_str().to_string()),
+            Some("t".to_string())
+        );
+        assert_eq!(job.request_id(), "r-3");
+        assert_eq!(job.actor(), "u@acme");
+    }
 }
