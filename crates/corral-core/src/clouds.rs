@@ -8,9 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 
 use corral_drivers::{CloudDriver, CloudImage, Operation};
-use corral_types::TenantId;
 use corral_types::perspective::{Flavor, Image, Keypair, Metadata, MetadataEntry, Network, Subnet};
 use corral_types::time::rfc3339;
+use corral_types::{CloudId, CloudKind, ImageId, ImageState, TenantId};
 use serde::{Deserialize, Serialize};
 
 fn yes() -> bool {
@@ -21,14 +21,15 @@ fn yes() -> bool {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CloudConfig {
-    pub id: String,
+    pub id: CloudId,
     #[serde(default)]
     pub name: Option<String>,
     /// The owning tenant's name; absent: shared by every tenant.
     #[serde(default)]
     pub tenant: Option<String>,
+    /// The driver registry's name for its driver (`mock`, `qemu`, ...).
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: CloudKind,
     #[serde(default = "yes")]
     pub enabled: bool,
     /// Connection data of drivers for real clouds; never exposed by the API.
@@ -137,6 +138,8 @@ pub struct Cloud {
     pub config: CloudConfig,
     pub driver: Arc<dyn CloudDriver>,
     operations: BTreeSet<Operation>,
+    /// The driver's own type name, which rows record as `cloud_type`.
+    kind: CloudKind,
     base_images: RwLock<Vec<CloudImage>>,
     /// When the base images were listed (their `created`/`timestamp`).
     listed_at: RwLock<i64>,
@@ -166,21 +169,23 @@ fn metadata(map: &BTreeMap<String, String>) -> Metadata {
 impl Cloud {
     pub fn new(config: CloudConfig, driver: Arc<dyn CloudDriver>) -> Cloud {
         let operations = driver.operations();
+        let kind = CloudKind::from_trusted(driver.cloud_type());
         Cloud {
             config,
             driver,
             operations,
+            kind,
             base_images: RwLock::default(),
             listed_at: RwLock::new(corral_types::time::now_ms()),
         }
     }
 
-    pub fn id(&self) -> &str {
+    pub fn id(&self) -> &CloudId {
         &self.config.id
     }
 
-    pub fn kind(&self) -> &str {
-        self.driver.cloud_type()
+    pub fn kind(&self) -> &CloudKind {
+        &self.kind
     }
 
     pub fn supports(&self, op: Operation) -> bool {
@@ -213,7 +218,7 @@ impl Cloud {
     }
 
     pub fn project_id(&self, tenant: &TenantId) -> String {
-        object_id(tenant, self.id(), "project", tenant.as_str())
+        object_id(tenant, self.id().as_str(), "project", tenant.as_str())
     }
 
     pub fn quota(&self) -> QuotaConfig {
@@ -226,7 +231,7 @@ impl Cloud {
             .flavors
             .iter()
             .map(|f| Flavor {
-                id: object_id(tenant, self.id(), "flavor", &f.name),
+                id: object_id(tenant, self.id().as_str(), "flavor", &f.name),
                 name: f.name.clone(),
                 ram: f.ram,
                 vcpus: f.vcpus,
@@ -245,7 +250,7 @@ impl Cloud {
             .networks
             .iter()
             .map(|n| Network {
-                id: object_id(tenant, self.id(), "network", &n.name),
+                id: object_id(tenant, self.id().as_str(), "network", &n.name),
                 name: n.name.clone(),
                 state: "ACTIVE".into(),
                 is_shared: n.shared,
@@ -253,7 +258,12 @@ impl Cloud {
                     .subnets
                     .iter()
                     .map(|s| Subnet {
-                        id: object_id(tenant, self.id(), "subnet", &format!("{}/{}", n.name, s.name)),
+                        id: object_id(
+                            tenant,
+                            self.id().as_str(),
+                            "subnet",
+                            &format!("{}/{}", n.name, s.name),
+                        ),
                         name: s.name.clone(),
                         cidr: s.cidr.clone(),
                         protocol_version: if s.cidr.contains(':') { 6 } else { 4 },
@@ -286,7 +296,7 @@ impl Cloud {
     pub fn base_image_view(&self, tenant: &TenantId, img: &CloudImage) -> Image {
         let at = rfc3339(self.listed_at.read().map(|t| *t).unwrap_or_default());
         Image {
-            id: object_id(tenant, self.id(), "image", &img.real_id),
+            id: object_id(tenant, self.id().as_str(), "image", &img.real_id),
             real_id: img.real_id.clone(),
             timestamp: at.clone(),
             created: at,
@@ -295,7 +305,7 @@ impl Cloud {
             cloud_type: self.kind().to_string(),
             project_id: vec![self.project_id(tenant)],
             name: img.name.clone(),
-            state: "saved".into(),
+            state: ImageState::Saved.as_str().into(),
             checksum: img.checksum.clone(),
             metadata: Metadata::default(),
         }
@@ -305,7 +315,7 @@ impl Cloud {
 /// Every configured cloud.
 #[derive(Default)]
 pub struct Clouds {
-    by_id: BTreeMap<String, Arc<Cloud>>,
+    by_id: BTreeMap<CloudId, Arc<Cloud>>,
 }
 
 /// `A-Z a-z 0-9 _ -`, 1..255 (perspective 2.1).
@@ -323,7 +333,7 @@ impl Clouds {
     pub fn new(clouds: Vec<Cloud>) -> Result<Clouds, String> {
         let mut by_id = BTreeMap::new();
         for c in clouds {
-            if !valid_cloud_id(c.id()) {
+            if !valid_cloud_id(c.id().as_str()) {
                 return Err(format!("cloud id '{}': use 1 to 255 of A-Z a-z 0-9 _ -", c.id()));
             }
             let mut names = BTreeSet::new();
@@ -343,7 +353,7 @@ impl Clouds {
                     ));
                 }
             }
-            let id = c.id().to_string();
+            let id = c.id().clone();
             if by_id.insert(id.clone(), Arc::new(c)).is_some() {
                 return Err(format!("cloud id '{id}' is used twice"));
             }
@@ -351,7 +361,7 @@ impl Clouds {
         Ok(Clouds { by_id })
     }
 
-    pub fn get(&self, id: &str) -> Option<&Arc<Cloud>> {
+    pub fn get(&self, id: &CloudId) -> Option<&Arc<Cloud>> {
         self.by_id.get(id)
     }
 
@@ -376,12 +386,12 @@ impl Clouds {
         &self,
         tenant: &TenantId,
         tenant_name: &str,
-        id: &str,
+        id: &ImageId,
     ) -> Option<(Arc<Cloud>, CloudImage)> {
         self.visible(tenant_name).find_map(|c| {
             c.base_images()
                 .into_iter()
-                .find(|img| object_id(tenant, c.id(), "image", &img.real_id) == id)
+                .find(|img| object_id(tenant, c.id().as_str(), "image", &img.real_id) == id.as_str())
                 .map(|img| (c.clone(), img))
         })
     }

@@ -51,10 +51,10 @@ pub fn mock_cloud(tune: impl FnOnce(&mut CloudOptions)) -> CloudConfig {
     };
     tune(&mut options);
     CloudConfig {
-        id: "mock".into(),
+        id: corral_types::CloudId::from_trusted("mock"),
         name: Some("Mock".into()),
         tenant: None,
-        kind: "mock".into(),
+        kind: corral_types::CloudKind::from_trusted("mock"),
         enabled: true,
         endpoint: None,
         identity: None,

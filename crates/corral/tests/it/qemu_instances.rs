@@ -89,10 +89,10 @@ impl Vms {
             notes: String::new(),
         };
         CloudConfig {
-            id: "local".into(),
+            id: corral_types::CloudId::from_trusted("local"),
             name: Some("Local QEMU".into()),
             tenant: None,
-            kind: "qemu".into(),
+            kind: corral_types::CloudKind::from_trusted("qemu"),
             enabled: true,
             endpoint: None,
             identity: None,
