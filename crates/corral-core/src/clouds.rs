@@ -146,7 +146,7 @@ pub struct Cloud {
 }
 
 /// A v5 UUID of `tenant/cloud/kind/name` in the URL namespace (perspective 1, "Ids").
-pub fn object_id(tenant: &TenantId, cloud: &str, kind: &str, name: &str) -> String {
+pub fn object_id(tenant: &TenantId, cloud: &CloudId, kind: &str, name: &str) -> String {
     uuid::Uuid::new_v5(
         &uuid::Uuid::NAMESPACE_URL,
         format!("{}/{cloud}/{kind}/{name}", tenant.as_str()).as_bytes(),
@@ -218,7 +218,7 @@ impl Cloud {
     }
 
     pub fn project_id(&self, tenant: &TenantId) -> String {
-        object_id(tenant, self.id().as_str(), "project", tenant.as_str())
+        object_id(tenant, self.id(), "project", tenant.as_str())
     }
 
     pub fn quota(&self) -> QuotaConfig {
@@ -231,7 +231,7 @@ impl Cloud {
             .flavors
             .iter()
             .map(|f| Flavor {
-                id: object_id(tenant, self.id().as_str(), "flavor", &f.name),
+                id: object_id(tenant, self.id(), "flavor", &f.name),
                 name: f.name.clone(),
                 ram: f.ram,
                 vcpus: f.vcpus,
@@ -250,7 +250,7 @@ impl Cloud {
             .networks
             .iter()
             .map(|n| Network {
-                id: object_id(tenant, self.id().as_str(), "network", &n.name),
+                id: object_id(tenant, self.id(), "network", &n.name),
                 name: n.name.clone(),
                 state: "ACTIVE".into(),
                 is_shared: n.shared,
@@ -258,12 +258,7 @@ impl Cloud {
                     .subnets
                     .iter()
                     .map(|s| Subnet {
-                        id: object_id(
-                            tenant,
-                            self.id().as_str(),
-                            "subnet",
-                            &format!("{}/{}", n.name, s.name),
-                        ),
+                        id: object_id(tenant, self.id(), "subnet", &format!("{}/{}", n.name, s.name)),
                         name: s.name.clone(),
                         cidr: s.cidr.clone(),
                         protocol_version: if s.cidr.contains(':') { 6 } else { 4 },
@@ -296,7 +291,7 @@ impl Cloud {
     pub fn base_image_view(&self, tenant: &TenantId, img: &CloudImage) -> Image {
         let at = rfc3339(self.listed_at.read().map(|t| *t).unwrap_or_default());
         Image {
-            id: object_id(tenant, self.id().as_str(), "image", &img.real_id),
+            id: object_id(tenant, self.id(), "image", &img.real_id),
             real_id: img.real_id.clone(),
             timestamp: at.clone(),
             created: at,
@@ -391,7 +386,7 @@ impl Clouds {
         self.visible(tenant_name).find_map(|c| {
             c.base_images()
                 .into_iter()
-                .find(|img| object_id(tenant, c.id().as_str(), "image", &img.real_id) == id.as_str())
+                .find(|img| object_id(tenant, c.id(), "image", &img.real_id) == id.as_str())
                 .map(|img| (c.clone(), img))
         })
     }
