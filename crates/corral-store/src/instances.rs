@@ -5,7 +5,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use corral_types::{Error, TenantId, TenantScope};
+use corral_types::{
+    CloudId, CloudKind, Error, ImageId, ImageState, InstanceId, InstanceState, TenantId, TenantScope,
+};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
@@ -18,16 +20,16 @@ const CHUNK: usize = 500;
 /// An instance record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstanceRow {
-    pub id: String,
+    pub id: InstanceId,
     pub real_id: String,
-    pub cloud_id: String,
-    pub cloud_type: String,
+    pub cloud_id: CloudId,
+    pub cloud_type: CloudKind,
     pub project_id: String,
     pub name: String,
     pub flavor_id: String,
     /// JSON of the Flavor view.
     pub flavor: String,
-    pub image_id: String,
+    pub image_id: ImageId,
     /// JSON of the Image view.
     pub image: String,
     /// The driver's reference of the image to boot from.
@@ -42,7 +44,7 @@ pub struct InstanceRow {
     /// Joined with ','.
     pub addresses: String,
     pub fqdn: String,
-    pub state: String,
+    pub state: InstanceState,
     /// Milliseconds since the epoch.
     pub created: i64,
     pub last_updated: i64,
@@ -89,9 +91,9 @@ fn instance_row_at(r: &AnyRow, at: usize) -> Result<InstanceRow, sqlx::Error> {
 /// The columns a bulk action's checks need.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstanceKey {
-    pub id: String,
-    pub state: String,
-    pub cloud_id: String,
+    pub id: InstanceId,
+    pub state: InstanceState,
+    pub cloud_id: CloudId,
     pub project_id: String,
 }
 
@@ -99,7 +101,7 @@ pub struct InstanceKey {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewEvent {
     pub id: String,
-    pub instance_id: String,
+    pub instance_id: InstanceId,
     pub actor: String,
     pub action: String,
     /// The request that asked for the action (empty for what Corral does on its own).
@@ -141,21 +143,41 @@ pub struct InstanceChange {
     /// flavor_id, flavor JSON, vcpus, ram, disk.
     pub flavor: Option<(String, String, i64, i64, i64)>,
     /// image_id, image JSON, image_real_id.
-    pub image: Option<(String, String, String)>,
+    pub image: Option<(ImageId, String, String)>,
+}
+
+/// A bulk state change: instances in one of `from` move to `to` with `change` applied.
+#[derive(Debug, Clone, Copy)]
+pub struct Transition<'a> {
+    pub from: &'a [InstanceState],
+    pub to: InstanceState,
+    pub change: &'a InstanceChange,
+    pub now: i64,
+}
+
+/// One instance's progress in its job: from `from` to `to`, with what the driver reported
+/// (`real_id`, addresses) and the history entry it completes (event id, outcome, error).
+#[derive(Debug, Clone, Copy)]
+pub struct Advance<'a> {
+    pub from: InstanceState,
+    pub to: InstanceState,
+    pub report: Option<(&'a str, &'a str)>,
+    pub finished_event: Option<(&'a str, &'a str, &'a str)>,
+    pub now: i64,
 }
 
 /// A private image record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageRow {
-    pub id: String,
+    pub id: ImageId,
     pub real_id: String,
-    pub cloud_id: String,
-    pub cloud_type: String,
+    pub cloud_id: CloudId,
+    pub cloud_type: CloudKind,
     pub name: String,
-    pub instance_id: String,
+    pub instance_id: InstanceId,
     /// JSON array.
     pub project_ids: String,
-    pub state: String,
+    pub state: ImageState,
     pub checksum: String,
     pub metadata: String,
     pub created: i64,
@@ -185,15 +207,6 @@ fn image_row(r: &AnyRow) -> Result<ImageRow, sqlx::Error> {
 fn params(first: usize, n: usize) -> String {
     (first..first + n)
         .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// `'a', 'b'` of constant state names (never input).
-fn quoted(states: &[&'static str]) -> String {
-    states
-        .iter()
-        .map(|s| format!("'{s}'"))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -299,7 +312,7 @@ async fn insert_instances(
                 .bind(&r.availability_zone)
                 .bind(&r.addresses)
                 .bind(&r.fqdn)
-                .bind(&r.state)
+                .bind(r.state)
                 .bind(r.created)
                 .bind(r.last_updated);
         }
@@ -310,7 +323,11 @@ async fn insert_instances(
 
 impl Store {
     /// One instance of the tenant.
-    pub async fn get_instance(&self, tenant: &TenantScope, id: &str) -> Result<Option<InstanceRow>, Error> {
+    pub async fn get_instance(
+        &self,
+        tenant: &TenantScope,
+        id: &InstanceId,
+    ) -> Result<Option<InstanceRow>, Error> {
         sqlx::query(sqlf!(
             "SELECT {INSTANCE_COLS} FROM instances WHERE tenant_id = $1 AND id = $2"
         ))
@@ -327,9 +344,9 @@ impl Store {
     pub async fn get_instance_keys(
         &self,
         tenant: &TenantScope,
-        ids: &[String],
+        ids: &[InstanceId],
     ) -> Result<Vec<InstanceKey>, Error> {
-        let unique: Vec<&String> = ids.iter().collect::<HashSet<_>>().into_iter().collect();
+        let unique: Vec<&InstanceId> = ids.iter().collect::<HashSet<_>>().into_iter().collect();
         let mut out = Vec::with_capacity(unique.len());
         for chunk in unique.chunks(CHUNK) {
             let mut q = sqlx::query(sqlf!(
@@ -338,7 +355,7 @@ impl Store {
             ))
             .bind(tenant.as_str());
             for id in chunk {
-                q = q.bind(id.as_str());
+                q = q.bind(*id);
             }
             for r in q.fetch_all(&self.pool).await.map_err(db)? {
                 out.push(InstanceKey {
@@ -469,59 +486,62 @@ impl Store {
         Ok(out)
     }
 
-    /// Moves the instances among `ids` that are in one of `from` to `to` (with `change`
+    /// Moves the instances among `ids` that are in one of `t.from` to `t.to` (with `t.change`
     /// applied), and stores a job and a history entry for each (`make`). Answers the ids that
     /// moved; the others changed state meanwhile.
-    #[allow(clippy::too_many_arguments)]
     pub async fn transition_instances(
         &self,
         tenant: &TenantScope,
-        ids: &[String],
-        from: &[&'static str],
-        to: &'static str,
-        change: &InstanceChange,
-        now: i64,
-        make: impl Fn(&str) -> Result<(NewJob, NewEvent), Error>,
-    ) -> Result<Vec<String>, Error> {
+        ids: &[InstanceId],
+        t: &Transition<'_>,
+        make: impl Fn(&InstanceId) -> Result<(NewJob, NewEvent), Error>,
+    ) -> Result<Vec<InstanceId>, Error> {
+        if t.from.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut set = String::from("state = $2, last_updated = $3");
-        let mut extra: Vec<String> = Vec::new();
+        let mut extra: Vec<&str> = Vec::new();
         let mut extra_int: Vec<i64> = Vec::new();
-        if let Some((fid, fjson, vcpus, ram, disk)) = &change.flavor {
+        if let Some((fid, fjson, vcpus, ram, disk)) = &t.change.flavor {
             set.push_str(", flavor_id = $4, flavor = $5, vcpus = $6, ram = $7, disk = $8");
-            extra.extend([fid.clone(), fjson.clone()]);
+            extra.extend([fid.as_str(), fjson.as_str()]);
             extra_int.extend([*vcpus, *ram, *disk]);
         }
-        if let Some((iid, ijson, ireal)) = &change.image {
+        if let Some((iid, ijson, ireal)) = &t.change.image {
             set.push_str(", image_id = $4, image = $5, image_real_id = $6");
-            extra.extend([iid.clone(), ijson.clone(), ireal.clone()]);
+            extra.extend([iid.as_str(), ijson.as_str(), ireal.as_str()]);
         }
-        let first = 4 + extra.len() + extra_int.len();
-        let unique: Vec<&String> = {
+        let states_at = 4 + extra.len() + extra_int.len();
+        let first = states_at + t.from.len();
+        let unique: Vec<&InstanceId> = {
             let mut seen = HashSet::new();
-            ids.iter().filter(|i| seen.insert(i.as_str())).collect()
+            ids.iter().filter(|i| seen.insert(*i)).collect()
         };
         let mut tx = self.begin_write().await?;
         let mut moved = Vec::new();
         for chunk in unique.chunks(CHUNK) {
             let mut q = sqlx::query(sqlf!(
                 "UPDATE instances SET {set} WHERE tenant_id = $1 AND state IN ({}) AND id IN ({}) RETURNING id",
-                quoted(from),
+                params(states_at, t.from.len()),
                 params(first, chunk.len())
             ))
             .bind(tenant.as_str())
-            .bind(to)
-            .bind(now);
+            .bind(t.to)
+            .bind(t.now);
             for e in &extra {
-                q = q.bind(e.as_str());
+                q = q.bind(*e);
             }
             for e in &extra_int {
                 q = q.bind(*e);
             }
+            for state in t.from {
+                q = q.bind(*state);
+            }
             for id in chunk {
-                q = q.bind(id.as_str());
+                q = q.bind(*id);
             }
             for r in q.fetch_all(&mut *tx).await.map_err(db)? {
-                moved.push(r.try_get::<String, _>(0).map_err(db)?);
+                moved.push(r.try_get::<InstanceId, _>(0).map_err(db)?);
             }
         }
         let mut jobs = Vec::with_capacity(moved.len());
@@ -531,9 +551,9 @@ impl Store {
             jobs.push(job);
             events.push(event);
         }
-        insert_jobs(&mut tx, &jobs, now).await?;
+        insert_jobs(&mut tx, &jobs, t.now).await?;
         let events: Vec<&NewEvent> = events.iter().collect();
-        insert_events(&mut tx, tenant, &events, now).await?;
+        insert_events(&mut tx, tenant, &events, t.now).await?;
         tx.commit().await.map_err(db)?;
         Ok(moved)
     }
@@ -543,7 +563,7 @@ impl Store {
     pub async fn rename_instance(
         &self,
         tenant: &TenantScope,
-        id: &str,
+        id: &InstanceId,
         name: &str,
         job: &NewJob,
         event: &NewEvent,
@@ -551,12 +571,13 @@ impl Store {
     ) -> Result<bool, Error> {
         let mut tx = self.begin_write().await?;
         let done = sqlx::query(
-            "UPDATE instances SET name = $3, last_updated = $4 WHERE tenant_id = $1 AND id = $2 AND state <> 'deleting'",
+            "UPDATE instances SET name = $3, last_updated = $4 WHERE tenant_id = $1 AND id = $2 AND state <> $5",
         )
         .bind(tenant.as_str())
         .bind(id)
         .bind(name)
         .bind(now)
+        .bind(InstanceState::Deleting)
         .execute(&mut *tx)
         .await
         .map_err(db)?
@@ -570,48 +591,43 @@ impl Store {
         Ok(done)
     }
 
-    /// Moves one instance from `from` to `to` (a job's progress), optionally recording what
-    /// the driver reported; false when it is no longer in `from` (a newer action took over).
-    #[allow(clippy::too_many_arguments)]
+    /// Moves one instance along `step` (a job's progress), optionally recording what the
+    /// driver reported; false when it is no longer in `step.from` (a newer action took over).
     pub async fn advance_instance(
         &self,
         tenant: &TenantScope,
-        id: &str,
-        from: &str,
-        to: &str,
-        report: Option<(&str, &str)>,
-        finished_event: Option<(&str, &str, &str)>,
-        now: i64,
+        id: &InstanceId,
+        step: &Advance<'_>,
     ) -> Result<bool, Error> {
         let mut tx = self.begin_write().await?;
-        let done = match report {
+        let done = match step.report {
             Some((real_id, addresses)) => sqlx::query(
                 "UPDATE instances SET state = $4, real_id = $5, addresses = $6, last_updated = $7 \
                  WHERE tenant_id = $1 AND id = $2 AND state = $3",
             )
             .bind(tenant.as_str())
             .bind(id)
-            .bind(from)
-            .bind(to)
+            .bind(step.from)
+            .bind(step.to)
             .bind(real_id)
             .bind(addresses)
-            .bind(now),
+            .bind(step.now),
             None => sqlx::query(
                 "UPDATE instances SET state = $4, last_updated = $5 WHERE tenant_id = $1 AND id = $2 AND state = $3",
             )
             .bind(tenant.as_str())
             .bind(id)
-            .bind(from)
-            .bind(to)
-            .bind(now),
+            .bind(step.from)
+            .bind(step.to)
+            .bind(step.now),
         }
         .execute(&mut *tx)
         .await
         .map_err(db)?
         .rows_affected()
             == 1;
-        if let Some((event_id, outcome, error)) = finished_event {
-            finish_event(&mut tx, tenant, id, event_id, outcome, error, now).await?;
+        if let Some((event_id, outcome, error)) = step.finished_event {
+            finish_event(&mut tx, tenant, id, event_id, outcome, error, step.now).await?;
         }
         tx.commit().await.map_err(db)?;
         Ok(done)
@@ -621,7 +637,7 @@ impl Store {
     pub async fn finish_instance_event(
         &self,
         tenant: &TenantScope,
-        instance_id: &str,
+        instance_id: &InstanceId,
         event_id: &str,
         outcome: &str,
         error: &str,
@@ -636,27 +652,26 @@ impl Store {
     pub async fn fail_instance(
         &self,
         tenant: &TenantScope,
-        id: &str,
+        id: &InstanceId,
         event_id: &str,
         reason: &str,
         now: i64,
     ) -> Result<(), Error> {
         let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "UPDATE instances SET state = 'error', last_updated = $3 WHERE tenant_id = $1 AND id = $2",
-        )
-        .bind(tenant.as_str())
-        .bind(id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+        sqlx::query("UPDATE instances SET state = $4, last_updated = $3 WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant.as_str())
+            .bind(id)
+            .bind(now)
+            .bind(InstanceState::Error)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
         finish_event(&mut tx, tenant, id, event_id, "failed", reason, now).await?;
         tx.commit().await.map_err(db)
     }
 
     /// Removes a deleted instance and its history.
-    pub async fn remove_instance(&self, tenant: &TenantScope, id: &str) -> Result<(), Error> {
+    pub async fn remove_instance(&self, tenant: &TenantScope, id: &InstanceId) -> Result<(), Error> {
         let mut tx = self.begin_write().await?;
         for sql in [
             "DELETE FROM instance_events WHERE tenant_id = $1 AND instance_id = $2",
@@ -673,7 +688,11 @@ impl Store {
     }
 
     /// An instance's history, oldest first.
-    pub async fn instance_events(&self, tenant: &TenantScope, id: &str) -> Result<Vec<EventRow>, Error> {
+    pub async fn instance_events(
+        &self,
+        tenant: &TenantScope,
+        id: &InstanceId,
+    ) -> Result<Vec<EventRow>, Error> {
         sqlx::query(
             "SELECT at, finished, actor, action, outcome, error, request_id FROM instance_events \
              WHERE tenant_id = $1 AND instance_id = $2 ORDER BY at, id",
@@ -701,7 +720,10 @@ impl Store {
     }
 
     /// Instances of a cloud across tenants (reconciliation after a restart; never a request).
-    pub async fn instances_of_cloud(&self, cloud_id: &str) -> Result<Vec<(TenantId, InstanceRow)>, Error> {
+    pub async fn instances_of_cloud(
+        &self,
+        cloud_id: &CloudId,
+    ) -> Result<Vec<(TenantId, InstanceRow)>, Error> {
         sqlx::query(sqlf!(
             "SELECT tenant_id, {INSTANCE_COLS} FROM instances WHERE cloud_id = $1"
         ))
@@ -725,9 +747,9 @@ impl Store {
     pub async fn reconcile_instance(
         &self,
         tenant: &TenantScope,
-        id: &str,
-        from: &str,
-        to: &str,
+        id: &InstanceId,
+        from: InstanceState,
+        to: InstanceState,
         addresses: &str,
         now: i64,
     ) -> Result<bool, Error> {
@@ -751,7 +773,7 @@ impl Store {
 
     // ---- images ----
 
-    pub async fn get_image(&self, tenant: &TenantScope, id: &str) -> Result<Option<ImageRow>, Error> {
+    pub async fn get_image(&self, tenant: &TenantScope, id: &ImageId) -> Result<Option<ImageRow>, Error> {
         sqlx::query(sqlf!(
             "SELECT {IMAGE_COLS} FROM images WHERE tenant_id = $1 AND id = $2"
         ))
@@ -796,7 +818,7 @@ impl Store {
         .bind(&row.name)
         .bind(&row.instance_id)
         .bind(&row.project_ids)
-        .bind(&row.state)
+        .bind(row.state)
         .bind(&row.checksum)
         .bind(&row.metadata)
         .bind(row.created)
@@ -812,26 +834,28 @@ impl Store {
     pub async fn transition_image(
         &self,
         tenant: &TenantScope,
-        id: &str,
-        from: &[&'static str],
-        to: &str,
+        id: &ImageId,
+        from: &[ImageState],
+        to: ImageState,
         job: Option<&NewJob>,
         now: i64,
     ) -> Result<bool, Error> {
+        if from.is_empty() {
+            return Ok(false);
+        }
         let mut tx = self.begin_write().await?;
-        let done = sqlx::query(sqlf!(
+        let mut q = sqlx::query(sqlf!(
             "UPDATE images SET state = $3, last_updated = $4 WHERE tenant_id = $1 AND id = $2 AND state IN ({})",
-            quoted(from)
+            params(5, from.len())
         ))
         .bind(tenant.as_str())
         .bind(id)
         .bind(to)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?
-        .rows_affected()
-            == 1;
+        .bind(now);
+        for state in from {
+            q = q.bind(*state);
+        }
+        let done = q.execute(&mut *tx).await.map_err(db)?.rows_affected() == 1;
         if done && let Some(job) = job {
             insert_job(&mut tx, job, now).await?;
         }
@@ -843,7 +867,7 @@ impl Store {
     pub async fn image_saved(
         &self,
         tenant: &TenantScope,
-        id: &str,
+        id: &ImageId,
         real_id: &str,
         checksum: &str,
         now: i64,
@@ -851,21 +875,23 @@ impl Store {
         let done = self
             .write(
                 sqlx::query(
-                    "UPDATE images SET state = 'saved', real_id = $3, checksum = $4, last_updated = $5 \
-             WHERE tenant_id = $1 AND id = $2 AND state = 'saving'",
+                    "UPDATE images SET state = $6, real_id = $3, checksum = $4, last_updated = $5 \
+             WHERE tenant_id = $1 AND id = $2 AND state = $7",
                 )
                 .bind(tenant.as_str())
                 .bind(id)
                 .bind(real_id)
                 .bind(checksum)
-                .bind(now),
+                .bind(now)
+                .bind(ImageState::Saved)
+                .bind(ImageState::Saving),
             )
             .await?
             == 1;
         Ok(done)
     }
 
-    pub async fn remove_image(&self, tenant: &TenantScope, id: &str) -> Result<(), Error> {
+    pub async fn remove_image(&self, tenant: &TenantScope, id: &ImageId) -> Result<(), Error> {
         let q = sqlx::query("DELETE FROM images WHERE tenant_id = $1 AND id = $2")
             .bind(tenant.as_str())
             .bind(id);
@@ -877,7 +903,7 @@ impl Store {
 async fn finish_event(
     tx: &mut Transaction<'static, Any>,
     tenant: &TenantScope,
-    instance_id: &str,
+    instance_id: &InstanceId,
     event_id: &str,
     outcome: &str,
     error: &str,

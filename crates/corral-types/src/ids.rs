@@ -154,6 +154,13 @@ id_type!(
     CloudId
 );
 id_type!(
+    /// A cloud's type (`[[clouds]] type`: `mock`, `qemu`, ...), as the driver registry knows it.
+    /// Open, not an enum: types are registered by name in `corral_drivers::CloudRegistry`, so a
+    /// new driver is one `register` line there and neither the types nor core change; the
+    /// registry refuses a name it does not know when the server builds its clouds.
+    CloudKind
+);
+id_type!(
     /// A durable job's id.
     JobId
 );

@@ -9,6 +9,7 @@ pub mod commissaire;
 pub mod ctx;
 pub mod error;
 pub mod ids;
+pub mod instances;
 pub mod perspective;
 pub mod query;
 #[cfg(feature = "sqlx")]
@@ -20,6 +21,7 @@ pub use ctx::TenantScope;
 pub use ctx::{Access, OpCtx, Principal, Role, TenantRef};
 pub use error::{Error, Parsed, Result};
 pub use ids::{
-    ApiKeyId, CloudId, ClusterName, HostAddress, ImageId, InstanceId, JobId, JobKind, NamespaceName,
-    OperationKind, OperationStatus, TenantId, TenantName, UserName,
+    ApiKeyId, CloudId, CloudKind, ClusterName, HostAddress, ImageId, InstanceId, JobId, JobKind,
+    NamespaceName, OperationKind, OperationStatus, TenantId, TenantName, UserName,
 };
+pub use instances::{ImageState, InstanceState};

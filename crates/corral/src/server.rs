@@ -269,7 +269,7 @@ fn build_clouds(settings: &Settings) -> anyhow::Result<Clouds> {
     let mut clouds = Vec::new();
     for c in &settings.clouds {
         let options = serde_json::Value::Object(c.options.driver.clone());
-        let driver = registry.build(&c.id, &c.kind, &options)?;
+        let driver = registry.build(c.id.as_str(), c.kind.as_str(), &options)?;
         clouds.push(Cloud::new(c.clone(), driver));
     }
     Clouds::new(clouds).map_err(|e| anyhow::anyhow!("clouds: {e}"))

@@ -7,6 +7,7 @@ use axum::extract::State;
 use corral_core::SimpleAction;
 use corral_types::perspective::{BulkResult, Console, Image, Instance, InstanceEvent};
 use corral_types::views::ErrorBody;
+use corral_types::{ImageId, InstanceId};
 use serde_json::Value;
 
 use super::perspective_wire::{
@@ -27,7 +28,12 @@ pub async fn get_instance_singular(
     Ctx(ctx): Ctx,
     Params(id): Params<String>,
 ) -> ApiResult<Json<Instance>> {
-    Ok(Json(s.core.perspective().get_instance(&ctx, &id).await?))
+    Ok(Json(
+        s.core
+            .perspective()
+            .get_instance(&ctx, &InstanceId::from_trusted(id))
+            .await?,
+    ))
 }
 
 /// An instance.
@@ -39,7 +45,12 @@ pub async fn get_instance(
     Ctx(ctx): Ctx,
     Params(id): Params<String>,
 ) -> ApiResult<Json<Instance>> {
-    Ok(Json(s.core.perspective().get_instance(&ctx, &id).await?))
+    Ok(Json(
+        s.core
+            .perspective()
+            .get_instance(&ctx, &InstanceId::from_trusted(id))
+            .await?,
+    ))
 }
 
 /// Corral addition: the instance's actions (who, what, when, outcome, error), oldest first.
@@ -51,7 +62,12 @@ pub async fn instance_history(
     Ctx(ctx): Ctx,
     Params(id): Params<String>,
 ) -> ApiResult<Json<Vec<InstanceEvent>>> {
-    Ok(Json(s.core.perspective().instance_history(&ctx, &id).await?))
+    Ok(Json(
+        s.core
+            .perspective()
+            .instance_history(&ctx, &InstanceId::from_trusted(id))
+            .await?,
+    ))
 }
 
 /// Corral addition: the recent output of the instance's serial console (empty for clouds that keep none).
@@ -64,7 +80,12 @@ pub async fn instance_console(
     Ctx(ctx): Ctx,
     Params(id): Params<String>,
 ) -> ApiResult<Json<Console>> {
-    Ok(Json(s.core.perspective().instance_console(&ctx, &id).await?))
+    Ok(Json(
+        s.core
+            .perspective()
+            .instance_console(&ctx, &InstanceId::from_trusted(id))
+            .await?,
+    ))
 }
 
 /// Launches instances: one result per item (202 `queued` with the new id, 404, 409).
@@ -152,7 +173,10 @@ pub async fn rebuild(
 ) -> Bulk {
     let ids = instance_ids(body);
     Ok(Json(bulk_results(
-        s.core.perspective().rebuild_instances(&ctx, &image, ids).await?,
+        s.core
+            .perspective()
+            .rebuild_instances(&ctx, &ImageId::from_trusted(image), ids)
+            .await?,
     )))
 }
 
@@ -175,7 +199,12 @@ pub async fn get_image_singular(
     Ctx(ctx): Ctx,
     Params(id): Params<String>,
 ) -> ApiResult<Json<Image>> {
-    Ok(Json(s.core.perspective().get_image(&ctx, &id).await?))
+    Ok(Json(
+        s.core
+            .perspective()
+            .get_image(&ctx, &ImageId::from_trusted(id))
+            .await?,
+    ))
 }
 
 /// An image: a private snapshot, or a base image of a cloud.
@@ -187,7 +216,12 @@ pub async fn get_image(
     Ctx(ctx): Ctx,
     Params(id): Params<String>,
 ) -> ApiResult<Json<Image>> {
-    Ok(Json(s.core.perspective().get_image(&ctx, &id).await?))
+    Ok(Json(
+        s.core
+            .perspective()
+            .get_image(&ctx, &ImageId::from_trusted(id))
+            .await?,
+    ))
 }
 
 /// Snapshots instances into new private images (`queued` → `saving` → `saved`).

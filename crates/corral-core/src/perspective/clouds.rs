@@ -8,9 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 
 use corral_drivers::{CloudDriver, CloudImage, Operation};
-use corral_types::TenantId;
 use corral_types::perspective::{Flavor, Image, Keypair, Metadata, MetadataEntry, Network, Subnet};
 use corral_types::time::rfc3339;
+use corral_types::{CloudId, CloudKind, ImageId, ImageState, TenantId};
 use serde::{Deserialize, Serialize};
 
 fn yes() -> bool {
@@ -21,14 +21,15 @@ fn yes() -> bool {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CloudConfig {
-    pub id: String,
+    pub id: CloudId,
     #[serde(default)]
     pub name: Option<String>,
     /// The owning tenant's name; absent: shared by every tenant.
     #[serde(default)]
     pub tenant: Option<String>,
+    /// The driver registry's name for its driver (`mock`, `qemu`, ...).
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: CloudKind,
     #[serde(default = "yes")]
     pub enabled: bool,
     /// Connection data of drivers for real clouds; never exposed by the API.
@@ -137,13 +138,15 @@ pub struct Cloud {
     pub config: CloudConfig,
     pub driver: Arc<dyn CloudDriver>,
     operations: BTreeSet<Operation>,
+    /// The driver's own type name, which rows record as `cloud_type`.
+    kind: CloudKind,
     base_images: RwLock<Vec<CloudImage>>,
     /// When the base images were listed (their `created`/`timestamp`).
     listed_at: RwLock<i64>,
 }
 
 /// A v5 UUID of `tenant/cloud/kind/name` in the URL namespace (perspective 1, "Ids").
-pub fn object_id(tenant: &TenantId, cloud: &str, kind: &str, name: &str) -> String {
+pub fn object_id(tenant: &TenantId, cloud: &CloudId, kind: &str, name: &str) -> String {
     uuid::Uuid::new_v5(
         &uuid::Uuid::NAMESPACE_URL,
         format!("{}/{cloud}/{kind}/{name}", tenant.as_str()).as_bytes(),
@@ -166,21 +169,23 @@ fn metadata(map: &BTreeMap<String, String>) -> Metadata {
 impl Cloud {
     pub fn new(config: CloudConfig, driver: Arc<dyn CloudDriver>) -> Cloud {
         let operations = driver.operations();
+        let kind = CloudKind::from_trusted(driver.cloud_type());
         Cloud {
             config,
             driver,
             operations,
+            kind,
             base_images: RwLock::default(),
             listed_at: RwLock::new(corral_types::time::now_ms()),
         }
     }
 
-    pub fn id(&self) -> &str {
+    pub fn id(&self) -> &CloudId {
         &self.config.id
     }
 
-    pub fn kind(&self) -> &str {
-        self.driver.cloud_type()
+    pub fn kind(&self) -> &CloudKind {
+        &self.kind
     }
 
     pub fn supports(&self, op: Operation) -> bool {
@@ -295,7 +300,7 @@ impl Cloud {
             cloud_type: self.kind().to_string(),
             project_id: vec![self.project_id(tenant)],
             name: img.name.clone(),
-            state: "saved".into(),
+            state: ImageState::Saved.as_str().into(),
             checksum: img.checksum.clone(),
             metadata: Metadata::default(),
         }
@@ -305,7 +310,7 @@ impl Cloud {
 /// Every configured cloud.
 #[derive(Default)]
 pub struct Clouds {
-    by_id: BTreeMap<String, Arc<Cloud>>,
+    by_id: BTreeMap<CloudId, Arc<Cloud>>,
 }
 
 /// `A-Z a-z 0-9 _ -`, 1..255 (perspective 2.1).
@@ -323,7 +328,7 @@ impl Clouds {
     pub fn new(clouds: Vec<Cloud>) -> Result<Clouds, String> {
         let mut by_id = BTreeMap::new();
         for c in clouds {
-            if !valid_cloud_id(c.id()) {
+            if !valid_cloud_id(c.id().as_str()) {
                 return Err(format!("cloud id '{}': use 1 to 255 of A-Z a-z 0-9 _ -", c.id()));
             }
             let mut names = BTreeSet::new();
@@ -343,7 +348,7 @@ impl Clouds {
                     ));
                 }
             }
-            let id = c.id().to_string();
+            let id = c.id().clone();
             if by_id.insert(id.clone(), Arc::new(c)).is_some() {
                 return Err(format!("cloud id '{id}' is used twice"));
             }
@@ -351,7 +356,7 @@ impl Clouds {
         Ok(Clouds { by_id })
     }
 
-    pub fn get(&self, id: &str) -> Option<&Arc<Cloud>> {
+    pub fn get(&self, id: &CloudId) -> Option<&Arc<Cloud>> {
         self.by_id.get(id)
     }
 
@@ -376,12 +381,12 @@ impl Clouds {
         &self,
         tenant: &TenantId,
         tenant_name: &str,
-        id: &str,
+        id: &ImageId,
     ) -> Option<(Arc<Cloud>, CloudImage)> {
         self.visible(tenant_name).find_map(|c| {
             c.base_images()
                 .into_iter()
-                .find(|img| object_id(tenant, c.id(), "image", &img.real_id) == id)
+                .find(|img| object_id(tenant, c.id(), "image", &img.real_id) == id.as_str())
                 .map(|img| (c.clone(), img))
         })
     }

@@ -8,10 +8,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use corral_drivers::{Operation, VmAction, VmRequest};
-use corral_store::{ImageRow, InstanceChange, InstanceKey, InstanceRow, JobRow, Launch, NewEvent, Quota};
+use corral_store::{
+    Advance, ImageRow, InstanceChange, InstanceKey, InstanceRow, JobRow, Launch, NewEvent, Quota, Transition,
+};
 use corral_types::perspective::{Console, Flavor, Image, Instance, InstanceEvent, Metadata};
 use corral_types::time::{now_ms, rfc3339};
-use corral_types::{Access, Error, ImageId, InstanceId, OpCtx, Parsed, TenantId, TenantScope};
+use corral_types::{
+    Access, CloudId, Error, ImageId, ImageState, InstanceId, InstanceState, OpCtx, Parsed, TenantId,
+    TenantScope,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::clouds::{Cloud, Clouds};
@@ -59,37 +64,55 @@ impl Action {
         }
     }
 
-    /// States it may start from, the state set at once, the end state.
-    fn states(self) -> (&'static [&'static str], &'static str, &'static str) {
-        match self {
-            Action::Launch => (&[], "queued", "launched"),
-            Action::Start => (&["shutoff", "starting"], "starting", "launched"),
-            Action::Shutdown => (&["launched", "shutting_down"], "shutting_down", "shutoff"),
-            Action::Reboot => (&["launched", "rebooting"], "rebooting", "launched"),
-            Action::HardReboot => (&["launched", "hard_rebooting"], "hard_rebooting", "launched"),
-            Action::Pause => (&["launched", "pausing"], "pausing", "paused"),
+    /// States it may start from, the state set at once, the end state. Rename changes no
+    /// state; a delete ends with the row gone.
+    fn states(
+        self,
+    ) -> (
+        &'static [InstanceState],
+        Option<InstanceState>,
+        Option<InstanceState>,
+    ) {
+        use InstanceState as S;
+        let (from, transitional, end): (&'static [InstanceState], _, _) = match self {
+            Action::Launch => (&[], S::Queued, S::Launched),
+            Action::Start => (&[S::Shutoff, S::Starting], S::Starting, S::Launched),
+            Action::Shutdown => (&[S::Launched, S::ShuttingDown], S::ShuttingDown, S::Shutoff),
+            Action::Reboot => (&[S::Launched, S::Rebooting], S::Rebooting, S::Launched),
+            Action::HardReboot => (&[S::Launched, S::HardRebooting], S::HardRebooting, S::Launched),
+            Action::Pause => (&[S::Launched, S::Pausing], S::Pausing, S::Paused),
             Action::Unpause | Action::Resume => {
-                (&["paused", "suspended", "resuming"], "resuming", "launched")
+                (&[S::Paused, S::Suspended, S::Resuming], S::Resuming, S::Launched)
             }
-            Action::Suspend => (&["launched", "suspending"], "suspending", "suspended"),
-            Action::Resize => (&["launched", "resizing"], "resizing", "launched"),
-            Action::Rebuild => (&["launched", "rebuilding"], "rebuilding", "launched"),
-            Action::Rename => (&[], "", ""),
-            Action::Delete => (
-                &["launched", "shutoff", "suspended", "paused", "error", "deleting"],
-                "deleting",
-                "",
-            ),
-        }
+            Action::Suspend => (&[S::Launched, S::Suspending], S::Suspending, S::Suspended),
+            Action::Resize => (&[S::Launched, S::Resizing], S::Resizing, S::Launched),
+            Action::Rebuild => (&[S::Launched, S::Rebuilding], S::Rebuilding, S::Launched),
+            Action::Rename => return (&[], None, None),
+            Action::Delete => {
+                return (
+                    &[
+                        S::Launched,
+                        S::Shutoff,
+                        S::Suspended,
+                        S::Paused,
+                        S::Error,
+                        S::Deleting,
+                    ],
+                    Some(S::Deleting),
+                    None,
+                );
+            }
+        };
+        (from, Some(transitional), Some(end))
     }
 
     /// Whether an instance in `state` is still this action's to finish: a newer action (or a
     /// delete) takes over from it. Its job then does nothing, and its failure sets no `error`.
-    fn in_charge(self, state: &str) -> bool {
+    fn in_charge(self, state: InstanceState) -> bool {
         match self {
-            Action::Launch => state == "queued" || state == "launching",
-            Action::Rename => state != "deleting",
-            a => state == a.states().1,
+            Action::Launch => matches!(state, InstanceState::Queued | InstanceState::Launching),
+            Action::Rename => state != InstanceState::Deleting,
+            a => a.states().1 == Some(state),
         }
     }
 
@@ -122,7 +145,7 @@ impl Action {
 /// The input of an instance job.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct InstanceJob {
-    instance: String,
+    instance: InstanceId,
     action: Action,
     /// The history entry to complete (= the job id at creation).
     event: String,
@@ -131,20 +154,20 @@ struct InstanceJob {
 /// The input of an image job.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct ImageJob {
-    image: String,
+    image: ImageId,
     /// `snapshot` or `delete`.
     action: String,
 }
 
-fn not_found_instance(id: &str) -> Error {
+fn not_found_instance(id: &InstanceId) -> Error {
     Error::not_found(format!("Instance with id = {id} not found"))
 }
 
-fn not_found_image(id: &str) -> Error {
+fn not_found_image(id: &ImageId) -> Error {
     Error::not_found(format!("Image with id = {id} not found"))
 }
 
-fn cloud_gone(cloud_id: &str) -> String {
+fn cloud_gone(cloud_id: &CloudId) -> String {
     format!("Cloud {cloud_id} is no longer configured")
 }
 
@@ -190,12 +213,12 @@ fn refused<I>(outcome: BulkOutcome) -> Option<BulkItem<I>> {
     Some(BulkItem::none(outcome))
 }
 
-fn instance_item(id: &str, outcome: BulkOutcome) -> BulkItem<InstanceId> {
-    BulkItem::of(InstanceId::from_trusted(id), outcome)
+fn instance_item(id: &InstanceId, outcome: BulkOutcome) -> BulkItem<InstanceId> {
+    BulkItem::of(id.clone(), outcome)
 }
 
-fn image_item(id: &str, outcome: BulkOutcome) -> BulkItem<ImageId> {
-    BulkItem::of(ImageId::from_trusted(id), outcome)
+fn image_item(id: &ImageId, outcome: BulkOutcome) -> BulkItem<ImageId> {
+    BulkItem::of(id.clone(), outcome)
 }
 
 /// One item of `POST /instances` as the API parsed it (perspective 5.4); the references are
@@ -264,18 +287,18 @@ fn instance_view(r: &InstanceRow) -> Result<Instance, Error> {
         serde_json::json!({"name": r.availability_zone})
     };
     Ok(Instance {
-        id: r.id.clone(),
+        id: r.id.to_string(),
         real_id: r.real_id.clone(),
         timestamp: rfc3339(r.last_updated),
         created: rfc3339(r.created),
-        cloud_id: r.cloud_id.clone(),
-        cloud_type: r.cloud_type.clone(),
+        cloud_id: r.cloud_id.to_string(),
+        cloud_type: r.cloud_type.to_string(),
         project_id: r.project_id.clone(),
         name: r.name.clone(),
         flavor: from_json(&r.flavor)?,
         image: from_json(&r.image)?,
         keypair: from_json(&r.keypair)?,
-        state: r.state.clone(),
+        state: r.state.as_str().to_string(),
         is_locked: false,
         metadata: from_json(&r.metadata)?,
         address: r
@@ -292,16 +315,16 @@ fn instance_view(r: &InstanceRow) -> Result<Instance, Error> {
 
 pub(crate) fn image_view(r: &ImageRow) -> Result<Image, Error> {
     Ok(Image {
-        id: r.id.clone(),
+        id: r.id.to_string(),
         real_id: r.real_id.clone(),
         timestamp: rfc3339(r.last_updated),
         created: rfc3339(r.created),
-        instance_id: r.instance_id.clone(),
-        cloud_id: r.cloud_id.clone(),
-        cloud_type: r.cloud_type.clone(),
+        instance_id: r.instance_id.to_string(),
+        cloud_id: r.cloud_id.to_string(),
+        cloud_type: r.cloud_type.to_string(),
         project_id: from_json(&r.project_ids)?,
         name: r.name.clone(),
-        state: r.state.clone(),
+        state: r.state.as_str().to_string(),
         checksum: r.checksum.clone(),
         metadata: from_json(&r.metadata)?,
     })
@@ -309,7 +332,7 @@ pub(crate) fn image_view(r: &ImageRow) -> Result<Image, Error> {
 
 fn vm_request(r: &InstanceRow) -> VmRequest {
     VmRequest {
-        id: r.id.clone(),
+        id: r.id.to_string(),
         name: r.name.clone(),
         vcpus: u32::try_from(r.vcpus).unwrap_or(1),
         ram_mb: u64::try_from(r.ram).unwrap_or(0),
@@ -325,7 +348,7 @@ impl Perspective {
 
     /// The cloud of a record, if it can run `op` now: the per-id conflict reasons of perspective 5.2
     /// otherwise (gone from the settings, disabled, operation not supported by its type).
-    fn cloud_for(&self, cloud_id: &str, op: Operation) -> Result<&Arc<Cloud>, String> {
+    fn cloud_for(&self, cloud_id: &CloudId, op: Operation) -> Result<&Arc<Cloud>, String> {
         let cloud = self.clouds().get(cloud_id).ok_or_else(|| cloud_gone(cloud_id))?;
         if !cloud.config.enabled {
             return Err(format!("Cloud {cloud_id} is disabled"));
@@ -346,8 +369,8 @@ impl Perspective {
         &self,
         ctx: &OpCtx,
         scope: &TenantScope,
-        id: &str,
-    ) -> Result<Option<(Image, String, String)>, Error> {
+        id: &ImageId,
+    ) -> Result<Option<(Image, String, CloudId)>, Error> {
         let tenant = &scope;
         if let Some(row) = self.store.get_image(tenant, id).await? {
             let cloud = row.cloud_id.clone();
@@ -356,17 +379,11 @@ impl Perspective {
         Ok(self
             .clouds()
             .base_image(tenant.id(), ctx.tenant().name.as_str(), id)
-            .map(|(c, img)| {
-                (
-                    c.base_image_view(tenant.id(), &img),
-                    img.real_id,
-                    c.id().to_string(),
-                )
-            }))
+            .map(|(c, img)| (c.base_image_view(tenant.id(), &img), img.real_id, c.id().clone())))
     }
 
     /// `GET /instances/{id}` (5.1).
-    pub async fn get_instance(&self, ctx: &OpCtx, id: &str) -> Result<Instance, Error> {
+    pub async fn get_instance(&self, ctx: &OpCtx, id: &InstanceId) -> Result<Instance, Error> {
         let scope = ctx.require(Access::Read)?;
         let row = self
             .store
@@ -377,7 +394,7 @@ impl Perspective {
     }
 
     /// `GET /instances/{id}/history` (Corral addition): the actions, oldest first.
-    pub async fn instance_history(&self, ctx: &OpCtx, id: &str) -> Result<Vec<InstanceEvent>, Error> {
+    pub async fn instance_history(&self, ctx: &OpCtx, id: &InstanceId) -> Result<Vec<InstanceEvent>, Error> {
         let scope = ctx.require(Access::Read)?;
         let tenant = &scope;
         if self.store.get_instance(tenant, id).await?.is_none() {
@@ -400,7 +417,7 @@ impl Perspective {
     }
 
     /// `GET /instances/{id}/console` (Corral addition): the serial console's recent output.
-    pub async fn instance_console(&self, ctx: &OpCtx, id: &str) -> Result<Console, Error> {
+    pub async fn instance_console(&self, ctx: &OpCtx, id: &InstanceId) -> Result<Console, Error> {
         let scope = ctx.require(Access::Read)?;
         let row = self
             .store
@@ -413,11 +430,11 @@ impl Perspective {
             .ok_or_else(|| Error::conflict(cloud_gone(&row.cloud_id)))?;
         let bytes = cloud
             .driver
-            .console(&row.id, 64 * 1024)
+            .console(row.id.as_str(), 64 * 1024)
             .await
             .map_err(|e| Error::conflict(e.0))?;
         Ok(Console {
-            id: row.id,
+            id: row.id.into_string(),
             output: String::from_utf8_lossy(&bytes).into_owned(),
         })
     }
@@ -433,19 +450,27 @@ impl Perspective {
         &self,
         ctx: &OpCtx,
         scope: &TenantScope,
-        id: &str,
+        id: &InstanceId,
         action: Action,
     ) -> Result<(corral_store::NewJob, NewEvent), Error> {
         let tenant = &scope;
-        let mut job = new_job(ctx, tenant, INSTANCE_JOB, id, &(), true, self.instance_timeout)?;
+        let mut job = new_job(
+            ctx,
+            tenant,
+            INSTANCE_JOB,
+            id.as_str(),
+            &(),
+            true,
+            self.instance_timeout,
+        )?;
         job.payload = json(&InstanceJob {
-            instance: id.to_string(),
+            instance: id.clone(),
             action,
             event: job.id.to_string(),
         })?;
         let event = NewEvent {
             id: job.id.to_string(),
-            instance_id: id.to_string(),
+            instance_id: id.clone(),
             actor: ctx.actor(),
             action: action.verb().replace(' ', "_"),
             request_id: ctx.request_id().to_string(),
@@ -468,8 +493,8 @@ impl Perspective {
         let mut launches = Vec::new();
         let mut slots = Vec::new();
         let mut quotas: HashMap<String, Quota> = HashMap::new();
-        let mut image_cache: HashMap<String, Option<(Image, String, String)>> = HashMap::new();
-        let mut flavor_cache: HashMap<String, Vec<Flavor>> = HashMap::new();
+        let mut image_cache: HashMap<ImageId, Option<(Image, String, CloudId)>> = HashMap::new();
+        let mut flavor_cache: HashMap<CloudId, Vec<Flavor>> = HashMap::new();
         for item in items {
             let Some(cloud) = self.clouds().by_project(tenant.id(), &tenant_name, &item.project) else {
                 results.push(refused(BulkOutcome::NotFound(format!(
@@ -483,7 +508,7 @@ impl Perspective {
                 continue;
             }
             let flavors = flavor_cache
-                .entry(cloud.id().to_string())
+                .entry(cloud.id().clone())
                 .or_insert_with(|| cloud.flavors(tenant.id()));
             let Some(flavor) = flavors.iter().find(|f| f.id == item.flavor).cloned() else {
                 results.push(refused(BulkOutcome::NotFound(format!(
@@ -492,12 +517,11 @@ impl Perspective {
                 ))));
                 continue;
             };
-            if !image_cache.contains_key(item.image.as_str()) {
-                let found = self.usable_image(ctx, &scope, item.image.as_str()).await?;
-                image_cache.insert(item.image.to_string(), found);
+            if !image_cache.contains_key(&item.image) {
+                let found = self.usable_image(ctx, &scope, &item.image).await?;
+                image_cache.insert(item.image.clone(), found);
             }
-            let Some((image, image_real_id, image_cloud)) =
-                image_cache.get(item.image.as_str()).cloned().flatten()
+            let Some((image, image_real_id, image_cloud)) = image_cache.get(&item.image).cloned().flatten()
             else {
                 results.push(refused(BulkOutcome::NotFound(format!(
                     "Image {} does not exist",
@@ -505,14 +529,14 @@ impl Perspective {
                 ))));
                 continue;
             };
-            if image_cloud != cloud.id() || !image.project_id.contains(&item.project) {
+            if image_cloud != *cloud.id() || !image.project_id.contains(&item.project) {
                 results.push(refused(BulkOutcome::NotFound(format!(
                     "Image {} is not available in project {}",
                     item.image, item.project
                 ))));
                 continue;
             }
-            if image.state != "saved" {
+            if image.state != ImageState::Saved.as_str() {
                 results.push(refused(BulkOutcome::Conflict(format!(
                     "Image {} is not saved (state {})",
                     item.image, image.state
@@ -564,18 +588,18 @@ impl Perspective {
                     disk: q.disk,
                 },
             );
-            let id = uuid::Uuid::new_v4().to_string();
+            let id = InstanceId::from_trusted(uuid::Uuid::new_v4().to_string());
             let (job, event) = self.job_for(ctx, &scope, &id, Action::Launch)?;
             let row = InstanceRow {
-                id: id.clone(),
+                id,
                 real_id: String::new(),
-                cloud_id: cloud.id().to_string(),
-                cloud_type: cloud.kind().to_string(),
+                cloud_id: cloud.id().clone(),
+                cloud_type: cloud.kind().clone(),
                 project_id: item.project.clone(),
                 name: item.name,
                 flavor_id: flavor.id.clone(),
                 flavor: json(&flavor)?,
-                image_id: image.id.clone(),
+                image_id: ImageId::from_trusted(image.id.clone()),
                 image: json(&image)?,
                 image_real_id,
                 vcpus: flavor.vcpus,
@@ -587,7 +611,7 @@ impl Perspective {
                 availability_zone: item.zone.unwrap_or_default(),
                 addresses: String::new(),
                 fqdn: String::new(),
-                state: "queued".into(),
+                state: InstanceState::Queued,
                 created: now,
                 last_updated: now,
             };
@@ -602,7 +626,10 @@ impl Perspective {
                 .await?;
             for ((slot, launch), outcome) in slots.into_iter().zip(&launches).zip(outcomes) {
                 results[slot] = Some(match outcome {
-                    Ok(()) => instance_item(&launch.row.id, BulkOutcome::Accepted("queued".into())),
+                    Ok(()) => instance_item(
+                        &launch.row.id,
+                        BulkOutcome::Accepted(InstanceState::Queued.as_str().into()),
+                    ),
                     Err(which) => BulkItem::none(BulkOutcome::Conflict(format!("Quota exceeded: {which}"))),
                 });
             }
@@ -625,8 +652,7 @@ impl Perspective {
         fits: impl Fn(&InstanceKey) -> Option<String>,
     ) -> Result<Vec<BulkItem<InstanceId>>, Error> {
         let tenant = &scope;
-        let ids: Vec<String> = ids.into_iter().map(InstanceId::into_string).collect();
-        let rows: HashMap<String, InstanceKey> = self
+        let rows: HashMap<InstanceId, InstanceKey> = self
             .store
             .get_instance_keys(tenant, &ids)
             .await?
@@ -634,9 +660,15 @@ impl Perspective {
             .map(|r| (r.id.clone(), r))
             .collect();
         let (from, transitional, _) = action.states();
-        let mut results: Vec<(&String, BulkOutcome)> = Vec::with_capacity(ids.len());
+        let Some(transitional) = transitional else {
+            return Err(Error::internal(format!(
+                "{} has no transitional state",
+                action.verb()
+            )));
+        };
+        let mut results: Vec<(&InstanceId, BulkOutcome)> = Vec::with_capacity(ids.len());
         // Candidates by the action the job will run (resume: unpause or resume).
-        let mut candidates: BTreeMap<(bool, &'static str), Vec<String>> = BTreeMap::new();
+        let mut candidates: BTreeMap<bool, Vec<InstanceId>> = BTreeMap::new();
         for id in &ids {
             let Some(row) = rows.get(id) else {
                 results.push((
@@ -645,8 +677,8 @@ impl Perspective {
                 ));
                 continue;
             };
-            let effective = match (action, row.state.as_str()) {
-                (Action::Resume, "paused") => Action::Unpause,
+            let effective = match (action, row.state) {
+                (Action::Resume, InstanceState::Paused) => Action::Unpause,
                 (a, _) => a,
             };
             if let Err(why) = self.cloud_for(&row.cloud_id, effective.operation()) {
@@ -654,10 +686,10 @@ impl Perspective {
                 continue;
             }
             if row.state == transitional {
-                results.push((id, BulkOutcome::Already(transitional.into())));
+                results.push((id, BulkOutcome::Already(transitional.as_str().into())));
                 continue;
             }
-            if !from.contains(&row.state.as_str()) {
+            if !from.contains(&row.state) {
                 results.push((
                     id,
                     BulkOutcome::Conflict(format!(
@@ -672,19 +704,25 @@ impl Perspective {
                 results.push((id, BulkOutcome::Conflict(why)));
                 continue;
             }
-            results.push((id, BulkOutcome::Accepted(transitional.into())));
+            results.push((id, BulkOutcome::Accepted(transitional.as_str().into())));
             candidates
-                .entry((effective == Action::Unpause, state_key(&row.state)))
+                .entry(effective == Action::Unpause)
                 .or_default()
                 .push(id.clone());
         }
         let now = now_ms();
         let mut moved = std::collections::HashSet::new();
-        for ((unpause, _), group) in candidates {
+        let step = Transition {
+            from,
+            to: transitional,
+            change: &change,
+            now,
+        };
+        for (unpause, group) in candidates {
             let job_action = if unpause { Action::Unpause } else { action };
             let done = self
                 .store
-                .transition_instances(tenant, &group, from, transitional, &change, now, |id| {
+                .transition_instances(tenant, &group, &step, |id| {
                     self.job_for(ctx, scope, id, job_action)
                 })
                 .await?;
@@ -697,8 +735,7 @@ impl Perspective {
                     .store
                     .get_instance(tenant, id)
                     .await?
-                    .map(|x| x.state)
-                    .unwrap_or_else(|| "deleted".into());
+                    .map_or("deleted", |x| x.state.as_str());
                 *outcome =
                     BulkOutcome::Conflict(format!("Cannot {} instance in state {state}", action.verb()));
             }
@@ -791,7 +828,7 @@ impl Perspective {
     pub async fn rebuild_instances(
         &self,
         ctx: &OpCtx,
-        image_id: &str,
+        image_id: &ImageId,
         ids: Parsed<Vec<InstanceId>>,
     ) -> Result<Vec<BulkItem<InstanceId>>, Error> {
         let scope = ctx.require(Access::Write)?;
@@ -801,9 +838,9 @@ impl Perspective {
         };
         let change = InstanceChange {
             flavor: None,
-            image: Some((image.id.clone(), json(&image)?, real_id)),
+            image: Some((ImageId::from_trusted(image.id.clone()), json(&image)?, real_id)),
         };
-        let saved = image.state == "saved";
+        let saved = image.state == ImageState::Saved.as_str();
         let state = image.state.clone();
         self.act_on(ctx, &scope, ids, Action::Rebuild, change, |row| {
             if !image.project_id.contains(&row.project_id) {
@@ -832,8 +869,8 @@ impl Perspective {
         let now = now_ms();
         let mut out = Vec::with_capacity(items.len());
         for (id, name) in items {
-            let Some(row) = self.store.get_instance(tenant, id.as_str()).await? else {
-                let outcome = BulkOutcome::NotFound(not_found_instance(id.as_str()).external_message());
+            let Some(row) = self.store.get_instance(tenant, &id).await? else {
+                let outcome = BulkOutcome::NotFound(not_found_instance(&id).external_message());
                 out.push(BulkItem::of(id, outcome));
                 continue;
             };
@@ -841,10 +878,10 @@ impl Perspective {
                 out.push(BulkItem::of(id, BulkOutcome::Conflict(why)));
                 continue;
             }
-            let (job, event) = self.job_for(ctx, &scope, id.as_str(), Action::Rename)?;
+            let (job, event) = self.job_for(ctx, &scope, &id, Action::Rename)?;
             let outcome = if self
                 .store
-                .rename_instance(tenant, id.as_str(), &name, &job, &event, now)
+                .rename_instance(tenant, &id, &name, &job, &event, now)
                 .await?
             {
                 BulkOutcome::Accepted("renamed".into())
@@ -858,7 +895,7 @@ impl Perspective {
     }
 
     /// `GET /images/{id}` (6.1): a private image, or a base image of a visible cloud.
-    pub async fn get_image(&self, ctx: &OpCtx, id: &str) -> Result<Image, Error> {
+    pub async fn get_image(&self, ctx: &OpCtx, id: &ImageId) -> Result<Image, Error> {
         let scope = ctx.require(Access::Read)?;
         self.usable_image(ctx, &scope, id)
             .await?
@@ -883,7 +920,6 @@ impl Perspective {
             metadata,
         } in items
         {
-            let instance = instance.into_string();
             let Some(row) = self.store.get_instance(tenant, &instance).await? else {
                 out.extend(refused(BulkOutcome::NotFound(
                     not_found_instance(&instance).external_message(),
@@ -897,7 +933,7 @@ impl Perspective {
                     continue;
                 }
             };
-            if !["launched", "shutoff"].contains(&row.state.as_str()) {
+            if !matches!(row.state, InstanceState::Launched | InstanceState::Shutoff) {
                 out.extend(refused(BulkOutcome::Conflict(format!(
                     "Cannot snapshot instance in state {}",
                     row.state
@@ -911,17 +947,17 @@ impl Perspective {
                 ))));
                 continue;
             }
-            let id = uuid::Uuid::new_v4().to_string();
+            let id = ImageId::from_trusted(uuid::Uuid::new_v4().to_string());
             let now = now_ms();
             let image = ImageRow {
                 id: id.clone(),
                 real_id: String::new(),
-                cloud_id: cloud.id().to_string(),
-                cloud_type: cloud.kind().to_string(),
+                cloud_id: cloud.id().clone(),
+                cloud_type: cloud.kind().clone(),
                 name,
-                instance_id: instance.clone(),
+                instance_id: instance,
                 project_ids: json(&projects)?,
-                state: "queued".into(),
+                state: ImageState::Queued,
                 checksum: String::new(),
                 metadata: json(&metadata)?,
                 created: now,
@@ -931,7 +967,7 @@ impl Perspective {
                 ctx,
                 tenant,
                 IMAGE_JOB,
-                &id,
+                id.as_str(),
                 &ImageJob {
                     image: id.clone(),
                     action: "snapshot".into(),
@@ -940,7 +976,10 @@ impl Perspective {
                 self.instance_timeout,
             )?;
             self.store.insert_image(tenant, &image, &job, now).await?;
-            out.push(image_item(&id, BulkOutcome::Accepted("queued".into())));
+            out.push(image_item(
+                &id,
+                BulkOutcome::Accepted(ImageState::Queued.as_str().into()),
+            ));
         }
         self.wake_jobs();
         Ok(out)
@@ -957,7 +996,6 @@ impl Perspective {
         let tenant = &scope;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
-            let id = id.into_string();
             let Some(row) = self.store.get_image(tenant, &id).await? else {
                 let base = self
                     .clouds()
@@ -981,11 +1019,14 @@ impl Perspective {
                     continue;
                 }
             };
-            if row.state == "deleting" {
-                out.push(image_item(&id, BulkOutcome::Already("deleting".into())));
+            if row.state == ImageState::Deleting {
+                out.push(image_item(
+                    &id,
+                    BulkOutcome::Already(ImageState::Deleting.as_str().into()),
+                ));
                 continue;
             }
-            if !["saved", "error"].contains(&row.state.as_str()) {
+            if !DELETABLE_IMAGE.contains(&row.state) {
                 out.push(image_item(
                     &id,
                     BulkOutcome::Conflict(format!("Cannot delete image in state {}", row.state)),
@@ -1020,7 +1061,7 @@ impl Perspective {
                 ctx,
                 tenant,
                 IMAGE_JOB,
-                &id,
+                id.as_str(),
                 &ImageJob {
                     image: id.clone(),
                     action: "delete".into(),
@@ -1031,10 +1072,20 @@ impl Perspective {
             let now = now_ms();
             if self
                 .store
-                .transition_image(tenant, &id, &["saved", "error"], "deleting", Some(&job), now)
+                .transition_image(
+                    tenant,
+                    &id,
+                    DELETABLE_IMAGE,
+                    ImageState::Deleting,
+                    Some(&job),
+                    now,
+                )
                 .await?
             {
-                out.push(image_item(&id, BulkOutcome::Accepted("deleting".into())));
+                out.push(image_item(
+                    &id,
+                    BulkOutcome::Accepted(ImageState::Deleting.as_str().into()),
+                ));
             } else {
                 out.push(image_item(
                     &id,
@@ -1067,12 +1118,20 @@ impl Perspective {
             let rows = self.store.instances_of_cloud(cloud.id()).await?;
             let settled: Vec<&(TenantId, InstanceRow)> = rows
                 .iter()
-                .filter(|(_, r)| ["launched", "shutoff", "paused", "suspended"].contains(&r.state.as_str()))
+                .filter(|(_, r)| {
+                    matches!(
+                        r.state,
+                        InstanceState::Launched
+                            | InstanceState::Shutoff
+                            | InstanceState::Paused
+                            | InstanceState::Suspended
+                    )
+                })
                 .collect();
             if settled.is_empty() {
                 continue;
             }
-            let ids: Vec<String> = settled.iter().map(|(_, r)| r.id.clone()).collect();
+            let ids: Vec<String> = settled.iter().map(|(_, r)| r.id.to_string()).collect();
             let observed = match cloud.driver.observe(&ids).await {
                 Ok(o) => o,
                 Err(e) => {
@@ -1087,11 +1146,11 @@ impl Perspective {
                     continue;
                 };
                 let state = match seen {
-                    corral_drivers::Observed::Running => "launched",
-                    corral_drivers::Observed::Paused => "paused",
-                    corral_drivers::Observed::Shutoff => "shutoff",
-                    corral_drivers::Observed::Suspended => "suspended",
-                    corral_drivers::Observed::Missing => "error",
+                    corral_drivers::Observed::Running => InstanceState::Launched,
+                    corral_drivers::Observed::Paused => InstanceState::Paused,
+                    corral_drivers::Observed::Shutoff => InstanceState::Shutoff,
+                    corral_drivers::Observed::Suspended => InstanceState::Suspended,
+                    corral_drivers::Observed::Missing => InstanceState::Error,
                 };
                 // A VM without a process has no address (as after a shutdown or suspend through
                 // the API); an unreadable or missing one keeps its recorded addresses.
@@ -1110,13 +1169,13 @@ impl Perspective {
                         .reconcile_instance(
                             &TenantScope::background(tenant.clone()),
                             &row.id,
-                            &row.state,
+                            row.state,
                             state,
                             &addresses,
                             now_ms(),
                         )
                         .await?;
-                    tracing::warn!(instance = %row.id, cloud = %cloud.id(), recorded = %row.state, observed = state, "instance state corrected from its cloud");
+                    tracing::warn!(instance = %row.id, cloud = %cloud.id(), recorded = %row.state, observed = %state, "instance state corrected from its cloud");
                 }
             }
         }
@@ -1124,14 +1183,8 @@ impl Perspective {
     }
 }
 
-/// Groups candidates whose allowed state sets are the same (only resume differs: paused or
-/// suspended, which decides the driver action).
-fn state_key(state: &str) -> &'static str {
-    match state {
-        "paused" => "paused",
-        _ => "",
-    }
-}
+/// The states an image may be deleted from.
+const DELETABLE_IMAGE: &[ImageState] = &[ImageState::Saved, ImageState::Error];
 
 /// Carries out instance actions.
 pub(crate) struct InstanceHandler {
@@ -1156,7 +1209,7 @@ impl JobHandler for InstanceHandler {
         let (_, transitional, end) = p.action.states();
         let now = now_ms();
         // A newer action took over (or the instance was deleted): nothing left to do.
-        if !p.action.in_charge(&row.state) {
+        if !p.action.in_charge(row.state) {
             store
                 .finish_instance_event(&tenant, &p.instance, &p.event, "superseded", "", now)
                 .await?;
@@ -1170,23 +1223,26 @@ impl JobHandler for InstanceHandler {
         let vm = vm_request(&row);
         match p.action {
             Action::Launch => {
-                if row.state == "queued" {
-                    store
-                        .advance_instance(&tenant, &row.id, "queued", "launching", None, None, now)
-                        .await?;
+                if row.state == InstanceState::Queued {
+                    let step = Advance {
+                        from: InstanceState::Queued,
+                        to: InstanceState::Launching,
+                        report: None,
+                        finished_event: None,
+                        now,
+                    };
+                    store.advance_instance(&tenant, &row.id, &step).await?;
                 }
                 let report = cloud.driver.launch(&vm).await.map_err(driver_failed)?;
-                store
-                    .advance_instance(
-                        &tenant,
-                        &row.id,
-                        "launching",
-                        end,
-                        Some((&report.real_id, &report.addresses.join(","))),
-                        Some((&p.event, "succeeded", "")),
-                        now_ms(),
-                    )
-                    .await?;
+                let addresses = report.addresses.join(",");
+                let step = Advance {
+                    from: InstanceState::Launching,
+                    to: end.unwrap_or(InstanceState::Launched),
+                    report: Some((&report.real_id, &addresses)),
+                    finished_event: Some((&p.event, "succeeded", "")),
+                    now: now_ms(),
+                };
+                store.advance_instance(&tenant, &row.id, &step).await?;
             }
             Action::Delete => {
                 cloud
@@ -1207,24 +1263,23 @@ impl JobHandler for InstanceHandler {
                     .await?;
             }
             action => {
-                let Some(vm_action) = action.vm_action() else {
+                let (Some(vm_action), Some(transitional), Some(end)) =
+                    (action.vm_action(), transitional, end)
+                else {
                     return Err(JobError::Failed("no driver action".into()));
                 };
                 let report = cloud.driver.act(&vm, vm_action).await.map_err(driver_failed)?;
                 let addresses = report.addresses.join(",");
                 let report =
                     (!report.real_id.is_empty()).then_some((report.real_id.as_str(), addresses.as_str()));
-                store
-                    .advance_instance(
-                        &tenant,
-                        &row.id,
-                        transitional,
-                        end,
-                        report,
-                        Some((&p.event, "succeeded", "")),
-                        now_ms(),
-                    )
-                    .await?;
+                let step = Advance {
+                    from: transitional,
+                    to: end,
+                    report,
+                    finished_event: Some((&p.event, "succeeded", "")),
+                    now: now_ms(),
+                };
+                store.advance_instance(&tenant, &row.id, &step).await?;
             }
         }
         Ok(())
@@ -1239,7 +1294,7 @@ impl JobHandler for InstanceHandler {
             let what = match p.action {
                 Action::Launch => "queued/launching".to_string(),
                 Action::Rename => "renaming".to_string(),
-                _ => transitional.to_string(),
+                _ => transitional.map_or("", InstanceState::as_str).to_string(),
             };
             format!(
                 "The instance stayed {what} longer than the {} s allowed (instance_transition_timeout).",
@@ -1255,7 +1310,7 @@ impl JobHandler for InstanceHandler {
         };
         let now = now_ms();
         // Only the action still in charge sets `error`; a superseded one just records its end.
-        if p.action.in_charge(&row.state) {
+        if p.action.in_charge(row.state) {
             self.store
                 .fail_instance(tenant, &p.instance, &p.event, &reason, now)
                 .await
@@ -1288,7 +1343,7 @@ impl JobHandler for ImageHandler {
             .ok_or_else(|| JobError::Failed(cloud_gone(&image.cloud_id)))?
             .clone();
         if p.action == "delete" {
-            if image.state != "deleting" {
+            if image.state != ImageState::Deleting {
                 return Ok(());
             }
             if !image.real_id.is_empty() {
@@ -1301,11 +1356,18 @@ impl JobHandler for ImageHandler {
             store.remove_image(&tenant, &image.id).await?;
             return Ok(());
         }
-        if image.state == "queued" {
+        if image.state == ImageState::Queued {
             store
-                .transition_image(&tenant, &image.id, &["queued"], "saving", None, now_ms())
+                .transition_image(
+                    &tenant,
+                    &image.id,
+                    &[ImageState::Queued],
+                    ImageState::Saving,
+                    None,
+                    now_ms(),
+                )
                 .await?;
-        } else if image.state != "saving" {
+        } else if image.state != ImageState::Saving {
             return Ok(());
         }
         let instance = store
@@ -1314,7 +1376,7 @@ impl JobHandler for ImageHandler {
             .ok_or_else(|| JobError::Failed(format!("Instance {} no longer exists", image.instance_id)))?;
         let made = cloud
             .driver
-            .snapshot(&vm_request(&instance), &image.id, &image.name)
+            .snapshot(&vm_request(&instance), image.id.as_str(), &image.name)
             .await
             .map_err(driver_failed)?;
         store
@@ -1332,8 +1394,8 @@ impl JobHandler for ImageHandler {
             .transition_image(
                 &TenantScope::background(job.tenant_id.clone()),
                 &p.image,
-                &["queued", "saving", "deleting"],
-                "error",
+                &[ImageState::Queued, ImageState::Saving, ImageState::Deleting],
+                ImageState::Error,
                 None,
                 now_ms(),
             )

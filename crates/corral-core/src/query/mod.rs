@@ -20,7 +20,7 @@ use corral_store::InstanceRow;
 use corral_types::perspective::{Flavor, Image, Metadata, Network};
 use corral_types::query::{QueryData, QueryResult, QueryRow, QueryStatement, QueryStatus};
 use corral_types::time::{commissaire_time, now_ms, rfc3339};
-use corral_types::{Access, ClusterName, Error, OpCtx, OperationKind, TenantId, TenantScope};
+use corral_types::{Access, ClusterName, Error, InstanceId, OpCtx, OperationKind, TenantId, TenantScope};
 
 /// How long the smaller tables are trusted.
 const OTHERS_TTL: Duration = Duration::from_secs(1);
@@ -83,7 +83,7 @@ fn instance_rows(r: &InstanceRow) -> InstanceRows {
 #[derive(Default)]
 struct Model {
     db: Database,
-    instances: HashMap<String, InstanceRows>,
+    instances: HashMap<InstanceId, InstanceRows>,
     /// Newest `last_updated` among the instances seen.
     newest: i64,
     loaded_instances: bool,
@@ -243,7 +243,7 @@ impl Query {
             changed = true;
         }
         if changed {
-            let mut ids: Vec<&String> = m.instances.keys().collect();
+            let mut ids: Vec<&InstanceId> = m.instances.keys().collect();
             ids.sort_unstable();
             let mut rows = Vec::with_capacity(ids.len());
             let mut meta = Vec::new();
@@ -284,14 +284,14 @@ impl Query {
         let mut push = |name: &'static str, row: Vec<Value>| t.entry(name).or_default().push(row);
         for c in self.clouds.visible(tenant_name) {
             let project = c.project_id(tenant.id());
-            push("clouds", vec![s(c.id()), s(c.kind())]);
+            push("clouds", vec![s(c.id().as_str()), s(c.kind().as_str())]);
             push(
                 "projects",
                 vec![
                     s(project.as_str()),
                     s(tenant_name),
-                    s(c.id()),
-                    s(c.kind()),
+                    s(c.id().as_str()),
+                    s(c.kind().as_str()),
                     s(now.as_str()),
                 ],
             );

@@ -51,10 +51,10 @@ pub fn mock_cloud(tune: impl FnOnce(&mut CloudOptions)) -> CloudConfig {
     };
     tune(&mut options);
     CloudConfig {
-        id: "mock".into(),
+        id: corral_types::CloudId::from_trusted("mock"),
         name: Some("Mock".into()),
         tenant: None,
-        kind: "mock".into(),
+        kind: corral_types::CloudKind::from_trusted("mock"),
         enabled: true,
         endpoint: None,
         identity: None,
@@ -76,12 +76,42 @@ pub struct Ids {
 pub async fn ids(s: &TestServer, tenant: &str) -> Ids {
     let t = s.store.get_tenant(tenant).await.unwrap().unwrap().id;
     Ids {
-        project: object_id(&t, "mock", "project", t.as_str()),
-        small: object_id(&t, "mock", "flavor", "small"),
-        large: object_id(&t, "mock", "flavor", "large"),
-        debian: object_id(&t, "mock", "image", "mock-image-debian"),
-        alpine: object_id(&t, "mock", "image", "mock-image-alpine"),
-        network: object_id(&t, "mock", "network", "private"),
+        project: object_id(
+            &t,
+            &corral_types::CloudId::from_trusted("mock"),
+            "project",
+            t.as_str(),
+        ),
+        small: object_id(
+            &t,
+            &corral_types::CloudId::from_trusted("mock"),
+            "flavor",
+            "small",
+        ),
+        large: object_id(
+            &t,
+            &corral_types::CloudId::from_trusted("mock"),
+            "flavor",
+            "large",
+        ),
+        debian: object_id(
+            &t,
+            &corral_types::CloudId::from_trusted("mock"),
+            "image",
+            "mock-image-debian",
+        ),
+        alpine: object_id(
+            &t,
+            &corral_types::CloudId::from_trusted("mock"),
+            "image",
+            "mock-image-alpine",
+        ),
+        network: object_id(
+            &t,
+            &corral_types::CloudId::from_trusted("mock"),
+            "network",
+            "private",
+        ),
     }
 }
 

@@ -89,10 +89,10 @@ impl Vms {
             notes: String::new(),
         };
         CloudConfig {
-            id: "local".into(),
+            id: corral_types::CloudId::from_trusted("local"),
             name: Some("Local QEMU".into()),
             tenant: None,
-            kind: "qemu".into(),
+            kind: corral_types::CloudKind::from_trusted("qemu"),
             enabled: true,
             endpoint: None,
             identity: None,
@@ -181,11 +181,36 @@ struct Ids {
 async fn ids(s: &TestServer, tenant: &str) -> Ids {
     let t = s.store.get_tenant(tenant).await.unwrap().unwrap().id;
     Ids {
-        project: object_id(&t, "local", "project", t.as_str()),
-        tiny: object_id(&t, "local", "flavor", "tiny"),
-        bigger: object_id(&t, "local", "flavor", "bigger"),
-        image_a: object_id(&t, "local", "image", "base:debian-tiny.qcow2"),
-        image_b: object_id(&t, "local", "image", "base:debian-tiny-b.qcow2"),
+        project: object_id(
+            &t,
+            &corral_types::CloudId::from_trusted("local"),
+            "project",
+            t.as_str(),
+        ),
+        tiny: object_id(
+            &t,
+            &corral_types::CloudId::from_trusted("local"),
+            "flavor",
+            "tiny",
+        ),
+        bigger: object_id(
+            &t,
+            &corral_types::CloudId::from_trusted("local"),
+            "flavor",
+            "bigger",
+        ),
+        image_a: object_id(
+            &t,
+            &corral_types::CloudId::from_trusted("local"),
+            "image",
+            "base:debian-tiny.qcow2",
+        ),
+        image_b: object_id(
+            &t,
+            &corral_types::CloudId::from_trusted("local"),
+            "image",
+            "base:debian-tiny-b.qcow2",
+        ),
     }
 }
 
