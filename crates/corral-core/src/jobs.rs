@@ -233,10 +233,6 @@ pub fn new_job(
     })
 }
 
-fn uuid_v4() -> String {
-    corral_types::ApiKeyId::new().to_string()
-}
-
 /// Runs the jobs of every registered kind.
 pub struct JobEngine {
     store: Store,
@@ -251,7 +247,7 @@ impl JobEngine {
         JobEngine {
             store,
             settings,
-            owner: format!("worker-{}", uuid_v4()),
+            owner: format!("worker-{}", JobId::generate()),
             handlers: RwLock::new(HashMap::new()),
             wake: Notify::new(),
         }

@@ -277,11 +277,6 @@ impl Core {
         self.commissaire.watcher(shutdown)
     }
 
-    /// Encrypts and decrypts secrets kept at rest.
-    pub fn secrets(&self) -> &SecretBox {
-        &self.secrets
-    }
-
     /// The store's connection pool, for `/metrics` (operators only).
     pub fn store_pool_stats(&self, ctx: &OpCtx) -> Result<corral_store::PoolStats, corral_types::Error> {
         ctx.require(corral_types::Access::Superadmin)?;
@@ -291,10 +286,6 @@ impl Core {
     /// Closes the store's connections at shutdown; later calls fail as "store unavailable".
     pub async fn close(&self) {
         self.store.close().await;
-    }
-
-    pub fn settings(&self) -> &CoreSettings {
-        &self.settings
     }
 
     pub fn authenticator(&self) -> &Authenticator {

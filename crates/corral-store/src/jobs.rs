@@ -54,27 +54,7 @@ impl std::fmt::Display for JobState {
     }
 }
 
-impl sqlx::Type<Any> for JobState {
-    fn type_info() -> sqlx::any::AnyTypeInfo {
-        <String as sqlx::Type<Any>>::type_info()
-    }
-}
-
-impl<'q> sqlx::Encode<'q, Any> for JobState {
-    fn encode_by_ref(
-        &self,
-        buf: &mut <Any as sqlx::Database>::ArgumentBuffer,
-    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
-        <&str as sqlx::Encode<'q, Any>>::encode(self.as_str(), buf)
-    }
-}
-
-impl<'r> sqlx::Decode<'r, Any> for JobState {
-    fn decode(value: <Any as sqlx::Database>::ValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
-        let s = <String as sqlx::Decode<'r, Any>>::decode(value)?;
-        JobState::parse(&s).ok_or_else(|| format!("unknown job state '{s}'").into())
-    }
-}
+corral_types::sqlx_text!(JobState);
 
 /// A job to enqueue.
 #[derive(Debug, Clone)]

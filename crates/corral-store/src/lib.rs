@@ -238,4 +238,31 @@ mod tests {
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact_url("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
     }
+
+    /// Typed ids and closed sets go through the driver as TEXT and come back as themselves; a
+    /// stored value outside a closed set fails the read.
+    #[tokio::test]
+    async fn typed_values_round_trip_and_unknown_ones_fail() {
+        use corral_types::{InstanceId, Role};
+        use sqlx::{Connection, Row};
+        sqlx::any::install_default_drivers();
+        let mut c = sqlx::AnyConnection::connect("sqlite::memory:").await.unwrap();
+        let row = sqlx::query("SELECT $1, $2, $3")
+            .bind(InstanceId::from_trusted("i-1"))
+            .bind(Role::Viewer)
+            .bind(JobState::Cancelled)
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+        assert_eq!(row.try_get::<InstanceId, _>(0).unwrap().as_str(), "i-1");
+        assert_eq!(row.try_get::<String, _>(1).unwrap(), "viewer");
+        assert_eq!(row.try_get::<Role, _>(1).unwrap(), Role::Viewer);
+        assert_eq!(row.try_get::<JobState, _>(2).unwrap(), JobState::Cancelled);
+        let row = sqlx::query("SELECT 'root', 'paused'")
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+        assert!(row.try_get::<Role, _>(0).is_err());
+        assert!(row.try_get::<JobState, _>(1).is_err());
+    }
 }

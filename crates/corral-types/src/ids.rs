@@ -124,7 +124,7 @@ macro_rules! id_type {
         }
 
         #[cfg(feature = "sqlx")]
-        crate::sqlx_text!($name);
+        crate::sqlx_text!($name, |s: String| Ok($name(s)));
     };
 }
 
@@ -224,7 +224,7 @@ impl fmt::Display for OperationKind {
 }
 
 #[cfg(feature = "sqlx")]
-crate::sqlx_enum!(OperationKind);
+crate::sqlx_text!(OperationKind);
 
 /// Where a rolling operation is: the record's `status` (commissaire-v0.md 3.6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -262,7 +262,7 @@ impl fmt::Display for OperationStatus {
 }
 
 #[cfg(feature = "sqlx")]
-crate::sqlx_enum!(OperationStatus);
+crate::sqlx_text!(OperationStatus);
 
 /// An API key's id (a UUID, shown to clients, used to revoke it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

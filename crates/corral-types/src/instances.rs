@@ -45,7 +45,7 @@ macro_rules! closed_set {
         }
 
         #[cfg(feature = "sqlx")]
-        crate::sqlx_enum!($name);
+        crate::sqlx_text!($name);
     };
 }
 
