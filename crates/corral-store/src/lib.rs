@@ -20,6 +20,7 @@ macro_rules! sqlf {
 }
 
 mod apps;
+mod changes;
 mod fast;
 mod hosts;
 mod identity;
@@ -39,6 +40,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
 pub use apps::*;
+pub use changes::{ChangeBounds, ChangeRow, ChangeViews, Changed, NewChange};
 pub use hosts::*;
 pub use identity::*;
 pub use instances::*;
@@ -65,6 +67,8 @@ pub struct Store {
     backend: Backend,
     /// SQLite only: point reads on the calling thread (fast.rs).
     fast: Option<std::sync::Arc<fast::FastReads>>,
+    /// The change log's view renderer and commit signal (changes.rs).
+    changes: std::sync::Arc<changes::ChangeShared>,
 }
 
 /// Pool figures for the metrics endpoint.
@@ -110,6 +114,7 @@ impl Store {
                     writer,
                     backend,
                     fast: fast::FastReads::for_url(url).map(std::sync::Arc::new),
+                    changes: Default::default(),
                 }
             }
             Backend::Postgres => {
@@ -124,6 +129,7 @@ impl Store {
                     pool,
                     backend,
                     fast: None,
+                    changes: Default::default(),
                 }
             }
         };

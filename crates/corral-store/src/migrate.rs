@@ -29,6 +29,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "request_ids",
         include_str!("../migrations/0008_request_ids.sql"),
     ),
+    (9, "change_log", include_str!("../migrations/0009_change_log.sql")),
 ];
 
 /// An arbitrary constant naming Corral's migration lock among PostgreSQL advisory locks.

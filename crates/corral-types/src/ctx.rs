@@ -8,6 +8,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::changes::ChangeMark;
 use crate::error::Error;
 use crate::ids::{ApiKeyId, JobId, TenantId, TenantName, UserName};
 
@@ -107,6 +108,7 @@ pub struct OpCtx {
     principal: Principal,
     request_id: String,
     job: Option<JobId>,
+    mark: ChangeMark,
 }
 
 impl OpCtx {
@@ -116,7 +118,20 @@ impl OpCtx {
             principal,
             request_id: request_id.into(),
             job: None,
+            mark: ChangeMark::new(),
         }
+    }
+
+    /// The same context, noting the revisions its changes commit at in `mark` (the API's,
+    /// which answers the highest as `X-Corral-Revision`).
+    pub fn with_mark(mut self, mark: ChangeMark) -> OpCtx {
+        self.mark = mark;
+        self
+    }
+
+    /// Where the revisions of this context's changes are noted.
+    pub fn change_mark(&self) -> &ChangeMark {
+        &self.mark
     }
 
     /// The context of a job, rebuilt from the principal and request id stored with it.
@@ -125,6 +140,7 @@ impl OpCtx {
             principal,
             request_id: request_id.into(),
             job: Some(job),
+            mark: ChangeMark::new(),
         }
     }
 
@@ -160,9 +176,7 @@ impl OpCtx {
     /// superadmin are Coopr's own texts.
     pub fn require(&self, access: Access) -> Result<TenantScope, Error> {
         if self.principal.allows(access) {
-            return Ok(TenantScope {
-                tenant: self.principal.tenant.id.clone(),
-            });
+            return Ok(self.scope_of(self.principal.tenant.id.clone()));
         }
         Err(Error::Forbidden(match access {
             Access::Superadmin => "user unauthorized, must be superadmin.".to_string(),
@@ -177,33 +191,96 @@ impl OpCtx {
     /// `/v2/tenants/{name}/...`): 403 for anyone else.
     pub fn require_superadmin_over(&self, tenant: &TenantId) -> Result<TenantScope, Error> {
         self.require(Access::Superadmin)?;
-        Ok(TenantScope {
-            tenant: tenant.clone(),
-        })
+        Ok(self.scope_of(tenant.clone()))
     }
 
     /// A job's scope: the permission was checked when the request that started the job was
     /// accepted, so the job acts within it without checking the role again.
     pub fn job_scope(&self) -> Option<TenantScope> {
-        self.job.as_ref().map(|_| TenantScope {
-            tenant: self.principal.tenant.id.clone(),
-        })
+        self.job
+            .as_ref()
+            .map(|_| self.scope_of(self.principal.tenant.id.clone()))
+    }
+
+    fn scope_of(&self, tenant: TenantId) -> TenantScope {
+        TenantScope {
+            tenant,
+            origin: Origin {
+                actor: self.actor(),
+                request_id: self.request_id.clone(),
+                mark: Some(self.mark.clone()),
+            },
+        }
     }
 }
+
+/// Who a scope acts for, as the change log records it.
+#[derive(Debug, Clone)]
+struct Origin {
+    actor: String,
+    request_id: String,
+    mark: Option<ChangeMark>,
+}
+
+/// The actor of changes Corral makes on its own.
+pub const SYSTEM_ACTOR: &str = "corral";
 
 /// Proof that an operation may touch one tenant's data: store methods on tenant-owned rows take
 /// it instead of a bare [`TenantId`], so a query on tenant data cannot be written without a
 /// permission check (or an explicit background task) having produced it first.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+///
+/// A scope also carries who acts (actor and request id, which the change log records) and
+/// the request's [`ChangeMark`]; two scopes are equal when their tenants are.
+#[derive(Debug, Clone)]
 pub struct TenantScope {
     tenant: TenantId,
+    origin: Origin,
+}
+
+impl PartialEq for TenantScope {
+    fn eq(&self, other: &Self) -> bool {
+        self.tenant == other.tenant
+    }
+}
+
+impl Eq for TenantScope {}
+
+impl std::hash::Hash for TenantScope {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.tenant.hash(state);
+    }
 }
 
 impl TenantScope {
     /// For work Corral does on its own, for no caller: the health watcher, reconciliation at
     /// start, a job's failure hook, bootstrap. Grep for it: every call site is such a task.
+    /// Its changes are recorded as made by [`SYSTEM_ACTOR`].
     pub fn background(tenant: TenantId) -> TenantScope {
-        TenantScope { tenant }
+        TenantScope {
+            tenant,
+            origin: Origin {
+                actor: SYSTEM_ACTOR.to_string(),
+                request_id: String::new(),
+                mark: None,
+            },
+        }
+    }
+
+    /// `user@tenant` of the caller, or [`SYSTEM_ACTOR`].
+    pub fn actor(&self) -> &str {
+        &self.origin.actor
+    }
+
+    /// The request the change serves (a job keeps its request's id); empty for Corral's own.
+    pub fn request_id(&self) -> &str {
+        &self.origin.request_id
+    }
+
+    /// Notes that this scope's changes committed at `revision`.
+    pub fn note_revision(&self, revision: i64) {
+        if let Some(m) = &self.origin.mark {
+            m.note(revision);
+        }
     }
 
     pub fn id(&self) -> &TenantId {

@@ -5,6 +5,7 @@
 //! bottom of the dependency graph; every other crate depends on it.
 
 pub mod cdap;
+pub mod changes;
 pub mod commissaire;
 pub mod ctx;
 pub mod error;
@@ -17,6 +18,7 @@ mod sql;
 pub mod time;
 pub mod views;
 
+pub use changes::{ChangeMark, ObjectType, Verb};
 pub use ctx::TenantScope;
 pub use ctx::{Access, OpCtx, Principal, Role, TenantRef};
 pub use error::{Error, Parsed, Result};

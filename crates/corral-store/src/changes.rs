@@ -1,0 +1,360 @@
+//! The change log (docs/events.md): every write of a tenant-owned object appends what changed,
+//! in the same transaction, with the view a `GET` would answer after it.
+//!
+//! Revisions come from the one row of `change_head`, incremented at the end of the writing
+//! transaction: the increment is a row lock held to commit, so revision order is commit order
+//! on PostgreSQL too, and a reader that sees revision N has already been able to see every
+//! revision below it. That is what lets a watcher resume by revision with no gap.
+
+use std::sync::{Arc, OnceLock};
+
+use corral_types::time::now_ms;
+use corral_types::{Error, ObjectType, TenantId, TenantScope, Verb};
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use crate::{
+    ApiKeyRow, AppVersionRow, ClusterRow, ContainerManagerRow, HostRow, ImageRow, InstanceRow,
+    NamespaceRow, NetworkRow, OperationRow, RunRow, ServiceRef, Store, TenantRow, UserRow, db,
+};
+
+/// A changed object as the view renderer receives it, read back inside the writing
+/// transaction (or, for a deletion, just before it).
+#[derive(Debug, Clone, Copy)]
+pub enum Changed<'a> {
+    Tenant(&'a TenantRow),
+    User(&'a UserRow),
+    Key(&'a ApiKeyRow),
+    Host(&'a HostRow),
+    Cluster(&'a ClusterRow),
+    Network(&'a NetworkRow),
+    ContainerManager(&'a ContainerManagerRow),
+    Operation(&'a OperationRow),
+    Instance(&'a InstanceRow),
+    Image(&'a ImageRow),
+    Namespace(&'a NamespaceRow),
+    /// An app's current version, in its namespace.
+    App(&'a str, &'a AppVersionRow),
+    /// A run of a service.
+    ServiceRun(&'a ServiceRef, &'a RunRow),
+}
+
+/// Renders a changed row as its API view. Core implements it (views are core's); the server
+/// installs it with [`Store::set_change_views`] before serving.
+pub trait ChangeViews: Send + Sync {
+    fn view(&self, row: Changed<'_>) -> serde_json::Value;
+}
+
+/// A change whose object has no row of its own (a service's health, an operation's host
+/// step): the caller gives its view.
+#[derive(Debug, Clone)]
+pub struct NewChange {
+    pub verb: Verb,
+    pub object_type: ObjectType,
+    pub object_id: String,
+    pub namespace: String,
+    pub view: serde_json::Value,
+}
+
+/// One entry of the log, as read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeRow {
+    pub revision: i64,
+    pub time: i64,
+    pub tenant: TenantId,
+    /// `type.verb`, e.g. `instance.updated`.
+    pub kind: String,
+    pub object_type: String,
+    pub object_id: String,
+    /// The CDAP namespace of namespaced objects, `""` otherwise.
+    pub namespace: String,
+    pub actor: String,
+    pub request_id: String,
+    /// The JSON view.
+    pub data: String,
+}
+
+/// The log's extent: the last revision handed out and the last one retention removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChangeBounds {
+    pub head: i64,
+    pub pruned_through: i64,
+}
+
+/// Shared by every clone of a store.
+#[derive(Default)]
+pub(crate) struct ChangeShared {
+    views: OnceLock<Arc<dyn ChangeViews>>,
+    /// Woken after every local commit that appended changes, so the local feed need not
+    /// wait for its next poll.
+    pub(crate) committed: tokio::sync::Notify,
+}
+
+impl Changed<'_> {
+    fn key(&self) -> (ObjectType, String, String) {
+        match *self {
+            Changed::Tenant(r) => (ObjectType::Tenant, r.name.clone(), String::new()),
+            Changed::User(r) => (ObjectType::User, r.id.clone(), String::new()),
+            Changed::Key(r) => (ObjectType::Key, r.id.to_string(), String::new()),
+            Changed::Host(r) => (ObjectType::Host, r.address.to_string(), String::new()),
+            Changed::Cluster(r) => (ObjectType::Cluster, r.name.to_string(), String::new()),
+            Changed::Network(r) => (ObjectType::Network, r.name.clone(), String::new()),
+            Changed::ContainerManager(r) => {
+                (ObjectType::ContainerManager, r.name.clone(), String::new())
+            }
+            Changed::Operation(r) => (
+                ObjectType::Operation,
+                format!("{}/{}", r.cluster, r.kind),
+                String::new(),
+            ),
+            Changed::Instance(r) => (ObjectType::Instance, r.id.to_string(), String::new()),
+            Changed::Image(r) => (ObjectType::Image, r.id.to_string(), String::new()),
+            Changed::Namespace(r) => (ObjectType::Namespace, r.name.clone(), r.name.clone()),
+            Changed::App(ns, r) => (ObjectType::App, r.app.clone(), ns.to_string()),
+            Changed::ServiceRun(s, r) => (ObjectType::ServiceRun, r.run_id.clone(), s.namespace.clone()),
+        }
+    }
+}
+
+/// The changes of one writing transaction, appended by [`Journal::commit`] just before the
+/// transaction commits.
+pub(crate) struct Journal<'s> {
+    store: &'s Store,
+    pending: Vec<NewChange>,
+}
+
+impl Journal<'_> {
+    /// Records a change of `row`, rendered now (the row is as the transaction left it).
+    pub(crate) fn row(&mut self, verb: Verb, row: Changed<'_>) {
+        let (object_type, object_id, namespace) = row.key();
+        let view = match self.store.changes.views.get() {
+            Some(v) => v.view(row),
+            None => serde_json::Value::Null,
+        };
+        self.pending.push(NewChange {
+            verb,
+            object_type,
+            object_id,
+            namespace,
+            view,
+        });
+    }
+
+    pub(crate) fn change(&mut self, change: NewChange) {
+        self.pending.push(change);
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// Appends the recorded changes and commits `tx`; notes the last revision in the
+    /// scope's mark and wakes the local feed.
+    pub(crate) async fn commit(
+        self,
+        mut tx: Transaction<'static, Any>,
+        scope: &TenantScope,
+    ) -> Result<(), Error> {
+        if self.pending.is_empty() {
+            return tx.commit().await.map_err(db);
+        }
+        let last = append(&mut tx, scope, &self.pending).await?;
+        tx.commit().await.map_err(db)?;
+        scope.note_revision(last);
+        self.store.changes.committed.notify_one();
+        Ok(())
+    }
+}
+
+const LOG_COLS: &str =
+    "revision, time, tenant_id, kind, object_type, object_id, namespace, actor, request_id, data";
+const LOG_NCOLS: usize = 10;
+const LOG_BATCH: usize = 100;
+
+/// Takes revisions for `changes` and inserts them; answers the last revision.
+async fn append(
+    tx: &mut Transaction<'static, Any>,
+    scope: &TenantScope,
+    changes: &[NewChange],
+) -> Result<i64, Error> {
+    let n = changes.len() as i64;
+    let last: i64 = sqlx::query("UPDATE change_head SET revision = revision + $1 WHERE id = 1 RETURNING revision")
+        .bind(n)
+        .fetch_one(&mut **tx)
+        .await
+        .and_then(|r| r.try_get(0))
+        .map_err(db)?;
+    let now = now_ms();
+    let mut revision = last - n;
+    for chunk in changes.chunks(LOG_BATCH) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let first = 1 + i * LOG_NCOLS;
+                let p: Vec<String> = (first..first + LOG_NCOLS).map(|k| format!("${k}")).collect();
+                format!("({})", p.join(", "))
+            })
+            .collect();
+        let mut q = sqlx::query(sqlf!(
+            "INSERT INTO change_log ({LOG_COLS}) VALUES {}",
+            values.join(", ")
+        ));
+        for c in chunk {
+            revision += 1;
+            let data = serde_json::to_string(&c.view).map_err(Error::internal)?;
+            q = q
+                .bind(revision)
+                .bind(now)
+                .bind(scope.as_str().to_string())
+                .bind(format!("{}.{}", c.object_type, c.verb.as_str()))
+                .bind(c.object_type.as_str())
+                .bind(c.object_id.clone())
+                .bind(c.namespace.clone())
+                .bind(scope.actor().to_string())
+                .bind(scope.request_id().to_string())
+                .bind(data);
+        }
+        q.execute(&mut **tx).await.map_err(db)?;
+    }
+    Ok(last)
+}
+
+fn change_row(r: &AnyRow) -> Result<ChangeRow, sqlx::Error> {
+    Ok(ChangeRow {
+        revision: r.try_get(0)?,
+        time: r.try_get(1)?,
+        tenant: r.try_get(2)?,
+        kind: r.try_get(3)?,
+        object_type: r.try_get(4)?,
+        object_id: r.try_get(5)?,
+        namespace: r.try_get(6)?,
+        actor: r.try_get(7)?,
+        request_id: r.try_get(8)?,
+        data: r.try_get(9)?,
+    })
+}
+
+/// How many revisions one prune statement removes at most, so that a prune after a long
+/// outage does not hold SQLite's one writer for long.
+const PRUNE_BATCH: i64 = 10_000;
+
+impl Store {
+    /// Installs the renderer of change views (once; later calls are ignored).
+    pub fn set_change_views(&self, views: Arc<dyn ChangeViews>) {
+        let _ = self.changes.views.set(views);
+    }
+
+    pub(crate) fn journal(&self) -> Journal<'_> {
+        Journal {
+            store: self,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Completes after the next local commit that appended changes (or at once if one
+    /// happened since the last call).
+    pub async fn changes_committed(&self) {
+        self.changes.committed.notified().await;
+    }
+
+    /// Appends changes that no row write carries (a service instance's health), in a
+    /// transaction of their own.
+    pub async fn append_changes(&self, tenant: &TenantScope, changes: Vec<NewChange>) -> Result<(), Error> {
+        let tx = self.begin_write().await?;
+        let mut j = self.journal();
+        for c in changes {
+            j.change(c);
+        }
+        j.commit(tx, tenant).await
+    }
+
+    /// The tenant's changes after `after`, oldest first, at most `limit`.
+    pub async fn changes_after(
+        &self,
+        tenant: &TenantScope,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<ChangeRow>, Error> {
+        sqlx::query(sqlf!(
+            "SELECT {LOG_COLS} FROM change_log WHERE tenant_id = $1 AND revision > $2 ORDER BY revision LIMIT $3"
+        ))
+        .bind(tenant.as_str())
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .and_then(|rows| rows.iter().map(change_row).collect())
+        .map_err(db)
+    }
+
+    /// Every tenant's changes after `after`: the one read with which a server's feed fans the
+    /// log out to all its watchers, each of which sees only its own tenant's entries. Not for
+    /// answering a caller.
+    pub async fn changes_after_all_tenants(&self, after: i64, limit: i64) -> Result<Vec<ChangeRow>, Error> {
+        sqlx::query(sqlf!(
+            "SELECT {LOG_COLS} FROM change_log WHERE revision > $1 ORDER BY revision LIMIT $2"
+        ))
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .and_then(|rows| rows.iter().map(change_row).collect())
+        .map_err(db)
+    }
+
+    pub async fn change_bounds(&self) -> Result<ChangeBounds, Error> {
+        let r = sqlx::query("SELECT revision, pruned_through FROM change_head WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(ChangeBounds {
+            head: r.try_get(0).map_err(db)?,
+            pruned_through: r.try_get(1).map_err(db)?,
+        })
+    }
+
+    /// Removes entries that are both older than `older_than` (ms since the epoch) and not
+    /// among the newest `keep_last`: retention keeps whichever set is larger. Answers how
+    /// many entries went.
+    pub async fn prune_changes(&self, older_than: i64, keep_last: i64) -> Result<u64, Error> {
+        let head = self.change_bounds().await?.head;
+        let cut = head.saturating_sub(keep_last.max(0));
+        let through: Option<i64> = sqlx::query(
+            "SELECT MAX(revision) FROM change_log WHERE revision <= $1 AND time < $2",
+        )
+        .bind(cut)
+        .bind(older_than)
+        .fetch_one(&self.pool)
+        .await
+        .and_then(|r| r.try_get(0))
+        .map_err(db)?;
+        let Some(through) = through else {
+            return Ok(0);
+        };
+        let mut removed = 0;
+        loop {
+            let mut tx = self.begin_write().await?;
+            let from: i64 = sqlx::query("SELECT pruned_through FROM change_head WHERE id = 1")
+                .fetch_one(&mut *tx)
+                .await
+                .and_then(|r| r.try_get(0))
+                .map_err(db)?;
+            if from >= through {
+                tx.commit().await.map_err(db)?;
+                return Ok(removed);
+            }
+            let upto = through.min(from.saturating_add(PRUNE_BATCH));
+            removed += sqlx::query("DELETE FROM change_log WHERE revision <= $1")
+                .bind(upto)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?
+                .rows_affected();
+            sqlx::query("UPDATE change_head SET pruned_through = $1 WHERE id = 1 AND pruned_through < $1")
+                .bind(upto)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            tx.commit().await.map_err(db)?;
+        }
+    }
+}
