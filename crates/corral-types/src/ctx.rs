@@ -245,6 +245,18 @@ impl PartialEq for TenantScope {
 
 impl Eq for TenantScope {}
 
+impl PartialOrd for TenantScope {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for TenantScope {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.tenant.cmp(&other.tenant)
+    }
+}
+
 impl std::hash::Hash for TenantScope {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         self.tenant.hash(state);
