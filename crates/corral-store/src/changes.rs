@@ -15,16 +15,17 @@ use sqlx::{Any, Row, Transaction};
 
 use crate::{
     ApiKeyRow, AppVersionRow, ClusterRow, ContainerManagerRow, HostRow, ImageRow, InstanceRow,
-    NamespaceRow, NetworkRow, OperationRow, RunRow, ServiceRef, Store, TenantRow, UserRow, db,
+    NamespaceRow, NetworkRow, OperationRow, RunRow, ServiceRef, Store, UserRow, db,
 };
 
 /// A changed object as the view renderer receives it, read back inside the writing
 /// transaction (or, for a deletion, just before it).
 #[derive(Debug, Clone, Copy)]
 pub enum Changed<'a> {
-    Tenant(&'a TenantRow),
-    User(&'a UserRow),
-    Key(&'a ApiKeyRow),
+    /// A user, with its tenant's name (the view names it).
+    User(&'a str, &'a UserRow),
+    /// A key, with its user's id.
+    Key(&'a str, &'a ApiKeyRow),
     Host(&'a HostRow),
     Cluster(&'a ClusterRow),
     Network(&'a NetworkRow),
@@ -93,9 +94,8 @@ pub(crate) struct ChangeShared {
 impl Changed<'_> {
     fn key(&self) -> (ObjectType, String, String) {
         match *self {
-            Changed::Tenant(r) => (ObjectType::Tenant, r.name.clone(), String::new()),
-            Changed::User(r) => (ObjectType::User, r.id.clone(), String::new()),
-            Changed::Key(r) => (ObjectType::Key, r.id.to_string(), String::new()),
+            Changed::User(_, r) => (ObjectType::User, r.id.clone(), String::new()),
+            Changed::Key(_, r) => (ObjectType::Key, r.id.to_string(), String::new()),
             Changed::Host(r) => (ObjectType::Host, r.address.to_string(), String::new()),
             Changed::Cluster(r) => (ObjectType::Cluster, r.name.to_string(), String::new()),
             Changed::Network(r) => (ObjectType::Network, r.name.clone(), String::new()),

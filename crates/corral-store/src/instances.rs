@@ -12,7 +12,8 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use crate::jobs::{INSERT_BATCH, NewJob, insert_job, insert_jobs};
-use crate::{Store, db};
+use crate::{Changed, Store, db};
+use corral_types::Verb;
 
 /// Ids per `IN (...)` list: far below both engines' parameter limits.
 const CHUNK: usize = 500;
@@ -482,7 +483,11 @@ impl Store {
         insert_jobs(&mut tx, &jobs, now).await?;
         let events: Vec<&NewEvent> = accepted.iter().map(|l| &l.event).collect();
         insert_events(&mut tx, tenant, &events, now).await?;
-        tx.commit().await.map_err(db)?;
+        let mut journal = self.journal();
+        for r in &rows {
+            journal.row(Verb::Created, Changed::Instance(r));
+        }
+        journal.commit(tx, tenant).await?;
         Ok(out)
     }
 
@@ -519,9 +524,10 @@ impl Store {
         };
         let mut tx = self.begin_write().await?;
         let mut moved = Vec::new();
+        let mut journal = self.journal();
         for chunk in unique.chunks(CHUNK) {
             let mut q = sqlx::query(sqlf!(
-                "UPDATE instances SET {set} WHERE tenant_id = $1 AND state IN ({}) AND id IN ({}) RETURNING id",
+                "UPDATE instances SET {set} WHERE tenant_id = $1 AND state IN ({}) AND id IN ({}) RETURNING {INSTANCE_COLS}",
                 params(states_at, t.from.len()),
                 params(first, chunk.len())
             ))
@@ -541,7 +547,9 @@ impl Store {
                 q = q.bind(*id);
             }
             for r in q.fetch_all(&mut *tx).await.map_err(db)? {
-                moved.push(r.try_get::<InstanceId, _>(0).map_err(db)?);
+                let row = instance_row(&r).map_err(db)?;
+                journal.row(Verb::Updated, Changed::Instance(&row));
+                moved.push(row.id);
             }
         }
         let mut jobs = Vec::with_capacity(moved.len());
@@ -554,7 +562,7 @@ impl Store {
         insert_jobs(&mut tx, &jobs, t.now).await?;
         let events: Vec<&NewEvent> = events.iter().collect();
         insert_events(&mut tx, tenant, &events, t.now).await?;
-        tx.commit().await.map_err(db)?;
+        journal.commit(tx, tenant).await?;
         Ok(moved)
     }
 
@@ -570,25 +578,27 @@ impl Store {
         now: i64,
     ) -> Result<bool, Error> {
         let mut tx = self.begin_write().await?;
-        let done = sqlx::query(
-            "UPDATE instances SET name = $3, last_updated = $4 WHERE tenant_id = $1 AND id = $2 AND state <> $5",
-        )
+        let renamed = sqlx::query(sqlf!(
+            "UPDATE instances SET name = $3, last_updated = $4 WHERE tenant_id = $1 AND id = $2 AND state <> $5 \
+             RETURNING {INSTANCE_COLS}"
+        ))
         .bind(tenant.as_str())
         .bind(id)
         .bind(name)
         .bind(now)
         .bind(InstanceState::Deleting)
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await
-        .map_err(db)?
-        .rows_affected()
-            == 1;
-        if done {
+        .and_then(|r| r.as_ref().map(instance_row).transpose())
+        .map_err(db)?;
+        let mut journal = self.journal();
+        if let Some(row) = &renamed {
             insert_job(&mut tx, job, now).await?;
             insert_event(&mut tx, tenant, event, now).await?;
+            journal.row(Verb::Updated, Changed::Instance(row));
         }
-        tx.commit().await.map_err(db)?;
-        Ok(done)
+        journal.commit(tx, tenant).await?;
+        Ok(renamed.is_some())
     }
 
     /// Moves one instance along `step` (a job's progress), optionally recording what the
@@ -600,11 +610,11 @@ impl Store {
         step: &Advance<'_>,
     ) -> Result<bool, Error> {
         let mut tx = self.begin_write().await?;
-        let done = match step.report {
-            Some((real_id, addresses)) => sqlx::query(
+        let moved = match step.report {
+            Some((real_id, addresses)) => sqlx::query(sqlf!(
                 "UPDATE instances SET state = $4, real_id = $5, addresses = $6, last_updated = $7 \
-                 WHERE tenant_id = $1 AND id = $2 AND state = $3",
-            )
+                 WHERE tenant_id = $1 AND id = $2 AND state = $3 RETURNING {INSTANCE_COLS}"
+            ))
             .bind(tenant.as_str())
             .bind(id)
             .bind(step.from)
@@ -612,25 +622,29 @@ impl Store {
             .bind(real_id)
             .bind(addresses)
             .bind(step.now),
-            None => sqlx::query(
-                "UPDATE instances SET state = $4, last_updated = $5 WHERE tenant_id = $1 AND id = $2 AND state = $3",
-            )
+            None => sqlx::query(sqlf!(
+                "UPDATE instances SET state = $4, last_updated = $5 WHERE tenant_id = $1 AND id = $2 AND state = $3 \
+                 RETURNING {INSTANCE_COLS}"
+            ))
             .bind(tenant.as_str())
             .bind(id)
             .bind(step.from)
             .bind(step.to)
             .bind(step.now),
         }
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await
-        .map_err(db)?
-        .rows_affected()
-            == 1;
+        .and_then(|r| r.as_ref().map(instance_row).transpose())
+        .map_err(db)?;
         if let Some((event_id, outcome, error)) = step.finished_event {
             finish_event(&mut tx, tenant, id, event_id, outcome, error, step.now).await?;
         }
-        tx.commit().await.map_err(db)?;
-        Ok(done)
+        let mut journal = self.journal();
+        if let Some(row) = &moved {
+            journal.row(Verb::Updated, Changed::Instance(row));
+        }
+        journal.commit(tx, tenant).await?;
+        Ok(moved.is_some())
     }
 
     /// Completes a history entry only (an action that does not change the state).
@@ -658,33 +672,48 @@ impl Store {
         now: i64,
     ) -> Result<(), Error> {
         let mut tx = self.begin_write().await?;
-        sqlx::query("UPDATE instances SET state = $4, last_updated = $3 WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant.as_str())
-            .bind(id)
-            .bind(now)
-            .bind(InstanceState::Error)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+        let failed = sqlx::query(sqlf!(
+            "UPDATE instances SET state = $4, last_updated = $3 WHERE tenant_id = $1 AND id = $2 RETURNING {INSTANCE_COLS}"
+        ))
+        .bind(tenant.as_str())
+        .bind(id)
+        .bind(now)
+        .bind(InstanceState::Error)
+        .fetch_optional(&mut *tx)
+        .await
+        .and_then(|r| r.as_ref().map(instance_row).transpose())
+        .map_err(db)?;
         finish_event(&mut tx, tenant, id, event_id, "failed", reason, now).await?;
-        tx.commit().await.map_err(db)
+        let mut journal = self.journal();
+        if let Some(row) = &failed {
+            journal.row(Verb::Updated, Changed::Instance(row));
+        }
+        journal.commit(tx, tenant).await
     }
 
     /// Removes a deleted instance and its history.
     pub async fn remove_instance(&self, tenant: &TenantScope, id: &InstanceId) -> Result<(), Error> {
         let mut tx = self.begin_write().await?;
-        for sql in [
-            "DELETE FROM instance_events WHERE tenant_id = $1 AND instance_id = $2",
-            "DELETE FROM instances WHERE tenant_id = $1 AND id = $2",
-        ] {
-            sqlx::query(sql)
-                .bind(tenant.as_str())
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
+        sqlx::query("DELETE FROM instance_events WHERE tenant_id = $1 AND instance_id = $2")
+            .bind(tenant.as_str())
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        let gone = sqlx::query(sqlf!(
+            "DELETE FROM instances WHERE tenant_id = $1 AND id = $2 RETURNING {INSTANCE_COLS}"
+        ))
+        .bind(tenant.as_str())
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .and_then(|r| r.as_ref().map(instance_row).transpose())
+        .map_err(db)?;
+        let mut journal = self.journal();
+        if let Some(row) = &gone {
+            journal.row(Verb::Deleted, Changed::Instance(row));
         }
-        tx.commit().await.map_err(db)
+        journal.commit(tx, tenant).await
     }
 
     /// An instance's history, oldest first.
@@ -753,22 +782,27 @@ impl Store {
         addresses: &str,
         now: i64,
     ) -> Result<bool, Error> {
-        let done = self
-            .write(
-                sqlx::query(
-                    "UPDATE instances SET state = $4, addresses = $5, last_updated = $6 \
-             WHERE tenant_id = $1 AND id = $2 AND state = $3",
-                )
-                .bind(tenant.as_str())
-                .bind(id)
-                .bind(from)
-                .bind(to)
-                .bind(addresses)
-                .bind(now),
-            )
-            .await?
-            == 1;
-        Ok(done)
+        let mut tx = self.begin_write().await?;
+        let moved = sqlx::query(sqlf!(
+            "UPDATE instances SET state = $4, addresses = $5, last_updated = $6 \
+             WHERE tenant_id = $1 AND id = $2 AND state = $3 RETURNING {INSTANCE_COLS}"
+        ))
+        .bind(tenant.as_str())
+        .bind(id)
+        .bind(from)
+        .bind(to)
+        .bind(addresses)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await
+        .and_then(|r| r.as_ref().map(instance_row).transpose())
+        .map_err(db)?;
+        let mut journal = self.journal();
+        if let Some(row) = &moved {
+            journal.row(Verb::Updated, Changed::Instance(row));
+        }
+        journal.commit(tx, tenant).await?;
+        Ok(moved.is_some())
     }
 
     // ---- images ----
@@ -827,7 +861,9 @@ impl Store {
         .await
         .map_err(db)?;
         insert_job(&mut tx, job, now).await?;
-        tx.commit().await.map_err(db)
+        let mut journal = self.journal();
+        journal.row(Verb::Created, Changed::Image(row));
+        journal.commit(tx, tenant).await
     }
 
     /// Moves an image from one of `from` to `to`, storing `job` when it moved.
@@ -845,7 +881,8 @@ impl Store {
         }
         let mut tx = self.begin_write().await?;
         let mut q = sqlx::query(sqlf!(
-            "UPDATE images SET state = $3, last_updated = $4 WHERE tenant_id = $1 AND id = $2 AND state IN ({})",
+            "UPDATE images SET state = $3, last_updated = $4 WHERE tenant_id = $1 AND id = $2 AND state IN ({}) \
+             RETURNING {IMAGE_COLS}",
             params(5, from.len())
         ))
         .bind(tenant.as_str())
@@ -855,12 +892,20 @@ impl Store {
         for state in from {
             q = q.bind(*state);
         }
-        let done = q.execute(&mut *tx).await.map_err(db)?.rows_affected() == 1;
-        if done && let Some(job) = job {
-            insert_job(&mut tx, job, now).await?;
+        let moved = q
+            .fetch_optional(&mut *tx)
+            .await
+            .and_then(|r| r.as_ref().map(image_row).transpose())
+            .map_err(db)?;
+        let mut journal = self.journal();
+        if let Some(row) = &moved {
+            if let Some(job) = job {
+                insert_job(&mut tx, job, now).await?;
+            }
+            journal.row(Verb::Updated, Changed::Image(row));
         }
-        tx.commit().await.map_err(db)?;
-        Ok(done)
+        journal.commit(tx, tenant).await?;
+        Ok(moved.is_some())
     }
 
     /// Records a finished snapshot: `saved`, the cloud's id and checksum.
@@ -872,30 +917,46 @@ impl Store {
         checksum: &str,
         now: i64,
     ) -> Result<bool, Error> {
-        let done = self
-            .write(
-                sqlx::query(
-                    "UPDATE images SET state = $6, real_id = $3, checksum = $4, last_updated = $5 \
-             WHERE tenant_id = $1 AND id = $2 AND state = $7",
-                )
-                .bind(tenant.as_str())
-                .bind(id)
-                .bind(real_id)
-                .bind(checksum)
-                .bind(now)
-                .bind(ImageState::Saved)
-                .bind(ImageState::Saving),
-            )
-            .await?
-            == 1;
-        Ok(done)
+        let mut tx = self.begin_write().await?;
+        let saved = sqlx::query(sqlf!(
+            "UPDATE images SET state = $6, real_id = $3, checksum = $4, last_updated = $5 \
+             WHERE tenant_id = $1 AND id = $2 AND state = $7 RETURNING {IMAGE_COLS}"
+        ))
+        .bind(tenant.as_str())
+        .bind(id)
+        .bind(real_id)
+        .bind(checksum)
+        .bind(now)
+        .bind(ImageState::Saved)
+        .bind(ImageState::Saving)
+        .fetch_optional(&mut *tx)
+        .await
+        .and_then(|r| r.as_ref().map(image_row).transpose())
+        .map_err(db)?;
+        let mut journal = self.journal();
+        if let Some(row) = &saved {
+            journal.row(Verb::Updated, Changed::Image(row));
+        }
+        journal.commit(tx, tenant).await?;
+        Ok(saved.is_some())
     }
 
     pub async fn remove_image(&self, tenant: &TenantScope, id: &ImageId) -> Result<(), Error> {
-        let q = sqlx::query("DELETE FROM images WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant.as_str())
-            .bind(id);
-        self.write(q).await.map(|_| ())
+        let mut tx = self.begin_write().await?;
+        let gone = sqlx::query(sqlf!(
+            "DELETE FROM images WHERE tenant_id = $1 AND id = $2 RETURNING {IMAGE_COLS}"
+        ))
+        .bind(tenant.as_str())
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .and_then(|r| r.as_ref().map(image_row).transpose())
+        .map_err(db)?;
+        let mut journal = self.journal();
+        if let Some(row) = &gone {
+            journal.row(Verb::Deleted, Changed::Image(row));
+        }
+        journal.commit(tx, tenant).await
     }
 }
 

@@ -11,7 +11,6 @@ use crate::ctx::Role;
 /// `kind` (`instance.updated`); they are part of the API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ObjectType {
-    Tenant,
     User,
     Key,
     Host,
@@ -30,8 +29,7 @@ pub enum ObjectType {
 }
 
 impl ObjectType {
-    pub const ALL: [ObjectType; 16] = [
-        ObjectType::Tenant,
+    pub const ALL: [ObjectType; 15] = [
         ObjectType::User,
         ObjectType::Key,
         ObjectType::Host,
@@ -51,7 +49,6 @@ impl ObjectType {
 
     pub fn as_str(self) -> &'static str {
         match self {
-            ObjectType::Tenant => "tenant",
             ObjectType::User => "user",
             ObjectType::Key => "key",
             ObjectType::Host => "host",
@@ -74,12 +71,12 @@ impl ObjectType {
         ObjectType::ALL.into_iter().find(|t| t.as_str() == s)
     }
 
-    /// May a caller of `role` see changes of this type? The tenant record, its users and
-    /// their keys are what `/v2/users...` shows, which is for admins only (README 2.2);
-    /// everything else is readable by every role.
+    /// May a caller of `role` see changes of this type? Users and their keys are what
+    /// `/v2/users...` shows, which is for admins only (README 2.2); everything else is
+    /// readable by every role.
     pub fn readable_by(self, role: Role) -> bool {
         match self {
-            ObjectType::Tenant | ObjectType::User | ObjectType::Key => role >= Role::Admin,
+            ObjectType::User | ObjectType::Key => role >= Role::Admin,
             _ => true,
         }
     }
