@@ -12,6 +12,7 @@
 //! [`TenantScope`]: corral_types::TenantScope
 
 mod cdap;
+mod change_views;
 pub mod commissaire;
 pub mod crypto;
 pub mod identity;
@@ -104,6 +105,7 @@ pub struct Core {
 
 impl Core {
     pub fn new(store: Store, settings: CoreSettings, secrets: SecretBox) -> Core {
+        store.set_change_views(Arc::new(change_views::CoreViews));
         let settings = Arc::new(settings);
         let secrets = Arc::new(secrets);
         let cdap = Arc::new(Cdap {

@@ -62,7 +62,7 @@ pub(crate) fn services_of(row: &AppVersionRow) -> Result<Vec<ServiceSpec>, Error
     serde_json::from_str(&row.spec).map_err(Error::internal)
 }
 
-fn detail(row: &AppVersionRow) -> Result<ApplicationDetail, Error> {
+pub(crate) fn detail(row: &AppVersionRow) -> Result<ApplicationDetail, Error> {
     let services = services_of(row)?;
     Ok(ApplicationDetail {
         name: row.app.clone(),

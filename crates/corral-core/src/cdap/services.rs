@@ -42,7 +42,7 @@ fn not_running(app: &str, svc: &str) -> Error {
     Error::conflict(format!("Program '{svc}' of application '{app}' is not running."))
 }
 
-fn run_record(r: RunRow) -> RunRecord {
+pub(crate) fn run_record(r: RunRow) -> RunRecord {
     RunRecord {
         runid: r.run_id,
         start: r.start,

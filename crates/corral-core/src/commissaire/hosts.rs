@@ -187,7 +187,7 @@ pub struct HostOps {
     pub settings: HostSettings,
 }
 
-fn host_view(r: &HostRow) -> Host {
+pub(crate) fn host_view(r: &HostRow) -> Host {
     Host {
         address: r.address.to_string(),
         status: r.status.clone(),

@@ -54,7 +54,7 @@ pub(crate) fn tenant_view(r: TenantRow) -> Tenant {
     }
 }
 
-fn user_view(tenant: &str, r: UserRow) -> Result<User, Error> {
+pub(crate) fn user_view(tenant: &str, r: UserRow) -> Result<User, Error> {
     let role = r.role;
     Ok(User {
         id: r.id,
@@ -65,7 +65,7 @@ fn user_view(tenant: &str, r: UserRow) -> Result<User, Error> {
     })
 }
 
-fn key_view(r: ApiKeyRow) -> ApiKey {
+pub(crate) fn key_view(r: ApiKeyRow) -> ApiKey {
     ApiKey {
         id: r.id.to_string(),
         prefix: r.prefix,

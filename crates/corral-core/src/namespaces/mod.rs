@@ -18,7 +18,7 @@ use crate::cdap::Cdap;
 const RESERVED: [&str; 2] = ["cdap", "system"];
 const MAX_DESCRIPTION: usize = 4096;
 
-fn view(r: NamespaceRow) -> Result<Namespace, Error> {
+pub(crate) fn view(r: NamespaceRow) -> Result<Namespace, Error> {
     let config: BTreeMap<String, String> = serde_json::from_str(&r.config).map_err(Error::internal)?;
     Ok(Namespace {
         name: r.name,

@@ -280,7 +280,7 @@ fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, Error> {
 }
 
 /// The API view of a stored instance.
-fn instance_view(r: &InstanceRow) -> Result<Instance, Error> {
+pub(crate) fn instance_view(r: &InstanceRow) -> Result<Instance, Error> {
     let zone = if r.availability_zone.is_empty() {
         serde_json::json!({})
     } else {
