@@ -4,14 +4,15 @@
 //! cluster's row ([`lock_cluster`]), so the compare-and-swap of `PUT .../hosts` and the
 //! "no change while an operation is in process" rule hold with several replicas.
 
-use corral_types::{
+use corral_types::{ObjectType, Verb, 
     ClusterName, Error, HostAddress, JobId, OperationKind, OperationStatus, TenantId, TenantScope,
 };
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use crate::jobs::{NewJob, insert_event, insert_job};
-use crate::{Store, db};
+use crate::changes::Journal;
+use crate::{Changed, NewChange, Store, db};
 
 /// A stored host, with the cluster it belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -308,6 +309,92 @@ async fn host_in(
     .map_err(db)
 }
 
+/// A cluster with its members, read inside a transaction.
+async fn cluster_in(
+    tx: &mut Transaction<'static, Any>,
+    tenant: &TenantScope,
+    name: &ClusterName,
+) -> Result<Option<ClusterRow>, Error> {
+    let Some(row) = sqlx::query(
+        "SELECT name, network, container_manager FROM clusters WHERE tenant_id = $1 AND name = $2",
+    )
+    .bind(tenant.as_str())
+    .bind(name)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(db)?
+    else {
+        return Ok(None);
+    };
+    let members = members_in(tx, tenant, name)
+        .await?
+        .into_iter()
+        .map(|(a, status, _)| (a, status))
+        .collect();
+    Ok(Some(ClusterRow {
+        name: row.try_get(0).map_err(db)?,
+        network: row.try_get(1).map_err(db)?,
+        container_manager: row.try_get(2).map_err(db)?,
+        members,
+    }))
+}
+
+/// Records a host's change as the transaction left it, and its cluster's (a cluster's
+/// status is computed from its members').
+async fn journal_host(
+    tx: &mut Transaction<'static, Any>,
+    journal: &mut Journal<'_>,
+    tenant: &TenantScope,
+    address: &HostAddress,
+) -> Result<(), Error> {
+    if let Some(h) = host_in(tx, tenant, address).await? {
+        journal.row(Verb::Updated, Changed::Host(&h));
+        if let Some(c) = &h.cluster {
+            journal_cluster(tx, journal, tenant, c).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn journal_cluster(
+    tx: &mut Transaction<'static, Any>,
+    journal: &mut Journal<'_>,
+    tenant: &TenantScope,
+    name: &ClusterName,
+) -> Result<(), Error> {
+    if let Some(c) = cluster_in(tx, tenant, name).await? {
+        journal.row(Verb::Updated, Changed::Cluster(&c));
+    }
+    Ok(())
+}
+
+/// The per-host progress an operation update made: a host that entered `in_process`,
+/// `done` or `failed` is a step that started or ended.
+fn step_changes(before: &OperationRow, after: &OperationRow) -> Vec<NewChange> {
+    let mut out = Vec::new();
+    for (list, old, status) in [
+        (&after.in_process, &before.in_process, "in_process"),
+        (&after.done, &before.done, "done"),
+        (&after.failed, &before.failed, "failed"),
+    ] {
+        for host in list.iter().filter(|h| !old.contains(h)) {
+            out.push(NewChange {
+                verb: Verb::Updated,
+                object_type: ObjectType::OperationStep,
+                object_id: format!("{}/{}/{}", after.cluster, after.kind, host),
+                namespace: String::new(),
+                view: serde_json::json!({
+                    "cluster": after.cluster,
+                    "type": after.kind.as_str(),
+                    "host": host,
+                    "status": status,
+                }),
+            });
+        }
+    }
+    out
+}
+
 async fn append_member(
     tx: &mut Transaction<'static, Any>,
     tenant: &TenantScope,
@@ -471,7 +558,12 @@ impl Store {
         let row = host_in(&mut tx, tenant, &host.address)
             .await?
             .ok_or_else(|| Error::internal("host vanished"))?;
-        tx.commit().await.map_err(db)?;
+        let mut journal = self.journal();
+        journal.row(Verb::Created, Changed::Host(&row));
+        if let Some(c) = cluster {
+            journal_cluster(&mut tx, &mut journal, tenant, c).await?;
+        }
+        journal.commit(tx, tenant).await?;
         Ok(CreateHostOutcome::Created(row))
     }
 
@@ -508,7 +600,12 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(db)?;
-        tx.commit().await.map_err(db)?;
+        let mut journal = self.journal();
+        journal.row(Verb::Deleted, Changed::Host(&host));
+        if let Some(c) = &host.cluster {
+            journal_cluster(&mut tx, &mut journal, tenant, c).await?;
+        }
+        journal.commit(tx, tenant).await?;
         Ok(DeleteHostOutcome::Deleted(host.cluster, host.registered))
     }
 
@@ -537,7 +634,9 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(db)?;
-        tx.commit().await.map_err(db)
+        let mut journal = self.journal();
+        journal_host(&mut tx, &mut journal, tenant, address).await?;
+        journal.commit(tx, tenant).await
     }
 
     /// Pins the host key fingerprint seen at the first contact (trust on first use). Only
@@ -585,7 +684,9 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(db)?;
-        tx.commit().await.map_err(db)
+        let mut journal = self.journal();
+        journal_host(&mut tx, &mut journal, tenant, address).await?;
+        journal.commit(tx, tenant).await
     }
 
     pub async fn list_clusters(&self, tenant: &TenantScope) -> Result<Vec<ClusterName>, Error> {
@@ -770,13 +871,16 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(db)?;
-        tx.commit().await.map_err(db)?;
-        Ok(CreateClusterOutcome::Created(ClusterRow {
+        let row = ClusterRow {
             name: name.clone(),
             network: network.to_string(),
             container_manager: container_manager.to_string(),
             members: Vec::new(),
-        }))
+        };
+        let mut journal = self.journal();
+        journal.row(Verb::Created, Changed::Cluster(&row));
+        journal.commit(tx, tenant).await?;
+        Ok(CreateClusterOutcome::Created(row))
     }
 
     /// Deletes a cluster and its operation records; members become `disassociated`.
@@ -792,17 +896,39 @@ impl Store {
         if let Some(op) = busy(&mut tx, tenant, name).await? {
             return Ok(DeleteClusterOutcome::Busy(op));
         }
+        let mut journal = self.journal();
+        let before = cluster_in(&mut tx, tenant, name).await?;
         let members = members_in(&mut tx, tenant, name).await?;
         for (address, _, _) in &members {
             drop_member(&mut tx, tenant, address).await?;
         }
+        let ops = sqlx::query(sqlf!(
+            "DELETE FROM operations WHERE tenant_id = $1 AND cluster = $2 RETURNING {OP_COLS}"
+        ))
+        .bind(tenant.as_str())
+        .bind(name)
+        .fetch_all(&mut *tx)
+        .await
+        .and_then(|rows| rows.iter().map(op_row).collect::<Result<Vec<_>, _>>())
+        .map_err(db)?;
         sqlx::query("DELETE FROM clusters WHERE tenant_id = $1 AND name = $2")
             .bind(tenant.as_str())
             .bind(name)
             .execute(&mut *tx)
             .await
             .map_err(db)?;
-        tx.commit().await.map_err(db)?;
+        for op in &ops {
+            journal.row(Verb::Deleted, Changed::Operation(op));
+        }
+        for (address, _, _) in &members {
+            if let Some(h) = host_in(&mut tx, tenant, address).await? {
+                journal.row(Verb::Updated, Changed::Host(&h));
+            }
+        }
+        if let Some(c) = &before {
+            journal.row(Verb::Deleted, Changed::Cluster(c));
+        }
+        journal.commit(tx, tenant).await?;
         Ok(DeleteClusterOutcome::Deleted(
             members.into_iter().map(|(a, _, r)| (a, r)).collect(),
         ))
@@ -878,7 +1004,14 @@ impl Store {
         for a in &added {
             append_member(&mut tx, tenant, cluster, a).await?;
         }
-        tx.commit().await.map_err(db)?;
+        let mut journal = self.journal();
+        for a in removed.iter().map(|(a, _)| a).chain(&added) {
+            if let Some(h) = host_in(&mut tx, tenant, a).await? {
+                journal.row(Verb::Updated, Changed::Host(&h));
+            }
+        }
+        journal_cluster(&mut tx, &mut journal, tenant, cluster).await?;
+        journal.commit(tx, tenant).await?;
         Ok(MembershipOutcome::Changed { added, removed })
     }
 
@@ -904,7 +1037,12 @@ impl Store {
             return Ok(Some(Err(op)));
         }
         drop_member(&mut tx, tenant, address).await?;
-        tx.commit().await.map_err(db)?;
+        let mut journal = self.journal();
+        if let Some(h) = host_in(&mut tx, tenant, address).await? {
+            journal.row(Verb::Updated, Changed::Host(&h));
+        }
+        journal_cluster(&mut tx, &mut journal, tenant, cluster).await?;
+        journal.commit(tx, tenant).await?;
         Ok(Some(Ok(Some(registered))))
     }
 
@@ -1027,7 +1165,9 @@ impl Store {
         .map_err(db)?;
         insert_job(&mut tx, job, now).await?;
         insert_event(&mut tx, &job.id, now, "queued").await?;
-        tx.commit().await.map_err(db)?;
+        let mut journal = self.journal();
+        journal.row(Verb::Created, Changed::Operation(&op));
+        journal.commit(tx, tenant).await?;
         Ok(StartOperationOutcome::Started(op))
     }
 
@@ -1056,6 +1196,7 @@ impl Store {
         else {
             return Ok(None);
         };
+        let before = op.clone();
         change(&mut op);
         sqlx::query(
             "UPDATE operations SET status = $5, done = $6, in_process = $7, failed = $8, message = $9, finished_at = $10 \
@@ -1074,7 +1215,14 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(db)?;
-        tx.commit().await.map_err(db)?;
+        let mut journal = self.journal();
+        if before != op {
+            for step in step_changes(&before, &op) {
+                journal.change(step);
+            }
+            journal.row(Verb::Updated, Changed::Operation(&op));
+        }
+        journal.commit(tx, tenant).await?;
         Ok(Some(op))
     }
 }
@@ -1121,6 +1269,16 @@ impl Store {
         now: i64,
     ) -> Result<bool, Error> {
         let mut tx = self.begin_write().await?;
+        // A check that changes nothing but the time is not a change worth a log entry: a
+        // watched fleet would fill the log with one per host and interval.
+        let before: Option<(String, String, i64)> =
+            sqlx::query("SELECT status, message, registered FROM hosts WHERE tenant_id = $1 AND address = $2")
+                .bind(tenant.as_str())
+                .bind(address)
+                .fetch_optional(&mut *tx)
+                .await
+                .and_then(|r| r.map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))).transpose())
+                .map_err(db)?;
         let done = sqlx::query(
             "UPDATE hosts SET status = $3, message = $4, last_check = $5, registered = COALESCE($6, registered) \
              WHERE tenant_id = $1 AND address = $2 AND bootstrapped = 1 \
@@ -1135,8 +1293,16 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(db)?;
-        tx.commit().await.map_err(db)?;
-        Ok(done.rows_affected() == 1)
+        let written = done.rows_affected() == 1;
+        let mut journal = self.journal();
+        let unchanged = before.is_some_and(|(s, m, r)| {
+            s == status && m == message && registered.is_none_or(|g| i64::from(g) == r)
+        });
+        if written && !unchanged {
+            journal_host(&mut tx, &mut journal, tenant, address).await?;
+        }
+        journal.commit(tx, tenant).await?;
+        Ok(written)
     }
 
     /// Counts for `GET /api/v0/status`: (queued, running) investigations and watched hosts.
