@@ -1,11 +1,12 @@
 //! CDAP applications and their versions (cdap-v3.md 3). An app row exists exactly while it has
 //! a version: the first version's insert creates it, the last version's delete removes it.
 
-use corral_types::{Error, TenantScope};
-use sqlx::Row;
+use corral_types::{Error, TenantScope, Verb};
 use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
 
-use crate::{Store, db};
+use crate::changes::Journal;
+use crate::{Changed, Store, db};
 
 /// One stored version of an app; `spec` is the JSON array of its services.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +52,41 @@ fn version_row(r: &AnyRow) -> Result<AppVersionRow, sqlx::Error> {
         spec: r.try_get(3)?,
         created: r.try_get(4)?,
     })
+}
+
+/// The current version of an app (or of every app of the namespace), inside a transaction.
+async fn current_versions(
+    tx: &mut Transaction<'static, Any>,
+    tenant: &TenantScope,
+    ns: &str,
+    app: Option<&str>,
+) -> Result<Vec<AppVersionRow>, Error> {
+    sqlx::query(sqlf!(
+        "SELECT {COLUMNS} FROM app_versions v WHERE tenant_id = $1 AND namespace = $2 AND ($3 IS NULL OR app = $3) \
+         AND seq = (SELECT MAX(w.seq) FROM app_versions w WHERE w.tenant_id = v.tenant_id \
+         AND w.namespace = v.namespace AND w.app = v.app) ORDER BY app"
+    ))
+    .bind(tenant.as_str())
+    .bind(ns)
+    .bind(app)
+    .fetch_all(&mut **tx)
+    .await
+    .and_then(|rows| rows.iter().map(version_row).collect())
+    .map_err(db)
+}
+
+/// Records the deletion of the apps (their current versions) that a delete removed.
+pub(crate) async fn journal_app_deletes(
+    tx: &mut Transaction<'static, Any>,
+    journal: &mut Journal<'_>,
+    tenant: &TenantScope,
+    ns: &str,
+    app: Option<&str>,
+) -> Result<(), Error> {
+    for v in current_versions(tx, tenant, ns, app).await? {
+        journal.row(Verb::Deleted, Changed::App(ns, &v));
+    }
+    Ok(())
 }
 
 impl Store {
@@ -210,27 +246,35 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(db)?;
-        tx.commit().await.map_err(db)?;
-        Ok(PutAppVersion::Stored(AppVersionRow {
+        let row = AppVersionRow {
             app: app.to_string(),
             version: new.version.to_string(),
             description: new.description.to_string(),
             spec: new.spec.to_string(),
             created: now,
-        }))
+        };
+        let mut journal = self.journal();
+        let verb = if seq == 1 { Verb::Created } else { Verb::Updated };
+        journal.row(verb, Changed::App(ns, &row));
+        journal.commit(tx, tenant).await?;
+        Ok(PutAppVersion::Stored(row))
     }
 
     /// Deletes the app with all its versions; false when it does not exist.
     pub async fn delete_app(&self, tenant: &TenantScope, ns: &str, app: &str) -> Result<bool, Error> {
-        let done = self
-            .write(
-                sqlx::query("DELETE FROM apps WHERE tenant_id = $1 AND namespace = $2 AND name = $3")
-                    .bind(tenant.as_str())
-                    .bind(ns)
-                    .bind(app),
-            )
-            .await?
+        let mut tx = self.begin_write().await?;
+        let mut journal = self.journal();
+        journal_app_deletes(&mut tx, &mut journal, tenant, ns, Some(app)).await?;
+        let done = sqlx::query("DELETE FROM apps WHERE tenant_id = $1 AND namespace = $2 AND name = $3")
+            .bind(tenant.as_str())
+            .bind(ns)
+            .bind(app)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?
+            .rows_affected()
             == 1;
+        journal.commit(tx, tenant).await?;
         Ok(done)
     }
 
@@ -244,6 +288,8 @@ impl Store {
         version: &str,
     ) -> Result<bool, Error> {
         let mut tx = self.begin_write().await?;
+        let mut journal = self.journal();
+        let before = current_versions(&mut tx, tenant, ns, Some(app)).await?;
         let done = sqlx::query(
             "DELETE FROM app_versions WHERE tenant_id = $1 AND namespace = $2 AND app = $3 AND version = $4",
         )
@@ -267,8 +313,17 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(db)?;
+            // The app now shows its remaining current version, or is gone with its last.
+            match current_versions(&mut tx, tenant, ns, Some(app)).await?.first() {
+                Some(now) => journal.row(Verb::Updated, Changed::App(ns, now)),
+                None => {
+                    for v in &before {
+                        journal.row(Verb::Deleted, Changed::App(ns, v));
+                    }
+                }
+            }
         }
-        tx.commit().await.map_err(db)?;
+        journal.commit(tx, tenant).await?;
         Ok(done)
     }
 }

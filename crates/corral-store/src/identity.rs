@@ -1,10 +1,53 @@
 //! Tenants, users, API keys, access tokens and profiles.
 
-use corral_types::{ApiKeyId, Error, Role, TenantId, TenantScope};
+use corral_types::{ApiKeyId, Error, Role, TenantId, TenantScope, Verb};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use crate::{Store, db};
+use crate::changes::Journal;
+use crate::{Changed, Store, db};
+
+/// The tenant's name, which a user's view carries.
+async fn tenant_name(tx: &mut Transaction<'static, Any>, tenant: &TenantScope) -> Result<String, Error> {
+    sqlx::query("SELECT name FROM tenants WHERE id = $1")
+        .bind(tenant.as_str())
+        .fetch_one(&mut **tx)
+        .await
+        .and_then(|r| r.try_get(0))
+        .map_err(db)
+}
+
+async fn journal_user(
+    tx: &mut Transaction<'static, Any>,
+    journal: &mut Journal<'_>,
+    tenant: &TenantScope,
+    verb: Verb,
+    user: &UserRow,
+) -> Result<(), Error> {
+    let name = tenant_name(tx, tenant).await?;
+    journal.row(verb, Changed::User(&name, user));
+    Ok(())
+}
+
+/// A user's keys, inside a transaction.
+async fn keys_in(
+    tx: &mut Transaction<'static, Any>,
+    tenant: &TenantScope,
+    user: &str,
+    id: Option<ApiKeyId>,
+) -> Result<Vec<ApiKeyRow>, Error> {
+    sqlx::query(sqlf!(
+        "SELECT {KEY_COLS} FROM api_keys WHERE tenant_id = $1 AND user_id = $2 AND ($3 IS NULL OR id = $3) \
+         ORDER BY create_time, id"
+    ))
+    .bind(tenant.as_str())
+    .bind(user)
+    .bind(id.map(|i| i.to_string()))
+    .fetch_all(&mut **tx)
+    .await
+    .and_then(|rows| rows.iter().map(key_row).collect())
+    .map_err(db)
+}
 
 /// A stored tenant.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -526,7 +569,11 @@ impl Store {
     pub async fn create_user(&self, tenant: &TenantScope, user: &UserRow) -> Result<bool, Error> {
         let mut tx = self.begin_write().await?;
         let created = insert_user(&mut tx, tenant.id(), user).await?;
-        tx.commit().await.map_err(db)?;
+        let mut journal = self.journal();
+        if created {
+            journal_user(&mut tx, &mut journal, tenant, Verb::Created, user).await?;
+        }
+        journal.commit(tx, tenant).await?;
         Ok(created)
     }
 
@@ -582,38 +629,49 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(db)?;
-        tx.commit().await.map_err(db)?;
-        Ok(UserChange::Done(UserRow {
+        let new = UserRow {
             role,
             description: description.to_string(),
             ..old
-        }))
+        };
+        let mut journal = self.journal();
+        journal_user(&mut tx, &mut journal, tenant, Verb::Updated, &new).await?;
+        journal.commit(tx, tenant).await?;
+        Ok(UserChange::Done(new))
     }
 
     /// Deletes a user and, by cascade, its keys, their tokens and its profile.
     pub async fn delete_user(&self, tenant: &TenantScope, id: &str) -> Result<UserChange<()>, Error> {
         let mut tx = self.begin_write().await?;
         lock_tenant(&mut tx, tenant.id()).await?;
-        let Some(role) = sqlx::query("SELECT role FROM users WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant.as_str())
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db)?
+        let Some(user) = sqlx::query(sqlf!(
+            "SELECT {USER_COLS} FROM users WHERE tenant_id = $1 AND id = $2"
+        ))
+        .bind(tenant.as_str())
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .and_then(|r| r.as_ref().map(user_row).transpose())
+        .map_err(db)?
         else {
             return Ok(UserChange::NotFound);
         };
-        let role: Role = role.try_get(0).map_err(db)?;
-        if role == Role::Admin && Self::other_admins(&mut tx, tenant, id).await? == 0 {
+        if user.role == Role::Admin && Self::other_admins(&mut tx, tenant, id).await? == 0 {
             return Ok(UserChange::LastAdmin);
         }
+        let keys = keys_in(&mut tx, tenant, id, None).await?;
         sqlx::query("DELETE FROM users WHERE tenant_id = $1 AND id = $2")
             .bind(tenant.as_str())
             .bind(id)
             .execute(&mut *tx)
             .await
             .map_err(db)?;
-        tx.commit().await.map_err(db)?;
+        let mut journal = self.journal();
+        for k in &keys {
+            journal.row(Verb::Deleted, Changed::Key(id, k));
+        }
+        journal_user(&mut tx, &mut journal, tenant, Verb::Deleted, &user).await?;
+        journal.commit(tx, tenant).await?;
         Ok(UserChange::Done(()))
     }
 
@@ -660,13 +718,18 @@ impl Store {
             return Ok(false);
         }
         insert_key(&mut tx, tenant.id(), user, key).await?;
-        tx.commit().await.map_err(db)?;
+        let mut journal = self.journal();
+        for k in keys_in(&mut tx, tenant, user, Some(key.id)).await? {
+            journal.row(Verb::Created, Changed::Key(user, &k));
+        }
+        journal.commit(tx, tenant).await?;
         Ok(true)
     }
 
     /// Revokes a key and, by cascade, every token minted from it.
     pub async fn delete_key(&self, tenant: &TenantScope, user: &str, id: ApiKeyId) -> Result<bool, Error> {
         let mut tx = self.begin_write().await?;
+        let before = keys_in(&mut tx, tenant, user, Some(id)).await?;
         let done = sqlx::query("DELETE FROM api_keys WHERE tenant_id = $1 AND user_id = $2 AND id = $3")
             .bind(tenant.as_str())
             .bind(user)
@@ -674,7 +737,11 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(db)?;
-        tx.commit().await.map_err(db)?;
+        let mut journal = self.journal();
+        for k in &before {
+            journal.row(Verb::Deleted, Changed::Key(user, k));
+        }
+        journal.commit(tx, tenant).await?;
         Ok(done.rows_affected() == 1)
     }
 

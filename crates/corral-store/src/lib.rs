@@ -177,18 +177,6 @@ impl Store {
     pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, Error> {
         self.writer.begin().await.map_err(db)
     }
-
-    /// Runs one writing statement on the writer and answers how many rows it changed. One
-    /// statement is atomic on its own: it needs no explicit transaction.
-    pub(crate) async fn write(
-        &self,
-        q: sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments>,
-    ) -> Result<u64, Error> {
-        q.execute(&self.writer)
-            .await
-            .map(|r| r.rows_affected())
-            .map_err(db)
-    }
 }
 
 fn sqlite_pool(max: u32) -> AnyPoolOptions {

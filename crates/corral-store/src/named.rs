@@ -14,10 +14,10 @@
 
 use std::marker::PhantomData;
 
-use corral_types::{Error, TenantScope};
+use corral_types::{Error, TenantScope, Verb};
 use sqlx::any::AnyRow;
 
-use crate::{Store, db};
+use crate::{Changed, Store, db};
 
 /// A query on the `Any` driver, as [`NamedObject::bind`] receives and returns it.
 pub type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
@@ -46,6 +46,8 @@ pub trait NamedObject: Sized + Send + Sync + Unpin + 'static {
     fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error>;
     /// Binds this row's values of `COLUMNS`, in order.
     fn bind<'q>(&self, query: AnyQuery<'q>) -> AnyQuery<'q>;
+    /// This row as the change log records it.
+    fn changed(&self) -> Changed<'_>;
 }
 
 /// What a create-if-absent found.
@@ -140,7 +142,11 @@ impl<T: NamedObject> Named<'_, T> {
             .await
             .and_then(|r| T::from_row(&r))
             .map_err(db)?;
-        tx.commit().await.map_err(db)?;
+        let mut journal = self.store.journal();
+        if inserted {
+            journal.row(Verb::Created, stored.changed());
+        }
+        journal.commit(tx, tenant).await?;
         Ok(if inserted {
             CreateIfAbsent::Created(stored)
         } else {
@@ -158,19 +164,20 @@ impl<T: NamedObject> Named<'_, T> {
             .await
             .map_err(db)?;
         let deleted = sqlx::query(sqlf!(
-            "DELETE FROM {} WHERE tenant_id = $1 AND name = $2",
-            T::TABLE
+            "DELETE FROM {} WHERE tenant_id = $1 AND name = $2 RETURNING {}",
+            T::TABLE,
+            T::COLUMNS.join(", ")
         ))
         .bind(tenant.as_str())
         .bind(name)
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await
-        .map_err(db)?
-        .rows_affected();
-        if deleted == 0 {
+        .and_then(|r| r.as_ref().map(T::from_row).transpose())
+        .map_err(db)?;
+        let Some(deleted) = deleted else {
             tx.rollback().await.map_err(db)?;
             return Ok(DeleteInUse::NotFound);
-        }
+        };
         if let Some(UsedBy { table, column }) = T::USED_BY {
             let user = sqlx::query_scalar::<_, String>(sqlf!(
                 "SELECT name FROM {table} WHERE tenant_id = $1 AND {column} = $2 ORDER BY {} LIMIT 1",
@@ -186,7 +193,9 @@ impl<T: NamedObject> Named<'_, T> {
                 return Ok(DeleteInUse::UsedBy(user));
             }
         }
-        tx.commit().await.map_err(db)?;
+        let mut journal = self.store.journal();
+        journal.row(Verb::Deleted, deleted.changed());
+        journal.commit(tx, tenant).await?;
         Ok(DeleteInUse::Deleted)
     }
 }

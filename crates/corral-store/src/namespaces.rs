@@ -1,10 +1,11 @@
 //! CDAP namespaces of a tenant.
 
-use corral_types::{Error, TenantScope};
+use corral_types::{Error, TenantScope, Verb};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::{Store, db};
+use crate::apps::journal_app_deletes;
+use crate::{Changed, Store, db};
 
 /// A stored namespace; `config` is a JSON object of strings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,7 +74,7 @@ impl Store {
         now: i64,
     ) -> Result<NamespaceRow, Error> {
         let mut tx = self.begin_write().await?;
-        sqlx::query(
+        let inserted = sqlx::query(
             "INSERT INTO namespaces (tenant_id, name, description, config, create_time) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT DO NOTHING",
         )
@@ -84,7 +85,9 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await
-        .map_err(db)?;
+        .map_err(db)?
+        .rows_affected()
+            == 1;
         let stored = sqlx::query(
             "SELECT name, description, config FROM namespaces WHERE tenant_id = $1 AND name = $2",
         )
@@ -94,7 +97,11 @@ impl Store {
         .await
         .and_then(|r| ns_row(&r))
         .map_err(db)?;
-        tx.commit().await.map_err(db)?;
+        let mut journal = self.journal();
+        if inserted {
+            journal.row(Verb::Created, Changed::Namespace(&stored));
+        }
+        journal.commit(tx, tenant).await?;
         Ok(stored)
     }
 
@@ -130,7 +137,9 @@ impl Store {
         .await
         .and_then(|r| ns_row(&r))
         .map_err(db)?;
-        tx.commit().await.map_err(db)?;
+        let mut journal = self.journal();
+        journal.row(Verb::Updated, Changed::Namespace(&stored));
+        journal.commit(tx, tenant).await?;
         Ok(Some(stored))
     }
 
@@ -138,6 +147,19 @@ impl Store {
     /// False when it does not exist.
     pub async fn delete_namespace(&self, tenant: &TenantScope, name: &str) -> Result<bool, Error> {
         let mut tx = self.begin_write().await?;
+        let mut journal = self.journal();
+        let before = sqlx::query(
+            "SELECT name, description, config FROM namespaces WHERE tenant_id = $1 AND name = $2",
+        )
+        .bind(tenant.as_str())
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await
+        .and_then(|r| r.as_ref().map(ns_row).transpose())
+        .map_err(db)?;
+        if before.is_some() {
+            journal_app_deletes(&mut tx, &mut journal, tenant, name, None).await?;
+        }
         let done = if name == "default" {
             let exists = sqlx::query("SELECT 1 FROM namespaces WHERE tenant_id = $1 AND name = $2")
                 .bind(tenant.as_str())
@@ -166,7 +188,10 @@ impl Store {
                 .rows_affected()
                 == 1
         };
-        tx.commit().await.map_err(db)?;
+        if let Some(ns) = before.as_ref().filter(|_| done && name != "default") {
+            journal.row(Verb::Deleted, Changed::Namespace(ns));
+        }
+        journal.commit(tx, tenant).await?;
         Ok(done)
     }
 }

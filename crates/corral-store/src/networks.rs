@@ -4,6 +4,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use crate::Changed;
 use crate::named::{AnyQuery, NamedObject, UsedBy};
 
 /// A stored network; `options` is a JSON object.
@@ -36,6 +37,10 @@ impl NamedObject for NetworkRow {
 
     fn bind<'q>(&self, q: AnyQuery<'q>) -> AnyQuery<'q> {
         q.bind(&self.name).bind(&self.kind).bind(&self.options)
+    }
+
+    fn changed(&self) -> Changed<'_> {
+        Changed::Network(self)
     }
 }
 
@@ -87,5 +92,9 @@ impl NamedObject for ContainerManagerRow {
             .bind(&self.kind)
             .bind(&self.options)
             .bind(&self.token_sealed)
+    }
+
+    fn changed(&self) -> Changed<'_> {
+        Changed::ContainerManager(self)
     }
 }

@@ -1,11 +1,24 @@
 //! The durable side of CDAP services (cdap-v3.md 1.4, 4, 8): desired state, instance counts,
 //! run records and route configs. Processes themselves live in core's supervisor.
 
-use corral_types::{Error, TenantId, TenantScope};
+use corral_types::{Error, ObjectType, TenantId, TenantScope, Verb};
+use serde_json::json;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::{Store, db};
+use crate::{Changed, NewChange, Store, db};
+
+/// A change of a service's own settings (instance count, route config). A service is named
+/// `app/service` in its namespace, across its versions; the view says which version.
+fn service_change(ns: &str, app: &str, service: &str, view: serde_json::Value) -> NewChange {
+    NewChange {
+        verb: Verb::Updated,
+        object_type: ObjectType::Service,
+        object_id: format!("{app}/{service}"),
+        namespace: ns.to_string(),
+        view,
+    }
+}
 
 /// One service of one version of an app, inside a tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -166,7 +179,17 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(db)?;
-        tx.commit().await.map_err(db)?;
+        let run = RunRow {
+            run_id: run_id.to_string(),
+            node: node.to_string(),
+            start: now,
+            end: None,
+            status: "STARTING".to_string(),
+            message: String::new(),
+        };
+        let mut journal = self.journal();
+        journal.row(Verb::Created, Changed::ServiceRun(s, &run));
+        journal.commit(tx, tenant).await?;
         Ok(InsertRun::Inserted)
     }
 
@@ -181,20 +204,23 @@ impl Store {
         u: RunUpdate<'_>,
     ) -> Result<bool, Error> {
         let mut tx = self.begin_write().await?;
-        let changed = sqlx::query(
+        let changed = sqlx::query(sqlf!(
             "UPDATE service_runs SET status = $3, end_time = $4, message = $5 \
-             WHERE tenant_id = $1 AND run_id = $2 AND end_time IS NULL",
-        )
+             WHERE tenant_id = $1 AND run_id = $2 AND end_time IS NULL RETURNING {RUN_COLUMNS}"
+        ))
         .bind(tenant.as_str())
         .bind(run_id)
         .bind(u.status)
         .bind(u.end)
         .bind(u.message)
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await
-        .map_err(db)?
-        .rows_affected()
-            == 1;
+        .and_then(|r| r.as_ref().map(|r| run_row(r, 0)).transpose())
+        .map_err(db)?;
+        let mut journal = self.journal();
+        if let Some(run) = &changed {
+            journal.row(Verb::Updated, Changed::ServiceRun(s, run));
+        }
         if u.stopped {
             sqlx::query(sqlf!(
                 "UPDATE service_states SET desired = 'stopped' WHERE {SERVICE_KEY}"
@@ -208,8 +234,8 @@ impl Store {
             .await
             .map_err(db)?;
         }
-        tx.commit().await.map_err(db)?;
-        Ok(changed)
+        journal.commit(tx, tenant).await?;
+        Ok(changed.is_some())
     }
 
     /// The service's active run, if any.
@@ -266,7 +292,19 @@ impl Store {
         .bind(&s.version)
         .bind(&s.service)
         .bind(n);
-        Ok(self.write(q).await? == 1)
+        let mut tx = self.begin_write().await?;
+        let stored = q.execute(&mut *tx).await.map_err(db)?.rows_affected() == 1;
+        let mut journal = self.journal();
+        if stored {
+            journal.change(service_change(
+                &s.namespace,
+                &s.app,
+                &s.service,
+                json!({"namespace": s.namespace, "app": s.app, "version": s.version, "service": s.service, "instances": n}),
+            ));
+        }
+        journal.commit(tx, tenant).await?;
+        Ok(stored)
     }
 
     /// Run records of a service, newest first.
@@ -480,7 +518,15 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(db)?;
-        tx.commit().await.map_err(db)?;
+        let routes: serde_json::Value = serde_json::from_str(config).map_err(Error::internal)?;
+        let mut journal = self.journal();
+        journal.change(service_change(
+            ns,
+            app,
+            service,
+            json!({"namespace": ns, "app": app, "service": service, "routeConfig": routes}),
+        ));
+        journal.commit(tx, tenant).await?;
         Ok(Vec::new())
     }
 
@@ -499,7 +545,19 @@ impl Store {
         .bind(ns)
         .bind(app)
         .bind(service);
-        Ok(self.write(q).await? == 1)
+        let mut tx = self.begin_write().await?;
+        let deleted = q.execute(&mut *tx).await.map_err(db)?.rows_affected() == 1;
+        let mut journal = self.journal();
+        if deleted {
+            journal.change(service_change(
+                ns,
+                app,
+                service,
+                json!({"namespace": ns, "app": app, "service": service, "routeConfig": {}}),
+            ));
+        }
+        journal.commit(tx, tenant).await?;
+        Ok(deleted)
     }
 
     /// Every route config of an app: `(service, config JSON)`, sorted by service.
