@@ -111,11 +111,14 @@ impl Core {
         let cdap = Arc::new(Cdap {
             store: store.clone(),
             settings: settings.clone(),
-            services: Arc::new(cdap::supervisor::Supervisor::new(
-                Arc::new(corral_drivers::LocalProcessRunner),
-                ServiceSettings::default(),
-                None,
-            )),
+            services: Arc::new(
+                cdap::supervisor::Supervisor::new(
+                    Arc::new(corral_drivers::LocalProcessRunner),
+                    ServiceSettings::default(),
+                    None,
+                )
+                .with_change_log(store.clone()),
+            ),
             route_cache: services::RouteCache::default(),
         });
         let clouds: Arc<clouds::Clouds> = Arc::default();
@@ -195,11 +198,14 @@ impl Core {
         let cdap = Arc::new(Cdap {
             store: self.store.clone(),
             settings: self.settings.clone(),
-            services: Arc::new(cdap::supervisor::Supervisor::new(
-                runner,
-                settings,
-                self.settings.service_command_dirs.clone(),
-            )),
+            services: Arc::new(
+                cdap::supervisor::Supervisor::new(
+                    runner,
+                    settings,
+                    self.settings.service_command_dirs.clone(),
+                )
+                .with_change_log(self.store.clone()),
+            ),
             route_cache: services::RouteCache::default(),
         });
         self.identity.cdap = cdap.clone();

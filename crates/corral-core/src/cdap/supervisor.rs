@@ -228,6 +228,8 @@ pub(crate) struct Supervisor {
     /// Serialises start, stop and scaling of one service.
     locks: Mutex<HashMap<ServiceKey, Arc<tokio::sync::Mutex<()>>>>,
     rng: AtomicU64,
+    /// Where instances' health changes are logged (the change feed); none in unit tests.
+    change_log: Option<corral_store::Store>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -260,6 +262,36 @@ impl Supervisor {
             runs: RwLock::default(),
             locks: Mutex::default(),
             rng: AtomicU64::new(seed | 1),
+            change_log: None,
+        }
+    }
+
+    /// Logs every instance's health changes to the store's change log.
+    pub fn with_change_log(mut self, store: corral_store::Store) -> Supervisor {
+        self.change_log = Some(store);
+        self
+    }
+
+    /// Appends an instance's health change to the change log (`service_instance.updated`).
+    /// A failed write is logged, not fatal: health is re-evaluated on every check.
+    async fn log_health(&self, run: &LiveRun, index: usize, healthy: bool) {
+        let Some(store) = &self.change_log else {
+            return;
+        };
+        let s = &run.key.service;
+        let change = corral_store::NewChange {
+            verb: corral_types::Verb::Updated,
+            object_type: corral_types::ObjectType::ServiceInstance,
+            object_id: format!("{}/{index}", run.run_id),
+            namespace: s.namespace.clone(),
+            view: serde_json::json!({
+                "namespace": s.namespace, "app": s.app, "version": s.version, "service": s.service,
+                "runid": run.run_id, "instance": index, "healthy": healthy,
+            }),
+        };
+        let scope = TenantScope::background(run.key.tenant.id().clone());
+        if let Err(e) = store.append_changes(&scope, vec![change]).await {
+            tracing::warn!(run = %run.run_id, instance = index, error = ?e, "cannot log a health change");
         }
     }
 
@@ -567,7 +599,9 @@ async fn supervise(
             let _ = tx.send(Ok(()));
         }
         let (ended, healthy_for) = watch_process(&sup, &run, &state, &handle, port, &mut stop).await;
-        state.healthy.store(false, Ordering::Release);
+        if state.healthy.swap(false, Ordering::AcqRel) {
+            sup.log_health(&run, index, false).await;
+        }
         state.pid.store(0, Ordering::Release);
         let _ = std::fs::remove_dir_all(sup.settings.work_root.join(&run.run_id).join(index.to_string()));
         match ended {
@@ -629,7 +663,9 @@ async fn watch_process(
                 return (Ended::Exited(exit.to_string()), healthy_for(healthy_since));
             }
             _ = stop_requested(stop) => {
-                state.healthy.store(false, Ordering::Release);
+                if state.healthy.swap(false, Ordering::AcqRel) {
+                    sup.log_health(run, state.index, false).await;
+                }
                 sup.runner.stop(handle, timing.stop_grace).await;
                 return (Ended::Stopped, healthy_for(healthy_since));
             }
@@ -640,12 +676,14 @@ async fn watch_process(
                     if !state.healthy.swap(true, Ordering::AcqRel) {
                         healthy_since = Some(Instant::now());
                         tracing::info!(run = %run.run_id, instance = state.index, port, "instance is healthy");
+                        sup.log_health(run, state.index, true).await;
                     }
                 } else {
                     failures += 1;
                     if failures >= timing.failures && state.healthy.swap(false, Ordering::AcqRel) {
                         healthy_since = None;
                         tracing::warn!(run = %run.run_id, instance = state.index, port, "instance is unhealthy after {failures} failed checks");
+                        sup.log_health(run, state.index, false).await;
                     }
                 }
             }
