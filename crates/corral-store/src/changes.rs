@@ -14,8 +14,8 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use crate::{
-    ApiKeyRow, AppVersionRow, ClusterRow, ContainerManagerRow, HostRow, ImageRow, InstanceRow,
-    NamespaceRow, NetworkRow, OperationRow, RunRow, ServiceRef, Store, UserRow, db,
+    ApiKeyRow, AppVersionRow, ClusterRow, ContainerManagerRow, HostRow, ImageRow, InstanceRow, NamespaceRow,
+    NetworkRow, OperationRow, RunRow, ServiceRef, Store, UserRow, db,
 };
 
 /// A changed object as the view renderer receives it, read back inside the writing
@@ -99,9 +99,7 @@ impl Changed<'_> {
             Changed::Host(r) => (ObjectType::Host, r.address.to_string(), String::new()),
             Changed::Cluster(r) => (ObjectType::Cluster, r.name.to_string(), String::new()),
             Changed::Network(r) => (ObjectType::Network, r.name.clone(), String::new()),
-            Changed::ContainerManager(r) => {
-                (ObjectType::ContainerManager, r.name.clone(), String::new())
-            }
+            Changed::ContainerManager(r) => (ObjectType::ContainerManager, r.name.clone(), String::new()),
             Changed::Operation(r) => (
                 ObjectType::Operation,
                 format!("{}/{}", r.cluster, r.kind),
@@ -178,12 +176,13 @@ async fn append(
     changes: &[NewChange],
 ) -> Result<i64, Error> {
     let n = changes.len() as i64;
-    let last: i64 = sqlx::query("UPDATE change_head SET revision = revision + $1 WHERE id = 1 RETURNING revision")
-        .bind(n)
-        .fetch_one(&mut **tx)
-        .await
-        .and_then(|r| r.try_get(0))
-        .map_err(db)?;
+    let last: i64 =
+        sqlx::query("UPDATE change_head SET revision = revision + $1 WHERE id = 1 RETURNING revision")
+            .bind(n)
+            .fetch_one(&mut **tx)
+            .await
+            .and_then(|r| r.try_get(0))
+            .map_err(db)?;
     let now = now_ms();
     let mut revision = last - n;
     for chunk in changes.chunks(LOG_BATCH) {
@@ -318,15 +317,14 @@ impl Store {
     pub async fn prune_changes(&self, older_than: i64, keep_last: i64) -> Result<u64, Error> {
         let head = self.change_bounds().await?.head;
         let cut = head.saturating_sub(keep_last.max(0));
-        let through: Option<i64> = sqlx::query(
-            "SELECT MAX(revision) FROM change_log WHERE revision <= $1 AND time < $2",
-        )
-        .bind(cut)
-        .bind(older_than)
-        .fetch_one(&self.pool)
-        .await
-        .and_then(|r| r.try_get(0))
-        .map_err(db)?;
+        let through: Option<i64> =
+            sqlx::query("SELECT MAX(revision) FROM change_log WHERE revision <= $1 AND time < $2")
+                .bind(cut)
+                .bind(older_than)
+                .fetch_one(&self.pool)
+                .await
+                .and_then(|r| r.try_get(0))
+                .map_err(db)?;
         let Some(through) = through else {
             return Ok(0);
         };

@@ -4,14 +4,15 @@
 //! cluster's row ([`lock_cluster`]), so the compare-and-swap of `PUT .../hosts` and the
 //! "no change while an operation is in process" rule hold with several replicas.
 
-use corral_types::{ObjectType, Verb, 
-    ClusterName, Error, HostAddress, JobId, OperationKind, OperationStatus, TenantId, TenantScope,
+use corral_types::{
+    ClusterName, Error, HostAddress, JobId, ObjectType, OperationKind, OperationStatus, TenantId,
+    TenantScope, Verb,
 };
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use crate::jobs::{NewJob, insert_event, insert_job};
 use crate::changes::Journal;
+use crate::jobs::{NewJob, insert_event, insert_job};
 use crate::{Changed, NewChange, Store, db};
 
 /// A stored host, with the cluster it belongs to.
@@ -1271,14 +1272,18 @@ impl Store {
         let mut tx = self.begin_write().await?;
         // A check that changes nothing but the time is not a change worth a log entry: a
         // watched fleet would fill the log with one per host and interval.
-        let before: Option<(String, String, i64)> =
-            sqlx::query("SELECT status, message, registered FROM hosts WHERE tenant_id = $1 AND address = $2")
-                .bind(tenant.as_str())
-                .bind(address)
-                .fetch_optional(&mut *tx)
-                .await
-                .and_then(|r| r.map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))).transpose())
-                .map_err(db)?;
+        let before: Option<(String, String, i64)> = sqlx::query(
+            "SELECT status, message, registered FROM hosts WHERE tenant_id = $1 AND address = $2",
+        )
+        .bind(tenant.as_str())
+        .bind(address)
+        .fetch_optional(&mut *tx)
+        .await
+        .and_then(|r| {
+            r.map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+                .transpose()
+        })
+        .map_err(db)?;
         let done = sqlx::query(
             "UPDATE hosts SET status = $3, message = $4, last_check = $5, registered = COALESCE($6, registered) \
              WHERE tenant_id = $1 AND address = $2 AND bootstrapped = 1 \

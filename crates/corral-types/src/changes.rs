@@ -2,8 +2,8 @@
 //! mark a request leaves so its answer can name the revision its changes committed at.
 
 use std::fmt;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use crate::ctx::Role;
 

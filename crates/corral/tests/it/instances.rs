@@ -115,7 +115,7 @@ pub async fn ids(s: &TestServer, tenant: &str) -> Ids {
     }
 }
 
-async fn server(db: Db, tune: impl FnOnce(&mut Settings)) -> TestServer {
+pub(crate) async fn server(db: Db, tune: impl FnOnce(&mut Settings)) -> TestServer {
     TestServer::start_with(db, |c| {
         c.clouds = vec![mock_cloud(|_| {})];
         tune(c);
@@ -123,7 +123,7 @@ async fn server(db: Db, tune: impl FnOnce(&mut Settings)) -> TestServer {
     .await
 }
 
-async fn call(s: &TestServer, k: &str, m: Method, path: &str, body: Value) -> Value {
+pub(crate) async fn call(s: &TestServer, k: &str, m: Method, path: &str, body: Value) -> Value {
     let resp = s.call(k, m, path).json(&body).send().await.unwrap();
     expect_json(resp, StatusCode::OK).await
 }
@@ -153,12 +153,12 @@ async fn state_of(s: &TestServer, k: &str, id: &str) -> String {
         .to_string()
 }
 
-async fn wait_state(s: &TestServer, k: &str, id: &str, want: &str) -> Value {
+pub(crate) async fn wait_state(s: &TestServer, k: &str, id: &str, want: &str) -> Value {
     s.wait_json(k, &format!("/instances/{id}"), |v| v["state"] == want)
         .await
 }
 
-async fn act(s: &TestServer, k: &str, action: &str, ids: &[&str]) -> Value {
+pub(crate) async fn act(s: &TestServer, k: &str, action: &str, ids: &[&str]) -> Value {
     call(s, k, Method::PUT, &format!("/instances/{action}"), json!(ids)).await
 }
 

@@ -11,6 +11,7 @@ mod qemu_instances;
 
 mod apps;
 mod auth;
+mod changes;
 mod commissaire_networks;
 mod conventions;
 mod isolation;

@@ -21,7 +21,7 @@ use crate::helpers::expect_each_error;
 
 /// A test profile: every command leaves a trace per host (`$CORRAL_TEST_HOST`, which each test
 /// sshd gives its sessions); `upgrade` fails on `failing`; `restart` really restarts the sshd.
-fn profile(trace: &Path, failing: &str, upgrade_delay: f64) -> OsProfilePatch {
+pub(crate) fn profile(trace: &Path, failing: &str, upgrade_delay: f64) -> OsProfilePatch {
     let t = trace.display();
     OsProfilePatch {
         ids: vec![],
@@ -37,13 +37,13 @@ fn profile(trace: &Path, failing: &str, upgrade_delay: f64) -> OsProfilePatch {
     }
 }
 
-struct Fleet {
-    key: ClientKey,
-    hosts: Vec<TestSshd>,
-    port: u16,
+pub(crate) struct Fleet {
+    pub key: ClientKey,
+    pub hosts: Vec<TestSshd>,
+    pub port: u16,
 }
 
-fn fleet(n: usize) -> Fleet {
+pub(crate) fn fleet(n: usize) -> Fleet {
     let key = ClientKey::generate(KeyType::Ed25519, KeyFormat::OpenSsh).unwrap();
     let first = next_loopback();
     let port = free_port(first).unwrap();
@@ -55,12 +55,12 @@ fn fleet(n: usize) -> Fleet {
 }
 
 impl Fleet {
-    fn addresses(&self) -> Vec<String> {
+    pub fn addresses(&self) -> Vec<String> {
         self.hosts.iter().map(|h| h.ip().to_string()).collect()
     }
 }
 
-async fn corral(db: Db, fleet: &Fleet, p: OsProfilePatch) -> TestServer {
+pub(crate) async fn corral(db: Db, fleet: &Fleet, p: OsProfilePatch) -> TestServer {
     let port = fleet.port;
     TestServer::start_with(db, move |s| {
         s.ssh_port = port;
@@ -75,14 +75,14 @@ async fn corral(db: Db, fleet: &Fleet, p: OsProfilePatch) -> TestServer {
 /// Registers every host, waits until each is `disassociated`, and puts them in cluster `c`.
 /// Waits until cluster `c`'s `op` (upgrade, deploy, restart) is no longer in process, and
 /// answers its record.
-async fn settled(s: &TestServer, admin: &str, op: &str) -> Value {
+pub(crate) async fn settled(s: &TestServer, admin: &str, op: &str) -> Value {
     s.wait_json(admin, &format!("/api/v0/cluster/c/{op}"), |r| {
         r["status"] != "in_process"
     })
     .await
 }
 
-async fn cluster_of(s: &TestServer, admin: &str, fleet: &Fleet) {
+pub(crate) async fn cluster_of(s: &TestServer, admin: &str, fleet: &Fleet) {
     s.put(admin, "/api/v0/cluster/c")
         .expect_status(StatusCode::CREATED)
         .await;

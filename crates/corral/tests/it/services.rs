@@ -18,7 +18,14 @@ const STOPPED: &str = "Service is stopped. Please start it.";
 const NOT_ACCEPTING: &str = "Service is running but not accepting requests at this time.";
 
 /// A version of app `app` with one testsvc service `svc`.
-async fn deploy(s: &TestServer, key: &str, app: &str, version: &str, instances: i64, extra_args: &[&str]) {
+pub(crate) async fn deploy(
+    s: &TestServer,
+    key: &str,
+    app: &str,
+    version: &str,
+    instances: i64,
+    extra_args: &[&str],
+) {
     let mut command = vec![testsvc()];
     command.extend(extra_args.iter().map(|a| a.to_string()));
     let body = json!({"version": version, "services": [{"name": "svc", "command": command,
@@ -26,14 +33,20 @@ async fn deploy(s: &TestServer, key: &str, app: &str, version: &str, instances: 
     s.put(key, &format!("{NS}/apps/{app}")).json(body).ok().await;
 }
 
-fn svc_path(app: &str, version: Option<&str>, rest: &str) -> String {
+pub(crate) fn svc_path(app: &str, version: Option<&str>, rest: &str) -> String {
     match version {
         Some(v) => format!("{NS}/apps/{app}/versions/{v}/services/svc{rest}"),
         None => format!("{NS}/apps/{app}/services/svc{rest}"),
     }
 }
 
-async fn start(s: &TestServer, key: &str, app: &str, version: Option<&str>, args: Option<Value>) -> String {
+pub(crate) async fn start(
+    s: &TestServer,
+    key: &str,
+    app: &str,
+    version: Option<&str>,
+    args: Option<Value>,
+) -> String {
     let body = s
         .post(key, &svc_path(app, version, "/start"))
         .json_opt(args)
@@ -42,7 +55,13 @@ async fn start(s: &TestServer, key: &str, app: &str, version: Option<&str>, args
     body["runid"].as_str().expect("runid").to_string()
 }
 
-async fn wait_healthy(s: &TestServer, key: &str, app: &str, version: Option<&str>, n: i64) -> Value {
+pub(crate) async fn wait_healthy(
+    s: &TestServer,
+    key: &str,
+    app: &str,
+    version: Option<&str>,
+    n: i64,
+) -> Value {
     s.wait_json(key, &svc_path(app, version, "/instances"), |v| {
         v["healthy"] == n && v["provisioned"] == n
     })
