@@ -151,6 +151,13 @@ pub trait HostTransport: Send + Sync + 'static {
 
     /// Connects and authenticates only (a health check); answers the host key fingerprint.
     async fn probe(&self, target: &SshTarget) -> Result<String, SshError>;
+
+    /// Whether commands reach real hosts, whose files outlive a connection and which really go
+    /// away on a restart. A rolling step guards its command with files on the host and waits
+    /// for a restarted host to leave; a simulated host has neither.
+    fn real_hosts(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

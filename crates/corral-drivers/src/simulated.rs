@@ -109,6 +109,10 @@ impl SimulatedTransport {
 
 #[async_trait::async_trait]
 impl HostTransport for SimulatedTransport {
+    fn real_hosts(&self) -> bool {
+        false
+    }
+
     async fn exec(
         &self,
         target: &SshTarget,

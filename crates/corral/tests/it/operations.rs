@@ -251,4 +251,59 @@ both_stores!(
     upgrade_stops_at_the_first_failing_host,
     deploy_and_the_rules_while_an_operation_runs,
     restart_waits_for_each_host_to_go_and_return,
+    rolling_operations_on_simulated_hosts,
 );
+
+/// `host_driver = "simulated"` (docs/hosts.md): rolling operations run their command directly
+/// and a restart does not wait for hosts that never go away, so each finishes at once.
+async fn rolling_operations_on_simulated_hosts(db: Db) {
+    let s = TestServer::start_with(db, |c| {
+        c.host_driver = corral::config::HostDriver::Simulated;
+        // Long enough that a restart waiting for the host to go would not finish in the test.
+        c.restart_wait_timeout = 600;
+    })
+    .await;
+    let admin = s.create_tenant("acme", 4).await;
+    s.put(&admin, "/api/v0/cluster/c")
+        .expect_status(StatusCode::CREATED)
+        .await;
+    let hosts = ["10.9.0.1", "10.9.0.2"];
+    let key = ClientKey::generate(KeyType::Ed25519, KeyFormat::OpenSsh).unwrap();
+    for a in hosts {
+        s.put(&admin, &format!("/api/v0/host/{a}"))
+            .json(json!({"ssh_priv_key": STANDARD.encode(&key.private_key), "cluster": "c"}))
+            .expect_status(StatusCode::CREATED)
+            .await;
+    }
+    for a in hosts {
+        s.wait_json(&admin, &format!("/api/v0/host/{a}"), |h| h["status"] == "active")
+            .await;
+    }
+    for (op, body) in [
+        ("upgrade", json!({})),
+        ("deploy", json!({"version": "2.1"})),
+        ("restart", json!({})),
+    ] {
+        s.put(&admin, &format!("/api/v0/cluster/c/{op}"))
+            .json(body)
+            .expect_status(StatusCode::CREATED)
+            .await;
+        let record = settled(&s, &admin, op).await;
+        assert_eq!(record["status"], "finished", "{op}: {record}");
+        assert_eq!(record["failed"], json!([]), "{op}: {record}");
+        assert_eq!(record["message"], "", "{op}: {record}");
+        let done = match op {
+            "upgrade" => "upgraded",
+            "deploy" => "deployed",
+            _ => "restarted",
+        };
+        let mut finished: Vec<String> = record[done]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+        finished.sort();
+        assert_eq!(finished, hosts, "{op}: {record}");
+    }
+}
