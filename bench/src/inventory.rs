@@ -54,13 +54,17 @@ pub async fn run(args: InventoryArgs) -> Result<()> {
     res
 }
 
-struct Api {
+pub(crate) struct Api {
     addr: std::net::SocketAddr,
     auth: String,
 }
 
 impl Api {
-    async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value> {
+    pub(crate) fn new(addr: std::net::SocketAddr, auth: String) -> Api {
+        Api { addr, auth }
+    }
+
+    pub(crate) async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value> {
         let headers = [("authorization", self.auth.as_str())];
         let (status, bytes) = load::send(self.addr, method, path, &headers, body).await?;
         if !status.is_success() {
@@ -72,7 +76,7 @@ impl Api {
         serde_json::from_slice(&bytes).with_context(|| format!("{path}: not JSON"))
     }
 
-    async fn rows(&self, sql: &str) -> Result<Vec<Value>> {
+    pub(crate) async fn rows(&self, sql: &str) -> Result<Vec<Value>> {
         let out = self
             .call(Method::POST, "/query", Some(&json!([{"sql": sql}])))
             .await?;
@@ -101,7 +105,7 @@ impl Api {
     }
 
     /// Waits until `n` instances are `launched`; answers how long it took.
-    async fn until_launched(&self, n: i64, limit: Duration) -> Result<Duration> {
+    pub(crate) async fn until_launched(&self, n: i64, limit: Duration) -> Result<Duration> {
         let t = Instant::now();
         loop {
             let states = self.states().await?;
@@ -120,11 +124,21 @@ impl Api {
     }
 }
 
-fn peak_rss_mib(pid: Option<u32>) -> String {
+pub(crate) fn peak_rss_mib(pid: Option<u32>) -> String {
+    proc_status_mib(pid, "VmHWM:")
+}
+
+/// A process's resident memory now.
+pub(crate) fn rss_mib(pid: Option<u32>) -> String {
+    proc_status_mib(pid, "VmRSS:")
+}
+
+/// A memory figure of `/proc/PID/status`, in MiB.
+fn proc_status_mib(pid: Option<u32>, field: &str) -> String {
     pid.and_then(|p| std::fs::read_to_string(format!("/proc/{p}/status")).ok())
         .and_then(|s| {
             s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .find_map(|l| l.strip_prefix(field))
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         })
         .map_or_else(|| "n/a".into(), |kb| format!("{:.0} MiB", kb / 1024.0))

@@ -5,9 +5,11 @@
 //! * `corral-bench hello --listen ADDR` — the bare reference server on its own (used as the child above).
 //! * `corral-bench load --addr ADDR --path PATH` — the load generator against any loopback endpoint.
 //! * `corral-bench inventory` — the instance and query scale figures (see `inventory.rs`).
+//! * `corral-bench feed` — change-feed watchers under instance actions (see `feed.rs`).
 //! * `corral-bench proxy` — a `corral-testsvc` service run by Corral, loaded straight on its port and through
 //!   Corral's method proxy, same generator and settings, one run (cdap-v3.md 6).
 
+mod feed;
 mod hello;
 mod hist;
 mod inventory;
@@ -43,6 +45,9 @@ enum Cmd {
     Proxy(FoundationArgs),
     /// 100,000 mock instances and 10,000 hosts: launch, bulk reboot, SQL query times, peak memory.
     Inventory(inventory::InventoryArgs),
+    /// 1,000 change-feed watchers on one tenant while 10,000 mock instance actions run: delivery
+    /// latency and memory.
+    Feed(feed::FeedArgs),
     /// Run the bare axum reference server (answers GET /hello with {"message":"hello"}).
     Hello {
         /// Loopback address to listen on; port 0 picks a free port (printed as "listening on ADDR").
@@ -200,6 +205,10 @@ fn main() -> Result<()> {
         Cmd::Inventory(args) => {
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             rt.block_on(inventory::run(args))
+        }
+        Cmd::Feed(args) => {
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(feed::run(args))
         }
         Cmd::Proxy(args) => {
             let rt = client_runtime(&args.load)?;
