@@ -9,6 +9,11 @@
 //! A connect failure to the chosen instance is retried once on the next healthy instance of the
 //! same version (6.3). That is safe because a failed connect never polled the body: the body
 //! sits in a shared slot that the first poll takes, so the retry can still send it.
+//!
+//! A service may answer before it has read the request body (a 413, a 501) and close the
+//! connection; writing the rest of the body then fails. Like nginx and Envoy, the proxy passes
+//! that answer on: the upstream connection ([`EarlyAnswerIo`]) swallows the failed writes, so
+//! the client reads the answer that is already in the socket.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -25,8 +30,8 @@ use axum::response::{IntoResponse, Response};
 use corral_types::{Error, OpCtx};
 use hyper::body::{Bytes, Frame, SizeHint};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use crate::error::ApiError;
 use crate::extract::Ctx;
@@ -47,10 +52,105 @@ const HOP_BY_HOP: [&str; 8] = [
     "upgrade",
 ];
 
+/// An upstream connection that ignores writes once the service has closed its side: what it
+/// answered can still be read.
+struct EarlyAnswerIo {
+    inner: TokioIo<tokio::net::TcpStream>,
+    /// A write failed because the service closed the connection; later writes are dropped.
+    closed: bool,
+}
+
+/// Whether a write error means the peer closed the connection (it may have answered).
+fn peer_closed(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+    )
+}
+
+impl hyper::rt::Read for EarlyAnswerIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for EarlyAnswerIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        if self.closed {
+            return Poll::Ready(Ok(buf.len()));
+        }
+        match Pin::new(&mut self.inner).poll_write(cx, buf) {
+            Poll::Ready(Err(e)) if peer_closed(&e) => {
+                self.closed = true;
+                Poll::Ready(Ok(buf.len()))
+            }
+            other => other,
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        if self.closed {
+            return Poll::Ready(Ok(()));
+        }
+        match Pin::new(&mut self.inner).poll_flush(cx) {
+            Poll::Ready(Err(e)) if peer_closed(&e) => {
+                self.closed = true;
+                Poll::Ready(Ok(()))
+            }
+            other => other,
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        if self.closed {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+impl Connection for EarlyAnswerIo {
+    fn connected(&self) -> Connected {
+        self.inner.connected()
+    }
+}
+
+/// The HTTP connector, handing out [`EarlyAnswerIo`] connections.
+#[derive(Clone)]
+struct EarlyAnswerConnector(HttpConnector);
+
+impl tower::Service<Uri> for EarlyAnswerConnector {
+    type Response = EarlyAnswerIo;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn std::future::Future<Output = Result<EarlyAnswerIo, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.0.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let connecting = self.0.call(uri);
+        Box::pin(async move {
+            Ok(EarlyAnswerIo {
+                inner: connecting.await?,
+                closed: false,
+            })
+        })
+    }
+}
+
 /// The pooled upstream client, shared by every proxied request.
 #[derive(Clone)]
 pub struct ProxyClient {
-    client: Client<HttpConnector, ForwardBody>,
+    client: Client<EarlyAnswerConnector, ForwardBody>,
     timeout: Duration,
     max_body: u64,
 }
@@ -63,7 +163,7 @@ impl ProxyClient {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(64)
-            .build(connector);
+            .build(EarlyAnswerConnector(connector));
         ProxyClient {
             client,
             timeout,
@@ -101,6 +201,20 @@ impl ForwardBody {
                 Some(b) => f(b),
                 None => default,
             },
+        }
+    }
+}
+
+/// A body dropped before its end (the service answered early and closed, or went away) is
+/// drained in the background: the client is still sending it and must get to read the answer
+/// (see [`drain`]).
+impl Drop for ForwardBody {
+    fn drop(&mut self) {
+        if let Some(body) = self.inner.take()
+            && !hyper::body::Body::is_end_stream(&body)
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(drain(body));
         }
     }
 }

@@ -142,10 +142,6 @@ impl Journal<'_> {
         self.pending.push(change);
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
-        self.pending.is_empty()
-    }
-
     /// Appends the recorded changes and commits `tx`; notes the last revision in the
     /// scope's mark and wakes the local feed.
     pub(crate) async fn commit(

@@ -243,8 +243,7 @@ async fn instances_and_images(db: Db) {
         .iter()
         .filter(|c| c.object_type == "instance" && c.object_id == id)
         .map(|c| serde_json::from_str::<Value>(&c.data).unwrap())
-        .filter(|v| v["state"] == "launched")
-        .last()
+        .rfind(|v| v["state"] == "launched")
         .unwrap();
     assert_eq!(after_reboot, launched);
     let image_saved = log

@@ -857,3 +857,31 @@ both_stores!(
     batch_calls,
     isolation,
 );
+
+/// A service that answers before reading the request body (python's `http.server` answers 501
+/// to a POST and closes): the caller gets that answer, as from nginx or Envoy, not a 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_early_answer_passes_through() {
+    let s = TestServer::start(Db::Sqlite).await;
+    let k = s.create_tenant("acme", 0).await;
+    let body = json!({"version": "1.0", "services": [{"name": "svc",
+        "command": ["sh", "-c", "exec python3 -m http.server \"$PORT\" --bind 127.0.0.1"],
+        "instances": 1, "health_path": "/"}]});
+    s.put(&k, &format!("{NS}/apps/Py")).json(body).ok().await;
+    start(&s, &k, "Py", None, None).await;
+    wait_healthy(&s, &k, "Py", None, 1).await;
+    let path = svc_path("Py", None, "/methods/upload");
+    for size in [8 * 1024 * 1024, 16] {
+        let status = s
+            .post(&k, &path)
+            .with(|r| r.body(vec![7u8; size]))
+            .expect_status(StatusCode::NOT_IMPLEMENTED)
+            .await;
+        assert!(status.contains("Unsupported method"), "{size}: {status}");
+    }
+    // The service is still served afterwards.
+    s.get(&k, &svc_path("Py", None, "/methods/"))
+        .expect_status(StatusCode::OK)
+        .await;
+    s.stop().await;
+}
