@@ -467,6 +467,7 @@ mod tests {
             let s = Settings::load(Some(&path), &Overrides::default()).map_err(figment::Error::from)?;
             assert_eq!(s.listen, "127.0.0.1:8080");
             assert_eq!(s.instance_transition_timeout, 600);
+            assert_eq!(s.events, EventsSettings::default());
             let ids: Vec<(&str, &str)> = s
                 .clouds
                 .iter()
