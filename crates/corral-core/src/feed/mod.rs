@@ -528,6 +528,29 @@ impl Watch {
         }
     }
 
+    /// An event that is ready without waiting, if any (to batch a burst into one write).
+    /// `None` says nothing about the end of the stream: [`Watch::next`] tells that.
+    pub fn try_next(&mut self) -> Option<Arc<FeedEvent>> {
+        loop {
+            if let Some(ev) = self.backlog.pop_front() {
+                self.send(ev.clone());
+                return Some(ev);
+            }
+            if self.position < self.upto {
+                return None;
+            }
+            match self.rx.try_recv() {
+                Ok(ev) if ev.revision > self.position => {
+                    self.position = ev.revision;
+                    self.send(ev.clone());
+                    return Some(ev);
+                }
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
+    }
+
     fn send(&mut self, ev: Arc<FeedEvent>) -> FeedItem {
         self.sent = ev.revision;
         self.hub.sent.fetch_add(1, Ordering::Relaxed);
