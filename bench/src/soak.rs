@@ -292,6 +292,14 @@ async fn capacity(shared: &Arc<Shared>, args: &SoakArgs) -> Result<(f64, Period)
     Ok((rate, p))
 }
 
+/// The machine's one-minute load average: other work on the machine shows in the figures.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "n/a".into())
+}
+
 /// Open files of a process.
 fn open_fds(pid: Option<u32>) -> String {
     pid.and_then(|p| std::fs::read_dir(format!("/proc/{p}/fd")).ok())
@@ -423,8 +431,8 @@ flavors = [{{ name = "small", ram = 512, vcpus = 1 }}]
         })
         .collect();
     println!();
-    println!("| minute | units offered | ok | refused (409) | errors | p50 | p99 | RSS MiB | open fds |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| minute | units offered | ok | refused (409) | errors | p50 | p99 | RSS MiB | open fds | load avg |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let interval = Duration::from_secs_f64(1.0 / rate);
     let start = Instant::now();
     let end = start + args.duration;
@@ -460,7 +468,7 @@ flavors = [{{ name = "small", ram = 512, vcpus = 1 }}]
                 }
             }
             println!(
-                "| {minute} | {offered} | {} | {} | {errors}{} | {} | {} | {} | {} |",
+                "| {minute} | {offered} | {} | {} | {errors}{} | {} | {} | {} | {} | {} |",
                 p.ok,
                 p.refused,
                 if p.late > 0 { format!(" ({} late)", p.late) } else { String::new() },
@@ -468,6 +476,7 @@ flavors = [{{ name = "small", ram = 512, vcpus = 1 }}]
                 ms(p.hist.quantile(0.99)),
                 rss.map_or_else(|| "n/a".into(), |k| format!("{:.0}", k as f64 / 1024.0)),
                 open_fds(pid),
+                load_average(),
             );
             offered = 0;
         }
