@@ -112,6 +112,11 @@ pub struct Settings {
     pub clouds: Vec<corral_core::clouds::CloudConfig>,
     /// Seconds each operation of a `mock` cloud takes (a cloud's `options.delay_ms` wins).
     pub mock_delay: f64,
+    /// A read-only credential for `/metrics` alone, presented as `Authorization: Bearer`
+    /// (Prometheus' `bearer_token`); at least 32 characters. Kept only hashed in memory.
+    pub metrics_token: Option<String>,
+    /// Milliseconds between retries of a cloud that could not start (30 s).
+    pub cloud_retry_interval_ms: u64,
     /// Seconds an instance or image may stay in a transitional state before it goes to `error`.
     pub instance_transition_timeout: u64,
     /// Milliseconds one SQL statement of `POST /query` may run.
@@ -187,6 +192,8 @@ impl Default for Settings {
             router: RouterSettings::default(),
             clouds: Vec::new(),
             mock_delay: 1.0,
+            cloud_retry_interval_ms: 30_000,
+            metrics_token: None,
             instance_transition_timeout: 600,
             sql_statement_timeout: 5000,
             sql_row_limit: 10_000,
@@ -292,6 +299,12 @@ impl Settings {
         }
         if s.instance_transition_timeout == 0 {
             return Err("instance_transition_timeout must be positive".into());
+        }
+        if s.metrics_token
+            .as_ref()
+            .is_some_and(|t| t.trim().len() < 32 || t.trim() != t)
+        {
+            return Err("metrics_token must be at least 32 characters, without surrounding spaces".into());
         }
         if s.service_max_instances < 1 {
             return Err("service_max_instances must be positive".into());

@@ -20,6 +20,7 @@ mod namespaces;
 mod operations;
 mod process;
 mod query;
+mod robust;
 mod roles;
 mod services;
 mod tenants;
