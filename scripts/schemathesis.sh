@@ -19,7 +19,7 @@ log() { printf '\n== %s\n' "$*"; }
 
 examples=${SCHEMATHESIS_EXAMPLES:-20}
 corral=${CORRAL_BIN:-}
-venv=target/schemathesis-venv
+venv="$PWD/target/schemathesis-venv"
 version="4.32.5"
 
 if [ ! -x "$venv/bin/st" ] || ! "$venv/bin/st" --version | grep -q "$version"; then
@@ -31,6 +31,7 @@ if [ -z "$corral" ]; then
     cargo build -q -p corral
     corral=target/debug/corral
 fi
+corral=$(realpath "$corral")
 run_as_root=()
 [ "$(id -u)" -eq 0 ] || run_as_root=(sudo)
 
@@ -91,6 +92,7 @@ EOF
             curl -sf http://127.0.0.1:55099/ping >/dev/null && break
             sleep 0.1
         done
+        cd "$2"  # schemathesis keeps its cache in the working directory
         "$3/bin/st" run http://127.0.0.1:55099/openapi.json \
             -H "Authorization: Bearer $4" \
             --checks not_a_server_error,status_code_conformance,response_schema_conformance \
