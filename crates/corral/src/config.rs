@@ -300,6 +300,9 @@ impl Settings {
         if s.instance_transition_timeout == 0 {
             return Err("instance_transition_timeout must be positive".into());
         }
+        if s.cloud_retry_interval_ms < 100 {
+            return Err("cloud_retry_interval_ms must be at least 100".into());
+        }
         if s.metrics_token
             .as_ref()
             .is_some_and(|t| t.trim().len() < 32 || t.trim() != t)
@@ -401,6 +404,23 @@ mod tests {
             jail.set_env("CORRAL_TOKEN_TTL", "soon");
             let err = Settings::load(None, &Overrides::default()).unwrap_err();
             assert!(err.to_lowercase().contains("token_ttl"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_weak_metrics_token_or_a_busy_cloud_retry_is_refused() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("CORRAL_METRICS_TOKEN", "short");
+            let err = Settings::load(None, &Overrides::default()).unwrap_err();
+            assert!(err.contains("metrics_token") && !err.contains("short"), "{err}");
+            jail.set_env("CORRAL_METRICS_TOKEN", "m".repeat(32));
+            let s = Settings::load(None, &Overrides::default()).map_err(figment::Error::from)?;
+            assert_eq!(s.metrics_token, Some("m".repeat(32)));
+            assert_eq!(s.cloud_retry_interval_ms, 30_000);
+            jail.set_env("CORRAL_CLOUD_RETRY_INTERVAL_MS", "5");
+            let err = Settings::load(None, &Overrides::default()).unwrap_err();
+            assert!(err.contains("cloud_retry_interval_ms"), "{err}");
             Ok(())
         });
     }

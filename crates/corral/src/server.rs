@@ -211,7 +211,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
     if let Some(watcher) = core.watcher(jobs_rx.clone()) {
         tokio::spawn(watcher);
     }
-    let retry = Duration::from_millis(settings.cloud_retry_interval_ms.max(1));
+    let retry = Duration::from_millis(settings.cloud_retry_interval_ms.max(100));
     if let Some(retrier) = core.cloud_retrier(retry, jobs_rx.clone()) {
         tokio::spawn(retrier);
     }
