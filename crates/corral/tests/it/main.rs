@@ -22,6 +22,7 @@ mod operations;
 mod process;
 mod query;
 mod replicas;
+mod robust;
 mod roles;
 mod services;
 mod tenants;
