@@ -14,6 +14,7 @@ mod auth;
 mod changes;
 mod commissaire_networks;
 mod conventions;
+mod hardening;
 mod isolation;
 mod jobs;
 mod namespaces;
