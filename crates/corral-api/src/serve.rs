@@ -533,8 +533,8 @@ struct Guarded<I> {
     pos: usize,
     /// Bytes at `pos` checked and ready for hyper.
     ready: usize,
-    /// Where a search for the end of the head goes on.
-    scanned: usize,
+    /// What is known of the head being collected.
+    scan: Scan,
     reading: Reading,
     /// The head deadline: from the start for the first request, else from its first byte.
     deadline: Option<Pin<Box<Sleep>>>,
@@ -555,7 +555,7 @@ impl<I> Guarded<I> {
             buf: Vec::new(),
             pos: 0,
             ready: 0,
-            scanned: 0,
+            scan: Scan::default(),
             reading: Reading::Head,
             deadline: Some(Box::pin(tokio::time::sleep(limits.header_read_timeout))),
             header_timeout: limits.header_read_timeout,
@@ -575,17 +575,46 @@ impl<I> Guarded<I> {
         }
     }
 
-    /// Whether the bytes so far may hold a whole head: an empty line after some content.
-    fn head_may_be_done(&mut self) -> bool {
+    /// Scans the bytes that arrived since the last call (each byte once, so a client sending
+    /// its head byte by byte costs linear time) and answers whether the head is worth parsing:
+    /// it may be complete (an empty line after some content), or it already breaks a limit.
+    fn worth_parsing(&mut self) -> bool {
         let pending = &self.buf[self.pos..];
-        let from = self.scanned.min(pending.len());
-        self.scanned = pending.len();
-        (from..pending.len()).any(|i| {
-            pending[i] == b'\n'
-                && ((i >= 1 && pending[i - 1] == b'\n')
-                    || (i >= 2 && pending[i - 1] == b'\r' && pending[i - 2] == b'\n'))
-        })
+        let from = self.scan.seen.min(pending.len());
+        self.scan.seen = pending.len();
+        for i in from..pending.len() {
+            let b = pending[i];
+            if !self.scan.content {
+                // Empty lines before the request line are skipped, as httparse does.
+                self.scan.content = b != b'\r' && b != b'\n';
+                continue;
+            }
+            if b == b'\n' {
+                self.scan.line_done = true;
+                if (i >= 1 && pending[i - 1] == b'\n')
+                    || (i >= 2 && pending[i - 1] == b'\r' && pending[i - 2] == b'\n')
+                {
+                    self.scan.end = true;
+                }
+            }
+        }
+        self.scan.end
+            || pending.len() >= self.max_header_bytes
+            || (!self.scan.line_done && pending.len() > self.max_uri_bytes + 32)
     }
+}
+
+/// What [`Guarded::worth_parsing`] learnt of the head so far.
+#[derive(Debug, Default)]
+struct Scan {
+    /// Bytes scanned.
+    seen: usize,
+    /// A byte other than CR and LF was seen.
+    content: bool,
+    /// The request line has ended.
+    line_done: bool,
+    /// An empty line followed content.
+    end: bool,
 }
 
 impl<I: AsyncRead + AsyncWrite + Unpin> Guarded<I> {
@@ -678,10 +707,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncRead for Guarded<I> {
                 }
                 Reading::Head => {
                     if have > 0 {
-                        let verdict = if this.head_may_be_done()
-                            || have >= this.max_header_bytes
-                            || have > this.max_uri_bytes
-                        {
+                        let verdict = if this.worth_parsing() {
                             inspect(&this.buf[this.pos..], &this.limits())
                         } else {
                             Head::Partial
@@ -689,7 +715,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncRead for Guarded<I> {
                         match verdict {
                             Head::Complete { len, next } => {
                                 this.ready = len;
-                                this.scanned = 0;
+                                this.scan = Scan::default();
                                 this.deadline = None;
                                 this.reading = match next {
                                     Next::Body(0) => Reading::Head,
@@ -712,6 +738,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncRead for Guarded<I> {
                                 continue;
                             }
                             Head::Partial => {
+                                this.scan.end = false;
                                 if this.deadline.is_none() {
                                     this.deadline = Some(Box::pin(tokio::time::sleep(this.header_timeout)));
                                 }

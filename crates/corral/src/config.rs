@@ -529,6 +529,34 @@ mod tests {
         });
     }
 
+    /// The `[server]` table and its `CORRAL_SERVER_*` variables; `CORRAL_SERVER_KEY` stays the
+    /// server key.
+    #[test]
+    fn server_limits_come_from_the_table_and_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "corral.toml",
+                "data_dir_permissions = \"fix\"\n[server]\nheader_read_timeout = 3\nmax_connections = 50\n",
+            )?;
+            jail.set_env("CORRAL_SERVER_MAX_CONNECTIONS_PER_PEER", "7");
+            jail.set_env("CORRAL_SERVER_KEY", "c2VjcmV0");
+            let s = Settings::load(Some(Path::new("corral.toml")), &Overrides::default())
+                .map_err(figment::Error::from)?;
+            assert_eq!(s.data_dir_permissions, DataDirPermissions::Fix);
+            let l = s.server.limits();
+            assert_eq!(l.header_read_timeout, Duration::from_secs(3));
+            assert_eq!(l.idle_timeout, Duration::from_secs(60));
+            assert_eq!((l.max_connections, l.max_connections_per_peer), (50, 7));
+            assert_eq!(s.server_key.as_deref(), Some("c2VjcmV0"));
+            jail.create_file("bad.toml", "[server]\nheader_timeout = 3\n")?;
+            let err = Settings::load(Some(Path::new("bad.toml")), &Overrides::default()).unwrap_err();
+            assert!(err.contains("header_timeout"), "{err}");
+            jail.create_file("zero.toml", "[server]\nmax_connections = 0\n")?;
+            assert!(Settings::load(Some(Path::new("zero.toml")), &Overrides::default()).is_err());
+            Ok(())
+        });
+    }
+
     #[test]
     fn default_database_is_sqlite_in_data_dir() {
         let s = Settings {
