@@ -337,6 +337,10 @@ async fn serve_conn<I>(
         }
     };
     if let Err(e) = result {
+        // Hyper's own header timer is the idle timeout (`Guarded` counts the header phase).
+        if e.is_timeout() {
+            metrics::counter!("corral_connections_timed_out_total", "phase" => "idle").increment(1);
+        }
         tracing::debug!(%peer, error = %e, "connection ended");
     }
 }

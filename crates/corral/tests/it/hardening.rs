@@ -220,6 +220,10 @@ async fn slow_clients_are_cut_at_the_header_timeout_and_capped_per_peer() {
         "{metrics}"
     );
     assert!(metrics.contains("corral_connections_open"), "{metrics}");
+    assert!(
+        metrics.contains("corral_connections_timed_out_total{phase=\"header\"}"),
+        "{metrics}"
+    );
     s.stop().await;
 }
 
@@ -263,6 +267,22 @@ async fn the_total_cap_refuses_and_idle_connections_close() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let ping = s.anon(reqwest::Method::GET, "/ping").send().await.unwrap();
     assert_eq!(ping.status(), StatusCode::OK);
+    let metrics = s
+        .root(reqwest::Method::GET, "/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("corral_connections_refused_total{reason=\"max_connections\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("corral_connections_timed_out_total{phase=\"idle\"}"),
+        "{metrics}"
+    );
     s.stop().await;
 }
 
