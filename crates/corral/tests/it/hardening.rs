@@ -556,3 +556,83 @@ async fn files_at_rest_are_private_and_an_open_data_dir_is_refused_or_fixed() {
         "ANSI escape in a non-terminal log: {log:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_slow_heads_are_cut_and_connections_over_the_cap_closed() {
+    use std::sync::Arc;
+    let certs = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert_path, key_path) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    let s = TestServer::start_with(Db::Sqlite, |c| {
+        c.tls_cert = Some(cert_path.clone());
+        c.tls_key = Some(key_path.clone());
+        c.server.header_read_timeout = 2;
+        c.server.max_connections_per_peer = 3;
+    })
+    .await;
+    let addr = addr_of(&s);
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let connect = || async {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        connector.connect(name.clone(), tcp).await
+    };
+    // A whole request is served over TLS, and a malformed head gets the JSON error.
+    let mut tls = connect().await.unwrap();
+    tls.write_all(b"GET /ping HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    tls.read_to_end(&mut out).await.unwrap();
+    assert_eq!(Raw::parse(&out).status, 200);
+    let mut tls = connect().await.unwrap();
+    tls.write_all(b"GET /ping HTTP/1.1\r\nHost: localhost\r\nX-A: \x02\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut out)).await;
+    Raw::parse(&out).assert_json_error(400, "malformed head over TLS");
+    drop(tls);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Three slow heads fill the peer's places; a fourth connection is closed without a handshake.
+    let started = Instant::now();
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut t = connect().await.unwrap();
+        t.write_all(b"GET /ping HTTP/1.1\r\nHost: localhost\r\n")
+            .await
+            .unwrap();
+        held.push(t);
+    }
+    let refused = tokio::time::timeout(Duration::from_secs(5), connect())
+        .await
+        .expect("the refused handshake ends at once");
+    assert!(
+        refused.is_err(),
+        "a connection over the cap completed its handshake"
+    );
+    // The slow heads are cut at the header timeout.
+    for (i, t) in held.iter_mut().enumerate() {
+        let mut b = [0u8; 64];
+        let r = tokio::time::timeout(Duration::from_secs(5), t.read(&mut b))
+            .await
+            .unwrap_or_else(|_| panic!("slow TLS connection {i} still open"));
+        assert!(!matches!(r, Ok(n) if n > 0), "{i}: unexpected bytes");
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(1900),
+        "{:?}",
+        started.elapsed()
+    );
+    s.stop().await;
+}
