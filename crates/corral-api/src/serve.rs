@@ -645,17 +645,27 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Guarded<I> {
             self.buf.drain(..self.pos);
             self.pos = 0;
         }
-        let have = self.buf.len();
+        // Read through a stack chunk: the buffer grows only as far as the head does, so an
+        // idle connection holds no large buffer.
+        let mut chunk = [0u8; 8 * 1024];
         let room = (self.max_header_bytes + 1)
-            .saturating_sub(have)
-            .clamp(1, 16 * 1024);
-        self.buf.resize(have + room, 0);
-        let mut rb = ReadBuf::new(&mut self.buf[have..]);
-        let polled = Pin::new(&mut self.io).poll_read(cx, &mut rb);
+            .saturating_sub(self.buf.len())
+            .clamp(1, chunk.len());
+        let mut rb = ReadBuf::new(&mut chunk[..room]);
+        ready!(Pin::new(&mut self.io).poll_read(cx, &mut rb))?;
         let got = rb.filled().len();
-        self.buf.truncate(have + got);
-        ready!(polled)?;
+        self.buf.extend_from_slice(rb.filled());
         Poll::Ready(Ok(got))
+    }
+
+    /// Forgets the handed-over bytes; a buffer a large head grew is given back.
+    fn reset_buf(&mut self) {
+        self.pos = 0;
+        if self.buf.capacity() > 16 * 1024 {
+            self.buf = Vec::new();
+        } else {
+            self.buf.clear();
+        }
     }
 }
 
@@ -667,8 +677,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncRead for Guarded<I> {
                 let written = ready!(this.poll_answer(cx));
                 this.answer = None;
                 this.reading = Reading::Pass;
-                this.buf.clear();
-                this.pos = 0;
+                this.reset_buf();
                 // The end of the stream: hyper closes the connection.
                 return Poll::Ready(written);
             }
@@ -678,8 +687,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncRead for Guarded<I> {
                 this.pos += n;
                 this.ready -= n;
                 if this.pos == this.buf.len() {
-                    this.buf.clear();
-                    this.pos = 0;
+                    this.reset_buf();
                 }
                 return Poll::Ready(Ok(()));
             }
@@ -809,6 +817,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Guarded<I> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::AsyncReadExt;
 
     fn verdict(head: &str) -> Head {
         inspect(head.as_bytes(), &ConnLimits::default())
@@ -857,5 +866,56 @@ mod tests {
         assert_eq!(status(&format!("GET / HTTP/1.1\r\n{many}\r\n")), 431);
         let big = format!("GET / HTTP/1.1\r\nX: {}\r\n", "v".repeat(70_000));
         assert_eq!(status(&big), 431);
+    }
+
+    /// Drives `Guarded` as hyper would (reading everything it hands over) while a client sends
+    /// `parts` one after the other; answers what hyper saw and what the client received.
+    async fn through_guard(parts: &[&[u8]]) -> (Vec<u8>, Vec<u8>) {
+        let (client, server) = tokio::io::duplex(1 << 20);
+        let mut guarded = Guarded::new(server, &ConnLimits::default(), Arc::new(ConnShared::default()));
+        let (mut client_rd, mut client_wr) = tokio::io::split(client);
+        let parts: Vec<Vec<u8>> = parts.iter().map(|p| p.to_vec()).collect();
+        let writer = tokio::spawn(async move {
+            for p in parts {
+                client_wr.write_all(&p).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            client_wr.shutdown().await.unwrap();
+        });
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 7];
+        loop {
+            let n = guarded.read(&mut buf).await.unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buf[..n]);
+        }
+        writer.await.unwrap();
+        drop(guarded);
+        let mut answer = Vec::new();
+        client_rd.read_to_end(&mut answer).await.unwrap();
+        (seen, answer)
+    }
+
+    #[tokio::test]
+    async fn heads_bodies_and_later_heads_pass_intact() {
+        let head = b"POST /a HTTP/1.1\r\nContent-Length: 5\r\n\r\n";
+        let mut bytes: Vec<&[u8]> = head.chunks(1).collect();
+        bytes.extend([&b"ab"[..], b"cdeGET /b HT", b"TP/1.1\r\nHost: x\r\n\r\n"]);
+        let (seen, answer) = through_guard(&bytes).await;
+        assert_eq!(seen, bytes.concat());
+        assert!(answer.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_bad_later_head_is_answered_and_never_handed_over() {
+        let good: &[u8] = b"POST /a HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}";
+        let (seen, answer) = through_guard(&[good, b"GET /b HTTP/1.1\r\nX: \x01\r\n\r\n"]).await;
+        assert_eq!(seen, good);
+        let answer = String::from_utf8(answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{answer}");
+        assert!(answer.contains("x-request-id: "), "{answer}");
+        assert!(answer.ends_with("}"), "{answer}");
     }
 }
