@@ -331,7 +331,12 @@ async fn spawn_corral(
     env: &[(&str, String)],
 ) -> Result<SocketAddr> {
     let data_dir = dir.join("data");
-    std::fs::create_dir_all(&data_dir)?;
+    // Private, as Corral requires of an existing data dir.
+    let mut private = std::fs::DirBuilder::new();
+    private.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut private, 0o700);
+    private.create(&data_dir)?;
     let log = std::fs::File::create(dir.join("corral.log"))?;
     let addr: SocketAddr = format!("127.0.0.1:{}", free_loopback_port()?).parse()?;
     let child = Command::new(bin)
@@ -342,6 +347,9 @@ async fn spawn_corral(
         .arg(&data_dir)
         .env("CORRAL_BOOTSTRAP_KEY", key)
         .env("CORRAL_LOG", "warn")
+        // Every load connection comes from 127.0.0.1: lift the per-peer cap (feed: 1,000 watchers).
+        .env("CORRAL_SERVER_MAX_CONNECTIONS_PER_PEER", "100000")
+        .env("CORRAL_SERVER_MAX_CONNECTIONS", "100000")
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::null())
         .stdout(Stdio::from(log.try_clone()?))

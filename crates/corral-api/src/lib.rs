@@ -86,6 +86,10 @@ pub fn app(state: AppState) -> Router {
             middleware::revision,
         ))
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(
+            max_body,
+            middleware::declared_body_limit,
+        ))
         .layer(axum::middleware::from_fn(middleware::metrics))
         .layer(CatchPanicLayer::custom(|_| {
             error::ApiError(corral_types::Error::internal("handler panicked")).into_response_static()

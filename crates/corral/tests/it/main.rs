@@ -15,6 +15,7 @@ mod changes;
 mod commissaire_networks;
 mod conventions;
 mod events;
+mod hardening;
 mod isolation;
 mod jobs;
 mod namespaces;
