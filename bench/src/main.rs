@@ -268,10 +268,16 @@ impl Children {
 }
 
 async fn foundation(args: FoundationArgs) -> Result<()> {
+    with_children(async |children, tmp| foundation_inner(&args, children, tmp).await).await
+}
+
+/// Runs one benchmark with its child processes and a temp dir: the children are killed
+/// whatever happens (Ctrl-C included), and a failure shows the tail of Corral's log.
+pub(crate) async fn with_children(body: impl AsyncFnOnce(&mut Children, &Path) -> Result<()>) -> Result<()> {
     let mut children = Children::default();
     let tmp = tempfile::Builder::new().prefix("corral-bench-").tempdir()?;
     let res = tokio::select! {
-        r = foundation_inner(&args, &mut children, tmp.path()) => r,
+        r = body(&mut children, tmp.path()) => r,
         _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
     };
     children.kill_all().await;

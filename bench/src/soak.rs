@@ -37,7 +37,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{Mutex, mpsc};
 
 use crate::hist::Histogram;
-use crate::inventory::Api;
+use crate::inventory::{Api, mock_cloud_config};
 use crate::report::{Machine, datetime_utc, ms};
 use crate::{Children, corral_bin, parse_duration, random_key, spawn_corral};
 
@@ -82,17 +82,7 @@ pub async fn run(args: SoakArgs) -> Result<()> {
     if args.connections == 0 || args.instances == 0 || args.sample.is_zero() {
         bail!("--connections, --instances and --sample must be positive");
     }
-    let mut children = Children::default();
-    let tmp = tempfile::Builder::new().prefix("corral-bench-").tempdir()?;
-    let res = tokio::select! {
-        r = inner(&args, &mut children, tmp.path()) => r,
-        _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
-    };
-    children.kill_all().await;
-    if res.is_err() {
-        crate::print_log_tail(&tmp.path().join("corral.log"), 40);
-    }
-    res
+    crate::with_children(async |children, tmp| inner(&args, children, tmp).await).await
 }
 
 /// What the workers share: the server, the tenant's credential and the seeded ids.
@@ -331,22 +321,7 @@ fn rss_kib(pid: Option<u32>) -> Option<u64> {
 async fn inner(args: &SoakArgs, children: &mut Children, tmp: &Path) -> Result<()> {
     let machine = Machine::detect();
     let bin = corral_bin(args.corral_bin.as_ref())?;
-    let config = tmp.join("bench.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"host_driver = "simulated"
-[[clouds]]
-id = "mock"
-type = "mock"
-[clouds.options]
-delay_ms = {}
-images = ["debian"]
-flavors = [{{ name = "small", ram = 512, vcpus = 1 }}]
-"#,
-            args.mock_delay_ms
-        ),
-    )?;
+    let config = mock_cloud_config(tmp, "host_driver = \"simulated\"", args.mock_delay_ms)?;
     let mut env = vec![("CORRAL_CONFIG", config.display().to_string())];
     if let Some(url) = &args.database_url {
         env.push(("CORRAL_DATABASE_URL", url.clone()));
@@ -355,26 +330,9 @@ flavors = [{{ name = "small", ram = 512, vcpus = 1 }}]
     let addr = spawn_corral(children, &bin, tmp, &key, Duration::from_secs(60), &env).await?;
     let pid = children.pid("corral");
     let root = Api::new(addr, format!("Bearer {key}"));
-    let created = root
-        .call(
-            Method::POST,
-            "/v2/tenants",
-            Some(&json!({"tenant": {"name": "soak", "workers": 32}})),
-        )
-        .await?;
-    let tenant_key = created["admin"]["apikey"]["key"]
-        .as_str()
-        .ok_or_else(|| anyhow!("no admin key: {created}"))?;
-    let auth = format!("Bearer {tenant_key}");
-    let api = Api::new(addr, auth.clone());
-
-    let ids = api
-        .rows("select p.id, f.id, i.id from projects p join flavors f on f.project_id = p.id join images i on i.cloud_id = p.cloud_id")
-        .await?;
-    let first = ids
-        .first()
-        .ok_or_else(|| anyhow!("the mock cloud has no project"))?;
-    let (project, flavor, image) = (first[0].clone(), first[1].clone(), first[2].clone());
+    let api = root.create_tenant("soak", 32).await?;
+    let auth = api.auth().to_string();
+    let (project, flavor, image) = api.mock_ids().await?;
     let items: Vec<Value> = (0..args.instances)
         .map(|i| json!({"name": format!("soak-{i}"), "projectId": project, "flavor": {"id": flavor}, "image": {"id": image}}))
         .collect();
