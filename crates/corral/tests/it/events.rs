@@ -607,14 +607,7 @@ async fn lagged_watchers_and_the_cap(db: Db) {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
-    let metrics = s
-        .root(Method::GET, "/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics_text().await;
     for name in [
         "corral_feed_watchers",
         "corral_feed_events_sent_total",

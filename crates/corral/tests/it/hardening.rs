@@ -267,14 +267,7 @@ async fn the_total_cap_refuses_and_idle_connections_close() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let ping = s.anon(reqwest::Method::GET, "/ping").send().await.unwrap();
     assert_eq!(ping.status(), StatusCode::OK);
-    let metrics = s
-        .root(reqwest::Method::GET, "/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics_text().await;
     assert!(
         metrics.contains("corral_connections_refused_total{reason=\"max_connections\"}"),
         "{metrics}"
@@ -559,34 +552,17 @@ async fn files_at_rest_are_private_and_an_open_data_dir_is_refused_or_fixed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_tls_slow_heads_are_cut_and_connections_over_the_cap_closed() {
-    use std::sync::Arc;
     let certs = tempfile::tempdir().unwrap();
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let (cert_path, key_path) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    let tls = crate::helpers::TestTls::new(certs.path());
     let s = TestServer::start_with(Db::Sqlite, |c| {
-        c.tls_cert = Some(cert_path.clone());
-        c.tls_key = Some(key_path.clone());
+        c.tls_cert = Some(tls.cert.clone());
+        c.tls_key = Some(tls.key.clone());
         c.server.header_read_timeout = 2;
         c.server.max_connections_per_peer = 3;
     })
     .await;
     let addr = addr_of(&s);
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.cert.der().clone()).unwrap();
-    let config =
-        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
-    let connect = || async {
-        let tcp = TcpStream::connect(addr).await.unwrap();
-        connector.connect(name.clone(), tcp).await
-    };
+    let connect = || tls.connect(addr);
     // A whole request is served over TLS, and a malformed head gets the JSON error.
     let mut tls = connect().await.unwrap();
     tls.write_all(b"GET /ping HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")

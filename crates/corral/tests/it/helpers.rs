@@ -274,3 +274,121 @@ pub async fn expect_each_error<'m, M: Message<'m> + Copy>(
         req.expect_error(status, message).await;
     }
 }
+
+impl TestServer {
+    /// The Prometheus text of `/metrics`, read as the superadmin.
+    pub async fn metrics_text(&self) -> String {
+        let resp = self.root(Method::GET, "/metrics").send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "GET /metrics");
+        resp.text().await.unwrap()
+    }
+}
+
+/// A self-signed certificate for `localhost`, written as PEM files, and a TLS client that
+/// trusts exactly it.
+pub struct TestTls {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+    pub connector: tokio_rustls::TlsConnector,
+}
+
+impl TestTls {
+    pub fn new(dir: &std::path::Path) -> TestTls {
+        use std::sync::Arc;
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+        std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert.cert.der().clone()).unwrap();
+        let config =
+            rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+        TestTls {
+            cert: cert_path,
+            key: key_path,
+            connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
+        }
+    }
+
+    /// A TLS connection to `addr` for the name `localhost`.
+    pub async fn connect(
+        &self,
+        addr: impl tokio::net::ToSocketAddrs,
+    ) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+        let tcp = tokio::net::TcpStream::connect(addr).await?;
+        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+        self.connector.connect(name, tcp).await
+    }
+}
+
+/// Real sshd hosts on consecutive loopback addresses, all on one port (Corral's `ssh_port`),
+/// accepting one client key; and a config file for a `corral serve` process that reaches them
+/// with OS profiles whose upgrade counts its runs on the host side.
+pub struct SshdHosts {
+    pub key: corral_drivers::testing::ClientKey,
+    pub port: u16,
+    /// Held for the sshd processes' lives: dropping one stops it.
+    _hosts: Vec<corral_drivers::testing::TestSshd>,
+    pub addresses: Vec<String>,
+}
+
+impl SshdHosts {
+    pub fn start(n: usize) -> SshdHosts {
+        use corral_drivers::testing::{ClientKey, KeyFormat, KeyType, TestSshd, free_port, next_loopback};
+        let key = ClientKey::generate(KeyType::Ed25519, KeyFormat::OpenSsh).unwrap();
+        let first = next_loopback();
+        let port = free_port(first).unwrap();
+        let hosts: Vec<TestSshd> = (0..n)
+            .map(|i| {
+                let ip = if i == 0 { first } else { next_loopback() };
+                TestSshd::start_at(ip, port, &[&key]).unwrap()
+            })
+            .collect();
+        let addresses = hosts.iter().map(|h| h.ip().to_string()).collect();
+        SshdHosts {
+            key,
+            port,
+            _hosts: hosts,
+            addresses,
+        }
+    }
+
+    /// The private key as `ssh_priv_key` takes it.
+    pub fn key_b64(&self) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(&self.key.private_key)
+    }
+
+    /// Config lines for these hosts (a 3 s job lease) whose `upgrade` sleeps `upgrade_secs`
+    /// and appends a line to `trace/<host>.upgrade`.
+    pub fn config(&self, trace: &std::path::Path, upgrade_secs: u64) -> String {
+        let profile = format!(
+            "bootstrap = \"true\"\nrestart = \"true\"\ndeploy = \"true\"\n\
+             upgrade = \"sleep {upgrade_secs}; echo upgraded >> {}/$CORRAL_TEST_HOST.upgrade\"\n",
+            trace.display()
+        );
+        format!(
+            "ssh_port = {}\nhost_allow = [\"127.0.0.0/8\"]\nssh_connect_timeout = 5\njob_lease = 3\n\
+             [os_profiles.debian]\n{profile}[os_profiles.ubuntu]\n{profile}",
+            self.port
+        )
+    }
+
+    /// How many times each host ran its upgrade, by the trace files.
+    pub fn upgrade_counts(&self, trace: &std::path::Path) -> Vec<(String, usize)> {
+        self.addresses
+            .iter()
+            .map(|a| {
+                let n = std::fs::read_to_string(trace.join(format!("{a}.upgrade")))
+                    .unwrap_or_default()
+                    .lines()
+                    .count();
+                (a.clone(), n)
+            })
+            .collect()
+    }
+}

@@ -309,32 +309,17 @@ async fn sigterm_finishes_in_flight_requests() {
 #[tokio::test]
 async fn serves_https_with_rustls() {
     let dir = tempfile::tempdir().unwrap();
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let cert_path = dir.path().join("cert.pem");
-    let key_path = dir.path().join("key.pem");
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    let tls = crate::helpers::TestTls::new(dir.path());
     let p = sqlite_proc(
         dir.path(),
         &[
             "--tls-cert",
-            cert_path.to_str().unwrap(),
+            tls.cert.to_str().unwrap(),
             "--tls-key",
-            key_path.to_str().unwrap(),
+            tls.key.to_str().unwrap(),
         ],
     );
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.cert.der().clone()).unwrap();
-    let config =
-        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect(&p.addr).await.unwrap();
-    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
-    let mut tls = connector.connect(name, tcp).await.unwrap();
+    let mut tls = tls.connect(&p.addr).await.unwrap();
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     tls.write_all(b"GET /v3/namespaces/default HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n")
         .await
@@ -405,35 +390,13 @@ fn openapi_document_is_committed() {
 /// on the same store, and shows the operation finishes with every host's upgrade command run
 /// exactly once, counted on the host side.
 async fn a_killed_corral_finishes_the_upgrade_running_each_command_once(db: Db) {
-    use base64::Engine;
-    use corral_drivers::testing::{ClientKey, KeyFormat, KeyType, TestSshd, free_port, next_loopback};
-
     let dir = tempfile::tempdir().unwrap();
     let trace = dir.path().join("trace");
     std::fs::create_dir(&trace).unwrap();
-    let key = ClientKey::generate(KeyType::Ed25519, KeyFormat::OpenSsh).unwrap();
-    let first = next_loopback();
-    let port = free_port(first).unwrap();
-    let hosts = [
-        TestSshd::start_at(first, port, &[&key]).unwrap(),
-        TestSshd::start_at(next_loopback(), port, &[&key]).unwrap(),
-        TestSshd::start_at(next_loopback(), port, &[&key]).unwrap(),
-    ];
-    let addresses: Vec<String> = hosts.iter().map(|h| h.ip().to_string()).collect();
-    let profile = format!(
-        "bootstrap = \"true\"\nrestart = \"true\"\ndeploy = \"true\"\n\
-         upgrade = \"sleep 1; echo upgraded >> {}/$CORRAL_TEST_HOST.upgrade\"\n",
-        trace.display()
-    );
+    let sshd = crate::helpers::SshdHosts::start(3);
+    let addresses = sshd.addresses.clone();
     let config = dir.path().join("corral.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "ssh_port = {port}\nhost_allow = [\"127.0.0.0/8\"]\nssh_connect_timeout = 5\njob_lease = 3\n\
-             [os_profiles.debian]\n{profile}[os_profiles.ubuntu]\n{profile}"
-        ),
-    )
-    .unwrap();
+    std::fs::write(&config, sshd.config(&trace, 1)).unwrap();
     let url = fresh_database(db, dir.path()).await;
     let data = dir.path().join("data");
     let args = [
@@ -463,7 +426,7 @@ async fn a_killed_corral_finishes_the_upgrade_running_each_command_once(db: Db) 
         .into_req()
         .expect_status(StatusCode::CREATED)
         .await;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(&key.private_key);
+    let b64 = sshd.key_b64();
     for a in &addresses {
         c.put(p.url(&format!("/api/v0/host/{a}")))
             .bearer_auth(&admin)
@@ -519,11 +482,7 @@ async fn a_killed_corral_finishes_the_upgrade_running_each_command_once(db: Db) 
     .await;
     assert_eq!(rec["status"], "finished", "{rec}");
     assert_eq!(rec["upgraded"], serde_json::json!(addresses));
-    for a in &addresses {
-        let count = std::fs::read_to_string(trace.join(format!("{a}.upgrade")))
-            .unwrap_or_default()
-            .lines()
-            .count();
+    for (a, count) in sshd.upgrade_counts(&trace) {
         assert_eq!(count, 1, "host {a} ran its upgrade {count} times");
     }
     assert_eq!(p.terminate().0, Some(0));

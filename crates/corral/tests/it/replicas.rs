@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use corral_drivers::testing::{ClientKey, KeyFormat, KeyType, TestSshd, free_port, next_loopback};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::{Connection, Row};
@@ -175,30 +174,18 @@ async fn losing_a_replica_mid_work_leaves_nothing_undone() {
     let dir = tempfile::tempdir().unwrap();
     let trace = dir.path().join("trace");
     std::fs::create_dir(&trace).unwrap();
-    let key = ClientKey::generate(KeyType::Ed25519, KeyFormat::OpenSsh).unwrap();
-    let first = next_loopback();
-    let port = free_port(first).unwrap();
-    let hosts = [
-        TestSshd::start_at(first, port, &[&key]).unwrap(),
-        TestSshd::start_at(next_loopback(), port, &[&key]).unwrap(),
-        TestSshd::start_at(next_loopback(), port, &[&key]).unwrap(),
-    ];
-    let addresses: Vec<String> = hosts.iter().map(|h| h.ip().to_string()).collect();
-    let profile = format!(
-        "bootstrap = \"true\"\nrestart = \"true\"\ndeploy = \"true\"\n\
-         upgrade = \"sleep 2; echo upgraded >> {}/$CORRAL_TEST_HOST.upgrade\"\n",
-        trace.display()
-    );
+    let sshd = crate::helpers::SshdHosts::start(3);
+    let addresses = sshd.addresses.clone();
     let server_key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
     let config = dir.path().join("corral.toml");
     std::fs::write(
         &config,
         format!(
-            "ssh_port = {port}\nhost_allow = [\"127.0.0.0/8\"]\nssh_connect_timeout = 5\njob_lease = 3\n\
-             server_key = \"{server_key}\"\n\
-             [os_profiles.debian]\n{profile}[os_profiles.ubuntu]\n{profile}\
+            // Top-level keys first: the profiles' tables follow.
+            "server_key = \"{server_key}\"\n{}\
              [[clouds]]\nid = \"mock\"\ntype = \"mock\"\n[clouds.options]\ndelay_ms = 1500\nimages = [\"debian\"]\n\
-             [[clouds.options.flavors]]\nname = \"small\"\nvcpus = 1\nram = 512\nroot_disk = 10\n"
+             [[clouds.options.flavors]]\nname = \"small\"\nvcpus = 1\nram = 512\nroot_disk = 10\n",
+            sshd.config(&trace, 2)
         ),
     )
     .unwrap();
@@ -241,7 +228,7 @@ async fn losing_a_replica_mid_work_leaves_nothing_undone() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::CREATED);
-    let b64 = base64::engine::general_purpose::STANDARD.encode(&key.private_key);
+    let b64 = sshd.key_b64();
     for a in &addresses {
         let resp = c
             .put(lb.url(&format!("/api/v0/host/{a}")))
@@ -291,11 +278,7 @@ async fn losing_a_replica_mid_work_leaves_nothing_undone() {
     .await;
     assert_eq!(rec["status"], "finished", "{rec}");
     assert_eq!(rec["upgraded"], json!(addresses));
-    for a in &addresses {
-        let count = std::fs::read_to_string(trace.join(format!("{a}.upgrade")))
-            .unwrap_or_default()
-            .lines()
-            .count();
+    for (a, count) in sshd.upgrade_counts(&trace) {
         assert_eq!(count, 1, "host {a} ran its upgrade {count} times");
     }
 
