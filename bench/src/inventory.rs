@@ -41,17 +41,7 @@ pub struct InventoryArgs {
 }
 
 pub async fn run(args: InventoryArgs) -> Result<()> {
-    let mut children = Children::default();
-    let tmp = tempfile::Builder::new().prefix("corral-bench-").tempdir()?;
-    let res = tokio::select! {
-        r = inner(&args, &mut children, tmp.path()) => r,
-        _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
-    };
-    children.kill_all().await;
-    if res.is_err() {
-        crate::print_log_tail(&tmp.path().join("corral.log"), 40);
-    }
-    res
+    crate::with_children(async |children, tmp| inner(&args, children, tmp).await).await
 }
 
 pub(crate) struct Api {
@@ -74,6 +64,36 @@ impl Api {
             return Ok(Value::Null);
         }
         serde_json::from_slice(&bytes).with_context(|| format!("{path}: not JSON"))
+    }
+
+    /// Creates tenant `name` with `workers` (as the superadmin) and answers its admin's API.
+    pub(crate) async fn create_tenant(&self, name: &str, workers: i64) -> Result<Api> {
+        let created = self
+            .call(
+                Method::POST,
+                "/v2/tenants",
+                Some(&json!({"tenant": {"name": name, "workers": workers}})),
+            )
+            .await?;
+        let key = created["admin"]["apikey"]["key"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no admin key: {created}"))?;
+        Ok(Api::new(self.addr, format!("Bearer {key}")))
+    }
+
+    /// The project, flavor and image a launch into the `mock` cloud names, as the API has them.
+    pub(crate) async fn mock_ids(&self) -> Result<(Value, Value, Value)> {
+        let ids = self
+            .rows("select p.id, f.id, i.id from projects p join flavors f on f.project_id = p.id join images i on i.cloud_id = p.cloud_id")
+            .await?;
+        let first = ids
+            .first()
+            .ok_or_else(|| anyhow!("the mock cloud has no project"))?;
+        Ok((first[0].clone(), first[1].clone(), first[2].clone()))
+    }
+
+    pub(crate) fn auth(&self) -> &str {
+        &self.auth
     }
 
     pub(crate) async fn rows(&self, sql: &str) -> Result<Vec<Value>> {
@@ -124,6 +144,27 @@ impl Api {
     }
 }
 
+/// Writes `bench.toml` in `tmp`: `settings` (top-level lines) and the `mock` cloud every
+/// benchmark launches into, each operation taking `delay_ms`; answers its path.
+pub(crate) fn mock_cloud_config(tmp: &Path, settings: &str, delay_ms: u64) -> Result<std::path::PathBuf> {
+    let config = tmp.join("bench.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{settings}
+[[clouds]]
+id = "mock"
+type = "mock"
+[clouds.options]
+delay_ms = {delay_ms}
+images = ["debian"]
+flavors = [{{ name = "small", ram = 512, vcpus = 1 }}]
+"#
+        ),
+    )?;
+    Ok(config)
+}
+
 pub(crate) fn peak_rss_mib(pid: Option<u32>) -> String {
     proc_status_mib(pid, "VmHWM:")
 }
@@ -151,22 +192,10 @@ fn median_and_max(mut v: Vec<Duration>) -> (Duration, Duration) {
 
 async fn inner(args: &InventoryArgs, children: &mut Children, tmp: &Path) -> Result<()> {
     let bin = corral_bin(args.corral_bin.as_ref())?;
-    let config = tmp.join("bench.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"host_driver = "simulated"
-database_max_connections = 8
-[[clouds]]
-id = "mock"
-type = "mock"
-[clouds.options]
-delay_ms = {}
-images = ["debian"]
-flavors = [{{ name = "small", ram = 512, vcpus = 1 }}]
-"#,
-            args.mock_delay_ms
-        ),
+    let config = mock_cloud_config(
+        tmp,
+        "host_driver = \"simulated\"\ndatabase_max_connections = 8\n",
+        args.mock_delay_ms,
     )?;
     let key = random_key()?;
     let addr = spawn_corral(
@@ -182,24 +211,8 @@ flavors = [{{ name = "small", ram = 512, vcpus = 1 }}]
         addr,
         auth: format!("Bearer {key}"),
     };
-    let created = root
-        .call(
-            Method::POST,
-            "/v2/tenants",
-            Some(&json!({"tenant": {"name": "bench", "workers": 64}})),
-        )
-        .await?;
-    let tenant_key = created["admin"]["apikey"]["key"]
-        .as_str()
-        .ok_or_else(|| anyhow!("no admin key: {created}"))?;
-    let api = Api {
-        addr,
-        auth: format!("Bearer {tenant_key}"),
-    };
-    let ids = api
-        .rows("select p.id, f.id, i.id from projects p join flavors f on f.project_id = p.id join images i on i.cloud_id = p.cloud_id")
-        .await?;
-    let (project, flavor, image) = (ids[0][0].clone(), ids[0][1].clone(), ids[0][2].clone());
+    let api = root.create_tenant("bench", 64).await?;
+    let (project, flavor, image) = api.mock_ids().await?;
 
     eprintln!("launching {} instances", args.instances);
     let t = Instant::now();
@@ -355,7 +368,7 @@ flavors = [{{ name = "small", ram = 512, vcpus = 1 }}]
 }
 
 /// A real Ed25519 key in OpenSSH format (generated for the benchmark), base64 as the API wants.
-fn sample_key() -> Result<String> {
+pub(crate) fn sample_key() -> Result<String> {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("k");
     let ok = std::process::Command::new("ssh-keygen")

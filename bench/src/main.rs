@@ -16,6 +16,7 @@ mod inventory;
 mod load;
 mod proxy;
 mod report;
+mod soak;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -48,6 +49,9 @@ enum Cmd {
     /// 1,000 change-feed watchers on one tenant while 10,000 mock instance actions run: delivery
     /// latency and memory.
     Feed(feed::FeedArgs),
+    /// A long run (default one hour) at half the measured capacity, mixed reads and writes:
+    /// errors, latency, memory and open files sampled each minute.
+    Soak(soak::SoakArgs),
     /// Run the bare axum reference server (answers GET /hello with {"message":"hello"}).
     Hello {
         /// Loopback address to listen on; port 0 picks a free port (printed as "listening on ADDR").
@@ -210,6 +214,10 @@ fn main() -> Result<()> {
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             rt.block_on(feed::run(args))
         }
+        Cmd::Soak(args) => {
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(soak::run(args))
+        }
         Cmd::Proxy(args) => {
             let rt = client_runtime(&args.load)?;
             rt.block_on(proxy::run(args))
@@ -260,10 +268,16 @@ impl Children {
 }
 
 async fn foundation(args: FoundationArgs) -> Result<()> {
+    with_children(async |children, tmp| foundation_inner(&args, children, tmp).await).await
+}
+
+/// Runs one benchmark with its child processes and a temp dir: the children are killed
+/// whatever happens (Ctrl-C included), and a failure shows the tail of Corral's log.
+pub(crate) async fn with_children(body: impl AsyncFnOnce(&mut Children, &Path) -> Result<()>) -> Result<()> {
     let mut children = Children::default();
     let tmp = tempfile::Builder::new().prefix("corral-bench-").tempdir()?;
     let res = tokio::select! {
-        r = foundation_inner(&args, &mut children, tmp.path()) => r,
+        r = body(&mut children, tmp.path()) => r,
         _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
     };
     children.kill_all().await;
@@ -323,7 +337,12 @@ async fn spawn_corral(
     env: &[(&str, String)],
 ) -> Result<SocketAddr> {
     let data_dir = dir.join("data");
-    std::fs::create_dir_all(&data_dir)?;
+    // Private, as Corral requires of an existing data dir.
+    let mut private = std::fs::DirBuilder::new();
+    private.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut private, 0o700);
+    private.create(&data_dir)?;
     let log = std::fs::File::create(dir.join("corral.log"))?;
     let addr: SocketAddr = format!("127.0.0.1:{}", free_loopback_port()?).parse()?;
     let child = Command::new(bin)
@@ -334,6 +353,9 @@ async fn spawn_corral(
         .arg(&data_dir)
         .env("CORRAL_BOOTSTRAP_KEY", key)
         .env("CORRAL_LOG", "warn")
+        // Every load connection comes from 127.0.0.1: lift the per-peer cap (feed: 1,000 watchers).
+        .env("CORRAL_SERVER_MAX_CONNECTIONS_PER_PEER", "100000")
+        .env("CORRAL_SERVER_MAX_CONNECTIONS", "100000")
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::null())
         .stdout(Stdio::from(log.try_clone()?))

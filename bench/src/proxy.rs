@@ -27,17 +27,7 @@ pub async fn run(args: FoundationArgs) -> Result<()> {
     if args.against_hello {
         bail!("--against-hello applies to `foundation` only");
     }
-    let mut children = Children::default();
-    let tmp = tempfile::Builder::new().prefix("corral-bench-").tempdir()?;
-    let res = tokio::select! {
-        r = inner(&args, &mut children, tmp.path()) => r,
-        _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
-    };
-    children.kill_all().await;
-    if res.is_err() {
-        crate::print_log_tail(&tmp.path().join("corral.log"), 40);
-    }
-    res
+    crate::with_children(async |children, tmp| inner(&args, children, tmp).await).await
 }
 
 /// An answer's JSON, or an error naming the call.

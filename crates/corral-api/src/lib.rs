@@ -70,7 +70,8 @@ pub fn metrics_handle() -> PrometheusHandle {
 
 /// Builds the whole application: routes, docs, middleware.
 pub fn app(state: AppState) -> Router {
-    let (router, api) = routes::router().split_for_parts();
+    let (router, mut api) = routes::router().split_for_parts();
+    openapi::complete(&mut api);
     let max_body = state.max_body_bytes;
     let allow = middleware::AllowMap::from_openapi(&api);
     router
@@ -85,6 +86,10 @@ pub fn app(state: AppState) -> Router {
             middleware::revision,
         ))
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(
+            max_body,
+            middleware::declared_body_limit,
+        ))
         .layer(axum::middleware::from_fn(middleware::metrics))
         .layer(CatchPanicLayer::custom(|_| {
             error::ApiError(corral_types::Error::internal("handler panicked")).into_response_static()

@@ -102,6 +102,25 @@ pub async fn revision(State(core): State<Arc<corral_core::Core>>, mut req: Reque
     resp
 }
 
+/// A request that declares a body over `max_body_bytes` gets its 413 at once, before any
+/// extractor waits for the body (README 9). The connection closes after the answer, since the
+/// body is never read. Method proxy routes have their own limit (`proxy_max_body_bytes`).
+pub async fn declared_body_limit(State(max): State<usize>, req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) && crate::proxy::split_method_path(req.uri().path()).is_none()
+    {
+        let mut resp = ApiError(Error::PayloadTooLarge(max as u64)).into_response();
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return resp;
+    }
+    next.run(req).await
+}
+
 /// Counts requests and their latency, labelled by route template (never by raw path, which
 /// would let clients create unbounded label values).
 pub async fn metrics(req: Request, next: Next) -> Response {

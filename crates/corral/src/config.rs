@@ -112,6 +112,11 @@ pub struct Settings {
     pub clouds: Vec<corral_core::clouds::CloudConfig>,
     /// Seconds each operation of a `mock` cloud takes (a cloud's `options.delay_ms` wins).
     pub mock_delay: f64,
+    /// A read-only credential for `/metrics` alone, presented as `Authorization: Bearer`
+    /// (Prometheus' `bearer_token`); at least 32 characters. Kept only hashed in memory.
+    pub metrics_token: Option<String>,
+    /// Milliseconds between retries of a cloud that could not start (30 s).
+    pub cloud_retry_interval_ms: u64,
     /// Seconds an instance or image may stay in a transitional state before it goes to `error`.
     pub instance_transition_timeout: u64,
     /// Milliseconds one SQL statement of `POST /query` may run.
@@ -120,6 +125,77 @@ pub struct Settings {
     pub sql_row_limit: usize,
     /// The change feed, `[events]` (docs/events.md).
     pub events: EventsSettings,
+    /// A data dir that group or others may access: `refuse` to start, or `fix` it (chmod
+    /// 0700) with a warning.
+    pub data_dir_permissions: DataDirPermissions,
+    /// Transport limits of the listener: the `[server]` table (env `CORRAL_SERVER_<NAME>`).
+    pub server: ServerSettings,
+}
+
+/// What `start` does with a data dir that group or others may access.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DataDirPermissions {
+    #[default]
+    Refuse,
+    Fix,
+}
+
+/// The `[server]` table: how long a client may take and how many connections it may hold.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Seconds from a connection's start (or a request's first byte) to the end of the
+    /// request head; also the TLS handshake's limit.
+    pub header_read_timeout: u64,
+    /// Seconds a kept-alive connection may wait for its next request.
+    pub idle_timeout: u64,
+    /// Most open connections; over it a connection is answered 503 and closed.
+    pub max_connections: usize,
+    /// Most open connections from one IP address.
+    pub max_connections_per_peer: usize,
+    /// Largest request head (request line and headers), bytes (431 over it).
+    pub max_header_bytes: usize,
+    /// Longest request target, bytes (414 over it).
+    pub max_uri_bytes: usize,
+}
+
+/// The names of the `[server]` settings, for their `CORRAL_SERVER_<NAME>` variables.
+const SERVER_KEYS: [&str; 6] = [
+    "header_read_timeout",
+    "idle_timeout",
+    "max_connections",
+    "max_connections_per_peer",
+    "max_header_bytes",
+    "max_uri_bytes",
+];
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        let d = corral_api::serve::ConnLimits::default();
+        ServerSettings {
+            header_read_timeout: d.header_read_timeout.as_secs(),
+            idle_timeout: d.idle_timeout.as_secs(),
+            max_connections: d.max_connections,
+            max_connections_per_peer: d.max_connections_per_peer,
+            max_header_bytes: d.max_header_bytes,
+            max_uri_bytes: d.max_uri_bytes,
+        }
+    }
+}
+
+impl ServerSettings {
+    /// The accept loop's limits.
+    pub fn limits(&self) -> corral_api::serve::ConnLimits {
+        corral_api::serve::ConnLimits {
+            header_read_timeout: std::time::Duration::from_secs(self.header_read_timeout),
+            idle_timeout: std::time::Duration::from_secs(self.idle_timeout),
+            max_connections: self.max_connections,
+            max_connections_per_peer: self.max_connections_per_peer,
+            max_header_bytes: self.max_header_bytes,
+            max_uri_bytes: self.max_uri_bytes,
+        }
+    }
 }
 
 /// `[events]`: the change log's retention and `GET /events` watchers. Environment:
@@ -218,10 +294,14 @@ impl Default for Settings {
             router: RouterSettings::default(),
             clouds: Vec::new(),
             mock_delay: 1.0,
+            cloud_retry_interval_ms: 30_000,
+            metrics_token: None,
             instance_transition_timeout: 600,
             sql_statement_timeout: 5000,
             sql_row_limit: 10_000,
             events: EventsSettings::default(),
+            data_dir_permissions: DataDirPermissions::Refuse,
+            server: ServerSettings::default(),
         }
     }
 }
@@ -291,6 +371,13 @@ impl Settings {
                             "router.userservice.fallback.strategy".into()
                         } else if let Some(name) = k.as_str().to_ascii_lowercase().strip_prefix("events_") {
                             format!("events.{name}").into()
+                        } else if let Some(name) = k
+                            .as_str()
+                            .to_ascii_lowercase()
+                            .strip_prefix("server_")
+                            .filter(|n| SERVER_KEYS.contains(n))
+                        {
+                            format!("server.{name}").into()
                         } else {
                             k.into()
                         }
@@ -335,6 +422,26 @@ impl Settings {
         }
         if s.events.retention_events < 0 {
             return Err("events.retention_events must not be negative".into());
+        }
+        if s.cloud_retry_interval_ms < 100 {
+            return Err("cloud_retry_interval_ms must be at least 100".into());
+        }
+        if s.metrics_token
+            .as_ref()
+            .is_some_and(|t| t.trim().len() < 32 || t.trim() != t)
+        {
+            return Err("metrics_token must be at least 32 characters, without surrounding spaces".into());
+        }
+        let sv = &s.server;
+        if sv.header_read_timeout == 0
+            || sv.idle_timeout == 0
+            || sv.max_connections == 0
+            || sv.max_connections_per_peer == 0
+        {
+            return Err("server: timeouts and connection caps must be positive".into());
+        }
+        if sv.max_uri_bytes < 256 || sv.max_header_bytes < sv.max_uri_bytes + 64 {
+            return Err("server: max_uri_bytes must be at least 256 and max_header_bytes above it".into());
         }
         if s.service_max_instances < 1 {
             return Err("service_max_instances must be positive".into());
@@ -459,13 +566,30 @@ mod tests {
         });
     }
 
+    #[test]
+    fn a_weak_metrics_token_or_a_busy_cloud_retry_is_refused() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("CORRAL_METRICS_TOKEN", "short");
+            let err = Settings::load(None, &Overrides::default()).unwrap_err();
+            assert!(err.contains("metrics_token") && !err.contains("short"), "{err}");
+            jail.set_env("CORRAL_METRICS_TOKEN", "m".repeat(32));
+            let s = Settings::load(None, &Overrides::default()).map_err(figment::Error::from)?;
+            assert_eq!(s.metrics_token, Some("m".repeat(32)));
+            assert_eq!(s.cloud_retry_interval_ms, 30_000);
+            jail.set_env("CORRAL_CLOUD_RETRY_INTERVAL_MS", "5");
+            let err = Settings::load(None, &Overrides::default()).unwrap_err();
+            assert!(err.contains("cloud_retry_interval_ms"), "{err}");
+            Ok(())
+        });
+    }
+
     /// `examples/corral.toml` (docs/instances.md) loads, with its two shared clouds.
     #[test]
     fn the_example_config_loads() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/corral.toml");
         figment::Jail::expect_with(|_jail| {
             let s = Settings::load(Some(&path), &Overrides::default()).map_err(figment::Error::from)?;
-            assert_eq!(s.listen, "127.0.0.1:8080");
+            assert_eq!(s.listen, "127.0.0.1:55054");
             assert_eq!(s.instance_transition_timeout, 600);
             assert_eq!(s.events, EventsSettings::default());
             let ids: Vec<(&str, &str)> = s
@@ -502,6 +626,34 @@ mod tests {
             assert!(o.state_dir.as_os_str().len() <= corral_drivers::qemu::MAX_STATE_DIR_LEN);
             assert_eq!(o.accel, corral_drivers::Accel::Auto);
             assert_eq!(o.shutdown_timeout, Duration::from_secs(60));
+            Ok(())
+        });
+    }
+
+    /// The `[server]` table and its `CORRAL_SERVER_*` variables; `CORRAL_SERVER_KEY` stays the
+    /// server key.
+    #[test]
+    fn server_limits_come_from_the_table_and_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "corral.toml",
+                "data_dir_permissions = \"fix\"\n[server]\nheader_read_timeout = 3\nmax_connections = 50\n",
+            )?;
+            jail.set_env("CORRAL_SERVER_MAX_CONNECTIONS_PER_PEER", "7");
+            jail.set_env("CORRAL_SERVER_KEY", "c2VjcmV0");
+            let s = Settings::load(Some(Path::new("corral.toml")), &Overrides::default())
+                .map_err(figment::Error::from)?;
+            assert_eq!(s.data_dir_permissions, DataDirPermissions::Fix);
+            let l = s.server.limits();
+            assert_eq!(l.header_read_timeout, Duration::from_secs(3));
+            assert_eq!(l.idle_timeout, Duration::from_secs(60));
+            assert_eq!((l.max_connections, l.max_connections_per_peer), (50, 7));
+            assert_eq!(s.server_key.as_deref(), Some("c2VjcmV0"));
+            jail.create_file("bad.toml", "[server]\nheader_timeout = 3\n")?;
+            let err = Settings::load(Some(Path::new("bad.toml")), &Overrides::default()).unwrap_err();
+            assert!(err.contains("header_timeout"), "{err}");
+            jail.create_file("zero.toml", "[server]\nmax_connections = 0\n")?;
+            assert!(Settings::load(Some(Path::new("zero.toml")), &Overrides::default()).is_err());
             Ok(())
         });
     }

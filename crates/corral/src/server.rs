@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use corral_api::proxy::ProxyClient;
-use corral_api::serve::{Bound, TlsListener, serve, tls_config};
+use corral_api::serve::{Bound, serve, tls_config};
 use corral_api::{AppState, app, metrics_handle};
 use corral_core::address::AddressPolicy;
 use corral_core::bootstrap::{Bootstrap, validate_bootstrap_key};
@@ -18,14 +18,14 @@ use corral_core::jobs::{JobEngine, JobSettings};
 use corral_core::{Core, CoreSettings};
 use corral_core::{ServiceSettings, SupervisionSettings};
 use corral_drivers::{
-    CloudRegistry, DriverDefaults, Facts, HostTransport, KubeClient, LocalProcessRunner, RusshTransport,
-    SimulatedTransport,
+    CloudConfigError, CloudRegistry, DriverDefaults, Facts, HostTransport, KubeClient, LocalProcessRunner,
+    RusshTransport, SimulatedTransport,
 };
 use corral_store::{Store, redact_url};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::config::{HostDriver, Settings};
+use crate::config::{DataDirPermissions, HostDriver, Settings};
 
 /// A server that is serving.
 pub struct Running {
@@ -75,8 +75,9 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
     }
     // Before the store: a typo in a cloud's options refuses the start with nothing touched.
     let clouds = build_clouds(settings)?;
-    create_private_dir(&settings.data_dir)?;
+    create_private_dir(&settings.data_dir, settings.data_dir_permissions)?;
     let url = settings.database_url();
+    precreate_sqlite_file(&url)?;
     let store = Store::open(&url, settings.database_max_connections)
         .await
         .map_err(|e| anyhow::anyhow!("cannot open the database {}: {e}", redact_url(&url)))?;
@@ -143,6 +144,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
             host_settings,
         )
         .with_clouds(clouds, Duration::from_secs(settings.instance_transition_timeout))
+        .with_metrics_token(settings.metrics_token.as_deref())
         .with_query_limits(corral_query::Limits {
             timeout: Duration::from_millis(settings.sql_statement_timeout),
             row_limit: settings.sql_row_limit,
@@ -177,13 +179,16 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
             }
         });
     }
+    // Everything the start wrote (node id, keys, database files of an older version) is the
+    // owner's only.
+    make_files_private(&settings.data_dir)?;
     let tcp = tokio::net::TcpListener::bind(&settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let bound = match (&settings.tls_cert, &settings.tls_key) {
         (Some(cert), Some(key)) => {
             let config = tls_config(cert, key).map_err(anyhow::Error::msg)?;
-            Bound::Tls(TlsListener::new(tcp, config)?)
+            Bound::tls(tcp, config)
         }
         _ => Bound::Tcp(tcp),
     };
@@ -196,15 +201,11 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
             Duration::from_secs(settings.proxy_timeout),
             settings.proxy_max_body_bytes,
         ),
-        tls: matches!(bound, Bound::Tls(_)),
+        tls: bound.is_tls(),
     };
     let (tx, rx) = oneshot::channel::<()>();
-    let scheme = if matches!(bound, Bound::Tls(_)) {
-        "https"
-    } else {
-        "http"
-    };
-    let task = tokio::spawn(serve(bound, app(state), async move {
+    let scheme = if bound.is_tls() { "https" } else { "http" };
+    let task = tokio::spawn(serve(bound, app(state), settings.server.limits(), async move {
         let _ = rx.await;
     }));
     let (jobs_stop, jobs_rx) = watch::channel(false);
@@ -213,8 +214,15 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
     }
     // The change feed's hub and retention; at shutdown it ends every open stream.
     tokio::spawn(core.feed().run(jobs_rx.clone()));
+    // The lease owner this process writes into `jobs.lease_owner`: an operator (or a test)
+    // can tell which replica holds which job.
+    let worker = engine.owner().to_string();
+    let retry = Duration::from_millis(settings.cloud_retry_interval_ms.max(100));
+    if let Some(retrier) = core.cloud_retrier(retry, jobs_rx.clone()) {
+        tokio::spawn(retrier);
+    }
     let jobs = tokio::spawn(engine.run(jobs_rx));
-    tracing::info!(%addr, scheme, version = env!("CARGO_PKG_VERSION"), "corral is serving");
+    tracing::info!(%addr, scheme, %worker, version = env!("CARGO_PKG_VERSION"), "corral is serving");
     Ok(Running {
         addr,
         core,
@@ -277,7 +285,8 @@ fn service_settings(settings: &Settings) -> anyhow::Result<ServiceSettings> {
 
 /// A driver for every configured cloud, built by the driver registry from the cloud's type and
 /// the driver's own options; an unknown type or bad options refuse the start, naming the cloud
-/// (perspective 2.1).
+/// (perspective 2.1). A cloud whose driver cannot work now (a missing program or directory)
+/// starts unavailable, with the reason, and is retried in the background.
 fn build_clouds(settings: &Settings) -> anyhow::Result<Clouds> {
     let registry = CloudRegistry::builtin(DriverDefaults {
         mock_delay: Duration::from_secs_f64(settings.mock_delay),
@@ -285,8 +294,21 @@ fn build_clouds(settings: &Settings) -> anyhow::Result<Clouds> {
     let mut clouds = Vec::new();
     for c in &settings.clouds {
         let options = serde_json::Value::Object(c.options.driver.clone());
-        let driver = registry.build(c.id.as_str(), c.kind.as_str(), &options)?;
-        clouds.push(Cloud::new(c.clone(), driver));
+        match registry.build(c.id.as_str(), c.kind.as_str(), &options) {
+            Ok(driver) => clouds.push(Cloud::new(c.clone(), driver)),
+            Err(CloudConfigError::Unavailable { message, .. }) => {
+                tracing::error!(cloud = %c.id, "the cloud is unavailable, retrying it in the background: {message}");
+                let (registry, id, kind) = (registry.clone(), c.id.to_string(), c.kind.to_string());
+                let rebuild = move || {
+                    registry.build(&id, &kind, &options).map_err(|e| match e {
+                        CloudConfigError::Unavailable { message, .. } => message,
+                        other => other.to_string(),
+                    })
+                };
+                clouds.push(Cloud::unavailable(c.clone(), message, Arc::new(rebuild)));
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     Clouds::new(clouds).map_err(|e| anyhow::anyhow!("clouds: {e}"))
 }
@@ -299,20 +321,135 @@ fn node_id(data_dir: &std::path::Path) -> anyhow::Result<String> {
         Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_string()),
         _ => {
             let id = uuid::Uuid::new_v4().to_string();
-            std::fs::write(&path, &id).with_context(|| format!("cannot write {}", path.display()))?;
+            write_private_file(&path, id.as_bytes())
+                .with_context(|| format!("cannot write {}", path.display()))?;
             Ok(id)
         }
     }
 }
 
-fn create_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+/// Creates the data dir 0700, or checks an existing one: a data dir that group or others may
+/// enter or read is refused, or fixed (`data_dir_permissions = "fix"`) with a warning.
+fn create_private_dir(dir: &std::path::Path, policy: DataDirPermissions) -> anyhow::Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
     builder
         .create(dir)
-        .with_context(|| format!("cannot create data dir {}", dir.display()))
+        .with_context(|| format!("cannot create data dir {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta =
+            std::fs::metadata(dir).with_context(|| format!("cannot read data dir {}", dir.display()))?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            match policy {
+                DataDirPermissions::Refuse => bail!(
+                    "refusing to start: data dir {} has mode {mode:04o} and is open to group or others; \
+                     run `chmod 700 {}`, or set data_dir_permissions = \"fix\" to let Corral do it",
+                    dir.display(),
+                    dir.display()
+                ),
+                DataDirPermissions::Fix => {
+                    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                        .with_context(|| format!("cannot chmod data dir {}", dir.display()))?;
+                    tracing::warn!(
+                        dir = %dir.display(),
+                        was = format!("{mode:04o}"),
+                        "data dir was open to group or others; changed to 0700 (data_dir_permissions = \"fix\")"
+                    );
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = policy;
+    Ok(())
+}
+
+/// Writes a new file readable by its owner only, whatever the umask.
+fn write_private_file(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
+
+/// Creates a SQLite database file 0600 before SQLite does (which would use 0644 less the
+/// umask); SQLite gives its `-wal` and `-shm` files the database file's mode.
+fn precreate_sqlite_file(url: &str) -> anyhow::Result<()> {
+    let Some(rest) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    else {
+        return Ok(());
+    };
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() || path.starts_with(':') || std::path::Path::new(path).exists() {
+        return Ok(());
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        // Created meanwhile (another replica): its mode is fixed by `make_files_private`.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        // A directory that does not exist yet: SQLite reports it when it opens the file.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(anyhow::anyhow!("cannot create the database file {path}: {e}")),
+    }
+}
+
+/// Makes every file under the data dir 0600 and every directory 0700 (files of an older
+/// version, a database file created before this start). Symbolic links are not followed.
+fn make_files_private(dir: &std::path::Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mut todo = vec![dir.to_path_buf()];
+        while let Some(d) = todo.pop() {
+            let entries = std::fs::read_dir(&d).with_context(|| format!("cannot list {}", d.display()))?;
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                    continue;
+                };
+                let mode = meta.permissions().mode() & 0o777;
+                let want = if meta.is_dir() {
+                    todo.push(path.clone());
+                    0o700
+                } else if meta.is_file() {
+                    0o600
+                } else {
+                    continue;
+                };
+                if mode & 0o077 != 0 {
+                    std::fs::set_permissions(
+                        &path,
+                        std::fs::Permissions::from_mode((mode & !0o077) | (want & 0o600)),
+                    )
+                    .with_context(|| format!("cannot chmod {}", path.display()))?;
+                    tracing::info!(file = %path.display(), "made private to the owner");
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
 }
 
 /// Resolves at the first SIGTERM or SIGINT.

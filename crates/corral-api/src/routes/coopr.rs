@@ -56,6 +56,10 @@ pub async fn get_tenant(
 }
 
 /// Replaces a tenant's settings; omitted fields take their defaults.
+///
+/// The body is the complete tenant (coopr-v2.md 3.5): an omitted `maxClusters` or `maxNodes`
+/// becomes unlimited (2147483647), an omitted `workers` 0 and an omitted `description` empty.
+/// To change one field, send back the whole object read with `GET`.
 #[utoipa::path(put, path = "/v2/tenants/{tenant}", tag = "coopr", request_body = TenantRequest,
     params(("tenant" = String, Path, description = "tenant name")),
     responses((status = 200, body = Tenant), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
