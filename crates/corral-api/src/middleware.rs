@@ -67,10 +67,14 @@ pub const REVISION: &str = "x-corral-revision";
 
 /// Answers `X-Corral-Revision` on every successful change request (all asynchronous ones
 /// among them): the last revision its own transactions committed, or the head when they
-/// committed none. Proxied service methods are the service's answers and get none.
+/// committed none. Proxied service methods are the service's answers and get none, and so do
+/// the read-only `POST /query` and `POST /token`.
 pub async fn revision(State(core): State<Arc<corral_core::Core>>, mut req: Request, next: Next) -> Response {
+    // `POST /query` and `POST /token` read (or mint a credential): they change no object.
+    let path = req.uri().path();
     let write = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
-        && crate::proxy::split_method_path(req.uri().path()).is_none();
+        && !matches!(path, "/query" | "/token")
+        && crate::proxy::split_method_path(path).is_none();
     let slot = RevisionSlot::default();
     if write {
         req.extensions_mut().insert(slot.clone());

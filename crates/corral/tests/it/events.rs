@@ -532,8 +532,16 @@ async fn follow_a_bulk_launch(db: Db) {
         .unwrap();
     let head = s.store.change_bounds().await.unwrap().head;
     assert_eq!(revision_of(&resp), head);
-    // Reads carry none.
+    // Reads carry none, nor does the read-only POST /query.
     let resp = s.call(&k, Method::GET, "/instances").send().await.unwrap();
+    assert!(resp.headers().get("x-corral-revision").is_none());
+    let resp = s
+        .call(&k, Method::POST, "/query")
+        .json(&json!([{"sql": "select count(*) from instances"}]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
     assert!(resp.headers().get("x-corral-revision").is_none());
     s.stop().await;
 }
