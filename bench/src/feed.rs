@@ -39,6 +39,10 @@ pub struct FeedArgs {
     /// Milliseconds each mock operation takes.
     #[arg(long, default_value_t = 20)]
     mock_delay_ms: u64,
+    /// Corral's `events.buffer`: events a watcher may fall behind. A bulk action on all
+    /// `--instances` logs that many changes at once, so keep it above that.
+    #[arg(long, default_value_t = 4096)]
+    buffer: usize,
     /// Corral binary (default: target/release/corral).
     #[arg(long)]
     corral_bin: Option<std::path::PathBuf>,
@@ -238,6 +242,9 @@ async fn inner(args: &FeedArgs, children: &mut Children, tmp: &std::path::Path) 
         &config,
         format!(
             r#"database_max_connections = 8
+[events]
+max_watchers_per_tenant = {}
+buffer = {}
 [[clouds]]
 id = "mock"
 type = "mock"
@@ -246,7 +253,7 @@ delay_ms = {}
 images = ["debian"]
 flavors = [{{ name = "small", ram = 512, vcpus = 1 }}]
 "#,
-            args.mock_delay_ms
+            args.watchers, args.buffer, args.mock_delay_ms
         ),
     )?;
     let key = random_key()?;

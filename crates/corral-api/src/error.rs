@@ -32,6 +32,22 @@ pub fn error_response(status: StatusCode, message: String) -> Response {
     resp
 }
 
+/// The contract's error body with the oldest revision still available.
+fn gone_response(status: StatusCode, message: String, oldest: i64) -> Response {
+    let body = serde_json::json!({
+        "code": status.as_u16(),
+        "error": reason_phrase(status.as_u16()),
+        "message": message,
+        "oldest": oldest,
+    });
+    let mut resp = (status, body.to_string()).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    resp
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let err = self.0;
@@ -40,7 +56,11 @@ impl IntoResponse for ApiError {
             // The request id is on the enclosing span; the detail goes to the log only.
             tracing::error!(%detail, "internal error");
         }
-        let mut resp = error_response(status, err.external_message());
+        let mut resp = match &err {
+            // The change feed's 410 also names where a client can resume (docs/events.md).
+            Error::Gone { oldest, .. } => gone_response(status, err.external_message(), *oldest),
+            _ => error_response(status, err.external_message()),
+        };
         match &err {
             Error::Unauthorized(_) => {
                 resp.headers_mut().insert(

@@ -106,7 +106,13 @@ impl FromRequestParts<AppState> for Ctx {
             .map(|r| r.0.clone())
             .unwrap_or_default();
         tracing::debug!(tenant = %principal.tenant.name, user = %principal.user, "authenticated");
-        Ok(Ctx(OpCtx::new(principal, request_id)))
+        let ctx = OpCtx::new(principal, request_id);
+        Ok(Ctx(
+            match parts.extensions.get::<crate::middleware::RevisionSlot>() {
+                Some(slot) => slot.attach(ctx),
+                None => ctx,
+            },
+        ))
     }
 }
 

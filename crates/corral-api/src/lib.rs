@@ -80,6 +80,10 @@ pub fn app(state: AppState) -> Router {
             allow,
             middleware::method_not_allowed,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.core.clone(),
+            middleware::revision,
+        ))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn(middleware::metrics))
         .layer(CatchPanicLayer::custom(|_| {

@@ -47,6 +47,57 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
     resp
 }
 
+/// Where a request's context leaves the revisions its changes commit at (a request
+/// extension the `Ctx` extractor fills).
+#[derive(Clone, Default)]
+pub struct RevisionSlot(Arc<std::sync::OnceLock<corral_core::OpCtx>>);
+
+impl RevisionSlot {
+    /// Attaches the slot's mark to `ctx` and keeps the context for the answer.
+    pub fn attach(&self, ctx: corral_core::OpCtx) -> corral_core::OpCtx {
+        let ctx = ctx.with_mark(corral_types::ChangeMark::new());
+        let _ = self.0.set(ctx.clone());
+        ctx
+    }
+}
+
+/// The answer's header naming the revision a client follows the request's work from
+/// (docs/events.md).
+pub const REVISION: &str = "x-corral-revision";
+
+/// Answers `X-Corral-Revision` on every successful change request (all asynchronous ones
+/// among them): the last revision its own transactions committed, or the head when they
+/// committed none. Proxied service methods are the service's answers and get none.
+pub async fn revision(State(core): State<Arc<corral_core::Core>>, mut req: Request, next: Next) -> Response {
+    let write = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
+        && crate::proxy::split_method_path(req.uri().path()).is_none();
+    let slot = RevisionSlot::default();
+    if write {
+        req.extensions_mut().insert(slot.clone());
+    }
+    let mut resp = next.run(req).await;
+    if !write || !resp.status().is_success() {
+        return resp;
+    }
+    let Some(ctx) = slot.0.get() else {
+        return resp;
+    };
+    let revision = match ctx.change_mark().get() {
+        Some(r) => r,
+        None => match core.feed().head(ctx).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!("no revision for the answer: {e}");
+                return resp;
+            }
+        },
+    };
+    if let Ok(v) = HeaderValue::from_str(&revision.to_string()) {
+        resp.headers_mut().insert(REVISION, v);
+    }
+    resp
+}
+
 /// Counts requests and their latency, labelled by route template (never by raw path, which
 /// would let clients create unbounded label values).
 pub async fn metrics(req: Request, next: Next) -> Response {

@@ -20,7 +20,8 @@ use utoipa::{Modify, OpenApi};
         (name = "coopr", description = "Coopr v2: tenants, users, API keys, profile"),
         (name = "cdap", description = "CDAP v3: namespaces, applications, services"),
         (name = "commissaire", description = "Commissaire v0: clusters, hosts, networks, container managers"),
-        (name = "perspective", description = "Perspective: instances, images, operations, SQL query")
+        (name = "perspective", description = "Perspective: instances, images, operations, SQL query"),
+        (name = "events", description = "Corral's change feed: watch a tenant's changes, follow asynchronous requests")
     )
 )]
 pub struct ApiDoc;

@@ -15,6 +15,7 @@ mod cdap;
 mod change_views;
 pub mod commissaire;
 pub mod crypto;
+pub mod feed;
 pub mod identity;
 pub mod jobs;
 mod namespaces;
@@ -48,6 +49,7 @@ use crate::auth::Authenticator;
 pub use crate::cdap::Cdap;
 pub use crate::commissaire::Commissaire;
 use crate::crypto::SecretBox;
+pub use crate::feed::{Feed, FeedSettings};
 use crate::hosts::{HostOps, HostSettings};
 pub use crate::identity::Identity;
 use crate::jobs::JobEngine;
@@ -101,6 +103,7 @@ pub struct Core {
     perspective: Perspective,
     cdap: Arc<Cdap>,
     query: Query,
+    feed: Feed,
 }
 
 impl Core {
@@ -154,10 +157,17 @@ impl Core {
                 query_limits: corral_query::Limits::default(),
             },
             cdap,
+            feed: feed::Feed::new(store.clone(), FeedSettings::default()),
             store,
             settings,
             secrets,
         }
+    }
+
+    /// Sets how the change feed behaves (retention, buffers, limits).
+    pub fn with_feed(mut self, settings: FeedSettings) -> Core {
+        self.feed = feed::Feed::new(self.store.clone(), settings);
+        self
     }
 
     /// Sets the limits of every SQL statement (perspective 4.8).
@@ -275,6 +285,11 @@ impl Core {
     /// `POST /query`.
     pub fn query(&self) -> &Query {
         &self.query
+    }
+
+    /// The change feed (`GET /events`); its hub runs in [`Feed::run`].
+    pub fn feed(&self) -> &Feed {
+        &self.feed
     }
 
     /// The health watcher's loop; `None` without host machinery.

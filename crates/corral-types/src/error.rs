@@ -21,8 +21,13 @@ pub enum Error {
     MethodNotAllowed { message: String, allow: String },
     /// 409: conflicts with the current state.
     Conflict(String),
+    /// 410: what was asked for is no longer kept (a change feed resumed from a revision that
+    /// retention removed); `oldest` is the oldest revision still available.
+    Gone { message: String, oldest: i64 },
     /// 413: body over the limit (the limit in bytes).
     PayloadTooLarge(u64),
+    /// 429: a per-tenant limit is reached (change feed watchers).
+    TooManyRequests(String),
     /// 501: a known URI of a feature Corral does not implement.
     NotImplemented(String),
     /// 503: a dependency (the store) cannot be reached, or a service has no healthy instance.
@@ -67,7 +72,9 @@ impl Error {
             Error::NotFound(_) => 404,
             Error::MethodNotAllowed { .. } => 405,
             Error::Conflict(_) => 409,
+            Error::Gone { .. } => 410,
             Error::PayloadTooLarge(_) => 413,
+            Error::TooManyRequests(_) => 429,
             Error::NotImplemented(_) => 501,
             Error::Unavailable(_) => 503,
             Error::Internal { .. } | Error::Failed(_) => 500,
@@ -84,8 +91,9 @@ impl Error {
             | Error::Conflict(m)
             | Error::NotImplemented(m)
             | Error::Unavailable(m)
-            | Error::Failed(m) => m.clone(),
-            Error::MethodNotAllowed { message, .. } => message.clone(),
+            | Error::Failed(m)
+            | Error::TooManyRequests(m) => m.clone(),
+            Error::MethodNotAllowed { message, .. } | Error::Gone { message, .. } => message.clone(),
             Error::PayloadTooLarge(limit) => format!("Request body exceeds {limit} bytes."),
             Error::Internal { .. } => "Internal error.".to_string(),
         }
@@ -105,8 +113,10 @@ pub fn reason_phrase(status: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         409 => "Conflict",
+        410 => "Gone",
         413 => "Payload Too Large",
         415 => "Unsupported Media Type",
+        429 => "Too Many Requests",
         500 => "Internal Server Error",
         501 => "Not Implemented",
         503 => "Service Unavailable",
@@ -146,7 +156,15 @@ mod tests {
                 405,
             ),
             (Error::conflict("x"), 409),
+            (
+                Error::Gone {
+                    message: "x".into(),
+                    oldest: 3,
+                },
+                410,
+            ),
             (Error::PayloadTooLarge(10), 413),
+            (Error::TooManyRequests("x".into()), 429),
             (Error::NotImplemented("x".into()), 501),
             (Error::Unavailable("x".into()), 503),
             (Error::internal("boom"), 500),

@@ -52,6 +52,12 @@ pub fn rfc3339(ms: i64) -> String {
     format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
 }
 
+/// RFC 3339 in UTC with `Z` and milliseconds (the change feed's `time`).
+pub fn rfc3339_ms(ms: i64) -> String {
+    let (y, mo, d, h, mi, s, milli) = split_ms(ms);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{milli:03}Z")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,6 +67,7 @@ mod tests {
         assert_eq!(commissaire_time(0), "1970-01-01T00:00:00.000000");
         assert_eq!(commissaire_time(1_450_367_298_710), "2015-12-17T15:48:18.710000");
         assert_eq!(rfc3339(1_482_242_336_000), "2016-12-20T13:58:56Z");
+        assert_eq!(rfc3339_ms(1_482_242_336_042), "2016-12-20T13:58:56.042Z");
         assert_eq!(commissaire_time(951_782_400_000), "2000-02-29T00:00:00.000000");
     }
 }

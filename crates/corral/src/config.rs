@@ -118,6 +118,37 @@ pub struct Settings {
     pub sql_statement_timeout: u64,
     /// Most rows one SQL statement answers (after `LIMIT`).
     pub sql_row_limit: usize,
+    /// The change feed, `[events]` (docs/events.md).
+    pub events: EventsSettings,
+}
+
+/// `[events]`: the change log's retention and `GET /events` watchers. Environment:
+/// `CORRAL_EVENTS_<NAME>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventsSettings {
+    /// Changes younger than this many hours are kept...
+    pub retention_hours: u64,
+    /// ...and so are the newest this many, whichever keeps more.
+    pub retention_events: i64,
+    /// Seconds between `: heartbeat` comments on an idle stream.
+    pub heartbeat_secs: u64,
+    /// Events a watcher may have waiting; one that falls further behind gets `lagged`.
+    pub buffer: usize,
+    /// Open watchers per tenant on one server; more answer 429.
+    pub max_watchers_per_tenant: usize,
+}
+
+impl Default for EventsSettings {
+    fn default() -> Self {
+        EventsSettings {
+            retention_hours: 24,
+            retention_events: 1_000_000,
+            heartbeat_secs: 15,
+            buffer: 1024,
+            max_watchers_per_tenant: 100,
+        }
+    }
 }
 
 /// How hosts are reached.
@@ -190,6 +221,7 @@ impl Default for Settings {
             instance_transition_timeout: 600,
             sql_statement_timeout: 5000,
             sql_row_limit: 10_000,
+            events: EventsSettings::default(),
         }
     }
 }
@@ -257,6 +289,8 @@ impl Settings {
                             "bootstrap_apikey".into()
                         } else if k == "ROUTER_USERSERVICE_FALLBACK_STRATEGY" {
                             "router.userservice.fallback.strategy".into()
+                        } else if let Some(name) = k.as_str().to_ascii_lowercase().strip_prefix("events_") {
+                            format!("events.{name}").into()
                         } else {
                             k.into()
                         }
@@ -292,6 +326,15 @@ impl Settings {
         }
         if s.instance_transition_timeout == 0 {
             return Err("instance_transition_timeout must be positive".into());
+        }
+        if s.events.heartbeat_secs == 0 || s.events.buffer == 0 || s.events.max_watchers_per_tenant == 0 {
+            return Err(
+                "events.heartbeat_secs, events.buffer and events.max_watchers_per_tenant must be positive"
+                    .into(),
+            );
+        }
+        if s.events.retention_events < 0 {
+            return Err("events.retention_events must not be negative".into());
         }
         if s.service_max_instances < 1 {
             return Err("service_max_instances must be positive".into());
@@ -383,6 +426,30 @@ mod tests {
     }
 
     #[test]
+    fn the_events_section_and_its_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("corral.toml", "[events]\nretention_hours = 2\nbuffer = 64\n")?;
+            jail.set_env("CORRAL_EVENTS_MAX_WATCHERS_PER_TENANT", "7");
+            jail.set_env("CORRAL_EVENTS_HEARTBEAT_SECS", "3");
+            let s = Settings::load(Some(Path::new("corral.toml")), &Overrides::default())
+                .map_err(figment::Error::from)?;
+            assert_eq!(
+                s.events,
+                EventsSettings {
+                    retention_hours: 2,
+                    retention_events: 1_000_000,
+                    heartbeat_secs: 3,
+                    buffer: 64,
+                    max_watchers_per_tenant: 7,
+                }
+            );
+            jail.set_env("CORRAL_EVENTS_BUFFER", "0");
+            assert!(Settings::load(None, &Overrides::default()).is_err());
+            Ok(())
+        });
+    }
+
+    #[test]
     fn bad_values_are_reported() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("CORRAL_TOKEN_TTL", "soon");
@@ -400,6 +467,7 @@ mod tests {
             let s = Settings::load(Some(&path), &Overrides::default()).map_err(figment::Error::from)?;
             assert_eq!(s.listen, "127.0.0.1:8080");
             assert_eq!(s.instance_transition_timeout, 600);
+            assert_eq!(s.events, EventsSettings::default());
             let ids: Vec<(&str, &str)> = s
                 .clouds
                 .iter()

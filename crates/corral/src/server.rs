@@ -146,7 +146,8 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
         .with_query_limits(corral_query::Limits {
             timeout: Duration::from_millis(settings.sql_statement_timeout),
             row_limit: settings.sql_row_limit,
-        }),
+        })
+        .with_feed(feed_settings(settings)),
     );
     match core
         .identity()
@@ -210,6 +211,8 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
     if let Some(watcher) = core.watcher(jobs_rx.clone()) {
         tokio::spawn(watcher);
     }
+    // The change feed's hub and retention; at shutdown it ends every open stream.
+    tokio::spawn(core.feed().run(jobs_rx.clone()));
     let jobs = tokio::spawn(engine.run(jobs_rx));
     tracing::info!(%addr, scheme, version = env!("CARGO_PKG_VERSION"), "corral is serving");
     Ok(Running {
@@ -221,6 +224,19 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
         jobs_stop,
         jobs,
     })
+}
+
+/// The change feed's settings (`[events]`).
+fn feed_settings(settings: &Settings) -> corral_core::FeedSettings {
+    let e = &settings.events;
+    corral_core::FeedSettings {
+        retention: Duration::from_secs(e.retention_hours.saturating_mul(3600)),
+        retention_events: e.retention_events,
+        buffer: e.buffer,
+        max_watchers_per_tenant: e.max_watchers_per_tenant,
+        heartbeat: Duration::from_secs(e.heartbeat_secs),
+        ..corral_core::FeedSettings::default()
+    }
 }
 
 /// How service processes run, from the settings. As root, a `service_user` is required

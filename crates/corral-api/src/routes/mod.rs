@@ -9,6 +9,7 @@ mod commissaire;
 mod commissaire_clusters;
 mod commissaire_networks;
 mod coopr;
+mod events;
 mod perspective;
 mod perspective_wire;
 mod system;
@@ -29,6 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(system::token_get, system::token_post))
         .routes(routes!(system::metrics))
         .routes(routes!(system::whoami))
+        .routes(routes!(events::events))
         .routes(routes!(coopr::list_tenants, coopr::create_tenant))
         .routes(routes!(
             coopr::get_tenant,

@@ -88,6 +88,11 @@ pub async fn metrics(State(state): State<AppState>, Ctx(ctx): Ctx) -> ApiResult<
     metrics::gauge!("corral_store_pool_connections", "state" => "open").set(f64::from(pool.size));
     metrics::gauge!("corral_store_pool_connections", "state" => "idle").set(f64::from(pool.idle));
     metrics::gauge!("corral_store_pool_connections", "state" => "max").set(f64::from(pool.max));
+    let feed = state.core.feed().stats(&ctx)?;
+    metrics::gauge!("corral_feed_watchers").set(feed.watchers as f64);
+    metrics::counter!("corral_feed_events_sent_total").absolute(feed.events_sent);
+    metrics::counter!("corral_feed_lagged_watchers_total").absolute(feed.lagged);
+    metrics::gauge!("corral_feed_revision").set(feed.revision as f64);
     let mut resp = state.metrics.render().into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

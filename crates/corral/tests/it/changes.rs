@@ -125,6 +125,7 @@ async fn users_keys_and_namespaces(db: Db) {
         !log.iter().any(|c| c.data.contains(key["key"].as_str().unwrap())),
         "a key's secret must never reach the log"
     );
+    crate::events::feed_matches_log(&s, &admin, "acme").await;
 }
 
 async fn apps_and_services(db: Db) {
@@ -184,6 +185,7 @@ async fn apps_and_services(db: Db) {
     assert_eq!(service.len(), 2, "{service:?}");
     assert_eq!(service[0]["instances"], 2);
     assert_eq!(service[1]["routeConfig"], json!({"1.0": 20, "2.0": 80}));
+    crate::events::feed_matches_log(&s, &k, "acme").await;
 }
 
 async fn instances_and_images(db: Db) {
@@ -265,6 +267,7 @@ async fn instances_and_images(db: Db) {
         .unwrap();
     assert_eq!(launched_change.request_id, created.request_id);
     assert!(!created.request_id.is_empty());
+    crate::events::feed_matches_log(&s, &k, "acme").await;
 }
 
 async fn hosts_clusters_and_operations(db: Db) {
@@ -344,6 +347,7 @@ async fn hosts_clusters_and_operations(db: Db) {
         o.remove("hostset");
     }
     assert_eq!(before_delete, cluster);
+    crate::events::feed_matches_log(&s, &admin, "acme").await;
 }
 
 both_stores!(

@@ -15,6 +15,7 @@ mod changes;
 mod cli;
 mod commissaire_networks;
 mod conventions;
+mod events;
 mod isolation;
 mod jobs;
 mod namespaces;

@@ -144,6 +144,8 @@ const MATRIX: &[Row] = &[
     row("POST", "/token", R, 200),
     // Operators only.
     row("GET", "/metrics", S, 200),
+    // The change feed (docs/events.md), asked for as a JSON page (see `Fixture::request`).
+    row("GET", "/events", R, 200),
     // coopr-v2.md 3: tenants.
     row("GET", "/v2/tenants", S, 200).denied(MUST_BE_SUPERADMIN),
     row("POST", "/v2/tenants", S, 200)
@@ -739,6 +741,10 @@ impl Fixture {
         };
         if let Some(b) = body {
             req = req.header("content-type", "application/json").body(b.to_string());
+        }
+        // The change feed's default answer is an endless stream; its page ends.
+        if path.starts_with("/events") {
+            req = req.header("accept", "application/json");
         }
         req
     }
