@@ -147,6 +147,9 @@ pub async fn resolve(client: &Client, kind: Kind, name_or_id: &str, scope: &Scop
         return Ok(str_of(&r[0]));
     }
     match rows.rows.as_slice() {
+        // An id is taken as given (the API then says whether it exists): the query tables
+        // may not list every object a GET finds.
+        [] if looks_like_uuid(name_or_id) => Ok(name_or_id.to_string()),
         [] => Err(CliError::not_found(format!(
             "no {} named '{name_or_id}'",
             kind.word()
@@ -221,4 +224,12 @@ pub async fn project(client: &Client, project: Option<&str>, cloud: Option<&str>
                 .join("\n")
         ))),
     }
+}
+
+/// `8-4-4-4-12` hexadecimal digits.
+pub fn looks_like_uuid(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.len() == 5
+        && parts.iter().map(|p| p.len()).eq([8, 4, 4, 4, 12])
+        && parts.iter().all(|p| p.chars().all(|c| c.is_ascii_hexdigit()))
 }

@@ -168,7 +168,9 @@ pub async fn wait(
         return Ok(Via::Polling);
     }
     let deadline = Instant::now() + opts.timeout;
-    w.note("following");
+    if revision.is_none() || opts.poll_only {
+        w.note("polling");
+    }
     w.refresh_all(client).await?;
     let mut via = Via::Polling;
     if !w.all_settled()
@@ -388,6 +390,9 @@ impl Waiter {
                 Err(e) => return Ok(FeedEnd::Broken(e.message)),
             };
             match resp.status().as_u16() {
+                200 if reconnects == 0 => {
+                    self.note(&format!("following the change feed from revision {since}"))
+                }
                 200 => {}
                 404 | 405 | 501 => return Ok(FeedEnd::NoFeed),
                 s => return Ok(FeedEnd::Broken(format!("status {s}"))),

@@ -238,7 +238,7 @@ pub async fn run(app: &App, cmd: Cmd) -> Result<()> {
                 )));
             }
             let v = reply.json()?;
-            app.out.list(std::slice::from_ref(&v), OP_COLS, "/name");
+            record(app, &v);
             if w.wait {
                 follow(c, &name, op, None, &w).await?;
                 print_final(app, c, &path).await?;
@@ -248,13 +248,22 @@ pub async fn run(app: &App, cmd: Cmd) -> Result<()> {
     Ok(())
 }
 
+/// An operation record: a one-row table, or the object itself in json/yaml.
+fn record(app: &App, v: &Value) {
+    if app.out.format == crate::output::Format::Table {
+        app.out.list(std::slice::from_ref(v), OP_COLS, "/name");
+    } else {
+        app.out.object(v, "/name");
+    }
+}
+
 async fn start(app: &App, c: &Client, name: &str, op: Op, body: Option<Value>, w: &WaitArgs) -> Result<()> {
     let path = format!("{}/{}", cluster_path(name), op.word());
     let reply = c.send(Method::PUT, &path, body.as_ref()).await?;
     let rev = reply.revision();
     let v = reply.json()?;
     if !w.wait {
-        app.out.list(std::slice::from_ref(&v), OP_COLS, "/name");
+        record(app, &v);
         return Ok(());
     }
     let outcome = follow(c, name, op, rev, w).await;
@@ -264,7 +273,7 @@ async fn start(app: &App, c: &Client, name: &str, op: Op, body: Option<Value>, w
 
 async fn print_final(app: &App, c: &Client, path: &str) -> Result<()> {
     let v = c.get(path).await?;
-    app.out.list(std::slice::from_ref(&v), OP_COLS, "/name");
+    record(app, &v);
     Ok(())
 }
 

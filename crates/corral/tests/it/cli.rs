@@ -522,6 +522,10 @@ async fn perspective_nouns(db: Db) {
         lines(&out.stdout)[0].split_whitespace().collect::<Vec<_>>(),
         ["ID", "NAME", "STATUS", "MESSAGE"]
     );
+    assert!(
+        out.stderr.contains("following the change feed from revision "),
+        "{out:?}"
+    );
     assert!(out.stderr.contains("instance web-1: launched (done)"), "{out:?}");
     assert!(out.stderr.contains("instance web-2: launched (done)"), "{out:?}");
     let list = cli.run(&["instance", "list", "-o", "json"]).await.ok().json();
@@ -608,19 +612,25 @@ async fn perspective_nouns(db: Db) {
         .ok()
         .json();
     assert_eq!(db_inst["flavor"]["name"], "large", "{db_inst}");
-    cli.run(&["image", "snapshot", "db", "--name", "db-snap", "--wait"])
+    let snap_id = cli
+        .run(&["image", "snapshot", "db", "--name", "db-snap", "--wait", "-q"])
         .await
-        .ok();
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    // By id: the query tables do not list a tenant's snapshots (reported), a GET does.
     let snap = cli
-        .run(&["image", "show", "db-snap", "-o", "json"])
+        .run(&["image", "show", &snap_id, "-o", "json"])
         .await
         .ok()
         .json();
+    assert_eq!(snap["name"], "db-snap");
     assert_eq!(snap["state"], "saved");
     cli.run(&["instance", "rename", "db", "db-new"]).await.ok();
     cli.run(&["instance", "show", "db"]).await.code(3);
-    cli.run(&["image", "delete", "db-snap", "--wait"]).await.ok();
-    cli.run(&["image", "show", "db-snap"]).await.code(3);
+    cli.run(&["image", "delete", &snap_id, "--wait"]).await.ok();
+    cli.run(&["image", "show", &snap_id]).await.code(3);
 
     // Ambiguous names: exit 2 listing the candidates.
     cli.run(&[
@@ -817,6 +827,257 @@ async fn cdap_nouns(db: Db) {
     s.stop().await;
 }
 
+/// `--wait` on rolling operations over three real sshd hosts: hosts registered from a key
+/// file and followed to the end of their bootstrap, a deploy that finishes, an upgrade that
+/// fails on the middle host (exit 1 naming the operation and the host).
+async fn rolling_operations_wait(db: Db) {
+    use crate::operations::{corral, fleet, profile};
+    let trace = tempfile::tempdir().unwrap();
+    let fleet = fleet(3);
+    let [a, b, c] = <[String; 3]>::try_from(fleet.addresses()).unwrap();
+    let s = corral(db, &fleet, profile(trace.path(), &b, 0.2)).await;
+    let key = s.create_tenant("acme", 2).await;
+    let home = tempfile::tempdir().unwrap();
+    let key_file = home.path().join("id_ed25519");
+    std::fs::write(&key_file, &fleet.key.private_key).unwrap();
+    let cli = Cli::new(&s, &key, home.path());
+    cli.run(&["cluster", "create", "c"]).await.ok();
+    for h in [&a, &b, &c] {
+        let o = cli
+            .run(&[
+                "host",
+                "register",
+                h,
+                "--key-file",
+                key_file.to_str().unwrap(),
+                "--wait",
+                "--timeout",
+                "90s",
+            ])
+            .await
+            .ok();
+        assert!(
+            o.stderr.contains(&format!("host {h}: disassociated (done)")),
+            "{o:?}"
+        );
+    }
+    let hosts = cli.run(&["host", "list"]).await.ok().stdout;
+    assert_eq!(
+        lines(&hosts)[0].split_whitespace().collect::<Vec<_>>(),
+        [
+            "ADDRESS",
+            "STATUS",
+            "OS",
+            "CPUS",
+            "MEMORY-KB",
+            "SPACE-KB",
+            "LAST-CHECK"
+        ]
+    );
+    assert_eq!(lines(&hosts).len(), 4, "{hosts}");
+    let st = cli.run(&["host", "status", &a, "-o", "json"]).await.ok().json();
+    assert_eq!(st["type"], "host_only");
+    let creds = cli.run(&["host", "creds", &a, "-o", "json"]).await.ok().json();
+    assert_eq!(creds["remote_user"], "root");
+    cli.run(&["cluster", "join", "c", &a, &b, &c]).await.ok();
+    assert_eq!(
+        cli.run(&["cluster", "hosts", "c", "-q"]).await.ok().stdout,
+        format!("{a}\n{b}\n{c}\n")
+    );
+
+    let d = cli
+        .run(&["cluster", "deploy", "c", "7.2.6", "--wait", "--timeout", "120s"])
+        .await
+        .ok();
+    assert!(
+        d.stderr.contains("following the change feed from revision "),
+        "{d:?}"
+    );
+    assert!(d.stderr.contains("deploy of cluster c: finished (done)"), "{d:?}");
+    assert!(
+        d.stderr
+            .contains(&format!("{a}=deployed {b}=deployed {c}=deployed")),
+        "{d:?}"
+    );
+    assert!(lines(&d.stdout)[1].starts_with("c        finished"), "{d:?}");
+    for h in [&a, &b, &c] {
+        assert_eq!(
+            std::fs::read_to_string(trace.path().join(format!("{h}.deploy"))).unwrap(),
+            "7.2.6\n"
+        );
+    }
+
+    let u = cli
+        .run(&["cluster", "upgrade", "c", "--wait", "--timeout", "120s"])
+        .await
+        .code(1);
+    assert!(
+        u.stderr.contains(&format!(
+            "corral: 1 of 1 failed: upgrade of cluster c (failed: {b}:"
+        )),
+        "{u:?}"
+    );
+    assert!(
+        u.stderr.contains(&format!("{a}=upgraded {b}=failed {c}=pending")),
+        "{u:?}"
+    );
+    let rec = cli
+        .run(&["cluster", "operation", "c", "upgrade", "-o", "json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(rec["status"], "failed");
+    assert_eq!(rec["failed"], json!([b]));
+    // Following an operation that already ended answers at once with its outcome.
+    let again = cli
+        .run(&["cluster", "operation", "c", "upgrade", "--wait"])
+        .await
+        .code(1);
+    assert!(
+        again.stderr.contains("upgrade of cluster c (failed:"),
+        "{again:?}"
+    );
+    cli.run(&["host", "delete", &c]).await.ok();
+    cli.run(&["host", "show", &c]).await.code(3);
+    s.stop().await;
+}
+
+/// On a terminal the wait redraws a progress bar and one line per instance in place, in
+/// colour, and ends showing every instance's final state; NO_COLOR turns colour off.
+async fn terminal_progress(db: Db) {
+    let s = server(db, |c| {
+        c.clouds = vec![mock_cloud(|o| {
+            o.driver.insert("delay_ms".into(), json!(700));
+            o.driver.insert("hang".into(), json!(["suspendInstance"]));
+        })];
+    })
+    .await;
+    let home = tempfile::tempdir().unwrap();
+    let key = s.create_tenant("acme", 4).await;
+    let cli = Cli::new(&s, &key, home.path());
+    cli.run(&[
+        "instance", "launch", "tty-1", "tty-2", "--flavor", "small", "--image", "debian", "--wait",
+    ])
+    .await
+    .ok();
+
+    // `script` gives the command a pseudo-terminal and copies what it draws.
+    let pty = |args: &str, no_color: bool| {
+        let c = cli.command(&[]);
+        let mut script = tokio::process::Command::new("script");
+        script.args(["-qec", &format!("{BIN} {args}"), "/dev/null"]);
+        for (k, v) in c.as_std().get_envs() {
+            match v {
+                Some(v) => script.env(k, v),
+                None => script.env_remove(k),
+            };
+        }
+        if no_color {
+            script.env("NO_COLOR", "1");
+        }
+        script.env("TERM", "xterm").stdin(Stdio::null());
+        script
+    };
+    let o = pty("instance reboot tty-1 tty-2 --wait", false)
+        .output()
+        .await
+        .unwrap();
+    let screen = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(o.status.code(), Some(0), "{screen}");
+    // Redrawn in place: cursor up over the previous frame, lines cleared.
+    assert!(
+        screen.contains("\x1b[3A") && screen.contains("\r\x1b[2K"),
+        "{screen:?}"
+    );
+    assert!(
+        screen.contains("] 0/2"),
+        "a first frame with nothing done: {screen:?}"
+    );
+    assert!(
+        screen.contains("\x1b[33mrebooting\x1b[0m"),
+        "transitions in yellow: {screen:?}"
+    );
+    // The last frame: full bar, both instances settled, in green.
+    let last = screen.rsplit("\x1b[3A").next().unwrap();
+    assert!(last.contains(&format!("[{}] 2/2", "#".repeat(30))), "{last:?}");
+    assert!(
+        last.contains("✓ instance tty-1  \x1b[32mlaunched\x1b[0m"),
+        "{last:?}"
+    );
+    assert!(
+        last.contains("✓ instance tty-2  \x1b[32mlaunched\x1b[0m"),
+        "{last:?}"
+    );
+    assert!(
+        !screen.contains("(done)"),
+        "no plain progress lines on a terminal: {screen:?}"
+    );
+
+    // A failing wait on a terminal: the final frame marks it, the error names it.
+    let o = pty("instance suspend tty-1 --wait --timeout 1s", true)
+        .output()
+        .await
+        .unwrap();
+    let screen = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(o.status.code(), Some(1), "{screen}");
+    assert!(
+        screen.contains("timed out after 1s; still waiting for: instance tty-1 (suspending)"),
+        "{screen:?}"
+    );
+    assert!(
+        screen.contains("… instance tty-1  suspending"),
+        "NO_COLOR: plain words: {screen:?}"
+    );
+    assert!(!screen.contains("\x1b[33m"), "{screen:?}");
+    // Tables on a terminal: bold headers unless NO_COLOR.
+    let t = String::from_utf8_lossy(&pty("instance list", false).output().await.unwrap().stdout).into_owned();
+    assert!(t.contains("\x1b[1mNAME\x1b[0m"), "{t:?}");
+    let t = String::from_utf8_lossy(&pty("instance list", true).output().await.unwrap().stdout).into_owned();
+    assert!(!t.contains("\x1b["), "{t:?}");
+    s.stop().await;
+}
+
+/// HTTPS: a custom CA file, `--insecure`, and the refusal of an unknown issuer.
+async fn tls(db: Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
+    let (c2, k2) = (cert.clone(), key.clone());
+    let s = TestServer::start_with(db, move |st| {
+        st.tls_cert = Some(c2);
+        st.tls_key = Some(k2);
+    })
+    .await;
+    let port = s.base.rsplit(':').next().unwrap().to_string();
+    let cli = Cli {
+        addr: format!("https://localhost:{port}"),
+        key: BOOTSTRAP_KEY.into(),
+        home: dir.path().to_path_buf(),
+    };
+    let ok = cli
+        .run(&["whoami", "-q", "--cacert", cert.to_str().unwrap()])
+        .await
+        .ok();
+    assert_eq!(ok.stdout, "admin@superadmin\n");
+    let refused = cli.run(&["whoami"]).await.code(1);
+    assert!(
+        refused.stderr.contains("TLS") && refused.stderr.contains("UnknownIssuer"),
+        "{refused:?}"
+    );
+    assert_eq!(
+        cli.run(&["whoami", "-q", "--insecure"]).await.ok().stdout,
+        "admin@superadmin\n"
+    );
+    let bad_ca = cli
+        .run(&["whoami", "--cacert", key.to_str().unwrap()])
+        .await
+        .code(2);
+    assert!(bad_ca.stderr.contains("holds no certificate"), "{bad_ca:?}");
+    s.stop().await;
+}
+
 /// The CLI's paths do not differ by store: SQLite only.
 macro_rules! sqlite_only {
     ($($name:ident),* $(,)?) => {
@@ -835,5 +1096,8 @@ sqlite_only!(
     identity_and_contexts,
     commissaire_nouns,
     perspective_nouns,
-    cdap_nouns
+    cdap_nouns,
+    rolling_operations_wait,
+    terminal_progress,
+    tls
 );
