@@ -1078,6 +1078,35 @@ async fn tls(db: Db) {
     s.stop().await;
 }
 
+/// When the feed refuses the watcher (429: the tenant's watcher cap is taken), `--wait`
+/// says so and polls, with the same outcome.
+async fn wait_falls_back_to_polling(db: Db) {
+    let s = server(db, |c| c.events.max_watchers_per_tenant = 1).await;
+    let home = tempfile::tempdir().unwrap();
+    let key = s.create_tenant("acme", 4).await;
+    let cli = Cli::new(&s, &key, home.path());
+    let held = s
+        .call(&key, reqwest::Method::GET, "/events")
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(held.status(), 200);
+    let o = cli
+        .run(&[
+            "instance", "launch", "fb-1", "--flavor", "small", "--image", "debian", "--wait",
+        ])
+        .await
+        .ok();
+    assert!(
+        o.stderr.contains("change feed unavailable (status 429): polling"),
+        "{o:?}"
+    );
+    assert!(o.stderr.contains("instance fb-1: launched (done)"), "{o:?}");
+    drop(held);
+    s.stop().await;
+}
+
 /// The CLI's paths do not differ by store: SQLite only.
 macro_rules! sqlite_only {
     ($($name:ident),* $(,)?) => {
@@ -1099,5 +1128,6 @@ sqlite_only!(
     cdap_nouns,
     rolling_operations_wait,
     terminal_progress,
-    tls
+    tls,
+    wait_falls_back_to_polling
 );
