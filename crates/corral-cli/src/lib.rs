@@ -135,11 +135,18 @@ pub fn connection(global: &GlobalArgs) -> Result<Connection> {
         .select(global.context.as_deref())?
         .map(|(_, c)| c)
         .unwrap_or_default();
+    // The tenant and user describe the key: a key from a flag or the environment does not
+    // inherit the context's (they would make the server refuse it as someone else's).
+    let (ctx_tenant, ctx_user) = if global.api_key.is_some() {
+        (None, None)
+    } else {
+        (ctx.tenant, ctx.user)
+    };
     Ok(Connection {
         addr: global.addr.clone().or(ctx.addr).unwrap_or_default(),
         api_key: global.api_key.clone().or(ctx.api_key),
-        tenant: global.tenant.clone().or(ctx.tenant),
-        user: global.user.clone().or(ctx.user),
+        tenant: global.tenant.clone().or(ctx_tenant),
+        user: global.user.clone().or(ctx_user),
         ca_cert: global.cacert.clone().or(ctx.ca_cert),
         insecure: global.insecure || ctx.insecure,
     })

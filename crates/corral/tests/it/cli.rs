@@ -273,9 +273,13 @@ async fn identity_and_contexts(db: Db) {
     c.env_remove("CORRAL_ADDR").env_remove("CORRAL_API_KEY");
     let o = c.output().await.unwrap();
     assert_eq!(String::from_utf8_lossy(&o.stdout), "admin@acme\n", "{o:?}");
-    // A flag wins over the context: the bootstrap key with the context's tenant/user headers
-    // disagrees with them (401 -> 5).
-    let mut c = ctx.command(&["whoami", "--api-key", BOOTSTRAP_KEY]);
+    // A key from a flag wins over the context's, and does not inherit its tenant/user.
+    let mut c = ctx.command(&["whoami", "-q", "--api-key", BOOTSTRAP_KEY]);
+    c.env_remove("CORRAL_ADDR").env_remove("CORRAL_API_KEY");
+    let o = c.output().await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "admin@superadmin\n", "{o:?}");
+    // An explicit --user that disagrees with the key: the server refuses it (401 -> 5).
+    let mut c = ctx.command(&["whoami", "--user", "nobody"]);
     c.env_remove("CORRAL_ADDR").env_remove("CORRAL_API_KEY");
     assert_eq!(c.output().await.unwrap().status.code(), Some(5));
     ctx.run(&["context", "add", "other", "--addr", "http://127.0.0.1:9"])
