@@ -200,4 +200,30 @@ mod tests {
     fn command_tree_is_consistent() {
         Cli::command().debug_assert();
     }
+
+    /// Every command a user runs has examples in its `--help`.
+    #[test]
+    fn every_command_has_examples() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let path = format!("{path} {}", cmd.get_name());
+            let subs: Vec<&clap::Command> =
+                cmd.get_subcommands().filter(|c| c.get_name() != "help").collect();
+            if subs.is_empty() {
+                let help = cmd.get_after_help().map(|h| h.to_string()).unwrap_or_default();
+                if !help.contains("Example") {
+                    missing.push(path);
+                }
+            } else {
+                for s in subs {
+                    walk(s, &path, missing);
+                }
+            }
+        }
+        let mut missing = Vec::new();
+        let root = Cli::command();
+        for noun in root.get_subcommands().filter(|c| c.get_name() != "help") {
+            walk(noun, "corral", &mut missing);
+        }
+        assert!(missing.is_empty(), "commands without examples: {missing:?}");
+    }
 }

@@ -80,6 +80,9 @@ pub enum Noun {
     /// Run SQL over your inventory (POST /query): one statement, or an interactive prompt.
     Query(query::Args),
     /// Who the current credentials are (tenant, user, role) and where they point.
+    #[command(
+        after_help = "Examples:\n  corral whoami\n  corral whoami -q      # user@tenant\n  corral --context prod whoami -o json"
+    )]
     Whoami,
     /// Print a shell completion script.
     Completion(completion::Args),

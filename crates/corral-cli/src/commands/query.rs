@@ -126,7 +126,7 @@ async fn interactive(app: &App, params: &[(String, String)]) -> Result<()> {
         match rl.readline(prompt) {
             Ok(line) => {
                 let t = line.trim();
-                if buf.is_empty() && (t == "\\q" || t == "quit" || t == "exit") {
+                if t == "\\q" || (buf.is_empty() && (t == "quit" || t == "exit")) {
                     break;
                 }
                 buf.push_str(&line);

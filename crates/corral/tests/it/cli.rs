@@ -1033,6 +1033,33 @@ async fn terminal_progress(db: Db) {
         "NO_COLOR: plain words: {screen:?}"
     );
     assert!(!screen.contains("\x1b[33m"), "{screen:?}");
+    // The interactive SQL prompt: a statement per `;`, one spread over two lines, an error
+    // that does not end the session, `\q`; the statements land in the history file.
+    let input = "(printf 'select 1 + 1 as two;\\n'; sleep 1; printf 'select name\\n'; sleep 0.5; \
+                 printf 'from flavors order by name;\\n'; sleep 1; printf 'select nope from flavors;\\n'; \
+                 sleep 1; printf '\\\\q\\n')";
+    let mut sh = tokio::process::Command::new("sh");
+    let c = cli.command(&[]);
+    for (k, v) in c.as_std().get_envs() {
+        match v {
+            Some(v) => sh.env(k, v),
+            None => sh.env_remove(k),
+        };
+    }
+    sh.args(["-c", &format!("{input} | script -qec '{BIN} query' /dev/null")]);
+    let o = sh.env("NO_COLOR", "1").output().await.unwrap();
+    let screen = String::from_utf8_lossy(&o.stdout).replace('\r', "");
+    assert_eq!(o.status.code(), Some(0), "{screen}");
+    assert!(screen.contains("corral> "), "{screen:?}");
+    assert!(screen.contains("two\n2\n(1 row)\n"), "{screen:?}");
+    assert!(screen.contains("name\nlarge\nsmall\n(2 rows)\n"), "{screen:?}");
+    assert!(screen.contains("corral: evaluation_error: "), "{screen:?}");
+    let history = std::fs::read_to_string(home.path().join("query_history")).unwrap();
+    assert!(
+        history.contains("select 1 + 1 as two;") && history.contains("from flavors order by name;"),
+        "{history}"
+    );
+
     // Tables on a terminal: bold headers unless NO_COLOR.
     let t = String::from_utf8_lossy(&pty("instance list", false).output().await.unwrap().stdout).into_owned();
     assert!(t.contains("\x1b[1mNAME\x1b[0m"), "{t:?}");
