@@ -148,7 +148,7 @@ pub async fn resolve(client: &Client, kind: Kind, name_or_id: &str, scope: &Scop
     }
     match rows.rows.as_slice() {
         // An id is taken as given (the API then says whether it exists): the query tables
-        // may not list every object a GET finds.
+        // may lag a write by up to a second (docs/query.md).
         [] if looks_like_uuid(name_or_id) => Ok(name_or_id.to_string()),
         [] => Err(CliError::not_found(format!(
             "no {} named '{name_or_id}'",

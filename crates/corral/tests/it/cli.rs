@@ -623,7 +623,8 @@ async fn perspective_nouns(db: Db) {
         .stdout
         .trim()
         .to_string();
-    // By id: the query tables do not list a tenant's snapshots (reported), a GET does.
+    // By id: the query tables, which resolve names, may lag a write by up to a second
+    // (docs/query.md); an id goes straight to the GET.
     let snap = cli
         .run(&["image", "show", &snap_id, "-o", "json"])
         .await
