@@ -86,6 +86,15 @@ impl Printer {
         self.emit(&table(&headers, &cells, self.color));
     }
 
+    /// Like [`Printer::list`] for answers that are not lists of objects (arrays of names): the
+    /// table and `-q` use `rows`, json and yaml print the API's own answer `raw`.
+    pub fn list_raw(&self, raw: &Value, rows: &[Value], cols: &[Col<'_>], id_ptr: &str) {
+        if !self.quiet && self.structured(raw) {
+            return;
+        }
+        self.list(rows, cols, id_ptr);
+    }
+
     /// One object: `-q` prints its id, a table its fields as `KEY  VALUE` lines.
     pub fn object(&self, v: &Value, id_ptr: &str) {
         if self.quiet {

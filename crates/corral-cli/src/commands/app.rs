@@ -137,7 +137,8 @@ pub async fn run(app: &App, cmd: Cmd) -> Result<()> {
                 .as_array()
                 .map(|x| x.iter().map(|s| json!({"version": s})).collect())
                 .unwrap_or_default();
-            app.out.list(&rows, &[("VERSION", "/version")], "/version");
+            app.out
+                .list_raw(&v, &rows, &[("VERSION", "/version")], "/version");
         }
         Cmd::Delete { app: a, version, ns } => {
             let path = match &version {

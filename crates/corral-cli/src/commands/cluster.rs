@@ -174,7 +174,8 @@ pub async fn run(app: &App, cmd: Cmd) -> Result<()> {
                 .as_array()
                 .map(|a| a.iter().map(|h| json!({"address": h})).collect())
                 .unwrap_or_default();
-            app.out.list(&rows, &[("ADDRESS", "/address")], "/address");
+            app.out
+                .list_raw(&v, &rows, &[("ADDRESS", "/address")], "/address");
         }
         Cmd::Join { name, addresses } => {
             for a in &addresses {

@@ -725,6 +725,18 @@ async fn cdap_nouns(db: Db) {
         cli.run(&["app", "versions", "shop", "-q"]).await.ok().stdout,
         "1.0.0\n2.0.0\n"
     );
+    assert_eq!(
+        cli.run(&["app", "versions", "shop", "-o", "yaml"])
+            .await
+            .ok()
+            .stdout,
+        "- 1.0.0\n- 2.0.0\n"
+    );
+    let y = cli.run(&["app", "show", "shop", "-o", "yaml"]).await.ok().stdout;
+    assert!(
+        y.contains("appVersion: 2.0.0\n") && y.contains("services:\n- command:\n  - "),
+        "{y}"
+    );
     let l = cli.run(&["app", "list"]).await.ok().stdout;
     assert_eq!(l, "NAME  VERSION  DESCRIPTION\nshop  2.0.0    Shop\n");
     cli.run(&["app", "show", "shop", "--app-version", "9"])
@@ -888,6 +900,18 @@ async fn rolling_operations_wait(db: Db) {
     assert_eq!(
         cli.run(&["cluster", "hosts", "c", "-q"]).await.ok().stdout,
         format!("{a}\n{b}\n{c}\n")
+    );
+    assert_eq!(
+        cli.run(&["cluster", "hosts", "c", "-o", "json"])
+            .await
+            .ok()
+            .json(),
+        json!([a, b, c])
+    );
+    let ys = cli.run(&["host", "list", "-o", "yaml"]).await.ok().stdout;
+    assert!(
+        ys.starts_with("- address: ") && ys.contains(&format!("address: {b}\n  cpus: ")),
+        "{ys}"
     );
 
     let d = cli
