@@ -35,7 +35,7 @@ pub enum Cmd {
         #[arg(long)]
         bootstrap: bool,
     },
-    /// Replace a tenant's settings (omitted values take their defaults).
+    /// Change a tenant's settings (values not given stay as they are).
     #[command(after_help = "Example:\n  corral tenant update acme --workers 20")]
     Update {
         name: String,
@@ -56,9 +56,9 @@ pub enum Cmd {
 
 #[derive(clap::Args, Debug)]
 pub struct Spec {
-    /// Concurrent background job slots.
-    #[arg(long, default_value_t = 0)]
-    workers: i64,
+    /// Concurrent background job slots (required by create).
+    #[arg(long)]
+    workers: Option<i64>,
     #[arg(long)]
     description: Option<String>,
     #[arg(long)]
@@ -67,8 +67,13 @@ pub struct Spec {
     max_nodes: Option<i64>,
 }
 
-fn body(name: &str, s: &Spec) -> Value {
-    let mut t = json!({"name": name, "workers": s.workers});
+/// The tenant object: `base` (the current one, for update) with the given values over it.
+fn body(name: &str, s: &Spec, base: Value) -> Value {
+    let mut t = if base.is_object() { base } else { json!({}) };
+    t["name"] = json!(name);
+    if let Some(w) = s.workers {
+        t["workers"] = json!(w);
+    }
     if let Some(d) = &s.description {
         t["description"] = json!(d);
     }
@@ -98,7 +103,10 @@ pub async fn run(app: &App, cmd: Cmd) -> Result<()> {
             spec,
             bootstrap,
         } => {
-            let b = json!({"tenant": body(&name, &spec), "bootstrap": bootstrap});
+            if spec.workers.is_none() {
+                return Err(crate::error::CliError::usage("tenant create needs --workers N"));
+            }
+            let b = json!({"tenant": body(&name, &spec, Value::Null), "bootstrap": bootstrap});
             let v = c.json(Method::POST, "/v2/tenants", Some(&b)).await?;
             if app.out.quiet {
                 app.out.object(&v, "/tenant/name");
@@ -113,7 +121,9 @@ pub async fn run(app: &App, cmd: Cmd) -> Result<()> {
             }
         }
         Cmd::Update { name, spec } => {
-            let b = json!({"tenant": body(&name, &spec)});
+            // PUT replaces the whole tenant: start from the current one.
+            let current = c.get(&format!("/v2/tenants/{}", enc(&name))).await?;
+            let b = json!({"tenant": body(&name, &spec, current)});
             let v = c
                 .json(Method::PUT, &format!("/v2/tenants/{}", enc(&name)), Some(&b))
                 .await?;

@@ -143,6 +143,17 @@ async fn identity_and_contexts(db: Db) {
         y,
         "description: Acme Inc\nmaxClusters: 2147483647\nmaxNodes: 2147483647\nname: acme\nworkers: 3\n"
     );
+    // update keeps what it is not told to change (PUT replaces the whole tenant).
+    let u = root
+        .run(&["tenant", "update", "acme", "--max-nodes", "50", "-o", "json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(
+        u,
+        json!({"name": "acme", "description": "Acme Inc", "workers": 3, "maxClusters": 2147483647, "maxNodes": 50})
+    );
+    root.run(&["tenant", "create", "nowork"]).await.code(2);
     let q = root.run(&["tenant", "list", "-q"]).await.ok().stdout;
     assert_eq!(q, "acme\nsuperadmin\n");
 
