@@ -41,6 +41,7 @@ pub enum Cmd {
         name: String,
         #[arg(long)]
         description: Option<String>,
+        /// Setting, repeatable; given at all, they replace the whole config map.
         #[arg(long, value_parser = kv, value_name = "KEY=VALUE")]
         config: Vec<(String, String)>,
     },
