@@ -355,7 +355,7 @@ flavors = [{{ name = "small", ram = 512, vcpus = 1 }}]
 }
 
 /// A real Ed25519 key in OpenSSH format (generated for the benchmark), base64 as the API wants.
-fn sample_key() -> Result<String> {
+pub(crate) fn sample_key() -> Result<String> {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("k");
     let ok = std::process::Command::new("ssh-keygen")

@@ -16,6 +16,7 @@ mod inventory;
 mod load;
 mod proxy;
 mod report;
+mod soak;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -48,6 +49,9 @@ enum Cmd {
     /// 1,000 change-feed watchers on one tenant while 10,000 mock instance actions run: delivery
     /// latency and memory.
     Feed(feed::FeedArgs),
+    /// A long run (default one hour) at half the measured capacity, mixed reads and writes:
+    /// errors, latency, memory and open files sampled each minute.
+    Soak(soak::SoakArgs),
     /// Run the bare axum reference server (answers GET /hello with {"message":"hello"}).
     Hello {
         /// Loopback address to listen on; port 0 picks a free port (printed as "listening on ADDR").
@@ -209,6 +213,10 @@ fn main() -> Result<()> {
         Cmd::Feed(args) => {
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             rt.block_on(feed::run(args))
+        }
+        Cmd::Soak(args) => {
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(soak::run(args))
         }
         Cmd::Proxy(args) => {
             let rt = client_runtime(&args.load)?;

@@ -213,8 +213,11 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
     }
     // The change feed's hub and retention; at shutdown it ends every open stream.
     tokio::spawn(core.feed().run(jobs_rx.clone()));
+    // The lease owner this process writes into `jobs.lease_owner`: an operator (or a test)
+    // can tell which replica holds which job.
+    let worker = engine.owner().to_string();
     let jobs = tokio::spawn(engine.run(jobs_rx));
-    tracing::info!(%addr, scheme, version = env!("CARGO_PKG_VERSION"), "corral is serving");
+    tracing::info!(%addr, scheme, %worker, version = env!("CARGO_PKG_VERSION"), "corral is serving");
     Ok(Running {
         addr,
         core,

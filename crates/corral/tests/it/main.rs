@@ -22,6 +22,7 @@ mod namespaces;
 mod operations;
 mod process;
 mod query;
+mod replicas;
 mod roles;
 mod services;
 mod tenants;

@@ -17,14 +17,14 @@ use crate::harness::{Db, expect_json, fresh_database};
 use crate::helpers::IntoReq;
 
 /// A `corral serve` child process whose JSON log lines are collected.
-struct Proc {
+pub(crate) struct Proc {
     child: Child,
     logs: Arc<Mutex<Vec<String>>>,
-    addr: String,
+    pub(crate) addr: String,
 }
 
 impl Proc {
-    fn spawn(args: &[&str], envs: &[(&str, &str)]) -> Result<Proc, (Option<i32>, String)> {
+    pub(crate) fn spawn(args: &[&str], envs: &[(&str, &str)]) -> Result<Proc, (Option<i32>, String)> {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_corral"));
         cmd.arg("serve")
             .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
@@ -70,15 +70,15 @@ impl Proc {
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
 
-    fn log_text(&self) -> String {
+    pub(crate) fn log_text(&self) -> String {
         self.logs.lock().unwrap().join("\n")
     }
 
-    fn signal(&self, sig: &str) {
+    pub(crate) fn signal(&self, sig: &str) {
         let ok = Command::new("kill")
             .args([sig, &self.child.id().to_string()])
             .status()
@@ -88,7 +88,7 @@ impl Proc {
     }
 
     /// Waits for the exit code after a signal was sent.
-    fn terminate_after_signal(mut self) -> (Option<i32>, String) {
+    pub(crate) fn terminate_after_signal(mut self) -> (Option<i32>, String) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -102,7 +102,7 @@ impl Proc {
     }
 
     /// Sends SIGTERM and waits for the exit code.
-    fn terminate(self) -> (Option<i32>, String) {
+    pub(crate) fn terminate(self) -> (Option<i32>, String) {
         self.signal("-TERM");
         self.terminate_after_signal()
     }
