@@ -141,7 +141,11 @@ fn unit(shared: &Shared, n: u64) -> Vec<Call> {
     let pick = |list: &[String]| list[(n.wrapping_mul(2_654_435_761) % list.len() as u64) as usize].clone();
     match n % 10 {
         0 | 1 => vec![Call::new(Method::GET, "/v3/namespaces/default".into(), None)],
-        2 | 3 => vec![Call::new(Method::GET, format!("/instances/{}", pick(&shared.instances)), None)],
+        2 | 3 => vec![Call::new(
+            Method::GET,
+            format!("/instances/{}", pick(&shared.instances)),
+            None,
+        )],
         4 => vec![Call::new(Method::GET, "/api/v0/hosts".into(), None)],
         5 => vec![Call::new(
             Method::POST,
@@ -248,7 +252,10 @@ async fn run_unit(
             }
             Err(_) => {
                 *conn = None;
-                Answer::Error(format!("{} {}: no answer within {timeout:?}", call.method, call.path))
+                Answer::Error(format!(
+                    "{} {}: no answer within {timeout:?}",
+                    call.method, call.path
+                ))
             }
         };
         let took = u64::try_from(scheduled.elapsed().as_nanos()).unwrap_or(u64::MAX);
@@ -274,7 +281,8 @@ async fn capacity(shared: &Arc<Shared>, args: &SoakArgs) -> Result<(f64, Period)
     let units = Arc::new(AtomicU64::new(0));
     let tasks: Vec<_> = (0..args.connections)
         .map(|_| {
-            let (shared, period, units, timeout) = (shared.clone(), period.clone(), units.clone(), args.timeout);
+            let (shared, period, units, timeout) =
+                (shared.clone(), period.clone(), units.clone(), args.timeout);
             tokio::spawn(async move {
                 let mut conn = None;
                 while Instant::now() < end {
@@ -356,7 +364,9 @@ flavors = [{{ name = "small", ram = 512, vcpus = 1 }}]
     let ids = api
         .rows("select p.id, f.id, i.id from projects p join flavors f on f.project_id = p.id join images i on i.cloud_id = p.cloud_id")
         .await?;
-    let first = ids.first().ok_or_else(|| anyhow!("the mock cloud has no project"))?;
+    let first = ids
+        .first()
+        .ok_or_else(|| anyhow!("the mock cloud has no project"))?;
     let (project, flavor, image) = (first[0].clone(), first[1].clone(), first[2].clone());
     let items: Vec<Value> = (0..args.instances)
         .map(|i| json!({"name": format!("soak-{i}"), "projectId": project, "flavor": {"id": flavor}, "image": {"id": image}}))
@@ -369,14 +379,23 @@ flavors = [{{ name = "small", ram = 512, vcpus = 1 }}]
         .filter_map(|r| r["id"].as_str().map(str::to_string))
         .collect();
     if instances.len() != args.instances {
-        bail!("launch answered {} ids for {} instances: {out}", instances.len(), args.instances);
+        bail!(
+            "launch answered {} ids for {} instances: {out}",
+            instances.len(),
+            args.instances
+        );
     }
-    api.until_launched(args.instances as i64, Duration::from_secs(600)).await?;
+    api.until_launched(args.instances as i64, Duration::from_secs(600))
+        .await?;
     let key_b64 = crate::inventory::sample_key()?;
     for h in 0..20 {
         let a = format!("10.99.0.{}", h + 1);
-        api.call(Method::PUT, &format!("/api/v0/host/{a}"), Some(&json!({"ssh_priv_key": key_b64})))
-            .await?;
+        api.call(
+            Method::PUT,
+            &format!("/api/v0/host/{a}"),
+            Some(&json!({"ssh_priv_key": key_b64})),
+        )
+        .await?;
     }
     let shared = Arc::new(Shared {
         addr,
@@ -385,15 +404,25 @@ flavors = [{{ name = "small", ram = 512, vcpus = 1 }}]
         seq: AtomicU64::new(0),
     });
 
-    eprintln!("measuring capacity for {:?} on {} connections", args.calibrate, args.connections);
+    eprintln!(
+        "measuring capacity for {:?} on {} connections",
+        args.calibrate, args.connections
+    );
     let (cap, cal) = capacity(&shared, args).await?;
     let rate = cap * args.fraction;
-    println!("# corral-bench soak, {}", datetime_utc(std::time::SystemTime::now()));
+    println!(
+        "# corral-bench soak, {}",
+        datetime_utc(std::time::SystemTime::now())
+    );
     println!("machine: {}", machine.one_line());
     println!(
         "store: {}; capacity {:.0} units/s (closed loop, {} connections, {:?}: {} ok, {} refused, {} errors, p99 {}); \
          soak at {:.0}% = {:.1} units/s for {:?}",
-        if args.database_url.is_some() { "PostgreSQL" } else { "SQLite" },
+        if args.database_url.is_some() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        },
         cap,
         args.connections,
         args.calibrate,
@@ -431,7 +460,9 @@ flavors = [{{ name = "small", ram = 512, vcpus = 1 }}]
         })
         .collect();
     println!();
-    println!("| minute | units offered | ok | refused (409) | errors | p50 | p99 | RSS MiB | open fds | load avg |");
+    println!(
+        "| minute | units offered | ok | refused (409) | errors | p50 | p99 | RSS MiB | open fds | load avg |"
+    );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let interval = Duration::from_secs_f64(1.0 / rate);
     let start = Instant::now();
@@ -471,7 +502,11 @@ flavors = [{{ name = "small", ram = 512, vcpus = 1 }}]
                 "| {minute} | {offered} | {} | {} | {errors}{} | {} | {} | {} | {} | {} |",
                 p.ok,
                 p.refused,
-                if p.late > 0 { format!(" ({} late)", p.late) } else { String::new() },
+                if p.late > 0 {
+                    format!(" ({} late)", p.late)
+                } else {
+                    String::new()
+                },
                 ms(p.hist.quantile(0.5)),
                 ms(p.hist.quantile(0.99)),
                 rss.map_or_else(|| "n/a".into(), |k| format!("{:.0}", k as f64 / 1024.0)),

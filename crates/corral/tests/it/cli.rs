@@ -467,6 +467,8 @@ async fn perspective_nouns(db: Db) {
     let s = server(db, |c| {
         c.clouds = vec![mock_cloud(|o| {
             o.driver.insert("fail".into(), json!(["pauseInstance"]));
+            // Slow enough that a wait always sees the transition (and opens the feed).
+            o.driver.insert("delay_ms".into(), json!(300));
         })];
     })
     .await;
@@ -1148,7 +1150,13 @@ async fn tls(db: Db) {
 /// When the feed refuses the watcher (429: the tenant's watcher cap is taken), `--wait`
 /// says so and polls, with the same outcome.
 async fn wait_falls_back_to_polling(db: Db) {
-    let s = server(db, |c| c.events.max_watchers_per_tenant = 1).await;
+    let s = server(db, |c| {
+        c.events.max_watchers_per_tenant = 1;
+        c.clouds = vec![mock_cloud(|o| {
+            o.driver.insert("delay_ms".into(), json!(300));
+        })];
+    })
+    .await;
     let home = tempfile::tempdir().unwrap();
     let key = s.create_tenant("acme", 4).await;
     let cli = Cli::new(&s, &key, home.path());
