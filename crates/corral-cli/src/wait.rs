@@ -130,6 +130,9 @@ impl WaitOpts {
     }
 }
 
+/// Most target lines a live frame shows.
+const MAX_LIVE_LINES: usize = 20;
+
 /// How one wait ended (for the caller's final output).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Via {
@@ -518,7 +521,24 @@ impl Waiter {
             .map(|t| t.target.label.len())
             .max()
             .unwrap_or(0);
-        for t in &self.tracks {
+        // A live frame must fit a screen: with many targets, show the unsettled and failed
+        // ones (up to a screenful) and count the rest.
+        let shown: Vec<&Track> = if self.opts.live && self.tracks.len() > MAX_LIVE_LINES {
+            let mut v: Vec<&Track> = self
+                .tracks
+                .iter()
+                .filter(|t| !matches!(t.state, State::Done(_)))
+                .take(MAX_LIVE_LINES)
+                .collect();
+            if v.is_empty() {
+                v.extend(self.tracks.iter().take(MAX_LIVE_LINES));
+            }
+            v
+        } else {
+            self.tracks.iter().collect()
+        };
+        let hidden = self.tracks.len() - shown.len();
+        for t in shown {
             let (mark, text) = match &t.state {
                 State::Pending(s) => ("…", s.clone()),
                 State::Done(s) => ("✓", s.clone()),
@@ -531,6 +551,9 @@ impl Waiter {
             for (h, st) in &t.hosts {
                 out.push(format!("    {h:host_w$}  {}", crate::output::paint(st, c)));
             }
+        }
+        if hidden > 0 {
+            out.push(format!("  ... and {hidden} more"));
         }
         out
     }
@@ -548,6 +571,8 @@ impl Waiter {
                 s.push_str(l);
                 s.push('\n');
             }
+            // Clear what a longer previous frame left below.
+            s.push_str("\x1b[J");
             self.drawn = lines.len();
             let _ = err.write_all(s.as_bytes());
         } else {
@@ -684,6 +709,40 @@ mod tests {
         assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
         assert!(parse_duration("x").is_err());
+    }
+
+    #[test]
+    fn a_live_frame_fits_a_screen() {
+        let track = |i: usize, state: State| Track {
+            target: Target::new(Goal::Gone, format!("{i}"), format!("instance i-{i:02}"), "/x"),
+            state,
+            hosts: vec![],
+            progress: None,
+        };
+        let mut tracks: Vec<Track> = (0..30).map(|i| track(i, State::Done("deleted".into()))).collect();
+        tracks[29] = track(29, State::Failed("error".into()));
+        tracks[3] = track(3, State::Pending("deleting".into()));
+        let w = Waiter {
+            tracks,
+            drawn: 0,
+            opts: WaitOpts {
+                timeout: Duration::from_secs(1),
+                live: true,
+                color: false,
+                poll_only: true,
+            },
+            printed: HashMap::new(),
+            started: Instant::now(),
+        };
+        let lines = w.lines();
+        assert!(
+            lines[0].starts_with(&format!("[{}-] 29/30", "#".repeat(29))),
+            "{lines:?}"
+        );
+        assert_eq!(lines[1], "… instance i-03  deleting");
+        assert_eq!(lines[2], "✗ instance i-29  error");
+        assert_eq!(lines[3], "  ... and 28 more");
+        assert_eq!(lines.len(), 4);
     }
 
     #[test]
