@@ -1182,7 +1182,7 @@ async fn wait_falls_back_to_polling(db: Db) {
     s.stop().await;
 }
 
-/// The CLI's paths do not differ by store: SQLite only.
+/// The CLI's paths do not differ by store: SQLite only (but see `on_both_stores`).
 macro_rules! sqlite_only {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -1199,10 +1199,16 @@ macro_rules! sqlite_only {
 sqlite_only!(
     identity_and_contexts,
     commissaire_nouns,
-    perspective_nouns,
     cdap_nouns,
     rolling_operations_wait,
     terminal_progress,
     tls,
     wait_falls_back_to_polling
 );
+
+/// Name resolution reads the query read model, which each store fills its own way: the
+/// Perspective nouns run on PostgreSQL too.
+mod on_both_stores {
+    use super::perspective_nouns;
+    crate::both_stores!(perspective_nouns);
+}
