@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs Corral's whole test suite on a fresh Debian machine: installs what the tests need,
 # starts a throwaway PostgreSQL on a free loopback port, builds the QEMU test guest, then runs
-# the format check, clippy with -D warnings, and every test on both stores (SQLite and that
-# PostgreSQL).
+# the format check, clippy with -D warnings, every test on both stores (SQLite and that
+# PostgreSQL), and schemathesis against the served OpenAPI document on both stores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +15,9 @@ for v in 17 16 15; do
 done
 [ -n "$pg_bin" ] || need_pkgs+=(postgresql)
 command -v curl >/dev/null || need_pkgs+=(curl)
+# schemathesis runs from a venv, in a network namespace brought up with `ip`.
+python3 -c 'import ensurepip, venv' 2>/dev/null || need_pkgs+=(python3-venv)
+command -v ip >/dev/null || need_pkgs+=(iproute2)
 # Real OpenSSH servers for the host tests (design §6); brings ssh-keygen along.
 [ -x /usr/sbin/sshd ] || need_pkgs+=(openssh-server)
 # What scripts/guest-image.sh needs to build the QEMU test guest (cpio, mke2fs, qemu-img; the
@@ -78,3 +81,8 @@ cargo build -p corral-testsvc
 
 log "cargo test (SQLite and PostgreSQL)"
 cargo test --workspace --all-targets -- --test-threads 4
+
+# The served OpenAPI document fuzzed by schemathesis (PyPI) on both stores: no 5xx, no
+# undeclared status, no response off its schema.
+log "schemathesis (SQLite and PostgreSQL)"
+bash scripts/schemathesis.sh sqlite postgres

@@ -210,9 +210,16 @@ async fn send(sender: &mut Sender, shared: &Shared, call: &Call) -> Result<Answe
     let resp = sender.send_request(b.body(body)?).await?;
     let status = resp.status();
     let bytes = resp.into_body().collect().await?.to_bytes();
-    Ok(if status.is_success() {
+    // A bulk action answers 200 with a status per id: a reboot that met a rebooting instance
+    // is refused there.
+    let refused_item = call.path == "/instances/reboot"
+        && serde_json::from_slice::<Value>(&bytes)
+            .ok()
+            .and_then(|v| v.as_array().map(|a| a.iter().any(|r| r["status"] == 409)))
+            .unwrap_or(false);
+    Ok(if status.is_success() && !refused_item {
         Answer::Ok
-    } else if status == hyper::StatusCode::CONFLICT {
+    } else if status == hyper::StatusCode::CONFLICT || refused_item {
         Answer::Refused
     } else {
         Answer::Error(format!(
@@ -441,9 +448,10 @@ flavors = [{{ name = "small", ram = 512, vcpus = 1 }}]
         bail!("measured no capacity");
     }
 
-    // The open loop: a ticker hands scheduled start times to a pool of connection workers; a
-    // tick finding every worker busy counts as late (an error: the server fell behind).
-    let (tx, rx) = mpsc::channel::<Instant>(args.connections);
+    // The open loop: a ticker hands scheduled start times to a pool of connection workers. A
+    // unit that waited longer than the request timeout for a worker, or found the queue full,
+    // counts as late (an error: the server fell behind).
+    let (tx, rx) = mpsc::channel::<Instant>(65_536);
     let rx = Arc::new(Mutex::new(rx));
     let period = Arc::new(Mutex::new(Period::default()));
     let workers: Vec<_> = (0..args.connections)
@@ -454,6 +462,11 @@ flavors = [{{ name = "small", ram = 512, vcpus = 1 }}]
                 loop {
                     let next = rx.lock().await.recv().await;
                     let Some(scheduled) = next else { break };
+                    if scheduled.elapsed() > timeout {
+                        // Queued longer than a request may take: the server fell behind.
+                        period.lock().await.late += 1;
+                        continue;
+                    }
                     run_unit(&mut conn, &shared, timeout, scheduled, &period).await;
                 }
             })

@@ -159,8 +159,27 @@ async fn read_body(req: Request, state: &AppState) -> Result<Bytes, BodyError> {
     })
 }
 
+/// True when a JSON text holds the escape `\u0000` (a NUL character in a string). PostgreSQL
+/// cannot store NUL in text, so such a body is refused up front on every store alike
+/// instead of failing deep in a query.
+fn has_nul_escape(bytes: &[u8]) -> bool {
+    const ESCAPE: &[u8] = b"\\u0000";
+    (0..bytes.len().saturating_sub(ESCAPE.len() - 1)).any(|i| {
+        bytes[i..].starts_with(ESCAPE) && {
+            // The backslash escapes only if an even number of backslashes precede it.
+            let before = bytes[..i].iter().rev().take_while(|b| **b == b'\\').count();
+            before % 2 == 0
+        }
+    })
+}
+
 /// Parses JSON whatever the `Content-Type` (README 9), naming the field of a type error.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, BodyError> {
+    if has_nul_escape(bytes) {
+        return Err(BodyError::Syntax(Error::bad_request(
+            "Request body contains a NUL character (\\u0000), which Corral does not accept.",
+        )));
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -340,6 +359,13 @@ mod tests {
             .into_error()
             .external_message();
         assert!(syntax.starts_with("Request body is not valid JSON: "), "{syntax}");
+        let nul = parse_json::<T>(br#"{"workers": 1, "x": "a\u0000"}"#)
+            .unwrap_err()
+            .into_error()
+            .to_string();
+        assert!(nul.contains("NUL"), "{nul}");
+        assert!(parse_json::<serde_json::Value>(br#"["a\\u0000", "\\\\u0000"]"#).is_ok());
+        assert!(parse_json::<serde_json::Value>(br#"["\\\u0000"]"#).is_err());
         let shape = parse_json::<T>(br#"{"workers": "ten"}"#)
             .unwrap_err()
             .into_error()

@@ -70,7 +70,8 @@ pub fn metrics_handle() -> PrometheusHandle {
 
 /// Builds the whole application: routes, docs, middleware.
 pub fn app(state: AppState) -> Router {
-    let (router, api) = routes::router().split_for_parts();
+    let (router, mut api) = routes::router().split_for_parts();
+    openapi::complete(&mut api);
     let max_body = state.max_body_bytes;
     let allow = middleware::AllowMap::from_openapi(&api);
     router

@@ -104,6 +104,9 @@ pub struct Core {
     cdap: Arc<Cdap>,
     query: Query,
     feed: Feed,
+    /// SHA-256 of the `metrics_token` setting: a read-only credential for `/metrics` alone
+    /// (a Prometheus `bearer_token`), kept only hashed.
+    metrics_token: Option<String>,
 }
 
 impl Core {
@@ -161,6 +164,7 @@ impl Core {
             store,
             settings,
             secrets,
+            metrics_token: None,
         }
     }
 
@@ -168,6 +172,19 @@ impl Core {
     pub fn with_feed(mut self, settings: FeedSettings) -> Core {
         self.feed = feed::Feed::new(self.store.clone(), settings);
         self
+    }
+
+    /// Accepts `token` as a scrape credential of `/metrics` (nothing else).
+    pub fn with_metrics_token(mut self, token: Option<&str>) -> Core {
+        self.metrics_token = token.map(secrets::hash);
+        self
+    }
+
+    /// The store's connection pool for a scraper presenting the `metrics_token` (compared in
+    /// constant time); `None` for any other bearer, which must then be an operator's key.
+    pub fn scrape_pool_stats(&self, bearer: &str) -> Option<corral_store::PoolStats> {
+        let want = self.metrics_token.as_deref()?;
+        secrets::same_hash(&secrets::hash(bearer), want).then(|| self.store.pool_stats())
     }
 
     /// Sets the limits of every SQL statement (perspective 4.8).
@@ -298,6 +315,30 @@ impl Core {
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Option<impl Future<Output = ()> + use<>> {
         self.commissaire.watcher(shutdown)
+    }
+
+    /// Retries the clouds that could not start, every `interval`, until each works or
+    /// `shutdown`; `None` when every cloud works.
+    pub fn cloud_retrier(
+        &self,
+        interval: std::time::Duration,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Option<impl Future<Output = ()> + use<>> {
+        let clouds = self.perspective.clouds.clone();
+        if clouds.unavailable().is_empty() {
+            return None;
+        }
+        Some(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(interval) => {}
+                    _ = shutdown.changed() => return,
+                }
+                if *shutdown.borrow() || clouds.retry_unavailable().await {
+                    return;
+                }
+            }
+        })
     }
 
     /// The store's connection pool, for `/metrics` (operators only).

@@ -189,6 +189,12 @@ pub trait CloudDriver: Send + Sync + 'static {
     /// The operations this driver really supports.
     fn operations(&self) -> BTreeSet<Operation>;
 
+    /// Whether what the driver needs from its environment is there now (a directory, a
+    /// program): an error makes the cloud unavailable until a retry finds it good.
+    fn check(&self) -> Result<(), CloudError> {
+        Ok(())
+    }
+
     /// The cloud's base images.
     async fn images(&self) -> Result<Vec<CloudImage>, CloudError>;
 

@@ -50,7 +50,7 @@ pub use qemu::{
     Accel, BaseImage, Hypervisor, QemuCloud, QemuCloudOptions, QemuConfig, QemuError, QemuHypervisor,
     Rebooted, Stopped, VmInfo, VmSpec, VmState,
 };
-pub use registry::{CloudConfigError, CloudConstructor, CloudRegistry, DriverDefaults};
+pub use registry::{BuildError, CloudConfigError, CloudConstructor, CloudRegistry, DriverDefaults};
 pub use russh_transport::{MAX_OUTPUT_BYTES, RusshTransport};
 pub use simulated::{SIMULATED_FINGERPRINT, SimulatedTransport};
 

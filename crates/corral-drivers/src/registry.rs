@@ -22,7 +22,22 @@ pub struct DriverDefaults {
 /// Builds one cloud's driver from the driver's own options (the cloud's `options` table without
 /// the keys core reads). It refuses keys it does not know; its error need not name the cloud,
 /// [`CloudRegistry::build`] does.
-pub type CloudConstructor = fn(&Value, &DriverDefaults) -> Result<Arc<dyn CloudDriver>, CloudError>;
+pub type CloudConstructor = fn(&Value, &DriverDefaults) -> Result<Arc<dyn CloudDriver>, BuildError>;
+
+/// Why a constructor made no driver: its options are wrong (a typo: the start is refused), or
+/// what the driver needs is missing now (a program, a directory: the cloud is unavailable and
+/// retried).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildError {
+    Options(CloudError),
+    Unavailable(CloudError),
+}
+
+impl From<CloudError> for BuildError {
+    fn from(e: CloudError) -> Self {
+        BuildError::Options(e)
+    }
+}
 
 /// Why a configured cloud has no driver. The text names the cloud: it refuses the start.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -34,9 +49,13 @@ pub enum CloudConfigError {
         /// The registered types, sorted.
         known: Vec<String>,
     },
-    /// The driver refused its options (or could not start).
+    /// The driver refused its options.
     #[error("cloud '{cloud}': {message}")]
     Driver { cloud: String, message: String },
+    /// The options are good but the driver cannot work now (a missing program or directory):
+    /// the server starts with the cloud unavailable and retries it.
+    #[error("cloud '{cloud}': {message}")]
+    Unavailable { cloud: String, message: String },
 }
 
 /// Cloud type → driver constructor.
@@ -89,24 +108,36 @@ impl CloudRegistry {
                 kind: kind.to_string(),
                 known: self.types().map(str::to_string).collect(),
             })?;
-        constructor(options, &self.defaults).map_err(|e| CloudConfigError::Driver {
+        let driver = constructor(options, &self.defaults).map_err(|e| match e {
+            BuildError::Options(e) => CloudConfigError::Driver {
+                cloud: cloud.to_string(),
+                message: e.0,
+            },
+            BuildError::Unavailable(e) => CloudConfigError::Unavailable {
+                cloud: cloud.to_string(),
+                message: e.0,
+            },
+        })?;
+        driver.check().map_err(|e| CloudConfigError::Unavailable {
             cloud: cloud.to_string(),
             message: e.0,
-        })
+        })?;
+        Ok(driver)
     }
 }
 
-fn build_mock(options: &Value, defaults: &DriverDefaults) -> Result<Arc<dyn CloudDriver>, CloudError> {
+fn build_mock(options: &Value, defaults: &DriverDefaults) -> Result<Arc<dyn CloudDriver>, BuildError> {
     Ok(Arc::new(MockCloud::new(MockOptions::from_options(
         options,
         defaults.mock_delay,
     )?)))
 }
 
-fn build_qemu(options: &Value, _defaults: &DriverDefaults) -> Result<Arc<dyn CloudDriver>, CloudError> {
-    Ok(Arc::new(QemuCloud::new(QemuCloudOptions::from_options(
-        options,
-    )?)?))
+fn build_qemu(options: &Value, _defaults: &DriverDefaults) -> Result<Arc<dyn CloudDriver>, BuildError> {
+    let options = QemuCloudOptions::from_options(options)?;
+    Ok(Arc::new(
+        QemuCloud::new(options).map_err(BuildError::Unavailable)?,
+    ))
 }
 
 #[cfg(test)]
@@ -229,13 +260,47 @@ mod tests {
                 "qemu",
                 // Any executable stands in for QEMU: building the driver only resolves them.
                 &json!({
-                    "image_dir": "/nonexistent", "state_dir": state, "accel": "tcg",
+                    "image_dir": dir.path(), "state_dir": state, "accel": "tcg",
                     "qemu_binary": "/bin/sh", "qemu_img": "/bin/sh",
                 }),
             )
             .unwrap();
         assert_eq!(q.cloud_type(), "qemu");
         assert!(state.join("images").is_dir());
+    }
+
+    #[test]
+    fn a_missing_program_or_image_dir_makes_the_cloud_unavailable_not_a_typo() {
+        let dir = tempfile::Builder::new().prefix("cr").tempdir_in("/tmp").unwrap();
+        let build = |binary: &str, image_dir: &std::path::Path| {
+            registry()
+                .build(
+                    "local",
+                    "qemu",
+                    &json!({
+                        "image_dir": image_dir, "state_dir": dir.path().join("s"), "accel": "tcg",
+                        "qemu_binary": binary, "qemu_img": "/bin/sh",
+                    }),
+                )
+                .err()
+        };
+        let missing = dir.path().join("no-qemu");
+        match build(missing.to_str().unwrap(), dir.path()) {
+            Some(CloudConfigError::Unavailable { cloud, message }) => {
+                assert_eq!(cloud, "local");
+                assert!(message.contains("no-qemu"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let images = dir.path().join("images-not-yet");
+        match build("/bin/sh", &images) {
+            Some(CloudConfigError::Unavailable { message, .. }) => {
+                assert!(message.contains("images-not-yet"), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
+        std::fs::create_dir(&images).unwrap();
+        assert_eq!(build("/bin/sh", &images), None);
     }
 
     fn vm() -> crate::cloud::VmRequest {

@@ -21,6 +21,7 @@ pub struct Host {
 
 /// Body of `PUT /api/v0/host[/{address}]`.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct HostPut {
     /// Base64 of a PEM or OpenSSH private key (RSA, ECDSA or Ed25519).
     pub ssh_priv_key: Option<String>,
@@ -93,6 +94,7 @@ pub struct Cluster {
 
 /// Body of `PUT /api/v0/cluster/{name}`.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ClusterPut {
     pub network: Option<String>,
     pub container_manager: Option<String>,
@@ -104,6 +106,7 @@ pub struct ClusterPut {
 
 /// Body of `PUT /api/v0/cluster/{name}/hosts` (compare-and-swap).
 #[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct MembersPut {
     pub old: Vec<String>,
     pub new: Vec<String>,
@@ -111,6 +114,7 @@ pub struct MembersPut {
 
 /// Body of `PUT .../deploy`, `.../upgrade`, `.../restart`.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct OperationPut {
     pub version: Option<serde_json::Value>,
     pub max_parallel: Option<i64>,

@@ -169,6 +169,7 @@ pub struct Network {
 /// Body of `PUT /api/v0/network/{name}`. Every field is optional: `type` defaults to
 /// `flannel_etcd` and `options` to `{}`; `name`, when given, must equal the path's.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NetworkInput {
     pub name: Option<String>,
     /// `flannel_etcd` or `flannel_server` (`flanneld_service` is accepted for the latter).
@@ -193,6 +194,7 @@ pub struct ContainerManager {
 /// the answer is the contract's 400 rather than a parse error); `name`, when given, must
 /// equal the path's.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ContainerManagerInput {
     pub name: Option<String>,
     /// `openshift` or `trivial`.

@@ -112,6 +112,11 @@ pub struct Settings {
     pub clouds: Vec<corral_core::clouds::CloudConfig>,
     /// Seconds each operation of a `mock` cloud takes (a cloud's `options.delay_ms` wins).
     pub mock_delay: f64,
+    /// A read-only credential for `/metrics` alone, presented as `Authorization: Bearer`
+    /// (Prometheus' `bearer_token`); at least 32 characters. Kept only hashed in memory.
+    pub metrics_token: Option<String>,
+    /// Milliseconds between retries of a cloud that could not start (30 s).
+    pub cloud_retry_interval_ms: u64,
     /// Seconds an instance or image may stay in a transitional state before it goes to `error`.
     pub instance_transition_timeout: u64,
     /// Milliseconds one SQL statement of `POST /query` may run.
@@ -218,6 +223,8 @@ impl Default for Settings {
             router: RouterSettings::default(),
             clouds: Vec::new(),
             mock_delay: 1.0,
+            cloud_retry_interval_ms: 30_000,
+            metrics_token: None,
             instance_transition_timeout: 600,
             sql_statement_timeout: 5000,
             sql_row_limit: 10_000,
@@ -335,6 +342,15 @@ impl Settings {
         }
         if s.events.retention_events < 0 {
             return Err("events.retention_events must not be negative".into());
+        }
+        if s.cloud_retry_interval_ms < 100 {
+            return Err("cloud_retry_interval_ms must be at least 100".into());
+        }
+        if s.metrics_token
+            .as_ref()
+            .is_some_and(|t| t.trim().len() < 32 || t.trim() != t)
+        {
+            return Err("metrics_token must be at least 32 characters, without surrounding spaces".into());
         }
         if s.service_max_instances < 1 {
             return Err("service_max_instances must be positive".into());
@@ -455,6 +471,23 @@ mod tests {
             jail.set_env("CORRAL_TOKEN_TTL", "soon");
             let err = Settings::load(None, &Overrides::default()).unwrap_err();
             assert!(err.to_lowercase().contains("token_ttl"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_weak_metrics_token_or_a_busy_cloud_retry_is_refused() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("CORRAL_METRICS_TOKEN", "short");
+            let err = Settings::load(None, &Overrides::default()).unwrap_err();
+            assert!(err.contains("metrics_token") && !err.contains("short"), "{err}");
+            jail.set_env("CORRAL_METRICS_TOKEN", "m".repeat(32));
+            let s = Settings::load(None, &Overrides::default()).map_err(figment::Error::from)?;
+            assert_eq!(s.metrics_token, Some("m".repeat(32)));
+            assert_eq!(s.cloud_retry_interval_ms, 30_000);
+            jail.set_env("CORRAL_CLOUD_RETRY_INTERVAL_MS", "5");
+            let err = Settings::load(None, &Overrides::default()).unwrap_err();
+            assert!(err.contains("cloud_retry_interval_ms"), "{err}");
             Ok(())
         });
     }

@@ -18,8 +18,8 @@ use corral_core::jobs::{JobEngine, JobSettings};
 use corral_core::{Core, CoreSettings};
 use corral_core::{ServiceSettings, SupervisionSettings};
 use corral_drivers::{
-    CloudRegistry, DriverDefaults, Facts, HostTransport, KubeClient, LocalProcessRunner, RusshTransport,
-    SimulatedTransport,
+    CloudConfigError, CloudRegistry, DriverDefaults, Facts, HostTransport, KubeClient, LocalProcessRunner,
+    RusshTransport, SimulatedTransport,
 };
 use corral_store::{Store, redact_url};
 use tokio::sync::{oneshot, watch};
@@ -143,6 +143,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
             host_settings,
         )
         .with_clouds(clouds, Duration::from_secs(settings.instance_transition_timeout))
+        .with_metrics_token(settings.metrics_token.as_deref())
         .with_query_limits(corral_query::Limits {
             timeout: Duration::from_millis(settings.sql_statement_timeout),
             row_limit: settings.sql_row_limit,
@@ -216,6 +217,10 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
     // The lease owner this process writes into `jobs.lease_owner`: an operator (or a test)
     // can tell which replica holds which job.
     let worker = engine.owner().to_string();
+    let retry = Duration::from_millis(settings.cloud_retry_interval_ms.max(100));
+    if let Some(retrier) = core.cloud_retrier(retry, jobs_rx.clone()) {
+        tokio::spawn(retrier);
+    }
     let jobs = tokio::spawn(engine.run(jobs_rx));
     tracing::info!(%addr, scheme, %worker, version = env!("CARGO_PKG_VERSION"), "corral is serving");
     Ok(Running {
@@ -280,7 +285,8 @@ fn service_settings(settings: &Settings) -> anyhow::Result<ServiceSettings> {
 
 /// A driver for every configured cloud, built by the driver registry from the cloud's type and
 /// the driver's own options; an unknown type or bad options refuse the start, naming the cloud
-/// (perspective 2.1).
+/// (perspective 2.1). A cloud whose driver cannot work now (a missing program or directory)
+/// starts unavailable, with the reason, and is retried in the background.
 fn build_clouds(settings: &Settings) -> anyhow::Result<Clouds> {
     let registry = CloudRegistry::builtin(DriverDefaults {
         mock_delay: Duration::from_secs_f64(settings.mock_delay),
@@ -288,8 +294,21 @@ fn build_clouds(settings: &Settings) -> anyhow::Result<Clouds> {
     let mut clouds = Vec::new();
     for c in &settings.clouds {
         let options = serde_json::Value::Object(c.options.driver.clone());
-        let driver = registry.build(c.id.as_str(), c.kind.as_str(), &options)?;
-        clouds.push(Cloud::new(c.clone(), driver));
+        match registry.build(c.id.as_str(), c.kind.as_str(), &options) {
+            Ok(driver) => clouds.push(Cloud::new(c.clone(), driver)),
+            Err(CloudConfigError::Unavailable { message, .. }) => {
+                tracing::error!(cloud = %c.id, "the cloud is unavailable, retrying it in the background: {message}");
+                let (registry, id, kind) = (registry.clone(), c.id.to_string(), c.kind.to_string());
+                let rebuild = move || {
+                    registry.build(&id, &kind, &options).map_err(|e| match e {
+                        CloudConfigError::Unavailable { message, .. } => message,
+                        other => other.to_string(),
+                    })
+                };
+                clouds.push(Cloud::unavailable(c.clone(), message, Arc::new(rebuild)));
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     Clouds::new(clouds).map_err(|e| anyhow::anyhow!("clouds: {e}"))
 }

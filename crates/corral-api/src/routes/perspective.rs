@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use axum::extract::State;
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use corral_core::SimpleAction;
 use corral_types::perspective::{BulkResult, Console, Image, Instance, InstanceEvent};
 use corral_types::views::ErrorBody;
@@ -252,14 +253,39 @@ pub async fn delete_images(
     )))
 }
 
-/// The operations each cloud type's driver supports, sorted.
+/// The operations each cloud type's driver supports, sorted. A cloud that cannot work now (a
+/// missing program or directory) adds none; the clouds of the caller in that case are named,
+/// with the reason, in the header `X-Corral-Unavailable-Clouds` (a JSON object, cloud id to
+/// reason), since the contract's body has no room for them.
 #[utoipa::path(get, path = "/operations", tag = "perspective",
-    responses((status = 200, body = BTreeMap<String, Vec<String>>), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = BTreeMap<String, Vec<String>>, headers(
+        ("X-Corral-Unavailable-Clouds" = String, description = "JSON object: id → reason of each unavailable cloud the caller sees; absent when every one works"))),
+        (status = 401, body = ErrorBody)))]
 pub async fn operations(
     State(s): State<AppState>,
     Ctx(ctx): Ctx,
-) -> ApiResult<Json<BTreeMap<String, Vec<String>>>> {
-    Ok(Json(s.core.perspective().cloud_operations(&ctx)?))
+) -> ApiResult<(HeaderMap, Json<BTreeMap<String, Vec<String>>>)> {
+    let perspective = s.core.perspective();
+    let ops = perspective.cloud_operations(&ctx)?;
+    let mut headers = HeaderMap::new();
+    let unavailable = perspective.unavailable_clouds(&ctx)?;
+    if !unavailable.is_empty() {
+        // A header value is visible ASCII: anything else in a reason becomes '?'.
+        let map: BTreeMap<String, String> = unavailable
+            .into_iter()
+            .map(|(id, why)| {
+                let why = why
+                    .chars()
+                    .map(|c| if (' '..='~').contains(&c) { c } else { '?' })
+                    .collect();
+                (id.to_string(), why)
+            })
+            .collect();
+        if let Ok(Ok(v)) = serde_json::to_string(&map).map(HeaderValue::try_from) {
+            headers.insert(HeaderName::from_static("x-corral-unavailable-clouds"), v);
+        }
+    }
+    Ok((headers, Json(ops)))
 }
 
 /// Read-only SQL over the caller's tenant's inventory: one result per statement, errors inside

@@ -1,12 +1,13 @@
 //! Health, version, tokens and metrics: the endpoints outside the four families' prefixes.
 
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use corral_types::Error;
 use corral_types::views::{AccessToken, ErrorBody};
 
 use crate::AppState;
+use crate::error::ApiError;
 use crate::extract::{Ctx, IgnoredBody};
 use crate::reply::{ApiResult, Json, text};
 
@@ -79,16 +80,32 @@ pub async fn token_post(
 }
 
 /// Prometheus metrics: requests by route template, method and status, latency, store pool.
-/// Operators only (an admin of tenant `superadmin`).
+/// Operators only (an admin of tenant `superadmin`), or a scraper presenting the server's
+/// `metrics_token` as `Authorization: Bearer` (Prometheus' `bearer_token`), which opens
+/// nothing else.
 #[utoipa::path(get, path = "/metrics", tag = "system",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain"),
+              (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody)))]
-pub async fn metrics(State(state): State<AppState>, Ctx(ctx): Ctx) -> ApiResult<Response> {
-    let pool = state.core.store_pool_stats(&ctx)?;
+pub async fn metrics(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ctx: Result<Ctx, ApiError>,
+) -> ApiResult<Response> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
+    let pool = match bearer.and_then(|t| state.core.scrape_pool_stats(t)) {
+        Some(pool) => pool,
+        None => state.core.store_pool_stats(&ctx?.0)?,
+    };
     metrics::gauge!("corral_store_pool_connections", "state" => "open").set(f64::from(pool.size));
     metrics::gauge!("corral_store_pool_connections", "state" => "idle").set(f64::from(pool.idle));
     metrics::gauge!("corral_store_pool_connections", "state" => "max").set(f64::from(pool.max));
-    let feed = state.core.feed().stats(&ctx)?;
+    let feed = state.core.feed().stats();
     metrics::gauge!("corral_feed_watchers").set(feed.watchers as f64);
     metrics::counter!("corral_feed_events_sent_total").absolute(feed.events_sent);
     metrics::counter!("corral_feed_lagged_watchers_total").absolute(feed.lagged);

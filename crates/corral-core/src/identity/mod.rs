@@ -15,7 +15,7 @@ use corral_types::views::{
     AccessToken, ApiKey, ApiKeyCreate, ApiKeyCreated, Profile, Tenant, TenantCreated, TenantInput,
     TenantRequest, UNLIMITED, User, UserCreate, UserUpdate, UserWithKey,
 };
-use corral_types::{Access, ApiKeyId, Error, OpCtx, Role, TenantId};
+use corral_types::{Access, ApiKeyId, Error, OpCtx, Role, TenantId, TenantScope};
 
 use std::sync::Arc;
 
@@ -86,6 +86,16 @@ fn check_description(d: &str) -> Result<(), Error> {
 }
 
 /// Validates a tenant body against 3.1; every failure is Coopr's `invalid input`.
+/// Who may manage the keys of `user`: an admin, anyone's of the tenant; a `user`, its own, so
+/// it can rotate them without an admin (a viewer cannot: its keys are an admin's business).
+fn key_scope(ctx: &OpCtx, user: &str) -> Result<TenantScope, Error> {
+    match ctx.require(Access::Admin) {
+        Ok(scope) => Ok(scope),
+        Err(denied) if ctx.user().as_str() == user => ctx.require(Access::Write).map_err(|_| denied),
+        Err(denied) => Err(denied),
+    }
+}
+
 fn tenant_row(input: &TenantInput, require_workers: bool) -> Result<TenantRow, Error> {
     let bad = || Error::bad_request(INVALID_INPUT);
     let name = input.name.clone().filter(|n| is_valid_name(n)).ok_or_else(bad)?;
@@ -409,7 +419,7 @@ impl Identity {
     }
 
     pub async fn list_keys(&self, ctx: &OpCtx, user: &str) -> Result<Vec<ApiKey>, Error> {
-        let scope = ctx.require(Access::Admin)?;
+        let scope = key_scope(ctx, user)?;
         let tenant = &scope;
         if self.store.get_user(tenant, user_param(user)?).await?.is_none() {
             return Err(user_not_found(user));
@@ -424,7 +434,7 @@ impl Identity {
     }
 
     pub async fn get_key(&self, ctx: &OpCtx, user: &str, key_id: &str) -> Result<ApiKey, Error> {
-        let scope = ctx.require(Access::Admin)?;
+        let scope = key_scope(ctx, user)?;
         let tenant = &scope;
         if self.store.get_user(tenant, user_param(user)?).await?.is_none() {
             return Err(user_not_found(user));
@@ -444,7 +454,7 @@ impl Identity {
         user: &str,
         req: ApiKeyCreate,
     ) -> Result<ApiKeyCreated, Error> {
-        let scope = ctx.require(Access::Admin)?;
+        let scope = key_scope(ctx, user)?;
         let tenant = &scope;
         if self.store.get_user(tenant, user_param(user)?).await?.is_none() {
             return Err(user_not_found(user));
@@ -463,7 +473,7 @@ impl Identity {
     }
 
     pub async fn delete_key(&self, ctx: &OpCtx, user: &str, key_id: &str) -> Result<(), Error> {
-        let scope = ctx.require(Access::Admin)?;
+        let scope = key_scope(ctx, user)?;
         let tenant = &scope;
         if self.store.get_user(tenant, user_param(user)?).await?.is_none() {
             return Err(user_not_found(user));

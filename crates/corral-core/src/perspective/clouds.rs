@@ -7,7 +7,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 
-use corral_drivers::{CloudDriver, CloudImage, Operation};
+use corral_drivers::{
+    CloudDriver, CloudError, CloudImage, Observed, Operation, VmAction, VmReport, VmRequest,
+};
 use corral_types::perspective::{Flavor, Image, Keypair, Metadata, MetadataEntry, Network, Subnet};
 use corral_types::time::rfc3339;
 use corral_types::{CloudId, CloudKind, ImageId, ImageState, TenantId};
@@ -133,16 +135,73 @@ pub struct KeypairConfig {
     pub public_key: String,
 }
 
+/// Builds a cloud's driver again, for the retries of an unavailable cloud: the driver, or why
+/// it still cannot work.
+pub type Rebuild = Arc<dyn Fn() -> Result<Arc<dyn CloudDriver>, String> + Send + Sync>;
+
 /// A configured cloud with its driver.
 pub struct Cloud {
     pub config: CloudConfig,
-    pub driver: Arc<dyn CloudDriver>,
-    operations: BTreeSet<Operation>,
-    /// The driver's own type name, which rows record as `cloud_type`.
+    live: RwLock<Live>,
+    /// The driver's own type name, which rows record as `cloud_type` (the configured type while
+    /// the cloud is unavailable).
     kind: CloudKind,
+    /// Set when the cloud started unavailable: how the retries build its driver.
+    rebuild: Option<Rebuild>,
     base_images: RwLock<Vec<CloudImage>>,
     /// When the base images were listed (their `created`/`timestamp`).
     listed_at: RwLock<i64>,
+}
+
+/// The driver a cloud has now; swapped when an unavailable cloud comes good.
+struct Live {
+    driver: Arc<dyn CloudDriver>,
+    operations: BTreeSet<Operation>,
+    /// Why the cloud cannot work (a missing program or directory); `None` when it can.
+    unavailable: Option<String>,
+}
+
+/// The stand-in driver of an unavailable cloud: it supports nothing and every call fails with
+/// the reason (a job that was already running on the cloud fails with it).
+struct Unavailable(String);
+
+#[async_trait::async_trait]
+impl CloudDriver for Unavailable {
+    fn cloud_type(&self) -> &'static str {
+        "unavailable"
+    }
+    fn operations(&self) -> BTreeSet<Operation> {
+        BTreeSet::new()
+    }
+    async fn images(&self) -> Result<Vec<CloudImage>, CloudError> {
+        Err(CloudError(self.0.clone()))
+    }
+    async fn launch(&self, _vm: &VmRequest) -> Result<VmReport, CloudError> {
+        Err(CloudError(self.0.clone()))
+    }
+    async fn act(&self, _vm: &VmRequest, _action: VmAction) -> Result<VmReport, CloudError> {
+        Err(CloudError(self.0.clone()))
+    }
+    async fn snapshot(
+        &self,
+        _vm: &VmRequest,
+        _image_id: &str,
+        _name: &str,
+    ) -> Result<CloudImage, CloudError> {
+        Err(CloudError(self.0.clone()))
+    }
+    async fn delete_image(&self, _real_id: &str) -> Result<(), CloudError> {
+        Err(CloudError(self.0.clone()))
+    }
+    async fn image_in_use(&self, _real_id: &str) -> Result<bool, CloudError> {
+        Err(CloudError(self.0.clone()))
+    }
+    async fn console(&self, _vm_id: &str, _max_bytes: usize) -> Result<Vec<u8>, CloudError> {
+        Err(CloudError(self.0.clone()))
+    }
+    async fn observe(&self, _vm_ids: &[String]) -> Result<Vec<(String, Observed, VmReport)>, CloudError> {
+        Err(CloudError(self.0.clone()))
+    }
 }
 
 /// A v5 UUID of `tenant/cloud/kind/name` in the URL namespace (perspective 1, "Ids").
@@ -172,11 +231,91 @@ impl Cloud {
         let kind = CloudKind::from_trusted(driver.cloud_type());
         Cloud {
             config,
-            driver,
-            operations,
+            live: RwLock::new(Live {
+                driver,
+                operations,
+                unavailable: None,
+            }),
             kind,
+            rebuild: None,
             base_images: RwLock::default(),
             listed_at: RwLock::new(corral_types::time::now_ms()),
+        }
+    }
+
+    /// A cloud whose driver cannot work now, for `reason`: the server starts without it, launches
+    /// into it answer 409 with the reason, and [`Clouds::retry_unavailable`] builds it again with
+    /// `rebuild`.
+    pub fn unavailable(config: CloudConfig, reason: String, rebuild: Rebuild) -> Cloud {
+        let kind = config.kind.clone();
+        Cloud {
+            config,
+            live: RwLock::new(Live {
+                driver: Arc::new(Unavailable(reason.clone())),
+                operations: BTreeSet::new(),
+                unavailable: Some(reason),
+            }),
+            kind,
+            rebuild: Some(rebuild),
+            base_images: RwLock::default(),
+            listed_at: RwLock::new(corral_types::time::now_ms()),
+        }
+    }
+
+    /// The driver now (a stand-in that fails every call while the cloud is unavailable).
+    pub fn driver(&self) -> Arc<dyn CloudDriver> {
+        match self.live.read() {
+            Ok(l) => l.driver.clone(),
+            Err(p) => p.into_inner().driver.clone(),
+        }
+    }
+
+    /// Why the cloud cannot work now; `None` when it can.
+    pub fn unavailable_reason(&self) -> Option<String> {
+        match self.live.read() {
+            Ok(l) => l.unavailable.clone(),
+            Err(p) => p.into_inner().unavailable.clone(),
+        }
+    }
+
+    /// Builds the driver of an unavailable cloud again; true when it works now (its base images
+    /// are listed then). An available cloud answers true at once.
+    pub async fn retry(&self) -> bool {
+        let Some(rebuild) = self.rebuild.clone() else {
+            return true;
+        };
+        if self.unavailable_reason().is_none() {
+            return true;
+        }
+        let built = tokio::task::spawn_blocking(move || rebuild())
+            .await
+            .unwrap_or_else(|e| Err(format!("building the driver failed: {e}")));
+        match built {
+            Ok(driver) => {
+                let operations = driver.operations();
+                if let Ok(mut l) = self.live.write() {
+                    *l = Live {
+                        driver,
+                        operations,
+                        unavailable: None,
+                    };
+                }
+                tracing::info!(cloud = %self.id(), "the cloud is available now");
+                match tokio::time::timeout(std::time::Duration::from_secs(10), self.refresh_images()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!(cloud = %self.id(), "cannot list the cloud's images: {e}"),
+                    Err(_) => tracing::warn!(cloud = %self.id(), "listing the cloud's images timed out"),
+                }
+                true
+            }
+            Err(reason) => {
+                tracing::warn!(cloud = %self.id(), "the cloud is still unavailable: {reason}");
+                if let Ok(mut l) = self.live.write() {
+                    l.driver = Arc::new(Unavailable(reason.clone()));
+                    l.unavailable = Some(reason);
+                }
+                false
+            }
         }
     }
 
@@ -189,11 +328,15 @@ impl Cloud {
     }
 
     pub fn supports(&self, op: Operation) -> bool {
-        self.operations.contains(&op)
+        self.operations().contains(&op)
     }
 
-    pub fn operations(&self) -> &BTreeSet<Operation> {
-        &self.operations
+    /// What the driver supports now (nothing while the cloud is unavailable).
+    pub fn operations(&self) -> BTreeSet<Operation> {
+        match self.live.read() {
+            Ok(l) => l.operations.clone(),
+            Err(p) => p.into_inner().operations.clone(),
+        }
     }
 
     /// Whether `tenant_name` sees this cloud.
@@ -203,7 +346,7 @@ impl Cloud {
 
     /// Reads the base images from the driver again.
     pub async fn refresh_images(&self) -> Result<(), corral_drivers::CloudError> {
-        let images = self.driver.images().await?;
+        let images = self.driver().images().await?;
         if let Ok(mut w) = self.base_images.write() {
             *w = images;
         }
@@ -391,8 +534,26 @@ impl Clouds {
         })
     }
 
-    /// `GET /operations` (perspective 7.3): per cloud type with a driver here, its
-    /// operations, sorted.
+    /// The clouds that cannot work now, with the reason, by id.
+    pub fn unavailable(&self) -> Vec<(CloudId, String)> {
+        self.by_id
+            .values()
+            .filter_map(|c| c.unavailable_reason().map(|r| (c.id().clone(), r)))
+            .collect()
+    }
+
+    /// Tries every unavailable cloud again (server task, every `cloud_retry_interval_ms`); true
+    /// when none is left unavailable.
+    pub async fn retry_unavailable(&self) -> bool {
+        let mut all = true;
+        for c in self.by_id.values() {
+            all &= c.retry().await;
+        }
+        all
+    }
+
+    /// `GET /operations` (perspective 7.3): per cloud type with a working driver here, its
+    /// operations, sorted (an unavailable cloud adds none).
     pub fn operations(&self) -> BTreeMap<String, Vec<String>> {
         let mut out: BTreeMap<String, BTreeSet<&'static str>> = BTreeMap::new();
         for c in self.by_id.values() {

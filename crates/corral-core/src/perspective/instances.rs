@@ -353,6 +353,9 @@ impl Perspective {
         if !cloud.config.enabled {
             return Err(format!("Cloud {cloud_id} is disabled"));
         }
+        if let Some(reason) = cloud.unavailable_reason() {
+            return Err(format!("Cloud {cloud_id} is unavailable: {reason}"));
+        }
         if !cloud.supports(op) {
             return Err(format!(
                 "Operation {} is not supported for cloud type {}",
@@ -429,7 +432,7 @@ impl Perspective {
             .get(&row.cloud_id)
             .ok_or_else(|| Error::conflict(cloud_gone(&row.cloud_id)))?;
         let bytes = cloud
-            .driver
+            .driver()
             .console(row.id.as_str(), 64 * 1024)
             .await
             .map_err(|e| Error::conflict(e.0))?;
@@ -444,6 +447,17 @@ impl Perspective {
     pub fn cloud_operations(&self, ctx: &OpCtx) -> Result<BTreeMap<String, Vec<String>>, Error> {
         ctx.require(Access::Read)?;
         Ok(self.clouds().operations())
+    }
+
+    /// The clouds the caller sees that cannot work now, with the reason (for `/operations`).
+    pub fn unavailable_clouds(&self, ctx: &OpCtx) -> Result<Vec<(CloudId, String)>, Error> {
+        ctx.require(Access::Read)?;
+        let tenant = ctx.tenant().name.as_str();
+        Ok(self
+            .clouds()
+            .visible(tenant)
+            .filter_map(|c| c.unavailable_reason().map(|r| (c.id().clone(), r)))
+            .collect())
     }
 
     fn job_for(
@@ -1036,7 +1050,7 @@ impl Perspective {
             let in_use = if row.real_id.is_empty() {
                 Ok(false)
             } else {
-                cloud.driver.image_in_use(&row.real_id).await
+                cloud.driver().image_in_use(&row.real_id).await
             };
             let in_use = match in_use {
                 Ok(b) => b,
@@ -1132,7 +1146,7 @@ impl Perspective {
                 continue;
             }
             let ids: Vec<String> = settled.iter().map(|(_, r)| r.id.to_string()).collect();
-            let observed = match cloud.driver.observe(&ids).await {
+            let observed = match cloud.driver().observe(&ids).await {
                 Ok(o) => o,
                 Err(e) => {
                     tracing::warn!(cloud = %cloud.id(), "cannot observe the cloud's VMs: {e}");
@@ -1233,7 +1247,7 @@ impl JobHandler for InstanceHandler {
                     };
                     store.advance_instance(&tenant, &row.id, &step).await?;
                 }
-                let report = cloud.driver.launch(&vm).await.map_err(driver_failed)?;
+                let report = cloud.driver().launch(&vm).await.map_err(driver_failed)?;
                 let addresses = report.addresses.join(",");
                 let step = Advance {
                     from: InstanceState::Launching,
@@ -1246,7 +1260,7 @@ impl JobHandler for InstanceHandler {
             }
             Action::Delete => {
                 cloud
-                    .driver
+                    .driver()
                     .act(&vm, VmAction::Delete)
                     .await
                     .map_err(driver_failed)?;
@@ -1254,7 +1268,7 @@ impl JobHandler for InstanceHandler {
             }
             Action::Rename => {
                 cloud
-                    .driver
+                    .driver()
                     .act(&vm, VmAction::Rename)
                     .await
                     .map_err(driver_failed)?;
@@ -1268,7 +1282,7 @@ impl JobHandler for InstanceHandler {
                 else {
                     return Err(JobError::Failed("no driver action".into()));
                 };
-                let report = cloud.driver.act(&vm, vm_action).await.map_err(driver_failed)?;
+                let report = cloud.driver().act(&vm, vm_action).await.map_err(driver_failed)?;
                 let addresses = report.addresses.join(",");
                 let report =
                     (!report.real_id.is_empty()).then_some((report.real_id.as_str(), addresses.as_str()));
@@ -1348,7 +1362,7 @@ impl JobHandler for ImageHandler {
             }
             if !image.real_id.is_empty() {
                 cloud
-                    .driver
+                    .driver()
                     .delete_image(&image.real_id)
                     .await
                     .map_err(driver_failed)?;
@@ -1375,7 +1389,7 @@ impl JobHandler for ImageHandler {
             .await?
             .ok_or_else(|| JobError::Failed(format!("Instance {} no longer exists", image.instance_id)))?;
         let made = cloud
-            .driver
+            .driver()
             .snapshot(&vm_request(&instance), image.id.as_str(), &image.name)
             .await
             .map_err(driver_failed)?;

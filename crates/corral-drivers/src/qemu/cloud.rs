@@ -373,6 +373,18 @@ impl CloudDriver for QemuCloud {
         "qemu"
     }
 
+    /// The image directory must be a directory Corral can list: without it no base image
+    /// exists and no launch can work.
+    fn check(&self) -> Result<(), CloudError> {
+        let dir = &self.hv.config().image_dir;
+        std::fs::read_dir(dir).map(drop).map_err(|e| {
+            CloudError(format!(
+                "The qemu cloud's image directory {} cannot be listed: {e}.",
+                dir.display()
+            ))
+        })
+    }
+
     fn operations(&self) -> BTreeSet<Operation> {
         Operation::ALL
             .into_iter()

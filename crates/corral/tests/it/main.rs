@@ -23,6 +23,7 @@ mod operations;
 mod process;
 mod query;
 mod replicas;
+mod robust;
 mod roles;
 mod services;
 mod tenants;

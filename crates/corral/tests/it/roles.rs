@@ -1021,7 +1021,7 @@ async fn forbidden_requests_change_nothing(db: Db) {
             None,
             None,
         ),
-        // A user cannot make itself admin, create users, or delete the admin.
+        // A user cannot make itself admin, create users, give another user a key, or delete the admin.
         (
             user,
             Method::PUT,
@@ -1036,10 +1036,11 @@ async fn forbidden_requests_change_nothing(db: Db) {
             Some(json!({"id": "mallory", "role": "admin"})),
             Some(MUST_BE_ADMIN),
         ),
+        // Its own keys it may rotate (robust.rs), another's not.
         (
             user,
             Method::POST,
-            "/v2/users/ursula/apikeys",
+            "/v2/users/vera/apikeys",
             None,
             Some(MUST_BE_ADMIN),
         ),
