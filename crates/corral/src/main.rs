@@ -1,10 +1,11 @@
-//! `corral`: the server and its admin commands.
+//! `corral`: the server, its admin commands, and the API client (`corral <noun> <verb>`,
+//! crate `corral-cli`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use corral::config::{LogFormat, Overrides, Settings};
 use corral::server;
 
@@ -12,9 +13,19 @@ use corral::server;
 ///
 /// One server answers the Coopr (/v2), Commissaire (/api/v0), Perspective (/query,
 /// /instances, /images) and CDAP (/v3) APIs on one port, over one tenant and identity store.
+/// The same binary is its command-line client: `corral <noun> <verb>` (docs/cli.md).
 #[derive(Parser)]
-#[command(name = "corral", version, propagate_version = true)]
+#[command(
+    name = "corral",
+    version,
+    propagate_version = true,
+    after_help = "Examples:\n  corral serve --data-dir /var/lib/corral\n  \
+    corral context add local --addr http://127.0.0.1:55054 --api-key \"$(cat corral-data/bootstrap-key)\"\n  \
+    corral whoami\n  corral instance launch web-1 --flavor small --image debian --wait"
+)]
 struct Cli {
+    #[command(flatten)]
+    global: corral_cli::GlobalArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -30,6 +41,8 @@ enum Command {
     Serve(ServeArgs),
     /// Print the OpenAPI document of this build's API (JSON) and exit.
     Openapi,
+    #[command(flatten)]
+    Client(corral_cli::Noun),
 }
 
 #[derive(clap::Args)]
@@ -71,6 +84,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Serve(args) => serve(args),
+        Command::Client(noun) => corral_cli::run(cli.global, noun, Cli::command),
     }
 }
 

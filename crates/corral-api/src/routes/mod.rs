@@ -29,6 +29,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(system::version))
         .routes(routes!(system::token_get, system::token_post))
         .routes(routes!(system::metrics))
+        .routes(routes!(system::whoami))
         .routes(routes!(events::events))
         .routes(routes!(coopr::list_tenants, coopr::create_tenant))
         .routes(routes!(

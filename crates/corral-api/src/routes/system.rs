@@ -44,6 +44,30 @@ pub async fn token_get(State(state): State<AppState>, Ctx(ctx): Ctx) -> ApiResul
     Ok(Json(state.core.identity().mint_token(&ctx).await?))
 }
 
+/// Corral addition: who the caller is (tenant, user, role), for `corral whoami` and scripts.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct WhoAmI {
+    pub tenant: String,
+    pub user: String,
+    /// `admin`, `user` or `viewer` (the stored role).
+    pub role: String,
+    /// An admin of tenant `superadmin`.
+    pub superadmin: bool,
+}
+
+/// Corral addition: the caller's identity. Permission: R.
+#[utoipa::path(get, path = "/whoami", tag = "system",
+    responses((status = 200, body = WhoAmI), (status = 401, body = ErrorBody)))]
+pub async fn whoami(Ctx(ctx): Ctx) -> ApiResult<Json<WhoAmI>> {
+    let p = ctx.principal();
+    Ok(Json(WhoAmI {
+        tenant: p.tenant.name.as_str().to_string(),
+        user: p.user.as_str().to_string(),
+        role: p.role.as_str().to_string(),
+        superadmin: p.is_superadmin(),
+    }))
+}
+
 /// As `GET /token`; a body, if any, is ignored.
 #[utoipa::path(post, path = "/token", tag = "system",
     responses((status = 200, body = AccessToken), (status = 401, body = ErrorBody)))]

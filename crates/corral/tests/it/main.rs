@@ -12,6 +12,7 @@ mod qemu_instances;
 mod apps;
 mod auth;
 mod changes;
+mod cli;
 mod commissaire_networks;
 mod conventions;
 mod events;

@@ -146,6 +146,8 @@ const MATRIX: &[Row] = &[
     row("GET", "/metrics", S, 200),
     // The change feed (docs/events.md), asked for as a JSON page (see `Fixture::request`).
     row("GET", "/events", R, 200),
+    // Corral addition for `corral whoami` (docs/cli.md).
+    row("GET", "/whoami", R, 200),
     // coopr-v2.md 3: tenants.
     row("GET", "/v2/tenants", S, 200).denied(MUST_BE_SUPERADMIN),
     row("POST", "/v2/tenants", S, 200)
