@@ -626,12 +626,11 @@ async fn lagged_watchers_and_the_cap(db: Db) {
     s.stop().await;
 }
 
-/// Two servers on one PostgreSQL: a watcher on one sees, within a second, what is changed
-/// through the other, in order and without gaps.
-async fn two_replicas(db: Db) {
-    if db != Db::Postgres {
-        return;
-    }
+/// Two servers on one PostgreSQL (replicas need it: SQLite is one server's file): a watcher on
+/// one sees, within a second, what is changed through the other, in order and without gaps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_on_postgres() {
+    let db = Db::Postgres;
     let a = TestServer::start(db).await;
     let url = a.db_url.clone();
     let b = TestServer::start_with(db, |c| c.database_url = Some(url)).await;
@@ -690,6 +689,5 @@ both_stores!(
     tenants_and_roles,
     follow_a_bulk_launch,
     lagged_watchers_and_the_cap,
-    two_replicas,
     instance_actions_in_order,
 );
