@@ -108,7 +108,8 @@ EOF
         failed=1
         echo "schemathesis on $store failed; server log: $dir/server.log" >&2
     else
-        rm -rf "$dir"
+        # The run left root-owned files (it ran under sudo when not root).
+        "${run_as_root[@]}" rm -rf "$dir"
     fi
     if [ "$store" = postgres ]; then
         psql -q "$admin" -c "DROP DATABASE IF EXISTS $name WITH (FORCE)" || true

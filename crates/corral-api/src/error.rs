@@ -73,6 +73,12 @@ impl IntoResponse for ApiError {
                     resp.headers_mut().insert(header::ALLOW, v);
                 }
             }
+            // The rest of a stalled body is never read: the connection cannot carry another
+            // request.
+            Error::RequestTimeout(_) => {
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
             _ => {}
         }
         resp

@@ -148,7 +148,14 @@ impl IntoResponse for BodyError {
 }
 
 async fn read_body(req: Request, state: &AppState) -> Result<Bytes, BodyError> {
-    Bytes::from_request(req, state).await.map_err(|rej| {
+    let limit = state.body_read_timeout;
+    let Ok(read) = tokio::time::timeout(limit, Bytes::from_request(req, state)).await else {
+        return Err(BodyError::Transport(Error::RequestTimeout(format!(
+            "The request body did not arrive within {} s.",
+            limit.as_secs()
+        ))));
+    };
+    read.map_err(|rej| {
         if rej.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
             BodyError::Transport(Error::PayloadTooLarge(state.max_body_bytes as u64))
         } else {

@@ -36,6 +36,9 @@ pub struct RequestId(pub String);
 pub struct AppState {
     pub core: Arc<Core>,
     pub max_body_bytes: usize,
+    /// How long a request body may take to arrive: a client that declares a body and sends
+    /// it a byte a minute must not hold a handler for ever.
+    pub body_read_timeout: std::time::Duration,
     pub metrics: PrometheusHandle,
     /// The method proxy's upstream client (cdap-v3.md 6).
     pub proxy: proxy::ProxyClient,

@@ -96,7 +96,7 @@ pub(crate) fn complete(api: &mut utoipa::openapi::OpenApi) {
 /// - 400: a path parameter (`Params`), a query or a body (`JsonBody`) it refuses;
 /// - 401 and 403: it needs credentials (a role or a policy may refuse a valid one);
 /// - 404: it names an object by a path parameter;
-/// - 413: it takes a body, which may exceed `max_body_bytes`.
+/// - 408 and 413: it takes a body, which may arrive too slowly or exceed `max_body_bytes`.
 fn declare_shared_statuses(
     op: &mut utoipa::openapi::path::Operation,
     shared: &[utoipa::openapi::path::Parameter],
@@ -125,6 +125,10 @@ fn declare_shared_statuses(
         add.push(("404", "No such object in the caller's tenant."));
     }
     if body {
+        add.push((
+            "408",
+            "The body did not arrive within `server.body_read_timeout`.",
+        ));
         add.push(("413", "The body exceeds `max_body_bytes`."));
     }
     let responses = &mut op.responses.responses;

@@ -695,9 +695,14 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
         Some((i, 'h')) => (&s[..i], 3600),
         _ => (s, 1),
     };
+    // A cap keeps `now + timeout` representable; nothing Corral runs takes a year.
+    const MAX_SECS: u64 = 366 * 24 * 3600;
     num.parse::<u64>()
-        .map(|n| Duration::from_secs(n * mult))
-        .map_err(|_| format!("invalid duration '{s}': use e.g. 90, 90s, 5m, 1h"))
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .filter(|secs| *secs <= MAX_SECS)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("invalid duration '{s}': use e.g. 90, 90s, 5m, 1h (at most a year)"))
 }
 
 #[cfg(test)]
@@ -709,6 +714,9 @@ mod tests {
         assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
         assert!(parse_duration("x").is_err());
+        // Too large to add to a clock: a usage error, not a panic.
+        assert!(parse_duration("18446744073709551615").is_err());
+        assert!(parse_duration("99999999999999999h").is_err());
     }
 
     #[test]

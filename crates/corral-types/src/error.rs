@@ -19,6 +19,8 @@ pub enum Error {
     NotFound(String),
     /// 405: known route, wrong method. `allow` is the `Allow` header value.
     MethodNotAllowed { message: String, allow: String },
+    /// 408: the request body did not arrive in time (a slow or stalled client).
+    RequestTimeout(String),
     /// 409: conflicts with the current state.
     Conflict(String),
     /// 410: what was asked for is no longer kept (a change feed resumed from a revision that
@@ -71,6 +73,7 @@ impl Error {
             Error::Forbidden(_) => 403,
             Error::NotFound(_) => 404,
             Error::MethodNotAllowed { .. } => 405,
+            Error::RequestTimeout(_) => 408,
             Error::Conflict(_) => 409,
             Error::Gone { .. } => 410,
             Error::PayloadTooLarge(_) => 413,
@@ -89,6 +92,7 @@ impl Error {
             | Error::Forbidden(m)
             | Error::NotFound(m)
             | Error::Conflict(m)
+            | Error::RequestTimeout(m)
             | Error::NotImplemented(m)
             | Error::Unavailable(m)
             | Error::Failed(m)
@@ -112,6 +116,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        408 => "Request Timeout",
         409 => "Conflict",
         410 => "Gone",
         413 => "Payload Too Large",
@@ -166,6 +171,7 @@ mod tests {
                 410,
             ),
             (Error::PayloadTooLarge(10), 413),
+            (Error::RequestTimeout("x".into()), 408),
             (Error::TooManyRequests("x".into()), 429),
             (Error::NotImplemented("x".into()), 501),
             (Error::Unavailable("x".into()), 503),

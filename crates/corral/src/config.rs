@@ -113,7 +113,8 @@ pub struct Settings {
     /// Seconds each operation of a `mock` cloud takes (a cloud's `options.delay_ms` wins).
     pub mock_delay: f64,
     /// A read-only credential for `/metrics` alone, presented as `Authorization: Bearer`
-    /// (Prometheus' `bearer_token`); at least 32 characters. Kept only hashed in memory.
+    /// (Prometheus' `bearer_token`); at least 32 characters. Core keeps and compares only its
+    /// hash; the plain value stays in these settings, which are never logged.
     pub metrics_token: Option<String>,
     /// Milliseconds between retries of a cloud that could not start (30 s).
     pub cloud_retry_interval_ms: u64,
@@ -158,16 +159,19 @@ pub struct ServerSettings {
     pub max_header_bytes: usize,
     /// Longest request target, bytes (414 over it).
     pub max_uri_bytes: usize,
+    /// Seconds a request body may take to arrive (408 after it).
+    pub body_read_timeout: u64,
 }
 
 /// The names of the `[server]` settings, for their `CORRAL_SERVER_<NAME>` variables.
-const SERVER_KEYS: [&str; 6] = [
+const SERVER_KEYS: [&str; 7] = [
     "header_read_timeout",
     "idle_timeout",
     "max_connections",
     "max_connections_per_peer",
     "max_header_bytes",
     "max_uri_bytes",
+    "body_read_timeout",
 ];
 
 impl Default for ServerSettings {
@@ -180,6 +184,7 @@ impl Default for ServerSettings {
             max_connections_per_peer: d.max_connections_per_peer,
             max_header_bytes: d.max_header_bytes,
             max_uri_bytes: d.max_uri_bytes,
+            body_read_timeout: 60,
         }
     }
 }
@@ -437,6 +442,7 @@ impl Settings {
             || sv.idle_timeout == 0
             || sv.max_connections == 0
             || sv.max_connections_per_peer == 0
+            || sv.body_read_timeout == 0
         {
             return Err("server: timeouts and connection caps must be positive".into());
         }

@@ -196,6 +196,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
     let state = AppState {
         core: core.clone(),
         max_body_bytes: settings.max_body_bytes,
+        body_read_timeout: Duration::from_secs(settings.server.body_read_timeout),
         metrics: metrics_handle(),
         proxy: ProxyClient::new(
             Duration::from_secs(settings.proxy_timeout),

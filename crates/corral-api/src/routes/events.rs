@@ -27,6 +27,19 @@ pub struct EventPage {
     pub next: i64,
 }
 
+/// One event of the stream as an SSE client parses it (OpenAPI 3.1 describes a
+/// `text/event-stream` body by the schema of one event; schemathesis checks each against it).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SseEvent {
+    /// The revision (absent on the final `lagged` event).
+    pub id: Option<String>,
+    /// The kind (`instance.updated`, ...), or `lagged`.
+    pub event: String,
+    /// The JSON event, or `{"resume_from": N}` for `lagged`.
+    #[schema(content_media_type = "application/json")]
+    pub data: String,
+}
+
 const DEFAULT_LIMIT: i64 = 500;
 const MAX_LIMIT: i64 = 5000;
 
@@ -46,7 +59,7 @@ const MAX_LIMIT: i64 = 5000;
     ),
     responses(
         (status = 200, description = "the event stream (`text/event-stream`) or, with `Accept: application/json`, a page",
-            content((String = "text/event-stream"), (EventPage = "application/json"))),
+            content((SseEvent = "text/event-stream"), (EventPage = "application/json"))),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 410, description = "`since` is older than retention; the body also has `oldest`, the oldest available revision", body = ErrorBody),
         (status = 429, description = "too many watchers for the tenant", body = ErrorBody)))]

@@ -334,9 +334,17 @@ impl Feed {
     }
 
     /// Where `since` starts (the head by default), or 410 if retention removed what follows it.
+    /// A revision past the head (another deployment's, or from before a restore) is refused:
+    /// taken as is, it would silently skip every change up to it.
     async fn start(&self, since: Option<i64>) -> Result<i64, Error> {
         let bounds = self.hub.store.change_bounds().await?;
         let since = since.unwrap_or(bounds.head);
+        if since > bounds.head {
+            return Err(Error::bad_request(format!(
+                "Revision {since} is after the newest one, {}.",
+                bounds.head
+            )));
+        }
         check_kept(since, bounds.pruned_through)?;
         Ok(since)
     }

@@ -85,7 +85,6 @@ fn check_description(d: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// Validates a tenant body against 3.1; every failure is Coopr's `invalid input`.
 /// Who may manage the keys of `user`: an admin, anyone's of the tenant; a `user`, its own, so
 /// it can rotate them without an admin (a viewer cannot: its keys are an admin's business).
 fn key_scope(ctx: &OpCtx, user: &str) -> Result<TenantScope, Error> {
@@ -96,6 +95,7 @@ fn key_scope(ctx: &OpCtx, user: &str) -> Result<TenantScope, Error> {
     }
 }
 
+/// Validates a tenant body against 3.1; every failure is Coopr's `invalid input`.
 fn tenant_row(input: &TenantInput, require_workers: bool) -> Result<TenantRow, Error> {
     let bad = || Error::bad_request(INVALID_INPUT);
     let name = input.name.clone().filter(|n| is_valid_name(n)).ok_or_else(bad)?;

@@ -319,6 +319,16 @@ async fn stream_page_and_resume_across_a_restart(db: Db) {
         e["message"].as_str().unwrap().starts_with("Unknown type 'bogus'"),
         "{e}"
     );
+    // A revision past the head would silently skip changes to come: refused, stream or page.
+    let ahead = seen_before + 1_000_000;
+    let message = format!("Revision {ahead} is after the newest one, {seen_before}.");
+    for accept in ["application/json", "text/event-stream"] {
+        s.get(&k, &format!("/events?since={ahead}"))
+            .with(|r| r.header("accept", accept))
+            .case(accept)
+            .expect_error(StatusCode::BAD_REQUEST, message.as_str())
+            .await;
+    }
     s.req_anon(Method::GET, "/events")
         .expect_unauthorized("Authentication required.")
         .await;
