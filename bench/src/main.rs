@@ -356,6 +356,9 @@ async fn spawn_corral(
         // Every load connection comes from 127.0.0.1: lift the per-peer cap (feed: 1,000 watchers).
         .env("CORRAL_SERVER_MAX_CONNECTIONS_PER_PEER", "100000")
         .env("CORRAL_SERVER_MAX_CONNECTIONS", "100000")
+        // A saturated load generator can take seconds between connecting and writing its
+        // request head; the server would cut it as a slow client (feed at full size).
+        .env("CORRAL_SERVER_HEADER_READ_TIMEOUT", "120")
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::null())
         .stdout(Stdio::from(log.try_clone()?))

@@ -156,26 +156,7 @@ impl Client {
 
     /// Sends one request and reads the whole answer.
     pub async fn send(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Reply> {
-        let fut = async {
-            let resp = self.open(method, path, body, &[]).await?;
-            let (parts, body) = resp.into_parts();
-            let body = body
-                .collect()
-                .await
-                .map_err(|e| transport(format!("reading the answer: {e}")))?
-                .to_bytes();
-            Ok(Reply {
-                status: parts.status.as_u16(),
-                headers: parts.headers,
-                body,
-            })
-        };
-        tokio::time::timeout(REQUEST_TIMEOUT, fut).await.map_err(|_| {
-            transport(format!(
-                "no answer from {} within {REQUEST_TIMEOUT:?}",
-                self.conn.addr
-            ))
-        })?
+        self.send_bytes(method, path, json_bytes(body)?, &[]).await
     }
 
     /// Sends and answers the JSON body of a success, or the error of a failure.
@@ -195,17 +176,11 @@ impl Client {
         body: Option<&Value>,
         extra: &[(&str, String)],
     ) -> Result<Response<Incoming>> {
-        let bytes = match body {
-            Some(v) => Some(Bytes::from(
-                serde_json::to_vec(v).map_err(|e| transport(e.to_string()))?,
-            )),
-            None => None,
-        };
-        self.open_bytes(method, path, bytes, extra).await
+        self.open_bytes(method, path, json_bytes(body)?, extra).await
     }
 
     /// Sends raw bytes (the CDAP method proxy passes bodies through unchanged) and reads the
-    /// whole answer.
+    /// whole answer, within `REQUEST_TIMEOUT` like every whole exchange.
     pub async fn send_bytes(
         &self,
         method: Method,
@@ -213,18 +188,26 @@ impl Client {
         body: Option<Bytes>,
         extra: &[(&str, String)],
     ) -> Result<Reply> {
-        let resp = self.open_bytes(method, path, body, extra).await?;
-        let (parts, body) = resp.into_parts();
-        let body = body
-            .collect()
-            .await
-            .map_err(|e| transport(format!("reading the answer: {e}")))?
-            .to_bytes();
-        Ok(Reply {
-            status: parts.status.as_u16(),
-            headers: parts.headers,
-            body,
-        })
+        let fut = async {
+            let resp = self.open_bytes(method, path, body, extra).await?;
+            let (parts, body) = resp.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map_err(|e| transport(format!("reading the answer: {e}")))?
+                .to_bytes();
+            Ok(Reply {
+                status: parts.status.as_u16(),
+                headers: parts.headers,
+                body,
+            })
+        };
+        tokio::time::timeout(REQUEST_TIMEOUT, fut).await.map_err(|_| {
+            transport(format!(
+                "no answer from {} within {REQUEST_TIMEOUT:?}",
+                self.conn.addr
+            ))
+        })?
     }
 
     async fn open_bytes(
@@ -389,6 +372,16 @@ impl ServerCertVerifier for NoVerify {
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
     }
+}
+
+/// A JSON body as bytes.
+fn json_bytes(body: Option<&Value>) -> Result<Option<Bytes>> {
+    body.map(|v| {
+        serde_json::to_vec(v)
+            .map(Bytes::from)
+            .map_err(|e| transport(e.to_string()))
+    })
+    .transpose()
 }
 
 #[cfg(test)]
