@@ -22,7 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::hist::Histogram;
-use crate::inventory::{Api, peak_rss_mib, rss_mib};
+use crate::inventory::{Api, mock_cloud_config, peak_rss_mib, rss_mib};
 use crate::{Children, corral_bin, random_key, spawn_corral};
 
 #[derive(Args)]
@@ -49,17 +49,7 @@ pub struct FeedArgs {
 }
 
 pub async fn run(args: FeedArgs) -> Result<()> {
-    let mut children = Children::default();
-    let tmp = tempfile::Builder::new().prefix("corral-bench-").tempdir()?;
-    let res = tokio::select! {
-        r = inner(&args, &mut children, tmp.path()) => r,
-        _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
-    };
-    children.kill_all().await;
-    if res.is_err() {
-        crate::print_log_tail(&tmp.path().join("corral.log"), 40);
-    }
-    res
+    crate::with_children(async |children, tmp| inner(&args, children, tmp).await).await
 }
 
 fn now_ms() -> f64 {
@@ -237,24 +227,13 @@ async fn inner(args: &FeedArgs, children: &mut Children, tmp: &std::path::Path) 
         bail!("--actions must be a multiple of --instances");
     }
     let bin = corral_bin(args.corral_bin.as_ref())?;
-    let config = tmp.join("bench.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"database_max_connections = 8
-[events]
-max_watchers_per_tenant = {}
-buffer = {}
-[[clouds]]
-id = "mock"
-type = "mock"
-[clouds.options]
-delay_ms = {}
-images = ["debian"]
-flavors = [{{ name = "small", ram = 512, vcpus = 1 }}]
-"#,
-            args.watchers, args.buffer, args.mock_delay_ms
+    let config = mock_cloud_config(
+        tmp,
+        &format!(
+            "database_max_connections = 8\n[events]\nmax_watchers_per_tenant = {}\nbuffer = {}\n",
+            args.watchers, args.buffer
         ),
+        args.mock_delay_ms,
     )?;
     let key = random_key()?;
     let addr = spawn_corral(
@@ -268,22 +247,9 @@ flavors = [{{ name = "small", ram = 512, vcpus = 1 }}]
     .await?;
     let pid = children.pid("corral");
     let root = Api::new(addr, format!("Bearer {key}"));
-    let created = root
-        .call(
-            Method::POST,
-            "/v2/tenants",
-            Some(&json!({"tenant": {"name": "bench", "workers": 64}})),
-        )
-        .await?;
-    let tenant_key = created["admin"]["apikey"]["key"]
-        .as_str()
-        .ok_or_else(|| anyhow!("no admin key: {created}"))?;
-    let auth = format!("Bearer {tenant_key}");
-    let api = Api::new(addr, auth.clone());
-    let ids = api
-        .rows("select p.id, f.id, i.id from projects p join flavors f on f.project_id = p.id join images i on i.cloud_id = p.cloud_id")
-        .await?;
-    let (project, flavor, image) = (ids[0][0].clone(), ids[0][1].clone(), ids[0][2].clone());
+    let api = root.create_tenant("bench", 64).await?;
+    let auth = api.auth().to_string();
+    let (project, flavor, image) = api.mock_ids().await?;
     let mut instance_ids: Vec<Value> = Vec::with_capacity(args.instances);
     for batch in 0..args.instances.div_ceil(500) {
         let n = (args.instances - batch * 500).min(500);

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sqlx::{Connection, Row};
 use tokio::net::{TcpListener, TcpStream};
@@ -59,6 +59,25 @@ impl Balancer {
 
     fn set_backends(&self, backends: Vec<String>) {
         *self.backends.lock().unwrap() = backends;
+    }
+
+    /// One request through the balancer: its status and JSON body (`Null` when empty).
+    async fn call(
+        &self,
+        c: &reqwest::Client,
+        key: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = c.request(method, self.url(path)).bearer_auth(key);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 }
 
@@ -118,8 +137,8 @@ impl Cluster {
     }
 
     /// SIGKILLs the replica that holds the most running jobs of `kind`, once at least `least`
-    /// of them run, and answers it (dead) with the number of jobs it held.
-    async fn kill_busiest(&mut self, db_url: &str, kind: &str, least: i64) -> (Proc, i64) {
+    /// of them run; answers how many it held once it is dead and out of the balancer.
+    async fn kill_busiest(&mut self, lb: &Balancer, db_url: &str, kind: &str, least: i64) -> i64 {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let leases = running_leases(db_url, kind).await;
@@ -133,7 +152,10 @@ impl Cluster {
                 if let Some((held, i)) = busiest {
                     let p = self.replicas.remove(i);
                     p.signal("-KILL");
-                    return (p, held);
+                    let (code, _) = p.terminate_after_signal();
+                    assert_eq!(code, None, "the replica was killed by a signal");
+                    lb.set_backends(self.addrs());
+                    return held;
                 }
             }
             assert!(Instant::now() < deadline, "no replica took the work: {leases:?}");
@@ -208,36 +230,27 @@ async fn losing_a_replica_mid_work_leaves_nothing_undone() {
         .pool_max_idle_per_host(0)
         .build()
         .unwrap();
-    let created: Value = c
-        .post(lb.url("/v2/tenants"))
-        .bearer_auth(BOOTSTRAP_KEY)
-        .json(&json!({"tenant": {"name": "acme", "workers": 4}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, created) = lb
+        .call(
+            &c,
+            BOOTSTRAP_KEY,
+            Method::POST,
+            "/v2/tenants",
+            Some(json!({"tenant": {"name": "acme", "workers": 4}})),
+        )
+        .await;
     let admin = created["admin"]["apikey"]["key"].as_str().unwrap().to_string();
 
     // A rolling upgrade: kill whoever runs a host step while it runs.
-    let resp = c
-        .put(lb.url("/api/v0/cluster/c"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::CREATED);
+    let (status, _) = lb.call(&c, &admin, Method::PUT, "/api/v0/cluster/c", None).await;
+    assert_eq!(status, StatusCode::CREATED);
     let b64 = sshd.key_b64();
     for a in &addresses {
-        let resp = c
-            .put(lb.url(&format!("/api/v0/host/{a}")))
-            .bearer_auth(&admin)
-            .json(&json!({"ssh_priv_key": b64, "cluster": "c"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), StatusCode::CREATED, "{a}");
+        let body = json!({"ssh_priv_key": b64, "cluster": "c"});
+        let (status, _) = lb
+            .call(&c, &admin, Method::PUT, &format!("/api/v0/host/{a}"), Some(body))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{a}");
     }
     poll(
         &c,
@@ -247,13 +260,10 @@ async fn losing_a_replica_mid_work_leaves_nothing_undone() {
         |v| v["hosts"]["available"] == 3,
     )
     .await;
-    let resp = c
-        .put(lb.url("/api/v0/cluster/c/upgrade"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::CREATED);
+    let (status, _) = lb
+        .call(&c, &admin, Method::PUT, "/api/v0/cluster/c/upgrade", None)
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
     poll(
         &c,
         &admin,
@@ -263,11 +273,8 @@ async fn losing_a_replica_mid_work_leaves_nothing_undone() {
     )
     .await;
     // The second host's step is running (one at a time): its holder dies.
-    let (killed, held) = cluster.kill_busiest(&db_url, "cluster.host_step", 1).await;
+    let held = cluster.kill_busiest(&lb, &db_url, "cluster.host_step", 1).await;
     assert_eq!(held, 1, "one host step at a time");
-    let (code, _) = killed.terminate_after_signal();
-    assert_eq!(code, None, "the replica was killed by a signal");
-    lb.set_backends(cluster.addrs());
     let rec = poll(
         &c,
         &admin,
@@ -285,18 +292,12 @@ async fn losing_a_replica_mid_work_leaves_nothing_undone() {
     // A bulk launch on three replicas again: kill the one holding the most launches.
     cluster.spawn(&dir.path().join("data-3"));
     lb.set_backends(cluster.addrs());
-    let query: Value = c
-        .post(lb.url("/query"))
-        .bearer_auth(&admin)
-        .json(&json!([{"sql": "select p.id, f.id, i.id from projects p join flavors f on f.project_id = p.id \
-                                join project_images pi on pi.project_id = p.id join images i on i.id = pi.image_id \
-                                where p.cloud_id = 'mock' and f.name = 'small'"}]))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let sql = "select p.id, f.id, i.id from projects p join flavors f on f.project_id = p.id \
+               join project_images pi on pi.project_id = p.id join images i on i.id = pi.image_id \
+               where p.cloud_id = 'mock' and f.name = 'small'";
+    let (_, query) = lb
+        .call(&c, &admin, Method::POST, "/query", Some(json!([{"sql": sql}])))
+        .await;
     let row = &query[0]["data"]["row"][0]["value"];
     let (project, flavor, image) = (row[0].clone(), row[1].clone(), row[2].clone());
     assert!(
@@ -306,16 +307,9 @@ async fn losing_a_replica_mid_work_leaves_nothing_undone() {
     let items: Vec<Value> = (0..24)
         .map(|i| json!({"name": format!("vm-{i}"), "projectId": project, "flavor": {"id": flavor}, "image": {"id": image}}))
         .collect();
-    let launched: Value = c
-        .post(lb.url("/instances"))
-        .bearer_auth(&admin)
-        .json(&items)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, launched) = lb
+        .call(&c, &admin, Method::POST, "/instances", Some(json!(items)))
+        .await;
     let ids: Vec<String> = launched
         .as_array()
         .unwrap()
@@ -326,11 +320,8 @@ async fn losing_a_replica_mid_work_leaves_nothing_undone() {
         })
         .collect();
     assert_eq!(ids.len(), 24);
-    let (killed, held) = cluster.kill_busiest(&db_url, "instance.action", 3).await;
+    let held = cluster.kill_busiest(&lb, &db_url, "instance.action", 3).await;
     assert!(held >= 1, "the killed replica held launches");
-    let (code, _) = killed.terminate_after_signal();
-    assert_eq!(code, None, "the replica was killed by a signal");
-    lb.set_backends(cluster.addrs());
     let killed_at = Instant::now();
     for id in &ids {
         let left = Duration::from_secs(30).saturating_sub(killed_at.elapsed());
@@ -340,16 +331,10 @@ async fn losing_a_replica_mid_work_leaves_nothing_undone() {
         .await;
         assert_eq!(inst["state"], "launched", "{inst}");
     }
-    let states: Value = c
-        .post(lb.url("/query"))
-        .bearer_auth(&admin)
-        .json(&json!([{"sql": "select state, count(*) from instances group by state"}]))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let sql = "select state, count(*) from instances group by state";
+    let (_, states) = lb
+        .call(&c, &admin, Method::POST, "/query", Some(json!([{"sql": sql}])))
+        .await;
     assert_eq!(
         states[0]["data"]["row"],
         json!([{"value": ["launched", 24]}]),
