@@ -25,6 +25,10 @@ command -v ip >/dev/null || need_pkgs+=(iproute2)
 command -v qemu-img >/dev/null || need_pkgs+=(qemu-utils)
 command -v cpio >/dev/null || need_pkgs+=(cpio)
 command -v mke2fs >/dev/null || [ -x /sbin/mke2fs ] || need_pkgs+=(e2fsprogs)
+# The web console's end-to-end tests: Debian's Chromium, driven by playwright-core from npm
+# (never a browser download).
+[ -x /usr/bin/chromium ] || need_pkgs+=(chromium)
+command -v npm >/dev/null || need_pkgs+=(nodejs npm)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     log "installing ${need_pkgs[*]}"
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -78,6 +82,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 log "building the test service"
 cargo build -p corral-testsvc
+
+log "installing the console tests' driver (npm ci: playwright-core)"
+(cd crates/corral/tests/console && npm ci --no-audit --no-fund)
 
 log "cargo test (SQLite and PostgreSQL)"
 cargo test --workspace --all-targets -- --test-threads 4

@@ -85,7 +85,9 @@ async function apiCall(method, p, key, body) {
 
 async function shot(page, name, { phone = false } = {}) {
   if (!SHOTS) return;
-  await page.waitForTimeout(150);
+  // No transient toast over the page in the pictures.
+  await page.evaluate(() => document.getElementById('toast')?.classList.remove('shown'));
+  await page.waitForTimeout(250);
   await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
   if (phone) {
     const vp = page.viewportSize();

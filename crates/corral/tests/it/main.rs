@@ -13,6 +13,7 @@ mod apps;
 mod auth;
 mod changes;
 mod cli;
+mod console_e2e;
 mod commissaire_networks;
 mod conventions;
 mod events;
