@@ -98,8 +98,14 @@ impl FromRequestParts<AppState> for Ctx {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let cred = credential_from_headers(&parts.headers)?;
-        let principal = state.core.authenticator().authenticate(&cred).await?;
+        let principal = match credential_from_headers(&parts.headers) {
+            Ok(cred) => state.core.authenticator().authenticate(&cred).await?,
+            // No credential in the headers: the console's session cookie may be one.
+            Err(e) => match crate::console::session_principal(parts, state).await {
+                Some(principal) => principal?,
+                None => return Err(e.into()),
+            },
+        };
         let request_id = parts
             .extensions
             .get::<RequestId>()
@@ -147,7 +153,7 @@ impl IntoResponse for BodyError {
     }
 }
 
-async fn read_body(req: Request, state: &AppState) -> Result<Bytes, BodyError> {
+pub(crate) async fn read_body(req: Request, state: &AppState) -> Result<Bytes, BodyError> {
     let limit = state.body_read_timeout;
     let Ok(read) = tokio::time::timeout(limit, Bytes::from_request(req, state)).await else {
         return Err(BodyError::Transport(Error::RequestTimeout(format!(

@@ -7,6 +7,7 @@
 //!
 //! Architecture invariant: no SQL here; the API reaches data only through `corral-core`.
 
+mod console;
 pub mod error;
 pub mod extract;
 mod middleware;
@@ -42,8 +43,10 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// The method proxy's upstream client (cdap-v3.md 6).
     pub proxy: proxy::ProxyClient,
-    /// The listener speaks TLS (for `X-Forwarded-Proto`).
+    /// The listener speaks TLS (for `X-Forwarded-Proto`, and the console's `Secure` cookies).
     pub tls: bool,
+    /// Serve the web console (`/ui`) and accept its session cookie (`[console] enabled`).
+    pub console_enabled: bool,
 }
 
 /// The process-wide Prometheus recorder. `metrics` has one global recorder, so every server
@@ -91,7 +94,7 @@ pub fn app(state: AppState) -> Router {
     let (router, mut api) = routes::router().split_for_parts();
     openapi::complete(&mut api);
     let max_body = state.max_body_bytes;
-    let allow = middleware::AllowMap::from_openapi(&api);
+    let allow = middleware::AllowMap::from_openapi(&api).with_undocumented(routes::UNDOCUMENTED_GET);
     router
         .merge(SwaggerUi::new("/docs").url("/openapi.json", api))
         .fallback(middleware::no_route)

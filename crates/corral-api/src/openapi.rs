@@ -21,7 +21,8 @@ use utoipa::{Modify, OpenApi};
         (name = "cdap", description = "CDAP v3: namespaces, applications, services"),
         (name = "commissaire", description = "Commissaire v0: clusters, hosts, networks, container managers"),
         (name = "perspective", description = "Perspective: instances, images, operations, SQL query"),
-        (name = "events", description = "Corral's change feed: watch a tenant's changes, follow asynchronous requests")
+        (name = "events", description = "Corral's change feed: watch a tenant's changes, follow asynchronous requests"),
+        (name = "console", description = "The web console's session (sign-in with an API key, a cookie, CSRF tokens); its pages are under /ui")
     )
 )]
 pub struct ApiDoc;

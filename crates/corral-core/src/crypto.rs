@@ -10,12 +10,16 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use corral_types::Error;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use ring::hmac;
 
 const PREFIX: &str = "v1:";
 
 /// Seals and opens secrets with the server key.
 pub struct SecretBox {
     key: LessSafeKey,
+    /// HMAC-SHA256 keyed with the server key, from which [`SecretBox::mac_key`] derives one
+    /// key per purpose (the console's CSRF tokens), so no purpose reuses the sealing key.
+    derive: hmac::Key,
 }
 
 impl std::fmt::Debug for SecretBox {
@@ -29,7 +33,15 @@ impl SecretBox {
         let key = UnboundKey::new(&AES_256_GCM, bytes).map_err(|_| Error::internal("bad server key"))?;
         Ok(SecretBox {
             key: LessSafeKey::new(key),
+            derive: hmac::Key::new(hmac::HMAC_SHA256, bytes),
         })
+    }
+
+    /// An HMAC-SHA256 key of its own for `purpose`, derived from the server key (so replicas
+    /// sharing the server key derive the same one).
+    pub fn mac_key(&self, purpose: &str) -> hmac::Key {
+        let derived = hmac::sign(&self.derive, purpose.as_bytes());
+        hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref())
     }
 
     /// Loads `<data_dir>/server.key`, creating it (32 random bytes, base64, mode 0600) on first
@@ -150,6 +162,16 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn mac_keys_differ_by_purpose_and_server_key() {
+        let a = SecretBox::from_key(&[1u8; 32]).unwrap();
+        let b = SecretBox::from_key(&[2u8; 32]).unwrap();
+        let tag = |k: &hmac::Key| hmac::sign(k, b"data").as_ref().to_vec();
+        assert_eq!(tag(&a.mac_key("x")), tag(&a.mac_key("x")));
+        assert_ne!(tag(&a.mac_key("x")), tag(&a.mac_key("y")));
+        assert_ne!(tag(&a.mac_key("x")), tag(&b.mac_key("x")));
     }
 
     #[test]

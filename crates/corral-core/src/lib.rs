@@ -74,6 +74,8 @@ pub struct CoreSettings {
     pub service_command_dirs: Option<Vec<std::path::PathBuf>>,
     /// The most instances a service may ask for (server setting `service_max_instances`).
     pub service_max_instances: i64,
+    /// How long a console session lasts from its sign-in (`[console] session_ttl`).
+    pub session_ttl: Duration,
 }
 
 impl Default for CoreSettings {
@@ -85,6 +87,7 @@ impl Default for CoreSettings {
             cert_dir: None,
             service_command_dirs: None,
             service_max_instances: 100,
+            session_ttl: Duration::from_secs(12 * 3600),
         }
     }
 }
@@ -133,6 +136,7 @@ impl Core {
                 store: store.clone(),
                 settings: settings.clone(),
                 auth: Authenticator::new(store.clone(), settings.auth_cache_ttl),
+                secrets: secrets.clone(),
                 cdap: cdap.clone(),
             },
             namespaces: Namespaces {

@@ -131,7 +131,31 @@ pub struct Settings {
     pub data_dir_permissions: DataDirPermissions,
     /// Transport limits of the listener: the `[server]` table (env `CORRAL_SERVER_<NAME>`).
     pub server: ServerSettings,
+    /// The web console: the `[console]` table (env `CORRAL_CONSOLE_<NAME>`).
+    pub console: ConsoleSettings,
 }
+
+/// `[console]`: the web console under `/ui` and its sessions (docs/security.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsoleSettings {
+    /// Serve `/ui` and accept the console's session cookie; `false`: both answer 404.
+    pub enabled: bool,
+    /// Seconds a console session lasts from its sign-in (12 hours).
+    pub session_ttl: u64,
+}
+
+impl Default for ConsoleSettings {
+    fn default() -> Self {
+        ConsoleSettings {
+            enabled: true,
+            session_ttl: 12 * 3600,
+        }
+    }
+}
+
+/// The names of the `[console]` settings, for their `CORRAL_CONSOLE_<NAME>` variables.
+const CONSOLE_KEYS: [&str; 2] = ["enabled", "session_ttl"];
 
 /// What `start` does with a data dir that group or others may access.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -307,6 +331,7 @@ impl Default for Settings {
             events: EventsSettings::default(),
             data_dir_permissions: DataDirPermissions::Refuse,
             server: ServerSettings::default(),
+            console: ConsoleSettings::default(),
         }
     }
 }
@@ -383,6 +408,13 @@ impl Settings {
                             .filter(|n| SERVER_KEYS.contains(n))
                         {
                             format!("server.{name}").into()
+                        } else if let Some(name) = k
+                            .as_str()
+                            .to_ascii_lowercase()
+                            .strip_prefix("console_")
+                            .filter(|n| CONSOLE_KEYS.contains(n))
+                        {
+                            format!("console.{name}").into()
                         } else {
                             k.into()
                         }
@@ -448,6 +480,9 @@ impl Settings {
         }
         if sv.max_uri_bytes < 256 || sv.max_header_bytes < sv.max_uri_bytes + 64 {
             return Err("server: max_uri_bytes must be at least 256 and max_header_bytes above it".into());
+        }
+        if s.console.session_ttl == 0 || s.console.session_ttl > 366 * 24 * 3600 {
+            return Err("console.session_ttl must be between 1 second and 366 days".into());
         }
         if s.service_max_instances < 1 {
             return Err("service_max_instances must be positive".into());

@@ -95,6 +95,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
             cert_dir: settings.cert_dir.clone(),
             service_command_dirs: settings.service_command_dirs.clone(),
             service_max_instances: settings.service_max_instances,
+            session_ttl: Duration::from_secs(settings.console.session_ttl),
         },
         secrets,
     );
@@ -203,6 +204,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
             settings.proxy_max_body_bytes,
         ),
         tls: bound.is_tls(),
+        console_enabled: settings.console.enabled,
     };
     let (tx, rx) = oneshot::channel::<()>();
     let scheme = if bound.is_tls() { "https" } else { "http" };

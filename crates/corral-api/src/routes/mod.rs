@@ -8,6 +8,7 @@ mod cdap_services;
 mod commissaire;
 mod commissaire_clusters;
 mod commissaire_networks;
+mod console;
 mod coopr;
 mod events;
 mod perspective;
@@ -31,6 +32,11 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(system::metrics))
         .routes(routes!(system::whoami))
         .routes(routes!(events::events))
+        .routes(routes!(
+            console::get_session,
+            console::post_session,
+            console::delete_session
+        ))
         .routes(routes!(coopr::list_tenants, coopr::create_tenant))
         .routes(routes!(
             coopr::get_tenant,
@@ -179,6 +185,10 @@ pub fn router() -> OpenApiRouter<AppState> {
         // `PUT /instances/{action}` with any other word: the contract's 404 (no such route), not
         // the 405 that `GET /instances/{id}` would otherwise make of it.
         .route("/instances/{id}", axum::routing::put(crate::middleware::no_route))
+        // The web console's files, outside the document (docs/security.md).
+        .route("/", axum::routing::get(crate::console::root))
+        .route("/ui", axum::routing::get(crate::console::index))
+        .route("/ui/{*path}", axum::routing::get(crate::console::asset))
         // The method proxy: every method, with or without an endpoint path (cdap-v3.md 6.1).
         .route(METHODS, any(crate::proxy::proxy))
         .route(
@@ -208,6 +218,10 @@ pub fn router() -> OpenApiRouter<AppState> {
             any(crate::proxy::proxy),
         )
 }
+
+/// Route templates served outside the OpenAPI document that answer `GET` only (for the `Allow`
+/// header of their 405 answers).
+pub const UNDOCUMENTED_GET: &[&str] = &["/", "/ui", "/ui/{*path}"];
 
 const METHODS: &str = "/v3/namespaces/{ns}/apps/{app}/services/{svc}/methods";
 const METHODS_V: &str = "/v3/namespaces/{ns}/apps/{app}/versions/{v}/services/{svc}/methods";

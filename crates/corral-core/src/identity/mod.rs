@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod bootstrap;
 pub mod secrets;
+pub mod sessions;
 
 use corral_store::{
     ApiKeyRow, CreateTenantOutcome, DeleteTenantOutcome, NewApiKey, NewTenant, TenantRow,
@@ -182,6 +183,8 @@ pub struct Identity {
     pub(crate) store: Store,
     pub(crate) settings: Arc<CoreSettings>,
     pub(crate) auth: Authenticator,
+    /// Seals console sessions and derives their CSRF key (`sessions.rs`).
+    pub(crate) secrets: Arc<crate::crypto::SecretBox>,
     /// A deleted tenant's service processes are stopped first.
     pub(crate) cdap: Arc<Cdap>,
 }
