@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use corral::config::OsProfilePatch;
+use corral_drivers::testing::TestSshd;
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -51,11 +52,13 @@ async fn console_in_chromium(db: Db) {
         c.ssh_port = port;
         c.host_allow = vec!["127.0.0.0/8".into()];
         c.ssh_connect_timeout = 5;
-        // Each host's restart step takes a second: the progress is visible host by host.
+        c.restart_wait_timeout = 30;
+        // A restart really restarts the host's sshd (it goes away and comes back), so each
+        // host's step takes a few seconds and the progress is visible host by host.
         let profile = OsProfilePatch {
             bootstrap: Some("true".into()),
-            upgrade: Some("true".into()),
-            restart: Some("sleep 1".into()),
+            upgrade: Some("sleep 2".into()),
+            restart: Some(TestSshd::generic_restart_command(Duration::from_secs(1))),
             deploy: Some("true".into()),
             ids: vec![],
         };
@@ -134,6 +137,7 @@ async fn console_in_chromium(db: Db) {
         out.status
     );
     assert!(stdout.contains("all scenarios passed"), "{stdout}\n{stderr}");
+    println!("{stdout}");
 
     s.post(&admin, &format!("{NS}/apps/shop/services/web/stop"))
         .expect_empty_ok()
