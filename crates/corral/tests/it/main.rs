@@ -14,6 +14,7 @@ mod auth;
 mod changes;
 mod cli;
 mod commissaire_networks;
+mod console;
 mod conventions;
 mod events;
 mod hardening;
