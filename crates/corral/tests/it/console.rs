@@ -159,6 +159,16 @@ fn form(pairs: &[(&str, &str)]) -> String {
         .join("&")
 }
 
+/// A refused sign-in: what, the form cookie, other headers, the body, status and message.
+type Refusal<'a> = (
+    &'a str,
+    Option<&'a str>,
+    Vec<(&'a str, &'a str)>,
+    Value,
+    StatusCode,
+    Option<&'a str>,
+);
+
 /// Tenant `acme` with its admin, `alice` (user) and `bob` (viewer).
 async fn acme(s: &TestServer) -> (String, String, String) {
     let admin = s.create_tenant("acme", 1).await;
@@ -351,14 +361,7 @@ async fn sign_in_with_each_form_of_credential(db: Db) {
     // form without the form cookie, with another token, or from another site (403); a body
     // that is not a form (400). None sets a session cookie.
     let (token, form_cookie) = form_token(&s).await;
-    let cases: Vec<(
-        &str,
-        Option<&str>,
-        Vec<(&str, &str)>,
-        Value,
-        StatusCode,
-        Option<&str>,
-    )> = vec![
+    let cases: Vec<Refusal> = vec![
         (
             "wrong user",
             Some(&form_cookie),
