@@ -260,7 +260,6 @@ pub async fn post_session(State(state): State<AppState>, req: Request) -> Respon
 /// Signs out: `204` and the session cookie cleared. A session that still opens must send its
 /// CSRF token as `X-CSRF-Token` (403 otherwise); without one there is nothing to protect.
 #[utoipa::path(delete, path = "/ui/session", tag = "console", security(()),
-    params(("X-CSRF-Token" = Option<String>, Header, description = "the session's CSRF token")),
     responses((status = 204, description = "Signed out."),
               (status = 403, description = "`CSRF token missing or invalid.`", body = ErrorBody),
               (status = 404, description = "The console is disabled.", body = ErrorBody)))]

@@ -14,6 +14,7 @@ mod auth;
 mod changes;
 mod cli;
 mod commissaire_networks;
+mod console;
 mod console_e2e;
 mod conventions;
 mod events;
