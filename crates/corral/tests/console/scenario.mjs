@@ -85,7 +85,7 @@ async function apiCall(method, p, key, body) {
   return { status: r.status, data };
 }
 
-async function shot(page, name, { phone = false } = {}) {
+async function shot(page, name, { phone = false, scrollTo } = {}) {
   if (!SHOTS) return;
   // No transient toast over the page in the pictures.
   await page.evaluate(() => document.getElementById('toast')?.classList.remove('shown'));
@@ -94,6 +94,7 @@ async function shot(page, name, { phone = false } = {}) {
   if (phone) {
     const vp = page.viewportSize();
     await page.setViewportSize({ width: 390, height: 844 });
+    if (scrollTo) await page.locator(scrollTo).first().scrollIntoViewIfNeeded();
     await page.waitForTimeout(150);
     await page.screenshot({ path: path.join(SHOTS, `${name}-phone.png`), fullPage: false });
     await page.setViewportSize(vp);
@@ -227,6 +228,12 @@ async function scenarios(browser) {
     await page.getByRole('cell', { name: 'launch' }).first().waitFor();
     await page.getByRole('heading', { name: 'Console output' }).waitFor();
     await shot(page, 'instance');
+    // An action from the instance's own page: reboot, seen going through `rebooting`.
+    await page.getByRole('group', { name: 'Instance actions' }).getByRole('button', { name: 'Reboot', exact: true }).click();
+    const state = page.locator('dl.props [data-state-for]');
+    await state.filter({ hasText: 'rebooting' }).waitFor();
+    await state.filter({ hasText: 'launched' }).waitFor();
+    await page.getByRole('cell', { name: 'reboot' }).first().waitFor();
     await noReload('instance page');
   });
 
@@ -252,7 +259,7 @@ async function scenarios(browser) {
         }
         if (!midShot && status === 'in_process' && steps.some((s) => s.endsWith('=done'))) {
           midShot = true;
-          await shot(page, 'cluster-restart', { phone: true });
+          await shot(page, 'cluster-restart', { phone: true, scrollTo: '.op-area' });
         }
         if (status === 'finished' || status === 'failed') break;
         assert(Date.now() < deadline, `restart never finished: ${snapshots.join(' | ')}`);
@@ -325,6 +332,24 @@ async function scenarios(browser) {
     }
   });
 
+  await step('on a phone the menu button opens and closes the navigation', async () => {
+    const vp = page.viewportSize();
+    await page.setViewportSize({ width: 390, height: 844 });
+    try {
+      const menu = page.getByRole('button', { name: 'Menu' });
+      const hostsLink = page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Hosts', exact: true });
+      assert(!(await hostsLink.isVisible()), 'the navigation is folded on a phone');
+      await menu.click();
+      assert((await menu.getAttribute('aria-expanded')) === 'true', 'the menu says it is open');
+      await hostsLink.click();
+      await page.getByRole('heading', { level: 1, name: 'Hosts' }).waitFor();
+      assert(!(await hostsLink.isVisible()), 'the navigation folds again after a choice');
+      assert((await menu.getAttribute('aria-expanded')) === 'false', 'the menu says it is closed');
+    } finally {
+      await page.setViewportSize(vp);
+    }
+  });
+
   await step('the other pages render', async () => {
     await nav(page, 'Hosts', 'Hosts');
     for (const a of HOSTS) await page.getByRole('rowheader', { name: a }).waitFor();
@@ -344,13 +369,27 @@ async function scenarios(browser) {
       const [ns, app, svc] = SERVICE.split('/');
       await page.getByRole('link', { name: `${app} / ${svc}` }).waitFor();
       await shot(page, 'apps');
-      await page.goto(`/ui/apps/${ns}/${app}/${svc}`);
+      await page.getByRole('link', { name: `${app} / ${svc}` }).click();
       await page.getByRole('heading', { level: 1, name: `Service ${app} / ${svc}` }).waitFor();
       await page.getByText(/Total: 100%/).waitFor();
       await shot(page, 'service', { phone: true });
-      await page.evaluate(() => {
-        window.__corralNoReload = 'still here';
-      });
+      const svcPath = `/v3/namespaces/${ns}/apps/${app}/services/${svc}`;
+      // The split editor: a split that does not add up is refused with the API's message...
+      await page.getByLabel('Version 1.0.0 (%)').fill('10');
+      await page.getByText('Total: 80% (must be 100)').waitFor();
+      await page.getByRole('button', { name: 'Save split' }).click();
+      await page.locator('form.split-editor .form-error').filter({ hasText: 'Route Percentage needs to add up to 100.' }).waitFor();
+      // ...an even one is stored.
+      await page.getByRole('button', { name: 'Even split' }).click();
+      await page.getByRole('button', { name: 'Save split' }).click();
+      await page.getByText('Route config saved.').waitFor();
+      const rc = await apiCall('GET', `${svcPath}/routeconfig`, ADMIN_KEY);
+      assert(JSON.stringify(rc.data) === JSON.stringify({ '1.0.0': 50, '2.0.0': 50 }), `the split was stored: ${JSON.stringify(rc.data)}`);
+      // Scale the running service to 3 from its page; the counts follow live.
+      await page.getByLabel(`Instances of ${svc}`).fill('3');
+      await page.getByRole('button', { name: `Scale ${svc}` }).click();
+      await page.getByText(/3 healthy, 3 up, 3 requested/).waitFor({ timeout: 60_000 });
+      await noReload('service page');
     } else {
       await shot(page, 'apps');
     }
