@@ -332,6 +332,29 @@ async function scenarios(browser) {
     }
   });
 
+  if (CLUSTER && HOSTS.length) {
+    await step('a host leaves the cluster and joins it again from the cluster page', async () => {
+      const last = HOSTS[HOSTS.length - 1];
+      await nav(page, 'Clusters', 'Clusters');
+      await page.getByRole('link', { name: CLUSTER, exact: true }).click();
+      await page.getByRole('heading', { level: 1, name: `Cluster ${CLUSTER}` }).waitFor();
+      const members = page.getByRole('region', { name: 'Members in join order' });
+      await members.getByRole('rowheader', { name: last }).waitFor();
+      await page.getByRole('button', { name: `Remove ${last} from ${CLUSTER}` }).click();
+      await members.getByRole('rowheader', { name: last }).waitFor({ state: 'detached' });
+      let m = await apiCall('GET', `/api/v0/cluster/${CLUSTER}/hosts`, ADMIN_KEY);
+      assert(!m.data.includes(last), `${last} left: ${JSON.stringify(m.data)}`);
+      await page.getByLabel('Host', { exact: true }).selectOption(last);
+      await page.getByRole('button', { name: 'Join host' }).click();
+      await members.getByRole('rowheader', { name: last }).waitFor();
+      m = await apiCall('GET', `/api/v0/cluster/${CLUSTER}/hosts`, ADMIN_KEY);
+      assert(m.data.includes(last), `${last} joined again: ${JSON.stringify(m.data)}`);
+      // The host's status follows live (it becomes active again as a member).
+      await members.locator('tr', { has: page.getByRole('rowheader', { name: last }) }).getByText('active').waitFor({ timeout: 60_000 });
+      await noReload('cluster membership');
+    });
+  }
+
   await step('on a phone the menu button opens and closes the navigation', async () => {
     const vp = page.viewportSize();
     await page.setViewportSize({ width: 390, height: 844 });
