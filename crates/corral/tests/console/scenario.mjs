@@ -420,6 +420,58 @@ async function scenarios(browser) {
     await shot(page, 'users');
   });
 
+  await step('more actions: resize, rename, image and network deletes, a refused app spec, users', async () => {
+    // Resize the instance from the list's action bar (a selection), to the large flavor.
+    await nav(page, 'Instances', 'Instances');
+    const row = page.locator('tbody tr', { has: page.getByRole('rowheader', { name: INSTANCE }) });
+    await row.getByRole('checkbox').check();
+    const large = await page.locator('select[aria-label="Flavor to resize to"] option', { hasText: /^large/ }).first().getAttribute('value');
+    await page.getByLabel('Flavor to resize to').selectOption(large);
+    await page.getByRole('button', { name: 'Resize' }).click();
+    await row.getByText('large').waitFor();
+    await row.locator('[data-state-for]').filter({ hasText: /^launched$/ }).waitFor();
+    // Rename it from its page, and back.
+    await page.getByRole('link', { name: INSTANCE }).click();
+    await page.getByLabel('New name').fill(`${INSTANCE}-renamed`);
+    await page.getByRole('button', { name: 'Rename' }).click();
+    await page.getByRole('heading', { level: 1, name: `Instance ${INSTANCE}-renamed` }).waitFor();
+    await page.getByLabel('New name').fill(INSTANCE);
+    await page.getByRole('button', { name: 'Rename' }).click();
+    await page.getByRole('heading', { level: 1, name: `Instance ${INSTANCE}` }).waitFor();
+    // Delete the snapshot (a two-step button) and the CSRF probe network.
+    await nav(page, 'Images', 'Images');
+    const snap = page.getByRole('button', { name: `Delete image ${INSTANCE}-snap` });
+    await snap.click();
+    await snap.click();
+    await page.getByRole('rowheader', { name: `${INSTANCE}-snap` }).waitFor({ state: 'detached', timeout: TIMEOUT });
+    await nav(page, 'Networks', 'Networks');
+    const probeRow = page.getByRole('rowheader', { name: /^csrf-probe-/ });
+    const probe = await probeRow.innerText();
+    const del = page.getByRole('button', { name: `Delete ${probe}` });
+    await del.click();
+    await del.click();
+    await probeRow.waitFor({ state: 'detached' });
+    // A spec whose command does not exist: the API's 400 message is shown by the form.
+    await nav(page, 'Apps & services', 'Apps & services');
+    await page.getByLabel('App name').fill('broken');
+    await page.getByRole('button', { name: 'Deploy' }).click();
+    await page.locator('form .form-error').filter({ hasText: '400' }).waitFor();
+    // Users: create one, make it a viewer, delete it.
+    await nav(page, 'Users', `Users of ${TENANT}`);
+    await page.getByLabel('User id').fill('ops');
+    await page.getByRole('button', { name: 'Create user' }).click();
+    await page.getByRole('rowheader', { name: 'ops' }).waitFor();
+    await page.getByLabel('Role of ops').selectOption('viewer');
+    await page.getByText('ops is now viewer.').waitFor();
+    const u = await apiCall('GET', '/v2/users/ops', ADMIN_KEY);
+    assert(u.data.role === 'viewer', `role changed: ${JSON.stringify(u.data)}`);
+    const delUser = page.getByRole('button', { name: 'Delete ops' });
+    await delUser.click();
+    await delUser.click();
+    await page.getByRole('rowheader', { name: 'ops' }).waitFor({ state: 'detached' });
+    await noReload('more actions');
+  });
+
   await step('a tenant admin issues a key, shown once', async () => {
     await page.getByRole('button', { name: `Keys of ${VIEWER_USER}` }).click();
     await page.getByRole('heading', { name: `API keys of ${VIEWER_USER}` }).waitFor();
@@ -489,6 +541,18 @@ async function scenarios(browser) {
       const who = await apiCall('GET', '/whoami', secret);
       assert(who.status === 200 && who.data.tenant === name, `the new tenant's admin key works: ${JSON.stringify(who)}`);
       await shot(sp, 'tenants');
+      // Edit it down to 0 workers, then delete it.
+      await sp.getByRole('button', { name: `Edit ${name}` }).click();
+      const edit = sp.getByRole('form', { name: `Edit tenant ${name}` });
+      await edit.getByLabel('Workers').fill('0');
+      await edit.getByRole('button', { name: 'Save' }).click();
+      await sp.locator('tbody tr', { has: sp.getByRole('rowheader', { name }) }).getByRole('cell', { name: '0', exact: true }).first().waitFor();
+      const del = sp.getByRole('button', { name: `Delete ${name}` });
+      await del.click();
+      await del.click();
+      await sp.getByRole('rowheader', { name }).waitFor({ state: 'detached' });
+      const gone = await apiCall('GET', `/v2/tenants/${name}`, SUPER_KEY);
+      assert(gone.status === 404, `tenant deleted: ${gone.status}`);
       await context.close();
     });
   }
