@@ -32,7 +32,7 @@ const SERVICE = env.CORRAL_SERVICE;
 const SHOTS = env.CORRAL_CONSOLE_SCREENSHOTS;
 // The instance the scenarios launch (unique names let a developer rerun on one server).
 const INSTANCE = env.CORRAL_E2E_INSTANCE || 'web-1';
-const TIMEOUT = 30_000;
+const TIMEOUT = 60_000;
 
 for (const [k, v] of Object.entries({ CORRAL_URL: BASE, CORRAL_TENANT: TENANT, CORRAL_ADMIN_KEY: ADMIN_KEY, CORRAL_VIEWER_KEY: VIEWER_KEY })) {
   if (!v) {
@@ -44,6 +44,7 @@ for (const [k, v] of Object.entries({ CORRAL_URL: BASE, CORRAL_TENANT: TENANT, C
 const logs = [];
 // Everything the browser refused under the Content-Security-Policy (must stay empty).
 const cspViolations = [];
+const openPages = [];
 let failures = 0;
 const t0 = Date.now();
 
@@ -63,7 +64,12 @@ async function step(name, fn) {
   } catch (e) {
     failures += 1;
     log(`✘ ${name}: ${e.stack || e}`);
-    if (SHOTS) await Promise.resolve();
+    // What the open pages show as errors, for the diagnosis.
+    for (const p of openPages) {
+      if (p.isClosed()) continue;
+      const alerts = await p.locator('[role="alert"]').allInnerTexts().catch(() => []);
+      log(`  ${p.url()}: ${alerts.filter((t) => t.trim()).join(' | ') || '(no alert shown)'}`);
+    }
     throw e;
   }
 }
@@ -104,6 +110,7 @@ async function shot(page, name, { phone = false, scrollTo } = {}) {
 async function newPage(browser, label) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 860 }, baseURL: BASE });
   const page = await context.newPage();
+  openPages.push(page);
   page.setDefaultTimeout(TIMEOUT);
   page.on('console', (m) => {
     logs.push(`[${label} console.${m.type()}] ${m.text()}`);
@@ -132,6 +139,22 @@ async function nav(page, linkName, heading) {
   await h1.waitFor();
   // Focus management: after a navigation the new page's heading has the focus.
   await page.waitForFunction(() => document.activeElement && document.activeElement.tagName === 'H1');
+}
+
+/**
+ * A two-step (delete) button: click, then click its "Confirm: ...?" state. A live refresh may
+ * redraw the list between the two clicks (the new button is unarmed), so try again then.
+ */
+async function confirmClick(btn) {
+  for (let i = 0; ; i += 1) {
+    await btn.click();
+    try {
+      await btn.filter({ hasText: /^Confirm/ }).click({ timeout: 2000 });
+      return;
+    } catch (e) {
+      if (i >= 4) throw e;
+    }
+  }
 }
 
 async function main() {
@@ -266,7 +289,8 @@ async function scenarios(browser) {
         await page.waitForTimeout(100);
       }
       const last = snapshots[snapshots.length - 1];
-      assert(last.startsWith('finished'), `restart finished: ${last}`);
+      const why = (await op.locator('.failure').count()) ? await op.locator('.failure').innerText() : '';
+      assert(last.startsWith('finished'), `restart finished: ${last} ${why}`);
       for (const a of HOSTS) assert(last.includes(`${a}=done`), `${a} done in ${last}`);
       // Progress was seen host by host: some snapshot had a host done while another was not.
       assert(
@@ -441,15 +465,13 @@ async function scenarios(browser) {
     // Delete the snapshot (a two-step button) and the CSRF probe network.
     await nav(page, 'Images', 'Images');
     const snap = page.getByRole('button', { name: `Delete image ${INSTANCE}-snap` });
-    await snap.click();
-    await snap.click();
+    await confirmClick(snap);
     await page.getByRole('rowheader', { name: `${INSTANCE}-snap` }).waitFor({ state: 'detached', timeout: TIMEOUT });
     await nav(page, 'Networks', 'Networks');
     const probeRow = page.getByRole('rowheader', { name: /^csrf-probe-/ });
     const probe = await probeRow.innerText();
     const del = page.getByRole('button', { name: `Delete ${probe}` });
-    await del.click();
-    await del.click();
+    await confirmClick(del);
     await probeRow.waitFor({ state: 'detached' });
     // A spec whose command does not exist: the API's 400 message is shown by the form.
     await nav(page, 'Apps & services', 'Apps & services');
@@ -466,8 +488,7 @@ async function scenarios(browser) {
     const u = await apiCall('GET', '/v2/users/ops', ADMIN_KEY);
     assert(u.data.role === 'viewer', `role changed: ${JSON.stringify(u.data)}`);
     const delUser = page.getByRole('button', { name: 'Delete ops' });
-    await delUser.click();
-    await delUser.click();
+    await confirmClick(delUser);
     await page.getByRole('rowheader', { name: 'ops' }).waitFor({ state: 'detached' });
     await noReload('more actions');
   });
@@ -548,8 +569,7 @@ async function scenarios(browser) {
       await edit.getByRole('button', { name: 'Save' }).click();
       await sp.locator('tbody tr', { has: sp.getByRole('rowheader', { name }) }).getByRole('cell', { name: '0', exact: true }).first().waitFor();
       const del = sp.getByRole('button', { name: `Delete ${name}` });
-      await del.click();
-      await del.click();
+      await confirmClick(del);
       await sp.getByRole('rowheader', { name }).waitFor({ state: 'detached' });
       const gone = await apiCall('GET', `/v2/tenants/${name}`, SUPER_KEY);
       assert(gone.status === 404, `tenant deleted: ${gone.status}`);
