@@ -107,7 +107,7 @@ function sessionEnded(err) {
   session.signed_in = false;
   sessionChanged();
   const why = err && err.message ? err.message : 'Invalid credentials.';
-  navigate('/ui/signin', { message: `Your session has ended (${why}). Sign in again.` });
+  navigate('/ui/signin', { message: `Your session has ended — the server said “${why}” Sign in again.` });
 }
 
 async function signOut() {
