@@ -840,3 +840,43 @@ async fn cookies_are_secure_under_tls() {
     assert!(set_cookie(&cookies, "corral_csrf").contains("Secure"));
     s.stop().await;
 }
+
+/// The method proxy serves a user's service's content on Corral's origin: the session cookie
+/// does not authenticate it, and a header-authenticated request's Corral cookies and CSRF
+/// token are not forwarded to the service (other cookies are). Store-independent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_method_proxy_neither_takes_nor_forwards_the_session() {
+    use crate::services::{deploy, start, svc_path, wait_healthy};
+    let s = TestServer::start(Db::Sqlite).await;
+    let k = s.create_tenant("acme", 1).await;
+    deploy(&s, &k, "Echo", "1.0.0", 1, &[]).await;
+    start(&s, &k, "Echo", None, None).await;
+    wait_healthy(&s, &k, "Echo", None, 1).await;
+    let (browser, _) = sign_in(&s, json!({"api_key": k})).await;
+    let echo = svc_path("Echo", None, "/methods/echo/x");
+    // The cookie alone is no credential here, for reads and writes alike.
+    let resp = browser.req(&s, Method::GET, &echo).send().await.unwrap();
+    check_unauthorized("proxy GET", resp, "Authentication required.").await;
+    let resp = browser.change(&s, Method::POST, &echo).send().await.unwrap();
+    check_unauthorized("proxy POST", resp, "Authentication required.").await;
+    // With a bearer key, the service sees its own cookies only.
+    let resp = s
+        .anon(Method::GET, &echo)
+        .bearer_auth(&k)
+        .header("cookie", format!("app=1; {}; corral_csrf=t", browser.cookie))
+        .header("x-csrf-token", &browser.csrf)
+        .send()
+        .await
+        .unwrap();
+    let seen = expect_json(resp, StatusCode::OK).await;
+    assert_eq!(seen["headers"]["cookie"], "app=1", "{seen}");
+    assert!(seen["headers"].get("x-csrf-token").is_none(), "{seen}");
+    // The cookie still works on the service's other routes.
+    let resp = browser
+        .req(&s, Method::GET, &svc_path("Echo", None, "/status"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(expect_json(resp, StatusCode::OK).await["status"], "RUNNING");
+    s.stop().await;
+}
