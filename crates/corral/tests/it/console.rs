@@ -635,6 +635,31 @@ async fn revoking_the_key_ends_the_session(db: Db) {
     assert!(set_cookie(&cookies, "corral_session").contains("Max-Age=0"));
     set_cookie(&cookies, "corral_csrf");
     assert_eq!(expect_json(resp, StatusCode::OK).await["signed_in"], false);
+    // A role change applies to a live session at once, and deleting the user ends it.
+    let carol_key = s.create_user(&admin, "carol", "user").await;
+    let (carol, _) = sign_in(&s, json!({"api_key": carol_key})).await;
+    let resp = carol
+        .change(&s, Method::PUT, "/v3/namespaces/c1")
+        .send()
+        .await
+        .unwrap();
+    expect_json(resp, StatusCode::OK).await;
+    s.put(&admin, "/v2/users/carol")
+        .json(json!({"role": "viewer"}))
+        .ok()
+        .await;
+    let resp = carol
+        .change(&s, Method::PUT, "/v3/namespaces/c2")
+        .send()
+        .await
+        .unwrap();
+    check_error("demoted", resp, StatusCode::FORBIDDEN, None).await;
+    let resp = carol.req(&s, Method::GET, "/ui/session").send().await.unwrap();
+    assert_eq!(expect_json(resp, StatusCode::OK).await["role"], "viewer");
+    let resp = s.delete(&admin, "/v2/users/carol").send().await;
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let resp = carol.req(&s, Method::GET, "/whoami").send().await.unwrap();
+    check_unauthorized("user deleted", resp, INVALID).await;
     s.stop().await;
 }
 
