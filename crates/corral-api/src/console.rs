@@ -142,6 +142,18 @@ pub async fn root(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
+/// Any other method on a console route: the contract's 405 with `Allow: GET, HEAD` (these
+/// routes are outside the OpenAPI document the `Allow` map is built from).
+pub async fn get_only(method: Method, uri: axum::http::Uri) -> Response {
+    let mut resp = ApiError(Error::MethodNotAllowed {
+        message: format!("Method {method} is not allowed for {}.", uri.path()),
+        allow: "GET, HEAD".into(),
+    })
+    .into_response();
+    security_headers(resp.headers_mut());
+    resp
+}
+
 /// The value of cookie `name` in the request's `Cookie` headers (the first one).
 pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers

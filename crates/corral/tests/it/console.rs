@@ -276,7 +276,13 @@ async fn pages_and_files_are_served_with_security_headers(db: Db) {
     // Only GET (and HEAD) are served.
     let resp = s.anon(Method::POST, "/ui/hosts").send().await.unwrap();
     assert_eq!(resp.headers()["allow"], "GET, HEAD");
-    check_error("POST /ui/hosts", resp, StatusCode::METHOD_NOT_ALLOWED, None).await;
+    check_error(
+        "POST /ui/hosts",
+        resp,
+        StatusCode::METHOD_NOT_ALLOWED,
+        Some("Method POST is not allowed for /ui/hosts."),
+    )
+    .await;
     // The server's root leads a browser to the console.
     let no_redirect = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
