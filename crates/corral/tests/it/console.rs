@@ -911,3 +911,70 @@ async fn the_method_proxy_neither_takes_nor_forwards_the_session() {
     assert_eq!(expect_json(resp, StatusCode::OK).await["status"], "RUNNING");
     s.stop().await;
 }
+
+/// The real binary at debug level: a sign-in is logged by user and tenant, and neither the key,
+/// the session cookie nor a CSRF token reaches the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_session_secret_reaches_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let p = crate::process::Proc::spawn(
+        &["--data-dir", data.to_str().unwrap()],
+        &[
+            ("CORRAL_BOOTSTRAP_KEY", BOOTSTRAP_KEY),
+            (
+                "CORRAL_LOG",
+                "corral=debug,corral_api=debug,corral_core=debug,info",
+            ),
+        ],
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    let c = reqwest::Client::new();
+    let resp = c.get(p.url("/ui/session")).send().await.unwrap();
+    let cookies = set_cookies(&resp);
+    let form_token = value_of(set_cookie(&cookies, "corral_csrf"));
+    let resp = c
+        .post(p.url("/ui/session"))
+        .header("cookie", format!("corral_csrf={form_token}"))
+        .json(&json!({"api_key": BOOTSTRAP_KEY, "csrf": form_token}))
+        .send()
+        .await
+        .unwrap();
+    let cookies = set_cookies(&resp);
+    let session = value_of(set_cookie(&cookies, "corral_session"));
+    let body = expect_json(resp, StatusCode::OK).await;
+    let csrf = body["csrf"].as_str().unwrap().to_string();
+    let resp = c
+        .put(p.url("/v3/namespaces/logged"))
+        .header("cookie", format!("corral_session={session}"))
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    expect_json(resp, StatusCode::OK).await;
+    let resp = c
+        .delete(p.url("/ui/session"))
+        .header("cookie", format!("corral_session={session}"))
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let (_, logs) = p.terminate();
+    assert!(
+        logs.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .any(|v| v["message"] == "console sign-in"
+                && v["tenant"] == "superadmin"
+                && v["user"] == "admin"),
+        "no sign-in line: {logs}"
+    );
+    for (what, secret) in [
+        ("key", BOOTSTRAP_KEY),
+        ("session cookie", &session[3..40]),
+        ("CSRF token", &csrf),
+        ("form token", &form_token),
+    ] {
+        assert!(!logs.contains(secret), "the {what} reached the log");
+    }
+}
