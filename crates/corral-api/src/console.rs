@@ -142,6 +142,18 @@ pub async fn root(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
+/// Any other method on a console route: the contract's 405 with `Allow: GET, HEAD` (these
+/// routes are outside the OpenAPI document the `Allow` map is built from).
+pub async fn get_only(method: Method, uri: axum::http::Uri) -> Response {
+    let mut resp = ApiError(Error::MethodNotAllowed {
+        message: format!("Method {method} is not allowed for {}.", uri.path()),
+        allow: "GET, HEAD".into(),
+    })
+    .into_response();
+    security_headers(resp.headers_mut());
+    resp
+}
+
 /// The value of cookie `name` in the request's `Cookie` headers (the first one).
 pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
@@ -173,6 +185,24 @@ pub fn set_cookie(
     HeaderValue::from_str(&text).ok()
 }
 
+/// A `Cookie` header without the console's cookies (what the method proxy forwards to a
+/// service: the session is a credential of Corral, not of the service). `None`: nothing left.
+pub fn without_console_cookies(value: &HeaderValue) -> Option<HeaderValue> {
+    let text = value.to_str().ok()?;
+    let kept: Vec<&str> = text
+        .split(';')
+        .map(str::trim)
+        .filter(|pair| {
+            let name = pair.split_once('=').map_or(*pair, |(n, _)| n);
+            !pair.is_empty() && name != SESSION_COOKIE && name != FORM_COOKIE
+        })
+        .collect();
+    if kept.is_empty() {
+        return None;
+    }
+    HeaderValue::from_str(&kept.join("; ")).ok()
+}
+
 /// Does the request carry a credential in its headers (README 3.2)? Then a cookie is ignored.
 fn has_header_credential(headers: &HeaderMap) -> bool {
     headers.contains_key(header::AUTHORIZATION)
@@ -187,7 +217,12 @@ fn has_header_credential(headers: &HeaderMap) -> bool {
 /// opened (401 if it does not open or has ended), its key authenticated like a bearer key
 /// (401 once revoked), and a change request must carry the session's CSRF token (403).
 pub async fn session_principal(parts: &Parts, state: &AppState) -> Option<Result<Principal, Error>> {
-    if !state.console_enabled || has_header_credential(&parts.headers) {
+    // The method proxy answers with a user's service's content on this origin: a browser's
+    // ambient session must never reach it (docs/security.md), only header credentials.
+    if !state.console_enabled
+        || has_header_credential(&parts.headers)
+        || crate::proxy::split_method_path(parts.uri.path()).is_some()
+    {
         return None;
     }
     let value = cookie(&parts.headers, SESSION_COOKIE)?;
@@ -220,6 +255,14 @@ mod tests {
         assert_eq!(cookie(&h, FORM_COOKIE), Some("t"));
         assert_eq!(cookie(&h, "a"), Some("1"));
         assert_eq!(cookie(&h, "b"), None);
+    }
+
+    #[test]
+    fn the_proxy_forwards_other_cookies_only() {
+        let v = HeaderValue::from_static("a=1; corral_session=v1:x; corral_csrf=t;b=2");
+        assert_eq!(without_console_cookies(&v).unwrap(), "a=1; b=2");
+        let v = HeaderValue::from_static("corral_session=v1:x");
+        assert_eq!(without_console_cookies(&v), None);
     }
 
     #[test]

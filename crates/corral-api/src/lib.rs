@@ -94,7 +94,7 @@ pub fn app(state: AppState) -> Router {
     let (router, mut api) = routes::router().split_for_parts();
     openapi::complete(&mut api);
     let max_body = state.max_body_bytes;
-    let allow = middleware::AllowMap::from_openapi(&api).with_undocumented(routes::UNDOCUMENTED_GET);
+    let allow = middleware::AllowMap::from_openapi(&api);
     router
         .merge(SwaggerUi::new("/docs").url("/openapi.json", api))
         .fallback(middleware::no_route)

@@ -185,16 +185,6 @@ impl AllowMap {
         }
         AllowMap(Arc::new(map))
     }
-
-    /// Adds routes served outside the document (the console's files), which answer `GET`
-    /// (and so `HEAD`) only.
-    pub fn with_undocumented(mut self, paths: &[&str]) -> AllowMap {
-        let map = Arc::make_mut(&mut self.0);
-        for path in paths {
-            map.insert((*path).to_string(), "GET, HEAD".to_string());
-        }
-        self
-    }
 }
 
 /// The router answers a known path with a wrong method by an empty 405; give it the

@@ -358,7 +358,13 @@ fn forward_headers(
             || n == "host"
             || n == "x-forwarded-for"
             || n.starts_with("x-corral-")
+            || n == crate::console::CSRF_HEADER
         {
+            continue;
+        }
+        // The console's session is Corral's credential, not the service's.
+        if n == "cookie" {
+            out.extend(crate::console::without_console_cookies(value).map(|v| (header::COOKIE, v)));
             continue;
         }
         out.append(name.clone(), value.clone());

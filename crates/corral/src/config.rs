@@ -598,6 +598,37 @@ mod tests {
     }
 
     #[test]
+    fn the_console_section_and_its_environment() {
+        figment::Jail::expect_with(|jail| {
+            let s = Settings::load(None, &Overrides::default()).map_err(figment::Error::from)?;
+            assert_eq!(
+                s.console,
+                ConsoleSettings {
+                    enabled: true,
+                    session_ttl: 43_200
+                }
+            );
+            jail.create_file("corral.toml", "[console]\nsession_ttl = 600\n")?;
+            jail.set_env("CORRAL_CONSOLE_ENABLED", "false");
+            let s = Settings::load(Some(Path::new("corral.toml")), &Overrides::default())
+                .map_err(figment::Error::from)?;
+            assert_eq!(
+                s.console,
+                ConsoleSettings {
+                    enabled: false,
+                    session_ttl: 600
+                }
+            );
+            jail.set_env("CORRAL_CONSOLE_SESSION_TTL", "0");
+            let err = Settings::load(None, &Overrides::default()).unwrap_err();
+            assert!(err.contains("console.session_ttl"), "{err}");
+            jail.create_file("bad.toml", "[console]\nsession = 1\n")?;
+            assert!(Settings::load(Some(Path::new("bad.toml")), &Overrides::default()).is_err());
+            Ok(())
+        });
+    }
+
+    #[test]
     fn bad_values_are_reported() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("CORRAL_TOKEN_TTL", "soon");

@@ -15,7 +15,7 @@ mod perspective;
 mod perspective_wire;
 mod system;
 
-use axum::routing::any;
+use axum::routing::{any, get};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -186,9 +186,15 @@ pub fn router() -> OpenApiRouter<AppState> {
         // the 405 that `GET /instances/{id}` would otherwise make of it.
         .route("/instances/{id}", axum::routing::put(crate::middleware::no_route))
         // The web console's files, outside the document (docs/security.md).
-        .route("/", axum::routing::get(crate::console::root))
-        .route("/ui", axum::routing::get(crate::console::index))
-        .route("/ui/{*path}", axum::routing::get(crate::console::asset))
+        .route("/", get(crate::console::root).fallback(crate::console::get_only))
+        .route(
+            "/ui",
+            get(crate::console::index).fallback(crate::console::get_only),
+        )
+        .route(
+            "/ui/{*path}",
+            get(crate::console::asset).fallback(crate::console::get_only),
+        )
         // The method proxy: every method, with or without an endpoint path (cdap-v3.md 6.1).
         .route(METHODS, any(crate::proxy::proxy))
         .route(
@@ -218,10 +224,6 @@ pub fn router() -> OpenApiRouter<AppState> {
             any(crate::proxy::proxy),
         )
 }
-
-/// Route templates served outside the OpenAPI document that answer `GET` only (for the `Allow`
-/// header of their 405 answers).
-pub const UNDOCUMENTED_GET: &[&str] = &["/", "/ui", "/ui/{*path}"];
 
 const METHODS: &str = "/v3/namespaces/{ns}/apps/{app}/services/{svc}/methods";
 const METHODS_V: &str = "/v3/namespaces/{ns}/apps/{app}/versions/{v}/services/{svc}/methods";

@@ -202,4 +202,104 @@ mod tests {
         assert!(!same_form_token("short", "short"));
         assert!(!is_form_token(&format!("{}=", &a[..42])));
     }
+
+    /// A core on a fresh SQLite store, bootstrapped with key `k` x 40, sealing with `server_key`.
+    async fn core(dir: &std::path::Path, server_key: u8, ttl: Duration) -> crate::Core {
+        let url = format!("sqlite://{}?mode=rwc", dir.join("t.db").display());
+        let store = corral_store::Store::open(&url, 2).await.unwrap();
+        let settings = crate::CoreSettings {
+            session_ttl: ttl,
+            ..Default::default()
+        };
+        let core = crate::Core::new(
+            store,
+            settings,
+            crate::crypto::SecretBox::from_key(&[server_key; 32]).unwrap(),
+        );
+        let _ = core.identity().bootstrap(dir, Some(&"k".repeat(40))).await;
+        core
+    }
+
+    #[tokio::test]
+    async fn sessions_open_only_under_their_key_context_and_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = core(dir.path(), 1, Duration::from_secs(60)).await;
+        let id = a.identity();
+        let signed = id
+            .sign_in(SignIn {
+                secret: "k".repeat(40),
+                user: Some("admin".into()),
+                tenant: None,
+            })
+            .await
+            .unwrap();
+        assert!(!signed.cookie.contains(&"k".repeat(40)), "the key is sealed");
+        let session = id.open_session(&signed.cookie).unwrap();
+        assert_eq!(
+            id.session_principal(&session).await.unwrap().user.as_str(),
+            "admin"
+        );
+        // The CSRF token is the session's, and only it passes.
+        let token = id.session_csrf(&session);
+        assert!(id.check_session_csrf(&session, Some(&token)).is_ok());
+        let other = id
+            .open_session(
+                &id.sign_in(SignIn {
+                    secret: "k".repeat(40),
+                    ..SignIn::default()
+                })
+                .await
+                .unwrap()
+                .cookie,
+            )
+            .unwrap();
+        for bad in [None, Some(""), Some("x"), Some(id.session_csrf(&other).as_str())] {
+            assert_eq!(id.check_session_csrf(&session, bad).unwrap_err().status(), 403);
+        }
+        // The same plaintext sealed for another purpose, or under another server key, does not
+        // open as a session.
+        let plain = serde_json::to_vec(&session).unwrap();
+        let foreign = id.secrets.seal("host-key:t:a", &plain).unwrap();
+        assert_eq!(id.open_session(&foreign).unwrap_err().status(), 401);
+        let dir_b = tempfile::tempdir().unwrap();
+        let b = core(dir_b.path(), 2, Duration::from_secs(60)).await;
+        assert_eq!(
+            b.identity().open_session(&signed.cookie).unwrap_err().status(),
+            401
+        );
+        // Wrong credentials are refused at sign-in.
+        for (secret, user, tenant) in [("nope", None, None), ("", None, None)] {
+            let r = id
+                .sign_in(SignIn {
+                    secret: secret.into(),
+                    user,
+                    tenant,
+                })
+                .await;
+            assert_eq!(r.err().map(|e| e.status()), Some(401));
+        }
+        let r = id
+            .sign_in(SignIn {
+                secret: "k".repeat(40),
+                user: Some("admin".into()),
+                tenant: Some("acme".into()),
+            })
+            .await;
+        assert_eq!(r.err().map(|e| e.status()), Some(401));
+        // A session past its end does not open.
+        let dir_c = tempfile::tempdir().unwrap();
+        let c = core(dir_c.path(), 1, Duration::ZERO).await;
+        let ended = c
+            .identity()
+            .sign_in(SignIn {
+                secret: "k".repeat(40),
+                ..SignIn::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            c.identity().open_session(&ended.cookie).unwrap_err().status(),
+            401
+        );
+    }
 }

@@ -276,7 +276,13 @@ async fn pages_and_files_are_served_with_security_headers(db: Db) {
     // Only GET (and HEAD) are served.
     let resp = s.anon(Method::POST, "/ui/hosts").send().await.unwrap();
     assert_eq!(resp.headers()["allow"], "GET, HEAD");
-    check_error("POST /ui/hosts", resp, StatusCode::METHOD_NOT_ALLOWED, None).await;
+    check_error(
+        "POST /ui/hosts",
+        resp,
+        StatusCode::METHOD_NOT_ALLOWED,
+        Some("Method POST is not allowed for /ui/hosts."),
+    )
+    .await;
     // The server's root leads a browser to the console.
     let no_redirect = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -635,6 +641,31 @@ async fn revoking_the_key_ends_the_session(db: Db) {
     assert!(set_cookie(&cookies, "corral_session").contains("Max-Age=0"));
     set_cookie(&cookies, "corral_csrf");
     assert_eq!(expect_json(resp, StatusCode::OK).await["signed_in"], false);
+    // A role change applies to a live session at once, and deleting the user ends it.
+    let carol_key = s.create_user(&admin, "carol", "user").await;
+    let (carol, _) = sign_in(&s, json!({"api_key": carol_key})).await;
+    let resp = carol
+        .change(&s, Method::PUT, "/v3/namespaces/c1")
+        .send()
+        .await
+        .unwrap();
+    expect_json(resp, StatusCode::OK).await;
+    s.put(&admin, "/v2/users/carol")
+        .json(json!({"role": "viewer"}))
+        .ok()
+        .await;
+    let resp = carol
+        .change(&s, Method::PUT, "/v3/namespaces/c2")
+        .send()
+        .await
+        .unwrap();
+    check_error("demoted", resp, StatusCode::FORBIDDEN, None).await;
+    let resp = carol.req(&s, Method::GET, "/ui/session").send().await.unwrap();
+    assert_eq!(expect_json(resp, StatusCode::OK).await["role"], "viewer");
+    let resp = s.delete(&admin, "/v2/users/carol").send().await;
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let resp = carol.req(&s, Method::GET, "/whoami").send().await.unwrap();
+    check_unauthorized("user deleted", resp, INVALID).await;
     s.stop().await;
 }
 
@@ -839,4 +870,111 @@ async fn cookies_are_secure_under_tls() {
     );
     assert!(set_cookie(&cookies, "corral_csrf").contains("Secure"));
     s.stop().await;
+}
+
+/// The method proxy serves a user's service's content on Corral's origin: the session cookie
+/// does not authenticate it, and a header-authenticated request's Corral cookies and CSRF
+/// token are not forwarded to the service (other cookies are). Store-independent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_method_proxy_neither_takes_nor_forwards_the_session() {
+    use crate::services::{deploy, start, svc_path, wait_healthy};
+    let s = TestServer::start(Db::Sqlite).await;
+    let k = s.create_tenant("acme", 1).await;
+    deploy(&s, &k, "Echo", "1.0.0", 1, &[]).await;
+    start(&s, &k, "Echo", None, None).await;
+    wait_healthy(&s, &k, "Echo", None, 1).await;
+    let (browser, _) = sign_in(&s, json!({"api_key": k})).await;
+    let echo = svc_path("Echo", None, "/methods/echo/x");
+    // The cookie alone is no credential here, for reads and writes alike.
+    let resp = browser.req(&s, Method::GET, &echo).send().await.unwrap();
+    check_unauthorized("proxy GET", resp, "Authentication required.").await;
+    let resp = browser.change(&s, Method::POST, &echo).send().await.unwrap();
+    check_unauthorized("proxy POST", resp, "Authentication required.").await;
+    // With a bearer key, the service sees its own cookies only.
+    let resp = s
+        .anon(Method::GET, &echo)
+        .bearer_auth(&k)
+        .header("cookie", format!("app=1; {}; corral_csrf=t", browser.cookie))
+        .header("x-csrf-token", &browser.csrf)
+        .send()
+        .await
+        .unwrap();
+    let seen = expect_json(resp, StatusCode::OK).await;
+    assert_eq!(seen["headers"]["cookie"], "app=1", "{seen}");
+    assert!(seen["headers"].get("x-csrf-token").is_none(), "{seen}");
+    // The cookie still works on the service's other routes.
+    let resp = browser
+        .req(&s, Method::GET, &svc_path("Echo", None, "/status"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(expect_json(resp, StatusCode::OK).await["status"], "RUNNING");
+    s.stop().await;
+}
+
+/// The real binary at debug level: a sign-in is logged by user and tenant, and neither the key,
+/// the session cookie nor a CSRF token reaches the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_session_secret_reaches_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let p = crate::process::Proc::spawn(
+        &["--data-dir", data.to_str().unwrap()],
+        &[
+            ("CORRAL_BOOTSTRAP_KEY", BOOTSTRAP_KEY),
+            (
+                "CORRAL_LOG",
+                "corral=debug,corral_api=debug,corral_core=debug,info",
+            ),
+        ],
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    let c = reqwest::Client::new();
+    let resp = c.get(p.url("/ui/session")).send().await.unwrap();
+    let cookies = set_cookies(&resp);
+    let form_token = value_of(set_cookie(&cookies, "corral_csrf"));
+    let resp = c
+        .post(p.url("/ui/session"))
+        .header("cookie", format!("corral_csrf={form_token}"))
+        .json(&json!({"api_key": BOOTSTRAP_KEY, "csrf": form_token}))
+        .send()
+        .await
+        .unwrap();
+    let cookies = set_cookies(&resp);
+    let session = value_of(set_cookie(&cookies, "corral_session"));
+    let body = expect_json(resp, StatusCode::OK).await;
+    let csrf = body["csrf"].as_str().unwrap().to_string();
+    let resp = c
+        .put(p.url("/v3/namespaces/logged"))
+        .header("cookie", format!("corral_session={session}"))
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    expect_json(resp, StatusCode::OK).await;
+    let resp = c
+        .delete(p.url("/ui/session"))
+        .header("cookie", format!("corral_session={session}"))
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let (_, logs) = p.terminate();
+    assert!(
+        logs.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .any(|v| v["message"] == "console sign-in"
+                && v["tenant"] == "superadmin"
+                && v["user"] == "admin"),
+        "no sign-in line: {logs}"
+    );
+    for (what, secret) in [
+        ("key", BOOTSTRAP_KEY),
+        ("session cookie", &session[3..40]),
+        ("CSRF token", &csrf),
+        ("form token", &form_token),
+    ] {
+        assert!(!logs.contains(secret), "the {what} reached the log");
+    }
 }
