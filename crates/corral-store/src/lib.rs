@@ -44,7 +44,7 @@ pub use changes::{ChangeBounds, ChangeRow, ChangeViews, Changed, NewChange};
 pub use hosts::*;
 pub use identity::*;
 pub use instances::*;
-pub use jobs::{JobRow, JobState, NewJob};
+pub use jobs::{Fence, JobRow, JobState, NewJob};
 pub use named::{AnyQuery, CreateIfAbsent, DeleteInUse, Named, NamedObject, UsedBy};
 pub use namespaces::*;
 pub use networks::{ContainerManagerRow, NetworkRow};
