@@ -185,7 +185,7 @@ impl Journal<'_> {
 const LOG_COLS: &str =
     "revision, time, tenant_id, kind, object_type, object_id, namespace, actor, request_id, data";
 const LOG_NCOLS: usize = 10;
-const LOG_BATCH: usize = 100;
+const LOG_BATCH: usize = crate::MAX_PARAMS / LOG_NCOLS;
 
 /// Takes revisions for `changes` and inserts them; answers the last revision.
 async fn append(

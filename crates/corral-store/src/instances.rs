@@ -11,12 +11,16 @@ use corral_types::{
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use crate::jobs::{Fence, INSERT_BATCH, NewJob, insert_job};
+use crate::jobs::{Fence, NewJob, insert_job};
 use crate::{Changed, Store, db};
 use corral_types::Verb;
 
-/// Ids per `IN (...)` list: far below both engines' parameter limits.
-const CHUNK: usize = 500;
+/// Ids per `IN (...)` list (within [`crate::MAX_PARAMS`] with the statement's other values).
+const CHUNK: usize = crate::MAX_PARAMS - 16;
+/// History entries per `INSERT` (one parameter each, plus six shared).
+const EVENT_BATCH: usize = crate::MAX_PARAMS - 6;
+/// Instance rows per `INSERT`.
+const INSTANCE_BATCH: usize = crate::MAX_PARAMS / (INSTANCE_NCOLS + 1);
 
 /// An instance record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -261,7 +265,7 @@ async fn insert_event(
     Ok(())
 }
 
-/// Inserts the history entries of `ids` for one action, [`INSERT_BATCH`] rows per statement.
+/// Inserts the history entries of `ids` for one action, [`EVENT_BATCH`] rows per statement.
 async fn insert_events(
     tx: &mut Transaction<'static, Any>,
     tenant: &TenantScope,
@@ -269,7 +273,7 @@ async fn insert_events(
     ids: &[InstanceId],
     now: i64,
 ) -> Result<(), Error> {
-    for chunk in ids.chunks(INSERT_BATCH) {
+    for chunk in ids.chunks(EVENT_BATCH) {
         let values: Vec<String> = (0..chunk.len())
             .map(|i| format!("($1, ${}, $2, $3, NULL, $4, $5, 'accepted', '', $6)", i + 7))
             .collect();
@@ -292,13 +296,13 @@ async fn insert_events(
     Ok(())
 }
 
-/// Inserts many instances, [`INSERT_BATCH`] rows per statement.
+/// Inserts many instances, [`INSTANCE_BATCH`] rows per statement.
 async fn insert_instances(
     tx: &mut Transaction<'static, Any>,
     tenant: &TenantScope,
     rows: &[&InstanceRow],
 ) -> Result<(), Error> {
-    for chunk in rows.chunks(INSERT_BATCH) {
+    for chunk in rows.chunks(INSTANCE_BATCH) {
         let values: Vec<String> = (0..chunk.len())
             .map(|i| format!("($1, {})", params(2 + i * INSTANCE_NCOLS, INSTANCE_NCOLS)))
             .collect();
@@ -456,7 +460,10 @@ impl Store {
         let mut accepted: Vec<&InstanceRow> = Vec::with_capacity(items.len());
         for item in items {
             let project = item.project_id.as_str();
-            if !usage.contains_key(project) {
+            let q = quotas.get(project).copied().unwrap_or_default();
+            let unlimited = [q.instances, q.vcpus, q.ram, q.disk].iter().all(Option::is_none);
+            // The project's usage is a scan of its instances: only read when a limit needs it.
+            if !unlimited && !usage.contains_key(project) {
                 let row = sqlx::query(
                     "SELECT COUNT(*), CAST(COALESCE(SUM(vcpus), 0) AS BIGINT), CAST(COALESCE(SUM(ram), 0) AS BIGINT), \
                      CAST(COALESCE(SUM(disk), 0) AS BIGINT) FROM instances WHERE tenant_id = $1 AND project_id = $2",
@@ -469,7 +476,6 @@ impl Store {
                 let get = |i: usize| row.try_get::<i64, _>(i).map_err(db);
                 usage.insert(project, [get(0)?, get(1)?, get(2)?, get(3)?]);
             }
-            let q = quotas.get(project).copied().unwrap_or_default();
             let used = usage.get(project).copied().unwrap_or_default();
             let want = [1, item.vcpus, item.ram, item.disk];
             let limits = [

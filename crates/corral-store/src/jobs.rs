@@ -130,9 +130,8 @@ pub(crate) async fn insert_job(
     Ok(())
 }
 
-/// Rows per multi-row `INSERT`: bulk actions store thousands of jobs in one transaction, and one
-/// statement per row made a 10,000-instance reboot take seconds.
-pub(crate) const INSERT_BATCH: usize = 100;
+/// Rows per multi-row `INSERT` of jobs (9 parameters each, within [`crate::MAX_PARAMS`]).
+const INSERT_BATCH: usize = crate::MAX_PARAMS / 9;
 
 /// Inserts many jobs, [`INSERT_BATCH`] rows per statement; with `once`, a job whose id is
 /// already stored is left alone (a fan-out that runs again after a crash adds nothing twice).
