@@ -185,6 +185,11 @@ fn proc_status_mib(pid: Option<u32>, field: &str) -> String {
         .map_or_else(|| "n/a".into(), |kb| format!("{:.0} MiB", kb / 1024.0))
 }
 
+/// Instances per second over `took` (the launch-throughput figure of issue 14).
+pub(crate) fn launch_rate(instances: usize, took: Duration) -> f64 {
+    instances as f64 / took.as_secs_f64().max(1e-9)
+}
+
 fn median_and_max(mut v: Vec<Duration>) -> (Duration, Duration) {
     v.sort();
     (v[v.len() / 2], v[v.len() - 1])
@@ -334,6 +339,10 @@ async fn inner(args: &InventoryArgs, children: &mut Children, tmp: &Path) -> Res
     println!(
         "| (of which waiting after the last accept) | {:.1} s |",
         launched_after.as_secs_f64()
+    );
+    println!(
+        "| launch rate: instances `launched` per second, first request to the last `launched` | {:.0}/s |",
+        launch_rate(args.instances, launch_total)
     );
     println!(
         "| register {} hosts (sequential PUTs) | {:.1} s |",

@@ -28,6 +28,25 @@ fn to_value<T: Serialize>(v: Result<T, corral_types::Error>) -> Value {
 }
 
 impl ChangeViews for CoreViews {
+    fn view_text(&self, row: Changed<'_>) -> String {
+        let text = match row {
+            Changed::Instance(r) => instances::instance_view(r).map(|v| serde_json::to_string(&v)),
+            Changed::Image(r) => instances::image_view(r).map(|v| serde_json::to_string(&v)),
+            other => return self.view(other).to_string(),
+        };
+        match text {
+            Ok(Ok(t)) => t,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "a change view did not serialise");
+                "null".into()
+            }
+            Err(e) => {
+                tracing::error!(error = ?e, "a changed row has no view");
+                "null".into()
+            }
+        }
+    }
+
     fn view(&self, row: Changed<'_>) -> Value {
         match row {
             Changed::User(tenant, r) => to_value(identity::user_view(tenant, r.clone())),

@@ -16,7 +16,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use corral_store::{JobRow, JobState, NewJob, Store};
+use corral_store::{Fence, JobRow, JobState, NewJob, Store};
 use corral_types::time::now_ms;
 use corral_types::{
     ApiKeyId, Error, JobId, JobKind, OpCtx, Principal, Role, TenantName, TenantRef, TenantScope, UserName,
@@ -65,6 +65,7 @@ pub struct JobCtx {
     owner: String,
     store: Store,
     done: HashMap<String, String>,
+    wake: Arc<Notify>,
 }
 
 impl JobCtx {
@@ -107,6 +108,19 @@ impl JobCtx {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// This worker's lease on the job, for store writes that must stop once it is lost.
+    pub fn fence(&self) -> Fence<'_> {
+        Fence {
+            job: &self.job.id,
+            owner: &self.owner,
+        }
+    }
+
+    /// Tells the engine to look at the queue now (the job enqueued others).
+    pub fn wake_engine(&self) {
+        self.wake.notify_one();
     }
 
     /// The context of the request that started this job: its user and request id go into
@@ -239,7 +253,7 @@ pub struct JobEngine {
     settings: JobSettings,
     owner: String,
     handlers: RwLock<HashMap<JobKind, Arc<dyn JobHandler>>>,
-    wake: Notify,
+    wake: Arc<Notify>,
 }
 
 impl JobEngine {
@@ -249,7 +263,7 @@ impl JobEngine {
             settings,
             owner: format!("worker-{}", JobId::generate()),
             handlers: RwLock::new(HashMap::new()),
-            wake: Notify::new(),
+            wake: Arc::new(Notify::new()),
         }
     }
 
@@ -311,8 +325,10 @@ impl JobEngine {
                         let engine = self.clone();
                         let stop = stop_rx.clone();
                         tasks.spawn(async move {
-                            engine.execute(job, stop).await;
+                            engine.clone().execute(job, stop).await;
                             drop(permit);
+                            // A slot is free: claim the next job now, not at the next poll.
+                            engine.wake();
                         });
                     }
                     Ok(None) => break,
@@ -392,6 +408,7 @@ impl JobEngine {
             owner: self.owner.clone(),
             store: self.store.clone(),
             done,
+            wake: self.wake.clone(),
         };
         let remaining = Duration::from_millis(u64::try_from(job.deadline - now_ms()).unwrap_or(0));
         // The heartbeat lives inside this future: if the worker dies, so does its heartbeat,

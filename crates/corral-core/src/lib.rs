@@ -211,6 +211,13 @@ impl Core {
                 }),
             );
             engine.register(
+                instances::BULK_JOB,
+                Arc::new(instances::BulkHandler {
+                    store: self.store.clone(),
+                    timeout: transition_timeout,
+                }),
+            );
+            engine.register(
                 instances::IMAGE_JOB,
                 Arc::new(instances::ImageHandler {
                     clouds: clouds.clone(),

@@ -44,6 +44,13 @@ pub enum Changed<'a> {
 /// installs it with [`Store::set_change_views`] before serving.
 pub trait ChangeViews: Send + Sync {
     fn view(&self, row: Changed<'_>) -> serde_json::Value;
+
+    /// The view as JSON text, as the log stores it. A kind whose view is a plain struct
+    /// renders it straight to text (no `Value` tree in between: a bulk action logs
+    /// thousands of instance views in one transaction).
+    fn view_text(&self, row: Changed<'_>) -> String {
+        self.view(row).to_string()
+    }
 }
 
 /// A change whose object has no row of its own (a service's health, an operation's host
@@ -114,32 +121,47 @@ impl Changed<'_> {
     }
 }
 
+/// A change waiting for its transaction's commit, its view already rendered as JSON text.
+struct Entry {
+    verb: Verb,
+    object_type: ObjectType,
+    object_id: String,
+    namespace: String,
+    data: String,
+}
+
 /// The changes of one writing transaction, appended by [`Journal::commit`] just before the
 /// transaction commits.
 pub(crate) struct Journal<'s> {
     store: &'s Store,
-    pending: Vec<NewChange>,
+    pending: Vec<Entry>,
 }
 
 impl Journal<'_> {
     /// Records a change of `row`, rendered now (the row is as the transaction left it).
     pub(crate) fn row(&mut self, verb: Verb, row: Changed<'_>) {
         let (object_type, object_id, namespace) = row.key();
-        let view = match self.store.changes.views.get() {
-            Some(v) => v.view(row),
-            None => serde_json::Value::Null,
+        let data = match self.store.changes.views.get() {
+            Some(v) => v.view_text(row),
+            None => "null".to_string(),
         };
-        self.pending.push(NewChange {
+        self.pending.push(Entry {
             verb,
             object_type,
             object_id,
             namespace,
-            view,
+            data,
         });
     }
 
     pub(crate) fn change(&mut self, change: NewChange) {
-        self.pending.push(change);
+        self.pending.push(Entry {
+            verb: change.verb,
+            object_type: change.object_type,
+            object_id: change.object_id,
+            namespace: change.namespace,
+            data: change.view.to_string(),
+        });
     }
 
     /// Appends the recorded changes and commits `tx`; notes the last revision in the
@@ -163,13 +185,13 @@ impl Journal<'_> {
 const LOG_COLS: &str =
     "revision, time, tenant_id, kind, object_type, object_id, namespace, actor, request_id, data";
 const LOG_NCOLS: usize = 10;
-const LOG_BATCH: usize = 100;
+const LOG_BATCH: usize = crate::MAX_PARAMS / LOG_NCOLS;
 
 /// Takes revisions for `changes` and inserts them; answers the last revision.
 async fn append(
     tx: &mut Transaction<'static, Any>,
     scope: &TenantScope,
-    changes: &[NewChange],
+    changes: &[Entry],
 ) -> Result<i64, Error> {
     let n = changes.len() as i64;
     let last: i64 =
@@ -181,6 +203,7 @@ async fn append(
             .map_err(db)?;
     let now = now_ms();
     let mut revision = last - n;
+    let (tenant, actor, request_id) = (scope.as_str(), scope.actor(), scope.request_id());
     for chunk in changes.chunks(LOG_BATCH) {
         let values: Vec<String> = (0..chunk.len())
             .map(|i| {
@@ -195,18 +218,17 @@ async fn append(
         ));
         for c in chunk {
             revision += 1;
-            let data = serde_json::to_string(&c.view).map_err(Error::internal)?;
             q = q
                 .bind(revision)
                 .bind(now)
-                .bind(scope.as_str().to_string())
+                .bind(tenant)
                 .bind(format!("{}.{}", c.object_type, c.verb.as_str()))
                 .bind(c.object_type.as_str())
-                .bind(c.object_id.clone())
-                .bind(c.namespace.clone())
-                .bind(scope.actor().to_string())
-                .bind(scope.request_id().to_string())
-                .bind(data);
+                .bind(c.object_id.as_str())
+                .bind(c.namespace.as_str())
+                .bind(actor)
+                .bind(request_id)
+                .bind(c.data.as_str());
         }
         q.execute(&mut **tx).await.map_err(db)?;
     }

@@ -11,12 +11,16 @@ use corral_types::{
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use crate::jobs::{INSERT_BATCH, NewJob, insert_job, insert_jobs};
+use crate::jobs::{Fence, NewJob, insert_job};
 use crate::{Changed, Store, db};
 use corral_types::Verb;
 
-/// Ids per `IN (...)` list: far below both engines' parameter limits.
-const CHUNK: usize = 500;
+/// Ids per `IN (...)` list (within [`crate::MAX_PARAMS`] with the statement's other values).
+const CHUNK: usize = crate::MAX_PARAMS - 16;
+/// History entries per `INSERT` (one parameter each, plus six shared).
+const EVENT_BATCH: usize = crate::MAX_PARAMS - 6;
+/// Instance rows per `INSERT`.
+const INSTANCE_BATCH: usize = crate::MAX_PARAMS / (INSTANCE_NCOLS + 1);
 
 /// An instance record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,12 +134,38 @@ pub struct Quota {
     pub disk: Option<i64>,
 }
 
-/// A launch request that passed core's checks: the row, its job and its history entry.
-#[derive(Debug, Clone)]
-pub struct Launch {
-    pub row: InstanceRow,
-    pub job: NewJob,
-    pub event: NewEvent,
+/// The history entry of one action request, shared by every instance it moved: its id is the
+/// id of the job that carries the request out (and completes the entries).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionEvent {
+    pub id: String,
+    pub actor: String,
+    pub action: String,
+    /// The request that asked for the action (empty for what Corral does on its own).
+    pub request_id: String,
+}
+
+/// How one instance's part of an action ended, as its job records it ([`Store::end_instances`]).
+#[derive(Debug, Clone, Copy)]
+pub enum InstanceEnd<'a> {
+    /// The driver did it: from `from` to `to`, with what it reported (`real_id`, addresses).
+    Moved {
+        from: InstanceState,
+        to: InstanceState,
+        report: Option<(&'a str, &'a str)>,
+    },
+    /// The driver deleted it: the record and its history go.
+    Removed,
+    /// Only the history changes (a rename).
+    Noted,
+    /// The driver failed (or the action ran out of time): `error` if the instance is still in
+    /// one of `charge`, and the history entry says why.
+    Failed {
+        charge: &'a [InstanceState],
+        reason: &'a str,
+    },
+    /// A newer action took over before this one ran.
+    Superseded,
 }
 
 /// Fields replaced at once by a resize or a rebuild (perspective 5.3).
@@ -235,26 +265,17 @@ async fn insert_event(
     Ok(())
 }
 
-/// Inserts many history entries, [`INSERT_BATCH`] rows per statement.
+/// Inserts the history entries of `ids` for one action, [`EVENT_BATCH`] rows per statement.
 async fn insert_events(
     tx: &mut Transaction<'static, Any>,
     tenant: &TenantScope,
-    events: &[&NewEvent],
+    event: &ActionEvent,
+    ids: &[InstanceId],
     now: i64,
 ) -> Result<(), Error> {
-    for chunk in events.chunks(INSERT_BATCH) {
+    for chunk in ids.chunks(EVENT_BATCH) {
         let values: Vec<String> = (0..chunk.len())
-            .map(|i| {
-                let b = i * 5;
-                format!(
-                    "($1, ${}, ${}, $2, NULL, ${}, ${}, 'accepted', '', ${})",
-                    b + 3,
-                    b + 4,
-                    b + 5,
-                    b + 6,
-                    b + 7
-                )
-            })
+            .map(|i| format!("($1, ${}, $2, $3, NULL, $4, $5, 'accepted', '', $6)", i + 7))
             .collect();
         let mut q = sqlx::query(sqlf!(
             "INSERT INTO instance_events (tenant_id, instance_id, id, at, finished, actor, action, outcome, error, request_id) \
@@ -262,27 +283,26 @@ async fn insert_events(
             values.join(", ")
         ))
         .bind(tenant.as_str())
-        .bind(now);
-        for e in chunk {
-            q = q
-                .bind(&e.instance_id)
-                .bind(&e.id)
-                .bind(&e.actor)
-                .bind(&e.action)
-                .bind(&e.request_id);
+        .bind(&event.id)
+        .bind(now)
+        .bind(&event.actor)
+        .bind(&event.action)
+        .bind(&event.request_id);
+        for id in chunk {
+            q = q.bind(id);
         }
         q.execute(&mut **tx).await.map_err(db)?;
     }
     Ok(())
 }
 
-/// Inserts many instances, [`INSERT_BATCH`] rows per statement.
+/// Inserts many instances, [`INSTANCE_BATCH`] rows per statement.
 async fn insert_instances(
     tx: &mut Transaction<'static, Any>,
     tenant: &TenantScope,
     rows: &[&InstanceRow],
 ) -> Result<(), Error> {
-    for chunk in rows.chunks(INSERT_BATCH) {
+    for chunk in rows.chunks(INSTANCE_BATCH) {
         let values: Vec<String> = (0..chunk.len())
             .map(|i| format!("($1, {})", params(2 + i * INSTANCE_NCOLS, INSTANCE_NCOLS)))
             .collect();
@@ -416,15 +436,17 @@ impl Store {
             .map_err(db)
     }
 
-    /// Stores accepted launches with their jobs and history, checking each project's quota
-    /// against what the project already holds, inside the transaction (so concurrent launches
-    /// cannot overrun it together). Answers per item `Ok` or the exceeded quota's name.
+    /// Stores accepted launches with their history and the one job that carries them out
+    /// (`make`, given the accepted ids), checking each project's quota against what the
+    /// project already holds, inside the transaction (so concurrent launches cannot overrun
+    /// it together). Answers per item `Ok` or the exceeded quota's name.
     pub async fn launch_instances(
         &self,
         tenant: &TenantScope,
-        items: &[Launch],
+        items: &[InstanceRow],
         quotas: &HashMap<String, Quota>,
         now: i64,
+        make: impl FnOnce(&[InstanceId]) -> Result<(NewJob, ActionEvent), Error>,
     ) -> Result<Vec<Result<(), &'static str>>, Error> {
         let mut tx = self.begin_write().await?;
         // Serialises launches of one tenant on PostgreSQL (SQLite has one writer anyway).
@@ -435,10 +457,13 @@ impl Store {
             .map_err(db)?;
         let mut usage: HashMap<&str, [i64; 4]> = HashMap::new();
         let mut out = Vec::with_capacity(items.len());
-        let mut accepted: Vec<&Launch> = Vec::with_capacity(items.len());
+        let mut accepted: Vec<&InstanceRow> = Vec::with_capacity(items.len());
         for item in items {
-            let project = item.row.project_id.as_str();
-            if !usage.contains_key(project) {
+            let project = item.project_id.as_str();
+            let q = quotas.get(project).copied().unwrap_or_default();
+            let unlimited = [q.instances, q.vcpus, q.ram, q.disk].iter().all(Option::is_none);
+            // The project's usage is a scan of its instances: only read when a limit needs it.
+            if !unlimited && !usage.contains_key(project) {
                 let row = sqlx::query(
                     "SELECT COUNT(*), CAST(COALESCE(SUM(vcpus), 0) AS BIGINT), CAST(COALESCE(SUM(ram), 0) AS BIGINT), \
                      CAST(COALESCE(SUM(disk), 0) AS BIGINT) FROM instances WHERE tenant_id = $1 AND project_id = $2",
@@ -451,9 +476,8 @@ impl Store {
                 let get = |i: usize| row.try_get::<i64, _>(i).map_err(db);
                 usage.insert(project, [get(0)?, get(1)?, get(2)?, get(3)?]);
             }
-            let q = quotas.get(project).copied().unwrap_or_default();
             let used = usage.get(project).copied().unwrap_or_default();
-            let want = [1, item.row.vcpus, item.row.ram, item.row.disk];
+            let want = [1, item.vcpus, item.ram, item.disk];
             let limits = [
                 ("instances", q.instances),
                 ("vcpus", q.vcpus),
@@ -477,14 +501,17 @@ impl Store {
             accepted.push(item);
             out.push(Ok(()));
         }
-        let rows: Vec<&InstanceRow> = accepted.iter().map(|l| &l.row).collect();
-        insert_instances(&mut tx, tenant, &rows).await?;
-        let jobs: Vec<NewJob> = accepted.iter().map(|l| l.job.clone()).collect();
-        insert_jobs(&mut tx, &jobs, now).await?;
-        let events: Vec<&NewEvent> = accepted.iter().map(|l| &l.event).collect();
-        insert_events(&mut tx, tenant, &events, now).await?;
+        if accepted.is_empty() {
+            tx.rollback().await.map_err(db)?;
+            return Ok(out);
+        }
+        insert_instances(&mut tx, tenant, &accepted).await?;
+        let ids: Vec<InstanceId> = accepted.iter().map(|r| r.id.clone()).collect();
+        let (job, event) = make(&ids)?;
+        insert_job(&mut tx, &job, now).await?;
+        insert_events(&mut tx, tenant, &event, &ids, now).await?;
         let mut journal = self.journal();
-        for r in &rows {
+        for r in &accepted {
             journal.row(Verb::Created, Changed::Instance(r));
         }
         journal.commit(tx, tenant).await?;
@@ -492,14 +519,15 @@ impl Store {
     }
 
     /// Moves the instances among `ids` that are in one of `t.from` to `t.to` (with `t.change`
-    /// applied), and stores a job and a history entry for each (`make`). Answers the ids that
-    /// moved; the others changed state meanwhile.
+    /// applied), and stores a history entry for each and the one job that carries the action
+    /// out (`make`, given the ids that moved). Answers the ids that moved; the others changed
+    /// state meanwhile.
     pub async fn transition_instances(
         &self,
         tenant: &TenantScope,
         ids: &[InstanceId],
         t: &Transition<'_>,
-        make: impl Fn(&InstanceId) -> Result<(NewJob, NewEvent), Error>,
+        make: impl FnOnce(&[InstanceId]) -> Result<(NewJob, ActionEvent), Error>,
     ) -> Result<Vec<InstanceId>, Error> {
         if t.from.is_empty() {
             return Ok(Vec::new());
@@ -552,18 +580,219 @@ impl Store {
                 moved.push(row.id);
             }
         }
-        let mut jobs = Vec::with_capacity(moved.len());
-        let mut events = Vec::with_capacity(moved.len());
-        for id in &moved {
-            let (job, event) = make(id)?;
-            jobs.push(job);
-            events.push(event);
+        if !moved.is_empty() {
+            let (job, event) = make(&moved)?;
+            insert_job(&mut tx, &job, t.now).await?;
+            insert_events(&mut tx, tenant, &event, &moved, t.now).await?;
         }
-        insert_jobs(&mut tx, &jobs, t.now).await?;
-        let events: Vec<&NewEvent> = events.iter().collect();
-        insert_events(&mut tx, tenant, &events, t.now).await?;
         journal.commit(tx, tenant).await?;
         Ok(moved)
+    }
+
+    /// The instances among `ids` whose history entry `event` is still open (`accepted`): what
+    /// a job carrying that action out has left to do. Finished and deleted ones are not
+    /// answered, so a resumed job never does an instance twice.
+    pub async fn pending_instances(
+        &self,
+        tenant: &TenantScope,
+        event: &str,
+        ids: &[InstanceId],
+    ) -> Result<Vec<InstanceRow>, Error> {
+        let cols = INSTANCE_COLS
+            .split(", ")
+            .map(|c| format!("i.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(CHUNK) {
+            let mut q = sqlx::query(sqlf!(
+                "SELECT {cols} FROM instances i JOIN instance_events e \
+                 ON e.tenant_id = i.tenant_id AND e.instance_id = i.id AND e.id = $2 \
+                 WHERE i.tenant_id = $1 AND e.outcome = 'accepted' AND i.id IN ({})",
+                params(3, chunk.len())
+            ))
+            .bind(tenant.as_str())
+            .bind(event);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            for r in q.fetch_all(&self.pool).await.map_err(db)? {
+                out.push(instance_row(&r).map_err(db)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Moves the instances among `ids` that are in `from` to `to` in one transaction (a batch
+    /// of launches starting), fenced by the job's lease. Answers the ids that moved, or `None`
+    /// when the lease is lost.
+    pub async fn advance_instances(
+        &self,
+        tenant: &TenantScope,
+        fence: Fence<'_>,
+        ids: &[InstanceId],
+        from: InstanceState,
+        to: InstanceState,
+        now: i64,
+    ) -> Result<Option<Vec<InstanceId>>, Error> {
+        let mut tx = self.begin_write().await?;
+        if !fence.held(&mut tx, self.backend).await? {
+            tx.rollback().await.map_err(db)?;
+            return Ok(None);
+        }
+        let mut journal = self.journal();
+        let mut moved = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(CHUNK) {
+            let mut q = sqlx::query(sqlf!(
+                "UPDATE instances SET state = $3, last_updated = $4 WHERE tenant_id = $1 AND state = $2 \
+                 AND id IN ({}) RETURNING {INSTANCE_COLS}",
+                params(5, chunk.len())
+            ))
+            .bind(tenant.as_str())
+            .bind(from)
+            .bind(to)
+            .bind(now);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            for r in q.fetch_all(&mut *tx).await.map_err(db)? {
+                let row = instance_row(&r).map_err(db)?;
+                journal.row(Verb::Updated, Changed::Instance(&row));
+                moved.push(row.id);
+            }
+        }
+        journal.commit(tx, tenant).await?;
+        Ok(Some(moved))
+    }
+
+    /// Records how a batch of one action's instances ended, in one transaction: each
+    /// instance's new state (or its removal) and its history entry `event`, with the change
+    /// log. Fenced by the job's lease when `fence` is given (a job's failure hook runs after
+    /// the job ended, without one); false when the lease is lost and nothing was written.
+    pub async fn end_instances(
+        &self,
+        tenant: &TenantScope,
+        fence: Option<Fence<'_>>,
+        event: &str,
+        ends: &[(&InstanceId, InstanceEnd<'_>)],
+        now: i64,
+    ) -> Result<bool, Error> {
+        if ends.is_empty() {
+            return Ok(true);
+        }
+        let mut tx = self.begin_write().await?;
+        if let Some(f) = fence
+            && !f.held(&mut tx, self.backend).await?
+        {
+            tx.rollback().await.map_err(db)?;
+            return Ok(false);
+        }
+        let mut journal = self.journal();
+        let mut succeeded: Vec<&InstanceId> = Vec::new();
+        let mut superseded: Vec<&InstanceId> = Vec::new();
+        for (id, end) in ends {
+            let id = *id;
+            match *end {
+                InstanceEnd::Moved { from, to, report } => {
+                    let moved = match report {
+                        Some((real_id, addresses)) => sqlx::query(sqlf!(
+                            "UPDATE instances SET state = $4, real_id = $5, addresses = $6, last_updated = $7 \
+                             WHERE tenant_id = $1 AND id = $2 AND state = $3 RETURNING {INSTANCE_COLS}"
+                        ))
+                        .bind(tenant.as_str())
+                        .bind(id)
+                        .bind(from)
+                        .bind(to)
+                        .bind(real_id)
+                        .bind(addresses)
+                        .bind(now),
+                        None => sqlx::query(sqlf!(
+                            "UPDATE instances SET state = $4, last_updated = $5 \
+                             WHERE tenant_id = $1 AND id = $2 AND state = $3 RETURNING {INSTANCE_COLS}"
+                        ))
+                        .bind(tenant.as_str())
+                        .bind(id)
+                        .bind(from)
+                        .bind(to)
+                        .bind(now),
+                    }
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .and_then(|r| r.as_ref().map(instance_row).transpose())
+                    .map_err(db)?;
+                    if let Some(row) = &moved {
+                        journal.row(Verb::Updated, Changed::Instance(row));
+                    }
+                    succeeded.push(id);
+                }
+                InstanceEnd::Noted => succeeded.push(id),
+                InstanceEnd::Superseded => superseded.push(id),
+                InstanceEnd::Removed => {
+                    sqlx::query("DELETE FROM instance_events WHERE tenant_id = $1 AND instance_id = $2")
+                        .bind(tenant.as_str())
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db)?;
+                    let gone = sqlx::query(sqlf!(
+                        "DELETE FROM instances WHERE tenant_id = $1 AND id = $2 RETURNING {INSTANCE_COLS}"
+                    ))
+                    .bind(tenant.as_str())
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .and_then(|r| r.as_ref().map(instance_row).transpose())
+                    .map_err(db)?;
+                    if let Some(row) = &gone {
+                        journal.row(Verb::Deleted, Changed::Instance(row));
+                    }
+                }
+                InstanceEnd::Failed { charge, reason } => {
+                    if !charge.is_empty() {
+                        let mut q = sqlx::query(sqlf!(
+                            "UPDATE instances SET state = $3, last_updated = $4 WHERE tenant_id = $1 AND id = $2 \
+                             AND state IN ({}) RETURNING {INSTANCE_COLS}",
+                            params(5, charge.len())
+                        ))
+                        .bind(tenant.as_str())
+                        .bind(id)
+                        .bind(InstanceState::Error)
+                        .bind(now);
+                        for state in charge {
+                            q = q.bind(*state);
+                        }
+                        let failed = q
+                            .fetch_optional(&mut *tx)
+                            .await
+                            .and_then(|r| r.as_ref().map(instance_row).transpose())
+                            .map_err(db)?;
+                        if let Some(row) = &failed {
+                            journal.row(Verb::Updated, Changed::Instance(row));
+                        }
+                    }
+                    finish_event(&mut tx, tenant, id, event, "failed", reason, now).await?;
+                }
+            }
+        }
+        for (outcome, ids) in [("succeeded", &succeeded), ("superseded", &superseded)] {
+            for chunk in ids.chunks(CHUNK) {
+                let mut q = sqlx::query(sqlf!(
+                    "UPDATE instance_events SET outcome = $3, error = '', finished = $4 \
+                     WHERE tenant_id = $1 AND id = $2 AND instance_id IN ({})",
+                    params(5, chunk.len())
+                ))
+                .bind(tenant.as_str())
+                .bind(event)
+                .bind(outcome)
+                .bind(now);
+                for id in chunk {
+                    q = q.bind(*id);
+                }
+                q.execute(&mut *tx).await.map_err(db)?;
+            }
+        }
+        journal.commit(tx, tenant).await?;
+        Ok(true)
     }
 
     /// Renames an instance (any state but `deleting`) and stores the driver's job; false

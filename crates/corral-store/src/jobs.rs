@@ -130,16 +130,18 @@ pub(crate) async fn insert_job(
     Ok(())
 }
 
-/// Rows per multi-row `INSERT`: bulk actions store thousands of jobs in one transaction, and one
-/// statement per row made a 10,000-instance reboot take seconds.
-pub(crate) const INSERT_BATCH: usize = 100;
+/// Rows per multi-row `INSERT` of jobs (9 parameters each, within [`crate::MAX_PARAMS`]).
+const INSERT_BATCH: usize = crate::MAX_PARAMS / 9;
 
-/// Inserts many jobs, [`INSERT_BATCH`] rows per statement.
+/// Inserts many jobs, [`INSERT_BATCH`] rows per statement; with `once`, a job whose id is
+/// already stored is left alone (a fan-out that runs again after a crash adds nothing twice).
 pub(crate) async fn insert_jobs(
     tx: &mut Transaction<'static, Any>,
     jobs: &[NewJob],
     now: i64,
+    once: bool,
 ) -> Result<(), Error> {
+    let conflict = if once { " ON CONFLICT (id) DO NOTHING" } else { "" };
     for chunk in jobs.chunks(INSERT_BATCH) {
         let values: Vec<String> = (0..chunk.len())
             .map(|i| {
@@ -160,7 +162,7 @@ pub(crate) async fn insert_jobs(
             .collect();
         let mut q = sqlx::query(sqlf!(
             "INSERT INTO jobs (id, tenant_id, kind, subject, payload, principal, state, uses_slot, attempts, \
-             run_after, deadline, created_at, updated_at) VALUES {}",
+             run_after, deadline, created_at, updated_at) VALUES {}{conflict}",
             values.join(", ")
         ))
         .bind(now);
@@ -209,6 +211,38 @@ fn placeholders_from(first: usize, n: usize) -> String {
 /// The condition that fences a worker's writes to its job.
 const FENCE: &str = "id = $1 AND lease_owner = $2 AND state = 'running'";
 
+/// A job's lease as its worker holds it: writes a job makes about its resources outside its
+/// own row (a batch of instances) check it inside their transaction, so a worker that lost
+/// the job can no longer change them.
+#[derive(Debug, Clone, Copy)]
+pub struct Fence<'a> {
+    pub job: &'a JobId,
+    pub owner: &'a str,
+}
+
+impl Fence<'_> {
+    /// Whether the lease is still held, checked inside `tx` (on PostgreSQL the job's row stays
+    /// locked to commit, so the reaper cannot re-queue the job in between).
+    pub(crate) async fn held(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        backend: Backend,
+    ) -> Result<bool, Error> {
+        let lock = if backend == Backend::Postgres {
+            " FOR UPDATE"
+        } else {
+            ""
+        };
+        Ok(sqlx::query(sqlf!("SELECT 1 FROM jobs WHERE {FENCE}{lock}"))
+            .bind(self.job)
+            .bind(self.owner)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db)?
+            .is_some())
+    }
+}
+
 impl Store {
     /// Enqueues a job on its own.
     pub async fn enqueue_job(&self, job: &NewJob, now: i64) -> Result<(), Error> {
@@ -216,6 +250,25 @@ impl Store {
         insert_job(&mut tx, job, now).await?;
         insert_event(&mut tx, &job.id, now, "queued").await?;
         tx.commit().await.map_err(db)
+    }
+
+    /// Enqueues the jobs a job fans out into, in one transaction; ids already stored are
+    /// skipped, so a fan-out repeated after a crash is harmless.
+    pub async fn enqueue_jobs_once(&self, jobs: &[NewJob], now: i64) -> Result<(), Error> {
+        let mut tx = self.begin_write().await?;
+        insert_jobs(&mut tx, jobs, now, true).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    /// The tenant's `workers`: how many of its jobs may hold a slot at once.
+    pub async fn tenant_workers(&self, tenant: &TenantScope) -> Result<i64, Error> {
+        sqlx::query("SELECT workers FROM tenants WHERE id = $1")
+            .bind(tenant.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?
+            .map_or(Ok(0), |r| r.try_get(0))
+            .map_err(db)
     }
 
     /// Claims the oldest ready job whose tenant has a free slot (or that needs none), leasing

@@ -19,6 +19,13 @@ macro_rules! sqlf {
     };
 }
 
+/// Most bound parameters per statement of a multi-row write. SQLite looks up each parameter's
+/// name with a linear scan of the statement's list (`sqlite3_bind_parameter_name`, called by
+/// sqlx for every parameter), so a statement's binding cost grows with the square of its
+/// parameters: 100 instance rows of 23 columns in one `INSERT` spent more time there than in
+/// writing (docs/performance.md, "Bulk actions and launch throughput").
+pub(crate) const MAX_PARAMS: usize = 256;
+
 mod apps;
 mod changes;
 mod fast;
@@ -44,7 +51,7 @@ pub use changes::{ChangeBounds, ChangeRow, ChangeViews, Changed, NewChange};
 pub use hosts::*;
 pub use identity::*;
 pub use instances::*;
-pub use jobs::{JobRow, JobState, NewJob};
+pub use jobs::{Fence, JobRow, JobState, NewJob};
 pub use named::{AnyQuery, CreateIfAbsent, DeleteInUse, Named, NamedObject, UsedBy};
 pub use namespaces::*;
 pub use networks::{ContainerManagerRow, NetworkRow};

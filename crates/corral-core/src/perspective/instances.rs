@@ -3,13 +3,14 @@
 //! a job through the cloud's driver. Every transitional state ends: the job's deadline
 //! (`instance_transition_timeout`) sets `error` with a reason when the driver hangs.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use corral_drivers::{Operation, VmAction, VmRequest};
 use corral_store::{
-    Advance, ImageRow, InstanceChange, InstanceKey, InstanceRow, JobRow, Launch, NewEvent, Quota, Transition,
+    ActionEvent, ImageRow, InstanceChange, InstanceEnd, InstanceKey, InstanceRow, JobRow, NewEvent, NewJob,
+    Quota, Transition,
 };
 use corral_types::perspective::{Console, Flavor, Image, Instance, InstanceEvent, Metadata};
 use corral_types::time::{now_ms, rfc3339};
@@ -23,7 +24,12 @@ use crate::clouds::{Cloud, Clouds};
 use crate::jobs::{JobCtx, JobError, JobHandler, new_job};
 use crate::perspective::Perspective;
 
+/// Carries out one action on a batch of instances (one, for a rename or a single-id request),
+/// holding one worker slot: the driver calls run one at a time.
 pub const INSTANCE_JOB: &str = "instance.action";
+/// One bulk request of many instances: a slotless job that fans out into at most `workers`
+/// `instance.action` jobs, one per slot the tenant has.
+pub const BULK_JOB: &str = "instance.bulk";
 pub const IMAGE_JOB: &str = "image.action";
 
 /// An action of `PUT /instances/{action}` and friends (perspective 5.3).
@@ -142,13 +148,85 @@ impl Action {
     }
 }
 
-/// The input of an instance job.
+/// The input of an instance job as written for one instance (a rename; every job of an
+/// older Corral).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct InstanceJob {
     instance: InstanceId,
     action: Action,
     /// The history entry to complete (= the job id at creation).
     event: String,
+}
+
+/// Instances that one job moves with one driver action.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Group {
+    action: Action,
+    instances: Vec<InstanceId>,
+}
+
+/// The input of a bulk job and of the batch jobs it fans out into: the instances of one
+/// request, by the driver action each needs (a resume is an unpause for paused instances).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct BatchJob {
+    /// The history entry every instance of the request has (= the request's job id).
+    event: String,
+    groups: Vec<Group>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum AnyInstanceJob {
+    Batch(BatchJob),
+    Single(InstanceJob),
+}
+
+impl BatchJob {
+    fn parse(payload: &str) -> Result<BatchJob, String> {
+        match serde_json::from_str::<AnyInstanceJob>(payload) {
+            Ok(AnyInstanceJob::Batch(b)) => Ok(b),
+            Ok(AnyInstanceJob::Single(j)) => Ok(BatchJob {
+                event: j.event,
+                groups: vec![Group {
+                    action: j.action,
+                    instances: vec![j.instance],
+                }],
+            }),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.groups.iter().map(|g| g.instances.len()).sum()
+    }
+
+    /// Splits the instances into `parts` batches of nearly equal size, in order.
+    fn split(&self, parts: usize) -> Vec<BatchJob> {
+        let all: Vec<(Action, &InstanceId)> = self
+            .groups
+            .iter()
+            .flat_map(|g| g.instances.iter().map(move |i| (g.action, i)))
+            .collect();
+        let size = all.len().div_ceil(parts.max(1)).max(1);
+        all.chunks(size)
+            .map(|chunk| {
+                let mut groups: Vec<Group> = Vec::new();
+                for (action, id) in chunk {
+                    match groups.last_mut() {
+                        Some(g) if g.action == *action => g.instances.push((*id).clone()),
+                        _ => groups.push(Group {
+                            action: *action,
+                            instances: vec![(*id).clone()],
+                        }),
+                    }
+                }
+                BatchJob {
+                    event: self.event.clone(),
+                    groups,
+                }
+            })
+            .collect()
+    }
 }
 
 /// The input of an image job.
@@ -492,6 +570,34 @@ impl Perspective {
         Ok((job, event))
     }
 
+    /// The one job and the shared history entry of a request that moved `groups`: a batch job
+    /// for a single instance, else a bulk job that fans out when it runs.
+    fn action_job(
+        &self,
+        ctx: &OpCtx,
+        scope: &TenantScope,
+        action: Action,
+        groups: Vec<Group>,
+    ) -> Result<(NewJob, ActionEvent), Error> {
+        let count: usize = groups.iter().map(|g| g.instances.len()).sum();
+        let (kind, subject, uses_slot) = match groups.first().map(|g| g.instances.as_slice()) {
+            Some([one]) if count == 1 => (INSTANCE_JOB, one.to_string(), true),
+            _ => (BULK_JOB, format!("{count} instances"), false),
+        };
+        let mut job = new_job(ctx, scope, kind, &subject, &(), uses_slot, self.instance_timeout)?;
+        job.payload = json(&BatchJob {
+            event: job.id.to_string(),
+            groups,
+        })?;
+        let event = ActionEvent {
+            id: job.id.to_string(),
+            actor: ctx.actor(),
+            action: action.verb().replace(' ', "_"),
+            request_id: ctx.request_id().to_string(),
+        };
+        Ok((job, event))
+    }
+
     /// `POST /instances` (5.4).
     pub async fn launch_instances(
         &self,
@@ -504,7 +610,7 @@ impl Perspective {
         let tenant_name = ctx.tenant().name.as_str().to_string();
         let now = now_ms();
         let mut results: Vec<Option<BulkItem<InstanceId>>> = Vec::with_capacity(items.len());
-        let mut launches = Vec::new();
+        let mut launches: Vec<InstanceRow> = Vec::new();
         let mut slots = Vec::new();
         let mut quotas: HashMap<String, Quota> = HashMap::new();
         let mut image_cache: HashMap<ImageId, Option<(Image, String, CloudId)>> = HashMap::new();
@@ -603,7 +709,6 @@ impl Perspective {
                 },
             );
             let id = InstanceId::from_trusted(uuid::Uuid::new_v4().to_string());
-            let (job, event) = self.job_for(ctx, &scope, &id, Action::Launch)?;
             let row = InstanceRow {
                 id,
                 real_id: String::new(),
@@ -631,17 +736,23 @@ impl Perspective {
             };
             slots.push(results.len());
             results.push(None);
-            launches.push(Launch { row, job, event });
+            launches.push(row);
         }
         if !launches.is_empty() {
             let outcomes = self
                 .store
-                .launch_instances(tenant, &launches, &quotas, now)
+                .launch_instances(tenant, &launches, &quotas, now, |ids| {
+                    let groups = vec![Group {
+                        action: Action::Launch,
+                        instances: ids.to_vec(),
+                    }];
+                    self.action_job(ctx, &scope, Action::Launch, groups)
+                })
                 .await?;
             for ((slot, launch), outcome) in slots.into_iter().zip(&launches).zip(outcomes) {
                 results[slot] = Some(match outcome {
                     Ok(()) => instance_item(
-                        &launch.row.id,
+                        &launch.id,
                         BulkOutcome::Accepted(InstanceState::Queued.as_str().into()),
                     ),
                     Err(which) => BulkItem::none(BulkOutcome::Conflict(format!("Quota exceeded: {which}"))),
@@ -681,8 +792,9 @@ impl Perspective {
             )));
         };
         let mut results: Vec<(&InstanceId, BulkOutcome)> = Vec::with_capacity(ids.len());
-        // Candidates by the action the job will run (resume: unpause or resume).
-        let mut candidates: BTreeMap<bool, Vec<InstanceId>> = BTreeMap::new();
+        // Candidates, with the action the job will run for each (resume: unpause or resume).
+        let mut candidates: Vec<InstanceId> = Vec::new();
+        let mut unpause: HashSet<&InstanceId> = HashSet::new();
         for id in &ids {
             let Some(row) = rows.get(id) else {
                 results.push((
@@ -719,29 +831,34 @@ impl Perspective {
                 continue;
             }
             results.push((id, BulkOutcome::Accepted(transitional.as_str().into())));
-            candidates
-                .entry(effective == Action::Unpause)
-                .or_default()
-                .push(id.clone());
+            if effective == Action::Unpause {
+                unpause.insert(id);
+            }
+            candidates.push(id.clone());
         }
         let now = now_ms();
-        let mut moved = std::collections::HashSet::new();
         let step = Transition {
             from,
             to: transitional,
             change: &change,
             now,
         };
-        for (unpause, group) in candidates {
-            let job_action = if unpause { Action::Unpause } else { action };
-            let done = self
-                .store
-                .transition_instances(tenant, &group, &step, |id| {
-                    self.job_for(ctx, scope, id, job_action)
-                })
-                .await?;
-            moved.extend(done);
-        }
+        // One transaction and one job for the whole request, whatever its size.
+        let moved: HashSet<InstanceId> = self
+            .store
+            .transition_instances(tenant, &candidates, &step, |moved| {
+                let (alt, main): (Vec<InstanceId>, Vec<InstanceId>) =
+                    moved.iter().cloned().partition(|id| unpause.contains(id));
+                let groups = [(action, main), (Action::Unpause, alt)]
+                    .into_iter()
+                    .filter(|(_, ids)| !ids.is_empty())
+                    .map(|(action, instances)| Group { action, instances })
+                    .collect();
+                self.action_job(ctx, scope, action, groups)
+            })
+            .await?
+            .into_iter()
+            .collect();
         // Accepted in the checks but changed by a concurrent request before the update.
         for (id, outcome) in results.iter_mut() {
             if matches!(outcome, BulkOutcome::Accepted(_)) && !moved.contains(*id) {
@@ -1200,140 +1317,281 @@ impl Perspective {
 /// The states an image may be deleted from.
 const DELETABLE_IMAGE: &[ImageState] = &[ImageState::Saved, ImageState::Error];
 
-/// Carries out instance actions.
+/// How long a batch of driver calls may take before its instances are recorded: a batch job
+/// marks its instances `launching` and records their ends a batch at a time, sized from the
+/// driver's pace so that neither waits much longer than this.
+const BATCH_TIME: Duration = Duration::from_millis(200);
+/// Most instances recorded in one transaction.
+const BATCH_MAX: usize = 256;
+
+impl Action {
+    /// The states in which a failure of this action sets `error`: it is still in charge.
+    fn charge(self) -> Vec<InstanceState> {
+        InstanceState::ALL
+            .iter()
+            .copied()
+            .filter(|s| self.in_charge(*s))
+            .collect()
+    }
+}
+
+/// The reason a failed action records: a passed deadline is told as the state that lasted.
+fn failure_reason(action: Action, reason: &str, timeout: Duration) -> String {
+    if reason != "deadline passed" {
+        return reason.to_string();
+    }
+    let what = match action {
+        Action::Launch => "queued/launching".to_string(),
+        Action::Rename => "renaming".to_string(),
+        a => a.states().1.map_or("", InstanceState::as_str).to_string(),
+    };
+    format!(
+        "The instance stayed {what} longer than the {} s allowed (instance_transition_timeout).",
+        timeout.as_secs()
+    )
+}
+
+/// A failed job's hook: every instance it had not finished ends `error` (when the action is
+/// still in charge of it) and its history entry says why.
+async fn fail_pending(
+    store: &corral_store::Store,
+    timeout: Duration,
+    job: &JobRow,
+    reason: &str,
+) -> Result<(), Error> {
+    let Ok(p) = BatchJob::parse(&job.payload) else {
+        return Ok(());
+    };
+    let tenant = &TenantScope::background(job.tenant_id.clone());
+    for g in &p.groups {
+        let reason = failure_reason(g.action, reason, timeout);
+        let charge = g.action.charge();
+        let pending = store.pending_instances(tenant, &p.event, &g.instances).await?;
+        if pending.is_empty() {
+            continue;
+        }
+        tracing::warn!(instances = pending.len(), first = %pending[0].id, action = g.action.verb(), %reason, "instance action failed");
+        let ends: Vec<(&InstanceId, InstanceEnd<'_>)> = pending
+            .iter()
+            .map(|r| {
+                let end = InstanceEnd::Failed {
+                    charge: &charge,
+                    reason: &reason,
+                };
+                (&r.id, end)
+            })
+            .collect();
+        store
+            .end_instances(tenant, None, &p.event, &ends, now_ms())
+            .await?;
+    }
+    Ok(())
+}
+
+/// Carries out instance actions (`instance.action`): the instances of its batch one driver
+/// call at a time (the job holds one worker slot), recorded a batch per transaction. Only
+/// instances whose history entry is still open are done, so a resumed job skips the ones an
+/// earlier attempt finished.
 pub(crate) struct InstanceHandler {
     pub clouds: Arc<Clouds>,
     pub store: corral_store::Store,
     pub timeout: Duration,
 }
 
-fn driver_failed(e: corral_drivers::CloudError) -> JobError {
-    JobError::Failed(e.0)
+/// What the driver answered for one instance: `real_id` and addresses, or the reason.
+type DriverResult = Result<(String, String), String>;
+
+impl InstanceHandler {
+    /// Does one batch: marks its launches `launching`, calls the driver for each instance in
+    /// turn and records how each ended, in one transaction.
+    async fn run_batch(
+        &self,
+        ctx: &JobCtx,
+        tenant: &TenantScope,
+        event: &str,
+        action: Action,
+        ids: &[InstanceId],
+    ) -> Result<(), JobError> {
+        let store = ctx.store();
+        let mut todo = Vec::with_capacity(ids.len());
+        let mut superseded = Vec::new();
+        for row in store.pending_instances(tenant, event, ids).await? {
+            // A newer action took over (or the instance is being deleted): nothing to do.
+            if action.in_charge(row.state) {
+                todo.push(row);
+            } else {
+                superseded.push(row.id);
+            }
+        }
+        if action == Action::Launch {
+            let queued: Vec<InstanceId> = todo
+                .iter()
+                .filter(|r| r.state == InstanceState::Queued)
+                .map(|r| r.id.clone())
+                .collect();
+            if !queued.is_empty() {
+                let moved = store
+                    .advance_instances(
+                        tenant,
+                        ctx.fence(),
+                        &queued,
+                        InstanceState::Queued,
+                        InstanceState::Launching,
+                        now_ms(),
+                    )
+                    .await?
+                    .ok_or(JobError::LeaseLost)?;
+                let moved: HashSet<InstanceId> = moved.into_iter().collect();
+                for r in &mut todo {
+                    if moved.contains(&r.id) {
+                        r.state = InstanceState::Launching;
+                    }
+                }
+            }
+        }
+        let mut results: Vec<(InstanceId, DriverResult)> = Vec::with_capacity(todo.len());
+        for row in &todo {
+            let outcome = match self.clouds.get(&row.cloud_id) {
+                None => Err(cloud_gone(&row.cloud_id)),
+                Some(cloud) => {
+                    let vm = vm_request(row);
+                    let answer = match action.vm_action() {
+                        None => cloud.driver().launch(&vm).await,
+                        Some(a) => cloud.driver().act(&vm, a).await,
+                    };
+                    answer
+                        .map(|r| (r.real_id, r.addresses.join(",")))
+                        .map_err(|e| e.0)
+                }
+            };
+            if let Err(reason) = &outcome {
+                tracing::warn!(instance = %row.id, action = action.verb(), %reason, "instance action failed");
+            }
+            results.push((row.id.clone(), outcome));
+        }
+        let (_, transitional, end) = action.states();
+        let charge = action.charge();
+        let mut ends: Vec<(&InstanceId, InstanceEnd<'_>)> = Vec::with_capacity(results.len());
+        for (id, outcome) in &results {
+            let end = match outcome {
+                Err(reason) => InstanceEnd::Failed {
+                    charge: &charge,
+                    reason,
+                },
+                Ok((real_id, addresses)) => match (action, transitional, end) {
+                    (Action::Delete, _, _) => InstanceEnd::Removed,
+                    (Action::Rename, _, _) => InstanceEnd::Noted,
+                    (Action::Launch, _, end) => InstanceEnd::Moved {
+                        from: InstanceState::Launching,
+                        to: end.unwrap_or(InstanceState::Launched),
+                        report: Some((real_id, addresses)),
+                    },
+                    (_, Some(from), Some(to)) => InstanceEnd::Moved {
+                        from,
+                        to,
+                        report: (!real_id.is_empty()).then_some((real_id.as_str(), addresses.as_str())),
+                    },
+                    _ => InstanceEnd::Failed {
+                        charge: &charge,
+                        reason: "no driver action",
+                    },
+                },
+            };
+            ends.push((id, end));
+        }
+        ends.extend(superseded.iter().map(|id| (id, InstanceEnd::Superseded)));
+        if !store
+            .end_instances(tenant, Some(ctx.fence()), event, &ends, now_ms())
+            .await?
+        {
+            return Err(JobError::LeaseLost);
+        }
+        Ok(())
+    }
 }
 
 #[async_trait::async_trait]
 impl JobHandler for InstanceHandler {
     async fn run(&self, ctx: &mut JobCtx) -> Result<(), JobError> {
-        let p: InstanceJob = ctx.payload()?;
+        let p = BatchJob::parse(&ctx.job.payload)
+            .map_err(|e| JobError::Failed(format!("job {} has an unreadable payload: {e}", ctx.job.id)))?;
         let tenant = ctx.scope();
-        let store = ctx.store().clone();
-        let Some(row) = store.get_instance(&tenant, &p.instance).await? else {
-            return Ok(());
-        };
-        let (_, transitional, end) = p.action.states();
-        let now = now_ms();
-        // A newer action took over (or the instance was deleted): nothing left to do.
-        if !p.action.in_charge(row.state) {
-            store
-                .finish_instance_event(&tenant, &p.instance, &p.event, "superseded", "", now)
-                .await?;
-            return Ok(());
-        }
-        let cloud = self
-            .clouds
-            .get(&row.cloud_id)
-            .ok_or_else(|| JobError::Failed(cloud_gone(&row.cloud_id)))?
-            .clone();
-        let vm = vm_request(&row);
-        match p.action {
-            Action::Launch => {
-                if row.state == InstanceState::Queued {
-                    let step = Advance {
-                        from: InstanceState::Queued,
-                        to: InstanceState::Launching,
-                        report: None,
-                        finished_event: None,
-                        now,
-                    };
-                    store.advance_instance(&tenant, &row.id, &step).await?;
-                }
-                let report = cloud.driver().launch(&vm).await.map_err(driver_failed)?;
-                let addresses = report.addresses.join(",");
-                let step = Advance {
-                    from: InstanceState::Launching,
-                    to: end.unwrap_or(InstanceState::Launched),
-                    report: Some((&report.real_id, &addresses)),
-                    finished_event: Some((&p.event, "succeeded", "")),
-                    now: now_ms(),
-                };
-                store.advance_instance(&tenant, &row.id, &step).await?;
-            }
-            Action::Delete => {
-                cloud
-                    .driver()
-                    .act(&vm, VmAction::Delete)
-                    .await
-                    .map_err(driver_failed)?;
-                store.remove_instance(&tenant, &row.id).await?;
-            }
-            Action::Rename => {
-                cloud
-                    .driver()
-                    .act(&vm, VmAction::Rename)
-                    .await
-                    .map_err(driver_failed)?;
-                store
-                    .finish_instance_event(&tenant, &p.instance, &p.event, "succeeded", "", now_ms())
-                    .await?;
-            }
-            action => {
-                let (Some(vm_action), Some(transitional), Some(end)) =
-                    (action.vm_action(), transitional, end)
-                else {
-                    return Err(JobError::Failed("no driver action".into()));
-                };
-                let report = cloud.driver().act(&vm, vm_action).await.map_err(driver_failed)?;
-                let addresses = report.addresses.join(",");
-                let report =
-                    (!report.real_id.is_empty()).then_some((report.real_id.as_str(), addresses.as_str()));
-                let step = Advance {
-                    from: transitional,
-                    to: end,
-                    report,
-                    finished_event: Some((&p.event, "succeeded", "")),
-                    now: now_ms(),
-                };
-                store.advance_instance(&tenant, &row.id, &step).await?;
+        // The first batch is one instance: its time tells the driver's pace.
+        let mut size = 1usize;
+        for g in &p.groups {
+            let mut rest = g.instances.as_slice();
+            while !rest.is_empty() {
+                let (batch, tail) = rest.split_at(size.min(rest.len()));
+                rest = tail;
+                let started = std::time::Instant::now();
+                self.run_batch(ctx, &tenant, &p.event, g.action, batch).await?;
+                let per = started.elapsed().as_nanos() / batch.len() as u128;
+                size = (BATCH_TIME.as_nanos() / per.max(1)).clamp(1, BATCH_MAX as u128) as usize;
             }
         }
         Ok(())
     }
 
     async fn failed(&self, job: &JobRow, reason: &str) -> Result<(), Error> {
-        let Ok(p) = serde_json::from_str::<InstanceJob>(&job.payload) else {
-            return Ok(());
-        };
-        let (_, transitional, _) = p.action.states();
-        let reason = if reason == "deadline passed" {
-            let what = match p.action {
-                Action::Launch => "queued/launching".to_string(),
-                Action::Rename => "renaming".to_string(),
-                _ => transitional.map_or("", InstanceState::as_str).to_string(),
-            };
-            format!(
-                "The instance stayed {what} longer than the {} s allowed (instance_transition_timeout).",
-                self.timeout.as_secs()
-            )
-        } else {
-            reason.to_string()
-        };
-        tracing::warn!(instance = %p.instance, action = p.action.verb(), %reason, "instance action failed");
-        let tenant = &TenantScope::background(job.tenant_id.clone());
-        let Some(row) = self.store.get_instance(tenant, &p.instance).await? else {
-            return Ok(());
-        };
-        let now = now_ms();
-        // Only the action still in charge sets `error`; a superseded one just records its end.
-        if p.action.in_charge(row.state) {
-            self.store
-                .fail_instance(tenant, &p.instance, &p.event, &reason, now)
-                .await
-        } else {
-            self.store
-                .finish_instance_event(tenant, &p.instance, &p.event, "failed", &reason, now)
-                .await
-        }
+        fail_pending(&self.store, self.timeout, job, reason).await
     }
+}
+
+/// Fans a bulk request (`instance.bulk`) out into batch jobs: one per worker slot of the
+/// tenant (at most one per instance), so the request's instances run as wide as the tenant's
+/// slots allow, each batch holding one slot. The number of batches is recorded as a step and
+/// their ids derive from the bulk job's, so a fan-out repeated after a crash adds nothing.
+pub(crate) struct BulkHandler {
+    pub store: corral_store::Store,
+    pub timeout: Duration,
+}
+
+#[async_trait::async_trait]
+impl JobHandler for BulkHandler {
+    async fn run(&self, ctx: &mut JobCtx) -> Result<(), JobError> {
+        let p = BatchJob::parse(&ctx.job.payload)
+            .map_err(|e| JobError::Failed(format!("job {} has an unreadable payload: {e}", ctx.job.id)))?;
+        let n = p.len();
+        if n == 0 {
+            return Ok(());
+        }
+        let workers = ctx.store().tenant_workers(&ctx.scope()).await?;
+        let parts: usize = ctx
+            .step("parts", || async move {
+                Ok(usize::try_from(workers).unwrap_or(0).clamp(1, n))
+            })
+            .await?;
+        let now = now_ms();
+        let jobs = p
+            .split(parts)
+            .into_iter()
+            .enumerate()
+            .map(|(i, batch)| {
+                Ok(NewJob {
+                    id: corral_types::JobId::from_trusted(format!("{}.{i}", ctx.job.id)),
+                    tenant_id: ctx.job.tenant_id.clone(),
+                    kind: corral_types::JobKind::from_trusted(INSTANCE_JOB),
+                    subject: format!("{} instances of {}", batch.len(), ctx.job.id),
+                    payload: json(&batch)?,
+                    principal: ctx.job.principal.clone(),
+                    uses_slot: true,
+                    run_after: now,
+                    deadline: ctx.job.deadline,
+                })
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        ctx.store().enqueue_jobs_once(&jobs, now).await?;
+        ctx.wake_engine();
+        Ok(())
+    }
+
+    async fn failed(&self, job: &JobRow, reason: &str) -> Result<(), Error> {
+        fail_pending(&self.store, self.timeout, job, reason).await
+    }
+}
+
+fn driver_failed(e: corral_drivers::CloudError) -> JobError {
+    JobError::Failed(e.0)
 }
 
 /// Carries out image snapshots and deletes.

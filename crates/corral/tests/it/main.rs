@@ -11,6 +11,7 @@ mod qemu_instances;
 
 mod apps;
 mod auth;
+mod bulk;
 mod changes;
 mod cli;
 mod commissaire_networks;
