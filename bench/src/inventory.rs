@@ -409,7 +409,11 @@ async fn inner(args: &InventoryArgs, children: &mut Children, tmp: &Path) -> Res
     if let Some(h) = host_list {
         println!(
             "| `GET /api/v0/hosts` with {} hosts ({} registered, the rest staged in the database): median / worst of 3 | {:.2} / {:.2} s, {:.1} MB |",
-            h.hosts, args.hosts, h.median, h.worst, h.bytes as f64 / 1e6
+            h.hosts,
+            args.hosts,
+            h.median,
+            h.worst,
+            h.bytes as f64 / 1e6
         );
         println!(
             "| Corral resident memory before / after the host lists, peak after (VmRSS / VmRSS / VmHWM) | {} / {} / {} |",
@@ -439,7 +443,12 @@ struct HostList {
 /// Stages hosts up to `--list-hosts` straight into the running server's database (registering
 /// them through the API investigates each one, far too slow for 100,000), then times the list
 /// and single-host reads.
-async fn host_list_figures(args: &InventoryArgs, api: &Api, tmp: &Path, pid: Option<u32>) -> Result<HostList> {
+async fn host_list_figures(
+    args: &InventoryArgs,
+    api: &Api,
+    tmp: &Path,
+    pid: Option<u32>,
+) -> Result<HostList> {
     let extra = args.list_hosts.saturating_sub(args.hosts);
     if extra > 0 {
         eprintln!("staging {extra} more hosts in the database");
@@ -487,7 +496,14 @@ async fn host_list_figures(args: &InventoryArgs, api: &Api, tmp: &Path, pid: Opt
         let h = (i * 7919) % args.hosts.max(1);
         let addr_s = format!("10.{}.{}.{}", (h >> 16) & 0xff, (h >> 8) & 0xff, h & 0xff);
         let t = Instant::now();
-        let (status, _) = load::send(api.addr, Method::GET, &format!("/api/v0/host/{addr_s}"), &headers, None).await?;
+        let (status, _) = load::send(
+            api.addr,
+            Method::GET,
+            &format!("/api/v0/host/{addr_s}"),
+            &headers,
+            None,
+        )
+        .await?;
         gets.push(t.elapsed());
         if !status.is_success() {
             bail!("GET /api/v0/host/{addr_s}: {status}");

@@ -4,12 +4,16 @@
 //! only the caller's tenant's rows, built here from tenant-scoped store reads; it has no path to
 //! the store, files, settings or another tenant at all, so no query text can reach them.
 //!
-//! Speed by a per-tenant **read model** kept current instead of rebuilt per query: instances (the
-//! big table) are refreshed incrementally from the rows changed since the last look (an index on
-//! `(tenant_id, last_updated)`), with a row count, checked once a second, to detect deletes (then
-//! a full reload, streamed row by row); the smaller tables are reloaded when older than a second. A query on an unchanged inventory costs
-//! two indexed reads and the engine's own work. Models unused for ten minutes are dropped, so
-//! memory follows the active tenants, not the number of queries.
+//! Speed by a per-tenant **read model** kept current instead of rebuilt per query: the model
+//! remembers the last change-log revision (docs/events.md) it applied for the tenant; a query
+//! first reads the tenant's newest revision (one index seek) and, if it moved, reads exactly the
+//! instances the log names since then (a bulk action of thousands is one bounded read; more than
+//! `MAX_DELTA`, or a log pruned past the model, is a full reload, streamed row by row). Deletes
+//! are in the log too. The smaller tables (catalog, images, hosts, clusters, operations) are
+//! reloaded when the log shows a change of anything but an instance, and at least every
+//! `OTHERS_MAX_AGE` (a watcher check that only moves a host's `last_check` is not logged). A
+//! query on an unchanged inventory costs one index seek and the engine's own work. Models unused for ten
+//! minutes are dropped, so memory follows the active tenants, not the number of queries.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,15 +24,16 @@ use corral_store::InstanceRow;
 use corral_types::perspective::{Flavor, Image, Metadata, Network};
 use corral_types::query::{QueryData, QueryResult, QueryRow, QueryStatement, QueryStatus};
 use corral_types::time::{commissaire_time, now_ms, rfc3339};
-use corral_types::{Access, ClusterName, Error, OpCtx, OperationKind, TenantId, TenantScope};
+use corral_types::{
+    Access, ClusterName, Error, InstanceId, ObjectType, OpCtx, OperationKind, TenantId, TenantScope,
+};
 
-/// How long the smaller tables are trusted.
-const OTHERS_TTL: Duration = Duration::from_secs(1);
+/// How long the smaller tables are trusted when the change log shows nothing for them.
+const OTHERS_MAX_AGE: Duration = Duration::from_secs(5);
 /// Models idle this long are dropped.
 const IDLE: Duration = Duration::from_secs(600);
-/// Instances changed up to this long before the newest one seen are read again: covers writers
-/// whose clocks lag a little, and writes within the same millisecond.
-const CLOCK_SLACK_MS: i64 = 2_000;
+/// More changed instances than this since the last look are read by a full reload instead.
+const MAX_DELTA: usize = 20_000;
 
 fn s(v: impl Into<Arc<str>>) -> Value {
     Value::Str(v.into())
@@ -263,8 +268,10 @@ struct Model {
     /// Per row of `instances`, in the same order.
     info: Vec<RowInfo>,
     interner: Interner,
-    /// Newest `last_updated` among the instances seen.
-    newest: i64,
+    /// The tenant's change-log revision the instance tables reflect (at least).
+    revision: i64,
+    /// The same for the smaller tables.
+    others_revision: i64,
     loaded_instances: bool,
     others_at: Option<Instant>,
     used_at: Option<Instant>,
@@ -275,7 +282,7 @@ impl Model {
     /// their own cells changed (a state change, the common case), else the three instance
     /// tables rebuilt by merging the changes into the current rows (new instances, changed
     /// metadata or networks).
-    fn apply(&mut self, changed: Vec<InstanceRow>) -> Result<(), Error> {
+    fn apply(&mut self, changed: Vec<InstanceRow>, removed: Vec<Arc<str>>) -> Result<(), Error> {
         let mut updates: Vec<(u32, InstanceRow)> = Vec::new();
         let mut inserts: Vec<InstanceRow> = Vec::new();
         let mut side_changed = false;
@@ -284,7 +291,6 @@ impl Model {
                 return Err(Error::internal("read model: no instances table"));
             };
             for r in changed {
-                self.newest = self.newest.max(r.last_updated);
                 match self.index.get(r.id.as_str()) {
                     Some(&pos) => {
                         let Some(info) = self.info.get(pos as usize) else {
@@ -299,10 +305,14 @@ impl Model {
                 }
             }
         }
-        if updates.is_empty() && inserts.is_empty() {
+        let removed: std::collections::HashSet<Arc<str>> = removed
+            .into_iter()
+            .filter(|id| self.index.contains_key(id))
+            .collect();
+        if updates.is_empty() && inserts.is_empty() && removed.is_empty() {
             return Ok(());
         }
-        if inserts.is_empty() && !side_changed {
+        if inserts.is_empty() && removed.is_empty() && !side_changed {
             let Model {
                 db,
                 index,
@@ -325,10 +335,15 @@ impl Model {
             }
             return Ok(());
         }
-        self.merge(updates, inserts)
+        self.merge(updates, inserts, &removed)
     }
 
-    fn merge(&mut self, updates: Vec<(u32, InstanceRow)>, inserts: Vec<InstanceRow>) -> Result<(), Error> {
+    fn merge(
+        &mut self,
+        updates: Vec<(u32, InstanceRow)>,
+        inserts: Vec<InstanceRow>,
+        removed: &std::collections::HashSet<Arc<str>>,
+    ) -> Result<(), Error> {
         let (Some(instances), Some(metadata), Some(networks)) = (
             self.db.table("instances").cloned(),
             self.db.table("instance_metadata").cloned(),
@@ -364,6 +379,7 @@ impl Model {
         let mut order: Vec<(Arc<str>, Option<u32>)> = self
             .index
             .iter()
+            .filter(|(id, _)| !removed.contains(*id))
             .map(|(id, &pos)| (id.clone(), Some(pos)))
             .collect();
         for r in inserts {
@@ -396,14 +412,15 @@ impl Model {
                 .set(name, table(name, Vec::new())?)
                 .map_err(Error::internal)?;
         }
+        // The revision first: changes committed while the rows stream are applied again
+        // by the next refresh, which is harmless.
+        let revision = store.tenant_revision(tenant).await?;
         let expected = usize::try_from(store.count_instances(tenant).await?).unwrap_or(0);
         let mut b = Builder::new(expected)?;
-        let mut newest = 0;
         let mut failed = None;
         let interner = &mut self.interner;
         store
             .visit_instances(tenant, |r| {
-                newest = newest.max(r.last_updated);
                 if failed.is_none()
                     && let Err(e) = b.push_fresh(Arc::from(r.id.as_str()), &r, interner)
                 {
@@ -415,7 +432,7 @@ impl Model {
             return Err(e);
         }
         b.finish(self)?;
-        self.newest = newest;
+        self.revision = revision;
         self.loaded_instances = true;
         Ok(())
     }
@@ -534,28 +551,58 @@ impl Query {
         let model = self.read_models.model(tenant.id());
         let mut m = model.lock().await;
         m.used_at = Some(Instant::now());
-        if m.loaded_instances {
-            let since = m.newest.saturating_sub(CLOCK_SLACK_MS);
-            let changed = self.store.instances_updated_since(tenant, since).await?;
-            if let Err(e) = m.apply(changed) {
-                m.loaded_instances = false;
-                return Err(e);
-            }
-            // Deletes show in the count; it is checked with the other tables' refresh, so an
-            // unchanged inventory costs one indexed range read per query.
-            if m.others_at.is_none_or(|at| at.elapsed() >= OTHERS_TTL) {
-                let count = usize::try_from(self.store.count_instances(tenant).await?).unwrap_or(0);
-                if count != m.index.len() {
-                    m.loaded_instances = false;
+        let head = self.store.tenant_revision(tenant).await?;
+        if m.loaded_instances && head > m.revision {
+            let pruned = self.store.change_bounds().await?.pruned_through;
+            let delta = if pruned > m.revision {
+                None
+            } else {
+                self.store
+                    .changed_objects(tenant, ObjectType::Instance, m.revision, head, MAX_DELTA)
+                    .await?
+            };
+            match delta {
+                None => m.loaded_instances = false,
+                Some(ids) => {
+                    let ids: Vec<InstanceId> = ids.into_iter().map(InstanceId::from_trusted).collect();
+                    let rows = self.store.instances_by_ids(tenant, &ids).await?;
+                    let found: std::collections::HashSet<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+                    let removed: Vec<Arc<str>> = ids
+                        .iter()
+                        .filter(|id| !found.contains(id.as_str()))
+                        .map(|id| Arc::from(id.as_str()))
+                        .collect();
+                    drop(found);
+                    if let Err(e) = m.apply(rows, removed) {
+                        m.loaded_instances = false;
+                        return Err(e);
+                    }
+                    m.revision = head;
                 }
             }
         }
         if !m.loaded_instances {
             m.reload(&self.store, tenant).await?;
         }
-        if m.others_at.is_none_or(|at| at.elapsed() >= OTHERS_TTL) {
+        let others_due = match m.others_at {
+            None => true,
+            Some(at) if at.elapsed() >= OTHERS_MAX_AGE => true,
+            Some(_) if head > m.others_revision => {
+                let changed = self
+                    .store
+                    .changed_besides(tenant, ObjectType::Instance, m.others_revision, head)
+                    .await?;
+                if !changed {
+                    m.others_revision = head;
+                }
+                changed
+            }
+            Some(_) => false,
+        };
+        if others_due {
             self.load_others(ctx, scope, &mut m.db).await?;
             m.others_at = Some(Instant::now());
+            m.others_revision = head;
         }
         Ok(m.db.clone())
     }
@@ -858,7 +905,7 @@ mod tests {
             let mut changed = Vec::new();
             // State changes only (replaced in place) on most rounds ...
             for i in (round % 7..300).step_by(7) {
-                let old = &live[&i];
+                let Some(old) = live.get(&i) else { continue };
                 let state = if round % 2 == 0 {
                     InstanceState::Launched
                 } else {
@@ -887,9 +934,20 @@ mod tests {
                 changed.push(r.clone());
                 live.insert(5, r);
             }
-            // Rows seen again unchanged (the clock slack) change nothing.
+            // Rows seen again unchanged change nothing.
             changed.push(live[&1].clone());
-            m.apply(changed).unwrap();
+            // Deletes on some rounds (an id the model never had is ignored).
+            let mut removed: Vec<Arc<str>> = Vec::new();
+            if round % 6 == 4 {
+                for i in [round * 3 + 11, round * 3 + 12] {
+                    if let Some(r) = live.remove(&i) {
+                        removed.push(Arc::from(r.id.as_str()));
+                        changed.retain(|c| c.id != r.id);
+                    }
+                }
+                removed.push(Arc::from("never-seen"));
+            }
+            m.apply(changed, removed).unwrap();
         }
         let mut fresh = Model::default();
         let mut b = Builder::new(0).unwrap();
@@ -915,6 +973,5 @@ mod tests {
         for (id, pos) in &m.index {
             assert_eq!(ids[*pos as usize][0], Value::Str(id.clone()));
         }
-        assert_eq!(m.newest, t);
     }
 }
