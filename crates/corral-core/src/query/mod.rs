@@ -722,21 +722,25 @@ impl Query {
             let view = crate::instances::image_view(&row)?;
             image_rows(&mut push, &view);
         }
-        for h in self.store.list_hosts(tenant).await? {
-            push(
-                "hosts",
-                vec![
-                    s(h.address.as_str()),
-                    s(h.status),
-                    s(h.os),
-                    Value::Int(h.cpus),
-                    Value::Int(h.memory),
-                    Value::Int(h.space),
-                    opt_s(h.last_check.map(commissaire_time)),
-                    s(h.source),
-                    opt_s(h.cluster.map(ClusterName::into_string)),
-                ],
-            );
+        // Streamed in batches: the raw rows (with their sealed keys) are never all in memory.
+        let mut hosts = std::pin::pin!(self.store.stream_hosts(tenant, 1024));
+        while let Some(batch) = futures_util::StreamExt::next(&mut hosts).await {
+            for h in batch? {
+                push(
+                    "hosts",
+                    vec![
+                        s(h.address.as_str()),
+                        s(h.status),
+                        s(h.os),
+                        Value::Int(h.cpus),
+                        Value::Int(h.memory),
+                        Value::Int(h.space),
+                        opt_s(h.last_check.map(commissaire_time)),
+                        s(h.source),
+                        opt_s(h.cluster.map(ClusterName::into_string)),
+                    ],
+                );
+            }
         }
         for c in self.store.all_clusters(tenant).await? {
             let view = crate::clusters::cluster_view(&c, false);
