@@ -47,6 +47,10 @@ pub struct InventoryArgs {
     /// count. 0 skips the figure.
     #[arg(long, default_value_t = 100_000)]
     list_hosts: usize,
+    /// Extra environment for the Corral process, `KEY=VALUE` (repeatable), e.g.
+    /// `GLIBC_TUNABLES=glibc.malloc.arena_max=2` to see the allocator's share of the memory.
+    #[arg(long)]
+    corral_env: Vec<String>,
 }
 
 pub async fn run(args: InventoryArgs) -> Result<()> {
@@ -210,6 +214,12 @@ async fn inner(args: &InventoryArgs, children: &mut Children, tmp: &Path) -> Res
     let mut env = vec![("CORRAL_CONFIG", config.display().to_string())];
     if let Some(url) = &args.database_url {
         env.push(("CORRAL_DATABASE_URL", url.clone()));
+    }
+    for kv in &args.corral_env {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--corral-env wants KEY=VALUE, got {kv}"))?;
+        env.push((k, v.to_string()));
     }
     let addr = spawn_corral(children, &bin, tmp, &key, Duration::from_secs(60), &env).await?;
     let root = Api {

@@ -301,7 +301,7 @@ impl Store {
     pub async fn tenant_revision(&self, tenant: &TenantScope) -> Result<i64, Error> {
         sqlx::query("SELECT COALESCE(MAX(revision), 0) FROM change_log WHERE tenant_id = $1")
             .bind(tenant.as_str())
-            .fetch_one(&self.pool)
+            .fetch_one(&self.reads)
             .await
             .and_then(|r| r.try_get::<i64, _>(0))
             .map_err(db)
@@ -327,7 +327,7 @@ impl Store {
         .bind(through)
         .bind(object_type.as_str())
         .bind(i64::try_from(limit).unwrap_or(i64::MAX - 1) + 1)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await
         .and_then(|rows| rows.iter().map(|r| r.try_get::<String, _>(0)).collect())
         .map_err(db)?;
@@ -351,10 +351,19 @@ impl Store {
         .bind(after)
         .bind(through)
         .bind(object_type.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reads)
         .await
         .map(|r| r.is_some())
         .map_err(db)
+    }
+
+    /// The last revision removed by retention (on the read model's connections).
+    pub async fn pruned_through(&self) -> Result<i64, Error> {
+        sqlx::query("SELECT pruned_through FROM change_head WHERE id = 1")
+            .fetch_one(&self.reads)
+            .await
+            .and_then(|r| r.try_get::<i64, _>(0))
+            .map_err(db)
     }
 
     pub async fn change_bounds(&self) -> Result<ChangeBounds, Error> {

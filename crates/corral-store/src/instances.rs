@@ -382,7 +382,7 @@ impl Store {
             "SELECT {INSTANCE_COLS} FROM instances WHERE tenant_id = $1"
         ))
         .bind(tenant.as_str())
-        .fetch(&self.pool);
+        .fetch(&self.reads);
         while let Some(r) = rows.try_next().await.map_err(db)? {
             f(instance_row(&r).map_err(db)?);
         }
@@ -423,7 +423,7 @@ impl Store {
             for id in chunk {
                 q = q.bind(id);
             }
-            let rows = q.fetch_all(&self.pool).await.map_err(db)?;
+            let rows = q.fetch_all(&self.reads).await.map_err(db)?;
             for r in &rows {
                 out.push(instance_row(r).map_err(db)?);
             }

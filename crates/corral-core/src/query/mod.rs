@@ -553,7 +553,7 @@ impl Query {
         m.used_at = Some(Instant::now());
         let head = self.store.tenant_revision(tenant).await?;
         if m.loaded_instances && head > m.revision {
-            let pruned = self.store.change_bounds().await?.pruned_through;
+            let pruned = self.store.pruned_through().await?;
             let delta = if pruned > m.revision {
                 None
             } else {
