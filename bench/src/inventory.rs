@@ -38,6 +38,19 @@ pub struct InventoryArgs {
     /// Corral binary (default: target/release/corral).
     #[arg(long)]
     corral_bin: Option<std::path::PathBuf>,
+    /// Run Corral on this database instead of its SQLite file (e.g. a fresh PostgreSQL
+    /// database: `postgres://postgres@127.0.0.1:55432/bench`).
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Hosts in the tenant for the `GET /api/v0/hosts` figure: the registered ones plus rows
+    /// staged straight into the database (`sqlite3` / `psql`, while Corral runs) up to this
+    /// count. 0 skips the figure.
+    #[arg(long, default_value_t = 100_000)]
+    list_hosts: usize,
+    /// Extra environment for the Corral process, `KEY=VALUE` (repeatable), e.g.
+    /// `GLIBC_TUNABLES=glibc.malloc.arena_max=2` to see the allocator's share of the memory.
+    #[arg(long)]
+    corral_env: Vec<String>,
 }
 
 pub async fn run(args: InventoryArgs) -> Result<()> {
@@ -203,15 +216,17 @@ async fn inner(args: &InventoryArgs, children: &mut Children, tmp: &Path) -> Res
         args.mock_delay_ms,
     )?;
     let key = random_key()?;
-    let addr = spawn_corral(
-        children,
-        &bin,
-        tmp,
-        &key,
-        Duration::from_secs(60),
-        &[("CORRAL_CONFIG", config.display().to_string())],
-    )
-    .await?;
+    let mut env = vec![("CORRAL_CONFIG", config.display().to_string())];
+    if let Some(url) = &args.database_url {
+        env.push(("CORRAL_DATABASE_URL", url.clone()));
+    }
+    for kv in &args.corral_env {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--corral-env wants KEY=VALUE, got {kv}"))?;
+        env.push((k, v.to_string()));
+    }
+    let addr = spawn_corral(children, &bin, tmp, &key, Duration::from_secs(60), &env).await?;
     let root = Api {
         addr,
         auth: format!("Bearer {key}"),
@@ -275,6 +290,25 @@ async fn inner(args: &InventoryArgs, children: &mut Children, tmp: &Path) -> Res
     let hosts_settled = hosts_took + t.elapsed();
 
     eprintln!("bulk reboot of {}", args.reboot);
+    // The group-by query, one at a time every 100 ms, from just before the bulk request until
+    // every rebooted instance is `launched` again: the query latency under heavy writes.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let api = Api::new(api.addr, api.auth.clone());
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut took = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let t = Instant::now();
+                api.rows("SELECT state, COUNT(*) FROM instances GROUP BY state")
+                    .await?;
+                took.push(t.elapsed());
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            anyhow::Ok(took)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let targets: Vec<&String> = ids.iter().take(args.reboot).collect();
     let t = Instant::now();
     let out = api
@@ -288,6 +322,15 @@ async fn inner(args: &InventoryArgs, children: &mut Children, tmp: &Path) -> Res
         .until_launched(args.instances as i64, Duration::from_secs(3600))
         .await?
         + reboot_accept;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut under_load = sampler.await??;
+    under_load.sort();
+    let pct = |p: f64| {
+        under_load
+            .get(((under_load.len() as f64 * p).ceil() as usize).saturating_sub(1))
+            .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+    };
+    let (ul50, ul99, ulmax) = (pct(0.5), pct(0.99), pct(1.0));
 
     let mut group = Vec::new();
     let mut join = Vec::new();
@@ -315,6 +358,11 @@ async fn inner(args: &InventoryArgs, children: &mut Children, tmp: &Path) -> Res
     let (g50, gmax) = median_and_max(group);
     let (j50, jmax) = median_and_max(join);
     let peak = peak_rss_mib(children.pid("corral"));
+    let host_list = if args.list_hosts > 0 {
+        Some(host_list_figures(args, &api, tmp, children.pid("corral")).await?)
+    } else {
+        None
+    };
     println!();
     println!(
         "== Inventory at scale (mock cloud, {} ms per operation, 64 workers) ==",
@@ -372,8 +420,126 @@ async fn inner(args: &InventoryArgs, children: &mut Children, tmp: &Path) -> Res
         j50.as_secs_f64() * 1e3,
         jmax.as_secs_f64() * 1e3
     );
-    println!("| Corral peak resident memory (VmHWM) | {peak} |");
+    println!(
+        "| `SELECT state, COUNT(*) ... GROUP BY state` over HTTP while the bulk reboot runs ({} queries): median / p99 / worst | {ul50:.1} / {ul99:.1} / {ulmax:.1} ms |",
+        under_load.len()
+    );
+    println!("| Corral peak resident memory (VmHWM), instances + hosts loaded, read model built | {peak} |");
+    if let Some(h) = host_list {
+        println!(
+            "| `GET /api/v0/hosts` with {} hosts ({} registered, the rest staged in the database): median / worst of 3 | {:.2} / {:.2} s, {:.1} MB |",
+            h.hosts,
+            args.hosts,
+            h.median,
+            h.worst,
+            h.bytes as f64 / 1e6
+        );
+        println!(
+            "| Corral resident memory before / after the host lists, peak after (VmRSS / VmRSS / VmHWM) | {} / {} / {} |",
+            h.rss_before, h.rss_after, h.hwm_after
+        );
+        println!(
+            "| `GET /api/v0/host/{{address}}` at {} hosts, median / worst of 200 sequential | {:.2} / {:.2} ms |",
+            h.hosts, h.get_median, h.get_worst
+        );
+    }
     Ok(())
+}
+
+/// What the host-list step measured.
+struct HostList {
+    hosts: usize,
+    median: f64,
+    worst: f64,
+    bytes: usize,
+    rss_before: String,
+    rss_after: String,
+    hwm_after: String,
+    get_median: f64,
+    get_worst: f64,
+}
+
+/// Stages hosts up to `--list-hosts` straight into the running server's database (registering
+/// them through the API investigates each one, far too slow for 100,000), then times the list
+/// and single-host reads.
+async fn host_list_figures(
+    args: &InventoryArgs,
+    api: &Api,
+    tmp: &Path,
+    pid: Option<u32>,
+) -> Result<HostList> {
+    let extra = args.list_hosts.saturating_sub(args.hosts);
+    if extra > 0 {
+        eprintln!("staging {extra} more hosts in the database");
+        let sql = format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {extra}) \
+             INSERT INTO hosts (tenant_id, address, create_time, status, os, cpus, memory, space, last_check, source) \
+             SELECT t.id, '172.' || (i / 65536) || '.' || ((i / 256) % 256) || '.' || (i % 256), 0, 'active', \
+             'debian', 4, 8000000, 100000000, 1700000000000 + i, 'staged' FROM n, tenants t WHERE t.name = 'bench'"
+        );
+        let out = match &args.database_url {
+            Some(url) => std::process::Command::new("psql")
+                .args([url.as_str(), "-v", "ON_ERROR_STOP=1", "-q", "-c", &sql])
+                .output()?,
+            None => std::process::Command::new("sqlite3")
+                .args(["-cmd", ".timeout 60000"])
+                .arg(tmp.join("data").join("corral.db"))
+                .arg(&sql)
+                .output()?,
+        };
+        if !out.status.success() {
+            bail!("staging hosts: {}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+    let rss_before = rss_mib(pid);
+    let headers = [("authorization", api.auth.as_str())];
+    let mut took = Vec::new();
+    let mut bytes = 0;
+    let mut hosts = 0;
+    for _ in 0..3 {
+        let t = Instant::now();
+        let (status, body) = load::send(api.addr, Method::GET, "/api/v0/hosts", &headers, None).await?;
+        took.push(t.elapsed());
+        if !status.is_success() {
+            bail!("GET /api/v0/hosts: {status}");
+        }
+        bytes = body.len();
+        let list: Value = serde_json::from_slice(&body)?;
+        hosts = list.as_array().map_or(0, Vec::len);
+    }
+    let rss_after = rss_mib(pid);
+    let hwm_after = peak_rss_mib(pid);
+    let (median, worst) = median_and_max(took);
+    let mut gets = Vec::new();
+    for i in 0..200usize {
+        let h = (i * 7919) % args.hosts.max(1);
+        let addr_s = format!("10.{}.{}.{}", (h >> 16) & 0xff, (h >> 8) & 0xff, h & 0xff);
+        let t = Instant::now();
+        let (status, _) = load::send(
+            api.addr,
+            Method::GET,
+            &format!("/api/v0/host/{addr_s}"),
+            &headers,
+            None,
+        )
+        .await?;
+        gets.push(t.elapsed());
+        if !status.is_success() {
+            bail!("GET /api/v0/host/{addr_s}: {status}");
+        }
+    }
+    let (gm, gw) = median_and_max(gets);
+    Ok(HostList {
+        hosts,
+        median: median.as_secs_f64(),
+        worst: worst.as_secs_f64(),
+        bytes,
+        rss_before,
+        rss_after,
+        hwm_after,
+        get_median: gm.as_secs_f64() * 1e3,
+        get_worst: gw.as_secs_f64() * 1e3,
+    })
 }
 
 /// A real Ed25519 key in OpenSSH format (generated for the benchmark), base64 as the API wants.

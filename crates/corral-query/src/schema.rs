@@ -96,7 +96,9 @@ pub(crate) fn table_index(name: &str) -> Option<usize> {
 }
 
 /// The rows of one table, stored by column: a scan reads one column from contiguous memory.
-#[derive(Debug)]
+/// Cloning copies the cells (strings stay shared): [`Database::table_mut`] does it only when a
+/// running query still holds the table.
+#[derive(Debug, Clone)]
 pub struct Table {
     schema: &'static TableSchema,
     columns: Vec<Vec<Value>>,
@@ -155,7 +157,63 @@ impl Table {
         }
     }
 
-    pub fn push(&mut self, row: Vec<Value>) -> Result<(), String> {
+    /// An empty table of the named schema with room for `rows` rows, so a large load does not
+    /// leave its columns with up to twice the memory they need.
+    pub fn with_capacity(name: &str, rows: usize) -> Result<Table, String> {
+        let mut t = Table::new(name)?;
+        for c in &mut t.columns {
+            c.reserve_exact(rows);
+        }
+        Ok(t)
+    }
+
+    /// Replaces row `row` in place (an incremental refresh of a read model); same checks as
+    /// [`Table::push`].
+    pub fn set_row(&mut self, row: usize, values: Vec<Value>) -> Result<(), String> {
+        if row >= self.rows {
+            return Err(format!("table {}: no row {row}", self.schema.name));
+        }
+        self.check(&values)?;
+        for (c, v) in self.columns.iter_mut().zip(values) {
+            if let Some(cell) = c.get_mut(row) {
+                *cell = v;
+            }
+        }
+        Ok(())
+    }
+
+    /// One cell (`NULL` outside the table).
+    pub fn cell(&self, row: usize, col: usize) -> &Value {
+        self.columns.get(col).and_then(|c| c.get(row)).unwrap_or(&NULL)
+    }
+
+    /// A copy of row `row` (strings shared).
+    pub fn row(&self, row: usize) -> Vec<Value> {
+        (0..self.columns.len())
+            .map(|c| self.cell(row, c).clone())
+            .collect()
+    }
+
+    /// Reorders the rows: row `i` becomes the old row `order[i]`. `order` must be a
+    /// permutation of the rows; the work takes one extra column at a time.
+    pub fn permute(&mut self, order: &[u32]) -> Result<(), String> {
+        if order.len() != self.rows {
+            return Err(format!(
+                "table {}: permutation of the wrong length",
+                self.schema.name
+            ));
+        }
+        for c in &mut self.columns {
+            let mut next = Vec::with_capacity(c.len());
+            for &i in order {
+                next.push(c.get_mut(i as usize).map(std::mem::take).unwrap_or_default());
+            }
+            *c = next;
+        }
+        Ok(())
+    }
+
+    fn check(&self, row: &[Value]) -> Result<(), String> {
         let cols = self.schema.columns;
         if row.len() != cols.len() {
             return Err(format!(
@@ -165,7 +223,7 @@ impl Table {
                 cols.len()
             ));
         }
-        for ((cname, ty), v) in cols.iter().zip(&row) {
+        for ((cname, ty), v) in cols.iter().zip(row) {
             if !ty.admits(v) {
                 return Err(format!(
                     "table {}: column {cname} is {}, got {}",
@@ -175,6 +233,11 @@ impl Table {
                 ));
             }
         }
+        Ok(())
+    }
+
+    pub fn push(&mut self, row: Vec<Value>) -> Result<(), String> {
+        self.check(&row)?;
         for (c, v) in self.columns.iter_mut().zip(row) {
             c.push(v);
         }
@@ -236,6 +299,14 @@ impl Database {
         }
     }
 
+    /// A table to change in place: copied first if a running query still holds it, so that
+    /// query keeps the snapshot it started with.
+    pub fn table_mut(&mut self, name: &str) -> Option<&mut Table> {
+        table_index(name)
+            .and_then(|i| self.tables.get_mut(i))
+            .map(Arc::make_mut)
+    }
+
     pub fn table(&self, name: &str) -> Option<&Arc<Table>> {
         table_index(name).and_then(|i| self.tables.get(i))
     }
@@ -260,5 +331,37 @@ mod tests {
         assert_eq!(t.len(), 1);
         let mut db = Database::new();
         assert!(db.set("projects", Arc::new(t)).is_err());
+    }
+
+    #[test]
+    fn rows_replaced_and_permuted_in_place() {
+        let mut t = Table::with_capacity("clouds", 3).unwrap();
+        for (id, kind) in [("a", "x"), ("b", "y"), ("c", "z")] {
+            t.push(vec![Value::str(id), Value::str(kind)]).unwrap();
+        }
+        assert!(t.set_row(1, vec![Value::str("b")]).is_err());
+        assert!(t.set_row(3, vec![Value::str("d"), Value::Null]).is_err());
+        t.set_row(1, vec![Value::str("b"), Value::str("w")]).unwrap();
+        t.permute(&[2, 0, 1]).unwrap();
+        assert!(t.permute(&[0]).is_err());
+        let rows: Vec<Vec<Value>> = (0..3).map(|i| t.row(i)).collect();
+        assert_eq!(
+            rows,
+            vec![
+                vec![Value::str("c"), Value::str("z")],
+                vec![Value::str("a"), Value::str("x")],
+                vec![Value::str("b"), Value::str("w")],
+            ]
+        );
+        // A table a query still holds is copied, not changed under it.
+        let mut db = Database::new();
+        db.set("clouds", Arc::new(t)).unwrap();
+        let held = db.clone();
+        db.table_mut("clouds")
+            .unwrap()
+            .set_row(0, vec![Value::str("q"), Value::Null])
+            .unwrap();
+        assert_eq!(held.table("clouds").unwrap().cell(0, 0), &Value::str("c"));
+        assert_eq!(db.table("clouds").unwrap().cell(0, 0), &Value::str("q"));
     }
 }

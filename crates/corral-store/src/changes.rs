@@ -318,6 +318,76 @@ impl Store {
         .map_err(db)
     }
 
+    /// The newest revision among the tenant's kept changes (0 when none is kept): one seek in
+    /// `change_log_by_tenant`. A read model compares it with the revision it last applied.
+    pub async fn tenant_revision(&self, tenant: &TenantScope) -> Result<i64, Error> {
+        sqlx::query("SELECT COALESCE(MAX(revision), 0) FROM change_log WHERE tenant_id = $1")
+            .bind(tenant.as_str())
+            .fetch_one(&self.reads)
+            .await
+            .and_then(|r| r.try_get::<i64, _>(0))
+            .map_err(db)
+    }
+
+    /// The ids of the tenant's objects of `object_type` changed in revisions `after + 1 ..=
+    /// through`, each once; `None` when there are more than `limit` (the caller reloads
+    /// instead of reading them one by one).
+    pub async fn changed_objects(
+        &self,
+        tenant: &TenantScope,
+        object_type: ObjectType,
+        after: i64,
+        through: i64,
+        limit: usize,
+    ) -> Result<Option<Vec<String>>, Error> {
+        let ids: Vec<String> = sqlx::query(
+            "SELECT DISTINCT object_id FROM change_log WHERE tenant_id = $1 AND revision > $2 \
+             AND revision <= $3 AND object_type = $4 LIMIT $5",
+        )
+        .bind(tenant.as_str())
+        .bind(after)
+        .bind(through)
+        .bind(object_type.as_str())
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX - 1) + 1)
+        .fetch_all(&self.reads)
+        .await
+        .and_then(|rows| rows.iter().map(|r| r.try_get::<String, _>(0)).collect())
+        .map_err(db)?;
+        Ok((ids.len() <= limit).then_some(ids))
+    }
+
+    /// Whether the tenant changed any object that is not of `object_type` in revisions
+    /// `after + 1 ..= through` (the query read model's smaller tables).
+    pub async fn changed_besides(
+        &self,
+        tenant: &TenantScope,
+        object_type: ObjectType,
+        after: i64,
+        through: i64,
+    ) -> Result<bool, Error> {
+        sqlx::query(
+            "SELECT 1 FROM change_log WHERE tenant_id = $1 AND revision > $2 AND revision <= $3 \
+             AND object_type <> $4 LIMIT 1",
+        )
+        .bind(tenant.as_str())
+        .bind(after)
+        .bind(through)
+        .bind(object_type.as_str())
+        .fetch_optional(&self.reads)
+        .await
+        .map(|r| r.is_some())
+        .map_err(db)
+    }
+
+    /// The last revision removed by retention (on the read model's connections).
+    pub async fn pruned_through(&self) -> Result<i64, Error> {
+        sqlx::query("SELECT pruned_through FROM change_head WHERE id = 1")
+            .fetch_one(&self.reads)
+            .await
+            .and_then(|r| r.try_get::<i64, _>(0))
+            .map_err(db)
+    }
+
     pub async fn change_bounds(&self) -> Result<ChangeBounds, Error> {
         let r = sqlx::query("SELECT revision, pruned_through FROM change_head WHERE id = 1")
             .fetch_one(&self.pool)

@@ -475,6 +475,48 @@ impl Store {
         .map_err(db)
     }
 
+    /// The tenant's hosts sorted by address, read from one database cursor by a task of its
+    /// own and handed over in batches of at most `batch` rows through a channel of two
+    /// batches: a slow reader holds back the cursor, so a list of any length never sits in
+    /// memory (`GET /api/v0/hosts` streams it). An error ends the stream after being yielded;
+    /// dropping the stream stops the task and closes the cursor.
+    pub fn stream_hosts(
+        &self,
+        tenant: &TenantScope,
+        batch: usize,
+    ) -> impl futures_util::Stream<Item = Result<Vec<HostRow>, Error>> + Send + use<> {
+        use futures_util::StreamExt;
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<HostRow>, Error>>(2);
+        let pool = self.pool.clone();
+        let sql = sqlf!(
+            "SELECT {HOST_COLS} FROM {HOST_FROM} WHERE h.tenant_id = $1 ORDER BY {}",
+            self.bytewise("h.address")
+        );
+        let tenant = tenant.as_str().to_string();
+        let batch = batch.max(1);
+        tokio::spawn(async move {
+            let mut rows = sqlx::query(sql).bind(tenant).fetch(&pool);
+            let mut buf = Vec::with_capacity(batch);
+            while let Some(r) = rows.next().await {
+                match r.and_then(|r| host_row(&r)) {
+                    Ok(h) => buf.push(h),
+                    Err(e) => {
+                        let _ = tx.send(Err(db(e))).await;
+                        return;
+                    }
+                }
+                if buf.len() >= batch && tx.send(Ok(std::mem::take(&mut buf))).await.is_err() {
+                    return;
+                }
+            }
+            if !buf.is_empty() {
+                let _ = tx.send(Ok(buf)).await;
+            }
+        });
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
+            .fuse()
+    }
+
     pub async fn get_host(
         &self,
         tenant: &TenantScope,

@@ -402,7 +402,7 @@ impl Store {
             "SELECT {INSTANCE_COLS} FROM instances WHERE tenant_id = $1"
         ))
         .bind(tenant.as_str())
-        .fetch(&self.pool);
+        .fetch(&self.reads);
         while let Some(r) = rows.try_next().await.map_err(db)? {
             f(instance_row(&r).map_err(db)?);
         }
@@ -424,6 +424,31 @@ impl Store {
         .await
         .and_then(|rows| rows.iter().map(instance_row).collect())
         .map_err(db)
+    }
+
+    /// The tenant's instances among `ids` (missing ones are simply absent), for a read model
+    /// that knows exactly which instances changed.
+    pub async fn instances_by_ids(
+        &self,
+        tenant: &TenantScope,
+        ids: &[InstanceId],
+    ) -> Result<Vec<InstanceRow>, Error> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(CHUNK) {
+            let mut q = sqlx::query(sqlf!(
+                "SELECT {INSTANCE_COLS} FROM instances WHERE tenant_id = $1 AND id IN ({})",
+                params(2, chunk.len())
+            ))
+            .bind(tenant.as_str());
+            for id in chunk {
+                q = q.bind(id);
+            }
+            let rows = q.fetch_all(&self.reads).await.map_err(db)?;
+            for r in &rows {
+                out.push(instance_row(r).map_err(db)?);
+            }
+        }
+        Ok(out)
     }
 
     /// How many instances the tenant has.

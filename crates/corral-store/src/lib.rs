@@ -71,6 +71,10 @@ pub struct Store {
     pool: AnyPool,
     /// Write transactions. On SQLite a single connection; on PostgreSQL the same pool.
     writer: AnyPool,
+    /// The query read model's refreshes and streamed lists: two connections of their own, so a
+    /// busy job engine, whose workers can hold every connection of `pool`, does not stall
+    /// `POST /query` behind it (docs/performance.md).
+    reads: AnyPool,
     backend: Backend,
     /// SQLite only: point reads on the calling thread (fast.rs).
     fast: Option<std::sync::Arc<fast::FastReads>>,
@@ -110,6 +114,10 @@ impl Store {
                     .connect_with(opts.clone())
                     .await
                     .map_err(db)?;
+                let reads = sqlite_pool(READS_POOL)
+                    .connect_with(opts.clone())
+                    .await
+                    .map_err(db)?;
                 let writer = sqlite_pool(1).connect_with(opts).await.map_err(db)?;
                 // WAL is a property of the file: set once, kept by every later connection.
                 sqlx::raw_sql("PRAGMA journal_mode = WAL")
@@ -119,6 +127,7 @@ impl Store {
                 Store {
                     pool,
                     writer,
+                    reads,
                     backend,
                     fast: fast::FastReads::for_url(url).map(std::sync::Arc::new),
                     changes: Default::default(),
@@ -128,11 +137,18 @@ impl Store {
                 let pool = AnyPoolOptions::new()
                     .max_connections(max_connections.max(2))
                     .acquire_timeout(Duration::from_secs(5))
+                    .connect_with(opts.clone())
+                    .await
+                    .map_err(db)?;
+                let reads = AnyPoolOptions::new()
+                    .max_connections(READS_POOL)
+                    .acquire_timeout(Duration::from_secs(5))
                     .connect_with(opts)
                     .await
                     .map_err(db)?;
                 Store {
                     writer: pool.clone(),
+                    reads,
                     pool,
                     backend,
                     fast: None,
@@ -168,6 +184,7 @@ impl Store {
     /// Closes every connection; later calls fail as "store unavailable".
     pub async fn close(&self) {
         self.pool.close().await;
+        self.reads.close().await;
         self.writer.close().await;
     }
 
@@ -185,6 +202,9 @@ impl Store {
         self.writer.begin().await.map_err(db)
     }
 }
+
+/// Connections of [`Store::reads`].
+const READS_POOL: u32 = 2;
 
 fn sqlite_pool(max: u32) -> AnyPoolOptions {
     AnyPoolOptions::new()

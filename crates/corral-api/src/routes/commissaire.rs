@@ -9,7 +9,7 @@ use corral_types::views::ErrorBody;
 
 use crate::AppState;
 use crate::extract::{Ctx, JsonBody, Params};
-use crate::reply::{ApiResult, Created, Json};
+use crate::reply::{ApiResult, Created, Json, json_array_stream};
 use crate::serve::PeerAddr;
 
 /// Commissaire answers a delete with an empty JSON array.
@@ -17,16 +17,20 @@ pub(crate) fn deleted() -> Json<[(); 0]> {
     Json([])
 }
 
-/// The tenant's hosts, sorted by address.
+/// The tenant's hosts, sorted by address. Streamed from a database cursor: a list longer than
+/// one batch (256 hosts) is sent with chunked transfer encoding as it is read, and an error
+/// after the first byte cuts the body off (docs/api/commissaire.md).
 #[utoipa::path(get, path = "/api/v0/hosts", tag = "commissaire", responses((status = 200, body = [Host])))]
-pub async fn list_hosts(State(s): State<AppState>, Ctx(ctx): Ctx) -> ApiResult<Json<Vec<Host>>> {
-    Ok(Json(s.core.commissaire().list_hosts(&ctx).await?))
+pub async fn list_hosts(State(s): State<AppState>, Ctx(ctx): Ctx) -> ApiResult<Response> {
+    let batches = s.core.commissaire().stream_hosts(&ctx)?;
+    json_array_stream(batches, ctx.request_id().to_string()).await
 }
 
 /// Same as `GET /api/v0/hosts` (the singular spelling of commissaire-http).
 #[utoipa::path(get, path = "/api/v0/host", tag = "commissaire", responses((status = 200, body = [Host])))]
-pub async fn list_hosts_singular(State(s): State<AppState>, Ctx(ctx): Ctx) -> ApiResult<Json<Vec<Host>>> {
-    Ok(Json(s.core.commissaire().list_hosts(&ctx).await?))
+pub async fn list_hosts_singular(State(s): State<AppState>, Ctx(ctx): Ctx) -> ApiResult<Response> {
+    let batches = s.core.commissaire().stream_hosts(&ctx)?;
+    json_array_stream(batches, ctx.request_id().to_string()).await
 }
 
 #[utoipa::path(get, path = "/api/v0/host/{address}", tag = "commissaire",

@@ -187,6 +187,9 @@ pub struct HostOps {
     pub settings: HostSettings,
 }
 
+/// Rows per batch of [`Commissaire::stream_hosts`]: about 50 KiB of JSON.
+const HOST_STREAM_BATCH: usize = 256;
+
 pub(crate) fn host_view(r: &HostRow) -> Host {
     Host {
         address: r.address.to_string(),
@@ -269,6 +272,21 @@ impl Commissaire {
             .iter()
             .map(host_view)
             .collect())
+    }
+
+    /// [`Commissaire::list_hosts`] as a stream of batches read from one database cursor (the
+    /// permission check is done before the first row): `GET /api/v0/hosts` writes each batch
+    /// as it comes, so a list of any length never sits in memory.
+    pub fn stream_hosts(
+        &self,
+        ctx: &OpCtx,
+    ) -> Result<impl futures_util::Stream<Item = Result<Vec<Host>, Error>> + Send + use<>, Error> {
+        use futures_util::StreamExt;
+        let scope = ctx.require(Access::Read)?;
+        Ok(self
+            .store
+            .stream_hosts(&scope, HOST_STREAM_BATCH)
+            .map(|batch| batch.map(|rows| rows.iter().map(host_view).collect())))
     }
 
     /// A host named in a path: validated and canonicalised here, typed from then on.

@@ -4,12 +4,16 @@
 //! only the caller's tenant's rows, built here from tenant-scoped store reads; it has no path to
 //! the store, files, settings or another tenant at all, so no query text can reach them.
 //!
-//! Speed by a per-tenant **read model** kept current instead of rebuilt per query: instances (the
-//! big table) are refreshed incrementally from the rows changed since the last look (an index on
-//! `(tenant_id, last_updated)`), with a row count, checked once a second, to detect deletes (then
-//! a full reload, streamed row by row); the smaller tables are reloaded when older than a second. A query on an unchanged inventory costs
-//! two indexed reads and the engine's own work. Models unused for ten minutes are dropped, so
-//! memory follows the active tenants, not the number of queries.
+//! Speed by a per-tenant **read model** kept current instead of rebuilt per query: the model
+//! remembers the last change-log revision (docs/events.md) it applied for the tenant; a query
+//! first reads the tenant's newest revision (one index seek) and, if it moved, reads exactly the
+//! instances the log names since then (a bulk action of thousands is one bounded read; more than
+//! `MAX_DELTA`, or a log pruned past the model, is a full reload, streamed row by row). Deletes
+//! are in the log too. The smaller tables (catalog, images, hosts, clusters, operations) are
+//! reloaded when the log shows a change of anything but an instance, and at least every
+//! `OTHERS_MAX_AGE` (a watcher check that only moves a host's `last_check` is not logged). A
+//! query on an unchanged inventory costs one index seek and the engine's own work. Models unused for ten
+//! minutes are dropped, so memory follows the active tenants, not the number of queries.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,15 +24,16 @@ use corral_store::InstanceRow;
 use corral_types::perspective::{Flavor, Image, Metadata, Network};
 use corral_types::query::{QueryData, QueryResult, QueryRow, QueryStatement, QueryStatus};
 use corral_types::time::{commissaire_time, now_ms, rfc3339};
-use corral_types::{Access, ClusterName, Error, InstanceId, OpCtx, OperationKind, TenantId, TenantScope};
+use corral_types::{
+    Access, ClusterName, Error, InstanceId, ObjectType, OpCtx, OperationKind, TenantId, TenantScope,
+};
 
-/// How long the smaller tables are trusted.
-const OTHERS_TTL: Duration = Duration::from_secs(1);
+/// How long the smaller tables are trusted when the change log shows nothing for them.
+const OTHERS_MAX_AGE: Duration = Duration::from_secs(5);
 /// Models idle this long are dropped.
 const IDLE: Duration = Duration::from_secs(600);
-/// Instances changed up to this long before the newest one seen are read again: covers writers
-/// whose clocks lag a little, and writes within the same millisecond.
-const CLOCK_SLACK_MS: i64 = 2_000;
+/// More changed instances than this since the last look are read by a full reload instead.
+const MAX_DELTA: usize = 20_000;
 
 fn s(v: impl Into<Arc<str>>) -> Value {
     Value::Str(v.into())
@@ -38,57 +43,399 @@ fn opt_s(v: Option<String>) -> Value {
     v.map(s).unwrap_or(Value::Null)
 }
 
-/// One instance as rows of `instances`, `instance_metadata`, `instance_networks`.
-struct InstanceRows {
-    updated: i64,
-    row: Vec<Value>,
-    metadata: Vec<Vec<Value>>,
-    networks: Vec<Vec<Value>>,
-}
+/// Strings repeated across instances (state, cloud, project, flavor, image, zone, metadata
+/// keys, network ids): one shared allocation each instead of one per row. Bounded: past
+/// `MAX` distinct strings, new ones are simply not shared.
+#[derive(Default)]
+struct Interner(std::collections::HashSet<Arc<str>>);
 
-fn instance_rows(r: &InstanceRow) -> InstanceRows {
-    let metadata: Metadata = serde_json::from_str(&r.metadata).unwrap_or_default();
-    let networks: Vec<Network> = serde_json::from_str(&r.networks).unwrap_or_default();
-    InstanceRows {
-        updated: r.last_updated,
-        row: vec![
-            s(r.id.as_str()),
-            s(r.real_id.as_str()),
-            s(r.name.as_str()),
-            s(r.cloud_id.as_str()),
-            s(r.cloud_type.as_str()),
-            s(r.project_id.as_str()),
-            s(r.flavor_id.as_str()),
-            s(r.image_id.as_str()),
-            s(r.state.as_str()),
-            s(rfc3339(r.last_updated)),
-            s(rfc3339(r.created)),
-            s(r.availability_zone.as_str()),
-            s(r.addresses.as_str()),
-            s(r.fqdn.as_str()),
-        ],
-        metadata: metadata
-            .entry
-            .into_iter()
-            .map(|e| vec![s(r.id.as_str()), s(e.key), s(e.value)])
-            .collect(),
-        networks: networks
-            .into_iter()
-            .map(|n| vec![s(r.id.as_str()), s(n.id)])
-            .collect(),
+impl Interner {
+    const MAX: usize = 4096;
+
+    fn get(&mut self, v: &str) -> Value {
+        if let Some(a) = self.0.get(v) {
+            return Value::Str(a.clone());
+        }
+        let a: Arc<str> = Arc::from(v);
+        if self.0.len() < Self::MAX {
+            self.0.insert(a.clone());
+        }
+        Value::Str(a)
     }
 }
 
-/// One tenant's read model.
+/// What the model knows of one row of `instances` besides its cells.
+#[derive(Clone, Copy)]
+struct RowInfo {
+    /// `last_updated` in ms.
+    updated: i64,
+    /// Hash of the metadata and networks text, to tell whether the side tables changed.
+    extra: u64,
+    /// How many rows of `instance_metadata` and `instance_networks` the instance has.
+    metadata: u32,
+    networks: u32,
+}
+
+fn extra_hash(r: &InstanceRow) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    r.metadata.hash(&mut h);
+    r.networks.hash(&mut h);
+    h.finish()
+}
+
+fn instance_values(r: &InstanceRow, id: &Arc<str>, it: &mut Interner) -> Vec<Value> {
+    vec![
+        Value::Str(id.clone()),
+        s(r.real_id.as_str()),
+        s(r.name.as_str()),
+        it.get(r.cloud_id.as_str()),
+        it.get(r.cloud_type.as_str()),
+        it.get(r.project_id.as_str()),
+        it.get(r.flavor_id.as_str()),
+        it.get(r.image_id.as_str()),
+        it.get(r.state.as_str()),
+        s(rfc3339(r.last_updated)),
+        s(rfc3339(r.created)),
+        it.get(r.availability_zone.as_str()),
+        s(r.addresses.as_str()),
+        s(r.fqdn.as_str()),
+    ]
+}
+
+/// Whether row `pos` of `t` already shows `r` (no allocation: the hot path of a refresh that
+/// re-reads the rows of the last seconds).
+fn same_row(t: &Table, pos: usize, info: &RowInfo, r: &InstanceRow) -> bool {
+    if info.updated != r.last_updated || info.extra != extra_hash(r) {
+        return false;
+    }
+    let text = [
+        (1, r.real_id.as_str()),
+        (2, r.name.as_str()),
+        (3, r.cloud_id.as_str()),
+        (4, r.cloud_type.as_str()),
+        (5, r.project_id.as_str()),
+        (6, r.flavor_id.as_str()),
+        (7, r.image_id.as_str()),
+        (8, r.state.as_str()),
+        (11, r.availability_zone.as_str()),
+        (12, r.addresses.as_str()),
+        (13, r.fqdn.as_str()),
+    ];
+    text.iter()
+        .all(|(c, v)| matches!(t.cell(pos, *c), Value::Str(x) if &**x == *v))
+}
+
+/// The instance tables being built (a full load in the database's order, or a merge in id
+/// order), with what the model keeps per row.
+struct Builder {
+    instances: Table,
+    metadata: Table,
+    networks: Table,
+    ids: Vec<Arc<str>>,
+    info: Vec<RowInfo>,
+}
+
+impl Builder {
+    fn new(rows: usize) -> Result<Builder, Error> {
+        Ok(Builder {
+            instances: Table::with_capacity("instances", rows).map_err(Error::internal)?,
+            metadata: Table::new("instance_metadata").map_err(Error::internal)?,
+            networks: Table::new("instance_networks").map_err(Error::internal)?,
+            ids: Vec::with_capacity(rows),
+            info: Vec::with_capacity(rows),
+        })
+    }
+
+    /// Appends an instance as read from the store.
+    fn push_fresh(&mut self, id: Arc<str>, r: &InstanceRow, it: &mut Interner) -> Result<(), Error> {
+        let metadata: Metadata = serde_json::from_str(&r.metadata).unwrap_or_default();
+        let networks: Vec<Network> = serde_json::from_str(&r.networks).unwrap_or_default();
+        let info = RowInfo {
+            updated: r.last_updated,
+            extra: extra_hash(r),
+            metadata: u32::try_from(metadata.entry.len()).map_err(Error::internal)?,
+            networks: u32::try_from(networks.len()).map_err(Error::internal)?,
+        };
+        for e in metadata.entry {
+            self.metadata
+                .push(vec![Value::Str(id.clone()), it.get(&e.key), s(e.value)])
+                .map_err(Error::internal)?;
+        }
+        for n in networks {
+            self.networks
+                .push(vec![Value::Str(id.clone()), it.get(&n.id)])
+                .map_err(Error::internal)?;
+        }
+        self.instances
+            .push(instance_values(r, &id, it))
+            .map_err(Error::internal)?;
+        self.ids.push(id);
+        self.info.push(info);
+        Ok(())
+    }
+
+    /// Appends an unchanged instance from the current tables (cells shared, not copied).
+    fn push_old(&mut self, id: Arc<str>, old: &OldRows<'_>, pos: usize) -> Result<(), Error> {
+        let (Some(info), Some(&m0), Some(&n0)) = (
+            old.info.get(pos),
+            old.metadata_start.get(pos),
+            old.networks_start.get(pos),
+        ) else {
+            return Err(Error::internal("read model: row out of range"));
+        };
+        for i in m0..m0 + info.metadata as usize {
+            self.metadata.push(old.metadata.row(i)).map_err(Error::internal)?;
+        }
+        for i in n0..n0 + info.networks as usize {
+            self.networks.push(old.networks.row(i)).map_err(Error::internal)?;
+        }
+        self.instances
+            .push(old.instances.row(pos))
+            .map_err(Error::internal)?;
+        self.ids.push(id);
+        self.info.push(*info);
+        Ok(())
+    }
+
+    /// Sorts the rows by id (the order queries see without `ORDER BY`) and installs them.
+    fn finish(mut self, m: &mut Model) -> Result<(), Error> {
+        let n = self.ids.len();
+        let mut order: Vec<u32> = (0..u32::try_from(n).map_err(Error::internal)?).collect();
+        if !self.ids.is_sorted() {
+            order.sort_unstable_by(|a, b| self.ids[*a as usize].cmp(&self.ids[*b as usize]));
+            let side = |counts: &dyn Fn(&RowInfo) -> u32| -> Vec<u32> {
+                let mut start = Vec::with_capacity(n);
+                let mut at = 0u32;
+                for i in &self.info {
+                    start.push(at);
+                    at += counts(i);
+                }
+                order
+                    .iter()
+                    .flat_map(|&i| {
+                        let i = i as usize;
+                        start[i]..start[i] + counts(&self.info[i])
+                    })
+                    .collect()
+            };
+            let meta_order = side(&|i| i.metadata);
+            let net_order = side(&|i| i.networks);
+            self.instances.permute(&order).map_err(Error::internal)?;
+            self.metadata.permute(&meta_order).map_err(Error::internal)?;
+            self.networks.permute(&net_order).map_err(Error::internal)?;
+            let ids = std::mem::take(&mut self.ids);
+            let mut ids: Vec<Option<Arc<str>>> = ids.into_iter().map(Some).collect();
+            self.ids = order.iter().filter_map(|&i| ids[i as usize].take()).collect();
+            self.info = order.iter().map(|&i| self.info[i as usize]).collect();
+        }
+        m.index = self
+            .ids
+            .into_iter()
+            .enumerate()
+            .map(|(i, id)| (id, i as u32))
+            .collect();
+        m.info = self.info;
+        for (name, t) in [
+            ("instances", self.instances),
+            ("instance_metadata", self.metadata),
+            ("instance_networks", self.networks),
+        ] {
+            m.db.set(name, Arc::new(t)).map_err(Error::internal)?;
+        }
+        Ok(())
+    }
+}
+
+/// The current instance tables, read while merging changes into new ones.
+struct OldRows<'a> {
+    instances: &'a Table,
+    metadata: &'a Table,
+    networks: &'a Table,
+    info: &'a [RowInfo],
+    metadata_start: Vec<usize>,
+    networks_start: Vec<usize>,
+}
+
+/// One tenant's read model. The instance rows live once, in the engine's tables; the model
+/// keeps beside them only each row's position by id (the key shares the table's id string) and
+/// a few numbers per row, so an incremental refresh can replace rows in place.
 #[derive(Default)]
 struct Model {
     db: Database,
-    instances: HashMap<InstanceId, InstanceRows>,
-    /// Newest `last_updated` among the instances seen.
-    newest: i64,
+    /// Row of each instance in `instances`.
+    index: HashMap<Arc<str>, u32>,
+    /// Per row of `instances`, in the same order.
+    info: Vec<RowInfo>,
+    interner: Interner,
+    /// The tenant's change-log revision the instance tables reflect (at least).
+    revision: i64,
+    /// The same for the smaller tables.
+    others_revision: i64,
     loaded_instances: bool,
     others_at: Option<Instant>,
     used_at: Option<Instant>,
+}
+
+impl Model {
+    /// Applies the instances changed since the last look: rows replaced in place when only
+    /// their own cells changed (a state change, the common case), else the three instance
+    /// tables rebuilt by merging the changes into the current rows (new instances, changed
+    /// metadata or networks).
+    fn apply(&mut self, changed: Vec<InstanceRow>, removed: Vec<Arc<str>>) -> Result<(), Error> {
+        let mut updates: Vec<(u32, InstanceRow)> = Vec::new();
+        let mut inserts: Vec<InstanceRow> = Vec::new();
+        let mut side_changed = false;
+        {
+            let Some(t) = self.db.table("instances") else {
+                return Err(Error::internal("read model: no instances table"));
+            };
+            for r in changed {
+                match self.index.get(r.id.as_str()) {
+                    Some(&pos) => {
+                        let Some(info) = self.info.get(pos as usize) else {
+                            return Err(Error::internal("read model: row out of range"));
+                        };
+                        if !same_row(t, pos as usize, info, &r) {
+                            side_changed |= info.extra != extra_hash(&r);
+                            updates.push((pos, r));
+                        }
+                    }
+                    None => inserts.push(r),
+                }
+            }
+        }
+        let removed: std::collections::HashSet<Arc<str>> = removed
+            .into_iter()
+            .filter(|id| self.index.contains_key(id))
+            .collect();
+        if updates.is_empty() && inserts.is_empty() && removed.is_empty() {
+            return Ok(());
+        }
+        if inserts.is_empty() && removed.is_empty() && !side_changed {
+            let Model {
+                db,
+                index,
+                info,
+                interner,
+                ..
+            } = self;
+            let Some(t) = db.table_mut("instances") else {
+                return Err(Error::internal("read model: no instances table"));
+            };
+            for (pos, r) in updates {
+                let Some((id, _)) = index.get_key_value(r.id.as_str()) else {
+                    continue;
+                };
+                t.set_row(pos as usize, instance_values(&r, id, interner))
+                    .map_err(Error::internal)?;
+                if let Some(i) = info.get_mut(pos as usize) {
+                    i.updated = r.last_updated;
+                }
+            }
+            return Ok(());
+        }
+        self.merge(updates, inserts, &removed)
+    }
+
+    fn merge(
+        &mut self,
+        updates: Vec<(u32, InstanceRow)>,
+        inserts: Vec<InstanceRow>,
+        removed: &std::collections::HashSet<Arc<str>>,
+    ) -> Result<(), Error> {
+        let (Some(instances), Some(metadata), Some(networks)) = (
+            self.db.table("instances").cloned(),
+            self.db.table("instance_metadata").cloned(),
+            self.db.table("instance_networks").cloned(),
+        ) else {
+            return Err(Error::internal("read model: no instances table"));
+        };
+        let info = std::mem::take(&mut self.info);
+        let starts = |count: &dyn Fn(&RowInfo) -> u32| -> Vec<usize> {
+            let mut at = 0usize;
+            info.iter()
+                .map(|i| {
+                    let s = at;
+                    at += count(i) as usize;
+                    s
+                })
+                .collect()
+        };
+        let old = OldRows {
+            instances: &instances,
+            metadata: &metadata,
+            networks: &networks,
+            metadata_start: starts(&|i| i.metadata),
+            networks_start: starts(&|i| i.networks),
+            info: &info,
+        };
+        let mut fresh: HashMap<Arc<str>, InstanceRow> = HashMap::with_capacity(updates.len() + inserts.len());
+        for (_, r) in updates {
+            if let Some((id, _)) = self.index.get_key_value(r.id.as_str()) {
+                fresh.insert(id.clone(), r);
+            }
+        }
+        let mut order: Vec<(Arc<str>, Option<u32>)> = self
+            .index
+            .iter()
+            .filter(|(id, _)| !removed.contains(*id))
+            .map(|(id, &pos)| (id.clone(), Some(pos)))
+            .collect();
+        for r in inserts {
+            let id: Arc<str> = Arc::from(r.id.as_str());
+            order.push((id.clone(), None));
+            fresh.insert(id, r);
+        }
+        order.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut b = Builder::new(order.len())?;
+        for (id, pos) in order {
+            match (fresh.remove(&id), pos) {
+                (Some(r), _) => b.push_fresh(id, &r, &mut self.interner)?,
+                (None, Some(pos)) => b.push_old(id, &old, pos as usize)?,
+                (None, None) => {}
+            }
+        }
+        drop(old);
+        drop((instances, metadata, networks));
+        b.finish(self)
+    }
+
+    /// Reloads every instance of the tenant, streamed row by row into the tables; the old
+    /// tables are let go first, so the two are not held together.
+    async fn reload(&mut self, store: &corral_store::Store, tenant: &TenantScope) -> Result<(), Error> {
+        self.loaded_instances = false;
+        self.index = HashMap::new();
+        self.info = Vec::new();
+        for name in ["instances", "instance_metadata", "instance_networks"] {
+            self.db
+                .set(name, table(name, Vec::new())?)
+                .map_err(Error::internal)?;
+        }
+        // The revision first: changes committed while the rows stream are applied again
+        // by the next refresh, which is harmless.
+        let revision = store.tenant_revision(tenant).await?;
+        let expected = usize::try_from(store.count_instances(tenant).await?).unwrap_or(0);
+        let mut b = Builder::new(expected)?;
+        let mut failed = None;
+        let interner = &mut self.interner;
+        store
+            .visit_instances(tenant, |r| {
+                if failed.is_none()
+                    && let Err(e) = b.push_fresh(Arc::from(r.id.as_str()), &r, interner)
+                {
+                    failed = Some(e);
+                }
+            })
+            .await?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        b.finish(self)?;
+        self.revision = revision;
+        self.loaded_instances = true;
+        Ok(())
+    }
 }
 
 /// Every tenant's read model.
@@ -204,73 +551,58 @@ impl Query {
         let model = self.read_models.model(tenant.id());
         let mut m = model.lock().await;
         m.used_at = Some(Instant::now());
-        let mut changed = false;
-        if m.loaded_instances {
-            let since = m.newest.saturating_sub(CLOCK_SLACK_MS);
-            for r in self.store.instances_updated_since(tenant, since).await? {
-                m.newest = m.newest.max(r.last_updated);
-                let fresh = instance_rows(&r);
-                let same = m
-                    .instances
-                    .get(&r.id)
-                    .is_some_and(|old| old.updated == fresh.updated && old.row == fresh.row);
-                if !same {
-                    m.instances.insert(r.id.clone(), fresh);
-                    changed = true;
-                }
-            }
-            // Deletes show in the count; it is checked with the other tables' refresh, so an
-            // unchanged inventory costs one indexed range read per query.
-            if m.others_at.is_none_or(|at| at.elapsed() >= OTHERS_TTL) {
-                let count = usize::try_from(self.store.count_instances(tenant).await?).unwrap_or(0);
-                if count != m.instances.len() {
-                    m.loaded_instances = false;
+        let head = self.store.tenant_revision(tenant).await?;
+        if m.loaded_instances && head > m.revision {
+            let pruned = self.store.pruned_through().await?;
+            let delta = if pruned > m.revision {
+                None
+            } else {
+                self.store
+                    .changed_objects(tenant, ObjectType::Instance, m.revision, head, MAX_DELTA)
+                    .await?
+            };
+            match delta {
+                None => m.loaded_instances = false,
+                Some(ids) => {
+                    let ids: Vec<InstanceId> = ids.into_iter().map(InstanceId::from_trusted).collect();
+                    let rows = self.store.instances_by_ids(tenant, &ids).await?;
+                    let found: std::collections::HashSet<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+                    let removed: Vec<Arc<str>> = ids
+                        .iter()
+                        .filter(|id| !found.contains(id.as_str()))
+                        .map(|id| Arc::from(id.as_str()))
+                        .collect();
+                    drop(found);
+                    if let Err(e) = m.apply(rows, removed) {
+                        m.loaded_instances = false;
+                        return Err(e);
+                    }
+                    m.revision = head;
                 }
             }
         }
         if !m.loaded_instances {
-            let mut all = HashMap::new();
-            let mut newest = 0;
-            self.store
-                .visit_instances(tenant, |r| {
-                    newest = newest.max(r.last_updated);
-                    all.insert(r.id.clone(), instance_rows(&r));
-                })
-                .await?;
-            m.newest = newest;
-            m.instances = all;
-            m.loaded_instances = true;
-            changed = true;
+            m.reload(&self.store, tenant).await?;
         }
-        if changed {
-            let mut ids: Vec<&InstanceId> = m.instances.keys().collect();
-            ids.sort_unstable();
-            let mut rows = Vec::with_capacity(ids.len());
-            let mut meta = Vec::new();
-            let mut nets = Vec::new();
-            for id in ids {
-                if let Some(i) = m.instances.get(id) {
-                    rows.push(i.row.clone());
-                    meta.extend(i.metadata.iter().cloned());
-                    nets.extend(i.networks.iter().cloned());
+        let others_due = match m.others_at {
+            None => true,
+            Some(at) if at.elapsed() >= OTHERS_MAX_AGE => true,
+            Some(_) if head > m.others_revision => {
+                let changed = self
+                    .store
+                    .changed_besides(tenant, ObjectType::Instance, m.others_revision, head)
+                    .await?;
+                if !changed {
+                    m.others_revision = head;
                 }
+                changed
             }
-            let (t1, t2, t3) = (
-                table("instances", rows)?,
-                table("instance_metadata", meta)?,
-                table("instance_networks", nets)?,
-            );
-            for (name, t) in [
-                ("instances", t1),
-                ("instance_metadata", t2),
-                ("instance_networks", t3),
-            ] {
-                m.db.set(name, t).map_err(Error::internal)?;
-            }
-        }
-        if m.others_at.is_none_or(|at| at.elapsed() >= OTHERS_TTL) {
+            Some(_) => false,
+        };
+        if others_due {
             self.load_others(ctx, scope, &mut m.db).await?;
             m.others_at = Some(Instant::now());
+            m.others_revision = head;
         }
         Ok(m.db.clone())
     }
@@ -390,21 +722,25 @@ impl Query {
             let view = crate::instances::image_view(&row)?;
             image_rows(&mut push, &view);
         }
-        for h in self.store.list_hosts(tenant).await? {
-            push(
-                "hosts",
-                vec![
-                    s(h.address.as_str()),
-                    s(h.status),
-                    s(h.os),
-                    Value::Int(h.cpus),
-                    Value::Int(h.memory),
-                    Value::Int(h.space),
-                    opt_s(h.last_check.map(commissaire_time)),
-                    s(h.source),
-                    opt_s(h.cluster.map(ClusterName::into_string)),
-                ],
-            );
+        // Streamed in batches: the raw rows (with their sealed keys) are never all in memory.
+        let mut hosts = std::pin::pin!(self.store.stream_hosts(tenant, 1024));
+        while let Some(batch) = futures_util::StreamExt::next(&mut hosts).await {
+            for h in batch? {
+                push(
+                    "hosts",
+                    vec![
+                        s(h.address.as_str()),
+                        s(h.status),
+                        s(h.os),
+                        Value::Int(h.cpus),
+                        Value::Int(h.memory),
+                        Value::Int(h.space),
+                        opt_s(h.last_check.map(commissaire_time)),
+                        s(h.source),
+                        opt_s(h.cluster.map(ClusterName::into_string)),
+                    ],
+                );
+            }
         }
         for c in self.store.all_clusters(tenant).await? {
             let view = crate::clusters::cluster_view(&c, false);
@@ -496,5 +832,150 @@ fn image_rows(push: &mut impl FnMut(&'static str, Vec<Value>), v: &Image) {
     }
     for p in &v.project_id {
         push("project_images", vec![s(p.as_str()), s(v.id.as_str())]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use corral_types::instances::InstanceState;
+    use corral_types::{CloudId, CloudKind, ImageId, InstanceId};
+
+    fn row(i: u64, state: InstanceState, updated: i64, meta: usize, nets: usize) -> InstanceRow {
+        // Ids in no particular order, like the UUIDs of real launches.
+        let id = format!("{:016x}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let metadata = serde_json::json!({"entry": (0..meta)
+            .map(|k| serde_json::json!({"key": format!("k{k}"), "value": format!("{id}-{k}")}))
+            .collect::<Vec<_>>()});
+        let networks: Vec<_> = (0..nets)
+            .map(|k| serde_json::json!({"id": format!("net{k}"), "name": "n", "state": "ACTIVE", "isShared": false, "subnets": []}))
+            .collect();
+        InstanceRow {
+            id: InstanceId::from_trusted(id.clone()),
+            real_id: format!("mock-{id}"),
+            cloud_id: CloudId::from_trusted("mock"),
+            cloud_type: CloudKind::from_trusted("mock"),
+            project_id: "p".into(),
+            name: format!("vm-{i}"),
+            flavor_id: "small".into(),
+            flavor: "{}".into(),
+            image_id: ImageId::from_trusted("img"),
+            image: "{}".into(),
+            image_real_id: "img".into(),
+            vcpus: 1,
+            ram: 1,
+            disk: 1,
+            keypair: String::new(),
+            networks: serde_json::to_string(&networks).unwrap(),
+            metadata: metadata.to_string(),
+            availability_zone: "az1".into(),
+            addresses: format!("10.0.0.{}", i % 250),
+            fqdn: String::new(),
+            state,
+            created: 1_000,
+            last_updated: updated,
+        }
+    }
+
+    fn rows_of(m: &Model, name: &str) -> Vec<Vec<Value>> {
+        let t = m.db.table(name).unwrap();
+        (0..t.len()).map(|i| t.row(i)).collect()
+    }
+
+    /// The model after many incremental changes holds exactly what a fresh load of the final
+    /// rows holds: same rows, same order, same side tables, positions by id right.
+    #[test]
+    fn incremental_refresh_equals_a_fresh_load() {
+        let mut live: std::collections::BTreeMap<u64, InstanceRow> = Default::default();
+        let mut m = Model::default();
+        let mut b = Builder::new(0).unwrap();
+        for i in 0..300 {
+            let r = row(
+                i,
+                InstanceState::Launching,
+                10,
+                (i % 3) as usize,
+                (i % 2) as usize,
+            );
+            b.push_fresh(Arc::from(r.id.as_str()), &r, &mut m.interner)
+                .unwrap();
+            live.insert(i, r);
+        }
+        b.finish(&mut m).unwrap();
+        let mut t = 10;
+        for round in 0..40u64 {
+            t += 1;
+            let mut changed = Vec::new();
+            // State changes only (replaced in place) on most rounds ...
+            for i in (round % 7..300).step_by(7) {
+                let Some(old) = live.get(&i) else { continue };
+                let state = if round % 2 == 0 {
+                    InstanceState::Launched
+                } else {
+                    InstanceState::Rebooting
+                };
+                let r = row(
+                    i,
+                    state,
+                    t,
+                    old.metadata.matches("\"key\"").count(),
+                    old.networks.matches("\"id\"").count(),
+                );
+                changed.push(r.clone());
+                live.insert(i, r);
+            }
+            // ... new instances and changed metadata on some.
+            if round % 5 == 0 {
+                for i in 300 + round * 10..310 + round * 10 {
+                    let r = row(i, InstanceState::Launching, t, (i % 4) as usize, 1);
+                    changed.push(r.clone());
+                    live.insert(i, r);
+                }
+            }
+            if round % 8 == 3 {
+                let r = row(5, InstanceState::Launched, t, 5, 3);
+                changed.push(r.clone());
+                live.insert(5, r);
+            }
+            // Rows seen again unchanged change nothing.
+            changed.push(live[&1].clone());
+            // Deletes on some rounds (an id the model never had is ignored).
+            let mut removed: Vec<Arc<str>> = Vec::new();
+            if round % 6 == 4 {
+                for i in [round * 3 + 11, round * 3 + 12] {
+                    if let Some(r) = live.remove(&i) {
+                        removed.push(Arc::from(r.id.as_str()));
+                        changed.retain(|c| c.id != r.id);
+                    }
+                }
+                removed.push(Arc::from("never-seen"));
+            }
+            m.apply(changed, removed).unwrap();
+        }
+        let mut fresh = Model::default();
+        let mut b = Builder::new(0).unwrap();
+        for r in live.values() {
+            b.push_fresh(Arc::from(r.id.as_str()), r, &mut fresh.interner)
+                .unwrap();
+        }
+        b.finish(&mut fresh).unwrap();
+        for name in ["instances", "instance_metadata", "instance_networks"] {
+            assert_eq!(rows_of(&m, name), rows_of(&fresh, name), "{name}");
+        }
+        assert_eq!(m.index, fresh.index);
+        assert_eq!(m.index.len(), live.len());
+        let ids = rows_of(&m, "instances");
+        let text = |v: &Value| match v {
+            Value::Str(s) => s.to_string(),
+            _ => panic!("id {v:?}"),
+        };
+        assert!(
+            ids.windows(2).all(|w| text(&w[0][0]) < text(&w[1][0])),
+            "sorted by id"
+        );
+        for (id, pos) in &m.index {
+            assert_eq!(ids[*pos as usize][0], Value::Str(id.clone()));
+        }
     }
 }

@@ -5,6 +5,7 @@
 
 mod harness;
 mod helpers;
+mod host_list;
 mod hosts;
 mod instances;
 mod qemu_instances;
