@@ -186,17 +186,6 @@ pub struct Transition<'a> {
     pub now: i64,
 }
 
-/// One instance's progress in its job: from `from` to `to`, with what the driver reported
-/// (`real_id`, addresses) and the history entry it completes (event id, outcome, error).
-#[derive(Debug, Clone, Copy)]
-pub struct Advance<'a> {
-    pub from: InstanceState,
-    pub to: InstanceState,
-    pub report: Option<(&'a str, &'a str)>,
-    pub finished_event: Option<(&'a str, &'a str, &'a str)>,
-    pub now: i64,
-}
-
 /// A private image record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageRow {
@@ -853,96 +842,6 @@ impl Store {
         }
         journal.commit(tx, tenant).await?;
         Ok(renamed.is_some())
-    }
-
-    /// Moves one instance along `step` (a job's progress), optionally recording what the
-    /// driver reported; false when it is no longer in `step.from` (a newer action took over).
-    pub async fn advance_instance(
-        &self,
-        tenant: &TenantScope,
-        id: &InstanceId,
-        step: &Advance<'_>,
-    ) -> Result<bool, Error> {
-        let mut tx = self.begin_write().await?;
-        let moved = match step.report {
-            Some((real_id, addresses)) => sqlx::query(sqlf!(
-                "UPDATE instances SET state = $4, real_id = $5, addresses = $6, last_updated = $7 \
-                 WHERE tenant_id = $1 AND id = $2 AND state = $3 RETURNING {INSTANCE_COLS}"
-            ))
-            .bind(tenant.as_str())
-            .bind(id)
-            .bind(step.from)
-            .bind(step.to)
-            .bind(real_id)
-            .bind(addresses)
-            .bind(step.now),
-            None => sqlx::query(sqlf!(
-                "UPDATE instances SET state = $4, last_updated = $5 WHERE tenant_id = $1 AND id = $2 AND state = $3 \
-                 RETURNING {INSTANCE_COLS}"
-            ))
-            .bind(tenant.as_str())
-            .bind(id)
-            .bind(step.from)
-            .bind(step.to)
-            .bind(step.now),
-        }
-        .fetch_optional(&mut *tx)
-        .await
-        .and_then(|r| r.as_ref().map(instance_row).transpose())
-        .map_err(db)?;
-        if let Some((event_id, outcome, error)) = step.finished_event {
-            finish_event(&mut tx, tenant, id, event_id, outcome, error, step.now).await?;
-        }
-        let mut journal = self.journal();
-        if let Some(row) = &moved {
-            journal.row(Verb::Updated, Changed::Instance(row));
-        }
-        journal.commit(tx, tenant).await?;
-        Ok(moved.is_some())
-    }
-
-    /// Completes a history entry only (an action that does not change the state).
-    pub async fn finish_instance_event(
-        &self,
-        tenant: &TenantScope,
-        instance_id: &InstanceId,
-        event_id: &str,
-        outcome: &str,
-        error: &str,
-        now: i64,
-    ) -> Result<(), Error> {
-        let mut tx = self.begin_write().await?;
-        finish_event(&mut tx, tenant, instance_id, event_id, outcome, error, now).await?;
-        tx.commit().await.map_err(db)
-    }
-
-    /// Sets `error` (a failed action), whatever the state, and completes its history entry.
-    pub async fn fail_instance(
-        &self,
-        tenant: &TenantScope,
-        id: &InstanceId,
-        event_id: &str,
-        reason: &str,
-        now: i64,
-    ) -> Result<(), Error> {
-        let mut tx = self.begin_write().await?;
-        let failed = sqlx::query(sqlf!(
-            "UPDATE instances SET state = $4, last_updated = $3 WHERE tenant_id = $1 AND id = $2 RETURNING {INSTANCE_COLS}"
-        ))
-        .bind(tenant.as_str())
-        .bind(id)
-        .bind(now)
-        .bind(InstanceState::Error)
-        .fetch_optional(&mut *tx)
-        .await
-        .and_then(|r| r.as_ref().map(instance_row).transpose())
-        .map_err(db)?;
-        finish_event(&mut tx, tenant, id, event_id, "failed", reason, now).await?;
-        let mut journal = self.journal();
-        if let Some(row) = &failed {
-            journal.row(Verb::Updated, Changed::Instance(row));
-        }
-        journal.commit(tx, tenant).await
     }
 
     /// Removes a deleted instance and its history.
