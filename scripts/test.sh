@@ -8,12 +8,10 @@ cd "$(dirname "$0")/.."
 
 log() { printf '\n== %s\n' "$*"; }
 
+source scripts/lib/pg.sh
 need_pkgs=()
 pg_bin=""
-for v in 17 16 15; do
-    if [ -x "/usr/lib/postgresql/$v/bin/initdb" ]; then pg_bin="/usr/lib/postgresql/$v/bin"; break; fi
-done
-[ -n "$pg_bin" ] || need_pkgs+=(postgresql)
+pg_find_bin || need_pkgs+=(postgresql)
 command -v curl >/dev/null || need_pkgs+=(curl)
 # schemathesis runs from a venv, in a network namespace brought up with `ip`.
 python3 -c 'import ensurepip, venv' 2>/dev/null || need_pkgs+=(python3-venv)
@@ -34,9 +32,7 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get update -q
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${need_pkgs[@]}"
-    for v in 17 16 15; do
-        if [ -x "/usr/lib/postgresql/$v/bin/initdb" ]; then pg_bin="/usr/lib/postgresql/$v/bin"; break; fi
-    done
+    pg_find_bin || true
 fi
 [ -n "$pg_bin" ] || { echo "PostgreSQL binaries not found after install" >&2; exit 1; }
 # Real QEMU for the qemu driver's tests (design §6).
@@ -46,29 +42,10 @@ if ! command -v qemu-system-x86_64 >/dev/null; then
     bash scripts/install-qemu.sh
 fi
 
-# A throwaway PostgreSQL, owned by an unprivileged user (it refuses to run as root).
-pg_dir=$(mktemp -d /tmp/corral-pg.XXXXXX)
-pg_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-as_pg=()
-if [ "$(id -u)" -eq 0 ]; then
-    id postgres >/dev/null 2>&1 || useradd --system --no-create-home postgres
-    chown postgres "$pg_dir"
-    as_pg=(runuser -u postgres --)
-fi
-cleanup() {
-    "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -m immediate stop >/dev/null 2>&1 || true
-    rm -rf "$pg_dir"
-}
-trap cleanup EXIT
-log "starting PostgreSQL ($pg_bin) on 127.0.0.1:$pg_port"
-# An ICU en-US default collation, as many production databases have: it ignores case and
-# punctuation when sorting, so any query that relies on the database's order for the
-# contract's byte order fails here rather than in production.
-"${as_pg[@]}" "$pg_bin/initdb" -D "$pg_dir/data" -U postgres -A trust -E UTF8 --no-sync \
-    --locale=C.UTF-8 --locale-provider=icu --icu-locale=en-US >/dev/null
-"${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/log" -w \
-    -o "-p $pg_port -k $pg_dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300" start >/dev/null
-export CORRAL_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$pg_port/postgres"
+trap pg_stop EXIT
+pg_start
+log "started PostgreSQL ($pg_bin) at $pg_url"
+export CORRAL_TEST_DATABASE_URL="$pg_url"
 
 log "building the QEMU test guest"
 bash scripts/guest-image.sh target/guest

@@ -21,40 +21,74 @@ use serde_json::{Value, json};
 use crate::load;
 use crate::{Children, corral_bin, random_key, spawn_corral};
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 pub struct InventoryArgs {
     /// Instances to launch.
     #[arg(long, default_value_t = 100_000)]
-    instances: usize,
+    pub(crate) instances: usize,
     /// Hosts to register.
     #[arg(long, default_value_t = 10_000)]
-    hosts: usize,
+    pub(crate) hosts: usize,
     /// Instances in the bulk reboot.
     #[arg(long, default_value_t = 10_000)]
-    reboot: usize,
+    pub(crate) reboot: usize,
     /// Milliseconds each mock operation takes.
     #[arg(long, default_value_t = 50)]
-    mock_delay_ms: u64,
+    pub(crate) mock_delay_ms: u64,
     /// Corral binary (default: target/release/corral).
     #[arg(long)]
-    corral_bin: Option<std::path::PathBuf>,
+    pub(crate) corral_bin: Option<std::path::PathBuf>,
     /// Run Corral on this database instead of its SQLite file (e.g. a fresh PostgreSQL
     /// database: `postgres://postgres@127.0.0.1:55432/bench`).
     #[arg(long)]
-    database_url: Option<String>,
+    pub(crate) database_url: Option<String>,
     /// Hosts in the tenant for the `GET /api/v0/hosts` figure: the registered ones plus rows
     /// staged straight into the database (`sqlite3` / `psql`, while Corral runs) up to this
     /// count. 0 skips the figure.
     #[arg(long, default_value_t = 100_000)]
-    list_hosts: usize,
+    pub(crate) list_hosts: usize,
     /// Extra environment for the Corral process, `KEY=VALUE` (repeatable), e.g.
     /// `GLIBC_TUNABLES=glibc.malloc.arena_max=2` to see the allocator's share of the memory.
     #[arg(long)]
-    corral_env: Vec<String>,
+    pub(crate) corral_env: Vec<String>,
 }
 
 pub async fn run(args: InventoryArgs) -> Result<()> {
-    crate::with_children(async |children, tmp| inner(&args, children, tmp).await).await
+    crate::with_children(async |children, tmp| {
+        let f = collect(&args, children, tmp).await?;
+        print(&args, &f);
+        Ok(())
+    })
+    .await
+}
+
+/// What one inventory run measured, for its own table and for `corral-bench scale`.
+pub(crate) struct Figures {
+    pub(crate) launch_accept: Duration,
+    pub(crate) launch_all_accepted: Duration,
+    pub(crate) launch_total: Duration,
+    pub(crate) launched_after: Duration,
+    pub(crate) hosts_took: Duration,
+    pub(crate) hosts_settled: Duration,
+    pub(crate) reboot_accept: Duration,
+    pub(crate) reboot_accepted: usize,
+    pub(crate) reboot_done: Duration,
+    /// The group-by's latencies while the bulk reboot ran, sorted.
+    pub(crate) under_load: Vec<Duration>,
+    pub(crate) group: (Duration, Duration),
+    pub(crate) join: (Duration, Duration),
+    /// Corral's VmHWM in MiB before the host lists (instances + hosts loaded, read model built).
+    pub(crate) peak_mib: Option<f64>,
+    pub(crate) host_list: Option<HostList>,
+}
+
+impl Figures {
+    /// The `p` quantile (0..=1) of the group-by under load, in ms.
+    pub(crate) fn under_load_ms(&self, p: f64) -> f64 {
+        let v = &self.under_load;
+        v.get(((v.len() as f64 * p).ceil() as usize).saturating_sub(1))
+            .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+    }
 }
 
 pub(crate) struct Api {
@@ -179,23 +213,27 @@ flavors = [{{ name = "small", ram = 512, vcpus = 1 }}]
 }
 
 pub(crate) fn peak_rss_mib(pid: Option<u32>) -> String {
-    proc_status_mib(pid, "VmHWM:")
+    mib_text(proc_status_mib(pid, "VmHWM:"))
 }
 
 /// A process's resident memory now.
 pub(crate) fn rss_mib(pid: Option<u32>) -> String {
-    proc_status_mib(pid, "VmRSS:")
+    mib_text(proc_status_mib(pid, "VmRSS:"))
+}
+
+pub(crate) fn mib_text(mib: Option<f64>) -> String {
+    mib.map_or_else(|| "n/a".into(), |m| format!("{m:.0} MiB"))
 }
 
 /// A memory figure of `/proc/PID/status`, in MiB.
-fn proc_status_mib(pid: Option<u32>, field: &str) -> String {
+pub(crate) fn proc_status_mib(pid: Option<u32>, field: &str) -> Option<f64> {
     pid.and_then(|p| std::fs::read_to_string(format!("/proc/{p}/status")).ok())
         .and_then(|s| {
             s.lines()
                 .find_map(|l| l.strip_prefix(field))
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         })
-        .map_or_else(|| "n/a".into(), |kb| format!("{:.0} MiB", kb / 1024.0))
+        .map(|kb| kb / 1024.0)
 }
 
 /// Instances per second over `took` (the launch-throughput figure of issue 14).
@@ -208,7 +246,7 @@ fn median_and_max(mut v: Vec<Duration>) -> (Duration, Duration) {
     (v[v.len() / 2], v[v.len() - 1])
 }
 
-async fn inner(args: &InventoryArgs, children: &mut Children, tmp: &Path) -> Result<()> {
+pub(crate) async fn collect(args: &InventoryArgs, children: &mut Children, tmp: &Path) -> Result<Figures> {
     let bin = corral_bin(args.corral_bin.as_ref())?;
     let config = mock_cloud_config(
         tmp,
@@ -325,12 +363,6 @@ async fn inner(args: &InventoryArgs, children: &mut Children, tmp: &Path) -> Res
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut under_load = sampler.await??;
     under_load.sort();
-    let pct = |p: f64| {
-        under_load
-            .get(((under_load.len() as f64 * p).ceil() as usize).saturating_sub(1))
-            .map_or(0.0, |d| d.as_secs_f64() * 1e3)
-    };
-    let (ul50, ul99, ulmax) = (pct(0.5), pct(0.99), pct(1.0));
 
     let mut group = Vec::new();
     let mut join = Vec::new();
@@ -355,14 +387,33 @@ async fn inner(args: &InventoryArgs, children: &mut Children, tmp: &Path) -> Res
             bail!("the join found {} rows", r.len());
         }
     }
-    let (g50, gmax) = median_and_max(group);
-    let (j50, jmax) = median_and_max(join);
-    let peak = peak_rss_mib(children.pid("corral"));
+    let peak_mib = proc_status_mib(children.pid("corral"), "VmHWM:");
     let host_list = if args.list_hosts > 0 {
         Some(host_list_figures(args, &api, tmp, children.pid("corral")).await?)
     } else {
         None
     };
+    Ok(Figures {
+        launch_accept: accept,
+        launch_all_accepted: all_accepted,
+        launch_total,
+        launched_after,
+        hosts_took,
+        hosts_settled,
+        reboot_accept,
+        reboot_accepted: accepted,
+        reboot_done,
+        under_load,
+        group: median_and_max(group),
+        join: median_and_max(join),
+        peak_mib,
+        host_list,
+    })
+}
+
+/// The run's own table (`corral-bench inventory`).
+fn print(args: &InventoryArgs, f: &Figures) {
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!();
     println!(
         "== Inventory at scale (mock cloud, {} ms per operation, 64 workers) ==",
@@ -374,58 +425,65 @@ async fn inner(args: &InventoryArgs, children: &mut Children, tmp: &Path) -> Res
         "| launch {} instances: API accepted all (sum of {} requests) | {:.2} s |",
         args.instances,
         args.instances.div_ceil(2000),
-        accept.as_secs_f64()
+        f.launch_accept.as_secs_f64()
     );
     println!(
         "| launch: wall time from the first request to the last accept | {:.2} s |",
-        all_accepted.as_secs_f64()
+        f.launch_all_accepted.as_secs_f64()
     );
     println!(
         "| launch: until all `launched` | {:.1} s |",
-        launch_total.as_secs_f64()
+        f.launch_total.as_secs_f64()
     );
     println!(
         "| (of which waiting after the last accept) | {:.1} s |",
-        launched_after.as_secs_f64()
+        f.launched_after.as_secs_f64()
     );
     println!(
         "| launch rate: instances `launched` per second, first request to the last `launched` | {:.0}/s |",
-        launch_rate(args.instances, launch_total)
+        launch_rate(args.instances, f.launch_total)
     );
     println!(
         "| register {} hosts (sequential PUTs) | {:.1} s |",
         args.hosts,
-        hosts_took.as_secs_f64()
+        f.hosts_took.as_secs_f64()
     );
     println!(
         "| hosts: until every investigation finished | {:.1} s |",
-        hosts_settled.as_secs_f64()
+        f.hosts_settled.as_secs_f64()
     );
     println!(
-        "| bulk reboot of {}: API answered (202 for {accepted}) | {:.3} s |",
+        "| bulk reboot of {}: API answered (202 for {}) | {:.3} s |",
         args.reboot,
-        reboot_accept.as_secs_f64()
+        f.reboot_accepted,
+        f.reboot_accept.as_secs_f64()
     );
     println!(
         "| bulk reboot: until all `launched` again | {:.1} s |",
-        reboot_done.as_secs_f64()
+        f.reboot_done.as_secs_f64()
     );
     println!(
         "| `SELECT state, COUNT(*) ... GROUP BY state` over HTTP, median / worst of 20 | {:.1} / {:.1} ms |",
-        g50.as_secs_f64() * 1e3,
-        gmax.as_secs_f64() * 1e3
+        ms(f.group.0),
+        ms(f.group.1)
     );
     println!(
         "| three-table join filtered by name over HTTP, median / worst of 20 | {:.1} / {:.1} ms |",
-        j50.as_secs_f64() * 1e3,
-        jmax.as_secs_f64() * 1e3
+        ms(f.join.0),
+        ms(f.join.1)
     );
     println!(
-        "| `SELECT state, COUNT(*) ... GROUP BY state` over HTTP while the bulk reboot runs ({} queries): median / p99 / worst | {ul50:.1} / {ul99:.1} / {ulmax:.1} ms |",
-        under_load.len()
+        "| `SELECT state, COUNT(*) ... GROUP BY state` over HTTP while the bulk reboot runs ({} queries): median / p99 / worst | {:.1} / {:.1} / {:.1} ms |",
+        f.under_load.len(),
+        f.under_load_ms(0.5),
+        f.under_load_ms(0.99),
+        f.under_load_ms(1.0)
     );
-    println!("| Corral peak resident memory (VmHWM), instances + hosts loaded, read model built | {peak} |");
-    if let Some(h) = host_list {
+    println!(
+        "| Corral peak resident memory (VmHWM), instances + hosts loaded, read model built | {} |",
+        mib_text(f.peak_mib)
+    );
+    if let Some(h) = &f.host_list {
         println!(
             "| `GET /api/v0/hosts` with {} hosts ({} registered, the rest staged in the database): median / worst of 3 | {:.2} / {:.2} s, {:.1} MB |",
             h.hosts,
@@ -436,27 +494,28 @@ async fn inner(args: &InventoryArgs, children: &mut Children, tmp: &Path) -> Res
         );
         println!(
             "| Corral resident memory before / after the host lists, peak after (VmRSS / VmRSS / VmHWM) | {} / {} / {} |",
-            h.rss_before, h.rss_after, h.hwm_after
+            mib_text(h.rss_before),
+            mib_text(h.rss_after),
+            mib_text(h.hwm_after)
         );
         println!(
             "| `GET /api/v0/host/{{address}}` at {} hosts, median / worst of 200 sequential | {:.2} / {:.2} ms |",
             h.hosts, h.get_median, h.get_worst
         );
     }
-    Ok(())
 }
 
 /// What the host-list step measured.
-struct HostList {
-    hosts: usize,
-    median: f64,
-    worst: f64,
-    bytes: usize,
-    rss_before: String,
-    rss_after: String,
-    hwm_after: String,
-    get_median: f64,
-    get_worst: f64,
+pub(crate) struct HostList {
+    pub(crate) hosts: usize,
+    pub(crate) median: f64,
+    pub(crate) worst: f64,
+    pub(crate) bytes: usize,
+    pub(crate) rss_before: Option<f64>,
+    pub(crate) rss_after: Option<f64>,
+    pub(crate) hwm_after: Option<f64>,
+    pub(crate) get_median: f64,
+    pub(crate) get_worst: f64,
 }
 
 /// Stages hosts up to `--list-hosts` straight into the running server's database (registering
@@ -491,7 +550,7 @@ async fn host_list_figures(
             bail!("staging hosts: {}", String::from_utf8_lossy(&out.stderr));
         }
     }
-    let rss_before = rss_mib(pid);
+    let rss_before = proc_status_mib(pid, "VmRSS:");
     let headers = [("authorization", api.auth.as_str())];
     let mut took = Vec::new();
     let mut bytes = 0;
@@ -507,8 +566,8 @@ async fn host_list_figures(
         let list: Value = serde_json::from_slice(&body)?;
         hosts = list.as_array().map_or(0, Vec::len);
     }
-    let rss_after = rss_mib(pid);
-    let hwm_after = peak_rss_mib(pid);
+    let rss_after = proc_status_mib(pid, "VmRSS:");
+    let hwm_after = proc_status_mib(pid, "VmHWM:");
     let (median, worst) = median_and_max(took);
     let mut gets = Vec::new();
     for i in 0..200usize {

@@ -16,6 +16,7 @@ mod inventory;
 mod load;
 mod proxy;
 mod report;
+mod scale;
 mod soak;
 
 use std::net::SocketAddr;
@@ -46,6 +47,9 @@ enum Cmd {
     Proxy(FoundationArgs),
     /// 100,000 mock instances and 10,000 hosts: launch, bulk reboot, SQL query times, peak memory.
     Inventory(inventory::InventoryArgs),
+    /// Every figure of issue 14 (memory, bulk answer, launch rate, authenticated GETs, host list,
+    /// query under load) on SQLite and, given a PostgreSQL server, on PostgreSQL: one table.
+    Scale(scale::ScaleArgs),
     /// 1,000 change-feed watchers on one tenant while 10,000 mock instance actions run: delivery
     /// latency and memory.
     Feed(feed::FeedArgs),
@@ -210,6 +214,10 @@ fn main() -> Result<()> {
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             rt.block_on(inventory::run(args))
         }
+        Cmd::Scale(args) => {
+            let rt = client_runtime(&args.load)?;
+            rt.block_on(scale::run(args))
+        }
         Cmd::Feed(args) => {
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             rt.block_on(feed::run(args))
@@ -273,7 +281,7 @@ async fn foundation(args: FoundationArgs) -> Result<()> {
 
 /// Runs one benchmark with its child processes and a temp dir: the children are killed
 /// whatever happens (Ctrl-C included), and a failure shows the tail of Corral's log.
-pub(crate) async fn with_children(body: impl AsyncFnOnce(&mut Children, &Path) -> Result<()>) -> Result<()> {
+pub(crate) async fn with_children<T>(body: impl AsyncFnOnce(&mut Children, &Path) -> Result<T>) -> Result<T> {
     let mut children = Children::default();
     let tmp = tempfile::Builder::new().prefix("corral-bench-").tempdir()?;
     let res = tokio::select! {
