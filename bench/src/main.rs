@@ -458,6 +458,20 @@ fn clk_tck() -> f64 {
         .unwrap_or(100.0)
 }
 
+/// CPU seconds of every PostgreSQL process: the database of a Corral on PostgreSQL is part of
+/// the server under test, not a disturbance.
+fn database_cpu_seconds(clk_tck: f64) -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "postgres"))
+        .filter_map(|p| cpu_seconds(&p, clk_tck))
+        .sum()
+}
+
 /// Busy CPU seconds of the whole machine (all cores), from /proc/stat.
 fn system_busy_seconds(clk_tck: f64) -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
@@ -503,6 +517,8 @@ struct Measured {
     outcome: Outcome,
     /// CPU seconds used by the server, the load generator and the whole machine, and the wall time.
     server_cpu: Option<f64>,
+    /// CPU seconds of PostgreSQL's processes (0 without one).
+    db_cpu: f64,
     client_cpu: Option<f64>,
     system_cpu: Option<f64>,
     wall: f64,
@@ -513,6 +529,7 @@ impl Measured {
         self.outcome.absorb(&o.outcome);
         let add = |a: Option<f64>, b: Option<f64>| Some(a? + b?);
         self.server_cpu = add(self.server_cpu, o.server_cpu);
+        self.db_cpu += o.db_cpu;
         self.client_cpu = add(self.client_cpu, o.client_cpu);
         self.system_cpu = add(self.system_cpu, o.system_cpu);
         self.wall += o.wall;
@@ -521,12 +538,19 @@ impl Measured {
     /// Average cores used by server, generator and everything else on the machine.
     fn cores(&self) -> String {
         match (self.server_cpu, self.client_cpu, self.system_cpu) {
-            (Some(s), Some(g), Some(t)) => format!(
-                "server {:.2}, generator {:.2}, other processes {:.2} cores",
-                s / self.wall,
-                g / self.wall,
-                ((t - s - g) / self.wall).max(0.0)
-            ),
+            (Some(s), Some(g), Some(t)) => {
+                let db = if self.db_cpu > 0.0 {
+                    format!("database {:.2}, ", self.db_cpu / self.wall)
+                } else {
+                    String::new()
+                };
+                format!(
+                    "server {:.2}, {db}generator {:.2}, other processes {:.2} cores",
+                    s / self.wall,
+                    g / self.wall,
+                    ((t - s - g - self.db_cpu) / self.wall).max(0.0)
+                )
+            }
             _ => "n/a".to_owned(),
         }
     }
@@ -538,7 +562,7 @@ impl Measured {
     }
 
     fn other_cores(&self) -> Option<f64> {
-        Some(((self.system_cpu? - self.server_cpu? - self.client_cpu?) / self.wall).max(0.0))
+        Some(((self.system_cpu? - self.server_cpu? - self.client_cpu? - self.db_cpu) / self.wall).max(0.0))
     }
 }
 
@@ -592,17 +616,19 @@ async fn measure(target: &Target, settings: Settings, server_pid: Option<u32>) -
             spid.as_deref().and_then(|p| cpu_seconds(p, tck)),
             cpu_seconds("self", tck),
             system_busy_seconds(tck),
+            database_cpu_seconds(tck),
         )
     };
-    let (s0, c0, t0) = snap();
+    let (s0, c0, t0, d0) = snap();
     let start = Instant::now();
     let outcome = load::run(target, settings).await?;
     let wall = start.elapsed().as_secs_f64();
-    let (s1, c1, t1) = snap();
+    let (s1, c1, t1, d1) = snap();
     let diff = |a: Option<f64>, b: Option<f64>| Some(b? - a?);
     Ok(Measured {
         outcome,
         server_cpu: diff(s0, s1),
+        db_cpu: (d1 - d0).max(0.0),
         client_cpu: diff(c0, c1),
         system_cpu: diff(t0, t1),
         wall,

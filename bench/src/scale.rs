@@ -166,11 +166,12 @@ async fn gets(
         let h = api
             .call(Method::GET, &format!("/api/v0/host/{host}"), None)
             .await?;
-        if h["status"] == "active" {
+        // Investigated: `disassociated` until it joins a cluster.
+        if h["status"] == "active" || h["status"] == "disassociated" {
             break;
         }
         if t.elapsed() > Duration::from_secs(60) {
-            bail!("host {host} did not become active: {h}");
+            bail!("host {host} was not investigated: {h}");
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -844,31 +844,6 @@ impl Store {
         Ok(renamed.is_some())
     }
 
-    /// Removes a deleted instance and its history.
-    pub async fn remove_instance(&self, tenant: &TenantScope, id: &InstanceId) -> Result<(), Error> {
-        let mut tx = self.begin_write().await?;
-        sqlx::query("DELETE FROM instance_events WHERE tenant_id = $1 AND instance_id = $2")
-            .bind(tenant.as_str())
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        let gone = sqlx::query(sqlf!(
-            "DELETE FROM instances WHERE tenant_id = $1 AND id = $2 RETURNING {INSTANCE_COLS}"
-        ))
-        .bind(tenant.as_str())
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await
-        .and_then(|r| r.as_ref().map(instance_row).transpose())
-        .map_err(db)?;
-        let mut journal = self.journal();
-        if let Some(row) = &gone {
-            journal.row(Verb::Deleted, Changed::Instance(row));
-        }
-        journal.commit(tx, tenant).await
-    }
-
     /// An instance's history, oldest first.
     pub async fn instance_events(
         &self,
