@@ -32,9 +32,28 @@ pub use openapi::openapi;
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
-/// What every handler can reach.
+/// What every handler can reach. One `Arc`: axum clones the state into every request's
+/// handler service, and a clone of the parts (the proxy's client alone holds several `Arc`s)
+/// was a measurable share of a GET's CPU (docs/performance.md, "Scale").
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppStateParts>);
+
+impl AppState {
+    pub fn new(parts: AppStateParts) -> AppState {
+        AppState(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppStateParts;
+
+    fn deref(&self) -> &AppStateParts {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+pub struct AppStateParts {
     pub core: Arc<Core>,
     pub max_body_bytes: usize,
     /// How long a request body may take to arrive: a client that declares a body and sends

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use corral_api::proxy::ProxyClient;
 use corral_api::serve::{Bound, serve, tls_config};
-use corral_api::{AppState, app, metrics_handle};
+use corral_api::{AppState, AppStateParts, app, metrics_handle};
 use corral_core::address::AddressPolicy;
 use corral_core::bootstrap::{Bootstrap, validate_bootstrap_key};
 use corral_core::clouds::{Cloud, Clouds};
@@ -194,7 +194,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
         _ => Bound::Tcp(tcp),
     };
     let addr = bound.local_addr()?;
-    let state = AppState {
+    let state = AppState::new(AppStateParts {
         core: core.clone(),
         max_body_bytes: settings.max_body_bytes,
         body_read_timeout: Duration::from_secs(settings.server.body_read_timeout),
@@ -205,7 +205,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
         ),
         tls: bound.is_tls(),
         console_enabled: settings.console.enabled,
-    };
+    });
     let (tx, rx) = oneshot::channel::<()>();
     let scheme = if bound.is_tls() { "https" } else { "http" };
     let task = tokio::spawn(serve(bound, app(state), settings.server.limits(), async move {
