@@ -11,9 +11,9 @@ use corral::server;
 
 /// glibc's malloc kept the memory that bursts of work (a bulk action over 10,000 instances, a
 /// reload of the read model) had freed in its per-thread arenas: at 100,000 instances the
-/// server's resident size was four times its live heap, and malloc/free were a third of its
-/// CPU (docs/performance.md, "Memory"). mimalloc returns freed pages to the system and
-/// allocates with less work per call.
+/// server's resident size was three to four times its live heap, and malloc/free took nearly
+/// a third of its CPU (docs/performance.md, "Memory"). mimalloc returns freed pages to the
+/// system and allocates with less work per call.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
