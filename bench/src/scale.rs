@@ -59,7 +59,8 @@ pub struct ScaleArgs {
 
 /// What one store's run measured.
 struct StoreFigures {
-    host: (Measured, Measured),
+    bare: Measured,
+    host: Measured,
     namespace: Measured,
     inventory: Figures,
 }
@@ -90,21 +91,15 @@ pub async fn run(args: ScaleArgs) -> Result<()> {
 async fn run_store(args: &ScaleArgs, server: Option<&String>) -> Result<StoreFigures> {
     let store = if server.is_some() { "PostgreSQL" } else { "SQLite" };
     eprintln!("== {store}: authenticated GETs");
-    let db = match server {
-        Some(url) => Some(Database::create(url)?),
-        None => None,
-    };
-    let (host, namespace) = crate::with_children(async |children, tmp| {
+    let db = server.map(|url| Database::create(url)).transpose()?;
+    let (bare, host, namespace) = crate::with_children(async |children, tmp| {
         gets(args, db.as_ref().map(|d| d.url.as_str()), children, tmp).await
     })
     .await?;
     drop(db);
 
     eprintln!("== {store}: inventory");
-    let db = match server {
-        Some(url) => Some(Database::create(url)?),
-        None => None,
-    };
+    let db = server.map(|url| Database::create(url)).transpose()?;
     let inv = InventoryArgs {
         instances: args.instances,
         hosts: args.hosts,
@@ -120,6 +115,7 @@ async fn run_store(args: &ScaleArgs, server: Option<&String>) -> Result<StoreFig
     let inventory =
         crate::with_children(async |children, tmp| inventory::collect(&inv, children, tmp).await).await?;
     Ok(StoreFigures {
+        bare,
         host,
         namespace,
         inventory,
@@ -132,7 +128,7 @@ async fn gets(
     database_url: Option<&str>,
     children: &mut Children,
     tmp: &Path,
-) -> Result<((Measured, Measured), Measured)> {
+) -> Result<(Measured, Measured, Measured)> {
     let fa = FoundationArgs {
         load: args.load.clone(),
         corral_bin: args.corral_bin.clone(),
@@ -194,7 +190,7 @@ async fn gets(
             );
         }
     }
-    Ok(((bare, host_m), ns_m))
+    Ok((bare, host_m, ns_m))
 }
 
 /// A database of its own on the given PostgreSQL server, dropped when done.
@@ -311,12 +307,12 @@ fn print_table(
         (
             "authenticated `GET /api/v0/host/{address}` vs bare axum: throughput ratio, p99 (64 conn.)".into(),
             "≥ 0.6, p99 < 5 ms",
-            |_, f| get_cell(&f.host.0, &f.host.1),
+            |_, f| get_cell(&f.bare, &f.host),
         ),
         (
             "authenticated `GET /v3/namespaces/default` vs bare axum: throughput ratio, p99".into(),
             "≥ 0.6, p99 < 5 ms",
-            |_, f| get_cell(&f.host.0, &f.namespace),
+            |_, f| get_cell(&f.bare, &f.namespace),
         ),
         (
             format!(
@@ -382,10 +378,10 @@ fn print_table(
     for (store, f) in std::iter::once(("SQLite", sqlite)).chain(postgres.map(|p| ("PostgreSQL", p))) {
         println!(
             "{store}: bare {:.0} req/s (p99 {}); host {:.0} req/s, CPU {}; namespace {:.0} req/s, CPU {}",
-            f.host.0.outcome.rps(),
-            report::ms(f.host.0.outcome.hist.quantile(0.99)),
-            f.host.1.outcome.rps(),
-            f.host.1.cores(),
+            f.bare.outcome.rps(),
+            report::ms(f.bare.outcome.hist.quantile(0.99)),
+            f.host.outcome.rps(),
+            f.host.cores(),
             f.namespace.outcome.rps(),
             f.namespace.cores()
         );

@@ -398,23 +398,6 @@ impl Store {
         Ok(())
     }
 
-    /// The tenant's instances changed at or after `since` (ms), for an incremental refresh.
-    pub async fn instances_updated_since(
-        &self,
-        tenant: &TenantScope,
-        since: i64,
-    ) -> Result<Vec<InstanceRow>, Error> {
-        sqlx::query(sqlf!(
-            "SELECT {INSTANCE_COLS} FROM instances WHERE tenant_id = $1 AND last_updated >= $2"
-        ))
-        .bind(tenant.as_str())
-        .bind(since)
-        .fetch_all(&self.pool)
-        .await
-        .and_then(|rows| rows.iter().map(instance_row).collect())
-        .map_err(db)
-    }
-
     /// The tenant's instances among `ids` (missing ones are simply absent), for a read model
     /// that knows exactly which instances changed.
     pub async fn instances_by_ids(

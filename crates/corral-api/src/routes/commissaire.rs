@@ -19,8 +19,9 @@ pub(crate) fn deleted() -> Json<[(); 0]> {
 
 /// The tenant's hosts, sorted by address.
 ///
-/// Streamed from a database cursor: a list longer than one batch (256 hosts) is sent with chunked transfer encoding as it is read, and an error
-/// after the first byte cuts the body off (docs/api/commissaire.md).
+/// Streamed from a database cursor: a list longer than one batch (256 hosts) is sent with
+/// chunked transfer encoding as it is read, and an error after the first byte cuts the body
+/// off (docs/api/commissaire.md).
 #[utoipa::path(get, path = "/api/v0/hosts", tag = "commissaire", responses((status = 200, body = [Host])))]
 pub async fn list_hosts(State(s): State<AppState>, Ctx(ctx): Ctx) -> ApiResult<Response> {
     let batches = s.core.commissaire().stream_hosts(&ctx)?;
