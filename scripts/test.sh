@@ -64,7 +64,9 @@ log "installing the console tests' driver (npm ci: playwright-core)"
 (cd crates/corral/tests/console && npm ci --no-audit --no-fund)
 
 log "cargo test (SQLite and PostgreSQL)"
-cargo test --workspace --all-targets -- --test-threads 4
+# CI keeps the tail of the output: a failing test's message and location must be in it, not
+# pushed out by a backtrace.
+RUST_BACKTRACE=0 cargo test --workspace --all-targets -- --test-threads 4
 
 # The served OpenAPI document fuzzed by schemathesis (PyPI) on both stores: no 5xx, no
 # undeclared status, no response off its schema.

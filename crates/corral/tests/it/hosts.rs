@@ -44,7 +44,10 @@ async fn corral(db: Db, port: u16, trace_dir: &std::path::Path) -> TestServer {
 fn watched(s: &mut corral::config::Settings, port: u16, trace_file: &std::path::Path) {
     s.ssh_port = port;
     s.host_allow = vec!["127.0.0.0/8".into()];
-    s.ssh_connect_timeout = 2;
+    // The watcher tests stop sshd, so a check fails at once (refused): the timeout only
+    // bounds a slow handshake or facts command on a loaded machine, and 2 s was not enough
+    // there (a registration that timed out ended `failed` instead of `disassociated`).
+    s.ssh_connect_timeout = 15;
     s.watcher_interval = 1;
     let profile = OsProfilePatch {
         bootstrap: Some(format!("echo bootstrapped >> {}", trace_file.display())),
@@ -899,13 +902,15 @@ async fn watcher_moves_to_the_surviving_replica() {
         .send()
         .await
         .unwrap();
-    assert_eq!(settled(&a, &admin, &address).await["status"], "disassociated");
+    let host = settled(&a, &admin, &address).await;
+    assert_eq!(host["status"], "disassociated", "registration on A: {host}");
     // A holds the watcher before B even starts.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(
         a.sql_count("SELECT MAX(generation) FROM singletons WHERE name = 'host-watcher'")
             .await,
-        1
+        1,
+        "A's watcher did not take the lease once"
     );
     let b = TestServer::start_with(Db::Postgres, tune(Some(a.db_url.clone()))).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -922,6 +927,7 @@ async fn watcher_moves_to_the_surviving_replica() {
     assert_eq!(
         b.sql_count("SELECT MAX(generation) FROM singletons WHERE name = 'host-watcher'")
             .await,
-        2
+        2,
+        "the lease changed hands other than once, from A to B"
     );
 }
