@@ -45,8 +45,8 @@ fn watched(s: &mut corral::config::Settings, port: u16, trace_file: &std::path::
     s.ssh_port = port;
     s.host_allow = vec!["127.0.0.0/8".into()];
     // The watcher tests stop sshd, so a check fails at once (refused): the timeout only
-    // bounds a slow handshake or facts command on a loaded machine, and 2 s was not enough
-    // there (a registration that timed out ended `failed` instead of `disassociated`).
+    // bounds a slow handshake or facts command on a loaded machine, where 2 s can end a
+    // registration `failed` instead of `disassociated`.
     s.ssh_connect_timeout = 15;
     s.watcher_interval = 1;
     let profile = OsProfilePatch {
