@@ -115,6 +115,8 @@ pub struct Core {
 impl Core {
     pub fn new(store: Store, settings: CoreSettings, secrets: SecretBox) -> Core {
         store.set_change_views(Arc::new(change_views::CoreViews));
+        let read_models = query::ReadModels::new();
+        store.set_commit_observer(read_models.clone());
         let settings = Arc::new(settings);
         let secrets = Arc::new(secrets);
         let cdap = Arc::new(Cdap {
@@ -160,7 +162,7 @@ impl Core {
             query: Query {
                 store: store.clone(),
                 clouds,
-                read_models: query::ReadModels::default(),
+                read_models,
                 query_limits: corral_query::Limits::default(),
             },
             cdap,

@@ -96,12 +96,13 @@ pub(crate) fn table_index(name: &str) -> Option<usize> {
 }
 
 /// The rows of one table, stored by column: a scan reads one column from contiguous memory.
-/// Cloning copies the cells (strings stay shared): [`Database::table_mut`] does it only when a
-/// running query still holds the table.
+/// Cloning shares the columns; writing to one copies that column only, and only while a
+/// running query still holds it (a state change of 10,000 instances copies `state` and
+/// `last_updated`, not the table).
 #[derive(Debug, Clone)]
 pub struct Table {
     schema: &'static TableSchema,
-    columns: Vec<Vec<Value>>,
+    columns: Vec<Arc<Vec<Value>>>,
     rows: usize,
 }
 
@@ -117,7 +118,7 @@ impl Table {
     fn empty(schema: &'static TableSchema) -> Table {
         Table {
             schema,
-            columns: schema.columns.iter().map(|_| Vec::new()).collect(),
+            columns: schema.columns.iter().map(|_| Arc::new(Vec::new())).collect(),
             rows: 0,
         }
     }
@@ -141,6 +142,7 @@ impl Table {
     pub fn pack(&mut self) {
         const MAX_SHARED: usize = 256;
         for column in &mut self.columns {
+            let column = Arc::make_mut(column);
             let mut seen: HashSet<Arc<str>, FxBuild> = HashSet::default();
             for v in column.iter_mut() {
                 let Value::Str(s) = v else { continue };
@@ -162,7 +164,7 @@ impl Table {
     pub fn with_capacity(name: &str, rows: usize) -> Result<Table, String> {
         let mut t = Table::new(name)?;
         for c in &mut t.columns {
-            c.reserve_exact(rows);
+            Arc::make_mut(c).reserve_exact(rows);
         }
         Ok(t)
     }
@@ -174,12 +176,41 @@ impl Table {
             return Err(format!("table {}: no row {row}", self.schema.name));
         }
         self.check(&values)?;
-        for (c, v) in self.columns.iter_mut().zip(values) {
-            if let Some(cell) = c.get_mut(row) {
-                *cell = v;
-            }
+        for (col, v) in values.into_iter().enumerate() {
+            self.write(row, col, v);
         }
         Ok(())
+    }
+
+    /// Replaces one cell in place, leaving the other columns shared; same type check as
+    /// [`Table::push`].
+    pub fn set_cell(&mut self, row: usize, col: usize, value: Value) -> Result<(), String> {
+        if row >= self.rows {
+            return Err(format!("table {}: no row {row}", self.schema.name));
+        }
+        match self.schema.columns.get(col) {
+            Some((cname, ty)) if !ty.admits(&value) => Err(format!(
+                "table {}: column {cname} is {}, got {}",
+                self.schema.name,
+                ty.name(),
+                value.type_name().to_ascii_lowercase()
+            )),
+            Some(_) => {
+                self.write(row, col, value);
+                Ok(())
+            }
+            None => Err(format!("table {}: no column {col}", self.schema.name)),
+        }
+    }
+
+    fn write(&mut self, row: usize, col: usize, value: Value) {
+        if let Some(cell) = self
+            .columns
+            .get_mut(col)
+            .and_then(|c| Arc::make_mut(c).get_mut(row))
+        {
+            *cell = value;
+        }
     }
 
     /// One cell (`NULL` outside the table).
@@ -204,6 +235,7 @@ impl Table {
             ));
         }
         for c in &mut self.columns {
+            let c = Arc::make_mut(c);
             let mut next = Vec::with_capacity(c.len());
             for &i in order {
                 next.push(c.get_mut(i as usize).map(std::mem::take).unwrap_or_default());
@@ -239,7 +271,7 @@ impl Table {
     pub fn push(&mut self, row: Vec<Value>) -> Result<(), String> {
         self.check(&row)?;
         for (c, v) in self.columns.iter_mut().zip(row) {
-            c.push(v);
+            Arc::make_mut(c).push(v);
         }
         self.rows += 1;
         Ok(())
@@ -320,6 +352,30 @@ mod tests {
     fn tables_sorted_and_complete() {
         assert_eq!(TABLES.len(), 19);
         assert!(TABLES.windows(2).all(|w| w[0].name < w[1].name));
+    }
+
+    /// A copy held by a running query keeps its cells; the writer copies only the column it
+    /// writes.
+    #[test]
+    fn set_cell_copies_only_its_column() {
+        let mut t = Table::new("clouds").unwrap();
+        for i in 0..3 {
+            t.push(vec![Value::str(&format!("c{i}")), Value::str("mock")])
+                .unwrap();
+        }
+        let held = t.clone();
+        t.set_cell(1, 1, Value::str("openstack")).unwrap();
+        assert_eq!(t.cell(1, 1), &Value::str("openstack"));
+        assert_eq!(held.cell(1, 1), &Value::str("mock"));
+        assert!(
+            Arc::ptr_eq(&t.columns[0], &held.columns[0]),
+            "untouched column shared"
+        );
+        assert!(!Arc::ptr_eq(&t.columns[1], &held.columns[1]));
+        assert!(t.set_cell(1, 1, Value::Int(3)).is_err(), "type checked");
+        assert!(t.set_cell(3, 0, Value::str("x")).is_err(), "no row 3");
+        assert!(t.set_cell(0, 2, Value::str("x")).is_err(), "no column 2");
+        assert_eq!(t.row(0), vec![Value::str("c0"), Value::str("mock")]);
     }
 
     #[test]

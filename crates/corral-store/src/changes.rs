@@ -9,7 +9,7 @@
 use std::sync::{Arc, OnceLock};
 
 use corral_types::time::now_ms;
-use corral_types::{Error, ObjectType, TenantId, TenantScope, Verb};
+use corral_types::{Error, InstanceId, ObjectType, TenantId, TenantScope, Verb};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
@@ -53,6 +53,32 @@ pub trait ChangeViews: Send + Sync {
     }
 }
 
+/// Told, after each local commit of a tenant it follows, of the instance rows the commit
+/// wrote, so that an in-memory copy (the query read model) can follow without reading them
+/// back. `before` is the tenant's last revision before the transaction, read under the change
+/// log's lock, and `last` its last revision after it: a copy at `before` is exactly current
+/// once it applies the rows and moves to `last`; a copy anywhere else must catch up from the
+/// log instead. Commits of other replicas are not seen: they leave a gap, which the log fills.
+pub trait CommitObserver: Send + Sync {
+    /// Whether commits of `tenant` are of interest (costs the commit one index seek).
+    fn follows(&self, tenant: &TenantId) -> bool;
+    /// The commit ending at `last` is about to be made durable; exactly one of `committed`
+    /// and `abandoned` follows.
+    fn committing(&self, tenant: &TenantId, last: i64);
+    fn committed(&self, tenant: &TenantId, before: i64, last: i64, rows: InstancesCommitted);
+    /// The commit ending at `last` failed or may not have been made; a copy learns of it
+    /// from the log, if at all.
+    fn abandoned(&self, tenant: &TenantId, last: i64);
+}
+
+/// The instance rows of one commit, as its statements returned them (none for a commit of
+/// other objects only).
+#[derive(Debug, Default)]
+pub struct InstancesCommitted {
+    pub changed: Vec<InstanceRow>,
+    pub removed: Vec<InstanceId>,
+}
+
 /// A change whose object has no row of its own (a service's health, an operation's host
 /// step): the caller gives its view.
 #[derive(Debug, Clone)]
@@ -93,6 +119,7 @@ pub struct ChangeBounds {
 #[derive(Default)]
 pub(crate) struct ChangeShared {
     views: OnceLock<Arc<dyn ChangeViews>>,
+    observer: OnceLock<Arc<dyn CommitObserver>>,
     /// Woken after every local commit that appended changes, so the local feed need not
     /// wait for its next poll.
     pub(crate) committed: tokio::sync::Notify,
@@ -135,11 +162,19 @@ struct Entry {
 pub(crate) struct Journal<'s> {
     store: &'s Store,
     pending: Vec<Entry>,
+    /// For the [`CommitObserver`], when one is installed.
+    instances: Option<InstancesCommitted>,
 }
 
 impl Journal<'_> {
     /// Records a change of `row`, rendered now (the row is as the transaction left it).
     pub(crate) fn row(&mut self, verb: Verb, row: Changed<'_>) {
+        if let (Some(seen), Changed::Instance(r)) = (&mut self.instances, row) {
+            match verb {
+                Verb::Deleted => seen.removed.push(r.id.clone()),
+                _ => seen.changed.push(r.clone()),
+            }
+        }
         let (object_type, object_id, namespace) = row.key();
         let data = match self.store.changes.views.get() {
             Some(v) => v.view_text(row),
@@ -174,11 +209,71 @@ impl Journal<'_> {
         if self.pending.is_empty() {
             return tx.commit().await.map_err(db);
         }
+        let observer = self
+            .store
+            .changes
+            .observer
+            .get()
+            .filter(|o| o.follows(scope.id()));
         let last = append(&mut tx, scope, &self.pending).await?;
+        // After `append` took the log's lock: no other transaction adds to the log until this
+        // one commits, so this is the tenant's revision just before it.
+        let before = match observer {
+            Some(_) => Some(
+                sqlx::query(
+                    "SELECT COALESCE(MAX(revision), 0) FROM change_log WHERE tenant_id = $1 AND revision <= $2",
+                )
+                .bind(scope.as_str())
+                .bind(last - self.pending.len() as i64)
+                .fetch_one(&mut *tx)
+                .await
+                .and_then(|r| r.try_get::<i64, _>(0))
+                .map_err(db)?,
+            ),
+            None => None,
+        };
+        // From here until the observer is told, a reader may see `last` before the rows
+        // reach its copy: `committing` lets it wait for them instead of reading them back.
+        let telling = match (observer, before) {
+            (Some(o), Some(before)) => {
+                o.committing(scope.id(), last);
+                Some(Telling {
+                    observer: o.as_ref(),
+                    tenant: scope.id(),
+                    before,
+                    last,
+                    told: false,
+                })
+            }
+            _ => None,
+        };
         tx.commit().await.map_err(db)?;
         scope.note_revision(last);
         self.store.changes.committed.notify_one();
+        if let Some(mut t) = telling {
+            t.told = true;
+            t.observer
+                .committed(t.tenant, t.before, t.last, self.instances.unwrap_or_default());
+        }
         Ok(())
+    }
+}
+
+/// A commit announced to the [`CommitObserver`]: unless it is told of the rows, it hears
+/// that the commit was abandoned (failed, or its request went away mid-commit).
+struct Telling<'a> {
+    observer: &'a dyn CommitObserver,
+    tenant: &'a TenantId,
+    before: i64,
+    last: i64,
+    told: bool,
+}
+
+impl Drop for Telling<'_> {
+    fn drop(&mut self) {
+        if !self.told {
+            self.observer.abandoned(self.tenant, self.last);
+        }
     }
 }
 
@@ -260,10 +355,16 @@ impl Store {
         let _ = self.changes.views.set(views);
     }
 
+    /// Installs the observer of committed instance rows (once; later calls are ignored).
+    pub fn set_commit_observer(&self, observer: Arc<dyn CommitObserver>) {
+        let _ = self.changes.observer.set(observer);
+    }
+
     pub(crate) fn journal(&self) -> Journal<'_> {
         Journal {
             store: self,
             pending: Vec::new(),
+            instances: self.changes.observer.get().map(|_| InstancesCommitted::default()),
         }
     }
 

@@ -12,13 +12,11 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use crate::jobs::{Fence, NewJob, insert_job};
-use crate::{Changed, Store, db};
+use crate::{Backend, Changed, Store, db};
 use corral_types::Verb;
 
 /// Ids per `IN (...)` list (within [`crate::MAX_PARAMS`] with the statement's other values).
 const CHUNK: usize = crate::MAX_PARAMS - 16;
-/// History entries per `INSERT` (one parameter each, plus six shared).
-const EVENT_BATCH: usize = crate::MAX_PARAMS - 6;
 /// Instance rows per `INSERT`.
 const INSTANCE_BATCH: usize = crate::MAX_PARAMS / (INSTANCE_NCOLS + 1);
 
@@ -254,34 +252,31 @@ async fn insert_event(
     Ok(())
 }
 
-/// Inserts the history entries of `ids` for one action, [`EVENT_BATCH`] rows per statement.
+/// Inserts the history entries of `ids` for one action, in one statement.
 async fn insert_events(
     tx: &mut Transaction<'static, Any>,
+    backend: Backend,
     tenant: &TenantScope,
     event: &ActionEvent,
     ids: &[InstanceId],
     now: i64,
 ) -> Result<(), Error> {
-    for chunk in ids.chunks(EVENT_BATCH) {
-        let values: Vec<String> = (0..chunk.len())
-            .map(|i| format!("($1, ${}, $2, $3, NULL, $4, $5, 'accepted', '', $6)", i + 7))
-            .collect();
-        let mut q = sqlx::query(sqlf!(
-            "INSERT INTO instance_events (tenant_id, instance_id, id, at, finished, actor, action, outcome, error, request_id) \
-             VALUES {}",
-            values.join(", ")
-        ))
-        .bind(tenant.as_str())
-        .bind(&event.id)
-        .bind(now)
-        .bind(&event.actor)
-        .bind(&event.action)
-        .bind(&event.request_id);
-        for id in chunk {
-            q = q.bind(id);
-        }
-        q.execute(&mut **tx).await.map_err(db)?;
-    }
+    let rows: Vec<[&str; 1]> = ids.iter().map(|id| [id.as_str()]).collect();
+    sqlx::query(sqlf!(
+        "INSERT INTO instance_events (tenant_id, instance_id, id, at, finished, actor, action, outcome, error, request_id) \
+         SELECT $1, j.v ->> 0, $2, $3, NULL, $4, $5, 'accepted', '', $6 FROM {}",
+        backend.json_rows(7)
+    ))
+    .bind(tenant.as_str())
+    .bind(&event.id)
+    .bind(now)
+    .bind(&event.actor)
+    .bind(&event.action)
+    .bind(&event.request_id)
+    .bind(crate::json_rows_param(&rows)?)
+    .execute(&mut **tx)
+    .await
+    .map_err(db)?;
     Ok(())
 }
 
@@ -506,7 +501,7 @@ impl Store {
         let ids: Vec<InstanceId> = accepted.iter().map(|r| r.id.clone()).collect();
         let (job, event) = make(&ids)?;
         insert_job(&mut tx, &job, now).await?;
-        insert_events(&mut tx, tenant, &event, &ids, now).await?;
+        insert_events(&mut tx, self.backend, tenant, &event, &ids, now).await?;
         let mut journal = self.journal();
         for r in &accepted {
             journal.row(Verb::Created, Changed::Instance(r));
@@ -580,7 +575,7 @@ impl Store {
         if !moved.is_empty() {
             let (job, event) = make(&moved)?;
             insert_job(&mut tx, &job, t.now).await?;
-            insert_events(&mut tx, tenant, &event, &moved, t.now).await?;
+            insert_events(&mut tx, self.backend, tenant, &event, &moved, t.now).await?;
         }
         journal.commit(tx, tenant).await?;
         Ok(moved)

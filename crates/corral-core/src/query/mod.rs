@@ -283,28 +283,7 @@ impl Model {
     /// tables rebuilt by merging the changes into the current rows (new instances, changed
     /// metadata or networks).
     fn apply(&mut self, changed: Vec<InstanceRow>, removed: Vec<Arc<str>>) -> Result<(), Error> {
-        let mut updates: Vec<(u32, InstanceRow)> = Vec::new();
-        let mut inserts: Vec<InstanceRow> = Vec::new();
-        let mut side_changed = false;
-        {
-            let Some(t) = self.db.table("instances") else {
-                return Err(Error::internal("read model: no instances table"));
-            };
-            for r in changed {
-                match self.index.get(r.id.as_str()) {
-                    Some(&pos) => {
-                        let Some(info) = self.info.get(pos as usize) else {
-                            return Err(Error::internal("read model: row out of range"));
-                        };
-                        if !same_row(t, pos as usize, info, &r) {
-                            side_changed |= info.extra != extra_hash(&r);
-                            updates.push((pos, r));
-                        }
-                    }
-                    None => inserts.push(r),
-                }
-            }
-        }
+        let (updates, inserts, side_changed) = self.classify(changed)?;
         let removed: std::collections::HashSet<Arc<str>> = removed
             .into_iter()
             .filter(|id| self.index.contains_key(id))
@@ -313,29 +292,113 @@ impl Model {
             return Ok(());
         }
         if inserts.is_empty() && removed.is_empty() && !side_changed {
-            let Model {
-                db,
-                index,
-                info,
-                interner,
-                ..
-            } = self;
-            let Some(t) = db.table_mut("instances") else {
-                return Err(Error::internal("read model: no instances table"));
-            };
-            for (pos, r) in updates {
-                let Some((id, _)) = index.get_key_value(r.id.as_str()) else {
-                    continue;
-                };
-                t.set_row(pos as usize, instance_values(&r, id, interner))
-                    .map_err(Error::internal)?;
-                if let Some(i) = info.get_mut(pos as usize) {
-                    i.updated = r.last_updated;
-                }
-            }
-            return Ok(());
+            return self.replace(updates);
         }
         self.merge(updates, inserts, &removed)
+    }
+
+    /// Applies rows a local commit wrote, when each only replaces its own row's cells (a state
+    /// change: a bulk action, a job finishing an instance); answers false, changing nothing,
+    /// when a merge would be needed, which the next query does from the log instead (a
+    /// merge rebuilds the tables, too much to do for every commit).
+    fn follow(&mut self, changed: Vec<InstanceRow>) -> Result<bool, Error> {
+        let (updates, inserts, side_changed) = self.classify(changed)?;
+        if !inserts.is_empty() || side_changed {
+            return Ok(false);
+        }
+        self.replace(updates)?;
+        Ok(true)
+    }
+
+    /// Splits `changed` into rows that differ from the model's (with their position) and
+    /// new instances; true in the third place when a differing row's metadata or networks
+    /// changed.
+    #[allow(clippy::type_complexity)]
+    fn classify(
+        &self,
+        changed: Vec<InstanceRow>,
+    ) -> Result<(Vec<(u32, InstanceRow)>, Vec<InstanceRow>, bool), Error> {
+        let mut updates: Vec<(u32, InstanceRow)> = Vec::new();
+        let mut inserts: Vec<InstanceRow> = Vec::new();
+        let mut side_changed = false;
+        let Some(t) = self.db.table("instances") else {
+            return Err(Error::internal("read model: no instances table"));
+        };
+        for r in changed {
+            match self.index.get(r.id.as_str()) {
+                Some(&pos) => {
+                    let Some(info) = self.info.get(pos as usize) else {
+                        return Err(Error::internal("read model: row out of range"));
+                    };
+                    if !same_row(t, pos as usize, info, &r) {
+                        side_changed |= info.extra != extra_hash(&r);
+                        updates.push((pos, r));
+                    }
+                }
+                None => inserts.push(r),
+            }
+        }
+        Ok((updates, inserts, side_changed))
+    }
+
+    /// Replaces rows of `instances` in place, writing only the cells that differ: a state
+    /// change writes `state` and `last_updated`, so only those two columns are copied when a
+    /// running query still holds the table, and rows stamped in the same second share one
+    /// timestamp string.
+    fn replace(&mut self, updates: Vec<(u32, InstanceRow)>) -> Result<(), Error> {
+        let Model {
+            db,
+            index,
+            info,
+            interner,
+            ..
+        } = self;
+        let Some(t) = db.table_mut("instances") else {
+            return Err(Error::internal("read model: no instances table"));
+        };
+        let mut stamp: Option<(i64, Value)> = None;
+        for (pos, r) in updates {
+            if !index.contains_key(r.id.as_str()) {
+                continue;
+            }
+            let pos = pos as usize;
+            let mut set = |col: usize, v: &str, interned: bool, t: &mut Table| -> Result<(), Error> {
+                if matches!(t.cell(pos, col), Value::Str(x) if &**x == v) {
+                    return Ok(());
+                }
+                let v = if interned { interner.get(v) } else { s(v) };
+                t.set_cell(pos, col, v).map_err(Error::internal)
+            };
+            set(1, &r.real_id, false, t)?;
+            set(2, &r.name, false, t)?;
+            set(3, r.cloud_id.as_str(), true, t)?;
+            set(4, r.cloud_type.as_str(), true, t)?;
+            set(5, r.project_id.as_str(), true, t)?;
+            set(6, r.flavor_id.as_str(), true, t)?;
+            set(7, r.image_id.as_str(), true, t)?;
+            set(8, r.state.as_str(), true, t)?;
+            set(10, &rfc3339(r.created), false, t)?;
+            set(11, r.availability_zone.as_str(), true, t)?;
+            set(12, &r.addresses, false, t)?;
+            set(13, &r.fqdn, false, t)?;
+            let Some(i) = info.get_mut(pos) else {
+                continue;
+            };
+            if i.updated != r.last_updated {
+                let second = r.last_updated.div_euclid(1000);
+                let v = match &stamp {
+                    Some((at, v)) if *at == second => v.clone(),
+                    _ => {
+                        let v = s(rfc3339(r.last_updated).as_str());
+                        stamp = Some((second, v.clone()));
+                        v
+                    }
+                };
+                t.set_cell(pos, 9, v).map_err(Error::internal)?;
+                i.updated = r.last_updated;
+            }
+        }
+        Ok(())
     }
 
     fn merge(
@@ -438,15 +501,167 @@ impl Model {
     }
 }
 
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Every tenant's read model.
-#[derive(Default)]
 pub(crate) struct ReadModels {
     models: std::sync::Mutex<HashMap<TenantId, Arc<tokio::sync::Mutex<Model>>>>,
+    /// Local commits not yet applied to their tenant's model.
+    waiting: std::sync::Mutex<HashMap<TenantId, Vec<Followed>>>,
+    /// Revisions of local commits being made durable, per tenant: a query that already
+    /// sees one waits for its rows (see [`ReadModels::await_told`]).
+    in_flight: std::sync::Mutex<HashMap<TenantId, Vec<i64>>>,
+    /// Woken when an in-flight commit is told or abandoned.
+    settled: tokio::sync::Notify,
+    /// Itself, for the tasks that apply commits.
+    me: std::sync::Weak<ReadModels>,
+}
+
+/// A local commit of a tenant with a model (see [`corral_store::CommitObserver`]).
+struct Followed {
+    before: i64,
+    last: i64,
+    rows: corral_store::InstancesCommitted,
+}
+
+/// Local commits kept per tenant while they cannot be applied yet (and at most
+/// [`MAX_DELTA`] rows in them).
+const MAX_WAITING: usize = 16;
+
+/// How long a query waits for a commit it already sees to be told (far longer than the
+/// usual microseconds between the two; past it, the query reads the rows back).
+const AWAIT_TOLD: Duration = Duration::from_millis(500);
+
+/// Local commits reach the models they concern at once: a query right after a bulk action
+/// of 10,000 instances finds them applied instead of reading them back (docs/query.md).
+impl corral_store::CommitObserver for ReadModels {
+    fn follows(&self, tenant: &TenantId) -> bool {
+        // Only tenants that query have a model; the others' commits pay nothing.
+        lock(&self.models).contains_key(tenant)
+    }
+
+    fn committing(&self, tenant: &TenantId, last: i64) {
+        lock(&self.in_flight)
+            .entry(tenant.clone())
+            .or_default()
+            .push(last);
+    }
+
+    fn abandoned(&self, tenant: &TenantId, last: i64) {
+        self.settle(tenant, last);
+    }
+
+    fn committed(&self, tenant: &TenantId, before: i64, last: i64, rows: corral_store::InstancesCommitted) {
+        self.push(tenant, before, last, rows);
+        self.settle(tenant, last);
+    }
 }
 
 impl ReadModels {
+    fn settle(&self, tenant: &TenantId, last: i64) {
+        let mut in_flight = lock(&self.in_flight);
+        if let Some(list) = in_flight.get_mut(tenant) {
+            list.retain(|l| *l != last);
+            if list.is_empty() {
+                in_flight.remove(tenant);
+            }
+        }
+        drop(in_flight);
+        self.settled.notify_waiters();
+    }
+
+    /// Waits (a bounded time) until every local commit the reader already sees at `head` has
+    /// been told: the commit's task tells right after the database commits, but on a busy
+    /// machine a query may read the new head first and would read the rows back instead.
+    async fn await_told(&self, tenant: &TenantId, head: i64) {
+        let deadline = tokio::time::Instant::now() + AWAIT_TOLD;
+        loop {
+            let settled = self.settled.notified();
+            tokio::pin!(settled);
+            settled.as_mut().enable();
+            let pending = lock(&self.in_flight)
+                .get(tenant)
+                .is_some_and(|l| l.iter().any(|last| *last <= head));
+            if !pending || tokio::time::timeout_at(deadline, settled).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    fn push(&self, tenant: &TenantId, before: i64, last: i64, rows: corral_store::InstancesCommitted) {
+        let Some(model) = lock(&self.models).get(tenant).cloned() else {
+            return;
+        };
+        let mut waiting = lock(&self.waiting);
+        let list = waiting.entry(tenant.clone()).or_default();
+        // Commits wait only while an earlier one may still arrive; a model left behind
+        // catches up from the log at its next query, so the list stays short.
+        let rows_waiting: usize = list.iter().map(|f| f.rows.changed.len()).sum();
+        if list.len() >= MAX_WAITING || rows_waiting + rows.changed.len() > MAX_DELTA {
+            list.clear();
+        }
+        list.push(Followed { before, last, rows });
+        drop(waiting);
+        // Not under the committing request: the model's lock may be held by a query.
+        let (models, tenant) = (self.me.clone(), tenant.clone());
+        tokio::spawn(async move {
+            let Some(models) = models.upgrade() else {
+                return;
+            };
+            let mut m = model.lock().await;
+            models.catch_up(&tenant, &mut m);
+        });
+    }
+
+    pub(crate) fn new() -> Arc<ReadModels> {
+        Arc::new_cyclic(|me| ReadModels {
+            models: Default::default(),
+            waiting: Default::default(),
+            in_flight: Default::default(),
+            settled: Default::default(),
+            me: me.clone(),
+        })
+    }
+
+    /// Applies the tenant's waiting commits that continue the model's revision, in revision
+    /// order. One that cannot be applied in place (new or deleted instances) leaves the model
+    /// where it is; the query catches up from the log.
+    fn catch_up(&self, tenant: &TenantId, m: &mut Model) {
+        let Some(mut list) = lock(&self.waiting).remove(tenant) else {
+            return;
+        };
+        list.sort_unstable_by_key(|f| f.before);
+        let mut gap = Vec::new();
+        for f in list {
+            if f.last <= m.revision || !m.loaded_instances {
+                continue;
+            }
+            if f.before != m.revision {
+                gap.push(f);
+                continue;
+            }
+            if !f.rows.removed.is_empty() {
+                continue;
+            }
+            match m.follow(f.rows.changed) {
+                Ok(true) => m.revision = f.last,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "read model could not follow a commit; it reloads");
+                    m.loaded_instances = false;
+                }
+            }
+        }
+        // An earlier commit may still be on its way (commits are told in no set order).
+        if !gap.is_empty() {
+            lock(&self.waiting).entry(tenant.clone()).or_default().extend(gap);
+        }
+    }
+
     fn model(&self, tenant: &TenantId) -> Arc<tokio::sync::Mutex<Model>> {
-        let mut map = self.models.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = lock(&self.models);
         // Drop idle models (their lock is free and nobody holds them).
         map.retain(|t, m| {
             t == tenant
@@ -455,6 +670,7 @@ impl ReadModels {
                     .map(|g| g.used_at.is_some_and(|at| at.elapsed() < IDLE))
                     .unwrap_or(true)
         });
+        lock(&self.waiting).retain(|t, _| map.contains_key(t));
         map.entry(tenant.clone()).or_default().clone()
     }
 }
@@ -498,8 +714,8 @@ fn result_view(r: corral_query::QueryResult) -> QueryResult {
 pub struct Query {
     pub(crate) store: corral_store::Store,
     pub(crate) clouds: Arc<crate::clouds::Clouds>,
-    /// Per-tenant snapshots.
-    pub(crate) read_models: ReadModels,
+    /// Per-tenant snapshots, also told of local commits (the store's commit observer).
+    pub(crate) read_models: Arc<ReadModels>,
     /// `sql_statement_timeout`, `sql_row_limit`.
     pub(crate) query_limits: corral_query::Limits,
 }
@@ -551,7 +767,12 @@ impl Query {
         let model = self.read_models.model(tenant.id());
         let mut m = model.lock().await;
         m.used_at = Some(Instant::now());
+        self.read_models.catch_up(tenant.id(), &mut m);
         let head = self.store.tenant_revision(tenant).await?;
+        if m.loaded_instances && head > m.revision {
+            self.read_models.await_told(tenant.id(), head).await;
+            self.read_models.catch_up(tenant.id(), &mut m);
+        }
         if m.loaded_instances && head > m.revision {
             let pruned = self.store.pruned_through().await?;
             let delta = if pruned > m.revision {
@@ -977,5 +1198,137 @@ mod tests {
         for (id, pos) in &m.index {
             assert_eq!(ids[*pos as usize][0], Value::Str(id.clone()));
         }
+    }
+
+    fn loaded(n: u64) -> Model {
+        let mut m = Model::default();
+        let mut b = Builder::new(0).unwrap();
+        for i in 0..n {
+            let r = row(i, InstanceState::Launched, 1_000, 1, 1);
+            b.push_fresh(Arc::from(r.id.as_str()), &r, &mut m.interner)
+                .unwrap();
+        }
+        b.finish(&mut m).unwrap();
+        m.loaded_instances = true;
+        m.revision = 10;
+        m
+    }
+
+    fn states(m: &Model) -> Vec<String> {
+        rows_of(m, "instances")
+            .iter()
+            .map(|r| match &r[8] {
+                Value::Str(s) => s.to_string(),
+                v => panic!("state {v:?}"),
+            })
+            .collect()
+    }
+
+    fn commit(rows: Vec<InstanceRow>) -> corral_store::InstancesCommitted {
+        corral_store::InstancesCommitted {
+            changed: rows,
+            removed: Vec::new(),
+        }
+    }
+
+    /// Local commits reach the model in revision order whatever order they are told in; one
+    /// that adds an instance stops the model (the log catches it up), and everything after it
+    /// waits instead of being applied over the hole.
+    #[tokio::test]
+    async fn models_follow_local_commits_in_order() {
+        use corral_store::CommitObserver;
+        let models = ReadModels::new();
+        let tenant = TenantId::from_trusted("t1");
+        let model = models.model(&tenant);
+        *model.lock().await = loaded(20);
+        let held = model.lock().await.db.clone();
+        assert!(models.follows(&tenant));
+        assert!(
+            !models.follows(&TenantId::from_trusted("t2")),
+            "no model, no rows kept"
+        );
+
+        // Told out of order: 12..15 before 10..12.
+        models.committing(&tenant, 15);
+        models.committing(&tenant, 12);
+        let late = (5..8)
+            .map(|i| row(i, InstanceState::Rebooting, 3_000, 1, 1))
+            .collect();
+        models.committed(&tenant, 12, 15, commit(late));
+        let early = (0..5)
+            .map(|i| row(i, InstanceState::Shutoff, 2_000, 1, 1))
+            .collect();
+        models.committed(&tenant, 10, 12, commit(early));
+        let mut m = model.lock().await;
+        models.catch_up(&tenant, &mut m);
+        assert_eq!(m.revision, 15);
+        let by_id: HashMap<String, String> = rows_of(&m, "instances")
+            .iter()
+            .zip(states(&m))
+            .map(|(r, st)| (format!("{:?}", r[0]), st))
+            .collect();
+        for i in 0..8 {
+            let id = format!(
+                "{:?}",
+                Value::str(row(i, InstanceState::Launched, 0, 0, 0).id.as_str())
+            );
+            let want = if i < 5 { "SHUTOFF" } else { "REBOOTING" };
+            assert_eq!(by_id[&id].to_ascii_uppercase(), want, "instance {i}");
+        }
+        assert_eq!(
+            states(&m)
+                .iter()
+                .filter(|s| s.eq_ignore_ascii_case("launched"))
+                .count(),
+            12
+        );
+        // The snapshot a query held is untouched.
+        let held_states = (0..20).filter(|i| {
+            matches!(held.table("instances").unwrap().cell(*i, 8), Value::Str(s) if s.eq_ignore_ascii_case("launched"))
+        });
+        assert_eq!(held_states.count(), 20);
+        drop(m);
+
+        // A launch cannot be followed in place: the model stays at 15, and a later commit
+        // (16 → 17) is not applied over the gap.
+        let new = vec![row(99, InstanceState::Launching, 4_000, 1, 1)];
+        models.committing(&tenant, 16);
+        models.committed(&tenant, 15, 16, commit(new));
+        let after = vec![row(1, InstanceState::Launched, 5_000, 1, 1)];
+        models.committing(&tenant, 17);
+        models.committed(&tenant, 16, 17, commit(after));
+        let mut m = model.lock().await;
+        models.catch_up(&tenant, &mut m);
+        assert_eq!(m.revision, 15);
+        assert_eq!(m.index.len(), 20);
+        assert!(lock(&models.in_flight).is_empty(), "every commit settled");
+    }
+
+    /// A query that already sees a commit waits for it to be told (or abandoned), and only
+    /// for commits it sees.
+    #[tokio::test]
+    async fn queries_wait_for_commits_they_see() {
+        use corral_store::CommitObserver;
+        let models = ReadModels::new();
+        let tenant = TenantId::from_trusted("t1");
+        let _model = models.model(&tenant);
+        models.committing(&tenant, 7);
+        // Head 6 does not include the commit: no wait (a wait would take AWAIT_TOLD).
+        let started = Instant::now();
+        models.await_told(&tenant, 6).await;
+        assert!(started.elapsed() < AWAIT_TOLD);
+        let waiter = {
+            let models = models.clone();
+            let tenant = tenant.clone();
+            tokio::spawn(async move { models.await_told(&tenant, 7).await })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "waits while the commit is in flight");
+        models.abandoned(&tenant, 7);
+        tokio::time::timeout(AWAIT_TOLD / 2, waiter)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(lock(&models.in_flight).is_empty());
     }
 }
