@@ -513,6 +513,9 @@ pub(crate) struct ReadModels {
     /// Revisions of local commits being made durable, per tenant: a query that already
     /// sees one waits for its rows (see [`ReadModels::await_told`]).
     in_flight: std::sync::Mutex<HashMap<TenantId, Vec<i64>>>,
+    /// Tenants whose model met a commit it cannot follow (new or deleted instances): until a
+    /// query brings it to the log's head, later commits are not kept, as the log has them.
+    stalled: std::sync::Mutex<std::collections::HashSet<TenantId>>,
     /// Woken when an in-flight commit is told or abandoned.
     settled: tokio::sync::Notify,
     /// Itself, for the tasks that apply commits.
@@ -538,8 +541,9 @@ const AWAIT_TOLD: Duration = Duration::from_millis(500);
 /// of 10,000 instances finds them applied instead of reading them back (docs/query.md).
 impl corral_store::CommitObserver for ReadModels {
     fn follows(&self, tenant: &TenantId) -> bool {
-        // Only tenants that query have a model; the others' commits pay nothing.
-        lock(&self.models).contains_key(tenant)
+        // Only tenants that query have a model, and a stalled model needs the log anyway:
+        // the others' commits pay nothing.
+        lock(&self.models).contains_key(tenant) && !lock(&self.stalled).contains(tenant)
     }
 
     fn committing(&self, tenant: &TenantId, last: i64) {
@@ -619,6 +623,7 @@ impl ReadModels {
         Arc::new_cyclic(|me| ReadModels {
             models: Default::default(),
             waiting: Default::default(),
+            stalled: Default::default(),
             in_flight: Default::default(),
             settled: Default::default(),
             me: me.clone(),
@@ -627,15 +632,16 @@ impl ReadModels {
 
     /// Applies the tenant's waiting commits that continue the model's revision, in revision
     /// order. One that cannot be applied in place (new or deleted instances) leaves the model
-    /// where it is; the query catches up from the log.
+    /// where it is and stalls it: the next query catches up from the log.
     fn catch_up(&self, tenant: &TenantId, m: &mut Model) {
         let Some(mut list) = lock(&self.waiting).remove(tenant) else {
             return;
         };
         list.sort_unstable_by_key(|f| f.before);
         let mut gap = Vec::new();
+        let mut stalled = !m.loaded_instances;
         for f in list {
-            if f.last <= m.revision || !m.loaded_instances {
+            if stalled || f.last <= m.revision {
                 continue;
             }
             if f.before != m.revision {
@@ -643,21 +649,30 @@ impl ReadModels {
                 continue;
             }
             if !f.rows.removed.is_empty() {
+                stalled = true;
                 continue;
             }
             match m.follow(f.rows.changed) {
                 Ok(true) => m.revision = f.last,
-                Ok(false) => {}
+                Ok(false) => stalled = true,
                 Err(e) => {
                     tracing::warn!(error = %e, "read model could not follow a commit; it reloads");
                     m.loaded_instances = false;
+                    stalled = true;
                 }
             }
         }
-        // An earlier commit may still be on its way (commits are told in no set order).
-        if !gap.is_empty() {
+        if stalled {
+            lock(&self.stalled).insert(tenant.clone());
+        } else if !gap.is_empty() {
+            // An earlier commit may still be on its way (commits are told in no set order).
             lock(&self.waiting).entry(tenant.clone()).or_default().extend(gap);
         }
+    }
+
+    /// The model is at the log's head again: later commits are worth keeping.
+    fn resume(&self, tenant: &TenantId) {
+        lock(&self.stalled).remove(tenant);
     }
 
     fn model(&self, tenant: &TenantId) -> Arc<tokio::sync::Mutex<Model>> {
@@ -671,6 +686,7 @@ impl ReadModels {
                     .unwrap_or(true)
         });
         lock(&self.waiting).retain(|t, _| map.contains_key(t));
+        lock(&self.stalled).retain(|t| map.contains_key(t));
         map.entry(tenant.clone()).or_default().clone()
     }
 }
@@ -805,6 +821,7 @@ impl Query {
         if !m.loaded_instances {
             m.reload(&self.store, tenant).await?;
         }
+        self.read_models.resume(tenant.id());
         let others_due = match m.others_at {
             None => true,
             Some(at) if at.elapsed() >= OTHERS_MAX_AGE => true,
@@ -1302,6 +1319,14 @@ mod tests {
         assert_eq!(m.revision, 15);
         assert_eq!(m.index.len(), 20);
         assert!(lock(&models.in_flight).is_empty(), "every commit settled");
+        // Stalled: no rows are kept until a query is at the log's head again.
+        assert!(
+            lock(&models.waiting).is_empty(),
+            "the commit after the gap is dropped"
+        );
+        assert!(!models.follows(&tenant));
+        models.resume(&tenant);
+        assert!(models.follows(&tenant));
     }
 
     /// A query that already sees a commit waits for it to be told (or abandoned), and only
