@@ -60,7 +60,8 @@ pub trait ChangeViews: Send + Sync {
 /// once it applies the rows and moves to `last`; a copy anywhere else must catch up from the
 /// log instead. Commits of other replicas are not seen: they leave a gap, which the log fills.
 pub trait CommitObserver: Send + Sync {
-    /// Whether commits of `tenant` are of interest (costs the commit one index seek).
+    /// Whether commits of `tenant` are of interest (costs the commit one index seek and a
+    /// copy of its instance rows).
     fn follows(&self, tenant: &TenantId) -> bool;
     /// The commit ending at `last` is about to be made durable; exactly one of `committed`
     /// and `abandoned` follows.
@@ -209,12 +210,17 @@ impl Journal<'_> {
         if self.pending.is_empty() {
             return tx.commit().await.map_err(db);
         }
-        let observer = self
-            .store
-            .changes
-            .observer
-            .get()
-            .filter(|o| o.follows(scope.id()));
+        // Told only with every instance row the commit wrote: a journal that kept none must
+        // leave the observer to the log.
+        let observer = match self.instances {
+            Some(_) => self
+                .store
+                .changes
+                .observer
+                .get()
+                .filter(|o| o.follows(scope.id())),
+            None => None,
+        };
         let last = append(&mut tx, scope, &self.pending).await?;
         // After `append` took the log's lock: no other transaction adds to the log until this
         // one commits, so this is the tenant's revision just before it.
@@ -361,10 +367,26 @@ impl Store {
     }
 
     pub(crate) fn journal(&self) -> Journal<'_> {
+        self.journal_keeping(self.changes.observer.get().is_some())
+    }
+
+    /// A journal for writes of `tenant`'s instances: it keeps their rows for the observer only
+    /// if the observer follows the tenant now, not a copy of every row of a launch storm that
+    /// nobody will apply.
+    pub(crate) fn journal_for(&self, tenant: &TenantScope) -> Journal<'_> {
+        let follows = self
+            .changes
+            .observer
+            .get()
+            .is_some_and(|o| o.follows(tenant.id()));
+        self.journal_keeping(follows)
+    }
+
+    fn journal_keeping(&self, keep: bool) -> Journal<'_> {
         Journal {
             store: self,
             pending: Vec::new(),
-            instances: self.changes.observer.get().map(|_| InstancesCommitted::default()),
+            instances: keep.then(InstancesCommitted::default),
         }
     }
 

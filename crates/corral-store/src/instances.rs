@@ -502,7 +502,7 @@ impl Store {
         let (job, event) = make(&ids)?;
         insert_job(&mut tx, &job, now).await?;
         insert_events(&mut tx, self.backend, tenant, &event, &ids, now).await?;
-        let mut journal = self.journal();
+        let mut journal = self.journal_for(tenant);
         for r in &accepted {
             journal.row(Verb::Created, Changed::Instance(r));
         }
@@ -544,7 +544,7 @@ impl Store {
         };
         let mut tx = self.begin_write().await?;
         let mut moved = Vec::new();
-        let mut journal = self.journal();
+        let mut journal = self.journal_for(tenant);
         for chunk in unique.chunks(CHUNK) {
             let mut q = sqlx::query(sqlf!(
                 "UPDATE instances SET {set} WHERE tenant_id = $1 AND state IN ({}) AND id IN ({}) RETURNING {INSTANCE_COLS}",
@@ -632,7 +632,7 @@ impl Store {
             tx.rollback().await.map_err(db)?;
             return Ok(None);
         }
-        let mut journal = self.journal();
+        let mut journal = self.journal_for(tenant);
         let mut moved = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(CHUNK) {
             let mut q = sqlx::query(sqlf!(
@@ -679,7 +679,7 @@ impl Store {
             tx.rollback().await.map_err(db)?;
             return Ok(false);
         }
-        let mut journal = self.journal();
+        let mut journal = self.journal_for(tenant);
         let mut succeeded: Vec<&InstanceId> = Vec::new();
         let mut superseded: Vec<&InstanceId> = Vec::new();
         for (id, end) in ends {
@@ -812,7 +812,7 @@ impl Store {
         .await
         .and_then(|r| r.as_ref().map(instance_row).transpose())
         .map_err(db)?;
-        let mut journal = self.journal();
+        let mut journal = self.journal_for(tenant);
         if let Some(row) = &renamed {
             insert_job(&mut tx, job, now).await?;
             insert_event(&mut tx, tenant, event, now).await?;
@@ -903,7 +903,7 @@ impl Store {
         .await
         .and_then(|r| r.as_ref().map(instance_row).transpose())
         .map_err(db)?;
-        let mut journal = self.journal();
+        let mut journal = self.journal_for(tenant);
         if let Some(row) = &moved {
             journal.row(Verb::Updated, Changed::Instance(row));
         }
@@ -967,7 +967,7 @@ impl Store {
         .await
         .map_err(db)?;
         insert_job(&mut tx, job, now).await?;
-        let mut journal = self.journal();
+        let mut journal = self.journal_for(tenant);
         journal.row(Verb::Created, Changed::Image(row));
         journal.commit(tx, tenant).await
     }
@@ -1003,7 +1003,7 @@ impl Store {
             .await
             .and_then(|r| r.as_ref().map(image_row).transpose())
             .map_err(db)?;
-        let mut journal = self.journal();
+        let mut journal = self.journal_for(tenant);
         if let Some(row) = &moved {
             if let Some(job) = job {
                 insert_job(&mut tx, job, now).await?;
@@ -1039,7 +1039,7 @@ impl Store {
         .await
         .and_then(|r| r.as_ref().map(image_row).transpose())
         .map_err(db)?;
-        let mut journal = self.journal();
+        let mut journal = self.journal_for(tenant);
         if let Some(row) = &saved {
             journal.row(Verb::Updated, Changed::Image(row));
         }
@@ -1058,7 +1058,7 @@ impl Store {
         .await
         .and_then(|r| r.as_ref().map(image_row).transpose())
         .map_err(db)?;
-        let mut journal = self.journal();
+        let mut journal = self.journal_for(tenant);
         if let Some(row) = &gone {
             journal.row(Verb::Deleted, Changed::Image(row));
         }

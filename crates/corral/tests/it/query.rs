@@ -182,9 +182,44 @@ async fn freshness(db: Db) {
         rows(&s, &k, "select name from instances").await,
         vec![json!(["renamed"])]
     );
+    // A bulk action's rows reach the model with its commit (told to the model, not read back):
+    // right after the answer no accepted instance can still be `launched`.
+    let many: Vec<String> = {
+        let mut v = Vec::new();
+        for i in 0..12 {
+            v.push(launch(&s, &k, &ids, &format!("m{i}")).await);
+        }
+        v
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while rows(&s, &k, "select count(*) from instances where state = 'launched'").await != vec![json!([13])] {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the launches never all show launched"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let out = s.put(&k, "/instances/shutdown").json(json!(many)).ok().await;
+    assert!(
+        out.as_array().unwrap().iter().all(|r| r["status"] == 202),
+        "{out}"
+    );
+    assert_eq!(
+        rows(
+            &s,
+            &k,
+            "select count(*) from instances where state in ('shutting_down', 'shutoff')"
+        )
+        .await,
+        vec![json!([12])]
+    );
+    assert_eq!(
+        rows(&s, &k, "select name from instances where state = 'launched'").await,
+        vec![json!(["renamed"])]
+    );
     s.post(&k, "/instances/delete").json(json!([a])).ok().await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while rows(&s, &k, "select count(*) from instances").await != vec![json!([0])] {
+    while rows(&s, &k, "select count(*) from instances").await != vec![json!([12])] {
         assert!(
             std::time::Instant::now() < deadline,
             "the deleted instance stays in the read model"
