@@ -21,6 +21,7 @@ pub mod jobs;
 mod namespaces;
 pub mod perspective;
 mod query;
+mod sync;
 
 // The domains' modules under their former paths, so `crate::hosts` and `corral_core::clouds`
 // keep naming the same things.
@@ -115,7 +116,7 @@ pub struct Core {
 impl Core {
     pub fn new(store: Store, settings: CoreSettings, secrets: SecretBox) -> Core {
         store.set_change_views(Arc::new(change_views::CoreViews));
-        let read_models = query::ReadModels::new();
+        let read_models = Arc::new(query::ReadModels::default());
         store.set_commit_observer(read_models.clone());
         let settings = Arc::new(settings);
         let secrets = Arc::new(secrets);

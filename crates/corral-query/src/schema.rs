@@ -169,41 +169,16 @@ impl Table {
         Ok(t)
     }
 
-    /// Replaces row `row` in place (an incremental refresh of a read model); same checks as
-    /// [`Table::push`].
-    pub fn set_row(&mut self, row: usize, values: Vec<Value>) -> Result<(), String> {
-        if row >= self.rows {
-            return Err(format!("table {}: no row {row}", self.schema.name));
-        }
-        self.check(&values)?;
-        for (col, v) in values.into_iter().enumerate() {
-            self.write(row, col, v);
-        }
-        Ok(())
-    }
-
     /// Replaces one cell in place, leaving the other columns shared; same type check as
     /// [`Table::push`].
     pub fn set_cell(&mut self, row: usize, col: usize, value: Value) -> Result<(), String> {
         if row >= self.rows {
             return Err(format!("table {}: no row {row}", self.schema.name));
         }
-        match self.schema.columns.get(col) {
-            Some((cname, ty)) if !ty.admits(&value) => Err(format!(
-                "table {}: column {cname} is {}, got {}",
-                self.schema.name,
-                ty.name(),
-                value.type_name().to_ascii_lowercase()
-            )),
-            Some(_) => {
-                self.write(row, col, value);
-                Ok(())
-            }
-            None => Err(format!("table {}: no column {col}", self.schema.name)),
-        }
-    }
-
-    fn write(&mut self, row: usize, col: usize, value: Value) {
+        let Some(column) = self.schema.columns.get(col) else {
+            return Err(format!("table {}: no column {col}", self.schema.name));
+        };
+        self.admit(column, &value)?;
         if let Some(cell) = self
             .columns
             .get_mut(col)
@@ -211,6 +186,7 @@ impl Table {
         {
             *cell = value;
         }
+        Ok(())
     }
 
     /// One cell (`NULL` outside the table).
@@ -255,17 +231,22 @@ impl Table {
                 cols.len()
             ));
         }
-        for ((cname, ty), v) in cols.iter().zip(row) {
-            if !ty.admits(v) {
-                return Err(format!(
-                    "table {}: column {cname} is {}, got {}",
-                    self.schema.name,
-                    ty.name(),
-                    v.type_name().to_ascii_lowercase()
-                ));
-            }
+        for (column, v) in cols.iter().zip(row) {
+            self.admit(column, v)?;
         }
         Ok(())
+    }
+
+    fn admit(&self, (cname, ty): &(&str, ColumnType), v: &Value) -> Result<(), String> {
+        if ty.admits(v) {
+            return Ok(());
+        }
+        Err(format!(
+            "table {}: column {cname} is {}, got {}",
+            self.schema.name,
+            ty.name(),
+            v.type_name().to_ascii_lowercase()
+        ))
     }
 
     pub fn push(&mut self, row: Vec<Value>) -> Result<(), String> {
@@ -395,9 +376,7 @@ mod tests {
         for (id, kind) in [("a", "x"), ("b", "y"), ("c", "z")] {
             t.push(vec![Value::str(id), Value::str(kind)]).unwrap();
         }
-        assert!(t.set_row(1, vec![Value::str("b")]).is_err());
-        assert!(t.set_row(3, vec![Value::str("d"), Value::Null]).is_err());
-        t.set_row(1, vec![Value::str("b"), Value::str("w")]).unwrap();
+        t.set_cell(1, 1, Value::str("w")).unwrap();
         t.permute(&[2, 0, 1]).unwrap();
         assert!(t.permute(&[0]).is_err());
         let rows: Vec<Vec<Value>> = (0..3).map(|i| t.row(i)).collect();
@@ -415,7 +394,7 @@ mod tests {
         let held = db.clone();
         db.table_mut("clouds")
             .unwrap()
-            .set_row(0, vec![Value::str("q"), Value::Null])
+            .set_cell(0, 0, Value::str("q"))
             .unwrap();
         assert_eq!(held.table("clouds").unwrap().cell(0, 0), &Value::str("c"));
         assert_eq!(db.table("clouds").unwrap().cell(0, 0), &Value::str("q"));

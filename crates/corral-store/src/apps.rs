@@ -253,7 +253,7 @@ impl Store {
             spec: new.spec.to_string(),
             created: now,
         };
-        let mut journal = self.journal();
+        let mut journal = self.journal(tenant);
         let verb = if seq == 1 { Verb::Created } else { Verb::Updated };
         journal.row(verb, Changed::App(ns, &row));
         journal.commit(tx, tenant).await?;
@@ -263,7 +263,7 @@ impl Store {
     /// Deletes the app with all its versions; false when it does not exist.
     pub async fn delete_app(&self, tenant: &TenantScope, ns: &str, app: &str) -> Result<bool, Error> {
         let mut tx = self.begin_write().await?;
-        let mut journal = self.journal();
+        let mut journal = self.journal(tenant);
         journal_app_deletes(&mut tx, &mut journal, tenant, ns, Some(app)).await?;
         let done = sqlx::query("DELETE FROM apps WHERE tenant_id = $1 AND namespace = $2 AND name = $3")
             .bind(tenant.as_str())
@@ -288,7 +288,7 @@ impl Store {
         version: &str,
     ) -> Result<bool, Error> {
         let mut tx = self.begin_write().await?;
-        let mut journal = self.journal();
+        let mut journal = self.journal(tenant);
         let before = current_versions(&mut tx, tenant, ns, Some(app)).await?;
         let done = sqlx::query(
             "DELETE FROM app_versions WHERE tenant_id = $1 AND namespace = $2 AND app = $3 AND version = $4",

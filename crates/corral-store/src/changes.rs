@@ -222,26 +222,13 @@ impl Journal<'_> {
             None => None,
         };
         let last = append(&mut tx, scope, &self.pending).await?;
-        // After `append` took the log's lock: no other transaction adds to the log until this
-        // one commits, so this is the tenant's revision just before it.
-        let before = match observer {
-            Some(_) => Some(
-                sqlx::query(
-                    "SELECT COALESCE(MAX(revision), 0) FROM change_log WHERE tenant_id = $1 AND revision <= $2",
-                )
-                .bind(scope.as_str())
-                .bind(last - self.pending.len() as i64)
-                .fetch_one(&mut *tx)
-                .await
-                .and_then(|r| r.try_get::<i64, _>(0))
-                .map_err(db)?,
-            ),
-            None => None,
-        };
         // From here until the observer is told, a reader may see `last` before the rows
         // reach its copy: `committing` lets it wait for them instead of reading them back.
-        let telling = match (observer, before) {
-            (Some(o), Some(before)) => {
+        let telling = match observer {
+            Some(o) => {
+                // After `append` took the log's lock: no other transaction adds to the log
+                // until this one commits, so this is the tenant's revision just before it.
+                let before = revision_through(&mut *tx, scope, last - self.pending.len() as i64).await?;
                 o.committing(scope.id(), last);
                 Some(Telling {
                     observer: o.as_ref(),
@@ -251,7 +238,7 @@ impl Journal<'_> {
                     told: false,
                 })
             }
-            _ => None,
+            None => None,
         };
         tx.commit().await.map_err(db)?;
         scope.note_revision(last);
@@ -263,6 +250,22 @@ impl Journal<'_> {
         }
         Ok(())
     }
+}
+
+/// The tenant's last revision up to `through` (0 when it has none): one seek in
+/// `change_log_by_tenant`.
+async fn revision_through<'e>(
+    exec: impl sqlx::Executor<'e, Database = Any>,
+    tenant: &TenantScope,
+    through: i64,
+) -> Result<i64, Error> {
+    sqlx::query("SELECT COALESCE(MAX(revision), 0) FROM change_log WHERE tenant_id = $1 AND revision <= $2")
+        .bind(tenant.as_str())
+        .bind(through)
+        .fetch_one(exec)
+        .await
+        .and_then(|r| r.try_get::<i64, _>(0))
+        .map_err(db)
 }
 
 /// A commit announced to the [`CommitObserver`]: unless it is told of the rows, it hears
@@ -366,23 +369,15 @@ impl Store {
         let _ = self.changes.observer.set(observer);
     }
 
-    pub(crate) fn journal(&self) -> Journal<'_> {
-        self.journal_keeping(self.changes.observer.get().is_some())
-    }
-
-    /// A journal for writes of `tenant`'s instances: it keeps their rows for the observer only
-    /// if the observer follows the tenant now, not a copy of every row of a launch storm that
+    /// A journal for a write of `tenant`: it keeps the instance rows for the observer only if
+    /// the observer follows the tenant now, not a copy of every row of a launch storm that
     /// nobody will apply.
-    pub(crate) fn journal_for(&self, tenant: &TenantScope) -> Journal<'_> {
-        let follows = self
+    pub(crate) fn journal(&self, tenant: &TenantScope) -> Journal<'_> {
+        let keep = self
             .changes
             .observer
             .get()
             .is_some_and(|o| o.follows(tenant.id()));
-        self.journal_keeping(follows)
-    }
-
-    fn journal_keeping(&self, keep: bool) -> Journal<'_> {
         Journal {
             store: self,
             pending: Vec::new(),
@@ -400,7 +395,7 @@ impl Store {
     /// transaction of their own.
     pub async fn append_changes(&self, tenant: &TenantScope, changes: Vec<NewChange>) -> Result<(), Error> {
         let tx = self.begin_write().await?;
-        let mut j = self.journal();
+        let mut j = self.journal(tenant);
         for c in changes {
             j.change(c);
         }
@@ -444,12 +439,7 @@ impl Store {
     /// The newest revision among the tenant's kept changes (0 when none is kept): one seek in
     /// `change_log_by_tenant`. A read model compares it with the revision it last applied.
     pub async fn tenant_revision(&self, tenant: &TenantScope) -> Result<i64, Error> {
-        sqlx::query("SELECT COALESCE(MAX(revision), 0) FROM change_log WHERE tenant_id = $1")
-            .bind(tenant.as_str())
-            .fetch_one(&self.reads)
-            .await
-            .and_then(|r| r.try_get::<i64, _>(0))
-            .map_err(db)
+        revision_through(&self.reads, tenant, i64::MAX).await
     }
 
     /// The ids of the tenant's objects of `object_type` changed in revisions `after + 1 ..=

@@ -601,7 +601,7 @@ impl Store {
         let row = host_in(&mut tx, tenant, &host.address)
             .await?
             .ok_or_else(|| Error::internal("host vanished"))?;
-        let mut journal = self.journal();
+        let mut journal = self.journal(tenant);
         journal.row(Verb::Created, Changed::Host(&row));
         if let Some(c) = cluster {
             journal_cluster(&mut tx, &mut journal, tenant, c).await?;
@@ -643,7 +643,7 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(db)?;
-        let mut journal = self.journal();
+        let mut journal = self.journal(tenant);
         journal.row(Verb::Deleted, Changed::Host(&host));
         if let Some(c) = &host.cluster {
             journal_cluster(&mut tx, &mut journal, tenant, c).await?;
@@ -677,7 +677,7 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(db)?;
-        let mut journal = self.journal();
+        let mut journal = self.journal(tenant);
         journal_host(&mut tx, &mut journal, tenant, address).await?;
         journal.commit(tx, tenant).await
     }
@@ -727,7 +727,7 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(db)?;
-        let mut journal = self.journal();
+        let mut journal = self.journal(tenant);
         journal_host(&mut tx, &mut journal, tenant, address).await?;
         journal.commit(tx, tenant).await
     }
@@ -920,7 +920,7 @@ impl Store {
             container_manager: container_manager.to_string(),
             members: Vec::new(),
         };
-        let mut journal = self.journal();
+        let mut journal = self.journal(tenant);
         journal.row(Verb::Created, Changed::Cluster(&row));
         journal.commit(tx, tenant).await?;
         Ok(CreateClusterOutcome::Created(row))
@@ -939,7 +939,7 @@ impl Store {
         if let Some(op) = busy(&mut tx, tenant, name).await? {
             return Ok(DeleteClusterOutcome::Busy(op));
         }
-        let mut journal = self.journal();
+        let mut journal = self.journal(tenant);
         let before = cluster_in(&mut tx, tenant, name).await?;
         let members = members_in(&mut tx, tenant, name).await?;
         for (address, _, _) in &members {
@@ -1047,7 +1047,7 @@ impl Store {
         for a in &added {
             append_member(&mut tx, tenant, cluster, a).await?;
         }
-        let mut journal = self.journal();
+        let mut journal = self.journal(tenant);
         for a in removed.iter().map(|(a, _)| a).chain(&added) {
             if let Some(h) = host_in(&mut tx, tenant, a).await? {
                 journal.row(Verb::Updated, Changed::Host(&h));
@@ -1080,7 +1080,7 @@ impl Store {
             return Ok(Some(Err(op)));
         }
         drop_member(&mut tx, tenant, address).await?;
-        let mut journal = self.journal();
+        let mut journal = self.journal(tenant);
         if let Some(h) = host_in(&mut tx, tenant, address).await? {
             journal.row(Verb::Updated, Changed::Host(&h));
         }
@@ -1208,7 +1208,7 @@ impl Store {
         .map_err(db)?;
         insert_job(&mut tx, job, now).await?;
         insert_event(&mut tx, &job.id, now, "queued").await?;
-        let mut journal = self.journal();
+        let mut journal = self.journal(tenant);
         journal.row(Verb::Created, Changed::Operation(&op));
         journal.commit(tx, tenant).await?;
         Ok(StartOperationOutcome::Started(op))
@@ -1258,7 +1258,7 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(db)?;
-        let mut journal = self.journal();
+        let mut journal = self.journal(tenant);
         if before != op {
             for step in step_changes(&before, &op) {
                 journal.change(step);
@@ -1341,7 +1341,7 @@ impl Store {
         .await
         .map_err(db)?;
         let written = done.rows_affected() == 1;
-        let mut journal = self.journal();
+        let mut journal = self.journal(tenant);
         let unchanged = before.is_some_and(|(s, m, r)| {
             s == status && m == message && registered.is_none_or(|g| i64::from(g) == r)
         });

@@ -569,7 +569,7 @@ impl Store {
     pub async fn create_user(&self, tenant: &TenantScope, user: &UserRow) -> Result<bool, Error> {
         let mut tx = self.begin_write().await?;
         let created = insert_user(&mut tx, tenant.id(), user).await?;
-        let mut journal = self.journal();
+        let mut journal = self.journal(tenant);
         if created {
             journal_user(&mut tx, &mut journal, tenant, Verb::Created, user).await?;
         }
@@ -634,7 +634,7 @@ impl Store {
             description: description.to_string(),
             ..old
         };
-        let mut journal = self.journal();
+        let mut journal = self.journal(tenant);
         journal_user(&mut tx, &mut journal, tenant, Verb::Updated, &new).await?;
         journal.commit(tx, tenant).await?;
         Ok(UserChange::Done(new))
@@ -666,7 +666,7 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(db)?;
-        let mut journal = self.journal();
+        let mut journal = self.journal(tenant);
         for k in &keys {
             journal.row(Verb::Deleted, Changed::Key(id, k));
         }
@@ -718,7 +718,7 @@ impl Store {
             return Ok(false);
         }
         insert_key(&mut tx, tenant.id(), user, key).await?;
-        let mut journal = self.journal();
+        let mut journal = self.journal(tenant);
         for k in keys_in(&mut tx, tenant, user, Some(key.id)).await? {
             journal.row(Verb::Created, Changed::Key(user, &k));
         }
@@ -737,7 +737,7 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(db)?;
-        let mut journal = self.journal();
+        let mut journal = self.journal(tenant);
         for k in &before {
             journal.row(Verb::Deleted, Changed::Key(user, k));
         }

@@ -261,11 +261,12 @@ async fn insert_events(
     ids: &[InstanceId],
     now: i64,
 ) -> Result<(), Error> {
-    let rows: Vec<[&str; 1]> = ids.iter().map(|id| [id.as_str()]).collect();
+    let ids: Vec<&str> = ids.iter().map(|id| id.as_str()).collect();
+    let ids = serde_json::to_string(&ids).map_err(Error::internal)?;
     sqlx::query(sqlf!(
         "INSERT INTO instance_events (tenant_id, instance_id, id, at, finished, actor, action, outcome, error, request_id) \
-         SELECT $1, j.v ->> 0, $2, $3, NULL, $4, $5, 'accepted', '', $6 FROM {}",
-        backend.json_rows(7)
+         SELECT $1, j.v, $2, $3, NULL, $4, $5, 'accepted', '', $6 FROM {}",
+        backend.json_texts(7)
     ))
     .bind(tenant.as_str())
     .bind(&event.id)
@@ -273,7 +274,7 @@ async fn insert_events(
     .bind(&event.actor)
     .bind(&event.action)
     .bind(&event.request_id)
-    .bind(crate::json_rows_param(&rows)?)
+    .bind(ids)
     .execute(&mut **tx)
     .await
     .map_err(db)?;
@@ -502,7 +503,7 @@ impl Store {
         let (job, event) = make(&ids)?;
         insert_job(&mut tx, &job, now).await?;
         insert_events(&mut tx, self.backend, tenant, &event, &ids, now).await?;
-        let mut journal = self.journal_for(tenant);
+        let mut journal = self.journal(tenant);
         for r in &accepted {
             journal.row(Verb::Created, Changed::Instance(r));
         }
@@ -544,7 +545,7 @@ impl Store {
         };
         let mut tx = self.begin_write().await?;
         let mut moved = Vec::new();
-        let mut journal = self.journal_for(tenant);
+        let mut journal = self.journal(tenant);
         for chunk in unique.chunks(CHUNK) {
             let mut q = sqlx::query(sqlf!(
                 "UPDATE instances SET {set} WHERE tenant_id = $1 AND state IN ({}) AND id IN ({}) RETURNING {INSTANCE_COLS}",
@@ -632,7 +633,7 @@ impl Store {
             tx.rollback().await.map_err(db)?;
             return Ok(None);
         }
-        let mut journal = self.journal_for(tenant);
+        let mut journal = self.journal(tenant);
         let mut moved = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(CHUNK) {
             let mut q = sqlx::query(sqlf!(
@@ -679,7 +680,7 @@ impl Store {
             tx.rollback().await.map_err(db)?;
             return Ok(false);
         }
-        let mut journal = self.journal_for(tenant);
+        let mut journal = self.journal(tenant);
         let mut succeeded: Vec<&InstanceId> = Vec::new();
         let mut superseded: Vec<&InstanceId> = Vec::new();
         for (id, end) in ends {
@@ -812,7 +813,7 @@ impl Store {
         .await
         .and_then(|r| r.as_ref().map(instance_row).transpose())
         .map_err(db)?;
-        let mut journal = self.journal_for(tenant);
+        let mut journal = self.journal(tenant);
         if let Some(row) = &renamed {
             insert_job(&mut tx, job, now).await?;
             insert_event(&mut tx, tenant, event, now).await?;
@@ -903,7 +904,7 @@ impl Store {
         .await
         .and_then(|r| r.as_ref().map(instance_row).transpose())
         .map_err(db)?;
-        let mut journal = self.journal_for(tenant);
+        let mut journal = self.journal(tenant);
         if let Some(row) = &moved {
             journal.row(Verb::Updated, Changed::Instance(row));
         }
@@ -967,7 +968,7 @@ impl Store {
         .await
         .map_err(db)?;
         insert_job(&mut tx, job, now).await?;
-        let mut journal = self.journal_for(tenant);
+        let mut journal = self.journal(tenant);
         journal.row(Verb::Created, Changed::Image(row));
         journal.commit(tx, tenant).await
     }
@@ -1003,7 +1004,7 @@ impl Store {
             .await
             .and_then(|r| r.as_ref().map(image_row).transpose())
             .map_err(db)?;
-        let mut journal = self.journal_for(tenant);
+        let mut journal = self.journal(tenant);
         if let Some(row) = &moved {
             if let Some(job) = job {
                 insert_job(&mut tx, job, now).await?;
@@ -1039,7 +1040,7 @@ impl Store {
         .await
         .and_then(|r| r.as_ref().map(image_row).transpose())
         .map_err(db)?;
-        let mut journal = self.journal_for(tenant);
+        let mut journal = self.journal(tenant);
         if let Some(row) = &saved {
             journal.row(Verb::Updated, Changed::Image(row));
         }
@@ -1058,7 +1059,7 @@ impl Store {
         .await
         .and_then(|r| r.as_ref().map(image_row).transpose())
         .map_err(db)?;
-        let mut journal = self.journal_for(tenant);
+        let mut journal = self.journal(tenant);
         if let Some(row) = &gone {
             journal.row(Verb::Deleted, Changed::Image(row));
         }

@@ -142,7 +142,7 @@ impl<T: NamedObject> Named<'_, T> {
             .await
             .and_then(|r| T::from_row(&r))
             .map_err(db)?;
-        let mut journal = self.store.journal();
+        let mut journal = self.store.journal(tenant);
         if inserted {
             journal.row(Verb::Created, stored.changed());
         }
@@ -193,7 +193,7 @@ impl<T: NamedObject> Named<'_, T> {
                 return Ok(DeleteInUse::UsedBy(user));
             }
         }
-        let mut journal = self.store.journal();
+        let mut journal = self.store.journal(tenant);
         journal.row(Verb::Deleted, deleted.changed());
         journal.commit(tx, tenant).await?;
         Ok(DeleteInUse::Deleted)

@@ -97,7 +97,7 @@ impl Store {
         .await
         .and_then(|r| ns_row(&r))
         .map_err(db)?;
-        let mut journal = self.journal();
+        let mut journal = self.journal(tenant);
         if inserted {
             journal.row(Verb::Created, Changed::Namespace(&stored));
         }
@@ -137,7 +137,7 @@ impl Store {
         .await
         .and_then(|r| ns_row(&r))
         .map_err(db)?;
-        let mut journal = self.journal();
+        let mut journal = self.journal(tenant);
         journal.row(Verb::Updated, Changed::Namespace(&stored));
         journal.commit(tx, tenant).await?;
         Ok(Some(stored))
@@ -147,7 +147,7 @@ impl Store {
     /// False when it does not exist.
     pub async fn delete_namespace(&self, tenant: &TenantScope, name: &str) -> Result<bool, Error> {
         let mut tx = self.begin_write().await?;
-        let mut journal = self.journal();
+        let mut journal = self.journal(tenant);
         let before = sqlx::query(
             "SELECT name, description, config FROM namespaces WHERE tenant_id = $1 AND name = $2",
         )

@@ -187,7 +187,7 @@ impl Store {
             status: "STARTING".to_string(),
             message: String::new(),
         };
-        let mut journal = self.journal();
+        let mut journal = self.journal(tenant);
         journal.row(Verb::Created, Changed::ServiceRun(s, &run));
         journal.commit(tx, tenant).await?;
         Ok(InsertRun::Inserted)
@@ -217,7 +217,7 @@ impl Store {
         .await
         .and_then(|r| r.as_ref().map(|r| run_row(r, 0)).transpose())
         .map_err(db)?;
-        let mut journal = self.journal();
+        let mut journal = self.journal(tenant);
         if let Some(run) = &changed {
             journal.row(Verb::Updated, Changed::ServiceRun(s, run));
         }
@@ -294,7 +294,7 @@ impl Store {
         .bind(n);
         let mut tx = self.begin_write().await?;
         let stored = q.execute(&mut *tx).await.map_err(db)?.rows_affected() == 1;
-        let mut journal = self.journal();
+        let mut journal = self.journal(tenant);
         if stored {
             journal.change(service_change(
                 &s.namespace,
@@ -519,7 +519,7 @@ impl Store {
         .await
         .map_err(db)?;
         let routes: serde_json::Value = serde_json::from_str(config).map_err(Error::internal)?;
-        let mut journal = self.journal();
+        let mut journal = self.journal(tenant);
         journal.change(service_change(
             ns,
             app,
@@ -547,7 +547,7 @@ impl Store {
         .bind(service);
         let mut tx = self.begin_write().await?;
         let deleted = q.execute(&mut *tx).await.map_err(db)?.rows_affected() == 1;
-        let mut journal = self.journal();
+        let mut journal = self.journal(tenant);
         if deleted {
             journal.change(service_change(
                 ns,

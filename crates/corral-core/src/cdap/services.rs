@@ -80,14 +80,14 @@ type CachedConfig = (Instant, Option<Arc<RouteConfig>>);
 
 impl RouteCache {
     fn get(&self, key: &AppServiceKey) -> Option<Option<Arc<RouteConfig>>> {
-        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let map = crate::sync::lock(&self.0);
         map.get(key)
             .filter(|(at, _)| at.elapsed() < ROUTE_CACHE_TTL)
             .map(|(_, c)| c.clone())
     }
 
     fn put(&self, key: AppServiceKey, config: Option<Arc<RouteConfig>>) {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = crate::sync::lock(&self.0);
         if map.len() > 100_000 {
             map.retain(|_, (at, _)| at.elapsed() < ROUTE_CACHE_TTL);
         }
@@ -95,7 +95,7 @@ impl RouteCache {
     }
 
     fn forget(&self, key: &AppServiceKey) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+        crate::sync::lock(&self.0).remove(key);
     }
 }
 

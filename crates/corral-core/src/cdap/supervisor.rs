@@ -10,7 +10,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock};
+
+use crate::sync::{lock, read, write};
 use std::time::{Duration, Instant};
 
 use corral_drivers::{ProcessHandle, ProcessRunner, ProcessSpec};
@@ -230,18 +232,6 @@ pub(crate) struct Supervisor {
     rng: AtomicU64,
     /// Where instances' health changes are logged (the change feed); none in unit tests.
     change_log: Option<corral_store::Store>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn read<T>(m: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    m.read().unwrap_or_else(|p| p.into_inner())
-}
-
-fn write<T>(m: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    m.write().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Supervisor {

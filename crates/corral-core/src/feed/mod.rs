@@ -187,9 +187,7 @@ struct Hub {
 
 impl Hub {
     fn lock(&self) -> MutexGuard<'_, HubState> {
-        // A panic while holding the lock leaves consistent data (every update is one
-        // statement), so a poisoned lock is used as is.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.state)
     }
 
     fn remove(&self, tenant: &TenantId, id: u64) {

@@ -20,6 +20,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use corral_query::{Database, Table, Value};
+
+use crate::sync::lock;
 use corral_store::InstanceRow;
 use corral_types::perspective::{Flavor, Image, Metadata, Network};
 use corral_types::query::{QueryData, QueryResult, QueryRow, QueryStatement, QueryStatus};
@@ -501,25 +503,32 @@ impl Model {
     }
 }
 
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// Every tenant's read model.
+#[derive(Default)]
 pub(crate) struct ReadModels {
     models: std::sync::Mutex<HashMap<TenantId, Arc<tokio::sync::Mutex<Model>>>>,
-    /// Local commits not yet applied to their tenant's model.
-    waiting: std::sync::Mutex<HashMap<TenantId, Vec<Followed>>>,
-    /// Revisions of local commits being made durable, per tenant: a query that already
-    /// sees one waits for its rows (see [`ReadModels::await_told`]).
-    in_flight: std::sync::Mutex<HashMap<TenantId, Vec<i64>>>,
-    /// Tenants whose model met a commit it cannot follow (new or deleted instances): until a
-    /// query brings it to the log's head, later commits are not kept, as the log has them.
-    stalled: std::sync::Mutex<std::collections::HashSet<TenantId>>,
+    /// What the models are told of local commits; shared with the tasks that apply them.
+    told: Arc<Told>,
+}
+
+#[derive(Default)]
+struct Told {
+    tenants: std::sync::Mutex<HashMap<TenantId, Commits>>,
     /// Woken when an in-flight commit is told or abandoned.
     settled: tokio::sync::Notify,
-    /// Itself, for the tasks that apply commits.
-    me: std::sync::Weak<ReadModels>,
+}
+
+/// One tenant's local commits on their way to its model.
+#[derive(Default)]
+struct Commits {
+    /// Told, not yet applied: an earlier commit may still be on its way.
+    waiting: Vec<Followed>,
+    /// Revisions of commits being made durable: a query that already sees one waits for its
+    /// rows (see [`Told::catch_up_to`]).
+    in_flight: Vec<i64>,
+    /// The model met a commit it cannot follow (new or deleted instances): until a query
+    /// brings it to the log's head, later commits are not kept, as the log has them.
+    stalled: bool,
 }
 
 /// A local commit of a tenant with a model (see [`corral_store::CommitObserver`]).
@@ -543,138 +552,126 @@ impl corral_store::CommitObserver for ReadModels {
     fn follows(&self, tenant: &TenantId) -> bool {
         // Only tenants that query have a model, and a stalled model needs the log anyway:
         // the others' commits pay nothing.
-        lock(&self.models).contains_key(tenant) && !lock(&self.stalled).contains(tenant)
+        lock(&self.models).contains_key(tenant)
+            && !lock(&self.told.tenants).get(tenant).is_some_and(|c| c.stalled)
     }
 
     fn committing(&self, tenant: &TenantId, last: i64) {
-        lock(&self.in_flight)
+        lock(&self.told.tenants)
             .entry(tenant.clone())
             .or_default()
+            .in_flight
             .push(last);
     }
 
     fn abandoned(&self, tenant: &TenantId, last: i64) {
-        self.settle(tenant, last);
+        self.told.settle(tenant, last, None);
     }
 
     fn committed(&self, tenant: &TenantId, before: i64, last: i64, rows: corral_store::InstancesCommitted) {
-        self.push(tenant, before, last, rows);
-        self.settle(tenant, last);
+        let Some(model) = lock(&self.models).get(tenant).cloned() else {
+            self.told.settle(tenant, last, None);
+            return;
+        };
+        self.told
+            .settle(tenant, last, Some(Followed { before, last, rows }));
+        // Applied by a task, not under the committing request: the model's lock may be held
+        // by a query.
+        let (told, tenant) = (self.told.clone(), tenant.clone());
+        tokio::spawn(async move {
+            let mut m = model.lock().await;
+            told.catch_up(&tenant, &mut m);
+        });
     }
 }
 
-impl ReadModels {
-    fn settle(&self, tenant: &TenantId, last: i64) {
-        let mut in_flight = lock(&self.in_flight);
-        if let Some(list) = in_flight.get_mut(tenant) {
-            list.retain(|l| *l != last);
-            if list.is_empty() {
-                in_flight.remove(tenant);
+impl Told {
+    /// Ends the in-flight commit `last`, keeping its rows when it was made.
+    fn settle(&self, tenant: &TenantId, last: i64, made: Option<Followed>) {
+        let mut tenants = lock(&self.tenants);
+        let c = tenants.entry(tenant.clone()).or_default();
+        c.in_flight.retain(|l| *l != last);
+        if let Some(f) = made
+            && !c.stalled
+        {
+            // A model left this far behind catches up from the log at its next query.
+            let rows: usize = c.waiting.iter().map(|f| f.rows.changed.len()).sum();
+            if c.waiting.len() >= MAX_WAITING || rows + f.rows.changed.len() > MAX_DELTA {
+                c.waiting.clear();
             }
+            c.waiting.push(f);
         }
-        drop(in_flight);
+        drop(tenants);
         self.settled.notify_waiters();
     }
 
-    /// Waits (a bounded time) until every local commit the reader already sees at `head` has
-    /// been told: the commit's task tells right after the database commits, but on a busy
-    /// machine a query may read the new head first and would read the rows back instead.
-    async fn await_told(&self, tenant: &TenantId, head: i64) {
+    /// Brings the model up to `head` with the local commits it is told of, waiting (a bounded
+    /// time) for those the reader already sees: the commit's task tells right after the
+    /// database commits, but on a busy machine a query may read the new head first and would
+    /// read the rows back instead.
+    async fn catch_up_to(&self, tenant: &TenantId, head: i64, m: &mut Model) {
         let deadline = tokio::time::Instant::now() + AWAIT_TOLD;
         loop {
             let settled = self.settled.notified();
             tokio::pin!(settled);
             settled.as_mut().enable();
-            let pending = lock(&self.in_flight)
+            let pending = lock(&self.tenants)
                 .get(tenant)
-                .is_some_and(|l| l.iter().any(|last| *last <= head));
+                .is_some_and(|c| c.in_flight.iter().any(|last| *last <= head));
             if !pending || tokio::time::timeout_at(deadline, settled).await.is_err() {
-                return;
+                break;
             }
         }
-    }
-
-    fn push(&self, tenant: &TenantId, before: i64, last: i64, rows: corral_store::InstancesCommitted) {
-        let Some(model) = lock(&self.models).get(tenant).cloned() else {
-            return;
-        };
-        let mut waiting = lock(&self.waiting);
-        let list = waiting.entry(tenant.clone()).or_default();
-        // Commits wait only while an earlier one may still arrive; a model left behind
-        // catches up from the log at its next query, so the list stays short.
-        let rows_waiting: usize = list.iter().map(|f| f.rows.changed.len()).sum();
-        if list.len() >= MAX_WAITING || rows_waiting + rows.changed.len() > MAX_DELTA {
-            list.clear();
-        }
-        list.push(Followed { before, last, rows });
-        drop(waiting);
-        // Not under the committing request: the model's lock may be held by a query.
-        let (models, tenant) = (self.me.clone(), tenant.clone());
-        tokio::spawn(async move {
-            let Some(models) = models.upgrade() else {
-                return;
-            };
-            let mut m = model.lock().await;
-            models.catch_up(&tenant, &mut m);
-        });
-    }
-
-    pub(crate) fn new() -> Arc<ReadModels> {
-        Arc::new_cyclic(|me| ReadModels {
-            models: Default::default(),
-            waiting: Default::default(),
-            stalled: Default::default(),
-            in_flight: Default::default(),
-            settled: Default::default(),
-            me: me.clone(),
-        })
+        self.catch_up(tenant, m);
     }
 
     /// Applies the tenant's waiting commits that continue the model's revision, in revision
     /// order. One that cannot be applied in place (new or deleted instances) leaves the model
     /// where it is and stalls it: the next query catches up from the log.
     fn catch_up(&self, tenant: &TenantId, m: &mut Model) {
-        let Some(mut list) = lock(&self.waiting).remove(tenant) else {
+        let mut tenants = lock(&self.tenants);
+        let Some(c) = tenants.get_mut(tenant) else {
             return;
         };
+        let mut list = std::mem::take(&mut c.waiting);
         list.sort_unstable_by_key(|f| f.before);
-        let mut gap = Vec::new();
-        let mut stalled = !m.loaded_instances;
+        c.stalled |= !m.loaded_instances;
         for f in list {
-            if stalled || f.last <= m.revision {
+            if c.stalled || f.last <= m.revision {
                 continue;
             }
             if f.before != m.revision {
-                gap.push(f);
+                c.waiting.push(f);
                 continue;
             }
             if !f.rows.removed.is_empty() {
-                stalled = true;
+                c.stalled = true;
                 continue;
             }
             match m.follow(f.rows.changed) {
                 Ok(true) => m.revision = f.last,
-                Ok(false) => stalled = true,
+                Ok(false) => c.stalled = true,
                 Err(e) => {
                     tracing::warn!(error = %e, "read model could not follow a commit; it reloads");
                     m.loaded_instances = false;
-                    stalled = true;
+                    c.stalled = true;
                 }
             }
         }
-        if stalled {
-            lock(&self.stalled).insert(tenant.clone());
-        } else if !gap.is_empty() {
-            // An earlier commit may still be on its way (commits are told in no set order).
-            lock(&self.waiting).entry(tenant.clone()).or_default().extend(gap);
+        if c.stalled {
+            c.waiting.clear();
         }
     }
 
     /// The model is at the log's head again: later commits are worth keeping.
     fn resume(&self, tenant: &TenantId) {
-        lock(&self.stalled).remove(tenant);
+        if let Some(c) = lock(&self.tenants).get_mut(tenant) {
+            c.stalled = false;
+        }
     }
+}
 
+impl ReadModels {
     fn model(&self, tenant: &TenantId) -> Arc<tokio::sync::Mutex<Model>> {
         let mut map = lock(&self.models);
         // Drop idle models (their lock is free and nobody holds them).
@@ -685,8 +682,7 @@ impl ReadModels {
                     .map(|g| g.used_at.is_some_and(|at| at.elapsed() < IDLE))
                     .unwrap_or(true)
         });
-        lock(&self.waiting).retain(|t, _| map.contains_key(t));
-        lock(&self.stalled).retain(|t| map.contains_key(t));
+        lock(&self.told.tenants).retain(|t, c| map.contains_key(t) || !c.in_flight.is_empty());
         map.entry(tenant.clone()).or_default().clone()
     }
 }
@@ -781,13 +777,12 @@ impl Query {
     async fn snapshot(&self, ctx: &OpCtx, scope: &TenantScope) -> Result<Database, Error> {
         let tenant = &scope;
         let model = self.read_models.model(tenant.id());
+        let told = &self.read_models.told;
         let mut m = model.lock().await;
         m.used_at = Some(Instant::now());
-        self.read_models.catch_up(tenant.id(), &mut m);
         let head = self.store.tenant_revision(tenant).await?;
         if m.loaded_instances && head > m.revision {
-            self.read_models.await_told(tenant.id(), head).await;
-            self.read_models.catch_up(tenant.id(), &mut m);
+            told.catch_up_to(tenant.id(), head, &mut m).await;
         }
         if m.loaded_instances && head > m.revision {
             let pruned = self.store.pruned_through().await?;
@@ -821,7 +816,7 @@ impl Query {
         if !m.loaded_instances {
             m.reload(&self.store, tenant).await?;
         }
-        self.read_models.resume(tenant.id());
+        told.resume(tenant.id());
         let others_due = match m.others_at {
             None => true,
             Some(at) if at.elapsed() >= OTHERS_MAX_AGE => true,
@@ -1254,7 +1249,7 @@ mod tests {
     #[tokio::test]
     async fn models_follow_local_commits_in_order() {
         use corral_store::CommitObserver;
-        let models = ReadModels::new();
+        let models = ReadModels::default();
         let tenant = TenantId::from_trusted("t1");
         let model = models.model(&tenant);
         *model.lock().await = loaded(20);
@@ -1277,7 +1272,7 @@ mod tests {
             .collect();
         models.committed(&tenant, 10, 12, commit(early));
         let mut m = model.lock().await;
-        models.catch_up(&tenant, &mut m);
+        models.told.catch_up(&tenant, &mut m);
         assert_eq!(m.revision, 15);
         let by_id: HashMap<String, String> = rows_of(&m, "instances")
             .iter()
@@ -1315,17 +1310,19 @@ mod tests {
         models.committing(&tenant, 17);
         models.committed(&tenant, 16, 17, commit(after));
         let mut m = model.lock().await;
-        models.catch_up(&tenant, &mut m);
+        models.told.catch_up(&tenant, &mut m);
         assert_eq!(m.revision, 15);
         assert_eq!(m.index.len(), 20);
-        assert!(lock(&models.in_flight).is_empty(), "every commit settled");
+        let tenants = lock(&models.told.tenants);
+        assert!(tenants[&tenant].in_flight.is_empty(), "every commit settled");
         // Stalled: no rows are kept until a query is at the log's head again.
         assert!(
-            lock(&models.waiting).is_empty(),
+            tenants[&tenant].waiting.is_empty(),
             "the commit after the gap is dropped"
         );
+        drop(tenants);
         assert!(!models.follows(&tenant));
-        models.resume(&tenant);
+        models.told.resume(&tenant);
         assert!(models.follows(&tenant));
     }
 
@@ -1334,18 +1331,18 @@ mod tests {
     #[tokio::test]
     async fn queries_wait_for_commits_they_see() {
         use corral_store::CommitObserver;
-        let models = ReadModels::new();
+        let models = Arc::new(ReadModels::default());
         let tenant = TenantId::from_trusted("t1");
         let _model = models.model(&tenant);
         models.committing(&tenant, 7);
         // Head 6 does not include the commit: no wait (a wait would take AWAIT_TOLD).
         let started = Instant::now();
-        models.await_told(&tenant, 6).await;
+        models.told.catch_up_to(&tenant, 6, &mut Model::default()).await;
         assert!(started.elapsed() < AWAIT_TOLD);
         let waiter = {
             let models = models.clone();
             let tenant = tenant.clone();
-            tokio::spawn(async move { models.await_told(&tenant, 7).await })
+            tokio::spawn(async move { models.told.catch_up_to(&tenant, 7, &mut Model::default()).await })
         };
         tokio::task::yield_now().await;
         assert!(!waiter.is_finished(), "waits while the commit is in flight");
@@ -1354,6 +1351,6 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert!(lock(&models.in_flight).is_empty());
+        assert!(lock(&models.told.tenants)[&tenant].in_flight.is_empty());
     }
 }

@@ -30,6 +30,23 @@ async fn rows(s: &TestServer, k: &str, sql: &str) -> Vec<Value> {
         .collect()
 }
 
+/// Queries until `sql` answers `want` (work after a 202 reaches the model as it happens),
+/// for at most 30 s.
+async fn until_rows(s: &TestServer, k: &str, sql: &str, want: Vec<Value>) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let got = rows(s, k, sql).await;
+        if got == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{sql}: {got:?} after 30 s, want {want:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 async fn server(db: Db) -> TestServer {
     TestServer::start_with(db, |c| {
         c.clouds = vec![mock_cloud(|o| {
@@ -184,21 +201,17 @@ async fn freshness(db: Db) {
     );
     // A bulk action's rows reach the model with its commit (told to the model, not read back):
     // right after the answer no accepted instance can still be `launched`.
-    let many: Vec<String> = {
-        let mut v = Vec::new();
-        for i in 0..12 {
-            v.push(launch(&s, &k, &ids, &format!("m{i}")).await);
-        }
-        v
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while rows(&s, &k, "select count(*) from instances where state = 'launched'").await != vec![json!([13])] {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the launches never all show launched"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let mut many = Vec::new();
+    for i in 0..12 {
+        many.push(launch(&s, &k, &ids, &format!("m{i}")).await);
     }
+    until_rows(
+        &s,
+        &k,
+        "select count(*) from instances where state = 'launched'",
+        vec![json!([13])],
+    )
+    .await;
     let out = s.put(&k, "/instances/shutdown").json(json!(many)).ok().await;
     assert!(
         out.as_array().unwrap().iter().all(|r| r["status"] == 202),
@@ -218,14 +231,7 @@ async fn freshness(db: Db) {
         vec![json!(["renamed"])]
     );
     s.post(&k, "/instances/delete").json(json!([a])).ok().await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while rows(&s, &k, "select count(*) from instances").await != vec![json!([12])] {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the deleted instance stays in the read model"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    until_rows(&s, &k, "select count(*) from instances", vec![json!([12])]).await;
     s.stop().await;
 }
 
