@@ -3,7 +3,7 @@
 //! inserts are multi-row; the state checks are part of the `UPDATE`s themselves, so two
 //! concurrent actions on one instance cannot both be accepted.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use corral_types::{
     CloudId, CloudKind, Error, ImageId, ImageState, InstanceId, InstanceState, TenantId, TenantScope,
@@ -252,6 +252,17 @@ async fn insert_event(
     Ok(())
 }
 
+/// `ids` without repeats, in ascending order, as one JSON array for [`Backend::json_texts`]:
+/// in key order a statement over 10,000 ids walks each index once from left to right instead
+/// of seeking all over it (a 10,000-row history insert: 180 ms in random order, 80 sorted, at
+/// 100,000 instances on SQLite).
+fn json_ids(ids: &[InstanceId]) -> Result<String, Error> {
+    let mut ids: Vec<&str> = ids.iter().map(|id| id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    serde_json::to_string(&ids).map_err(Error::internal)
+}
+
 /// Inserts the history entries of `ids` for one action, in one statement.
 async fn insert_events(
     tx: &mut Transaction<'static, Any>,
@@ -261,8 +272,7 @@ async fn insert_events(
     ids: &[InstanceId],
     now: i64,
 ) -> Result<(), Error> {
-    let ids: Vec<&str> = ids.iter().map(|id| id.as_str()).collect();
-    let ids = serde_json::to_string(&ids).map_err(Error::internal)?;
+    let ids = json_ids(ids)?;
     sqlx::query(sqlf!(
         "INSERT INTO instance_events (tenant_id, instance_id, id, at, finished, actor, action, outcome, error, request_id) \
          SELECT $1, j.v, $2, $3, NULL, $4, $5, 'accepted', '', $6 FROM {}",
@@ -346,33 +356,57 @@ impl Store {
     }
 
     /// What a bulk action checks of each instance among `ids`: only the small columns, so a
-    /// 10,000-id request does not read and decode 10,000 flavor and image records.
+    /// 10,000-id request does not read and decode 10,000 flavor and image records. One
+    /// statement over the ids as a JSON array; on SQLite on the calling thread (fast.rs).
     pub async fn get_instance_keys(
         &self,
         tenant: &TenantScope,
         ids: &[InstanceId],
     ) -> Result<Vec<InstanceKey>, Error> {
-        let unique: Vec<&InstanceId> = ids.iter().collect::<HashSet<_>>().into_iter().collect();
-        let mut out = Vec::with_capacity(unique.len());
-        for chunk in unique.chunks(CHUNK) {
-            let mut q = sqlx::query(sqlf!(
-                "SELECT id, state, cloud_id, project_id FROM instances WHERE tenant_id = $1 AND id IN ({})",
-                params(2, chunk.len())
-            ))
-            .bind(tenant.as_str());
-            for id in chunk {
-                q = q.bind(*id);
-            }
-            for r in q.fetch_all(&self.pool).await.map_err(db)? {
-                out.push(InstanceKey {
-                    id: r.try_get(0).map_err(db)?,
-                    state: r.try_get(1).map_err(db)?,
-                    cloud_id: r.try_get(2).map_err(db)?,
-                    project_id: r.try_get(3).map_err(db)?,
-                });
-            }
+        let ids = json_ids(ids)?;
+        let sql = format!(
+            "SELECT id, state, cloud_id, project_id FROM instances WHERE tenant_id = $1 AND id IN (SELECT j.v FROM {})",
+            self.backend.json_texts(2)
+        );
+        if let Some(fast) = &self.fast {
+            return fast.read(|c| {
+                let mut stmt = c.prepare_cached(&sql)?;
+                let rows = stmt.query_map([tenant.as_str(), ids.as_str()], |r| {
+                    let state: String = r.get(1)?;
+                    let state = InstanceState::parse(&state).ok_or_else(|| {
+                        rusqlite::Error::FromSqlConversionFailure(
+                            1,
+                            rusqlite::types::Type::Text,
+                            format!("unknown instance state {state:?}").into(),
+                        )
+                    })?;
+                    Ok(InstanceKey {
+                        id: InstanceId::from_trusted(r.get::<_, String>(0)?),
+                        state,
+                        cloud_id: CloudId::from_trusted(r.get::<_, String>(2)?),
+                        project_id: r.get(3)?,
+                    })
+                })?;
+                rows.collect()
+            });
         }
-        Ok(out)
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant.as_str())
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                Ok(InstanceKey {
+                    id: r.try_get(0)?,
+                    state: r.try_get(1)?,
+                    cloud_id: r.try_get(2)?,
+                    project_id: r.try_get(3)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(db)
     }
 
     /// Calls `f` with every instance of the tenant, row by row as the database returns them,
@@ -538,40 +572,33 @@ impl Store {
             extra.extend([iid.as_str(), ijson.as_str(), ireal.as_str()]);
         }
         let states_at = 4 + extra.len() + extra_int.len();
-        let first = states_at + t.from.len();
-        let unique: Vec<&InstanceId> = {
-            let mut seen = HashSet::new();
-            ids.iter().filter(|i| seen.insert(*i)).collect()
-        };
+        let ids_at = states_at + t.from.len();
+        let ids = json_ids(ids)?;
         let mut tx = self.begin_write().await?;
         let mut moved = Vec::new();
         let mut journal = self.journal(tenant);
-        for chunk in unique.chunks(CHUNK) {
-            let mut q = sqlx::query(sqlf!(
-                "UPDATE instances SET {set} WHERE tenant_id = $1 AND state IN ({}) AND id IN ({}) RETURNING {INSTANCE_COLS}",
-                params(states_at, t.from.len()),
-                params(first, chunk.len())
-            ))
-            .bind(tenant.as_str())
-            .bind(t.to)
-            .bind(t.now);
-            for e in &extra {
-                q = q.bind(*e);
-            }
-            for e in &extra_int {
-                q = q.bind(*e);
-            }
-            for state in t.from {
-                q = q.bind(*state);
-            }
-            for id in chunk {
-                q = q.bind(*id);
-            }
-            for r in q.fetch_all(&mut *tx).await.map_err(db)? {
-                let row = instance_row(&r).map_err(db)?;
-                journal.row(Verb::Updated, Changed::Instance(&row));
-                moved.push(row.id);
-            }
+        let mut q = sqlx::query(sqlf!(
+            "UPDATE instances SET {set} WHERE tenant_id = $1 AND state IN ({}) \
+             AND id IN (SELECT j.v FROM {}) RETURNING {INSTANCE_COLS}",
+            params(states_at, t.from.len()),
+            self.backend.json_texts(ids_at)
+        ))
+        .bind(tenant.as_str())
+        .bind(t.to)
+        .bind(t.now);
+        for e in &extra {
+            q = q.bind(*e);
+        }
+        for e in &extra_int {
+            q = q.bind(*e);
+        }
+        for state in t.from {
+            q = q.bind(*state);
+        }
+        for r in q.bind(ids).fetch_all(&mut *tx).await.map_err(db)? {
+            let row = instance_row(&r).map_err(db)?;
+            journal.row(Verb::Updated, Changed::Instance(&row));
+            moved.push(row.id);
         }
         if !moved.is_empty() {
             let (job, event) = make(&moved)?;
@@ -635,24 +662,23 @@ impl Store {
         }
         let mut journal = self.journal(tenant);
         let mut moved = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(CHUNK) {
-            let mut q = sqlx::query(sqlf!(
-                "UPDATE instances SET state = $3, last_updated = $4 WHERE tenant_id = $1 AND state = $2 \
-                 AND id IN ({}) RETURNING {INSTANCE_COLS}",
-                params(5, chunk.len())
-            ))
-            .bind(tenant.as_str())
-            .bind(from)
-            .bind(to)
-            .bind(now);
-            for id in chunk {
-                q = q.bind(id);
-            }
-            for r in q.fetch_all(&mut *tx).await.map_err(db)? {
-                let row = instance_row(&r).map_err(db)?;
-                journal.row(Verb::Updated, Changed::Instance(&row));
-                moved.push(row.id);
-            }
+        let rows = sqlx::query(sqlf!(
+            "UPDATE instances SET state = $3, last_updated = $4 WHERE tenant_id = $1 AND state = $2 \
+             AND id IN (SELECT j.v FROM {}) RETURNING {INSTANCE_COLS}",
+            self.backend.json_texts(5)
+        ))
+        .bind(tenant.as_str())
+        .bind(from)
+        .bind(to)
+        .bind(now)
+        .bind(json_ids(ids)?)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+        for r in &rows {
+            let row = instance_row(r).map_err(db)?;
+            journal.row(Verb::Updated, Changed::Instance(&row));
+            moved.push(row.id);
         }
         journal.commit(tx, tenant).await?;
         Ok(Some(moved))

@@ -30,6 +30,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0008_request_ids.sql"),
     ),
     (9, "change_log", include_str!("../migrations/0009_change_log.sql")),
+    (
+        10,
+        "drop_instances_by_update",
+        include_str!("../migrations/0010_drop_instances_by_update.sql"),
+    ),
 ];
 
 /// An arbitrary constant naming Corral's migration lock among PostgreSQL advisory locks.

@@ -13,7 +13,10 @@ use corral::server;
 /// reload of the read model) had freed in its per-thread arenas: at 100,000 instances the
 /// server's resident size was three to four times its live heap, and malloc/free took nearly
 /// a third of its CPU (docs/performance.md, "Memory"). mimalloc returns freed pages to the
-/// system and allocates with less work per call.
+/// system and allocates with less work per call. Built without its transparent-huge-page
+/// advice (`no_thp`): freed memory is returned in small pieces, and every 2 MiB page that
+/// got broken up was zeroed whole again on the next touch, up to a third of a bulk request's
+/// CPU (docs/performance.md, "Run F").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
