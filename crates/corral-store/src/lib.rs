@@ -324,16 +324,22 @@ mod tests {
         assert_eq!(redact_url("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
     }
 
-    /// Only the writer keeps temporary data (a write's statement journal) in memory: a
-    /// reader's sort spills to a file, so a large ordered list cannot grow the heap.
-    #[tokio::test]
-    async fn only_the_writer_keeps_temporary_data_in_memory() {
+    /// A fresh directory for one test's database file.
+    fn scratch_dir(name: &str) -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!(
-            "corral-temp-{}-{}",
+            "corral-{name}-{}-{}",
             std::process::id(),
             corral_types::time::now_ms()
         ));
         std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Only the writer keeps temporary data (a write's statement journal) in memory: a
+    /// reader's sort spills to a file, so a large ordered list cannot grow the heap.
+    #[tokio::test]
+    async fn only_the_writer_keeps_temporary_data_in_memory() {
+        let dir = scratch_dir("temp");
         let store = Store::open(&format!("sqlite://{}?mode=rwc", dir.join("t.db").display()), 2)
             .await
             .unwrap();
@@ -359,12 +365,7 @@ mod tests {
     /// automatic checkpoint's threshold reaches the main file with no further write.
     #[tokio::test]
     async fn the_wal_is_checkpointed_between_transactions() {
-        let dir = std::env::temp_dir().join(format!(
-            "corral-wal-{}-{}",
-            std::process::id(),
-            corral_types::time::now_ms()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = scratch_dir("wal");
         let file = dir.join("t.db");
         let store = Store::open(&format!("sqlite://{}?mode=rwc", file.display()), 2)
             .await
