@@ -216,6 +216,7 @@ impl Core {
             engine.register(
                 instances::BULK_JOB,
                 Arc::new(instances::BulkHandler {
+                    clouds: clouds.clone(),
                     store: self.store.clone(),
                     timeout: transition_timeout,
                 }),

@@ -14,8 +14,8 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use crate::{
-    ApiKeyRow, AppVersionRow, ClusterRow, ContainerManagerRow, HostRow, ImageRow, InstanceRow, NamespaceRow,
-    NetworkRow, OperationRow, RunRow, ServiceRef, Store, UserRow, db,
+    ApiKeyRow, AppVersionRow, Backend, ClusterRow, ContainerManagerRow, HostRow, ImageRow, InstanceRow,
+    JsonCol, NamespaceRow, NetworkRow, OperationRow, RunRow, ServiceRef, Store, UserRow, db,
 };
 
 /// A changed object as the view renderer receives it, read back inside the writing
@@ -221,7 +221,7 @@ impl Journal<'_> {
                 .filter(|o| o.follows(scope.id())),
             None => None,
         };
-        let last = append(&mut tx, scope, &self.pending).await?;
+        let last = append(&mut tx, self.store.backend, scope, &self.pending).await?;
         // From here until the observer is told, a reader may see `last` before the rows
         // reach its copy: `committing` lets it wait for them instead of reading them back.
         let telling = match observer {
@@ -288,12 +288,16 @@ impl Drop for Telling<'_> {
 
 const LOG_COLS: &str =
     "revision, time, tenant_id, kind, object_type, object_id, namespace, actor, request_id, data";
-const LOG_NCOLS: usize = 10;
-const LOG_BATCH: usize = crate::MAX_PARAMS / LOG_NCOLS;
 
-/// Takes revisions for `changes` and inserts them; answers the last revision.
+/// Log rows per statement: few statements (10,000 rows were 400 of 25 before the JSON), and
+/// the JSON text of one (views of ~1.5 KiB each) and SQLite's parse of it stay a few MiB.
+const LOG_ROWS: usize = 500;
+
+/// Takes revisions for `changes` and inserts them, [`LOG_ROWS`] per statement; answers the
+/// last revision.
 async fn append(
     tx: &mut Transaction<'static, Any>,
+    backend: Backend,
     scope: &TenantScope,
     changes: &[Entry],
 ) -> Result<i64, Error> {
@@ -307,34 +311,35 @@ async fn append(
             .map_err(db)?;
     let now = now_ms();
     let mut revision = last - n;
-    let (tenant, actor, request_id) = (scope.as_str(), scope.actor(), scope.request_id());
-    for chunk in changes.chunks(LOG_BATCH) {
-        let values: Vec<String> = (0..chunk.len())
-            .map(|i| {
-                let first = 1 + i * LOG_NCOLS;
-                let p: Vec<String> = (first..first + LOG_NCOLS).map(|k| format!("${k}")).collect();
-                format!("({})", p.join(", "))
+    for chunk in changes.chunks(LOG_ROWS) {
+        let rows: Vec<(String, &str, &str, &str, &str)> = chunk
+            .iter()
+            .map(|c| {
+                (
+                    format!("{}.{}", c.object_type, c.verb.as_str()),
+                    c.object_type.as_str(),
+                    c.object_id.as_str(),
+                    c.namespace.as_str(),
+                    c.data.as_str(),
+                )
             })
             .collect();
-        let mut q = sqlx::query(sqlf!(
-            "INSERT INTO change_log ({LOG_COLS}) VALUES {}",
-            values.join(", ")
-        ));
-        for c in chunk {
-            revision += 1;
-            q = q
-                .bind(revision)
-                .bind(now)
-                .bind(tenant)
-                .bind(format!("{}.{}", c.object_type, c.verb.as_str()))
-                .bind(c.object_type.as_str())
-                .bind(c.object_id.as_str())
-                .bind(c.namespace.as_str())
-                .bind(actor)
-                .bind(request_id)
-                .bind(c.data.as_str());
-        }
-        q.execute(&mut **tx).await.map_err(db)?;
+        let rows = serde_json::to_string(&rows).map_err(Error::internal)?;
+        sqlx::query(sqlf!(
+            "INSERT INTO change_log ({LOG_COLS}) \
+             SELECT $1 + j.k, $2, $3, j.c0, j.c1, j.c2, j.c3, $4, $5, j.c4 FROM ({}) AS j",
+            backend.json_rows(6, &[JsonCol::Text; 5])
+        ))
+        .bind(revision)
+        .bind(now)
+        .bind(scope.as_str())
+        .bind(scope.actor())
+        .bind(scope.request_id())
+        .bind(rows)
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+        revision += chunk.len() as i64;
     }
     Ok(last)
 }

@@ -12,13 +12,11 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use crate::jobs::{Fence, NewJob, insert_job};
-use crate::{Backend, Changed, Store, db};
+use crate::{Backend, Changed, JsonCol, Store, db};
 use corral_types::Verb;
 
 /// Ids per `IN (...)` list (within [`crate::MAX_PARAMS`] with the statement's other values).
 const CHUNK: usize = crate::MAX_PARAMS - 16;
-/// Instance rows per `INSERT`.
-const INSTANCE_BATCH: usize = crate::MAX_PARAMS / (INSTANCE_NCOLS + 1);
 
 /// An instance record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -256,8 +254,8 @@ async fn insert_event(
 /// in key order a statement over 10,000 ids walks each index once from left to right instead
 /// of seeking all over it (a 10,000-row history insert: 180 ms in random order, 80 sorted, at
 /// 100,000 instances on SQLite).
-fn json_ids(ids: &[InstanceId]) -> Result<String, Error> {
-    let mut ids: Vec<&str> = ids.iter().map(|id| id.as_str()).collect();
+fn json_ids<'a>(ids: impl IntoIterator<Item = &'a InstanceId>) -> Result<String, Error> {
+    let mut ids: Vec<&str> = ids.into_iter().map(|id| id.as_str()).collect();
     ids.sort_unstable();
     ids.dedup();
     serde_json::to_string(&ids).map_err(Error::internal)
@@ -291,49 +289,80 @@ async fn insert_events(
     Ok(())
 }
 
-/// Inserts many instances, [`INSTANCE_BATCH`] rows per statement.
+/// The types of [`INSTANCE_COLS`], for [`Backend::json_rows`].
+const INSTANCE_TYPES: [JsonCol; INSTANCE_NCOLS] = {
+    use JsonCol::{Int, Text};
+    [
+        Text, Text, Text, Text, Text, Text, Text, Text, Text, Text, Text, Int, Int, Int, Text, Text, Text,
+        Text, Text, Text, Text, Int, Int,
+    ]
+};
+
+/// Instance rows per `INSERT`: a few statements for a launch of thousands, each's JSON text a
+/// few MiB at most.
+const INSTANCE_ROWS: usize = 500;
+
+/// Inserts many instances, [`INSTANCE_ROWS`] per statement: the rows as one JSON array of
+/// arrays, in [`INSTANCE_COLS`] order.
 async fn insert_instances(
     tx: &mut Transaction<'static, Any>,
+    backend: Backend,
     tenant: &TenantScope,
     rows: &[&InstanceRow],
 ) -> Result<(), Error> {
-    for chunk in rows.chunks(INSTANCE_BATCH) {
-        let values: Vec<String> = (0..chunk.len())
-            .map(|i| format!("($1, {})", params(2 + i * INSTANCE_NCOLS, INSTANCE_NCOLS)))
-            .collect();
-        let mut q = sqlx::query(sqlf!(
-            "INSERT INTO instances (tenant_id, {INSTANCE_COLS}) VALUES {}",
-            values.join(", ")
-        ))
-        .bind(tenant.as_str());
-        for r in chunk {
-            q = q
-                .bind(&r.id)
-                .bind(&r.real_id)
-                .bind(&r.cloud_id)
-                .bind(&r.cloud_type)
-                .bind(&r.project_id)
-                .bind(&r.name)
-                .bind(&r.flavor_id)
-                .bind(&r.flavor)
-                .bind(&r.image_id)
-                .bind(&r.image)
-                .bind(&r.image_real_id)
-                .bind(r.vcpus)
-                .bind(r.ram)
-                .bind(r.disk)
-                .bind(&r.keypair)
-                .bind(&r.networks)
-                .bind(&r.metadata)
-                .bind(&r.availability_zone)
-                .bind(&r.addresses)
-                .bind(&r.fqdn)
-                .bind(r.state)
-                .bind(r.created)
-                .bind(r.last_updated);
-        }
-        q.execute(&mut **tx).await.map_err(db)?;
+    for chunk in rows.chunks(INSTANCE_ROWS) {
+        insert_instance_rows(tx, backend, tenant, chunk).await?;
     }
+    Ok(())
+}
+
+async fn insert_instance_rows(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    tenant: &TenantScope,
+    rows: &[&InstanceRow],
+) -> Result<(), Error> {
+    let values: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            serde_json::json!([
+                r.id.as_str(),
+                r.real_id,
+                r.cloud_id.as_str(),
+                r.cloud_type.as_str(),
+                r.project_id,
+                r.name,
+                r.flavor_id,
+                r.flavor,
+                r.image_id.as_str(),
+                r.image,
+                r.image_real_id,
+                r.vcpus,
+                r.ram,
+                r.disk,
+                r.keypair,
+                r.networks,
+                r.metadata,
+                r.availability_zone,
+                r.addresses,
+                r.fqdn,
+                r.state.as_str(),
+                r.created,
+                r.last_updated,
+            ])
+        })
+        .collect();
+    let columns: Vec<String> = (0..INSTANCE_NCOLS).map(|i| format!("j.c{i}")).collect();
+    sqlx::query(sqlf!(
+        "INSERT INTO instances (tenant_id, {INSTANCE_COLS}) SELECT $1, {} FROM ({}) AS j",
+        columns.join(", "),
+        backend.json_rows(2, &INSTANCE_TYPES)
+    ))
+    .bind(tenant.as_str())
+    .bind(serde_json::to_string(&values).map_err(Error::internal)?)
+    .execute(&mut **tx)
+    .await
+    .map_err(db)?;
     Ok(())
 }
 
@@ -532,7 +561,7 @@ impl Store {
             tx.rollback().await.map_err(db)?;
             return Ok(out);
         }
-        insert_instances(&mut tx, tenant, &accepted).await?;
+        insert_instances(&mut tx, self.backend, tenant, &accepted).await?;
         let ids: Vec<InstanceId> = accepted.iter().map(|r| r.id.clone()).collect();
         let (job, event) = make(&ids)?;
         insert_job(&mut tx, &job, now).await?;
@@ -709,38 +738,19 @@ impl Store {
         let mut journal = self.journal(tenant);
         let mut succeeded: Vec<&InstanceId> = Vec::new();
         let mut superseded: Vec<&InstanceId> = Vec::new();
+        // Moves by (from, to), with and without the driver's report: one statement each, not
+        // one per instance (a launch batch is hundreds of the same move).
+        let mut reported: Moves<[&str; 3]> = Vec::new();
+        let mut plain: Moves<&InstanceId> = Vec::new();
         for (id, end) in ends {
             let id = *id;
             match *end {
                 InstanceEnd::Moved { from, to, report } => {
-                    let moved = match report {
-                        Some((real_id, addresses)) => sqlx::query(sqlf!(
-                            "UPDATE instances SET state = $4, real_id = $5, addresses = $6, last_updated = $7 \
-                             WHERE tenant_id = $1 AND id = $2 AND state = $3 RETURNING {INSTANCE_COLS}"
-                        ))
-                        .bind(tenant.as_str())
-                        .bind(id)
-                        .bind(from)
-                        .bind(to)
-                        .bind(real_id)
-                        .bind(addresses)
-                        .bind(now),
-                        None => sqlx::query(sqlf!(
-                            "UPDATE instances SET state = $4, last_updated = $5 \
-                             WHERE tenant_id = $1 AND id = $2 AND state = $3 RETURNING {INSTANCE_COLS}"
-                        ))
-                        .bind(tenant.as_str())
-                        .bind(id)
-                        .bind(from)
-                        .bind(to)
-                        .bind(now),
-                    }
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .and_then(|r| r.as_ref().map(instance_row).transpose())
-                    .map_err(db)?;
-                    if let Some(row) = &moved {
-                        journal.row(Verb::Updated, Changed::Instance(row));
+                    match report {
+                        Some((real_id, addresses)) => {
+                            group(&mut reported, (from, to)).push([id.as_str(), real_id, addresses])
+                        }
+                        None => group(&mut plain, (from, to)).push(id),
                     }
                     succeeded.push(id);
                 }
@@ -793,22 +803,67 @@ impl Store {
                 }
             }
         }
-        for (outcome, ids) in [("succeeded", &succeeded), ("superseded", &superseded)] {
-            for chunk in ids.chunks(CHUNK) {
-                let mut q = sqlx::query(sqlf!(
-                    "UPDATE instance_events SET outcome = $3, error = '', finished = $4 \
-                     WHERE tenant_id = $1 AND id = $2 AND instance_id IN ({})",
-                    params(5, chunk.len())
-                ))
-                .bind(tenant.as_str())
-                .bind(event)
-                .bind(outcome)
-                .bind(now);
-                for id in chunk {
-                    q = q.bind(*id);
-                }
-                q.execute(&mut *tx).await.map_err(db)?;
+        for ((from, to), mut rows) in reported {
+            // In key order, like json_ids: the primary key is walked once, left to right.
+            // Materialized: SQLite has no estimate of a JSON array's length and would scan
+            // the tenant's instances, and the array for each, instead of seeking each key.
+            rows.sort_unstable_by(|x, y| x[0].cmp(y[0]));
+            rows.dedup_by(|x, y| x[0] == y[0]);
+            let rows = serde_json::to_string(&rows).map_err(Error::internal)?;
+            let moved = sqlx::query(sqlf!(
+                "WITH j AS MATERIALIZED ({}) \
+                 UPDATE instances SET state = $3, real_id = j.c1, addresses = j.c2, last_updated = $4 FROM j \
+                 WHERE instances.tenant_id = $1 AND instances.id = j.c0 AND instances.state = $2 \
+                 RETURNING {INSTANCE_COLS}",
+                self.backend.json_rows(5, &[JsonCol::Text; 3])
+            ))
+            .bind(tenant.as_str())
+            .bind(from)
+            .bind(to)
+            .bind(now)
+            .bind(rows)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
+            for r in &moved {
+                journal.row(Verb::Updated, Changed::Instance(&instance_row(r).map_err(db)?));
             }
+        }
+        for ((from, to), ids) in plain {
+            let moved = sqlx::query(sqlf!(
+                "UPDATE instances SET state = $3, last_updated = $4 WHERE tenant_id = $1 AND state = $2 \
+                 AND id IN (SELECT j.v FROM {}) RETURNING {INSTANCE_COLS}",
+                self.backend.json_texts(5)
+            ))
+            .bind(tenant.as_str())
+            .bind(from)
+            .bind(to)
+            .bind(now)
+            .bind(json_ids(ids)?)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
+            for r in &moved {
+                journal.row(Verb::Updated, Changed::Instance(&instance_row(r).map_err(db)?));
+            }
+        }
+        for (outcome, ids) in [("succeeded", succeeded), ("superseded", superseded)] {
+            if ids.is_empty() {
+                continue;
+            }
+            sqlx::query(sqlf!(
+                "UPDATE instance_events SET outcome = $3, error = '', finished = $4 \
+                 WHERE tenant_id = $1 AND id = $2 AND instance_id IN (SELECT j.v FROM {})",
+                self.backend.json_texts(5)
+            ))
+            .bind(tenant.as_str())
+            .bind(event)
+            .bind(outcome)
+            .bind(now)
+            .bind(json_ids(ids)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
         }
         journal.commit(tx, tenant).await?;
         Ok(true)
@@ -1091,6 +1146,21 @@ impl Store {
         }
         journal.commit(tx, tenant).await
     }
+}
+
+/// Instances (or their rows) by the move (from, to) they make.
+type Moves<V> = Vec<((InstanceState, InstanceState), Vec<V>)>;
+
+/// The list of `groups` kept under `key`, added when new (a batch has one or two keys).
+fn group<K: PartialEq, V>(groups: &mut Vec<(K, Vec<V>)>, key: K) -> &mut Vec<V> {
+    let at = match groups.iter().position(|(k, _)| *k == key) {
+        Some(at) => at,
+        None => {
+            groups.push((key, Vec::new()));
+            groups.len() - 1
+        }
+    };
+    &mut groups[at].1
 }
 
 /// Completes a history entry (a primary-key update: the instance id is part of the key).

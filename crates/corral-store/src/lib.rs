@@ -77,6 +77,40 @@ impl Backend {
             Backend::Postgres => format!("(SELECT json_array_elements_text(${n}::json) AS v) AS j"),
         }
     }
+
+    /// A `SELECT` over the JSON array of rows (each an array) bound at `$n`: the row's
+    /// position from 1 as `k` and its values as `c0`, `c1`, ..., typed as `cols`. Many rows of
+    /// different values in one statement and one parameter (an insert of 2,000 instances was
+    /// 200 statements of 10 rows, each a hop to SQLite's thread and 231 bound parameters).
+    pub(crate) fn json_rows(self, n: usize, cols: &[JsonCol]) -> String {
+        let mut out = String::from("SELECT ");
+        match self {
+            Backend::Sqlite => out.push_str("key + 1 AS k"),
+            Backend::Postgres => out.push('k'),
+        }
+        for (i, col) in cols.iter().enumerate() {
+            let value = match (self, col) {
+                (Backend::Sqlite, _) => format!("value ->> {i}"),
+                (Backend::Postgres, JsonCol::Text) => format!("e ->> {i}"),
+                (Backend::Postgres, JsonCol::Int) => format!("CAST(e ->> {i} AS BIGINT)"),
+            };
+            out.push_str(&format!(", {value} AS c{i}"));
+        }
+        match self {
+            Backend::Sqlite => out.push_str(&format!(" FROM json_each(${n})")),
+            Backend::Postgres => out.push_str(&format!(
+                " FROM json_array_elements(${n}::json) WITH ORDINALITY AS x(e, k)"
+            )),
+        }
+        out
+    }
+}
+
+/// The type of a column of [`Backend::json_rows`]: the JSON value's text, or an integer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum JsonCol {
+    Text,
+    Int,
 }
 
 /// A connection to Corral's database. Cheap to clone.

@@ -5,7 +5,9 @@
 //! has the same id and one tenant's ids say nothing about another's.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use corral_drivers::{
     CloudDriver, CloudError, CloudImage, Observed, Operation, VmAction, VmReport, VmRequest,
@@ -151,6 +153,9 @@ pub struct Cloud {
     base_images: RwLock<Vec<CloudImage>>,
     /// When the base images were listed (their `created`/`timestamp`).
     listed_at: RwLock<i64>,
+    /// How long an instance call of the driver took lately: how wide a bulk action needs to
+    /// fan out.
+    pace: Pace,
 }
 
 /// The driver a cloud has now; swapped when an unavailable cloud comes good.
@@ -159,6 +164,28 @@ struct Live {
     operations: BTreeSet<Operation>,
     /// Why the cloud cannot work (a missing program or directory); `None` when it can.
     unavailable: Option<String>,
+}
+
+/// A moving average of call durations in nanoseconds, 0 before the first call. Racing updates
+/// may lose one sample, which an average can afford.
+#[derive(Debug, Default)]
+struct Pace(AtomicU64);
+
+impl Pace {
+    fn note(&self, took: Duration) {
+        let took = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX).max(1);
+        let old = self.0.load(Ordering::Relaxed);
+        // Weight 1/8: a run of slow calls moves it, one outlier does not.
+        let new = if old == 0 { took } else { old - old / 8 + took / 8 };
+        self.0.store(new.max(1), Ordering::Relaxed);
+    }
+
+    fn get(&self) -> Option<Duration> {
+        match self.0.load(Ordering::Relaxed) {
+            0 => None,
+            ns => Some(Duration::from_nanos(ns)),
+        }
+    }
 }
 
 /// The stand-in driver of an unavailable cloud: it supports nothing and every call fails with
@@ -240,6 +267,7 @@ impl Cloud {
             rebuild: None,
             base_images: RwLock::default(),
             listed_at: RwLock::new(corral_types::time::now_ms()),
+            pace: Pace::default(),
         }
     }
 
@@ -259,6 +287,7 @@ impl Cloud {
             rebuild: Some(rebuild),
             base_images: RwLock::default(),
             listed_at: RwLock::new(corral_types::time::now_ms()),
+            pace: Pace::default(),
         }
     }
 
@@ -317,6 +346,16 @@ impl Cloud {
                 false
             }
         }
+    }
+
+    /// Notes how long one instance call of the driver took.
+    pub fn note_call(&self, took: Duration) {
+        self.pace.note(took);
+    }
+
+    /// How long an instance call of the driver takes lately; `None` before the first call.
+    pub fn pace(&self) -> Option<Duration> {
+        self.pace.get()
     }
 
     pub fn id(&self) -> &CloudId {
@@ -565,5 +604,36 @@ impl Clouds {
             .filter(|(_, ops)| !ops.is_empty())
             .map(|(k, v)| (k, v.into_iter().map(str::to_string).collect()))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pace_is_unknown_until_a_call_then_follows_a_run_of_calls() {
+        let pace = Pace::default();
+        assert_eq!(pace.get(), None);
+        pace.note(Duration::from_millis(80));
+        assert_eq!(pace.get(), Some(Duration::from_millis(80)));
+        pace.note(Duration::from_millis(0));
+        let after_one = pace.get().unwrap_or_default();
+        assert!(
+            after_one > Duration::from_millis(60),
+            "one fast call moved it to {after_one:?}"
+        );
+        for _ in 0..60 {
+            pace.note(Duration::from_micros(10));
+        }
+        let settled = pace.get().unwrap_or_default();
+        assert!(
+            settled < Duration::from_millis(1),
+            "a run of fast calls left it at {settled:?}"
+        );
+        // A zero-length call still counts as a known pace.
+        let fast = Pace::default();
+        fast.note(Duration::ZERO);
+        assert!(fast.get().is_some());
     }
 }

@@ -3,7 +3,7 @@
 //! a job through the cloud's driver. Every transitional state ends: the job's deadline
 //! (`instance_transition_timeout`) sets `error` with a reason when the driver hangs.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -172,6 +172,10 @@ struct BatchJob {
     /// The history entry every instance of the request has (= the request's job id).
     event: String,
     groups: Vec<Group>,
+    /// The clouds of the instances, whose pace decides how wide the bulk job fans out (none
+    /// in a job written by an older Corral: as wide as the tenant's slots).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    clouds: Vec<CloudId>,
 }
 
 #[derive(Deserialize)]
@@ -191,6 +195,7 @@ impl BatchJob {
                     action: j.action,
                     instances: vec![j.instance],
                 }],
+                clouds: Vec::new(),
             }),
             Err(e) => Err(e.to_string()),
         }
@@ -223,6 +228,7 @@ impl BatchJob {
                 BatchJob {
                     event: self.event.clone(),
                     groups,
+                    clouds: self.clouds.clone(),
                 }
             })
             .collect()
@@ -578,6 +584,7 @@ impl Perspective {
         scope: &TenantScope,
         action: Action,
         groups: Vec<Group>,
+        clouds: Vec<CloudId>,
     ) -> Result<(NewJob, ActionEvent), Error> {
         let count: usize = groups.iter().map(|g| g.instances.len()).sum();
         let (kind, subject, uses_slot) = match groups.first().map(|g| g.instances.as_slice()) {
@@ -588,6 +595,7 @@ impl Perspective {
         job.payload = json(&BatchJob {
             event: job.id.to_string(),
             groups,
+            clouds,
         })?;
         let event = ActionEvent {
             id: job.id.to_string(),
@@ -739,6 +747,8 @@ impl Perspective {
             launches.push(row);
         }
         if !launches.is_empty() {
+            let clouds: BTreeSet<&CloudId> = launches.iter().map(|r| &r.cloud_id).collect();
+            let clouds: Vec<CloudId> = clouds.into_iter().cloned().collect();
             let outcomes = self
                 .store
                 .launch_instances(tenant, &launches, &quotas, now, |ids| {
@@ -746,7 +756,7 @@ impl Perspective {
                         action: Action::Launch,
                         instances: ids.to_vec(),
                     }];
-                    self.action_job(ctx, &scope, Action::Launch, groups)
+                    self.action_job(ctx, &scope, Action::Launch, groups, clouds)
                 })
                 .await?;
             for ((slot, launch), outcome) in slots.into_iter().zip(&launches).zip(outcomes) {
@@ -854,7 +864,12 @@ impl Perspective {
                     .filter(|(_, ids)| !ids.is_empty())
                     .map(|(action, instances)| Group { action, instances })
                     .collect();
-                self.action_job(ctx, scope, action, groups)
+                let clouds: BTreeSet<&CloudId> = moved
+                    .iter()
+                    .filter_map(|id| rows.get(id))
+                    .map(|r| &r.cloud_id)
+                    .collect();
+                self.action_job(ctx, scope, action, groups, clouds.into_iter().cloned().collect())
             })
             .await?
             .into_iter()
@@ -1317,6 +1332,15 @@ impl Perspective {
 /// The states an image may be deleted from.
 const DELETABLE_IMAGE: &[ImageState] = &[ImageState::Saved, ImageState::Error];
 
+/// The pace of the slowest of `clouds` ([`Cloud::pace`]); `None` when one is not known.
+fn slowest_pace(all: &Clouds, clouds: &[CloudId]) -> Option<Duration> {
+    clouds
+        .iter()
+        .map(|c| all.get(c).and_then(|c| c.pace()))
+        .collect::<Option<Vec<Duration>>>()
+        .and_then(|paces| paces.into_iter().max())
+}
+
 /// How long a batch of driver calls may take before its instances are recorded: a batch job
 /// marks its instances `launching` and records their ends a batch at a time, sized from the
 /// driver's pace so that neither waits much longer than this.
@@ -1455,10 +1479,12 @@ impl InstanceHandler {
                 None => Err(cloud_gone(&row.cloud_id)),
                 Some(cloud) => {
                     let vm = vm_request(row);
+                    let started = std::time::Instant::now();
                     let answer = match action.vm_action() {
                         None => cloud.driver().launch(&vm).await,
                         Some(a) => cloud.driver().act(&vm, a).await,
                     };
+                    cloud.note_call(started.elapsed());
                     answer
                         .map(|r| (r.real_id, r.addresses.join(",")))
                         .map_err(|e| e.0)
@@ -1516,8 +1542,11 @@ impl JobHandler for InstanceHandler {
         let p = BatchJob::parse(&ctx.job.payload)
             .map_err(|e| JobError::Failed(format!("job {} has an unreadable payload: {e}", ctx.job.id)))?;
         let tenant = ctx.scope();
-        // The first batch is one instance: its time tells the driver's pace.
-        let mut size = 1usize;
+        // The first batch is as many instances as the clouds' recent pace fits in the batch
+        // time, or one when it is not known: then its time tells the pace.
+        let mut size = slowest_pace(&self.clouds, &p.clouds).map_or(1, |pace| {
+            (BATCH_TIME.as_nanos() / pace.as_nanos().max(1)).clamp(1, BATCH_MAX as u128) as usize
+        });
         for g in &p.groups {
             let mut rest = g.instances.as_slice();
             while !rest.is_empty() {
@@ -1542,8 +1571,30 @@ impl JobHandler for InstanceHandler {
 /// slots allow, each batch holding one slot. The number of batches is recorded as a step and
 /// their ids derive from the bulk job's, so a fan-out repeated after a crash adds nothing.
 pub(crate) struct BulkHandler {
+    pub clouds: Arc<Clouds>,
     pub store: corral_store::Store,
     pub timeout: Duration,
+}
+
+/// How long the driver calls of one batch job of a bulk action should take at the clouds'
+/// pace: a bulk job fans out only as wide as that needs.
+const FAN_OUT_TIME: Duration = Duration::from_millis(250);
+
+/// How many batch jobs `n` instances need, given the slowest pace of their clouds and the
+/// tenant's `workers` slots. Parallel batches hide the drivers' latency; where the drivers are
+/// fast the store does the work, and each extra job only adds its own claim, lease and first
+/// batch (a 0 ms mock cloud launched 2,400 instances/s in 64 batches per 2,000, 3,600/s in 8).
+/// A cloud whose pace is not known yet gets every slot.
+fn fan_out(n: usize, pace: Option<Duration>, workers: usize) -> usize {
+    let wanted = match pace {
+        None => workers,
+        Some(pace) => {
+            let calls = pace.as_nanos().saturating_mul(n as u128);
+            let by_time = usize::try_from(calls.div_ceil(FAN_OUT_TIME.as_nanos())).unwrap_or(usize::MAX);
+            by_time.max(n.div_ceil(BATCH_MAX))
+        }
+    };
+    wanted.min(workers).clamp(1, n.max(1))
 }
 
 #[async_trait::async_trait]
@@ -1556,11 +1607,9 @@ impl JobHandler for BulkHandler {
             return Ok(());
         }
         let workers = ctx.store().tenant_workers(&ctx.scope()).await?;
-        let parts: usize = ctx
-            .step("parts", || async move {
-                Ok(usize::try_from(workers).unwrap_or(0).clamp(1, n))
-            })
-            .await?;
+        let pace = slowest_pace(&self.clouds, &p.clouds);
+        let parts = fan_out(n, pace, usize::try_from(workers).unwrap_or(0));
+        let parts: usize = ctx.step("parts", || async move { Ok(parts) }).await?;
         let now = now_ms();
         let jobs = p
             .split(parts)
@@ -1673,5 +1722,31 @@ impl JobHandler for ImageHandler {
             )
             .await
             .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bulk_action_fans_out_as_wide_as_its_clouds_pace_needs() {
+        let ms = Duration::from_millis;
+        // Pace unknown: every slot, never more parts than instances.
+        assert_eq!(fan_out(2_000, None, 64), 64);
+        assert_eq!(fan_out(10, None, 64), 10);
+        // A fast driver: batches of at most BATCH_MAX instances.
+        assert_eq!(
+            fan_out(2_000, Some(Duration::from_micros(20)), 64),
+            2_000usize.div_ceil(BATCH_MAX)
+        );
+        assert_eq!(fan_out(1, Some(Duration::from_micros(20)), 64), 1);
+        // A slow driver: as many as finish in FAN_OUT_TIME, up to the tenant's slots.
+        assert_eq!(fan_out(100, Some(ms(50)), 64), 20);
+        assert_eq!(fan_out(100, Some(ms(50)), 8), 8);
+        assert_eq!(fan_out(2_000, Some(ms(50)), 64), 64);
+        assert_eq!(fan_out(2_000, Some(Duration::from_secs(3)), 8), 8);
+        // No slots configured still runs the work.
+        assert_eq!(fan_out(5, None, 0), 1);
     }
 }
