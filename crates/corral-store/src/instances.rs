@@ -394,8 +394,8 @@ impl Store {
     ) -> Result<Vec<InstanceKey>, Error> {
         let ids = json_ids(ids)?;
         let sql = format!(
-            "SELECT id, state, cloud_id, project_id FROM instances WHERE tenant_id = $1 AND id IN (SELECT j.v FROM {})",
-            self.backend.json_texts(2)
+            "SELECT id, state, cloud_id, project_id FROM instances WHERE tenant_id = $1 AND {}",
+            self.backend.one_of("id", &self.backend.json_values(2))
         );
         if let Some(fast) = &self.fast {
             return fast.read(|c| {
@@ -608,9 +608,9 @@ impl Store {
         let mut journal = self.journal(tenant);
         let mut q = sqlx::query(sqlf!(
             "UPDATE instances SET {set} WHERE tenant_id = $1 AND state IN ({}) \
-             AND id IN (SELECT j.v FROM {}) RETURNING {INSTANCE_COLS}",
+             AND {} RETURNING {INSTANCE_COLS}",
             params(states_at, t.from.len()),
-            self.backend.json_texts(ids_at)
+            self.backend.one_of("id", &self.backend.json_values(ids_at))
         ))
         .bind(tenant.as_str())
         .bind(t.to)
@@ -693,8 +693,8 @@ impl Store {
         let mut moved = Vec::with_capacity(ids.len());
         let rows = sqlx::query(sqlf!(
             "UPDATE instances SET state = $3, last_updated = $4 WHERE tenant_id = $1 AND state = $2 \
-             AND id IN (SELECT j.v FROM {}) RETURNING {INSTANCE_COLS}",
-            self.backend.json_texts(5)
+             AND {} RETURNING {INSTANCE_COLS}",
+            self.backend.one_of("id", &self.backend.json_values(5))
         ))
         .bind(tenant.as_str())
         .bind(from)
@@ -806,7 +806,8 @@ impl Store {
         for ((from, to), mut rows) in reported {
             // In key order, like json_ids: the primary key is walked once, left to right.
             // Materialized: SQLite has no estimate of a JSON array's length and would scan
-            // the tenant's instances, and the array for each, instead of seeking each key.
+            // the tenant's instances, and the array for each, instead of seeking each key;
+            // PostgreSQL gets the keys as an index condition (one_of) for the same reason.
             rows.sort_unstable_by(|x, y| x[0].cmp(y[0]));
             rows.dedup_by(|x, y| x[0] == y[0]);
             let rows = serde_json::to_string(&rows).map_err(Error::internal)?;
@@ -814,8 +815,9 @@ impl Store {
                 "WITH j AS MATERIALIZED ({}) \
                  UPDATE instances SET state = $3, real_id = j.c1, addresses = j.c2, last_updated = $4 FROM j \
                  WHERE instances.tenant_id = $1 AND instances.id = j.c0 AND instances.state = $2 \
-                 RETURNING {INSTANCE_COLS}",
-                self.backend.json_rows(5, &[JsonCol::Text; 3])
+                 AND {} RETURNING {INSTANCE_COLS}",
+                self.backend.json_rows(5, &[JsonCol::Text; 3]),
+                self.backend.one_of("instances.id", "SELECT c0 FROM j")
             ))
             .bind(tenant.as_str())
             .bind(from)
@@ -832,8 +834,8 @@ impl Store {
         for ((from, to), ids) in plain {
             let moved = sqlx::query(sqlf!(
                 "UPDATE instances SET state = $3, last_updated = $4 WHERE tenant_id = $1 AND state = $2 \
-                 AND id IN (SELECT j.v FROM {}) RETURNING {INSTANCE_COLS}",
-                self.backend.json_texts(5)
+                 AND {} RETURNING {INSTANCE_COLS}",
+                self.backend.one_of("id", &self.backend.json_values(5))
             ))
             .bind(tenant.as_str())
             .bind(from)
@@ -853,8 +855,8 @@ impl Store {
             }
             sqlx::query(sqlf!(
                 "UPDATE instance_events SET outcome = $3, error = '', finished = $4 \
-                 WHERE tenant_id = $1 AND id = $2 AND instance_id IN (SELECT j.v FROM {})",
-                self.backend.json_texts(5)
+                 WHERE tenant_id = $1 AND id = $2 AND {}",
+                self.backend.one_of("instance_id", &self.backend.json_values(5))
             ))
             .bind(tenant.as_str())
             .bind(event)

@@ -78,6 +78,25 @@ impl Backend {
         }
     }
 
+    /// The texts of the JSON array bound at `$n`, as a one-column `SELECT` for [`Backend::one_of`].
+    pub(crate) fn json_values(self, n: usize) -> String {
+        match self {
+            Backend::Sqlite => format!("SELECT value FROM json_each(${n})"),
+            Backend::Postgres => format!("SELECT json_array_elements_text(${n}::json)"),
+        }
+    }
+
+    /// `col` is one of the values of the one-column `select`. On PostgreSQL as
+    /// `= ANY(ARRAY(...))`, an index condition whatever the statistics say: `IN (SELECT ...)`
+    /// is a join, and a generic plan made while the table was small ran it as a scan of the
+    /// tenant's rows per id (32 ids at 30,000 instances: 2.2 s instead of 1 ms).
+    pub(crate) fn one_of(self, col: &str, select: &str) -> String {
+        match self {
+            Backend::Sqlite => format!("{col} IN ({select})"),
+            Backend::Postgres => format!("{col} = ANY(ARRAY({select}))"),
+        }
+    }
+
     /// A `SELECT` over the JSON array of rows (each an array) bound at `$n`: the row's
     /// position from 1 as `k` and its values as `c0`, `c1`, ..., typed as `cols`. Many rows of
     /// different values in one statement and one parameter (an insert of 2,000 instances was
