@@ -691,19 +691,7 @@ impl Store {
         }
         let mut journal = self.journal(tenant);
         let mut moved = Vec::with_capacity(ids.len());
-        let rows = sqlx::query(sqlf!(
-            "UPDATE instances SET state = $3, last_updated = $4 WHERE tenant_id = $1 AND state = $2 \
-             AND {} RETURNING {INSTANCE_COLS}",
-            self.backend.one_of("id", &self.backend.json_values(5))
-        ))
-        .bind(tenant.as_str())
-        .bind(from)
-        .bind(to)
-        .bind(now)
-        .bind(json_ids(ids)?)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db)?;
+        let rows = move_state(&mut tx, self.backend, tenant, (from, to), ids, now).await?;
         for r in &rows {
             let row = instance_row(r).map_err(db)?;
             journal.row(Verb::Updated, Changed::Instance(&row));
@@ -831,21 +819,8 @@ impl Store {
                 journal.row(Verb::Updated, Changed::Instance(&instance_row(r).map_err(db)?));
             }
         }
-        for ((from, to), ids) in plain {
-            let moved = sqlx::query(sqlf!(
-                "UPDATE instances SET state = $3, last_updated = $4 WHERE tenant_id = $1 AND state = $2 \
-                 AND {} RETURNING {INSTANCE_COLS}",
-                self.backend.one_of("id", &self.backend.json_values(5))
-            ))
-            .bind(tenant.as_str())
-            .bind(from)
-            .bind(to)
-            .bind(now)
-            .bind(json_ids(ids)?)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db)?;
-            for r in &moved {
+        for (fromto, ids) in plain {
+            for r in &move_state(&mut tx, self.backend, tenant, fromto, ids, now).await? {
                 journal.row(Verb::Updated, Changed::Instance(&instance_row(r).map_err(db)?));
             }
         }
@@ -1163,6 +1138,31 @@ fn group<K: PartialEq, V>(groups: &mut Vec<(K, Vec<V>)>, key: K) -> &mut Vec<V> 
         }
     };
     &mut groups[at].1
+}
+
+/// Moves the instances among `ids` that are in `from` to `to`, in one statement; answers the
+/// moved rows.
+async fn move_state<'a>(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    tenant: &TenantScope,
+    (from, to): (InstanceState, InstanceState),
+    ids: impl IntoIterator<Item = &'a InstanceId>,
+    now: i64,
+) -> Result<Vec<AnyRow>, Error> {
+    sqlx::query(sqlf!(
+        "UPDATE instances SET state = $3, last_updated = $4 WHERE tenant_id = $1 AND state = $2 \
+         AND {} RETURNING {INSTANCE_COLS}",
+        backend.one_of("id", &backend.json_values(5))
+    ))
+    .bind(tenant.as_str())
+    .bind(from)
+    .bind(to)
+    .bind(now)
+    .bind(json_ids(ids)?)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(db)
 }
 
 /// Completes a history entry (a primary-key update: the instance id is part of the key).
