@@ -1566,10 +1566,10 @@ impl JobHandler for InstanceHandler {
     }
 }
 
-/// Fans a bulk request (`instance.bulk`) out into batch jobs: one per worker slot of the
-/// tenant (at most one per instance), so the request's instances run as wide as the tenant's
-/// slots allow, each batch holding one slot. The number of batches is recorded as a step and
-/// their ids derive from the bulk job's, so a fan-out repeated after a crash adds nothing.
+/// Fans a bulk request (`instance.bulk`) out into batch jobs, each holding one slot: as many
+/// as its clouds' pace needs, up to one per worker slot of the tenant ([`fan_out`]). The number
+/// of batches is recorded as a step and their ids derive from the bulk job's, so a fan-out
+/// repeated after a crash adds nothing.
 pub(crate) struct BulkHandler {
     pub clouds: Arc<Clouds>,
     pub store: corral_store::Store,
