@@ -250,7 +250,7 @@ async fn insert_event(
     Ok(())
 }
 
-/// `ids` without repeats, in ascending order, as one JSON array for [`Backend::json_texts`]:
+/// `ids` without repeats, in ascending order, as one JSON array for [`Backend::json_values`]:
 /// in key order a statement over 10,000 ids walks each index once from left to right instead
 /// of seeking all over it (a 10,000-row history insert: 180 ms in random order, 80 sorted, at
 /// 100,000 instances on SQLite).
@@ -273,8 +273,8 @@ async fn insert_events(
     let ids = json_ids(ids)?;
     sqlx::query(sqlf!(
         "INSERT INTO instance_events (tenant_id, instance_id, id, at, finished, actor, action, outcome, error, request_id) \
-         SELECT $1, j.v, $2, $3, NULL, $4, $5, 'accepted', '', $6 FROM {}",
-        backend.json_texts(7)
+         SELECT $1, j.v, $2, $3, NULL, $4, $5, 'accepted', '', $6 FROM ({}) AS j",
+        backend.json_values(7)
     ))
     .bind(tenant.as_str())
     .bind(&event.id)
@@ -310,59 +310,50 @@ async fn insert_instances(
     tenant: &TenantScope,
     rows: &[&InstanceRow],
 ) -> Result<(), Error> {
-    for chunk in rows.chunks(INSTANCE_ROWS) {
-        insert_instance_rows(tx, backend, tenant, chunk).await?;
-    }
-    Ok(())
-}
-
-async fn insert_instance_rows(
-    tx: &mut Transaction<'static, Any>,
-    backend: Backend,
-    tenant: &TenantScope,
-    rows: &[&InstanceRow],
-) -> Result<(), Error> {
-    let values: Vec<serde_json::Value> = rows
-        .iter()
-        .map(|r| {
-            serde_json::json!([
-                r.id.as_str(),
-                r.real_id,
-                r.cloud_id.as_str(),
-                r.cloud_type.as_str(),
-                r.project_id,
-                r.name,
-                r.flavor_id,
-                r.flavor,
-                r.image_id.as_str(),
-                r.image,
-                r.image_real_id,
-                r.vcpus,
-                r.ram,
-                r.disk,
-                r.keypair,
-                r.networks,
-                r.metadata,
-                r.availability_zone,
-                r.addresses,
-                r.fqdn,
-                r.state.as_str(),
-                r.created,
-                r.last_updated,
-            ])
-        })
-        .collect();
     let columns: Vec<String> = (0..INSTANCE_NCOLS).map(|i| format!("j.c{i}")).collect();
-    sqlx::query(sqlf!(
+    let sql = format!(
         "INSERT INTO instances (tenant_id, {INSTANCE_COLS}) SELECT $1, {} FROM ({}) AS j",
         columns.join(", "),
         backend.json_rows(2, &INSTANCE_TYPES)
-    ))
-    .bind(tenant.as_str())
-    .bind(serde_json::to_string(&values).map_err(Error::internal)?)
-    .execute(&mut **tx)
-    .await
-    .map_err(db)?;
+    );
+    for chunk in rows.chunks(INSTANCE_ROWS) {
+        let values: Vec<serde_json::Value> = chunk
+            .iter()
+            .map(|r| {
+                serde_json::json!([
+                    r.id.as_str(),
+                    r.real_id,
+                    r.cloud_id.as_str(),
+                    r.cloud_type.as_str(),
+                    r.project_id,
+                    r.name,
+                    r.flavor_id,
+                    r.flavor,
+                    r.image_id.as_str(),
+                    r.image,
+                    r.image_real_id,
+                    r.vcpus,
+                    r.ram,
+                    r.disk,
+                    r.keypair,
+                    r.networks,
+                    r.metadata,
+                    r.availability_zone,
+                    r.addresses,
+                    r.fqdn,
+                    r.state.as_str(),
+                    r.created,
+                    r.last_updated,
+                ])
+            })
+            .collect();
+        sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+            .bind(tenant.as_str())
+            .bind(serde_json::to_string(&values).map_err(Error::internal)?)
+            .execute(&mut **tx)
+            .await
+            .map_err(db)?;
+    }
     Ok(())
 }
 

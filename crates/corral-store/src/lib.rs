@@ -67,22 +67,14 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// A `FROM` item over the JSON array of texts bound at `$n`, named `j`, its text in `j.v`.
-    /// The same text on both engines: one statement and one parameter carry any number of
-    /// values, where a `VALUES` list needs a parameter each and a statement per
-    /// [`MAX_PARAMS`] (10,000 history rows: 45 ms instead of 90).
-    pub(crate) fn json_texts(self, n: usize) -> String {
-        match self {
-            Backend::Sqlite => format!("(SELECT value AS v FROM json_each(${n})) AS j"),
-            Backend::Postgres => format!("(SELECT json_array_elements_text(${n}::json) AS v) AS j"),
-        }
-    }
-
-    /// The texts of the JSON array bound at `$n`, as a one-column `SELECT` for [`Backend::one_of`].
+    /// The texts of the JSON array bound at `$n` as a one-column `SELECT` (column `v`), for
+    /// [`Backend::one_of`] or a `FROM`. The same text on both engines: one statement and one
+    /// parameter carry any number of values, where a `VALUES` list needs a parameter each and a
+    /// statement per [`MAX_PARAMS`] (10,000 history rows: 45 ms instead of 90).
     pub(crate) fn json_values(self, n: usize) -> String {
         match self {
-            Backend::Sqlite => format!("SELECT value FROM json_each(${n})"),
-            Backend::Postgres => format!("SELECT json_array_elements_text(${n}::json)"),
+            Backend::Sqlite => format!("SELECT value AS v FROM json_each(${n})"),
+            Backend::Postgres => format!("SELECT json_array_elements_text(${n}::json) AS v"),
         }
     }
 

@@ -578,13 +578,13 @@ impl Perspective {
 
     /// The one job and the shared history entry of a request that moved `groups`: a batch job
     /// for a single instance, else a bulk job that fans out when it runs.
-    fn action_job(
+    fn action_job<'c>(
         &self,
         ctx: &OpCtx,
         scope: &TenantScope,
         action: Action,
         groups: Vec<Group>,
-        clouds: Vec<CloudId>,
+        clouds: impl IntoIterator<Item = &'c CloudId>,
     ) -> Result<(NewJob, ActionEvent), Error> {
         let count: usize = groups.iter().map(|g| g.instances.len()).sum();
         let (kind, subject, uses_slot) = match groups.first().map(|g| g.instances.as_slice()) {
@@ -592,10 +592,11 @@ impl Perspective {
             _ => (BULK_JOB, format!("{count} instances"), false),
         };
         let mut job = new_job(ctx, scope, kind, &subject, &(), uses_slot, self.instance_timeout)?;
+        let clouds: BTreeSet<&CloudId> = clouds.into_iter().collect();
         job.payload = json(&BatchJob {
             event: job.id.to_string(),
             groups,
-            clouds,
+            clouds: clouds.into_iter().cloned().collect(),
         })?;
         let event = ActionEvent {
             id: job.id.to_string(),
@@ -747,8 +748,6 @@ impl Perspective {
             launches.push(row);
         }
         if !launches.is_empty() {
-            let clouds: BTreeSet<&CloudId> = launches.iter().map(|r| &r.cloud_id).collect();
-            let clouds: Vec<CloudId> = clouds.into_iter().cloned().collect();
             let outcomes = self
                 .store
                 .launch_instances(tenant, &launches, &quotas, now, |ids| {
@@ -756,6 +755,7 @@ impl Perspective {
                         action: Action::Launch,
                         instances: ids.to_vec(),
                     }];
+                    let clouds = launches.iter().map(|r| &r.cloud_id);
                     self.action_job(ctx, &scope, Action::Launch, groups, clouds)
                 })
                 .await?;
@@ -864,12 +864,8 @@ impl Perspective {
                     .filter(|(_, ids)| !ids.is_empty())
                     .map(|(action, instances)| Group { action, instances })
                     .collect();
-                let clouds: BTreeSet<&CloudId> = moved
-                    .iter()
-                    .filter_map(|id| rows.get(id))
-                    .map(|r| &r.cloud_id)
-                    .collect();
-                self.action_job(ctx, scope, action, groups, clouds.into_iter().cloned().collect())
+                let clouds = moved.iter().filter_map(|id| rows.get(id)).map(|r| &r.cloud_id);
+                self.action_job(ctx, scope, action, groups, clouds)
             })
             .await?
             .into_iter()
@@ -1341,6 +1337,11 @@ fn slowest_pace(all: &Clouds, clouds: &[CloudId]) -> Option<Duration> {
         .and_then(|paces| paces.into_iter().max())
 }
 
+/// How many instances fit in [`BATCH_TIME`] at `per` each, at most [`BATCH_MAX`].
+fn batch_size(per: Duration) -> usize {
+    (BATCH_TIME.as_nanos() / per.as_nanos().max(1)).clamp(1, BATCH_MAX as u128) as usize
+}
+
 /// How long a batch of driver calls may take before its instances are recorded: a batch job
 /// marks its instances `launching` and records their ends a batch at a time, sized from the
 /// driver's pace so that neither waits much longer than this.
@@ -1544,9 +1545,7 @@ impl JobHandler for InstanceHandler {
         let tenant = ctx.scope();
         // The first batch is as many instances as the clouds' recent pace fits in the batch
         // time, or one when it is not known: then its time tells the pace.
-        let mut size = slowest_pace(&self.clouds, &p.clouds).map_or(1, |pace| {
-            (BATCH_TIME.as_nanos() / pace.as_nanos().max(1)).clamp(1, BATCH_MAX as u128) as usize
-        });
+        let mut size = slowest_pace(&self.clouds, &p.clouds).map_or(1, batch_size);
         for g in &p.groups {
             let mut rest = g.instances.as_slice();
             while !rest.is_empty() {
@@ -1554,8 +1553,7 @@ impl JobHandler for InstanceHandler {
                 rest = tail;
                 let started = std::time::Instant::now();
                 self.run_batch(ctx, &tenant, &p.event, g.action, batch).await?;
-                let per = started.elapsed().as_nanos() / batch.len() as u128;
-                size = (BATCH_TIME.as_nanos() / per.max(1)).clamp(1, BATCH_MAX as u128) as usize;
+                size = batch_size(started.elapsed() / u32::try_from(batch.len()).unwrap_or(u32::MAX).max(1));
             }
         }
         Ok(())

@@ -169,7 +169,10 @@ async fn a_bulk_action_is_one_job(db: Db) {
 }
 
 /// 2,000 mock instances without delay, one request: all `launched`, each with its three
-/// changes (created, launching, launched) and a finished history entry.
+/// changes (created, launching, launched), a finished history entry and its own driver report
+/// (the batch's ends are one statement over all of them). The first request, before Corral has
+/// seen the cloud answer, fans out to every slot; the second, at the cloud's known pace, into
+/// batches of at most 256.
 async fn a_large_bulk_launch(db: Db) {
     let s = TestServer::start_with(db, |c| {
         c.clouds = vec![mock_cloud(|o| {
@@ -197,8 +200,23 @@ async fn a_large_bulk_launch(db: Db) {
             .await,
         16
     );
-    let one = wait_state(&s, &k, &vms[1234], "launched").await;
-    assert!(one["realId"].as_str().unwrap().starts_with("mock-"), "{one}");
+    for id in [&vms[0], &vms[1234], &vms[1999]] {
+        let one = wait_state(&s, &k, id, "launched").await;
+        assert_eq!(one["realId"], format!("mock-{id}"), "{one}");
+    }
+
+    let more = launch_many(&s, &k, &ids, "more", 2000).await;
+    wait_count(&s, "launched", 4000, Duration::from_secs(120)).await;
+    let batches = s
+        .sql_count("SELECT COUNT(*) FROM jobs WHERE kind = 'instance.action'")
+        .await
+        - 16;
+    assert!(
+        (2000_u64.div_ceil(256) as i64..16).contains(&batches),
+        "the second request ran in {batches} batch jobs"
+    );
+    let one = wait_state(&s, &k, &more[777], "launched").await;
+    assert_eq!(one["realId"], format!("mock-{}", more[777]), "{one}");
     s.stop().await;
 }
 
